@@ -1,0 +1,70 @@
+"""Explicit backend registry. Runtimes are imported only when their backend is created.
+
+    create_backend("numpy", bundle)        reference numpy cell (always available)
+    create_backend("onnx", bundle)         onnxruntime on model.onnx        (pip install edgernn[onnx])
+    create_backend("onnx-int8", bundle)    onnxruntime on model.int8.onnx   (pip install edgernn[onnx])
+    create_backend("tflite", bundle)       LiteRT on model.tflite           (pip install edgernn[tflite])
+    create_backend("tflite-int8", bundle)  LiteRT on model.int8.tflite      (pip install edgernn[tflite])
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import Backend, BackendUnavailable
+
+# name -> (module, factory function, artifact key in the manifest or None for weights only)
+_REGISTRY: dict[str, tuple[str, str, str | None]] = {
+    "numpy": ("edgernn.backends.numpy_gru", "NumpyGRU", None),
+    "onnx": ("edgernn.backends.onnx_gru", "OnnxGRU", "model.onnx"),
+    "onnx-int8": ("edgernn.backends.onnx_gru", "OnnxGRU", "model.int8.onnx"),
+    "tflite": ("edgernn.backends.tflite_gru", "TfliteGRU", "model.tflite"),
+    "tflite-int8": ("edgernn.backends.tflite_gru", "TfliteGRU", "model.int8.tflite"),
+}
+
+BACKEND_NAMES = tuple(_REGISTRY)
+
+__all__ = ["Backend", "BackendUnavailable", "BACKEND_NAMES", "create_backend", "available_backends", "backend_artifact"]
+
+
+def backend_artifact(name: str) -> str | None:
+    """Manifest artifact a backend runs (``"model.onnx"``…), or None for the numpy reference."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKEND_NAMES)}")
+    return _REGISTRY[name][2]
+
+
+def create_backend(name: str, bundle, **options) -> Backend:
+    """Build backend ``name`` for ``bundle`` (an ``edgernn.bundle.Bundle``).
+
+    Raises ``ValueError`` for an unknown name, ``BackendUnavailable`` when the runtime or the
+    artifact is missing (the message says what to install or which export to run).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKEND_NAMES)}")
+    module_name, factory, artifact = _REGISTRY[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:  # the backend module itself not shipped yet
+        raise BackendUnavailable(f"backend {name!r} is not available: {exc}") from None
+    cls = getattr(module, factory)
+    if artifact is None:
+        return cls(bundle.weights)
+    path = bundle.artifact_path(artifact)
+    if path is None:
+        raise BackendUnavailable(
+            f"model {bundle.name!r} has no {artifact}; run: edgernn export {bundle.path}"
+        )
+    return cls(path, name=name, **options)
+
+
+def available_backends(bundle) -> list[str]:
+    """Names of the backends that can be created for ``bundle`` on this machine."""
+    names = []
+    for name in BACKEND_NAMES:
+        try:
+            create_backend(name, bundle)
+        except BackendUnavailable:
+            continue
+        names.append(name)
+    return names

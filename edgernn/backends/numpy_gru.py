@@ -1,0 +1,61 @@
+"""The reference GRU cell in numpy: the oracle every other backend is checked against.
+
+Gate semantics are PyTorch ``nn.GRU`` (r, z, n with the reset gate applied to ``W_hn h + b_hn``),
+followed by the Gaussian head shared by every backend:
+
+    r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+    z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+    h' = (1 - z) * n + z * h  =  n + z * (h - n)
+    mean   = x + W_mean h' + b_mean        (residual: the head predicts the change)
+    logvar = W_logvar h' + b_logvar
+    pred   = [mean | logvar]               float32[B, 2F]
+
+One fused GEMM computes every gate pre-activation: [x | h] @ W  with W [F+H, 4H] laid out as
+(r | z | input part of n | recurrent part of n). sigmoid(a) = 0.5 * tanh(a / 2) + 0.5, so the r
+and z columns are stored pre-scaled by 1/2 and need a single tanh. The arithmetic runs in float64
+and the results are rounded to float32: float32 GEMMs sum in an order that depends on the batch
+size, float64 makes the oracle batch-invariant (same bits for a reading alone or in a batch).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import check_weights
+
+
+class NumpyGRU:
+    """Stateless single-step cell. Holds weights only; hidden state belongs to the caller."""
+
+    name = "numpy"
+
+    def __init__(self, weights: dict[str, np.ndarray]):
+        F, H = check_weights(weights)
+        self.features, self.hidden = F, H
+        w = {k: np.asarray(v, dtype=np.float32).astype(np.float64) for k, v in weights.items()}
+        W = np.zeros((F + H, 4 * H), np.float64)  # [F+H, 4H]
+        W[:F, 0:H], W[F:, 0:H] = w["gru.W_ir"].T, w["gru.W_hr"].T
+        W[:F, H : 2 * H], W[F:, H : 2 * H] = w["gru.W_iz"].T, w["gru.W_hz"].T
+        W[:F, 2 * H : 3 * H] = w["gru.W_in"].T
+        W[F:, 3 * H :] = w["gru.W_hn"].T
+        b = np.concatenate([w["gru.b_ir"] + w["gru.b_hr"], w["gru.b_iz"] + w["gru.b_hz"], w["gru.b_in"], w["gru.b_hn"]])
+        W[:, : 2 * H] *= 0.5  # sigmoid via tanh(a / 2): exact scaling by a power of two
+        b[: 2 * H] *= 0.5
+        self._W, self._b = W, b  # [F+H, 4H], [4H]
+        self._Wo = np.ascontiguousarray(np.concatenate([w["head.W_mean"], w["head.W_logvar"]]).T)  # [H, 2F]
+        self._bo = np.concatenate([w["head.b_mean"], w["head.b_logvar"]])  # [2F]
+
+    def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        H, F = self.hidden, self.features
+        g = np.concatenate((x, h), axis=1, dtype=np.float64) @ self._W  # [B, 4H] gate pre-activations
+        g += self._b
+        rz = np.tanh(g[:, : 2 * H])  # [B, 2H]
+        rz *= 0.5
+        rz += 0.5  # r | z = sigmoid
+        n = np.tanh(g[:, 2 * H : 3 * H] + rz[:, :H] * g[:, 3 * H :])  # [B, H]
+        h_next = n + rz[:, H:] * (h - n)  # [B, H]
+        out = h_next @ self._Wo  # [B, 2F]
+        out += self._bo
+        out[:, :F] += x  # residual mean
+        return out.astype(np.float32), h_next.astype(np.float32)

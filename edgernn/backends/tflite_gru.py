@@ -1,0 +1,112 @@
+"""LiteRT (TFLite) backend: ``model.tflite`` (float32) or ``model.int8.tflite`` (int8, float I/O).
+
+Runtime: ``ai_edge_litert`` (pip install edgernn[tflite]); falls back to ``tflite_runtime``, which
+only works with numpy < 2 (with numpy 2 every Interpreter fails with "_ARRAY_API not found").
+
+Batching: one interpreter per power-of-two bucket (1, 2, 4, ... 256), created on first use and
+kept allocated, so a detector whose batch size changes every call never re-allocates. A batch is
+zero-padded up to its bucket (rows are independent); batches above 256 run in chunks of 256.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import BackendUnavailable
+
+MAX_BUCKET = 256
+
+
+def _interpreter_class():
+    """(Interpreter class, runtime label) or BackendUnavailable naming the extra."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai-edge-litert"
+    except ImportError as litert_exc:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise BackendUnavailable(
+                f"TFLite backend needs ai-edge-litert ({litert_exc}): pip install edgernn[tflite]"
+            ) from None
+        if int(np.__version__.split(".")[0]) >= 2:
+            raise BackendUnavailable(
+                "found only tflite_runtime, which cannot run with numpy "
+                f"{np.__version__} (it needs numpy < 2): pip install edgernn[tflite] (ai-edge-litert)"
+            )
+        return Interpreter, "tflite-runtime"
+
+
+class _Slot:
+    """One interpreter allocated for a fixed batch size, with its padded input buffers."""
+
+    def __init__(self, interp, batch: int, features: int, hidden: int):
+        self.interp, self.batch = interp, batch
+        ins = {d["name"]: d["index"] for d in interp.get_input_details()}
+        interp.resize_tensor_input(ins["x"], [batch, features], strict=False)
+        interp.resize_tensor_input(ins["h"], [batch, hidden], strict=False)
+        interp.allocate_tensors()
+        outs = {d["name"]: d["index"] for d in interp.get_output_details()}
+        self.ix, self.ih = ins["x"], ins["h"]
+        self.opred, self.oh = outs["pred"], outs["h_next"]
+        self.x = np.zeros((batch, features), np.float32)  # [bucket, F]
+        self.h = np.zeros((batch, hidden), np.float32)  # [bucket, H]
+
+    def run(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        B = x.shape[0]
+        if B == self.batch:
+            np.copyto(self.x, x)
+            np.copyto(self.h, h)
+        else:  # pad: rows are independent, the padded rows are discarded
+            self.x[:B], self.x[B:] = x, 0.0
+            self.h[:B], self.h[B:] = h, 0.0
+        it = self.interp
+        it.set_tensor(self.ix, self.x)
+        it.set_tensor(self.ih, self.h)
+        it.invoke()
+        pred, h_next = it.get_tensor(self.opred), it.get_tensor(self.oh)  # copies
+        if B != self.batch:
+            pred, h_next = pred[:B].copy(), h_next[:B].copy()
+        return pred, h_next
+
+
+class TfliteGRU:
+    """Stateless cell on a .tflite file. ``step(x[B,F], h[B,H]) -> (pred[B,2F], h_next[B,H])``."""
+
+    def __init__(self, path, name: str = "tflite", num_threads: int = 1):
+        self._Interpreter, self.runtime = _interpreter_class()
+        self.name = name
+        self.path = str(path)
+        with open(path, "rb") as fh:
+            self._model = fh.read()
+        self._num_threads = int(num_threads)
+        probe = self._new_interpreter()
+        shapes = {d["name"]: tuple(d["shape"]) for d in probe.get_input_details()}
+        if set(shapes) != {"x", "h"}:
+            raise ValueError(f"{path}: expected inputs x and h, found {sorted(shapes)}")
+        self.features, self.hidden = int(shapes["x"][-1]), int(shapes["h"][-1])
+        self._slots: dict[int, _Slot] = {}
+
+    def _new_interpreter(self):
+        try:
+            return self._Interpreter(model_content=self._model, num_threads=self._num_threads)
+        except Exception as exc:  # e.g. tflite_runtime built against numpy 1.x, unknown op version
+            raise BackendUnavailable(f"{self.path}: the TFLite runtime cannot load this model: {exc}") from None
+
+    def _slot(self, B: int) -> _Slot:
+        bucket = 1 << max(0, (B - 1).bit_length())  # next power of two >= B
+        slot = self._slots.get(bucket)
+        if slot is None:
+            slot = self._slots[bucket] = _Slot(self._new_interpreter(), bucket, self.features, self.hidden)
+        return slot
+
+    def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        B = x.shape[0]
+        if x.shape != (B, self.features) or h.shape != (B, self.hidden):
+            raise ValueError(f"expected x[B,{self.features}] and h[B,{self.hidden}], got {x.shape} and {h.shape}")
+        if B <= MAX_BUCKET:
+            return self._slot(B).run(x, h)
+        parts = [self._slot(MAX_BUCKET if s + MAX_BUCKET <= B else B - s).run(x[s : s + MAX_BUCKET], h[s : s + MAX_BUCKET])
+                 for s in range(0, B, MAX_BUCKET)]
+        return np.concatenate([p for p, _ in parts]), np.concatenate([q for _, q in parts])

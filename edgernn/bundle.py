@@ -1,0 +1,331 @@
+"""Model bundle: ``manifest.yaml`` + ``weights.npz`` (+ ``golden.npz`` and exported artifacts).
+
+The bundle directory is the one canonical model format. Loading verifies the schema, the sha256 of
+every artifact the manifest lists, and every weight's name and shape; it never unpickles
+(``np.load(..., allow_pickle=False)``, ``yaml.safe_load``). A bad bundle raises ``BundleError``
+with one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .backends.base import check_weights
+from .fileio import atomic_write, save_npz
+from .scoring import TABLE_LOOKS
+
+SCHEMA_VERSION = 1
+NORMALISATION_MODES = ("stream", "fixed")
+
+
+class BundleError(ValueError):
+    """A model bundle is missing, tampered with or malformed. The message is one line."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How raw scores become a likelihood, and where the alert threshold sits (see scoring.py)."""
+
+    threshold: float  # alert when likelihood >= threshold
+    target_false_alarm_rate: float  # alerts per reading on normal data the threshold was chosen for
+    warmup: int  # readings per stream before scores count (normalisation + hidden state)
+    smoothing: float  # EWMA weight of the smoothed score
+    tables: dict  # look name -> tail table {x, log10_sf, tail_scale} (see scoring.LOOKS)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    manifest: dict
+    name: str
+    version: str
+    features: tuple[str, ...]
+    units: tuple[str, ...]
+    norm_mode: str  # "stream": learned per stream during warm-up; "fixed": mean/std below
+    norm_mean: np.ndarray  # float64[F]
+    norm_std: np.ndarray  # float64[F]
+    hidden: int
+    logvar_min: float
+    logvar_max: float
+    input_clip: float
+    calibration: Calibration
+    weights: dict[str, np.ndarray] = field(repr=False)
+    sha256: str = ""  # sha256 of weights.npz: the model's identity (state snapshots check it)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    def artifact_path(self, name: str) -> Path | None:
+        """Path of a listed, verified artifact, or None when the manifest does not list it."""
+        if name not in self.manifest.get("artifacts", {}):
+            return None
+        return self.path / name
+
+    def golden(self) -> dict[str, np.ndarray]:
+        path = self.artifact_path("golden.npz")
+        if path is None:
+            raise BundleError(f"{self.path}/manifest.yaml: artifacts: golden.npz is not listed")
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+
+def _get(manifest: dict, dotted: str, kind, where: str, default: Any = ...):
+    node: Any = manifest
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            if default is not ...:
+                return default
+            raise BundleError(f"{where}: {dotted}: missing")
+        node = node[part]
+    if kind is float and isinstance(node, int) and not isinstance(node, bool):
+        node = float(node)
+    if not isinstance(node, kind) or isinstance(node, bool) and kind is not bool:
+        raise BundleError(f"{where}: {dotted}: expected {getattr(kind, '__name__', kind)}, got {node!r:.60}")
+    return node
+
+
+def _table(manifest: dict, key: str, where: str) -> dict:
+    table = _get(manifest, f"calibration.tables.{key}", dict, where)
+    xs = np.asarray(table.get("x", []), dtype=np.float64)
+    ls = np.asarray(table.get("log10_sf", []), dtype=np.float64)
+    scale = table.get("tail_scale")
+    if xs.ndim != 1 or xs.size < 2 or xs.shape != ls.shape or not np.all(np.diff(xs) >= 0):
+        raise BundleError(f"{where}: calibration.tables.{key}: needs increasing x and log10_sf of equal length >= 2")
+    if not isinstance(scale, (int, float)) or not scale > 0:
+        raise BundleError(f"{where}: calibration.tables.{key}.tail_scale: expected a positive number")
+    return {"x": xs, "log10_sf": ls, "tail_scale": float(scale)}
+
+
+def load_bundle(path: str | os.PathLike) -> Bundle:
+    """Load and verify a bundle directory. Raises ``BundleError`` (one line) when anything is off."""
+    root = Path(path)
+    mpath = root / "manifest.yaml"
+    where = str(mpath)
+    if not root.is_dir():
+        raise BundleError(f"{root}: model bundle directory not found")
+    if not mpath.is_file():
+        raise BundleError(f"{where}: not found (a bundle needs manifest.yaml)")
+    try:
+        manifest = yaml.safe_load(mpath.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{where}: expected a mapping at the top level")
+    schema = _get(manifest, "schema", int, where)
+    if schema != SCHEMA_VERSION:
+        raise BundleError(f"{where}: schema: version {schema} is not supported (this edgernn reads {SCHEMA_VERSION})")
+
+    # Every listed artifact must exist and match its sha256 before anything is parsed.
+    artifacts = _get(manifest, "artifacts", dict, where)
+    for name, meta in artifacts.items():
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+            raise BundleError(f"{where}: artifacts.{name}.sha256: missing")
+        if "/" in name or name.startswith("."):
+            raise BundleError(f"{where}: artifacts.{name}: must be a plain file name inside the bundle")
+        apath = root / name
+        if not apath.is_file():
+            raise BundleError(f"{apath}: listed in manifest.yaml but missing")
+        actual = sha256_file(apath)
+        if actual != meta["sha256"]:
+            raise BundleError(f"{apath}: sha256 mismatch (manifest {meta['sha256'][:12]}…, file {actual[:12]}…): file was modified or corrupted")
+    if "weights.npz" not in artifacts:
+        raise BundleError(f"{where}: artifacts.weights.npz: missing")
+
+    wpath = root / "weights.npz"
+    try:
+        with np.load(wpath, allow_pickle=False) as data:
+            weights = {k: np.asarray(data[k], dtype=np.float32) for k in data.files}
+    except Exception as exc:  # zipfile / format errors: one line, no traceback
+        raise BundleError(f"{wpath}: cannot read weights: {exc}") from None
+    try:
+        F, H = check_weights(weights)
+    except ValueError as exc:
+        raise BundleError(f"{wpath}: {exc}") from None
+
+    feats = _get(manifest, "features", list, where)
+    names, units = [], []
+    for i, feat in enumerate(feats):
+        if not isinstance(feat, dict) or not isinstance(feat.get("name"), str):
+            raise BundleError(f"{where}: features[{i}].name: missing")
+        names.append(feat["name"])
+        units.append(str(feat.get("unit", "")))
+    if len(names) != F:
+        raise BundleError(f"{where}: features: {len(names)} listed but weights.npz has F={F}")
+    if len(set(names)) != len(names):
+        raise BundleError(f"{where}: features: duplicate feature names")
+
+    hidden = _get(manifest, "cell.hidden", int, where)
+    if hidden != H:
+        raise BundleError(f"{where}: cell.hidden: {hidden} but weights.npz has H={H}")
+    cell_type = _get(manifest, "cell.type", str, where)
+    if cell_type != "gru":
+        raise BundleError(f"{where}: cell.type: {cell_type!r} is not supported (only 'gru')")
+
+    mode = _get(manifest, "normalisation.mode", str, where)
+    if mode not in NORMALISATION_MODES:
+        raise BundleError(f"{where}: normalisation.mode: {mode!r}, expected one of {NORMALISATION_MODES}")
+    mean = np.asarray(_get(manifest, "normalisation.mean", list, where, [0.0] * F), dtype=np.float64)
+    std = np.asarray(_get(manifest, "normalisation.std", list, where, [1.0] * F), dtype=np.float64)
+    if mean.shape != (F,) or std.shape != (F,) or not np.all(std > 0) or not np.all(np.isfinite(mean)):
+        raise BundleError(f"{where}: normalisation: mean/std need {F} finite values, std > 0")
+
+    cal = Calibration(
+        threshold=_get(manifest, "calibration.threshold", float, where),
+        target_false_alarm_rate=_get(manifest, "calibration.target_false_alarm_rate", float, where),
+        warmup=_get(manifest, "calibration.warmup", int, where),
+        smoothing=_get(manifest, "calibration.smoothing", float, where),
+        tables={look: _table(manifest, look, where) for look in TABLE_LOOKS},
+    )
+    if not 0.0 < cal.threshold <= 1.0:
+        raise BundleError(f"{where}: calibration.threshold: must be in (0, 1]")
+    if not 0.0 < cal.smoothing <= 1.0:
+        raise BundleError(f"{where}: calibration.smoothing: must be in (0, 1]")
+
+    return Bundle(
+        path=root,
+        manifest=manifest,
+        name=_get(manifest, "name", str, where),
+        version=str(_get(manifest, "version", (str, int, float), where)),
+        features=tuple(names),
+        units=tuple(units),
+        norm_mode=mode,
+        norm_mean=mean,
+        norm_std=std,
+        hidden=H,
+        logvar_min=_get(manifest, "head.logvar_min", float, where),
+        logvar_max=_get(manifest, "head.logvar_max", float, where),
+        input_clip=_get(manifest, "input_clip", float, where, 10.0),
+        calibration=cal,
+        weights=weights,
+        sha256=artifacts["weights.npz"]["sha256"],
+    )
+
+
+def register_artifact(bundle_dir: str | os.PathLike, name: str, **meta) -> None:
+    """Record (or refresh) ``name`` in the manifest with its sha256, size and any extra metadata."""
+    root = Path(bundle_dir)
+    mpath = root / "manifest.yaml"
+    manifest = yaml.safe_load(mpath.read_text(encoding="utf-8"))
+    entry = dict(manifest.get("artifacts", {}).get(name, {}))
+    entry.update(meta)
+    entry["sha256"] = sha256_file(root / name)
+    entry["size_bytes"] = (root / name).stat().st_size
+    manifest.setdefault("artifacts", {})[name] = entry
+    write_manifest(root, manifest)
+
+
+def write_manifest(bundle_dir: str | os.PathLike, manifest: dict) -> None:
+    text = yaml.safe_dump(_plain(manifest), sort_keys=False, default_flow_style=None, width=100)
+    atomic_write(Path(bundle_dir) / "manifest.yaml", text.encode("utf-8"))
+
+
+def make_golden(weights: dict[str, np.ndarray], x: np.ndarray, batch: int = 4) -> dict[str, np.ndarray]:
+    """Reference outputs of the numpy cell for ``x: float32[T, B, F]`` starting from h = 0.
+
+    golden.npz holds ``x [T, B, F]``, ``h0 [B, H]``, and the reference rollout ``pred [T, B, 2F]``,
+    ``h [T, B, H]`` where step t is fed ``h[t-1]``. Other backends are checked one step at a time
+    (fed the reference h) and over the whole rollout (fed their own h).
+    """
+    from .backends.numpy_gru import NumpyGRU
+
+    cell = NumpyGRU(weights)
+    x = np.asarray(x, dtype=np.float32)
+    T, B, _ = x.shape
+    h = np.zeros((B, cell.hidden), np.float32)
+    h0 = h.copy()
+    preds, hs = [], []
+    for t in range(T):
+        pred, h = cell.step(x[t], h)
+        preds.append(pred.copy())
+        hs.append(h.copy())
+    return {"x": x, "h0": h0, "pred": np.stack(preds), "h": np.stack(hs)}
+
+
+def write_bundle(
+    out_dir: str | os.PathLike,
+    *,
+    name: str,
+    version: str,
+    features: list[str],
+    weights: dict[str, np.ndarray],
+    units: list[str] | None = None,
+    norm_mode: str = "stream",
+    norm_mean: list[float] | None = None,
+    norm_std: list[float] | None = None,
+    calibration: dict | None = None,
+    golden_x: np.ndarray | None = None,
+    provenance: dict | None = None,
+    description: str = "",
+    logvar_min: float = -9.0,
+    logvar_max: float = 6.0,
+    input_clip: float = 10.0,
+) -> Path:
+    """Write a complete, loadable bundle (manifest, weights, golden) and return its directory.
+
+    ``calibration`` defaults to ``scoring.default_calibration(F)`` (an uncalibrated chi-square
+    assumption); the trainer replaces it with tables fitted on held-out normal data.
+    """
+    from .scoring import default_calibration
+
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    F, H = check_weights(weights)
+    save_npz(root / "weights.npz", {k: np.asarray(v, np.float32) for k, v in weights.items()})
+    if golden_x is None:
+        rng = np.random.default_rng(0)
+        golden_x = rng.standard_normal((256, 4, F)).astype(np.float32)
+    save_npz(root / "golden.npz", make_golden(weights, golden_x))
+    cal = calibration or default_calibration(F)
+    manifest = {
+        "schema": SCHEMA_VERSION,
+        "name": name,
+        "version": version,
+        "description": description,
+        "features": [{"name": f, "unit": u} for f, u in zip(features, units or [""] * F)],
+        "normalisation": {
+            "mode": norm_mode,
+            "mean": [float(v) for v in (norm_mean if norm_mean is not None else [0.0] * F)],
+            "std": [float(v) for v in (norm_std if norm_std is not None else [1.0] * F)],
+        },
+        "cell": {"type": "gru", "hidden": H, "gates": "pytorch-rzn", "weights": "by name (see edgernn/backends/base.py)"},
+        "head": {"type": "gaussian-residual", "logvar_min": float(logvar_min), "logvar_max": float(logvar_max)},
+        "input_clip": float(input_clip),
+        "calibration": _plain(cal),
+        "artifacts": {},
+        "provenance": _plain(provenance or {}),
+    }
+    write_manifest(root, manifest)
+    register_artifact(root, "weights.npz")
+    register_artifact(root, "golden.npz", tolerance=1e-5, steps=int(golden_x.shape[0]))
+    return root
+
+
+def _plain(obj):
+    """numpy scalars/arrays -> plain Python for YAML."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_plain(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, str):
+        return str(obj)  # str subclasses (e.g. torch's version object) -> plain str
+    return obj

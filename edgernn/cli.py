@@ -1,0 +1,78 @@
+"""Command line: ``edgernn <command> ...``. Each command lives in its own module, imported only
+when that command runs, and exposes ``add_arguments(parser)`` and ``run(args) -> int``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+
+# command -> (module, one-line help). Order is the order shown in --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("edgernn.commands.demo", "run a self-contained demo (no broker or config needed)"),
+    "serve": ("edgernn.commands.serve", "run the MQTT daemon: edgernn serve -c CONFIG.yaml"),
+    "check-config": ("edgernn.commands.check_config", "validate a daemon config file and exit"),
+    "replay": ("edgernn.commands.replay", "score a CSV recording through the detector, write alerts and a plot"),
+    "eval": ("edgernn.commands.eval", "measure detection quality on labelled recordings (NAB, SKAB, your own)"),
+    "train": ("edgernn.train.cli", "train a model bundle from CSVs of normal data (pip install edgernn[train])"),
+    "export": ("edgernn.export.cli", "generate ONNX / TFLite / TFLite Micro artifacts from a bundle"),
+    "bench": ("edgernn.commands.bench", "measure microseconds per reading of the whole detector hot path"),
+    "inspect": ("edgernn.commands.inspect", "show a model bundle: features, calibration, artifacts, provenance"),
+}
+
+EPILOG = """\
+examples:
+  edgernn demo                                            see it work, nothing to set up
+  edgernn replay edgernn/data/demo_sensor.csv --model firmware_models/univariate --plot out.png
+  edgernn train normal.csv --out my_model --features temp,pressure
+  edgernn bench --model firmware_models/univariate --batch 1,64
+  edgernn serve -c deploy/edgernn.example.yaml
+
+Every command has its own --help.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgernn",
+        description="Stateful single-step GRU anomaly detection for sensor streams at the edge.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edgernn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] not in COMMANDS:
+        args = parser.parse_args(argv)  # prints help / version / "invalid choice" and exits
+        parser.print_help()
+        return 2
+    name = argv[0]
+    module_name, help_text = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        print(f"edgernn {name}: not available: {exc}", file=sys.stderr)
+        return 2
+    cmd = argparse.ArgumentParser(
+        prog=f"edgernn {name}",
+        description=(module.__doc__ or help_text).strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    module.add_arguments(cmd)
+    args = cmd.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"edgernn {name}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

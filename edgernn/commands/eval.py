@@ -1,0 +1,338 @@
+"""Measure detection quality on labelled recordings, through exactly the detector the daemon runs
+(causal: each reading is scored before anything after it is seen).
+
+  edgernn eval nab    NAB corpus: NAB score per category and profile, with NAB's corpus-wide
+                      threshold sweep on likelihood and with the detector's own alerts
+  edgernn eval skab   SKAB: per file, threshold from the first 400 rows, point-wise F1/FAR/MAR
+  edgernn eval events RECORDING.csv [...] --labels LABELS.csv
+                      your own incidents: event-wise precision, recall, F1, detection delay
+
+Benchmark data is read in place (default: ../shared/data/<nab|skab> next to the checkout, or
+--data-dir). When the default location is absent the command prints one "skipped" line and exits
+0; a --data-dir that does not exist is an error (exit 2). Tables go to stdout, progress to stderr,
+--json writes every number (per file too), --plot DIR writes one PNG per file.
+
+examples:
+  edgernn eval nab --model firmware_models/univariate --json nab.json --plot plots/nab
+  edgernn eval skab --model firmware_models/skab-pump --json skab.json
+  edgernn eval events pump.csv --labels incidents.csv --model firmware_models/skab-pump --late 300
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .common import add_model_arguments, fail, load_detector
+
+NAB_PUBLISHED_HTM = {"artificialWithAnomaly": 70.2, "realAdExchange": 76.9, "realKnownCause": 55.5,
+                     "corpus": 70.1}
+
+
+def add_arguments(p) -> None:
+    sub = p.add_subparsers(dest="suite", metavar="SUITE", required=True)
+
+    nab = sub.add_parser("nab", help="Numenta Anomaly Benchmark (NAB score, three profiles)")
+    _common(nab, "firmware_models/univariate", "nab")
+    nab.add_argument("--profile", default="standard",
+                     choices=["standard", "reward_low_FP_rate", "reward_low_FN_rate", "all"],
+                     help="profile(s) to print (the JSON always has all three)")
+    nab.add_argument("--categories", help="comma-separated NAB categories (default: all present)")
+
+    sk = sub.add_parser("skab", help="Skoltech Anomaly Benchmark (F1 / FAR / MAR)")
+    _common(sk, "firmware_models/skab-pump", "skab")
+    sk.add_argument("--rule", default="max",
+                    help="threshold from each file's training rows: 'max' or 'q<pct>' like q99 (default: max)")
+    sk.add_argument("--factor", type=float, default=1.0,
+                    help="scale the threshold's -log10(1 - likelihood) by this factor (default: 1)")
+    sk.add_argument("--train-rows", type=int, default=400, help="training rows per file (SKAB: 400)")
+    sk.add_argument("--renorm", choices=("train", "none"), default="train",
+                    help="fixed-normalisation models: rescale each file by its training rows' mean/std "
+                         "into the model's units (default: train; stream models normalise themselves)")
+
+    ev = sub.add_parser("events", help="event-wise metrics against your own labelled incidents")
+    ev.add_argument("recording", type=Path, nargs="+",
+                    help="CSV recording(s) (layouts as for edgernn replay); each stream is scored on its own")
+    ev.add_argument("--labels", type=Path, required=True,
+                    help="incidents CSV: stream,start,end[,label] (see edgernn/evaluate/events.py)")
+    add_model_arguments(ev)
+    ev.add_argument("--columns", help="map model features to file columns: FEATURE=COLUMN[,...]")
+    ev.add_argument("--stream", help="stream name for a one-stream file (default: the file's stem)")
+    ev.add_argument("--early", type=float, default=0.0, help="seconds an alert may precede an incident")
+    ev.add_argument("--late", type=float, default=0.0, help="seconds an alert may follow an incident's end")
+    ev.add_argument("--json", type=Path, help="write the results here")
+    ev.add_argument("--plot", type=Path, metavar="DIR", help="write one PNG per stream here")
+
+
+def _common(p, model: str, name: str) -> None:
+    p.add_argument("--data-dir", type=Path, help=f"{name.upper()} data (default: ../shared/data/{name})")
+    add_model_arguments(p, default_model=model)
+    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--plot", type=Path, metavar="DIR", help="write one PNG per file here")
+    p.add_argument("--chunk", type=int, default=256, help="rows per stream per batch (default: 256)")
+
+
+def run(args) -> int:
+    return {"nab": _run_nab, "skab": _run_skab, "events": _run_events}[args.suite](args)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _data_dir(args, name: str) -> tuple[Path | None, str]:
+    """(directory, message): directory None means skip (default absent) or fail (explicit)."""
+    if args.data_dir is not None:
+        return (args.data_dir, "") if args.data_dir.is_dir() else (None, f"--data-dir {args.data_dir}: not a directory")
+    repo = Path(__file__).resolve().parents[2]
+    for cand in (repo.parent / "shared" / "data" / name, Path.cwd().parent / "shared" / "data" / name):
+        if cand.is_dir():
+            return cand, ""
+    return None, "skipped"
+
+
+def _meta(args, det, data_dir) -> dict:
+    from .. import __version__
+
+    b = det.bundle
+    return {"edgernn": __version__, "command": "edgernn " + " ".join(sys.argv[1:]),
+            "model": {"name": b.name, "version": b.version, "path": str(b.path), "sha256": b.sha256},
+            "backend": args.backend, "threshold": det.threshold, "warmup": det.warmup,
+            "data_dir": str(data_dir) if data_dir else None}
+
+
+def _write_json(path: Path | None, obj: dict) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_plain(obj), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
+
+
+def _plain(o):
+    """JSON-safe: numpy -> Python, NaN / inf -> None."""
+    if isinstance(o, dict):
+        return {str(k): _plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_plain(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _plain(o.tolist())
+    if isinstance(o, np.generic):
+        o = o.item()
+    if isinstance(o, float) and not np.isfinite(o):
+        return None
+    return o
+
+
+def _plots_available(command: str) -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        fail(command, "--plot needs matplotlib: pip install edgernn[plot]")
+        return False
+    return True
+
+
+# -- NAB ----------------------------------------------------------------------------------------
+
+def _run_nab(args) -> int:
+    from ..evaluate import nab, report
+    from ..evaluate.run import run_recordings
+    from ..progress import Progress
+
+    data_dir, why = _data_dir(args, "nab")
+    if data_dir is None:
+        if why == "skipped":
+            print("edgernn eval nab: skipped: NAB data not found at ../shared/data/nab (pass --data-dir)")
+            return 0
+        return fail("eval nab", why)
+    if args.plot and not _plots_available("eval nab"):
+        return 2
+    det = load_detector(args, command=f"eval {args.suite}")
+    if det.F != 1:
+        return fail("eval nab", f"NAB is univariate; model {det.bundle.name!r} has {det.F} features")
+    cats = [c.strip() for c in args.categories.split(",")] if args.categories else None
+    try:
+        files = nab.load_corpus(data_dir, cats)
+    except (OSError, ValueError) as exc:
+        return fail("eval nab", f"cannot read NAB data in {data_dir}: {exc}")
+    if not files:
+        return fail("eval nab", f"no NAB files found in {data_dir}")
+    t0 = time.monotonic()
+    with Progress(sum(len(f.ts) for f in files), "eval nab") as bar:
+        traces = run_recordings(det, [(f.name, f.ts, f.values[:, None]) for f in files], args.chunk, bar)
+    results = report.nab_results(files, traces)
+    results["meta"] = {**_meta(args, det, data_dir), "seconds": round(time.monotonic() - t0, 2),
+                       "files": len(files), "rows": int(sum(len(f.ts) for f in files))}
+    profiles = list(nab.PROFILES) if args.profile == "all" else [args.profile]
+    print(f"NAB ({len(files)} files) - model {det.bundle.name} {det.bundle.version}, backend {args.backend}")
+    for prof in profiles:
+        print()
+        print(report.nab_table(results, prof, NAB_PUBLISHED_HTM if prof == "standard" else None))
+    _write_json(args.json, results)
+    if args.plot:
+        from ..evaluate.plots import plot_file, safe_name
+
+        thr = results["profiles"]["standard"]["sweep"]["threshold"]
+        for f, t in zip(files, traces):
+            labelled = np.zeros(len(f.ts), bool)
+            for lo, hi in f.windows:
+                labelled[lo:hi + 1] = True
+            plot_file(args.plot / f"{safe_name(f.name)}.png", f"{f.name} - {det.bundle.name} "
+                      f"(dashed: corpus sweep threshold, shaded red: operational alerts)",
+                      f.ts, f.values, ("value",), t.likelihood, thr, t.alert, t.raised, labelled,
+                      train_end=f.probation, label_name="NAB window", split_name="end of probation")
+        print(f"wrote {len(files)} plots to {args.plot}")
+    return 0
+
+
+# -- SKAB ---------------------------------------------------------------------------------------
+
+def _run_skab(args) -> int:
+    from ..evaluate import report, skab
+    from ..evaluate.run import run_recordings
+    from ..progress import Progress
+
+    data_dir, why = _data_dir(args, "skab")
+    if data_dir is None:
+        if why == "skipped":
+            print("edgernn eval skab: skipped: SKAB data not found at ../shared/data/skab (pass --data-dir)")
+            return 0
+        return fail("eval skab", why)
+    if args.plot and not _plots_available("eval skab"):
+        return 2
+    det = load_detector(args, command=f"eval {args.suite}")
+    try:
+        files = skab.load_corpus(data_dir)
+    except (OSError, ValueError) as exc:
+        return fail("eval skab", f"cannot read SKAB data in {data_dir}: {exc}")
+    if not files:
+        return fail("eval skab", f"no labelled SKAB files found in {data_dir}")
+    try:
+        skab.threshold_from_train(np.zeros(1), args.rule)
+    except ValueError as exc:
+        return fail("eval skab", exc)
+
+    cols = files[0].features
+    if det.F == 1:  # univariate model: every sensor is its own stream; a row's likelihood is the max
+        mode = "per-sensor"
+        recs = [(f"{f.name}:{c}", f.ts, f.x[:, j:j + 1]) for f in files for j, c in enumerate(cols)]
+    else:
+        missing = [c for c in det.features if c not in cols]
+        if missing:
+            return fail("eval skab", f"model features {missing} are not SKAB columns {list(cols)}")
+        mode = "multivariate"
+        idx = [cols.index(c) for c in det.features]
+        b = det.bundle
+        if args.renorm == "train" and b.norm_mode == "fixed":
+            mode += ", renormalised on each file's training rows"
+            recs = [(f.name, f.ts, skab.renormalise(f.x[:, idx], b.norm_mean, b.norm_std, args.train_rows))
+                    for f in files]
+        else:
+            recs = [(f.name, f.ts, f.x[:, idx]) for f in files]
+    t0 = time.monotonic()
+    with Progress(sum(len(r[1]) for r in recs), "eval skab") as bar:
+        traces = run_recordings(det, recs, args.chunk, bar)
+    if mode == "per-sensor":
+        k = len(cols)
+        groups = [traces[i * k:(i + 1) * k] for i in range(len(files))]
+        liks = [np.fmax.reduce(np.stack([t.scored_likelihood for t in g]), axis=0) for g in groups]
+        alerts = [np.any(np.stack([t.alert for t in g]), axis=0) for g in groups]
+        raised = [np.any(np.stack([t.raised for t in g]), axis=0) for g in groups]
+    else:
+        liks = [t.scored_likelihood for t in traces]
+        alerts = [t.alert for t in traces]
+        raised = [t.raised for t in traces]
+    results = report.skab_results(files, liks, alerts, args.rule, args.factor, args.train_rows)
+    results["mode"] = mode
+    results["meta"] = {**_meta(args, det, data_dir), "seconds": round(time.monotonic() - t0, 2),
+                       "files": len(files), "test_rows": int(sum(len(f.ts) - args.train_rows for f in files))}
+    print(f"SKAB ({len(files)} files, {mode}) - model {det.bundle.name} {det.bundle.version}, "
+          f"backend {args.backend}; threshold per file from rows [0, {args.train_rows})")
+    print()
+    print(report.skab_table(results))
+    _write_json(args.json, results)
+    if args.plot:
+        from ..evaluate.plots import plot_file, safe_name
+
+        for f, lik, al, ra, pf in zip(files, liks, alerts, raised, results["per_file"]):
+            plot_file(args.plot / f"{safe_name(f.name)}.png",
+                      f"SKAB {f.name} - {det.bundle.name}: F1 {pf['f1']:.2f} FAR {pf['far']:.1f}% MAR {pf['mar']:.1f}%",
+                      f.ts, f.x, cols, lik, pf["threshold"], al, ra, f.anomaly.astype(bool),
+                      train_end=args.train_rows, label_name="anomaly")
+        print(f"wrote {len(files)} plots to {args.plot}")
+    return 0
+
+
+# -- your own incidents -------------------------------------------------------------------------
+
+def _run_events(args) -> int:
+    from ..evaluate import events
+    from ..evaluate.report import table
+    from ..evaluate.run import run_recordings
+    from ..progress import Progress
+    from ..recording import RecordingError, parse_columns, read_recording
+
+    try:
+        incidents = events.read_labels(args.labels)
+    except (OSError, ValueError) as exc:
+        return fail("eval events", exc)
+    if args.plot and not _plots_available("eval events"):
+        return 2
+    det = load_detector(args, command=f"eval {args.suite}")
+    paths = [p for p in args.recording if p.resolve() != args.labels.resolve()]
+    if args.stream and len(paths) > 1:
+        return fail("eval events", "--stream names the stream of one recording; several were given")
+    recs, origin = [], {}
+    for path in paths:  # every stream of every file becomes one stream of the run
+        try:
+            rec = read_recording(path, det.features, parse_columns(args.columns), args.stream)
+        except RecordingError as exc:
+            return fail("eval events", exc)
+        sid = np.array(rec.streams)
+        for s in dict.fromkeys(rec.streams):
+            if s in origin:
+                return fail("eval events", f"stream {s!r} is in both {origin[s]} and {path}; give the files distinct names")
+            origin[s] = path
+            m = sid == s
+            recs.append((s, rec.ts[m], rec.x[m]))
+    with Progress(sum(len(r[1]) for r in recs), "eval events") as bar:
+        traces = run_recordings(det, recs, progress=bar)
+    streams = [t.stream for t in traces]
+    spans = [sp for t in traces for sp in events.alert_spans(t.stream, t.ts, t.raised, t.cleared)]
+    res = events.evaluate(incidents, spans, streams, args.early, args.late)
+    unknown = sorted({i.stream for i in incidents} - set(streams) - {events.ANY_STREAM})
+    res["labels_for_unknown_streams"] = unknown
+    res["meta"] = {**_meta(args, det, None), "recordings": [str(p) for p in paths], "labels": str(args.labels),
+                   "early_s": args.early, "late_s": args.late}
+    print(f"{len(paths)} recording(s), {sum(len(t.ts) for t in traces)} readings, {len(streams)} stream(s) - "
+          f"model {det.bundle.name}, threshold {det.threshold:.10g}")
+    print(table(["incidents", "detected", "alerts", "false alerts", "precision", "recall", "F1",
+                 "delay mean s", "delay median s", "delay max s"],
+                [[res["incidents"], res["detected"], res["alerts"], res["false_alerts"],
+                  _f(res["precision"]), _f(res["recall"]), _f(res["f1"]),
+                  _f(res["delay_mean_s"], 1), _f(res["delay_median_s"], 1), _f(res["delay_max_s"], 1)]]))
+    if len(res["recall_by_label"]) > 1:
+        print(table(["label", "recall"], [[k, _f(v)] for k, v in res["recall_by_label"].items()]))
+    if unknown:
+        print(f"warning: labels name stream(s) not in the recordings: {', '.join(unknown[:10])}")
+    _write_json(args.json, res)
+    if args.plot:
+        from ..evaluate.plots import plot_file, safe_name
+
+        for t in traces:
+            labelled = np.zeros(len(t.ts), bool)
+            for inc in incidents:
+                if inc.stream in (events.ANY_STREAM, t.stream):
+                    labelled |= (t.ts >= inc.start - args.early) & (t.ts <= inc.end + args.late)
+            plot_file(args.plot / f"{safe_name(t.stream)}.png", f"{t.stream} - {det.bundle.name}", t.ts, t.x,
+                      det.features, t.likelihood, det.threshold, t.alert, t.raised, labelled,
+                      label_name="incident")
+        print(f"wrote {len(traces)} plots to {args.plot}")
+    return 0
+
+
+def _f(v, digits: int = 3) -> str:
+    return "-" if v is None or v != v else f"{v:.{digits}f}"

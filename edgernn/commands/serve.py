@@ -1,0 +1,56 @@
+"""Run the MQTT daemon: subscribe to sensor topics, score every reading, publish alerts.
+
+    edgernn serve -c /etc/edgernn/edgernn.yaml
+
+Topics (prefix edgernn/{node}): alerts on .../alerts/{stream} (QoS 1), retained online/offline
+on .../status (last will), stats every stats.interval_s on .../stats. SIGTERM or Ctrl-C: finish the
+batch, snapshot the state, publish offline, exit 0. Under systemd (Type=notify) it sends READY,
+WATCHDOG and STOPPING. Validate a config without running: edgernn check-config CONFIG.yaml
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("-c", "--config", required=True, help="daemon config (YAML)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        help="override log.level from the config")
+
+
+def setup_logging(level: str) -> None:
+    # Under systemd the journal adds time and unit; on a terminal we add the time ourselves.
+    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else \
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=getattr(logging, level.upper()), format=fmt, stream=sys.stderr, force=True)
+
+
+def run(args) -> int:
+    from ..config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"edgernn serve: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level or cfg.log.level)
+    from ..daemon import Daemon, PipelineError, build_pipeline
+
+    pipes = []
+    for i, p in enumerate(cfg.pipelines):
+        try:
+            pipes.append(build_pipeline(cfg, p, cfg.limits))
+        except PipelineError as exc:
+            key = exc.key
+            print(f"edgernn serve: {cfg.where(f'pipelines[{i}].{key}')}: pipelines[{i}].{key}: {exc}", file=sys.stderr)
+            return 2
+    try:
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"edgernn serve: {cfg.where('state.dir')}: state.dir: cannot create {cfg.state_dir}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
+    return Daemon(cfg, pipelines=pipes).run()

@@ -1,0 +1,418 @@
+"""The daemon: MQTT in, one Detector per pipeline, alerts / status / stats out.
+
+Threads: paho's network thread decodes and enqueues (``Inbox``, bounded); the main thread drains
+whatever has accumulated (no fixed wait: at low load a batch is one reading, under load it is
+everything that queued while the previous batch ran), steps it in one ``Detector.process`` call
+per pipeline, publishes alerts, and does the timed work (stats, snapshots, watchdog).
+
+Shutdown (SIGTERM / SIGINT): finish the batch -> stop taking messages (those arriving now stay
+unacknowledged with the broker) -> process what is already in the inbox -> snapshot -> publish
+``offline`` (retained) and wait for outstanding alerts -> disconnect -> exit 0.
+
+What survives a crash (SIGKILL, power loss): the last snapshot (at most ``snapshot_interval_s``
+old) and every reading the broker had not yet delivered (persistent session, QoS 1). Readings
+that were delivered and acknowledged after the last snapshot are not replayed: their alerts were
+already published, but their effect on the per-stream state is lost, so those streams resume
+from the snapshot's state (a short gap in their history; ``max_gap_s`` resets the hidden state if
+the gap is long). Readings still in the inbox at the kill (normally a few milliseconds' worth)
+are lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import sdnotify
+from .alerts import AlertSettings
+from .backends import create_backend
+from .bundle import load_bundle
+from .decode import Decoder
+from .detector import Batch, Detector, DetectorSettings
+
+log = logging.getLogger("edgernn.daemon")
+
+
+class Inbox:
+    """Bounded hand-over from the network thread to the main thread, one list per pipeline.
+
+    ``put`` appends a message's readings (all or nothing); ``drain`` takes everything at once.
+    When full: ``block`` waits for space (back-pressure: paho stops reading the socket, the broker
+    queues), ``drop_newest`` drops the incoming message, ``drop_oldest`` drops the oldest readings.
+    """
+
+    def __init__(self, n_pipelines: int, size: int, when_full: str = "block"):
+        self.size, self.when_full = size, when_full
+        self._lock = threading.Lock()
+        self._space = threading.Condition(self._lock)
+        self._ready = threading.Event()
+        self._bufs: list[list] = [[] for _ in range(n_pipelines)]
+        self._count = 0
+        self.closed = False
+        self.drops = 0  # readings dropped because the inbox was full
+        self.high_water = 0
+
+    def put(self, pipe: int, items: list) -> bool:
+        """False only when the inbox closed while waiting (the message should not be acknowledged)."""
+        n = len(items)
+        with self._lock:
+            if self.closed:
+                return False
+            if self._count + n > self.size:
+                if n > self.size or self.when_full == "drop_newest":
+                    self.drops += n
+                    return True
+                if self.when_full == "drop_oldest":
+                    need = self._count + n - self.size
+                    for buf in self._bufs:
+                        k = min(need, len(buf))
+                        del buf[:k]
+                        need -= k
+                        self._count -= k
+                        self.drops += k
+                        if need <= 0:
+                            break
+                else:
+                    while self._count + n > self.size and not self.closed:
+                        self._space.wait(0.05)
+                    if self.closed:
+                        return False
+            buf = self._bufs[pipe]
+            if n == 1:
+                buf.append(items[0])
+            else:
+                buf.extend(items)
+            was_empty = self._count == 0
+            self._count += n
+            if self._count > self.high_water:
+                self.high_water = self._count
+        if was_empty:
+            self._ready.set()
+        return True
+
+    def wait(self, timeout: float) -> None:
+        if self._ready.wait(timeout):
+            self._ready.clear()
+
+    def wake(self) -> None:
+        self._ready.set()
+
+    def drain(self) -> list[list]:
+        with self._lock:
+            bufs = self._bufs
+            self._bufs = [[] for _ in bufs]
+            self._count = 0
+            self._space.notify_all()
+        return bufs
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            self._space.notify_all()
+
+    def __len__(self) -> int:
+        return self._count
+
+
+@dataclass
+class Pipeline:
+    cfg: object
+    bundle: object
+    detector: Detector
+    decoder: Decoder
+    snapshot_path: Path
+    rejects: Counter = field(default_factory=Counter)  # decode rejects (network thread)
+    processed: int = 0  # readings handed to the detector
+    model_info: dict = field(default_factory=dict)
+
+
+class PipelineError(ValueError):
+    """A pipeline cannot be built; ``key`` is the config key at fault (model, backend, payload)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+def build_pipeline(cfg, pcfg, limits) -> Pipeline:
+    """Load the bundle and backend of one pipeline. Raises PipelineError naming the key at fault."""
+    from .backends import BackendUnavailable
+    from .bundle import BundleError
+
+    try:
+        bundle = load_bundle(pcfg.model)
+    except BundleError as exc:
+        raise PipelineError("model", str(exc)) from None
+    try:
+        backend = create_backend(pcfg.backend, bundle)
+    except (BackendUnavailable, ValueError) as exc:
+        raise PipelineError("backend", str(exc)) from None
+    kw = {k: getattr(pcfg, k) for k in ("threshold", "warmup", "settle", "max_gap_s", "adapt")
+          if getattr(pcfg, k) is not None}
+    settings = DetectorSettings(alerts=AlertSettings(**dict(pcfg.alerts)), max_streams=pcfg.max_streams, **kw)
+    detector = Detector(bundle, backend, settings)
+    try:
+        decoder = Decoder(pcfg, bundle.features, limits)
+    except ValueError as exc:
+        raise PipelineError("payload", str(exc)) from None
+    return Pipeline(cfg=pcfg, bundle=bundle, detector=detector, decoder=decoder,
+                    snapshot_path=cfg.state_dir / f"{pcfg.name}.npz",
+                    model_info={"name": bundle.name, "version": bundle.version, "sha256": bundle.sha256,
+                                "backend": pcfg.backend})
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+class Daemon:
+    def __init__(self, config, *, pipelines: list[Pipeline] | None = None, install_signals: bool = True,
+                 on_event=None):
+        from .mqtt import MqttClient  # paho only when a daemon is built
+
+        self.cfg = config
+        self.pipes = pipelines if pipelines is not None else [
+            build_pipeline(config, p, config.limits) for p in config.pipelines]
+        self.install_signals = install_signals
+        self.on_event = on_event  # optional callback(pipeline_name, event) for embedding (demo)
+        lim = config.limits
+        self.inbox = Inbox(len(self.pipes), lim.inbox_size, lim.when_full)
+        self.mqtt = MqttClient(config.mqtt, status_topic=config.topic("status"))
+        for i, p in enumerate(self.pipes):
+            self.mqtt.subscribe(p.cfg.subscribe, p.cfg.qos, self._handler(i, p))
+        self._stop = threading.Event()
+        self.chunk = max(1, min(lim.max_batch, min(p.cfg.max_streams for p in self.pipes)))
+        # counters of the main thread
+        self.started = time.time()
+        self.processed = 0
+        self.alerts: Counter[str] = Counter()
+        self.process_errors = 0
+        self.snapshot_info: dict = {"ts": None, "readings": 0, "streams": 0, "errors": 0}
+        self._snap_processed = -1
+        self._iv_readings = 0
+        self._iv_batches: list[int] = []
+        self._iv_step: list[float] = []
+        self._reject_logged: dict[str, float] = {}
+        self._reject_pending: Counter[str] = Counter()
+
+    # -- network thread ----------------------------------------------------------------------
+    def _handler(self, index: int, pipe: Pipeline):
+        decode_into, put, rejects = pipe.decoder.decode_into, self.inbox.put, pipe.rejects
+        clock = time.time
+
+        def handle(topic: str, payload: bytes) -> bool:
+            out: list = []
+            reason = decode_into(topic, payload, clock(), out)
+            if reason is not None:
+                rejects[reason] += 1
+                self._log_reject(pipe, reason, topic, payload)
+                return True
+            return put(index, out)
+
+        return handle
+
+    def _log_reject(self, pipe: Pipeline, reason: str, topic: str, payload: bytes) -> None:
+        now = time.monotonic()
+        key = f"{pipe.cfg.name}:{reason}"
+        last = self._reject_logged.get(key)
+        self._reject_pending[key] += 1
+        if last is None or now - last >= self.cfg.log.rejects_every_s:
+            self._reject_logged[key] = now
+            n = self._reject_pending.pop(key, 1)
+            detail = pipe.decoder.decode(topic, payload)  # slow path, rate-limited: for the detail only
+            text = getattr(detail, "detail", "")
+            log.warning("pipeline %s: rejected %d message(s) (%s), e.g. on %s: %s", pipe.cfg.name, n, reason,
+                        topic[:80], text)
+
+    # -- main thread ---------------------------------------------------------------------------
+    def request_stop(self, *_args) -> None:
+        self._stop.set()
+        self.inbox.wake()
+
+    def _restore(self) -> None:
+        self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        for p in self.pipes:
+            if not self.cfg.state.restore:
+                continue
+            try:
+                ok, msg = p.detector.state.restore(p.snapshot_path, p.bundle.sha256)
+            except Exception as exc:  # noqa: BLE001 - a bad snapshot must not stop the daemon
+                ok, msg = False, f"snapshot {p.snapshot_path} not restored ({type(exc).__name__}: {exc}); starting fresh"
+            (log.info if ok or "no snapshot" in msg else log.warning)("pipeline %s: %s", p.cfg.name, msg)
+
+    def snapshot(self, force: bool = False) -> None:
+        if not force and self.processed == self._snap_processed:
+            return
+        streams = 0
+        for p in self.pipes:
+            try:
+                streams += p.detector.state.snapshot(p.snapshot_path, p.bundle.sha256)
+            except OSError as exc:
+                self.snapshot_info["errors"] += 1
+                log.error("pipeline %s: snapshot to %s failed: %s", p.cfg.name, p.snapshot_path, exc)
+        self._snap_processed = self.processed
+        self.snapshot_info.update(ts=time.time(), readings=self.processed, streams=streams)
+
+    def process(self, index: int, items: list) -> None:
+        p = self.pipes[index]
+        det, F = p.detector, p.detector.F
+        for start in range(0, len(items), self.chunk):
+            part = items[start:start + self.chunk] if len(items) > self.chunk else items
+            n = len(part)
+            streams = [it[0] for it in part]
+            ts = np.fromiter((it[1] for it in part), np.float64, n)
+            x = np.array([it[2] for it in part], np.float64).reshape(n, F)
+            t0 = time.perf_counter()
+            try:
+                res = det.process(Batch(streams, ts, x))
+            except Exception:  # noqa: BLE001 - a bug on one batch must not stop the daemon
+                self.process_errors += 1
+                if self.process_errors <= 3:
+                    log.exception("pipeline %s: processing a batch of %d failed", p.cfg.name, n)
+                continue
+            self._iv_step.append(time.perf_counter() - t0)
+            self._iv_batches.append(n)
+            p.processed += n
+            self.processed += n
+            self._iv_readings += n
+            for ev in res.events:
+                self._publish_event(p, ev)
+
+    def _publish_event(self, p: Pipeline, ev) -> None:
+        self.alerts[ev.kind] += 1
+        d = ev.to_dict()
+        d["pipeline"] = p.cfg.name
+        d["node"] = self.cfg.node
+        d["model"] = p.model_info
+        topic = self.cfg.topic("alerts", stream=ev.stream, pipeline=p.cfg.name)
+        t = self.cfg.topics
+        if not self.mqtt.publish(topic, json.dumps(_finite(d)), qos=t.alert_qos, retain=t.alert_retain):
+            log.warning("alert %s %s could not be queued for publishing (publish queue full?)", ev.kind, ev.alert_id)
+        if self.on_event is not None:
+            self.on_event(p.cfg.name, ev)
+
+    def stats(self, interval: float) -> dict:
+        step = np.array(self._iv_step) * 1e3 if self._iv_step else None
+        batches = self._iv_batches
+        rejects: Counter[str] = Counter()
+        pipes = {}
+        for p in self.pipes:
+            dec, det = dict(p.rejects), p.detector.stats()
+            rejects.update(dec)
+            rejects.update(det.get("rejects", {}))
+            pipes[p.cfg.name] = {"processed": p.processed, "accepted": det.get("accepted"), "streams": len(p.detector.state),
+                                 "evictions": p.detector.state.evictions, "rejects": {**dec, **det.get("rejects", {})},
+                                 "model": p.model_info}
+        out = {
+            "node": self.cfg.node, "ts": time.time(), "uptime_s": round(time.time() - self.started, 3),
+            "interval_s": round(interval, 3),
+            "readings_per_s": round(self._iv_readings / interval, 2) if interval > 0 else None,
+            "readings_total": self.processed,
+            "rejects": dict(rejects), "rejects_total": sum(rejects.values()),
+            "streams": sum(len(p.detector.state) for p in self.pipes),
+            "evictions": sum(p.detector.state.evictions for p in self.pipes),
+            "inbox": {"depth": len(self.inbox), "size": self.inbox.size, "high_water": self.inbox.high_water,
+                      "drops": self.inbox.drops, "when_full": self.inbox.when_full},
+            "batches": {"count": len(batches), "mean": round(float(np.mean(batches)), 2) if batches else 0,
+                        "max": max(batches) if batches else 0},
+            "step_ms": {"p50": round(float(np.percentile(step, 50)), 4), "p99": round(float(np.percentile(step, 99)), 4),
+                        "max": round(float(step.max()), 4)} if step is not None else None,
+            "alerts": dict(self.alerts), "process_errors": self.process_errors,
+            "mqtt": self.mqtt.stats(), "snapshot": dict(self.snapshot_info), "pipelines": pipes,
+        }
+        self._iv_readings = 0
+        self._iv_batches = []
+        self._iv_step = []
+        return out
+
+    def run(self) -> int:
+        cfg = self.cfg
+        if self.install_signals and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
+        for line in cfg.summary():
+            log.info("%s", line)
+        self._restore()
+        self.mqtt.start()
+        sdnotify.notify("READY=1")
+        sdnotify.notify(f"STATUS=running {len(self.pipes)} pipeline(s), broker {cfg.mqtt.host}:{cfg.mqtt.port}")
+        wd = sdnotify.watchdog_interval()
+        now = time.monotonic()
+        next_wd = now if wd else math.inf
+        stats_iv, snap_iv = cfg.stats.interval_s, cfg.state.snapshot_interval_s
+        last_stats = now
+        next_stats = now + stats_iv if stats_iv > 0 else math.inf
+        next_snap = now + snap_iv if snap_iv > 0 else math.inf
+        inbox = self.inbox
+        max_wait = cfg.limits.batch_wait_ms / 1e3
+        busy = False
+        while not self._stop.is_set():
+            inbox.wait(max(0.0, min(next_wd, next_stats, next_snap, time.monotonic() + 1.0) - time.monotonic()))
+            if busy and max_wait > 0:
+                self._coalesce(max_wait)
+            bufs = inbox.drain()
+            for i, items in enumerate(bufs):
+                if items:
+                    self.process(i, items)
+            busy = len(inbox) >= 16  # a backlog built up while we worked: we are under load
+            now = time.monotonic()
+            if now >= next_wd:
+                sdnotify.notify("WATCHDOG=1")
+                next_wd = now + wd
+            if now >= next_snap:
+                self.snapshot()
+                next_snap = now + snap_iv
+            if now >= next_stats:
+                self.mqtt.publish(cfg.topic("stats"), json.dumps(_finite(self.stats(now - last_stats))), qos=0)
+                last_stats, next_stats = now, now + stats_iv
+        return self.shutdown()
+
+    def _coalesce(self, max_wait: float, poll: float = 0.001) -> None:
+        """Under load, let the network thread fill the batch while it keeps growing.
+
+        Each call into the detector has a fixed cost, and each time this thread takes the GIL the
+        network thread stalls; draining one reading at a time under a flood wastes both. So while
+        readings keep arriving (more than in the previous poll) and the batch is not full, wait a
+        little longer, never more than ``limits.batch_wait_ms``. At low load (no backlog when the
+        previous batch finished) this is skipped: a lone reading is processed at once.
+        """
+        inbox, chunk = self.inbox, self.chunk
+        deadline = time.monotonic() + max_wait
+        n = len(inbox)
+        while n < chunk and not self._stop.is_set():
+            time.sleep(poll)
+            m = len(inbox)
+            if m == n or time.monotonic() >= deadline:
+                break
+            n = m
+
+    def shutdown(self) -> int:
+        sdnotify.notify("STOPPING=1")
+        log.info("stopping: finishing the inbox, writing a snapshot, going offline")
+        self.inbox.close()  # producers waiting for space give up (their messages stay unacknowledged)
+        self.mqtt.hold()  # from here on nothing is taken: the broker keeps it for the next start
+        for i, items in enumerate(self.inbox.drain()):
+            if items:
+                self.process(i, items)
+        self.snapshot(force=True)
+        log.info("snapshot: %d stream(s), %d reading(s) processed since start -> %s",
+                 self.snapshot_info["streams"], self.processed, self.cfg.state_dir)
+        self.mqtt.stop()
+        log.info("stopped")
+        return 0

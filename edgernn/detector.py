@@ -1,0 +1,470 @@
+"""The pure detector core: ``Detector.process(batch) -> Result``. No threads, no I/O, no MQTT.
+
+Per reading, in arrival order per stream (test-then-train):
+
+  1. reject non-finite values / timestamps and readings older than the stream's last one
+  2. gap longer than ``max_gap_s`` -> hidden state reset, scores held back for ``settle`` readings
+  3. normalise: per-stream Welford statistics during warm-up (``stream`` models), then frozen or
+     adapted slowly (EW, only from readings that are not alerting); ``fixed`` models use the
+     manifest's mean/std
+  4. score x_t against the prediction stored at t-1, four looks -> likelihood (scoring.py),
+     alert machine (alerts.py)
+  5. step the GRU with x_t -> h_t and the prediction for t+1, stored for the next reading
+
+A batch is split into waves so that a stream that appears several times is stepped in order;
+batched and one-at-a-time processing give identical results.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import alerts, scoring
+from .alerts import AlertSettings
+from .state import StateStore
+
+
+SCALAR_WAVE = 4  # waves of at most this many readings take the plain-Python path (measured)
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    threshold: float | None = None  # likelihood threshold; None = the model's calibrated one
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    max_streams: int = 10_000  # live streams kept; least recently seen evicted beyond
+    warmup: int | None = None  # readings before scores count; None = the model's
+    settle: int = 16  # readings after a hidden-state reset before scores count again
+    max_gap_s: float | None = None  # a longer silence resets the stream's hidden state
+    adapt: float | None = None  # EW rate of normalisation after warm-up (stream models); None = model's
+    min_std: float = 1e-6  # floor on a stream's std (absolute) ...
+    min_rel_std: float = 1e-3  # ... and relative to |mean|
+    repeat_memory: float = 1000.0  # readings a stream's own statistics remember (stuck, level, spread)
+    fast_window: float = 128.0  # readings in the short EW window of the level and spread looks
+
+
+@dataclass
+class Batch:
+    """Readings in arrival order: stream ids, epoch-second timestamps, raw values [B, F]."""
+
+    streams: list[str]
+    ts: np.ndarray  # float64[B]
+    x: np.ndarray  # float64[B, F] in the model's feature order, raw units (NaN = missing)
+
+    def __len__(self) -> int:
+        return len(self.streams)
+
+
+@dataclass(frozen=True)
+class Reading:
+    stream: str
+    ts: float
+    values: tuple[float, ...]
+
+
+def batch_from_readings(readings: list[Reading], n_features: int) -> Batch:
+    x = np.full((len(readings), n_features), np.nan)
+    for i, r in enumerate(readings):
+        if len(r.values) == n_features:
+            x[i] = r.values
+    return Batch([r.stream for r in readings], np.array([r.ts for r in readings], np.float64), x)
+
+
+@dataclass
+class Event:
+    kind: str  # raised | update | cleared
+    stream: str
+    alert_id: str
+    ts: float
+    score: float
+    likelihood: float
+    threshold: float
+    features: tuple[str, ...]
+    values: tuple[float, ...]  # what was measured (raw units)
+    expected: tuple[float, ...]  # the model's prediction (raw units)
+    sigma: tuple[float, ...]  # predicted std (raw units): expected +- k sigma is the normal band
+    contributions: tuple[float, ...]  # per-feature share of the score (sums to score)
+    started: float  # timestamp the alert was raised
+    reason: str = ""  # the look that fired: instant | smoothed | level | stuck
+    position: int = 0  # index of the reading in its batch
+
+    @property
+    def top_feature(self) -> str:
+        return self.features[int(np.argmax(self.contributions))]
+
+    def describe(self) -> str:
+        i = int(np.argmax(self.contributions))
+        return (f"{self.kind:7s} {self.alert_id}: {self.features[i]}={self.values[i]:.6g} "
+                f"expected {self.expected[i]:.6g} ± {2 * self.sigma[i]:.3g} "
+                f"[{self.reason}] (score {self.score:.3g}, likelihood {self.likelihood:.6f})")
+
+    def to_dict(self) -> dict:
+        return {
+            "event": self.kind, "stream": self.stream, "alert_id": self.alert_id, "ts": self.ts,
+            "started": self.started, "score": self.score, "likelihood": self.likelihood,
+            "threshold": self.threshold, "reason": self.reason, "top_feature": self.top_feature,
+            "value": dict(zip(self.features, self.values)),
+            "expected": dict(zip(self.features, self.expected)),
+            "sigma": dict(zip(self.features, self.sigma)),
+            "contributions": dict(zip(self.features, self.contributions)),
+        }
+
+
+@dataclass
+class Result:
+    """Per-reading outputs, aligned with the batch. Rejected readings: accepted False, NaN scores."""
+
+    accepted: np.ndarray  # bool[B]
+    score: np.ndarray  # float64[B]
+    likelihood: np.ndarray  # float64[B]
+    alert: np.ndarray  # bool[B] an alert is active for the stream after this reading
+    event: np.ndarray  # int8[B] alerts.NONE / RAISED / UPDATE / CLEARED
+    expected: np.ndarray  # float64[B, F]
+    sigma: np.ndarray  # float64[B, F]
+    reject_reason: list  # str | None per reading
+    events: list[Event]
+    threshold: float
+    looks: dict | None = None  # look name -> float64[B], only when Detector.record_looks is set
+
+
+class Detector:
+    def __init__(self, bundle, backend=None, settings: DetectorSettings | None = None):
+        if backend is None:
+            from .backends.numpy_gru import NumpyGRU
+
+            backend = NumpyGRU(bundle.weights)
+        self.bundle, self.backend = bundle, backend
+        self.settings = s = settings or DetectorSettings()
+        cal = bundle.calibration
+        self.threshold = float(s.threshold if s.threshold is not None else cal.threshold)
+        p_thr = max(1.0 - self.threshold, 1e-300)
+        self.clear_level = scoring.threshold_for_rate(min(p_thr * s.alerts.clear_factor, 0.5))
+        self.warmup = int(s.warmup if s.warmup is not None else cal.warmup)
+        self.adapt = float(s.adapt if s.adapt is not None else bundle.manifest.get("normalisation", {}).get("adapt", 0.0))
+        self.cal = cal
+        self.stream_norm = bundle.norm_mode == "stream"
+        self.repeat_memory = 1.0 / s.repeat_memory
+        self.fast_rate = 1.0 / s.fast_window
+        self.features = bundle.features
+        self.F = bundle.n_features
+        self.state = StateStore(self.F, bundle.hidden, capacity=s.max_streams)
+        L = self.state.layout
+        if bundle.norm_mode == "fixed":  # new streams start warm with the model's statistics
+            self.state.set_initial(L.norm_mean, bundle.norm_mean)
+            self.state.set_initial(L.norm_var, bundle.norm_std**2)
+        self._tables1 = {name: {"xs_list": [float(v) for v in t["x"]], "ls_list": [float(v) for v in t["log10_sf"]],
+                                "tail_scale": t["tail_scale"]} for name, t in cal.tables.items()}
+        self.record_looks = False  # calibration/diagnostics: keep each look's statistic per reading
+        self.rejects: Counter[str] = Counter()
+        self.accepted = 0
+
+    # -- public ------------------------------------------------------------------------------
+    def process(self, batch: Batch) -> Result:
+        B, F = len(batch), self.F
+        x = np.asarray(batch.x, dtype=np.float64).reshape(B, F)
+        ts = np.asarray(batch.ts, dtype=np.float64).reshape(B)
+        vals = np.full((B, 2 + 2 * F), np.nan)  # one block: score | likelihood | expected | sigma
+        flags = np.zeros((B, 2), np.int8)  # alert | event
+        res = Result(
+            accepted=np.isfinite(x).all(axis=1) & np.isfinite(ts),
+            score=vals[:, 0], likelihood=vals[:, 1], alert=flags[:, 0].view(bool),
+            event=flags[:, 1], expected=vals[:, 2 : 2 + F], sigma=vals[:, 2 + F :],
+            reject_reason=[None] * B, events=[], threshold=self.threshold,
+        )
+        if self.record_looks:
+            res.looks = {name: np.full(B, np.nan) for name in (*scoring.LOOKS, "log10p")}
+        if not res.accepted.all():
+            for i in np.flatnonzero(~res.accepted):
+                self._reject(res, i, "missing_value" if np.isnan(x[i]).any() else "non_finite")
+        if B == 1:
+            if res.accepted[0]:
+                self._one(0, batch.streams[0], float(ts[0]), x[0].tolist(), res)
+                self.accepted += int(res.accepted[0])
+            return res
+        # Waves: the k-th occurrence of each stream in this batch goes into wave k.
+        streams = batch.streams
+        occurrence = np.zeros(B, np.intp)
+        if B > 1:
+            seen: dict[str, int] = {}
+            for i, sid in enumerate(streams):
+                k = seen.get(sid, 0)
+                occurrence[i] = k
+                seen[sid] = k + 1
+        for wave in range(int(occurrence.max()) + 1 if B else 0):
+            idx = np.flatnonzero((occurrence == wave) & res.accepted)
+            if idx.size > SCALAR_WAVE:
+                self._wave(idx, [streams[i] for i in idx], ts[idx], x[idx], res)
+            else:  # a few readings: plain Python per reading beats numpy's per-call overhead
+                for i in idx.tolist():
+                    self._one(i, streams[i], float(ts[i]), x[i].tolist(), res)
+        if len(res.events) > 1:  # waves append out of arrival order
+            res.events.sort(key=lambda e: e.position)
+        self.accepted += int(res.accepted.sum())
+        return res
+
+    # -- internals -----------------------------------------------------------------------------
+    def _reject(self, res: Result, i: int, reason: str) -> None:
+        res.accepted[i] = False
+        res.reject_reason[i] = reason
+        self.rejects[reason] += 1
+
+    def _wave(self, idx, streams, ts, x, res: Result) -> None:
+        """One reading per stream: idx int[b] positions in the batch, x float64[b, F]."""
+        st, L, F, s = self.state, self.state.layout, self.F, self.settings
+        rows = st.rows_for(streams)
+        S = st.num[rows]  # [b, K] gathered copy, written back at the end
+
+        stale = ts < S[:, L.last_ts]
+        if stale.any():  # older than what the stream already has: reject, do not touch its state
+            for j in np.flatnonzero(stale):
+                self._reject(res, int(idx[j]), "out_of_order")
+            keep = ~stale
+            idx, ts, x, rows, S = idx[keep], ts[keep], x[keep], rows[keep], S[keep]
+            streams = [sid for sid, k in zip(streams, keep) if k]
+            if not idx.size:
+                return
+
+        # 2. gap -> reset hidden state, hold scores back while it settles
+        if s.max_gap_s is not None:
+            gap = (ts - S[:, L.last_ts]) > s.max_gap_s
+            gap &= S[:, L.count] > 0
+            if gap.any():
+                st.h[rows[gap]] = 0.0
+                S[gap, L.since_reset] = 0
+                S[gap, L.smoothed] = 0.0
+
+        # 3. normalisation statistics (Welford while warming up)
+        count = S[:, L.count] + 1  # [b] readings including this one
+        warming = count <= self.warmup
+        mean, var = S[:, L.norm_mean], S[:, L.norm_var]  # views [b, F]
+        if self.stream_norm and warming.any():
+            d = x - mean
+            w = warming[:, None]
+            new_mean = mean + d / count[:, None]
+            # running population variance: var_n = var_{n-1} + (d * (x - mean_n) - var_{n-1}) / n
+            new_var = var + (d * (x - new_mean) - var) / count[:, None]
+            mean[:] = np.where(w, new_mean, mean)
+            var[:] = np.where(w, new_var, var)
+        std = np.sqrt(np.maximum(var, np.maximum(s.min_std, s.min_rel_std * np.abs(mean)) ** 2))  # [b, F]
+        xn = (x - mean) / std  # [b, F] normalised reading
+        clip = self.bundle.input_clip
+        xc = np.clip(xn, -clip, clip)  # what the GRU sees
+
+        # 4. score against the prediction made at t-1, the four looks, likelihood, alerts
+        pred = S[:, L.pred]  # [b, 2F]
+        z, sigma_n = scoring.residuals(xc, pred, self.bundle.logvar_min, self.bundle.logvar_max)
+        score, contrib = scoring.score_from_z(z)
+        since = S[:, L.since_reset] + 1
+        scored = (count > self.warmup) & (since > s.settle)
+        a = self.cal.smoothing
+        smoothed = np.where(since > 1, S[:, L.smoothed] + a * (score - S[:, L.smoothed]), score)
+        run = np.where(x == S[:, L.last_x], S[:, L.run] + 1, 0.0)  # [b, F] exact repeats
+        q = (S[:, L.reps] + 1.0) / (S[:, L.trials] + 2.0)[:, None]  # [b, F] repeat rate (Laplace)
+
+        # level / spread: a short EW window of the raw values against the stream's normal, each
+        # standardised by the stream's own history of that statistic (so a random walk and a
+        # clean sine are both judged against what is usual for them)
+        af = self.fast_rate
+        first = (count == 1)[:, None]
+        fm_old = np.where(first, x, S[:, L.fast_mean])
+        fast_mean = fm_old + af * (x - fm_old)  # [b, F]
+        fast_var = (1.0 - af) * (S[:, L.fast_var] + af * (x - fm_old) ** 2)  # [b, F]
+        d = (fast_mean - mean) / std  # [b, F] level deviation
+        v = np.log(fast_var / std**2 + 1e-4)  # [b, F] log spread ratio
+        lm, lv, sm, sv = S[:, L.lvl_mean], S[:, L.lvl_var], S[:, L.spr_mean], S[:, L.spr_var]  # views
+        level = (np.abs(d - lm) / np.sqrt(lv + 1e-4)).max(axis=1)
+        spread = (np.abs(v - sm) / np.sqrt(sv + 1e-2)).max(axis=1)
+        looks = {"instant": score, "smoothed": smoothed, "level": level, "spread": spread,
+                 "stuck": scoring.stuck_log10(run, q)}
+        log10p = scoring.combined_log10p(looks, self.cal.tables)
+        lik = np.where(scored, scoring.likelihood_from_log10p(log10p), 0.0)
+        if res.looks is not None:
+            for name, values in (*looks.items(), ("log10p", log10p)):
+                res.looks[name][idx] = np.where(scored, values, np.nan)
+        over = scored & (lik >= self.threshold)
+        high = lik >= self.clear_level
+        if high.any() or S[:, L.active].any() or S[:, L.cooldown].any() or S[:, L.hist].any():
+            codes = alerts.step(S, L, s.alerts, over, high, score, ts)
+        else:  # nothing to do for the alert machine: no alert, no cooldown, nothing over
+            codes = np.zeros(len(idx), np.int8)
+
+        expected = pred[:, :F] * std + mean  # [b, F] raw units
+        sigma = sigma_n * std
+
+        # 5. step the GRU, store h_t and the prediction for t+1
+        new_pred, h_next = self.backend.step(xc.astype(np.float32), st.h[rows])
+        st.h[rows] = h_next
+        S[:, L.pred] = new_pred
+
+        # learn the stream's normal behaviour: never from readings at or above the clear level
+        learn = ~high
+        if self.stream_norm and self.adapt > 0:
+            lw = (learn & ~warming)[:, None]
+            dx = x - mean
+            mean[:] = np.where(lw, mean + self.adapt * dx, mean)
+            var[:] = np.where(lw, var + self.adapt * (dx * dx - var), var)
+        # the stream's own statistics of d and v: running mean while young, then EW (memory 1/M)
+        stat = learn & (count > self.warmup // 2)
+        nstat = S[:, L.nstat] + stat
+        rate = np.where(stat, np.maximum(1.0 / np.maximum(nstat, 1.0), self.repeat_memory), 0.0)[:, None]
+        for m_, v_, val in ((lm, lv, d), (sm, sv, v)):
+            delta = val - m_
+            m_ += rate * delta
+            v_ += rate * (delta * (val - m_) - v_)
+        S[:, L.nstat] = nstat
+        S[:, L.fast_mean] = fast_mean
+        S[:, L.fast_var] = fast_var
+        decay = np.where(warming, 1.0, 1.0 - self.repeat_memory)[:, None]
+        repeat = (run > 0) & (count > 1)[:, None]
+        S[:, L.reps] = np.where(learn[:, None], S[:, L.reps] * decay + repeat, S[:, L.reps])
+        S[:, L.trials] = np.where(learn & (count > 1), S[:, L.trials] * decay[:, 0] + 1.0, S[:, L.trials])
+        S[:, L.run] = run
+        S[:, L.last_x] = x
+        S[:, L.count] = count
+        S[:, L.since_reset] = since
+        S[:, L.last_ts] = ts
+        S[:, L.smoothed] = smoothed
+        st.num[rows] = S
+
+        res.score[idx] = np.where(scored, score, np.nan)
+        res.likelihood[idx] = lik
+        res.alert[idx] = S[:, L.active] > 0
+        res.event[idx] = codes
+        res.expected[idx] = expected
+        res.sigma[idx] = sigma
+        for j in np.flatnonzero(codes):
+            res.events.append(Event(
+                kind=alerts.EVENT_NAMES[int(codes[j])], stream=streams[j],
+                alert_id=f"{streams[j]}#{int(S[j, L.seq])}", ts=float(ts[j]),
+                score=float(score[j]), likelihood=float(lik[j]), threshold=self.threshold,
+                features=self.features, values=tuple(map(float, x[j])),
+                expected=tuple(map(float, expected[j])), sigma=tuple(map(float, sigma[j])),
+                contributions=tuple(map(float, contrib[j])), started=float(S[j, L.start_ts]),
+                reason=scoring.which_look(looks, self.cal.tables, int(j)), position=int(idx[j]),
+            ))
+
+    def _one(self, pos: int, sid: str, ts: float, x: list, res: Result) -> None:
+        """``_wave`` for a batch of one reading, in plain Python floats: same maths, same order
+        (numpy's per-call overhead would dominate at b = 1). Tests check the two paths agree."""
+        st, L, F, s = self.state, self.state.layout, self.F, self.settings
+        row = st.row_for(sid)
+        r = st.num[row].tolist()  # the stream's slab row
+        if ts < r[L.last_ts]:
+            self._reject(res, pos, "out_of_order")
+            return
+        if s.max_gap_s is not None and ts - r[L.last_ts] > s.max_gap_s and r[L.count] > 0:
+            st.h[row] = 0.0
+            r[L.since_reset] = 0.0
+            r[L.smoothed] = 0.0
+        count = r[L.count] + 1
+        warming = count <= self.warmup
+        m0, v0, p0, lx0, run0, rep0 = L.norm_mean.start, L.norm_var.start, L.pred.start, L.last_x.start, L.run.start, L.reps.start
+        fm0, fv0, lm0, lv0, sm0, sv0 = (L.fast_mean.start, L.fast_var.start, L.lvl_mean.start, L.lvl_var.start,
+                                        L.spr_mean.start, L.spr_var.start)
+        clip, lvmin, lvmax, af = self.bundle.input_clip, self.bundle.logvar_min, self.bundle.logvar_max, self.fast_rate
+        score = 0.0
+        level = spread = 0.0
+        stuck = math.inf
+        q_den = r[L.trials] + 2.0
+        xc, std_, mean_, z_, sig_, run_, d_, v_, fm_, fv_ = [], [], [], [], [], [], [], [], [], []
+        contrib = []
+        for f in range(F):
+            xf = x[f]
+            mean, var = r[m0 + f], r[v0 + f]
+            if self.stream_norm and warming:
+                d = xf - mean
+                new_mean = mean + d / count
+                var = var + (d * (xf - new_mean) - var) / count
+                mean = new_mean
+                r[m0 + f], r[v0 + f] = mean, var
+            std = math.sqrt(max(var, max(s.min_std, s.min_rel_std * abs(mean)) ** 2))
+            xn = (xf - mean) / std
+            c = min(max(xn, -clip), clip)
+            sigma_n = math.exp(0.5 * min(max(r[p0 + F + f], lvmin), lvmax))
+            z = (c - r[p0 + f]) / sigma_n
+            contrib.append(min(z * z, 1e12) / F)
+            run = r[run0 + f] + 1 if xf == r[lx0 + f] else 0.0
+            stuck = min(stuck, run * math.log10((r[rep0 + f] + 1.0) / q_den))
+            fm_old = xf if count == 1 else r[fm0 + f]
+            fm = fm_old + af * (xf - fm_old)
+            fv = (1.0 - af) * (r[fv0 + f] + af * (xf - fm_old) ** 2)
+            dl = (fm - mean) / std
+            vs = math.log(fv / std**2 + 1e-4)
+            level = max(level, abs(dl - r[lm0 + f]) / math.sqrt(r[lv0 + f] + 1e-4))
+            spread = max(spread, abs(vs - r[sm0 + f]) / math.sqrt(r[sv0 + f] + 1e-2))
+            xc.append(c), std_.append(std), mean_.append(mean), sig_.append(sigma_n)
+            run_.append(run), d_.append(dl), v_.append(vs), fm_.append(fm), fv_.append(fv)
+        score = math.fsum(contrib) if F > 1 else contrib[0]
+        since = r[L.since_reset] + 1
+        scored = count > self.warmup and since > s.settle
+        smoothed = r[L.smoothed] + self.cal.smoothing * (score - r[L.smoothed]) if since > 1 else score
+        t1 = self._tables1
+        log10p = min(stuck, scoring.tail_log10_one(score, t1["instant"]), scoring.tail_log10_one(smoothed, t1["smoothed"]),
+                     scoring.tail_log10_one(level, t1["level"]), scoring.tail_log10_one(spread, t1["spread"]))
+        log10p = min(log10p + scoring._LOG10_LOOKS, 0.0)
+        lik = scoring.likelihood_one(log10p) if scored else 0.0
+        if res.looks is not None and scored:
+            for name, value in (("instant", score), ("smoothed", smoothed), ("level", level), ("spread", spread),
+                                ("stuck", stuck), ("log10p", log10p)):
+                res.looks[name][pos] = value
+        high = lik >= self.clear_level
+        code = alerts.NONE
+        if high or r[L.active] or r[L.cooldown] or r[L.hist]:  # else nothing for the machine to do
+            code = alerts.step_one(r, L, s.alerts, scored and lik >= self.threshold, high, score, ts)
+        expected = [r[p0 + f] * std_[f] + mean_[f] for f in range(F)]
+        sigma = [sig_[f] * std_[f] for f in range(F)]
+
+        # step the GRU, store h_t and the prediction for t+1
+        new_pred, h_next = self.backend.step(np.array([xc], np.float32), st.h[row : row + 1])
+        st.h[row] = h_next[0]
+        r[p0 : p0 + 2 * F] = new_pred[0].tolist()
+
+        learn = not high
+        stat = learn and count > self.warmup // 2
+        nstat = r[L.nstat] + stat
+        rate = max(1.0 / max(nstat, 1.0), self.repeat_memory) if stat else 0.0
+        decay = 1.0 if warming else 1.0 - self.repeat_memory
+        for f in range(F):
+            if self.stream_norm and self.adapt > 0 and learn and not warming:
+                d = x[f] - r[m0 + f]
+                r[m0 + f] += self.adapt * d
+                r[v0 + f] += self.adapt * (d * d - r[v0 + f])
+            for mi, vi, val in ((lm0 + f, lv0 + f, d_[f]), (sm0 + f, sv0 + f, v_[f])):
+                delta = val - r[mi]
+                r[mi] += rate * delta
+                r[vi] += rate * (delta * (val - r[mi]) - r[vi])
+            if learn:
+                r[rep0 + f] = r[rep0 + f] * decay + (run_[f] > 0 and count > 1)
+            r[fm0 + f], r[fv0 + f], r[run0 + f], r[lx0 + f] = fm_[f], fv_[f], run_[f], x[f]
+        if learn and count > 1:
+            r[L.trials] = r[L.trials] * decay + 1.0
+        r[L.nstat] = nstat
+        r[L.count], r[L.since_reset], r[L.last_ts], r[L.smoothed] = count, since, ts, smoothed
+        st.num[row] = r
+
+        res.score[pos] = score if scored else math.nan
+        res.likelihood[pos] = lik
+        res.alert[pos] = r[L.active] > 0
+        res.event[pos] = code
+        res.expected[pos] = expected
+        res.sigma[pos] = sigma
+        if code:
+            looks = {"instant": np.array([score]), "smoothed": np.array([smoothed]), "level": np.array([level]),
+                     "spread": np.array([spread]), "stuck": np.array([stuck])}
+            res.events.append(Event(
+                kind=alerts.EVENT_NAMES[code], stream=sid, alert_id=f"{sid}#{int(r[L.seq])}", ts=ts,
+                score=score, likelihood=lik, threshold=self.threshold, features=self.features,
+                values=tuple(x), expected=tuple(expected), sigma=tuple(sigma), contributions=tuple(contrib),
+                started=r[L.start_ts], reason=scoring.which_look(looks, self.cal.tables, 0), position=pos,
+            ))
+
+    # -- convenience ----------------------------------------------------------------------------
+    def process_readings(self, readings: list[Reading]) -> Result:
+        return self.process(batch_from_readings(readings, self.F))
+
+    def stats(self) -> dict:
+        return {"accepted": self.accepted, "rejects": dict(self.rejects), "streams": len(self.state),
+                "evictions": self.state.evictions}

@@ -1,0 +1,158 @@
+"""Event-wise metrics for your own labelled incidents, and the labels file format.
+
+Labels file: CSV, one incident per line, ``#`` starts a comment, an optional header line
+``stream,start,end,label``::
+
+    # stream,start,end[,label]
+    pump-1,2024-03-01T10:00:00Z,2024-03-01T10:30:00Z,bearing wear
+    pump-2,1709290800,1709291100,valve stuck
+    *,2024-03-02 08:00:00,2024-03-02 08:05:00
+
+* ``stream``: the stream id as in the recording; ``*`` (or empty) means every stream.
+* ``start``, ``end``: epoch seconds (a plain number) or ISO-8601 (``T`` or space between date and
+  time; ``Z`` / ``+hh:mm`` offsets honoured; no offset means UTC). ``end >= start``; a point
+  incident has ``end == start``.
+* ``label``: free text (optional), used to break recall down by kind of incident.
+
+Metrics (per stream, summed over streams), with alerts as intervals [raised, cleared] (an alert
+still open at the end of the recording ends there):
+
+* an incident is detected when an alert interval overlaps [start - early, end + late]
+  (``early`` / ``late`` tolerances, default 0 s);
+* recall    = detected incidents / incidents;
+* precision = alerts overlapping some tolerance-widened incident / alerts;
+* F1        = 2 P R / (P + R);
+* delay of a detected incident = max(0, first overlapping alert's raise time - start), in
+  seconds (0 when an alert was already open when it started); reported as mean / median / max.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ANY_STREAM = "*"
+
+
+@dataclass(frozen=True)
+class Incident:
+    stream: str  # "*" = every stream
+    start: float  # epoch seconds
+    end: float
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class AlertSpan:
+    stream: str
+    start: float  # raised at
+    end: float  # cleared at (or the end of the recording)
+
+
+def parse_time(text: str) -> float:
+    """Epoch seconds from a number or an ISO-8601 string (no offset = UTC)."""
+    s = text.strip()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        raise ValueError(f"not a timestamp (epoch seconds or ISO-8601): {text!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def read_labels(path: str | Path) -> list[Incident]:
+    """Parse a labels file (format above). Raises ValueError naming the file and line."""
+    out = []
+    with open(path, encoding="utf-8", newline="") as fh:
+        for lineno, row in enumerate(csv.reader(fh), start=1):
+            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+                continue
+            if lineno == 1 and row[0].strip().lower() == "stream":
+                continue
+            if len(row) < 3:
+                raise ValueError(f"{path}:{lineno}: expected stream,start,end[,label]")
+            try:
+                start, end = parse_time(row[1]), parse_time(row[2])
+            except ValueError as exc:
+                raise ValueError(f"{path}:{lineno}: {exc}") from None
+            if end < start:
+                raise ValueError(f"{path}:{lineno}: end is before start")
+            stream = row[0].strip() or ANY_STREAM
+            label = ",".join(row[3:]).strip() if len(row) > 3 else ""
+            out.append(Incident(stream, start, end, label))
+    return out
+
+
+def alert_spans(stream: str, ts: np.ndarray, raised: np.ndarray, cleared: np.ndarray) -> list[AlertSpan]:
+    """Alert intervals of one stream from per-row raised / cleared flags (bool[n])."""
+    spans, open_at = [], None
+    for i in np.flatnonzero(np.asarray(raised) | np.asarray(cleared)):
+        if raised[i] and open_at is None:
+            open_at = float(ts[i])
+        elif cleared[i] and open_at is not None:
+            spans.append(AlertSpan(stream, open_at, float(ts[i])))
+            open_at = None
+    if open_at is not None:
+        spans.append(AlertSpan(stream, open_at, float(ts[-1])))
+    return spans
+
+
+def _applies(inc: Incident, stream: str) -> bool:
+    return inc.stream in (ANY_STREAM, stream)
+
+
+def evaluate(incidents: list[Incident], alerts: list[AlertSpan], streams: list[str],
+             early: float = 0.0, late: float = 0.0) -> dict:
+    """Event-wise precision / recall / F1 / delay over ``streams`` (those in the recording).
+
+    An incident labelled ``*`` is expanded to one incident per stream.
+    """
+    per_label: dict[str, list[int]] = {}
+    delays, n_inc, n_det = [], 0, 0
+    n_alerts, n_true_alerts = 0, 0
+    for stream in streams:
+        incs = sorted((i for i in incidents if _applies(i, stream)), key=lambda i: i.start)
+        spans = [a for a in alerts if a.stream == stream]
+        for inc in incs:
+            lo, hi = inc.start - early, inc.end + late
+            hits = [a for a in spans if a.start <= hi and a.end >= lo]
+            n_inc += 1
+            stats = per_label.setdefault(inc.label, [0, 0])
+            stats[1] += 1
+            if hits:
+                n_det += 1
+                stats[0] += 1
+                delays.append(max(0.0, min(a.start for a in hits) - inc.start))
+        for a in spans:
+            n_alerts += 1
+            if any(a.start <= i.end + late and a.end >= i.start - early for i in incs):
+                n_true_alerts += 1
+
+    def div(a, b):
+        return a / b if b else float("nan")
+
+    precision, recall = div(n_true_alerts, n_alerts), div(n_det, n_inc)
+    if n_det and n_true_alerts:
+        f1 = 2 * precision * recall / (precision + recall)
+    else:  # nothing detected: 0 when there was something to detect
+        f1 = 0.0 if n_inc else float("nan")
+    return {
+        "incidents": n_inc, "detected": n_det, "alerts": n_alerts, "true_alerts": n_true_alerts,
+        "false_alerts": n_alerts - n_true_alerts,
+        "precision": precision, "recall": recall, "f1": f1,
+        "delay_mean_s": float(np.mean(delays)) if delays else float("nan"),
+        "delay_median_s": float(np.median(delays)) if delays else float("nan"),
+        "delay_max_s": float(np.max(delays)) if delays else float("nan"),
+        "recall_by_label": {k or "(none)": div(v[0], v[1]) for k, v in sorted(per_label.items())},
+    }

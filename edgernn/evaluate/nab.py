@@ -1,0 +1,316 @@
+"""The Numenta Anomaly Benchmark scorer, re-implemented from NAB's code (numenta/NAB, sweeper.py).
+
+Per data file of n rows:
+
+* probation: the first ``P = min(floor(0.15 n), 0.15 * 5000 = 750)`` rows are not scored at all
+  (no false positives, no window rows; a detector may learn there).
+* windows: one per labelled anomaly, ``int(0.10 n / n_anomalies)`` rows wide, centred on the label
+  (``windows_from_labels``); overlapping windows merge; a window starting inside the probation
+  period is dropped. NAB ships them as timestamps (labels/combined_windows.json) and a window
+  covers the rows with ``t1 <= ts <= t2``.
+* the scaled sigmoid ``sigma(x) = 2 / (1 + exp(5 x)) - 1``, and ``-1`` for ``x > 3``.
+* a detected row i inside a window [l, r] (width w = r - l + 1) is worth
+  ``A_tp * sigma(-(r - i + 1) / w) / sigma(-1)``: exactly A_tp at the left edge, falling to
+  ``A_tp * sigma(-1/w) / sigma(-1)`` (close to 0) at the right edge. Only the best, i.e. the
+  earliest, detection in a window counts; a window without one costs ``-A_fn``.
+* a detected row i outside every window costs ``A_fp * sigma((i - r_prev) / (w_prev - 1))``
+  where r_prev, w_prev are the right edge and width of the closest preceding window (a number in
+  (-1, 0): cheap right after a window, ~ -A_fp far after it), and ``-A_fp`` when no window
+  precedes it. Every such row counts, not only the first of a run.
+* profiles (A_tp, A_fp, A_fn): standard (1, 0.11, 1), reward_low_FP_rate (1, 0.22, 1),
+  reward_low_FN_rate (1, 0.11, 2).
+* normalised score ``100 (S - S_null) / (S_perfect - S_null)`` with the null detector never
+  firing (``S_null = -A_fn W``) and the perfect one hitting every window at its left edge
+  (``S_perfect = A_tp W``), W the number of scored windows. Sums are over the files scored
+  together (a category, or the corpus).
+* detection: ``likelihood >= threshold`` per row. NAB picks one threshold per detector and
+  profile for the whole corpus, maximising the summed raw score; ``sweep`` does that exhaustively
+  over every distinct likelihood value (NAB's optimizer does a local search).
+
+Everything here is arrays in, numbers out: no I/O except ``load_corpus``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+PROBATION_FRACTION = 0.15
+PROBATION_MAX_ROWS = 750  # NAB: min(floor(0.15 n), 0.15 * 5000)
+WINDOW_FRACTION = 0.10
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    tp: float  # A_tp
+    fp: float  # A_fp (a positive number: the cost of a false positive far from any window)
+    fn: float  # A_fn
+
+
+PROFILES: dict[str, Profile] = {
+    "standard": Profile("standard", 1.0, 0.11, 1.0),
+    "reward_low_FP_rate": Profile("reward_low_FP_rate", 1.0, 0.22, 1.0),
+    "reward_low_FN_rate": Profile("reward_low_FN_rate", 1.0, 0.11, 2.0),
+}
+
+
+def scaled_sigmoid(x):
+    """NAB's ``scaledSigmoid``: ``2 / (1 + exp(5 x)) - 1``, and exactly -1 for x > 3.
+
+    sigma(-1) = 0.98661 (left window edge), sigma(0) = 0 (right edge), sigma(1) = -0.98661.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    out = 2.0 / (1.0 + np.exp(np.clip(5.0 * x, -700.0, 700.0))) - 1.0
+    return np.where(x > 3.0, -1.0, out)
+
+
+MAX_TP = float(scaled_sigmoid(-1.0))  # 0.9866142981514305
+
+
+def probation_length(n_rows: int, fraction: float = PROBATION_FRACTION) -> int:
+    """Rows at the start of a file that are not scored: min(floor(0.15 n), 750)."""
+    return int(min(math.floor(fraction * n_rows), fraction * 5000))
+
+
+def window_indices(timestamps: np.ndarray, limits) -> list[tuple[int, int]]:
+    """Window limits ``[(t1, t2), ...]`` (same units as ``timestamps``, sorted ascending) ->
+    inclusive row ranges ``[(first row with ts >= t1, last row with ts <= t2), ...]``.
+    Windows that cover no row are dropped."""
+    ts = np.asarray(timestamps)
+    out = []
+    for t1, t2 in limits:
+        lo = int(np.searchsorted(ts, t1, side="left"))
+        hi = int(np.searchsorted(ts, t2, side="right")) - 1
+        if hi >= lo:
+            out.append((lo, hi))
+    return out
+
+
+def windows_from_labels(n_rows: int, anomaly_rows, window_fraction: float = WINDOW_FRACTION,
+                        probation: int | None = None) -> list[tuple[int, int]]:
+    """NAB's labeler: a window of ``int(0.1 n / k)`` rows centred on each of the k labelled rows,
+    clipped to the file; a first window starting inside the probation period is dropped and
+    overlapping windows are merged."""
+    rows = sorted(int(a) for a in anomaly_rows)
+    if not rows:
+        return []
+    length = int(window_fraction * n_rows / len(rows))
+    half = length // 2
+    wins = [(max(a - half, 0), min(a + half, n_rows - 1)) for a in rows]
+    if probation is None:
+        probation = probation_length(n_rows)
+    if wins and wins[0][0] < probation:
+        wins = wins[1:]
+    merged: list[tuple[int, int]] = []
+    for lo, hi in wins:
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+@dataclass(frozen=True)
+class RowWeights:
+    """What a detection at each row would be worth under one profile.
+
+    window: int[n]    index of the window the row is in, -1 outside every window, -2 probation
+    weight: float[n]  NAB's per-row 'sweep score': > 0 in a window, <= 0 outside, 0 in probation
+    n_windows: number of windows with at least one scored row (the W of null and perfect)
+    """
+
+    window: np.ndarray
+    weight: np.ndarray
+    n_windows: int
+
+
+def row_weights(n_rows: int, windows: list[tuple[int, int]], profile: Profile,
+                probation: int | None = None) -> RowWeights:
+    """Per-row window id and sweep score, exactly as NAB's ``Sweeper.calcSweepScore``."""
+    if probation is None:
+        probation = probation_length(n_rows)
+    idx = np.arange(n_rows)
+    window = np.full(n_rows, -1, np.int64)
+    weight = np.empty(n_rows, np.float64)
+    # outside: cost relative to the closest preceding window (or -A_fp before any window)
+    weight[:] = -profile.fp
+    prev_right, prev_width = None, None
+    bounds = [(lo, hi) for lo, hi in windows] + [(n_rows, n_rows)]
+    start = 0
+    for k, (lo, hi) in enumerate(bounds):
+        gap = slice(start, lo)  # rows between the previous window and this one
+        if prev_right is not None and lo > start:
+            denom = float(prev_width - 1)
+            pos = np.abs(prev_right - idx[gap]) / denom if denom > 0 else np.full(lo - start, np.inf)
+            weight[gap] = scaled_sigmoid(pos) * profile.fp
+        if k == len(windows):
+            break
+        width = float(hi - lo + 1)
+        inside = idx[lo:hi + 1]
+        weight[lo:hi + 1] = scaled_sigmoid(-(hi - inside + 1) / width) * profile.tp / MAX_TP
+        window[lo:hi + 1] = k
+        prev_right, prev_width, start = hi, width, hi + 1
+    scored = idx >= probation
+    window[~scored] = -2
+    weight[~scored] = 0.0
+    n_windows = len(np.unique(window[window >= 0]))
+    return RowWeights(window=window, weight=weight, n_windows=n_windows)
+
+
+@dataclass
+class FileScore:
+    score: float = 0.0  # raw NAB score S
+    tp: int = 0  # windows detected
+    fn: int = 0  # windows missed
+    fp: int = 0  # detected rows outside every window (after probation)
+    n_windows: int = 0
+    first_detection: list = field(default_factory=list)  # per window: first detected row or -1
+
+    def add(self, other: "FileScore") -> "FileScore":
+        return FileScore(self.score + other.score, self.tp + other.tp, self.fn + other.fn,
+                         self.fp + other.fp, self.n_windows + other.n_windows)
+
+
+def score_detections(detected: np.ndarray, rw: RowWeights, profile: Profile) -> FileScore:
+    """Raw NAB score of binary detections (bool[n]) on one file."""
+    detected = np.asarray(detected, dtype=bool)
+    out = FileScore(n_windows=rw.n_windows)
+    outside = detected & (rw.window == -1)
+    out.fp = int(outside.sum())
+    out.score = float(rw.weight[outside].sum())
+    for k in np.unique(rw.window[rw.window >= 0]):
+        hits = np.flatnonzero(detected & (rw.window == k))
+        if hits.size:
+            out.tp += 1
+            out.score += float(rw.weight[hits[0]])  # earliest = best (weights decrease in a window)
+            out.first_detection.append(int(hits[0]))
+        else:
+            out.fn += 1
+            out.score -= profile.fn
+            out.first_detection.append(-1)
+    return out
+
+
+def null_score(n_windows: int, profile: Profile) -> float:
+    return -profile.fn * n_windows
+
+
+def perfect_score(n_windows: int, profile: Profile) -> float:
+    return profile.tp * n_windows
+
+
+def normalise(score: float, n_windows: int, profile: Profile) -> float | None:
+    """100 (S - S_null) / (S_perfect - S_null); None when there is no window to normalise by."""
+    lo, hi = null_score(n_windows, profile), perfect_score(n_windows, profile)
+    if hi == lo:
+        return None
+    return 100.0 * (score - lo) / (hi - lo)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    thresholds: np.ndarray  # float64[C], descending; the first is +inf (nothing detected)
+    scores: np.ndarray  # float64[C] summed raw NAB score at each threshold
+    best_threshold: float
+    best_score: float
+
+
+def sweep(values: list[np.ndarray], weights: list[RowWeights], profile: Profile,
+          max_candidates: int | None = None) -> Sweep:
+    """Corpus-wide threshold sweep: the summed raw score of ``values >= t`` for every candidate t.
+
+    values[j]: the detector's likelihood per row of file j; weights[j]: ``row_weights`` of file j.
+    Candidates are every distinct value (or ``max_candidates`` of them, evenly spaced in rank),
+    plus +inf. Exact and O(N log N + W C log N): false positives by a cumulative sum over the
+    rows sorted by value, each window by a running maximum of its weights in that order.
+    The best threshold is the highest one among those with the best score.
+    """
+    fp_vals, fp_w, win_parts = [], [], []
+    for v, rw in zip(values, weights):
+        v = np.asarray(v, dtype=np.float64)
+        v = np.where(np.isnan(v), -np.inf, v)  # not scored (rejected): never a detection
+        out = rw.window == -1
+        fp_vals.append(v[out])
+        fp_w.append(rw.weight[out])
+        for k in np.unique(rw.window[rw.window >= 0]):
+            m = rw.window == k
+            win_parts.append((v[m], rw.weight[m]))
+    all_vals = np.concatenate([np.concatenate(fp_vals)] + [p[0] for p in win_parts]) if values else np.zeros(0)
+    all_vals = all_vals[np.isfinite(all_vals)]
+    cand = np.unique(all_vals)[::-1]  # descending
+    if max_candidates is not None and cand.size > max_candidates:
+        pick = np.unique(np.linspace(0, cand.size - 1, max_candidates).round().astype(np.int64))
+        cand = cand[pick]
+    cand = np.concatenate([[np.inf], cand])
+    neg = -cand  # ascending, for searchsorted
+
+    fv = np.concatenate(fp_vals) if fp_vals else np.zeros(0)
+    fw = np.concatenate(fp_w) if fp_w else np.zeros(0)
+    order = np.argsort(-fv, kind="stable")
+    csum = np.concatenate([[0.0], np.cumsum(fw[order])])
+    count = np.searchsorted(-fv[order], neg, side="right")  # rows with value >= candidate
+    total = csum[count]
+
+    for v, w in win_parts:
+        order = np.argsort(-v, kind="stable")
+        best = np.concatenate([[-profile.fn], np.maximum.accumulate(w[order])])
+        k = np.searchsorted(-v[order], neg, side="right")
+        total = total + best[k]
+
+    i = int(np.argmax(total))  # first maximum = highest threshold
+    return Sweep(thresholds=cand, scores=total, best_threshold=float(cand[i]), best_score=float(total[i]))
+
+
+# -- the corpus on disk -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NabFile:
+    name: str  # "<category>/<file>.csv", the key in NAB's label files
+    category: str
+    ts: np.ndarray  # float64[n] epoch seconds (UTC)
+    values: np.ndarray  # float64[n]
+    windows: list  # inclusive row ranges [(lo, hi), ...]
+    probation: int
+
+
+def _epoch(strings) -> np.ndarray:
+    return np.array(list(strings), dtype="datetime64[us]").astype(np.int64) / 1e6
+
+
+def load_file(path: Path, name: str, window_limits) -> NabFile:
+    """One NAB data CSV (``timestamp,value``) with its window limits (timestamp strings)."""
+    with open(path, encoding="utf-8") as fh:
+        header = fh.readline().strip().split(",")
+        if header[:2] != ["timestamp", "value"]:
+            raise ValueError(f"{path}: expected a 'timestamp,value' header, got {header}")
+        stamps, vals = [], []
+        for line in fh:
+            line = line.strip()
+            if line:
+                t, v = line.split(",")[:2]
+                stamps.append(t)
+                vals.append(float(v))
+    ts = _epoch(stamps)
+    limits = [(_epoch([a])[0], _epoch([b])[0]) for a, b in window_limits]
+    return NabFile(name=name, category=name.split("/")[0], ts=ts, values=np.asarray(vals),
+                   windows=window_indices(ts, limits), probation=probation_length(len(ts)))
+
+
+def load_corpus(data_dir: str | Path, categories: list[str] | None = None) -> list[NabFile]:
+    """All files of ``data_dir/data/<category>/*.csv`` listed in labels/combined_windows.json."""
+    root = Path(data_dir)
+    labels = json.loads((root / "labels" / "combined_windows.json").read_text(encoding="utf-8"))
+    files = []
+    for name in sorted(labels):
+        cat = name.split("/")[0]
+        if categories and cat not in categories:
+            continue
+        path = root / "data" / name
+        if path.is_file():
+            files.append(load_file(path, name, labels[name]))
+    return files

@@ -1,0 +1,164 @@
+"""Turn detector traces into benchmark results (plain dicts, JSON-ready) and text tables.
+
+NAB: for every profile, (1) ``sweep``: NAB's own way, one likelihood threshold for the whole
+corpus chosen by an exhaustive sweep (comparable with NAB's scoreboard); (2) ``per_category``:
+the same sweep within each category (an upper bound, for reference only); (3) ``operational``:
+the detector's own alerts, one detection per raised alert, at the model's shipped threshold.
+A threshold of +inf (the null detector wins) is written as null in JSON.
+
+SKAB: (1) ``calibrated``: per file, a threshold fixed from the likelihoods of the first 400 rows
+(SKAB's protocol), alarm on a test row when its likelihood exceeds it; (2) ``operational``: the
+detector's own alert state (``alert`` active) on each test row, shipped threshold.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import nab, skab
+
+
+# -- NAB ----------------------------------------------------------------------------------------
+
+def _nab_summary(files, scores_by_file, profile) -> dict:
+    """Per category and corpus: raw score, windows, tp / fn / fp, normalised score."""
+    groups: dict[str, nab.FileScore] = {}
+    for f, fs in zip(files, scores_by_file):
+        for key in (f.category, "corpus"):
+            groups[key] = groups.get(key, nab.FileScore()).add(fs)
+    return {k: {"score": g.score, "normalised": nab.normalise(g.score, g.n_windows, profile),
+                "windows": g.n_windows, "tp": g.tp, "fn": g.fn, "fp": g.fp}
+            for k, g in groups.items()}
+
+
+def nab_results(files: list, traces: list, profiles=None, max_candidates: int | None = None) -> dict:
+    """files: nab.NabFile list; traces: run.Trace list aligned with them."""
+    profiles = profiles or list(nab.PROFILES)
+    out = {"profiles": {}, "per_file": []}
+    per_file = {f.name: {"file": f.name, "category": f.category, "rows": len(f.ts),
+                         "windows": len(f.windows), "probation": f.probation} for f in files}
+    categories = sorted({f.category for f in files})
+    for pname in profiles:
+        prof = nab.PROFILES[pname]
+        weights = [nab.row_weights(len(f.ts), f.windows, prof, f.probation) for f in files]
+        lik = [t.likelihood for t in traces]
+        sw = nab.sweep(lik, weights, prof, max_candidates=max_candidates)
+        swept = [nab.score_detections(v >= sw.best_threshold, rw, prof) for v, rw in zip(lik, weights)]
+        oper = [nab.score_detections(t.raised, rw, prof) for t, rw in zip(traces, weights)]
+        per_cat = {}
+        for cat in categories:
+            idx = [i for i, f in enumerate(files) if f.category == cat]
+            s = nab.sweep([lik[i] for i in idx], [weights[i] for i in idx], prof, max_candidates=max_candidates)
+            n_win = sum(weights[i].n_windows for i in idx)
+            per_cat[cat] = {"threshold": s.best_threshold, "score": s.best_score,
+                            "normalised": nab.normalise(s.best_score, n_win, prof)}
+        out["profiles"][pname] = {
+            "sweep": {"threshold": sw.best_threshold, "summary": _nab_summary(files, swept, prof)},
+            "per_category_threshold": per_cat,
+            "operational": {"threshold": traces[0].threshold if traces else None,
+                            "summary": _nab_summary(files, oper, prof)},
+        }
+        for f, a, b in zip(files, swept, oper):
+            per_file[f.name][pname] = {
+                "sweep": {"score": a.score, "tp": a.tp, "fn": a.fn, "fp": a.fp,
+                          "first_detection": a.first_detection},
+                "operational": {"score": b.score, "tp": b.tp, "fn": b.fn, "fp": b.fp,
+                                "first_detection": b.first_detection},
+            }
+    out["per_file"] = list(per_file.values())
+    return out
+
+
+def nab_table(results: dict, profile: str = "standard", published: dict | None = None) -> str:
+    p = results["profiles"][profile]
+    sw, op, pc = p["sweep"]["summary"], p["operational"]["summary"], p["per_category_threshold"]
+    rows = []
+    for cat in sorted(k for k in sw if k != "corpus") + ["corpus"]:
+        rows.append([
+            cat, sw[cat]["windows"], _num(sw[cat]["normalised"]),
+            f"{sw[cat]['tp']}/{sw[cat]['fn']}/{sw[cat]['fp']}",
+            _num(pc[cat]["normalised"]) if cat in pc else "",
+            _num(op[cat]["normalised"]), f"{op[cat]['tp']}/{op[cat]['fn']}/{op[cat]['fp']}",
+            _num((published or {}).get(cat)),
+        ])
+    head = ["category", "windows", "NAB (sweep)", "tp/fn/fp", "cat. sweep*", "operational",
+            "tp/fn/fp", "HTM published"]
+    thr = f"profile {profile}: corpus threshold {_thr(p['sweep']['threshold'])}; operational threshold " \
+          f"{_thr(p['operational']['threshold'])} (one detection per raised alert)"
+    return thr + "\n" + table(head, rows) + "\n* threshold swept within the category: an upper bound, not NAB's protocol"
+
+
+# -- SKAB ---------------------------------------------------------------------------------------
+
+RULES = (("max", 1.0), ("max", 1.5), ("q99", 1.0), ("q99", 1.5), ("q95", 2.0))
+
+
+def skab_results(files: list, likelihoods: list, alerts: list, rule: str = "max", factor: float = 1.0,
+                 train_rows: int = skab.TRAIN_ROWS) -> dict:
+    """files: skab.SkabFile; likelihoods[j]: float[n] per row; alerts[j]: bool[n] detector alert state."""
+    def evaluate(rule_, factor_):
+        total, per = skab.Counts(), []
+        for f, lik in zip(files, likelihoods):
+            thr = skab.threshold_from_train(lik[:train_rows], rule_, factor_)
+            pred = np.nan_to_num(lik[train_rows:], nan=0.0) > thr
+            c = skab.confusion(f.anomaly[train_rows:], pred)
+            total = total + c
+            per.append({"file": f.name, "threshold": thr, **skab.metrics(c)})
+        return skab.metrics(total), per
+
+    main, per_file = evaluate(rule, factor)
+    oper = skab.Counts()
+    for f, al, pf in zip(files, alerts, per_file):
+        c = skab.confusion(f.anomaly[train_rows:], al[train_rows:])
+        oper = oper + c
+        pf["operational"] = skab.metrics(c)
+    variants = {f"{r} x{k:g}": evaluate(r, k)[0] for r, k in RULES}
+    return {"rule": rule, "factor": factor, "train_rows": train_rows,
+            "calibrated": main, "operational": skab.metrics(oper), "rules": variants, "per_file": per_file}
+
+
+SKAB_PUBLISHED = [("Conv-AE", 0.78, 13.55, 28.02), ("MSET", 0.78, 39.73, 14.13),
+                  ("T²+Q (PCA)", 0.76, 26.62, 24.92), ("LSTM-AE", 0.74, 29.96, 25.92),
+                  ("Vanilla LSTM", 0.54, 12.54, 59.53)]
+
+
+def skab_table(results: dict, name: str = "edgernn") -> str:
+    rows = [[f"{name} (calibrated: {results['rule']} x{results['factor']:g})",
+             _num(results["calibrated"]["f1"], 2), _num(results["calibrated"]["far"], 2),
+             _num(results["calibrated"]["mar"], 2)],
+            [f"{name} (operational alerts)", _num(results["operational"]["f1"], 2),
+             _num(results["operational"]["far"], 2), _num(results["operational"]["mar"], 2)]]
+    for k, m in results["rules"].items():
+        rows.append([f"  threshold rule {k}", _num(m["f1"], 2), _num(m["far"], 2), _num(m["mar"], 2)])
+    for n, f1, far, mar in SKAB_PUBLISHED:
+        rows.append([f"published: {n}", f"{f1:.2f}", f"{far:.2f}", f"{mar:.2f}"])
+    return table(["detector", "F1", "FAR %", "MAR %"], rows)
+
+
+# -- tables -------------------------------------------------------------------------------------
+
+def _thr(t) -> str:
+    """A likelihood threshold with every digit that matters; +inf means 'never fire'."""
+    if t is None or t == float("inf"):
+        return "never (inf)"
+    return f"{t:.16g} (p = 1 - L = {1.0 - t:.3g})"
+
+
+def _num(v, digits: int = 1) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.{digits}f}"
+
+
+def table(head: list[str], rows: list[list]) -> str:
+    """Plain text table, columns left-aligned (first) / right-aligned (others)."""
+    cells = [[str(c) for c in head]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
+
+    def line(r):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])

@@ -1,0 +1,154 @@
+"""SKAB (Skoltech Anomaly Benchmark): loader and the leaderboard's outlier-detection protocol.
+
+Protocol (github.com/waico/SKAB, core/metrics.py ``chp_score(metric="binary")``):
+
+* each labelled file (34 of them: other/, valve1/, valve2/) is handled on its own: the first
+  ``TRAIN_ROWS = 400`` rows are the training part, the rest the test part;
+* a threshold is fixed from the training part only, never tuned on the test part;
+* point-wise confusion counts on the ``anomaly`` column are summed over all files (SKAB adds
+  TP, TN, FP, FN file by file, which is the same as concatenating the test parts), then
+
+      F1  = TP / (TP + (FN + FP) / 2)
+      FAR = 100 FP / (FP + TN)        false alarm rate, %
+      MAR = 100 FN / (FN + TP)        missed alarm rate, %
+
+Predicting every test row anomalous already gives F1 0.70 at FAR 100 %: always read all three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+TRAIN_ROWS = 400
+FOLDERS = ("other", "valve1", "valve2")
+LABEL_COLUMNS = ("anomaly", "changepoint")
+
+
+@dataclass(frozen=True)
+class SkabFile:
+    name: str  # "valve1/3.csv"
+    features: tuple[str, ...]
+    ts: np.ndarray  # float64[n] epoch seconds
+    x: np.ndarray  # float64[n, F]
+    anomaly: np.ndarray  # int8[n]
+    changepoint: np.ndarray  # int8[n]
+
+
+def load_file(path: str | Path, name: str | None = None) -> SkabFile:
+    """One ``;``-separated SKAB CSV: ``datetime;<8 sensors>;anomaly;changepoint``."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as fh:
+        header = fh.readline().strip().split(";")
+        rows = [line.strip().split(";") for line in fh if line.strip()]
+    if not header or header[0] != "datetime":
+        raise ValueError(f"{path}: expected a ';'-separated file starting with 'datetime'")
+    cols = {c: i for i, c in enumerate(header)}
+    feats = tuple(c for c in header[1:] if c not in LABEL_COLUMNS)
+    ts = np.array([r[0] for r in rows], dtype="datetime64[us]").astype(np.int64) / 1e6
+    x = np.array([[float(r[cols[c]]) for c in feats] for r in rows], dtype=np.float64)
+
+    def label(col):
+        if col not in cols:
+            return np.zeros(len(rows), np.int8)
+        return np.array([float(r[cols[col]]) for r in rows]).round().astype(np.int8)
+
+    return SkabFile(name=name or path.name, features=feats, ts=ts, x=x,
+                    anomaly=label("anomaly"), changepoint=label("changepoint"))
+
+
+def _numeric_key(p: Path):
+    return (p.parent.name, int(p.stem) if p.stem.isdigit() else 10**9, p.stem)
+
+
+def list_files(data_dir: str | Path) -> list[Path]:
+    """The labelled files (other/, valve1/, valve2/), in a stable order; anomaly-free excluded."""
+    root = Path(data_dir)
+    out = []
+    for folder in FOLDERS:
+        out.extend(sorted((root / folder).glob("*.csv"), key=_numeric_key))
+    return out
+
+
+def load_corpus(data_dir: str | Path) -> list[SkabFile]:
+    root = Path(data_dir)
+    return [load_file(p, f"{p.parent.name}/{p.name}") for p in list_files(root)]
+
+
+@dataclass
+class Counts:
+    tp: int = 0
+    tn: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def __add__(self, other: "Counts") -> "Counts":
+        return Counts(self.tp + other.tp, self.tn + other.tn, self.fp + other.fp, self.fn + other.fn)
+
+
+def confusion(true: np.ndarray, pred: np.ndarray) -> Counts:
+    """Point-wise confusion counts of binary arrays (1 = anomalous)."""
+    t = np.asarray(true).astype(bool)
+    p = np.asarray(pred).astype(bool)
+    return Counts(tp=int((t & p).sum()), tn=int((~t & ~p).sum()),
+                  fp=int((~t & p).sum()), fn=int((t & ~p).sum()))
+
+
+def metrics(c: Counts) -> dict:
+    """SKAB's F1 / FAR % / MAR % (NaN where a denominator is 0)."""
+    def div(a, b):
+        return float(a) / b if b else float("nan")
+
+    return {
+        "f1": div(c.tp, c.tp + (c.fn + c.fp) / 2),
+        "far": 100.0 * div(c.fp, c.fp + c.tn),
+        "mar": 100.0 * div(c.fn, c.fn + c.tp),
+        "tp": c.tp, "tn": c.tn, "fp": c.fp, "fn": c.fn,
+    }
+
+
+def surprise(likelihood: np.ndarray) -> np.ndarray:
+    """-log10(1 - likelihood): the tail probability on a log scale (monotone in likelihood)."""
+    lik = np.clip(np.asarray(likelihood, dtype=np.float64), 0.0, 1.0)
+    return -np.log10(np.maximum(1.0 - lik, 1e-300))
+
+
+def threshold_from_train(likelihood_train: np.ndarray, rule: str = "max", factor: float = 1.0) -> float:
+    """A likelihood threshold fixed from the training part's likelihoods (NaNs = not scored).
+
+    rule "max":      the largest training likelihood (no alarm on the training part), or
+    rule "q<p>":     e.g. "q99": the p-th percentile,
+    then ``factor`` scales the margin on the log scale: surprise_thr = factor * surprise(rule),
+    with surprise = -log10(1 - likelihood). factor 1 keeps the training value itself.
+    Alarm when likelihood > threshold (strictly: the training maximum itself does not alarm).
+    """
+    lik = np.asarray(likelihood_train, dtype=np.float64)
+    lik = lik[np.isfinite(lik)]
+    if lik.size == 0:
+        raise ValueError("no scored rows in the training part (is the warm-up longer than it?)")
+    if rule == "max":
+        base = float(lik.max())
+    elif rule.startswith("q"):
+        base = float(np.quantile(lik, float(rule[1:]) / 100.0))
+    else:
+        raise ValueError(f"unknown threshold rule {rule!r}: use 'max' or 'q<percentile>'")
+    s = float(surprise(np.array([base]))[0]) * factor
+    return float(1.0 - 10.0 ** (-s))
+
+
+def renormalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray, train_rows: int = TRAIN_ROWS,
+                min_ratio: float = 0.1) -> np.ndarray:
+    """Re-express a file in a fixed-normalisation model's units, fitted on its training rows only:
+
+        x' = mean + (x - mean_train) * std / max(std_train, min_ratio * std)
+
+    (SKAB's baselines fit a scaler on each file's first 400 rows the same way.) mean, std: the
+    model's per-feature statistics in raw units; the floor keeps a sensor that happened to be
+    constant during training from turning every later change into a huge deviation.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    mu = np.nanmean(x[:train_rows], axis=0)
+    sd = np.nanstd(x[:train_rows], axis=0)
+    return mean + (x - mu) * std / np.maximum(sd, min_ratio * std)

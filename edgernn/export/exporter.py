@@ -1,0 +1,171 @@
+"""``export_bundle``: canonical bundle -> ONNX / TFLite / TFLite Micro artifacts, each parity-checked
+against golden.npz and recorded in the manifest (sha256, size, tolerances, measured errors).
+
+    report = export_bundle("firmware_models/univariate")                   # every format
+    report = export_bundle(path, ["tflite-int8"], tflite_activation_bits=16)
+
+Formats imply what they are made from: ``onnx-int8`` also writes ``model.onnx``, ``tflm`` also
+writes ``model.int8.tflite``.
+
+Tolerances written to the manifest (``tolerance`` = one step, ``rollout_tolerance`` = the golden
+rollout; max abs error over pred and h): 1e-5 for the float graphs. For int8 artifacts twice the
+error measured here (rounded up to one significant digit, at least 0.02 / 0.05), so the check on
+another machine catches a runtime that computes differently; an int8 error above the ceiling
+(0.25 / 1.0) marks the export failed and records the ceiling, so the artifact's parity test fails.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ..bundle import load_bundle, register_artifact
+
+FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8", "tflm")
+ARTIFACTS = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "tflite": "model.tflite",
+             "tflite-int8": "model.int8.tflite", "tflm": "model_data.cc"}
+_REQUIRES = {"onnx-int8": "onnx", "tflm": "tflite-int8"}
+FLOAT_TOLERANCE = 1e-5
+INT8_FLOOR = (0.02, 0.05)  # (one step, rollout)
+INT8_CEILING = (0.25, 1.0)
+
+
+class ExportError(RuntimeError):
+    """An export could not be produced (message is one line)."""
+
+
+def resolve_formats(formats: Iterable[str] | None) -> list[str]:
+    """Validated formats plus their prerequisites, in build order."""
+    wanted = set(FORMATS if formats is None else formats)
+    unknown = sorted(wanted - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown export format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    for fmt in list(wanted):
+        if fmt in _REQUIRES:
+            wanted.add(_REQUIRES[fmt])
+    return [f for f in FORMATS if f in wanted]
+
+
+def _round_up(v: float) -> float:
+    """Round up to one significant digit: 0.0173 -> 0.02."""
+    if v <= 0:
+        return 0.0
+    e = math.floor(math.log10(v))
+    return math.ceil(v / 10**e) * 10**e
+
+
+def stated_tolerances(quantized: bool, err: dict) -> tuple[float, float, bool]:
+    """(one-step, rollout) tolerance to record for measured ``err``, and whether it is acceptable."""
+    if not quantized:
+        ok = err["step"] <= FLOAT_TOLERANCE and err["rollout"] <= FLOAT_TOLERANCE
+        return FLOAT_TOLERANCE, FLOAT_TOLERANCE, ok
+    step = max(INT8_FLOOR[0], _round_up(2 * err["step"]))
+    roll = max(INT8_FLOOR[1], _round_up(2 * err["rollout"]))
+    ok = err["step"] <= INT8_CEILING[0] and err["rollout"] <= INT8_CEILING[1]
+    if not ok:
+        step, roll = min(step, INT8_CEILING[0]), min(roll, INT8_CEILING[1])
+    return float(f"{step:.1g}"), float(f"{roll:.1g}"), ok
+
+
+def _errors_meta(err: dict) -> dict:
+    keys = ("step_pred", "step_h", "rollout_pred", "rollout_h")
+    return {k: float(f"{err[k]:.3g}") for k in keys} | {"rollout_steps": int(err["rollout_steps"])}
+
+
+def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_activation_bits: int = 8,
+                  onnx_int8: str = "static", log: Callable[[str], None] | None = None) -> dict:
+    """Generate and register artifacts; return the report.
+
+    Report: ``{"model", "dir", "ok", "calibration": {...} | None, "rows": [{"backend" (format),
+    "artifact", "size_bytes", "step_pred", "step_h", "rollout_pred", "rollout_h", "tolerance",
+    "rollout_tolerance", "ok"}], "notes": [...]}``. Raises ``BundleError`` for a bad bundle,
+    ``ValueError`` for a bad argument, ``BackendUnavailable`` when a needed runtime is missing.
+    """
+    from ..backends.onnx_gru import OnnxGRU
+    from ..backends.tflite_gru import TfliteGRU
+    from . import onnx_export, quantize, tflite_export, tflm_export
+    from .parity import golden_step_inputs, measure
+
+    say = log or (lambda _msg: None)
+    if tflite_activation_bits not in (8, 16):
+        raise ValueError("tflite_activation_bits must be 8 or 16")
+    if onnx_int8 not in ("dynamic", "static"):
+        raise ValueError("onnx_int8 must be 'dynamic' or 'static'")
+    root = Path(bundle_dir)
+    bundle = load_bundle(root)
+    fmts = resolve_formats(formats)
+    weights, golden = bundle.weights, bundle.golden()
+    report: dict = {"model": bundle.name, "dir": str(root), "ok": True, "calibration": None,
+                    "rollout_steps": int(golden["x"].shape[0]), "rows": [], "notes": []}
+
+    X = Hp = None
+    if {"onnx-int8", "tflite-int8"} & set(fmts):
+        xs, source = quantize.calibration_sequences(bundle)
+        X, Hp = quantize.calibration_pairs(weights, xs)
+        report["calibration"] = {"source": source, "sequences": list(xs.shape), "pairs": int(len(X)),
+                                 "method": "min/max over long runs and cold starts from h = 0"}
+        say(f"calibration: {len(X):,} (x, h) pairs from {source} {list(xs.shape)}")
+
+    def record(fmt: str, artifact: str, backend, quantized: bool, **extra) -> dict:
+        err = measure(backend, golden)
+        tol, roll_tol, ok = stated_tolerances(quantized, err)
+        register_artifact(root, artifact, tolerance=tol, rollout_tolerance=roll_tol,
+                          parity=_errors_meta(err), parity_ok=ok, **extra)
+        size = (root / artifact).stat().st_size
+        row = {"backend": fmt, "artifact": artifact, "size_bytes": size, **err,
+               "tolerance": tol, "rollout_tolerance": roll_tol, "ok": ok}
+        report["rows"].append(row)
+        report["ok"] &= ok
+        say(f"{artifact}: {size:,} bytes, max error one step {err['step']:.2e}, rollout {err['rollout']:.2e}"
+            + ("" if ok else "  ** above the accepted error **"))
+        return row
+
+    cal_meta = report["calibration"]
+    for fmt in fmts:
+        artifact = ARTIFACTS[fmt]
+        path = root / artifact
+        if fmt == "onnx":
+            onnx_export.write_onnx(weights, path)
+            record(fmt, artifact, OnnxGRU(path), False, format="onnx", opset=onnx_export.OPSET,
+                   runtime="onnxruntime", graph="MatMul + elementwise single-step cell")
+        elif fmt == "onnx-int8":
+            if onnx_int8 == "static":
+                onnx_export.quantize_static_onnx(root / "model.onnx", path, X, Hp)
+                how = ("onnxruntime quantize_static, QDQ on the MatMuls: int8 weights per tensor, int8 inputs "
+                       "with fixed calibrated scales (h pinned to [-1, 1]), float outputs and gates")
+            else:
+                onnx_export.quantize_dynamic_onnx(root / "model.onnx", path, per_channel=True)
+                how = ("onnxruntime quantize_dynamic: int8 per-channel weights, activations quantized per call "
+                       "over the whole batch (rows of a batch are not independent)")
+            record(fmt, artifact, OnnxGRU(path, name="onnx-int8"), True, format="onnx", runtime="onnxruntime",
+                   quantization={"mode": onnx_int8, "how": how, "calibration": cal_meta if onnx_int8 == "static" else None})
+        elif fmt == "tflite":
+            path.write_bytes(tflite_export.build_tflite(weights))
+            record(fmt, artifact, TfliteGRU(path), False, format="tflite", runtime="ai-edge-litert",
+                   writer="ai_edge_litert.schema_py_generated object API")
+        elif fmt == "tflite-int8":
+            plan = quantize.tflite_plan(weights, X, Hp, bits=tflite_activation_bits)
+            path.write_bytes(tflite_export.build_tflite(weights, plan=plan))
+            record(fmt, artifact, TfliteGRU(path, name="tflite-int8"), True, format="tflite", runtime="ai-edge-litert",
+                   quantization={"weights": "int8 symmetric, per tensor (one tensor per gate)",
+                                 "activations": f"int{tflite_activation_bits} static", "io": "float32",
+                                 "calibration": cal_meta})
+        elif fmt == "tflm":
+            model_bytes = (root / "model.int8.tflite").read_bytes()
+            facts = tflm_export.write_tflm(bundle, model_bytes, root)
+            tflm = tflm_export.TflmGRU(model_bytes, arena_size=facts["arena_bytes"])
+            xs_step, hs_step = golden_step_inputs(golden)
+            lit_pred, lit_h = TfliteGRU(root / "model.int8.tflite", name="tflite-int8").step(xs_step, hs_step)
+            mic_pred, mic_h = tflm.step(xs_step, hs_step)
+            diff = float(max(np.abs(lit_pred - mic_pred).max(), np.abs(lit_h - mic_h).max()))
+            record(fmt, artifact, tflm, True, format="c-array", runtime="tflite-micro",
+                   source="model.int8.tflite", max_diff_vs_litert=float(f"{diff:.3g}"), **facts)
+            register_artifact(root, "model_data.h", format="c-header", source="model.int8.tflite")
+            register_artifact(root, "firmware_example.cc", format="c++", note="explicit-state step loop for TFLite Micro")
+            report["notes"].append(f"TFLite Micro runs model.int8.tflite; max |TFLM - LiteRT| = {diff:.2e} "
+                                   f"on the golden steps; arena {facts['arena_bytes']:,} bytes")
+    return report
+

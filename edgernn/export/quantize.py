@@ -1,0 +1,138 @@
+"""Calibration data and the TFLite quantization plan (written by hand with the schema API).
+
+Calibration pairs ``(x_t, h_{t-1})`` come from the numpy reference run over the calibration
+sequences in two ways, because short or warm-only calibration clips ranges and wrecks rollouts:
+
+* long runs: every sequence from h = 0 to its end (cold start *and* the settled regime);
+* cold starts: from h = 0 at every ``cold_every``-th step, for ``cold_len`` steps (the transient
+  after a restart or a gap reset, on many different inputs).
+
+Ranges are the min/max of every tensor over all pairs (no percentile clipping), widened by
+``margin``. Fixed ranges where the math gives them: sigmoid outputs use scale 1/256 (int8) and
+tanh 1/128 as TFLite requires; the hidden state (in and out) uses [-1, 1], its exact bound, so a
+rollout never clips it.
+
+TFLite scheme (what the TFLite converter produces for full-integer models): weights int8
+symmetric per tensor (one tensor per gate); biases int32 (int64 with 16-bit activations) at
+scale s_in * s_w; activations int8 asymmetric, or int16 symmetric ("16x8" mode). The residual
+tail (pred = [x | 0] + head) stays float32 in the model (tflite_export.FLOAT_TAIL), so x_pad and
+pred need no parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cell_graph import Op, cell_ops, run_ops
+
+CALIBRATION_MAX_PAIRS = 200_000
+
+
+def calibration_sequences(bundle) -> tuple[np.ndarray, str]:
+    """``x: float32[T, B, F]`` for calibration: representative.npz if listed, else golden.npz."""
+    path = bundle.artifact_path("representative.npz")
+    if path is not None:
+        with np.load(path, allow_pickle=False) as data:
+            x = np.asarray(data["x"], np.float32)
+        source = "representative.npz"
+    else:
+        x = np.asarray(bundle.golden()["x"], np.float32)
+        source = "golden.npz"
+    if x.ndim != 3 or x.shape[2] != bundle.n_features:
+        raise ValueError(f"{source}: x must be float32[T, B, {bundle.n_features}], got {x.shape}")
+    return x, source
+
+
+def calibration_pairs(weights, xs: np.ndarray, cold_len: int = 32, cold_every: int = 16,
+                      max_pairs: int = CALIBRATION_MAX_PAIRS) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs ``(x[N, F], h_prev[N, H])`` seen on long runs and on cold starts from h = 0."""
+    from ..backends.numpy_gru import NumpyGRU
+
+    cell = NumpyGRU(weights)
+    T, B, F = xs.shape
+    xs_out, hs_out = [], []
+    h = np.zeros((B, cell.hidden), np.float32)
+    for t in range(T):  # long runs from a cold start
+        xs_out.append(xs[t])
+        hs_out.append(h)
+        _, h = cell.step(xs[t], h)
+    starts = list(range(cold_every, T, cold_every))
+    if starts:  # all cold starts advance together as one batch
+        L = min(cold_len, T - starts[0])
+        h = np.zeros((len(starts) * B, cell.hidden), np.float32)
+        for k in range(L):
+            idx = np.minimum(np.asarray(starts) + k, T - 1)
+            x = xs[idx].reshape(-1, F)  # [S*B, F]
+            xs_out.append(x)
+            hs_out.append(h)
+            _, h = cell.step(x, h)
+    X, Hp = np.concatenate(xs_out), np.concatenate(hs_out)
+    if len(X) > max_pairs:  # deterministic thinning, keeps both kinds of pairs
+        keep = np.linspace(0, len(X) - 1, max_pairs).astype(np.int64)
+        X, Hp = X[keep], Hp[keep]
+    return X.astype(np.float32), Hp.astype(np.float32)
+
+
+def tensor_ranges(ops: list[Op], X: np.ndarray, Hp: np.ndarray, chunk: int = 8192) -> dict[str, tuple[float, float]]:
+    """min/max of every tensor of the cell over the calibration pairs."""
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    for s in range(0, len(X), chunk):
+        for name, v in run_ops(ops, X[s : s + chunk], Hp[s : s + chunk]).items():
+            lo[name] = min(lo.get(name, np.inf), float(v.min()))
+            hi[name] = max(hi.get(name, -np.inf), float(v.max()))
+    return {k: (lo[k], hi[k]) for k in lo}
+
+
+def _affine(lo: float, hi: float, bits: int, margin: float) -> tuple[float, int]:
+    """(scale, zero_point) covering [lo, hi] (widened by margin, always containing 0)."""
+    width = hi - lo
+    lo, hi = min(lo - margin * width, 0.0), max(hi + margin * width, 0.0)
+    if bits == 16:  # symmetric, zero point 0
+        return max(abs(lo), abs(hi), 1e-6) / 32767.0, 0
+    scale = max(hi - lo, 1e-6) / 255.0
+    zp = int(np.clip(round(-128 - lo / scale), -128, 127))
+    return scale, zp
+
+
+@dataclass
+class TflitePlan:
+    """Quantization parameters for every tensor of ``cell_ops``: what build_tflite needs."""
+
+    bits: int  # activation bits: 8 or 16 (weights are always int8)
+    act: dict[str, tuple[float, int]]  # tensor -> (scale, zero_point)
+    ops: dict[str, Op] = field(repr=False)  # fc output name -> op
+
+    @property
+    def label(self) -> str:
+        return "int8 weights + int8 activations" if self.bits == 8 else "int8 weights + int16 activations"
+
+    def weight(self, name: str) -> tuple[np.ndarray, float]:
+        w = self.ops[name].weight
+        scale = float(np.abs(w).max()) / 127.0 or 1.0
+        return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
+
+    def bias(self, name: str) -> tuple[np.ndarray, float]:
+        op = self.ops[name]
+        s_in = self.act[op.inputs[0]][0]
+        s_b = s_in * self.weight(name)[1]
+        dtype = np.int64 if self.bits == 16 else np.int32
+        info = np.iinfo(np.int32)
+        return np.clip(np.round(op.bias / s_b), info.min, info.max).astype(dtype), s_b
+
+
+def tflite_plan(weights, X: np.ndarray, Hp: np.ndarray, bits: int = 8, margin: float = 0.05) -> TflitePlan:
+    """Calibrate every activation of the cell on ``(X, Hp)`` and fix the TFLite constraints."""
+    ops, F, H = cell_ops(weights)
+    ranges = tensor_ranges(ops, X, Hp)
+    act = {name: _affine(lo, hi, bits, margin) for name, (lo, hi) in ranges.items()}
+    unit = (1.0 / 32767.0, 0) if bits == 16 else (1.0 / 127.0, 0)  # [-1, 1] symmetric
+    act["h"] = act["h_next"] = unit
+    for op in ops:
+        if op.kind == "logistic":  # required by the TFLite kernels
+            act[op.out] = (1.0 / 32768.0, 0) if bits == 16 else (1.0 / 256.0, -128)
+        elif op.kind == "tanh":
+            act[op.out] = (1.0 / 32768.0, 0) if bits == 16 else (1.0 / 128.0, 0)
+    return TflitePlan(bits=bits, act=act, ops={op.out: op for op in ops if op.kind == "fc"})

@@ -1,0 +1,225 @@
+"""The one module that imports paho-mqtt (2.x, ``CallbackAPIVersion.VERSION2``).
+
+- ``connect_async`` + ``loop_start``: the daemon starts with the broker down; paho's network
+  thread reconnects with exponential backoff (``reconnect_min_s`` doubling to ``reconnect_max_s``).
+- Persistent session: MQTT 5 with clean start off and a session expiry, or clean_session false on
+  3.1.1; subscriptions are QoS 1 and (re)made in ``on_connect``, so readings published while the
+  daemon restarts are queued by the broker and arrive afterwards.
+- Last will: ``offline`` retained on the status topic; ``online`` retained on every connect.
+- Messages are acknowledged by us (manual ack) right after the handler took them, so that at
+  shutdown :meth:`hold` can stop taking messages without acknowledging them: the broker keeps them
+  for the next start.
+- Every publish result is checked: paho refuses silently (``MQTT_ERR_QUEUE_SIZE`` in ``info.rc``)
+  beyond ``publish_queue`` outstanding messages; refusals are counted by reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections import Counter, deque
+from typing import Callable
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = logging.getLogger("edgernn.mqtt")
+
+# handler(topic, payload) -> True when the message was taken (acknowledge it), False to leave it
+# unacknowledged with the broker (only while shutting down).
+Handler = Callable[[str, bytes], bool]
+_AUTH_CODES = {4, 5, 134, 135}  # 3.1.1: bad user name or password / not authorised; 5: the same
+
+
+class MqttClient:
+    def __init__(self, cfg, *, status_topic: str | None = None, online: bytes = b"online",
+                 offline: bytes = b"offline"):
+        self.cfg = cfg
+        self.status_topic, self.online, self.offline = status_topic, online, offline
+        v5 = cfg.protocol == "5"
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            clean_session=None if v5 else cfg.clean_session, manual_ack=True,
+        )
+        c = self.client
+        c.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        c.max_queued_messages_set(cfg.publish_queue)
+        if cfg.username is not None:
+            c.username_pw_set(cfg.username, cfg.password)
+        if cfg.tls is not None:
+            c.tls_set(ca_certs=cfg.tls.ca, certfile=cfg.tls.cert, keyfile=cfg.tls.key,
+                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            if cfg.tls.insecure:
+                c.tls_insecure_set(True)
+        if status_topic:
+            c.will_set(status_topic, offline, qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_unmatched
+        self._subs: list[tuple[str, int]] = []
+        self._callbacks: list = []
+        self._gate = threading.Lock()
+        self._holding = False
+        self._pending: deque = deque()  # MQTTMessageInfo of QoS > 0 publishes not yet confirmed
+        self.connected = threading.Event()
+        self.connects = 0
+        self.handler_errors = 0
+        self.published = 0
+        self.publish_refused: Counter[str] = Counter()
+        self._fail_logged = 0.0
+        self._fails = 0
+
+    # -- setup -------------------------------------------------------------------------------
+    def subscribe(self, topic_filter: str, qos: int, handler: Handler) -> None:
+        """Route messages matching ``topic_filter`` to ``handler`` (call before :meth:`start`)."""
+        self._subs.append((topic_filter, qos))
+        c, gate = self.client, self._gate
+
+        def on_message(client, userdata, msg):  # paho network thread: never raise
+            with gate:
+                if self._holding:
+                    return  # not acknowledged: the broker redelivers it to the next session
+                try:
+                    taken = handler(msg.topic, msg.payload)
+                except Exception:  # noqa: BLE001 - a bug must not kill the network thread
+                    self.handler_errors += 1
+                    if self.handler_errors <= 3:
+                        log.exception("message handler failed on %r", msg.topic)
+                    taken = True
+            if taken and msg.qos:
+                c.ack(msg.mid, msg.qos)
+
+        self._callbacks.append((topic_filter, on_message))
+
+    def start(self) -> None:
+        cfg = self.cfg
+        if len(self._callbacks) == 1:  # one filter: skip paho's per-message topic matching
+            self.client.on_message = self._callbacks[0][1]
+        else:
+            for topic_filter, callback in self._callbacks:
+                self.client.message_callback_add(topic_filter, callback)
+        if cfg.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 0 if cfg.clean_session else cfg.session_expiry_s
+            self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive,
+                                      clean_start=cfg.clean_session, properties=props)
+        else:
+            self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
+        self.client.loop_start()
+        log.info("connecting to %s:%d (MQTT %s, client id %s, %s session)", cfg.host, cfg.port, cfg.protocol,
+                 cfg.client_id, "clean" if cfg.clean_session else "persistent")
+
+    # -- callbacks (network thread) ------------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        cfg = self.cfg
+        if reason_code.is_failure:
+            self._fails += 1
+            value = getattr(reason_code, "value", 0)
+            hint = ""
+            if value in _AUTH_CODES:
+                src = cfg.password_source or "no password configured"
+                hint = (f" - check mqtt.username ({cfg.username!r}) and the password ({src}); "
+                        "retrying with backoff")
+            self._log_fail(f"MQTT broker {cfg.host}:{cfg.port} refused the connection: {reason_code}{hint}")
+            return
+        self.connects += 1
+        self._fails = 0
+        present = getattr(flags, "session_present", False)
+        log.info("connected to %s:%d (session %s)", cfg.host, cfg.port, "resumed" if present else "new")
+        if self._subs:
+            result, _mid = client.subscribe([(t, q) for t, q in self._subs])
+            if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                log.error("subscribe failed: %s", paho.error_string(result))
+        if self.status_topic:
+            self.publish(self.status_topic, self.online, qos=1, retain=True)
+        self.connected.set()
+
+    def _on_connect_fail(self, client, userdata):
+        self._fails += 1
+        self._log_fail(f"cannot reach MQTT broker {self.cfg.host}:{self.cfg.port}; retrying with backoff "
+                       f"(up to {self.cfg.reconnect_max_s:g} s)")
+
+    def _log_fail(self, msg: str) -> None:
+        now = time.monotonic()
+        if self._fails <= 1 or now - self._fail_logged >= 60:  # first failure, then once a minute
+            log.warning("%s", msg)
+            self._fail_logged = now
+        else:
+            log.debug("%s (attempt %d)", msg, self._fails)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        was = self.connected.is_set()
+        self.connected.clear()
+        if was and not self._holding:
+            log.warning("disconnected from %s:%d (%s); reconnecting", self.cfg.host, self.cfg.port, reason_code)
+
+    def _on_unmatched(self, client, userdata, msg):  # a message no filter matched: acknowledge it
+        if msg.qos:
+            client.ack(msg.mid, msg.qos)
+
+    # -- publishing (any thread) ------------------------------------------------------------------
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> bool:
+        """Queue a message; returns False (and counts why) when paho refuses it."""
+        try:
+            info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        except (ValueError, TypeError) as exc:
+            self.publish_refused["invalid"] += 1
+            log.debug("publish to %r refused: %s", topic, exc)
+            return False
+        rc = info.rc
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0):
+            self.published += 1
+            if qos > 0:  # QoS > 0 while disconnected: queued by paho, sent after reconnecting
+                pending = self._pending
+                pending.append(info)
+                while pending and pending[0].is_published():
+                    pending.popleft()
+            return True
+        reason = {MQTTErrorCode.MQTT_ERR_QUEUE_SIZE: "queue_full",
+                  MQTTErrorCode.MQTT_ERR_NO_CONN: "not_connected"}.get(rc, paho.error_string(rc))
+        self.publish_refused[reason] += 1
+        return False
+
+    def pending(self) -> int:
+        pending = self._pending
+        while pending and pending[0].is_published():
+            pending.popleft()
+        return len(pending)
+
+    def wait_published(self, timeout: float) -> bool:
+        """Wait until every QoS > 0 message published so far is confirmed by the broker."""
+        deadline = time.monotonic() + timeout
+        while self.pending():
+            if time.monotonic() >= deadline or not self.connected.is_set():
+                return False
+            time.sleep(0.005)
+        return True
+
+    # -- shutdown --------------------------------------------------------------------------------
+    def hold(self) -> None:
+        """Stop taking messages; those arriving from now on stay unacknowledged with the broker."""
+        with self._gate:
+            self._holding = True
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Publish ``offline`` (retained), wait for outstanding publishes, disconnect, stop the thread."""
+        if self.status_topic and self.connected.is_set():
+            self.publish(self.status_topic, self.offline, qos=1, retain=True)
+        self.wait_published(timeout)
+        self._holding = True
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    @property
+    def is_connected(self) -> bool:
+        return self.connected.is_set()
+
+    def stats(self) -> dict:
+        return {"connected": self.is_connected, "connects": self.connects, "published": self.published,
+                "publish_refused": dict(self.publish_refused), "publish_pending": self.pending()}

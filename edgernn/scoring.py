@@ -1,0 +1,166 @@
+"""Residual -> score -> calibrated likelihood. Vectorised over a wave; float64 for the tails.
+
+For each reading (normalised x[F], predicted mean mu[F] and log-variance lv[F]):
+
+    z_i      = (x_i - mu_i) / exp(lv_i / 2)          standardised residual per feature
+    c_i      = z_i^2 / F                              contribution of feature i
+    score    = sum_i c_i                              one-reading score (mean z^2)
+
+The likelihood looks at the stream five ways ("looks"), each turned into a tail probability:
+
+    instant   score                                   spikes, dips, the onset of a level shift
+    smoothed  EWMA_a(score)                           noise bursts, sustained prediction error
+    level     |d - E d| / sd(d), worst feature, with  drifts and shifts the GRU has followed
+              d = (fast EW mean - stream mean) / std  (standardised by the stream's own history)
+    spread    |v - E v| / sd(v), worst feature, with  lost periodicity, variance collapse or growth
+              v = log(fast EW variance / std^2)
+    stuck     run length L of exact repeats           a frozen sensor; p = q^L, q the stream's own
+                                                      repeat rate (geometric model, Laplace prior)
+
+All but ``stuck`` are calibrated on held-out normal data: a table of log10 of the empirical
+survival function with an exponential tail beyond its last point (peaks over threshold).
+p = min(1, 5 * min_look p_look) (Bonferroni over the looks) is a calibrated tail probability.
+``likelihood = 1 - p`` down to p = 1e-12 and ``1 - 1e-12 * (1 + ln(s / 12)) ** -0.2``
+(s = -log10 p) beyond, so it keeps increasing towards 1 without reaching it for any finite score
+(float64 still orders s from 10 s up to s = 1e300); a threshold sweep needs that ordering.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+
+import numpy as np
+
+LOOKS = ("instant", "smoothed", "level", "spread", "stuck")
+TABLE_LOOKS = LOOKS[:-1]  # the looks with a calibration table (stuck has its own model)
+P_FLOOR_LOG10 = -12.0  # below 1e-12 the likelihood switches to the slow, non-saturating branch
+_LOG10_LOOKS = float(np.log10(len(LOOKS)))
+
+
+def residuals(x: np.ndarray, pred: np.ndarray, logvar_min: float, logvar_max: float):
+    """x: float[b, F] normalised reading; pred: float[b, 2F] = [mean | logvar].
+
+    Returns z float64[b, F] and sigma float64[b, F] (predicted std, normalised units).
+    """
+    F = x.shape[1]
+    sigma = np.exp(0.5 * np.clip(pred[:, F:], logvar_min, logvar_max).astype(np.float64))
+    z = (x - pred[:, :F]) / sigma
+    return z, sigma
+
+
+def score_from_z(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """z float64[b, F] -> (score float64[b], contributions float64[b, F] summing to score)."""
+    contrib = np.minimum(z * z, 1e12) / z.shape[1]
+    return contrib.sum(axis=1), contrib
+
+
+def tail_log10(values: np.ndarray, table: dict) -> np.ndarray:
+    """log10 of the calibrated survival probability P(stat >= value), float64[b] <= 0."""
+    xs, ls, scale = table["x"], table["log10_sf"], table["tail_scale"]
+    out = np.interp(values, xs, ls)  # clamps to ls[0] below the table, ls[-1] above it
+    beyond = values > xs[-1]
+    if beyond.any():
+        out[beyond] = ls[-1] - (values[beyond] - xs[-1]) / (scale * np.log(10.0))
+    return np.minimum(out, 0.0)
+
+
+def stuck_log10(run: np.ndarray, repeat_rate: np.ndarray) -> np.ndarray:
+    """log10 P(a run of >= L repeats) = L * log10 q, worst feature. run, repeat_rate: [b, F]."""
+    return (run * np.log10(repeat_rate)).min(axis=1)
+
+
+def combined_log10p(looks: dict[str, np.ndarray], tables: dict) -> np.ndarray:
+    """Bonferroni-combined log10 p over the looks: min_look log10 p_look + log10(#looks)."""
+    lp = looks["stuck"]
+    for name in TABLE_LOOKS:
+        lp = np.minimum(lp, tail_log10(looks[name], tables[name]))
+    return np.minimum(lp + _LOG10_LOOKS, 0.0)
+
+
+def which_look(looks: dict[str, np.ndarray], tables: dict, j: int) -> str:
+    """Name of the look that is most surprising for reading j (what an alert says is wrong)."""
+    lps = {name: float(tail_log10(looks[name][j : j + 1], tables[name])[0]) for name in TABLE_LOOKS}
+    lps["stuck"] = float(looks["stuck"][j])
+    return min(lps, key=lps.get)
+
+
+def likelihood_from_log10p(log10p: np.ndarray) -> np.ndarray:
+    """Monotone map to [0, 1): 1 - p down to p = 1e-12, then 1 - 1e-12 * (1 + ln(s / 12))**-0.2."""
+    log10p = np.asarray(log10p, dtype=np.float64)
+    near = -np.expm1(log10p * np.log(10.0))  # 1 - 10**log10p, exact for small p
+    far = 1.0 - 10.0**P_FLOOR_LOG10 * (1.0 + np.log(np.maximum(log10p / P_FLOOR_LOG10, 1.0))) ** -0.2
+    return np.where(log10p >= P_FLOOR_LOG10, near, far)
+
+
+def threshold_for_rate(rate: float) -> float:
+    """The likelihood threshold that a tail probability of ``rate`` corresponds to."""
+    return float(likelihood_from_log10p(np.array([np.log10(rate)]))[0])
+
+
+def fit_table(values: np.ndarray, points: int = 48, tail_fraction: float = 0.01) -> dict:
+    """Empirical survival table of ``values`` with an exponential tail (mean excess) beyond it."""
+    v = np.sort(np.asarray(values, dtype=np.float64)[np.isfinite(values)])
+    n = v.size
+    if n < 100:
+        raise ValueError(f"need at least 100 calibration values, got {n}")
+    sf = np.logspace(np.log10(0.5), np.log10(tail_fraction), points)  # survival levels
+    xs = np.maximum.accumulate(np.quantile(v, 1.0 - sf))
+    u = xs[-1]
+    excess = v[v > u] - u
+    scale = float(excess.mean()) if excess.size >= 5 else float(max(np.std(v), 1e-6))
+    return {"x": xs.tolist(), "log10_sf": np.log10(sf).tolist(), "tail_scale": max(scale, 1e-9)}
+
+
+def ewma(values: np.ndarray, alpha: float) -> np.ndarray:
+    """EWMA as the detector computes it (first value seeds the average)."""
+    out = np.empty(len(values), dtype=np.float64)
+    acc = float(values[0])
+    for i, v in enumerate(values):
+        acc += alpha * (float(v) - acc)
+        out[i] = acc
+    return out
+
+
+def default_calibration(n_features: int, warmup: int = 64) -> dict:
+    """An uncalibrated starting point: the statistics as if z ~ N(0, 1) and x ~ N(0, 1) exactly."""
+    rng = np.random.default_rng(12345)
+    z = rng.standard_normal((100_000, n_features))
+    score = (z * z).mean(axis=1)
+    alpha = 0.125
+    return {
+        "threshold": threshold_for_rate(1e-4),
+        "target_false_alarm_rate": 1e-4,
+        "warmup": warmup,
+        "smoothing": alpha,
+        "tables": {
+            "instant": fit_table(score),
+            "smoothed": fit_table(ewma(score, alpha)),
+            "level": fit_table(np.abs(rng.standard_normal((100_000, n_features))).max(axis=1)),
+            "spread": fit_table(np.abs(rng.standard_normal((100_000, n_features))).max(axis=1)),
+        },
+    }
+
+
+# -- the same maths for one reading in plain Python floats (the batch-of-one fast path) ----------
+_LN10 = float(np.log(10.0))
+
+
+def tail_log10_one(value: float, table: dict) -> float:
+    """``tail_log10`` for one value (``table`` carries list copies: xs_list, ls_list)."""
+    xs, ls = table["xs_list"], table["ls_list"]
+    if value >= xs[-1]:
+        out = ls[-1] - (value - xs[-1]) / (table["tail_scale"] * _LN10)
+    elif value <= xs[0]:
+        out = ls[0]
+    else:
+        i = bisect_right(xs, value)
+        x0, x1 = xs[i - 1], xs[i]
+        out = ls[i - 1] if x1 == x0 else ls[i - 1] + (value - x0) * (ls[i] - ls[i - 1]) / (x1 - x0)
+    return min(out, 0.0)
+
+
+def likelihood_one(log10p: float) -> float:
+    if log10p >= P_FLOOR_LOG10:
+        return -math.expm1(log10p * _LN10)
+    return 1.0 - 10.0**P_FLOOR_LOG10 * (1.0 + math.log(max(log10p / P_FLOOR_LOG10, 1.0))) ** -0.2

@@ -1,0 +1,190 @@
+"""Per-stream run state in slab arrays: hidden state, pending prediction, normalisation, alerts.
+
+Rows are assigned to stream ids on first sight; when the store is full the least recently seen
+stream is evicted (LRU). All per-stream numbers except the hidden state live in one float64 slab
+``num[capacity, K]`` whose columns are named by ``Layout``; the detector gathers the rows of a
+batch with one fancy index, computes on column views, and scatters them back with another.
+
+Snapshots are one atomic, pickle-free ``.npz`` tagged with the model's sha256; a snapshot made
+with another model (or another layout) is not restored.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .fileio import save_npz
+
+log = logging.getLogger(__name__)
+SNAPSHOT_VERSION = 1
+
+
+class Layout:
+    """Column slices of the float64 slab, for F features.
+
+    norm_mean[F], norm_var[F]  stream normalisation (Welford during warm-up, then EW or frozen)
+    pred[2F]                   the stored prediction for the next reading: mean | logvar
+    last_x[F], run[F], reps[F] last raw value, its run of exact repeats, EW count of repeats
+    fast_mean[F], fast_var[F]  short EW mean / variance of the raw values (level, spread looks)
+    lvl_mean[F], lvl_var[F]    the stream's own EW mean / variance of the level deviation d
+    spr_mean[F], spr_var[F]    the stream's own EW mean / variance of the log spread v
+    count                      readings accepted since the stream (re)started
+    since_reset                readings since the hidden state was last reset (gap, new stream)
+    last_ts                    timestamp of the last accepted reading (epoch seconds)
+    smoothed                   EWMA of the score
+    trials                     EW count of readings the repeat rate was learned from
+    nstat                      readings the level / spread statistics were learned from
+    active ... duration        alert state machine (see alerts.py)
+    """
+
+    SCALARS = ("count", "since_reset", "last_ts", "smoothed", "trials", "nstat", "active", "hist", "below",
+               "cooldown", "seq", "peak", "since_event", "start_ts", "duration")
+
+    def __init__(self, n_features: int):
+        F = n_features
+        self.F = F
+        self.norm_mean = slice(0, F)
+        self.norm_var = slice(F, 2 * F)
+        self.pred = slice(2 * F, 4 * F)
+        self.last_x = slice(4 * F, 5 * F)
+        self.run = slice(5 * F, 6 * F)
+        self.reps = slice(6 * F, 7 * F)
+        self.fast_mean = slice(7 * F, 8 * F)
+        self.fast_var = slice(8 * F, 9 * F)
+        self.lvl_mean = slice(9 * F, 10 * F)
+        self.lvl_var = slice(10 * F, 11 * F)
+        self.spr_mean = slice(11 * F, 12 * F)
+        self.spr_var = slice(12 * F, 13 * F)
+        for i, name in enumerate(self.SCALARS):
+            setattr(self, name, 13 * F + i)
+        self.width = 13 * F + len(self.SCALARS)
+
+
+class StateStore:
+    def __init__(self, n_features: int, hidden: int, capacity: int = 10_000):
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.layout = Layout(n_features)
+        self.capacity = capacity
+        self.hidden = hidden
+        self.h = np.zeros((capacity, hidden), np.float32)  # [capacity, H]
+        self.num = np.zeros((capacity, self.layout.width), np.float64)  # [capacity, K]
+        self.last_seen = np.zeros(capacity, np.int64)  # tick of last use, for LRU
+        self.ids: dict[str, int] = {}
+        self.names: list[str | None] = [None] * capacity
+        self._free = list(range(capacity - 1, -1, -1))
+        self._tick = 0
+        self.evictions = 0
+        self._init_row = np.zeros(self.layout.width, np.float64)  # template for a new stream
+        self._init_row[self.layout.last_ts] = -np.inf
+
+    def set_initial(self, column: slice | int, value) -> None:
+        """Set what a new stream's row starts with (e.g. fixed normalisation)."""
+        self._init_row[column] = value
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows_for(self, streams: list[str]) -> np.ndarray:
+        """Row index per stream id (unique ids expected), creating rows and evicting LRU ones."""
+        self._tick += 1
+        tick = self._tick
+        rows = np.empty(len(streams), np.intp)
+        ids = self.ids
+        for i, sid in enumerate(streams):
+            row = ids.get(sid)
+            if row is None:
+                row = self._new_row(sid)
+            rows[i] = row
+        self.last_seen[rows] = tick
+        return rows
+
+    def row_for(self, sid: str) -> int:
+        """``rows_for`` for a single stream (the batch-of-one fast path)."""
+        self._tick += 1
+        row = self.ids.get(sid)
+        if row is None:
+            row = self._new_row(sid)
+        self.last_seen[row] = self._tick
+        return row
+
+    def _new_row(self, sid: str) -> int:
+        if self._free:
+            row = self._free.pop()
+        else:
+            row = int(np.argmin(self.last_seen))
+            if self.last_seen[row] == self._tick:
+                raise OverflowError("more distinct streams in one batch than the store's capacity")
+            del self.ids[self.names[row]]
+            self.evictions += 1
+        self.ids[sid] = row
+        self.names[row] = sid
+        self.num[row] = self._init_row
+        self.h[row] = 0.0
+        self.last_seen[row] = self._tick
+        return row
+
+    def forget(self, sid: str) -> bool:
+        row = self.ids.pop(sid, None)
+        if row is None:
+            return False
+        self.names[row] = None
+        self.last_seen[row] = 0
+        self._free.append(row)
+        return True
+
+    def get(self, sid: str) -> dict | None:
+        """A readable view of one stream's state (for inspection and tests)."""
+        row = self.ids.get(sid)
+        if row is None:
+            return None
+        L, r = self.layout, self.num[self.ids[sid]]
+        out = {name: float(r[getattr(L, name)]) for name in L.SCALARS}
+        out.update(norm_mean=r[L.norm_mean].copy(), norm_var=r[L.norm_var].copy(), pred=r[L.pred].copy(), h=self.h[row].copy())
+        return out
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def snapshot(self, path: str | Path, model_sha256: str) -> int:
+        """Atomically write the live rows to ``path``; returns the number of streams saved."""
+        names = list(self.ids)
+        rows = np.array([self.ids[n] for n in names], np.intp)
+        save_npz(path, {
+            "version": np.array(SNAPSHOT_VERSION),
+            "model_sha256": np.array(model_sha256),
+            "width": np.array(self.layout.width),
+            "ids": np.array(names, dtype=np.str_) if names else np.zeros(0, "<U1"),
+            "num": self.num[rows] if names else np.zeros((0, self.layout.width)),
+            "h": self.h[rows] if names else np.zeros((0, self.hidden), np.float32),
+            "last_seen": self.last_seen[rows] if names else np.zeros(0, np.int64),
+        })
+        return len(names)
+
+    def restore(self, path: str | Path, model_sha256: str) -> tuple[bool, str]:
+        """Load a snapshot if it was made with this model; returns (restored, reason)."""
+        path = Path(path)
+        if not path.is_file():
+            return False, f"no snapshot at {path}"
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                snap = {k: data[k] for k in data.files}
+        except Exception as exc:  # corrupt file: start fresh, say why
+            return False, f"snapshot {path} unreadable ({exc}); starting fresh"
+        try:
+            if int(np.asarray(snap.get("version", -1)).reshape(-1)[0]) != SNAPSHOT_VERSION:
+                return False, f"snapshot {path} has another format version; starting fresh"
+            if str(np.asarray(snap.get("model_sha256", "")).reshape(-1)[0]) != model_sha256:
+                return False, f"snapshot {path} was made with another model; starting fresh"
+            ids, num, h, seen = list(snap["ids"]), snap["num"], snap["h"], snap["last_seen"]
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            return False, f"snapshot {path} is malformed ({exc!r}); starting fresh"
+        if num.shape[1:] != (self.layout.width,) or h.shape[1:] != (self.hidden,) or not len(ids) == len(num) == len(h) == len(seen):
+            return False, f"snapshot {path} does not match this model's shapes; starting fresh"
+        order = np.argsort(seen)[::-1][: self.capacity]  # keep the most recent
+        for i in order:
+            row = self._new_row(str(ids[i]))
+            self.num[row] = num[i]
+            self.h[row] = h[i]
+        return True, f"restored {len(order)} stream(s) from {path}"

@@ -1,0 +1,1 @@
+"""Offline trainer (pip install edgernn[train]): windows, torch model, fit, calibrate, bundle."""

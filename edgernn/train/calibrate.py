@@ -1,0 +1,89 @@
+"""Calibrate a bundle on normal data: fit the tail tables of the looks, then choose the alert
+threshold for a target false-alarm rate by running the real Detector (alert machine, hysteresis,
+normaliser adaptation and all) over every series from its first reading.
+
+The looks that depend on the GRU (instant, smoothed) are fitted on the held-out validation part
+only; the model-free looks (level, spread) on every scored reading, because their per-stream
+statistics are young (and their tails heavier) soon after warm-up. The false-alarm rate is counted
+over every scored reading for the same reason."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import scoring
+from ..bundle import load_bundle, write_manifest
+from ..detector import Batch, Detector, DetectorSettings
+from .data import Series
+
+
+def run_series(bundle, series: list[Series], threshold: float | None = None, chunk: int = 64):
+    """Run every series as its own stream, from its first reading (warm-up on the training part).
+
+    Returns (looks over the validation parts, looks over all scored readings (name ->
+    float64[n] each), alerts raised, readings scored).
+    """
+    det = Detector(bundle, settings=DetectorSettings(threshold=threshold, max_streams=max(len(series), 1)))
+    det.record_looks = True
+    looks = {name: [] for name in (*scoring.LOOKS, "log10p")}
+    looks_all = {name: [] for name in looks}
+    raised = scored = 0
+    longest = max(len(s.raw) for s in series)
+    for t0 in range(0, longest, chunk):
+        live = [s for s in series if len(s.raw) > t0]
+        parts = [s.raw[t0 : t0 + chunk] for s in live]
+        streams = [s.name for s, p in zip(live, parts) for _ in range(len(p))]
+        steps = np.concatenate([np.arange(t0, t0 + len(p)) for p in parts])
+        res = det.process(Batch(streams, steps.astype(np.float64), np.concatenate(parts)))
+        split = np.concatenate([np.full(len(p), s.split) for s, p in zip(live, parts)])
+        val = steps >= split
+        for name in looks:
+            looks[name].append(res.looks[name][val])
+            looks_all[name].append(res.looks[name])
+        raised += sum(1 for e in res.events if e.kind == "raised")
+        scored += int(np.isfinite(res.score).sum())
+    cat = lambda d: {k: np.concatenate(v) for k, v in d.items()}  # noqa: E731
+    return cat(looks), cat(looks_all), raised, scored
+
+
+def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margin: float = 0.5, log=print) -> dict:
+    """Fit tables and threshold in place (manifest.yaml of ``bundle_dir``); returns a summary."""
+    bundle = load_bundle(bundle_dir)
+    looks, looks_all, _, _ = run_series(bundle, series)
+    manifest = dict(bundle.manifest)
+    cal = dict(manifest["calibration"])
+    cal["tables"] = {name: scoring.fit_table((looks if name in ("instant", "smoothed") else looks_all)[name])
+                     for name in scoring.TABLE_LOOKS}
+    manifest["calibration"] = cal
+    write_manifest(bundle_dir, manifest)
+    bundle = load_bundle(bundle_dir)
+
+    # Largest tail probability (most sensitive threshold) whose alert rate on the held-out normal
+    # data stays within margin * target; bisection on log10 p between 1e-14 and the target.
+    budget = margin * target_rate
+    lo, hi = -14.0, math.log10(target_rate)  # lo always satisfies (or is the floor), hi may not
+    rate_at = {}
+    for _ in range(9):
+        mid = 0.5 * (lo + hi)
+        _, _, raised, scored = run_series(bundle, series, scoring.threshold_for_rate(10**mid))
+        rate_at[mid] = raised / max(scored, 1)
+        if rate_at[mid] <= budget:
+            lo = mid
+        else:
+            hi = mid
+    _, _, raised, scored = run_series(bundle, series, scoring.threshold_for_rate(10**hi))
+    chosen = hi if raised / max(scored, 1) <= budget else lo
+    _, _, raised, scored = run_series(bundle, series, scoring.threshold_for_rate(10**chosen))
+    cal["threshold"] = scoring.threshold_for_rate(10**chosen)
+    cal["target_false_alarm_rate"] = target_rate
+    cal["threshold_tail_probability"] = float(10**chosen)
+    cal["calibration_readings"] = int(scored)
+    cal["calibration_alerts"] = int(raised)
+    manifest["calibration"] = cal
+    write_manifest(bundle_dir, manifest)
+    log(f"calibrated on {scored:,} readings: threshold p = {10**chosen:.2e} "
+        f"(likelihood {cal['threshold']:.12f}), {raised} alert(s) = {raised / max(scored, 1) * 1e4:.2f} per 10k "
+        f"(target {target_rate * 1e4:.2f} per 10k)")
+    return {"threshold": cal["threshold"], "tail_p": 10**chosen, "readings": scored, "alerts": raised}

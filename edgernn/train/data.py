@@ -1,0 +1,75 @@
+"""Training data: CSV series -> normalised arrays exactly as the detector will see them.
+
+``stream`` normalisation mirrors edgernn/detector.py step for step: Welford statistics over the
+first ``warmup`` readings, then an EW update at rate ``adapt`` (tests check the two agree).
+Each series is split in time: the first ``1 - val_fraction`` trains, the rest validates and
+calibrates (never shuffled across time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..recording import read_recording
+
+
+@dataclass
+class Series:
+    name: str
+    raw: np.ndarray  # float64[T, F]
+    split: int  # first validation index
+
+
+def load_series(paths: list[Path], features: tuple[str, ...], columns: dict | None = None,
+                val_fraction: float = 0.2) -> list[Series]:
+    """One Series per stream per file; rows with missing values are dropped (counted by caller)."""
+    out = []
+    for path in paths:
+        rec = read_recording(path, features, columns)
+        streams = np.array(rec.streams)
+        for sid in dict.fromkeys(rec.streams):
+            x = rec.x[streams == sid]
+            x = x[np.isfinite(x).all(axis=1)]
+            if len(x) < 50:
+                continue
+            out.append(Series(f"{Path(path).name}:{sid}", x, int(len(x) * (1 - val_fraction))))
+    return out
+
+
+def stream_normalise(x: np.ndarray, warmup: int, adapt: float, min_std: float = 1e-6,
+                     min_rel_std: float = 1e-3) -> np.ndarray:
+    """x float64[T, F] -> normalised float64[T, F], as the detector normalises a new stream."""
+    T, F = x.shape
+    out = np.empty_like(x)
+    mean = np.zeros(F)
+    var = np.zeros(F)
+    for t in range(T):
+        n = t + 1
+        if n <= warmup:
+            d = x[t] - mean
+            new_mean = mean + d / n
+            var = var + (d * (x[t] - new_mean) - var) / n
+            mean = new_mean
+        std = np.sqrt(np.maximum(var, np.maximum(min_std, min_rel_std * np.abs(mean)) ** 2))
+        out[t] = (x[t] - mean) / std
+        if n > warmup and adapt > 0:
+            d = x[t] - mean
+            mean = mean + adapt * d
+            var = var + adapt * (d * d - var)
+    return out
+
+
+def fixed_normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return (x - mean) / std
+
+
+def segments(arrays: list[np.ndarray], length: int, stride: int | None = None) -> np.ndarray:
+    """Cut [T, F] arrays into windows float32[N, length, F] (contiguous in time, no padding)."""
+    stride = stride or length
+    out = [a[i : i + length] for a in arrays for i in range(0, len(a) - length + 1, stride)]
+    if not out:
+        raise ValueError(f"no series is longer than the window ({length} readings)")
+    return np.stack(out).astype(np.float32)

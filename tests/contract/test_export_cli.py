@@ -1,0 +1,56 @@
+"""``edgernn export``: exit codes, one-line errors, the parity table and the manifest records."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from contract_helpers import export_formats, random_weights
+
+from edgernn.bundle import load_bundle, write_bundle
+from edgernn.cli import main
+
+
+@pytest.fixture
+def fresh_bundle(tmp_path):
+    return write_bundle(tmp_path / "m", name="cli-test", version="1", features=["a", "b"],
+                        weights=random_weights(2, 8, seed=5))
+
+
+def test_export_writes_registers_and_prints_table(fresh_bundle, capsys):
+    fmts = [f for f in ("onnx", "tflite") if f in export_formats()]
+    if not fmts:
+        pytest.skip("neither onnxruntime nor ai-edge-litert installed")
+    rc = main(["export", str(fresh_bundle), "--formats", ",".join(fmts), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    bundle = load_bundle(fresh_bundle)  # sha256 of every new artifact verified
+    for fmt, artifact in (("onnx", "model.onnx"), ("tflite", "model.tflite")):
+        if fmt in fmts:
+            meta = bundle.manifest["artifacts"][artifact]
+            assert meta["tolerance"] == 1e-5 and meta["size_bytes"] == (fresh_bundle / artifact).stat().st_size
+            assert f"| {artifact} |" in out
+    assert "model.int8.onnx" not in bundle.manifest["artifacts"]  # only what was asked
+
+
+def test_missing_bundle_is_one_line_exit_2(tmp_path, capsys):
+    rc = main(["export", str(tmp_path / "nope")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and "not found" in err and "Traceback" not in err
+
+
+def test_tampered_bundle_is_refused(fresh_bundle, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    shutil.copytree(fresh_bundle, bad)
+    data = bytearray((bad / "weights.npz").read_bytes())
+    data[-10] ^= 0xFF
+    (bad / "weights.npz").write_bytes(bytes(data))
+    rc = main(["export", str(bad), "--formats", "onnx"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "sha256 mismatch" in err and err.count("\n") == 1
+
+
+def test_unknown_format_exit_2(fresh_bundle, capsys):
+    rc = main(["export", str(fresh_bundle), "--formats", "onnx,coreml"])
+    assert rc == 2 and "coreml" in capsys.readouterr().err

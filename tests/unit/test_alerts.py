@@ -1,0 +1,145 @@
+"""The alert state machine on hand-written sequences (one stream; one call per reading).
+
+Each reading is written as a character:  '#' over the raise threshold,  '+' above the clear level
+but under the threshold,  '.' normal.  Scores: '#' -> 10, '+' -> 1, '.' -> 0.1 unless given.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgernn import alerts
+from edgernn.alerts import CLEARED, NONE, RAISED, UPDATE, AlertSettings
+from edgernn.state import StateStore
+
+CODE = {NONE: "", RAISED: "R", UPDATE: "U", CLEARED: "C"}
+
+
+def run(seq: str, cfg: AlertSettings, scores=None):
+    """-> (event string per reading: R/U/C/'', active flag per reading, the final slab row)."""
+    L = StateStore(1, 4).layout
+    row = np.zeros((1, L.width))
+    events, active = [], []
+    for t, ch in enumerate(seq):
+        score = scores[t] if scores is not None else {"#": 10.0, "+": 1.0, ".": 0.1}[ch]
+        code = alerts.step(row, L, cfg, np.array([ch == "#"]), np.array([ch in "#+"]),
+                           np.array([score]), np.array([float(t)]))
+        events.append(CODE[int(code[0])])
+        active.append(bool(row[0, L.active] > 0))
+    return events, active, row, L
+
+
+def where(events, kind):
+    return [t for t, e in enumerate(events) if e == kind]
+
+
+def test_single_over_raises_by_default():
+    ev, act, _, _ = run("...#....", AlertSettings())
+    assert where(ev, "R") == [3]
+    assert act[3:] == [True] * 5 and act[:3] == [False] * 3
+
+
+def test_k_of_n():
+    cfg = AlertSettings(k=2, n=3, clear_after=100)
+    ev, _, _, _ = run("#..#..#..", cfg)  # never two within three readings
+    assert "R" not in ev
+    ev, _, _, _ = run("#..#.#...", cfg)  # readings 3 and 5 are within a window of three
+    assert where(ev, "R") == [5]
+    ev, _, _, _ = run("..##.....", AlertSettings(k=2, n=2, clear_after=100))
+    assert where(ev, "R") == [3]
+    ev, _, _, _ = run("#.#.#.#.#", AlertSettings(k=3, n=4, clear_after=100))
+    assert "R" not in ev
+
+
+def test_clear_after_consecutive_normal_readings():
+    cfg = AlertSettings(clear_after=4, cooldown=0)
+    ev, act, _, _ = run("#......", cfg)
+    assert where(ev, "R") == [0] and where(ev, "C") == [4]
+    assert act == [True] * 4 + [False] * 3
+
+
+def test_hysteresis_readings_above_the_clear_level_keep_the_alert():
+    cfg = AlertSettings(clear_after=3, cooldown=0)
+    # under the threshold but above the clear level: no clear however long it lasts
+    ev, act, _, _ = run("#" + "+" * 20, cfg)
+    assert "C" not in ev and all(act)
+    # a '+' in the middle of a normal run restarts the count
+    ev, _, _, _ = run("#..+..+...", cfg)
+    assert where(ev, "C") == [9]
+
+
+def test_min_duration_delays_the_clear():
+    ev, _, _, _ = run("#" + "." * 20, AlertSettings(clear_after=1, min_duration=6, cooldown=0))
+    (clear,) = where(ev, "C")
+    ev1, _, _, _ = run("#" + "." * 20, AlertSettings(clear_after=1, min_duration=1, cooldown=0))
+    assert where(ev1, "C") == [1]
+    assert clear >= 5 and clear > where(ev1, "C")[0]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: alerts.step counts the clearing reading in `duration`, so an alert "
+                   "is flagged active for only min_duration - 1 readings (min_duration=2 behaves like 1). "
+                   "Compare the duration before this reading: `(S[:, L.duration] >= cfg.min_duration)`")
+@pytest.mark.parametrize("m", [2, 6])
+def test_min_duration_is_the_number_of_active_readings(m):
+    _, act, _, _ = run("#" + "." * 20, AlertSettings(clear_after=1, min_duration=m, cooldown=0))
+    assert sum(act) >= m
+
+
+def test_cooldown_blocks_a_new_raise():
+    cfg = AlertSettings(clear_after=2, cooldown=5)
+    #        0123456789...
+    seq = "#..###" + "." * 3 + "#" + "." * 5
+    ev, _, _, _ = run(seq, cfg)
+    # cleared at 2; readings 3..7 are the cooldown; the '#' at 9 raises again
+    assert where(ev, "C")[0] == 2
+    assert where(ev, "R") == [0, 9]
+
+
+def test_no_cooldown_allows_an_immediate_raise():
+    ev, _, _, _ = run("#..#", AlertSettings(clear_after=2, cooldown=0))
+    assert where(ev, "R") == [0, 3]
+
+
+def test_update_on_escalation_respects_update_gap():
+    cfg = AlertSettings(clear_after=100, update_factor=4.0, update_gap=3)
+    scores = [10, 100, 100, 100, 100, 300, 300, 500, 500, 500, 10_000]
+    ev, _, _, _ = run("#" * len(scores), cfg, scores=[float(s) for s in scores])
+    # 100 > 4 x 10 but only at reading 3 is it update_gap readings after the raise;
+    # 300 is not > 4 x 100; 500 is, three readings after the last event; then 10_000
+    assert where(ev, "R") == [0]
+    assert where(ev, "U") == [3, 7, 10]
+
+
+def test_no_update_without_escalation():
+    ev, _, _, _ = run("#" * 30, AlertSettings(update_gap=1), scores=[10.0] * 30)
+    assert "U" not in ev and where(ev, "R") == [0]
+
+
+def test_sequence_numbers_and_start_time():
+    cfg = AlertSettings(clear_after=2, cooldown=0)
+    ev, _, row, L = run("#...#...#..", cfg)
+    assert where(ev, "R") == [0, 4, 8]
+    assert row[0, L.seq] == 3 and row[0, L.start_ts] == 8.0
+
+
+def test_rows_are_independent():
+    cfg = AlertSettings(clear_after=2, cooldown=0)
+    L = StateStore(1, 4).layout
+    rows = np.zeros((3, L.width))
+    seqs = ["#...#", ".#...", "....."]
+    got = [[], [], []]
+    for t in range(5):
+        over = np.array([s[t] == "#" for s in seqs])
+        codes = alerts.step(rows, L, cfg, over, over, np.where(over, 10.0, 0.1), np.full(3, float(t)))
+        for i in range(3):
+            got[i].append(CODE[int(codes[i])])
+    for i, s in enumerate(seqs):
+        assert got[i] == run(s, cfg)[0]
+
+
+@pytest.mark.parametrize("kw", [dict(k=2, n=1), dict(k=0, n=1), dict(n=17, k=1), dict(cooldown=-1),
+                                dict(update_factor=1.0), dict(clear_factor=0.5)])
+def test_invalid_settings_are_refused(kw):
+    with pytest.raises(ValueError):
+        AlertSettings(**kw)

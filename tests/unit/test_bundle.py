@@ -1,0 +1,235 @@
+"""Model bundle: write/load round trip, and every way a bundle can be broken -> one-line BundleError
+naming the file and the field. Nothing is ever unpickled."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from conftest import random_weights
+
+from edgernn.backends.numpy_gru import NumpyGRU
+from edgernn.bundle import BundleError, load_bundle, register_artifact, sha256_file, write_bundle
+
+
+@pytest.fixture
+def bdir(tiny_bundle):
+    return tiny_bundle(F=2, H=8, seed=1, fresh=True)
+
+
+def _manifest(d):
+    return yaml.safe_load((d / "manifest.yaml").read_text())
+
+
+def _write_manifest(d, m):
+    (d / "manifest.yaml").write_text(yaml.safe_dump(m, sort_keys=False))
+
+
+def _refused(d, *needles) -> str:
+    with pytest.raises(BundleError) as info:
+        load_bundle(d)
+    msg = str(info.value)
+    assert "\n" not in msg.strip(), f"not one line: {msg!r}"
+    for needle in needles:
+        assert needle in msg, f"{needle!r} not in {msg!r}"
+    return msg
+
+
+def test_round_trip(tmp_path):
+    w = random_weights(2, 8, seed=9)
+    out = write_bundle(tmp_path / "b", name="rt", version="1.2.3", features=["temp", "flow"], units=["C", "l/s"],
+                       weights=w, norm_mode="fixed", norm_mean=[20.0, 3.0], norm_std=[2.0, 0.5],
+                       provenance={"command": "test"}, description="round trip")
+    b = load_bundle(out)
+    assert (b.name, b.version, b.features, b.units) == ("rt", "1.2.3", ("temp", "flow"), ("C", "l/s"))
+    assert (b.n_features, b.hidden, b.norm_mode) == (2, 8, "fixed")
+    np.testing.assert_array_equal(b.norm_mean, [20.0, 3.0])
+    np.testing.assert_array_equal(b.norm_std, [2.0, 0.5])
+    assert set(b.weights) == set(w)
+    for k in w:
+        np.testing.assert_array_equal(b.weights[k], w[k])
+        assert b.weights[k].dtype == np.float32
+    assert b.sha256 == sha256_file(out / "weights.npz")
+    assert 0.0 < b.calibration.threshold < 1.0 and b.calibration.warmup > 0
+    assert b.manifest["provenance"]["command"] == "test"
+    # golden.npz is the numpy cell's own rollout from h0
+    g = b.golden()
+    cell = NumpyGRU(b.weights)
+    h = g["h0"]
+    for t in range(g["x"].shape[0]):
+        pred, h = cell.step(g["x"][t], h)
+        np.testing.assert_allclose(pred, g["pred"][t], atol=1e-6)
+        np.testing.assert_allclose(h, g["h"][t], atol=1e-6)
+
+
+def test_loading_twice_gives_the_same_identity(bdir):
+    a, b = load_bundle(bdir), load_bundle(bdir)
+    assert a.sha256 == b.sha256 and a.calibration.threshold == b.calibration.threshold
+
+
+def test_tampered_weights_bytes(bdir):
+    data = bytearray((bdir / "weights.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bdir / "weights.npz").write_bytes(bytes(data))
+    _refused(bdir, "weights.npz", "sha256")
+
+
+def test_tampered_golden_bytes(bdir):
+    with open(bdir / "golden.npz", "ab") as fh:
+        fh.write(b"\0")
+    _refused(bdir, "golden.npz", "sha256")
+
+
+def test_missing_manifest(bdir):
+    (bdir / "manifest.yaml").unlink()
+    _refused(bdir, "manifest.yaml")
+
+
+def test_missing_directory(tmp_path):
+    _refused(tmp_path / "nope", "nope")
+
+
+def test_bad_yaml(bdir):
+    (bdir / "manifest.yaml").write_text("schema: 1\nname: [unclosed\n  features: {\n")
+    _refused(bdir, "manifest.yaml", "YAML")
+
+
+def test_yaml_python_tags_are_not_executed(bdir, tmp_path):
+    marker = tmp_path / "pwned"
+    text = (bdir / "manifest.yaml").read_text()
+    (bdir / "manifest.yaml").write_text(text + f"evil: !!python/object/apply:os.system ['touch {marker}']\n")
+    _refused(bdir, "manifest.yaml")
+    assert not marker.exists()
+
+
+def test_wrong_schema_version(bdir):
+    m = _manifest(bdir)
+    m["schema"] = 99
+    _write_manifest(bdir, m)
+    _refused(bdir, "manifest.yaml", "schema", "99")
+
+
+@pytest.mark.parametrize("dotted", ["calibration.threshold", "calibration.warmup", "cell.hidden", "features",
+                                    "normalisation.mode", "name"])
+def test_missing_key(bdir, dotted):
+    m = _manifest(bdir)
+    node = m
+    *parents, last = dotted.split(".")
+    for p in parents:
+        node = node[p]
+    del node[last]
+    _write_manifest(bdir, m)
+    _refused(bdir, "manifest.yaml", dotted)
+
+
+def test_wrong_type(bdir):
+    m = _manifest(bdir)
+    m["calibration"]["threshold"] = "high"
+    _write_manifest(bdir, m)
+    _refused(bdir, "manifest.yaml", "calibration.threshold")
+
+
+def test_threshold_out_of_range(bdir):
+    m = _manifest(bdir)
+    m["calibration"]["threshold"] = 1.5
+    _write_manifest(bdir, m)
+    _refused(bdir, "manifest.yaml", "calibration.threshold")
+
+
+def _rewrite_weights(bdir, weights):
+    np.savez(bdir / "weights.npz", **weights)
+    register_artifact(bdir, "weights.npz")  # valid sha: only the content check can catch it
+
+
+def test_wrong_weight_shape(bdir):
+    w = random_weights(2, 8, seed=1)
+    w["gru.W_hz"] = np.zeros((8, 7), np.float32)
+    _rewrite_weights(bdir, w)
+    _refused(bdir, "weights.npz", "gru.W_hz", "shape")
+
+
+def test_missing_weight(bdir):
+    w = random_weights(2, 8, seed=1)
+    del w["head.b_logvar"]
+    _rewrite_weights(bdir, w)
+    _refused(bdir, "weights.npz", "head.b_logvar")
+
+
+def test_non_finite_weight(bdir):
+    w = random_weights(2, 8, seed=1)
+    w["gru.b_in"][3] = np.nan
+    _rewrite_weights(bdir, w)
+    _refused(bdir, "weights.npz", "gru.b_in")
+
+
+def test_feature_count_mismatch(bdir):
+    m = _manifest(bdir)
+    m["features"].append({"name": "extra", "unit": ""})
+    _write_manifest(bdir, m)
+    _refused(bdir, "manifest.yaml", "features")
+
+
+def test_hidden_mismatch(bdir):
+    m = _manifest(bdir)
+    m["cell"]["hidden"] = 16
+    _write_manifest(bdir, m)
+    _refused(bdir, "manifest.yaml", "cell.hidden")
+
+
+def test_unknown_cell_type(bdir):
+    m = _manifest(bdir)
+    m["cell"]["type"] = "lstm"
+    _write_manifest(bdir, m)
+    _refused(bdir, "manifest.yaml", "cell.type", "lstm")
+
+
+def test_listed_artifact_missing(bdir):
+    (bdir / "golden.npz").unlink()
+    _refused(bdir, "golden.npz")
+
+
+def test_artifact_path_outside_bundle_refused(bdir):
+    m = _manifest(bdir)
+    m["artifacts"]["../escape.onnx"] = {"sha256": "0" * 64}
+    _write_manifest(bdir, m)
+    _refused(bdir, "manifest.yaml", "escape.onnx")
+
+
+class _Boom:
+    """Unpickling this touches a marker file: proof that the loader unpickled something."""
+
+    marker = None
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_pickled_object_array_is_refused_never_unpickled(bdir, tmp_path):
+    marker = tmp_path / "unpickled"
+    _Boom.marker = str(marker)
+    w = random_weights(2, 8, seed=1)
+    evil = np.empty(1, dtype=object)
+    evil[0] = _Boom()
+    w["gru.W_ir"] = evil
+    buf = io.BytesIO()
+    np.savez(buf, **w)  # np.savez pickles object arrays
+    (bdir / "weights.npz").write_bytes(buf.getvalue())
+    register_artifact(bdir, "weights.npz")
+    # sanity: the file really contains a pickle that would run (checked on a copy)
+    probe = tmp_path / "probe.npz"
+    shutil.copy(bdir / "weights.npz", probe)
+    _refused(bdir, "weights.npz")
+    assert not marker.exists(), "the loader unpickled weights.npz"
+    with np.load(probe, allow_pickle=True) as data:
+        data["gru.W_ir"]
+    assert marker.exists()  # the payload was live; the loader refused it
+
+
+def test_not_a_zip(bdir):
+    (bdir / "weights.npz").write_bytes(b"definitely not a zip file")
+    register_artifact(bdir, "weights.npz")
+    _refused(bdir, "weights.npz")

@@ -1,0 +1,382 @@
+"""Detector.process: batching invariance, bad input, warm-up, gaps, LRU, and alerts end to end."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import sine_series
+
+from edgernn.backends.numpy_gru import NumpyGRU
+from edgernn.bundle import load_bundle
+from edgernn.detector import Batch, Detector, DetectorSettings, Reading
+from edgernn.scoring import threshold_for_rate
+
+WARMUP = 160  # two periods of sine_series: the stream statistics see whole cycles
+SPIKE = 30.0  # standard deviations: unmistakable whatever the looks are tuned to
+# The tiny bundles carry the uncalibrated default tables, so ordinary readings can look mildly
+# surprising. Alert tests use an extreme threshold (tail p 1e-60; a 30 sd spike scores ~1e-400) so
+# they test the plumbing (which reading, stream, feature, id, clear) and not the look tuning.
+STRICT = threshold_for_rate(1e-60)
+
+
+def _det(bundle_dir, **settings) -> Detector:
+    return Detector(load_bundle(bundle_dir), settings=DetectorSettings(**settings))
+
+
+def _one(det, stream, ts, values) -> object:
+    return det.process(Batch([stream], np.array([ts], float), np.atleast_2d(np.asarray(values, float))))
+
+
+def _feed(det, stream, x, t0=0.0, dt=1.0, chunk=64):
+    """Feed one stream's readings x[N, F] in chunks; return per-reading arrays and all events."""
+    N = len(x)
+    ts = t0 + dt * np.arange(N)
+    out = {"score": [], "likelihood": [], "alert": [], "events": []}
+    for lo in range(0, N, chunk):
+        r = det.process(Batch([stream] * len(x[lo : lo + chunk]), ts[lo : lo + chunk], x[lo : lo + chunk]))
+        out["score"].append(r.score)
+        out["likelihood"].append(r.likelihood)
+        out["alert"].append(r.alert)
+        out["events"] += r.events
+    for k in ("score", "likelihood", "alert"):
+        out[k] = np.concatenate(out[k])
+    return out
+
+
+def _state_equal(a: dict, b: dict, keys=None) -> None:
+    assert a.keys() == b.keys()
+    for k in keys or a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+# what a stream's state must agree on whatever the batching (the model-facing part)
+MODEL_STATE = ("h", "pred", "norm_mean", "norm_var", "count", "since_reset", "last_ts", "smoothed",
+               "active", "seq", "cooldown")
+
+
+# -- batched == one at a time ---------------------------------------------------------------------
+def _interleaved(n_streams=5, n=360, seed=0, F=1, spike_stream=2, spike_at=250):
+    rng = np.random.default_rng(seed)
+    per = {f"s{k}": sine_series(n, seed=10 + k, F=F) for k in range(n_streams)}
+    sd = per[f"s{spike_stream}"].std(axis=0)
+    per[f"s{spike_stream}"][spike_at, -1] += SPIKE * sd[-1]
+    order = rng.permutation(np.repeat(np.arange(n_streams), n))
+    pos = dict.fromkeys(per, 0)
+    streams, ts, x = [], [], []
+    for k in order:
+        sid = f"s{k}"
+        i = pos[sid]
+        pos[sid] += 1
+        streams.append(sid)
+        ts.append(1.7e9 + 10.0 * i + 0.1 * k)
+        x.append(per[sid][i])
+    return streams, np.array(ts), np.array(x)
+
+
+def _event_keys(events, offset=0, exact=False):
+    keys = [(e.kind, e.stream, e.alert_id, e.ts, e.position + offset, e.reason, e.started) for e in events]
+    if exact:
+        keys = [k + (e.score, e.likelihood, e.contributions, e.expected, e.sigma) for k, e in zip(keys, events)]
+    return keys
+
+
+def _single_and_batched(bdir, F, seed=1):
+    """The same interleaved readings one call per reading, and in random batches with repeats."""
+    streams, ts, x = _interleaved(F=F)
+    N = len(streams)
+    single, batched = _det(bdir, threshold=STRICT), _det(bdir, threshold=STRICT)
+    res1 = [single.process(Batch(streams[i : i + 1], ts[i : i + 1], x[i : i + 1])) for i in range(N)]
+    rng = np.random.default_rng(seed)
+    res2, offsets, lo, repeats = [], [], 0, 0
+    while lo < N:
+        hi = min(N, lo + int(rng.integers(1, 48)))
+        repeats += (hi - lo) - len(set(streams[lo:hi]))
+        res2.append(batched.process(Batch(streams[lo:hi], ts[lo:hi], x[lo:hi])))
+        offsets.append(lo)
+        lo = hi
+    assert repeats > N // 2  # streams really do repeat inside batches
+    return streams, (single, res1, list(range(N))), (batched, res2, offsets)
+
+
+@pytest.mark.parametrize("which", ["steady", "random"])
+def test_batched_equals_one_at_a_time(which, steady_bundle, tiny_bundle):
+    if which == "steady":
+        bdir = steady_bundle(F=2, warmup=WARMUP)
+    else:  # a random GRU whose head depends on h: catches any gather/scatter mix-up of hidden states
+        bdir = tiny_bundle(F=2, H=16, seed=3, warmup=WARMUP)
+    streams, (single, res1, off1), (batched, res2, off2) = _single_and_batched(bdir, F=2)
+    N = len(streams)
+    for name in ("accepted", "alert", "event"):
+        a = np.concatenate([getattr(r, name) for r in res1])
+        b = np.concatenate([getattr(r, name) for r in res2])
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    # floats: equal up to rounding (see the bit-for-bit test below)
+    for name in ("score", "likelihood", "expected", "sigma"):
+        a = np.concatenate([getattr(r, name) for r in res1])
+        b = np.concatenate([getattr(r, name) for r in res2])
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=name)
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=name)
+    ev1 = [k for r, o in zip(res1, off1) for k in _event_keys(r.events, o)]
+    ev2 = [k for r, o in zip(res2, off2) for k in _event_keys(r.events, o)]
+    assert ev1 == ev2
+    if which == "steady":
+        assert any(k[0] == "raised" and k[1] == "s2" for k in ev1), "the injected spike raised nothing"
+    for sid in set(streams):
+        a, b = single.state.get(sid), batched.state.get(sid)
+        np.testing.assert_array_equal(a["h"], b["h"], err_msg=sid)
+        for k in MODEL_STATE:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-12, atol=0, err_msg=f"{sid} {k}")
+    assert np.isfinite(np.concatenate([r.score for r in res1])).sum() > N // 2
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: detector.py Detector._one (the scalar path for a batch of one) uses "
+                   "math.exp/math.log where _wave uses np.exp/np.log; they differ by 1 ulp on ~4 % of inputs, so "
+                   "scores/likelihoods/smoothed state are not bit-identical between one-at-a-time and batched "
+                   "processing (DESIGN.md: identical). Use np.exp/np.log on the F-vector in _one, or relax the contract")
+def test_batched_equals_one_at_a_time_bit_for_bit(steady_bundle):
+    streams, (single, res1, off1), (batched, res2, off2) = _single_and_batched(steady_bundle(F=2, warmup=WARMUP), F=2)
+    for name in ("score", "likelihood", "expected", "sigma"):
+        a = np.concatenate([getattr(r, name) for r in res1])
+        b = np.concatenate([getattr(r, name) for r in res2])
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    ev1 = [k for r, o in zip(res1, off1) for k in _event_keys(r.events, o, exact=True)]
+    ev2 = [k for r, o in zip(res2, off2) for k in _event_keys(r.events, o, exact=True)]
+    assert ev1 == ev2
+    for sid in set(streams):
+        _state_equal(single.state.get(sid), batched.state.get(sid), MODEL_STATE)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: the alert machine is skipped when a wave has nothing to do (detector.py "
+                   "`if high.any() or S[:, L.active].any() ...`), so an idle stream's since_event counter (alerts.py:60) "
+                   "advances or not depending on which streams share its wave: state and snapshots depend on batching. "
+                   "Fix: count since_event only while active (`np.where(active, S[:, L.since_event] + 1, 0)`)")
+def test_batched_equals_one_at_a_time_whole_state(steady_bundle):
+    streams, (single, _, _), (batched, _, _) = _single_and_batched(steady_bundle(F=2, warmup=WARMUP), F=2)
+    for sid in set(streams):
+        a, b = single.state.get(sid), batched.state.get(sid)
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-12, atol=0, err_msg=f"{sid} {k}")
+
+
+def test_events_come_out_in_arrival_order(steady_bundle):
+    streams, ts, x = _interleaved(F=1, n_streams=3, spike_stream=1)
+    streams += ["s0"] * 3
+    ts = np.concatenate([ts, ts.max() + [1.0, 2.0, 3.0]])
+    x = np.concatenate([x, x[:3]])
+    r = _det(steady_bundle(F=1, warmup=WARMUP), threshold=STRICT).process(Batch(streams, ts, x))
+    positions = [e.position for e in r.events]
+    assert positions == sorted(positions) and positions
+    for e in r.events:
+        assert streams[e.position] == e.stream and ts[e.position] == e.ts
+
+
+# -- bad input --------------------------------------------------------------------------------------
+def test_non_finite_and_missing_values_are_rejected_counted_and_not_fed(tiny_bundle):
+    det = _det(tiny_bundle(F=2, H=8, warmup=8))
+    x = sine_series(30, F=2)
+    _feed(det, "a", x)
+    before = det.state.get("a")
+    bad = np.array([[np.nan, 1.0], [1.0, np.inf], [-np.inf, 0.0], [np.nan, np.nan]])
+    r = det.process(Batch(["a"] * 4, 100.0 + np.arange(4), bad))
+    assert not r.accepted.any()
+    assert np.isnan(r.score).all()
+    assert all(reason for reason in r.reject_reason)
+    assert r.reject_reason[0] == r.reject_reason[3] != r.reject_reason[1] == r.reject_reason[2]
+    assert sum(det.rejects.values()) == 4
+    assert det.stats()["rejects"] == dict(det.rejects)
+    _state_equal(before, det.state.get("a"))
+    # a reading with the wrong number of values is a missing value, not a crash
+    r = det.process_readings([Reading("a", 200.0, (1.0,)), Reading("a", 201.0, (1.0, 2.0, 3.0))])
+    assert not r.accepted.any() and sum(det.rejects.values()) == 6
+    _state_equal(before, det.state.get("a"))
+    # a non-finite timestamp
+    r = det.process(Batch(["a"], np.array([np.nan]), np.array([[1.0, 2.0]])))
+    assert not r.accepted[0] and r.reject_reason[0] and sum(det.rejects.values()) == 7
+    _state_equal(before, det.state.get("a"))
+    # a good reading in the same batch as bad ones is processed normally
+    r = det.process(Batch(["a", "a"], np.array([300.0, 301.0]), np.array([[np.nan, 0.0], x[0]])))
+    assert r.accepted.tolist() == [False, True]
+    assert det.state.get("a")["count"] == before["count"] + 1
+    assert det.accepted == 31
+
+
+def test_rejected_reading_of_an_unknown_stream_creates_no_state(tiny_bundle):
+    det = _det(tiny_bundle(F=1, H=8), max_streams=2)
+    det.process(Batch(["ghost1", "ghost2", "ghost3"], np.arange(3.0), np.full((3, 1), np.nan)))
+    assert det.state.get("ghost1") is None and len(det.state) == 0 and det.state.evictions == 0
+
+
+def test_out_of_order_timestamps_are_rejected(tiny_bundle):
+    det = _det(tiny_bundle(F=1, H=8, warmup=8))
+    _feed(det, "a", sine_series(20), t0=1000.0)
+    before = det.state.get("a")
+    r = det.process(Batch(["a", "a"], np.array([1005.0, 500.0]), np.array([[1.0], [2.0]])))
+    assert not r.accepted.any() and r.reject_reason[0] == r.reject_reason[1] is not None
+    assert sum(det.rejects.values()) == 2
+    _state_equal(before, det.state.get("a"))
+    # the same in one batch: a later reading older than an earlier one of the same stream
+    r = det.process(Batch(["a", "a"], np.array([2000.0, 1999.0]), np.array([[1.0], [2.0]])))
+    assert r.accepted.tolist() == [True, False] and r.reject_reason[1] is not None
+    # other streams are unaffected by one stream's clock
+    r = det.process(Batch(["b"], np.array([1.0]), np.array([[1.0]])))
+    assert r.accepted[0]
+
+
+# -- warm-up, gaps ----------------------------------------------------------------------------------
+def test_no_likelihood_and_no_alerts_during_warmup(steady_bundle):
+    W = 50
+    det = _det(steady_bundle(F=1, warmup=WARMUP), warmup=W, settle=0)
+    x = sine_series(120)
+    x[[5, 20, 40, 49]] += 1e6  # enormous spikes inside the warm-up
+    out = _feed(det, "w", x, chunk=7)
+    assert not (out["likelihood"][:W] > 0).any()
+    assert np.isnan(out["score"][:W]).all()
+    assert not out["alert"][:W].any() and not [e for e in out["events"] if e.ts < W]
+    assert np.isfinite(out["score"][W:]).all()
+    assert (out["likelihood"][W:] > 0).any()
+
+
+def test_model_warmup_is_the_default(steady_bundle):
+    det = _det(steady_bundle(F=1, warmup=40), settle=0)
+    out = _feed(det, "w", sine_series(60))
+    assert np.isnan(out["score"][:40]).all() and np.isfinite(out["score"][40:]).all()
+
+
+def _expected_h(det, sid, value, h):
+    """What the GRU should produce for ``value`` from hidden state ``h`` given the stream's stats."""
+    st = det.state.get(sid)
+    std = np.sqrt(np.maximum(st["norm_var"], 1e-12))
+    xc = np.clip((np.asarray(value) - st["norm_mean"]) / std, -det.bundle.input_clip, det.bundle.input_clip)
+    return NumpyGRU(det.bundle.weights).step(xc[None].astype(np.float32), h[None].astype(np.float32))[1][0]
+
+
+def test_gap_resets_hidden_state_and_holds_scores_back(tiny_bundle):
+    settle = 6
+    det = _det(tiny_bundle(F=1, H=8, seed=5, warmup=20), max_gap_s=60.0, settle=settle)
+    x = sine_series(300)
+    _feed(det, "g", x[:100], t0=0.0)  # ts 0..99
+    # a short pause is not a gap: the hidden state carries on
+    h_prev = det.state.get("g")["h"]
+    want = _expected_h(det, "g", x[100], h_prev)
+    r = _one(det, "g", 99.0 + 59.0, x[100])
+    assert np.isfinite(r.score[0])
+    np.testing.assert_allclose(det.state.get("g")["h"], want, atol=1e-6)
+    # a long silence: h restarts from zero, then settle readings are not scored
+    h_prev = det.state.get("g")["h"]
+    assert np.abs(h_prev).max() > 1e-3
+    want_reset = _expected_h(det, "g", x[101], np.zeros_like(h_prev))
+    want_carry = _expected_h(det, "g", x[101], h_prev)
+    assert not np.allclose(want_reset, want_carry, atol=1e-4)
+    r = _one(det, "g", 158.0 + 1000.0, x[101])
+    np.testing.assert_allclose(det.state.get("g")["h"], want_reset, atol=1e-6)
+    assert np.isnan(r.score[0]) and r.likelihood[0] == 0
+    out = _feed(det, "g", x[102:130], t0=1159.0)
+    assert np.isnan(out["score"][: settle - 1]).all() and not (out["likelihood"][: settle - 1] > 0).any()
+    assert np.isfinite(out["score"][settle:]).all()
+
+
+def test_no_gap_reset_without_max_gap(tiny_bundle):
+    det = _det(tiny_bundle(F=1, H=8, seed=5, warmup=20))
+    x = sine_series(120)
+    _feed(det, "g", x[:100])
+    want = _expected_h(det, "g", x[100], det.state.get("g")["h"])
+    r = _one(det, "g", 1e7, x[100])
+    np.testing.assert_allclose(det.state.get("g")["h"], want, atol=1e-6)
+    assert np.isfinite(r.score[0])
+
+
+# -- stream capacity --------------------------------------------------------------------------------
+def test_lru_eviction(tiny_bundle):
+    det = _det(tiny_bundle(F=1, H=8), max_streams=3)
+    for i, sid in enumerate(["a", "b", "c", "a"]):
+        _one(det, sid, float(i), [1.0 + i])
+    _one(det, "d", 10.0, [5.0])  # full: the least recently seen ("b") goes
+    assert det.state.get("b") is None
+    assert {s for s in "acd" if det.state.get(s) is not None} == set("acd")
+    assert det.stats()["evictions"] == 1 and det.stats()["streams"] == 3
+    assert det.state.get("a")["count"] == 2 and det.state.get("d")["count"] == 1
+    _one(det, "b", 11.0, [1.0])  # comes back fresh; now "c" was least recently seen
+    assert det.state.get("b")["count"] == 1 and det.state.get("c") is None
+    assert det.stats()["evictions"] == 2
+    # many new streams in one batch: the newest are kept, the store never exceeds capacity
+    sids = [f"n{i}" for i in range(3)]
+    det.process(Batch(sids, np.full(3, 20.0), np.ones((3, 1))))
+    assert len(det.state) == 3 and all(det.state.get(s) is not None for s in sids)
+
+
+# -- alerts end to end ------------------------------------------------------------------------------
+def test_clean_signals_raise_nothing(steady_bundle):
+    det = _det(steady_bundle(F=2, warmup=WARMUP), threshold=STRICT)
+    for k in range(4):
+        out = _feed(det, f"clean{k}", sine_series(600, seed=100 + k, F=2))
+        assert not out["events"] and not out["alert"].any()
+
+
+def test_spike_raises_then_clears_with_stable_increasing_ids(steady_bundle):
+    det = _det(steady_bundle(F=2, warmup=WARMUP, features=("temp", "flow")), threshold=STRICT)
+    x = sine_series(800, seed=7, F=2)
+    sd = x.std(axis=0)
+    x[300, 1] += SPIKE * sd[1]
+    x[600, 1] -= SPIKE * sd[1]
+    out = _feed(det, "pump-7", x, t0=1.7e9, dt=60.0)
+    ev = out["events"]
+    raised = [e for e in ev if e.kind == "raised"]
+    assert [e.ts for e in raised] == [1.7e9 + 300 * 60.0, 1.7e9 + 600 * 60.0]
+    first = raised[0]
+    assert first.stream == "pump-7" and first.top_feature == "flow" and first.reason == "instant"
+    assert first.values[1] == x[300, 1]
+    assert first.likelihood >= first.threshold and first.started == first.ts
+    assert math.isclose(sum(first.contributions), first.score, rel_tol=1e-9)
+    d = first.to_dict()
+    assert d["event"] == "raised" and d["alert_id"] == first.alert_id and d["top_feature"] == "flow"
+    # ids: stable within an alert, increasing across alerts of the stream
+    ids = [e.alert_id for e in ev]
+    assert raised[0].alert_id != raised[1].alert_id
+    assert [i for i in dict.fromkeys(ids)] == sorted(dict.fromkeys(ids), key=lambda s: int(s.rsplit("#", 1)[1]))
+    assert all(i.startswith("pump-7#") for i in ids)
+    # every alert clears after the signal is normal again, before the next one is raised
+    kinds = [(e.kind, e.alert_id) for e in ev if e.kind != "update"]
+    assert kinds == [("raised", raised[0].alert_id), ("cleared", raised[0].alert_id),
+                     ("raised", raised[1].alert_id), ("cleared", raised[1].alert_id)]
+    cleared = [e for e in ev if e.kind == "cleared"]
+    assert cleared[0].started == raised[0].ts < cleared[0].ts < raised[1].ts
+    assert out["alert"][300] and not out["alert"][550] and not out["alert"][-1]
+    assert out["alert"][300 : int((cleared[0].ts - 1.7e9) / 60)].all()
+
+
+def test_expected_is_the_prediction_the_reading_was_scored_against(steady_bundle):
+    # the steady model predicts persistence: the expected value of x_t is x_{t-1}
+    det = _det(steady_bundle(F=2, warmup=WARMUP, features=("temp", "flow")), threshold=STRICT)
+    x = sine_series(400, seed=7, F=2)
+    sd = x.std(axis=0)
+    x[300, 1] += SPIKE * sd[1]
+    det.process(Batch(["p"] * 299, np.arange(299.0), x[:299]))
+    r = det.process(Batch(["p", "p"], np.array([299.0, 300.0]), x[299:301]))
+    np.testing.assert_allclose(r.expected[0], x[298], rtol=0, atol=1e-6 * np.abs(x).max())
+    np.testing.assert_allclose(r.expected[1], x[299], rtol=0, atol=1e-6 * np.abs(x).max())
+    (e,) = r.events
+    assert abs(e.expected[1] - x[299, 1]) < 0.01 * sd[1]
+    assert abs(e.values[1] - e.expected[1]) > 20 * e.sigma[1]  # the event says how far outside the band
+
+
+def test_alert_ids_count_per_stream(steady_bundle):
+    det = _det(steady_bundle(F=1, warmup=WARMUP), threshold=STRICT)
+    ids = {}
+    for sid, seed in (("A", 1), ("B", 2)):
+        x = sine_series(400, seed=seed)
+        x[300] += SPIKE * x.std()
+        ids[sid] = [e.alert_id for e in _feed(det, sid, x)["events"] if e.kind == "raised"]
+    assert ids == {"A": ["A#1"], "B": ["B#1"]}
+
+
+def test_explicit_threshold_overrides_the_model(steady_bundle):
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    assert _det(bdir, threshold=0.5).threshold == 0.5
+    assert _det(bdir).threshold == load_bundle(bdir).calibration.threshold
+    x = sine_series(400, seed=3)
+    x[300] += SPIKE * x.std()
+    never = _feed(_det(bdir, threshold=1.0), "s", x)
+    assert not never["events"] or all(e.likelihood >= 1.0 for e in never["events"])

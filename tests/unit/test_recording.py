@@ -1,0 +1,186 @@
+"""CSV recordings: every accepted layout, timestamp formats, column mapping, and bad rows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import sine_series
+
+from edgernn.bundle import load_bundle
+from edgernn.detector import Batch, Detector, DetectorSettings
+from edgernn.recording import RecordingError, parse_columns, parse_timestamp, read_recording, write_recording
+from edgernn.replay import replay
+from edgernn.scoring import threshold_for_rate
+
+T0 = 1706702400.0  # 2024-01-31T12:00:00Z
+
+
+def _csv(tmp_path, text, name="rec.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("stamp", ["2024-01-31T12:00:00Z", "2024-01-31 12:00:00", "2024-01-31T12:00:00",
+                                   "2024-01-31T13:00:00+01:00", "1706702400", "1706702400.0"])
+def test_timestamp_formats(stamp):
+    assert parse_timestamp(stamp) == T0
+
+
+def test_epoch_fractions_and_bad_stamps():
+    assert parse_timestamp(" 1706702400.25 ") == T0 + 0.25
+    for bad in ("yesterday", "", "nan", "2024-13-45T00:00:00"):
+        with pytest.raises(ValueError):
+            parse_timestamp(bad)
+
+
+def test_timestamp_value(tmp_path):
+    p = _csv(tmp_path, "timestamp,value\n2024-01-31T12:00:00Z,1.5\n2024-01-31T12:01:00Z,2.5\n")
+    rec = read_recording(p, ("value",))
+    assert len(rec) == 2 and rec.features == ("value",)
+    np.testing.assert_array_equal(rec.ts, [T0, T0 + 60])
+    np.testing.assert_array_equal(rec.x, [[1.5], [2.5]])
+    assert rec.streams == ["rec", "rec"]  # the file's stem names the stream
+    assert rec.timestamps == ["2024-01-31T12:00:00Z", "2024-01-31T12:01:00Z"]
+    assert not rec.skipped and rec.non_numeric == 0
+    assert read_recording(p, ("value",), stream="boiler-1").streams == ["boiler-1"] * 2
+
+
+def test_multi_feature_in_model_order(tmp_path):
+    p = _csv(tmp_path, "timestamp,flow,temp,pressure\n1706702400,1,20,3\n1706702460,2,21,4\n")
+    rec = read_recording(p, ("temp", "pressure", "flow"))
+    np.testing.assert_array_equal(rec.x, [[20, 3, 1], [21, 4, 2]])
+
+
+def test_long_format_with_stream_column(tmp_path):
+    p = _csv(tmp_path, "timestamp,stream,value\n"
+                       "2024-01-31T12:00:00Z,a,1\n2024-01-31T12:00:00Z,b,10\n2024-01-31T12:01:00Z,a,2\n")
+    rec = read_recording(p, ("value",))
+    assert rec.streams == ["a", "b", "a"]
+    np.testing.assert_array_equal(rec.x[:, 0], [1, 10, 2])
+    np.testing.assert_array_equal(rec.ts, [T0, T0, T0 + 60])
+
+
+def test_semicolon_separator(tmp_path):
+    p = _csv(tmp_path, "timestamp;sensor;temp;flow\n2024-01-31 12:00:00;s1;20.5;3\n2024-01-31 12:01:00;s1;21;4\n")
+    rec = read_recording(p, ("temp", "flow"))
+    assert rec.streams == ["s1", "s1"]
+    np.testing.assert_array_equal(rec.x, [[20.5, 3], [21, 4]])
+    np.testing.assert_array_equal(rec.ts, [T0, T0 + 60])
+
+
+def test_mixed_timestamp_formats_in_one_file(tmp_path):
+    p = _csv(tmp_path, "time,value\n2024-01-31T12:00:00Z,1\n2024-01-31 12:01:00,2\n1706702520,3\n")
+    np.testing.assert_array_equal(read_recording(p, ("value",)).ts, [T0, T0 + 60, T0 + 120])
+
+
+def test_byte_order_mark_and_header_spaces(tmp_path):
+    p = tmp_path / "bom.csv"
+    p.write_bytes("\ufefftimestamp, value\n1706702400, 4\n".encode("utf-8"))
+    rec = read_recording(p, ("value",))
+    np.testing.assert_array_equal(rec.x, [[4.0]])
+
+
+def test_single_feature_model_reads_the_only_value_column(tmp_path):
+    p = _csv(tmp_path, "datetime,temperature\n1706702400,20\n")
+    np.testing.assert_array_equal(read_recording(p, ("value",)).x, [[20.0]])
+
+
+def test_columns_mapping(tmp_path):
+    p = _csv(tmp_path, "timestamp,temperature,humidity\n1706702400,20,55\n1706702460,21,56\n")
+    with pytest.raises(RecordingError) as info:  # ambiguous without a mapping
+        read_recording(p, ("value",))
+    assert "rec.csv" in str(info.value) and "--columns" in str(info.value)
+    rec = read_recording(p, ("value",), parse_columns("value=humidity"))
+    np.testing.assert_array_equal(rec.x[:, 0], [55, 56])
+    rec = read_recording(p, ("a", "b"), parse_columns("a=humidity, b=temperature"))
+    np.testing.assert_array_equal(rec.x, [[55, 20], [56, 21]])
+
+
+def test_parse_columns_rejects_bad_spec():
+    assert parse_columns(None) == {} and parse_columns("") == {}
+    with pytest.raises(RecordingError):
+        parse_columns("value")
+
+
+def test_missing_column_names_file_and_column(tmp_path):
+    p = _csv(tmp_path, "timestamp,temp\n1706702400,20\n")
+    with pytest.raises(RecordingError) as info:
+        read_recording(p, ("temp", "flow"))
+    msg = str(info.value)
+    assert "rec.csv" in msg and "flow" in msg and "\n" not in msg
+    with pytest.raises(RecordingError) as info:
+        read_recording(p, ("value",), {"value": "pressure"})
+    assert "rec.csv" in str(info.value) and "pressure" in str(info.value)
+
+
+def test_unknown_feature_in_columns(tmp_path):
+    p = _csv(tmp_path, "timestamp,value\n1706702400,20\n")
+    with pytest.raises(RecordingError) as info:
+        read_recording(p, ("value",), {"value": "value", "bogus": "value"})
+    assert "bogus" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_bad_rows_are_skipped_or_become_nan_and_are_counted(tmp_path):
+    p = _csv(tmp_path, "timestamp,a,b\n"
+                       "1706702400,1,2\n"
+                       "1706702460,1\n"              # wrong field count -> skipped
+                       "1706702520,1,2,3\n"          # wrong field count -> skipped
+                       "not-a-time,1,2\n"            # bad timestamp -> skipped
+                       "1706702580,abc,2\n"          # text -> NaN, counted
+                       "1706702640,,2\n"             # empty -> NaN, counted
+                       "1706702700,NaN,inf\n"        # non-finite numbers: kept for the detector to reject
+                       "\n"                          # blank line: ignored
+                       "1706702760,5,6\n")
+    rec = read_recording(p, ("a", "b"))
+    assert rec.skipped == {"wrong_field_count": 2, "bad_timestamp": 1}
+    assert rec.non_numeric == 2
+    assert len(rec) == 5
+    assert rec.line.tolist() == [2, 6, 7, 8, 10]
+    assert math.isnan(rec.x[1, 0]) and math.isnan(rec.x[2, 0]) and math.isnan(rec.x[3, 0])
+    assert math.isinf(rec.x[3, 1])
+    np.testing.assert_array_equal(rec.x[4], [5, 6])
+
+
+def test_empty_or_headless_file(tmp_path):
+    with pytest.raises(RecordingError, match="empty.csv"):
+        read_recording(_csv(tmp_path, "", "empty.csv"), ("value",))
+    with pytest.raises(RecordingError, match="header.csv"):
+        read_recording(_csv(tmp_path, "timestamp,value\n", "header.csv"), ("value",))
+    with pytest.raises(RecordingError, match="missing.csv"):
+        read_recording(tmp_path / "missing.csv", ("value",))
+
+
+def test_write_recording_round_trip(tmp_path):
+    v = sine_series(50, F=2)
+    write_recording(tmp_path / "w.csv", v, start=T0, step=30.0, features=("a", "b"))
+    rec = read_recording(tmp_path / "w.csv", ("a", "b"))
+    np.testing.assert_allclose(rec.x, v, rtol=1e-5)
+    np.testing.assert_array_equal(rec.ts, T0 + 30.0 * np.arange(50))
+
+
+def test_replay_equals_direct_processing_on_a_long_format_file(tmp_path, steady_bundle):
+    """replay() over a multi-stream file gives what feeding the same readings to a Detector gives."""
+    bundle = load_bundle(steady_bundle(F=1, warmup=160))
+    per = {s: sine_series(260, seed=k) for k, s in enumerate("abc")}
+    per["b"][230] += 30 * per["b"].std()
+    lines = ["timestamp,stream,value"]
+    for i in range(260):
+        for s in "abc":
+            lines.append(f"{T0 + 60 * i:.0f},{s},{float(per[s][i, 0])!r}")
+    p = _csv(tmp_path, "\n".join(lines) + "\n")
+    rec = read_recording(p, bundle.features)
+    assert rec.non_numeric == 0 and not rec.skipped
+    settings = DetectorSettings(threshold=threshold_for_rate(1e-60))  # only the spike counts (see test_detector)
+    out = replay(Detector(bundle, settings=settings), rec, chunk=37, progress=False)
+    direct = Detector(bundle, settings=settings).process(Batch(rec.streams, rec.ts, rec.x))
+    np.testing.assert_array_equal(out.score, direct.score)
+    np.testing.assert_array_equal(out.likelihood, direct.likelihood)
+    np.testing.assert_array_equal(out.alert, direct.alert)
+    assert [(e.kind, e.alert_id, e.position) for e in out.events] == \
+        [(e.kind, e.alert_id, e.position) for e in direct.events]
+    assert any(e.stream == "b" and e.kind == "raised" for e in out.events)
+    for e in out.events:  # positions index the recording's rows
+        assert rec.streams[e.position] == e.stream and rec.ts[e.position] == e.ts

@@ -1,0 +1,134 @@
+"""`edgernn replay` through the real CLI (a subprocess): output layout, bad rows, and every user
+error as exit 2 with one line on stderr and no traceback."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import PYTHON, REPO, sine_series
+
+HEAD = ["timestamp", "stream", "score", "likelihood", "threshold", "alert", "event"]
+
+
+def edgernn(*args, cwd=None):
+    return subprocess.run([PYTHON, "-m", "edgernn", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or REPO, timeout=120)
+
+
+def _write(path, rows, header="timestamp,value"):
+    path.write_text(header + "\n" + "".join(r + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def recording(tmp_path):
+    """120 readings of one stream with: a malformed row, a text value, a NaN and an empty value."""
+    v = sine_series(120, seed=4)[:, 0]
+    rows = [f"2024-01-31T12:{i // 60:02d}:{i % 60:02d}Z,{v[i]:.6f}" for i in range(120)]
+    rows[50] = "2024-01-31T12:00:50Z"  # wrong field count -> skipped
+    rows[60] = "2024-01-31T12:01:00Z,abc"  # text -> rejected
+    rows[61] = "2024-01-31T12:01:01Z,NaN"  # not a number -> rejected
+    rows[62] = "2024-01-31T12:01:02Z,"  # empty -> rejected
+    return _write(tmp_path / "sensor.csv", rows)
+
+
+def _assert_one_line_error(proc, *needles):
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    err = proc.stderr.strip()
+    assert "Traceback" not in proc.stderr and len(err.splitlines()) == 1, proc.stderr
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+def test_replay_writes_the_documented_csv_and_counts_bad_rows(tmp_path, steady_bundle, recording):
+    out = tmp_path / "scored.csv"
+    proc = edgernn("replay", recording, "--model", steady_bundle(F=1, warmup=16), "--out", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    with open(out, newline="") as fh:
+        rows = list(csv.reader(fh))
+    header, body = rows[0], rows[1:]
+    assert header[:7] == HEAD
+    assert "value" in header[7:] and header[-1] == "reject"
+    assert len(body) == 119  # the malformed row is skipped, everything else appears
+    col = {name: i for i, name in enumerate(header)}
+    by_ts = {r[col["timestamp"]]: r for r in body}
+    assert "2024-01-31T12:00:50Z" not in by_ts
+    for ts in ("2024-01-31T12:01:00Z", "2024-01-31T12:01:01Z", "2024-01-31T12:01:02Z"):
+        row = by_ts[ts]
+        assert row[col["score"]] == "" and row[col["reject"]] != ""
+    scored = [r for r in body if r[col["score"]] != ""]
+    assert len(scored) > 60
+    for r in scored:
+        assert r[col["reject"]] == ""
+        assert 0.0 <= float(r[col["likelihood"]]) < 1.0
+        assert r[col["stream"]] == "sensor" and r[col["alert"]] in ("0", "1")
+    # the summary counts what was skipped and rejected
+    assert "3 rejected" in proc.stdout and "1 row(s) skipped" in proc.stdout
+    assert "wrong_field_count: 1" in proc.stdout
+
+
+def test_replay_long_format_semicolons_and_plot(tmp_path, steady_bundle):
+    pytest.importorskip("matplotlib")
+    v = sine_series(100, seed=5, F=2)
+    rows = [f"{1706702400 + 60 * i};{s};{v[i, 0]:.5f};{v[i, 1]:.5f}" for i in range(100) for s in ("p1", "p2")]
+    path = _write(tmp_path / "plant.csv", rows, header="ts;device;temp;flow")
+    out, png = tmp_path / "o.csv", tmp_path / "o.png"
+    model = steady_bundle(F=2, warmup=16, features=("flow", "temp"))
+    proc = edgernn("replay", path, "--model", model, "--out", out, "--plot", png, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    with open(out, newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0][:7] == HEAD and rows[0][7:9] == ["flow", "temp"]
+    assert {r[1] for r in rows[1:]} == {"p1", "p2"} and len(rows) == 201
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_columns_mapping(tmp_path, steady_bundle):
+    v = sine_series(40, seed=6)[:, 0]
+    path = _write(tmp_path / "boiler.csv", [f"{1706702400 + i},{v[i]:.5f},{i}" for i in range(40)],
+                  header="timestamp,temperature,counter")
+    out = tmp_path / "o.csv"
+    proc = edgernn("replay", path, "--model", steady_bundle(F=1, warmup=16), "--columns", "value=temperature",
+                   "--out", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    np.testing.assert_allclose([float(r["value"]) for r in rows], v, rtol=1e-5)  # written with 6 digits
+
+
+def test_missing_column_is_one_line(tmp_path, steady_bundle):
+    path = _write(tmp_path / "pump.csv", ["1706702400,1.0", "1706702460,2.0"], header="timestamp,temp")
+    proc = edgernn("replay", path, "--model", steady_bundle(F=2, warmup=16, features=("temp", "flow")))
+    _assert_one_line_error(proc, "pump.csv", "flow")
+
+
+def test_unknown_feature_in_columns_is_one_line(tmp_path, steady_bundle, recording):
+    proc = edgernn("replay", recording, "--model", steady_bundle(F=1, warmup=16), "--columns", "pressure=value")
+    _assert_one_line_error(proc, "pressure")
+
+
+def test_corrupted_bundle_is_one_line(tmp_path, steady_bundle, recording):
+    model = tmp_path / "model"
+    shutil.copytree(steady_bundle(F=1, warmup=16), model)
+    data = bytearray((model / "weights.npz").read_bytes())
+    data[100] ^= 0x55
+    (model / "weights.npz").write_bytes(bytes(data))
+    proc = edgernn("replay", recording, "--model", model)
+    _assert_one_line_error(proc, "weights.npz")
+
+
+def test_missing_input_file_is_one_line(tmp_path, steady_bundle):
+    proc = edgernn("replay", tmp_path / "nope.csv", "--model", steady_bundle(F=1, warmup=16))
+    _assert_one_line_error(proc, "nope.csv")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed")
+def test_backend_without_artifact_is_one_line(steady_bundle, recording):
+    proc = edgernn("replay", recording, "--model", steady_bundle(F=1, warmup=16), "--backend", "onnx")
+    _assert_one_line_error(proc, "model.onnx")

@@ -107,6 +107,8 @@ def _table(manifest: dict, key: str, where: str) -> dict:
     scale = table.get("tail_scale")
     if xs.ndim != 1 or xs.size < 2 or xs.shape != ls.shape or not np.all(np.diff(xs) >= 0):
         raise BundleError(f"{where}: calibration.tables.{key}: needs increasing x and log10_sf of equal length >= 2")
+    if not (np.all(ls < 0) and np.all(np.diff(ls) <= 0)):
+        raise BundleError(f"{where}: calibration.tables.{key}.log10_sf: needs negative, non-increasing values")
     if not isinstance(scale, (int, float)) or not scale > 0:
         raise BundleError(f"{where}: calibration.tables.{key}.tail_scale: expected a positive number")
     return {"x": xs, "log10_sf": ls, "tail_scale": float(scale)}

@@ -43,6 +43,8 @@ class DetectorSettings:
     min_std: float = 1e-6  # floor on a stream's std (absolute) ...
     min_rel_std: float = 1e-3  # ... and relative to |mean|
     repeat_memory: float = 1000.0  # readings a stream's own statistics remember (stuck, level, spread)
+    relearn_after: int = 256  # readings a stream may stay above the clear level before its normal
+    #                           statistics learn again (accepts a genuine change of regime)
     fast_window: float = 128.0  # readings in the short EW window of the level and spread looks
 
 
@@ -99,7 +101,8 @@ class Event:
         i = int(np.argmax(self.contributions))
         return (f"{self.kind:7s} {self.alert_id}: {self.features[i]}={self.values[i]:.6g} "
                 f"expected {self.expected[i]:.6g} ± {2 * self.sigma[i]:.3g} "
-                f"[{self.reason}] (score {self.score:.3g}, likelihood {self.likelihood:.6f})")
+                + (f"[{self.reason}] " if self.kind != "cleared" else "")
+                + f"(score {self.score:.3g}, likelihood {self.likelihood:.6f})")
 
     def to_dict(self) -> dict:
         return {
@@ -120,6 +123,7 @@ class Result:
     accepted: np.ndarray  # bool[B]
     score: np.ndarray  # float64[B]
     likelihood: np.ndarray  # float64[B]
+    onset: np.ndarray  # float64[B] likelihood of the rise in surprise over the stream's recent peak
     alert: np.ndarray  # bool[B] an alert is active for the stream after this reading
     event: np.ndarray  # int8[B] alerts.NONE / RAISED / UPDATE / CLEARED
     expected: np.ndarray  # float64[B, F]
@@ -148,6 +152,7 @@ class Detector:
         self.stream_norm = bundle.norm_mode == "stream"
         self.repeat_memory = 1.0 / s.repeat_memory
         self.fast_rate = 1.0 / s.fast_window
+        self.onset_decay = 1.0 - self.repeat_memory  # the onset's reference peak fades over the same memory
         self.features = bundle.features
         self.F = bundle.n_features
         self.state = StateStore(self.F, bundle.hidden, capacity=s.max_streams)
@@ -157,6 +162,10 @@ class Detector:
             self.state.set_initial(L.norm_var, bundle.norm_std**2)
         self._tables1 = {name: {"xs_list": [float(v) for v in t["x"]], "ls_list": [float(v) for v in t["log10_sf"]],
                                 "tail_scale": t["tail_scale"]} for name, t in cal.tables.items()}
+        self._starts = tuple(getattr(L, n).start for n in ("norm_mean", "norm_var", "pred", "last_x", "run", "reps",
+                                                           "fast_mean", "fast_var", "lvl_mean", "lvl_var",
+                                                           "spr_mean", "spr_var"))
+        self._consts = (bundle.input_clip, bundle.logvar_min, bundle.logvar_max, self.fast_rate, s.min_std, s.min_rel_std)
         self.record_looks = False  # calibration/diagnostics: keep each look's statistic per reading
         self.rejects: Counter[str] = Counter()
         self.accepted = 0
@@ -164,37 +173,45 @@ class Detector:
     # -- public ------------------------------------------------------------------------------
     def process(self, batch: Batch) -> Result:
         B, F = len(batch), self.F
-        x = np.asarray(batch.x, dtype=np.float64).reshape(B, F)
-        ts = np.asarray(batch.ts, dtype=np.float64).reshape(B)
-        vals = np.full((B, 2 + 2 * F), np.nan)  # one block: score | likelihood | expected | sigma
+        vals = np.full((B, 3 + 2 * F), np.nan)  # one block: score | likelihood | onset | expected | sigma
         flags = np.zeros((B, 2), np.int8)  # alert | event
         res = Result(
-            accepted=np.isfinite(x).all(axis=1) & np.isfinite(ts),
-            score=vals[:, 0], likelihood=vals[:, 1], alert=flags[:, 0].view(bool),
-            event=flags[:, 1], expected=vals[:, 2 : 2 + F], sigma=vals[:, 2 + F :],
+            accepted=np.ones(B, bool), score=vals[:, 0], likelihood=vals[:, 1], onset=vals[:, 2],
+            alert=flags[:, 0].view(bool), event=flags[:, 1], expected=vals[:, 3 : 3 + F], sigma=vals[:, 3 + F :],
             reject_reason=[None] * B, events=[], threshold=self.threshold,
         )
         if self.record_looks:
             res.looks = {name: np.full(B, np.nan) for name in (*scoring.LOOKS, "log10p")}
-        if not res.accepted.all():
-            for i in np.flatnonzero(~res.accepted):
-                self._reject(res, i, "missing_value" if np.isnan(x[i]).any() else "non_finite")
-        if B == 1:
-            if res.accepted[0]:
-                self._one(0, batch.streams[0], float(ts[0]), x[0].tolist(), res)
-                self.accepted += int(res.accepted[0])
+        if B == 1:  # the common case at low load: no arrays at all until the GRU
+            values = np.asarray(batch.x, dtype=np.float64).reshape(F).tolist()
+            t = float(np.asarray(batch.ts).reshape(1)[0])
+            if not (math.isfinite(t) and all(map(math.isfinite, values))):
+                self._reject(res, 0, "missing_value" if any(v != v for v in values) else "non_finite")
+            else:
+                self._one(0, batch.streams[0], t, values, res)
+            self.accepted += int(res.accepted[0])
             return res
+        x = np.asarray(batch.x, dtype=np.float64).reshape(B, F)
+        ts = np.asarray(batch.ts, dtype=np.float64).reshape(B)
+        ok = np.isfinite(x).all(axis=1) & np.isfinite(ts)
+        if not ok.all():
+            for i in np.flatnonzero(~ok):
+                self._reject(res, i, "missing_value" if np.isnan(x[i]).any() else "non_finite")
         # Waves: the k-th occurrence of each stream in this batch goes into wave k.
         streams = batch.streams
-        occurrence = np.zeros(B, np.intp)
-        if B > 1:
+        if len(set(streams)) == B:
+            waves = [np.arange(B)]
+        else:
             seen: dict[str, int] = {}
-            for i, sid in enumerate(streams):
+            occurrence = []
+            for sid in streams:
                 k = seen.get(sid, 0)
-                occurrence[i] = k
+                occurrence.append(k)
                 seen[sid] = k + 1
-        for wave in range(int(occurrence.max()) + 1 if B else 0):
-            idx = np.flatnonzero((occurrence == wave) & res.accepted)
+            occ = np.array(occurrence)
+            waves = np.split(np.argsort(occ, kind="stable"), np.cumsum(np.bincount(occ))[:-1])
+        for idx in waves:
+            idx = idx[res.accepted[idx]]
             if idx.size > SCALAR_WAVE:
                 self._wave(idx, [streams[i] for i in idx], ts[idx], x[idx], res)
             else:  # a few readings: plain Python per reading beats numpy's per-call overhead
@@ -281,12 +298,17 @@ class Detector:
                  "stuck": scoring.stuck_log10(run, q)}
         log10p = scoring.combined_log10p(looks, self.cal.tables)
         lik = np.where(scored, scoring.likelihood_from_log10p(log10p), 0.0)
+        # onset: how far the surprise s = -log10 p rises above the stream's recent (decaying) peak;
+        # high where an anomaly starts, back near 0 while the same deviation persists
+        surprise = np.where(scored, -log10p, 0.0)
+        onset = np.where(scored, scoring.likelihood_from_log10p(-np.maximum(surprise - S[:, L.onset_peak], 0.0)), 0.0)
+        S[:, L.onset_peak] = np.maximum(surprise, S[:, L.onset_peak] * self.onset_decay)
         if res.looks is not None:
             for name, values in (*looks.items(), ("log10p", log10p)):
                 res.looks[name][idx] = np.where(scored, values, np.nan)
         over = scored & (lik >= self.threshold)
         high = lik >= self.clear_level
-        if high.any() or S[:, L.active].any() or S[:, L.cooldown].any() or S[:, L.hist].any():
+        if high.any() or S[:, L.active : L.cooldown + 1].any():  # active, hist, below, cooldown
             codes = alerts.step(S, L, s.alerts, over, high, score, ts)
         else:  # nothing to do for the alert machine: no alert, no cooldown, nothing over
             codes = np.zeros(len(idx), np.int8)
@@ -299,8 +321,11 @@ class Detector:
         st.h[rows] = h_next
         S[:, L.pred] = new_pred
 
-        # learn the stream's normal behaviour: never from readings at or above the clear level
-        learn = ~high
+        # learn the stream's normal behaviour: not from readings at or above the clear level ...
+        # ... unless it has stayed that way for relearn_after readings: then accept the new normal
+        held = np.where(high, S[:, L.held] + 1, 0.0)
+        S[:, L.held] = held
+        learn = ~high | (held > s.relearn_after)
         if self.stream_norm and self.adapt > 0:
             lw = (learn & ~warming)[:, None]
             dx = x - mean
@@ -331,11 +356,12 @@ class Detector:
 
         res.score[idx] = np.where(scored, score, np.nan)
         res.likelihood[idx] = lik
+        res.onset[idx] = onset
         res.alert[idx] = S[:, L.active] > 0
         res.event[idx] = codes
         res.expected[idx] = expected
         res.sigma[idx] = sigma
-        for j in np.flatnonzero(codes):
+        for j in np.flatnonzero(codes) if codes.any() else ():
             res.events.append(Event(
                 kind=alerts.EVENT_NAMES[int(codes[j])], stream=streams[j],
                 alert_id=f"{streams[j]}#{int(S[j, L.seq])}", ts=float(ts[j]),
@@ -359,53 +385,57 @@ class Detector:
             st.h[row] = 0.0
             r[L.since_reset] = 0.0
             r[L.smoothed] = 0.0
+        m0, v0, p0, lx0, run0, rep0, fm0, fv0, lm0, lv0, sm0, sv0 = self._starts
+        clip, lvmin, lvmax, af, min_std, min_rel = self._consts
         count = r[L.count] + 1
         warming = count <= self.warmup
-        m0, v0, p0, lx0, run0, rep0 = L.norm_mean.start, L.norm_var.start, L.pred.start, L.last_x.start, L.run.start, L.reps.start
-        fm0, fv0, lm0, lv0, sm0, sv0 = (L.fast_mean.start, L.fast_var.start, L.lvl_mean.start, L.lvl_var.start,
-                                        L.spr_mean.start, L.spr_var.start)
-        clip, lvmin, lvmax, af = self.bundle.input_clip, self.bundle.logvar_min, self.bundle.logvar_max, self.fast_rate
-        score = 0.0
-        level = spread = 0.0
+        stream_warming = warming and self.stream_norm
+        exp, log, sqrt = math.exp, math.log, math.sqrt
+        q_log = -math.log10(r[L.trials] + 2.0)
+        score = level = spread = 0.0
         stuck = math.inf
-        q_den = r[L.trials] + 2.0
-        xc, std_, mean_, z_, sig_, run_, d_, v_, fm_, fv_ = [], [], [], [], [], [], [], [], [], []
-        contrib = []
+        per_f = []  # per feature: (xc, std, mean, sigma_n, contribution, run, d, v, fast_mean, fast_var)
         for f in range(F):
             xf = x[f]
             mean, var = r[m0 + f], r[v0 + f]
-            if self.stream_norm and warming:
+            if stream_warming:
                 d = xf - mean
                 new_mean = mean + d / count
                 var = var + (d * (xf - new_mean) - var) / count
                 mean = new_mean
                 r[m0 + f], r[v0 + f] = mean, var
-            std = math.sqrt(max(var, max(s.min_std, s.min_rel_std * abs(mean)) ** 2))
+            floor = max(min_std, min_rel * abs(mean))
+            std = sqrt(max(var, floor * floor))
             xn = (xf - mean) / std
-            c = min(max(xn, -clip), clip)
-            sigma_n = math.exp(0.5 * min(max(r[p0 + F + f], lvmin), lvmax))
+            c = -clip if xn < -clip else clip if xn > clip else xn
+            sigma_n = exp(0.5 * min(max(r[p0 + F + f], lvmin), lvmax))
             z = (c - r[p0 + f]) / sigma_n
-            contrib.append(min(z * z, 1e12) / F)
+            contrib = min(z * z, 1e12) / F
+            score += contrib
             run = r[run0 + f] + 1 if xf == r[lx0 + f] else 0.0
-            stuck = min(stuck, run * math.log10((r[rep0 + f] + 1.0) / q_den))
+            if run:
+                stuck = min(stuck, run * (math.log10(r[rep0 + f] + 1.0) + q_log))
             fm_old = xf if count == 1 else r[fm0 + f]
             fm = fm_old + af * (xf - fm_old)
             fv = (1.0 - af) * (r[fv0 + f] + af * (xf - fm_old) ** 2)
             dl = (fm - mean) / std
-            vs = math.log(fv / std**2 + 1e-4)
-            level = max(level, abs(dl - r[lm0 + f]) / math.sqrt(r[lv0 + f] + 1e-4))
-            spread = max(spread, abs(vs - r[sm0 + f]) / math.sqrt(r[sv0 + f] + 1e-2))
-            xc.append(c), std_.append(std), mean_.append(mean), sig_.append(sigma_n)
-            run_.append(run), d_.append(dl), v_.append(vs), fm_.append(fm), fv_.append(fv)
-        score = math.fsum(contrib) if F > 1 else contrib[0]
+            vs = log(fv / (std * std) + 1e-4)
+            level = max(level, abs(dl - r[lm0 + f]) / sqrt(r[lv0 + f] + 1e-4))
+            spread = max(spread, abs(vs - r[sm0 + f]) / sqrt(r[sv0 + f] + 1e-2))
+            per_f.append((c, std, mean, sigma_n, contrib, run, dl, vs, fm, fv))
+        if stuck == math.inf:
+            stuck = 0.0
         since = r[L.since_reset] + 1
         scored = count > self.warmup and since > s.settle
         smoothed = r[L.smoothed] + self.cal.smoothing * (score - r[L.smoothed]) if since > 1 else score
-        t1 = self._tables1
-        log10p = min(stuck, scoring.tail_log10_one(score, t1["instant"]), scoring.tail_log10_one(smoothed, t1["smoothed"]),
-                     scoring.tail_log10_one(level, t1["level"]), scoring.tail_log10_one(spread, t1["spread"]))
+        t1, tail = self._tables1, scoring.tail_log10_one
+        log10p = min(stuck, tail(score, t1["instant"]), tail(smoothed, t1["smoothed"]),
+                     tail(level, t1["level"]), tail(spread, t1["spread"]))
         log10p = min(log10p + scoring._LOG10_LOOKS, 0.0)
         lik = scoring.likelihood_one(log10p) if scored else 0.0
+        surprise = -log10p if scored else 0.0
+        onset = scoring.likelihood_one(-max(surprise - r[L.onset_peak], 0.0)) if scored else 0.0
+        r[L.onset_peak] = max(surprise, r[L.onset_peak] * self.onset_decay)
         if res.looks is not None and scored:
             for name, value in (("instant", score), ("smoothed", smoothed), ("level", level), ("spread", spread),
                                 ("stuck", stuck), ("log10p", log10p)):
@@ -414,31 +444,35 @@ class Detector:
         code = alerts.NONE
         if high or r[L.active] or r[L.cooldown] or r[L.hist]:  # else nothing for the machine to do
             code = alerts.step_one(r, L, s.alerts, scored and lik >= self.threshold, high, score, ts)
-        expected = [r[p0 + f] * std_[f] + mean_[f] for f in range(F)]
-        sigma = [sig_[f] * std_[f] for f in range(F)]
+        expected = [r[p0 + f] * p[1] + p[2] for f, p in enumerate(per_f)]
+        sigma = [p[3] * p[1] for p in per_f]
 
         # step the GRU, store h_t and the prediction for t+1
-        new_pred, h_next = self.backend.step(np.array([xc], np.float32), st.h[row : row + 1])
+        new_pred, h_next = self.backend.step(np.array([[p[0] for p in per_f]], np.float32), st.h[row : row + 1])
         st.h[row] = h_next[0]
         r[p0 : p0 + 2 * F] = new_pred[0].tolist()
 
-        learn = not high
+        held = r[L.held] + 1 if high else 0.0
+        r[L.held] = held
+        learn = not high or held > s.relearn_after
         stat = learn and count > self.warmup // 2
         nstat = r[L.nstat] + stat
         rate = max(1.0 / max(nstat, 1.0), self.repeat_memory) if stat else 0.0
         decay = 1.0 if warming else 1.0 - self.repeat_memory
-        for f in range(F):
-            if self.stream_norm and self.adapt > 0 and learn and not warming:
+        adapt = self.adapt if (self.stream_norm and learn and not warming) else 0.0
+        for f, (_, _, _, _, _, run, dl, vs, fm, fv) in enumerate(per_f):
+            if adapt:
                 d = x[f] - r[m0 + f]
-                r[m0 + f] += self.adapt * d
-                r[v0 + f] += self.adapt * (d * d - r[v0 + f])
-            for mi, vi, val in ((lm0 + f, lv0 + f, d_[f]), (sm0 + f, sv0 + f, v_[f])):
-                delta = val - r[mi]
-                r[mi] += rate * delta
-                r[vi] += rate * (delta * (val - r[mi]) - r[vi])
+                r[m0 + f] += adapt * d
+                r[v0 + f] += adapt * (d * d - r[v0 + f])
+            if rate:
+                for mi, vi, val in ((lm0 + f, lv0 + f, dl), (sm0 + f, sv0 + f, vs)):
+                    delta = val - r[mi]
+                    r[mi] += rate * delta
+                    r[vi] += rate * (delta * (val - r[mi]) - r[vi])
             if learn:
-                r[rep0 + f] = r[rep0 + f] * decay + (run_[f] > 0 and count > 1)
-            r[fm0 + f], r[fv0 + f], r[run0 + f], r[lx0 + f] = fm_[f], fv_[f], run_[f], x[f]
+                r[rep0 + f] = r[rep0 + f] * decay + (run > 0 and count > 1)
+            r[fm0 + f], r[fv0 + f], r[run0 + f], r[lx0 + f] = fm, fv, run, x[f]
         if learn and count > 1:
             r[L.trials] = r[L.trials] * decay + 1.0
         r[L.nstat] = nstat
@@ -447,6 +481,7 @@ class Detector:
 
         res.score[pos] = score if scored else math.nan
         res.likelihood[pos] = lik
+        res.onset[pos] = onset
         res.alert[pos] = r[L.active] > 0
         res.event[pos] = code
         res.expected[pos] = expected
@@ -457,8 +492,9 @@ class Detector:
             res.events.append(Event(
                 kind=alerts.EVENT_NAMES[code], stream=sid, alert_id=f"{sid}#{int(r[L.seq])}", ts=ts,
                 score=score, likelihood=lik, threshold=self.threshold, features=self.features,
-                values=tuple(x), expected=tuple(expected), sigma=tuple(sigma), contributions=tuple(contrib),
-                started=r[L.start_ts], reason=scoring.which_look(looks, self.cal.tables, 0), position=pos,
+                values=tuple(x), expected=tuple(expected), sigma=tuple(sigma),
+                contributions=tuple(p[4] for p in per_f), started=r[L.start_ts],
+                reason=scoring.which_look(looks, self.cal.tables, 0), position=pos,
             ))
 
     # -- convenience ----------------------------------------------------------------------------

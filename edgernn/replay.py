@@ -15,6 +15,7 @@ from .recording import Recording
 class ReplayOutput:
     score: np.ndarray  # float64[N]
     likelihood: np.ndarray  # float64[N]
+    onset: np.ndarray  # float64[N]
     alert: np.ndarray  # bool[N]
     event: np.ndarray  # int8[N]
     expected: np.ndarray  # float64[N, F]
@@ -27,7 +28,7 @@ class ReplayOutput:
 def replay(detector: Detector, rec: Recording, chunk: int = 256, progress: bool | None = None,
            label: str = "replay") -> ReplayOutput:
     N, F = rec.x.shape
-    out = ReplayOutput(np.full(N, np.nan), np.full(N, np.nan), np.zeros(N, bool), np.zeros(N, np.int8),
+    out = ReplayOutput(np.full(N, np.nan), np.full(N, np.nan), np.full(N, np.nan), np.zeros(N, bool), np.zeros(N, np.int8),
                        np.full((N, F), np.nan), np.full((N, F), np.nan), [None] * N, [], detector.threshold)
     with Progress(N, label, enabled=progress) as bar:
         for lo in range(0, N, chunk):
@@ -35,6 +36,7 @@ def replay(detector: Detector, rec: Recording, chunk: int = 256, progress: bool 
             res = detector.process(Batch(rec.streams[lo:hi], rec.ts[lo:hi], rec.x[lo:hi]))
             out.score[lo:hi] = res.score
             out.likelihood[lo:hi] = res.likelihood
+            out.onset[lo:hi] = res.onset
             out.alert[lo:hi] = res.alert
             out.event[lo:hi] = res.event
             out.expected[lo:hi] = res.expected

@@ -56,13 +56,15 @@ def score_from_z(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def tail_log10(values: np.ndarray, table: dict) -> np.ndarray:
-    """log10 of the calibrated survival probability P(stat >= value), float64[b] <= 0."""
+    """log10 of the calibrated survival probability P(stat >= value), float64[b] < 0.
+
+    (Tables hold log10_sf < 0, non-increasing: checked when a bundle is loaded.)"""
     xs, ls, scale = table["x"], table["log10_sf"], table["tail_scale"]
     out = np.interp(values, xs, ls)  # clamps to ls[0] below the table, ls[-1] above it
-    beyond = values > xs[-1]
-    if beyond.any():
+    if values.max(initial=-np.inf) > xs[-1]:  # rare: beyond the table, the exponential tail
+        beyond = values > xs[-1]
         out[beyond] = ls[-1] - (values[beyond] - xs[-1]) / (scale * np.log(10.0))
-    return np.minimum(out, 0.0)
+    return out
 
 
 def stuck_log10(run: np.ndarray, repeat_rate: np.ndarray) -> np.ndarray:
@@ -75,7 +77,8 @@ def combined_log10p(looks: dict[str, np.ndarray], tables: dict) -> np.ndarray:
     lp = looks["stuck"]
     for name in TABLE_LOOKS:
         lp = np.minimum(lp, tail_log10(looks[name], tables[name]))
-    return np.minimum(lp + _LOG10_LOOKS, 0.0)
+    lp += _LOG10_LOOKS
+    return np.minimum(lp, 0.0, out=lp)
 
 
 def which_look(looks: dict[str, np.ndarray], tables: dict, j: int) -> str:
@@ -88,9 +91,12 @@ def which_look(looks: dict[str, np.ndarray], tables: dict, j: int) -> str:
 def likelihood_from_log10p(log10p: np.ndarray) -> np.ndarray:
     """Monotone map to [0, 1): 1 - p down to p = 1e-12, then 1 - 1e-12 * (1 + ln(s / 12))**-0.2."""
     log10p = np.asarray(log10p, dtype=np.float64)
-    near = -np.expm1(log10p * np.log(10.0))  # 1 - 10**log10p, exact for small p
-    far = 1.0 - 10.0**P_FLOOR_LOG10 * (1.0 + np.log(np.maximum(log10p / P_FLOOR_LOG10, 1.0))) ** -0.2
-    return np.where(log10p >= P_FLOOR_LOG10, near, far)
+    out = np.expm1(log10p * np.log(10.0))  # 10**log10p - 1, exact for small p
+    np.subtract(0.0, out, out=out)  # 1 - 10**log10p (0 - x: never -0.0)
+    deep = log10p < P_FLOOR_LOG10
+    if deep.any():
+        out[deep] = 1.0 - 10.0**P_FLOOR_LOG10 * (1.0 + np.log(log10p[deep] / P_FLOOR_LOG10)) ** -0.2
+    return out
 
 
 def threshold_for_rate(rate: float) -> float:
@@ -162,5 +168,5 @@ def tail_log10_one(value: float, table: dict) -> float:
 
 def likelihood_one(log10p: float) -> float:
     if log10p >= P_FLOOR_LOG10:
-        return -math.expm1(log10p * _LN10)
+        return 0.0 - math.expm1(log10p * _LN10)
     return 1.0 - 10.0**P_FLOOR_LOG10 * (1.0 + math.log(max(log10p / P_FLOOR_LOG10, 1.0))) ** -0.2

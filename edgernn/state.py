@@ -37,11 +37,14 @@ class Layout:
     smoothed                   EWMA of the score
     trials                     EW count of readings the repeat rate was learned from
     nstat                      readings the level / spread statistics were learned from
+    held                       readings in a row at or above the clear level (learning paused)
+    onset_peak                 the stream's recent peak surprise (decaying), for the onset output
     active ... duration        alert state machine (see alerts.py)
     """
 
-    SCALARS = ("count", "since_reset", "last_ts", "smoothed", "trials", "nstat", "active", "hist", "below",
-               "cooldown", "seq", "peak", "since_event", "start_ts", "duration")
+    # active, hist, below, cooldown stay adjacent: the detector tests them with one slice
+    SCALARS = ("count", "since_reset", "last_ts", "smoothed", "trials", "nstat", "held", "active", "hist", "below",
+               "cooldown", "seq", "peak", "since_event", "start_ts", "duration", "onset_peak")
 
     def __init__(self, n_features: int):
         F = n_features
@@ -91,15 +94,14 @@ class StateStore:
     def rows_for(self, streams: list[str]) -> np.ndarray:
         """Row index per stream id (unique ids expected), creating rows and evicting LRU ones."""
         self._tick += 1
-        tick = self._tick
-        rows = np.empty(len(streams), np.intp)
-        ids = self.ids
-        for i, sid in enumerate(streams):
-            row = ids.get(sid)
-            if row is None:
-                row = self._new_row(sid)
-            rows[i] = row
-        self.last_seen[rows] = tick
+        get = self.ids.get
+        found = [get(sid) for sid in streams]
+        if None in found:
+            for i, row in enumerate(found):
+                if row is None:
+                    found[i] = self._new_row(streams[i])
+        rows = np.array(found, np.intp)
+        self.last_seen[rows] = self._tick
         return rows
 
     def row_for(self, sid: str) -> int:
@@ -173,9 +175,9 @@ class StateStore:
         except Exception as exc:  # corrupt file: start fresh, say why
             return False, f"snapshot {path} unreadable ({exc}); starting fresh"
         try:
-            if int(np.asarray(snap.get("version", -1)).reshape(-1)[0]) != SNAPSHOT_VERSION:
+            if int(snap.get("version", np.array(-1)).item()) != SNAPSHOT_VERSION:  # .item(): scalars only
                 return False, f"snapshot {path} has another format version; starting fresh"
-            if str(np.asarray(snap.get("model_sha256", "")).reshape(-1)[0]) != model_sha256:
+            if str(snap.get("model_sha256", np.array("")).item()) != model_sha256:
                 return False, f"snapshot {path} was made with another model; starting fresh"
             ids, num, h, seen = list(snap["ids"]), snap["num"], snap["h"], snap["last_seen"]
         except (KeyError, TypeError, ValueError, IndexError) as exc:

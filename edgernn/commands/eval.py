@@ -181,8 +181,8 @@ def _run_nab(args) -> int:
             for lo, hi in f.windows:
                 labelled[lo:hi + 1] = True
             plot_file(args.plot / f"{safe_name(f.name)}.png", f"{f.name} - {det.bundle.name} "
-                      f"(dashed: corpus sweep threshold, shaded red: operational alerts)",
-                      f.ts, f.values, ("value",), t.likelihood, thr, t.alert, t.raised, labelled,
+                      f"(onset; dashed: corpus sweep threshold, shaded red: operational alerts)",
+                      f.ts, f.values, ("value",), t.onset, thr, t.alert, t.raised, labelled,
                       train_end=f.probation, label_name="NAB window", split_name="end of probation")
         print(f"wrote {len(files)} plots to {args.plot}")
     return 0

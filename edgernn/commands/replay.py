@@ -2,8 +2,9 @@
 
 Input: `timestamp,value`, `timestamp,<features...>` or long format `timestamp,stream,<features...>`
 (`,` or `;` separated; ISO-8601 or epoch-second timestamps). Output CSV columns, in order:
-timestamp,stream,score,likelihood,threshold,alert,event, then the values, the expected value and
-its predicted std per feature, and the reject reason of readings that were not scored.
+timestamp,stream,score,likelihood,threshold,alert,event, then the onset (high where a new anomaly
+starts), the values, the expected value and its predicted std per feature, and the reject reason
+of readings that were not scored.
 
 examples:
   edgernn replay edgernn/data/demo_sensor.csv --model firmware_models/univariate --plot out.png
@@ -70,12 +71,13 @@ def write_output(path: Path, rec, out, features) -> None:
 
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["timestamp", "stream", "score", "likelihood", "threshold", "alert", "event",
+        w.writerow(["timestamp", "stream", "score", "likelihood", "threshold", "alert", "event", "onset",
                     *features, *(f"expected_{f}" for f in features), *(f"sigma_{f}" for f in features), "reject"])
         for i in range(len(rec)):
             score = "" if out.score[i] != out.score[i] else f"{out.score[i]:.6g}"
             lik = "" if out.likelihood[i] != out.likelihood[i] else repr(float(out.likelihood[i]))
             w.writerow([rec.timestamps[i], rec.streams[i], score, lik, f"{out.threshold!r}", int(out.alert[i]),
                         EVENT_NAMES.get(int(out.event[i]), ""),
+                        "" if out.onset[i] != out.onset[i] else repr(float(out.onset[i])),
                         *(f"{v:.10g}" for v in rec.x[i]), *(f"{v:.10g}" for v in out.expected[i]),
                         *(f"{v:.6g}" for v in out.sigma[i]), out.reject[i] or ""])

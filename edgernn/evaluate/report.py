@@ -43,7 +43,9 @@ def nab_results(files: list, traces: list, profiles=None, max_candidates: int | 
     for pname in profiles:
         prof = nab.PROFILES[pname]
         weights = [nab.row_weights(len(f.ts), f.windows, prof, f.probation) for f in files]
-        lik = [t.likelihood for t in traces]
+        # NAB charges every detected row outside a window: sweep the detector's onset output
+        # (high where the surprise rises, not for as long as a deviation lasts)
+        lik = [t.onset for t in traces]
         sw = nab.sweep(lik, weights, prof, max_candidates=max_candidates)
         swept = [nab.score_detections(v >= sw.best_threshold, rw, prof) for v, rw in zip(lik, weights)]
         oper = [nab.score_detections(t.raised, rw, prof) for t, rw in zip(traces, weights)]

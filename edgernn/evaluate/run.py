@@ -23,6 +23,7 @@ class Trace:
     x: np.ndarray  # float64[n, F] raw values fed
     score: np.ndarray  # float64[n] (NaN while warming up / rejected)
     likelihood: np.ndarray  # float64[n] (0 while warming up, NaN if rejected)
+    onset: np.ndarray  # float64[n] onset likelihood (see Detector): high where the surprise rises
     alert: np.ndarray  # bool[n] an alert is active after this row
     event: np.ndarray  # int8[n] alerts.NONE / RAISED / UPDATE / CLEARED
     threshold: float  # the detector's alert threshold on likelihood
@@ -60,7 +61,7 @@ def run_recordings(detector, recordings: list[tuple[str, np.ndarray, np.ndarray]
         x = np.asarray(x, dtype=np.float64).reshape(len(ts), F)
         n = len(ts)
         traces.append(Trace(stream, np.asarray(ts, np.float64), x, np.full(n, np.nan), np.full(n, np.nan),
-                            np.zeros(n, bool), np.zeros(n, np.int8), detector.threshold))
+                            np.full(n, np.nan), np.zeros(n, bool), np.zeros(n, np.int8), detector.threshold))
     longest = max((len(t.ts) for t in traces), default=0)
     for start in range(0, longest, chunk):
         parts = [(t, slice(start, min(start + chunk, len(t.ts)))) for t in traces if start < len(t.ts)]
@@ -73,6 +74,7 @@ def run_recordings(detector, recordings: list[tuple[str, np.ndarray, np.ndarray]
             m = sl.stop - sl.start
             t.score[sl] = res.score[pos:pos + m]
             t.likelihood[sl] = res.likelihood[pos:pos + m]
+            t.onset[sl] = res.onset[pos:pos + m]
             t.alert[sl] = res.alert[pos:pos + m]
             t.event[sl] = res.event[pos:pos + m]
             pos += m

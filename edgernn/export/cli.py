@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", metavar="DIR", help="model bundle directory (manifest.yaml, weights.npz, golden.npz)")
     parser.add_argument("--formats", default=",".join(FORMATS),
                         help=f"comma-separated subset of {','.join(FORMATS)} (default: all)")
-    parser.add_argument("--tflite-activations", choices=("int8", "int16"), default="int8",
+    parser.add_argument("--tflite-activations", choices=("int8", "int16"), default="int16",
                         help="activation type of model.int8.tflite (weights are int8 either way; "
                              "int16 is ~5x more accurate, slower at large batches)")
     parser.add_argument("--onnx-int8", choices=("static", "dynamic"), default="static",

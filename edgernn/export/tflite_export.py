@@ -32,6 +32,10 @@ _VERSIONS = {
 }
 
 
+# FULLY_CONNECTED with per-channel (per output row) weight scales (op_version.cc: 12).
+_FC_PER_CHANNEL_VERSION = 12
+
+
 def _schema():
     try:
         from ai_edge_litert import schema_py_generated as schema
@@ -76,9 +80,13 @@ def build_tflite(weights: dict[str, np.ndarray], plan=None, description: str = "
     tensors: list = []
     index: dict[str, int] = {}
 
-    def qp(scale, zero_point):
+    def qp(scale, zero_point, axis=None):
         q = schema.QuantizationParametersT()
-        q.scale, q.zeroPoint = [float(scale)], [int(zero_point)]
+        if axis is None:
+            q.scale, q.zeroPoint = [float(scale)], [int(zero_point)]
+        else:  # per-axis (per output channel of a FULLY_CONNECTED weight / bias)
+            scale = np.asarray(scale, np.float64).ravel()
+            q.scale, q.zeroPoint, q.quantizedDimension = [float(v) for v in scale], [0] * len(scale), axis
         return q
 
     def tensor(name, shape, ttype, quant=None, data: np.ndarray | None = None):
@@ -141,10 +149,16 @@ def build_tflite(weights: dict[str, np.ndarray], plan=None, description: str = "
             else:
                 wq, w_scale = plan.weight(op.out)
                 bq, b_scale = plan.bias(op.out)
-                w = tensor(f"{op.out}/weight", wq.shape, TT.INT8, qp(w_scale, 0), data=wq)
+                per_axis = plan.per_channel
+                w = tensor(f"{op.out}/weight", wq.shape, TT.INT8,
+                           qp(w_scale, 0, 0) if per_axis else qp(w_scale[0], 0), data=wq)
                 btype = TT.INT64 if bq.dtype == np.int64 else TT.INT32
-                b = tensor(f"{op.out}/bias", bq.shape, btype, qp(b_scale, 0), data=bq)
-            operator(BO.FULLY_CONNECTED, _VERSIONS["fc"][vcol], [x_in, w, b], [out],
+                b = tensor(f"{op.out}/bias", bq.shape, btype,
+                           qp(b_scale, 0, 0) if per_axis else qp(b_scale[0], 0), data=bq)
+            fc_version = _VERSIONS["fc"][vcol]
+            if plan is not None and plan.per_channel:
+                fc_version = max(fc_version, _FC_PER_CHANNEL_VERSION)
+            operator(BO.FULLY_CONNECTED, fc_version, [x_in, w, b], [out],
                      BOpt.FullyConnectedOptions, schema.FullyConnectedOptionsT())
             if plan is not None and op.out == "head":  # the residual tail adds in float
                 operator(BO.DEQUANTIZE, _VERSIONS["dequantize"][vcol], [out], [act("head", True)])

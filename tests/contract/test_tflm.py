@@ -40,7 +40,12 @@ def test_int8_model_runs_under_tflite_micro_and_matches_litert(bundle):
     tol_step, _ = tolerances(bundle, "model.int8.tflite")
     # Same integer model: nearly every output is identical; the rest differ by requantisation
     # rounding (TFLite Micro vs LiteRT kernels), a few LSBs, well inside the int8 tolerance.
-    assert np.mean(diff > 1e-5) < 0.05, f"{np.mean(diff > 1e-5):.1%} of outputs differ"
+    # With 16-bit activations one LSB of h is 1/32767 (3e-5) and the two runtimes' int16
+    # LOGISTIC/TANH/ADD kernels differ by a few LSBs on ~5% of outputs: there "identical" means
+    # within 1e-3 (~30 int16 LSBs, still an eighth of one int8 LSB of h).
+    quant = bundle.manifest["artifacts"]["model.int8.tflite"].get("quantization") or {}
+    same = 1e-3 if str(quant.get("activations", "")).startswith("int16") else 1e-5
+    assert np.mean(diff > same) < 0.05, f"{np.mean(diff > same):.1%} of outputs differ by more than {same:g}"
     assert diff.max() <= tol_step
 
 

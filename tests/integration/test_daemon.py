@@ -85,7 +85,7 @@ def test_sigkill_restart_restores_state_and_gets_queued_readings(broker, bundle_
     readings = interleave(streams, ts, x)
     first, second = readings[: 3 * 200], readings[3 * 200:]
     expected = offline_events(bundle_dir, readings, warmup=150)
-    assert expected and expected[0][:2] == ("raised", "line0/temp")
+    assert ("raised", "line0/temp") in [e[:2] for e in expected], "the spike raised nothing offline"
 
     cfg = daemon_config(broker.port, bundle_dir, tmp_path / "state")
     cfg["pipelines"][0]["warmup"] = 150  # a fresh stream would still be warming up at the spike

@@ -77,9 +77,6 @@ def test_min_duration_delays_the_clear():
     assert clear >= 5 and clear > where(ev1, "C")[0]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: alerts.step counts the clearing reading in `duration`, so an alert "
-                   "is flagged active for only min_duration - 1 readings (min_duration=2 behaves like 1). "
-                   "Compare the duration before this reading: `(S[:, L.duration] >= cfg.min_duration)`")
 @pytest.mark.parametrize("m", [2, 6])
 def test_min_duration_is_the_number_of_active_readings(m):
     _, act, _, _ = run("#" + "." * 20, AlertSettings(clear_after=1, min_duration=m, cooldown=0))

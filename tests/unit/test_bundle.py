@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-from conftest import random_weights
+from unit_helpers import random_weights
 
 from edgernn.backends.numpy_gru import NumpyGRU
 from edgernn.bundle import BundleError, load_bundle, register_artifact, sha256_file, write_bundle

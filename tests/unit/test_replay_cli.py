@@ -10,7 +10,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import PYTHON, REPO, sine_series
+from unit_helpers import PYTHON, REPO, sine_series
 
 HEAD = ["timestamp", "stream", "score", "likelihood", "threshold", "alert", "event"]
 
@@ -84,7 +84,7 @@ def test_replay_long_format_semicolons_and_plot(tmp_path, steady_bundle):
     assert proc.returncode == 0, proc.stderr
     with open(out, newline="") as fh:
         rows = list(csv.reader(fh))
-    assert rows[0][:7] == HEAD and rows[0][7:9] == ["flow", "temp"]
+    assert rows[0][:7] == HEAD and rows[0][7:10] == ["onset", "flow", "temp"]
     assert {r[1] for r in rows[1:]} == {"p1", "p2"} and len(rows) == 201
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import sine_series
+from unit_helpers import sine_series
 
 from edgernn.bundle import load_bundle
 from edgernn.detector import Batch, Detector, DetectorSettings
@@ -181,8 +181,6 @@ def test_snapshot_metadata_round_trips_as_scalars(bundle, tmp_path):
     assert str(sha) == bundle.sha256
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: StateStore.restore guards only np.load; malformed fields "
-                   "(non-scalar version, missing ids/num/h/last_seen) raise instead of returning (False, reason)")
 @pytest.mark.parametrize("fields", ["vector_version", "missing_ids", "missing_last_seen"])
 def test_malformed_snapshot_fields_are_refused_without_exception(bundle, tmp_path, fields):
     width = StateStore(2, 16).layout.width

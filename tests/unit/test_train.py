@@ -8,7 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import PYTHON, REPO
+from unit_helpers import PYTHON, REPO
 
 pytest.importorskip("torch")
 

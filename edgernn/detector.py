@@ -90,15 +90,19 @@ class Event:
     sigma: tuple[float, ...]  # predicted std (raw units): expected +- k sigma is the normal band
     contributions: tuple[float, ...]  # per-feature share of the score (sums to score)
     started: float  # timestamp the alert was raised
-    reason: str = ""  # the look that fired: instant | smoothed | level | stuck
+    reason: str = ""  # the look that fired: instant | smoothed | level | spread | stuck
     position: int = 0  # index of the reading in its batch
+    feature: int = -1  # index of the feature that look blames (-1: the largest contribution)
 
     @property
     def top_feature(self) -> str:
-        return self.features[int(np.argmax(self.contributions))]
+        return self.features[self._top()]
+
+    def _top(self) -> int:
+        return self.feature if self.feature >= 0 else int(np.argmax(self.contributions))
 
     def describe(self) -> str:
-        i = int(np.argmax(self.contributions))
+        i = self._top()
         return (f"{self.kind:7s} {self.alert_id}: {self.features[i]}={self.values[i]:.6g} "
                 f"expected {self.expected[i]:.6g} ± {2 * self.sigma[i]:.3g} "
                 + (f"[{self.reason}] " if self.kind != "cleared" else "")
@@ -160,8 +164,7 @@ class Detector:
         if bundle.norm_mode == "fixed":  # new streams start warm with the model's statistics
             self.state.set_initial(L.norm_mean, bundle.norm_mean)
             self.state.set_initial(L.norm_var, bundle.norm_std**2)
-        self._tables1 = {name: {"xs_list": [float(v) for v in t["x"]], "ls_list": [float(v) for v in t["log10_sf"]],
-                                "tail_scale": t["tail_scale"]} for name, t in cal.tables.items()}
+        self._tables = {name: scoring.prepare_table(t) for name, t in cal.tables.items()}
         self._starts = tuple(getattr(L, n).start for n in ("norm_mean", "norm_var", "pred", "last_x", "run", "reps",
                                                            "fast_mean", "fast_var", "lvl_mean", "lvl_var",
                                                            "spr_mean", "spr_var"))
@@ -276,8 +279,13 @@ class Detector:
         score, contrib = scoring.score_from_z(z)
         since = S[:, L.since_reset] + 1
         scored = (count > self.warmup) & (since > s.settle)
+        # the steady state (every stream warm, scored, not just reset) skips the masked updates
+        steady = not warming.any() and bool(scored.all())
         a = self.cal.smoothing
-        smoothed = np.where(since > 1, S[:, L.smoothed] + a * (score - S[:, L.smoothed]), score)
+        smoothed = S[:, L.smoothed] + a * (score - S[:, L.smoothed])
+        if not steady:
+            fresh = since <= 1
+            smoothed[fresh] = score[fresh]
         run = np.where(x == S[:, L.last_x], S[:, L.run] + 1, 0.0)  # [b, F] exact repeats
         q = (S[:, L.reps] + 1.0) / (S[:, L.trials] + 2.0)[:, None]  # [b, F] repeat rate (Laplace)
 
@@ -285,23 +293,33 @@ class Detector:
         # standardised by the stream's own history of that statistic (so a random walk and a
         # clean sine are both judged against what is usual for them)
         af = self.fast_rate
-        first = (count == 1)[:, None]
-        fm_old = np.where(first, x, S[:, L.fast_mean])
+        fm_old = S[:, L.fast_mean] if steady else np.where((count == 1)[:, None], x, S[:, L.fast_mean])
         fast_mean = fm_old + af * (x - fm_old)  # [b, F]
         fast_var = (1.0 - af) * (S[:, L.fast_var] + af * (x - fm_old) ** 2)  # [b, F]
         d = (fast_mean - mean) / std  # [b, F] level deviation
         v = np.log(fast_var / std**2 + 1e-4)  # [b, F] log spread ratio
         lm, lv, sm, sv = S[:, L.lvl_mean], S[:, L.lvl_var], S[:, L.spr_mean], S[:, L.spr_var]  # views
-        level = (np.abs(d - lm) / np.sqrt(lv + 1e-4)).max(axis=1)
-        spread = (np.abs(v - sm) / np.sqrt(sv + 1e-2)).max(axis=1)
-        looks = {"instant": score, "smoothed": smoothed, "level": level, "spread": spread,
-                 "stuck": scoring.stuck_log10(run, q)}
-        log10p = scoring.combined_log10p(looks, self.cal.tables)
-        lik = np.where(scored, scoring.likelihood_from_log10p(log10p), 0.0)
+        level_f = np.abs(d - lm) / np.sqrt(lv + 1e-4)  # [b, F]
+        spread_f = np.abs(v - sm) / np.sqrt(sv + 1e-2)  # [b, F]
+        stuck_f = run * np.log10(q)  # [b, F] log10 P(a run this long)
+        if F == 1:  # a reduction over one column is just the column (and ~1 µs cheaper)
+            looks = {"instant": score, "smoothed": smoothed, "level": level_f[:, 0], "spread": spread_f[:, 0],
+                     "stuck": stuck_f[:, 0]}
+        else:
+            looks = {"instant": score, "smoothed": smoothed, "level": level_f.max(axis=1),
+                     "spread": spread_f.max(axis=1), "stuck": stuck_f.min(axis=1)}
+        log10p = scoring.combined_log10p(looks, self._tables)
+        lik = scoring.likelihood_from_log10p(log10p)
         # onset: how far the surprise s = -log10 p rises above the stream's recent (decaying) peak;
         # high where an anomaly starts, back near 0 while the same deviation persists
-        surprise = np.where(scored, -log10p, 0.0)
-        onset = np.where(scored, scoring.likelihood_from_log10p(-np.maximum(surprise - S[:, L.onset_peak], 0.0)), 0.0)
+        surprise = -log10p
+        if not steady:
+            unscored = ~scored
+            lik[unscored] = 0.0
+            surprise[unscored] = 0.0
+        onset = scoring.likelihood_from_log10p(-np.maximum(surprise - S[:, L.onset_peak], 0.0))
+        if not steady:
+            onset[unscored] = 0.0
         S[:, L.onset_peak] = np.maximum(surprise, S[:, L.onset_peak] * self.onset_decay)
         if res.looks is not None:
             for name, values in (*looks.items(), ("log10p", log10p)):
@@ -323,18 +341,32 @@ class Detector:
 
         # learn the stream's normal behaviour: not from readings at or above the clear level ...
         # ... unless it has stayed that way for relearn_after readings: then accept the new normal
-        held = np.where(high, S[:, L.held] + 1, 0.0)
-        S[:, L.held] = held
-        learn = ~high | (held > s.relearn_after)
+        any_high = bool(high.any())
+        if any_high:
+            held = np.where(high, S[:, L.held] + 1, 0.0)
+            S[:, L.held] = held
+            learn = ~high | (held > s.relearn_after)
+        else:
+            S[:, L.held] = 0.0
+            learn = np.ones(len(idx), bool)
+        steady &= not any_high  # ... and every stream learning
         if self.stream_norm and self.adapt > 0:
-            lw = (learn & ~warming)[:, None]
             dx = x - mean
-            mean[:] = np.where(lw, mean + self.adapt * dx, mean)
-            var[:] = np.where(lw, var + self.adapt * (dx * dx - var), var)
+            if steady:
+                mean += self.adapt * dx
+                var += self.adapt * (dx * dx - var)
+            else:
+                lw = (learn & ~warming)[:, None]
+                mean[:] = np.where(lw, mean + self.adapt * dx, mean)
+                var[:] = np.where(lw, var + self.adapt * (dx * dx - var), var)
         # the stream's own statistics of d and v: running mean while young, then EW (memory 1/M)
-        stat = learn & (count > self.warmup // 2)
-        nstat = S[:, L.nstat] + stat
-        rate = np.where(stat, np.maximum(1.0 / np.maximum(nstat, 1.0), self.repeat_memory), 0.0)[:, None]
+        if steady:
+            nstat = S[:, L.nstat] + 1.0
+            rate = np.maximum(1.0 / nstat, self.repeat_memory)[:, None]
+        else:
+            stat = learn & (count > self.warmup // 2)
+            nstat = S[:, L.nstat] + stat
+            rate = np.where(stat, np.maximum(1.0 / np.maximum(nstat, 1.0), self.repeat_memory), 0.0)[:, None]
         for m_, v_, val in ((lm, lv, d), (sm, sv, v)):
             delta = val - m_
             m_ += rate * delta
@@ -342,10 +374,15 @@ class Detector:
         S[:, L.nstat] = nstat
         S[:, L.fast_mean] = fast_mean
         S[:, L.fast_var] = fast_var
-        decay = np.where(warming, 1.0, 1.0 - self.repeat_memory)[:, None]
-        repeat = (run > 0) & (count > 1)[:, None]
-        S[:, L.reps] = np.where(learn[:, None], S[:, L.reps] * decay + repeat, S[:, L.reps])
-        S[:, L.trials] = np.where(learn & (count > 1), S[:, L.trials] * decay[:, 0] + 1.0, S[:, L.trials])
+        if steady:
+            decay = 1.0 - self.repeat_memory
+            S[:, L.reps] = S[:, L.reps] * decay + (run > 0)
+            S[:, L.trials] = S[:, L.trials] * decay + 1.0
+        else:
+            decay = np.where(warming, 1.0, 1.0 - self.repeat_memory)[:, None]
+            repeat = (run > 0) & (count > 1)[:, None]
+            S[:, L.reps] = np.where(learn[:, None], S[:, L.reps] * decay + repeat, S[:, L.reps])
+            S[:, L.trials] = np.where(learn & (count > 1), S[:, L.trials] * decay[:, 0] + 1.0, S[:, L.trials])
         S[:, L.run] = run
         S[:, L.last_x] = x
         S[:, L.count] = count
@@ -354,14 +391,17 @@ class Detector:
         S[:, L.smoothed] = smoothed
         st.num[rows] = S
 
-        res.score[idx] = np.where(scored, score, np.nan)
-        res.likelihood[idx] = lik
-        res.onset[idx] = onset
-        res.alert[idx] = S[:, L.active] > 0
-        res.event[idx] = codes
-        res.expected[idx] = expected
-        res.sigma[idx] = sigma
+        out = slice(None) if len(idx) == len(res.score) else idx  # the whole batch: plain slice writes
+        res.score[out] = score if steady else np.where(scored, score, np.nan)
+        res.likelihood[out] = lik
+        res.onset[out] = onset
+        res.alert[out] = S[:, L.active] > 0
+        res.event[out] = codes
+        res.expected[out] = expected
+        res.sigma[out] = sigma
         for j in np.flatnonzero(codes) if codes.any() else ():
+            reason = scoring.which_look(looks, self._tables, int(j))
+            per_feature = {"level": level_f[j], "spread": spread_f[j], "stuck": -stuck_f[j]}.get(reason, contrib[j])
             res.events.append(Event(
                 kind=alerts.EVENT_NAMES[int(codes[j])], stream=streams[j],
                 alert_id=f"{streams[j]}#{int(S[j, L.seq])}", ts=float(ts[j]),
@@ -369,7 +409,7 @@ class Detector:
                 features=self.features, values=tuple(map(float, x[j])),
                 expected=tuple(map(float, expected[j])), sigma=tuple(map(float, sigma[j])),
                 contributions=tuple(map(float, contrib[j])), started=float(S[j, L.start_ts]),
-                reason=scoring.which_look(looks, self.cal.tables, int(j)), position=int(idx[j]),
+                reason=reason, position=int(idx[j]), feature=int(np.argmax(per_feature)),
             ))
 
     def _one(self, pos: int, sid: str, ts: float, x: list, res: Result) -> None:
@@ -393,8 +433,9 @@ class Detector:
         exp, log, sqrt = math.exp, math.log, math.sqrt
         q_log = -math.log10(r[L.trials] + 2.0)
         score = level = spread = 0.0
-        stuck = math.inf
-        per_f = []  # per feature: (xc, std, mean, sigma_n, contribution, run, d, v, fast_mean, fast_var)
+        stuck = 0.0
+        per_f = []  # per feature: (xc, std, mean, sigma_n, contribution, run, d, v, fast_mean, fast_var,
+        #                          level, spread, stuck)
         for f in range(F):
             xf = x[f]
             mean, var = r[m0 + f], r[v0 + f]
@@ -413,22 +454,21 @@ class Detector:
             contrib = min(z * z, 1e12) / F
             score += contrib
             run = r[run0 + f] + 1 if xf == r[lx0 + f] else 0.0
-            if run:
-                stuck = min(stuck, run * (math.log10(r[rep0 + f] + 1.0) + q_log))
+            stuck_f = run * (math.log10(r[rep0 + f] + 1.0) + q_log) if run else 0.0
+            stuck = min(stuck, stuck_f)
             fm_old = xf if count == 1 else r[fm0 + f]
             fm = fm_old + af * (xf - fm_old)
             fv = (1.0 - af) * (r[fv0 + f] + af * (xf - fm_old) ** 2)
             dl = (fm - mean) / std
             vs = log(fv / (std * std) + 1e-4)
-            level = max(level, abs(dl - r[lm0 + f]) / sqrt(r[lv0 + f] + 1e-4))
-            spread = max(spread, abs(vs - r[sm0 + f]) / sqrt(r[sv0 + f] + 1e-2))
-            per_f.append((c, std, mean, sigma_n, contrib, run, dl, vs, fm, fv))
-        if stuck == math.inf:
-            stuck = 0.0
+            level_f = abs(dl - r[lm0 + f]) / sqrt(r[lv0 + f] + 1e-4)
+            spread_f = abs(vs - r[sm0 + f]) / sqrt(r[sv0 + f] + 1e-2)
+            level, spread = max(level, level_f), max(spread, spread_f)
+            per_f.append((c, std, mean, sigma_n, contrib, run, dl, vs, fm, fv, level_f, spread_f, stuck_f))
         since = r[L.since_reset] + 1
         scored = count > self.warmup and since > s.settle
         smoothed = r[L.smoothed] + self.cal.smoothing * (score - r[L.smoothed]) if since > 1 else score
-        t1, tail = self._tables1, scoring.tail_log10_one
+        t1, tail = self._tables, scoring.tail_log10_one
         log10p = min(stuck, tail(score, t1["instant"]), tail(smoothed, t1["smoothed"]),
                      tail(level, t1["level"]), tail(spread, t1["spread"]))
         log10p = min(log10p + scoring._LOG10_LOOKS, 0.0)
@@ -460,7 +500,7 @@ class Detector:
         rate = max(1.0 / max(nstat, 1.0), self.repeat_memory) if stat else 0.0
         decay = 1.0 if warming else 1.0 - self.repeat_memory
         adapt = self.adapt if (self.stream_norm and learn and not warming) else 0.0
-        for f, (_, _, _, _, _, run, dl, vs, fm, fv) in enumerate(per_f):
+        for f, (_, _, _, _, _, run, dl, vs, fm, fv, _, _, _) in enumerate(per_f):
             if adapt:
                 d = x[f] - r[m0 + f]
                 r[m0 + f] += adapt * d
@@ -489,12 +529,15 @@ class Detector:
         if code:
             looks = {"instant": np.array([score]), "smoothed": np.array([smoothed]), "level": np.array([level]),
                      "spread": np.array([spread]), "stuck": np.array([stuck])}
+            reason = scoring.which_look(looks, self._tables, 0)
+            column = {"level": 10, "spread": 11, "stuck": 12}.get(reason, 4)  # which per_f entry blames
+            blame = [(-p[12] if column == 12 else p[column]) for p in per_f]
             res.events.append(Event(
                 kind=alerts.EVENT_NAMES[code], stream=sid, alert_id=f"{sid}#{int(r[L.seq])}", ts=ts,
                 score=score, likelihood=lik, threshold=self.threshold, features=self.features,
                 values=tuple(x), expected=tuple(expected), sigma=tuple(sigma),
                 contributions=tuple(p[4] for p in per_f), started=r[L.start_ts],
-                reason=scoring.which_look(looks, self.cal.tables, 0), position=pos,
+                reason=reason, position=pos, feature=blame.index(max(blame)),
             ))
 
     # -- convenience ----------------------------------------------------------------------------

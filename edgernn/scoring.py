@@ -51,25 +51,37 @@ def residuals(x: np.ndarray, pred: np.ndarray, logvar_min: float, logvar_max: fl
 
 def score_from_z(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """z float64[b, F] -> (score float64[b], contributions float64[b, F] summing to score)."""
-    contrib = np.minimum(z * z, 1e12) / z.shape[1]
+    F = z.shape[1]
+    contrib = np.minimum(z * z, 1e12)
+    if F == 1:
+        return contrib[:, 0].copy(), contrib
+    contrib /= F
     return contrib.sum(axis=1), contrib
+
+
+TAIL_SPAN = 1e12  # tail scales covered by a prepared table's extra point (then it clamps)
+
+
+def prepare_table(table: dict) -> dict:
+    """A table with its exponential tail as one more, far point (log10 sf is linear in the value
+    beyond the last point, so np.interp then does the tail exactly), plus list copies for the
+    plain-Python path. Used by the detector once per model."""
+    xs = np.asarray(table["x"], np.float64)
+    ls = np.asarray(table["log10_sf"], np.float64)
+    scale = float(table["tail_scale"])
+    xs = np.append(xs, xs[-1] + TAIL_SPAN * scale)
+    ls = np.append(ls, ls[-1] - TAIL_SPAN / np.log(10.0))
+    return {"x": xs, "log10_sf": ls, "tail_scale": scale, "prepared": True,
+            "xs_list": xs.tolist(), "ls_list": ls.tolist()}
 
 
 def tail_log10(values: np.ndarray, table: dict) -> np.ndarray:
     """log10 of the calibrated survival probability P(stat >= value), float64[b] < 0.
 
     (Tables hold log10_sf < 0, non-increasing: checked when a bundle is loaded.)"""
-    xs, ls, scale = table["x"], table["log10_sf"], table["tail_scale"]
-    out = np.interp(values, xs, ls)  # clamps to ls[0] below the table, ls[-1] above it
-    if values.max(initial=-np.inf) > xs[-1]:  # rare: beyond the table, the exponential tail
-        beyond = values > xs[-1]
-        out[beyond] = ls[-1] - (values[beyond] - xs[-1]) / (scale * np.log(10.0))
-    return out
-
-
-def stuck_log10(run: np.ndarray, repeat_rate: np.ndarray) -> np.ndarray:
-    """log10 P(a run of >= L repeats) = L * log10 q, worst feature. run, repeat_rate: [b, F]."""
-    return (run * np.log10(repeat_rate)).min(axis=1)
+    if not table.get("prepared"):
+        table = prepare_table(table)
+    return np.interp(values, table["x"], table["log10_sf"])
 
 
 def combined_log10p(looks: dict[str, np.ndarray], tables: dict) -> np.ndarray:
@@ -153,17 +165,17 @@ _LN10 = float(np.log(10.0))
 
 
 def tail_log10_one(value: float, table: dict) -> float:
-    """``tail_log10`` for one value (``table`` carries list copies: xs_list, ls_list)."""
+    """``tail_log10`` for one value, on a prepared table (np.interp's formula and clamping)."""
     xs, ls = table["xs_list"], table["ls_list"]
     if value >= xs[-1]:
-        out = ls[-1] - (value - xs[-1]) / (table["tail_scale"] * _LN10)
-    elif value <= xs[0]:
-        out = ls[0]
-    else:
-        i = bisect_right(xs, value)
-        x0, x1 = xs[i - 1], xs[i]
-        out = ls[i - 1] if x1 == x0 else ls[i - 1] + (value - x0) * (ls[i] - ls[i - 1]) / (x1 - x0)
-    return min(out, 0.0)
+        return ls[-1]
+    if value <= xs[0]:
+        return ls[0]
+    i = bisect_right(xs, value)
+    x0, x1 = xs[i - 1], xs[i]
+    if x1 == x0:
+        return ls[i]
+    return (ls[i] - ls[i - 1]) / (x1 - x0) * (value - x0) + ls[i - 1]
 
 
 def likelihood_one(log10p: float) -> float:

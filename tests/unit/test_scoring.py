@@ -145,7 +145,7 @@ def test_scalar_helpers_agree_with_the_vector_ones():
     if not (hasattr(scoring, "tail_log10_one") and hasattr(scoring, "likelihood_one")):
         pytest.skip("no scalar scoring helpers in this version")
     table = _table(seed=4, n=20_000)
-    t1 = dict(table, xs_list=list(map(float, table["x"])), ls_list=list(map(float, table["log10_sf"])))
+    t1 = scoring.prepare_table(table)
     values = np.concatenate([np.linspace(-5, 12, 3001), [table["x"][0], table["x"][1], 1e6]])
     vec = tail_log10(values, table)
     one = np.array([scoring.tail_log10_one(float(v), t1) for v in values])
@@ -159,5 +159,5 @@ def test_scalar_tail_at_the_last_table_point():
     if not hasattr(scoring, "tail_log10_one"):
         pytest.skip("no scalar scoring helpers in this version")
     table = {"x": np.array([0.0, 1.0, 2.0, 2.0]), "log10_sf": np.array([0.0, -1.0, -2.0, -2.0]), "tail_scale": 0.5}
-    t1 = dict(table, xs_list=[0.0, 1.0, 2.0, 2.0], ls_list=[0.0, -1.0, -2.0, -2.0])
+    t1 = scoring.prepare_table(table)
     assert scoring.tail_log10_one(2.0, t1) == pytest.approx(float(tail_log10(np.array([2.0]), table)[0]))

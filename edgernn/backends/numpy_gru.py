@@ -49,9 +49,12 @@ class NumpyGRU:
         self._WT = np.ascontiguousarray(np.concatenate([W.T, b[:, None]], axis=1))  # [4H, F+H+1]
         self._WoT = np.ascontiguousarray(np.concatenate([w["head.W_mean"], w["head.W_logvar"]]))  # [2F, H]
         self._bo = np.concatenate([w["head.b_mean"], w["head.b_logvar"]])[:, None]  # [2F, 1]
+        self._bo1 = self._bo[:, 0].copy()  # [2F]
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         H, F = self.hidden, self.features
+        if len(x) == 1:
+            return self._step_one(x, h)
         xh = np.empty((F + H + 1, len(x)))  # [F+H+1, B] float64, batch along columns
         xh[:F] = x.T
         xh[F : F + H] = h.T
@@ -73,3 +76,28 @@ class NumpyGRU:
         out += self._bo
         out[:F] += x.T  # residual mean
         return out.T.astype(np.float32), n.T.astype(np.float32)
+
+    def _step_one(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``step`` at B = 1 on vectors: the same operations, a third fewer numpy calls."""
+        H, F = self.hidden, self.features
+        xh = np.empty(F + H + 1)  # [F+H+1]
+        xh[:F] = x[0]
+        xh[F : F + H] = h[0]
+        xh[F + H] = 1.0
+        g = self._WT @ xh  # [4H]
+        rz = g[: 2 * H]
+        np.tanh(rz, out=rz)
+        rz *= 0.5
+        rz += 0.5
+        n = g[3 * H :]
+        n *= rz[:H]
+        n += g[2 * H : 3 * H]
+        np.tanh(n, out=n)
+        hn = xh[F : F + H]
+        hn -= n
+        hn *= rz[H:]
+        n += hn
+        out = self._WoT @ n  # [2F]
+        out += self._bo1
+        out[:F] += x[0]
+        return out.astype(np.float32)[None], n.astype(np.float32)[None]

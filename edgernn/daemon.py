@@ -304,6 +304,7 @@ class Daemon:
         d["pipeline"] = p.cfg.name
         d["node"] = self.cfg.node
         d["model"] = p.model_info
+        d["emitted"] = time.time()  # when the daemon sent it (ts is the reading's own timestamp)
         topic = self.cfg.topic("alerts", stream=ev.stream, pipeline=p.cfg.name)
         t = self.cfg.topics
         if not self.mqtt.publish(topic, json.dumps(_finite(d)), qos=t.alert_qos, retain=t.alert_retain):

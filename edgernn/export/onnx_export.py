@@ -47,8 +47,8 @@ def build_onnx(weights: dict[str, np.ndarray]):
     }
     N = helper.make_node
     nodes = [
-        N("MatMul", ["x", "Wi"], ["xWi"]), N("Add", ["xWi", "bi"], ["gi"]),  # [B, 3H]
-        N("MatMul", ["h", "Wh"], ["hWh"]), N("Add", ["hWh", "bh"], ["gh"]),  # [B, 3H]
+        N("MatMul", ["x", "Wi"], ["xWi"], name="matmul_x"), N("Add", ["xWi", "bi"], ["gi"]),  # [B, 3H]
+        N("MatMul", ["h", "Wh"], ["hWh"], name="matmul_h"), N("Add", ["hWh", "bh"], ["gh"]),  # [B, 3H]
         N("Split", ["gi", "split_3h"], ["gi_rz", "gi_n"], axis=1),
         N("Split", ["gh", "split_3h"], ["gh_rz", "gh_n"], axis=1),
         N("Add", ["gi_rz", "gh_rz"], ["rz_pre"]), N("Sigmoid", ["rz_pre"], ["rz"]),  # [B, 2H]
@@ -56,7 +56,7 @@ def build_onnx(weights: dict[str, np.ndarray]):
         N("Mul", ["r", "gh_n"], ["r_hn"]), N("Add", ["gi_n", "r_hn"], ["n_pre"]), N("Tanh", ["n_pre"], ["n"]),
         N("Sub", ["h", "n"], ["h_minus_n"]), N("Mul", ["z", "h_minus_n"], ["z_h_minus_n"]),
         N("Add", ["n", "z_h_minus_n"], ["h_next"]),  # [B, H]
-        N("MatMul", ["h_next", "Wo"], ["hWo"]), N("Add", ["hWo", "bo"], ["head"]),  # [B, 2F]
+        N("MatMul", ["h_next", "Wo"], ["hWo"], name="matmul_head"), N("Add", ["hWo", "bo"], ["head"]),  # [B, 2F]
         N("Pad", ["x", "x_pads"], ["x_pad"], mode="constant"),
         N("Add", ["head", "x_pad"], ["pred"]),
     ]

@@ -203,6 +203,10 @@ class Detector:
         # Waves: the k-th occurrence of each stream in this batch goes into wave k.
         streams = batch.streams
         if len(set(streams)) == B:
+            if ok.all() and B > SCALAR_WAVE:  # the common case: one wave, the whole batch as it is
+                self._wave(np.arange(B), streams, ts, x, res)
+                self.accepted += int(res.accepted.sum())  # _wave may reject out-of-order readings
+                return res
             waves = [np.arange(B)]
         else:
             seen: dict[str, int] = {}

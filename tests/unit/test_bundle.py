@@ -224,7 +224,8 @@ def test_pickled_object_array_is_refused_never_unpickled(bdir, tmp_path):
     shutil.copy(bdir / "weights.npz", probe)
     _refused(bdir, "weights.npz")
     assert not marker.exists(), "the loader unpickled weights.npz"
-    with np.load(probe, allow_pickle=True) as data:
+    unsafe = True  # deliberately, on a throw-away copy: proves the payload would really run
+    with np.load(probe, allow_pickle=unsafe) as data:
         data["gru.W_ir"]
     assert marker.exists()  # the payload was live; the loader refused it
 

@@ -30,11 +30,7 @@ ARTIFACTS = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "tflite": "mo
 _REQUIRES = {"onnx-int8": "onnx", "tflm": "tflite-int8"}
 FLOAT_TOLERANCE = 1e-5
 INT8_FLOOR = (0.02, 0.05)  # (one step, rollout)
-# Above these an int8 artifact is reported as failed. The rollout bound is loose on purpose: a
-# 256-step rollout fed its own int8 hidden state drifts (univariate static ONNX: ~1.3 on the golden
-# lanes) while the alerts it produces still agree with float to < 1 per 10,000 readings (measured
-# by benchmarks/quality_synthetic.py --backend numpy,onnx-int8; the contract tests check alerts too).
-INT8_CEILING = (0.25, 2.0)
+INT8_CEILING = (0.25, 1.0)
 
 
 class ExportError(RuntimeError):
@@ -80,7 +76,7 @@ def _errors_meta(err: dict) -> dict:
 
 
 def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_activation_bits: int = 16,
-                  onnx_int8: str = "static", tflite_per_channel: bool = True, tflite_bias_correction: bool = True,
+                  onnx_int8: str = "static16", tflite_per_channel: bool = True, tflite_bias_correction: bool = True,
                   log: Callable[[str], None] | None = None) -> dict:
     """Generate and register artifacts; return the report.
 
@@ -97,8 +93,8 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
     say = log or (lambda _msg: None)
     if tflite_activation_bits not in (8, 16):
         raise ValueError("tflite_activation_bits must be 8 or 16")
-    if onnx_int8 not in ("dynamic", "static"):
-        raise ValueError("onnx_int8 must be 'dynamic' or 'static'")
+    if onnx_int8 not in ("static16", "static", "dynamic"):
+        raise ValueError("onnx_int8 must be 'static16', 'static' or 'dynamic'")
     root = Path(bundle_dir)
     bundle = load_bundle(root)
     fmts = resolve_formats(formats)
@@ -137,7 +133,13 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
             record(fmt, artifact, OnnxGRU(path), False, format="onnx", opset=onnx_export.OPSET,
                    runtime="onnxruntime", graph="MatMul + elementwise single-step cell")
         elif fmt == "onnx-int8":
-            if onnx_int8 == "static":
+            if onnx_int8 == "static16":
+                onnx_export.quantize_static_onnx(root / "model.onnx", path, X, Hp, per_channel=True, activation_bits=16,
+                                                 x_clip=bundle.input_clip)
+                how = ("onnxruntime quantize_static, QDQ on the MatMuls: int8 weights per output channel, 16-bit "
+                       "inputs with fixed scales (x over the detector's input clip, h over [-1, 1], h_next "
+                       "calibrated), float outputs and gates")
+            elif onnx_int8 == "static":
                 onnx_export.quantize_static_onnx(root / "model.onnx", path, X, Hp)
                 how = ("onnxruntime quantize_static, QDQ on the MatMuls: int8 weights per tensor, int8 inputs "
                        "with fixed calibrated scales (h pinned to [-1, 1]), float outputs and gates")
@@ -146,7 +148,7 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
                 how = ("onnxruntime quantize_dynamic: int8 per-channel weights, activations quantized per call "
                        "over the whole batch (rows of a batch are not independent)")
             record(fmt, artifact, OnnxGRU(path, name="onnx-int8"), True, format="onnx", runtime="onnxruntime",
-                   quantization={"mode": onnx_int8, "how": how, "calibration": cal_meta if onnx_int8 == "static" else None})
+                   quantization={"mode": onnx_int8, "how": how, "calibration": cal_meta if onnx_int8 != "dynamic" else None})
         elif fmt == "tflite":
             path.write_bytes(tflite_export.build_tflite(weights))
             record(fmt, artifact, TfliteGRU(path), False, format="tflite", runtime="ai-edge-litert",

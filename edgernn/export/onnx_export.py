@@ -106,7 +106,8 @@ def quantize_dynamic_onnx(float_path: Path, out_path: Path, per_channel: bool = 
 
 
 def quantize_static_onnx(float_path: Path, out_path: Path, X: np.ndarray, Hp: np.ndarray,
-                         per_channel: bool = False, chunk: int = 4096) -> None:
+                         per_channel: bool = False, chunk: int = 4096, activation_bits: int = 8,
+                         x_clip: float | None = None) -> None:
     """Static QDQ int8 on the three MatMuls, calibrated (MinMax) on the pairs ``(X[N, F], Hp[N, H])``.
 
     Inputs of each MatMul are quantized with fixed scales (rows stay independent), weights int8
@@ -125,9 +126,13 @@ def quantize_static_onnx(float_path: Path, out_path: Path, X: np.ndarray, Hp: np
             return next(self._it, None)
 
     unit = [{"rmin": np.float32(-1.0), "rmax": np.float32(1.0)}]
+    overrides = {"h": unit, "h_next": unit}
+    if x_clip is not None:  # the detector clips x to +-x_clip: cover all of it, not just what calibration saw
+        overrides["x"] = [{"rmin": np.float32(-x_clip), "rmax": np.float32(x_clip)}]
     with _quiet_logging():
         quantize_static(float_path, out_path, Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
+                        activation_type=QuantType.QInt16 if activation_bits == 16 else QuantType.QInt8,
+                        weight_type=QuantType.QInt8, per_channel=per_channel,
                         op_types_to_quantize=["MatMul"], calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"OpTypesToExcludeOutputQuantization": ["MatMul"],
-                                       "TensorQuantOverrides": {"h": unit, "h_next": unit}})
+                                       "TensorQuantOverrides": overrides})

@@ -359,3 +359,38 @@ def test_explicit_threshold_overrides_the_model(steady_bundle):
     x[300] += SPIKE * x.std()
     never = _feed(_det(bdir, threshold=1.0), "s", x)
     assert not never["events"] or all(e.likelihood >= 1.0 for e in never["events"])
+
+
+def test_a_lasting_shift_is_learned_after_relearn_after_readings(steady_bundle):
+    """A stream stuck above the clear level stops learning, but only for relearn_after readings:
+    then it accepts the new normal (its statistics follow) and the alert eventually clears."""
+    x = sine_series(2000, seed=11)
+    sd = float(np.std(x[:WARMUP]))
+    x[800:] += 40 * sd  # a genuine, lasting change of regime
+    det = _det(steady_bundle(F=1, warmup=WARMUP), relearn_after=64, adapt=0.01)
+    held = []
+    events = []
+    for t in range(len(x)):
+        r = _one(det, "s", float(t), x[t])
+        events += [(e.kind, e.ts) for e in r.events]
+        held.append(det.state.get("s")["held"])
+    raised = [t for k, t in events if k == "raised"]
+    assert raised and 800 <= raised[0] <= 805, events
+    assert max(held) > 64, max(held)  # learning really paused for a while ...
+    mean_after = float(det.state.get("s")["norm_mean"][0])
+    assert mean_after > float(np.mean(x[:800])) + 5 * sd  # ... and then followed the new level
+    assert any(k == "cleared" and t > 800 for k, t in events), events  # the alert did not last forever
+
+
+def test_onset_is_high_where_an_anomaly_starts_and_falls_while_it_lasts(steady_bundle):
+    x = sine_series(1200, seed=12)
+    sd = float(np.std(x[:WARMUP]))
+    x[700:] += 40 * sd
+    det = _det(steady_bundle(F=1, warmup=WARMUP))
+    r = det.process(Batch(["s"] * len(x), np.arange(len(x), dtype=float), x))
+    onset, lik = r.onset, r.likelihood
+    assert onset[700] > 1 - 1e-9 and lik[700] > 1 - 1e-9
+    # while the shift persists the likelihood stays high for a while, the onset does not
+    assert np.all(lik[701:720] > 0.99)
+    assert np.median(onset[705:720]) < 0.5
+    assert np.all((onset >= 0) & (onset < 1))

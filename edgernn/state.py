@@ -129,15 +129,6 @@ class StateStore:
         self.last_seen[row] = self._tick
         return row
 
-    def forget(self, sid: str) -> bool:
-        row = self.ids.pop(sid, None)
-        if row is None:
-            return False
-        self.names[row] = None
-        self.last_seen[row] = 0
-        self._free.append(row)
-        return True
-
     def get(self, sid: str) -> dict | None:
         """A readable view of one stream's state (for inspection and tests)."""
         row = self.ids.get(sid)

@@ -78,29 +78,3 @@ def step(S: np.ndarray, L, cfg: AlertSettings, over: np.ndarray, high: np.ndarra
     codes[raised] = RAISED
     codes[cleared] = CLEARED
     return codes
-
-
-def step_one(r: list, L, cfg: AlertSettings, over: bool, high: bool, score: float, ts: float) -> int:
-    """``step`` for a single reading on one stream's slab row as a Python list (the batch-of-one
-    fast path). Same rules, same order; tests check the two agree."""
-    active = r[L.active] > 0
-    hist = ((int(r[L.hist]) << 1) | over) & ((1 << cfg.n) - 1)
-    raised = not active and r[L.cooldown] <= 0 and _POPCOUNT[hist] >= cfg.k
-    below = r[L.below] + 1 if active and not high else 0
-    cleared = active and below >= cfg.clear_after and r[L.duration] >= cfg.min_duration
-    duration = r[L.duration] + 1 if active else 0
-    since = r[L.since_event] + 1 if active else 0
-    update = active and not cleared and score > cfg.update_factor * r[L.peak] and since >= cfg.update_gap
-    now_active = (active and not cleared) or raised
-    r[L.active] = float(now_active)
-    r[L.hist] = 0 if cleared else hist
-    r[L.below] = below if now_active else 0
-    r[L.duration] = 1 if raised else (duration if now_active else 0)
-    r[L.cooldown] = cfg.cooldown if cleared else max(r[L.cooldown] - 1, 0)
-    r[L.seq] += raised
-    if raised or update:
-        r[L.peak] = score
-    r[L.since_event] = since if now_active and not (raised or update) else 0
-    if raised:
-        r[L.start_ts] = ts
-    return CLEARED if cleared else RAISED if raised else UPDATE if update else NONE

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import alerts, scoring
+from . import alerts, scalar, scoring
 from .alerts import AlertSettings
 from .state import StateStore
 
@@ -120,22 +120,34 @@ class Event:
         }
 
 
-@dataclass
 class Result:
-    """Per-reading outputs, aligned with the batch. Rejected readings: accepted False, NaN scores."""
+    """Per-reading outputs, aligned with the batch. Rejected readings: accepted False, NaN scores.
 
-    accepted: np.ndarray  # bool[B]
-    score: np.ndarray  # float64[B]
-    likelihood: np.ndarray  # float64[B]
-    onset: np.ndarray  # float64[B] likelihood of the rise in surprise over the stream's recent peak
-    alert: np.ndarray  # bool[B] an alert is active for the stream after this reading
-    event: np.ndarray  # int8[B] alerts.NONE / RAISED / UPDATE / CLEARED
-    expected: np.ndarray  # float64[B, F]
-    sigma: np.ndarray  # float64[B, F]
-    reject_reason: list  # str | None per reading
-    events: list[Event]
-    threshold: float
-    looks: dict | None = None  # look name -> float64[B], only when Detector.record_looks is set
+    The floats live in one block [B, 3 + 2F] (score | likelihood | onset | expected | sigma) and
+    the flags in one int8 block [B, 2] (alert | event); the named outputs are views of them, made
+    when asked for (building them all costs more than the rest of a batch of one).
+    """
+
+    __slots__ = ("block", "flags", "accepted", "reject_reason", "events", "threshold", "looks", "_F")
+
+    def __init__(self, B: int, F: int, threshold: float):
+        self.block = np.full((B, 3 + 2 * F), np.nan)  # float64[B, 3 + 2F]
+        self.flags = np.zeros((B, 2), np.int8)  # int8[B, 2]
+        self.accepted = np.ones(B, bool)  # bool[B]
+        self.reject_reason: list = [None] * B  # str | None per reading
+        self.events: list[Event] = []
+        self.threshold = threshold
+        self.looks: dict | None = None  # look name -> float64[B], only when Detector.record_looks is set
+        self._F = F
+
+    score = property(lambda self: self.block[:, 0], doc="float64[B]")
+    likelihood = property(lambda self: self.block[:, 1], doc="float64[B] calibrated: 1 - tail probability")
+    onset = property(lambda self: self.block[:, 2],
+                     doc="float64[B] likelihood of the rise in surprise over the stream's recent peak")
+    expected = property(lambda self: self.block[:, 3 : 3 + self._F], doc="float64[B, F] predicted value, raw units")
+    sigma = property(lambda self: self.block[:, 3 + self._F :], doc="float64[B, F] predicted std, raw units")
+    alert = property(lambda self: self.flags[:, 0].view(bool), doc="bool[B] an alert is active after this reading")
+    event = property(lambda self: self.flags[:, 1], doc="int8[B] alerts.NONE / RAISED / UPDATE / CLEARED")
 
 
 class Detector:
@@ -165,10 +177,15 @@ class Detector:
             self.state.set_initial(L.norm_mean, bundle.norm_mean)
             self.state.set_initial(L.norm_var, bundle.norm_std**2)
         self._tables = {name: scoring.prepare_table(t) for name, t in cal.tables.items()}
-        self._starts = tuple(getattr(L, n).start for n in ("norm_mean", "norm_var", "pred", "last_x", "run", "reps",
-                                                           "fast_mean", "fast_var", "lvl_mean", "lvl_var",
-                                                           "spr_mean", "spr_var"))
-        self._consts = (bundle.input_clip, bundle.logvar_min, bundle.logvar_max, self.fast_rate, s.min_std, s.min_rel_std)
+        # the batch-of-one path (scalar.py) and its buffers: outputs, per-feature outputs, GRU input
+        self._out = np.zeros(scalar.N_OUT) if scalar.COMPILED else [0.0] * scalar.N_OUT
+        self._work = np.zeros(self.F * scalar.W) if scalar.COMPILED else [0.0] * (self.F * scalar.W)
+        self._xin = np.zeros((1, self.F), np.float32)  # [1, F]
+        self._scalar = scalar.OneReading(self, L, [self._tables[n] for n in scoring.TABLE_LOOKS],
+                                         self._out, self._work, self._xin[0])
+        # waves larger than this take the numpy path (_wave); smaller ones the scalar path, which is
+        # faster at every size when compiled and up to a few readings when not (measured)
+        self.vector_from = 1 << 30 if scalar.COMPILED else SCALAR_WAVE
         self.record_looks = False  # calibration/diagnostics: keep each look's statistic per reading
         self.rejects: Counter[str] = Counter()
         self.accepted = 0
@@ -176,22 +193,18 @@ class Detector:
     # -- public ------------------------------------------------------------------------------
     def process(self, batch: Batch) -> Result:
         B, F = len(batch), self.F
-        vals = np.full((B, 3 + 2 * F), np.nan)  # one block: score | likelihood | onset | expected | sigma
-        flags = np.zeros((B, 2), np.int8)  # alert | event
-        res = Result(
-            accepted=np.ones(B, bool), score=vals[:, 0], likelihood=vals[:, 1], onset=vals[:, 2],
-            alert=flags[:, 0].view(bool), event=flags[:, 1], expected=vals[:, 3 : 3 + F], sigma=vals[:, 3 + F :],
-            reject_reason=[None] * B, events=[], threshold=self.threshold,
-        )
+        res = Result(B, F, self.threshold)
+        vals = res.block
         if self.record_looks:
             res.looks = {name: np.full(B, np.nan) for name in (*scoring.LOOKS, "log10p")}
-        if B == 1:  # the common case at low load: no arrays at all until the GRU
-            values = np.asarray(batch.x, dtype=np.float64).reshape(F).tolist()
+        if B == 1:  # the common case at low load: the scalar path, no array maths until the GRU
+            x1 = np.asarray(batch.x, dtype=np.float64).reshape(F)
+            values = x1.tolist()
             t = float(np.asarray(batch.ts).reshape(1)[0])
             if not (math.isfinite(t) and all(map(math.isfinite, values))):
                 self._reject(res, 0, "missing_value" if any(v != v for v in values) else "non_finite")
             else:
-                self._one(0, batch.streams[0], t, values, res)
+                self._one(0, batch.streams[0], t, x1, res, vals[0])
             self.accepted += int(res.accepted[0])
             return res
         x = np.asarray(batch.x, dtype=np.float64).reshape(B, F)
@@ -203,7 +216,7 @@ class Detector:
         # Waves: the k-th occurrence of each stream in this batch goes into wave k.
         streams = batch.streams
         if len(set(streams)) == B:
-            if ok.all() and B > SCALAR_WAVE:  # the common case: one wave, the whole batch as it is
+            if ok.all() and B > self.vector_from:  # the common case: one wave, the whole batch as it is
                 self._wave(np.arange(B), streams, ts, x, res)
                 self.accepted += int(res.accepted.sum())  # _wave may reject out-of-order readings
                 return res
@@ -219,11 +232,13 @@ class Detector:
             waves = np.split(np.argsort(occ, kind="stable"), np.cumsum(np.bincount(occ))[:-1])
         for idx in waves:
             idx = idx[res.accepted[idx]]
-            if idx.size > SCALAR_WAVE:
+            if idx.size > self.vector_from:
                 self._wave(idx, [streams[i] for i in idx], ts[idx], x[idx], res)
+            elif scalar.COMPILED and idx.size > 1:  # the scalar maths in C over the wave, one GRU call
+                self._scalar_wave(idx, [streams[i] for i in idx], ts[idx], x[idx], res, vals)
             else:  # a few readings: plain Python per reading beats numpy's per-call overhead
                 for i in idx.tolist():
-                    self._one(i, streams[i], float(ts[i]), x[i].tolist(), res)
+                    self._one(i, streams[i], float(ts[i]), x[i], res, vals[i])
         if len(res.events) > 1:  # waves append out of arrival order
             res.events.sort(key=lambda e: e.position)
         self.accepted += int(res.accepted.sum())
@@ -416,133 +431,86 @@ class Detector:
                 reason=reason, position=int(idx[j]), feature=int(np.argmax(per_feature)),
             ))
 
-    def _one(self, pos: int, sid: str, ts: float, x: list, res: Result) -> None:
-        """``_wave`` for a batch of one reading, in plain Python floats: same maths, same order
-        (numpy's per-call overhead would dominate at b = 1). Tests check the two paths agree."""
-        st, L, F, s = self.state, self.state.layout, self.F, self.settings
+    def _one(self, pos: int, sid: str, ts: float, x: np.ndarray, res: Result, block: np.ndarray) -> None:
+        """``_wave`` for one reading (x float64[F]) in plain floats: scalar.py does the maths,
+        writing the reading's row of the Result block (score | likelihood | onset | expected | sigma)."""
+        st, k = self.state, self._scalar
         row = st.row_for(sid)
-        r = st.num[row].tolist()  # the stream's slab row
-        if ts < r[L.last_ts]:
+        r = st.num[row] if scalar.COMPILED else st.num[row].tolist()  # a view (compiled) or a copy
+        code = k.step(r, x if scalar.COMPILED else x.tolist(), ts, block)
+        if code == scalar.STALE:
             self._reject(res, pos, "out_of_order")
             return
-        if s.max_gap_s is not None and ts - r[L.last_ts] > s.max_gap_s and r[L.count] > 0:
+        out = self._out
+        if out[scalar.O_GAP]:
             st.h[row] = 0.0
-            r[L.since_reset] = 0.0
-            r[L.smoothed] = 0.0
-        m0, v0, p0, lx0, run0, rep0, fm0, fv0, lm0, lv0, sm0, sv0 = self._starts
-        clip, lvmin, lvmax, af, min_std, min_rel = self._consts
-        count = r[L.count] + 1
-        warming = count <= self.warmup
-        stream_warming = warming and self.stream_norm
-        exp, log, sqrt = math.exp, math.log, math.sqrt
-        q_log = -math.log10(r[L.trials] + 2.0)
-        score = level = spread = 0.0
-        stuck = 0.0
-        per_f = []  # per feature: (xc, std, mean, sigma_n, contribution, run, d, v, fast_mean, fast_var,
-        #                          level, spread, stuck)
-        for f in range(F):
-            xf = x[f]
-            mean, var = r[m0 + f], r[v0 + f]
-            if stream_warming:
-                d = xf - mean
-                new_mean = mean + d / count
-                var = var + (d * (xf - new_mean) - var) / count
-                mean = new_mean
-                r[m0 + f], r[v0 + f] = mean, var
-            floor = max(min_std, min_rel * abs(mean))
-            std = sqrt(max(var, floor * floor))
-            xn = (xf - mean) / std
-            c = -clip if xn < -clip else clip if xn > clip else xn
-            sigma_n = exp(0.5 * min(max(r[p0 + F + f], lvmin), lvmax))
-            z = (c - r[p0 + f]) / sigma_n
-            contrib = min(z * z, 1e12) / F
-            score += contrib
-            run = r[run0 + f] + 1 if xf == r[lx0 + f] else 0.0
-            stuck_f = run * (math.log10(r[rep0 + f] + 1.0) + q_log) if run else 0.0
-            stuck = min(stuck, stuck_f)
-            fm_old = xf if count == 1 else r[fm0 + f]
-            fm = fm_old + af * (xf - fm_old)
-            fv = (1.0 - af) * (r[fv0 + f] + af * (xf - fm_old) ** 2)
-            dl = (fm - mean) / std
-            vs = log(fv / (std * std) + 1e-4)
-            level_f = abs(dl - r[lm0 + f]) / sqrt(r[lv0 + f] + 1e-4)
-            spread_f = abs(vs - r[sm0 + f]) / sqrt(r[sv0 + f] + 1e-2)
-            level, spread = max(level, level_f), max(spread, spread_f)
-            per_f.append((c, std, mean, sigma_n, contrib, run, dl, vs, fm, fv, level_f, spread_f, stuck_f))
-        since = r[L.since_reset] + 1
-        scored = count > self.warmup and since > s.settle
-        smoothed = r[L.smoothed] + self.cal.smoothing * (score - r[L.smoothed]) if since > 1 else score
-        t1, tail = self._tables, scoring.tail_log10_one
-        log10p = min(stuck, tail(score, t1["instant"]), tail(smoothed, t1["smoothed"]),
-                     tail(level, t1["level"]), tail(spread, t1["spread"]))
-        log10p = min(log10p + scoring._LOG10_LOOKS, 0.0)
-        lik = scoring.likelihood_one(log10p) if scored else 0.0
-        surprise = -log10p if scored else 0.0
-        onset = scoring.likelihood_one(-max(surprise - r[L.onset_peak], 0.0)) if scored else 0.0
-        r[L.onset_peak] = max(surprise, r[L.onset_peak] * self.onset_decay)
-        if res.looks is not None and scored:
-            for name, value in (("instant", score), ("smoothed", smoothed), ("level", level), ("spread", spread),
-                                ("stuck", stuck), ("log10p", log10p)):
-                res.looks[name][pos] = value
-        high = lik >= self.clear_level
-        code = alerts.NONE
-        if high or r[L.active] or r[L.cooldown] or r[L.hist]:  # else nothing for the machine to do
-            code = alerts.step_one(r, L, s.alerts, scored and lik >= self.threshold, high, score, ts)
-        expected = [r[p0 + f] * p[1] + p[2] for f, p in enumerate(per_f)]
-        sigma = [p[3] * p[1] for p in per_f]
-
-        # step the GRU, store h_t and the prediction for t+1
-        new_pred, h_next = self.backend.step(np.array([[p[0] for p in per_f]], np.float32), st.h[row : row + 1])
+        new_pred, h_next = self.backend.step(self._xin, st.h[row : row + 1])
         st.h[row] = h_next[0]
-        r[p0 : p0 + 2 * F] = new_pred[0].tolist()
-
-        held = r[L.held] + 1 if high else 0.0
-        r[L.held] = held
-        learn = not high or held > s.relearn_after
-        stat = learn and count > self.warmup // 2
-        nstat = r[L.nstat] + stat
-        rate = max(1.0 / max(nstat, 1.0), self.repeat_memory) if stat else 0.0
-        decay = 1.0 if warming else 1.0 - self.repeat_memory
-        adapt = self.adapt if (self.stream_norm and learn and not warming) else 0.0
-        for f, (_, _, _, _, _, run, dl, vs, fm, fv, _, _, _) in enumerate(per_f):
-            if adapt:
-                d = x[f] - r[m0 + f]
-                r[m0 + f] += adapt * d
-                r[v0 + f] += adapt * (d * d - r[v0 + f])
-            if rate:
-                for mi, vi, val in ((lm0 + f, lv0 + f, dl), (sm0 + f, sv0 + f, vs)):
-                    delta = val - r[mi]
-                    r[mi] += rate * delta
-                    r[vi] += rate * (delta * (val - r[mi]) - r[vi])
-            if learn:
-                r[rep0 + f] = r[rep0 + f] * decay + (run > 0 and count > 1)
-            r[fm0 + f], r[fv0 + f], r[run0 + f], r[lx0 + f] = fm, fv, run, x[f]
-        if learn and count > 1:
-            r[L.trials] = r[L.trials] * decay + 1.0
-        r[L.nstat] = nstat
-        r[L.count], r[L.since_reset], r[L.last_ts], r[L.smoothed] = count, since, ts, smoothed
-        st.num[row] = r
-
-        res.score[pos] = score if scored else math.nan
-        res.likelihood[pos] = lik
-        res.onset[pos] = onset
-        res.alert[pos] = r[L.active] > 0
-        res.event[pos] = code
-        res.expected[pos] = expected
-        res.sigma[pos] = sigma
+        if not scalar.COMPILED:
+            st.num[row] = r
+        st.num[row, self.state.layout.pred] = new_pred[0]
+        if r[self.state.layout.active]:
+            res.flags[pos, 0] = 1
+        if res.looks is not None and out[scalar.O_SCORED]:
+            self._record_looks(res, pos, out)
         if code:
-            looks = {"instant": np.array([score]), "smoothed": np.array([smoothed]), "level": np.array([level]),
-                     "spread": np.array([spread]), "stuck": np.array([stuck])}
-            reason = scoring.which_look(looks, self._tables, 0)
-            column = {"level": 10, "spread": 11, "stuck": 12}.get(reason, 4)  # which per_f entry blames
-            blame = [(-p[12] if column == 12 else p[column]) for p in per_f]
-            res.events.append(Event(
-                kind=alerts.EVENT_NAMES[code], stream=sid, alert_id=f"{sid}#{int(r[L.seq])}", ts=ts,
-                score=score, likelihood=lik, threshold=self.threshold, features=self.features,
-                values=tuple(x), expected=tuple(expected), sigma=tuple(sigma),
-                contributions=tuple(p[4] for p in per_f), started=r[L.start_ts],
-                reason=reason, position=pos, feature=blame.index(max(blame)),
-            ))
+            res.flags[pos, 1] = code
+            res.events.append(self._scalar_event(code, pos, sid, ts, x, r, out, self._work))
+
+    def _scalar_wave(self, idx, streams, ts, x, res: Result, block: np.ndarray) -> None:
+        """A wave (distinct streams, x float64[b, F]) through the compiled scalar maths, then one
+        GRU call for the wave. block: the Result block [B, 3 + 2F] the readings write into."""
+        st, L, F, b = self.state, self.state.layout, self.F, len(idx)
+        rows = st.rows_for(streams).astype(np.intp)
+        outs, works = np.empty((b, scalar.N_OUT)), np.empty((b, F * scalar.W))
+        xin, codes = np.empty((b, F), np.float32), np.empty(b, np.int8)
+        idx = np.asarray(idx, np.intp)
+        self._scalar.step_wave(st.num, rows, x, ts, block, idx, outs, works, xin, codes)
+        if (codes == scalar.STALE).any():  # rejected: no GRU step, state untouched
+            keep = codes != scalar.STALE
+            for j in np.flatnonzero(~keep):
+                self._reject(res, int(idx[j]), "out_of_order")
+            idx, rows, outs, works, xin, codes, ts, x = (a[keep] for a in (idx, rows, outs, works, xin, codes, ts, x))
+            streams = [sid for sid, k in zip(streams, keep) if k]
+        gap = outs[:, scalar.O_GAP] != 0.0
+        if gap.any():
+            st.h[rows[gap]] = 0.0
+        new_pred, h_next = self.backend.step(xin, st.h[rows])
+        st.h[rows] = h_next
+        st.num[rows, L.pred] = new_pred
+        res.alert[idx] = st.num[rows, L.active] > 0
+        res.event[idx] = codes
+        if res.looks is not None:
+            for j in np.flatnonzero(outs[:, scalar.O_SCORED]):
+                self._record_looks(res, int(idx[j]), outs[j])
+        for j in np.flatnonzero(codes):
+            res.events.append(self._scalar_event(int(codes[j]), int(idx[j]), streams[j], float(ts[j]), x[j],
+                                                 st.num[rows[j]], outs[j], works[j]))
+
+    @staticmethod
+    def _record_looks(res: Result, pos: int, out) -> None:
+        for name, o in (("instant", scalar.O_SCORE), ("smoothed", scalar.O_SMOOTHED), ("level", scalar.O_LEVEL),
+                        ("spread", scalar.O_SPREAD), ("stuck", scalar.O_STUCK), ("log10p", scalar.O_LOG10P)):
+            res.looks[name][pos] = out[o]
+
+    def _scalar_event(self, code: int, pos: int, sid: str, ts: float, x, r, out, work) -> Event:
+        """The Event for a reading the scalar path stepped: out[N_OUT], work[F * W] its outputs,
+        r its stream's slab row after the step."""
+        L, F, W = self.state.layout, self.F, scalar.W
+        looks = {name: np.array([float(out[o])]) for name, o in (
+            ("instant", scalar.O_SCORE), ("smoothed", scalar.O_SMOOTHED), ("level", scalar.O_LEVEL),
+            ("spread", scalar.O_SPREAD), ("stuck", scalar.O_STUCK))}
+        reason = scoring.which_look(looks, self._tables, 0)
+        column = {"level": scalar.W_LEVEL, "spread": scalar.W_SPREAD, "stuck": scalar.W_STUCK}.get(reason, scalar.W_CONTRIB)
+        per = [[float(work[f * W + c]) for c in range(W)] for f in range(F)]  # [F][W]
+        blame = [(-p[column] if column == scalar.W_STUCK else p[column]) for p in per]
+        return Event(
+            kind=alerts.EVENT_NAMES[code], stream=sid, alert_id=f"{sid}#{int(r[L.seq])}", ts=ts,
+            score=float(out[scalar.O_SCORE]), likelihood=float(out[scalar.O_LIK]), threshold=self.threshold,
+            features=self.features, values=tuple(map(float, x)), expected=tuple(p[scalar.W_EXPECTED] for p in per),
+            sigma=tuple(p[scalar.W_SIGMA] for p in per), contributions=tuple(p[scalar.W_CONTRIB] for p in per),
+            started=float(r[L.start_ts]), reason=reason, position=pos, feature=blame.index(max(blame)),
+        )
 
     # -- convenience ----------------------------------------------------------------------------
     def process_readings(self, readings: list[Reading]) -> Result:

@@ -27,8 +27,6 @@ p = min(1, 5 * min_look p_look) (Bonferroni over the looks) is a calibrated tail
 
 from __future__ import annotations
 
-import math
-from bisect import bisect_right
 
 import numpy as np
 
@@ -65,7 +63,7 @@ TAIL_SPAN = 1e12  # tail scales covered by a prepared table's extra point (then 
 def prepare_table(table: dict) -> dict:
     """A table with its exponential tail as one more, far point (log10 sf is linear in the value
     beyond the last point, so np.interp then does the tail exactly), plus list copies for the
-    plain-Python path. Used by the detector once per model."""
+    batch-of-one path (scalar.py). Used by the detector once per model."""
     xs = np.asarray(table["x"], np.float64)
     ls = np.asarray(table["log10_sf"], np.float64)
     scale = float(table["tail_scale"])
@@ -158,27 +156,3 @@ def default_calibration(n_features: int, warmup: int = 64) -> dict:
             "spread": fit_table(np.abs(rng.standard_normal((100_000, n_features))).max(axis=1)),
         },
     }
-
-
-# -- the same maths for one reading in plain Python floats (the batch-of-one fast path) ----------
-_LN10 = float(np.log(10.0))
-
-
-def tail_log10_one(value: float, table: dict) -> float:
-    """``tail_log10`` for one value, on a prepared table (np.interp's formula and clamping)."""
-    xs, ls = table["xs_list"], table["ls_list"]
-    if value >= xs[-1]:
-        return ls[-1]
-    if value <= xs[0]:
-        return ls[0]
-    i = bisect_right(xs, value)
-    x0, x1 = xs[i - 1], xs[i]
-    if x1 == x0:
-        return ls[i]
-    return (ls[i] - ls[i - 1]) / (x1 - x0) * (value - x0) + ls[i - 1]
-
-
-def likelihood_one(log10p: float) -> float:
-    if log10p >= P_FLOOR_LOG10:
-        return 0.0 - math.expm1(log10p * _LN10)
-    return 1.0 - 10.0**P_FLOOR_LOG10 * (1.0 + math.log(max(log10p / P_FLOOR_LOG10, 1.0))) ** -0.2

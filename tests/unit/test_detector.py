@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
-from unit_helpers import sine_series
+from unit_helpers import plain_scalar_module, sine_series
 
+from edgernn import detector as detector_module
+from edgernn import scalar
 from edgernn.backends.numpy_gru import NumpyGRU
 from edgernn.bundle import load_bundle
 from edgernn.detector import Batch, Detector, DetectorSettings, Reading
@@ -19,6 +22,15 @@ SPIKE = 30.0  # standard deviations: unmistakable whatever the looks are tuned t
 # surprising. Alert tests use an extreme threshold (tail p 1e-60; a 30 sd spike scores ~1e-400) so
 # they test the plumbing (which reading, stream, feature, id, clear) and not the look tuning.
 STRICT = threshold_for_rate(1e-60)
+
+
+@pytest.fixture(autouse=True, params=["installed", "plain"] if scalar.COMPILED else ["installed"])
+def scalar_path(request, monkeypatch):
+    """Every test here runs with the scalar path as installed (compiled where the build had a C
+    compiler) and, when that is compiled, again with scalar.py as plain Python."""
+    if request.param == "plain":
+        monkeypatch.setattr(detector_module, "scalar", plain_scalar_module())
+    return request.param
 
 
 def _det(bundle_dir, **settings) -> Detector:
@@ -82,11 +94,14 @@ def _event_keys(events, offset=0, exact=False):
     return keys
 
 
-def _single_and_batched(bdir, F, seed=1):
-    """The same interleaved readings one call per reading, and in random batches with repeats."""
+def _single_and_batched(bdir, F, seed=1, vector_from=None):
+    """The same interleaved readings one call per reading, and in random batches with repeats
+    (waves above ``vector_from`` readings on the numpy path, the rest on the scalar path)."""
     streams, ts, x = _interleaved(F=F)
     N = len(streams)
     single, batched = _det(bdir, threshold=STRICT), _det(bdir, threshold=STRICT)
+    if vector_from is not None:
+        batched.vector_from = vector_from
     res1 = [single.process(Batch(streams[i : i + 1], ts[i : i + 1], x[i : i + 1])) for i in range(N)]
     rng = np.random.default_rng(seed)
     res2, offsets, lo, repeats = [], [], 0, 0
@@ -100,13 +115,17 @@ def _single_and_batched(bdir, F, seed=1):
     return streams, (single, res1, list(range(N))), (batched, res2, offsets)
 
 
+@pytest.mark.parametrize("path", ["default", "numpy", "scalar"])
 @pytest.mark.parametrize("which", ["steady", "random"])
-def test_batched_equals_one_at_a_time(which, steady_bundle, tiny_bundle):
+def test_batched_equals_one_at_a_time(which, path, steady_bundle, tiny_bundle):
+    """One reading per call (the scalar path) against random batches with repeats, whose waves
+    take the default split, or all the numpy path (_wave), or all the scalar path."""
     if which == "steady":
         bdir = steady_bundle(F=2, warmup=WARMUP)
     else:  # a random GRU whose head depends on h: catches any gather/scatter mix-up of hidden states
         bdir = tiny_bundle(F=2, H=16, seed=3, warmup=WARMUP)
-    streams, (single, res1, off1), (batched, res2, off2) = _single_and_batched(bdir, F=2)
+    vector_from = {"default": None, "numpy": 0, "scalar": 1 << 30}[path]
+    streams, (single, res1, off1), (batched, res2, off2) = _single_and_batched(bdir, F=2, vector_from=vector_from)
     N = len(streams)
     for name in ("accepted", "alert", "event"):
         a = np.concatenate([getattr(r, name) for r in res1])
@@ -394,3 +413,12 @@ def test_onset_is_high_where_an_anomaly_starts_and_falls_while_it_lasts(steady_b
     assert np.all(lik[701:720] > 0.99)
     assert np.median(onset[705:720]) < 0.5
     assert np.all((onset >= 0) & (onset < 1))
+
+
+# -- the scalar path: compiled and plain Python ----------------------------------------------------
+def test_ci_runs_the_compiled_scalar_path(scalar_path):
+    """.ci/run builds the package with a C compiler: the installed scalar path must be the extension."""
+    if scalar_path != "installed" or os.environ.get("EDGERNN_REQUIRE_COMPILED") != "1":
+        pytest.skip("EDGERNN_REQUIRE_COMPILED is not set (it is in .ci/run)")
+    assert scalar.COMPILED, f"{scalar.__file__} is not the compiled extension"
+

@@ -140,24 +140,42 @@ def test_default_calibration_is_loadable_and_consistent():
         assert np.all(np.diff(table["x"]) >= 0) and table["tail_scale"] > 0
 
 
-def test_scalar_helpers_agree_with_the_vector_ones():
-    """The detector's one-reading path uses scalar twins of tail_log10 / likelihood_from_log10p."""
-    if not (hasattr(scoring, "tail_log10_one") and hasattr(scoring, "likelihood_one")):
-        pytest.skip("no scalar scoring helpers in this version")
-    table = _table(seed=4, n=20_000)
+SCALAR_MODULES = ["installed", "plain"]
+
+
+def _scalar_kernel(which, bundle_dir, table):
+    """scalar.OneReading (compiled when installed so, or scalar.py as plain Python) with ``table``
+    as every look's table."""
+    from unit_helpers import plain_scalar_module
+
+    from edgernn import scalar
+    from edgernn.bundle import load_bundle
+    from edgernn.detector import Detector
+
+    module = scalar if which == "installed" else plain_scalar_module()
+    det = Detector(load_bundle(bundle_dir))
     t1 = scoring.prepare_table(table)
+    out = np.zeros(module.N_OUT) if module.COMPILED else [0.0] * module.N_OUT
+    work = np.zeros(det.F * module.W) if module.COMPILED else [0.0] * (det.F * module.W)
+    return module.OneReading(det, det.state.layout, [t1] * 4, out, work, np.zeros(det.F, np.float32))
+
+
+@pytest.mark.parametrize("which", SCALAR_MODULES)
+def test_scalar_path_tail_and_likelihood_agree_with_the_vector_ones(which, tiny_bundle):
+    """The batch-of-one path (scalar.py) has its own tail lookup and likelihood map."""
+    table = _table(seed=4, n=20_000)
+    k = _scalar_kernel(which, tiny_bundle(), table)
     values = np.concatenate([np.linspace(-5, 12, 3001), [table["x"][0], table["x"][1], 1e6]])
     vec = tail_log10(values, table)
-    one = np.array([scoring.tail_log10_one(float(v), t1) for v in values])
+    one = np.array([k.tail(2, float(v)) for v in values])
     np.testing.assert_allclose(one, vec, rtol=1e-12, atol=1e-15)
     lp = -np.concatenate([np.geomspace(1e-8, 1e12, 3001), [12.0]])
-    np.testing.assert_allclose([scoring.likelihood_one(float(v)) for v in lp], likelihood_from_log10p(lp),
-                               rtol=1e-14, atol=0)
+    np.testing.assert_allclose([k.likelihood(float(v)) for v in lp], likelihood_from_log10p(lp), rtol=1e-14, atol=0)
 
 
-def test_scalar_tail_at_the_last_table_point():
-    if not hasattr(scoring, "tail_log10_one"):
-        pytest.skip("no scalar scoring helpers in this version")
+@pytest.mark.parametrize("which", SCALAR_MODULES)
+def test_scalar_path_tail_at_a_repeated_last_table_point(which, tiny_bundle):
     table = {"x": np.array([0.0, 1.0, 2.0, 2.0]), "log10_sf": np.array([0.0, -1.0, -2.0, -2.0]), "tail_scale": 0.5}
-    t1 = scoring.prepare_table(table)
-    assert scoring.tail_log10_one(2.0, t1) == pytest.approx(float(tail_log10(np.array([2.0]), table)[0]))
+    k = _scalar_kernel(which, tiny_bundle(), table)
+    for v in (2.0, 1.5, 2.0 + 1e-9, 3.0):
+        assert k.tail(0, v) == pytest.approx(float(tail_log10(np.array([v]), table)[0]), rel=1e-12)

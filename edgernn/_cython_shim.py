@@ -1,0 +1,22 @@
+"""Stand-in for the ``cython`` module when edgernn runs as plain Python (see scalar.py).
+
+Cython reads the decorators and annotations when it compiles; without it they do nothing."""
+
+
+def _same(obj):
+    return obj
+
+
+def _directive(*_args, **_kwargs):
+    return _same
+
+
+class cython:  # noqa: N801 - mirrors the module's name
+    compiled = False
+    cclass = cfunc = ccall = final = staticmethod(_same)
+    boundscheck = wraparound = cdivision = staticmethod(_directive)
+    long = int
+
+    @staticmethod
+    def cast(kind, value):
+        return kind(value)

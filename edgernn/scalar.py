@@ -1,0 +1,395 @@
+"""One reading on one stream in plain floats: the detector's batch-of-one path.
+
+``Detector._wave`` runs the maths on numpy columns for a wave of streams. At batch 1 numpy's
+per-call overhead (~0.5-1 µs per operation) is most of the cost, so this module does the same
+maths, in the same order, one float at a time, for one reading (see detector.py for the steps;
+tests check the two paths give the same events and numbers to 1e-12).
+
+It is plain Python that Cython compiles to C when the package is built (``pip install``; the build
+needs a C compiler and falls back to this source without one). Same source, same numbers: the
+tests run the compiled module and this file side by side. ``COMPILED`` says which one is loaded.
+
+Per reading the buffers are 1-D, so the same code runs compiled on typed memoryviews of numpy
+arrays (no copies) and as plain Python on lists (list indexing is the fast path without a compiler):
+
+    r[K]        the stream's slab row (state.Layout columns), updated in place
+    x[F]        the raw reading
+    res[3+2F]   the reading's row of the Result block: score | likelihood | onset | expected | sigma
+    out[N_OUT]  per-reading outputs (O_* below)
+    work[F*W]   per-feature outputs (W_* below), feature f at f * W
+    xin[F]      float32: the clipped, normalised reading the GRU steps with next
+
+``step`` does one reading (batch of one); ``step_wave`` a wave of readings on distinct streams,
+in C when compiled, so the caller makes one batched GRU call per wave.
+"""
+
+from __future__ import annotations
+
+try:
+    import cython
+except ImportError:  # plain Python without Cython installed: the decorators do nothing
+    from ._cython_shim import cython
+
+import math
+
+import numpy as np
+
+if cython.compiled:  # C's libm; plain Python: the math module (the same IEEE functions)
+    from cython.cimports.libc.math import exp, expm1, log, log10, sqrt
+else:
+    from math import exp, expm1, log, log10, sqrt
+
+# self.out: per reading
+O_SCORE, O_LIK, O_ONSET, O_SMOOTHED, O_LEVEL, O_SPREAD, O_STUCK, O_LOG10P, O_SCORED, O_GAP = range(10)
+N_OUT = 10
+# self.work: per feature
+(W_XC, W_STD, W_MEAN, W_SIGMA_N, W_CONTRIB, W_RUN, W_D, W_V, W_FM, W_FV, W_LEVEL, W_SPREAD, W_STUCK,
+ W_EXPECTED, W_SIGMA) = range(15)
+W = 15
+
+NONE, RAISED, UPDATE, CLEARED, STALE = 0, 1, 2, 3, -1
+P_FLOOR_LOG10 = -12.0  # scoring.P_FLOOR_LOG10
+LN10 = 2.302585092994046
+NAN = math.nan
+
+COMPILED = cython.compiled
+
+
+@cython.final
+@cython.cclass
+class OneReading:
+    """The detector's constants, flattened for the per-reading loop (built once per Detector)."""
+
+    F: cython.int
+    # slab columns (state.Layout)
+    m0: cython.int
+    v0: cython.int
+    p0: cython.int
+    lx0: cython.int
+    run0: cython.int
+    rep0: cython.int
+    fm0: cython.int
+    fv0: cython.int
+    lm0: cython.int
+    lv0: cython.int
+    sm0: cython.int
+    sv0: cython.int
+    i_count: cython.int
+    i_since: cython.int
+    i_last_ts: cython.int
+    i_smoothed: cython.int
+    i_trials: cython.int
+    i_nstat: cython.int
+    i_held: cython.int
+    i_active: cython.int
+    i_hist: cython.int
+    i_below: cython.int
+    i_cooldown: cython.int
+    i_seq: cython.int
+    i_peak: cython.int
+    i_since_event: cython.int
+    i_start_ts: cython.int
+    i_duration: cython.int
+    i_onset_peak: cython.int
+    # detector settings
+    warmup: cython.double
+    settle: cython.double
+    stream_norm: cython.bint
+    adapt: cython.double
+    max_gap: cython.double  # < 0: no gap reset
+    clip: cython.double
+    lvmin: cython.double
+    lvmax: cython.double
+    fast_rate: cython.double
+    min_std: cython.double
+    min_rel_std: cython.double
+    smoothing: cython.double
+    repeat_memory: cython.double
+    onset_decay: cython.double
+    relearn_after: cython.double
+    threshold: cython.double
+    clear_level: cython.double
+    log10_looks: cython.double
+    # alert machine (alerts.AlertSettings)
+    a_k: cython.int
+    a_mask: cython.long
+    a_clear_after: cython.double
+    a_min_duration: cython.double
+    a_cooldown: cython.double
+    a_update_factor: cython.double
+    a_update_gap: cython.double
+    # calibration tables: 4 looks (instant, smoothed, level, spread), each xs[n] then log10_sf[n]
+    tab_n: cython.int
+    tab: cython.double[:]
+    out: cython.double[:]
+    work: cython.double[:]
+    xin: cython.float[:]
+
+    def __init__(self, det, layout, tables: list, out, work, xin):
+        """det: the Detector (settings resolved); tables: the 4 prepared scoring tables, in the
+        order instant, smoothed, level, spread; out[N_OUT], work[F * W] (float64 arrays when
+        compiled, lists when not) and xin float32[F] (the GRU input): the caller's buffers."""
+        L, s = layout, det.settings
+        self.F = det.F
+        (self.m0, self.v0, self.p0, self.lx0, self.run0, self.rep0, self.fm0, self.fv0, self.lm0, self.lv0,
+         self.sm0, self.sv0) = (getattr(L, n).start for n in ("norm_mean", "norm_var", "pred", "last_x", "run", "reps",
+                                                                "fast_mean", "fast_var", "lvl_mean", "lvl_var",
+                                                                "spr_mean", "spr_var"))
+        self.i_count, self.i_since, self.i_last_ts, self.i_smoothed = L.count, L.since_reset, L.last_ts, L.smoothed
+        self.i_trials, self.i_nstat, self.i_held, self.i_onset_peak = L.trials, L.nstat, L.held, L.onset_peak
+        self.i_active, self.i_hist, self.i_below, self.i_cooldown = L.active, L.hist, L.below, L.cooldown
+        self.i_seq, self.i_peak, self.i_since_event = L.seq, L.peak, L.since_event
+        self.i_start_ts, self.i_duration = L.start_ts, L.duration
+        self.warmup, self.settle = det.warmup, s.settle
+        self.stream_norm, self.adapt = det.stream_norm, det.adapt
+        self.max_gap = -1.0 if s.max_gap_s is None else s.max_gap_s
+        b = det.bundle
+        self.clip, self.lvmin, self.lvmax = b.input_clip, b.logvar_min, b.logvar_max
+        self.fast_rate, self.min_std, self.min_rel_std = det.fast_rate, s.min_std, s.min_rel_std
+        self.smoothing, self.repeat_memory, self.onset_decay = det.cal.smoothing, det.repeat_memory, det.onset_decay
+        self.relearn_after = s.relearn_after
+        self.threshold, self.clear_level = det.threshold, det.clear_level
+        self.log10_looks = math.log10(5.0)  # Bonferroni over the five looks (scoring._LOG10_LOOKS)
+        a = s.alerts
+        self.a_k, self.a_mask = a.k, (1 << a.n) - 1
+        self.a_clear_after, self.a_min_duration, self.a_cooldown = a.clear_after, a.min_duration, a.cooldown
+        self.a_update_factor, self.a_update_gap = a.update_factor, a.update_gap
+        n = max(len(t["xs_list"]) for t in tables)
+        flat = []
+        for t in tables:  # pad by repeating the last point: np.interp clamps there anyway
+            xs, ls = t["xs_list"], t["ls_list"]
+            flat += xs + [xs[-1]] * (n - len(xs)) + ls + [ls[-1]] * (n - len(ls))
+        self.tab_n = n
+        self.tab = np.array(flat, np.float64) if cython.compiled else flat
+        self.out, self.work, self.xin = out, work, xin
+
+    @cython.ccall
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def tail(self, k: cython.int, value: cython.double) -> cython.double:
+        """log10 P(look k >= value): np.interp on table k (linear, clamped at both ends)."""
+        n: cython.int = self.tab_n
+        base: cython.int = 2 * n * k
+        lo: cython.int = 0
+        hi: cython.int = n - 1
+        mid: cython.int
+        if value >= self.tab[base + hi]:
+            return self.tab[base + n + hi]
+        if value <= self.tab[base]:
+            return self.tab[base + n]
+        while hi - lo > 1:  # xs[lo] < value < xs[hi]; find the first xs > value
+            mid = (lo + hi) // 2
+            if self.tab[base + mid] > value:
+                hi = mid
+            else:
+                lo = mid
+        x0: cython.double = self.tab[base + hi - 1]
+        x1: cython.double = self.tab[base + hi]
+        if x1 == x0:
+            return self.tab[base + n + hi]
+        l0: cython.double = self.tab[base + n + hi - 1]
+        return (self.tab[base + n + hi] - l0) / (x1 - x0) * (value - x0) + l0
+
+    @cython.ccall
+    def likelihood(self, log10p: cython.double) -> cython.double:
+        """scoring.likelihood_from_log10p for one value."""
+        if log10p >= P_FLOOR_LOG10:
+            return 0.0 - expm1(log10p * LN10)
+        return 1.0 - 10.0**P_FLOOR_LOG10 * (1.0 + log(max(log10p / P_FLOOR_LOG10, 1.0))) ** -0.2
+
+    @cython.ccall
+    def step(self, r: cython.double[:], x: cython.double[:], ts: cython.double, res: cython.double[:]) -> cython.int:
+        """One reading x[F] at ts on the stream's row r[K]; see ``_step``. Outputs go to the
+        buffers given at construction (out, work, xin)."""
+        return self._step(r, x, ts, res, self.out, self.work, self.xin)
+
+    @cython.ccall
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def step_wave(self, num: cython.double[:, :], rows: cython.Py_ssize_t[:], x: cython.double[:, :],
+                  ts: cython.double[:], block: cython.double[:, :], pos: cython.Py_ssize_t[:],
+                  outs: cython.double[:, :], works: cython.double[:, :], xin: cython.float[:, :],
+                  codes: cython.schar[:]) -> None:
+        """``_step`` for a wave of b readings on b distinct streams: reading j (x[j], ts[j]) on
+        slab row num[rows[j]], its Result row block[pos[j]], its outputs in outs[j], works[j],
+        xin[j] and its event code in codes[j]. The caller then steps the GRU once for the wave."""
+        j: cython.Py_ssize_t
+        for j in range(rows.shape[0]):
+            codes[j] = self._step(num[rows[j]], x[j], ts[j], block[pos[j]], outs[j], works[j], xin[j])
+
+    @cython.cfunc
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    @cython.cdivision(True)
+    def _step(self, r: cython.double[:], x: cython.double[:], ts: cython.double, res: cython.double[:],
+              out: cython.double[:], work: cython.double[:], xin: cython.float[:]) -> cython.int:
+        """Score reading x at ts against the stream's row r, advance its alert machine and learn
+        from it; write score | likelihood | onset | expected[F] | sigma[F] to res (the reading's
+        row of the Result block), the per-reading and per-feature outputs to out and work, and the
+        GRU input to xin. Returns the event code (STALE: rejected, nothing touched). The caller
+        steps the GRU (after resetting h when out[O_GAP] is set) and stores the new prediction."""
+        F: cython.int = self.F
+        f: cython.int
+        o: cython.int
+        if ts < r[self.i_last_ts]:
+            return STALE
+        out[O_GAP] = 0.0
+        if self.max_gap >= 0.0 and ts - r[self.i_last_ts] > self.max_gap and r[self.i_count] > 0:
+            out[O_GAP] = 1.0
+            r[self.i_since] = 0.0
+            r[self.i_smoothed] = 0.0
+        count: cython.double = r[self.i_count] + 1
+        warming: cython.bint = count <= self.warmup
+        af: cython.double = self.fast_rate
+        q_log: cython.double = -log10(r[self.i_trials] + 2.0)
+        score: cython.double = 0.0
+        level: cython.double = 0.0
+        spread: cython.double = 0.0
+        stuck: cython.double = 0.0
+        xf: cython.double
+        mean: cython.double
+        var: cython.double
+        d: cython.double
+        std: cython.double
+        c: cython.double
+        sigma_n: cython.double
+        z: cython.double
+        contrib: cython.double
+        run: cython.double
+        stuck_f: cython.double
+        fm_old: cython.double
+        fm: cython.double
+        fv: cython.double
+        dl: cython.double
+        vs: cython.double
+        level_f: cython.double
+        spread_f: cython.double
+        floor: cython.double
+        for f in range(F):  # 1-4: normalise, residual, the per-feature parts of the looks
+            o = f * W
+            xf = x[f]
+            mean, var = r[self.m0 + f], r[self.v0 + f]
+            if warming and self.stream_norm:  # Welford
+                d = xf - mean
+                mean = mean + d / count
+                var = var + (d * (xf - mean) - var) / count
+                r[self.m0 + f], r[self.v0 + f] = mean, var
+            floor = max(self.min_std, self.min_rel_std * abs(mean))
+            std = sqrt(max(var, floor * floor))
+            c = (xf - mean) / std
+            c = -self.clip if c < -self.clip else self.clip if c > self.clip else c
+            sigma_n = exp(0.5 * min(max(r[self.p0 + F + f], self.lvmin), self.lvmax))
+            z = (c - r[self.p0 + f]) / sigma_n
+            contrib = min(z * z, 1e12) / F
+            score += contrib
+            run = r[self.run0 + f] + 1 if xf == r[self.lx0 + f] else 0.0
+            stuck_f = run * (log10(r[self.rep0 + f] + 1.0) + q_log) if run != 0.0 else 0.0
+            stuck = min(stuck, stuck_f)
+            fm_old = xf if count == 1 else r[self.fm0 + f]
+            fm = fm_old + af * (xf - fm_old)
+            fv = (1.0 - af) * (r[self.fv0 + f] + af * (xf - fm_old) ** 2)
+            dl = (fm - mean) / std
+            vs = log(fv / (std * std) + 1e-4)
+            level_f = abs(dl - r[self.lm0 + f]) / sqrt(r[self.lv0 + f] + 1e-4)
+            spread_f = abs(vs - r[self.sm0 + f]) / sqrt(r[self.sv0 + f] + 1e-2)
+            level, spread = max(level, level_f), max(spread, spread_f)
+            xin[f] = c
+            work[o + W_XC], work[o + W_STD], work[o + W_MEAN] = c, std, mean
+            work[o + W_SIGMA_N], work[o + W_CONTRIB], work[o + W_RUN] = sigma_n, contrib, run
+            work[o + W_D], work[o + W_V], work[o + W_FM], work[o + W_FV] = dl, vs, fm, fv
+            work[o + W_LEVEL], work[o + W_SPREAD], work[o + W_STUCK] = level_f, spread_f, stuck_f
+            work[o + W_EXPECTED] = r[self.p0 + f] * std + mean
+            work[o + W_SIGMA] = sigma_n * std
+            res[3 + f], res[3 + F + f] = work[o + W_EXPECTED], work[o + W_SIGMA]
+        since: cython.double = r[self.i_since] + 1
+        scored: cython.bint = count > self.warmup and since > self.settle
+        smoothed: cython.double = score
+        if since > 1:
+            smoothed = r[self.i_smoothed] + self.smoothing * (score - r[self.i_smoothed])
+        log10p: cython.double = min(stuck, self.tail(0, score), self.tail(1, smoothed), self.tail(2, level),
+                                    self.tail(3, spread))
+        log10p = min(log10p + self.log10_looks, 0.0)
+        lik: cython.double = 0.0
+        onset: cython.double = 0.0
+        surprise: cython.double = 0.0
+        if scored:
+            lik = self.likelihood(log10p)
+            surprise = -log10p
+            onset = self.likelihood(-max(surprise - r[self.i_onset_peak], 0.0))
+        r[self.i_onset_peak] = max(surprise, r[self.i_onset_peak] * self.onset_decay)
+        high: cython.bint = lik >= self.clear_level
+        code: cython.int = NONE
+        if high or r[self.i_active] != 0.0 or r[self.i_cooldown] != 0.0 or r[self.i_hist] != 0.0:
+            code = self.alert(r, scored and lik >= self.threshold, high, score, ts)
+        out[O_SCORE], out[O_LIK], out[O_ONSET], out[O_SMOOTHED] = score, lik, onset, smoothed
+        out[O_LEVEL], out[O_SPREAD], out[O_STUCK], out[O_LOG10P] = level, spread, stuck, log10p
+        out[O_SCORED] = 1.0 if scored else 0.0
+        res[0], res[1], res[2] = score if scored else NAN, lik, onset
+
+        # 5. learn: not from readings at or above the clear level, unless held there relearn_after
+        held: cython.double = r[self.i_held] + 1 if high else 0.0
+        r[self.i_held] = held
+        learn: cython.bint = not high or held > self.relearn_after
+        stat: cython.bint = learn and count > (self.warmup // 2)
+        nstat: cython.double = r[self.i_nstat] + (1.0 if stat else 0.0)
+        rate: cython.double = max(1.0 / max(nstat, 1.0), self.repeat_memory) if stat else 0.0
+        decay: cython.double = 1.0 if warming else 1.0 - self.repeat_memory
+        adapt: cython.double = self.adapt if (self.stream_norm and learn and not warming) else 0.0
+        delta: cython.double
+        for f in range(F):
+            o = f * W
+            if adapt != 0.0:
+                d = x[f] - r[self.m0 + f]
+                r[self.m0 + f] += adapt * d
+                r[self.v0 + f] += adapt * (d * d - r[self.v0 + f])
+            if rate != 0.0:
+                dl = work[o + W_D]
+                delta = dl - r[self.lm0 + f]
+                r[self.lm0 + f] += rate * delta
+                r[self.lv0 + f] += rate * (delta * (dl - r[self.lm0 + f]) - r[self.lv0 + f])
+                vs = work[o + W_V]
+                delta = vs - r[self.sm0 + f]
+                r[self.sm0 + f] += rate * delta
+                r[self.sv0 + f] += rate * (delta * (vs - r[self.sm0 + f]) - r[self.sv0 + f])
+            run = work[o + W_RUN]
+            if learn:
+                r[self.rep0 + f] = r[self.rep0 + f] * decay + (1.0 if run > 0 and count > 1 else 0.0)
+            r[self.fm0 + f], r[self.fv0 + f] = work[o + W_FM], work[o + W_FV]
+            r[self.run0 + f], r[self.lx0 + f] = run, x[f]
+        if learn and count > 1:
+            r[self.i_trials] = r[self.i_trials] * decay + 1.0
+        r[self.i_nstat] = nstat
+        r[self.i_count], r[self.i_since], r[self.i_last_ts], r[self.i_smoothed] = count, since, ts, smoothed
+        return code
+
+    @cython.cfunc
+    def alert(self, r: cython.double[:], over: cython.bint, high: cython.bint, score: cython.double,
+              ts: cython.double) -> cython.int:
+        """alerts.step for one stream's row (same rules, same order; tests check they agree)."""
+        active: cython.bint = r[self.i_active] > 0
+        hist: cython.long = ((cython.cast(cython.long, r[self.i_hist]) << 1) | (1 if over else 0)) & self.a_mask
+        bits: cython.long = hist
+        ones: cython.int = 0
+        while bits:  # popcount
+            bits &= bits - 1
+            ones += 1
+        raised: cython.bint = not active and r[self.i_cooldown] <= 0 and ones >= self.a_k
+        below: cython.double = r[self.i_below] + 1 if active and not high else 0.0
+        cleared: cython.bint = active and below >= self.a_clear_after and r[self.i_duration] >= self.a_min_duration
+        duration: cython.double = r[self.i_duration] + 1 if active else 0.0
+        since: cython.double = r[self.i_since_event] + 1 if active else 0.0
+        update: cython.bint = (active and not cleared and score > self.a_update_factor * r[self.i_peak]
+                               and since >= self.a_update_gap)
+        now_active: cython.bint = (active and not cleared) or raised
+        r[self.i_active] = 1.0 if now_active else 0.0
+        r[self.i_hist] = 0.0 if cleared else hist
+        r[self.i_below] = below if now_active else 0.0
+        r[self.i_duration] = 1.0 if raised else (duration if now_active else 0.0)
+        r[self.i_cooldown] = self.a_cooldown if cleared else max(r[self.i_cooldown] - 1, 0.0)
+        if raised:
+            r[self.i_seq] += 1
+            r[self.i_start_ts] = ts
+        if raised or update:
+            r[self.i_peak] = score
+        r[self.i_since_event] = since if now_active and not (raised or update) else 0.0
+        return CLEARED if cleared else RAISED if raised else UPDATE if update else NONE

@@ -46,6 +46,8 @@ class DetectorSettings:
     relearn_after: int = 256  # readings a stream may stay above the clear level before its normal
     #                           statistics learn again (accepts a genuine change of regime)
     fast_window: float = 128.0  # readings in the short EW window of the level and spread looks
+    onset_ratio: float = 2.0  # a look's surprise must exceed this multiple of its last onset's
+    #                           (decaying) surprise to be an onset again (see Detector._wave)
 
 
 @dataclass
@@ -168,7 +170,8 @@ class Detector:
         self.stream_norm = bundle.norm_mode == "stream"
         self.repeat_memory = 1.0 / s.repeat_memory
         self.fast_rate = 1.0 / s.fast_window
-        self.onset_decay = 1.0 - self.repeat_memory  # the onset's reference peak fades over the same memory
+        self.onset_decay = 1.0 - self.repeat_memory  # the onset's references fade over the same memory
+        self.onset_ratio = float(s.onset_ratio)
         self.features = bundle.features
         self.F = bundle.n_features
         self.state = StateStore(self.F, bundle.hidden, capacity=s.max_streams)
@@ -327,19 +330,23 @@ class Detector:
         else:
             looks = {"instant": score, "smoothed": smoothed, "level": level_f.max(axis=1),
                      "spread": spread_f.max(axis=1), "stuck": stuck_f.min(axis=1)}
-        log10p = scoring.combined_log10p(looks, self._tables)
+        lps = scoring.look_log10p(looks, self._tables)  # [5, b] each look's own log10 p
+        log10p = scoring.combine_log10p(lps)
         lik = scoring.likelihood_from_log10p(log10p)
-        # onset: how far the surprise s = -log10 p rises above the stream's recent (decaying) peak;
-        # high where an anomaly starts, back near 0 while the same deviation persists
-        surprise = -log10p
+        # onset, per look: the look's surprise s_k = -log10(5 p_k) is an onset when it exceeds
+        # onset_ratio times the surprise of that look's last onset (which fades with onset_decay);
+        # the onset output is the largest such s_k. High where an anomaly starts, 0 while the same
+        # deviation persists, and a statistic that climbs for a while (stuck run, level drift)
+        # marks its onset at each doubling, instead of only by its per-reading increment.
+        surprise = scoring.look_surprise(lps).T  # [b, 5]
         if not steady:
             unscored = ~scored
             lik[unscored] = 0.0
             surprise[unscored] = 0.0
-        onset = scoring.likelihood_from_log10p(-np.maximum(surprise - S[:, L.onset_peak], 0.0))
-        if not steady:
-            onset[unscored] = 0.0
-        S[:, L.onset_peak] = np.maximum(surprise, S[:, L.onset_peak] * self.onset_decay)
+        ref = S[:, L.onset_ref]  # [b, 5]
+        fresh_onset = surprise > self.onset_ratio * ref
+        onset = scoring.likelihood_from_log10p(-np.where(fresh_onset, surprise, 0.0).max(axis=1))
+        S[:, L.onset_ref] = np.where(fresh_onset, surprise, ref * self.onset_decay)
         if res.looks is not None:
             for name, values in (*looks.items(), ("log10p", log10p)):
                 res.looks[name][idx] = np.where(scored, values, np.nan)

@@ -90,7 +90,7 @@ class OneReading:
     i_since_event: cython.int
     i_start_ts: cython.int
     i_duration: cython.int
-    i_onset_peak: cython.int
+    or0: cython.int  # onset_ref[5]: instant, smoothed, level, spread, stuck
     # detector settings
     warmup: cython.double
     settle: cython.double
@@ -106,6 +106,7 @@ class OneReading:
     smoothing: cython.double
     repeat_memory: cython.double
     onset_decay: cython.double
+    onset_ratio: cython.double
     relearn_after: cython.double
     threshold: cython.double
     clear_level: cython.double
@@ -136,7 +137,7 @@ class OneReading:
                                                                 "fast_mean", "fast_var", "lvl_mean", "lvl_var",
                                                                 "spr_mean", "spr_var"))
         self.i_count, self.i_since, self.i_last_ts, self.i_smoothed = L.count, L.since_reset, L.last_ts, L.smoothed
-        self.i_trials, self.i_nstat, self.i_held, self.i_onset_peak = L.trials, L.nstat, L.held, L.onset_peak
+        self.i_trials, self.i_nstat, self.i_held, self.or0 = L.trials, L.nstat, L.held, L.onset_ref.start
         self.i_active, self.i_hist, self.i_below, self.i_cooldown = L.active, L.hist, L.below, L.cooldown
         self.i_seq, self.i_peak, self.i_since_event = L.seq, L.peak, L.since_event
         self.i_start_ts, self.i_duration = L.start_ts, L.duration
@@ -148,6 +149,7 @@ class OneReading:
         self.fast_rate, self.min_std, self.min_rel_std = det.fast_rate, s.min_std, s.min_rel_std
         self.smoothing, self.repeat_memory, self.onset_decay = det.cal.smoothing, det.repeat_memory, det.onset_decay
         self.relearn_after = s.relearn_after
+        self.onset_ratio = det.onset_ratio
         self.threshold, self.clear_level = det.threshold, det.clear_level
         self.log10_looks = math.log10(5.0)  # Bonferroni over the five looks (scoring._LOG10_LOOKS)
         a = s.alerts
@@ -306,17 +308,33 @@ class OneReading:
         smoothed: cython.double = score
         if since > 1:
             smoothed = r[self.i_smoothed] + self.smoothing * (score - r[self.i_smoothed])
-        log10p: cython.double = min(stuck, self.tail(0, score), self.tail(1, smoothed), self.tail(2, level),
-                                    self.tail(3, spread))
+        lp0: cython.double = self.tail(0, score)
+        lp1: cython.double = self.tail(1, smoothed)
+        lp2: cython.double = self.tail(2, level)
+        lp3: cython.double = self.tail(3, spread)
+        log10p: cython.double = min(stuck, lp0, lp1, lp2, lp3)
         log10p = min(log10p + self.log10_looks, 0.0)
         lik: cython.double = 0.0
-        onset: cython.double = 0.0
-        surprise: cython.double = 0.0
         if scored:
             lik = self.likelihood(log10p)
-            surprise = -log10p
-            onset = self.likelihood(-max(surprise - r[self.i_onset_peak], 0.0))
-        r[self.i_onset_peak] = max(surprise, r[self.i_onset_peak] * self.onset_decay)
+        # onset, per look (see Detector._wave): the look's surprise -log10(5 p_k) is an onset when it
+        # exceeds onset_ratio times that look's last onset surprise (fading with onset_decay)
+        top: cython.double = 0.0
+        sk: cython.double
+        ref: cython.double
+        k: cython.int
+        for k in range(5):
+            sk = 0.0
+            if scored:
+                sk = lp0 if k == 0 else lp1 if k == 1 else lp2 if k == 2 else lp3 if k == 3 else stuck
+                sk = max(-(sk + self.log10_looks), 0.0)
+            ref = r[self.or0 + k]
+            if sk > self.onset_ratio * ref:
+                r[self.or0 + k] = sk
+                top = max(top, sk)
+            else:
+                r[self.or0 + k] = ref * self.onset_decay
+        onset: cython.double = self.likelihood(-top)
         high: cython.bint = lik >= self.clear_level
         code: cython.int = NONE
         if high or r[self.i_active] != 0.0 or r[self.i_cooldown] != 0.0 or r[self.i_hist] != 0.0:

@@ -84,11 +84,24 @@ def tail_log10(values: np.ndarray, table: dict) -> np.ndarray:
 
 def combined_log10p(looks: dict[str, np.ndarray], tables: dict) -> np.ndarray:
     """Bonferroni-combined log10 p over the looks: min_look log10 p_look + log10(#looks)."""
-    lp = looks["stuck"]
-    for name in TABLE_LOOKS:
-        lp = np.minimum(lp, tail_log10(looks[name], tables[name]))
-    lp += _LOG10_LOOKS
+    return combine_log10p(look_log10p(looks, tables))
+
+
+def look_log10p(looks: dict[str, np.ndarray], tables: dict) -> np.ndarray:
+    """log10 p of each look on its own, float64[len(LOOKS), b] in the order of LOOKS."""
+    return np.stack([tail_log10(looks[name], tables[name]) for name in TABLE_LOOKS] + [looks["stuck"]])
+
+
+def combine_log10p(lps: np.ndarray) -> np.ndarray:
+    """float64[len(LOOKS), b] per-look log10 p -> Bonferroni-combined log10 p float64[b]."""
+    lp = lps.min(axis=0) + _LOG10_LOOKS
     return np.minimum(lp, 0.0, out=lp)
+
+
+def look_surprise(lps: np.ndarray) -> np.ndarray:
+    """Per-look surprise for the onset output: -log10 of each look's Bonferroni-adjusted p
+    (5 p_look), floored at 0. float64[len(LOOKS), b] -> float64[len(LOOKS), b]."""
+    return np.maximum(-(lps + _LOG10_LOOKS), 0.0)
 
 
 def which_look(looks: dict[str, np.ndarray], tables: dict, j: int) -> str:

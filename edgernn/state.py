@@ -19,7 +19,7 @@ import numpy as np
 from .fileio import save_npz
 
 log = logging.getLogger(__name__)
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: onset_peak became the per-look onset_ref[5]
 
 
 class Layout:
@@ -38,13 +38,14 @@ class Layout:
     trials                     EW count of readings the repeat rate was learned from
     nstat                      readings the level / spread statistics were learned from
     held                       readings in a row at or above the clear level (learning paused)
-    onset_peak                 the stream's recent peak surprise (decaying), for the onset output
     active ... duration        alert state machine (see alerts.py)
+    onset_ref[N_LOOKS]         per look, the surprise of its last onset (decaying): the onset output
     """
 
     # active, hist, below, cooldown stay adjacent: the detector tests them with one slice
     SCALARS = ("count", "since_reset", "last_ts", "smoothed", "trials", "nstat", "held", "active", "hist", "below",
-               "cooldown", "seq", "peak", "since_event", "start_ts", "duration", "onset_peak")
+               "cooldown", "seq", "peak", "since_event", "start_ts", "duration")
+    N_LOOKS = 5  # scoring.LOOKS
 
     def __init__(self, n_features: int):
         F = n_features
@@ -63,7 +64,9 @@ class Layout:
         self.spr_var = slice(12 * F, 13 * F)
         for i, name in enumerate(self.SCALARS):
             setattr(self, name, 13 * F + i)
-        self.width = 13 * F + len(self.SCALARS)
+        end = 13 * F + len(self.SCALARS)
+        self.onset_ref = slice(end, end + self.N_LOOKS)
+        self.width = end + self.N_LOOKS
 
 
 class StateStore:
@@ -136,7 +139,8 @@ class StateStore:
             return None
         L, r = self.layout, self.num[self.ids[sid]]
         out = {name: float(r[getattr(L, name)]) for name in L.SCALARS}
-        out.update(norm_mean=r[L.norm_mean].copy(), norm_var=r[L.norm_var].copy(), pred=r[L.pred].copy(), h=self.h[row].copy())
+        out.update(norm_mean=r[L.norm_mean].copy(), norm_var=r[L.norm_var].copy(), pred=r[L.pred].copy(),
+                   onset_ref=r[L.onset_ref].copy(), h=self.h[row].copy())
         return out
 
     # -- snapshots ---------------------------------------------------------------------------

@@ -132,7 +132,7 @@ def test_batched_equals_one_at_a_time(which, path, steady_bundle, tiny_bundle):
         b = np.concatenate([getattr(r, name) for r in res2])
         np.testing.assert_array_equal(a, b, err_msg=name)
     # floats: equal up to rounding (see the bit-for-bit test below)
-    for name in ("score", "likelihood", "expected", "sigma"):
+    for name in ("score", "likelihood", "onset", "expected", "sigma"):
         a = np.concatenate([getattr(r, name) for r in res1])
         b = np.concatenate([getattr(r, name) for r in res2])
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=name)
@@ -413,6 +413,22 @@ def test_onset_is_high_where_an_anomaly_starts_and_falls_while_it_lasts(steady_b
     assert np.all(lik[701:720] > 0.99)
     assert np.median(onset[705:720]) < 0.5
     assert np.all((onset >= 0) & (onset < 1))
+
+
+def test_onset_marks_a_climbing_statistic_once_per_doubling(steady_bundle):
+    """A stuck sensor's surprise climbs reading by reading (p = q^run): its rise over the previous
+    reading is tiny, but each look keeps its own reference, so the run is marked as an onset when
+    it becomes significant, and again only when its surprise has doubled (a few readings, not all)."""
+    x = sine_series(1600, seed=13)
+    x[900:1300] = x[900]  # stuck for 400 readings
+    det = _det(steady_bundle(F=1, warmup=WARMUP))
+    r = det.process(Batch(["s"] * len(x), np.arange(len(x), dtype=float), x))
+    assert r.likelihood[1000:1300].min() > 1 - 1e-6  # the likelihood stays high throughout ...
+    assert r.onset[900:1300].max() > 1 - 1e-6  # ... the onset marks the run ...
+    big = np.flatnonzero(r.onset[900:1300] > 0.999)
+    assert 1 <= big.size <= 12, big  # ... at doublings of its surprise, not on every reading
+    assert big[0] < 100, big  # and early in the run
+    assert r.onset[:900][~np.isnan(r.score[:900])].max() < 0.999  # the clean part has no onset
 
 
 # -- the scalar path: compiled and plain Python ----------------------------------------------------

@@ -48,6 +48,9 @@ class DetectorSettings:
     fast_window: float = 128.0  # readings in the short EW window of the level and spread looks
     onset_ratio: float = 2.0  # a look's surprise must exceed this multiple of its last onset's
     #                           (decaying) surprise to be an onset again (see Detector._wave)
+    reference_rows: int = 0  # > 0: the reference look, against the stream's first reference_rows
+    #                          readings (a known-good start; frozen after). 0: off (five looks)
+    reference_window: float = 8.0  # readings in the reference look's short EW mean
 
 
 @dataclass
@@ -92,7 +95,7 @@ class Event:
     sigma: tuple[float, ...]  # predicted std (raw units): expected +- k sigma is the normal band
     contributions: tuple[float, ...]  # per-feature share of the score (sums to score)
     started: float  # timestamp the alert was raised
-    reason: str = ""  # the look that fired: instant | smoothed | level | spread | stuck
+    reason: str = ""  # the look that fired: instant | smoothed | level | spread | stuck | reference
     position: int = 0  # index of the reading in its batch
     feature: int = -1  # index of the feature that look blames (-1: the largest contribution)
 
@@ -172,8 +175,14 @@ class Detector:
         self.fast_rate = 1.0 / s.fast_window
         self.onset_decay = 1.0 - self.repeat_memory  # the onset's references fade over the same memory
         self.onset_ratio = float(s.onset_ratio)
+        if s.reference_rows < 0 or s.reference_window < 1.0:
+            raise ValueError("reference_rows must be >= 0 and reference_window >= 1")
+        self.reference_rows = int(s.reference_rows)
+        self.reference_rate = 1.0 / s.reference_window
+        self.looks = scoring.ALL_LOOKS if self.reference_rows else scoring.LOOKS  # the looks in use
         self.features = bundle.features
         self.F = bundle.n_features
+        self._log10_F = math.log10(self.F)
         self.state = StateStore(self.F, bundle.hidden, capacity=s.max_streams)
         L = self.state.layout
         if bundle.norm_mode == "fixed":  # new streams start warm with the model's statistics
@@ -199,7 +208,7 @@ class Detector:
         res = Result(B, F, self.threshold)
         vals = res.block
         if self.record_looks:
-            res.looks = {name: np.full(B, np.nan) for name in (*scoring.LOOKS, "log10p")}
+            res.looks = {name: np.full(B, np.nan) for name in (*self.looks, "log10p")}
         if B == 1:  # the common case at low load: the scalar path, no array maths until the GRU
             x1 = np.asarray(batch.x, dtype=np.float64).reshape(F)
             values = x1.tolist()
@@ -330,6 +339,31 @@ class Detector:
         else:
             looks = {"instant": score, "smoothed": smoothed, "level": level_f.max(axis=1),
                      "spread": spread_f.max(axis=1), "stuck": stuck_f.min(axis=1)}
+        if self.reference_rows:
+            # reference: a short EW mean r of the raw values against the stream's first
+            # reference_rows readings (mean of x, std of r; Welford, this reading included, frozen
+            # after), z = |r - m| / s, p = F * 2 Phi(-z) over the worst feature. It stays up for as
+            # long as a change of regime lasts, where the GRU and the level look follow it.
+            ar = self.reference_rate
+            rf_old = np.where((count == 1)[:, None], x, S[:, L.ref_fast])
+            ref_fast = rf_old + ar * (x - rf_old)  # [b, F]
+            inref = (count <= self.reference_rows)[:, None]
+            k = np.minimum(count, self.reference_rows)[:, None]
+            rm, rfm, rfv = S[:, L.ref_mean], S[:, L.ref_fmean], S[:, L.ref_fm2]  # views
+            dx = x - rm
+            new_rm = rm + dx / k
+            d2 = ref_fast - rfm
+            new_rfm = rfm + d2 / k
+            new_rfv = rfv + d2 * (ref_fast - new_rfm)
+            rm[:] = np.where(inref, new_rm, rm)
+            rfm[:] = np.where(inref, new_rfm, rfm)
+            rfv[:] = np.where(inref, new_rfv, rfv)
+            S[:, L.ref_fast] = ref_fast
+            rfloor = np.maximum(s.min_std, s.min_rel_std * np.abs(rm))
+            ref_sd = np.sqrt(np.maximum(rfv / np.maximum(k - 1.0, 1.0), rfloor * rfloor))
+            ref_z = np.abs(ref_fast - rm) / ref_sd  # [b, F]
+            ref_lp = scoring.gauss_tail_log10(ref_z)  # [b, F]
+            looks[scoring.REFERENCE] = np.minimum(ref_lp.min(axis=1) + self._log10_F, 0.0)
         lps = scoring.look_log10p(looks, self._tables)  # [5, b] each look's own log10 p
         log10p = scoring.combine_log10p(lps)
         lik = scoring.likelihood_from_log10p(log10p)
@@ -343,10 +377,11 @@ class Detector:
             unscored = ~scored
             lik[unscored] = 0.0
             surprise[unscored] = 0.0
-        ref = S[:, L.onset_ref]  # [b, 5]
+        onset_cols = slice(L.onset_ref.start, L.onset_ref.start + len(self.looks))  # 5 or 6 looks in use
+        ref = S[:, onset_cols]  # [b, n]
         fresh_onset = surprise > self.onset_ratio * ref
         onset = scoring.likelihood_from_log10p(-np.where(fresh_onset, surprise, 0.0).max(axis=1))
-        S[:, L.onset_ref] = np.where(fresh_onset, surprise, ref * self.onset_decay)
+        S[:, onset_cols] = np.where(fresh_onset, surprise, ref * self.onset_decay)
         if res.looks is not None:
             for name, values in (*looks.items(), ("log10p", log10p)):
                 res.looks[name][idx] = np.where(scored, values, np.nan)
@@ -427,7 +462,8 @@ class Detector:
         res.sigma[out] = sigma
         for j in np.flatnonzero(codes) if codes.any() else ():
             reason = scoring.which_look(looks, self._tables, int(j))
-            per_feature = {"level": level_f[j], "spread": spread_f[j], "stuck": -stuck_f[j]}.get(reason, contrib[j])
+            per_feature = {"level": level_f[j], "spread": spread_f[j], "stuck": -stuck_f[j],
+                           scoring.REFERENCE: ref_z[j] if self.reference_rows else None}.get(reason, contrib[j])
             res.events.append(Event(
                 kind=alerts.EVENT_NAMES[int(codes[j])], stream=streams[j],
                 alert_id=f"{streams[j]}#{int(S[j, L.seq])}", ts=float(ts[j]),
@@ -497,8 +533,10 @@ class Detector:
     @staticmethod
     def _record_looks(res: Result, pos: int, out) -> None:
         for name, o in (("instant", scalar.O_SCORE), ("smoothed", scalar.O_SMOOTHED), ("level", scalar.O_LEVEL),
-                        ("spread", scalar.O_SPREAD), ("stuck", scalar.O_STUCK), ("log10p", scalar.O_LOG10P)):
-            res.looks[name][pos] = out[o]
+                        ("spread", scalar.O_SPREAD), ("stuck", scalar.O_STUCK), ("log10p", scalar.O_LOG10P),
+                        (scoring.REFERENCE, scalar.O_REF)):
+            if name in res.looks:
+                res.looks[name][pos] = out[o]
 
     def _scalar_event(self, code: int, pos: int, sid: str, ts: float, x, r, out, work) -> Event:
         """The Event for a reading the scalar path stepped: out[N_OUT], work[F * W] its outputs,
@@ -507,8 +545,11 @@ class Detector:
         looks = {name: np.array([float(out[o])]) for name, o in (
             ("instant", scalar.O_SCORE), ("smoothed", scalar.O_SMOOTHED), ("level", scalar.O_LEVEL),
             ("spread", scalar.O_SPREAD), ("stuck", scalar.O_STUCK))}
+        if self.reference_rows:
+            looks[scoring.REFERENCE] = np.array([float(out[scalar.O_REF])])
         reason = scoring.which_look(looks, self._tables, 0)
-        column = {"level": scalar.W_LEVEL, "spread": scalar.W_SPREAD, "stuck": scalar.W_STUCK}.get(reason, scalar.W_CONTRIB)
+        column = {"level": scalar.W_LEVEL, "spread": scalar.W_SPREAD, "stuck": scalar.W_STUCK,
+                  scoring.REFERENCE: scalar.W_REF}.get(reason, scalar.W_CONTRIB)
         per = [[float(work[f * W + c]) for c in range(W)] for f in range(F)]  # [F][W]
         blame = [(-p[column] if column == scalar.W_STUCK else p[column]) for p in per]
         return Event(

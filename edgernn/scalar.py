@@ -35,21 +35,24 @@ import math
 import numpy as np
 
 if cython.compiled:  # C's libm; plain Python: the math module (the same IEEE functions)
-    from cython.cimports.libc.math import exp, expm1, log, log10, sqrt
+    from cython.cimports.libc.math import erfc, exp, expm1, log, log1p, log10, sqrt
 else:
-    from math import exp, expm1, log, log10, sqrt
+    from math import erfc, exp, expm1, log, log1p, log10, sqrt
 
 # self.out: per reading
-O_SCORE, O_LIK, O_ONSET, O_SMOOTHED, O_LEVEL, O_SPREAD, O_STUCK, O_LOG10P, O_SCORED, O_GAP = range(10)
-N_OUT = 10
+O_SCORE, O_LIK, O_ONSET, O_SMOOTHED, O_LEVEL, O_SPREAD, O_STUCK, O_LOG10P, O_SCORED, O_GAP, O_REF = range(11)
+N_OUT = 11
 # self.work: per feature
 (W_XC, W_STD, W_MEAN, W_SIGMA_N, W_CONTRIB, W_RUN, W_D, W_V, W_FM, W_FV, W_LEVEL, W_SPREAD, W_STUCK,
- W_EXPECTED, W_SIGMA) = range(15)
-W = 15
+ W_EXPECTED, W_SIGMA, W_REF) = range(16)
+W = 16
 
 NONE, RAISED, UPDATE, CLEARED, STALE = 0, 1, 2, 3, -1
 P_FLOOR_LOG10 = -12.0  # scoring.P_FLOOR_LOG10
 LN10 = 2.302585092994046
+SQRT2 = 1.4142135623730951
+SQRT_PI = 1.7724538509055159
+GAUSS_SWITCH = 26.0  # scoring.GAUSS_SWITCH
 NAN = math.nan
 
 COMPILED = cython.compiled
@@ -90,7 +93,15 @@ class OneReading:
     i_since_event: cython.int
     i_start_ts: cython.int
     i_duration: cython.int
-    or0: cython.int  # onset_ref[5]: instant, smoothed, level, spread, stuck
+    or0: cython.int  # onset_ref[6]: instant, smoothed, level, spread, stuck, reference
+    rm0: cython.int  # reference look: ref_mean, ref_fast, ref_fmean, ref_fm2
+    rf0: cython.int
+    rfm0: cython.int
+    rfv0: cython.int
+    ref_rows: cython.double  # 0: no reference look
+    ref_rate: cython.double
+    log10_F: cython.double
+    n_looks: cython.int
     # detector settings
     warmup: cython.double
     settle: cython.double
@@ -141,6 +152,10 @@ class OneReading:
         self.i_active, self.i_hist, self.i_below, self.i_cooldown = L.active, L.hist, L.below, L.cooldown
         self.i_seq, self.i_peak, self.i_since_event = L.seq, L.peak, L.since_event
         self.i_start_ts, self.i_duration = L.start_ts, L.duration
+        self.rm0, self.rf0, self.rfm0, self.rfv0 = L.ref_mean.start, L.ref_fast.start, L.ref_fmean.start, L.ref_fm2.start
+        self.ref_rows, self.ref_rate = det.reference_rows, det.reference_rate
+        self.log10_F = math.log10(det.F)
+        self.n_looks = 6 if det.reference_rows else 5
         self.warmup, self.settle = det.warmup, s.settle
         self.stream_norm, self.adapt = det.stream_norm, det.adapt
         self.max_gap = -1.0 if s.max_gap_s is None else s.max_gap_s
@@ -151,7 +166,7 @@ class OneReading:
         self.relearn_after = s.relearn_after
         self.onset_ratio = det.onset_ratio
         self.threshold, self.clear_level = det.threshold, det.clear_level
-        self.log10_looks = math.log10(5.0)  # Bonferroni over the five looks (scoring._LOG10_LOOKS)
+        self.log10_looks = math.log10(self.n_looks)  # Bonferroni over the looks in use (scoring.combine_log10p)
         a = s.alerts
         self.a_k, self.a_mask = a.k, (1 << a.n) - 1
         self.a_clear_after, self.a_min_duration, self.a_cooldown = a.clear_after, a.min_duration, a.cooldown
@@ -164,6 +179,14 @@ class OneReading:
         self.tab_n = n
         self.tab = np.array(flat, np.float64) if cython.compiled else flat
         self.out, self.work, self.xin = out, work, xin
+
+    @cython.ccall
+    def gauss_tail_log10(self, z: cython.double) -> cython.double:
+        """scoring.gauss_tail_log10 for one value: log10 erfc(z / sqrt 2), asymptotic far out."""
+        y: cython.double = z / SQRT2
+        if y < GAUSS_SWITCH:
+            return log10(erfc(y))
+        return (-y * y - log(y * SQRT_PI) + log1p(-0.5 / (y * y))) / LN10
 
     @cython.ccall
     @cython.boundscheck(False)
@@ -267,6 +290,14 @@ class OneReading:
         level_f: cython.double
         spread_f: cython.double
         floor: cython.double
+        reference: cython.double = 0.0  # min over features of log10 P(|N(0,1)| >= z_f)
+        rk: cython.double = min(count, self.ref_rows)
+        in_ref: cython.bint = count <= self.ref_rows
+        rf: cython.double
+        rm: cython.double
+        rfm: cython.double
+        rfv: cython.double
+        rz: cython.double
         for f in range(F):  # 1-4: normalise, residual, the per-feature parts of the looks
             o = f * W
             xf = x[f]
@@ -295,6 +326,21 @@ class OneReading:
             level_f = abs(dl - r[self.lm0 + f]) / sqrt(r[self.lv0 + f] + 1e-4)
             spread_f = abs(vs - r[self.sm0 + f]) / sqrt(r[self.sv0 + f] + 1e-2)
             level, spread = max(level, level_f), max(spread, spread_f)
+            if self.ref_rows > 0.0:  # the reference look (see Detector._wave)
+                rf = xf if count == 1 else r[self.rf0 + f]
+                rf = rf + self.ref_rate * (xf - rf)
+                rm, rfm, rfv = r[self.rm0 + f], r[self.rfm0 + f], r[self.rfv0 + f]
+                if in_ref:
+                    rm = rm + (xf - rm) / rk
+                    d = rf - rfm
+                    rfm = rfm + d / rk
+                    rfv = rfv + d * (rf - rfm)
+                    r[self.rm0 + f], r[self.rfm0 + f], r[self.rfv0 + f] = rm, rfm, rfv
+                r[self.rf0 + f] = rf
+                floor = max(self.min_std, self.min_rel_std * abs(rm))
+                rz = abs(rf - rm) / sqrt(max(rfv / max(rk - 1.0, 1.0), floor * floor))
+                work[o + W_REF] = rz
+                reference = min(reference, self.gauss_tail_log10(rz))
             xin[f] = c
             work[o + W_XC], work[o + W_STD], work[o + W_MEAN] = c, std, mean
             work[o + W_SIGMA_N], work[o + W_CONTRIB], work[o + W_RUN] = sigma_n, contrib, run
@@ -312,7 +358,10 @@ class OneReading:
         lp1: cython.double = self.tail(1, smoothed)
         lp2: cython.double = self.tail(2, level)
         lp3: cython.double = self.tail(3, spread)
-        log10p: cython.double = min(stuck, lp0, lp1, lp2, lp3)
+        lp5: cython.double = 0.0
+        if self.ref_rows > 0.0:
+            lp5 = min(reference + self.log10_F, 0.0)
+        log10p: cython.double = min(stuck, lp0, lp1, lp2, lp3, lp5)
         log10p = min(log10p + self.log10_looks, 0.0)
         lik: cython.double = 0.0
         if scored:
@@ -323,10 +372,10 @@ class OneReading:
         sk: cython.double
         ref: cython.double
         k: cython.int
-        for k in range(5):
+        for k in range(self.n_looks):
             sk = 0.0
             if scored:
-                sk = lp0 if k == 0 else lp1 if k == 1 else lp2 if k == 2 else lp3 if k == 3 else stuck
+                sk = lp0 if k == 0 else lp1 if k == 1 else lp2 if k == 2 else lp3 if k == 3 else stuck if k == 4 else lp5
                 sk = max(-(sk + self.log10_looks), 0.0)
             ref = r[self.or0 + k]
             if sk > self.onset_ratio * ref:
@@ -342,6 +391,7 @@ class OneReading:
         out[O_SCORE], out[O_LIK], out[O_ONSET], out[O_SMOOTHED] = score, lik, onset, smoothed
         out[O_LEVEL], out[O_SPREAD], out[O_STUCK], out[O_LOG10P] = level, spread, stuck, log10p
         out[O_SCORED] = 1.0 if scored else 0.0
+        out[O_REF] = lp5
         res[0], res[1], res[2] = score if scored else NAN, lik, onset
 
         # 5. learn: not from readings at or above the clear level, unless held there relearn_after

@@ -17,9 +17,17 @@ The likelihood looks at the stream five ways ("looks"), each turned into a tail 
     stuck     run length L of exact repeats           a frozen sensor; p = q^L, q the stream's own
                                                       repeat rate (geometric model, Laplace prior)
 
+and, when the detector is given ``reference_rows`` (off by default), a sixth look:
+
+    reference |r - m| / s, worst feature, with        a lasting change of regime, for as long as it
+              r = short EW mean of the raw values,    lasts (the one-step predictor and the level
+              m, s = mean of x and std of r over the   look follow a new regime; this one does not)
+              stream's first reference_rows readings  p = F * 2 Phi(-z) (Gaussian tail, Bonferroni
+              (Welford, frozen after)                  over features), no table
+
 All but ``stuck`` are calibrated on held-out normal data: a table of log10 of the empirical
 survival function with an exponential tail beyond its last point (peaks over threshold).
-p = min(1, 5 * min_look p_look) (Bonferroni over the looks) is a calibrated tail probability.
+p = min(1, n * min_look p_look) (Bonferroni over the n looks in use) is a calibrated tail probability.
 ``likelihood = 1 - p`` down to p = 1e-12 and ``1 - 1e-12 * (1 + ln(s / 12)) ** -0.2``
 (s = -log10 p) beyond, so it keeps increasing towards 1 without reaching it for any finite score
 (float64 still orders s from 10 s up to s = 1e300); a threshold sweep needs that ordering.
@@ -28,9 +36,13 @@ p = min(1, 5 * min_look p_look) (Bonferroni over the looks) is a calibrated tail
 from __future__ import annotations
 
 
+import math
+
 import numpy as np
 
 LOOKS = ("instant", "smoothed", "level", "spread", "stuck")
+REFERENCE = "reference"  # the optional sixth look (DetectorSettings.reference_rows > 0)
+ALL_LOOKS = (*LOOKS, REFERENCE)
 TABLE_LOOKS = LOOKS[:-1]  # the looks with a calibration table (stuck has its own model)
 P_FLOOR_LOG10 = -12.0  # below 1e-12 the likelihood switches to the slow, non-saturating branch
 _LOG10_LOOKS = float(np.log10(len(LOOKS)))
@@ -88,27 +100,49 @@ def combined_log10p(looks: dict[str, np.ndarray], tables: dict) -> np.ndarray:
 
 
 def look_log10p(looks: dict[str, np.ndarray], tables: dict) -> np.ndarray:
-    """log10 p of each look on its own, float64[len(LOOKS), b] in the order of LOOKS."""
-    return np.stack([tail_log10(looks[name], tables[name]) for name in TABLE_LOOKS] + [looks["stuck"]])
+    """log10 p of each look on its own, float64[n, b] in the order of ALL_LOOKS (n = 5, or 6 when
+    ``looks`` has the reference look, whose value is already a log10 p like stuck's)."""
+    rows = [tail_log10(looks[name], tables[name]) for name in TABLE_LOOKS] + [looks["stuck"]]
+    if REFERENCE in looks:
+        rows.append(looks[REFERENCE])
+    return np.stack(rows)
 
 
 def combine_log10p(lps: np.ndarray) -> np.ndarray:
-    """float64[len(LOOKS), b] per-look log10 p -> Bonferroni-combined log10 p float64[b]."""
-    lp = lps.min(axis=0) + _LOG10_LOOKS
+    """float64[n, b] per-look log10 p -> Bonferroni-combined log10 p float64[b] (n looks)."""
+    lp = lps.min(axis=0) + math.log10(lps.shape[0])
     return np.minimum(lp, 0.0, out=lp)
 
 
 def look_surprise(lps: np.ndarray) -> np.ndarray:
     """Per-look surprise for the onset output: -log10 of each look's Bonferroni-adjusted p
-    (5 p_look), floored at 0. float64[len(LOOKS), b] -> float64[len(LOOKS), b]."""
-    return np.maximum(-(lps + _LOG10_LOOKS), 0.0)
+    (n p_look), floored at 0. float64[n, b] -> float64[n, b]."""
+    return np.maximum(-(lps + math.log10(lps.shape[0])), 0.0)
 
 
 def which_look(looks: dict[str, np.ndarray], tables: dict, j: int) -> str:
     """Name of the look that is most surprising for reading j (what an alert says is wrong)."""
     lps = {name: float(tail_log10(looks[name][j : j + 1], tables[name])[0]) for name in TABLE_LOOKS}
     lps["stuck"] = float(looks["stuck"][j])
+    if REFERENCE in looks:
+        lps[REFERENCE] = float(looks[REFERENCE][j])
     return min(lps, key=lps.get)
+
+
+GAUSS_SWITCH = 26.0  # erfc(y) > 1e-300 below this; beyond, its asymptotic series (rel. error < 2e-6)
+_LN10 = math.log(10.0)
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
+
+
+def gauss_tail_log10(z: np.ndarray) -> np.ndarray:
+    """log10 P(|N(0, 1)| >= z) = log10 erfc(z / sqrt 2), for z >= 0, finite at any depth.
+    (scalar.OneReading.gauss_tail_log10 is the same function for one value.)"""
+    y = np.asarray(z, np.float64) / math.sqrt(2.0)
+    near = np.minimum(y, GAUSS_SWITCH)
+    far = np.maximum(y, GAUSS_SWITCH)
+    lo = np.log10(_erfc(near))
+    hi = (-far * far - np.log(far * math.sqrt(math.pi)) + np.log1p(-0.5 / (far * far))) / _LN10
+    return np.where(y < GAUSS_SWITCH, lo, hi)
 
 
 def likelihood_from_log10p(log10p: np.ndarray) -> np.ndarray:

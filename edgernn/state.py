@@ -19,7 +19,7 @@ import numpy as np
 from .fileio import save_npz
 
 log = logging.getLogger(__name__)
-SNAPSHOT_VERSION = 2  # 2: onset_peak became the per-look onset_ref[5]
+SNAPSHOT_VERSION = 3  # 2: onset_peak became the per-look onset_ref[5]; 3: reference look columns, onset_ref[6]
 
 
 class Layout:
@@ -31,6 +31,9 @@ class Layout:
     fast_mean[F], fast_var[F]  short EW mean / variance of the raw values (level, spread looks)
     lvl_mean[F], lvl_var[F]    the stream's own EW mean / variance of the level deviation d
     spr_mean[F], spr_var[F]    the stream's own EW mean / variance of the log spread v
+    ref_mean[F]                reference look: mean of x over the stream's first reference_rows readings
+    ref_fast[F]                reference look: short EW mean of x
+    ref_fmean[F], ref_fm2[F]   reference look: Welford mean / sum of squares of ref_fast over those readings
     count                      readings accepted since the stream (re)started
     since_reset                readings since the hidden state was last reset (gap, new stream)
     last_ts                    timestamp of the last accepted reading (epoch seconds)
@@ -45,7 +48,7 @@ class Layout:
     # active, hist, below, cooldown stay adjacent: the detector tests them with one slice
     SCALARS = ("count", "since_reset", "last_ts", "smoothed", "trials", "nstat", "held", "active", "hist", "below",
                "cooldown", "seq", "peak", "since_event", "start_ts", "duration")
-    N_LOOKS = 5  # scoring.LOOKS
+    N_LOOKS = 6  # scoring.ALL_LOOKS
 
     def __init__(self, n_features: int):
         F = n_features
@@ -62,9 +65,13 @@ class Layout:
         self.lvl_var = slice(10 * F, 11 * F)
         self.spr_mean = slice(11 * F, 12 * F)
         self.spr_var = slice(12 * F, 13 * F)
+        self.ref_mean = slice(13 * F, 14 * F)
+        self.ref_fast = slice(14 * F, 15 * F)
+        self.ref_fmean = slice(15 * F, 16 * F)
+        self.ref_fm2 = slice(16 * F, 17 * F)
         for i, name in enumerate(self.SCALARS):
-            setattr(self, name, 13 * F + i)
-        end = 13 * F + len(self.SCALARS)
+            setattr(self, name, 17 * F + i)
+        end = 17 * F + len(self.SCALARS)
         self.onset_ref = slice(end, end + self.N_LOOKS)
         self.width = end + self.N_LOOKS
 

@@ -94,12 +94,12 @@ def _event_keys(events, offset=0, exact=False):
     return keys
 
 
-def _single_and_batched(bdir, F, seed=1, vector_from=None):
+def _single_and_batched(bdir, F, seed=1, vector_from=None, **settings):
     """The same interleaved readings one call per reading, and in random batches with repeats
     (waves above ``vector_from`` readings on the numpy path, the rest on the scalar path)."""
     streams, ts, x = _interleaved(F=F)
     N = len(streams)
-    single, batched = _det(bdir, threshold=STRICT), _det(bdir, threshold=STRICT)
+    single, batched = _det(bdir, threshold=STRICT, **settings), _det(bdir, threshold=STRICT, **settings)
     if vector_from is not None:
         batched.vector_from = vector_from
     res1 = [single.process(Batch(streams[i : i + 1], ts[i : i + 1], x[i : i + 1])) for i in range(N)]
@@ -115,9 +115,10 @@ def _single_and_batched(bdir, F, seed=1, vector_from=None):
     return streams, (single, res1, list(range(N))), (batched, res2, offsets)
 
 
+@pytest.mark.parametrize("reference", [0, 200])
 @pytest.mark.parametrize("path", ["default", "numpy", "scalar"])
 @pytest.mark.parametrize("which", ["steady", "random"])
-def test_batched_equals_one_at_a_time(which, path, steady_bundle, tiny_bundle):
+def test_batched_equals_one_at_a_time(which, path, reference, steady_bundle, tiny_bundle):
     """One reading per call (the scalar path) against random batches with repeats, whose waves
     take the default split, or all the numpy path (_wave), or all the scalar path."""
     if which == "steady":
@@ -125,7 +126,8 @@ def test_batched_equals_one_at_a_time(which, path, steady_bundle, tiny_bundle):
     else:  # a random GRU whose head depends on h: catches any gather/scatter mix-up of hidden states
         bdir = tiny_bundle(F=2, H=16, seed=3, warmup=WARMUP)
     vector_from = {"default": None, "numpy": 0, "scalar": 1 << 30}[path]
-    streams, (single, res1, off1), (batched, res2, off2) = _single_and_batched(bdir, F=2, vector_from=vector_from)
+    streams, (single, res1, off1), (batched, res2, off2) = _single_and_batched(bdir, F=2, vector_from=vector_from,
+                                                                              reference_rows=reference)
     N = len(streams)
     for name in ("accepted", "alert", "event"):
         a = np.concatenate([getattr(r, name) for r in res1])
@@ -150,8 +152,10 @@ def test_batched_equals_one_at_a_time(which, path, steady_bundle, tiny_bundle):
     assert np.isfinite(np.concatenate([r.score for r in res1])).sum() > N // 2
 
 
-def test_batched_equals_one_at_a_time_whole_state(steady_bundle):
-    streams, (single, _, _), (batched, _, _) = _single_and_batched(steady_bundle(F=2, warmup=WARMUP), F=2)
+@pytest.mark.parametrize("reference", [0, 200])
+def test_batched_equals_one_at_a_time_whole_state(reference, steady_bundle):
+    streams, (single, _, _), (batched, _, _) = _single_and_batched(steady_bundle(F=2, warmup=WARMUP), F=2,
+                                                                   reference_rows=reference)
     for sid in set(streams):
         a, b = single.state.get(sid), batched.state.get(sid)
         assert a.keys() == b.keys()
@@ -429,6 +433,47 @@ def test_onset_marks_a_climbing_statistic_once_per_doubling(steady_bundle):
     assert 1 <= big.size <= 12, big  # ... at doublings of its surprise, not on every reading
     assert big[0] < 100, big  # and early in the run
     assert r.onset[:900][~np.isnan(r.score[:900])].max() < 0.999  # the clean part has no onset
+
+
+# -- the reference look -----------------------------------------------------------------------------
+def test_reference_look_stays_up_for_as_long_as_a_lasting_change_lasts(steady_bundle):
+    """A moderate, lasting shift: the five looks accept it as the new normal after relearn_after
+    readings; the reference look (against the stream's first reference_rows readings, frozen)
+    keeps the likelihood up for as long as the shift lasts, and is quiet before it."""
+    x = sine_series(2400, seed=14)
+    sd = float(np.std(x[:WARMUP]))
+    x[1000:] += 8 * sd
+    runs = {}
+    for ref in (0, 800):
+        det = _det(steady_bundle(F=1, warmup=WARMUP), relearn_after=64, adapt=0.01, reference_rows=ref)
+        det.record_looks = True
+        runs[ref] = det.process(Batch(["s"] * len(x), np.arange(len(x), dtype=float), x[:, None]))
+    off, on = runs[0], runs[800]
+    assert "reference" not in off.looks and "reference" in on.looks
+    assert np.median(off.likelihood[1800:]) < 0.999  # followed the new level ...
+    assert on.likelihood[1010:].min() > 1 - 1e-9  # ... the reference look did not
+    assert np.median(on.looks["reference"][1010:]) < -12
+    assert np.nanmin(on.looks["reference"][WARMUP + 100 : 1000]) > -4  # quiet on the clean part
+    assert on.likelihood[WARMUP + 100 : 1000].max() < 1 - 1e-9
+
+
+def test_reference_look_off_by_default_and_settings_checked(steady_bundle):
+    det = _det(steady_bundle(F=1, warmup=WARMUP))
+    assert det.reference_rows == 0 and det.looks == ("instant", "smoothed", "level", "spread", "stuck")
+    with pytest.raises(ValueError):
+        _det(steady_bundle(F=1, warmup=WARMUP), reference_rows=10, reference_window=0.5)
+
+
+def test_reference_look_event_names_it_and_the_feature(steady_bundle):
+    """An alert the reference look raises says so and blames the feature that moved."""
+    x = sine_series(1500, seed=15, F=2)
+    sd = x[:WARMUP].std(axis=0)
+    x[1000:, 1] += np.minimum(np.arange(500) / 50.0, 8.0) * sd[1]  # a slow ramp, then a lasting offset
+    det = _det(steady_bundle(F=2, warmup=WARMUP), threshold=threshold_for_rate(1e-8), reference_rows=600)
+    r = det.process(Batch(["s"] * len(x), np.arange(len(x), dtype=float), x))
+    raised = [e for e in r.events if e.kind == "raised"]
+    assert raised and raised[0].position >= 1000, [(e.position, e.reason) for e in raised]
+    assert any(e.reason == "reference" and e.top_feature == "f1" for e in raised), [(e.reason, e.top_feature) for e in raised]
 
 
 # -- the scalar path: compiled and plain Python ----------------------------------------------------

@@ -179,3 +179,22 @@ def test_scalar_path_tail_at_a_repeated_last_table_point(which, tiny_bundle):
     k = _scalar_kernel(which, tiny_bundle(), table)
     for v in (2.0, 1.5, 2.0 + 1e-9, 3.0):
         assert k.tail(0, v) == pytest.approx(float(tail_log10(np.array([v]), table)[0]), rel=1e-12)
+
+
+def test_gauss_tail_log10_is_the_two_sided_normal_tail_at_any_depth():
+    import math
+
+    from unit_helpers import plain_scalar_module
+
+    z = np.array([0.0, 0.5, 1.0, 1.96, 3.0, 10.0, 30.0, 36.76, 36.78, 50.0, 1e3])
+    got = scoring.gauss_tail_log10(z)
+    assert got[0] == 0.0 and abs(got[3] - math.log10(0.05)) < 1e-3
+    near = z < 36  # erfc itself is representable there
+    np.testing.assert_allclose(got[near], [math.log10(math.erfc(v / math.sqrt(2))) for v in z[near]], rtol=1e-12)
+    assert np.all(np.diff(got) < 0) and np.all(np.isfinite(got))  # strictly decreasing, never -inf
+    y = scoring.GAUSS_SWITCH
+    at = scoring.gauss_tail_log10(np.array([y * math.sqrt(2) * (1 - 1e-12), y * math.sqrt(2)]))
+    assert abs(at[0] - at[1]) < 1e-5  # the asymptotic branch joins erfc smoothly
+    assert abs(got[-1] - (-(1e3**2) / 2 / math.log(10))) / abs(got[-1]) < 1e-2
+    plain = plain_scalar_module()  # scalar.py as plain Python: the same function, one value at a time
+    np.testing.assert_allclose([plain.OneReading.gauss_tail_log10(None, float(v)) for v in z], got, rtol=1e-12)

@@ -53,6 +53,11 @@ def add_arguments(p) -> None:
     sk.add_argument("--renorm", choices=("train", "none"), default="train",
                     help="fixed-normalisation models: rescale each file by its training rows' mean/std "
                          "into the model's units (default: train; stream models normalise themselves)")
+    sk.add_argument("--reference", choices=("train", "off"), default="train",
+                    help="the detector's reference look, learned on each file's training rows (the "
+                         "protocol's per-file fit): 'train' (default) or 'off' (the five looks only)")
+    sk.add_argument("--reference-window", type=float, default=8.0,
+                    help="readings in the reference look's short EW mean (default: 8)")
 
     ev = sub.add_parser("events", help="event-wise metrics against your own labelled incidents")
     ev.add_argument("recording", type=Path, nargs="+",
@@ -203,7 +208,9 @@ def _run_skab(args) -> int:
         return fail("eval skab", why)
     if args.plot and not _plots_available("eval skab"):
         return 2
-    det = load_detector(args, command=f"eval {args.suite}")
+    det = load_detector(args, command=f"eval {args.suite}",
+                        reference_rows=args.train_rows if args.reference == "train" else 0,
+                        reference_window=args.reference_window)
     try:
         files = skab.load_corpus(data_dir)
     except (OSError, ValueError) as exc:
@@ -246,6 +253,8 @@ def _run_skab(args) -> int:
         alerts = [t.alert for t in traces]
         raised = [t.raised for t in traces]
     results = report.skab_results(files, liks, alerts, args.rule, args.factor, args.train_rows)
+    if det.reference_rows:
+        mode += f", reference look on rows [0, {det.reference_rows}) (window {args.reference_window:g})"
     results["mode"] = mode
     results["meta"] = {**_meta(args, det, data_dir), "seconds": round(time.monotonic() - t0, 2),
                        "files": len(files), "test_rows": int(sum(len(f.ts) - args.train_rows for f in files))}

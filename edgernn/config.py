@@ -133,6 +133,8 @@ class PipelineConfig:
     settle: int | None = None
     max_gap_s: float | None = None
     adapt: float | None = None
+    reference_rows: int = 0  # > 0: the reference look against each stream's first readings
+    reference_window: float = 8.0
     alerts: tuple[tuple[str, Any], ...] = ()  # AlertSettings overrides
     max_streams: int = 10_000
 
@@ -459,7 +461,8 @@ def _check_filter(ctx: _Ctx, path: str, topic: str) -> int:
 def _pipeline(ctx: _Ctx, data, i: int, limits: LimitsConfig, mqtt: MqttConfig) -> PipelineConfig:
     path = f"pipelines[{i}]"
     r = _Reader(ctx, data, path, ("name", "subscribe", "stream", "payload", "model", "qos", "backend", "threshold",
-                                  "warmup", "settle", "max_gap_s", "adapt", "alerts", "max_streams"))
+                                  "warmup", "settle", "max_gap_s", "adapt", "reference_rows", "reference_window",
+                                  "alerts", "max_streams"))
     name = r.get("name", str, check=lambda v: bool(_NAME_RE.match(v)), hint="letters, digits, _ . -")
     subscribe = r.get("subscribe", str)
     captures = _check_filter(ctx, f"{path}.subscribe", subscribe)
@@ -499,6 +502,8 @@ def _pipeline(ctx: _Ctx, data, i: int, limits: LimitsConfig, mqtt: MqttConfig) -
         settle=r.get("settle", int, None, check=_non_negative),
         max_gap_s=r.get("max_gap_s", float, None, check=_positive),
         adapt=r.get("adapt", float, None, check=lambda v: 0 <= v < 1, hint="0 <= adapt < 1"),
+        reference_rows=r.get("reference_rows", int, 0, check=_non_negative),
+        reference_window=r.get("reference_window", float, 8.0, check=lambda v: v >= 1, hint=">= 1 reading"),
         alerts=tuple(alerts),
         max_streams=r.get("max_streams", int, limits.max_streams, check=_positive),
     )

@@ -29,13 +29,18 @@ def add_arguments(p) -> None:
     p.add_argument("--columns", help="map model features to file columns: FEATURE=COLUMN[,...]")
     p.add_argument("--stream", help="stream name for a one-stream file (default: the file's stem)")
     p.add_argument("--quiet", action="store_true", help="do not print the alert events")
+    p.add_argument("--reference-rows", type=int, default=0, metavar="N",
+                   help="the reference look: compare each stream with its own first N readings, taken as "
+                        "known-good (as pipelines[].reference_rows in the daemon; default 0: off)")
 
 
 def run(args) -> int:
     from ..recording import RecordingError, parse_columns, read_recording
     from ..replay import replay
 
-    det = load_detector(args)
+    if args.reference_rows < 0:
+        return fail("replay", f"--reference-rows {args.reference_rows}: expected a number >= 0")
+    det = load_detector(args, reference_rows=args.reference_rows)
     try:
         rec = read_recording(args.input, det.features, parse_columns(args.columns), args.stream)
     except RecordingError as exc:

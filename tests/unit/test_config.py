@@ -75,6 +75,7 @@ def test_unknown_key_names_file_line_and_path(tmp_path, model):
     ("subscribe: plant/+/+", "subscribe: plant/a+/#/x", ":10: pipelines[0].subscribe:"),
     ("  - name: plant\n", "  - name: plant\n    alerts: {k: 3, n: 2}\n", ":10: pipelines[0].alerts: alerts: need 1 <= k"),
     ("  port: 18830\n", "  port: 18830\n  protocol: 4\n", ":5: mqtt.protocol: '4' is not one of"),
+    ("  - name: plant\n", "  - name: plant\n    reference_rows: -5\n", ":10: pipelines[0].reference_rows:"),
 ])
 def test_bad_values(tmp_path, model, old, new, where):
     assert where in error(tmp_path, ACCEPTANCE.replace(old, new), model)
@@ -122,6 +123,17 @@ def test_password_sources_never_printed(tmp_path, model, monkeypatch):
     assert ":7: mqtt.password_file: cannot read" in msg
 
 
+def test_pipeline_detector_settings_reach_the_daemons_detector(tmp_path):
+    from unit_helpers import REPO
+
+    from edgernn.daemon import build_pipeline
+
+    text = ACCEPTANCE.replace("  - name: plant\n", "  - name: plant\n    reference_rows: 50\n    warmup: 20\n")
+    cfg = load_config(write(tmp_path, text, REPO / "firmware_models" / "univariate"))
+    det = build_pipeline(cfg, cfg.pipelines[0], cfg.limits).detector
+    assert det.reference_rows == 50 and det.warmup == 20 and det.looks[-1] == "reference"
+
+
 def test_full_options(tmp_path, model):
     for name in ("ca.crt", "c.crt", "c.key"):
         (tmp_path / name).write_text("x")
@@ -146,6 +158,7 @@ pipelines:
     model: {model}
     backend: numpy
     threshold: 0.999
+    reference_rows: 300
     alerts: {{k: 2, n: 3, cooldown: 5}}
     max_streams: 20
 """
@@ -156,6 +169,7 @@ pipelines:
     p = cfg.pipelines[0]
     assert p.qos == 0 and p.max_streams == 20 and dict(p.alerts) == {"k": 2, "n": 3, "cooldown": 5}
     assert p.payload.values == (("temp", "d.t"), ("pressure", "d.p")) and p.payload.readings == "batch"
+    assert p.reference_rows == 300 and p.reference_window == 8.0
 
 
 def test_check_config_command(tmp_path, model, capsys):

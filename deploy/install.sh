@@ -3,7 +3,7 @@
 #   sudo deploy/install.sh [MODEL_DIR]
 set -eu
 MODEL=${1:-firmware_models/univariate}
-apt-get install -y python3-venv mosquitto
+apt-get install -y python3-venv build-essential python3-dev mosquitto  # compiler: the fast per-reading path (edgernn/scalar.py)
 python3 -m venv /opt/edgernn/venv
 /opt/edgernn/venv/bin/pip install --upgrade pip
 /opt/edgernn/venv/bin/pip install .

@@ -483,3 +483,16 @@ def test_ci_runs_the_compiled_scalar_path(scalar_path):
         pytest.skip("EDGERNN_REQUIRE_COMPILED is not set (it is in .ci/run)")
     assert scalar.COMPILED, f"{scalar.__file__} is not the compiled extension"
 
+
+
+def test_compiled_scalar_path_is_not_older_than_its_source(scalar_path):
+    """An editable install keeps the extension next to scalar.py: after editing the source, the
+    tests must not silently run the old compiled code."""
+    if scalar_path != "installed" or not scalar.COMPILED:
+        pytest.skip("the installed scalar path is plain Python")
+    from pathlib import Path
+
+    source = Path(scalar.__file__).with_name("scalar.py")
+    assert Path(scalar.__file__).stat().st_mtime >= source.stat().st_mtime, (
+        f"{scalar.__file__} is older than {source}: rebuild it (pip install -e . or "
+        "python setup.py build_ext --inplace)")

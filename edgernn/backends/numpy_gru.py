@@ -50,6 +50,12 @@ class NumpyGRU:
         self._WoT = np.ascontiguousarray(np.concatenate([w["head.W_mean"], w["head.W_logvar"]]))  # [2F, H]
         self._bo = np.concatenate([w["head.b_mean"], w["head.b_logvar"]])[:, None]  # [2F, 1]
         self._bo1 = self._bo[:, 0].copy()  # [2F]
+        # batch-of-one scratch (views made once: at B = 1 numpy's per-call overhead is the cost, so
+        # every operation writes in place; one Detector, one thread: not for concurrent callers)
+        self._xh1 = np.empty(F + H + 1)  # [F+H+1] = x | h | 1
+        self._xh1[F + H] = 1.0
+        self._g1 = np.empty(4 * H)  # [4H] gate pre-activations
+        self._out1 = np.empty(2 * F)  # [2F] mean | logvar
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         H, F = self.hidden, self.features
@@ -78,26 +84,26 @@ class NumpyGRU:
         return out.T.astype(np.float32), n.T.astype(np.float32)
 
     def _step_one(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``step`` at B = 1 on vectors: the same operations, a third fewer numpy calls."""
+        """``step`` at B = 1 on vectors: the same operations in the same order (the same bits),
+        in place on preallocated buffers."""
         H, F = self.hidden, self.features
-        xh = np.empty(F + H + 1)  # [F+H+1]
-        xh[:F] = x[0]
-        xh[F : F + H] = h[0]
-        xh[F + H] = 1.0
-        g = self._WT @ xh  # [4H]
-        rz = g[: 2 * H]
+        xh, g, out = self._xh1, self._g1, self._out1
+        hn = xh[F : F + H]  # [H] h, overwritten below
+        rz, r, z = g[: 2 * H], g[:H], g[H : 2 * H]  # [2H], [H], [H]
+        n_in, n = g[2 * H : 3 * H], g[3 * H :]  # [H] input part of n, [H] recurrent part -> n
+        np.copyto(xh[:F], x[0])
+        np.copyto(hn, h[0])
+        np.dot(self._WT, xh, out=g)  # [4H]
         np.tanh(rz, out=rz)
-        rz *= 0.5
-        rz += 0.5
-        n = g[3 * H :]
-        n *= rz[:H]
-        n += g[2 * H : 3 * H]
+        np.multiply(rz, 0.5, out=rz)
+        np.add(rz, 0.5, out=rz)  # r | z = sigmoid
+        np.multiply(n, r, out=n)
+        np.add(n, n_in, out=n)
         np.tanh(n, out=n)
-        hn = xh[F : F + H]
-        hn -= n
-        hn *= rz[H:]
-        n += hn
-        out = self._WoT @ n  # [2F]
-        out += self._bo1
-        out[:F] += x[0]
+        np.subtract(hn, n, out=hn)  # h - n
+        np.multiply(hn, z, out=hn)  # z * (h - n)
+        np.add(n, hn, out=n)  # h' = n + z * (h - n)
+        np.dot(self._WoT, n, out=out)  # [2F]
+        np.add(out, self._bo1, out=out)
+        np.add(out[:F], x[0], out=out[:F])  # residual mean
         return out.astype(np.float32)[None], n.astype(np.float32)[None]

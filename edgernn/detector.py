@@ -48,6 +48,9 @@ class DetectorSettings:
     fast_window: float = 128.0  # readings in the short EW window of the level and spread looks
     onset_ratio: float = 2.0  # a look's surprise must exceed this multiple of its last onset's
     #                           (decaying) surprise to be an onset again (see Detector._wave)
+    onset_count_from: float = 3.0  # onsets with at least this surprise form the stream's onset history,
+    onset_history: float = 10.0  # ... whose mean surprise is taken over about this many of them: the
+    #                              onset is capped by its rarity on the stream (see Detector._wave)
     reference_rows: int = 0  # > 0: the reference look, against the stream's first reference_rows
     #                          readings (a known-good start; frozen after). 0: off (five looks)
     reference_window: float = 8.0  # readings in the reference look's short EW mean
@@ -175,6 +178,10 @@ class Detector:
         self.fast_rate = 1.0 / s.fast_window
         self.onset_decay = 1.0 - self.repeat_memory  # the onset's references fade over the same memory
         self.onset_ratio = float(s.onset_ratio)
+        if s.onset_history < 1.0 or s.onset_count_from <= 0.0:
+            raise ValueError("onset_history must be >= 1 and onset_count_from > 0")
+        self.onset_count_from = float(s.onset_count_from)
+        self.onset_mean_rate = 1.0 / s.onset_history
         if s.reference_rows < 0 or s.reference_window < 1.0:
             raise ValueError("reference_rows must be >= 0 and reference_window >= 1")
         self.reference_rows = int(s.reference_rows)
@@ -380,8 +387,32 @@ class Detector:
         onset_cols = slice(L.onset_ref.start, L.onset_ref.start + len(self.looks))  # 5 or 6 looks in use
         ref = S[:, onset_cols]  # [b, n]
         fresh_onset = surprise > self.onset_ratio * ref
-        onset = scoring.likelihood_from_log10p(-np.where(fresh_onset, surprise, 0.0).max(axis=1))
+        top = np.where(fresh_onset, surprise, 0.0).max(axis=1)
         S[:, onset_cols] = np.where(fresh_onset, surprise, ref * self.onset_decay)
+        # rarity cap: the stream's onsets of surprise >= onset_count_from, taken as arriving at rate
+        # r per reading (EW over repeat_memory) with surprises exponential of mean m, give
+        # -log10 P(an onset this large on this reading) = -log10 r + top / (m ln 10); the onset
+        # output is the smaller of that and top. A stream that often has moderate onsets (a noisy
+        # real signal) needs a larger one to stand out; a quiet stream keeps its top (no onset
+        # yet: no cap). Only scored readings update r, m and n.
+        rate_on, mean_on, n_on = S[:, L.onset_rate], S[:, L.onset_mean], S[:, L.onset_n]  # views
+        capped = (n_on > 0) & (rate_on > 0) & (mean_on > 0)
+        if capped.any():
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cap = -np.log10(rate_on) + top / (mean_on * scoring.LN10)
+            shown = np.where(capped, np.minimum(top, cap), top)
+        else:
+            shown = top
+        onset = scoring.likelihood_from_log10p(-shown)
+        on = top >= self.onset_count_from  # unscored readings have top 0
+        if steady:
+            rate_on += (on - rate_on) * self.repeat_memory
+        else:
+            rate_on[:] = np.where(scored, rate_on + (on - rate_on) * self.repeat_memory, rate_on)
+        if on.any():
+            n_on += on
+            w = np.where(on, np.maximum(1.0 / np.maximum(n_on, 1.0), self.onset_mean_rate), 0.0)
+            mean_on += w * (top - mean_on)
         if res.looks is not None:
             for name, values in (*looks.items(), ("log10p", log10p)):
                 res.looks[name][idx] = np.where(scored, values, np.nan)

@@ -94,6 +94,11 @@ class OneReading:
     i_start_ts: cython.int
     i_duration: cython.int
     or0: cython.int  # onset_ref[6]: instant, smoothed, level, spread, stuck, reference
+    i_on_rate: cython.int  # the onset's rarity cap: onset_rate, onset_mean, onset_n
+    i_on_mean: cython.int
+    i_on_n: cython.int
+    on_from: cython.double
+    on_mean_rate: cython.double
     rm0: cython.int  # reference look: ref_mean, ref_fast, ref_fmean, ref_fm2
     rf0: cython.int
     rfm0: cython.int
@@ -165,6 +170,8 @@ class OneReading:
         self.smoothing, self.repeat_memory, self.onset_decay = det.cal.smoothing, det.repeat_memory, det.onset_decay
         self.relearn_after = s.relearn_after
         self.onset_ratio = det.onset_ratio
+        self.i_on_rate, self.i_on_mean, self.i_on_n = L.onset_rate, L.onset_mean, L.onset_n
+        self.on_from, self.on_mean_rate = det.onset_count_from, det.onset_mean_rate
         self.threshold, self.clear_level = det.threshold, det.clear_level
         self.log10_looks = math.log10(self.n_looks)  # Bonferroni over the looks in use (scoring.combine_log10p)
         a = s.alerts
@@ -383,7 +390,20 @@ class OneReading:
                 top = max(top, sk)
             else:
                 r[self.or0 + k] = ref * self.onset_decay
-        onset: cython.double = self.likelihood(-top)
+        # rarity cap (see Detector._wave): min(top, -log10 r + top / (m ln 10)) once the stream has
+        # onset history; scored readings update r (EW), m (running, then EW) and n
+        shown: cython.double = top
+        rate_on: cython.double = r[self.i_on_rate]
+        mean_on: cython.double = r[self.i_on_mean]
+        if r[self.i_on_n] > 0 and rate_on > 0 and mean_on > 0:
+            shown = min(top, -log10(rate_on) + top / (mean_on * LN10))
+        onset: cython.double = self.likelihood(-shown)
+        if scored:
+            on: cython.bint = top >= self.on_from
+            r[self.i_on_rate] = rate_on + ((1.0 if on else 0.0) - rate_on) * self.repeat_memory
+            if on:
+                r[self.i_on_n] += 1.0
+                r[self.i_on_mean] = mean_on + max(1.0 / r[self.i_on_n], self.on_mean_rate) * (top - mean_on)
         high: cython.bint = lik >= self.clear_level
         code: cython.int = NONE
         if high or r[self.i_active] != 0.0 or r[self.i_cooldown] != 0.0 or r[self.i_hist] != 0.0:

@@ -46,6 +46,7 @@ ALL_LOOKS = (*LOOKS, REFERENCE)
 TABLE_LOOKS = LOOKS[:-1]  # the looks with a calibration table (stuck has its own model)
 P_FLOOR_LOG10 = -12.0  # below 1e-12 the likelihood switches to the slow, non-saturating branch
 _LOG10_LOOKS = float(np.log10(len(LOOKS)))
+LN10 = math.log(10.0)
 
 
 def residuals(x: np.ndarray, pred: np.ndarray, logvar_min: float, logvar_max: float):

@@ -19,7 +19,8 @@ import numpy as np
 from .fileio import save_npz
 
 log = logging.getLogger(__name__)
-SNAPSHOT_VERSION = 3  # 2: onset_peak became the per-look onset_ref[5]; 3: reference look columns, onset_ref[6]
+SNAPSHOT_VERSION = 4  # 2: onset_peak became the per-look onset_ref[5]; 3: reference look columns, onset_ref[6];
+#                       4: onset_rate, onset_mean, onset_n (the onset's per-stream rarity cap)
 
 
 class Layout:
@@ -42,12 +43,16 @@ class Layout:
     nstat                      readings the level / spread statistics were learned from
     held                       readings in a row at or above the clear level (learning paused)
     active ... duration        alert state machine (see alerts.py)
+    onset_rate                 EW rate (per scored reading, memory repeat_memory) of the stream's onsets
+                               with surprise >= onset_count_from
+    onset_mean, onset_n        mean surprise of those onsets (running, then EW over onset_history
+                               onsets) and how many there were: the onset's rarity cap (detector.py)
     onset_ref[N_LOOKS]         per look, the surprise of its last onset (decaying): the onset output
     """
 
     # active, hist, below, cooldown stay adjacent: the detector tests them with one slice
     SCALARS = ("count", "since_reset", "last_ts", "smoothed", "trials", "nstat", "held", "active", "hist", "below",
-               "cooldown", "seq", "peak", "since_event", "start_ts", "duration")
+               "cooldown", "seq", "peak", "since_event", "start_ts", "duration", "onset_rate", "onset_mean", "onset_n")
     N_LOOKS = 6  # scoring.ALL_LOOKS
 
     def __init__(self, n_features: int):

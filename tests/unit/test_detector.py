@@ -422,17 +422,43 @@ def test_onset_is_high_where_an_anomaly_starts_and_falls_while_it_lasts(steady_b
 def test_onset_marks_a_climbing_statistic_once_per_doubling(steady_bundle):
     """A stuck sensor's surprise climbs reading by reading (p = q^run): its rise over the previous
     reading is tiny, but each look keeps its own reference, so the run is marked as an onset when
-    it becomes significant, and again only when its surprise has doubled (a few readings, not all)."""
+    it becomes significant, and again only when its surprise has doubled (a few readings, not all).
+    (Those doublings are also the stream's onset history, so the rarity cap keeps later ones moderate.)"""
     x = sine_series(1600, seed=13)
     x[900:1300] = x[900]  # stuck for 400 readings
     det = _det(steady_bundle(F=1, warmup=WARMUP))
     r = det.process(Batch(["s"] * len(x), np.arange(len(x), dtype=float), x))
     assert r.likelihood[1000:1300].min() > 1 - 1e-6  # the likelihood stays high throughout ...
-    assert r.onset[900:1300].max() > 1 - 1e-6  # ... the onset marks the run ...
+    assert r.onset[900:1300].max() > 1 - 1e-5  # ... the onset marks the run ...
     big = np.flatnonzero(r.onset[900:1300] > 0.999)
     assert 1 <= big.size <= 12, big  # ... at doublings of its surprise, not on every reading
     assert big[0] < 100, big  # and early in the run
     assert r.onset[:900][~np.isnan(r.score[:900])].max() < 0.999  # the clean part has no onset
+
+
+def test_onset_is_capped_by_its_rarity_on_a_stream_with_frequent_onsets(steady_bundle):
+    """The same spike gives a full onset on a quiet stream and a smaller one on a stream that has
+    often had moderate onsets (heavy-tailed noise): -log10 r + s / (m ln 10) caps it there."""
+    base = sine_series(3000, seed=21)
+    sd = float(np.std(base[:WARMUP]))
+    rng = np.random.default_rng(5)
+    noisy = base.copy()
+    bursts = rng.choice(np.arange(WARMUP + 50, 2400), 40, replace=False)
+    noisy[bursts] += rng.choice([-1, 1], (40, 1)) * 8 * sd  # moderate spikes every ~50 readings
+    quiet = base.copy()
+    for x in (noisy, quiet):
+        x[2600] += 60 * sd
+    on = {}
+    for name, x in (("noisy", noisy), ("quiet", quiet)):
+        det = _det(steady_bundle(F=1, warmup=WARMUP))
+        r = det.process(Batch([name] * len(x), np.arange(len(x), dtype=float), x))
+        on[name] = -np.log10(1.0 - r.onset[2600])  # the onset's surprise at the big spike
+        st = det.state.get(name)
+        assert (st["onset_n"] > 5) == (name == "noisy"), st["onset_n"]
+    assert on["quiet"] > 10, on  # not capped: the quiet stream has (almost) no onset history
+    assert on["noisy"] < 0.5 * on["quiet"], on
+    with pytest.raises(ValueError):  # a setting that makes no sense is refused
+        _det(steady_bundle(F=1, warmup=WARMUP), onset_history=0.5)
 
 
 # -- the reference look -----------------------------------------------------------------------------

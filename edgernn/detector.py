@@ -159,7 +159,10 @@ class Result:
 
 
 class Detector:
-    def __init__(self, bundle, backend=None, settings: DetectorSettings | None = None):
+    def __init__(self, bundle, backend=None, settings: DetectorSettings | None = None, tables: dict | None = None):
+        """``tables``: look name -> tail table {x, log10_sf, tail_scale} replacing the bundle's
+        calibration table of that look (e.g. fitted on a recording's own normal start, see
+        ``train.calibrate.fit_tables_on``); looks not named keep the bundle's. None: the bundle's tables."""
         if backend is None:
             from .backends.numpy_gru import NumpyGRU
 
@@ -195,13 +198,11 @@ class Detector:
         if bundle.norm_mode == "fixed":  # new streams start warm with the model's statistics
             self.state.set_initial(L.norm_mean, bundle.norm_mean)
             self.state.set_initial(L.norm_var, bundle.norm_std**2)
-        self._tables = {name: scoring.prepare_table(t) for name, t in cal.tables.items()}
         # the batch-of-one path (scalar.py) and its buffers: outputs, per-feature outputs, GRU input
         self._out = np.zeros(scalar.N_OUT) if scalar.COMPILED else [0.0] * scalar.N_OUT
         self._work = np.zeros(self.F * scalar.W) if scalar.COMPILED else [0.0] * (self.F * scalar.W)
         self._xin = np.zeros((1, self.F), np.float32)  # [1, F]
-        self._scalar = scalar.OneReading(self, L, [self._tables[n] for n in scoring.TABLE_LOOKS],
-                                         self._out, self._work, self._xin[0])
+        self.set_tables(tables or {})
         # waves larger than this take the numpy path (_wave); smaller ones the scalar path, which is
         # faster at every size when compiled and up to a few readings when not (measured)
         self.vector_from = 1 << 30 if scalar.COMPILED else SCALAR_WAVE
@@ -210,6 +211,20 @@ class Detector:
         self.accepted = 0
 
     # -- public ------------------------------------------------------------------------------
+    def set_tables(self, tables: dict) -> None:
+        """Score with these calibration tables from now on (look name -> {x, log10_sf,
+        tail_scale}; looks not named: the bundle's). Both paths (numpy waves and the scalar path)
+        use them; the streams' state is kept (a fresh Detector starts from a clean one)."""
+        unknown = set(tables) - set(scoring.TABLE_LOOKS)
+        if unknown:
+            raise ValueError(f"no calibration table for look(s) {sorted(unknown)}: tables are {scoring.TABLE_LOOKS}")
+        merged = {**self.cal.tables, **tables}
+        self.tables = {name: {k: merged[name][k] for k in ("x", "log10_sf", "tail_scale")}
+                       for name in scoring.TABLE_LOOKS}  # the raw tables in use
+        self._tables = {name: scoring.prepare_table(t) for name, t in self.tables.items()}
+        self._scalar = scalar.OneReading(self, self.state.layout, [self._tables[n] for n in scoring.TABLE_LOOKS],
+                                         self._out, self._work, self._xin[0])
+
     def process(self, batch: Batch) -> Result:
         B, F = len(batch), self.F
         res = Result(B, F, self.threshold)

@@ -58,6 +58,15 @@ def add_arguments(p) -> None:
                          "protocol's per-file fit): 'train' (default) or 'off' (the five looks only)")
     sk.add_argument("--reference-window", type=float, default=8.0,
                     help="readings in the reference look's short EW mean (default: 8)")
+    sk.add_argument("--calibrate", choices=("model", "train"), default="model",
+                    help="the looks' calibration tables: 'model' (default: the bundle's) or 'train' (refitted "
+                         "per file on its training rows only, then the file is scored afresh with them)")
+    sk.add_argument("--calibrate-passes", type=int, default=2,
+                    help="--calibrate train: runs over the training rows to fit the tables, each with the "
+                         "previous run's tables (default: 2, as edgernn train calibrates)")
+    sk.add_argument("--calibrate-pool", choices=("file", "sensor"), default="file",
+                    help="--calibrate train with a univariate model: one table set per file from all its "
+                         "sensors' training rows (default), or one per sensor")
 
     ev = sub.add_parser("events", help="event-wise metrics against your own labelled incidents")
     ev.add_argument("recording", type=Path, nargs="+",
@@ -239,10 +248,24 @@ def _run_skab(args) -> int:
                     for f in files]
         else:
             recs = [(f.name, f.ts, f.x[:, idx]) for f in files]
+    if args.calibrate_passes < 1:
+        return fail("eval skab", "--calibrate-passes must be >= 1")
+    per_sensor = mode == "per-sensor"
     t0 = time.monotonic()
     with Progress(sum(len(r[1]) for r in recs), "eval skab") as bar:
-        traces = run_recordings(det, recs, args.chunk, bar)
-    if mode == "per-sensor":
+        if args.calibrate == "model":
+            traces = run_recordings(det, recs, args.chunk, bar)
+        else:  # one table set per group: a file (its stream, or all its sensors pooled) or a sensor
+            k = len(cols) if per_sensor and args.calibrate_pool == "file" else 1
+            try:
+                traces = [t for i in range(0, len(recs), k)
+                          for t in skab.run_calibrated(det, recs[i:i + k], args.train_rows, args.calibrate_passes,
+                                                       args.chunk, bar)]
+            except ValueError as exc:
+                return fail("eval skab", f"--calibrate train: {exc}")
+            pool = "sensor" if per_sensor and args.calibrate_pool == "sensor" else "file"
+            mode += f", tables refitted per {pool} on rows [0, {args.train_rows}) ({args.calibrate_passes} passes)"
+    if per_sensor:
         k = len(cols)
         groups = [traces[i * k:(i + 1) * k] for i in range(len(files))]
         liks = [np.fmax.reduce(np.stack([t.scored_likelihood for t in g]), axis=0) for g in groups]

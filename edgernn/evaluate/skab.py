@@ -152,3 +152,38 @@ def renormalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray, train_rows: in
     mu = np.nanmean(x[:train_rows], axis=0)
     sd = np.nanstd(x[:train_rows], axis=0)
     return mean + (x - mu) * std / np.maximum(sd, min_ratio * std)
+
+
+
+def fit_train_tables(detector, recordings: list, train_rows: int = TRAIN_ROWS, passes: int = 2) -> dict:
+    """The looks' calibration tables fitted on the training rows of ``recordings`` only
+    (``[(stream, ts, x), ...]``, pooled: one table set for all of them), with ``detector``'s
+    bundle, backend and settings: ``train.calibrate.fit_tables_on`` over every scored training row,
+    ``passes`` runs, each from row 0 with the previous run's tables (the first with the bundle's).
+    Causal w.r.t. the test part: only ``x[:train_rows]`` is seen. Needs >= 100 scored rows per
+    look (train_rows - warm-up, times the number of recordings pooled)."""
+    from dataclasses import replace
+
+    from ..train.calibrate import fit_tables_on
+    from ..train.data import Series
+
+    settings = replace(detector.settings, max_streams=max(len(recordings), 1))
+    series = [Series(str(name), np.asarray(x, np.float64)[:train_rows], 0) for name, _, x in recordings]
+    return fit_tables_on(detector.bundle, series, passes, settings=settings, backend=detector.backend)
+
+
+def run_calibrated(detector, recordings: list, train_rows: int = TRAIN_ROWS, passes: int = 2, chunk: int = 256,
+                   progress=None) -> list:
+    """Per-file calibration under the protocol: ``fit_train_tables`` on the training rows, then
+    every recording scored from its first row by a fresh detector (``detector``'s bundle, backend
+    and settings; clean state) with those tables. Returns the traces (``evaluate.run.Trace``) in
+    the order of ``recordings``."""
+    from dataclasses import replace
+
+    from ..detector import Detector
+    from .run import run_recordings
+
+    tables = fit_train_tables(detector, recordings, train_rows, passes)
+    fresh = Detector(detector.bundle, detector.backend, replace(detector.settings, max_streams=max(len(recordings), 1)),
+                     tables=tables)
+    return run_recordings(fresh, recordings, chunk, progress)

@@ -10,6 +10,7 @@ over every scored reading for the same reason."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -19,13 +20,19 @@ from ..detector import Batch, Detector, DetectorSettings
 from .data import Series
 
 
-def run_series(bundle, series: list[Series], threshold: float | None = None, chunk: int = 64):
+def run_series(bundle, series: list[Series], threshold: float | None = None, chunk: int = 64,
+               settings: DetectorSettings | None = None, tables: dict | None = None, backend=None):
     """Run every series as its own stream, from its first reading (warm-up on the training part).
 
+    ``settings`` (default: the detector's defaults), ``tables`` (default: the bundle's) and
+    ``backend`` (default: numpy) make the detector; ``threshold`` overrides the settings' one.
     Returns (looks over the validation parts, looks over all scored readings (name ->
     float64[n] each), alerts raised, readings scored).
     """
-    det = Detector(bundle, settings=DetectorSettings(threshold=threshold, max_streams=max(len(series), 1)))
+    s = replace(settings or DetectorSettings(), max_streams=max(len(series), 1))
+    if threshold is not None:
+        s = replace(s, threshold=threshold)
+    det = Detector(bundle, backend, settings=s, tables=tables)
     det.record_looks = True
     looks = {name: [] for name in (*scoring.LOOKS, "log10p")}
     looks_all = {name: [] for name in looks}
@@ -48,6 +55,31 @@ def run_series(bundle, series: list[Series], threshold: float | None = None, chu
     return cat(looks), cat(looks_all), raised, scored
 
 
+def fit_tables(looks: dict, looks_all: dict | None = None) -> dict:
+    """The looks' tail tables: the GRU looks (instant, smoothed) from ``looks`` (held-out
+    readings), the model-free ones (level, spread) from ``looks_all`` (every scored reading;
+    default: ``looks``). NaN values (readings not scored) are ignored."""
+    looks_all = looks if looks_all is None else looks_all
+    return {name: scoring.fit_table((looks if name in ("instant", "smoothed") else looks_all)[name])
+            for name in scoring.TABLE_LOOKS}
+
+
+def fit_tables_on(bundle, series: list[Series], passes: int = 2, settings: DetectorSettings | None = None,
+                  tables: dict | None = None, backend=None) -> dict:
+    """Tables fitted on every scored reading of ``series`` (their ``split`` marks the held-out
+    part of each, as in ``calibrate``), pooled over the series, in memory (no bundle written).
+
+    Pass 1 runs with ``tables`` (default: the bundle's); each further pass reruns from the first
+    reading with the tables the previous pass fitted (a stream does not learn from readings the
+    tables call anomalous, so the tables shape the statistics they are fitted on)."""
+    if passes < 1:
+        raise ValueError("passes must be >= 1")
+    for _ in range(passes):
+        looks, looks_all, _, _ = run_series(bundle, series, settings=settings, tables=tables, backend=backend)
+        tables = fit_tables(looks, looks_all)
+    return tables
+
+
 def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margin: float = 0.5, log=print) -> dict:
     """Fit tables and threshold in place (manifest.yaml of ``bundle_dir``); returns a summary."""
     # The tables decide which readings count as anomalous, and a stream does not learn from those:
@@ -56,8 +88,7 @@ def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margi
     cal = dict(manifest["calibration"])
     for _ in range(2):
         looks, looks_all, _, _ = run_series(load_bundle(bundle_dir), series)
-        cal["tables"] = {name: scoring.fit_table((looks if name in ("instant", "smoothed") else looks_all)[name])
-                         for name in scoring.TABLE_LOOKS}
+        cal["tables"] = fit_tables(looks, looks_all)
         manifest["calibration"] = cal
         write_manifest(bundle_dir, manifest)
     bundle = load_bundle(bundle_dir)

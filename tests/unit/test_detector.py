@@ -502,6 +502,53 @@ def test_reference_look_event_names_it_and_the_feature(steady_bundle):
     assert any(e.reason == "reference" and e.top_feature == "f1" for e in raised), [(e.reason, e.top_feature) for e in raised]
 
 
+# -- replacement calibration tables -----------------------------------------------------------------
+def _other_tables(det) -> dict:
+    """The bundle's tables with every look's x scaled down 4x: far more surprising at the same value."""
+    return {n: {"x": np.asarray(t["x"]) / 4.0, "log10_sf": t["log10_sf"], "tail_scale": t["tail_scale"] / 4.0}
+            for n, t in det.cal.tables.items()}
+
+
+@pytest.mark.parametrize("reference", [0, 200])
+def test_replacement_tables_reach_the_numpy_and_the_scalar_path_alike(reference, steady_bundle):
+    bdir = steady_bundle(F=2)
+    tables = _other_tables(_det(bdir))
+    x = sine_series(400, seed=3, F=2)
+    runs = {}
+    for path, vector_from in (("numpy", 0), ("scalar", 1 << 30)):
+        for which in ("bundle", "replaced"):
+            det = Detector(load_bundle(bdir), settings=DetectorSettings(reference_rows=reference),
+                           tables=tables if which == "replaced" else None)
+            det.vector_from = vector_from
+            streams = ["a", "b"] * len(x)  # two streams per wave: the numpy path takes waves of 2
+            xs = np.repeat(x, 2, axis=0) + np.tile([[0.0, 0.0], [1.0, -1.0]], (len(x), 1))
+            res = det.process(Batch(streams, np.repeat(np.arange(len(x), dtype=float), 2), xs))
+            runs[path, which] = res.likelihood
+    np.testing.assert_allclose(runs["numpy", "replaced"], runs["scalar", "replaced"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(runs["numpy", "bundle"], runs["scalar", "bundle"], rtol=0, atol=1e-12)
+    scored = runs["numpy", "bundle"] > 0
+    assert (runs["numpy", "replaced"][scored] > runs["numpy", "bundle"][scored]).mean() > 0.5
+
+
+def test_set_tables_before_any_reading_equals_the_constructor_argument_and_checks_names(steady_bundle):
+    bdir = steady_bundle(F=1)
+    base = _det(bdir)
+    tables = _other_tables(base)
+    a = Detector(load_bundle(bdir), tables=tables)
+    b = _det(bdir)
+    b.set_tables(tables)
+    x = sine_series(300, seed=4)
+    ra, rb = _feed(a, "s", x), _feed(b, "s", x)
+    np.testing.assert_array_equal(ra["likelihood"], rb["likelihood"])
+    assert not np.array_equal(ra["likelihood"], _feed(base, "s", x)["likelihood"])
+    # looks not named keep the bundle's table; the tables in use are visible
+    c = Detector(load_bundle(bdir), tables={"level": tables["level"]})
+    np.testing.assert_array_equal(c.tables["level"]["x"], tables["level"]["x"])
+    np.testing.assert_array_equal(c.tables["instant"]["x"], base.cal.tables["instant"]["x"])
+    with pytest.raises(ValueError, match="stuck"):
+        Detector(load_bundle(bdir), tables={"stuck": tables["level"]})
+
+
 # -- the scalar path: compiled and plain Python ----------------------------------------------------
 def test_ci_runs_the_compiled_scalar_path(scalar_path):
     """.ci/run builds the package with a C compiler: the installed scalar path must be the extension."""

@@ -104,3 +104,54 @@ def test_recordings_run_together_equal_each_run_alone(tmp_path):
         np.testing.assert_array_equal(tr.alert, alone.alert)
     assert any(t.raised.any() for t in together)
     assert np.isnan(together[0].scored_likelihood[0])  # warming up: not a training value
+
+
+def _skab_like(n=700, F=2, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.cumsum(0.3 * rng.standard_normal((n, F)), axis=0) + rng.standard_normal((n, F))
+    return 1000.0 + np.arange(n), x
+
+
+def test_train_calibration_sees_nothing_after_the_training_rows(tmp_path):
+    from edgernn.detector import Detector, DetectorSettings
+
+    bundle = _tiny_bundle(tmp_path / "m", 2)
+    det = Detector(bundle, settings=DetectorSettings(reference_rows=skab.TRAIN_ROWS))
+    ts, x = _skab_like()
+    y = x.copy()
+    y[skab.TRAIN_ROWS:] = 50.0 * np.random.default_rng(9).standard_normal(y[skab.TRAIN_ROWS:].shape)
+    ta = skab.fit_train_tables(det, [("f", ts, x)])
+    tb = skab.fit_train_tables(det, [("f", ts, y)])
+    assert ta.keys() == tb.keys() == set(("instant", "smoothed", "level", "spread"))
+    for name in ta:
+        assert ta[name] == tb[name], name
+    # and the tables are the file's, not the bundle's
+    assert any(not np.array_equal(ta[n]["x"], bundle.calibration.tables[n]["x"]) for n in ta)
+    tra = skab.run_calibrated(det, [("f", ts, x)])[0]
+    trb = skab.run_calibrated(det, [("f", ts, y)])[0]
+    R = skab.TRAIN_ROWS
+    np.testing.assert_array_equal(tra.likelihood[:R], trb.likelihood[:R])  # the threshold's input
+    assert not np.array_equal(tra.likelihood[R:], trb.likelihood[R:])
+
+
+def test_train_calibration_pools_recordings_and_runs_each_afresh(tmp_path):
+    from edgernn.detector import Detector
+    from edgernn.evaluate.run import run_recordings
+
+    bundle = _tiny_bundle(tmp_path / "m", 1)
+    det = Detector(bundle)
+    recs = []
+    for j in range(3):
+        ts, x = _skab_like(F=1, seed=j)
+        recs.append((f"f:{j}", ts, x))
+    pooled = skab.fit_train_tables(det, recs, passes=1)
+    alone = skab.fit_train_tables(det, recs[:1], passes=1)
+    assert pooled["level"] != alone["level"]
+    traces = skab.run_calibrated(det, recs, passes=1)
+    again = run_recordings(Detector(bundle, tables=pooled), recs)  # fresh state, the pooled tables
+    for t, u in zip(traces, again):
+        np.testing.assert_array_equal(t.likelihood, u.likelihood)
+    # the first pass ran with the bundle's tables, the second reruns with the first's
+    assert skab.fit_train_tables(det, recs, passes=2) != pooled
+    with pytest.raises(ValueError, match="100"):
+        skab.fit_train_tables(det, recs[:1], train_rows=100)

@@ -60,6 +60,7 @@ class Inbox:
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
         self._ready = threading.Event()
+        self._want = 1  # put() wakes the consumer when the count reaches this (see wait)
         self._bufs: list[list] = [[] for _ in range(n_pipelines)]
         self._count = 0
         self.closed = False
@@ -96,15 +97,25 @@ class Inbox:
                 buf.append(items[0])
             else:
                 buf.extend(items)
-            was_empty = self._count == 0
-            self._count += n
-            if self._count > self.high_water:
-                self.high_water = self._count
-        if was_empty:
+            before = self._count
+            self._count = count = before + n
+            if count > self.high_water:
+                self.high_water = count
+        want = self._want
+        if before < want <= count:  # crossed the consumer's threshold: wake it (once)
             self._ready.set()
         return True
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float, want: int = 1) -> None:
+        """Return when at least ``want`` readings are waiting, on :meth:`wake`, or after ``timeout``.
+
+        ``want`` 1: as soon as anything arrives. Larger (under load): one wake-up per batch instead
+        of one per poll; every wake-up of this thread takes the GIL from the network thread.
+        """
+        self._want = want
+        if self._count >= want:
+            self._ready.clear()
+            return
         if self._ready.wait(timeout):
             self._ready.clear()
 
@@ -373,9 +384,13 @@ class Daemon:
         busy = False
         rate, last_drain = 0.0, time.monotonic()  # smoothed arrival rate, readings/s
         while not self._stop.is_set():
-            inbox.wait(max(0.0, min(next_wd, next_stats, next_snap, time.monotonic() + 1.0) - time.monotonic()))
+            # Under load (busy, see below) one wake-up per batch: when a full batch is waiting or
+            # after batch_wait_ms, whichever comes first. Otherwise at the first reading.
+            timeout = max(0.0, min(next_wd, next_stats, next_snap, time.monotonic() + 1.0) - time.monotonic())
             if busy and max_wait > 0:
-                self._coalesce(max_wait)
+                inbox.wait(min(timeout, max_wait), self.chunk)
+            else:
+                inbox.wait(timeout)
             bufs = inbox.drain()
             drained = 0
             for i, items in enumerate(bufs):
@@ -400,25 +415,6 @@ class Daemon:
                 self.mqtt.publish(cfg.topic("stats"), json.dumps(_finite(self.stats(now - last_stats))), qos=0)
                 last_stats, next_stats = now, now + stats_iv
         return self.shutdown()
-
-    def _coalesce(self, max_wait: float, poll: float = 0.001) -> None:
-        """Under load, let the network thread fill the batch while it keeps growing.
-
-        Each call into the detector has a fixed cost, and each time this thread takes the GIL the
-        network thread stalls; draining one reading at a time under a flood wastes both. So while
-        readings keep arriving (more than in the previous poll) and the batch is not full, wait a
-        little longer, never more than ``limits.batch_wait_ms``. At low load (no backlog when the
-        previous batch finished) this is skipped: a lone reading is processed at once.
-        """
-        inbox, chunk = self.inbox, self.chunk
-        deadline = time.monotonic() + max_wait
-        n = len(inbox)
-        while n < chunk and not self._stop.is_set():
-            time.sleep(poll)
-            m = len(inbox)
-            if m == n or time.monotonic() >= deadline:
-                break
-            n = m
 
     def shutdown(self) -> int:
         sdnotify.notify("STOPPING=1")

@@ -1,9 +1,10 @@
 """The daemon: MQTT in, one Detector per pipeline, alerts / status / stats out.
 
 Threads: paho's network thread decodes and enqueues (``Inbox``, bounded); the main thread drains
-whatever has accumulated (no fixed wait: at low load a batch is one reading, under load it is
-everything that queued while the previous batch ran), steps it in one ``Detector.process`` call
-per pipeline, publishes alerts, and does the timed work (stats, snapshots, watchdog).
+whatever has accumulated (at low load a batch is one reading, processed at once; under load the
+main thread wakes once per batch: when ``limits.max_batch`` readings wait or after
+``limits.batch_wait_ms``), steps it in one ``Detector.process`` call per pipeline, publishes
+alerts, and does the timed work (stats, snapshots, watchdog).
 
 Shutdown (SIGTERM / SIGINT): finish the batch -> stop taking messages (those arriving now stay
 unacknowledged with the broker) -> process what is already in the inbox -> snapshot -> publish

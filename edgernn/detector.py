@@ -7,12 +7,16 @@ Per reading, in arrival order per stream (test-then-train):
   3. normalise: per-stream Welford statistics during warm-up (``stream`` models), then frozen or
      adapted slowly (EW, only from readings that are not alerting); ``fixed`` models use the
      manifest's mean/std
-  4. score x_t against the prediction stored at t-1, four looks -> likelihood (scoring.py),
-     alert machine (alerts.py)
+  4. score x_t against the prediction stored at t-1: five looks (six with ``reference_rows``)
+     -> likelihood (scoring.py), onset, alert machine (alerts.py); learn from x_t unless it is
+     at or above the clear level
   5. step the GRU with x_t -> h_t and the prediction for t+1, stored for the next reading
 
 A batch is split into waves so that a stream that appears several times is stepped in order;
-batched and one-at-a-time processing give identical results.
+batched and one-at-a-time processing give identical results. Two implementations of steps 1-4,
+checked equal by the tests: ``_wave`` on numpy columns, and scalar.py one reading at a time
+(compiled with Cython at install: every wave then takes it, with one GRU call per wave; as
+plain Python it takes waves of at most ``SCALAR_WAVE`` readings).
 """
 
 from __future__ import annotations

@@ -569,3 +569,12 @@ def test_compiled_scalar_path_is_not_older_than_its_source(scalar_path):
     assert Path(scalar.__file__).stat().st_mtime >= source.stat().st_mtime, (
         f"{scalar.__file__} is older than {source}: rebuild it (pip install -e . or "
         "python setup.py build_ext --inplace)")
+
+
+def test_accepted_count_one_reading_at_a_time(tiny_bundle):
+    """The batch-of-one path counts what it accepts: not a rejected value, not an out-of-order one."""
+    det = _det(tiny_bundle(F=1, H=8))
+    for ts, v in ((1.0, 0.5), (2.0, 0.7), (1.5, 0.6), (3.0, float("nan")), (4.0, 0.8)):
+        _one(det, "s", ts, [v])
+    assert det.accepted == 3 and det.stats()["accepted"] == 3
+    assert det.rejects == {"out_of_order": 1, "missing_value": 1}

@@ -143,7 +143,14 @@ class Decoder:
         self.max_readings = limits.max_readings_per_message
         self.max_future = limits.max_future_s
         self._compile_topic(pipeline.subscribe, pipeline.stream)
-        self._cache: dict[str, str | Reject] = {}
+        self._cache: dict[str | bytes, str | Reject] = {}  # topic (str, or paho's raw bytes) -> stream id
+        # decode_into's fast path: a JSON object with one top-level value field and a top-level (or
+        # no) timestamp field, stream ids from the topic alone
+        self._flat = (not self.number and self.F == 1 and len(self.value_paths[0]) == 1 and not self.per_reading
+                      and self.readings_path is None and (self.ts_path is None or len(self.ts_path) == 1))
+        self._flat_value = self.value_paths[0][0] if self._flat else None
+        self._flat_ts = self.ts_path[0] if self._flat and self.ts_path is not None else None
+        self._ts_div = {"ms": 1e3, "us": 1e6, "ns": 1e9}.get(self.ts_unit)
 
     # -- stream ids ------------------------------------------------------------------------
     def _compile_topic(self, filt: str, template: str) -> None:
@@ -210,10 +217,17 @@ class Decoder:
             raise _BadReading("bad_stream", f"stream id {s[:40]!r} is empty, too long or has + # NUL")
         return s
 
-    def _topic_stream(self, topic: str):
-        """Stream id for topics whose template needs no payload field (cached), or a Reject."""
+    def _topic_stream(self, topic):
+        """Stream id for topics whose template needs no payload field (cached), or a Reject.
+
+        ``topic`` may be the raw UTF-8 bytes (paho's ``msg._topic``): cached under those bytes, so
+        that a known topic is not decoded again.
+        """
         s = self._cache.get(topic)
         if s is None:
+            key = topic
+            if topic.__class__ is not str:
+                topic = bytes(topic).decode("utf-8")
             caps = self._captures(topic)
             if caps is None:
                 s = Reject("topic_mismatch", f"{topic!r} does not match {self.pipeline.subscribe!r}")
@@ -224,7 +238,7 @@ class Decoder:
                     s = Reject(exc.reason, exc.detail)
             if len(self._cache) >= _TOPIC_CACHE_MAX:
                 self._cache.clear()
-            self._cache[topic] = s
+            self._cache[key] = s
         return s
 
     # -- timestamps ------------------------------------------------------------------------
@@ -283,11 +297,48 @@ class Decoder:
             stream = self._stream(topic, caps, item)
         out.append((stream, ts, values))
 
-    def decode_into(self, topic: str, payload: bytes, now: float | None, out: list) -> str | None:
+    def decode_into(self, topic: str | bytes, payload: bytes, now: float | None, out: list) -> str | None:
         """Append ``(stream, ts, values)`` tuples to ``out``; return None or a reject reason.
 
         A message is all or nothing: when one reading of a batched payload is bad, none is kept.
+        ``topic`` may also be the topic's raw UTF-8 bytes (as paho receives it).
+
+        Fast path (``_flat`` pipelines: ``{"ts": .., "value": ..}`` with stream ids from the topic):
+        a JSON object whose value is a finite number and whose timestamp is a finite number in range
+        is appended here directly; anything else, including every reject, takes the general path,
+        which gives the same readings and the same reasons (tests compare the two).
         """
+        if self._flat and now is not None:
+            try:
+                n = len(payload)
+                if 0 < n <= self.max_bytes:
+                    stream = self._cache.get(topic)
+                    if stream is not None and stream.__class__ is str:
+                        obj = _loads_fast(payload)
+                        if obj.__class__ is dict:
+                            v = obj.get(self._flat_value)
+                            if v.__class__ is float or v.__class__ is int:
+                                v = float(v)
+                                if v - v == 0.0:  # finite
+                                    tk = self._flat_ts
+                                    if tk is None:
+                                        out.append((stream, now, (v,)))
+                                        return None
+                                    t = obj.get(tk)
+                                    if t.__class__ is float or t.__class__ is int:
+                                        t = float(t)
+                                        if t - t == 0.0 and self.ts_unit != "iso":
+                                            div = self._ts_div
+                                            if div is not None:
+                                                t /= div
+                                            elif self.ts_unit == "auto":
+                                                a = abs(t)
+                                                t = t / 1e9 if a > 1e17 else t / 1e6 if a > 1e14 else t / 1e3 if a > 1e11 else t
+                                            if not (self.max_future and t > now + self.max_future):
+                                                out.append((stream, t, (v,)))
+                                                return None
+            except Exception:  # noqa: BLE001 - the general path below gives the canonical result
+                pass
         return self._decode(topic, payload, now, out)[0]
 
     def _decode(self, topic, payload, now, out) -> tuple[str | None, str]:
@@ -300,6 +351,8 @@ class Decoder:
             if n == 0:
                 return "empty", "empty payload"
             if self.per_reading:
+                if topic.__class__ is not str:
+                    topic = bytes(topic).decode("utf-8")
                 stream, caps = None, self._captures(topic)
                 if caps is None:
                     return "topic_mismatch", f"{topic!r} does not match {self.pipeline.subscribe!r}"

@@ -161,3 +161,58 @@ def test_limits_are_configurable():
     d = dec(limits=LimitsConfig(max_readings_per_message=2, max_future_s=0))
     assert d.decode("plant/a/b", b'[{"ts":1,"value":1},{"ts":1,"value":1},{"ts":1,"value":1}]', now=NOW).reason == "too_many_readings"
     assert one(d, "plant/a/b", b'{"ts": 99999999999, "value": 1}').ts == 99999999999
+
+
+# -- decode_into's fast path (flat {"ts", "value"} objects) must agree with the general path -------
+_FAST_CASES = [
+    b'{"ts": 1700000000.5, "value": 21.5}', b'{"ts": 1700000000, "value": 21}', b'{"value": 1.5, "ts": 12.5}',
+    b'{"ts": 1700000000123, "value": -0.0}', b'{"ts": 1700000000123456, "value": 1e300}',
+    b'{"ts": 1700000000123456789, "value": 3}', b'{"ts": 99999999999, "value": 1}', b'{"ts": 1e400, "value": 1}',
+    b'{"ts": 1, "value": 1e400}', b'{"ts": 1, "value": NaN}', b'{"ts": NaN, "value": 1}', b'{"ts": 1, "value": true}',
+    b'{"ts": true, "value": 1}', b'{"ts": 1, "value": null}', b'{"ts": null, "value": 1}', b'{"value": 1}',
+    b'{"ts": 1}', b'{"ts": 1, "value": "2"}', b'{"ts": "2023-11-14T22:13:20Z", "value": 1}',
+    b'{"ts": 1, "value": ' + b"9" * 400 + b"}", b'{"ts": ' + b"9" * 400 + b', "value": 1}', b'21.5', b'[1, 2]',
+    b'[{"ts": 1, "value": 2}]', b'{"ts": 1, "value": 2} x', b'', b'{', b'\xff', b'{"ts": -5, "value": -7.25}',
+]
+
+
+@pytest.mark.parametrize("unit", ["auto", "s", "ms", "us", "ns", "iso"])
+@pytest.mark.parametrize("ts_field", ["ts", None])
+def test_decode_into_fast_path_matches_the_general_path(unit, ts_field):
+    d = dec(PayloadConfig(value="value", timestamp=ts_field, timestamp_unit=unit))
+    assert d._flat
+    for payload in _FAST_CASES:
+        for topic in ("plant/a/b", b"plant/a/b", "bad/topic", b"bad/topic"):
+            d.decode_into(topic, b'{"ts": 1, "value": 1}', NOW, [])  # warm the topic cache
+            fast: list = []
+            reason = d.decode_into(topic, payload, NOW, fast)
+            slow: list = []
+            assert (reason, fast) == (d._decode(topic, payload, NOW, slow)[0], slow), (payload, topic)
+
+
+def test_decode_into_takes_the_fast_path_for_a_flat_reading(monkeypatch):
+    d = dec()
+    out: list = []
+    assert d.decode_into(b"plant/a/b", b'{"ts": 1, "value": 1}', NOW, out) is None  # fills the topic cache
+    monkeypatch.setattr(d, "_decode", lambda *a: pytest.fail("general path taken"))
+    assert d.decode_into(b"plant/a/b", b'{"ts": 1700000000.5, "value": 2.5}', NOW, out) is None
+    assert out == [("a/b", 1.0, (1.0,)), ("a/b", 1_700_000_000.5, (2.5,))]
+
+
+def test_fast_path_is_off_where_it_does_not_apply():
+    assert not dec(PayloadConfig(value="data.temp", timestamp="ts"))._flat
+    assert not dec(PayloadConfig(value="value", timestamp="meta.ts"))._flat
+    assert not dec(stream="{1}/{sensor}")._flat
+    assert not dec(PayloadConfig(format="number"))._flat
+    assert not dec(PayloadConfig(value="value", timestamp="ts", readings="readings"))._flat
+
+
+@pytest.mark.parametrize("stream", ["{1}/{2}", "{topic}", "{1}/{sensor}"])
+def test_raw_topic_bytes_decode_like_the_str(stream):
+    d = dec(stream=stream)
+    for payload in (b'{"ts": 1, "value": 2, "sensor": "x"}', b'[{"ts": 1, "value": 2, "sensor": "y"}]', b'{"ts": 1}'):
+        for topic in ("plant/l\u00e9/b", "plant/a", "plant/a/b/c"):
+            a: list = []
+            b: list = []
+            assert d.decode_into(topic, payload, NOW, a) == d.decode_into(topic.encode(), payload, NOW, b)
+            assert a == b

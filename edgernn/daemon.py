@@ -211,7 +211,7 @@ class Daemon:
         self.inbox = Inbox(len(self.pipes), lim.inbox_size, lim.when_full)
         self.mqtt = MqttClient(config.mqtt, status_topic=config.topic("status"))
         for i, p in enumerate(self.pipes):
-            self.mqtt.subscribe(p.cfg.subscribe, p.cfg.qos, self._handler(i, p))
+            self.mqtt.subscribe(p.cfg.subscribe, p.cfg.qos, self._handler(i, p), raw_topic=True)
         self._stop = threading.Event()
         self.chunk = max(1, min(lim.max_batch, min(p.cfg.max_streams for p in self.pipes)))
         # counters of the main thread
@@ -232,11 +232,13 @@ class Daemon:
         decode_into, put, rejects = pipe.decoder.decode_into, self.inbox.put, pipe.rejects
         clock = time.time
 
-        def handle(topic: str, payload: bytes) -> bool:
+        def handle(topic: str | bytes, payload: bytes) -> bool:  # topic: paho's raw bytes when it has them
             out: list = []
             reason = decode_into(topic, payload, clock(), out)
             if reason is not None:
                 rejects[reason] += 1
+                if topic.__class__ is not str:
+                    topic = bytes(topic).decode("utf-8", "replace")
                 self._log_reject(pipe, reason, topic, payload)
                 return True
             return put(index, out)

@@ -76,8 +76,12 @@ class MqttClient:
         self._fails = 0
 
     # -- setup -------------------------------------------------------------------------------
-    def subscribe(self, topic_filter: str, qos: int, handler: Handler) -> None:
-        """Route messages matching ``topic_filter`` to ``handler`` (call before :meth:`start`)."""
+    def subscribe(self, topic_filter: str, qos: int, handler: Handler, *, raw_topic: bool = False) -> None:
+        """Route messages matching ``topic_filter`` to ``handler`` (call before :meth:`start`).
+
+        ``raw_topic``: pass the topic as paho received it, UTF-8 bytes, when paho exposes them
+        (``msg._topic``; its ``msg.topic`` decodes them again on every access), else the str.
+        """
         self._subs.append((topic_filter, qos))
         gate, ack = self._gate, self._ack_in_loop
 
@@ -86,7 +90,10 @@ class MqttClient:
                 if self._holding:
                     return  # not acknowledged: the broker redelivers it to the next session
                 try:
-                    taken = handler(msg.topic, msg.payload)
+                    topic = getattr(msg, "_topic", None) if raw_topic else None
+                    if topic.__class__ is not bytes:
+                        topic = msg.topic
+                    taken = handler(topic, msg.payload)
                 except Exception:  # noqa: BLE001 - a bug must not kill the network thread
                     self.handler_errors += 1
                     if self.handler_errors <= 3:

@@ -94,3 +94,31 @@ def test_json_fast_path_matches_json_loads(payload):
             return "error", type(exc).__name__, str(exc)
 
     assert outcome(_loads_fast) == outcome(json.loads)
+
+
+class _Msg:
+    def __init__(self, topic, raw=True):
+        if raw:
+            self._topic = topic.encode()
+        self.topic, self.payload, self.qos, self.mid = topic, b"1", 1, 5
+
+
+class _MsgNoRaw:
+    __slots__ = ("topic", "payload", "qos", "mid")
+
+    def __init__(self, topic):
+        self.topic, self.payload, self.qos, self.mid = topic, b"1", 1, 5
+
+
+@pytest.mark.parametrize("raw_topic", [True, False])
+def test_on_message_passes_the_raw_topic_bytes_only_when_asked_and_available(raw_topic):
+    fake = _FakePaho()
+    m = _mqtt_client(fake)
+    m._subs, m._callbacks, m._gate, m._holding = [], [], threading.Lock(), False
+    seen = []
+    m.subscribe("plant/+/+", 1, lambda topic, payload: seen.append(topic) or True, raw_topic=raw_topic)
+    on_message = m._callbacks[0][1]
+    on_message(fake, None, _Msg("plant/a/b"))
+    on_message(fake, None, _MsgNoRaw("plant/a/c"))  # a paho without the private attribute
+    assert seen == ([b"plant/a/b", "plant/a/c"] if raw_topic else ["plant/a/b", "plant/a/c"])
+    assert fake.acks == [(5, 1), (5, 1)]

@@ -93,9 +93,12 @@ def task_cpu(pid):
 
 
 class TreeDaemon(bm.Daemon):
-    def __init__(self, tree, *a, **kw):
+    def __init__(self, tree, work, port, model, name, pipeline, batch_wait_ms=None):
         self.tree = tree
-        super().__init__(*a, **kw)
+        super().__init__(work, port, model, name, pipeline)
+        if batch_wait_ms is not None:
+            self.cfg["limits"] = {"batch_wait_ms": batch_wait_ms}
+            self.path.write_text(bm.yaml.safe_dump(self.cfg))
 
     def start(self):
         self.since = time.time()
@@ -127,8 +130,8 @@ class TreeDaemon(bm.Daemon):
         return min(self.samples, key=lambda s: abs(s[0] - t))[1]
 
 
-def daemon(tree, work, port, model, msgs, name, pipeline):
-    d = TreeDaemon(tree, work, port, model, name, pipeline)
+def daemon(tree, work, port, model, msgs, name, pipeline, batch_wait_ms=None):
+    d = TreeDaemon(tree, work, port, model, name, pipeline, batch_wait_ms=batch_wait_ms)
     d.start()
     d.stop()
     bm.publish_all(port, msgs)
@@ -148,17 +151,19 @@ def daemon(tree, work, port, model, msgs, name, pipeline):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tree", action="append", required=True, help="name=path")
+    ap.add_argument("--tree", action="append", required=True,
+                    help="name=path[:batch_wait_ms] (limits.batch_wait_ms of the daemon; default its own)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--messages", type=int, default=60_000)
     ap.add_argument("--model", default=str(bm.ROOT / "firmware_models" / "univariate"))
     args = ap.parse_args()
     trees = [t.split("=", 1) for t in args.tree]
+    trees = [(name, *(spec.split(":", 1) if ":" in spec else (spec, None))) for name, spec in trees]
     work = Path(tempfile.mkdtemp(prefix="cpu_ab_"))
     broker, port = bm.start_broker(work)
     single = {"subscribe": "plant/+/+", "stream": "{1}/{2}",
               "payload": {"format": "json", "value": "value", "timestamp": "ts"}}
-    rows: dict[str, list] = {"bare": [], **{name: [] for name, _ in trees}}
+    rows: dict[str, list] = {"bare": [], **{name: [] for name, _, _ in trees}}
     try:
         msgs = bm.flood_messages(args.messages, 1000)
         for r in range(args.rounds):
@@ -166,8 +171,10 @@ def main():
             b = bare(port, msgs, f"ab-bare-{r}")
             rows["bare"].append(b)
             line = [f"bare {b['rate']:,.0f}/s {b['user']:.1f}+{b['sys']:.1f}us"]
-            for name, tree in order:
-                d = daemon(Path(tree).resolve(), work, port, args.model, msgs, f"ab{r}{name}", single)
+            for name, tree, wait_ms in order:
+                pipe = dict(single)
+                d = daemon(Path(tree).resolve(), work, port, args.model, msgs, f"ab{r}{name}", pipe,
+                           None if wait_ms is None else float(wait_ms))
                 d["ratio"] = d["rate"] / b["rate"]
                 rows[name].append(d)
                 line.append(f"{name} {d['rate']:,.0f}/s ({d['ratio']:.2f}) {d['user']:.1f}+{d['sys']:.1f}us "

@@ -31,6 +31,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -293,9 +294,10 @@ class Daemon:
         for start in range(0, len(items), self.chunk):
             part = items[start:start + self.chunk] if len(items) > self.chunk else items
             n = len(part)
-            streams = [it[0] for it in part]
-            ts = np.fromiter((it[1] for it in part), np.float64, n)
-            x = np.array([it[2] for it in part], np.float64).reshape(n, F)
+            streams, ts, values = zip(*part)  # one pass in C; values: a tuple of F floats per reading
+            ts = np.fromiter(ts, np.float64, n)
+            x = np.fromiter(chain.from_iterable(values), np.float64, n * F).reshape(n, F)
+            streams = list(streams)
             t0 = time.perf_counter()
             try:
                 res = det.process(Batch(streams, ts, x))

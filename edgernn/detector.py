@@ -277,10 +277,12 @@ class Detector:
             waves = np.split(np.argsort(occ, kind="stable"), np.cumsum(np.bincount(occ))[:-1])
         for idx in waves:
             idx = idx[res.accepted[idx]]
+            # the whole batch as one wave (distinct streams, all valid): its streams as they are
+            wave_streams = streams if idx.size == B else [streams[i] for i in idx.tolist()]
             if idx.size > self.vector_from:
-                self._wave(idx, [streams[i] for i in idx], ts[idx], x[idx], res)
+                self._wave(idx, wave_streams, ts[idx], x[idx], res)
             elif scalar.COMPILED and idx.size > 1:  # the scalar maths in C over the wave, one GRU call
-                self._scalar_wave(idx, [streams[i] for i in idx], ts[idx], x[idx], res, vals)
+                self._scalar_wave(idx, wave_streams, ts[idx], x[idx], res, vals)
             else:  # a few readings: plain Python per reading beats numpy's per-call overhead
                 for i in idx.tolist():
                     self._one(i, streams[i], float(ts[i]), x[i], res, vals[i])

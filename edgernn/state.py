@@ -109,8 +109,7 @@ class StateStore:
     def rows_for(self, streams: list[str]) -> np.ndarray:
         """Row index per stream id (unique ids expected), creating rows and evicting LRU ones."""
         self._tick += 1
-        get = self.ids.get
-        found = [get(sid) for sid in streams]
+        found = list(map(self.ids.get, streams))
         if None in found:
             for i, row in enumerate(found):
                 if row is None:

@@ -4,7 +4,11 @@ Threads: paho's network thread decodes and enqueues (``Inbox``, bounded); the ma
 whatever has accumulated (at low load a batch is one reading, processed at once; under load the
 main thread wakes once per batch: when ``limits.max_batch`` readings wait or after
 ``limits.batch_wait_ms``), steps it in one ``Detector.process`` call per pipeline, publishes
-alerts, and does the timed work (stats, snapshots, watchdog).
+alerts, and does the timed work (stats, snapshots, watchdog). ``batch_wait_ms`` (default 20) adds
+up to that much latency to a reading, but only under load (above ``BUSY_RATE``): under a flood the
+main thread's cost per reading falls with fewer, larger batches (measured on a 2-core machine: 4.8
+instead of 8 us of CPU per message with 20 ms instead of 5 ms), and that CPU is taken from the
+network thread through the GIL. Below ``BUSY_RATE`` a reading is processed the moment it arrives.
 
 Shutdown (SIGTERM / SIGINT): finish the batch -> stop taking messages (those arriving now stay
 unacknowledged with the broker) -> process what is already in the inbox -> snapshot -> publish

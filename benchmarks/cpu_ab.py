@@ -93,9 +93,9 @@ def task_cpu(pid):
 
 
 class TreeDaemon(bm.Daemon):
-    def __init__(self, tree, work, port, model, name, pipeline, batch_wait_ms=None):
+    def __init__(self, tree, work, port, model, name, pipeline, batch_wait_ms=None, **kw):
         self.tree = tree
-        super().__init__(work, port, model, name, pipeline)
+        super().__init__(work, port, model, name, pipeline, **kw)
         if batch_wait_ms is not None:
             self.cfg["limits"] = {"batch_wait_ms": batch_wait_ms}
             self.path.write_text(bm.yaml.safe_dump(self.cfg))

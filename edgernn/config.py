@@ -99,7 +99,7 @@ class LimitsConfig:
     max_payload_bytes: int = 65_536
     max_readings_per_message: int = 1_000
     max_batch: int = 4_096  # readings per Detector.process call
-    batch_wait_ms: float = 20.0  # under load only (> BUSY_RATE): wait up to this long while a batch is still filling
+    batch_wait_ms: float = 5.0  # under load only: wait up to this long while a batch is still filling
     max_future_s: float = 30 * 86400.0  # timestamps further ahead of the clock are rejected (0: off)
 
 
@@ -533,7 +533,7 @@ def parse_config(text: str, source: str = "<config>", *, base: Path | None = Non
         max_payload_bytes=lm.get("max_payload_bytes", int, 65_536, check=_positive),
         max_readings_per_message=lm.get("max_readings_per_message", int, 1_000, check=_positive),
         max_batch=lm.get("max_batch", int, 4_096, check=_positive),
-        batch_wait_ms=lm.get("batch_wait_ms", float, 20.0, check=_non_negative),
+        batch_wait_ms=lm.get("batch_wait_ms", float, 5.0, check=_non_negative),
         max_future_s=lm.get("max_future_s", float, 30 * 86400.0, check=_non_negative),
     )
     lg = _Reader(ctx, r.data.get("log"), "log", ("level", "rejects_every_s"))

@@ -122,3 +122,14 @@ def test_on_message_passes_the_raw_topic_bytes_only_when_asked_and_available(raw
     on_message(fake, None, _MsgNoRaw("plant/a/c"))  # a paho without the private attribute
     assert seen == ([b"plant/a/b", "plant/a/c"] if raw_topic else ["plant/a/b", "plant/a/c"])
     assert fake.acks == [(5, 1), (5, 1)]
+
+
+def test_batch_wait_stretches_only_under_a_flood():
+    from edgernn.daemon import FLOOD_BATCH, FLOOD_WAIT_FACTOR, batch_wait
+
+    assert batch_wait(False, 10_000, 0.005) is None  # not busy: the first reading, at once
+    assert batch_wait(True, 10_000, 0.0) is None  # batching switched off
+    assert batch_wait(True, 0, 0.005) == 0.005  # busy (a burst over BUSY_RATE): batch_wait_ms
+    assert batch_wait(True, FLOOD_BATCH - 1, 0.005) == 0.005
+    assert batch_wait(True, FLOOD_BATCH, 0.005) == pytest.approx(0.005 * FLOOD_WAIT_FACTOR)
+    assert FLOOD_WAIT_FACTOR > 1

@@ -56,6 +56,19 @@ def _loads_fast(payload):
         pass
     return _loads(payload)
 
+_UNIT_DIVISOR = {"ms": 1e3, "us": 1e6, "ns": 1e9}
+
+
+def _to_seconds(t: float, unit: str) -> float:
+    """A finite numeric timestamp in ``unit`` (auto | s | ms | us | ns) -> epoch seconds; ``auto``
+    goes by magnitude (seconds up to 1e11, then ms, us, ns)."""
+    if unit == "auto":
+        a = abs(t)
+        return t / 1e9 if a > 1e17 else t / 1e6 if a > 1e14 else t / 1e3 if a > 1e11 else t
+    div = _UNIT_DIVISOR.get(unit)
+    return t / div if div else t
+
+
 REASONS = ("too_large", "empty", "not_utf8", "not_json", "not_a_number", "wrong_type", "missing_field",
            "non_finite", "bad_timestamp", "too_many_readings", "bad_stream", "topic_mismatch")
 _MISSING = object()
@@ -150,7 +163,6 @@ class Decoder:
                       and self.readings_path is None and (self.ts_path is None or len(self.ts_path) == 1))
         self._flat_value = self.value_paths[0][0] if self._flat else None
         self._flat_ts = self.ts_path[0] if self._flat and self.ts_path is not None else None
-        self._ts_div = {"ms": 1e3, "us": 1e6, "ns": 1e9}.get(self.ts_unit)
 
     # -- stream ids ------------------------------------------------------------------------
     def _compile_topic(self, filt: str, template: str) -> None:
@@ -264,17 +276,9 @@ class Decoder:
                 raise _BadReading("bad_timestamp", "timestamp is too large") from None
             if not math.isfinite(t):
                 raise _BadReading("bad_timestamp", f"timestamp is {t}")
-            if unit == "auto":
-                a = abs(t)
-                t = t / 1e9 if a > 1e17 else t / 1e6 if a > 1e14 else t / 1e3 if a > 1e11 else t
-            elif unit == "ms":
-                t /= 1e3
-            elif unit == "us":
-                t /= 1e6
-            elif unit == "ns":
-                t /= 1e9
-            elif unit == "iso":
+            if unit == "iso":
                 raise _BadReading("bad_timestamp", "timestamp is a number, expected ISO 8601 text")
+            t = _to_seconds(t, unit)
         else:
             raise _BadReading("wrong_type", f"timestamp is {type(v).__name__}")
         if self.max_future and t > now + self.max_future:
@@ -310,36 +314,42 @@ class Decoder:
         """
         if self._flat and now is not None:
             try:
-                n = len(payload)
-                if 0 < n <= self.max_bytes:
-                    stream = self._cache.get(topic)
-                    if stream is not None and stream.__class__ is str:
-                        obj = _loads_fast(payload)
-                        if obj.__class__ is dict:
-                            v = obj.get(self._flat_value)
-                            if v.__class__ is float or v.__class__ is int:
-                                v = float(v)
-                                if v - v == 0.0:  # finite
-                                    tk = self._flat_ts
-                                    if tk is None:
-                                        out.append((stream, now, (v,)))
-                                        return None
-                                    t = obj.get(tk)
-                                    if t.__class__ is float or t.__class__ is int:
-                                        t = float(t)
-                                        if t - t == 0.0 and self.ts_unit != "iso":
-                                            div = self._ts_div
-                                            if div is not None:
-                                                t /= div
-                                            elif self.ts_unit == "auto":
-                                                a = abs(t)
-                                                t = t / 1e9 if a > 1e17 else t / 1e6 if a > 1e14 else t / 1e3 if a > 1e11 else t
-                                            if not (self.max_future and t > now + self.max_future):
-                                                out.append((stream, t, (v,)))
-                                                return None
+                reading = self._flat_reading(topic, payload, now)
             except Exception:  # noqa: BLE001 - the general path below gives the canonical result
-                pass
+                reading = None
+            if reading is not None:
+                out.append(reading)
+                return None
         return self._decode(topic, payload, now, out)[0]
+
+    def _flat_reading(self, topic, payload, now: float):
+        """The fast path's ``(stream, ts, values)``, or None: let the general path decide."""
+        if not 0 < len(payload) <= self.max_bytes:
+            return None
+        stream = self._cache.get(topic)
+        if stream.__class__ is not str:
+            return None
+        obj = _loads_fast(payload)
+        if obj.__class__ is not dict:
+            return None
+        v = obj.get(self._flat_value)
+        if not (v.__class__ is float or v.__class__ is int):
+            return None
+        v = float(v)
+        if v - v != 0.0:  # not finite
+            return None
+        if self._flat_ts is None:
+            return stream, now, (v,)
+        t = obj.get(self._flat_ts)
+        if not (t.__class__ is float or t.__class__ is int) or self.ts_unit == "iso":
+            return None
+        t = float(t)
+        if t - t != 0.0:  # not finite
+            return None
+        t = _to_seconds(t, self.ts_unit)
+        if self.max_future and t > now + self.max_future:
+            return None
+        return stream, t, (v,)
 
     def _decode(self, topic, payload, now, out) -> tuple[str | None, str]:
         try:

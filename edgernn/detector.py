@@ -32,6 +32,9 @@ from .alerts import AlertSettings
 from .state import StateStore
 
 
+# where scalar.py leaves each look's statistic in its per-reading outputs
+_SCALAR_OUT = {"instant": scalar.O_SCORE, "smoothed": scalar.O_SMOOTHED, "level": scalar.O_LEVEL,
+               "spread": scalar.O_SPREAD, "stuck": scalar.O_STUCK, scoring.REFERENCE: scalar.O_REF}
 SCALAR_WAVE = 4  # waves of at most this many readings take the plain-Python path (measured)
 
 
@@ -564,7 +567,7 @@ class Detector:
         """A wave (distinct streams, x float64[b, F]) through the compiled scalar maths, then one
         GRU call for the wave. block: the Result block [B, 3 + 2F] the readings write into."""
         st, L, F, b = self.state, self.state.layout, self.F, len(idx)
-        rows = st.rows_for(streams).astype(np.intp)
+        rows = st.rows_for(streams)  # intp[b]
         outs, works = np.empty((b, scalar.N_OUT)), np.empty((b, F * scalar.W))
         xin, codes = np.empty((b, F), np.float32), np.empty(b, np.int8)
         idx = np.asarray(idx, np.intp)
@@ -590,23 +593,16 @@ class Detector:
             res.events.append(self._scalar_event(int(codes[j]), int(idx[j]), streams[j], float(ts[j]), x[j],
                                                  st.num[rows[j]], outs[j], works[j]))
 
-    @staticmethod
-    def _record_looks(res: Result, pos: int, out) -> None:
-        for name, o in (("instant", scalar.O_SCORE), ("smoothed", scalar.O_SMOOTHED), ("level", scalar.O_LEVEL),
-                        ("spread", scalar.O_SPREAD), ("stuck", scalar.O_STUCK), ("log10p", scalar.O_LOG10P),
-                        (scoring.REFERENCE, scalar.O_REF)):
-            if name in res.looks:
-                res.looks[name][pos] = out[o]
+    def _record_looks(self, res: Result, pos: int, out) -> None:
+        for name in self.looks:
+            res.looks[name][pos] = out[_SCALAR_OUT[name]]
+        res.looks["log10p"][pos] = out[scalar.O_LOG10P]
 
     def _scalar_event(self, code: int, pos: int, sid: str, ts: float, x, r, out, work) -> Event:
         """The Event for a reading the scalar path stepped: out[N_OUT], work[F * W] its outputs,
         r its stream's slab row after the step."""
         L, F, W = self.state.layout, self.F, scalar.W
-        looks = {name: np.array([float(out[o])]) for name, o in (
-            ("instant", scalar.O_SCORE), ("smoothed", scalar.O_SMOOTHED), ("level", scalar.O_LEVEL),
-            ("spread", scalar.O_SPREAD), ("stuck", scalar.O_STUCK))}
-        if self.reference_rows:
-            looks[scoring.REFERENCE] = np.array([float(out[scalar.O_REF])])
+        looks = {name: np.array([float(out[_SCALAR_OUT[name]])]) for name in self.looks}
         reason = scoring.which_look(looks, self._tables, 0)
         column = {"level": scalar.W_LEVEL, "spread": scalar.W_SPREAD, "stuck": scalar.W_STUCK,
                   scoring.REFERENCE: scalar.W_REF}.get(reason, scalar.W_CONTRIB)

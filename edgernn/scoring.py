@@ -45,7 +45,6 @@ REFERENCE = "reference"  # the optional sixth look (DetectorSettings.reference_r
 ALL_LOOKS = (*LOOKS, REFERENCE)
 TABLE_LOOKS = LOOKS[:-1]  # the looks with a calibration table (stuck has its own model)
 P_FLOOR_LOG10 = -12.0  # below 1e-12 the likelihood switches to the slow, non-saturating branch
-_LOG10_LOOKS = float(np.log10(len(LOOKS)))
 LN10 = math.log(10.0)
 
 
@@ -81,7 +80,7 @@ def prepare_table(table: dict) -> dict:
     ls = np.asarray(table["log10_sf"], np.float64)
     scale = float(table["tail_scale"])
     xs = np.append(xs, xs[-1] + TAIL_SPAN * scale)
-    ls = np.append(ls, ls[-1] - TAIL_SPAN / np.log(10.0))
+    ls = np.append(ls, ls[-1] - TAIL_SPAN / LN10)
     return {"x": xs, "log10_sf": ls, "tail_scale": scale, "prepared": True,
             "xs_list": xs.tolist(), "ls_list": ls.tolist()}
 
@@ -93,11 +92,6 @@ def tail_log10(values: np.ndarray, table: dict) -> np.ndarray:
     if not table.get("prepared"):
         table = prepare_table(table)
     return np.interp(values, table["x"], table["log10_sf"])
-
-
-def combined_log10p(looks: dict[str, np.ndarray], tables: dict) -> np.ndarray:
-    """Bonferroni-combined log10 p over the looks: min_look log10 p_look + log10(#looks)."""
-    return combine_log10p(look_log10p(looks, tables))
 
 
 def look_log10p(looks: dict[str, np.ndarray], tables: dict) -> np.ndarray:
@@ -131,7 +125,6 @@ def which_look(looks: dict[str, np.ndarray], tables: dict, j: int) -> str:
 
 
 GAUSS_SWITCH = 26.0  # erfc(y) > 1e-300 below this; beyond, its asymptotic series (rel. error < 2e-6)
-_LN10 = math.log(10.0)
 _erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
@@ -142,14 +135,14 @@ def gauss_tail_log10(z: np.ndarray) -> np.ndarray:
     near = np.minimum(y, GAUSS_SWITCH)
     far = np.maximum(y, GAUSS_SWITCH)
     lo = np.log10(_erfc(near))
-    hi = (-far * far - np.log(far * math.sqrt(math.pi)) + np.log1p(-0.5 / (far * far))) / _LN10
+    hi = (-far * far - np.log(far * math.sqrt(math.pi)) + np.log1p(-0.5 / (far * far))) / LN10
     return np.where(y < GAUSS_SWITCH, lo, hi)
 
 
 def likelihood_from_log10p(log10p: np.ndarray) -> np.ndarray:
     """Monotone map to [0, 1): 1 - p down to p = 1e-12, then 1 - 1e-12 * (1 + ln(s / 12))**-0.2."""
     log10p = np.asarray(log10p, dtype=np.float64)
-    out = np.expm1(log10p * np.log(10.0))  # 10**log10p - 1, exact for small p
+    out = np.expm1(log10p * LN10)  # 10**log10p - 1, exact for small p
     np.subtract(0.0, out, out=out)  # 1 - 10**log10p (0 - x: never -0.0)
     deep = log10p < P_FLOOR_LOG10
     if deep.any():

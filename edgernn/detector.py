@@ -55,9 +55,9 @@ class DetectorSettings:
     fast_window: float = 128.0  # readings in the short EW window of the level and spread looks
     onset_ratio: float = 2.0  # a look's surprise must exceed this multiple of its last onset's
     #                           (decaying) surprise to be an onset again (see Detector._wave)
-    onset_count_from: float = 3.0  # onsets with at least this surprise form the stream's onset history,
-    onset_history: float = 10.0  # ... whose mean surprise is taken over about this many of them: the
-    #                              onset is capped by its rarity on the stream (see Detector._wave)
+    onset_memory: float = 5000.0  # scored readings over which a stream's rates of onsets are remembered
+    onset_weight: float = 0.99  # weight of the stream's own onset rate against the model's tail (0..1)
+    range_surprise: float = 100.0  # onset surprise per unit of excess beyond the stream's range (0: off)
     reference_rows: int = 0  # > 0: the reference look, against the stream's first reference_rows
     #                          readings (a known-good start; frozen after). 0: off (five looks)
     reference_window: float = 8.0  # readings in the reference look's short EW mean
@@ -196,10 +196,11 @@ class Detector:
         self.fast_rate = 1.0 / s.fast_window
         self.onset_decay = 1.0 - self.repeat_memory  # the onset's references fade over the same memory
         self.onset_ratio = float(s.onset_ratio)
-        if s.onset_history < 1.0 or s.onset_count_from <= 0.0:
-            raise ValueError("onset_history must be >= 1 and onset_count_from > 0")
-        self.onset_count_from = float(s.onset_count_from)
-        self.onset_mean_rate = 1.0 / s.onset_history
+        if s.onset_memory < 1.0 or not 0.0 <= s.onset_weight < 1.0 or s.range_surprise < 0.0:
+            raise ValueError("onset_memory must be >= 1, onset_weight in [0, 1) and range_surprise >= 0")
+        self.onset_rate = 1.0 / s.onset_memory
+        self.onset_weight = float(s.onset_weight)
+        self.range_surprise = float(s.range_surprise)
         if s.reference_rows < 0 or s.reference_window < 1.0:
             raise ValueError("reference_rows must be >= 0 and reference_window >= 1")
         self.reference_rows = int(s.reference_rows)
@@ -420,30 +421,36 @@ class Detector:
         fresh_onset = surprise > self.onset_ratio * ref
         top = np.where(fresh_onset, surprise, 0.0).max(axis=1)
         S[:, onset_cols] = np.where(fresh_onset, surprise, ref * self.onset_decay)
-        # rarity cap: the stream's onsets of surprise >= onset_count_from, taken as arriving at rate
-        # r per reading (EW over repeat_memory) with surprises exponential of mean m, give
-        # -log10 P(an onset this large on this reading) = -log10 r + top / (m ln 10); the onset
-        # output is the smaller of that and top. A stream that often has moderate onsets (a noisy
-        # real signal) needs a larger one to stand out; a quiet stream keeps its top (no onset
-        # yet: no cap). Only scored readings update r, m and n.
-        rate_on, mean_on, n_on = S[:, L.onset_rate], S[:, L.onset_mean], S[:, L.onset_n]  # views
-        capped = (n_on > 0) & (rate_on > 0) & (mean_on > 0)
-        if capped.any():
-            with np.errstate(divide="ignore", invalid="ignore"):
-                cap = -np.log10(rate_on) + top / (mean_on * scoring.LN10)
-            shown = np.where(capped, np.minimum(top, cap), top)
-        else:
-            shown = top
+        # per-stream calibration: c_j, the stream's EW rate (per scored reading, memory
+        # onset_memory) of onsets with top >= ONSET_LEVELS[j]; an onset is shown as
+        # u = min(top + 1, -log10(w c + (1 - w) 10^-top)), c the rate at the highest level <= top
+        # (1 below the first level): about as rare as it is on this stream, mixed with the
+        # model's own tail, so a noisy real stream needs a larger onset to stand out and a quiet
+        # one keeps (at most 1 more than) its own.
+        rates = S[:, L.onset_rates]  # view [b, N_LEVELS]
+        lvl = np.searchsorted(scoring.ONSET_LEVELS, top, side="right") - 1  # [b] highest level <= top
+        c = np.where(lvl >= 0, rates[np.arange(len(idx)), np.maximum(lvl, 0)], 1.0)
+        mixed = self.onset_weight * c + (1.0 - self.onset_weight) * 10.0 ** -top
+        with np.errstate(divide="ignore"):
+            u = np.where(top > 0.0, np.where(mixed > 0.0, np.minimum(top + 1.0, -np.log10(mixed)), top + 1.0), 0.0)
+        # range look (HTM's "spatial anomaly", graded): how far the reading is outside the range
+        # of raw values the stream has had, e = max(x - hi, lo - x, 0) / (hi - lo), worst feature,
+        # shown as range_surprise * e (100: a reading 3 % beyond the range counts as surprise 3)
+        lo, hi = S[:, L.range_lo], S[:, L.range_hi]  # views [b, F]
+        width = hi - lo
+        with np.errstate(invalid="ignore", divide="ignore"):  # a new stream: lo = +inf, hi = -inf
+            e = np.where(width > 0.0, np.maximum(np.maximum(x - hi, lo - x), 0.0) / width, 0.0).max(axis=1)
+        shown = np.maximum(u, self.range_surprise * e)
+        if not steady:
+            shown[~scored] = 0.0
         onset = scoring.likelihood_from_log10p(-shown)
-        on = top >= self.onset_count_from  # unscored readings have top 0
+        lo[:] = np.minimum(lo, x)
+        hi[:] = np.maximum(hi, x)
+        hit = top[:, None] >= scoring.ONSET_LEVELS  # [b, N_LEVELS]; unscored readings have top 0
         if steady:
-            rate_on += (on - rate_on) * self.repeat_memory
+            rates += (hit - rates) * self.onset_rate
         else:
-            rate_on[:] = np.where(scored, rate_on + (on - rate_on) * self.repeat_memory, rate_on)
-        if on.any():
-            n_on += on
-            w = np.where(on, np.maximum(1.0 / np.maximum(n_on, 1.0), self.onset_mean_rate), 0.0)
-            mean_on += w * (top - mean_on)
+            rates[:] = np.where(scored[:, None], rates + (hit - rates) * self.onset_rate, rates)
         if res.looks is not None:
             for name, values in (*looks.items(), ("log10p", log10p)):
                 res.looks[name][idx] = np.where(scored, values, np.nan)

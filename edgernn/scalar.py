@@ -56,6 +56,7 @@ GAUSS_SWITCH = 26.0  # scoring.GAUSS_SWITCH
 NAN = math.nan
 
 COMPILED = cython.compiled
+ONSET_LEVELS = [2.0 ** (j / 2.0) for j in range(24)]  # scoring.ONSET_LEVELS (the same numbers)
 
 
 @cython.final
@@ -94,11 +95,14 @@ class OneReading:
     i_start_ts: cython.int
     i_duration: cython.int
     or0: cython.int  # onset_ref[6]: instant, smoothed, level, spread, stuck, reference
-    i_on_rate: cython.int  # the onset's rarity cap: onset_rate, onset_mean, onset_n
-    i_on_mean: cython.int
-    i_on_n: cython.int
-    on_from: cython.double
-    on_mean_rate: cython.double
+    ors0: cython.int  # onset_rates[N_LEVELS]: the onset's per-stream calibration
+    on_rate: cython.double
+    on_weight: cython.double
+    lo0: cython.int  # range look: range_lo[F], range_hi[F]
+    hi0: cython.int
+    range_surprise: cython.double
+    levels: cython.double[:]  # scoring.ONSET_LEVELS
+    n_levels: cython.int
     rm0: cython.int  # reference look: ref_mean, ref_fast, ref_fmean, ref_fm2
     rf0: cython.int
     rfm0: cython.int
@@ -170,8 +174,11 @@ class OneReading:
         self.smoothing, self.repeat_memory, self.onset_decay = det.cal.smoothing, det.repeat_memory, det.onset_decay
         self.relearn_after = s.relearn_after
         self.onset_ratio = det.onset_ratio
-        self.i_on_rate, self.i_on_mean, self.i_on_n = L.onset_rate, L.onset_mean, L.onset_n
-        self.on_from, self.on_mean_rate = det.onset_count_from, det.onset_mean_rate
+        self.ors0, self.on_rate, self.on_weight = L.onset_rates.start, det.onset_rate, det.onset_weight
+        self.lo0, self.hi0, self.range_surprise = L.range_lo.start, L.range_hi.start, det.range_surprise
+        levels = [float(v) for v in ONSET_LEVELS]
+        self.levels = np.array(levels, np.float64) if cython.compiled else levels
+        self.n_levels = len(levels)
         self.threshold, self.clear_level = det.threshold, det.clear_level
         self.log10_looks = math.log10(self.n_looks)  # Bonferroni over the looks in use (scoring.combine_log10p)
         a = s.alerts
@@ -390,20 +397,35 @@ class OneReading:
                 top = max(top, sk)
             else:
                 r[self.or0 + k] = ref * self.onset_decay
-        # rarity cap (see Detector._wave): min(top, -log10 r + top / (m ln 10)) once the stream has
-        # onset history; scored readings update r (EW), m (running, then EW) and n
-        shown: cython.double = top
-        rate_on: cython.double = r[self.i_on_rate]
-        mean_on: cython.double = r[self.i_on_mean]
-        if r[self.i_on_n] > 0 and rate_on > 0 and mean_on > 0:
-            shown = min(top, -log10(rate_on) + top / (mean_on * LN10))
+        # per-stream calibration and the range look (see Detector._wave): u from the stream's rate
+        # of onsets at the highest level <= top, mixed with the model's tail; e the excess beyond
+        # the stream's range of raw values, worst feature
+        u: cython.double = 0.0
+        j: cython.int
+        lvl: cython.int = -1
+        c_rate: cython.double = 1.0
+        mixed: cython.double
+        e: cython.double = 0.0
+        width: cython.double
+        if top > 0.0:
+            for j in range(self.n_levels):
+                if self.levels[j] <= top:
+                    lvl = j
+            if lvl >= 0:
+                c_rate = r[self.ors0 + lvl]
+            mixed = self.on_weight * c_rate + (1.0 - self.on_weight) * 10.0 ** -top
+            u = min(top + 1.0, -log10(mixed)) if mixed > 0.0 else top + 1.0
+        for f in range(F):
+            width = r[self.hi0 + f] - r[self.lo0 + f]
+            if width > 0.0:
+                e = max(e, max(max(x[f] - r[self.hi0 + f], r[self.lo0 + f] - x[f]), 0.0) / width)
+            r[self.lo0 + f] = min(r[self.lo0 + f], x[f])
+            r[self.hi0 + f] = max(r[self.hi0 + f], x[f])
+        shown: cython.double = max(u, self.range_surprise * e) if scored else 0.0
         onset: cython.double = self.likelihood(-shown)
         if scored:
-            on: cython.bint = top >= self.on_from
-            r[self.i_on_rate] = rate_on + ((1.0 if on else 0.0) - rate_on) * self.repeat_memory
-            if on:
-                r[self.i_on_n] += 1.0
-                r[self.i_on_mean] = mean_on + max(1.0 / r[self.i_on_n], self.on_mean_rate) * (top - mean_on)
+            for j in range(self.n_levels):
+                r[self.ors0 + j] += ((1.0 if top >= self.levels[j] else 0.0) - r[self.ors0 + j]) * self.on_rate
         high: cython.bint = lik >= self.clear_level
         code: cython.int = NONE
         if high or r[self.i_active] != 0.0 or r[self.i_cooldown] != 0.0 or r[self.i_hist] != 0.0:

@@ -44,6 +44,8 @@ LOOKS = ("instant", "smoothed", "level", "spread", "stuck")
 REFERENCE = "reference"  # the optional sixth look (DetectorSettings.reference_rows > 0)
 ALL_LOOKS = (*LOOKS, REFERENCE)
 TABLE_LOOKS = LOOKS[:-1]  # the looks with a calibration table (stuck has its own model)
+# surprise levels (1 .. 2896) at which the detector keeps each stream's rate of onsets
+ONSET_LEVELS = np.array([2.0 ** (j / 2.0) for j in range(24)])
 P_FLOOR_LOG10 = -12.0  # below 1e-12 the likelihood switches to the slow, non-saturating branch
 LN10 = math.log(10.0)
 

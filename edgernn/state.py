@@ -19,8 +19,9 @@ import numpy as np
 from .fileio import save_npz
 
 log = logging.getLogger(__name__)
-SNAPSHOT_VERSION = 4  # 2: onset_peak became the per-look onset_ref[5]; 3: reference look columns, onset_ref[6];
-#                       4: onset_rate, onset_mean, onset_n (the onset's per-stream rarity cap)
+SNAPSHOT_VERSION = 5  # 2: onset_peak became the per-look onset_ref[5]; 3: reference look columns, onset_ref[6];
+#                       4: onset_rate, onset_mean, onset_n (the onset's per-stream rarity cap);
+#                       5: range_lo, range_hi, onset_rates[N_LEVELS] (the onset's per-stream calibration)
 
 
 class Layout:
@@ -43,17 +44,17 @@ class Layout:
     nstat                      readings the level / spread statistics were learned from
     held                       readings in a row at or above the clear level (learning paused)
     active ... duration        alert state machine (see alerts.py)
-    onset_rate                 EW rate (per scored reading, memory repeat_memory) of the stream's onsets
-                               with surprise >= onset_count_from
-    onset_mean, onset_n        mean surprise of those onsets (running, then EW over onset_history
-                               onsets) and how many there were: the onset's rarity cap (detector.py)
+    range_lo[F], range_hi[F]   the smallest and largest raw value the stream has had (the onset's range look)
     onset_ref[N_LOOKS]         per look, the surprise of its last onset (decaying): the onset output
+    onset_rates[N_LEVELS]      EW rate (per scored reading, memory onset_memory) of the stream's onsets
+                               with surprise >= ONSET_LEVELS[j]: the onset's per-stream calibration
     """
 
     # active, hist, below, cooldown stay adjacent: the detector tests them with one slice
     SCALARS = ("count", "since_reset", "last_ts", "smoothed", "trials", "nstat", "held", "active", "hist", "below",
-               "cooldown", "seq", "peak", "since_event", "start_ts", "duration", "onset_rate", "onset_mean", "onset_n")
+               "cooldown", "seq", "peak", "since_event", "start_ts", "duration")
     N_LOOKS = 6  # scoring.ALL_LOOKS
+    N_LEVELS = 24  # scoring.ONSET_LEVELS
 
     def __init__(self, n_features: int):
         F = n_features
@@ -74,11 +75,14 @@ class Layout:
         self.ref_fast = slice(14 * F, 15 * F)
         self.ref_fmean = slice(15 * F, 16 * F)
         self.ref_fm2 = slice(16 * F, 17 * F)
+        self.range_lo = slice(17 * F, 18 * F)
+        self.range_hi = slice(18 * F, 19 * F)
         for i, name in enumerate(self.SCALARS):
-            setattr(self, name, 17 * F + i)
-        end = 17 * F + len(self.SCALARS)
+            setattr(self, name, 19 * F + i)
+        end = 19 * F + len(self.SCALARS)
         self.onset_ref = slice(end, end + self.N_LOOKS)
-        self.width = end + self.N_LOOKS
+        self.onset_rates = slice(end + self.N_LOOKS, end + self.N_LOOKS + self.N_LEVELS)
+        self.width = end + self.N_LOOKS + self.N_LEVELS
 
 
 class StateStore:
@@ -98,6 +102,8 @@ class StateStore:
         self.evictions = 0
         self._init_row = np.zeros(self.layout.width, np.float64)  # template for a new stream
         self._init_row[self.layout.last_ts] = -np.inf
+        self._init_row[self.layout.range_lo] = np.inf  # no value seen yet: an empty range
+        self._init_row[self.layout.range_hi] = -np.inf
 
     def set_initial(self, column: slice | int, value) -> None:
         """Set what a new stream's row starts with (e.g. fixed normalisation)."""
@@ -151,7 +157,8 @@ class StateStore:
         L, r = self.layout, self.num[self.ids[sid]]
         out = {name: float(r[getattr(L, name)]) for name in L.SCALARS}
         out.update(norm_mean=r[L.norm_mean].copy(), norm_var=r[L.norm_var].copy(), pred=r[L.pred].copy(),
-                   onset_ref=r[L.onset_ref].copy(), h=self.h[row].copy())
+                   onset_ref=r[L.onset_ref].copy(), onset_rates=r[L.onset_rates].copy(),
+                   range_lo=r[L.range_lo].copy(), range_hi=r[L.range_hi].copy(), h=self.h[row].copy())
         return out
 
     # -- snapshots ---------------------------------------------------------------------------

@@ -308,7 +308,7 @@ class DaemonProc:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, sig=signal.SIGTERM, timeout: float = 10.0) -> int:
+    def stop(self, sig=signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.alive():
             self.proc.send_signal(sig)
             try:

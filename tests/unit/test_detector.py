@@ -436,9 +436,11 @@ def test_onset_marks_a_climbing_statistic_once_per_doubling(steady_bundle):
     assert r.onset[:900][~np.isnan(r.score[:900])].max() < 0.999  # the clean part has no onset
 
 
-def test_onset_is_capped_by_its_rarity_on_a_stream_with_frequent_onsets(steady_bundle):
-    """The same spike gives a full onset on a quiet stream and a smaller one on a stream that has
-    often had moderate onsets (heavy-tailed noise): -log10 r + s / (m ln 10) caps it there."""
+def test_onset_is_calibrated_on_the_stream_own_rate_of_onsets(steady_bundle):
+    """The same moderate spike gives a full onset on a quiet stream and a much smaller one on a
+    stream that has often had onsets of that size (heavy-tailed noise): the stream's EW rate of
+    onsets at that surprise level says how rare it is there. A quiet stream's onset is at most
+    1 above its own surprise (the model's tail, mixed in with weight 1 - onset_weight)."""
     base = sine_series(3000, seed=21)
     sd = float(np.std(base[:WARMUP]))
     rng = np.random.default_rng(5)
@@ -447,18 +449,37 @@ def test_onset_is_capped_by_its_rarity_on_a_stream_with_frequent_onsets(steady_b
     noisy[bursts] += rng.choice([-1, 1], (40, 1)) * 8 * sd  # moderate spikes every ~50 readings
     quiet = base.copy()
     for x in (noisy, quiet):
-        x[2600] += 60 * sd
+        x[2600] += 8 * sd
     on = {}
     for name, x in (("noisy", noisy), ("quiet", quiet)):
-        det = _det(steady_bundle(F=1, warmup=WARMUP))
+        det = _det(steady_bundle(F=1, warmup=WARMUP), range_surprise=0.0)  # the calibration alone
         r = det.process(Batch([name] * len(x), np.arange(len(x), dtype=float), x))
-        on[name] = -np.log10(1.0 - r.onset[2600])  # the onset's surprise at the big spike
-        st = det.state.get(name)
-        assert (st["onset_n"] > 5) == (name == "noisy"), st["onset_n"]
-    assert on["quiet"] > 10, on  # not capped: the quiet stream has (almost) no onset history
+        on[name] = -np.log10(1.0 - r.onset[2600])  # the onset's surprise at the spike
+        rates = det.state.get(name)["onset_rates"]
+        assert (rates[4] > 1e-3) == (name == "noisy"), rates  # onsets >= 4 are routine only there
+    assert on["quiet"] > 5, on
     assert on["noisy"] < 0.5 * on["quiet"], on
     with pytest.raises(ValueError):  # a setting that makes no sense is refused
-        _det(steady_bundle(F=1, warmup=WARMUP), onset_history=0.5)
+        _det(steady_bundle(F=1, warmup=WARMUP), onset_weight=1.0)
+
+
+def test_range_look_marks_a_reading_beyond_the_stream_range_in_proportion_to_the_excess(steady_bundle):
+    """HTM's spatial anomaly, graded: a reading outside [min, max] of what the stream has had is an
+    onset of surprise range_surprise * excess / (max - min); inside the range it adds nothing."""
+    x = sine_series(1200, seed=8)[:, 0]
+    lo, hi = float(x[:1000].min()), float(x[:1000].max())
+    x[1000] = hi + 0.05 * (hi - lo)  # 5 % beyond the range
+    x[1100] = lo + 0.5 * (hi - lo)  # inside
+    for rs in (0.0, 100.0):
+        det = _det(steady_bundle(F=1, warmup=WARMUP), range_surprise=rs)
+        r = det.process(Batch(["s"] * len(x), np.arange(len(x), dtype=float), x[:, None]))
+        s = -np.log10(1.0 - r.onset)
+        if rs:
+            assert s[1000] == pytest.approx(max(5.0, s_off[1000]), rel=1e-6)
+            assert s[1100] == pytest.approx(s_off[1100], abs=1e-12)
+        s_off = s
+    st = det.state.get("s")
+    assert st["range_hi"][0] == pytest.approx(x[1000]) and st["range_lo"][0] == pytest.approx(x.min())
 
 
 # -- the reference look -----------------------------------------------------------------------------

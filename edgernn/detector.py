@@ -61,6 +61,12 @@ class DetectorSettings:
     reference_rows: int = 0  # > 0: the reference look, against the stream's first reference_rows
     #                          readings (a known-good start; frozen after). 0: off (five looks)
     reference_window: float = 8.0  # readings in the reference look's short EW mean
+    reference_drift: float = 0.0  # > 0: the reference look allows each feature to drift on at this
+    #                               multiple of its least-squares slope over the reference rows:
+    #                               s_eff = sqrt(s^2 + (reference_drift * b * (n - reference_rows))^2)
+    reference_peak: float = 0.0  # > 0: after the reference froze, a feature counts only while its z
+    #                              is at least this fraction of its peak z (fading over repeat_memory):
+    #                              a change that relaxed to a small part of its excursion is its end
 
 
 @dataclass
@@ -203,6 +209,10 @@ class Detector:
         self.range_surprise = float(s.range_surprise)
         if s.reference_rows < 0 or s.reference_window < 1.0:
             raise ValueError("reference_rows must be >= 0 and reference_window >= 1")
+        if s.reference_drift < 0.0 or not 0.0 <= s.reference_peak < 1.0:
+            raise ValueError("reference_drift must be >= 0 and reference_peak in [0, 1)")
+        self.reference_drift = float(s.reference_drift)
+        self.reference_peak = float(s.reference_peak)
         self.reference_rows = int(s.reference_rows)
         self.reference_rate = 1.0 / s.reference_window
         self.looks = scoring.ALL_LOOKS if self.reference_rows else scoring.LOOKS  # the looks in use
@@ -399,8 +409,25 @@ class Detector:
             rfv[:] = np.where(inref, new_rfv, rfv)
             S[:, L.ref_fast] = ref_fast
             rfloor = np.maximum(s.min_std, s.min_rel_std * np.abs(rm))
-            ref_sd = np.sqrt(np.maximum(rfv / np.maximum(k - 1.0, 1.0), rfloor * rfloor))
-            ref_z = np.abs(ref_fast - rm) / ref_sd  # [b, F]
+            ref_var = np.maximum(rfv / np.maximum(k - 1.0, 1.0), rfloor * rfloor)
+            if self.reference_drift:
+                # drift allowance: the least-squares slope b of x on the reading index over the
+                # reference rows (Welford co-moment C; sum of squares of 1..k is k(k^2-1)/12); after
+                # them, the deviation may have grown by reference_drift * |b| per reading
+                rtx = S[:, L.ref_tx]  # view
+                rtx[:] = np.where(inref, rtx + 0.5 * k * (x - rm), rtx)
+                slope = rtx / np.maximum(k * (k * k - 1.0) / 12.0, 1.0)
+                grown = self.reference_drift * slope * np.maximum(count - self.reference_rows, 0.0)[:, None]
+                ref_var = ref_var + grown * grown
+            ref_z = np.abs(ref_fast - rm) / np.sqrt(ref_var)  # [b, F]
+            if self.reference_peak:
+                # peak gate (after the reference froze): a feature counts only while its z is at
+                # least reference_peak times its fading peak z; a fault that ended leaves a residue
+                # much smaller than its excursion (the rig does not return exactly to its start)
+                rpk = S[:, L.ref_peak]  # view
+                peak = np.where(inref, 0.0, np.maximum(ref_z, rpk * (1.0 - self.repeat_memory)))
+                rpk[:] = peak
+                ref_z = np.where(ref_z >= self.reference_peak * peak, ref_z, 0.0)
             ref_lp = scoring.gauss_tail_log10(ref_z)  # [b, F]
             looks[scoring.REFERENCE] = np.minimum(ref_lp.min(axis=1) + self._log10_F, 0.0)
         lps = scoring.look_log10p(looks, self._tables)  # [5, b] each look's own log10 p

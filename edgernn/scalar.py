@@ -107,6 +107,11 @@ class OneReading:
     rf0: cython.int
     rfm0: cython.int
     rfv0: cython.int
+    rtx0: cython.int  # ref_tx, ref_peak: drift allowance and peak gate (see Detector._wave)
+    rpk0: cython.int
+    ref_drift: cython.double  # 0: off
+    ref_peak: cython.double  # 0: off
+    ref_decay: cython.double
     ref_rows: cython.double  # 0: no reference look
     ref_rate: cython.double
     log10_F: cython.double
@@ -163,6 +168,9 @@ class OneReading:
         self.i_start_ts, self.i_duration = L.start_ts, L.duration
         self.rm0, self.rf0, self.rfm0, self.rfv0 = L.ref_mean.start, L.ref_fast.start, L.ref_fmean.start, L.ref_fm2.start
         self.ref_rows, self.ref_rate = det.reference_rows, det.reference_rate
+        self.rtx0, self.rpk0 = L.ref_tx.start, L.ref_peak.start
+        self.ref_drift, self.ref_peak = det.reference_drift, det.reference_peak
+        self.ref_decay = 1.0 - det.repeat_memory
         self.log10_F = math.log10(det.F)
         self.n_looks = 6 if det.reference_rows else 5
         self.warmup, self.settle = det.warmup, s.settle
@@ -312,6 +320,9 @@ class OneReading:
         rfm: cython.double
         rfv: cython.double
         rz: cython.double
+        rvar: cython.double
+        grown: cython.double
+        rpk: cython.double
         for f in range(F):  # 1-4: normalise, residual, the per-feature parts of the looks
             o = f * W
             xf = x[f]
@@ -352,7 +363,19 @@ class OneReading:
                     r[self.rm0 + f], r[self.rfm0 + f], r[self.rfv0 + f] = rm, rfm, rfv
                 r[self.rf0 + f] = rf
                 floor = max(self.min_std, self.min_rel_std * abs(rm))
-                rz = abs(rf - rm) / sqrt(max(rfv / max(rk - 1.0, 1.0), floor * floor))
+                rvar = max(rfv / max(rk - 1.0, 1.0), floor * floor)
+                if self.ref_drift > 0.0:  # drift allowance (see Detector._wave)
+                    if in_ref:
+                        r[self.rtx0 + f] = r[self.rtx0 + f] + 0.5 * rk * (xf - rm)
+                    grown = (self.ref_drift * r[self.rtx0 + f] / max(rk * (rk * rk - 1.0) / 12.0, 1.0)
+                             * max(count - self.ref_rows, 0.0))
+                    rvar = rvar + grown * grown
+                rz = abs(rf - rm) / sqrt(rvar)
+                if self.ref_peak > 0.0:  # peak gate (see Detector._wave)
+                    rpk = 0.0 if in_ref else max(rz, r[self.rpk0 + f] * self.ref_decay)
+                    r[self.rpk0 + f] = rpk
+                    if rz < self.ref_peak * rpk:
+                        rz = 0.0
                 work[o + W_REF] = rz
                 reference = min(reference, self.gauss_tail_log10(rz))
             xin[f] = c

@@ -21,7 +21,8 @@ from .fileio import save_npz
 log = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 5  # 2: onset_peak became the per-look onset_ref[5]; 3: reference look columns, onset_ref[6];
 #                       4: onset_rate, onset_mean, onset_n (the onset's per-stream rarity cap);
-#                       5: range_lo, range_hi, onset_rates[N_LEVELS] (the onset's per-stream calibration)
+#                       5: range_lo, range_hi, onset_rates[N_LEVELS] (the onset's per-stream calibration);
+#                          ref_tx, ref_peak (the reference look's drift allowance and peak gate)
 
 
 class Layout:
@@ -36,6 +37,10 @@ class Layout:
     ref_mean[F]                reference look: mean of x over the stream's first reference_rows readings
     ref_fast[F]                reference look: short EW mean of x
     ref_fmean[F], ref_fm2[F]   reference look: Welford mean / sum of squares of ref_fast over those readings
+    ref_tx[F]                  reference look: Welford co-moment of (reading index, x) over those readings
+                               (their least-squares slope: the drift allowance, reference_drift)
+    ref_peak[F]                reference look: the largest z since the reference froze, fading over
+                               repeat_memory (the peak gate, reference_peak)
     count                      readings accepted since the stream (re)started
     since_reset                readings since the hidden state was last reset (gap, new stream)
     last_ts                    timestamp of the last accepted reading (epoch seconds)
@@ -75,11 +80,13 @@ class Layout:
         self.ref_fast = slice(14 * F, 15 * F)
         self.ref_fmean = slice(15 * F, 16 * F)
         self.ref_fm2 = slice(16 * F, 17 * F)
-        self.range_lo = slice(17 * F, 18 * F)
-        self.range_hi = slice(18 * F, 19 * F)
+        self.ref_tx = slice(17 * F, 18 * F)
+        self.ref_peak = slice(18 * F, 19 * F)
+        self.range_lo = slice(19 * F, 20 * F)
+        self.range_hi = slice(20 * F, 21 * F)
         for i, name in enumerate(self.SCALARS):
-            setattr(self, name, 19 * F + i)
-        end = 19 * F + len(self.SCALARS)
+            setattr(self, name, 21 * F + i)
+        end = 21 * F + len(self.SCALARS)
         self.onset_ref = slice(end, end + self.N_LOOKS)
         self.onset_rates = slice(end + self.N_LOOKS, end + self.N_LOOKS + self.N_LEVELS)
         self.width = end + self.N_LOOKS + self.N_LEVELS

@@ -58,6 +58,15 @@ def add_arguments(p) -> None:
                          "protocol's per-file fit): 'train' (default) or 'off' (the five looks only)")
     sk.add_argument("--reference-window", type=float, default=8.0,
                     help="readings in the reference look's short EW mean (default: 8)")
+    sk.add_argument("--reference-drift", type=float, default=0.0,
+                    help="reference look: allow each feature to drift on at this multiple of its slope "
+                         "over the training rows (default: 0, off)")
+    sk.add_argument("--reference-peak", type=float, default=0.0,
+                    help="reference look: after the training rows a feature counts only while its z is at "
+                         "least this fraction of its fading peak z (default: 0, off)")
+    sk.add_argument("--score", choices=("combined", "reference"), default="combined",
+                    help="the per-row statistic the protocol thresholds: 'combined' (default: the "
+                         "detector's likelihood, all looks) or 'reference' (the reference look's own p)")
     sk.add_argument("--calibrate", choices=("model", "train"), default="model",
                     help="the looks' calibration tables: 'model' (default: the bundle's) or 'train' (refitted "
                          "per file on its training rows only, then the file is scored afresh with them)")
@@ -219,7 +228,12 @@ def _run_skab(args) -> int:
         return 2
     det = load_detector(args, command=f"eval {args.suite}",
                         reference_rows=args.train_rows if args.reference == "train" else 0,
-                        reference_window=args.reference_window)
+                        reference_window=args.reference_window, reference_drift=args.reference_drift,
+                        reference_peak=args.reference_peak)
+    if args.score == "reference":
+        if not det.reference_rows:
+            return fail("eval skab", "--score reference needs the reference look (--reference train)")
+        det.record_looks = True
     try:
         files = skab.load_corpus(data_dir)
     except (OSError, ValueError) as exc:
@@ -265,6 +279,16 @@ def _run_skab(args) -> int:
                 return fail("eval skab", f"--calibrate train: {exc}")
             pool = "sensor" if per_sensor and args.calibrate_pool == "sensor" else "file"
             mode += f", tables refitted per {pool} on rows [0, {args.train_rows}) ({args.calibrate_passes} passes)"
+    if args.score == "reference":
+        # the reference look's own surprise s = -log10 p, carried as the likelihood 1 - 10**(-s / 100):
+        # exact in float64 up to s ~ 1500 (1 - p itself stops at p ~ 1e-16), and the threshold rules
+        # are unchanged by it (a quantile commutes with a monotone map; the factor scales s linearly)
+        from ..scoring import REFERENCE
+
+        for t in traces:
+            lp = t.looks[REFERENCE]
+            t.likelihood = np.where(np.isnan(lp), t.likelihood, -np.expm1(np.nan_to_num(lp) / 100.0 * np.log(10.0)))
+        mode += ", scored on the reference look alone"
     if per_sensor:
         k = len(cols)
         groups = [traces[i * k:(i + 1) * k] for i in range(len(files))]
@@ -277,7 +301,10 @@ def _run_skab(args) -> int:
         raised = [t.raised for t in traces]
     results = report.skab_results(files, liks, alerts, args.rule, args.factor, args.train_rows)
     if det.reference_rows:
-        mode += f", reference look on rows [0, {det.reference_rows}) (window {args.reference_window:g})"
+        mode += f", reference look on rows [0, {det.reference_rows}) (window {args.reference_window:g}"
+        if args.reference_drift or args.reference_peak:
+            mode += f", drift {args.reference_drift:g}, peak gate {args.reference_peak:g}"
+        mode += ")"
     results["mode"] = mode
     results["meta"] = {**_meta(args, det, data_dir), "seconds": round(time.monotonic() - t0, 2),
                        "files": len(files), "test_rows": int(sum(len(f.ts) - args.train_rows for f in files))}

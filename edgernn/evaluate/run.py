@@ -27,6 +27,7 @@ class Trace:
     alert: np.ndarray  # bool[n] an alert is active after this row
     event: np.ndarray  # int8[n] alerts.NONE / RAISED / UPDATE / CLEARED
     threshold: float  # the detector's alert threshold on likelihood
+    looks: dict | None = None  # look name -> float64[n], when the detector records its looks
 
     @property
     def scored_likelihood(self) -> np.ndarray:
@@ -72,6 +73,11 @@ def run_recordings(detector, recordings: list[tuple[str, np.ndarray, np.ndarray]
         pos = 0
         for t, sl in parts:
             m = sl.stop - sl.start
+            if res.looks is not None:
+                if t.looks is None:
+                    t.looks = {k: np.full(len(t.ts), np.nan) for k in res.looks}
+                for k, v in res.looks.items():
+                    t.looks[k][sl] = v[pos:pos + m]
             t.score[sl] = res.score[pos:pos + m]
             t.likelihood[sl] = res.likelihood[pos:pos + m]
             t.onset[sl] = res.onset[pos:pos + m]

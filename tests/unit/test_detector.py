@@ -115,7 +115,15 @@ def _single_and_batched(bdir, F, seed=1, vector_from=None, **settings):
     return streams, (single, res1, list(range(N))), (batched, res2, offsets)
 
 
-@pytest.mark.parametrize("reference", [0, 200])
+def _ref_settings(reference) -> dict:
+    """reference: 0 (off), 200 (the reference look on 200 rows), or "gated" (the same, plus its drift
+    allowance and peak gate)."""
+    if reference == "gated":
+        return {"reference_rows": 200, "reference_drift": 0.5, "reference_peak": 0.3}
+    return {"reference_rows": reference}
+
+
+@pytest.mark.parametrize("reference", [0, 200, "gated"])
 @pytest.mark.parametrize("path", ["default", "numpy", "scalar"])
 @pytest.mark.parametrize("which", ["steady", "random"])
 def test_batched_equals_one_at_a_time(which, path, reference, steady_bundle, tiny_bundle):
@@ -127,7 +135,7 @@ def test_batched_equals_one_at_a_time(which, path, reference, steady_bundle, tin
         bdir = tiny_bundle(F=2, H=16, seed=3, warmup=WARMUP)
     vector_from = {"default": None, "numpy": 0, "scalar": 1 << 30}[path]
     streams, (single, res1, off1), (batched, res2, off2) = _single_and_batched(bdir, F=2, vector_from=vector_from,
-                                                                              reference_rows=reference)
+                                                                              **_ref_settings(reference))
     N = len(streams)
     for name in ("accepted", "alert", "event"):
         a = np.concatenate([getattr(r, name) for r in res1])
@@ -152,10 +160,10 @@ def test_batched_equals_one_at_a_time(which, path, reference, steady_bundle, tin
     assert np.isfinite(np.concatenate([r.score for r in res1])).sum() > N // 2
 
 
-@pytest.mark.parametrize("reference", [0, 200])
+@pytest.mark.parametrize("reference", [0, 200, "gated"])
 def test_batched_equals_one_at_a_time_whole_state(reference, steady_bundle):
     streams, (single, _, _), (batched, _, _) = _single_and_batched(steady_bundle(F=2, warmup=WARMUP), F=2,
-                                                                   reference_rows=reference)
+                                                                   **_ref_settings(reference))
     for sid in set(streams):
         a, b = single.state.get(sid), batched.state.get(sid)
         assert a.keys() == b.keys()
@@ -530,7 +538,7 @@ def _other_tables(det) -> dict:
             for n, t in det.cal.tables.items()}
 
 
-@pytest.mark.parametrize("reference", [0, 200])
+@pytest.mark.parametrize("reference", [0, 200, "gated"])
 def test_replacement_tables_reach_the_numpy_and_the_scalar_path_alike(reference, steady_bundle):
     bdir = steady_bundle(F=2)
     tables = _other_tables(_det(bdir))
@@ -538,7 +546,7 @@ def test_replacement_tables_reach_the_numpy_and_the_scalar_path_alike(reference,
     runs = {}
     for path, vector_from in (("numpy", 0), ("scalar", 1 << 30)):
         for which in ("bundle", "replaced"):
-            det = Detector(load_bundle(bdir), settings=DetectorSettings(reference_rows=reference),
+            det = Detector(load_bundle(bdir), settings=DetectorSettings(**_ref_settings(reference)),
                            tables=tables if which == "replaced" else None)
             det.vector_from = vector_from
             streams = ["a", "b"] * len(x)  # two streams per wave: the numpy path takes waves of 2
@@ -599,3 +607,32 @@ def test_accepted_count_one_reading_at_a_time(tiny_bundle):
         _one(det, "s", ts, [v])
     assert det.accepted == 3 and det.stats()["accepted"] == 3
     assert det.rejects == {"out_of_order": 1, "missing_value": 1}
+
+
+def test_reference_drift_and_peak_gate(steady_bundle):
+    """The drift allowance lets a feature that drifted steadily over the reference rows go on
+    drifting at that rate; the peak gate drops a feature once its z has relaxed to a small part of
+    its excursion (a fault that ended), and both are off by default (bit for bit)."""
+    n, ref = 1400, 400
+    t = np.arange(n, dtype=float)
+    rng = np.random.default_rng(5)
+    base = np.sin(2 * np.pi * t / 40.0) + 0.1 * rng.standard_normal(n)
+    drift = (base + 0.004 * t)[:, None]  # a steady drift through and after the reference rows
+    step = base.copy()
+    step[700:900] += 30.0  # a large excursion ...
+    step[900:] += 3.0  # ... that ends in a small lasting residue
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+
+    def ref_lp(x, **kw):
+        det = _det(bdir, reference_rows=ref, **kw)
+        det.record_looks = True
+        return det.process(Batch(["s"] * n, t, x)).looks["reference"]
+
+    plain, drifting = ref_lp(drift), ref_lp(drift, reference_drift=1.0)
+    assert np.nanmedian(plain[1000:]) < -6 and np.nanmedian(drifting[1000:]) > -2
+    np.testing.assert_array_equal(ref_lp(drift, reference_drift=0.0, reference_peak=0.0), plain)
+    plain, gated = ref_lp(step[:, None]), ref_lp(step[:, None], reference_peak=0.3)
+    assert np.nanmax(gated[720:880]) < -12 and np.nanmax(plain[720:880]) < -12  # the excursion: both up
+    assert np.nanmedian(plain[950:]) < -4 and np.nanmedian(gated[950:]) == 0.0  # its residue: gated out
+    with pytest.raises(ValueError):
+        _det(bdir, reference_rows=ref, reference_peak=1.0)

@@ -135,6 +135,8 @@ class PipelineConfig:
     adapt: float | None = None
     reference_rows: int = 0  # > 0: the reference look against each stream's first readings
     reference_window: float = 8.0
+    reference_drift: float = 0.0  # > 0: the reference look allows each feature's drift at this multiple of its slope
+    reference_peak: float = 0.0  # > 0: the reference look's peak gate (a change relaxed below this fraction has ended)
     alerts: tuple[tuple[str, Any], ...] = ()  # AlertSettings overrides
     max_streams: int = 10_000
 
@@ -462,7 +464,7 @@ def _pipeline(ctx: _Ctx, data, i: int, limits: LimitsConfig, mqtt: MqttConfig) -
     path = f"pipelines[{i}]"
     r = _Reader(ctx, data, path, ("name", "subscribe", "stream", "payload", "model", "qos", "backend", "threshold",
                                   "warmup", "settle", "max_gap_s", "adapt", "reference_rows", "reference_window",
-                                  "alerts", "max_streams"))
+                                  "reference_drift", "reference_peak", "alerts", "max_streams"))
     name = r.get("name", str, check=lambda v: bool(_NAME_RE.match(v)), hint="letters, digits, _ . -")
     subscribe = r.get("subscribe", str)
     captures = _check_filter(ctx, f"{path}.subscribe", subscribe)
@@ -504,6 +506,8 @@ def _pipeline(ctx: _Ctx, data, i: int, limits: LimitsConfig, mqtt: MqttConfig) -
         adapt=r.get("adapt", float, None, check=lambda v: 0 <= v < 1, hint="0 <= adapt < 1"),
         reference_rows=r.get("reference_rows", int, 0, check=_non_negative),
         reference_window=r.get("reference_window", float, 8.0, check=lambda v: v >= 1, hint=">= 1 reading"),
+        reference_drift=r.get("reference_drift", float, 0.0, check=lambda v: v >= 0, hint=">= 0 (0: off)"),
+        reference_peak=r.get("reference_peak", float, 0.0, check=lambda v: 0 <= v < 1, hint="0 <= peak < 1 (0: off)"),
         alerts=tuple(alerts),
         max_streams=r.get("max_streams", int, limits.max_streams, check=_positive),
     )

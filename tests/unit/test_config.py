@@ -159,6 +159,8 @@ pipelines:
     backend: numpy
     threshold: 0.999
     reference_rows: 300
+    reference_drift: 0.5
+    reference_peak: 0.3
     alerts: {{k: 2, n: 3, cooldown: 5}}
     max_streams: 20
 """
@@ -170,6 +172,10 @@ pipelines:
     assert p.qos == 0 and p.max_streams == 20 and dict(p.alerts) == {"k": 2, "n": 3, "cooldown": 5}
     assert p.payload.values == (("temp", "d.t"), ("pressure", "d.p")) and p.payload.readings == "batch"
     assert p.reference_rows == 300 and p.reference_window == 8.0
+    assert p.reference_drift == 0.5 and p.reference_peak == 0.3
+    bad = write(tmp_path, text.replace("reference_peak: 0.3", "reference_peak: 1.5"))
+    with pytest.raises(ConfigError, match=r"pipelines\[0\]\.reference_peak"):
+        load_config(bad)
 
 
 def test_check_config_command(tmp_path, model, capsys):

@@ -55,6 +55,8 @@ class DetectorSettings:
     fast_window: float = 128.0  # readings in the short EW window of the level and spread looks
     onset_ratio: float = 2.0  # a look's surprise must exceed this multiple of its last onset's
     #                           (decaying) surprise to be an onset again (see Detector._wave)
+    onset_rearm: int = 225  # a look quiet (surprise < onset_quiet) for this many scored readings in a
+    onset_quiet: float = 1.5  # row has ended its episode: its onset reference goes back to 0 (0: never)
     onset_memory: float = 5000.0  # scored readings over which a stream's rates of onsets are remembered
     onset_weight: float = 0.99  # weight of the stream's own onset rate against the model's tail (0..1)
     range_surprise: float = 100.0  # onset surprise per unit of excess beyond the stream's range (0: off)
@@ -204,6 +206,10 @@ class Detector:
         self.onset_ratio = float(s.onset_ratio)
         if s.onset_memory < 1.0 or not 0.0 <= s.onset_weight < 1.0 or s.range_surprise < 0.0:
             raise ValueError("onset_memory must be >= 1, onset_weight in [0, 1) and range_surprise >= 0")
+        if s.onset_rearm < 0 or s.onset_quiet < 0.0:
+            raise ValueError("onset_rearm and onset_quiet must be >= 0")
+        self.onset_rearm = int(s.onset_rearm)
+        self.onset_quiet = float(s.onset_quiet)
         self.onset_rate = 1.0 / s.onset_memory
         self.onset_weight = float(s.onset_weight)
         self.range_surprise = float(s.range_surprise)
@@ -447,7 +453,18 @@ class Detector:
         ref = S[:, onset_cols]  # [b, n]
         fresh_onset = surprise > self.onset_ratio * ref
         top = np.where(fresh_onset, surprise, 0.0).max(axis=1)
-        S[:, onset_cols] = np.where(fresh_onset, surprise, ref * self.onset_decay)
+        ref = np.where(fresh_onset, surprise, ref * self.onset_decay)
+        if self.onset_rearm:
+            # re-arm: a look whose surprise stayed below onset_quiet for onset_rearm scored readings
+            # in a row has ended its episode; its next onset need not beat the old one's faded peak
+            qcols = slice(L.onset_quiet.start, L.onset_quiet.start + len(self.looks))
+            quiet = np.where(surprise < self.onset_quiet, S[:, qcols] + 1.0, 0.0)
+            if not steady:
+                quiet = np.where(scored[:, None], quiet, S[:, qcols])
+            over = quiet >= self.onset_rearm
+            S[:, qcols] = np.where(over, 0.0, quiet)
+            ref = np.where(over, 0.0, ref)
+        S[:, onset_cols] = ref
         # per-stream calibration: c_j, the stream's EW rate (per scored reading, memory
         # onset_memory) of onsets with top >= ONSET_LEVELS[j]; an onset is shown as
         # u = min(top + 1, -log10(w c + (1 - w) 10^-top)), c the rate at the highest level <= top

@@ -95,6 +95,9 @@ class OneReading:
     i_start_ts: cython.int
     i_duration: cython.int
     or0: cython.int  # onset_ref[6]: instant, smoothed, level, spread, stuck, reference
+    oq0: cython.int  # onset_quiet[6]: the onset's re-arming
+    rearm: cython.double
+    quiet_level: cython.double
     ors0: cython.int  # onset_rates[N_LEVELS]: the onset's per-stream calibration
     on_rate: cython.double
     on_weight: cython.double
@@ -182,6 +185,7 @@ class OneReading:
         self.smoothing, self.repeat_memory, self.onset_decay = det.cal.smoothing, det.repeat_memory, det.onset_decay
         self.relearn_after = s.relearn_after
         self.onset_ratio = det.onset_ratio
+        self.oq0, self.rearm, self.quiet_level = L.onset_quiet.start, det.onset_rearm, det.onset_quiet
         self.ors0, self.on_rate, self.on_weight = L.onset_rates.start, det.onset_rate, det.onset_weight
         self.lo0, self.hi0, self.range_surprise = L.range_lo.start, L.range_hi.start, det.range_surprise
         levels = [float(v) for v in ONSET_LEVELS]
@@ -408,6 +412,7 @@ class OneReading:
         top: cython.double = 0.0
         sk: cython.double
         ref: cython.double
+        q: cython.double
         k: cython.int
         for k in range(self.n_looks):
             sk = 0.0
@@ -420,6 +425,12 @@ class OneReading:
                 top = max(top, sk)
             else:
                 r[self.or0 + k] = ref * self.onset_decay
+            if self.rearm > 0.0 and scored:  # re-arm after a quiet stretch (see Detector._wave)
+                q = r[self.oq0 + k] + 1.0 if sk < self.quiet_level else 0.0
+                if q >= self.rearm:
+                    q = 0.0
+                    r[self.or0 + k] = 0.0
+                r[self.oq0 + k] = q
         # per-stream calibration and the range look (see Detector._wave): u from the stream's rate
         # of onsets at the highest level <= top, mixed with the model's tail; e the excess beyond
         # the stream's range of raw values, worst feature

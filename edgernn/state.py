@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 5  # 2: onset_peak became the per-look onset_ref[5]; 3: reference look columns, onset_ref[6];
 #                       4: onset_rate, onset_mean, onset_n (the onset's per-stream rarity cap);
 #                       5: range_lo, range_hi, onset_rates[N_LEVELS] (the onset's per-stream calibration);
-#                          ref_tx, ref_peak (the reference look's drift allowance and peak gate)
+#                          ref_tx, ref_peak (the reference look's drift allowance and peak gate);
+#                          onset_quiet[N_LOOKS] (the onset's re-arming)
 
 
 class Layout:
@@ -51,6 +52,8 @@ class Layout:
     active ... duration        alert state machine (see alerts.py)
     range_lo[F], range_hi[F]   the smallest and largest raw value the stream has had (the onset's range look)
     onset_ref[N_LOOKS]         per look, the surprise of its last onset (decaying): the onset output
+    onset_quiet[N_LOOKS]       per look, scored readings in a row with a surprise below onset_quiet: at
+                               onset_rearm the episode is over and the look's onset_ref goes back to 0
     onset_rates[N_LEVELS]      EW rate (per scored reading, memory onset_memory) of the stream's onsets
                                with surprise >= ONSET_LEVELS[j]: the onset's per-stream calibration
     """
@@ -88,8 +91,9 @@ class Layout:
             setattr(self, name, 21 * F + i)
         end = 21 * F + len(self.SCALARS)
         self.onset_ref = slice(end, end + self.N_LOOKS)
-        self.onset_rates = slice(end + self.N_LOOKS, end + self.N_LOOKS + self.N_LEVELS)
-        self.width = end + self.N_LOOKS + self.N_LEVELS
+        self.onset_quiet = slice(end + self.N_LOOKS, end + 2 * self.N_LOOKS)
+        self.onset_rates = slice(end + 2 * self.N_LOOKS, end + 2 * self.N_LOOKS + self.N_LEVELS)
+        self.width = end + 2 * self.N_LOOKS + self.N_LEVELS
 
 
 class StateStore:

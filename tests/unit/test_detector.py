@@ -471,6 +471,25 @@ def test_onset_is_calibrated_on_the_stream_own_rate_of_onsets(steady_bundle):
         _det(steady_bundle(F=1, warmup=WARMUP), onset_weight=1.0)
 
 
+def test_onset_re_arms_once_a_look_has_been_quiet_for_onset_rearm_readings(steady_bundle):
+    """A second, smaller spike long after a first one: without re-arming, the look's onset reference
+    (the first spike's surprise, fading slowly) hides it; once the look has been quiet for
+    onset_rearm scored readings its episode is over and the second spike is an onset again."""
+    x = sine_series(2000, seed=17)
+    sd = float(np.std(x[:WARMUP]))
+    x[700] += 60 * sd
+    x[1100] += 30 * sd  # 400 quiet readings later
+    on = {}
+    for rearm in (0, 225):
+        det = _det(steady_bundle(F=1, warmup=WARMUP), range_surprise=0.0, onset_rearm=rearm)
+        r = det.process(Batch(["s"] * len(x), np.arange(len(x), dtype=float), x))
+        on[rearm] = -np.log10(1.0 - r.onset)
+        assert on[rearm][700] > 5  # the first spike is an onset either way
+    assert on[0][1100] < 1 < 3 < on[225][1100], (on[0][1100], on[225][1100])
+    with pytest.raises(ValueError):
+        _det(steady_bundle(F=1, warmup=WARMUP), onset_rearm=-1)
+
+
 def test_range_look_marks_a_reading_beyond_the_stream_range_in_proportion_to_the_excess(steady_bundle):
     """HTM's spatial anomaly, graded: a reading outside [min, max] of what the stream has had is an
     onset of surprise range_surprise * excess / (max - min); inside the range it adds nothing."""

@@ -16,6 +16,12 @@ class cython:  # noqa: N801 - mirrors the module's name
     cclass = cfunc = ccall = final = staticmethod(_same)
     boundscheck = wraparound = cdivision = staticmethod(_directive)
     long = int
+    int = int
+    double = float
+
+    @staticmethod
+    def declare(kind, value=None):
+        return value
 
     @staticmethod
     def cast(kind, value):

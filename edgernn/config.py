@@ -20,6 +20,7 @@ Minimal config (everything else has defaults, see ``deploy/edgernn.example.yaml`
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -137,6 +138,9 @@ class PipelineConfig:
     reference_window: float = 8.0
     reference_drift: float = 0.0  # > 0: the reference look allows each feature's drift at this multiple of its slope
     reference_peak: float = 0.0  # > 0: the reference look's peak gate (a change relaxed below this fraction has ended)
+    seasonal: bool = True  # the seasonal (time-of-day) look, univariate models (DetectorSettings.seasonal)
+    seasonal_trust: float = 0.5
+    day_offset_s: float = 0.0  # seconds added to timestamps for the time of day / weekday (local time)
     alerts: tuple[tuple[str, Any], ...] = ()  # AlertSettings overrides
     max_streams: int = 10_000
 
@@ -464,7 +468,8 @@ def _pipeline(ctx: _Ctx, data, i: int, limits: LimitsConfig, mqtt: MqttConfig) -
     path = f"pipelines[{i}]"
     r = _Reader(ctx, data, path, ("name", "subscribe", "stream", "payload", "model", "qos", "backend", "threshold",
                                   "warmup", "settle", "max_gap_s", "adapt", "reference_rows", "reference_window",
-                                  "reference_drift", "reference_peak", "alerts", "max_streams"))
+                                  "reference_drift", "reference_peak", "seasonal", "seasonal_trust", "day_offset_s",
+                                  "alerts", "max_streams"))
     name = r.get("name", str, check=lambda v: bool(_NAME_RE.match(v)), hint="letters, digits, _ . -")
     subscribe = r.get("subscribe", str)
     captures = _check_filter(ctx, f"{path}.subscribe", subscribe)
@@ -508,6 +513,11 @@ def _pipeline(ctx: _Ctx, data, i: int, limits: LimitsConfig, mqtt: MqttConfig) -
         reference_window=r.get("reference_window", float, 8.0, check=lambda v: v >= 1, hint=">= 1 reading"),
         reference_drift=r.get("reference_drift", float, 0.0, check=lambda v: v >= 0, hint=">= 0 (0: off)"),
         reference_peak=r.get("reference_peak", float, 0.0, check=lambda v: 0 <= v < 1, hint="0 <= peak < 1 (0: off)"),
+        seasonal=r.get("seasonal", bool, True),
+        seasonal_trust=r.get("seasonal_trust", float, 0.5, check=lambda v: 0 < v <= 1,
+                             hint="a variance ratio in (0, 1]"),
+        day_offset_s=r.get("day_offset_s", float, 0.0, check=lambda v: math.isfinite(v) and abs(v) <= 7 * 86400,
+                           hint="seconds, at most a week either way"),
         alerts=tuple(alerts),
         max_streams=r.get("max_streams", int, limits.max_streams, check=_positive),
     )

@@ -189,7 +189,8 @@ def build_pipeline(cfg, pcfg, limits) -> Pipeline:
     except (BackendUnavailable, ValueError) as exc:
         raise PipelineError("backend", str(exc)) from None
     kw = {k: getattr(pcfg, k) for k in ("threshold", "warmup", "settle", "max_gap_s", "adapt", "reference_rows",
-                                        "reference_window", "reference_drift", "reference_peak")
+                                        "reference_window", "reference_drift", "reference_peak",
+                                        "seasonal", "seasonal_trust", "day_offset_s")
           if getattr(pcfg, k) is not None}
     settings = DetectorSettings(alerts=AlertSettings(**dict(pcfg.alerts)), max_streams=pcfg.max_streams, **kw)
     detector = Detector(bundle, backend, settings)

@@ -7,9 +7,11 @@ Per reading, in arrival order per stream (test-then-train):
   3. normalise: per-stream Welford statistics during warm-up (``stream`` models), then frozen or
      adapted slowly (EW, only from readings that are not alerting); ``fixed`` models use the
      manifest's mean/std
-  4. score x_t against the prediction stored at t-1: five looks (six with ``reference_rows``)
-     -> likelihood (scoring.py), onset, alert machine (alerts.py); learn from x_t unless it is
-     at or above the clear level
+  4. score x_t against the prediction stored at t-1: five looks (six with ``reference_rows``;
+     univariate models also have the seasonal look and its AND-gate, acting where the stream's
+     time-of-day profile is trusted) -> likelihood (scoring.py), onset, alert machine
+     (alerts.py); learn from x_t unless it is at or above the clear level (the seasonal profile
+     learns from every reading, test-then-train, residuals Huber-clipped)
   5. step the GRU with x_t -> h_t and the prediction for t+1, stored for the next reading
 
 A batch is split into waves so that a stream that appears several times is stepped in order;
@@ -34,7 +36,18 @@ from .state import StateStore
 
 # where scalar.py leaves each look's statistic in its per-reading outputs
 _SCALAR_OUT = {"instant": scalar.O_SCORE, "smoothed": scalar.O_SMOOTHED, "level": scalar.O_LEVEL,
-               "spread": scalar.O_SPREAD, "stuck": scalar.O_STUCK, scoring.REFERENCE: scalar.O_REF}
+               "spread": scalar.O_SPREAD, "stuck": scalar.O_STUCK, scoring.REFERENCE: scalar.O_REF,
+               scoring.SEASONAL: scalar.O_SEAS}
+# the seasonal look's constants (see Detector._seasonal_wave; scalar.py has the same numbers)
+DAY = 86400.0
+SEAS_DT_RATE = 0.02  # EW rate of the sampling interval
+SEAS_MEMORY = 4.0  # days the scales and the trust ratio remember
+SEAS_SPAN = 0.125  # fraction of a day in the short EW mean of z
+SEAS_DAYS = 8.0  # days the profile remembers (once that many have been seen)
+SEAS_MIN_DAYS = 3.0  # completed days of a day type before its profile is trusted
+SEAS_CLIP = 4.0  # residuals winsorised / Huber-clipped at this many s
+SEAS_PHI = 0.02  # floor on s: this fraction of the sd of x around its day-scale level
+SEAS_ZMAX = 30.0  # |z| clipped here
 SCALAR_WAVE = 4  # waves of at most this many readings take the plain-Python path (measured)
 
 
@@ -69,6 +82,18 @@ class DetectorSettings:
     reference_peak: float = 0.0  # > 0: after the reference froze, a feature counts only while its z
     #                              is at least this fraction of its peak z (fading over repeat_memory):
     #                              a change that relaxed to a small part of its excursion is its end
+    seasonal: bool = True  # the seasonal (time-of-day) look and its AND-gate, univariate models only
+    #                        (no effect on F > 1); it acts only where the stream's profile is trusted
+    seasonal_trust: float = 0.5  # trusted while EW var(profile residual) / EW var(x - day-scale level)
+    #                              is below this (and that day type has >= 3 completed days), in (0, 1]
+    day_offset_s: float = 0.0  # seconds added to timestamps before the time of day and the weekday
+    #                            are taken (local time for a UTC stream: e.g. 3600 for CET)
+
+
+def _weekend(day: np.ndarray) -> np.ndarray:
+    """1.0 where day number ``day`` (days since 1970-01-01, a Thursday) is a Saturday or Sunday."""
+    w = day + 3.0
+    return (w - 7.0 * np.floor(w / 7.0) >= 5.0).astype(np.float64)
 
 
 @dataclass
@@ -113,7 +138,7 @@ class Event:
     sigma: tuple[float, ...]  # predicted std (raw units): expected +- k sigma is the normal band
     contributions: tuple[float, ...]  # per-feature share of the score (sums to score)
     started: float  # timestamp the alert was raised
-    reason: str = ""  # the look that fired: instant | smoothed | level | spread | stuck | reference
+    reason: str = ""  # the look that fired: instant | smoothed | level | spread | stuck | reference | seasonal
     position: int = 0  # index of the reading in its batch
     feature: int = -1  # index of the feature that look blames (-1: the largest contribution)
 
@@ -221,12 +246,21 @@ class Detector:
         self.reference_peak = float(s.reference_peak)
         self.reference_rows = int(s.reference_rows)
         self.reference_rate = 1.0 / s.reference_window
-        self.looks = scoring.ALL_LOOKS if self.reference_rows else scoring.LOOKS  # the looks in use
+        if not 0.0 < s.seasonal_trust <= 1.0 or not math.isfinite(s.day_offset_s):
+            raise ValueError("seasonal_trust must be in (0, 1] and day_offset_s a finite number of seconds")
         self.features = bundle.features
         self.F = bundle.n_features
         self._log10_F = math.log10(self.F)
         self.state = StateStore(self.F, bundle.hidden, capacity=s.max_streams)
         L = self.state.layout
+        self.seasonal = bool(s.seasonal) and L.has_seasonal  # univariate models only
+        self.seasonal_trust = float(s.seasonal_trust)
+        self.day_offset = float(s.day_offset_s)
+        self.looks = (*scoring.LOOKS, *((scoring.REFERENCE,) if self.reference_rows else ()),
+                      *((scoring.SEASONAL,) if self.seasonal else ()))  # the looks in use
+        # each look's onset_ref column (scoring.ALL_LOOKS order)
+        self._onset_cols = np.array([L.onset_ref.start + scoring.ALL_LOOKS.index(n) for n in self.looks])
+        self._quiet_cols = np.array([L.onset_quiet.start + scoring.ALL_LOOKS.index(n) for n in self.looks])
         if bundle.norm_mode == "fixed":  # new streams start warm with the model's statistics
             self.state.set_initial(L.norm_mean, bundle.norm_mean)
             self.state.set_initial(L.norm_var, bundle.norm_std**2)
@@ -436,20 +470,32 @@ class Detector:
                 ref_z = np.where(ref_z >= self.reference_peak * peak, ref_z, 0.0)
             ref_lp = scoring.gauss_tail_log10(ref_z)  # [b, F]
             looks[scoring.REFERENCE] = np.minimum(ref_lp.min(axis=1) + self._log10_F, 0.0)
-        lps = scoring.look_log10p(looks, self._tables)  # [5, b] each look's own log10 p
-        log10p = scoring.combine_log10p(lps)
+        if self.seasonal:
+            looks[scoring.SEASONAL], gate, trusted = self._seasonal_wave(S, ts, x[:, 0], count)
+        lps = scoring.look_log10p(looks, self._tables)  # [n, b] each look's own log10 p
+        if self.seasonal:
+            # the AND-gate where the profile is trusted (gate = -inf elsewhere: no change), and the
+            # live Bonferroni: the seasonal look counts as a look only on trusted rows
+            np.maximum(lps[0], gate, out=lps[0])
+            np.maximum(lps[1], gate, out=lps[1])
+            n = len(self.looks)
+            bonf = np.where(trusted, math.log10(n), math.log10(n - 1))  # [b]
+            log10p = np.minimum(lps.min(axis=0) + bonf, 0.0)
+            surprise = np.maximum(-(lps + bonf), 0.0).T  # [b, n]
+        else:
+            log10p = scoring.combine_log10p(lps)
+            surprise = scoring.look_surprise(lps).T  # [b, n]
         lik = scoring.likelihood_from_log10p(log10p)
-        # onset, per look: the look's surprise s_k = -log10(5 p_k) is an onset when it exceeds
+        # onset, per look: the look's surprise s_k = -log10(n p_k) is an onset when it exceeds
         # onset_ratio times the surprise of that look's last onset (which fades with onset_decay);
         # the onset output is the largest such s_k. High where an anomaly starts, 0 while the same
         # deviation persists, and a statistic that climbs for a while (stuck run, level drift)
         # marks its onset at each doubling, instead of only by its per-reading increment.
-        surprise = scoring.look_surprise(lps).T  # [b, 5]
         if not steady:
             unscored = ~scored
             lik[unscored] = 0.0
             surprise[unscored] = 0.0
-        onset_cols = slice(L.onset_ref.start, L.onset_ref.start + len(self.looks))  # 5 or 6 looks in use
+        onset_cols = self._onset_cols  # the columns of the looks in use
         ref = S[:, onset_cols]  # [b, n]
         fresh_onset = surprise > self.onset_ratio * ref
         top = np.where(fresh_onset, surprise, 0.0).max(axis=1)
@@ -457,7 +503,7 @@ class Detector:
         if self.onset_rearm:
             # re-arm: a look whose surprise stayed below onset_quiet for onset_rearm scored readings
             # in a row has ended its episode; its next onset need not beat the old one's faded peak
-            qcols = slice(L.onset_quiet.start, L.onset_quiet.start + len(self.looks))
+            qcols = self._quiet_cols  # the same looks' quiet counters
             quiet = np.where(surprise < self.onset_quiet, S[:, qcols] + 1.0, 0.0)
             if not steady:
                 quiet = np.where(scored[:, None], quiet, S[:, qcols])
@@ -574,7 +620,7 @@ class Detector:
         res.expected[out] = expected
         res.sigma[out] = sigma
         for j in np.flatnonzero(codes) if codes.any() else ():
-            reason = scoring.which_look(looks, self._tables, int(j))
+            reason = scoring.which_look(looks, self._tables, int(j), float(gate[j]) if self.seasonal else -math.inf)
             per_feature = {"level": level_f[j], "spread": spread_f[j], "stuck": -stuck_f[j],
                            scoring.REFERENCE: ref_z[j] if self.reference_rows else None}.get(reason, contrib[j])
             res.events.append(Event(
@@ -586,6 +632,112 @@ class Detector:
                 contributions=tuple(map(float, contrib[j])), started=float(S[j, L.start_ts]),
                 reason=reason, position=int(idx[j]), feature=int(np.argmax(per_feature)),
             ))
+
+    def _seasonal_wave(self, S, ts, x, count):
+        """The seasonal look for a wave of univariate readings (x float64[b]), test-then-train;
+        updates the streams' profile columns of S in place. Returns (log10 p of the look: 0 where
+        not trusted, the AND-gate's log10 2 Phi(-|z|): -inf where not trusted, trusted bool[b]).
+
+        Per reading, with P the readings per day (86400 / EW sampling interval; 288 until known):
+          day type d = weekend of (ts + day_offset_s); phase q = time of day * K / 86400 - 0.5,
+          bucket i = floor(q) (wrapping), f = q - i; the profile of day type d (the other day
+          type's while d's has no value at i, i + 1) predicts (1 - f) m_i + f m_{i+1}
+          r = x - prediction; s^2 = max((1 - f) v_i + f v_{i+1}, 0.02^2 vg); z = clip(r / s, +-30)
+          zbar = EW mean of z (rate 1 / max(P / 8, 4)); u = zbar / sd(zbar) (EW over 4 days)
+          trusted: completed days of type d >= 3 and R = vr / vg < seasonal_trust, vr and vg the
+          EW variances (over 4 days, winsorised at 4 s) of r and of x - level (EW over 1 day)
+          p = 2 Phi(-|u|); learn: m and v of the two buckets, weights (1 - f) and f, rate
+          max(1 / (completed days + 1), 1 / 8), the residual clipped at +-4 s.
+        """
+        L, K = self.state.layout, self.state.layout.SEAS_K
+        b = len(x)
+        n = np.arange(b)
+        prev = count > 1  # the stream has a previous reading (its ts is last_ts)
+        step = ts - S[:, L.last_ts]
+        dt0 = S[:, L.seas_dt]
+        dt = np.where(prev & (step > 0), np.where(dt0 == 0.0, step, dt0 + SEAS_DT_RATE * (step - dt0)), dt0)
+        S[:, L.seas_dt] = dt
+        P = np.where(dt > 0.0, DAY / np.where(dt > 0.0, dt, 1.0), DAY / 300.0)  # readings per day
+        lam_s = 1.0 / np.maximum(SEAS_MEMORY * P, 2.0)
+        lam_b = 1.0 / np.maximum(SEAS_SPAN * P, 4.0)
+        lam_l = 1.0 / np.maximum(P, 2.0)
+        tt = ts + self.day_offset
+        day = np.floor(tt / DAY)
+        d = _weekend(day)  # [b] 0.0 weekday, 1.0 weekend
+        last = S[:, L.seas_day]
+        new_day = prev & (day != last)
+        lt = _weekend(last)
+        S[:, L.seas_cyc0] += new_day & (lt == 0.0)
+        S[:, L.seas_cyc1] += new_day & (lt == 1.0)
+        S[:, L.seas_day] = day
+        cyc = np.where(d == 1.0, S[:, L.seas_cyc1], S[:, L.seas_cyc0])
+        q = (tt - day * DAY) / DAY * K - 0.5
+        i = np.floor(q)
+        f = q - i
+        i0 = np.where(i < 0.0, i + K, i).astype(np.intp)
+        i1 = np.where(i0 + 1 >= K, 0, i0 + 1)
+        m0 = L.seas_m.start
+        own = m0 + (d * K).astype(np.intp)
+        other = m0 + ((1.0 - d) * K).astype(np.intp)
+        b0, b1 = S[n, own + i0], S[n, own + i1]
+        own_ok = np.isfinite(b0) & np.isfinite(b1)
+        s0 = np.where(own_ok, b0, S[n, other + i0])
+        s1 = np.where(own_ok, b1, S[n, other + i1])
+        have = np.isfinite(s0) & np.isfinite(s1)
+        lev = np.where(count == 1, x, S[:, L.seas_lev])
+        eg = x - lev
+        vg = S[:, L.seas_vg]
+        lp = np.zeros(b)
+        gate = np.full(b, -np.inf)
+        trusted = np.zeros(b, bool)
+        g = 1.0 - f
+        clipv = np.full(b, np.inf)
+        if have.any():
+            r = x - (g * s0 + f * s1)
+            s2g = S[:, L.seas_s2]
+            first = have & np.isnan(s2g)
+            s2g = np.where(first, r * r, s2g)
+            vr = np.where(first, r * r, S[:, L.seas_vr])
+            v0c, v1c = L.seas_v.start + i0, L.seas_v.start + i1
+            v0, v1 = S[n, v0c], S[n, v1c]
+            v0 = np.where(have & ~np.isfinite(v0), s2g, v0)
+            v1 = np.where(have & ~np.isfinite(v1), s2g, v1)
+            vp = g * v0 + f * v1
+            fl = SEAS_PHI * SEAS_PHI * vg + 1e-12 * (1.0 + lev * lev)
+            s2 = np.maximum(vp, fl)
+            with np.errstate(invalid="ignore"):
+                z = np.clip(r / np.sqrt(s2), -SEAS_ZMAX, SEAS_ZMAX)
+                zb = S[:, L.seas_zb]
+                zb = zb + lam_b * (z - zb)
+                sfl = lam_b / (2.0 - lam_b)  # the variance of an EW mean of iid unit z
+                zb2 = S[:, L.seas_zb2]
+                zb2 = np.where(have & np.isnan(zb2), sfl, zb2)
+                u = zb / np.sqrt(np.maximum(zb2, sfl))
+                R = np.where(vg > 0.0, vr / np.where(vg > 0.0, vg, 1.0), np.inf)
+                trusted = have & (cyc >= SEAS_MIN_DAYS) & (R < self.seasonal_trust)
+            if trusted.any():
+                lp = np.where(trusted, scoring.gauss_tail_log10(np.abs(np.where(trusted, u, 0.0))), 0.0)
+                gate = np.where(trusted, scoring.gauss_tail_log10(np.abs(np.where(trusted, z, 0.0))), -np.inf)
+            with np.errstate(invalid="ignore"):
+                r2 = np.minimum(r * r, SEAS_CLIP * SEAS_CLIP * s2)
+                a = np.maximum(1.0 / (cyc + 1.0), 1.0 / SEAS_DAYS)
+                S[:, L.seas_s2] = np.where(have, s2g + lam_s * (r2 - s2g), s2g)
+                S[n, v0c] = np.where(have, v0 + a * g * (r2 - v0), v0)
+                S[n, v1c] = np.where(have, v1 + a * f * (r2 - v1), v1)
+                S[:, L.seas_vr] = np.where(have, vr + lam_s * (r2 - vr), vr)
+                S[:, L.seas_zb] = np.where(have, zb, S[:, L.seas_zb])
+                S[:, L.seas_zb2] = np.where(
+                    have, zb2 + lam_s * (np.minimum(zb * zb, SEAS_CLIP * SEAS_CLIP * np.maximum(zb2, sfl)) - zb2), zb2)
+                clipv = np.where(have, SEAS_CLIP * np.sqrt(s2), np.inf)
+        S[:, L.seas_vg] = vg + lam_s * (np.where(vg > 0.0, np.minimum(eg * eg, SEAS_CLIP * SEAS_CLIP * vg), eg * eg) - vg)
+        S[:, L.seas_lev] = lev + lam_l * eg
+        a = np.maximum(1.0 / (cyc + 1.0), 1.0 / SEAS_DAYS)
+        with np.errstate(invalid="ignore"):
+            e = x - (g * b0 + f * b1)
+            e = np.where(have, np.maximum(-clipv, np.minimum(clipv, e)), e)
+            S[n, own + i0] = np.where(own_ok, b0 + a * g * e, np.where(np.isfinite(b0), b0, x))
+            S[n, own + i1] = np.where(own_ok, b1 + a * f * e, np.where(np.isfinite(b1), b1, x))
+        return lp, gate, trusted
 
     def _one(self, pos: int, sid: str, ts: float, x: np.ndarray, res: Result, block: np.ndarray) -> bool:
         """``_wave`` for one reading (x float64[F]) in plain floats: scalar.py does the maths,
@@ -654,7 +806,7 @@ class Detector:
         r its stream's slab row after the step."""
         L, F, W = self.state.layout, self.F, scalar.W
         looks = {name: np.array([float(out[_SCALAR_OUT[name]])]) for name in self.looks}
-        reason = scoring.which_look(looks, self._tables, 0)
+        reason = scoring.which_look(looks, self._tables, 0, float(out[scalar.O_GATE]))
         column = {"level": scalar.W_LEVEL, "spread": scalar.W_SPREAD, "stuck": scalar.W_STUCK,
                   scoring.REFERENCE: scalar.W_REF}.get(reason, scalar.W_CONTRIB)
         per = [[float(work[f * W + c]) for c in range(W)] for f in range(F)]  # [F][W]

@@ -35,13 +35,14 @@ import math
 import numpy as np
 
 if cython.compiled:  # C's libm; plain Python: the math module (the same IEEE functions)
-    from cython.cimports.libc.math import erfc, exp, expm1, log, log1p, log10, sqrt
+    from cython.cimports.libc.math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, sqrt
 else:
-    from math import erfc, exp, expm1, log, log1p, log10, sqrt
+    from math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, sqrt
 
 # self.out: per reading
-O_SCORE, O_LIK, O_ONSET, O_SMOOTHED, O_LEVEL, O_SPREAD, O_STUCK, O_LOG10P, O_SCORED, O_GAP, O_REF = range(11)
-N_OUT = 11
+(O_SCORE, O_LIK, O_ONSET, O_SMOOTHED, O_LEVEL, O_SPREAD, O_STUCK, O_LOG10P, O_SCORED, O_GAP, O_REF,
+ O_SEAS, O_GATE) = range(13)  # O_SEAS: the seasonal look's log10 p; O_GATE: its AND-gate (-inf: untrusted)
+N_OUT = 13
 # self.work: per feature
 (W_XC, W_STD, W_MEAN, W_SIGMA_N, W_CONTRIB, W_RUN, W_D, W_V, W_FM, W_FV, W_LEVEL, W_SPREAD, W_STUCK,
  W_EXPECTED, W_SIGMA, W_REF) = range(16)
@@ -54,6 +55,19 @@ SQRT2 = 1.4142135623730951
 SQRT_PI = 1.7724538509055159
 GAUSS_SWITCH = 26.0  # scoring.GAUSS_SWITCH
 NAN = math.nan
+# the seasonal look's constants (detector.SEAS_*, the same numbers), C globals when compiled
+NEG_INF = cython.declare(cython.double, -math.inf)
+INF = cython.declare(cython.double, math.inf)
+DAY = cython.declare(cython.double, 86400.0)
+SEAS_DT_RATE = cython.declare(cython.double, 0.02)
+SEAS_MEMORY = cython.declare(cython.double, 4.0)
+SEAS_SPAN = cython.declare(cython.double, 0.125)
+SEAS_DAYS = cython.declare(cython.double, 8.0)
+SEAS_MIN_DAYS = cython.declare(cython.double, 3.0)
+SEAS_CLIP = cython.declare(cython.double, 4.0)
+SEAS_PHI = cython.declare(cython.double, 0.02)
+SEAS_ZMAX = cython.declare(cython.double, 30.0)
+SEAS_K = cython.declare(cython.int, 32)  # state.Layout.SEAS_K
 
 COMPILED = cython.compiled
 ONSET_LEVELS = [2.0 ** (j / 2.0) for j in range(24)]  # scoring.ONSET_LEVELS (the same numbers)
@@ -94,8 +108,8 @@ class OneReading:
     i_since_event: cython.int
     i_start_ts: cython.int
     i_duration: cython.int
-    or0: cython.int  # onset_ref[6]: instant, smoothed, level, spread, stuck, reference
-    oq0: cython.int  # onset_quiet[6]: the onset's re-arming
+    or0: cython.int  # onset_ref[7]: instant, smoothed, level, spread, stuck, reference, seasonal
+    oq0: cython.int  # onset_quiet[7]: the onset's re-arming (same order)
     rearm: cython.double
     quiet_level: cython.double
     ors0: cython.int  # onset_rates[N_LEVELS]: the onset's per-stream calibration
@@ -119,6 +133,23 @@ class OneReading:
     ref_rate: cython.double
     log10_F: cython.double
     n_looks: cython.int
+    # the seasonal look (state.Layout seas_*; see Detector._seasonal_wave)
+    seasonal: cython.bint
+    seas_trust: cython.double
+    day_offset: cython.double
+    log10_looks_seas: cython.double  # log10 of the number of looks on rows where it is trusted
+    sem0: cython.int
+    sev0: cython.int
+    i_cyc0: cython.int
+    i_cyc1: cython.int
+    i_sday: cython.int
+    i_sdt: cython.int
+    i_s2: cython.int
+    i_zb: cython.int
+    i_zb2: cython.int
+    i_lev: cython.int
+    i_vg: cython.int
+    i_vr: cython.int
     # detector settings
     warmup: cython.double
     settle: cython.double
@@ -193,6 +224,11 @@ class OneReading:
         self.n_levels = len(levels)
         self.threshold, self.clear_level = det.threshold, det.clear_level
         self.log10_looks = math.log10(self.n_looks)  # Bonferroni over the looks in use (scoring.combine_log10p)
+        self.seasonal, self.seas_trust, self.day_offset = det.seasonal, det.seasonal_trust, det.day_offset
+        self.log10_looks_seas = math.log10(self.n_looks + 1)
+        self.sem0, self.sev0 = (L.seas_m.start, L.seas_v.start) if det.seasonal else (0, 0)
+        (self.i_cyc0, self.i_cyc1, self.i_sday, self.i_sdt, self.i_s2, self.i_zb, self.i_zb2, self.i_lev, self.i_vg,
+         self.i_vr) = (getattr(L, n) if det.seasonal else 0 for n in L.SEAS_SCALARS)
         a = s.alerts
         self.a_k, self.a_mask = a.k, (1 << a.n) - 1
         self.a_clear_after, self.a_min_duration, self.a_cooldown = a.clear_after, a.min_duration, a.cooldown
@@ -402,8 +438,16 @@ class OneReading:
         lp5: cython.double = 0.0
         if self.ref_rows > 0.0:
             lp5 = min(reference + self.log10_F, 0.0)
-        log10p: cython.double = min(stuck, lp0, lp1, lp2, lp3, lp5)
-        log10p = min(log10p + self.log10_looks, 0.0)
+        lp6: cython.double = 0.0  # the seasonal look (0: not trusted)
+        gate: cython.double = NEG_INF
+        bonf: cython.double = self.log10_looks
+        out[O_SEAS], out[O_GATE] = 0.0, NEG_INF
+        if self.seasonal:
+            if self.season(r, x[0], ts, count, out):  # trusted: the AND-gate and one more look
+                lp6, gate, bonf = out[O_SEAS], out[O_GATE], self.log10_looks_seas
+                lp0, lp1 = max(lp0, gate), max(lp1, gate)
+        log10p: cython.double = min(stuck, lp0, lp1, lp2, lp3, lp5, lp6)
+        log10p = min(log10p + bonf, 0.0)
         lik: cython.double = 0.0
         if scored:
             lik = self.likelihood(log10p)
@@ -414,11 +458,14 @@ class OneReading:
         ref: cython.double
         q: cython.double
         k: cython.int
-        for k in range(self.n_looks):
+        for k in range(7):  # scoring.ALL_LOOKS: onset_ref column k
+            if (k == 5 and self.ref_rows <= 0.0) or (k == 6 and not self.seasonal):
+                continue
             sk = 0.0
             if scored:
-                sk = lp0 if k == 0 else lp1 if k == 1 else lp2 if k == 2 else lp3 if k == 3 else stuck if k == 4 else lp5
-                sk = max(-(sk + self.log10_looks), 0.0)
+                sk = (lp0 if k == 0 else lp1 if k == 1 else lp2 if k == 2 else lp3 if k == 3 else stuck if k == 4
+                      else lp5 if k == 5 else lp6)
+                sk = max(-(sk + bonf), 0.0)
             ref = r[self.or0 + k]
             if sk > self.onset_ratio * ref:
                 r[self.or0 + k] = sk
@@ -505,6 +552,123 @@ class OneReading:
         r[self.i_nstat] = nstat
         r[self.i_count], r[self.i_since], r[self.i_last_ts], r[self.i_smoothed] = count, since, ts, smoothed
         return code
+
+    @cython.cfunc
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    @cython.cdivision(True)
+    def season(self, r: cython.double[:], x: cython.double, ts: cython.double, count: cython.double,
+               out: cython.double[:]) -> cython.bint:
+        """The seasonal look for one reading x on the stream's row r (Detector._seasonal_wave, the
+        same maths in the same order), test-then-train. Writes its log10 p and the AND-gate's
+        log10 2 Phi(-|z|) to out[O_SEAS], out[O_GATE] where trusted; returns trusted."""
+        K: cython.int = SEAS_K
+        prev: cython.bint = count > 1
+        step: cython.double = ts - r[self.i_last_ts]
+        dt: cython.double = r[self.i_sdt]
+        if prev and step > 0.0:
+            dt = step if dt == 0.0 else dt + SEAS_DT_RATE * (step - dt)
+        r[self.i_sdt] = dt
+        P: cython.double = DAY / dt if dt > 0.0 else DAY / 300.0  # readings per day
+        lam_s: cython.double = 1.0 / max(SEAS_MEMORY * P, 2.0)
+        lam_b: cython.double = 1.0 / max(SEAS_SPAN * P, 4.0)
+        lam_l: cython.double = 1.0 / max(P, 2.0)
+        tt: cython.double = ts + self.day_offset
+        day: cython.double = floor(tt / DAY)
+        w: cython.double = day + 3.0
+        d: cython.int = 1 if w - 7.0 * floor(w / 7.0) >= 5.0 else 0
+        last: cython.double = r[self.i_sday]
+        if prev and day != last:
+            w = last + 3.0
+            if w - 7.0 * floor(w / 7.0) >= 5.0:
+                r[self.i_cyc1] += 1.0
+            else:
+                r[self.i_cyc0] += 1.0
+        r[self.i_sday] = day
+        cyc: cython.double = r[self.i_cyc1] if d == 1 else r[self.i_cyc0]
+        q: cython.double = (tt - day * DAY) / DAY * K - 0.5
+        fi: cython.double = floor(q)
+        f: cython.double = q - fi
+        g: cython.double = 1.0 - f
+        i0: cython.long = cython.cast(cython.long, fi)
+        if i0 < 0:
+            i0 += K
+        i1: cython.long = i0 + 1 if i0 + 1 < K else 0
+        own: cython.long = self.sem0 + d * K
+        other: cython.long = self.sem0 + (1 - d) * K
+        b0: cython.double = r[own + i0]
+        b1: cython.double = r[own + i1]
+        own_ok: cython.bint = isfinite(b0) and isfinite(b1)
+        s0: cython.double = b0 if own_ok else r[other + i0]
+        s1: cython.double = b1 if own_ok else r[other + i1]
+        have: cython.bint = isfinite(s0) and isfinite(s1)
+        lev: cython.double = x if count == 1 else r[self.i_lev]
+        eg: cython.double = x - lev
+        vg: cython.double = r[self.i_vg]
+        trusted: cython.bint = False
+        clipv: cython.double = INF
+        res: cython.double
+        s2g: cython.double
+        vr: cython.double
+        v0: cython.double
+        v1: cython.double
+        s2: cython.double
+        z: cython.double
+        zb: cython.double
+        sfl: cython.double
+        zb2: cython.double
+        u: cython.double
+        ratio: cython.double
+        r2: cython.double
+        a: cython.double
+        if have:
+            res = x - (g * s0 + f * s1)
+            s2g, vr = r[self.i_s2], r[self.i_vr]
+            if s2g != s2g:  # NaN: the first residual
+                s2g, vr = res * res, res * res
+            v0, v1 = r[self.sev0 + i0], r[self.sev0 + i1]
+            if not isfinite(v0):
+                v0 = s2g
+            if not isfinite(v1):
+                v1 = s2g
+            s2 = max(g * v0 + f * v1, SEAS_PHI * SEAS_PHI * vg + 1e-12 * (1.0 + lev * lev))
+            z = min(max(res / sqrt(s2), -SEAS_ZMAX), SEAS_ZMAX)
+            zb = r[self.i_zb]
+            zb = zb + lam_b * (z - zb)
+            sfl = lam_b / (2.0 - lam_b)  # the variance of an EW mean of iid unit z
+            zb2 = r[self.i_zb2]
+            if zb2 != zb2:
+                zb2 = sfl
+            u = zb / sqrt(max(zb2, sfl))
+            ratio = vr / vg if vg > 0.0 else INF
+            trusted = cyc >= SEAS_MIN_DAYS and ratio < self.seas_trust
+            if trusted:
+                out[O_SEAS] = self.gauss_tail_log10(abs(u))
+                out[O_GATE] = self.gauss_tail_log10(abs(z))
+            r2 = min(res * res, SEAS_CLIP * SEAS_CLIP * s2)
+            a = max(1.0 / (cyc + 1.0), 1.0 / SEAS_DAYS)
+            r[self.i_s2] = s2g + lam_s * (r2 - s2g)
+            r[self.sev0 + i0] = v0 + a * g * (r2 - v0)
+            r[self.sev0 + i1] = v1 + a * f * (r2 - v1)
+            r[self.i_vr] = vr + lam_s * (r2 - vr)
+            r[self.i_zb] = zb
+            r[self.i_zb2] = zb2 + lam_s * (min(zb * zb, SEAS_CLIP * SEAS_CLIP * max(zb2, sfl)) - zb2)
+            clipv = SEAS_CLIP * sqrt(s2)
+        r[self.i_vg] = vg + lam_s * ((min(eg * eg, SEAS_CLIP * SEAS_CLIP * vg) if vg > 0.0 else eg * eg) - vg)
+        r[self.i_lev] = lev + lam_l * eg
+        a = max(1.0 / (cyc + 1.0), 1.0 / SEAS_DAYS)
+        if own_ok:
+            res = x - (g * b0 + f * b1)
+            if have:
+                res = max(-clipv, min(clipv, res))
+            r[own + i0] = b0 + a * g * res
+            r[own + i1] = b1 + a * f * res
+        else:
+            if not isfinite(b0):
+                r[own + i0] = x
+            if not isfinite(b1):
+                r[own + i1] = x
+        return trusted
 
     @cython.cfunc
     def alert(self, r: cython.double[:], over: cython.bint, high: cython.bint, score: cython.double,

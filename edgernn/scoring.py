@@ -25,9 +25,28 @@ and, when the detector is given ``reference_rows`` (off by default), a sixth loo
               stream's first reference_rows readings  p = F * 2 Phi(-z) (Gaussian tail, Bonferroni
               (Welford, frozen after)                  over features), no table
 
+and, for univariate models (``DetectorSettings.seasonal``, on by default), the seasonal look, which
+acts only on rows where it is trusted:
+
+    seasonal  u = zbar / sd(zbar), with z = r / s the  a day that breaks the stream's daily pattern
+              residual r of x against the stream's    (a weekday shaped like a weekend, a level held
+              time-of-day profile (32 buckets, one     at the wrong time of day); p = 2 Phi(-|u|)
+              profile for weekdays, one for weekends, (Gaussian tail, no table)
+              linear between bucket centres, learned
+              test-then-train), s its per-bucket scale,
+              zbar a short EW mean of z (1/8 day)
+
+  trusted where that day type has >= 3 completed days and the profile explains the variance:
+  R = EW var(r) / EW var(x - day-scale level) < seasonal_trust (0.5). On trusted rows it is also an
+  AND-gate: the instant and smoothed looks' log10 p become max(their log10 p, log10 2 Phi(-|z|)),
+  so a reading must surprise the one-step GRU AND the time-of-day profile (routine daily
+  transitions stop being alarms), and the Bonferroni count includes the seasonal look there only
+  ("live Bonferroni": n + 1 looks on trusted rows, n elsewhere). Untrusted, it changes nothing.
+
 All but ``stuck`` are calibrated on held-out normal data: a table of log10 of the empirical
 survival function with an exponential tail beyond its last point (peaks over threshold).
-p = min(1, n * min_look p_look) (Bonferroni over the n looks in use) is a calibrated tail probability.
+p = min(1, n * min_look p_look) (Bonferroni over the n looks in use, the seasonal one only where it is
+trusted) is a calibrated tail probability.
 ``likelihood = 1 - p`` down to p = 1e-12 and ``1 - 1e-12 * (1 + ln(s / 12)) ** -0.2``
 (s = -log10 p) beyond, so it keeps increasing towards 1 without reaching it for any finite score
 (float64 still orders s from 10 s up to s = 1e300); a threshold sweep needs that ordering.
@@ -42,7 +61,8 @@ import numpy as np
 
 LOOKS = ("instant", "smoothed", "level", "spread", "stuck")
 REFERENCE = "reference"  # the optional sixth look (DetectorSettings.reference_rows > 0)
-ALL_LOOKS = (*LOOKS, REFERENCE)
+SEASONAL = "seasonal"  # the time-of-day look (DetectorSettings.seasonal, univariate models)
+ALL_LOOKS = (*LOOKS, REFERENCE, SEASONAL)  # also the order of each stream's onset_ref columns
 TABLE_LOOKS = LOOKS[:-1]  # the looks with a calibration table (stuck has its own model)
 # surprise levels (1 .. 2896) at which the detector keeps each stream's rate of onsets
 ONSET_LEVELS = np.array([2.0 ** (j / 2.0) for j in range(24)])
@@ -97,11 +117,13 @@ def tail_log10(values: np.ndarray, table: dict) -> np.ndarray:
 
 
 def look_log10p(looks: dict[str, np.ndarray], tables: dict) -> np.ndarray:
-    """log10 p of each look on its own, float64[n, b] in the order of ALL_LOOKS (n = 5, or 6 when
-    ``looks`` has the reference look, whose value is already a log10 p like stuck's)."""
+    """log10 p of each look on its own, float64[n, b] in the order of ALL_LOOKS (n = 5, plus one
+    for each of the reference and seasonal looks that ``looks`` has; their values are already log10
+    p like stuck's). The seasonal AND-gate is the caller's (Detector._wave)."""
     rows = [tail_log10(looks[name], tables[name]) for name in TABLE_LOOKS] + [looks["stuck"]]
-    if REFERENCE in looks:
-        rows.append(looks[REFERENCE])
+    for name in (REFERENCE, SEASONAL):
+        if name in looks:
+            rows.append(looks[name])
     return np.stack(rows)
 
 
@@ -117,12 +139,16 @@ def look_surprise(lps: np.ndarray) -> np.ndarray:
     return np.maximum(-(lps + math.log10(lps.shape[0])), 0.0)
 
 
-def which_look(looks: dict[str, np.ndarray], tables: dict, j: int) -> str:
-    """Name of the look that is most surprising for reading j (what an alert says is wrong)."""
+def which_look(looks: dict[str, np.ndarray], tables: dict, j: int, gate: float = -math.inf) -> str:
+    """Name of the look that is most surprising for reading j (what an alert says is wrong).
+    ``gate``: the seasonal AND-gate's log10 2 Phi(-|z|) for that reading (-inf: not trusted)."""
     lps = {name: float(tail_log10(looks[name][j : j + 1], tables[name])[0]) for name in TABLE_LOOKS}
+    lps["instant"] = max(lps["instant"], gate)
+    lps["smoothed"] = max(lps["smoothed"], gate)
     lps["stuck"] = float(looks["stuck"][j])
-    if REFERENCE in looks:
-        lps[REFERENCE] = float(looks[REFERENCE][j])
+    for name in (REFERENCE, SEASONAL):
+        if name in looks:
+            lps[name] = float(looks[name][j])
     return min(lps, key=lps.get)
 
 

@@ -19,11 +19,13 @@ import numpy as np
 from .fileio import save_npz
 
 log = logging.getLogger(__name__)
-SNAPSHOT_VERSION = 5  # 2: onset_peak became the per-look onset_ref[5]; 3: reference look columns, onset_ref[6];
+SNAPSHOT_VERSION = 6  # 2: onset_peak became the per-look onset_ref[5]; 3: reference look columns, onset_ref[6];
 #                       4: onset_rate, onset_mean, onset_n (the onset's per-stream rarity cap);
 #                       5: range_lo, range_hi, onset_rates[N_LEVELS] (the onset's per-stream calibration);
 #                          ref_tx, ref_peak (the reference look's drift allowance and peak gate);
-#                          onset_quiet[N_LOOKS] (the onset's re-arming)
+#                          onset_quiet[N_LOOKS] (the onset's re-arming);
+#                       6: the seasonal look's per-stream time-of-day profile (seas_m, seas_v and its
+#                          scalars, univariate models only) and onset_ref[7] (its own onset column)
 
 
 class Layout:
@@ -51,17 +53,33 @@ class Layout:
     held                       readings in a row at or above the clear level (learning paused)
     active ... duration        alert state machine (see alerts.py)
     range_lo[F], range_hi[F]   the smallest and largest raw value the stream has had (the onset's range look)
-    onset_ref[N_LOOKS]         per look, the surprise of its last onset (decaying): the onset output
+    onset_ref[N_LOOKS]         per look (scoring.ALL_LOOKS order), the surprise of its last onset
+                               (decaying): the onset output
     onset_quiet[N_LOOKS]       per look, scored readings in a row with a surprise below onset_quiet: at
                                onset_rearm the episode is over and the look's onset_ref goes back to 0
     onset_rates[N_LEVELS]      EW rate (per scored reading, memory onset_memory) of the stream's onsets
                                with surprise >= ONSET_LEVELS[j]: the onset's per-stream calibration
+
+    The seasonal look (univariate models only: F == 1; zero-width slices otherwise), see
+    Detector._wave:
+    seas_m[2 SEAS_K]           time-of-day profile of x, weekday buckets | weekend buckets (NaN: unseen)
+    seas_v[SEAS_K]             per-bucket EW mean square of the profile residual (NaN: unseen)
+    seas_cyc0, seas_cyc1       completed days of each day type (weekday, weekend)
+    seas_day                   the last reading's day number (floor((ts + day_offset_s) / 86400))
+    seas_dt                    EW sampling interval, seconds (0: not known yet)
+    seas_s2                    global EW mean square residual (NaN until the profile has a value)
+    seas_zb, seas_zb2          short EW mean of the residual z, and the EW mean square of that mean
+    seas_lev                   level of x tracking on the day scale (EW over one cycle)
+    seas_vg, seas_vr           EW variances of x - level and of the residual: the trust ratio R = vr / vg
     """
 
     # active, hist, below, cooldown stay adjacent: the detector tests them with one slice
     SCALARS = ("count", "since_reset", "last_ts", "smoothed", "trials", "nstat", "held", "active", "hist", "below",
                "cooldown", "seq", "peak", "since_event", "start_ts", "duration")
-    N_LOOKS = 6  # scoring.ALL_LOOKS
+    N_LOOKS = 7  # scoring.ALL_LOOKS
+    SEAS_K = 32  # buckets over the day of the seasonal look's profile
+    SEAS_SCALARS = ("seas_cyc0", "seas_cyc1", "seas_day", "seas_dt", "seas_s2", "seas_zb", "seas_zb2", "seas_lev",
+                    "seas_vg", "seas_vr")
     N_LEVELS = 24  # scoring.ONSET_LEVELS
 
     def __init__(self, n_features: int):
@@ -93,7 +111,16 @@ class Layout:
         self.onset_ref = slice(end, end + self.N_LOOKS)
         self.onset_quiet = slice(end + self.N_LOOKS, end + 2 * self.N_LOOKS)
         self.onset_rates = slice(end + 2 * self.N_LOOKS, end + 2 * self.N_LOOKS + self.N_LEVELS)
-        self.width = end + 2 * self.N_LOOKS + self.N_LEVELS
+        end += 2 * self.N_LOOKS + self.N_LEVELS
+        # the seasonal look's columns exist for univariate models only (zero width otherwise)
+        self.has_seasonal = F == 1
+        K = self.SEAS_K if self.has_seasonal else 0
+        self.seas_m = slice(end, end + 2 * K)
+        self.seas_v = slice(end + 2 * K, end + 3 * K)
+        end += 3 * K
+        for i, name in enumerate(self.SEAS_SCALARS):
+            setattr(self, name, end + i if self.has_seasonal else -1)
+        self.width = end + (len(self.SEAS_SCALARS) if self.has_seasonal else 0)
 
 
 class StateStore:
@@ -115,6 +142,12 @@ class StateStore:
         self._init_row[self.layout.last_ts] = -np.inf
         self._init_row[self.layout.range_lo] = np.inf  # no value seen yet: an empty range
         self._init_row[self.layout.range_hi] = -np.inf
+        L = self.layout
+        if L.has_seasonal:  # nothing seen yet: an empty profile, no scale
+            self._init_row[L.seas_m] = np.nan
+            self._init_row[L.seas_v] = np.nan
+            self._init_row[L.seas_s2] = np.nan
+            self._init_row[L.seas_zb2] = np.nan
 
     def set_initial(self, column: slice | int, value) -> None:
         """Set what a new stream's row starts with (e.g. fixed normalisation)."""
@@ -170,6 +203,9 @@ class StateStore:
         out.update(norm_mean=r[L.norm_mean].copy(), norm_var=r[L.norm_var].copy(), pred=r[L.pred].copy(),
                    onset_ref=r[L.onset_ref].copy(), onset_rates=r[L.onset_rates].copy(),
                    range_lo=r[L.range_lo].copy(), range_hi=r[L.range_hi].copy(), h=self.h[row].copy())
+        if L.has_seasonal:
+            out.update(seas_m=r[L.seas_m].copy(), seas_v=r[L.seas_v].copy(),
+                       **{name: float(r[getattr(L, name)]) for name in L.SEAS_SCALARS})
         return out
 
     # -- snapshots ---------------------------------------------------------------------------

@@ -42,6 +42,11 @@ def add_arguments(p) -> None:
                      choices=["standard", "reward_low_FP_rate", "reward_low_FN_rate", "all"],
                      help="profile(s) to print (the JSON always has all three)")
     nab.add_argument("--categories", help="comma-separated NAB categories (default: all present)")
+    nab.add_argument("--seasonal", choices=("on", "off"), default="on",
+                     help="the seasonal (time-of-day) look and its AND-gate (default: on, as the daemon)")
+    nab.add_argument("--seasonal-trust", type=float, default=0.5, metavar="R0",
+                     help="the seasonal look acts where the profile's residual variance is below R0 times "
+                          "the day-scale variance (default: 0.5)")
 
     sk = sub.add_parser("skab", help="Skoltech Anomaly Benchmark (F1 / FAR / MAR)")
     _common(sk, "firmware_models/skab-pump", "skab")
@@ -123,6 +128,7 @@ def _meta(args, det, data_dir) -> dict:
     return {"edgernn": __version__, "command": "edgernn " + " ".join(sys.argv[1:]),
             "model": {"name": b.name, "version": b.version, "path": str(b.path), "sha256": b.sha256},
             "backend": args.backend, "threshold": det.threshold, "warmup": det.warmup,
+            "seasonal": det.seasonal, "seasonal_trust": det.seasonal_trust,
             "data_dir": str(data_dir) if data_dir else None}
 
 
@@ -173,7 +179,10 @@ def _run_nab(args) -> int:
         return fail("eval nab", why)
     if args.plot and not _plots_available("eval nab"):
         return 2
-    det = load_detector(args, command=f"eval {args.suite}")
+    if not 0.0 < args.seasonal_trust <= 1.0:
+        return fail("eval nab", f"--seasonal-trust {args.seasonal_trust}: expected a number in (0, 1]")
+    det = load_detector(args, command=f"eval {args.suite}", seasonal=args.seasonal == "on",
+                        seasonal_trust=args.seasonal_trust)
     if det.F != 1:
         return fail("eval nab", f"NAB is univariate; model {det.bundle.name!r} has {det.F} features")
     cats = [c.strip() for c in args.categories.split(",")] if args.categories else None

@@ -76,6 +76,9 @@ def test_unknown_key_names_file_line_and_path(tmp_path, model):
     ("  - name: plant\n", "  - name: plant\n    alerts: {k: 3, n: 2}\n", ":10: pipelines[0].alerts: alerts: need 1 <= k"),
     ("  port: 18830\n", "  port: 18830\n  protocol: 4\n", ":5: mqtt.protocol: '4' is not one of"),
     ("  - name: plant\n", "  - name: plant\n    reference_rows: -5\n", ":10: pipelines[0].reference_rows:"),
+    ("  - name: plant\n", "  - name: plant\n    seasonal_trust: 2\n", ":10: pipelines[0].seasonal_trust:"),
+    ("  - name: plant\n", "  - name: plant\n    seasonal: maybe\n", ":10: pipelines[0].seasonal: expected true or false"),
+    ("  - name: plant\n", "  - name: plant\n    day_offset_s: 1e9\n", ":10: pipelines[0].day_offset_s:"),
 ])
 def test_bad_values(tmp_path, model, old, new, where):
     assert where in error(tmp_path, ACCEPTANCE.replace(old, new), model)
@@ -131,7 +134,16 @@ def test_pipeline_detector_settings_reach_the_daemons_detector(tmp_path):
     text = ACCEPTANCE.replace("  - name: plant\n", "  - name: plant\n    reference_rows: 50\n    warmup: 20\n")
     cfg = load_config(write(tmp_path, text, REPO / "firmware_models" / "univariate"))
     det = build_pipeline(cfg, cfg.pipelines[0], cfg.limits).detector
-    assert det.reference_rows == 50 and det.warmup == 20 and det.looks[-1] == "reference"
+    assert det.reference_rows == 50 and det.warmup == 20 and "reference" in det.looks
+    assert det.seasonal and det.seasonal_trust == 0.5 and det.day_offset == 0.0  # the defaults
+    text = ACCEPTANCE.replace("  - name: plant\n", "  - name: plant\n    seasonal_trust: 0.3\n    day_offset_s: 3600\n")
+    cfg = load_config(write(tmp_path, text, REPO / "firmware_models" / "univariate"))
+    det = build_pipeline(cfg, cfg.pipelines[0], cfg.limits).detector
+    assert det.seasonal and det.seasonal_trust == 0.3 and det.day_offset == 3600.0
+    text = ACCEPTANCE.replace("  - name: plant\n", "  - name: plant\n    seasonal: false\n")
+    cfg = load_config(write(tmp_path, text, REPO / "firmware_models" / "univariate"))
+    det = build_pipeline(cfg, cfg.pipelines[0], cfg.limits).detector
+    assert not det.seasonal and "seasonal" not in det.looks
 
 
 def test_full_options(tmp_path, model):

@@ -533,7 +533,9 @@ def test_reference_look_stays_up_for_as_long_as_a_lasting_change_lasts(steady_bu
 
 def test_reference_look_off_by_default_and_settings_checked(steady_bundle):
     det = _det(steady_bundle(F=1, warmup=WARMUP))
-    assert det.reference_rows == 0 and det.looks == ("instant", "smoothed", "level", "spread", "stuck")
+    assert det.reference_rows == 0 and det.looks == ("instant", "smoothed", "level", "spread", "stuck", "seasonal")
+    det = _det(steady_bundle(F=2, warmup=WARMUP))  # the seasonal look: univariate models only
+    assert det.looks == ("instant", "smoothed", "level", "spread", "stuck") and not det.seasonal
     with pytest.raises(ValueError):
         _det(steady_bundle(F=1, warmup=WARMUP), reference_rows=10, reference_window=0.5)
 
@@ -655,3 +657,150 @@ def test_reference_drift_and_peak_gate(steady_bundle):
     assert np.nanmedian(plain[950:]) < -4 and np.nanmedian(gated[950:]) == 0.0  # its residue: gated out
     with pytest.raises(ValueError):
         _det(bdir, reference_rows=ref, reference_peak=1.0)
+
+
+# -- the seasonal look ------------------------------------------------------------------------------
+DAY = 86400.0
+MONDAY = 1_700_438_400.0  # 2023-11-20 00:00 UTC, a Monday
+
+
+def _daily(days=28, dt=1800.0, seed=0, weekend_flat=True, vary=0.0):
+    """A stream with a sharp daily pattern: 2 at night, 10 from 08:00 to 18:00 on weekdays (a
+    flat 2 on weekends), small noise; ``vary``: each day's level drawn from 10 +- vary (uniform).
+    Returns (ts, x[N, 1])."""
+    rng = np.random.default_rng(seed)
+    ts = MONDAY + dt * np.arange(int(days * DAY / dt))
+    hour = (ts % DAY) / 3600.0
+    day = np.floor(ts / DAY)
+    weekend = ((day + 3) % 7) >= 5
+    level = 10.0 + rng.uniform(-vary, vary, days + 1)[(day - day[0]).astype(int)]
+    x = np.where((hour >= 8) & (hour < 18) & ~(weekend & weekend_flat), level, 2.0)
+    return ts, (x + 0.2 * rng.standard_normal(len(ts)))[:, None]
+
+
+def _run(bdir, ts, x, stream="s", **settings):
+    det = _det(bdir, **settings)
+    det.record_looks = True
+    return det, det.process(Batch([stream] * len(ts), ts, x))
+
+
+def _surprise(onset):
+    return -np.log10(1.0 - onset)
+
+
+def test_seasonal_look_quiets_routine_daily_transitions(steady_bundle):
+    """Sharp transitions every morning and evening surprise the one-step (persistence) model each
+    time; once the stream's time-of-day profile is trusted they must also surprise the profile
+    (the AND-gate): far fewer alerts and alerting readings with the look on than off, and no more
+    onsets (the onset's per-stream calibration already finds these routine)."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    for vary in (0.0, 4.0):  # the same transition every day, or one of a varying size
+        ts, x = _daily(vary=vary)
+        later = ts >= MONDAY + 14 * DAY  # both day types trusted by then
+        counts = {}
+        for on in (False, True):
+            det, r = _run(bdir, ts, x, seasonal=on)
+            counts[on] = (sum(e.kind == "raised" and e.ts >= MONDAY + 14 * DAY for e in r.events),
+                          int(r.alert[later].sum()), int((r.likelihood[later] > 1 - 1e-4).sum()),
+                          int((_surprise(r.onset[later]) > 3).sum()))
+            if on:
+                assert (r.looks["seasonal"][later] <= 0).all() and det.state.get("s")["seas_cyc1"] >= 3
+        off, on = counts[False], counts[True]
+        assert off[0] >= 2 and on[0] == 0, counts
+        assert off[1] >= 100 and on[1] <= off[1] // 10, counts
+        assert off[2] >= 100 and on[2] <= off[2] // 10, counts
+        assert on[3] <= off[3], counts
+
+
+@pytest.mark.parametrize("kind", ["weekend_shape", "wrong_time"])
+def test_seasonal_look_raises_a_day_that_breaks_the_daily_pattern(kind, steady_bundle):
+    """A weekday that looks like the weekend's profile (flat), or the day level held at night:
+    smooth to the one-step model, surprising to the stream's own time-of-day profile."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    ts, x = _daily()
+    day = MONDAY + 16 * DAY  # a Wednesday
+    if kind == "weekend_shape":
+        brk = (ts >= day) & (ts < day + DAY)
+        x[brk] = 2.0 + 0.2 * np.random.default_rng(1).standard_normal((brk.sum(), 1))
+    else:
+        brk = (ts >= day - 6 * 3600.0) & (ts < day + 8 * 3600.0)  # 18:00 Tuesday to 08:00: held at 10
+        x[brk] = 10.0 + 0.2 * np.random.default_rng(1).standard_normal((brk.sum(), 1))
+    peak = {}
+    for on in (False, True):
+        det, r = _run(bdir, ts, x, seasonal=on)
+        peak[on] = (float(_surprise(r.onset[brk]).max()), float(_surprise(r.likelihood[brk]).max()))
+    # the onset is calibrated on the stream's own rate of onsets (routine transitions here): a
+    # few units, as high as a routine transition's onset with the look off
+    assert peak[True][0] > 3 and peak[True][0] > peak[False][0] + 2, peak
+    assert peak[True][1] > 8 and peak[True][1] > peak[False][1] + 5, peak
+
+
+def test_seasonal_look_leaves_a_non_seasonal_stream_untouched(steady_bundle):
+    """White noise sampled every 30 minutes for weeks, and a fast sine: the profile never
+    explains the variance, so the look is never trusted and every output is bit for bit the one
+    with the look off."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    rng = np.random.default_rng(3)
+    ts = MONDAY + 1800.0 * np.arange(48 * 21)
+    cases = [(ts, 5.0 + rng.standard_normal((len(ts), 1))), (np.arange(1500, dtype=float), sine_series(1500, seed=2))]
+    for t, x in cases:
+        x[len(x) // 2] += 20 * float(x.std())
+        (_, on), (_, off) = _run(bdir, t, x), _run(bdir, t, x, seasonal=False)
+        assert np.nanmax(on.looks["seasonal"]) == 0.0 and np.nanmin(on.looks["seasonal"]) == 0.0
+        for name in ("score", "likelihood", "onset", "expected", "sigma", "alert", "event"):
+            np.testing.assert_array_equal(getattr(on, name), getattr(off, name), err_msg=name)
+        assert _event_keys(on.events, exact=True) == _event_keys(off.events, exact=True)
+
+
+def test_seasonal_look_numpy_and_scalar_paths_agree_and_name_the_look(steady_bundle):
+    """The seasonal maths on numpy columns (_wave) and one reading at a time (scalar.py), with
+    the look trusted: equal outputs, state and events; an alert raised by a broken day says so."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    ts, x = _daily(days=21)
+    day = MONDAY + 16 * DAY
+    x2 = x.copy()
+    brk = (ts >= day) & (ts < day + DAY)
+    x2[brk] = 2.0 + 0.2 * np.random.default_rng(1).standard_normal((brk.sum(), 1))
+    runs = {}
+    for path, vector_from in (("numpy", 0), ("scalar", 1 << 30)):
+        det = _det(bdir, threshold=threshold_for_rate(1e-8), day_offset_s=3600.0)
+        det.vector_from = vector_from
+        streams = ["a", "b"] * len(ts)  # two streams per wave: the numpy path takes waves of 2
+        res = det.process(Batch(streams, np.repeat(ts, 2), np.stack([x, x2], axis=1).reshape(-1, 1)))
+        runs[path] = det, res
+    (dn, rn), (ds, rs) = runs["numpy"], runs["scalar"]
+    for name in ("likelihood", "onset", "score"):
+        np.testing.assert_allclose(getattr(rn, name), getattr(rs, name), rtol=1e-12, atol=0, err_msg=name)
+    assert _event_keys(rn.events) == _event_keys(rs.events)
+    for sid in ("a", "b"):
+        a, b = dn.state.get(sid), ds.state.get(sid)
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-12, atol=0, err_msg=f"{sid} {k}")
+    assert np.isfinite(ds.state.get("a")["seas_m"]).all() and ds.state.get("a")["seas_cyc0"] >= 10
+    raised = [e for e in rs.events if e.kind == "raised" and e.stream == "b" and e.ts >= day]
+    assert any(e.reason == "seasonal" for e in raised), [(e.ts - day, e.reason) for e in raised]
+
+
+def test_seasonal_profile_survives_a_snapshot(steady_bundle, tmp_path):
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    ts, x = _daily(days=18)
+    cut = len(ts) * 2 // 3
+    whole = _det(bdir)
+    r_whole = whole.process(Batch(["s"] * len(ts), ts, x))
+    first = _det(bdir)
+    first.process(Batch(["s"] * cut, ts[:cut], x[:cut]))
+    first.state.snapshot(tmp_path / "snap.npz", "sha")
+    second = _det(bdir)
+    assert second.state.restore(tmp_path / "snap.npz", "sha")[0]
+    np.testing.assert_array_equal(second.state.get("s")["seas_m"], first.state.get("s")["seas_m"])
+    r_rest = second.process(Batch(["s"] * (len(ts) - cut), ts[cut:], x[cut:]))
+    np.testing.assert_array_equal(r_rest.onset, r_whole.onset[cut:])
+    np.testing.assert_array_equal(r_rest.likelihood, r_whole.likelihood[cut:])
+    np.testing.assert_array_equal(second.state.get("s")["seas_m"], whole.state.get("s")["seas_m"])
+
+
+def test_seasonal_settings_checked(steady_bundle):
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    for bad in ({"seasonal_trust": 0.0}, {"seasonal_trust": 1.5}, {"day_offset_s": float("nan")}):
+        with pytest.raises(ValueError, match="seasonal_trust|day_offset_s"):
+            _det(bdir, **bad)

@@ -31,6 +31,8 @@ import numpy as np
 
 from . import alerts, scalar, scoring
 from .alerts import AlertSettings
+from .scoring import (DAY, SEAS_CLIP, SEAS_DAYS, SEAS_DT_RATE, SEAS_MEMORY, SEAS_MIN_DAYS, SEAS_PHI, SEAS_SPAN,
+                      SEAS_ZMAX)
 from .state import StateStore
 
 
@@ -38,16 +40,6 @@ from .state import StateStore
 _SCALAR_OUT = {"instant": scalar.O_SCORE, "smoothed": scalar.O_SMOOTHED, "level": scalar.O_LEVEL,
                "spread": scalar.O_SPREAD, "stuck": scalar.O_STUCK, scoring.REFERENCE: scalar.O_REF,
                scoring.SEASONAL: scalar.O_SEAS}
-# the seasonal look's constants (see Detector._seasonal_wave; scalar.py has the same numbers)
-DAY = 86400.0
-SEAS_DT_RATE = 0.02  # EW rate of the sampling interval
-SEAS_MEMORY = 4.0  # days the scales and the trust ratio remember
-SEAS_SPAN = 0.125  # fraction of a day in the short EW mean of z
-SEAS_DAYS = 8.0  # days the profile remembers (once that many have been seen)
-SEAS_MIN_DAYS = 3.0  # completed days of a day type before its profile is trusted
-SEAS_CLIP = 4.0  # residuals winsorised / Huber-clipped at this many s
-SEAS_PHI = 0.02  # floor on s: this fraction of the sd of x around its day-scale level
-SEAS_ZMAX = 30.0  # |z| clipped here
 SCALAR_WAVE = 4  # waves of at most this many readings take the plain-Python path (measured)
 
 
@@ -691,6 +683,7 @@ class Detector:
         gate = np.full(b, -np.inf)
         trusted = np.zeros(b, bool)
         g = 1.0 - f
+        a = np.maximum(1.0 / (cyc + 1.0), 1.0 / SEAS_DAYS)  # the profile's learning rate
         clipv = np.full(b, np.inf)
         if have.any():
             r = x - (g * s0 + f * s1)
@@ -720,7 +713,6 @@ class Detector:
                 gate = np.where(trusted, scoring.gauss_tail_log10(np.abs(np.where(trusted, z, 0.0))), -np.inf)
             with np.errstate(invalid="ignore"):
                 r2 = np.minimum(r * r, SEAS_CLIP * SEAS_CLIP * s2)
-                a = np.maximum(1.0 / (cyc + 1.0), 1.0 / SEAS_DAYS)
                 S[:, L.seas_s2] = np.where(have, s2g + lam_s * (r2 - s2g), s2g)
                 S[n, v0c] = np.where(have, v0 + a * g * (r2 - v0), v0)
                 S[n, v1c] = np.where(have, v1 + a * f * (r2 - v1), v1)
@@ -731,7 +723,6 @@ class Detector:
                 clipv = np.where(have, SEAS_CLIP * np.sqrt(s2), np.inf)
         S[:, L.seas_vg] = vg + lam_s * (np.where(vg > 0.0, np.minimum(eg * eg, SEAS_CLIP * SEAS_CLIP * vg), eg * eg) - vg)
         S[:, L.seas_lev] = lev + lam_l * eg
-        a = np.maximum(1.0 / (cyc + 1.0), 1.0 / SEAS_DAYS)
         with np.errstate(invalid="ignore"):
             e = x - (g * b0 + f * b1)
             e = np.where(have, np.maximum(-clipv, np.minimum(clipv, e)), e)

@@ -34,6 +34,8 @@ import math
 
 import numpy as np
 
+from . import scoring as _sc  # the shared constants (ONSET_LEVELS, SEAS_*)
+
 if cython.compiled:  # C's libm; plain Python: the math module (the same IEEE functions)
     from cython.cimports.libc.math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, sqrt
 else:
@@ -55,22 +57,21 @@ SQRT2 = 1.4142135623730951
 SQRT_PI = 1.7724538509055159
 GAUSS_SWITCH = 26.0  # scoring.GAUSS_SWITCH
 NAN = math.nan
-# the seasonal look's constants (detector.SEAS_*, the same numbers), C globals when compiled
+# the seasonal look's constants (scoring.SEAS_*), C globals when compiled
 NEG_INF = cython.declare(cython.double, -math.inf)
 INF = cython.declare(cython.double, math.inf)
-DAY = cython.declare(cython.double, 86400.0)
-SEAS_DT_RATE = cython.declare(cython.double, 0.02)
-SEAS_MEMORY = cython.declare(cython.double, 4.0)
-SEAS_SPAN = cython.declare(cython.double, 0.125)
-SEAS_DAYS = cython.declare(cython.double, 8.0)
-SEAS_MIN_DAYS = cython.declare(cython.double, 3.0)
-SEAS_CLIP = cython.declare(cython.double, 4.0)
-SEAS_PHI = cython.declare(cython.double, 0.02)
-SEAS_ZMAX = cython.declare(cython.double, 30.0)
+DAY = cython.declare(cython.double, _sc.DAY)
+SEAS_DT_RATE = cython.declare(cython.double, _sc.SEAS_DT_RATE)
+SEAS_MEMORY = cython.declare(cython.double, _sc.SEAS_MEMORY)
+SEAS_SPAN = cython.declare(cython.double, _sc.SEAS_SPAN)
+SEAS_DAYS = cython.declare(cython.double, _sc.SEAS_DAYS)
+SEAS_MIN_DAYS = cython.declare(cython.double, _sc.SEAS_MIN_DAYS)
+SEAS_CLIP = cython.declare(cython.double, _sc.SEAS_CLIP)
+SEAS_PHI = cython.declare(cython.double, _sc.SEAS_PHI)
+SEAS_ZMAX = cython.declare(cython.double, _sc.SEAS_ZMAX)
 SEAS_K = cython.declare(cython.int, 32)  # state.Layout.SEAS_K
 
 COMPILED = cython.compiled
-ONSET_LEVELS = [2.0 ** (j / 2.0) for j in range(24)]  # scoring.ONSET_LEVELS (the same numbers)
 
 
 @cython.final
@@ -219,7 +220,7 @@ class OneReading:
         self.oq0, self.rearm, self.quiet_level = L.onset_quiet.start, det.onset_rearm, det.onset_quiet
         self.ors0, self.on_rate, self.on_weight = L.onset_rates.start, det.onset_rate, det.onset_weight
         self.lo0, self.hi0, self.range_surprise = L.range_lo.start, L.range_hi.start, det.range_surprise
-        levels = [float(v) for v in ONSET_LEVELS]
+        levels = [float(v) for v in _sc.ONSET_LEVELS]
         self.levels = np.array(levels, np.float64) if cython.compiled else levels
         self.n_levels = len(levels)
         self.threshold, self.clear_level = det.threshold, det.clear_level
@@ -607,6 +608,7 @@ class OneReading:
         vg: cython.double = r[self.i_vg]
         trusted: cython.bint = False
         clipv: cython.double = INF
+        a: cython.double = max(1.0 / (cyc + 1.0), 1.0 / SEAS_DAYS)  # the profile's learning rate
         res: cython.double
         s2g: cython.double
         vr: cython.double
@@ -620,7 +622,6 @@ class OneReading:
         u: cython.double
         ratio: cython.double
         r2: cython.double
-        a: cython.double
         if have:
             res = x - (g * s0 + f * s1)
             s2g, vr = r[self.i_s2], r[self.i_vr]
@@ -646,7 +647,6 @@ class OneReading:
                 out[O_SEAS] = self.gauss_tail_log10(abs(u))
                 out[O_GATE] = self.gauss_tail_log10(abs(z))
             r2 = min(res * res, SEAS_CLIP * SEAS_CLIP * s2)
-            a = max(1.0 / (cyc + 1.0), 1.0 / SEAS_DAYS)
             r[self.i_s2] = s2g + lam_s * (r2 - s2g)
             r[self.sev0 + i0] = v0 + a * g * (r2 - v0)
             r[self.sev0 + i1] = v1 + a * f * (r2 - v1)
@@ -656,7 +656,6 @@ class OneReading:
             clipv = SEAS_CLIP * sqrt(s2)
         r[self.i_vg] = vg + lam_s * ((min(eg * eg, SEAS_CLIP * SEAS_CLIP * vg) if vg > 0.0 else eg * eg) - vg)
         r[self.i_lev] = lev + lam_l * eg
-        a = max(1.0 / (cyc + 1.0), 1.0 / SEAS_DAYS)
         if own_ok:
             res = x - (g * b0 + f * b1)
             if have:

@@ -66,6 +66,16 @@ ALL_LOOKS = (*LOOKS, REFERENCE, SEASONAL)  # also the order of each stream's ons
 TABLE_LOOKS = LOOKS[:-1]  # the looks with a calibration table (stuck has its own model)
 # surprise levels (1 .. 2896) at which the detector keeps each stream's rate of onsets
 ONSET_LEVELS = np.array([2.0 ** (j / 2.0) for j in range(24)])
+# the seasonal look's constants (Detector._seasonal_wave and scalar.OneReading.season)
+DAY = 86400.0
+SEAS_DT_RATE = 0.02  # EW rate of the sampling interval
+SEAS_MEMORY = 4.0  # days the scales and the trust ratio remember
+SEAS_SPAN = 0.125  # fraction of a day in the short EW mean of z
+SEAS_DAYS = 8.0  # days the profile remembers (once that many have been seen)
+SEAS_MIN_DAYS = 3.0  # completed days of a day type before its profile is trusted
+SEAS_CLIP = 4.0  # residuals winsorised / Huber-clipped at this many s
+SEAS_PHI = 0.02  # floor on s: this fraction of the sd of x around its day-scale level
+SEAS_ZMAX = 30.0  # |z| clipped here
 P_FLOOR_LOG10 = -12.0  # below 1e-12 the likelihood switches to the slow, non-saturating branch
 LN10 = math.log(10.0)
 

@@ -29,9 +29,10 @@ def load_detector(args, command: str = "replay", **settings):
     try:
         bundle = load_bundle(resolve_model(args.model))
         backend = create_backend(args.backend, bundle)
+        # a setting out of range (e.g. --seasonal-trust 2) is one line too: the detector checks them
+        return Detector(bundle, backend, DetectorSettings(threshold=args.threshold, warmup=args.warmup, **settings))
     except (BundleError, BackendUnavailable, ValueError) as exc:
         raise SystemExit(fail(command, exc)) from None
-    return Detector(bundle, backend, DetectorSettings(threshold=args.threshold, warmup=args.warmup, **settings))
 
 
 def resolve_model(path: str):

@@ -179,8 +179,6 @@ def _run_nab(args) -> int:
         return fail("eval nab", why)
     if args.plot and not _plots_available("eval nab"):
         return 2
-    if not 0.0 < args.seasonal_trust <= 1.0:
-        return fail("eval nab", f"--seasonal-trust {args.seasonal_trust}: expected a number in (0, 1]")
     det = load_detector(args, command=f"eval {args.suite}", seasonal=args.seasonal == "on",
                         seasonal_trust=args.seasonal_trust)
     if det.F != 1:

@@ -11,34 +11,13 @@ state lives in the StateStore slab, so ids stay stable across snapshots and rest
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from .settings import AlertSettings  # declared once, with every other setting
 
 NONE, RAISED, UPDATE, CLEARED = 0, 1, 2, 3
 EVENT_NAMES = {RAISED: "raised", UPDATE: "update", CLEARED: "cleared"}
 _POPCOUNT = np.array([bin(i).count("1") for i in range(1 << 16)], np.int64)
-
-
-@dataclass(frozen=True)
-class AlertSettings:
-    k: int = 1  # raise when k of the last n readings are over the threshold ...
-    n: int = 1  # ... (1 of 1: a single extreme reading raises; n <= 16)
-    clear_after: int = 16  # readings in a row below the clear level that end an alert
-    clear_factor: float = 100.0  # clear level = tail probability clear_factor x the threshold's
-    min_duration: int = 1  # an alert stays active for at least this many readings before it clears
-    cooldown: int = 32  # readings after a clear before the same stream can raise again
-    update_factor: float = 4.0  # 'update' when the score exceeds the last event's by this factor
-    update_gap: int = 16  # at least this many readings between two events of one alert
-
-    def __post_init__(self):
-        if not 1 <= self.k <= self.n <= 16:
-            raise ValueError("alerts: need 1 <= k <= n <= 16")
-        for name in ("clear_after", "min_duration", "cooldown", "update_gap"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"alerts.{name} must be >= 0")
-        if self.clear_factor < 1 or self.update_factor <= 1:
-            raise ValueError("alerts: clear_factor must be >= 1 and update_factor > 1")
 
 
 def step(S: np.ndarray, L, cfg: AlertSettings, over: np.ndarray, high: np.ndarray,

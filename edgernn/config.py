@@ -1,9 +1,15 @@
 """Daemon configuration: YAML (``yaml.safe_load`` semantics) -> frozen dataclasses.
 
-Every error is one line ``FILE:LINE: key.path: message``; unknown keys are errors (a typo never
-silently becomes a default). Secrets are never inline: the MQTT password comes from
-``password_file``, ``password_env`` or a systemd credential (``$CREDENTIALS_DIRECTORY``), and no
-repr, summary or error message contains it.
+Every error is one line ``FILE:LINE: key.path: message``, and a file is checked to the end: a
+``ConfigError`` carries every problem found (``.messages``), not only the first. Unknown keys are
+errors with a did-you-mean hint (a typo never silently becomes a default). Secrets are never
+inline: the MQTT password comes from ``password_file``, ``password_env`` or a systemd credential
+(``$CREDENTIALS_DIRECTORY``), and no repr, summary or error message contains it. TLS files are
+loaded with Python's ``ssl`` module here, so a CA file that is not PEM or a client key that does
+not match its certificate is a config error, not a crash of the daemon.
+
+Every key is declared once, below (sections) or in ``edgernn.settings`` (the detector and alert
+keys of ``pipelines[]``); ``json_schema()`` derives the JSON Schema of the whole file from them.
 
 Minimal config (everything else has defaults, see ``deploy/edgernn.example.yaml``)::
 
@@ -20,35 +26,163 @@ Minimal config (everything else has defaults, see ``deploy/edgernn.example.yaml`
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import settings as schema
+from .settings import Setting, did_you_mean
+
 DEFAULT_CREDENTIAL = "mqtt-password"  # LoadCredential=mqtt-password:/etc/edgernn/mqtt-password
 PAYLOAD_FORMATS = ("json", "number")
 TIMESTAMP_UNITS = ("auto", "s", "ms", "us", "ns", "iso")
 WHEN_FULL = ("block", "drop_newest", "drop_oldest")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 PROTOCOLS = {"5": "5", "5.0": "5", "v5": "5", "3.1.1": "3.1.1", "311": "3.1.1", "v311": "3.1.1"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
 
 class ConfigError(ValueError):
-    """A config problem: one line, ``FILE:LINE: key.path: message``."""
+    """Config problems, one line each: ``FILE:LINE: key.path: message`` (``.messages``)."""
+
+    def __init__(self, messages):
+        self.messages = [messages] if isinstance(messages, str) else list(messages)
+        super().__init__("\n".join(self.messages))
+
+
+# -- the keys of each section, declared once (reader, defaults and JSON Schema derive from them) ----
+def _keys(section: str, *entries) -> tuple[Setting, ...]:
+    return tuple(Setting(name, kind, default, help_, unit, group=section, **kw)
+                 for name, kind, default, help_, unit, kw in entries)
+
+
+PORT = dict(ge=1, le=65535)
+MQTT_KEYS = _keys(
+    "mqtt",
+    ("host", str, "127.0.0.1", "broker host name or address", "", {}),
+    ("port", int, None, "broker port", "", dict(optional="1883, or 8883 with tls", **PORT)),
+    ("client_id", str, None, "MQTT client id; keep it stable (persistent session)", "", dict(optional="edgernn-{node}")),
+    ("protocol", str, "5", "MQTT protocol version", "", dict(choices=("5", "3.1.1"))),
+    ("keepalive", int, 30, "MQTT keepalive", "s", dict(ge=5, le=65535)),
+    ("username", str, None, "user name (the password comes from password_file, password_env or "
+     "password_credential, never inline)", "", dict(optional="anonymous")),
+    ("password_file", str, None, "file holding the password (relative: to this config file)", "", dict(optional="none")),
+    ("password_env", str, None, "environment variable holding the password", "", dict(optional="none")),
+    ("password_credential", str, None, "systemd credential (LoadCredential=) holding the password", "",
+     dict(optional=f"{DEFAULT_CREDENTIAL} when present")),
+    ("qos", int, 1, "subscription QoS (1: the broker keeps readings sent while the daemon restarts)", "",
+     dict(choices=(0, 1))),
+    ("session_expiry_s", int, 86400, "MQTT 5: how long the broker keeps the session while the daemon is away", "s",
+     dict(ge=0)),
+    ("clean_session", bool, False, "no persistent session (readings sent while down are lost)", "", {}),
+    ("reconnect_min_s", float, 1.0, "first reconnect delay (doubles up to reconnect_max_s)", "s", dict(gt=0)),
+    ("reconnect_max_s", float, 60.0, "longest reconnect delay", "s", dict(gt=0)),
+    ("publish_queue", int, 10000, "outgoing QoS 1 messages held while the broker is slow or away", "messages",
+     dict(ge=1)),
+)
+TLS_KEYS = _keys(
+    "tls",
+    ("ca", str, None, "PEM CA bundle that signed the broker's certificate", "", dict(optional="the system CAs")),
+    ("cert", str, None, "PEM client certificate (mutual TLS; needs key)", "", dict(optional="none")),
+    ("key", str, None, "PEM private key of the client certificate (unencrypted)", "", dict(optional="none")),
+    ("insecure", bool, False, "skip the broker hostname check (testing only)", "", {}),
+)
+TOPICS_KEYS = _keys(
+    "topics",
+    ("prefix", str, "edgernn/{node}", "topic prefix; placeholder {node}", "", {}),
+    ("alerts", str, "{prefix}/alerts/{stream}", "alert topic; placeholders {prefix} {node} {stream} {pipeline}", "", {}),
+    ("status", str, "{prefix}/status", "retained online / offline topic (last will)", "", {}),
+    ("stats", str, "{prefix}/stats", "stats topic", "", {}),
+    ("alert_qos", int, 1, "QoS of alert messages", "", dict(choices=(0, 1, 2))),
+    ("alert_retain", bool, False, "publish alerts retained", "", {}),
+)
+STATE_KEYS = _keys(
+    "state",
+    ("dir", str, "", "state directory ('': $STATE_DIRECTORY under systemd, else ./edgernn-state)", "", {}),
+    ("snapshot_interval_s", float, 60.0, "seconds between atomic snapshots (0: only at shutdown)", "s", dict(ge=0)),
+    ("restore", bool, True, "restore the snapshot at start (only when its model sha256 matches)", "", {}),
+)
+STATS_KEYS = _keys("stats", ("interval_s", float, 10.0, "seconds between stats messages (0: none)", "s", dict(ge=0)))
+LIMITS_KEYS = _keys(
+    "limits",
+    ("max_streams", int, 10_000, "live streams per pipeline; the least recently seen is evicted beyond", "streams",
+     dict(ge=1)),
+    ("inbox_size", int, 100_000, "readings waiting for the main thread", "readings", dict(ge=1)),
+    ("when_full", str, "block", "inbox full: block (back-pressure to the broker) or drop", "", dict(choices=WHEN_FULL)),
+    ("max_payload_bytes", int, 65_536, "larger MQTT payloads are rejected", "bytes", dict(ge=1)),
+    ("max_readings_per_message", int, 1_000, "more readings in one message are rejected", "readings", dict(ge=1)),
+    ("max_batch", int, 4_096, "readings per detector call", "readings", dict(ge=1)),
+    ("batch_wait_ms", float, 5.0, "under load only: wait up to this long while a batch is still filling", "ms",
+     dict(ge=0)),
+    ("max_future_s", float, 30 * 86400.0, "timestamps further ahead of the clock are rejected (0: off)", "s", dict(ge=0)),
+)
+LOG_KEYS = _keys(
+    "log",
+    ("level", str, "info", "log level", "", dict(choices=LOG_LEVELS)),
+    ("rejects_every_s", float, 10.0, "at most one log line per reject reason per this many seconds", "s", dict(ge=0)),
+)
+HOMEASSISTANT_KEYS = _keys(
+    "homeassistant",
+    ("discovery", bool, False, "publish Home Assistant MQTT discovery for every stream", "", {}),
+    ("prefix", str, "homeassistant", "Home Assistant's discovery prefix", "", {}),
+)
+METRICS_KEYS = _keys(
+    "metrics",
+    ("host", str, "127.0.0.1", "address the Prometheus /metrics endpoint listens on", "", {}),
+    ("port", int, 9108, "port of the /metrics endpoint", "", PORT),
+)
+PAYLOAD_KEYS = _keys(
+    "payload",
+    ("format", str, "json", "json object(s) or a plain number", "", dict(choices=PAYLOAD_FORMATS)),
+    ("value", str, None, "field path of the single value (univariate models)", "", dict(optional="none")),
+    ("timestamp", str, None, "field path of the timestamp", "", dict(optional="the time of receipt")),
+    ("timestamp_unit", str, "auto", "unit of the timestamp field", "", dict(choices=TIMESTAMP_UNITS)),
+    ("readings", str, None, "field path of an array of readings inside the object", "", dict(optional="none")),
+)
+PIPELINE_KEYS = _keys(
+    "pipelines",
+    ("name", str, None, "pipeline name (letters, digits, _ . -); names the snapshot file", "", {}),
+    ("subscribe", str, None, "MQTT topic filter", "", {}),
+    ("stream", str, "{topic}", "stream id template: {1}.. wildcard captures, {topic}, {pipeline}, payload fields",
+     "", {}),
+    ("model", str, None, "model bundle directory (relative: the working directory, then this file's)", "", {}),
+    ("qos", int, None, "subscription QoS", "", dict(choices=(0, 1), optional="mqtt.qos")),
+    ("backend", str, "numpy", "inference backend", "", {}),
+)
+PIPELINE_REQUIRED = ("name", "subscribe", "model")
+DETECTOR_KEYS = tuple(s for s in schema.group(schema.DETECTOR) if s.name != "max_streams")  # limits gives its default
+ALERT_KEYS = schema.group(schema.ALERTS)
+TOP_KEYS = ("node", "mqtt", "topics", "state", "stats", "limits", "log", "homeassistant", "metrics", "pipelines")
+
+
+def _fields(keys: tuple[Setting, ...]) -> list:
+    """Dataclass fields of a section (name, type, default) from its declarations."""
+    return [(s.name, s.kind if s.default is not None else (s.kind | None), field(default=s.default)) for s in keys]
+
+
+def _section_class(name: str, keys, doc: str, **namespace):
+    import dataclasses
+
+    cls = dataclasses.make_dataclass(name, _fields(keys), frozen=True, namespace={"__doc__": doc, **namespace})
+    cls.__module__ = __name__
+    return cls
 
 
 # -- dataclasses ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TlsConfig:
-    ca: str | None = None  # CA bundle that signed the broker's certificate (None: system CAs)
-    cert: str | None = None  # client certificate (mutual TLS) ...
-    key: str | None = None  # ... and its private key
-    insecure: bool = False  # skip the broker hostname check (never in production)
+TlsConfig = _section_class("TlsConfig", TLS_KEYS, "mqtt.tls: CA, client certificate and key (absolute paths).")
+TopicsConfig = _section_class("TopicsConfig", TOPICS_KEYS, "topics: templates of the published topics.")
+StateConfig = _section_class("StateConfig", STATE_KEYS, "state: where and how often the streams' state is saved.")
+StatsConfig = _section_class("StatsConfig", STATS_KEYS, "stats: the JSON stats topic.")
+LimitsConfig = _section_class("LimitsConfig", LIMITS_KEYS, "limits: bounds on memory, payloads and batches.")
+LogConfig = _section_class("LogConfig", LOG_KEYS, "log: level and reject rate limit.")
+HomeAssistantConfig = _section_class("HomeAssistantConfig", HOMEASSISTANT_KEYS, "homeassistant: MQTT discovery.")
+MetricsConfig = _section_class("MetricsConfig", METRICS_KEYS, "metrics: the Prometheus /metrics endpoint (absent: off).")
 
 
 @dataclass(frozen=True)
@@ -61,53 +195,13 @@ class MqttConfig:
     username: str | None = None
     password: str | None = field(default=None, repr=False, compare=False)
     password_source: str = ""  # where the password came from (safe to print)
-    tls: TlsConfig | None = None
+    tls: Any = None  # TlsConfig | None
     qos: int = 1  # subscription QoS (1: the broker queues readings while the daemon restarts)
     session_expiry_s: int = 86400  # MQTT 5 persistent session lifetime after a disconnect
     clean_session: bool = False  # True: no persistent session (readings sent while down are lost)
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
     publish_queue: int = 10000  # outgoing QoS 1 messages held while the broker is slow or away
-
-
-@dataclass(frozen=True)
-class TopicsConfig:
-    prefix: str = "edgernn/{node}"
-    alerts: str = "{prefix}/alerts/{stream}"
-    status: str = "{prefix}/status"
-    stats: str = "{prefix}/stats"
-    alert_qos: int = 1
-    alert_retain: bool = False
-
-
-@dataclass(frozen=True)
-class StateConfig:
-    dir: str = ""  # "" -> $STATE_DIRECTORY (systemd) or ./edgernn-state
-    snapshot_interval_s: float = 60.0  # 0: only on shutdown
-    restore: bool = True
-
-
-@dataclass(frozen=True)
-class StatsConfig:
-    interval_s: float = 10.0  # 0: no stats topic
-
-
-@dataclass(frozen=True)
-class LimitsConfig:
-    max_streams: int = 10_000  # per pipeline; least recently seen stream evicted beyond
-    inbox_size: int = 100_000  # readings waiting for the main thread
-    when_full: str = "block"  # block (back-pressure to the broker) | drop_newest | drop_oldest
-    max_payload_bytes: int = 65_536
-    max_readings_per_message: int = 1_000
-    max_batch: int = 4_096  # readings per Detector.process call
-    batch_wait_ms: float = 5.0  # under load only: wait up to this long while a batch is still filling
-    max_future_s: float = 30 * 86400.0  # timestamps further ahead of the clock are rejected (0: off)
-
-
-@dataclass(frozen=True)
-class LogConfig:
-    level: str = "info"
-    rejects_every_s: float = 10.0  # at most one log line per reject reason per this many seconds
 
 
 @dataclass(frozen=True)
@@ -122,6 +216,9 @@ class PayloadConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
+    """One pipeline. Detector settings given in the file are in ``detector`` / ``alerts`` (name,
+    value) pairs; reading ``p.<setting>`` gives the value given, else the schema default."""
+
     name: str
     subscribe: str
     model: str  # absolute path of the bundle directory
@@ -129,34 +226,44 @@ class PipelineConfig:
     payload: PayloadConfig = field(default_factory=PayloadConfig)
     qos: int = 1
     backend: str = "numpy"
-    threshold: float | None = None
-    warmup: int | None = None
-    settle: int | None = None
-    max_gap_s: float | None = None
-    adapt: float | None = None
-    reference_rows: int = 0  # > 0: the reference look against each stream's first readings
-    reference_window: float = 8.0
-    reference_drift: float = 0.0  # > 0: the reference look allows each feature's drift at this multiple of its slope
-    reference_peak: float = 0.0  # > 0: the reference look's peak gate (a change relaxed below this fraction has ended)
-    seasonal: bool = True  # the seasonal (time-of-day) look, univariate models (DetectorSettings.seasonal)
-    seasonal_trust: float = 0.5
-    day_offset_s: float = 0.0  # seconds added to timestamps for the time of day / weekday (local time)
-    alerts: tuple[tuple[str, Any], ...] = ()  # AlertSettings overrides
+    detector: tuple[tuple[str, Any], ...] = ()  # detector settings given (edgernn.settings names)
+    alerts: tuple[tuple[str, Any], ...] = ()  # alert settings given
     max_streams: int = 10_000
+
+    def __getattr__(self, name: str):
+        s = schema.BY_KEY.get(name)
+        if s is None or s.group != schema.DETECTOR or name.startswith("_"):
+            raise AttributeError(name)
+        return dict(self.detector).get(name, s.default)
+
+    @property
+    def settings(self) -> dict:
+        """The overrides a detector of this pipeline runs with (over the model's defaults)."""
+        return {**dict(self.detector), "max_streams": self.max_streams, schema.ALERTS: dict(self.alerts)}
+
+    def with_overrides(self, values: dict) -> "PipelineConfig":
+        """A copy with these settings (e.g. from the command line) over the file's."""
+        values = dict(values)
+        alerts = {**dict(self.alerts), **values.pop(schema.ALERTS, {})}
+        max_streams = values.pop("max_streams", self.max_streams)
+        return replace(self, detector=tuple({**dict(self.detector), **values}.items()),
+                       alerts=tuple(alerts.items()), max_streams=max_streams)
 
 
 @dataclass(frozen=True)
 class Config:
     node: str
     mqtt: MqttConfig
-    topics: TopicsConfig
-    state: StateConfig
-    stats: StatsConfig
-    limits: LimitsConfig
-    log: LogConfig
+    topics: Any
+    state: Any
+    stats: Any
+    limits: Any
+    log: Any
     pipelines: tuple[PipelineConfig, ...]
     source: str = ""
     lines: dict = field(default_factory=dict, repr=False, compare=False)
+    homeassistant: Any = field(default_factory=HomeAssistantConfig)
+    metrics: Any = None  # MetricsConfig, or None: no /metrics endpoint
 
     def where(self, path: str) -> str:
         """``FILE:LINE`` of a key path (for errors found after loading, e.g. a bad bundle)."""
@@ -185,10 +292,14 @@ class Config:
             f"state: {self.state_dir} (snapshot every {self.state.snapshot_interval_s:g} s, restore {'on' if self.state.restore else 'off'})",
             f"limits: inbox {self.limits.inbox_size} ({self.limits.when_full} when full), "
             f"payload <= {self.limits.max_payload_bytes} B, <= {self.limits.max_readings_per_message} readings/message",
+            f"home assistant discovery: {'on, prefix ' + self.homeassistant.prefix if self.homeassistant.discovery else 'off'}; "
+            f"metrics: {f'http://{self.metrics.host}:{self.metrics.port}/metrics' if self.metrics else 'off'}",
         ]
         for p in self.pipelines:
+            given = ", ".join(f"{k}={v}" for k, v in (*p.detector, *((f"alerts.{k}", v) for k, v in p.alerts)))
             out.append(f"pipeline {p.name!r}: {p.subscribe} (QoS {p.qos}) -> stream {p.stream!r}, "
-                       f"{p.payload.format} payload, model {p.model} on {p.backend}, max {p.max_streams} streams")
+                       f"{p.payload.format} payload, model {p.model} on {p.backend}, max {p.max_streams} streams"
+                       + (f"; {given}" if given else ""))
         return out
 
 
@@ -236,168 +347,189 @@ def _compose(text: str, source: str) -> tuple[Any, dict]:
     return data, lines
 
 
-class _Reader:
-    """Typed access to one mapping of the document, with errors that carry file:line:path."""
+@dataclass
+class _Ctx:
+    """Where the document came from, and every problem found so far."""
 
-    def __init__(self, ctx: "_Ctx", data: Any, path: str, allowed: tuple[str, ...]):
+    source: str
+    lines: dict
+    base: Path
+    errors: list = field(default_factory=list)
+
+    def error(self, path: str, msg: str) -> None:
+        self.errors.append(f"{_where(self.source, self.lines, path)}: {path}: {msg}" if path
+                           else f"{self.source}:1: {msg}")
+
+    def path(self, raw: str) -> Path:
+        p = Path(os.path.expanduser(raw))
+        return p if p.is_absolute() else self.base / p
+
+
+class _Reader:
+    """One mapping of the document: unknown keys reported (with a hint), typed access that reports
+    a bad value and goes on with the default, so that one pass finds every problem."""
+
+    def __init__(self, ctx: _Ctx, data: Any, path: str, allowed):
         self.ctx, self.path = ctx, path
+        allowed = tuple(allowed)
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise ctx.error(path, f"expected a mapping, got {_kind(data)}")
-        for key in data:
-            if key not in allowed:
-                hint = _close(str(key), allowed)
-                raise ctx.error(self.sub(key), f"unknown key{hint}; allowed: {', '.join(allowed)}")
-        self.data = data
+            ctx.error(path, f"expected a mapping, got {schema._kind(data)}")
+            data = {}
+        for key in [k for k in data if k not in allowed]:
+            ctx.error(self.sub(key), f"unknown key{did_you_mean(str(key), allowed)}; allowed: {', '.join(allowed)}")
+        self.data = {k: v for k, v in data.items() if k in allowed}
 
     def sub(self, key) -> str:
         return f"{self.path}.{key}" if self.path else str(key)
 
     def has(self, key) -> bool:
-        return key in self.data and self.data[key] is not None
+        return self.data.get(key) is not None
 
-    def get(self, key, kind, default=..., *, check=None, hint=""):
-        p = self.sub(key)
-        if key not in self.data or self.data[key] is None:
-            if default is ...:
-                raise self.ctx.error(p, "missing (required)")
+    def value(self, s: Setting, default=...):
+        """The value of a declared key (its default when absent; None when required and absent)."""
+        default = s.default if default is ... else default
+        if not self.has(s.name):
             return default
-        v = self.data[key]
-        if kind is float and isinstance(v, int) and not isinstance(v, bool):
+        v = self.data[s.name]
+        if s.kind is float and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
-        if kind is str and isinstance(v, (int, float)) and not isinstance(v, bool):
+        if s.kind is str and isinstance(v, (int, float)) and not isinstance(v, bool):
             v = str(v)
-        if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):
-            want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-            raise self.ctx.error(p, f"expected {_TYPE_WORDS.get(want, want)}, got {_kind(v)}")
-        if check is not None and not check(v):
-            raise self.ctx.error(p, f"{v!r} is not valid{': ' + hint if hint else ''}")
+        problem = s.problem(v)
+        if problem:
+            self.ctx.error(self.sub(s.name), problem)
+            return default
         return v
 
-    def choice(self, key, choices, default):
-        v = self.get(key, str, default)
-        if v not in choices:
-            raise self.ctx.error(self.sub(key), f"{v!r} is not one of: {', '.join(choices)}")
-        return v
+    def values(self, keys) -> dict:
+        return {s.name: self.value(s) for s in keys}
 
-
-_TYPE_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
-               "dict": "a mapping", "list": "a list"}
-
-
-def _kind(v) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-            float: "a number", type(None): "nothing"}.get(type(v), type(v).__name__)
-
-
-def _close(key: str, allowed) -> str:
-    import difflib
-
-    m = difflib.get_close_matches(key, allowed, n=1)
-    return f" (did you mean {m[0]!r}?)" if m else ""
-
-
-@dataclass
-class _Ctx:
-    source: str
-    lines: dict
-    base: Path
-
-    def error(self, path: str, msg: str) -> ConfigError:
-        return ConfigError(f"{_where(self.source, self.lines, path)}: {path}: {msg}" if path
-                           else f"{self.source}:1: {msg}")
-
-    def file(self, r: _Reader, key: str, *, must_exist: bool = True) -> str | None:
-        if not r.has(key):
+    def required(self, s: Setting, check=None, hint: str = ""):
+        if not self.has(s.name):
+            self.ctx.error(self.sub(s.name), "missing (required)")
             return None
-        p = Path(os.path.expanduser(r.get(key, str)))
-        if not p.is_absolute():
-            p = self.base / p
-        if must_exist and not p.is_file():
-            raise self.error(r.sub(key), f"file not found: {p}")
-        return str(p)
+        v = self.value(s)
+        if v is not None and check is not None and not check(v):
+            self.ctx.error(self.sub(s.name), f"{v!r} is not valid: {hint}")
+        return v
 
 
-def _positive(v) -> bool:
-    return v > 0
-
-
-def _non_negative(v) -> bool:
-    return v >= 0
+def _section(ctx: _Ctx, data: Any, name: str, keys, cls):
+    return cls(**_Reader(ctx, data, name, (s.name for s in keys)).values(keys))
 
 
 # -- sections ----------------------------------------------------------------------------------
 def _mqtt(ctx: _Ctx, data, node: str, resolve_secrets: bool) -> MqttConfig:
-    r = _Reader(ctx, data, "mqtt", ("host", "port", "client_id", "protocol", "keepalive", "username",
-                                    "password", "password_file", "password_env", "password_credential",
-                                    "tls", "qos", "session_expiry_s", "clean_session", "reconnect_min_s",
-                                    "reconnect_max_s", "publish_queue"))
+    keys = {s.name: s for s in MQTT_KEYS}
+    r = _Reader(ctx, data, "mqtt", (*keys, "tls", "password"))
     if "password" in r.data:
-        raise ctx.error("mqtt.password", "inline passwords are not accepted (config files get copied and "
-                        "printed); use password_file, password_env or password_credential (systemd LoadCredential)")
-    proto_raw = str(r.get("protocol", (str, int, float), "5"))
-    if proto_raw not in PROTOCOLS:
-        raise ctx.error("mqtt.protocol", f"{proto_raw!r} is not one of: 5, 3.1.1")
-    tls = None
-    if r.has("tls"):
-        raw = r.data["tls"]
-        if raw is True:
-            tls = TlsConfig()
-        elif raw is not False:
-            t = _Reader(ctx, raw, "mqtt.tls", ("ca", "cert", "key", "insecure"))
-            tls = TlsConfig(ca=ctx.file(t, "ca"), cert=ctx.file(t, "cert"), key=ctx.file(t, "key"),
-                            insecure=t.get("insecure", bool, False))
-            if (tls.cert is None) != (tls.key is None):
-                raise ctx.error("mqtt.tls", "cert and key go together (client certificate and its private key)")
-    username = r.get("username", str, None)
-    password, source = None, ""
+        ctx.error("mqtt.password", "inline passwords are not accepted (config files get copied and "
+                  "printed); use password_file, password_env or password_credential (systemd LoadCredential)")
+    if r.has("protocol") and str(r.data["protocol"]) not in PROTOCOLS:
+        ctx.error("mqtt.protocol", f"{str(r.data['protocol'])!r} is not one of: 5, 3.1.1")
+    protocol = PROTOCOLS.get(str(r.data.get("protocol") or "5"), "5")
+    tls = _tls(ctx, r.data.get("tls")) if r.has("tls") else None
+    v = {k: r.value(s) for k, s in keys.items() if k not in ("protocol",) and not k.startswith("password_")}
     sources = [k for k in ("password_file", "password_env", "password_credential") if r.has(k)]
     if len(sources) > 1:
-        raise ctx.error(f"mqtt.{sources[1]}", f"choose one password source (also given: {sources[0]})")
-    if sources and username is None:
-        raise ctx.error(f"mqtt.{sources[0]}", "a password needs mqtt.username")
-    if resolve_secrets:
-        password, source = _password(ctx, r, sources[0] if sources else None, username)
-    return MqttConfig(
-        host=r.get("host", str, "127.0.0.1"),
-        port=r.get("port", int, 8883 if tls else 1883, check=lambda v: 0 < v < 65536, hint="1-65535"),
-        client_id=r.get("client_id", str, f"edgernn-{node}"),
-        protocol=PROTOCOLS[proto_raw],
-        keepalive=r.get("keepalive", int, 30, check=lambda v: 5 <= v <= 65535, hint="5-65535 seconds"),
-        username=username, password=password, password_source=source, tls=tls,
-        qos=r.get("qos", int, 1, check=lambda v: v in (0, 1), hint="0 or 1"),
-        session_expiry_s=r.get("session_expiry_s", int, 86400, check=_non_negative),
-        clean_session=r.get("clean_session", bool, False),
-        reconnect_min_s=r.get("reconnect_min_s", float, 1.0, check=_positive),
-        reconnect_max_s=r.get("reconnect_max_s", float, 60.0, check=_positive),
-        publish_queue=r.get("publish_queue", int, 10000, check=_positive),
-    )
+        ctx.error(f"mqtt.{sources[1]}", f"choose one password source (also given: {sources[0]})")
+    if sources and v["username"] is None:
+        ctx.error(f"mqtt.{sources[0]}", "a password needs mqtt.username")
+    password, source = None, ""
+    if resolve_secrets and len(sources) <= 1:
+        password, source = _password(ctx, r, sources[0] if sources else None, v["username"])
+    return MqttConfig(**{**v, "port": v["port"] or (8883 if tls else 1883),
+                         "client_id": v["client_id"] if v["client_id"] is not None else f"edgernn-{node}"},
+                      protocol=protocol, password=password, password_source=source, tls=tls)
+
+
+def _tls(ctx: _Ctx, raw):
+    """``tls: true`` (system CAs), or a mapping of files, each loaded with ``ssl`` to check it."""
+    if raw is True:
+        return TlsConfig()
+    if raw is False:
+        return None
+    t = _Reader(ctx, raw, "mqtt.tls", (s.name for s in TLS_KEYS))
+    v = t.values(TLS_KEYS)
+    for key in ("ca", "cert", "key"):
+        if v[key] is not None:
+            p = ctx.path(v[key])
+            v[key] = str(p)
+            if not p.is_file():
+                ctx.error(f"mqtt.tls.{key}", f"file not found: {p}")
+                v[key] = None
+    if t.has("cert") != t.has("key"):
+        ctx.error("mqtt.tls", "cert and key go together (client certificate and its private key)")
+    tls = TlsConfig(**v)
+    _check_tls_files(ctx, tls)
+    return tls
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _no_passphrase():
+    raise _Encrypted  # never prompt on a terminal for a key's passphrase
+
+
+def _check_tls_files(ctx: _Ctx, tls) -> None:
+    """Load the CA bundle and the client certificate + key the way the MQTT client will."""
+    import ssl
+
+    for key in ("ca", "cert", "key"):
+        path = getattr(tls, key)
+        try:
+            if path is not None:
+                Path(path).open("rb").close()
+        except OSError as exc:
+            ctx.error(f"mqtt.tls.{key}", f"cannot read {path}: {exc.strerror}")
+            return
+    sc = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for key in ("ca", "cert"):  # a client certificate file must hold a certificate too
+        path = getattr(tls, key)
+        try:
+            if path is not None:
+                sc.load_verify_locations(cafile=path)
+        except ssl.SSLError as exc:
+            ctx.error(f"mqtt.tls.{key}", f"{path}: not a PEM certificate ({exc.reason or exc})")
+            return
+    if tls.cert is None or tls.key is None:
+        return
+    try:
+        sc.load_cert_chain(tls.cert, tls.key, password=_no_passphrase)
+    except _Encrypted:
+        ctx.error("mqtt.tls.key", f"{tls.key}: the private key is encrypted; give an unencrypted key "
+                  "(readable only by the service user)")
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc):
+            ctx.error("mqtt.tls.key", f"{tls.key} does not match the client certificate {tls.cert}")
+        else:
+            ctx.error("mqtt.tls.key", f"{tls.key}: not a PEM private key ({exc.reason or exc})")
 
 
 def _password(ctx: _Ctx, r: _Reader, source: str | None, username: str | None) -> tuple[str | None, str]:
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if source == "password_file":
-        path = ctx.file(r, "password_file", must_exist=False)
+    if source in ("password_file", "password_credential"):
+        name = str(r.data[source])
+        if source == "password_credential" and not creds:
+            ctx.error("mqtt.password_credential", "$CREDENTIALS_DIRECTORY is not set (run under systemd "
+                      f"with LoadCredential={name}:/path/to/secret)")
+            return None, ""
+        path = ctx.path(name) if source == "password_file" else Path(creds) / name
         try:
-            return _read_secret(Path(path)), f"file {path}"
-        except OSError as exc:
-            raise ctx.error("mqtt.password_file", f"cannot read {path}: {exc.strerror}") from None
+            return _read_secret(path), (f"file {path}" if source == "password_file" else f"systemd credential {name}")
+        except (OSError, UnicodeDecodeError) as exc:
+            ctx.error(f"mqtt.{source}", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+            return None, ""
     if source == "password_env":
-        name = r.get("password_env", str)
+        name = str(r.data["password_env"])
         if name not in os.environ:
-            raise ctx.error("mqtt.password_env", f"environment variable {name} is not set")
+            ctx.error("mqtt.password_env", f"environment variable {name} is not set")
+            return None, ""
         return os.environ[name], f"environment variable {name}"
-    if source == "password_credential":
-        name = r.get("password_credential", str)
-        if not creds:
-            raise ctx.error("mqtt.password_credential", "$CREDENTIALS_DIRECTORY is not set (run under systemd "
-                            f"with LoadCredential={name}:/path/to/secret)")
-        path = Path(creds) / name
-        try:
-            return _read_secret(path), f"systemd credential {name}"
-        except OSError as exc:
-            raise ctx.error("mqtt.password_credential", f"cannot read {path}: {exc.strerror}") from None
     if username is not None and creds and (Path(creds) / DEFAULT_CREDENTIAL).is_file():
         return _read_secret(Path(creds) / DEFAULT_CREDENTIAL), f"systemd credential {DEFAULT_CREDENTIAL}"
     return None, ""
@@ -407,49 +539,42 @@ def _read_secret(path: Path) -> str:
     return path.read_text(encoding="utf-8").rstrip("\r\n")
 
 
-def _topics(ctx: _Ctx, data) -> TopicsConfig:
-    r = _Reader(ctx, data, "topics", ("prefix", "alerts", "status", "stats", "alert_qos", "alert_retain"))
-    t = TopicsConfig(
-        prefix=r.get("prefix", str, TopicsConfig.prefix), alerts=r.get("alerts", str, TopicsConfig.alerts),
-        status=r.get("status", str, TopicsConfig.status), stats=r.get("stats", str, TopicsConfig.stats),
-        alert_qos=r.get("alert_qos", int, 1, check=lambda v: v in (0, 1, 2), hint="0, 1 or 2"),
-        alert_retain=r.get("alert_retain", bool, False),
-    )
-    for key, allowed in (("prefix", {"node"}), ("alerts", {"prefix", "node", "stream", "pipeline"}),
-                         ("status", {"prefix", "node"}), ("stats", {"prefix", "node"})):
+_TOPIC_PLACEHOLDERS = {"prefix": {"node"}, "alerts": {"prefix", "node", "stream", "pipeline"},
+                       "status": {"prefix", "node"}, "stats": {"prefix", "node"}}
+
+
+def _topics(ctx: _Ctx, data):
+    t = _section(ctx, data, "topics", TOPICS_KEYS, TopicsConfig)
+    for key, allowed in _TOPIC_PLACEHOLDERS.items():
         value = getattr(t, key)
         names = set(re.findall(r"\{([^{}]*)\}", value))
         if names - allowed:
-            raise ctx.error(f"topics.{key}", f"unknown placeholder {{{sorted(names - allowed)[0]}}}; allowed: "
-                            + ", ".join("{%s}" % a for a in sorted(allowed)))
+            ctx.error(f"topics.{key}", f"unknown placeholder {{{sorted(names - allowed)[0]}}}; allowed: "
+                      + ", ".join("{%s}" % a for a in sorted(allowed)))
         if "+" in value or "#" in value:
-            raise ctx.error(f"topics.{key}", "a topic to publish to cannot contain + or #")
+            ctx.error(f"topics.{key}", "a topic to publish to cannot contain + or #")
     if "{stream}" not in t.alerts:
-        raise ctx.error("topics.alerts", "needs {stream}")
+        ctx.error("topics.alerts", "needs {stream}")
     return t
 
 
 def _payload(ctx: _Ctx, data, path: str) -> PayloadConfig:
-    r = _Reader(ctx, data, path, ("format", "value", "values", "timestamp", "timestamp_unit", "readings"))
-    fmt = r.choice("format", PAYLOAD_FORMATS, "json")
+    r = _Reader(ctx, data, path, (*(s.name for s in PAYLOAD_KEYS), "values"))
+    v = r.values(PAYLOAD_KEYS)
     values: tuple = ()
     if r.has("values"):
         raw = r.data["values"]
-        if isinstance(raw, list) and all(isinstance(v, str) for v in raw):
-            values = tuple((v, v) for v in raw)
-        elif isinstance(raw, dict) and all(isinstance(v, str) for v in raw.values()):
-            values = tuple((str(k), v) for k, v in raw.items())
+        if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+            values = tuple((x, x) for x in raw)
+        elif isinstance(raw, dict) and all(isinstance(x, str) for x in raw.values()):
+            values = tuple((str(k), x) for k, x in raw.items())
         else:
-            raise ctx.error(f"{path}.values", "expected a list of field paths or a mapping feature: field path")
+            ctx.error(f"{path}.values", "expected a list of field paths or a mapping feature: field path")
         if r.has("value"):
-            raise ctx.error(f"{path}.values", "give either value (one feature) or values (several), not both")
-    p = PayloadConfig(
-        format=fmt, value=r.get("value", str, None), values=values,
-        timestamp=r.get("timestamp", str, None), timestamp_unit=r.choice("timestamp_unit", TIMESTAMP_UNITS, "auto"),
-        readings=r.get("readings", str, None),
-    )
-    if fmt == "number" and (p.value or p.values or p.timestamp or p.readings):
-        raise ctx.error(f"{path}.format", "a plain number payload has no fields (value/values/timestamp/readings)")
+            ctx.error(f"{path}.values", "give either value (one feature) or values (several), not both")
+    p = PayloadConfig(values=values, **v)
+    if p.format == "number" and (p.value or p.values or p.timestamp or p.readings):
+        ctx.error(f"{path}.format", "a plain number payload has no fields (value/values/timestamp/readings)")
     return p
 
 
@@ -457,116 +582,111 @@ def _check_filter(ctx: _Ctx, path: str, topic: str) -> int:
     """Validate an MQTT subscription filter; return the number of wildcard captures."""
     levels = topic.split("/")
     if not topic:
-        raise ctx.error(path, "empty topic filter")
+        ctx.error(path, "empty topic filter")
     for i, lv in enumerate(levels):
         if ("+" in lv and lv != "+") or ("#" in lv and (lv != "#" or i != len(levels) - 1)):
-            raise ctx.error(path, f"{topic!r}: + and # must fill a whole level, # only at the end")
+            ctx.error(path, f"{topic!r}: + and # must fill a whole level, # only at the end")
+            break
     return sum(lv in ("+", "#") for lv in levels)
 
 
-def _pipeline(ctx: _Ctx, data, i: int, limits: LimitsConfig, mqtt: MqttConfig) -> PipelineConfig:
-    path = f"pipelines[{i}]"
-    r = _Reader(ctx, data, path, ("name", "subscribe", "stream", "payload", "model", "qos", "backend", "threshold",
-                                  "warmup", "settle", "max_gap_s", "adapt", "reference_rows", "reference_window",
-                                  "reference_drift", "reference_peak", "seasonal", "seasonal_trust", "day_offset_s",
-                                  "alerts", "max_streams"))
-    name = r.get("name", str, check=lambda v: bool(_NAME_RE.match(v)), hint="letters, digits, _ . -")
-    subscribe = r.get("subscribe", str)
-    captures = _check_filter(ctx, f"{path}.subscribe", subscribe)
-    stream = r.get("stream", str, "{topic}")
-    for tok in re.findall(r"\{([^{}]*)\}", stream):
-        if tok.isdigit() and not 1 <= int(tok) <= captures:
-            raise ctx.error(f"{path}.stream", f"{{{tok}}}: the filter {subscribe!r} has {captures} wildcard(s) "
-                            f"(captures are numbered from 1)")
-        if not tok:
-            raise ctx.error(f"{path}.stream", "empty {} placeholder")
-    model_raw = r.get("model", str)
-    model = Path(os.path.expanduser(model_raw))
+def _detector_settings(ctx: _Ctx, r: _Reader, path: str) -> tuple[tuple, tuple]:
+    """The detector and alert settings a pipeline gives, checked against the schema (every problem)."""
+    given = {s.name: r.value(s) for s in DETECTOR_KEYS if r.has(s.name)}
+    given = {k: v for k, v in given.items() if v is not None}
+    alerts: dict = {}
+    if r.has("alerts"):
+        a = _Reader(ctx, r.data["alerts"], f"{path}.alerts", (s.name for s in ALERT_KEYS))
+        alerts = {s.name: a.value(s) for s in ALERT_KEYS if a.has(s.name)}
+        alerts = {k: v for k, v in alerts.items() if v is not None}
+        for name, msg in schema.problems(alerts, schema.ALERTS):
+            ctx.error(f"{path}.alerts" + (f".{name}" if name else ""), msg)
+    return tuple(given.items()), tuple(alerts.items())
+
+
+def _model_dir(ctx: _Ctx, path: str, raw: str | None) -> str:
+    if raw is None:
+        return ""
+    model = Path(os.path.expanduser(raw))
     if not model.is_absolute():  # the working directory first, then next to the config file
         model = model.resolve() if model.exists() else (ctx.base / model).resolve()
     if not model.is_dir():
-        raise ctx.error(f"{path}.model", f"model bundle directory not found: {model_raw}")
-    alerts: list = []
-    if r.has("alerts"):
-        from .alerts import AlertSettings
+        ctx.error(f"{path}.model", f"model bundle directory not found: {raw}")
+    return str(model)
 
-        fields = tuple(AlertSettings.__dataclass_fields__)
-        a = _Reader(ctx, r.data["alerts"], f"{path}.alerts", fields)
-        for key in a.data:
-            kind = float if isinstance(getattr(AlertSettings(), key), float) else int
-            alerts.append((key, a.get(key, kind)))
-        try:
-            AlertSettings(**dict(alerts))
-        except ValueError as exc:
-            raise ctx.error(f"{path}.alerts", str(exc)) from None
+
+def _pipeline(ctx: _Ctx, data, i: int, limits, mqtt: MqttConfig) -> PipelineConfig:
+    path = f"pipelines[{i}]"
+    own = {s.name: s for s in PIPELINE_KEYS}
+    r = _Reader(ctx, data, path, (*own, "payload", *(s.name for s in DETECTOR_KEYS), schema.ALERTS, "max_streams"))
+    name = r.required(own["name"], lambda v: bool(_NAME_RE.match(v)), "letters, digits, _ . -")
+    subscribe = r.required(own["subscribe"])
+    stream = r.value(own["stream"])
+    if subscribe is not None:
+        captures = _check_filter(ctx, f"{path}.subscribe", subscribe)
+        for tok in re.findall(r"\{([^{}]*)\}", stream):
+            if tok.isdigit() and not 1 <= int(tok) <= captures:
+                ctx.error(f"{path}.stream", f"{{{tok}}}: the filter {subscribe!r} has {captures} wildcard(s) "
+                          f"(captures are numbered from 1)")
+            if not tok:
+                ctx.error(f"{path}.stream", "empty {} placeholder")
+    detector, alerts = _detector_settings(ctx, r, path)
     return PipelineConfig(
-        name=name, subscribe=subscribe, model=str(model), stream=stream,
-        payload=_payload(ctx, r.data.get("payload"), f"{path}.payload"),
-        qos=r.get("qos", int, mqtt.qos, check=lambda v: v in (0, 1), hint="0 or 1"),
-        backend=r.get("backend", str, "numpy"),
-        threshold=r.get("threshold", float, None, check=lambda v: 0 < v <= 1, hint="a likelihood in (0, 1]"),
-        warmup=r.get("warmup", int, None, check=_non_negative),
-        settle=r.get("settle", int, None, check=_non_negative),
-        max_gap_s=r.get("max_gap_s", float, None, check=_positive),
-        adapt=r.get("adapt", float, None, check=lambda v: 0 <= v < 1, hint="0 <= adapt < 1"),
-        reference_rows=r.get("reference_rows", int, 0, check=_non_negative),
-        reference_window=r.get("reference_window", float, 8.0, check=lambda v: v >= 1, hint=">= 1 reading"),
-        reference_drift=r.get("reference_drift", float, 0.0, check=lambda v: v >= 0, hint=">= 0 (0: off)"),
-        reference_peak=r.get("reference_peak", float, 0.0, check=lambda v: 0 <= v < 1, hint="0 <= peak < 1 (0: off)"),
-        seasonal=r.get("seasonal", bool, True),
-        seasonal_trust=r.get("seasonal_trust", float, 0.5, check=lambda v: 0 < v <= 1,
-                             hint="a variance ratio in (0, 1]"),
-        day_offset_s=r.get("day_offset_s", float, 0.0, check=lambda v: math.isfinite(v) and abs(v) <= 7 * 86400,
-                           hint="seconds, at most a week either way"),
-        alerts=tuple(alerts),
-        max_streams=r.get("max_streams", int, limits.max_streams, check=_positive),
+        name=name or "", subscribe=subscribe or "", model=_model_dir(ctx, path, r.required(own["model"])),
+        stream=stream, payload=_payload(ctx, r.data.get("payload"), f"{path}.payload"),
+        qos=r.value(own["qos"], mqtt.qos), backend=r.value(own["backend"]), detector=detector, alerts=alerts,
+        max_streams=r.value(schema.BY_KEY["max_streams"], limits.max_streams),
     )
+
+
+def _pipelines(ctx: _Ctx, r: _Reader, limits, mqtt) -> tuple[PipelineConfig, ...]:
+    raw = r.data.get("pipelines")
+    if raw is None:
+        ctx.error("pipelines", "missing (required)")
+        return ()
+    if not isinstance(raw, list) or not raw:
+        ctx.error("pipelines", "needs a list of at least one pipeline" if isinstance(raw, list)
+                  else f"expected a list, got {schema._kind(raw)}")
+        return ()
+    pipes = tuple(_pipeline(ctx, p, i, limits, mqtt) for i, p in enumerate(raw))
+    names = [p.name for p in pipes]
+    for i, n in enumerate(names):
+        if n and n in names[:i]:
+            ctx.error(f"pipelines[{i}].name", f"duplicate pipeline name {n!r}")
+    return pipes
 
 
 def parse_config(text: str, source: str = "<config>", *, base: Path | None = None,
                  resolve_secrets: bool = True) -> Config:
+    """Validate a whole document; raise one ConfigError carrying every problem found."""
     data, lines = _compose(text, source)
     ctx = _Ctx(source, lines, base or Path.cwd())
-    r = _Reader(ctx, data, "", ("node", "mqtt", "topics", "state", "stats", "limits", "log", "pipelines"))
-    node = r.get("node", str, socket.gethostname().split(".")[0] or "edge",
-                 check=lambda v: bool(_NAME_RE.match(v)), hint="letters, digits, _ . - (it becomes a topic level)")
+    r = _Reader(ctx, data, "", TOP_KEYS)
+    node_key = Setting("node", str, socket.gethostname().split(".")[0] or "edge", "")
+    node = r.value(node_key)
+    if not _NAME_RE.match(node):
+        ctx.error("node", f"{node!r} is not valid: letters, digits, _ . - (it becomes a topic level)")
     mqtt = _mqtt(ctx, r.data.get("mqtt"), node, resolve_secrets)
-    s = _Reader(ctx, r.data.get("state"), "state", ("dir", "snapshot_interval_s", "restore"))
-    state_dir = s.get("dir", str, "")
-    if state_dir and not Path(state_dir).is_absolute():
-        state_dir = str(ctx.base / state_dir)
-    state = StateConfig(dir=state_dir, snapshot_interval_s=s.get("snapshot_interval_s", float, 60.0, check=_non_negative),
-                        restore=s.get("restore", bool, True))
-    st = _Reader(ctx, r.data.get("stats"), "stats", ("interval_s",))
-    stats = StatsConfig(interval_s=st.get("interval_s", float, 10.0, check=_non_negative))
-    lm = _Reader(ctx, r.data.get("limits"), "limits", tuple(LimitsConfig.__dataclass_fields__))
-    limits = LimitsConfig(
-        max_streams=lm.get("max_streams", int, 10_000, check=_positive),
-        inbox_size=lm.get("inbox_size", int, 100_000, check=_positive),
-        when_full=lm.choice("when_full", WHEN_FULL, "block"),
-        max_payload_bytes=lm.get("max_payload_bytes", int, 65_536, check=_positive),
-        max_readings_per_message=lm.get("max_readings_per_message", int, 1_000, check=_positive),
-        max_batch=lm.get("max_batch", int, 4_096, check=_positive),
-        batch_wait_ms=lm.get("batch_wait_ms", float, 5.0, check=_non_negative),
-        max_future_s=lm.get("max_future_s", float, 30 * 86400.0, check=_non_negative),
+    state = _section(ctx, r.data.get("state"), "state", STATE_KEYS, StateConfig)
+    if state.dir and not Path(state.dir).is_absolute():
+        state = replace(state, dir=str(ctx.base / state.dir))
+    limits = _section(ctx, r.data.get("limits"), "limits", LIMITS_KEYS, LimitsConfig)
+    cfg = Config(
+        node=node, mqtt=mqtt, topics=_topics(ctx, r.data.get("topics")), state=state,
+        stats=_section(ctx, r.data.get("stats"), "stats", STATS_KEYS, StatsConfig), limits=limits,
+        log=_section(ctx, r.data.get("log"), "log", LOG_KEYS, LogConfig),
+        pipelines=_pipelines(ctx, r, limits, mqtt), source=source, lines=lines,
+        homeassistant=_section(ctx, r.data.get("homeassistant"), "homeassistant", HOMEASSISTANT_KEYS,
+                               HomeAssistantConfig),
+        metrics=_section(ctx, r.data["metrics"], "metrics", METRICS_KEYS, MetricsConfig) if "metrics" in r.data else None,
     )
-    lg = _Reader(ctx, r.data.get("log"), "log", ("level", "rejects_every_s"))
-    log = LogConfig(level=lg.choice("level", ("debug", "info", "warning", "error"), "info"),
-                    rejects_every_s=lg.get("rejects_every_s", float, 10.0, check=_non_negative))
-    raw_pipes = r.get("pipelines", list)
-    if not raw_pipes:
-        raise ctx.error("pipelines", "needs at least one pipeline")
-    pipes = tuple(_pipeline(ctx, p, i, limits, mqtt) for i, p in enumerate(raw_pipes))
-    names = [p.name for p in pipes]
-    for i, n in enumerate(names):
-        if n in names[:i]:
-            raise ctx.error(f"pipelines[{i}].name", f"duplicate pipeline name {n!r}")
-    return Config(node=node, mqtt=mqtt, topics=_topics(ctx, r.data.get("topics")), state=state, stats=stats,
-                  limits=limits, log=log, pipelines=pipes, source=source, lines=lines)
+    if ctx.errors:
+        raise ConfigError(ctx.errors)
+    return cfg
 
 
 def load_config(path: str | os.PathLike, *, resolve_secrets: bool = True) -> Config:
-    """Read and validate a config file. Raises ``ConfigError`` (one line) when anything is off."""
+    """Read and validate a config file. Raises ``ConfigError`` (one line per problem) when anything is off."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -575,3 +695,56 @@ def load_config(path: str | os.PathLike, *, resolve_secrets: bool = True) -> Con
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read: {exc}") from None
     return parse_config(text, str(p), base=p.resolve().parent, resolve_secrets=resolve_secrets)
+
+
+# -- JSON Schema (draft 2020-12) of the whole file, derived from the declarations above ---------------
+def _object(keys, description: str, extra: dict | None = None, required=()) -> dict:
+    props = {s.name: s.json_schema() for s in keys}
+    props.update(extra or {})
+    out = {"type": "object", "description": description, "properties": props, "additionalProperties": False}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def _pipeline_schema() -> dict:
+    from .backends import BACKEND_NAMES
+
+    string_map = {"type": "object", "additionalProperties": {"type": "string"}}
+    payload = _object(PAYLOAD_KEYS, "how readings are read from a message", {
+        "values": {"description": "field paths of several features (a list, or a mapping feature: field path)",
+                   "oneOf": [{"type": "array", "items": {"type": "string"}}, string_map]}})
+    own = [s if s.name != "backend" else replace(s, choices=BACKEND_NAMES) for s in PIPELINE_KEYS]
+    extra = {"payload": payload,
+             "alerts": _object(ALERT_KEYS, "the alert state machine (k of n to raise, hysteresis to clear)"),
+             "max_streams": replace(schema.BY_KEY["max_streams"], default=None, optional="limits.max_streams").json_schema()}
+    extra["name"] = {**own[0].json_schema(), "pattern": _NAME_PATTERN}
+    return _object((*own[1:], *DETECTOR_KEYS), "one topic filter -> one model", extra, PIPELINE_REQUIRED)
+
+
+def _mqtt_schema() -> dict:
+    tls = {"description": "TLS to the broker: true (system CAs) or the files",
+           "oneOf": [{"type": "boolean"}, _object(TLS_KEYS, "TLS files (relative: to this config file)")]}
+    keys = [s for s in MQTT_KEYS if s.name != "protocol"]
+    protocol = {"description": "MQTT protocol version (default: 5)", "default": "5",
+                "enum": sorted(set(PROTOCOLS)) + [5, 5.0, 311]}
+    return _object(keys, "the MQTT broker connection", {"tls": tls, "protocol": protocol})
+
+
+def json_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of a daemon config file: types, defaults, enums, ranges."""
+    node = {"type": "string", "pattern": _NAME_PATTERN, "description": "node name, a topic level in "
+            "edgernn/{node}/... (default: the host name)"}
+    props = {"node": node, "mqtt": _mqtt_schema(),
+             "topics": _object(TOPICS_KEYS, "topics the daemon publishes to"),
+             "state": _object(STATE_KEYS, "per-stream state snapshots"),
+             "stats": _object(STATS_KEYS, "the stats topic"),
+             "limits": _object(LIMITS_KEYS, "bounds on memory, payloads and batches"),
+             "log": _object(LOG_KEYS, "logging"),
+             "homeassistant": _object(HOMEASSISTANT_KEYS, "Home Assistant MQTT discovery"),
+             "metrics": _object(METRICS_KEYS, "Prometheus /metrics endpoint (section absent: off)"),
+             "pipelines": {"type": "array", "minItems": 1, "items": _pipeline_schema(),
+                           "description": "each: an MQTT topic filter, how to read its payloads, a model"}}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "https://edgernn.invalid/config.schema.json",
+            "title": "edgernn daemon config", **_object((), "edgernn serve -c FILE: the daemon's config", props,
+                                                        ("pipelines",))}

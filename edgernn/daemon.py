@@ -42,11 +42,11 @@ from pathlib import Path
 import numpy as np
 
 from . import sdnotify
-from .alerts import AlertSettings
 from .backends import create_backend
 from .bundle import load_bundle
 from .decode import Decoder
-from .detector import Batch, Detector, DetectorSettings
+from .detector import Batch, Detector
+from .settings import resolve as resolve_settings
 
 log = logging.getLogger("edgernn.daemon")
 
@@ -188,11 +188,10 @@ def build_pipeline(cfg, pcfg, limits) -> Pipeline:
         backend = create_backend(pcfg.backend, bundle)
     except (BackendUnavailable, ValueError) as exc:
         raise PipelineError("backend", str(exc)) from None
-    kw = {k: getattr(pcfg, k) for k in ("threshold", "warmup", "settle", "max_gap_s", "adapt", "reference_rows",
-                                        "reference_window", "reference_drift", "reference_peak",
-                                        "seasonal", "seasonal_trust", "day_offset_s")
-          if getattr(pcfg, k) is not None}
-    settings = DetectorSettings(alerts=AlertSettings(**dict(pcfg.alerts)), max_streams=pcfg.max_streams, **kw)
+    try:  # schema defaults < the model's detector_defaults < the config's settings
+        settings = resolve_settings(bundle, pcfg.settings)
+    except ValueError as exc:
+        raise PipelineError("model", str(exc)) from None
     detector = Detector(bundle, backend, settings)
     try:
         decoder = Decoder(pcfg, bundle.features, limits)

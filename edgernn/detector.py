@@ -43,43 +43,7 @@ _SCALAR_OUT = {"instant": scalar.O_SCORE, "smoothed": scalar.O_SMOOTHED, "level"
 SCALAR_WAVE = 4  # waves of at most this many readings take the plain-Python path (measured)
 
 
-@dataclass(frozen=True)
-class DetectorSettings:
-    threshold: float | None = None  # likelihood threshold; None = the model's calibrated one
-    alerts: AlertSettings = field(default_factory=AlertSettings)
-    max_streams: int = 10_000  # live streams kept; least recently seen evicted beyond
-    warmup: int | None = None  # readings before scores count; None = the model's
-    settle: int = 16  # readings after a hidden-state reset before scores count again
-    max_gap_s: float | None = None  # a longer silence resets the stream's hidden state
-    adapt: float | None = None  # EW rate of normalisation after warm-up (stream models); None = model's
-    min_std: float = 1e-6  # floor on a stream's std (absolute) ...
-    min_rel_std: float = 1e-3  # ... and relative to |mean|
-    repeat_memory: float = 1000.0  # readings a stream's own statistics remember (stuck, level, spread)
-    relearn_after: int = 256  # readings a stream may stay above the clear level before its normal
-    #                           statistics learn again (accepts a genuine change of regime)
-    fast_window: float = 128.0  # readings in the short EW window of the level and spread looks
-    onset_ratio: float = 2.0  # a look's surprise must exceed this multiple of its last onset's
-    #                           (decaying) surprise to be an onset again (see Detector._wave)
-    onset_rearm: int = 225  # a look quiet (surprise < onset_quiet) for this many scored readings in a
-    onset_quiet: float = 1.5  # row has ended its episode: its onset reference goes back to 0 (0: never)
-    onset_memory: float = 5000.0  # scored readings over which a stream's rates of onsets are remembered
-    onset_weight: float = 0.99  # weight of the stream's own onset rate against the model's tail (0..1)
-    range_surprise: float = 100.0  # onset surprise per unit of excess beyond the stream's range (0: off)
-    reference_rows: int = 0  # > 0: the reference look, against the stream's first reference_rows
-    #                          readings (a known-good start; frozen after). 0: off (five looks)
-    reference_window: float = 8.0  # readings in the reference look's short EW mean
-    reference_drift: float = 0.0  # > 0: the reference look allows each feature to drift on at this
-    #                               multiple of its least-squares slope over the reference rows:
-    #                               s_eff = sqrt(s^2 + (reference_drift * b * (n - reference_rows))^2)
-    reference_peak: float = 0.0  # > 0: after the reference froze, a feature counts only while its z
-    #                              is at least this fraction of its peak z (fading over repeat_memory):
-    #                              a change that relaxed to a small part of its excursion is its end
-    seasonal: bool = True  # the seasonal (time-of-day) look and its AND-gate, univariate models only
-    #                        (no effect on F > 1); it acts only where the stream's profile is trusted
-    seasonal_trust: float = 0.5  # trusted while EW var(profile residual) / EW var(x - day-scale level)
-    #                              is below this (and that day type has >= 3 completed days), in (0, 1]
-    day_offset_s: float = 0.0  # seconds added to timestamps before the time of day and the weekday
-    #                            are taken (local time for a UTC stream: e.g. 3600 for CET)
+from .settings import DetectorSettings  # noqa: E402,F401  (declared once, with every other setting)
 
 
 def _weekend(day: np.ndarray) -> np.ndarray:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 from edgernn.config import ConfigError, load_config
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI needed to make certificates")
 
 ACCEPTANCE = """\
 node: bench
@@ -69,11 +74,11 @@ def test_unknown_key_names_file_line_and_path(tmp_path, model):
 
 @pytest.mark.parametrize("old,new,where", [
     ("port: 18830", "port: many", ":4: mqtt.port: expected an integer"),
-    ("port: 18830", "port: 70000", ":4: mqtt.port: 70000 is not valid"),
+    ("port: 18830", "port: 70000", ":4: mqtt.port: 70000 is out of range: must be in [1, 65535]"),
     ("format: json", "format: xml", ":12: pipelines[0].payload.format: 'xml' is not one of"),
     ('stream: "{1}/{2}"', 'stream: "{1}/{3}"', ":11: pipelines[0].stream: {3}"),
     ("subscribe: plant/+/+", "subscribe: plant/a+/#/x", ":10: pipelines[0].subscribe:"),
-    ("  - name: plant\n", "  - name: plant\n    alerts: {k: 3, n: 2}\n", ":10: pipelines[0].alerts: alerts: need 1 <= k"),
+    ("  - name: plant\n", "  - name: plant\n    alerts: {k: 3, n: 2}\n", ":10: pipelines[0].alerts: need k <= n"),
     ("  port: 18830\n", "  port: 18830\n  protocol: 4\n", ":5: mqtt.protocol: '4' is not one of"),
     ("  - name: plant\n", "  - name: plant\n    reference_rows: -5\n", ":10: pipelines[0].reference_rows:"),
     ("  - name: plant\n", "  - name: plant\n    seasonal_trust: 2\n", ":10: pipelines[0].seasonal_trust:"),
@@ -146,9 +151,27 @@ def test_pipeline_detector_settings_reach_the_daemons_detector(tmp_path):
     assert not det.seasonal and "seasonal" not in det.looks
 
 
-def test_full_options(tmp_path, model):
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A CA, a client certificate + key signed by it, and a second key that matches nothing (EC P-256)."""
+    d = tmp_path_factory.mktemp("pki")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test CA")
+    openssl("req", *ec, "-keyout", "c.key", "-out", "c.csr", "-subj", "/CN=client")
+    openssl("x509", "-req", "-in", "c.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "c.crt",
+            "-days", "2")
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", "other.key")
+    return d
+
+
+@needs_openssl
+def test_full_options(tmp_path, model, pki):
     for name in ("ca.crt", "c.crt", "c.key"):
-        (tmp_path / name).write_text("x")
+        shutil.copy(pki / name, tmp_path / name)
     text = f"""\
 node: pi-1
 mqtt:

@@ -745,6 +745,5 @@ def json_schema() -> dict:
              "metrics": _object(METRICS_KEYS, "Prometheus /metrics endpoint (section absent: off)"),
              "pipelines": {"type": "array", "minItems": 1, "items": _pipeline_schema(),
                            "description": "each: an MQTT topic filter, how to read its payloads, a model"}}
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "https://edgernn.invalid/config.schema.json",
-            "title": "edgernn daemon config", **_object((), "edgernn serve -c FILE: the daemon's config", props,
-                                                        ("pipelines",))}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "edgernn daemon config",
+            **_object((), "edgernn serve -c FILE: the daemon's config", props, ("pipelines",))}

@@ -1,4 +1,9 @@
-"""Arguments and loading shared by the commands that run a detector."""
+"""Arguments and loading shared by the commands that run a detector.
+
+The detector-setting flags of replay, eval and serve are derived from ``edgernn.settings``
+(``add_setting_arguments``): name, type, unit, range and default come from the declaration, so a
+setting exposed there is a flag everywhere, spelled the same.
+"""
 
 from __future__ import annotations
 
@@ -11,26 +16,67 @@ def fail(command: str, message) -> int:
     return 2
 
 
-def add_model_arguments(p, default_model: str | None = "firmware_models/univariate") -> None:
+def add_model_arguments(p, default_model: str | None = "firmware_models/univariate", exclude=()) -> None:
+    """--model, --backend and every detector-setting flag (``exclude``: setting keys a command sets itself)."""
     from ..backends import BACKEND_NAMES
 
     p.add_argument("--model", default=default_model, help="model bundle directory (default: %(default)s)")
     p.add_argument("--backend", default="numpy", choices=BACKEND_NAMES, help="inference backend (default: numpy)")
-    p.add_argument("--threshold", type=float, help="likelihood threshold (default: the model's calibrated one)")
-    p.add_argument("--warmup", type=int, help="readings per stream before scores count (default: the model's)")
+    add_setting_arguments(p, exclude=exclude)
+
+
+def add_setting_arguments(p, exclude=(), title: str = "detector settings",
+                          note: str = "precedence: the schema default < the model's detector_defaults < these flags") -> None:
+    """One flag per setting the schema exposes (``Setting.cli``); unset flags leave the value to the model."""
+    from ..settings import SETTINGS
+
+    g = p.add_argument_group(title, note)
+    for s in SETTINGS:
+        if not s.cli or s.key in exclude:
+            continue
+        metavar = {"readings": "N", "s": "SECONDS"}.get(s.unit, "N" if s.kind is int else "X")
+        kw = dict(choices=("on", "off"), metavar="on|off") if s.kind is bool else dict(type=s.kind, metavar=metavar)
+        g.add_argument(*s.flag_names, dest=_dest(s), default=None, help=s.describe().replace("%", "%%"), **kw)
+
+
+def _dest(s) -> str:
+    return s.key.replace(".", "_")
+
+
+def settings_from_args(args, command: str) -> dict:
+    """The setting flags given on the command line as a settings mapping (``alerts`` nested);
+    a value out of range exits with one line naming the flag."""
+    from ..settings import ALERTS, SETTINGS
+
+    out: dict = {}
+    for s in SETTINGS:
+        v = getattr(args, _dest(s), None) if s.cli else None
+        if v is None:
+            continue
+        v = (v == "on") if s.kind is bool else v
+        problem = s.problem(v)
+        if problem:
+            raise SystemExit(fail(command, f"{s.flag_names[0]} {getattr(args, _dest(s))}: {problem}"))
+        if s.group == ALERTS:
+            out.setdefault(ALERTS, {})[s.name] = v
+        else:
+            out[s.name] = v
+    return out
 
 
 def load_detector(args, command: str = "replay", **settings):
-    """Bundle + backend + Detector from the common arguments; exits with one line on failure."""
+    """Bundle + backend + Detector from the common arguments; exits with one line on failure.
+    Settings: schema default < the model's detector_defaults < the flags < ``settings`` (the command's own)."""
     from ..backends import BackendUnavailable, create_backend
     from ..bundle import BundleError, load_bundle
-    from ..detector import Detector, DetectorSettings
+    from ..detector import Detector
+    from ..settings import merge, resolve
 
+    given = merge(settings_from_args(args, command), settings)
     try:
         bundle = load_bundle(resolve_model(args.model))
         backend = create_backend(args.backend, bundle)
-        # a setting out of range (e.g. --seasonal-trust 2) is one line too: the detector checks them
-        return Detector(bundle, backend, DetectorSettings(threshold=args.threshold, warmup=args.warmup, **settings))
+        return Detector(bundle, backend, resolve(bundle, given))
     except (BundleError, BackendUnavailable, ValueError) as exc:
         raise SystemExit(fail(command, exc)) from None
 

@@ -42,14 +42,9 @@ def add_arguments(p) -> None:
                      choices=["standard", "reward_low_FP_rate", "reward_low_FN_rate", "all"],
                      help="profile(s) to print (the JSON always has all three)")
     nab.add_argument("--categories", help="comma-separated NAB categories (default: all present)")
-    nab.add_argument("--seasonal", choices=("on", "off"), default="on",
-                     help="the seasonal (time-of-day) look and its AND-gate (default: on, as the daemon)")
-    nab.add_argument("--seasonal-trust", type=float, default=0.5, metavar="R0",
-                     help="the seasonal look acts where the profile's residual variance is below R0 times "
-                          "the day-scale variance (default: 0.5)")
 
     sk = sub.add_parser("skab", help="Skoltech Anomaly Benchmark (F1 / FAR / MAR)")
-    _common(sk, "firmware_models/skab-pump", "skab")
+    _common(sk, "firmware_models/skab-pump", "skab", exclude=("reference_rows",))
     sk.add_argument("--rule", default="max",
                     help="threshold from each file's training rows: 'max' or 'q<pct>' like q99 (default: max)")
     sk.add_argument("--factor", type=float, default=1.0,
@@ -61,14 +56,6 @@ def add_arguments(p) -> None:
     sk.add_argument("--reference", choices=("train", "off"), default="train",
                     help="the detector's reference look, learned on each file's training rows (the "
                          "protocol's per-file fit): 'train' (default) or 'off' (the five looks only)")
-    sk.add_argument("--reference-window", type=float, default=8.0,
-                    help="readings in the reference look's short EW mean (default: 8)")
-    sk.add_argument("--reference-drift", type=float, default=0.0,
-                    help="reference look: allow each feature to drift on at this multiple of its slope "
-                         "over the training rows (default: 0, off)")
-    sk.add_argument("--reference-peak", type=float, default=0.0,
-                    help="reference look: after the training rows a feature counts only while its z is at "
-                         "least this fraction of its fading peak z (default: 0, off)")
     sk.add_argument("--score", choices=("combined", "reference"), default="combined",
                     help="the per-row statistic the protocol thresholds: 'combined' (default: the "
                          "detector's likelihood, all looks) or 'reference' (the reference look's own p)")
@@ -96,9 +83,9 @@ def add_arguments(p) -> None:
     ev.add_argument("--plot", type=Path, metavar="DIR", help="write one PNG per stream here")
 
 
-def _common(p, model: str, name: str) -> None:
+def _common(p, model: str, name: str, exclude=()) -> None:
     p.add_argument("--data-dir", type=Path, help=f"{name.upper()} data (default: ../shared/data/{name})")
-    add_model_arguments(p, default_model=model)
+    add_model_arguments(p, default_model=model, exclude=exclude)
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--plot", type=Path, metavar="DIR", help="write one PNG per file here")
     p.add_argument("--chunk", type=int, default=256, help="rows per stream per batch (default: 256)")
@@ -179,8 +166,7 @@ def _run_nab(args) -> int:
         return fail("eval nab", why)
     if args.plot and not _plots_available("eval nab"):
         return 2
-    det = load_detector(args, command=f"eval {args.suite}", seasonal=args.seasonal == "on",
-                        seasonal_trust=args.seasonal_trust)
+    det = load_detector(args, command=f"eval {args.suite}")
     if det.F != 1:
         return fail("eval nab", f"NAB is univariate; model {det.bundle.name!r} has {det.F} features")
     cats = [c.strip() for c in args.categories.split(",")] if args.categories else None
@@ -234,9 +220,7 @@ def _run_skab(args) -> int:
     if args.plot and not _plots_available("eval skab"):
         return 2
     det = load_detector(args, command=f"eval {args.suite}",
-                        reference_rows=args.train_rows if args.reference == "train" else 0,
-                        reference_window=args.reference_window, reference_drift=args.reference_drift,
-                        reference_peak=args.reference_peak)
+                        reference_rows=args.train_rows if args.reference == "train" else 0)
     if args.score == "reference":
         if not det.reference_rows:
             return fail("eval skab", "--score reference needs the reference look (--reference train)")
@@ -308,9 +292,10 @@ def _run_skab(args) -> int:
         raised = [t.raised for t in traces]
     results = report.skab_results(files, liks, alerts, args.rule, args.factor, args.train_rows)
     if det.reference_rows:
-        mode += f", reference look on rows [0, {det.reference_rows}) (window {args.reference_window:g}"
-        if args.reference_drift or args.reference_peak:
-            mode += f", drift {args.reference_drift:g}, peak gate {args.reference_peak:g}"
+        ds = det.settings
+        mode += f", reference look on rows [0, {det.reference_rows}) (window {ds.reference_window:g}"
+        if ds.reference_drift or ds.reference_peak:
+            mode += f", drift {ds.reference_drift:g}, peak gate {ds.reference_peak:g}"
         mode += ")"
     results["mode"] = mode
     results["meta"] = {**_meta(args, det, data_dir), "seconds": round(time.monotonic() - t0, 2),

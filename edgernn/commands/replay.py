@@ -15,7 +15,6 @@ examples:
 from __future__ import annotations
 
 import csv
-import math
 import sys
 from pathlib import Path
 
@@ -30,26 +29,13 @@ def add_arguments(p) -> None:
     p.add_argument("--columns", help="map model features to file columns: FEATURE=COLUMN[,...]")
     p.add_argument("--stream", help="stream name for a one-stream file (default: the file's stem)")
     p.add_argument("--quiet", action="store_true", help="do not print the alert events")
-    p.add_argument("--reference-rows", type=int, default=0, metavar="N",
-                   help="the reference look: compare each stream with its own first N readings, taken as "
-                        "known-good (as pipelines[].reference_rows in the daemon; default 0: off)")
-    p.add_argument("--seasonal", choices=("on", "off"), default="on",
-                   help="the seasonal (time-of-day) look, univariate models (default: on, as the daemon)")
-    p.add_argument("--day-offset", type=float, default=0.0, metavar="SECONDS",
-                   help="seconds added to timestamps for the seasonal look's time of day and weekday "
-                        "(local time for UTC timestamps, e.g. 3600 for CET; default 0)")
 
 
 def run(args) -> int:
     from ..recording import RecordingError, parse_columns, read_recording
     from ..replay import replay
 
-    if args.reference_rows < 0:
-        return fail("replay", f"--reference-rows {args.reference_rows}: expected a number >= 0")
-    if not math.isfinite(args.day_offset) or abs(args.day_offset) > 7 * 86400:
-        return fail("replay", f"--day-offset {args.day_offset}: expected seconds, at most a week either way")
-    det = load_detector(args, reference_rows=args.reference_rows, seasonal=args.seasonal == "on",
-                        day_offset_s=args.day_offset)
+    det = load_detector(args)
     try:
         rec = read_recording(args.input, det.features, parse_columns(args.columns), args.stream)
     except RecordingError as exc:

@@ -19,6 +19,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("-c", "--config", required=True, help="daemon config (YAML)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                         help="override log.level from the config")
+    from .common import add_setting_arguments
+
+    add_setting_arguments(parser, title="detector settings of every pipeline",
+                          note="override the config's pipelines[] keys of the same name (precedence: the schema "
+                               "default < the model's detector_defaults < the config < these flags)")
 
 
 def setup_logging(level: str) -> None:
@@ -29,13 +34,20 @@ def setup_logging(level: str) -> None:
 
 
 def run(args) -> int:
+    from dataclasses import replace
+
     from ..config import ConfigError, load_config
+    from .common import settings_from_args
 
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
-        print(f"edgernn serve: {exc}", file=sys.stderr)
+        for line in exc.messages:  # every problem of the file, one line each
+            print(f"edgernn serve: {line}", file=sys.stderr)
         return 2
+    overrides = settings_from_args(args, "serve")
+    if overrides:
+        cfg = replace(cfg, pipelines=tuple(p.with_overrides(overrides) for p in cfg.pipelines))
     setup_logging(args.log_level or cfg.log.level)
     from ..daemon import Daemon, PipelineError, build_pipeline
 

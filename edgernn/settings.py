@@ -286,7 +286,7 @@ def model_defaults(manifest: Mapping, where: str = "manifest.yaml") -> dict:
         raise ValueError(f"{where}: detector_defaults: expected a mapping of setting: value")
     found = problems(raw)
     if found:
-        raise ValueError("; ".join(f"{where}: detector_defaults.{n or ALERTS}: {m}" for n, m in found))
+        raise ValueError(f"{where}: " + "; ".join(f"detector_defaults.{n or ALERTS}: {m}" for n, m in found))
     return dict(raw)
 
 

@@ -680,8 +680,8 @@ def parse_config(text: str, source: str = "<config>", *, base: Path | None = Non
                                HomeAssistantConfig),
         metrics=_section(ctx, r.data["metrics"], "metrics", METRICS_KEYS, MetricsConfig) if "metrics" in r.data else None,
     )
-    if ctx.errors:
-        raise ConfigError(ctx.errors)
+    if ctx.errors:  # in the order of the file's lines
+        raise ConfigError(sorted(ctx.errors, key=lambda m: int(m[len(source) + 1:].split(":", 1)[0])))
     return cfg
 
 

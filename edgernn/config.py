@@ -296,10 +296,8 @@ class Config:
             f"metrics: {f'http://{self.metrics.host}:{self.metrics.port}/metrics' if self.metrics else 'off'}",
         ]
         for p in self.pipelines:
-            given = ", ".join(f"{k}={v}" for k, v in (*p.detector, *((f"alerts.{k}", v) for k, v in p.alerts)))
             out.append(f"pipeline {p.name!r}: {p.subscribe} (QoS {p.qos}) -> stream {p.stream!r}, "
-                       f"{p.payload.format} payload, model {p.model} on {p.backend}, max {p.max_streams} streams"
-                       + (f"; {given}" if given else ""))
+                       f"{p.payload.format} payload, model {p.model} on {p.backend}, max {p.max_streams} streams")
         return out
 
 

@@ -40,20 +40,15 @@ def run(args) -> int:
         for line in exc.messages:
             print(f"error: {line}", file=sys.stderr)
         return 2
-    from ..daemon import PipelineError, build_pipeline
+    from .common import build_pipelines, settings_origin
 
-    errors = 0
-    for i, p in enumerate(cfg.pipelines):
-        try:
-            build_pipeline(cfg, p, cfg.limits)
-        except PipelineError as exc:
-            key = exc.key
-            print(f"error: {cfg.where(f'pipelines[{i}].{key}')}: pipelines[{i}].{key}: {exc}", file=sys.stderr)
-            errors += 1
+    pipes, errors = build_pipelines(cfg, "error")
     if errors:
         return 2
     if not args.quiet:
         print(f"{args.config}: OK")
         for line in cfg.summary():
             print(f"  {line}")
+        for p in pipes:
+            print(f"  pipeline {p.cfg.name!r} detector settings: {settings_origin(p)}")
     return 0

@@ -81,6 +81,41 @@ def load_detector(args, command: str = "replay", **settings):
         raise SystemExit(fail(command, exc)) from None
 
 
+def build_pipelines(cfg, command: str) -> tuple[list, int]:
+    """Every pipeline of a loaded config (model, backend, settings); each failure printed as
+    ``FILE:LINE: pipelines[i].key: message``. Returns (pipelines built, number of failures)."""
+    from ..daemon import PipelineError, build_pipeline
+
+    pipes, errors = [], 0
+    for i, p in enumerate(cfg.pipelines):
+        try:
+            pipes.append(build_pipeline(cfg, p, cfg.limits))
+        except PipelineError as exc:
+            key = f"pipelines[{i}].{exc.key}"
+            print(f"{command}: {cfg.where(key)}: {key}: {exc}", file=sys.stderr)
+            errors += 1
+    return pipes, errors
+
+
+def settings_origin(pipe) -> str:
+    """The settings of a built pipeline that differ from the schema's defaults, each with where it
+    came from: ``reference_rows=400 (config), reference_drift=0.5 (model)``."""
+    from dataclasses import asdict
+
+    from ..settings import DetectorSettings, model_defaults
+
+    def flat(d, prefix=""):
+        return {f"{prefix}{k}": v for k, v in d.items() if k != "alerts"} | (
+            flat(d["alerts"], "alerts.") if isinstance(d.get("alerts"), dict) else {})
+
+    now, default = flat(asdict(pipe.detector.settings)), flat(asdict(DetectorSettings()))
+    given, model = flat(pipe.cfg.settings), flat(model_defaults(pipe.bundle.manifest))
+    changed = [k for k, v in now.items() if v != default[k]]
+    value = {k: f"{now[k]:g}" if isinstance(now[k], float) else str(now[k]) for k in changed}
+    origin = {k: "config" if k in given else "model" if k in model else "default" for k in changed}
+    return ", ".join(f"{k}={value[k]} ({origin[k]})" for k in changed) or "the defaults"
+
+
 def resolve_model(path: str):
     """A model path as given, or relative to the installed package's checkout (firmware_models/)."""
     from pathlib import Path

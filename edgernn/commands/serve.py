@@ -49,16 +49,12 @@ def run(args) -> int:
     if overrides:
         cfg = replace(cfg, pipelines=tuple(p.with_overrides(overrides) for p in cfg.pipelines))
     setup_logging(args.log_level or cfg.log.level)
-    from ..daemon import Daemon, PipelineError, build_pipeline
+    from ..daemon import Daemon
+    from .common import build_pipelines
 
-    pipes = []
-    for i, p in enumerate(cfg.pipelines):
-        try:
-            pipes.append(build_pipeline(cfg, p, cfg.limits))
-        except PipelineError as exc:
-            key = exc.key
-            print(f"edgernn serve: {cfg.where(f'pipelines[{i}].{key}')}: pipelines[{i}].{key}: {exc}", file=sys.stderr)
-            return 2
+    pipes, errors = build_pipelines(cfg, "edgernn serve")
+    if errors:
+        return 2
     try:
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

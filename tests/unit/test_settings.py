@@ -180,9 +180,15 @@ def test_model_defaults_sit_between_the_schema_and_the_config(tmp_path, model_wi
     assert s.reference_window == 8.0 and s.alerts.clear_after == 16  # the schema's
     s = schema.resolve(b, {"reference_rows": 0, "alerts": {"k": 2, "n": 3}})
     assert (s.reference_rows, s.reference_drift, s.alerts.cooldown, s.alerts.k) == (0, 0.5, 7, 2)
-    cfg = load_config(write(tmp_path, BASE + "    settle: 9\n", model_with_defaults))
+    p = write(tmp_path, BASE + "    settle: 9\n    alerts: {k: 2, n: 2}\n", model_with_defaults)
+    cfg = load_config(p)
     det = build_pipeline(cfg, cfg.pipelines[0], cfg.limits).detector
     assert (det.settings.settle, det.reference_rows, det.settings.alerts.cooldown) == (9, 40, 7)
+    out = run_cli("check-config", p)  # says where each setting that is not the schema's default came from
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == ("  pipeline 'plant' detector settings: settle=9 (config), reference_rows=40 "
+                                           "(model), reference_drift=0.5 (model), alerts.k=2 (config), alerts.n=2 "
+                                           "(config), alerts.cooldown=7 (model)")
 
 
 def test_bad_model_defaults_are_refused_naming_the_manifest(tmp_path, model_with_defaults, capsys):

@@ -456,7 +456,7 @@ def _tls(ctx: _Ctx, raw):
             p = ctx.path(v[key])
             v[key] = str(p)
             if not p.is_file():
-                ctx.error(f"mqtt.tls.{key}", f"file not found: {p}")
+                ctx.error(f"mqtt.tls.{key}", f"not a file: {p}" if p.exists() else f"file not found: {p}")
                 v[key] = None
     if t.has("cert") != t.has("key"):
         ctx.error("mqtt.tls", "cert and key go together (client certificate and its private key)")

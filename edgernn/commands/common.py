@@ -56,7 +56,7 @@ def settings_from_args(args, command: str) -> dict:
         v = (v == "on") if s.kind is bool else v
         problem = s.problem(v)
         if problem:
-            raise SystemExit(fail(command, f"{s.flag_names[0]} {getattr(args, _dest(s))}: {problem}"))
+            raise SystemExit(fail(command, f"{s.flag_names[0]}: {problem}"))
         if s.group == ALERTS:
             out.setdefault(ALERTS, {})[s.name] = v
         else:

@@ -220,7 +220,7 @@ def test_replay_flags_win_over_model_defaults(tmp_path, model_with_defaults):
     assert out.returncode == 0, out.stderr
     bad = run_cli("replay", csv, "--model", model_with_defaults, "--seasonal-trust", "2")
     assert bad.returncode == 2 and bad.stderr.strip() == (
-        "edgernn replay: --seasonal-trust 2.0: 2.0 is out of range: must be in (0, 1] (a variance ratio)")
+        "edgernn replay: --seasonal-trust: 2.0 is out of range: must be in (0, 1] (a variance ratio)")
 
 
 # -- CLI flags ---------------------------------------------------------------------------------------

@@ -267,7 +267,7 @@ class Config:
 
     def where(self, path: str) -> str:
         """``FILE:LINE`` of a key path (for errors found after loading, e.g. a bad bundle)."""
-        return _where(self.source, self.lines, path)
+        return file_line(self.source, self.lines, path)
 
     def topic(self, kind: str, **fields) -> str:
         prefix = self.topics.prefix.format(node=self.node)
@@ -302,7 +302,8 @@ class Config:
 
 
 # -- YAML with line numbers ------------------------------------------------------------------
-def _where(source: str, lines: dict, path: str) -> str:
+def file_line(source: str, lines: dict, path: str) -> str:
+    """``FILE:LINE`` of a dotted key path (``pipelines[0].alerts.k``), from ``yaml_lines``' map."""
     probe = path
     while probe and probe not in lines:  # fall back to the nearest parent key that has a line
         parent = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", probe)
@@ -312,7 +313,7 @@ def _where(source: str, lines: dict, path: str) -> str:
     return f"{source}:{lines.get(probe, 1)}"
 
 
-def _compose(text: str, source: str) -> tuple[Any, dict]:
+def yaml_lines(text: str, source: str) -> tuple[Any, dict]:
     """Parse like ``yaml.safe_load`` and record the line of every key path."""
     loader = yaml.SafeLoader(text)
     try:
@@ -355,7 +356,7 @@ class _Ctx:
     errors: list = field(default_factory=list)
 
     def error(self, path: str, msg: str) -> None:
-        self.errors.append(f"{_where(self.source, self.lines, path)}: {path}: {msg}" if path
+        self.errors.append(f"{file_line(self.source, self.lines, path)}: {path}: {msg}" if path
                            else f"{self.source}:1: {msg}")
 
     def path(self, raw: str) -> Path:
@@ -657,7 +658,7 @@ def _pipelines(ctx: _Ctx, r: _Reader, limits, mqtt) -> tuple[PipelineConfig, ...
 def parse_config(text: str, source: str = "<config>", *, base: Path | None = None,
                  resolve_secrets: bool = True) -> Config:
     """Validate a whole document; raise one ConfigError carrying every problem found."""
-    data, lines = _compose(text, source)
+    data, lines = yaml_lines(text, source)
     ctx = _Ctx(source, lines, base or Path.cwd())
     r = _Reader(ctx, data, "", TOP_KEYS)
     node_key = Setting("node", str, socket.gethostname().split(".")[0] or "edge", "")

@@ -204,9 +204,13 @@ def test_bad_model_defaults_are_refused_naming_the_manifest(tmp_path, model_with
 
     assert check_config.run(A) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {p}:9: pipelines[0].model: {model_with_defaults}/manifest.yaml: detector_defaults.")
-    assert "detector_defaults.reference_peak: 2.0 is out of range: must be in [0, 1)" in err
-    assert "detector_defaults.alerts.k: 0 is out of range" in err and "Traceback" not in err
+    manifest = model_with_defaults / "manifest.yaml"
+    line = {k: i + 1 for i, t in enumerate(manifest.read_text().splitlines()) for k in ("k", "reference_peak")
+            if t.strip().startswith(f"{k}:")}
+    assert err.startswith(f"error: {p}:9: pipelines[0].model: ")
+    assert f"{manifest}:{line['reference_peak']}: detector_defaults.reference_peak: 2.0 is out of range: must be in " \
+           "[0, 1)" in err
+    assert f"{manifest}:{line['k']}: detector_defaults.alerts.k: 0 is out of range" in err and "Traceback" not in err
 
 
 def run_cli(*args):

@@ -404,3 +404,28 @@ def test_serve_refuses_bad_tls_with_one_line(tmp_path, pki):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines() == [
         f"edgernn serve: {p}:2: mqtt.tls.key: {pki}/other.key does not match the client certificate {pki}/c.crt"]
+
+
+def test_schema_round_trip_every_default_the_schema_states_is_what_the_parser_gives(tmp_path):
+    """A config written from the JSON Schema's own defaults (every key that has one) validates
+    against the schema, loads, and loads to exactly those values: schema and parser agree."""
+    from edgernn.config import parse_config
+
+    sch = json_schema()["properties"]
+    doc = yaml.safe_load(BASE.replace("MODEL", str(UNIVARIATE)))
+    for section in ("mqtt", "topics", "state", "stats", "limits", "log", "homeassistant", "metrics"):
+        defaults = {k: p["default"] for k, p in sch[section]["properties"].items() if "default" in p}
+        doc[section] = {**defaults, **(doc.get(section) or {})}
+    pipe_props = sch["pipelines"]["items"]["properties"]
+    doc["pipelines"][0].update({k: p["default"] for k, p in pipe_props.items() if "default" in p and k != "alerts"})
+    doc["pipelines"][0]["alerts"] = {k: p["default"] for k, p in pipe_props["alerts"]["properties"].items()}
+    assert validate(doc, json_schema()) == []
+    cfg = parse_config(yaml.safe_dump(doc), "roundtrip.yaml")
+    for section in ("topics", "state", "stats", "limits", "log", "homeassistant", "metrics"):
+        for k, v in doc[section].items():
+            assert getattr(getattr(cfg, section), k) == v, (section, k)
+    p = cfg.pipelines[0]
+    for s in SETTINGS:
+        if s.default is not None and s.name != "max_streams":
+            assert (getattr(p, s.name) if s.group == DETECTOR else dict(p.alerts)[s.name]) == s.default, s.key
+    assert (p.stream, p.backend, cfg.mqtt.protocol, cfg.mqtt.keepalive) == ("{topic}", "numpy", "5", 30)

@@ -511,8 +511,10 @@ def _check_tls_files(ctx: _Ctx, tls) -> None:
 
 def _password(ctx: _Ctx, r: _Reader, source: str | None, username: str | None) -> tuple[str | None, str]:
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    name = r.value(next(s for s in MQTT_KEYS if s.name == source)) if source else None
+    if source and name is None:  # not a string: reported
+        return None, ""
     if source in ("password_file", "password_credential"):
-        name = str(r.data[source])
         if source == "password_credential" and not creds:
             ctx.error("mqtt.password_credential", "$CREDENTIALS_DIRECTORY is not set (run under systemd "
                       f"with LoadCredential={name}:/path/to/secret)")
@@ -524,7 +526,6 @@ def _password(ctx: _Ctx, r: _Reader, source: str | None, username: str | None) -
             ctx.error(f"mqtt.{source}", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
             return None, ""
     if source == "password_env":
-        name = str(r.data["password_env"])
         if name not in os.environ:
             ctx.error("mqtt.password_env", f"environment variable {name} is not set")
             return None, ""

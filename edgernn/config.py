@@ -422,10 +422,11 @@ def _section(ctx: _Ctx, data: Any, name: str, keys, cls):
 # -- sections ----------------------------------------------------------------------------------
 def _mqtt(ctx: _Ctx, data, node: str, resolve_secrets: bool) -> MqttConfig:
     keys = {s.name: s for s in MQTT_KEYS}
-    r = _Reader(ctx, data, "mqtt", (*keys, "tls", "password"))
-    if "password" in r.data:
+    if isinstance(data, dict) and "password" in data:
         ctx.error("mqtt.password", "inline passwords are not accepted (config files get copied and "
                   "printed); use password_file, password_env or password_credential (systemd LoadCredential)")
+        data = {k: v for k, v in data.items() if k != "password"}
+    r = _Reader(ctx, data, "mqtt", (*keys, "tls"))
     if r.has("protocol") and str(r.data["protocol"]) not in PROTOCOLS:
         ctx.error("mqtt.protocol", f"{str(r.data['protocol'])!r} is not one of: 5, 3.1.1")
     protocol = PROTOCOLS.get(str(r.data.get("protocol") or "5"), "5")

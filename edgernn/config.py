@@ -161,17 +161,8 @@ ALERT_KEYS = schema.group(schema.ALERTS)
 TOP_KEYS = ("node", "mqtt", "topics", "state", "stats", "limits", "log", "homeassistant", "metrics", "pipelines")
 
 
-def _fields(keys: tuple[Setting, ...]) -> list:
-    """Dataclass fields of a section (name, type, default) from its declarations."""
-    return [(s.name, s.kind if s.default is not None else (s.kind | None), field(default=s.default)) for s in keys]
-
-
-def _section_class(name: str, keys, doc: str, **namespace):
-    import dataclasses
-
-    cls = dataclasses.make_dataclass(name, _fields(keys), frozen=True, namespace={"__doc__": doc, **namespace})
-    cls.__module__ = __name__
-    return cls
+def _section_class(name: str, keys, doc: str):
+    return schema.dataclass_of(name, keys, doc, module=__name__)
 
 
 # -- dataclasses ---------------------------------------------------------------------------------
@@ -679,7 +670,8 @@ def parse_config(text: str, source: str = "<config>", *, base: Path | None = Non
         pipelines=_pipelines(ctx, r, limits, mqtt), source=source, lines=lines,
         homeassistant=_section(ctx, r.data.get("homeassistant"), "homeassistant", HOMEASSISTANT_KEYS,
                                HomeAssistantConfig),
-        metrics=_section(ctx, r.data["metrics"], "metrics", METRICS_KEYS, MetricsConfig) if "metrics" in r.data else None,
+        metrics=(_section(ctx, r.data["metrics"], "metrics", METRICS_KEYS, MetricsConfig)
+                 if "metrics" in r.data else None),  # absent: no /metrics endpoint
     )
     if ctx.errors:  # in the order of the file's lines
         raise ConfigError(sorted(ctx.errors, key=lambda m: int(m[len(source) + 1:].split(":", 1)[0])))
@@ -718,7 +710,8 @@ def _pipeline_schema() -> dict:
     own = [s if s.name != "backend" else replace(s, choices=BACKEND_NAMES) for s in PIPELINE_KEYS]
     extra = {"payload": payload,
              "alerts": _object(ALERT_KEYS, "the alert state machine (k of n to raise, hysteresis to clear)"),
-             "max_streams": replace(schema.BY_KEY["max_streams"], default=None, optional="limits.max_streams").json_schema()}
+             "max_streams": replace(schema.BY_KEY["max_streams"], default=None,
+                                    optional="limits.max_streams").json_schema()}
     extra["name"] = {**own[0].json_schema(), "pattern": _NAME_PATTERN}
     return _object((*own[1:], *DETECTOR_KEYS), "one topic filter -> one model", extra, PIPELINE_REQUIRED)
 

@@ -246,19 +246,21 @@ def _validate(self) -> None:
     check(values, self._group)
 
 
-def _dataclass(name: str, grp: str, extra: list, doc: str):
-    fields_ = [(s.name, s.kind if s.default is not None else (s.kind | None), field(default=s.default))
-               for s in group(grp)]
-    cls = dataclasses.make_dataclass(name, fields_ + extra, frozen=True,
-                                     namespace={"__post_init__": _validate, "_group": grp, "__doc__": doc})
-    cls.__module__ = __name__
+def dataclass_of(name: str, keys: Iterable[Setting], doc: str, extra: Iterable = (), module: str = __name__,
+                 **namespace):
+    """A frozen dataclass with one field per declared key (its type and default), plus ``extra`` fields."""
+    fields_ = [(s.name, s.kind if s.default is not None else (s.kind | None), field(default=s.default)) for s in keys]
+    cls = dataclasses.make_dataclass(name, fields_ + list(extra), frozen=True, namespace={"__doc__": doc, **namespace})
+    cls.__module__ = module
     return cls
 
 
-AlertSettings = _dataclass("AlertSettings", ALERTS, [], "The alert state machine's settings (alerts.py); "
-                           "declared in edgernn.settings.SETTINGS.")
-DetectorSettings = _dataclass("DetectorSettings", DETECTOR, [(ALERTS, AlertSettings, field(default_factory=AlertSettings))],
-                              "Every detector setting; declared in edgernn.settings.SETTINGS.")
+AlertSettings = dataclass_of("AlertSettings", group(ALERTS), "The alert state machine's settings (alerts.py); "
+                             "declared in edgernn.settings.SETTINGS.", __post_init__=_validate, _group=ALERTS)
+DetectorSettings = dataclass_of("DetectorSettings", group(DETECTOR), "Every detector setting; declared in "
+                                "edgernn.settings.SETTINGS.",
+                                [(ALERTS, AlertSettings, field(default_factory=AlertSettings))],
+                                __post_init__=_validate, _group=DETECTOR)
 
 
 def build(values: Mapping) -> "DetectorSettings":

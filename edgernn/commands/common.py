@@ -25,8 +25,10 @@ def add_model_arguments(p, default_model: str | None = "firmware_models/univaria
     add_setting_arguments(p, exclude=exclude)
 
 
-def add_setting_arguments(p, exclude=(), title: str = "detector settings",
-                          note: str = "precedence: the schema default < the model's detector_defaults < these flags") -> None:
+PRECEDENCE = "precedence: the schema default < the model's detector_defaults < these flags"
+
+
+def add_setting_arguments(p, exclude=(), title: str = "detector settings", note: str = PRECEDENCE) -> None:
     """One flag per setting the schema exposes (``Setting.cli``); unset flags leave the value to the model."""
     from ..settings import SETTINGS
 

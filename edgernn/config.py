@@ -550,6 +550,14 @@ def _topics(ctx: _Ctx, data):
     return t
 
 
+def _homeassistant(ctx: _Ctx, data):
+    ha = _section(ctx, data, "homeassistant", HOMEASSISTANT_KEYS, HomeAssistantConfig)
+    if not ha.prefix or "+" in ha.prefix or "#" in ha.prefix or ha.prefix.startswith("/") or ha.prefix.endswith("/"):
+        ctx.error("homeassistant.prefix", f"{ha.prefix!r}: a topic prefix without + or # and without a leading "
+                  "or trailing / (Home Assistant's default: homeassistant)")
+    return ha
+
+
 def _payload(ctx: _Ctx, data, path: str) -> PayloadConfig:
     r = _Reader(ctx, data, path, (*(s.name for s in PAYLOAD_KEYS), "values"))
     v = r.values(PAYLOAD_KEYS)
@@ -668,8 +676,7 @@ def parse_config(text: str, source: str = "<config>", *, base: Path | None = Non
         stats=_section(ctx, r.data.get("stats"), "stats", STATS_KEYS, StatsConfig), limits=limits,
         log=_section(ctx, r.data.get("log"), "log", LOG_KEYS, LogConfig),
         pipelines=_pipelines(ctx, r, limits, mqtt), source=source, lines=lines,
-        homeassistant=_section(ctx, r.data.get("homeassistant"), "homeassistant", HOMEASSISTANT_KEYS,
-                               HomeAssistantConfig),
+        homeassistant=_homeassistant(ctx, r.data.get("homeassistant")),
         metrics=(_section(ctx, r.data["metrics"], "metrics", METRICS_KEYS, MetricsConfig)
                  if "metrics" in r.data else None),  # absent: no /metrics endpoint
     )

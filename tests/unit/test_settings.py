@@ -152,6 +152,8 @@ def test_new_sections_homeassistant_and_metrics(tmp_path):
     assert (cfg.metrics.host, cfg.metrics.port) == ("127.0.0.1", 9200)
     assert any("metrics: http://127.0.0.1:9200/metrics" in line for line in cfg.summary())
     assert load_config(write(tmp_path, BASE + "metrics:\n")).metrics.port == 9108
+    with pytest.raises(ConfigError, match=r":10: homeassistant.prefix: 'ha/#': a topic prefix without"):
+        load_config(write(tmp_path, BASE + "homeassistant: {discovery: true, prefix: ha/#}\n"))
     with pytest.raises(ConfigError) as exc:
         load_config(write(tmp_path, BASE + "metrics: {port: 70000}\nhomeassistant: {discovery: yes please}\n"))
     assert sorted(m.split(": ", 1)[1] for m in exc.value.messages) == [

@@ -111,6 +111,18 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class HomeAssistantConfig:
+    discovery: bool = False  # announce every stream to Home Assistant (MQTT discovery)
+    prefix: str = "homeassistant"  # HA's discovery prefix (its birth message: {prefix}/status)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    port: int  # Prometheus text format on http://host:port/metrics
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
 class PayloadConfig:
     format: str = "json"  # json | number
     value: str | None = None  # field path of the single value (univariate models)
@@ -155,6 +167,8 @@ class Config:
     limits: LimitsConfig
     log: LogConfig
     pipelines: tuple[PipelineConfig, ...]
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    metrics: MetricsConfig | None = None  # None: no /metrics endpoint
     source: str = ""
     lines: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -527,7 +541,8 @@ def parse_config(text: str, source: str = "<config>", *, base: Path | None = Non
                  resolve_secrets: bool = True) -> Config:
     data, lines = _compose(text, source)
     ctx = _Ctx(source, lines, base or Path.cwd())
-    r = _Reader(ctx, data, "", ("node", "mqtt", "topics", "state", "stats", "limits", "log", "pipelines"))
+    r = _Reader(ctx, data, "", ("node", "mqtt", "topics", "state", "stats", "limits", "log", "pipelines",
+                                   "homeassistant", "metrics"))
     node = r.get("node", str, socket.gethostname().split(".")[0] or "edge",
                  check=lambda v: bool(_NAME_RE.match(v)), hint="letters, digits, _ . - (it becomes a topic level)")
     mqtt = _mqtt(ctx, r.data.get("mqtt"), node, resolve_secrets)
@@ -561,8 +576,17 @@ def parse_config(text: str, source: str = "<config>", *, base: Path | None = Non
     for i, n in enumerate(names):
         if n in names[:i]:
             raise ctx.error(f"pipelines[{i}].name", f"duplicate pipeline name {n!r}")
+    ha = _Reader(ctx, r.data.get("homeassistant"), "homeassistant", ("discovery", "prefix"))
+    homeassistant = HomeAssistantConfig(discovery=ha.get("discovery", bool, False), prefix=ha.get(
+        "prefix", str, "homeassistant", check=lambda v: bool(v) and not set(v) & set("+#"), hint="a topic, no + or #"))
+    metrics = None
+    if "metrics" in r.data:
+        mt = _Reader(ctx, r.data.get("metrics"), "metrics", ("host", "port"))
+        metrics = MetricsConfig(host=mt.get("host", str, "127.0.0.1"),
+                                port=mt.get("port", int, check=lambda v: 0 < v < 65536, hint="1-65535"))
     return Config(node=node, mqtt=mqtt, topics=_topics(ctx, r.data.get("topics")), state=state, stats=stats,
-                  limits=limits, log=log, pipelines=pipes, source=source, lines=lines)
+                  limits=limits, log=log, pipelines=pipes, homeassistant=homeassistant, metrics=metrics,
+                  source=source, lines=lines)
 
 
 def load_config(path: str | os.PathLike, *, resolve_secrets: bool = True) -> Config:

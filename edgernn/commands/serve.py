@@ -21,13 +21,6 @@ def add_arguments(parser) -> None:
                         help="override log.level from the config")
 
 
-def setup_logging(level: str) -> None:
-    # Under systemd the journal adds time and unit; on a terminal we add the time ourselves.
-    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else \
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=getattr(logging, level.upper()), format=fmt, stream=sys.stderr, force=True)
-
-
 def run(args) -> int:
     from ..config import ConfigError, load_config
 
@@ -36,6 +29,8 @@ def run(args) -> int:
     except ConfigError as exc:
         print(f"edgernn serve: {exc}", file=sys.stderr)
         return 2
+    from ..logs import setup_logging
+
     setup_logging(args.log_level or cfg.log.level)
     from ..daemon import Daemon, PipelineError, build_pipeline
 
@@ -53,4 +48,11 @@ def run(args) -> int:
         print(f"edgernn serve: {cfg.where('state.dir')}: state.dir: cannot create {cfg.state_dir}: {exc.strerror}",
               file=sys.stderr)
         return 2
-    return Daemon(cfg, pipelines=pipes).run()
+    from ..metrics import MetricsUnavailable
+
+    try:
+        daemon = Daemon(cfg, pipelines=pipes)
+    except MetricsUnavailable as exc:
+        print(f"edgernn serve: {cfg.where(exc.key)}: {exc.key}: {exc}", file=sys.stderr)
+        return 2
+    return daemon.run()

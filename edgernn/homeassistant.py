@@ -1,0 +1,216 @@
+"""Retained per-stream state, and Home Assistant MQTT discovery of every stream.
+
+**Retained state** (always on): ``{prefix}/state/{stream}`` (``edgernn/{node}/state/{stream}`` by
+default), published retained (QoS 1) when a stream is first seen and on every raised / update /
+cleared event, so a dashboard that connects later sees at once what is active::
+
+    {"state": "problem", "event": "raised", "alert_id": "line1/temp#3", "reason": "instant",
+     "top_feature": "value", "surprise": 9.53, "ts": 1700000123.0, "since": 1700000123.0,
+     "pipeline": "plant", "stream": "line1/temp", "emitted": 1700000123.4}
+
+``state`` is ``problem`` while an alert is active, else ``ok``; ``surprise`` is -log10 of the
+reading's tail probability (9.5: a 1 in 3e9 reading); ``ts`` the reading's own timestamp; ``since``
+when the alert was raised. A stream restored from a snapshot keeps the state the broker already
+holds for it (nothing is published until its next event). When a stream is evicted
+(``limits.max_streams``) its retained state is cleared (an empty retained message).
+
+**Discovery** (``homeassistant: {discovery: true}``): per stream a ``binary_sensor`` (device class
+``problem``: on while an alert is active, the state message as its attributes) and a ``sensor`` of
+its surprise (state class ``measurement``, from the same state topic), grouped under one device
+per node (``edgernn {node}``), available while the daemon's status topic says ``online`` (its last
+will says ``offline``). Config messages are retained, published when a stream is first seen (or
+restored) and again whenever Home Assistant announces itself (``{prefix}/status`` = ``online``,
+its birth message); an evicted stream's configs are removed (empty retained messages), which
+removes its entities. ``edgernn decommission -c CONFIG`` removes them all for a node.
+
+Topic: ``homeassistant/binary_sensor/edgernn_{node}/{object_id}/config``; object ids are the
+pipeline and stream lower-cased to ``[a-z0-9_]``, plus 6 hex digits of a hash whenever that changed
+the id (``Line 1/Temp`` -> ``plant_line_1_temp_5f2c1a``), so distinct streams never share an entity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+import threading
+import time
+
+from . import __version__
+
+log = logging.getLogger("edgernn.homeassistant")
+QOS = 1
+_UNSAFE = re.compile(r"[^a-z0-9_]+")
+COMPONENTS = ("binary_sensor", "sensor")
+
+
+def slug(text: str, limit: int = 64) -> str:
+    """An id HA accepts (``[a-z0-9_]``) that stays distinct for distinct inputs."""
+    out = _UNSAFE.sub("_", text.lower()).strip("_")[:limit] or "x"
+    if out != text:
+        out += "_" + hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    return out
+
+
+def node_id(node: str) -> str:
+    return slug(f"edgernn_{node}")
+
+
+def state_prefix(cfg) -> str:
+    """``{topics.prefix}/state``: the retained per-stream state lives below it."""
+    return f"{cfg.topics.prefix.format(node=cfg.node)}/state"
+
+
+def discovery_filter(cfg) -> str:
+    """The topic filter matching every discovery config of this node (decommission)."""
+    return f"{cfg.homeassistant.prefix}/+/{node_id(cfg.node)}/+/config"
+
+
+def surprise_of(ev) -> float | None:
+    """-log10 p of an event's reading: ``Event.surprise`` when the detector gives it, else from its
+    likelihood (1 - p down to p = 1e-12, then 1 - 1e-12 (1 + ln(s / 12))^-0.2, inverted here)."""
+    s = getattr(ev, "surprise", None)
+    if s is None:
+        p = 1.0 - float(ev.likelihood)
+        if p >= 1e-12:
+            s = -math.log10(p)
+        elif p > 0:
+            s = 12.0 * math.exp(min((p / 1e-12) ** -5.0 - 1.0, 700.0))
+        else:
+            s = math.inf
+    return round(float(s), 3) if math.isfinite(s) else None
+
+
+def _finite(x) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def event_state(pipeline: str, ev) -> dict:
+    """The retained state message after an event."""
+    active = ev.kind != "cleared"
+    return {"state": "problem" if active else "ok", "event": ev.kind, "alert_id": ev.alert_id,
+            "reason": ev.reason or None, "top_feature": ev.top_feature, "surprise": surprise_of(ev),
+            "ts": _finite(ev.ts), "since": _finite(ev.started), "pipeline": pipeline, "stream": ev.stream, "emitted": time.time()}
+
+
+def first_state(pipeline: str, stream: str, ts: float | None) -> dict:
+    """The retained state message of a stream seen for the first time (no event yet)."""
+    return {"state": "ok", "event": None, "alert_id": None, "reason": None, "top_feature": None, "surprise": 0.0,
+            "ts": _finite(ts), "since": None, "pipeline": pipeline, "stream": stream, "emitted": time.time()}
+
+
+class StatePublisher:
+    """Retained state per stream and (optionally) HA discovery. Main thread: ``on_batch``,
+    ``on_event``; paho's thread: HA's birth message. ``mqtt`` is the daemon's ``MqttClient``."""
+
+    def __init__(self, cfg, mqtt, pipelines: list[str]):
+        self.cfg, self.mqtt = cfg, mqtt
+        self.discovery = cfg.homeassistant.discovery
+        self.prefix = cfg.homeassistant.prefix
+        self.node_id = node_id(cfg.node)
+        self.state_prefix = state_prefix(cfg)
+        self.status_topic = cfg.topic("status")
+        self.several = len(pipelines) > 1  # entity names carry the pipeline only when it tells them apart
+        self._known: dict[str, set] = {name: set() for name in pipelines}  # pipeline -> announced streams
+        self._seeded: set[str] = set()
+        self._lock = threading.Lock()
+        self.announced = 0
+        self.removed = 0
+        if self.discovery:
+            mqtt.subscribe(f"{self.prefix}/status", QOS, self._on_ha_status)
+
+    # -- topics and payloads -------------------------------------------------------------------
+    def state_topic(self, stream: str) -> str:
+        return f"{self.state_prefix}/{stream}"
+
+    def config_topic(self, component: str, pipeline: str, stream: str) -> str:
+        return f"{self.prefix}/{component}/{self.node_id}/{slug(pipeline)}_{slug(stream)}/config"
+
+    def entity_configs(self, pipeline: str, stream: str) -> dict[str, dict]:
+        """component -> discovery config of one stream's two entities."""
+        obj = f"{slug(pipeline)}_{slug(stream)}"
+        label = f"{pipeline} {stream}" if self.several else stream
+        common = {
+            "state_topic": self.state_topic(stream), "json_attributes_topic": self.state_topic(stream),
+            "availability_topic": self.status_topic, "payload_available": "online",
+            "payload_not_available": "offline", "qos": QOS,
+            "device": {"identifiers": [self.node_id], "name": f"edgernn {self.cfg.node}", "manufacturer": "edgernn",
+                       "model": "GRU anomaly detector", "sw_version": __version__},
+            "origin": {"name": "edgernn", "sw_version": __version__},
+        }
+        alert = {**common, "name": f"{label} alert", "unique_id": f"{self.node_id}_{obj}_alert",
+                 "default_entity_id": f"binary_sensor.{self.node_id}_{obj}_alert", "device_class": "problem",
+                 "value_template": "{{ value_json.state }}", "payload_on": "problem", "payload_off": "ok"}
+        surprise = {**common, "name": f"{label} surprise", "unique_id": f"{self.node_id}_{obj}_surprise",
+                    "default_entity_id": f"sensor.{self.node_id}_{obj}_surprise", "state_class": "measurement",
+                    "icon": "mdi:chart-bell-curve", "suggested_display_precision": 1,
+                    "value_template": "{{ value_json.surprise }}"}
+        return {"binary_sensor": alert, "sensor": surprise}
+
+    # -- hooks (main thread) ---------------------------------------------------------------------
+    def on_batch(self, pipe, streams: list, ts, evicted: list, seconds: float) -> None:  # noqa: ARG002
+        """After a batch: remove the evicted streams, announce the ones seen for the first time."""
+        name = pipe.cfg.name
+        known = self._known[name]
+        if evicted:
+            self._remove(name, evicted)
+        if name not in self._seeded:  # restored from a snapshot: configs again, their state stays
+            self._seeded.add(name)
+            restored = [s for s in list(pipe.detector.state.ids) if s not in known]
+            self._announce(name, restored, None)
+        if len(streams) == 1 and streams[0] in known:
+            return
+        new = set(streams).difference(known)
+        if new:
+            ids = pipe.detector.state.ids
+            new = [s for s in new if s in ids]  # accepted (a stream of rejects only is no entity)
+            if new:
+                self._announce(name, new, dict(zip(streams, ts.tolist())))
+
+    def on_event(self, pipe, ev) -> None:
+        self._publish(self.state_topic(ev.stream), json.dumps(event_state(pipe.cfg.name, ev)))
+
+    def close(self) -> None:
+        pass
+
+    # -- announce / remove -------------------------------------------------------------------
+    def _announce(self, pipeline: str, streams: list, first_ts: dict | None) -> None:
+        """``first_ts`` given: new streams (an ``ok`` state each); None: restored (configs only)."""
+        with self._lock:
+            self._known[pipeline].update(streams)
+        for s in streams:
+            if self.discovery:
+                self._publish_configs(pipeline, s)
+            if first_ts is not None:
+                self._publish(self.state_topic(s), json.dumps(first_state(pipeline, s, first_ts.get(s))))
+        self.announced += len(streams)
+
+    def _remove(self, pipeline: str, streams: list) -> None:
+        with self._lock:
+            self._known[pipeline].difference_update(streams)
+        for s in streams:
+            self._publish(self.state_topic(s), b"")
+            for component in COMPONENTS if self.discovery else ():
+                self._publish(self.config_topic(component, pipeline, s), b"")
+        self.removed += len(streams)
+
+    def _publish_configs(self, pipeline: str, stream: str) -> None:
+        for component, config in self.entity_configs(pipeline, stream).items():
+            self._publish(self.config_topic(component, pipeline, stream), json.dumps(config))
+
+    def _publish(self, topic: str, payload) -> None:
+        if not self.mqtt.publish(topic, payload, qos=QOS, retain=True):
+            log.debug("retained message to %r not queued (see the publish_refused stats)", topic[:120])
+
+    # -- Home Assistant's birth message (paho's network thread) ---------------------------------------
+    def _on_ha_status(self, topic, payload: bytes) -> bool:
+        if bytes(payload).strip().lower() != b"online":
+            return True
+        with self._lock:
+            known = [(p, s) for p, streams in self._known.items() for s in streams]
+        log.info("Home Assistant is online: announcing %d stream(s) again", len(known))
+        for pipeline, stream in known:
+            self._publish_configs(pipeline, stream)
+        return True

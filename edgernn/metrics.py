@@ -1,0 +1,145 @@
+"""Prometheus ``/metrics`` for the daemon (opt-in: ``metrics: {host: 127.0.0.1, port: 9108}``).
+
+Needs ``prometheus_client`` (``pip install 'edgernn[metrics]'``); served by its
+``start_http_server`` in a daemon thread. Two kinds of figures:
+
+- observed by the main thread as they happen: batch sizes and step latency (histograms), alerts
+  by pipeline, kind (raised / update / cleared) and reason (the look that fired);
+- read from the daemon's own counters at scrape time (nothing added to the hot path): readings
+  accepted, rejects by reason (decode and detector), inbox drops, evictions, live streams, MQTT
+  connection state, reconnects and refused publishes, snapshot age, processing errors.
+
+A scrape (``curl -s 127.0.0.1:9108/metrics``)::
+
+    edgernn_readings_accepted_total{pipeline="plant"} 12840.0
+    edgernn_rejects_total{pipeline="plant",reason="bad_json"} 3.0
+    edgernn_alerts_total{kind="raised",pipeline="plant",reason="instant"} 2.0
+    edgernn_mqtt_connected 1.0
+    edgernn_step_seconds_bucket{le="0.0005",pipeline="plant"} 9120.0
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+log = logging.getLogger("edgernn.metrics")
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)  # readings
+STEP_BUCKETS = (50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0)  # s
+
+
+class MetricsUnavailable(RuntimeError):
+    """The metrics section is set but cannot be served; ``key`` is the config key at fault."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+def _import():
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise MetricsUnavailable("metrics", "needs the prometheus_client package: pip install 'edgernn[metrics]' "
+                                 "(or remove the metrics section)") from None
+    return prometheus_client
+
+
+class Metrics:
+    """Registry + HTTP server of one daemon. ``on_batch`` / ``on_event`` from the main thread."""
+
+    def __init__(self, daemon, *, serve: bool = True):
+        pc = _import()
+        self.daemon = daemon
+        self.registry = pc.CollectorRegistry()
+        self._batch = pc.Histogram("edgernn_batch_readings", "Readings per detector step (one batched call)",
+                                   ["pipeline"], buckets=BATCH_BUCKETS, registry=self.registry)
+        self._step = pc.Histogram("edgernn_step_seconds", "Wall time of one detector step over a batch",
+                                  ["pipeline"], buckets=STEP_BUCKETS, registry=self.registry)
+        self._alerts = pc.Counter("edgernn_alerts", "Alert events published, by kind and by the look that fired",
+                                  ["pipeline", "kind", "reason"], registry=self.registry)
+        self._children: dict = {}  # pipeline -> (batch, step) histogram children (a labels() lookup per batch)
+        self.registry.register(_DaemonCollector(daemon))
+        self.server = None
+        if serve:
+            self.start(daemon.cfg.metrics.host, daemon.cfg.metrics.port)
+
+    def start(self, host: str, port: int) -> None:
+        from prometheus_client import start_http_server
+
+        try:
+            self.server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise MetricsUnavailable("metrics.port", f"cannot serve /metrics on {host}:{port}: "
+                                     f"{exc.strerror or exc}") from None
+        log.info("Prometheus metrics on http://%s:%d/metrics", host, port)
+
+    def on_batch(self, pipe, streams: list, ts, evicted: list, seconds: float) -> None:  # noqa: ARG002
+        kids = self._children.get(pipe.cfg.name)
+        if kids is None:
+            kids = self._children[pipe.cfg.name] = (self._batch.labels(pipe.cfg.name), self._step.labels(pipe.cfg.name))
+        kids[0].observe(len(streams))
+        kids[1].observe(seconds)
+
+    def on_event(self, pipe, ev) -> None:
+        self._alerts.labels(pipe.cfg.name, ev.kind, ev.reason or "none").inc()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+class _DaemonCollector:
+    """Reads the daemon's counters when Prometheus scrapes (HTTP thread; plain reads of ints and
+    dict copies, atomic under the GIL)."""
+
+    def __init__(self, daemon):
+        self.d = daemon
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        d = self.d
+        accepted = CounterMetricFamily("edgernn_readings_accepted", "Readings the detector accepted and scored",
+                                       labels=["pipeline"])
+        rejects = CounterMetricFamily("edgernn_rejects", "Readings or messages rejected, by reason",
+                                      labels=["pipeline", "reason"])
+        evictions = CounterMetricFamily("edgernn_evictions", "Streams evicted (limits.max_streams, least recently "
+                                        "seen first)", labels=["pipeline"])
+        streams = GaugeMetricFamily("edgernn_streams", "Live streams (with per-stream state)", labels=["pipeline"])
+        for p in d.pipes:
+            name, det = p.cfg.name, p.detector.stats()
+            accepted.add_metric([name], det.get("accepted") or 0)
+            for reason, n in {**dict(p.rejects), **det.get("rejects", {})}.items():
+                rejects.add_metric([name, reason], n)
+            evictions.add_metric([name], p.detector.state.evictions)
+            streams.add_metric([name], len(p.detector.state))
+        yield from (accepted, rejects, evictions, streams)
+        yield from self._daemon_wide()
+
+    def _daemon_wide(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        d, m = self.d, self.d.mqtt
+        yield CounterMetricFamily("edgernn_inbox_dropped", "Readings dropped because the inbox was full "
+                                  "(limits.when_full)", value=d.inbox.drops)
+        yield GaugeMetricFamily("edgernn_inbox_depth", "Readings waiting for the main thread", value=len(d.inbox))
+        yield CounterMetricFamily("edgernn_process_errors", "Batches whose processing failed (a bug: see the log)",
+                                  value=d.process_errors)
+        yield GaugeMetricFamily("edgernn_mqtt_connected", "1 while connected to the MQTT broker",
+                                value=1.0 if m.is_connected else 0.0)
+        yield CounterMetricFamily("edgernn_mqtt_connects", "Successful connections to the broker (1 + reconnects)",
+                                  value=m.connects)
+        refused = CounterMetricFamily("edgernn_mqtt_publish_refused", "Publishes the MQTT client refused, by reason",
+                                      labels=["reason"])
+        for reason, n in dict(m.publish_refused).items():
+            refused.add_metric([reason], n)
+        yield refused
+        ts = d.snapshot_info.get("ts")
+        yield GaugeMetricFamily("edgernn_snapshot_age_seconds", "Seconds since the last state snapshot (NaN: none "
+                                "yet)", value=time.time() - ts if ts else math.nan)
+        yield GaugeMetricFamily("edgernn_uptime_seconds", "Seconds since the daemon started",
+                                value=time.time() - d.started)

@@ -420,6 +420,7 @@ class Daemon:
         for line in cfg.summary():
             log.info("%s", line)
         self._restore()
+        self._notify("on_start", self.pipes)
         # Everything loaded so far (models, runtimes, state) lives for the whole run: keep it out of
         # the cyclic collector's full passes, which otherwise stall the loop for tens of ms.
         gc.collect()

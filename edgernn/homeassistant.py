@@ -114,7 +114,6 @@ class StatePublisher:
         self.status_topic = cfg.topic("status")
         self.several = len(pipelines) > 1  # entity names carry the pipeline only when it tells them apart
         self._known: dict[str, set] = {name: set() for name in pipelines}  # pipeline -> announced streams
-        self._seeded: set[str] = set()
         self._lock = threading.Lock()
         self.announced = 0
         self.removed = 0
@@ -156,10 +155,6 @@ class StatePublisher:
         known = self._known[name]
         if evicted:
             self._remove(name, evicted)
-        if name not in self._seeded:  # restored from a snapshot: configs again, their state stays
-            self._seeded.add(name)
-            restored = [s for s in list(pipe.detector.state.ids) if s not in known]
-            self._announce(name, restored, None)
         if len(streams) == 1 and streams[0] in known:
             return
         new = set(streams).difference(known)
@@ -168,6 +163,12 @@ class StatePublisher:
             new = [s for s in new if s in ids]  # accepted (a stream of rejects only is no entity)
             if new:
                 self._announce(name, new, dict(zip(streams, ts.tolist())))
+
+    def on_start(self, pipes: list) -> None:
+        """After the snapshots were restored: the restored streams' configs again (their retained
+        state on the broker is still right: nothing is published for it until their next event)."""
+        for pipe in pipes:
+            self._announce(pipe.cfg.name, list(pipe.detector.state.ids), None)
 
     def on_event(self, pipe, ev) -> None:
         self._publish(self.state_topic(ev.stream), json.dumps(event_state(pipe.cfg.name, ev)))

@@ -75,6 +75,9 @@ class Metrics:
                                      f"{exc.strerror or exc}") from None
         log.info("Prometheus metrics on http://%s:%d/metrics", host, port)
 
+    def on_start(self, pipes: list) -> None:
+        pass
+
     def on_batch(self, pipe, streams: list, ts, evicted: list, seconds: float) -> None:  # noqa: ARG002
         kids = self._children.get(pipe.cfg.name)
         if kids is None:

@@ -205,6 +205,7 @@ class MqttClient:
         if rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0):
             self.published += 1
             if qos > 0:  # QoS > 0 while disconnected: queued by paho, sent after reconnecting
+                info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS  # else paho's is_published() raises even once sent
                 pending = self._pending
                 pending.append(info)
                 while pending and pending[0].is_published():

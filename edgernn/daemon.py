@@ -486,7 +486,7 @@ class Daemon:
         self.snapshot(force=True)
         log.info("snapshot: %d stream(s), %d reading(s) processed since start -> %s",
                  self.snapshot_info["streams"], self.processed, self.cfg.state_dir)
-        self.mqtt.stop()
         self._notify("close")
+        self.mqtt.stop()
         log.info("stopped")
         return 0

@@ -37,6 +37,7 @@ import math
 import re
 import threading
 import time
+from collections import deque
 
 from . import __version__
 
@@ -102,8 +103,9 @@ def first_state(pipeline: str, stream: str, ts: float | None) -> dict:
 
 
 class StatePublisher:
-    """Retained state per stream and (optionally) HA discovery. Main thread: ``on_batch``,
-    ``on_event``; paho's thread: HA's birth message. ``mqtt`` is the daemon's ``MqttClient``."""
+    """Retained state per stream and (optionally) HA discovery. The main thread calls ``on_start``,
+    ``on_batch``, ``on_event``, ``close``; paho's thread hands over HA's birth message; both only
+    queue messages, which a sender thread publishes. ``mqtt`` is the daemon's ``MqttClient``."""
 
     def __init__(self, cfg, mqtt, pipelines: list[str]):
         self.cfg, self.mqtt = cfg, mqtt
@@ -117,6 +119,16 @@ class StatePublisher:
         self._lock = threading.Lock()
         self.announced = 0
         self.removed = 0
+        # Outgoing retained messages wait here in order (a state never overtakes an older one); a
+        # sender thread hands them to the client while fewer than half of mqtt.publish_queue QoS 1
+        # messages are unconfirmed: 10,000 new streams (30,000 messages) never make paho refuse
+        # them or crowd out alerts, and the main thread never waits for the broker.
+        self._queue: deque = deque()
+        self.budget = max(1, cfg.mqtt.publish_queue // 2)
+        self._wake = threading.Event()
+        self._closing = False
+        self._sender = threading.Thread(target=self._send_loop, name="edgernn-retained", daemon=True)
+        self._sender.start()
         if self.discovery:
             mqtt.subscribe(f"{self.prefix}/status", QOS, self._on_ha_status)
 
@@ -155,14 +167,13 @@ class StatePublisher:
         known = self._known[name]
         if evicted:
             self._remove(name, evicted)
-        if len(streams) == 1 and streams[0] in known:
-            return
-        new = set(streams).difference(known)
-        if new:
-            ids = pipe.detector.state.ids
-            new = [s for s in new if s in ids]  # accepted (a stream of rejects only is no entity)
+        if len(streams) > 1 or streams[0] not in known:
+            new = set(streams).difference(known)
             if new:
-                self._announce(name, new, dict(zip(streams, ts.tolist())))
+                ids = pipe.detector.state.ids
+                new = [s for s in new if s in ids]  # accepted (a stream of rejects only is no entity)
+                if new:
+                    self._announce(name, new, dict(zip(streams, ts.tolist())))
 
     def on_start(self, pipes: list) -> None:
         """After the snapshots were restored: the restored streams' configs again (their retained
@@ -173,8 +184,38 @@ class StatePublisher:
     def on_event(self, pipe, ev) -> None:
         self._publish(self.state_topic(ev.stream), json.dumps(event_state(pipe.cfg.name, ev)))
 
-    def close(self) -> None:
-        pass
+    def close(self, timeout: float = 2.0) -> None:
+        """Before the daemon disconnects: send what still waits, for up to ``timeout`` seconds
+        (what is left is announced again at the next start)."""
+        deadline = time.monotonic() + timeout
+        while self._queue and time.monotonic() < deadline and self._sender.is_alive():
+            time.sleep(0.01)
+        self._closing = True
+        self._wake.set()
+        self._sender.join(timeout)
+        if self._queue:
+            log.info("%d retained announcement(s) not sent before stopping", len(self._queue))
+
+    # -- the sender thread ---------------------------------------------------------------------
+    def _send_loop(self) -> None:
+        while not self._closing:
+            self._wake.wait(1.0)
+            self._wake.clear()
+            while self._queue and not self._closing:
+                if not self._flush():
+                    time.sleep(0.05)  # no room: the broker is confirming (or we are offline)
+
+    def _flush(self) -> int:
+        """Publish waiting messages while fewer than ``budget`` are unconfirmed; how many left."""
+        q, publish = self._queue, self.mqtt.publish
+        room = self.budget - self.mqtt.pending()
+        sent = 0
+        while q and sent < room:
+            topic, payload = q.popleft()
+            if not publish(topic, payload, qos=QOS, retain=True):
+                log.debug("retained message to %r not queued (see the publish_refused stats)", topic[:120])
+            sent += 1
+        return sent
 
     # -- announce / remove -------------------------------------------------------------------
     def _announce(self, pipeline: str, streams: list, first_ts: dict | None) -> None:
@@ -202,8 +243,8 @@ class StatePublisher:
             self._publish(self.config_topic(component, pipeline, stream), json.dumps(config))
 
     def _publish(self, topic: str, payload) -> None:
-        if not self.mqtt.publish(topic, payload, qos=QOS, retain=True):
-            log.debug("retained message to %r not queued (see the publish_refused stats)", topic[:120])
+        self._queue.append((topic, payload))  # deque.append: safe from paho's thread too
+        self._wake.set()
 
     # -- Home Assistant's birth message (paho's network thread) ---------------------------------------
     def _on_ha_status(self, topic, payload: bytes) -> bool:

@@ -132,3 +132,20 @@ def test_decommission_clears_the_node(broker, bundle_dir, tmp_path, daemons):
     assert d.stop() == 0
     pub.close()
     watch.close()
+
+
+def test_many_new_streams_paced_within_the_publish_queue(broker, bundle_dir, tmp_path, daemons):
+    """300 new streams at once = 900 retained messages with mqtt.publish_queue 60: every one arrives,
+    none is refused by the client (they wait their turn), and alerts are never crowded out."""
+    d, watch, pub = start(broker, bundle_dir, tmp_path, daemons, mqtt={"publish_queue": 60})
+    pub.readings([(f"s{i}/v", 1.7e9, 1.0) for i in range(300)])
+    watch.wait_stats(lambda s: s["readings_total"] >= 300, what="readings processed")
+    got = wait_until(lambda: (r := retained(broker.port)) and len(configs(r, "sensor")) == 300 and r, 20,
+                     what="300 sensor configs")
+    assert len(configs(got, "binary_sensor")) == 300
+    assert len([t for t in got if t.startswith("edgernn/bench/state/")]) == 300
+    stats = watch.wait_stats(lambda s: s["mqtt"]["publish_pending"] == 0, what="everything confirmed")
+    assert stats["mqtt"]["publish_refused"] == {}
+    assert d.stop() == 0
+    pub.close()
+    watch.close()

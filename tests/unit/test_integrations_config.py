@@ -71,3 +71,26 @@ def test_surprise_prefers_the_event_field_and_is_never_infinite():
     assert surprise_of(SimpleNamespace(surprise=7.25, likelihood=0.5)) == 7.25
     assert surprise_of(SimpleNamespace(likelihood=1.0)) is None
     assert surprise_of(SimpleNamespace(surprise=math.inf, likelihood=1.0)) is None
+
+
+def test_step_histograms_equal_prometheus_clients_own():
+    pc = pytest.importorskip("prometheus_client")
+    from edgernn.metrics import BATCH_BUCKETS, STEP_BUCKETS, _StepHistograms
+
+    rng = np.random.default_rng(0)
+    ours, reg = _StepHistograms(), pc.CollectorRegistry()
+    ref_b = pc.Histogram("edgernn_batch_readings", "", ["pipeline"], buckets=BATCH_BUCKETS, registry=reg)
+    ref_s = pc.Histogram("edgernn_step_seconds", "", ["pipeline"], buckets=STEP_BUCKETS, registry=reg)
+    ours.FOLD_EVERY = 97  # some folds happen in add(), the rest at collect()
+    sizes = list(rng.integers(1, 10_000, 500)) + list(BATCH_BUCKETS)  # values on the bounds too
+    for i, n in enumerate(sizes):
+        pipe, sec = ("a", "b")[i % 2], float(STEP_BUCKETS[i % len(STEP_BUCKETS)] * (1.0 if i % 3 else 1.7))
+        ours.add(pipe, int(n), sec)
+        ref_b.labels(pipe).observe(int(n))
+        ref_s.labels(pipe).observe(sec)
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in ours.collect() for s in f.samples}
+    want = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in reg.collect() for s in f.samples
+            if not s.name.endswith("_created")}
+    assert got.keys() == want.keys()
+    for k, v in want.items():
+        assert got[k] == pytest.approx(v), k

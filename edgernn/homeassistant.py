@@ -69,6 +69,14 @@ def discovery_filter(cfg) -> str:
     return f"{cfg.homeassistant.prefix}/+/{node_id(cfg.node)}/+/config"
 
 
+def alerts_filter(cfg) -> str | None:
+    """A filter matching every alert topic of this node (retained when topics.alert_retain is on),
+    or None when {stream} is not the template's last level (no filter can match it then)."""
+    mark = "\x00"
+    topic = cfg.topic("alerts", stream=mark, pipeline="+")
+    return topic[:-1] + "#" if topic.endswith("/" + mark) else None
+
+
 def surprise_of(ev) -> float | None:
     """-log10 p of an event's reading: ``Event.surprise`` when the detector gives it, else from its
     likelihood (1 - p down to p = 1e-12, then 1 - 1e-12 (1 + ln(s / 12))^-0.2, inverted here)."""

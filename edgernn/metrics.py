@@ -170,6 +170,8 @@ class _DaemonCollector:
         evictions = CounterMetricFamily("edgernn_evictions", "Streams evicted (limits.max_streams, least recently "
                                         "seen first)", labels=["pipeline"])
         streams = GaugeMetricFamily("edgernn_streams", "Live streams (with per-stream state)", labels=["pipeline"])
+        models = GaugeMetricFamily("edgernn_model_info", "The model bundle each pipeline runs (always 1)",
+                                   labels=["pipeline", "model", "version", "backend", "sha256"])
         for p in d.pipes:
             name, det = p.cfg.name, p.detector.stats()
             accepted.add_metric([name], det.get("accepted") or 0)
@@ -177,13 +179,21 @@ class _DaemonCollector:
                 rejects.add_metric([name, reason], n)
             evictions.add_metric([name], p.detector.state.evictions)
             streams.add_metric([name], len(p.detector.state))
-        yield from (accepted, rejects, evictions, streams)
+            info = p.model_info
+            models.add_metric([name, str(info.get("name")), str(info.get("version")), str(info.get("backend")),
+                               str(info.get("sha256"))[:12]], 1)
+        yield from (accepted, rejects, evictions, streams, models)
         yield from self._daemon_wide()
 
     def _daemon_wide(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+        from . import __version__
+
         d, m = self.d, self.d.mqtt
+        build = GaugeMetricFamily("edgernn_build_info", "edgernn version and node (always 1)", labels=["version", "node"])
+        build.add_metric([__version__, d.cfg.node], 1)
+        yield build
         yield CounterMetricFamily("edgernn_inbox_dropped", "Readings dropped because the inbox was full "
                                   "(limits.when_full)", value=d.inbox.drops)
         yield GaugeMetricFamily("edgernn_inbox_depth", "Readings waiting for the main thread", value=len(d.inbox))

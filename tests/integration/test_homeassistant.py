@@ -110,11 +110,13 @@ def test_decommission_clears_the_node(broker, bundle_dir, tmp_path, daemons):
     d, watch, pub = start(broker, bundle_dir, tmp_path, daemons)
     pub.readings([(f"line{i}/temp", 1.7e9 + k, 1.0) for k in range(2) for i in range(2)])
     wait_until(lambda: len(configs(retained(broker.port), "sensor")) == 2, 10, what="2 sensor configs")
+    pub.c.publish("edgernn/bench/alerts/line0/temp", b'{"event": "raised"}', qos=1, retain=True).wait_for_publish(5)
     refused = decommission(d.config_path)
     assert refused.returncode == 2 and "looks online" in refused.stderr and "Traceback" not in refused.stderr
     assert d.stop() == 0
     dry = decommission(d.config_path, "--dry-run")
-    assert dry.returncode == 0 and "4 Home Assistant discovery config(s), 2 retained stream state(s)" in dry.stdout
+    assert dry.returncode == 0 and "4 Home Assistant discovery config(s), 2 retained stream state(s), 1 retained alert(s), status set" \
+        in dry.stdout
     assert len(configs(retained(broker.port), "sensor")) == 2  # a dry run removes nothing
     done = decommission(d.config_path)
     assert done.returncode == 0, done.stderr

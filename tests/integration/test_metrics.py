@@ -45,6 +45,9 @@ def test_metrics_parse_and_move(broker, bundle_dir, tmp_path, daemons):
     first = wait_until(lambda: _try_scrape(port), 10, what="/metrics answering")
     assert value(first, "edgernn_mqtt_connected") == 1.0
     assert value(first, "edgernn_readings_accepted_total", pipeline="plant") == 0.0
+    model = [dict(labels) for (name, labels) in first if name == "edgernn_model_info"]
+    assert model and model[0]["pipeline"] == "plant" and model[0]["model"] == "fixture"
+    assert [dict(labels)["node"] for (name, labels) in first if name == "edgernn_build_info"] == ["bench"]
 
     pub = Publisher(broker.port)
     streams, ts, x = series(2, 120, seed=9)

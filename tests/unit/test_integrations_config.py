@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgernn.config import ConfigError, parse_config
-from edgernn.homeassistant import StatePublisher, slug, surprise_of
+from edgernn.homeassistant import StatePublisher, alerts_filter, slug, surprise_of
 from edgernn.scoring import likelihood_from_log10p
 
 BASE = """
@@ -94,3 +94,11 @@ def test_step_histograms_equal_prometheus_clients_own():
     assert got.keys() == want.keys()
     for k, v in want.items():
         assert got[k] == pytest.approx(v), k
+
+
+def test_alerts_filter(tmp_path):
+    assert alerts_filter(load("", tmp_path)) == "edgernn/bench/alerts/#"
+    mid = load("topics: {alerts: '{prefix}/{stream}/alert'}\n", tmp_path)
+    assert alerts_filter(mid) is None
+    per = load("topics: {alerts: 'site/{node}/{pipeline}/{stream}'}\n", tmp_path)
+    assert alerts_filter(per) == "site/bench/+/#"

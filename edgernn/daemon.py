@@ -355,7 +355,8 @@ class Daemon:
                 continue
             seconds = time.perf_counter() - t0
             self._iv_step.append(seconds)
-            self._notify("on_batch", p, streams, ts, self._drain_evictions(p), seconds)
+            evicted = self._drain_evictions(p)  # drained once here: every user gets this list
+            self._notify("on_batch", p, streams, ts, evicted, seconds)
             self._iv_batches.append(n)
             p.processed += n
             self.processed += n

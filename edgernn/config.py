@@ -200,10 +200,6 @@ class Config:
             f"limits: inbox {self.limits.inbox_size} ({self.limits.when_full} when full), "
             f"payload <= {self.limits.max_payload_bytes} B, <= {self.limits.max_readings_per_message} readings/message",
         ]
-        ha, mt = self.homeassistant, self.metrics
-        out.append(f"integrations: retained state {self.topics.prefix.format(node=self.node)}/state/<stream>, "
-                   f"Home Assistant discovery {'on (prefix ' + ha.prefix + ')' if ha.discovery else 'off'}, "
-                   f"metrics {f'http://{mt.host}:{mt.port}/metrics' if mt else 'off'}")
         for p in self.pipelines:
             out.append(f"pipeline {p.name!r}: {p.subscribe} (QoS {p.qos}) -> stream {p.stream!r}, "
                        f"{p.payload.format} payload, model {p.model} on {p.backend}, max {p.max_streams} streams")

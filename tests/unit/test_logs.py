@@ -85,3 +85,34 @@ def test_every_command_logs_through_it(tmp_path):
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     assert re.search(r"\d\d:\d\d:\d\d,\d{3} WARNING edgernn.x: hello", r.stderr), r.stderr
+
+
+def test_serve_under_journald_every_line_prefixed(tmp_path):
+    """The daemon's own lines (info at start, a warning while the broker is away) carry priorities."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "edgernn.yaml"
+    cfg.write_text(f"node: bench\nmqtt: {{host: 127.0.0.1, port: {port}, reconnect_min_s: 0.2}}\n"
+                   f"state: {{dir: {tmp_path / 'state'}}}\nlog: {{level: info}}\npipelines:\n"
+                   f"  - {{name: plant, subscribe: plant/+, model: {ROOT / 'firmware_models' / 'univariate'}}}\n")
+    err = tmp_path / "stderr.txt"
+    with open(err, "wb") as f:
+        st = os.fstat(f.fileno())
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+        proc = subprocess.Popen([sys.executable, "-m", "edgernn", "serve", "-c", str(cfg)], stderr=f, env=env)
+        try:
+            deadline = time.monotonic() + 30
+            while "cannot reach MQTT broker" not in err.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    lines = err.read_text().splitlines()
+    assert any(line.startswith("<4>edgernn.mqtt: cannot reach MQTT broker") for line in lines), lines
+    assert any(line.startswith("<6>edgernn.") for line in lines), lines  # the startup summary
+    assert all(re.match(r"^<[2-7]>", line) for line in lines), lines

@@ -258,9 +258,13 @@ class Daemon:
         return out
 
     def _notify(self, hook: str, *args) -> None:
+        """Call ``hook`` (on_start, on_batch, on_event, on_stats, close) of every observer that has it."""
         for obs in self.observers:
+            fn = getattr(obs, hook, None)
+            if fn is None:
+                continue
             try:
-                getattr(obs, hook)(*args)
+                fn(*args)
             except Exception:  # noqa: BLE001 - an integration's bug must not stop the daemon
                 self.process_errors += 1
                 if self.process_errors <= 3:
@@ -356,7 +360,7 @@ class Daemon:
             seconds = time.perf_counter() - t0
             self._iv_step.append(seconds)
             evicted = self._drain_evictions(p)  # drained once here: every user gets this list
-            self._notify("on_batch", p, streams, ts, evicted, seconds)
+            self._notify("on_batch", p, streams, ts, evicted, seconds, res)
             self._iv_batches.append(n)
             p.processed += n
             self.processed += n
@@ -474,6 +478,7 @@ class Daemon:
             if now >= next_stats:
                 self.mqtt.publish(cfg.topic("stats"), json.dumps(_finite(self.stats(now - last_stats))), qos=0)
                 last_stats, next_stats = now, now + stats_iv
+                self._notify("on_stats")
         return self.shutdown()
 
     def shutdown(self) -> int:

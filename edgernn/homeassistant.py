@@ -16,12 +16,15 @@ holds for it (nothing is published until its next event). When a stream is evict
 
 **Discovery** (``homeassistant: {discovery: true}``): per stream a ``binary_sensor`` (device class
 ``problem``: on while an alert is active, the state message as its attributes) and a ``sensor`` of
-its surprise (state class ``measurement``, from the same state topic), grouped under one device
-per node (``edgernn {node}``), available while the daemon's status topic says ``online`` (its last
-will says ``offline``). Config messages are retained, published when a stream is first seen (or
-restored) and again whenever Home Assistant announces itself (``{prefix}/status`` = ``online``,
-its birth message); an evicted stream's configs are removed (empty retained messages), which
-removes its entities. ``edgernn decommission -c CONFIG`` removes them all for a node.
+its surprise (state class ``measurement``): the largest surprise of the stream's readings since
+the last refresh, retained on ``{prefix}/surprise/{stream}`` every ``stats.interval_s`` (10 s by
+default) for the streams that had readings (so a dashboard graphs how unusual each stream has
+been, not only its alerts). Both are grouped under one device per node (``edgernn {node}``) and
+available while the daemon's status topic says ``online`` (its last will says ``offline``).
+Config messages are retained, published when a stream is first seen (or restored) and again
+whenever Home Assistant announces itself (``{prefix}/status`` = ``online``, its birth message);
+an evicted stream's configs and surprise are removed (empty retained messages), which removes
+its entities. ``edgernn decommission -c CONFIG`` removes them all for a node.
 
 Topic: ``homeassistant/binary_sensor/edgernn_{node}/{object_id}/config``; object ids are the
 pipeline and stream lower-cased to ``[a-z0-9_]``, plus 6 hex digits of a hash whenever that changed
@@ -64,6 +67,11 @@ def state_prefix(cfg) -> str:
     return f"{cfg.topics.prefix.format(node=cfg.node)}/state"
 
 
+def surprise_prefix(cfg) -> str:
+    """``{topics.prefix}/surprise``: each stream's peak surprise (HA discovery only) below it."""
+    return f"{cfg.topics.prefix.format(node=cfg.node)}/surprise"
+
+
 def discovery_filter(cfg) -> str:
     """The topic filter matching every discovery config of this node (decommission)."""
     return f"{cfg.homeassistant.prefix}/+/{node_id(cfg.node)}/+/config"
@@ -77,19 +85,23 @@ def alerts_filter(cfg) -> str | None:
     return topic[:-1] + "#" if topic.endswith("/" + mark) else None
 
 
+def surprise_from_likelihood(likelihood: float) -> float:
+    """-log10 p from the detector's likelihood (1 - p down to p = 1e-12, then
+    1 - 1e-12 (1 + ln(s / 12))^-0.2: inverted here). inf when it rounded to 1."""
+    p = 1.0 - float(likelihood)
+    if p >= 1e-12:
+        return -math.log10(p)
+    if p > 0:
+        return 12.0 * math.exp(min((p / 1e-12) ** -5.0 - 1.0, 700.0))
+    return math.inf
+
+
 def surprise_of(ev) -> float | None:
-    """-log10 p of an event's reading: ``Event.surprise`` when the detector gives it, else from its
-    likelihood (1 - p down to p = 1e-12, then 1 - 1e-12 (1 + ln(s / 12))^-0.2, inverted here)."""
+    """-log10 p of an event's reading (``Event.surprise`` when the detector gives it), 3 decimals;
+    None when not finite."""
     s = getattr(ev, "surprise", None)
-    if s is None:
-        p = 1.0 - float(ev.likelihood)
-        if p >= 1e-12:
-            s = -math.log10(p)
-        elif p > 0:
-            s = 12.0 * math.exp(min((p / 1e-12) ** -5.0 - 1.0, 700.0))
-        else:
-            s = math.inf
-    return round(float(s), 3) if math.isfinite(s) else None
+    s = surprise_from_likelihood(ev.likelihood) if s is None else float(s)
+    return round(s, 3) if math.isfinite(s) else None
 
 
 def _finite(x) -> float | None:
@@ -112,7 +124,7 @@ def first_state(pipeline: str, stream: str, ts: float | None) -> dict:
 
 class StatePublisher:
     """Retained state per stream and (optionally) HA discovery. The main thread calls ``on_start``,
-    ``on_batch``, ``on_event``, ``close``; paho's thread hands over HA's birth message; both only
+    ``on_batch``, ``on_event``, ``on_stats``, ``close``; paho's thread hands over HA's birth message; both only
     queue messages, which a sender thread publishes. ``mqtt`` is the daemon's ``MqttClient``."""
 
     def __init__(self, cfg, mqtt, pipelines: list[str]):
@@ -121,6 +133,7 @@ class StatePublisher:
         self.prefix = cfg.homeassistant.prefix
         self.node_id = node_id(cfg.node)
         self.state_prefix = state_prefix(cfg)
+        self.surprise_prefix = surprise_prefix(cfg)
         self.status_topic = cfg.topic("status")
         self.several = len(pipelines) > 1  # entity names carry the pipeline only when it tells them apart
         self._known: dict[str, set] = {name: set() for name in pipelines}  # pipeline -> announced streams
@@ -137,12 +150,20 @@ class StatePublisher:
         self._closing = False
         self._sender = threading.Thread(target=self._send_loop, name="edgernn-retained", daemon=True)
         self._sender.start()
+        # discovery: each stream's peak likelihood (or surprise, when the detector gives it per
+        # reading) since the last refresh, published as its surprise every stats.interval_s
+        self._peaks: dict[str, float] = {}
+        self.refresh_s = cfg.stats.interval_s if cfg.stats.interval_s > 0 else 10.0
+        self._next_refresh = time.monotonic() + self.refresh_s
         if self.discovery:
             mqtt.subscribe(f"{self.prefix}/status", QOS, self._on_ha_status)
 
     # -- topics and payloads -------------------------------------------------------------------
     def state_topic(self, stream: str) -> str:
         return f"{self.state_prefix}/{stream}"
+
+    def surprise_topic(self, stream: str) -> str:
+        return f"{self.surprise_prefix}/{stream}"
 
     def config_topic(self, component: str, pipeline: str, stream: str) -> str:
         return f"{self.prefix}/{component}/{self.node_id}/{slug(pipeline)}_{slug(stream)}/config"
@@ -164,13 +185,16 @@ class StatePublisher:
                  "value_template": "{{ value_json.state }}", "payload_on": "problem", "payload_off": "ok"}
         surprise = {**common, "name": f"{label} surprise", "unique_id": f"{self.node_id}_{obj}_surprise",
                     "default_entity_id": f"sensor.{self.node_id}_{obj}_surprise", "state_class": "measurement",
-                    "icon": "mdi:chart-bell-curve", "suggested_display_precision": 1,
-                    "value_template": "{{ value_json.surprise }}"}
+                    "state_topic": self.surprise_topic(stream), "icon": "mdi:chart-bell-curve",
+                    "suggested_display_precision": 1}
         return {"binary_sensor": alert, "sensor": surprise}
 
     # -- hooks (main thread) ---------------------------------------------------------------------
-    def on_batch(self, pipe, streams: list, ts, evicted: list, seconds: float) -> None:  # noqa: ARG002
-        """After a batch: remove the evicted streams, announce the ones seen for the first time."""
+    def on_batch(self, pipe, streams: list, ts, evicted: list, seconds: float, res=None) -> None:  # noqa: ARG002
+        """After a batch: remove the evicted streams, announce the ones seen for the first time,
+        keep each stream's peak surprise (discovery) and send them every ``refresh_s``."""
+        if self.discovery and res is not None:
+            self._track_peaks(streams, res)
         name = pipe.cfg.name
         known = self._known[name]
         if evicted:
@@ -182,6 +206,35 @@ class StatePublisher:
                 new = [s for s in new if s in ids]  # accepted (a stream of rejects only is no entity)
                 if new:
                     self._announce(name, new, dict(zip(streams, ts.tolist())))
+        if self._peaks and time.monotonic() >= self._next_refresh:
+            self._refresh_peaks()
+
+    def on_stats(self) -> None:
+        """The daemon's stats tick (every stats.interval_s): refresh the surprise sensors."""
+        if self._peaks:
+            self._refresh_peaks()
+
+    def _track_peaks(self, streams: list, res) -> None:
+        """Per stream, the largest likelihood (monotone in surprise) of this batch's readings."""
+        values = res.likelihood  # float64[B]; NaN for rejected readings (never > anything)
+        peaks = self._peaks
+        if len(streams) == 1:
+            v = float(values[0])
+            if v > peaks.get(streams[0], -1.0):
+                peaks[streams[0]] = v
+            return
+        get = peaks.get
+        for sid, v in zip(streams, values.tolist()):
+            if v > get(sid, -1.0):
+                peaks[sid] = v
+
+    def _refresh_peaks(self) -> None:
+        """Each stream's peak surprise since the last refresh, retained on its surprise topic."""
+        peaks, self._peaks = self._peaks, {}
+        self._next_refresh = time.monotonic() + self.refresh_s
+        for sid, lik in peaks.items():
+            s = surprise_from_likelihood(lik)
+            self._publish(self.surprise_topic(sid), f"{min(s, 1e300):.4g}")  # "9.531", "1.2e+05"
 
     def on_start(self, pipes: list) -> None:
         """After the snapshots were restored: the restored streams' configs again (their retained
@@ -195,6 +248,8 @@ class StatePublisher:
     def close(self, timeout: float = 2.0) -> None:
         """Before the daemon disconnects: send what still waits, for up to ``timeout`` seconds
         (what is left is announced again at the next start)."""
+        if self._peaks:
+            self._refresh_peaks()
         deadline = time.monotonic() + timeout
         while self._queue and time.monotonic() < deadline and self._sender.is_alive():
             time.sleep(0.01)
@@ -242,8 +297,11 @@ class StatePublisher:
             self._known[pipeline].difference_update(streams)
         for s in streams:
             self._publish(self.state_topic(s), b"")
-            for component in COMPONENTS if self.discovery else ():
-                self._publish(self.config_topic(component, pipeline, s), b"")
+            if self.discovery:
+                self._peaks.pop(s, None)
+                self._publish(self.surprise_topic(s), b"")
+                for component in COMPONENTS:
+                    self._publish(self.config_topic(component, pipeline, s), b"")
         self.removed += len(streams)
 
     def _publish_configs(self, pipeline: str, stream: str) -> None:

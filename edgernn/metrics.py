@@ -74,10 +74,7 @@ class Metrics:
                                      f"{exc.strerror or exc}") from None
         log.info("Prometheus metrics on http://%s:%d/metrics", host, port)
 
-    def on_start(self, pipes: list) -> None:
-        pass
-
-    def on_batch(self, pipe, streams: list, ts, evicted: list, seconds: float) -> None:  # noqa: ARG002
+    def on_batch(self, pipe, streams: list, ts, evicted: list, seconds: float, res=None) -> None:  # noqa: ARG002
         self._steps.add(pipe.cfg.name, len(streams), seconds)
 
     def on_event(self, pipe, ev) -> None:

@@ -4,7 +4,8 @@
 
 Clears (with empty retained messages) every retained message the daemon of this node left on the
 broker: the Home Assistant discovery configs of its streams (their entities and the node's device
-disappear from Home Assistant), the per-stream state under edgernn/{node}/state/, alerts left
+disappear from Home Assistant), the per-stream state and surprise under edgernn/{node}/state/ and
+edgernn/{node}/surprise/, alerts left
 retained (topics.alert_retain) and its online/offline status. It finds them by subscribing to those topics and collecting what the
 broker holds, so streams the daemon no longer remembers are removed too.
 
@@ -34,7 +35,7 @@ class Retained:
     """One MQTT session that collects this node's retained messages, then clears them."""
 
     def __init__(self, cfg):
-        from ..homeassistant import alerts_filter, discovery_filter, state_prefix
+        from ..homeassistant import alerts_filter, discovery_filter, state_prefix, surprise_prefix
         from ..mqtt import MqttClient
 
         mcfg = dataclasses.replace(cfg.mqtt, client_id=f"{cfg.mqtt.client_id}-decommission", clean_session=True)
@@ -42,7 +43,8 @@ class Retained:
         self.found: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._last = time.monotonic()
-        filters = [discovery_filter(cfg), f"{state_prefix(cfg)}/#", cfg.topic("status"), alerts_filter(cfg)]
+        filters = [discovery_filter(cfg), f"{state_prefix(cfg)}/#", f"{surprise_prefix(cfg)}/#", cfg.topic("status"),
+                   alerts_filter(cfg)]
         for topic_filter in filter(None, filters):
             self.client.subscribe(topic_filter, 1, self._take)
 
@@ -89,7 +91,7 @@ def run(args) -> int:
 
 
 def _decommission(cfg, session: Retained, args) -> int:
-    from ..homeassistant import state_prefix
+    from ..homeassistant import state_prefix, surprise_prefix
 
     broker = f"{cfg.mqtt.host}:{cfg.mqtt.port}"
     found = session.collect(max(0.1, args.wait))
@@ -99,12 +101,12 @@ def _decommission(cfg, session: Retained, args) -> int:
     if found.get(status, b"").strip() == b"online" and not args.force:
         return fail("decommission", f"node {cfg.node!r} looks online ({status} says online): stop its daemon "
                     "first (systemctl stop edgernn), or pass --force")
-    states = sorted(t for t in found if t.startswith(state_prefix(cfg) + "/"))
+    states = sorted(t for t in found if t.startswith((state_prefix(cfg) + "/", surprise_prefix(cfg) + "/")))
     configs = sorted(t for t in found if t.startswith(cfg.homeassistant.prefix + "/") and t.endswith("/config"))
     alerts = sorted(set(found) - set(states) - set(configs) - {status})
     topics = configs + states + alerts + ([status] if status in found else [])
     summary = (f"node {cfg.node!r} on {broker}: {len(configs)} Home Assistant discovery config(s), "
-               f"{len(states)} retained stream state(s), {len(alerts)} retained alert(s), "
+               f"{len(states)} retained stream state(s) and surprise(s), {len(alerts)} retained alert(s), "
                f"status {'set' if status in found else 'not set'}")
     if args.dry_run:
         print(f"would remove {summary}")

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.integration
 NODE_ID = "edgernn_bench"
 
 
-def retained(port: int, topics=("homeassistant/#", "edgernn/bench/state/#"), settle: float = 0.5) -> dict:
-    """topic -> JSON (or b"" ) of what a client connecting now receives as retained."""
+def retained(port: int, topics=("homeassistant/#", "edgernn/bench/state/#", "edgernn/bench/surprise/#"),
+             settle: float = 0.5) -> dict:
+    """topic -> JSON of what a client connecting now receives as retained (empty ones are gone)."""
     w = Watcher(port, topics=topics)
     time.sleep(settle)
     with w.lock:
@@ -57,7 +58,9 @@ def test_configs_per_stream_retained_and_removed_on_eviction(broker, bundle_dir,
     assert alert["device"]["identifiers"] == [NODE_ID] and alert["name"] == "line0/temp alert"
     assert alert["default_entity_id"].startswith("binary_sensor.") and alert["unique_id"].startswith(NODE_ID)
     surprise = next(c for c in sensors.values() if c["state_topic"].endswith("line0/temp"))
-    assert surprise["state_class"] == "measurement" and "surprise" in surprise["value_template"]
+    assert surprise["state_class"] == "measurement" and "value_template" not in surprise
+    assert surprise["state_topic"] == "edgernn/bench/surprise/line0/temp"
+    assert surprise["json_attributes_topic"] == "edgernn/bench/state/line0/temp"
     assert len({c["unique_id"] for c in list(sensors.values()) + list(configs(got, "binary_sensor").values())}) == 6
     state = got["edgernn/bench/state/line0/temp"]
     assert state["state"] == "ok" and state["event"] is None and state["stream"] == "line0/temp"
@@ -67,6 +70,7 @@ def test_configs_per_stream_retained_and_removed_on_eviction(broker, bundle_dir,
     after = wait_until(lambda: (r := retained(broker.port)) and "edgernn/bench/state/line3/temp" in r
                        and "edgernn/bench/state/line0/temp" not in r and r, 10, what="line0 removed, line3 added")
     assert not [t for t in after if "line0_temp" in t], "the evicted stream's configs are still retained"
+    assert "edgernn/bench/surprise/line0/temp" not in after and "edgernn/bench/surprise/line1/temp" in after
     assert len(configs(after, "binary_sensor")) == len(configs(after, "sensor")) == 3
     assert d.stop() == 0
     pub.close()
@@ -91,6 +95,9 @@ def test_alert_state_retained_and_birth_republishes(broker, bundle_dir, tmp_path
     assert state["event"] == "raised" and state["alert_id"] == raised["alert_id"]
     assert state["reason"] == raised["reason"] and state["top_feature"] == "value"
     assert state["surprise"] > 3 and state["ts"] == pytest.approx(float(ts[100]))
+    # the surprise sensor: the stream's peak surprise since the last refresh (every stats.interval_s)
+    peaks = [float(p) for _, _, p in watch.take("edgernn/bench/surprise/line0/temp")]
+    assert peaks and max(peaks) == pytest.approx(state["surprise"], abs=1e-3 * max(1.0, state["surprise"]))
 
     # Home Assistant restarts: its birth message makes the daemon announce every stream again
     n_before = len(watch.take("homeassistant/binary_sensor/"))
@@ -115,8 +122,9 @@ def test_decommission_clears_the_node(broker, bundle_dir, tmp_path, daemons):
     assert refused.returncode == 2 and "looks online" in refused.stderr and "Traceback" not in refused.stderr
     assert d.stop() == 0
     dry = decommission(d.config_path, "--dry-run")
-    assert dry.returncode == 0 and "4 Home Assistant discovery config(s), 2 retained stream state(s), 1 retained alert(s), status set" \
-        in dry.stdout
+    assert dry.returncode == 0, dry.stderr
+    assert ("4 Home Assistant discovery config(s), 4 retained stream state(s) and surprise(s), 1 retained alert(s), "
+            "status set") in dry.stdout
     assert len(configs(retained(broker.port), "sensor")) == 2  # a dry run removes nothing
     done = decommission(d.config_path)
     assert done.returncode == 0, done.stderr
@@ -142,10 +150,12 @@ def test_many_new_streams_paced_within_the_publish_queue(broker, bundle_dir, tmp
     d, watch, pub = start(broker, bundle_dir, tmp_path, daemons, mqtt={"publish_queue": 60})
     pub.readings([(f"s{i}/v", 1.7e9, 1.0) for i in range(300)])
     watch.wait_stats(lambda s: s["readings_total"] >= 300, what="readings processed")
-    got = wait_until(lambda: (r := retained(broker.port)) and len(configs(r, "sensor")) == 300 and r, 20,
-                     what="300 sensor configs")
-    assert len(configs(got, "binary_sensor")) == 300
-    assert len([t for t in got if t.startswith("edgernn/bench/state/")]) == 300
+    def counts():
+        r = retained(broker.port)
+        return (len(configs(r, "binary_sensor")), len(configs(r, "sensor")),
+                len([t for t in r if t.startswith("edgernn/bench/state/")]))
+
+    wait_until(lambda: counts() == (300, 300, 300), 20, what="300 configs of each kind and 300 states")
     stats = watch.wait_stats(lambda s: s["mqtt"]["publish_pending"] == 0, what="everything confirmed")
     assert stats["mqtt"]["publish_refused"] == {}
     assert d.stop() == 0

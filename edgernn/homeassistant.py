@@ -137,6 +137,7 @@ class StatePublisher:
         self.status_topic = cfg.topic("status")
         self.several = len(pipelines) > 1  # entity names carry the pipeline only when it tells them apart
         self._known: dict[str, set] = {name: set() for name in pipelines}  # pipeline -> announced streams
+        self._rows: dict[str, int] = {}  # pipeline -> live + evicted streams at the last look
         self._lock = threading.Lock()
         self.announced = 0
         self.removed = 0
@@ -199,10 +200,13 @@ class StatePublisher:
         known = self._known[name]
         if evicted:
             self._remove(name, evicted)
-        if len(streams) > 1 or streams[0] not in known:
+        state = pipe.detector.state
+        rows = len(state) + state.evictions  # grows exactly when the batch created a stream's row
+        if rows != self._rows.get(name):
+            self._rows[name] = rows
             new = set(streams).difference(known)
             if new:
-                ids = pipe.detector.state.ids
+                ids = state.ids
                 new = [s for s in new if s in ids]  # accepted (a stream of rejects only is no entity)
                 if new:
                     self._announce(name, new, dict(zip(streams, ts.tolist())))

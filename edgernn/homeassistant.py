@@ -124,8 +124,9 @@ def first_state(pipeline: str, stream: str, ts: float | None) -> dict:
 
 class StatePublisher:
     """Retained state per stream and (optionally) HA discovery. The main thread calls ``on_start``,
-    ``on_batch``, ``on_event``, ``on_stats``, ``close``; paho's thread hands over HA's birth message; both only
-    queue messages, which a sender thread publishes. ``mqtt`` is the daemon's ``MqttClient``."""
+    ``on_batch``, ``on_event``, ``on_stats``, ``close``; paho's thread hands over HA's birth
+    message; both only queue messages, which a sender thread publishes. ``mqtt`` is the daemon's
+    ``MqttClient``."""
 
     def __init__(self, cfg, mqtt, pipelines: list[str]):
         self.cfg, self.mqtt = cfg, mqtt
@@ -151,8 +152,8 @@ class StatePublisher:
         self._closing = False
         self._sender = threading.Thread(target=self._send_loop, name="edgernn-retained", daemon=True)
         self._sender.start()
-        # discovery: each stream's peak likelihood (or surprise, when the detector gives it per
-        # reading) since the last refresh, published as its surprise every stats.interval_s
+        # discovery: each stream's peak likelihood since the last refresh (monotone in surprise),
+        # published as its surprise at every stats tick (or every refresh_s, stats off)
         self._peaks: dict[str, float] = {}
         self.refresh_s = cfg.stats.interval_s if cfg.stats.interval_s > 0 else 10.0
         self._next_refresh = time.monotonic() + self.refresh_s
@@ -273,7 +274,7 @@ class StatePublisher:
                     time.sleep(0.05)  # no room: the broker is confirming (or we are offline)
 
     def _flush(self) -> int:
-        """Publish waiting messages while fewer than ``budget`` are unconfirmed; how many left."""
+        """Publish waiting messages while fewer than ``budget`` are unconfirmed; returns how many."""
         q, publish = self._queue, self.mqtt.publish
         room = self.budget - self.mqtt.pending()
         sent = 0

@@ -160,6 +160,11 @@ class StatePublisher:
         if self.discovery:
             mqtt.subscribe(f"{self.prefix}/status", QOS, self._on_ha_status)
 
+    @property
+    def waiting(self) -> int:
+        """Messages queued here, not yet handed to the MQTT client."""
+        return len(self._queue)
+
     # -- topics and payloads -------------------------------------------------------------------
     def state_topic(self, stream: str) -> str:
         return f"{self.state_prefix}/{stream}"

@@ -24,7 +24,7 @@ import logging
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 
 log = logging.getLogger("edgernn.metrics")
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)  # readings
@@ -172,7 +172,9 @@ class _DaemonCollector:
         for p in d.pipes:
             name, det = p.cfg.name, p.detector.stats()
             accepted.add_metric([name], det.get("accepted") or 0)
-            for reason, n in {**dict(p.rejects), **det.get("rejects", {})}.items():
+            both = Counter(dict(p.rejects))  # decode rejects (network thread) + the detector's
+            both.update(det.get("rejects", {}))
+            for reason, n in both.items():
                 rejects.add_metric([name, reason], n)
             evictions.add_metric([name], p.detector.state.evictions)
             streams.add_metric([name], len(p.detector.state))
@@ -210,3 +212,6 @@ class _DaemonCollector:
                                 "yet)", value=time.time() - ts if ts else math.nan)
         yield GaugeMetricFamily("edgernn_uptime_seconds", "Seconds since the daemon started",
                                 value=time.time() - d.started)
+        waiting = sum(getattr(o, "waiting", 0) for o in d.observers)
+        yield GaugeMetricFamily("edgernn_retained_waiting", "Retained state / discovery messages waiting for room "
+                                "in the MQTT client's queue", value=waiting)

@@ -68,6 +68,7 @@ def test_surprise_from_likelihood_inverts_the_detector_map(s):
 def test_surprise_prefers_the_event_field_and_is_never_infinite():
     assert surprise_of(SimpleNamespace(surprise=7.25, likelihood=0.5)) == 7.25
     assert surprise_of(SimpleNamespace(likelihood=1.0)) is None
+    assert str(surprise_of(SimpleNamespace(likelihood=0.0))) == "0.0"  # unscored readings: not "-0.0"
     assert surprise_of(SimpleNamespace(surprise=math.inf, likelihood=1.0)) is None
 
 

@@ -90,7 +90,7 @@ def surprise_from_likelihood(likelihood: float) -> float:
     1 - 1e-12 (1 + ln(s / 12))^-0.2: inverted here). inf when it rounded to 1."""
     p = 1.0 - float(likelihood)
     if p >= 1e-12:
-        return max(-math.log10(p), 0.0)  # p = 1 (unscored): 0, not -0
+        return 0.0 - math.log10(p)  # p = 1 (unscored): 0.0, not -0.0
     if p > 0:
         return 12.0 * math.exp(min((p / 1e-12) ** -5.0 - 1.0, 700.0))
     return math.inf

@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("edgernn.commands.demo", "run a self-contained demo (no broker or config needed)"),
     "serve": ("edgernn.commands.serve", "run the MQTT daemon: edgernn serve -c CONFIG.yaml"),
     "check-config": ("edgernn.commands.check_config", "validate a daemon config file and exit"),
+    "decommission": ("edgernn.commands.decommission",
+                     "remove a node's Home Assistant entities and retained state from the broker"),
     "replay": ("edgernn.commands.replay", "score a CSV recording through the detector, write alerts and a plot"),
     "eval": ("edgernn.commands.eval", "measure detection quality on labelled recordings (NAB, SKAB, your own)"),
     "train": ("edgernn.train.cli", "train a model bundle from CSVs of normal data (pip install edgernn[train])"),
@@ -73,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     module.add_arguments(cmd)
     args = cmd.parse_args(argv[1:])
+    from .logs import setup_logging
+
+    setup_logging("warning")  # one setup for every command; serve raises it to its config's log.level
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:

@@ -242,6 +242,41 @@ class Daemon:
         self._iv_step: list[float] = []
         self._reject_logged: dict[str, float] = {}
         self._reject_pending: Counter[str] = Counter()
+        self.observers = self._integrations()  # retained state, Home Assistant, Prometheus
+
+    def _integrations(self) -> list:
+        """Observers told of every batch and event (see homeassistant.py, metrics.py). Raises
+        metrics.MetricsUnavailable when the metrics section cannot be served."""
+        from .homeassistant import StatePublisher
+
+        out = [StatePublisher(self.cfg, self.mqtt, [p.cfg.name for p in self.pipes])]
+        if getattr(self.cfg, "metrics", None) is not None:
+            from .metrics import Metrics
+
+            out.append(Metrics(self))
+        return out
+
+    def _notify(self, hook: str, *args) -> None:
+        """Call ``hook`` (on_start, on_batch, on_event, on_stats, close) of every observer that has it."""
+        for obs in self.observers:
+            fn = getattr(obs, hook, None)
+            if fn is None:
+                continue
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 - an integration's bug must not stop the daemon
+                self.process_errors += 1
+                if self.process_errors <= 3:
+                    log.exception("%s.%s failed", type(obs).__name__, hook)
+
+    def _drain_evictions(self, p: Pipeline) -> list:
+        """Stream ids evicted since the last call (StateStore.evicted_ids, emptied here)."""
+        state = p.detector.state
+        evicted = getattr(state, "evicted_ids", None)
+        if not evicted:
+            return []
+        state.evicted_ids = []
+        return evicted
 
     # -- network thread ----------------------------------------------------------------------
     def _handler(self, index: int, pipe: Pipeline):
@@ -321,7 +356,10 @@ class Daemon:
                 if self.process_errors <= 3:
                     log.exception("pipeline %s: processing a batch of %d failed", p.cfg.name, n)
                 continue
-            self._iv_step.append(time.perf_counter() - t0)
+            seconds = time.perf_counter() - t0
+            self._iv_step.append(seconds)
+            evicted = self._drain_evictions(p)  # drained once here: every user gets this list
+            self._notify("on_batch", p, streams, ts, evicted, seconds, res)
             self._iv_batches.append(n)
             p.processed += n
             self.processed += n
@@ -340,6 +378,7 @@ class Daemon:
         t = self.cfg.topics
         if not self.mqtt.publish(topic, json.dumps(_finite(d)), qos=t.alert_qos, retain=t.alert_retain):
             log.warning("alert %s %s could not be queued for publishing (publish queue full?)", ev.kind, ev.alert_id)
+        self._notify("on_event", p, ev)
         if self.on_event is not None:
             self.on_event(p.cfg.name, ev)
 
@@ -385,6 +424,7 @@ class Daemon:
         for line in cfg.summary():
             log.info("%s", line)
         self._restore()
+        self._notify("on_start", self.pipes)
         # Everything loaded so far (models, runtimes, state) lives for the whole run: keep it out of
         # the cyclic collector's full passes, which otherwise stall the loop for tens of ms.
         gc.collect()
@@ -437,6 +477,7 @@ class Daemon:
             if now >= next_stats:
                 self.mqtt.publish(cfg.topic("stats"), json.dumps(_finite(self.stats(now - last_stats))), qos=0)
                 last_stats, next_stats = now, now + stats_iv
+                self._notify("on_stats")
         return self.shutdown()
 
     def shutdown(self) -> int:
@@ -450,6 +491,7 @@ class Daemon:
         self.snapshot(force=True)
         log.info("snapshot: %d stream(s), %d reading(s) processed since start -> %s",
                  self.snapshot_info["streams"], self.processed, self.cfg.state_dir)
+        self._notify("close")
         self.mqtt.stop()
         log.info("stopped")
         return 0

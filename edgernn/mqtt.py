@@ -67,6 +67,7 @@ class MqttClient:
         self._gate = threading.Lock()
         self._holding = False
         self._pending: deque = deque()  # MQTTMessageInfo of QoS > 0 publishes not yet confirmed
+        self._pending_lock = threading.Lock()  # publishers on several threads trim it
         self.connected = threading.Event()
         self.connects = 0
         self.handler_errors = 0
@@ -205,10 +206,12 @@ class MqttClient:
         if rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0):
             self.published += 1
             if qos > 0:  # QoS > 0 while disconnected: queued by paho, sent after reconnecting
+                info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS  # else paho's is_published() raises even once sent
                 pending = self._pending
-                pending.append(info)
-                while pending and pending[0].is_published():
-                    pending.popleft()
+                with self._pending_lock:
+                    pending.append(info)
+                    while pending and pending[0].is_published():
+                        pending.popleft()
             return True
         reason = {MQTTErrorCode.MQTT_ERR_QUEUE_SIZE: "queue_full",
                   MQTTErrorCode.MQTT_ERR_NO_CONN: "not_connected"}.get(rc, paho.error_string(rc))
@@ -217,9 +220,10 @@ class MqttClient:
 
     def pending(self) -> int:
         pending = self._pending
-        while pending and pending[0].is_published():
-            pending.popleft()
-        return len(pending)
+        with self._pending_lock:
+            while pending and pending[0].is_published():
+                pending.popleft()
+            return len(pending)
 
     def wait_published(self, timeout: float) -> bool:
         """Wait until every QoS > 0 message published so far is confirmed by the broker."""

@@ -10,8 +10,6 @@ WATCHDOG and STOPPING. Validate a config without running: edgernn check-config C
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 
 
@@ -24,13 +22,6 @@ def add_arguments(parser) -> None:
     add_setting_arguments(parser, title="detector settings of every pipeline",
                           note="override the config's pipelines[] keys of the same name (precedence: the schema "
                                "default < the model's detector_defaults < the config < these flags)")
-
-
-def setup_logging(level: str) -> None:
-    # Under systemd the journal adds time and unit; on a terminal we add the time ourselves.
-    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else \
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=getattr(logging, level.upper()), format=fmt, stream=sys.stderr, force=True)
 
 
 def run(args) -> int:
@@ -48,6 +39,8 @@ def run(args) -> int:
     overrides = settings_from_args(args, "serve")
     if overrides:
         cfg = replace(cfg, pipelines=tuple(p.with_overrides(overrides) for p in cfg.pipelines))
+    from ..logs import setup_logging
+
     setup_logging(args.log_level or cfg.log.level)
     from ..daemon import Daemon
     from .common import build_pipelines
@@ -61,4 +54,11 @@ def run(args) -> int:
         print(f"edgernn serve: {cfg.where('state.dir')}: state.dir: cannot create {cfg.state_dir}: {exc.strerror}",
               file=sys.stderr)
         return 2
-    return Daemon(cfg, pipelines=pipes).run()
+    from ..metrics import MetricsUnavailable
+
+    try:
+        daemon = Daemon(cfg, pipelines=pipes)
+    except MetricsUnavailable as exc:
+        print(f"edgernn serve: {cfg.where(exc.key)}: {exc.key}: {exc}", file=sys.stderr)
+        return 2
+    return daemon.run()

@@ -1,0 +1,83 @@
+"""Log setup for every command: journald priorities under systemd, plain timestamped lines elsewhere.
+
+Under systemd, stderr is a stream into the journal and systemd says so in ``JOURNAL_STREAM``
+(``device:inode`` of that stream). When it matches our stderr, each line starts with its syslog
+priority (``<3>`` error, ``<4>`` warning, ``<6>`` info, ``<7>`` debug) and carries no timestamp (the
+journal adds time, unit and pid), so ``journalctl -u edgernn -p warning`` shows warnings and errors
+only. Every line of a multi-line record (a traceback) carries the prefix, so a traceback is filed
+at its record's priority, not as info. Anywhere else (a terminal, a file, a pipe that merely
+inherited ``JOURNAL_STREAM``): ``2026-12-06 01:02:03,456 WARNING edgernn.daemon: ...``.
+
+    >>> from edgernn.logs import setup_logging
+    >>> setup_logging("info")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+LEVELS = ("debug", "info", "warning", "error")
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+JOURNAL_FORMAT = "%(name)s: %(message)s"
+
+
+def syslog_priority(levelno: int) -> int:
+    """Python log level -> syslog priority (journald's ``PRIORITY``)."""
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+def under_journald(stream=None, environ=None) -> bool:
+    """True when ``stream`` (default: stderr) is the journal stream systemd handed us.
+
+    ``JOURNAL_STREAM`` alone is not enough: a child whose stderr was redirected to a file or a
+    pipe inherits the variable, and there a ``<4>`` prefix would be noise.
+    """
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    dev, _, ino = value.partition(":")
+    if not (dev.isdigit() and ino.isdigit()):
+        return False
+    try:
+        st = os.fstat((stream or sys.stderr).fileno())
+    except (AttributeError, OSError, ValueError):  # no real file descriptor (pytest capture, closed)
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
+class JournalFormatter(logging.Formatter):
+    """``<priority>name: message`` on every line of the record, no timestamp."""
+
+    def __init__(self):
+        super().__init__(JOURNAL_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in super().format(record).splitlines() or [""])
+
+
+def setup_logging(level: str = "warning", stream=None) -> bool:
+    """Send every logger's records to ``stream`` (default stderr) at ``level``; replaces earlier
+    handlers, so a command may call it again once its config names the level. Returns True when
+    the lines carry journald priorities."""
+    if level not in LEVELS:
+        raise ValueError(f"log level {level!r} is not one of: {', '.join(LEVELS)}")
+    stream = stream or sys.stderr
+    journal = under_journald(stream)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JournalFormatter() if journal else logging.Formatter(PLAIN_FORMAT))
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+        old.close()  # a StreamHandler's close leaves its stream open
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
+    return journal

@@ -105,6 +105,10 @@ def _common(p, model: str, name: str) -> None:
 
 
 def run(args) -> int:
+    from ..threads import pin_blas
+
+    pin_blas()  # one BLAS thread in this process (threads.py)
+
     return {"nab": _run_nab, "skab": _run_skab, "events": _run_events}[args.suite](args)
 
 

@@ -103,6 +103,9 @@ def _common(p, model: str, name: str) -> None:
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--plot", type=Path, metavar="DIR", help="write one PNG per file here")
     p.add_argument("--chunk", type=int, default=256, help="rows per stream per batch (default: 256)")
+    p.add_argument("--part", choices=("all", "dev", "validation"), default="all",
+                   help="the files to run: all (default), or the development / validation part of the fixed "
+                        "split (edgernn/evaluate/split.py, listed in docs/QUALITY.md): choose on dev, report validation")
     _baseline_argument(p)
 
 
@@ -141,7 +144,7 @@ def _meta(args, det, data_dir) -> dict:
             "model": {"name": b.name, "version": b.version, "path": str(b.path), "sha256": b.sha256},
             "backend": args.backend, "threshold": det.threshold, "warmup": det.warmup,
             "seasonal": det.seasonal, "seasonal_trust": det.seasonal_trust,
-            "data_dir": str(data_dir) if data_dir else None}
+            "data_dir": str(data_dir) if data_dir else None, "part": getattr(args, "part", "all")}
 
 
 def _write_json(path: Path | None, obj: dict) -> None:
@@ -207,7 +210,7 @@ def _plots_available(command: str) -> bool:
 # -- NAB ----------------------------------------------------------------------------------------
 
 def _run_nab(args) -> int:
-    from ..evaluate import nab, report
+    from ..evaluate import nab, report, split
     from ..evaluate.run import run_recordings
     from ..progress import Progress
 
@@ -228,8 +231,9 @@ def _run_nab(args) -> int:
         files = nab.load_corpus(data_dir, cats)
     except (OSError, ValueError) as exc:
         return fail("eval nab", f"cannot read NAB data in {data_dir}: {exc}")
+    files = split.select(files, args.part)
     if not files:
-        return fail("eval nab", f"no NAB files found in {data_dir}")
+        return fail("eval nab", f"no NAB files found in {data_dir}" + (f" (part {args.part})" if args.part != "all" else ""))
     t0 = time.monotonic()
     recs = [(f.name, f.ts, f.values[:, None]) for f in files]
     base = _baseline(args, det, "eval nab")
@@ -240,7 +244,7 @@ def _run_nab(args) -> int:
     results["meta"] = {**_meta(args, det, data_dir), "seconds": round(time.monotonic() - t0, 2),
                        "files": len(files), "rows": int(sum(len(f.ts) for f in files))}
     profiles = list(nab.PROFILES) if args.profile == "all" else [args.profile]
-    print(f"NAB ({len(files)} files) - model {det.bundle.name} {det.bundle.version}, backend {args.backend}")
+    print(f"NAB ({len(files)} files{'' if args.part == 'all' else ', ' + args.part + ' part'}) - model {det.bundle.name} {det.bundle.version}, backend {args.backend}")
     for prof in profiles:
         print()
         print(report.nab_table(results, prof, NAB_PUBLISHED_HTM if prof == "standard" else None))
@@ -269,7 +273,7 @@ def _run_nab(args) -> int:
 # -- SKAB ---------------------------------------------------------------------------------------
 
 def _run_skab(args) -> int:
-    from ..evaluate import report, skab
+    from ..evaluate import report, skab, split
     from ..progress import Progress
 
     data_dir, why = _data_dir(args, "skab")
@@ -290,8 +294,9 @@ def _run_skab(args) -> int:
         files = skab.load_corpus(data_dir)
     except (OSError, ValueError) as exc:
         return fail("eval skab", f"cannot read SKAB data in {data_dir}: {exc}")
+    files = split.select(files, args.part)
     if not files:
-        return fail("eval skab", f"no labelled SKAB files found in {data_dir}")
+        return fail("eval skab", f"no labelled SKAB files found in {data_dir}" + (f" (part {args.part})" if args.part != "all" else ""))
     try:
         skab.threshold_from_train(np.zeros(1), args.rule)
     except ValueError as exc:
@@ -319,7 +324,7 @@ def _run_skab(args) -> int:
     results["mode"] = mode
     results["meta"] = {**_meta(args, det, data_dir), "seconds": round(time.monotonic() - t0, 2),
                        "files": len(files), "test_rows": int(sum(len(f.ts) - args.train_rows for f in files))}
-    print(f"SKAB ({len(files)} files, {mode}) - model {det.bundle.name} {det.bundle.version}, "
+    print(f"SKAB ({len(files)} files{'' if args.part == 'all' else ', ' + args.part + ' part'}, {mode}) - model {det.bundle.name} {det.bundle.version}, "
           f"backend {args.backend}; threshold per file from rows [0, {args.train_rows})")
     print()
     print(report.skab_table(results))

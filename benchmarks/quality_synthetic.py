@@ -8,7 +8,7 @@ Two labelled sets (CSV recordings + labels.csv: stream,start,end,label):
         hard on/off duty cycles (compressor, pump, heater: two levels, hard edges every 30-240
         readings, additive or multiplicative noise), clean and with injected faults
 
-    python benchmarks/quality_synthetic.py run /tmp/faults /tmp/duty --model firmware_models/univariate \
+    python benchmarks/quality_synthetic.py run /tmp/faults /tmp/duty --model firmware_models/univariate \\
         --json quality.json          ("run" may be left out: python benchmarks/quality_synthetic.py /tmp/faults)
     python benchmarks/quality_synthetic.py run /tmp/faults --backend numpy,onnx-int8,tflite-int8 --json art.json
         artifacts against the first backend: raised alerts with no counterpart within 3 readings

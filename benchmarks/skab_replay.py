@@ -9,7 +9,7 @@ model's calibrated threshold, as the daemon uses it. Extra detector settings (wh
 the model's ``detector_defaults`` would set) are given as ``--set name=value``; ``--cli`` instead
 runs the real command line once per file (slower; the two agree, see docs/QUALITY.md).
 
-    python benchmarks/skab_replay.py --data-dir ../shared/data/skab --model firmware_models/skab-pump \
+    python benchmarks/skab_replay.py --data-dir ../shared/data/skab --model firmware_models/skab-pump \\
         --set reference_drift=0.5 --set reference_peak=0.3 --part validation --json skab_replay.json
 """
 

@@ -18,8 +18,7 @@ examples:
   edgernn bench --model firmware_models/univariate
   edgernn bench --model my_model --backend all --batch 1,16,64,256 --json bench.json
   edgernn bench --model my_model --backend onnx --batch 64 --streams 10000 --seconds 3
-  edgernn bench --model firmware_models/univariate --backend numpy,tflite --batch 1,64 \
-      --streams 1000,100000 --json bench.json      # the scale table: µs/reading and bytes per stream
+  edgernn bench --backend numpy,tflite --batch 1,64 --streams 1000,100000 --json bench.json
 
 With --streams N[,N...] every (backend, batch) is timed with each number of live streams
 (readings round-robin over all of them, every stream past its warm-up first), and the table

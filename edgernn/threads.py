@@ -2,10 +2,11 @@
 over a Pi's (or a shared machine's) cores cost 10-100x per reading at large batches (measured: a
 numpy GRU step at batch 256 took ~9 ms instead of ~0.5 ms with default threads on 2 busy cores).
 
-``pin_blas()`` is called by the CLI entry before numpy is imported (the environment variables
-then decide OpenBLAS's pool size) and again by every command that runs a detector (bench, replay,
-eval, serve): when numpy was already loaded -- a library caller, a test -- threadpoolctl (the
-``blas`` extra: pip install edgernn[blas]) shrinks the live pools. No hard dependency: without
+``pin_blas()`` is called by the CLI entry (``edgernn.cli.main``: every command, ``serve`` included,
+and the systemd unit's ``edgernn serve``) before numpy is imported, so the environment variables
+decide OpenBLAS's pool size; and again by bench, replay and eval when they start: when numpy was
+already loaded -- a library caller, a test -- threadpoolctl (the ``blas`` extra: pip install
+edgernn[blas]) shrinks the live pools. No hard dependency: without
 threadpoolctl only the environment is set. This module imports nothing heavy.
 """
 

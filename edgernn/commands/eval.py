@@ -288,8 +288,10 @@ def _run_skab(args) -> int:
                         reference_rows=args.train_rows if args.reference == "train" else 0,
                         reference_window=args.reference_window, reference_drift=args.reference_drift,
                         reference_peak=args.reference_peak)
-    if args.score == "reference" and not det.reference_rows:
-        return fail("eval skab", "--score reference needs the reference look (--reference train)")
+    if args.score == "reference":
+        if not det.reference_rows:
+            return fail("eval skab", "--score reference needs the reference look (--reference train)")
+        det.record_looks = True
     try:
         files = skab.load_corpus(data_dir)
     except (OSError, ValueError) as exc:

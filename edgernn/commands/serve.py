@@ -29,10 +29,6 @@ def setup_logging(level: str) -> None:
 
 
 def run(args) -> int:
-    from ..threads import pin_blas
-
-    pin_blas()  # one BLAS thread in this process (threads.py)
-
     from ..config import ConfigError, load_config
 
     try:

@@ -1,12 +1,23 @@
-"""Detection quality of a model on synthetic recordings it never saw (python -m edgernn.synth faults).
+"""Detection quality of a model on synthetic recordings it never saw, beside the persistence
+baseline (last value, running variance) in the same run.
+
+Two labelled sets (CSV recordings + labels.csv: stream,start,end,label):
+
+    python -m edgernn.synth faults --out /tmp/faults           soft signals (sines, walks, tanh squares...)
+    python benchmarks/quality_synthetic.py duty --out /tmp/duty
+        hard on/off duty cycles (compressor, pump, heater: two levels, hard edges every 30-240
+        readings, additive or multiplicative noise), clean and with injected faults
+
+    python benchmarks/quality_synthetic.py run /tmp/faults /tmp/duty --model firmware_models/univariate \\
+        --json quality.json          ("run" may be left out: python benchmarks/quality_synthetic.py /tmp/faults)
+    python benchmarks/quality_synthetic.py run /tmp/faults --backend numpy,onnx-int8,tflite-int8 --json art.json
+        artifacts against the first backend: raised alerts with no counterpart within 3 readings
 
 An injected event counts as detected when an alert is raised between its start and its end plus
-``--grace`` readings (for level shifts and drifts, which last to the end, anywhere after the start).
-A false alert is one raised on a clean recording, or before the fault starts on a faulty one;
-the rate is per 10,000 scored readings. Prints a table per fault kind and writes JSON.
-
-    python -m edgernn.synth faults --out /tmp/faults
-    python benchmarks/quality_synthetic.py /tmp/faults --model firmware_models/univariate
+``--grace`` readings (level shifts and drifts last to the end: anywhere after the start). A false
+alert is one raised on a clean recording, or before the fault starts on a faulty one; the rate is
+per 10,000 scored clean readings. Every recording is its own stream of one detector run
+(``edgernn.drive``: the same outputs as a fresh detector per file, batched).
 """
 
 from __future__ import annotations
@@ -20,108 +31,217 @@ from pathlib import Path
 
 import numpy as np
 
-from edgernn.backends import create_backend
+from edgernn.backends import BASELINE, create_backend
 from edgernn.bundle import load_bundle
-from edgernn.detector import Detector
+from edgernn.detector import Detector, DetectorSettings
+from edgernn.drive import Feed, drive
 from edgernn.recording import parse_timestamp, read_recording
-from edgernn.replay import replay
+from edgernn.synth import inject
+
+DUTY_FAULTS = ("spike", "dip", "level_shift", "drift", "stuck", "noise_burst")
 
 
-def evaluate(data_dir: Path, model: str, backend: str = "numpy", grace: int = 50, threshold=None) -> dict:
-    from edgernn.detector import DetectorSettings
+# -- hard on/off duty cycles ------------------------------------------------------------------------
+def duty_signal(rng: np.random.Generator, n: int, noise_model: str) -> np.ndarray:
+    """float64[n]: two levels with hard edges, each on / off stretch 30-240 readings long.
 
-    bundle = load_bundle(model)
+    additive: level + c * (high - low) * N(0, 1); multiplicative: level * (1 + c * N(0, 1)) (a
+    power draw whose noise grows with the load), c in [0.01, 0.08]."""
+    low = 10 ** rng.uniform(-0.5, 2.0)  # idle draw
+    high = low * rng.uniform(2.0, 12.0)  # running draw
+    level = np.empty(n)
+    on, i = bool(rng.integers(2)), 0
+    while i < n:
+        k = int(rng.integers(30, 241))
+        level[i:i + k] = high if on else low
+        i, on = i + k, not on
+    c = rng.uniform(0.01, 0.08)
+    e = rng.standard_normal(n)
+    if noise_model == "multiplicative":
+        return level * (1.0 + c * e)
+    return level + c * (high - low) * e
+
+
+def write_duty(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 2000) -> int:
+    """Write ``clean`` fault-free and ``per_fault`` faulty duty-cycle recordings per fault kind,
+    noise models alternating, and labels.csv. Returns the number of recordings."""
+    from datetime import datetime, timezone
+
+    from edgernn.recording import write_recording
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    t0, step = 1.7e9, 60.0
+    iso = lambda i: datetime.fromtimestamp(t0 + i * step, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    rows, plan = [], [(f, k) for f in DUTY_FAULTS for k in range(per_fault)] + [(None, k) for k in range(clean)]
+    for j, (fault, k) in enumerate(plan):
+        model = ("additive", "multiplicative")[j % 2]
+        values = duty_signal(rng, length, model)
+        name = f"duty_{model[:4]}_{fault or 'clean'}_{k:03d}"
+        if fault is not None:
+            values, (kind, a, b) = inject(rng, values, np.zeros(length), fault, int(length * rng.uniform(0.4, 0.8)))
+            rows.append((name, iso(a), iso(b - 1), kind))
+        write_recording(out_dir / f"{name}.csv", values, t0, step)
+    with open(out_dir / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["stream", "start", "end", "label"])
+        w.writerows(rows)
+    return len(plan)
+
+
+# -- scoring ----------------------------------------------------------------------------------------
+def load_set(data_dir: Path, features) -> tuple[list, dict]:
+    """([(stream, ts, x), ...], {stream: [(label, start_ts, end_ts)]}) of a labelled directory."""
     labels = defaultdict(list)
     with open(data_dir / "labels.csv", newline="") as fh:
         for row in csv.DictReader(fh):
             labels[row["stream"]].append((row["label"], parse_timestamp(row["start"]), parse_timestamp(row["end"])))
-    per_kind = defaultdict(lambda: [0, 0])  # kind -> [detected, total]
-    raised_at = {}  # file -> set of reading indices where an alert was raised (backend comparison)
-    false_alerts, clean_readings, readings = 0, 0, 0
-    delays = defaultdict(list)
+    recs = []
     for path in sorted(data_dir.glob("*.csv")):
-        if path.name == "labels.csv":
-            continue
-        det = Detector(bundle, create_backend(backend, bundle), DetectorSettings(threshold=threshold))
-        rec = read_recording(path, bundle.features)
-        out = replay(det, rec, progress=False)
-        raised = [e for e in out.events if e.kind == "raised"]
-        raised_at[path.stem] = sorted(e.position for e in raised)
-        labs = labels.get(path.stem, [])
+        if path.name != "labels.csv":
+            rec = read_recording(path, features)
+            recs.append((path.stem, rec.ts, rec.x))
+    return recs, dict(labels)
+
+
+def evaluate(recs: list, labels: dict, bundle, backend: str, grace: int = 50, threshold=None) -> dict:
+    det = Detector(bundle, create_backend(backend, bundle),
+                   DetectorSettings(threshold=threshold, max_streams=max(len(recs), 1)))
+    feed = Feed.from_recordings(recs, chunk=256)
+    out = drive(det, feed, progress=None, label=f"{backend}")
+    per_kind = defaultdict(lambda: [0, 0])  # kind -> [detected, total]
+    delays = defaultdict(list)
+    raised_by, raised_at = defaultdict(list), defaultdict(list)  # stream -> timestamps, feed rows
+    for e in out.events:
+        if e.kind == "raised":
+            raised_by[e.stream].append(e.ts)
+            raised_at[e.stream].append(e.position)
+    false_alerts = clean_readings = readings = 0
+    for (stream, ts, _), rows in zip(recs, feed.rows_of):
+        labs = labels.get(stream, [])
         first = min((a for _, a, _ in labs), default=np.inf)
-        scored = np.isfinite(out.score)
+        scored = np.isfinite(out.score[rows])
+        step = ts[1] - ts[0]
         readings += int(scored.sum())
-        clean_readings += int((scored & (rec.ts < first)).sum())
-        false_alerts += sum(1 for e in raised if e.ts < first)
+        clean_readings += int((scored & (ts < first)).sum())
+        false_alerts += sum(1 for t in raised_by[stream] if t < first)
         for kind, a, b in labs:
-            end = b + grace * (rec.ts[1] - rec.ts[0])
-            hits = [e for e in raised if a <= e.ts <= end]
+            hits = [t for t in raised_by[stream] if a <= t <= b + grace * step]
             per_kind[kind][1] += 1
             if hits:
                 per_kind[kind][0] += 1
-                delays[kind].append((hits[0].ts - a) / (rec.ts[1] - rec.ts[0]))
-    total_hit = sum(v[0] for v in per_kind.values())
-    total = sum(v[1] for v in per_kind.values())
-    return {
-        "model": str(model), "backend": backend,
-        "per_kind": {k: {"detected": v[0], "events": v[1], "recall": v[0] / v[1],
-                         "median_delay_readings": float(np.median(delays[k])) if delays[k] else None}
-                     for k, v in sorted(per_kind.items())},
-        "recall": total_hit / max(total, 1), "events": total, "detected": total_hit,
-        "false_alerts": false_alerts, "clean_readings": clean_readings, "readings": readings,
-        "false_alerts_per_10k": false_alerts / max(clean_readings, 1) * 1e4,
-        "raised_at": raised_at,
-    }
+                delays[kind].append((hits[0] - a) / step)
+    hit, total = sum(v[0] for v in per_kind.values()), sum(v[1] for v in per_kind.values())
+    return {"backend": backend, "threshold": det.threshold,
+            "per_kind": {k: {"detected": v[0], "events": v[1], "recall": v[0] / v[1],
+                             "median_delay_readings": float(np.median(delays[k])) if delays[k] else None}
+                         for k, v in sorted(per_kind.items())},
+            "recall": hit / max(total, 1), "events": total, "detected": hit, "false_alerts": false_alerts,
+            "clean_readings": clean_readings, "readings": readings,
+            "false_alerts_per_10k": false_alerts / max(clean_readings, 1) * 1e4,
+            "raised_at": {k: sorted(v) for k, v in raised_at.items()}}
 
 
 def alert_difference(a: dict, b: dict, slack: int = 3) -> int:
     """Raised alerts in one run with no raised alert within +-slack readings in the other."""
     diff = 0
-    for name in a:
-        pa, pb = np.array(a[name]), np.array(b.get(name, []))
+    for name in set(a) | set(b):
+        pa, pb = np.array(a.get(name, [])), np.array(b.get(name, []))
         for p, q in ((pa, pb), (pb, pa)):
             diff += sum(1 for v in p if not (q.size and np.min(np.abs(q - v)) <= slack))
     return diff
 
 
+def artifact_rows(runs: list[dict]) -> list[dict]:
+    """Per backend: recall, false alerts, alerts raised and how many differ from the first backend's."""
+    rows = []
+    for r in runs:
+        diff = alert_difference(runs[0]["raised_at"], r["raised_at"])
+        rows.append({"backend": r["backend"], "recall": r["recall"], "false_alerts_per_10k": r["false_alerts_per_10k"],
+                     "alerts": sum(len(v) for v in r["raised_at"].values()), "differ_from_reference": diff,
+                     "differ_per_10k": diff / max(r["readings"], 1) * 1e4})
+    return rows
+
+
+def render(name: str, runs: list[dict]) -> str:
+    """One table per set: recall per fault kind and false alerts, one column pair per backend."""
+    head = f"{name}: " + ", ".join(f"{r['backend']}" for r in runs)
+    lines = [head, f"{'fault':18s}" + "".join(f" {r['backend'][:12]:>12s} {'recall':>7s}" for r in runs)]
+    for k in runs[0]["per_kind"]:
+        cells = "".join(f" {r['per_kind'][k]['detected']:>5d}/{r['per_kind'][k]['events']:<6d} "
+                        f"{r['per_kind'][k]['recall']:7.0%}" for r in runs)
+        lines.append(f"{k:18s}{cells}")
+    lines.append(f"{'all events':18s}" + "".join(f" {r['detected']:>5d}/{r['events']:<6d} {r['recall']:7.0%}"
+                                                 for r in runs))
+    lines.append(f"{'false / 10k clean':18s}" + "".join(f" {r['false_alerts']:>12d} {r['false_alerts_per_10k']:7.2f}"
+                                                        for r in runs))
+    if len(runs) == 2:
+        g, b = runs
+        lines.append(f"margin {g['backend']} - {b['backend']}: recall {100 * (g['recall'] - b['recall']):+.1f} points, "
+                     f"false alerts {g['false_alerts_per_10k'] - b['false_alerts_per_10k']:+.2f} per 10k "
+                     f"(clean readings: {g['clean_readings']:,})")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", type=Path)
-    p.add_argument("--model", default="firmware_models/univariate")
-    p.add_argument("--backend", default="numpy", help="a backend, or a comma list: the first is the reference")
-    p.add_argument("--grace", type=int, default=50)
-    p.add_argument("--threshold", type=float)
-    p.add_argument("--json", type=Path)
+    sub = p.add_subparsers(dest="what", required=True)
+    d = sub.add_parser("duty", help="write the on/off duty-cycle set")
+    d.add_argument("--out", type=Path, required=True)
+    d.add_argument("--per-fault", type=int, default=20)
+    d.add_argument("--clean", type=int, default=40)
+    d.add_argument("--length", type=int, default=5000)
+    d.add_argument("--seed", type=int, default=2000)
+    r = sub.add_parser("run", help="score labelled sets with a backend and the persistence baseline")
+    r.add_argument("data", type=Path, nargs="+", help="directories with recordings and labels.csv")
+    r.add_argument("--model", default="firmware_models/univariate")
+    r.add_argument("--backend", default="numpy")
+    r.add_argument("--no-baseline", action="store_true", help="skip the persistence baseline")
+    r.add_argument("--grace", type=int, default=50)
+    r.add_argument("--threshold", type=float)
+    r.add_argument("--json", type=Path)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in ("duty", "run", "-h", "--help"):
+        argv.insert(0, "run")  # the older form: quality_synthetic.py DATA [options]
     a = p.parse_args(argv)
-    if not (a.data / "labels.csv").is_file():
-        print(f"{a.data}: no labels.csv (make one with: python -m edgernn.synth faults --out {a.data})")
-        return 2
-    backends = a.backend.split(",")
-    if len(backends) > 1:
-        rows, ref = [], None
-        print(f"{'backend':12s} {'recall':>7s} {'false/10k':>10s} {'alerts':>7s} {'differ':>7s} {'differ/10k':>11s}")
-        for name in backends:
-            r = evaluate(a.data, a.model, name, a.grace, a.threshold)
-            ref = ref or r
-            diff = alert_difference(ref["raised_at"], r["raised_at"])
-            total = sum(len(v) for v in r["raised_at"].values())
-            per10k = diff / max(r["readings"], 1) * 1e4
-            print(f"{name:12s} {r['recall']:7.1%} {r['false_alerts_per_10k']:10.2f} {total:7d} {diff:7d} {per10k:11.2f}")
-            rows.append({"backend": name, "recall": r["recall"], "false_alerts_per_10k": r["false_alerts_per_10k"],
-                         "alerts": total, "differ_from_reference": diff, "differ_per_10k": per10k})
-        if a.json:
-            a.json.write_text(json.dumps({"reference": backends[0], "rows": rows}, indent=2))
+    if a.what == "duty":
+        print(f"wrote {write_duty(a.out, a.per_fault, a.clean, a.length, a.seed)} recordings to {a.out}")
         return 0
-    r = evaluate(a.data, a.model, a.backend, a.grace, a.threshold)
-    print(f"{'fault':18s} {'detected':>9s} {'recall':>7s} {'median delay':>13s}")
-    for k, v in r["per_kind"].items():
-        d = "-" if v["median_delay_readings"] is None else f"{v['median_delay_readings']:.0f}"
-        print(f"{k:18s} {v['detected']:>4d}/{v['events']:<4d} {v['recall']:7.0%} {d:>13s}")
-    print(f"{'all':18s} {r['detected']:>4d}/{r['events']:<4d} {r['recall']:7.0%}")
-    print(f"false alerts: {r['false_alerts']} in {r['clean_readings']:,} clean readings = {r['false_alerts_per_10k']:.2f} per 10k")
+    bundle = load_bundle(a.model)
+    given = [b.strip() for b in a.backend.split(",") if b.strip()]
+    backends = given + ([] if a.no_baseline or BASELINE in given else [BASELINE])
+    sets = {}
+    for data in a.data:
+        if not (data / "labels.csv").is_file():
+            print(f"{data}: no labels.csv (make one with: python -m edgernn.synth faults --out {data})", file=sys.stderr)
+            return 2
+        recs, labels = load_set(data, bundle.features)
+        runs = [evaluate(recs, labels, bundle, b, a.grace, a.threshold) for b in backends]
+        sets[str(data)] = runs
+        shown = [runs[0], runs[-1]] if len(runs) > 2 else runs  # the model and the baseline
+        print(render(f"{data} ({len(recs)} recordings, model {bundle.name})", shown))
+        if len(given) > 1:
+            print(f"{'backend':12s} {'recall':>7s} {'false/10k':>10s} {'alerts':>7s} {'differ':>7s} {'differ/10k':>11s}")
+            for row in artifact_rows(runs[:len(given)]):
+                print(f"{row['backend']:12s} {row['recall']:7.1%} {row['false_alerts_per_10k']:10.2f} {row['alerts']:7d} "
+                      f"{row['differ_from_reference']:7d} {row['differ_per_10k']:11.2f}")
+        print()
     if a.json:
-        a.json.write_text(json.dumps({k: v for k, v in r.items() if k != "raised_at"}, indent=2))
+        _write_json(a.json, a.model, given, sets)
     return 0
+
+
+def _write_json(path: Path, model: str, given: list, sets: dict) -> None:
+    """Top level: the first set's run of the first backend (what benchmarks/model_card.py reads),
+    its baseline and artifact rows; "sets": every set and backend."""
+    strip = lambda r: {k: v for k, v in r.items() if k != "raised_at"}  # noqa: E731
+    runs = next(iter(sets.values()))
+    doc = {**strip(runs[0]), "model": model, "reference": given[0],
+           "rows": artifact_rows(runs[:len(given)]) if len(given) > 1 else [],
+           "baseline": strip(runs[-1]) if runs[-1]["backend"] == BASELINE and len(runs) > 1 else None,
+           "sets": {k: [strip(r) for r in v] for k, v in sets.items()}}
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

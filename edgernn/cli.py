@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from . import __version__
+from .threads import pin_blas
 
 # command -> (module, one-line help). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -52,9 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # One BLAS thread: the hot path is many small GEMMs, and OpenBLAS threads fighting over a
-    # Pi's (or this machine's shared) cores cost 10-100x at batch 256. Must precede numpy's import.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    pin_blas()  # one BLAS thread (see threads.py): must precede numpy's import
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if not argv or argv[0] not in COMMANDS:

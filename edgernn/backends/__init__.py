@@ -5,6 +5,8 @@
     create_backend("onnx-int8", bundle)    onnxruntime on model.int8.onnx   (pip install edgernn[onnx])
     create_backend("tflite", bundle)       LiteRT on model.tflite           (pip install edgernn[tflite])
     create_backend("tflite-int8", bundle)  LiteRT on model.int8.tflite      (pip install edgernn[tflite])
+    create_backend("persistence", bundle)  the baseline: last value, running variance of changes
+                                           (no weights; every quality figure is compared with it)
 """
 
 from __future__ import annotations
@@ -13,25 +15,34 @@ import importlib
 
 from .base import Backend, BackendUnavailable
 
-# name -> (module, factory function, artifact key in the manifest or None for weights only)
+# name -> (module, factory, artifact key in the manifest, or None for weights only, or BUNDLE for a
+# baseline built from the bundle's dimensions alone: factory.from_bundle(bundle))
+BUNDLE = "<bundle>"
 _REGISTRY: dict[str, tuple[str, str, str | None]] = {
     "numpy": ("edgernn.backends.numpy_gru", "NumpyGRU", None),
     "onnx": ("edgernn.backends.onnx_gru", "OnnxGRU", "model.onnx"),
     "onnx-int8": ("edgernn.backends.onnx_gru", "OnnxGRU", "model.int8.onnx"),
     "tflite": ("edgernn.backends.tflite_gru", "TfliteGRU", "model.tflite"),
     "tflite-int8": ("edgernn.backends.tflite_gru", "TfliteGRU", "model.int8.tflite"),
+    "persistence": ("edgernn.backends.persistence", "Persistence", BUNDLE),
 }
 
 BACKEND_NAMES = tuple(_REGISTRY)
+BASELINES = tuple(n for n, entry in _REGISTRY.items() if entry[2] == BUNDLE)  # no weights: not the GRU
+GRU_BACKENDS = tuple(n for n in BACKEND_NAMES if n not in BASELINES)  # run the bundle's GRU (parity-checked)
+BASELINE = "persistence"  # what eval and the quality benchmarks compare the GRU with
 
-__all__ = ["Backend", "BackendUnavailable", "BACKEND_NAMES", "create_backend", "available_backends", "backend_artifact"]
+__all__ = ["Backend", "BackendUnavailable", "BACKEND_NAMES", "BASELINE", "BASELINES", "GRU_BACKENDS", "create_backend",
+           "available_backends", "backend_artifact"]
 
 
 def backend_artifact(name: str) -> str | None:
-    """Manifest artifact a backend runs (``"model.onnx"``…), or None for the numpy reference."""
+    """Manifest artifact a backend runs (``"model.onnx"``…), or None for the numpy reference and
+    the baselines (which run no artifact: see ``BASELINES``)."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKEND_NAMES)}")
-    return _REGISTRY[name][2]
+    artifact = _REGISTRY[name][2]
+    return None if artifact == BUNDLE else artifact
 
 
 def create_backend(name: str, bundle, **options) -> Backend:
@@ -48,6 +59,8 @@ def create_backend(name: str, bundle, **options) -> Backend:
     except ModuleNotFoundError as exc:  # the backend module itself not shipped yet
         raise BackendUnavailable(f"backend {name!r} is not available: {exc}") from None
     cls = getattr(module, factory)
+    if artifact == BUNDLE:
+        return cls.from_bundle(bundle)
     if artifact is None:
         return cls(bundle.weights)
     path = bundle.artifact_path(artifact)

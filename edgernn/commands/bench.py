@@ -18,6 +18,13 @@ examples:
   edgernn bench --model firmware_models/univariate
   edgernn bench --model my_model --backend all --batch 1,16,64,256 --json bench.json
   edgernn bench --model my_model --backend onnx --batch 64 --streams 10000 --seconds 3
+  edgernn bench --backend numpy,tflite --batch 1,64 --streams 1000,100000 --json bench.json
+
+With --streams N[,N...] every (backend, batch) is timed with each number of live streams
+(readings round-robin over all of them, every stream past its warm-up first), and the table
+"scale" adds the resident bytes per stream: the state store's arrays (slab + hidden state) per
+stream, with the process's RSS growth per stream beside it as a cross-check. BLAS runs one
+thread in this process (edgernn/threads.py).
 """
 
 from __future__ import annotations
@@ -46,11 +53,13 @@ def add_arguments(p) -> None:
     from ..backends import BACKEND_NAMES
 
     p.add_argument("--model", default="firmware_models/univariate", help="model bundle directory (default: %(default)s)")
-    p.add_argument("--backend", default="numpy", choices=(*BACKEND_NAMES, "all"),
-                   help="backend to time; 'all' = every backend the bundle has artifacts for (default: numpy)")
+    p.add_argument("--backend", default="numpy", metavar="NAME[,NAME...]",
+                   help=f"backend(s) to time, comma-separated, of: {', '.join(BACKEND_NAMES)}; 'all' = every "
+                        "backend the bundle has artifacts for (default: numpy)")
     p.add_argument("--batch", default="1,16,64,256", help="comma-separated batch sizes (default: %(default)s)")
-    p.add_argument("--streams", type=int, default=None,
-                   help="distinct streams per configuration (default: the batch size; more = a bigger state slab)")
+    p.add_argument("--streams", default=None, metavar="N[,N...]",
+                   help="live streams per configuration, comma-separated: each (backend, batch) is timed with "
+                        "each number, and the JSON gains 'scale' (default: the batch size)")
     p.add_argument("--seconds", type=float, default=1.0,
                    help="timing per configuration, split over the rounds (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=5, help="round-robin rounds; figures are medians (default: 5)")
@@ -63,51 +72,63 @@ def _log(msg: str) -> None:
 
 
 # -- synthetic readings -----------------------------------------------------------------------------
-def stream_values(n_streams: int, n_features: int, seed: int = 0) -> np.ndarray:
-    """float64[n_streams, CYCLE, F]: per stream and feature a sine (period dividing CYCLE, so the
-    cycle wraps seamlessly) + 5 % noise, at its own scale and offset."""
+def cycle_for(n_streams: int, n_features: int, budget: int = 1 << 25) -> int:
+    """Readings per stream before the values repeat: CYCLE, halved until the values of every
+    stream fit in ``budget`` floats (256 MB), at least 128 (100,000 univariate streams: 256)."""
+    c = CYCLE
+    while c > 128 and n_streams * n_features * c > budget:
+        c //= 2
+    return c
+
+
+def stream_values(n_streams: int, n_features: int, seed: int = 0, cycle: int = CYCLE) -> np.ndarray:
+    """float64[n_streams, cycle, F]: per stream and feature a sine (period dividing the cycle, so
+    it wraps seamlessly) + 5 % noise, at its own scale and offset."""
     rng = np.random.default_rng(seed)
-    t = np.arange(CYCLE, dtype=np.float64)
-    out = np.empty((n_streams, CYCLE, n_features))
-    for s in range(n_streams):
-        for f in range(n_features):
-            period = PERIODS[rng.integers(len(PERIODS))]
-            wave = np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi))
-            noise = 0.05 * rng.standard_normal(CYCLE)
-            noise -= np.linspace(0, 1, CYCLE) * (noise[-1] - noise[0])  # no jump at the wrap
-            out[s, :, f] = rng.uniform(-50, 500) + 10 ** rng.uniform(-1, 2) * (wave + noise)
-    return out
+    t = np.arange(cycle, dtype=np.float64)
+    periods = np.array([p for p in PERIODS if cycle % p == 0] or [cycle])
+    shape = (n_streams, 1, n_features)
+    period = periods[rng.integers(len(periods), size=shape)]
+    wave = np.sin(2 * np.pi * t[None, :, None] / period + rng.uniform(0, 2 * np.pi, shape))
+    noise = 0.05 * rng.standard_normal((n_streams, cycle, n_features))
+    noise -= np.linspace(0, 1, cycle)[None, :, None] * (noise[:, -1:] - noise[:, :1])  # no jump at the wrap
+    wave += noise
+    wave *= 10 ** rng.uniform(-1, 2, shape)
+    wave += rng.uniform(-50, 500, shape)
+    return wave
 
 
 @dataclass
 class Feeder:
-    """Calls ``Detector.process`` with one reading from each of ``batch`` distinct streams."""
+    """Calls ``Detector.process`` with one reading from each of ``batch`` distinct streams, visiting
+    the groups of streams in turn (the last group may be smaller); ``t0``: readings every stream
+    had before this feeder (a warm-up by another feeder), so timestamps keep increasing."""
 
     detector: object
     batch: int
-    values: np.ndarray  # [N, CYCLE, F]
-    names: list = field(default_factory=list)
+    values: np.ndarray  # [N, cycle, F]
+    t0: int = 0
     calls: int = 0
     events: int = 0
-    rejects: int = 0
 
     def __post_init__(self):
         from ..detector import Batch
 
         self._Batch = Batch
-        n = len(self.values)
-        self.slices = n // self.batch  # stream groups, visited in turn
-        self.groups = [[f"s{g * self.batch + j}" for j in range(self.batch)] for g in range(self.slices)]
-        self.vals = [self.values[g * self.batch : (g + 1) * self.batch] for g in range(self.slices)]  # [B, CYCLE, F]
+        n, B = len(self.values), self.batch
+        self.slices = -(-n // B)  # stream groups, visited in turn
+        self.groups = [[f"s{j}" for j in range(g * B, min((g + 1) * B, n))] for g in range(self.slices)]
+        self.vals = [self.values[g * B : (g + 1) * B] for g in range(self.slices)]  # [B, cycle, F]
+        self.cycle = self.values.shape[1]
 
     def run(self, calls: int) -> None:
-        process, Batch, B = self.detector.process, self._Batch, self.batch
-        groups, vals, slices = self.groups, self.vals, self.slices
+        process, Batch = self.detector.process, self._Batch
+        groups, vals, slices, cycle = self.groups, self.vals, self.slices, self.cycle
         i = self.calls
         events = 0
         for _ in range(calls):
-            g, t = i % slices, i // slices  # t: readings each stream of group g has had so far
-            res = process(Batch(groups[g], np.full(B, 1.7e9 + t), vals[g][:, t % CYCLE]))
+            g, t = i % slices, self.t0 + i // slices  # t: readings each stream of group g has had so far
+            res = process(Batch(groups[g], np.full(len(groups[g]), 1.7e9 + t), vals[g][:, t % cycle]))
             events += len(res.events)
             i += 1
         self.calls = i
@@ -139,14 +160,14 @@ class RiverFeeder:
         self.models = [anomaly.HalfSpaceTrees(seed=k) for k in range(self.n_models)]
         self.scalers = [preprocessing.MinMaxScaler() for _ in range(self.n_models)] if scaler else None
         v = values[: self.n_models]
-        self.rows = [[dict(zip(features, map(float, v[s, t]))) for t in range(CYCLE)] for s in range(self.n_models)]
+        self.rows = [[dict(zip(features, map(float, v[s, t]))) for t in range(v.shape[1])] for s in range(self.n_models)]
         self.calls = 0
 
     def run(self, calls: int) -> None:
         models, scalers, rows, n = self.models, self.scalers, self.rows, self.n_models
         i = self.calls
         for _ in range(calls):
-            s, t = i % n, (i // n) % CYCLE
+            s, t = i % n, (i // n) % len(rows[0])
             x = rows[s][t]
             if scalers is not None:
                 sc = scalers[s]
@@ -169,6 +190,9 @@ class Config:
     batch: int = 0
     calls_per_block: int = 1
     samples: list = field(default_factory=list)  # µs per call, one per round
+    streams: int = 0  # live streams in the detector (process configurations)
+    bytes_per_stream: float = 0.0  # state store arrays / streams
+    rss_per_stream: float = 0.0  # process RSS growth while the detector was made and warmed / streams
 
     def time_block(self) -> None:
         gc_was = gc.isenabled()
@@ -230,6 +254,9 @@ def machine_info() -> dict:
     info["scalar_path"] = "compiled" if scalar.COMPILED else "plain Python"
     info["blas_threads_env"] = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                            "MKL_NUM_THREADS") if k in os.environ}
+    from ..threads import blas_threads
+
+    info["blas_pools"] = blas_threads()  # live pools (threadpoolctl), after pinning
     for mod in ("onnxruntime", "ai_edge_litert", "river"):
         m = sys.modules.get(mod)
         if m is not None and getattr(m, "__version__", None):
@@ -237,105 +264,109 @@ def machine_info() -> dict:
     return info
 
 
-def _parse_batches(text: str) -> list[int]:
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        value = int(part)
-        if value < 1:
-            raise ValueError
-        out.append(value)
-    if not out:
-        raise ValueError
+def _parse_counts(text: str, flag: str) -> list[int]:
+    """Positive integers separated by commas; ValueError with the flag's one-line complaint."""
+    try:
+        out = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        out = []
+    if not out or min(out) < 1:
+        raise ValueError(f"{flag} {text!r}: expected positive integers separated by commas")
     return out
 
 
-def run(args) -> int:
-    from ..backends import BackendUnavailable, available_backends, create_backend
-    from ..bundle import BundleError, load_bundle
+def _backend_names(text: str, bundle) -> list[str]:
+    from ..backends import BACKEND_NAMES, available_backends
+
+    if text == "all":
+        return available_backends(bundle)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BACKEND_NAMES]
+    if unknown or not names:
+        raise ValueError(f"--backend {text!r}: unknown {', '.join(unknown) or 'name'}; choose from "
+                         f"{', '.join(BACKEND_NAMES)} or all")
+    return list(dict.fromkeys(names))
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def state_bytes(store) -> int:
+    """Bytes of every array the state store holds (slab, hidden state, bookkeeping)."""
+    return sum(v.nbytes for v in vars(store).values() if isinstance(v, np.ndarray))
+
+
+def _detector_config(bundle, name: str, be, b: int, n_streams: int, values: np.ndarray) -> Config:
+    """A Detector with ``n_streams`` live streams, every one past its warm-up (warmed in batches of
+    up to 256 distinct streams: the same state as one at a time, faster), then a feeder at ``b``."""
     from ..detector import Detector, DetectorSettings
 
-    try:
-        batches = _parse_batches(args.batch)
-    except ValueError:
-        return fail("bench", f"--batch {args.batch!r}: expected positive integers separated by commas")
-    if args.seconds <= 0 or args.rounds < 1:
-        return fail("bench", "--seconds must be > 0 and --rounds >= 1")
-    if args.streams is not None and args.streams < max(batches):
-        return fail("bench", f"--streams {args.streams} is smaller than the largest batch ({max(batches)}): "
-                             "every call needs distinct streams")
-    try:
-        bundle = load_bundle(resolve_model(args.model))
-    except BundleError as exc:
-        return fail("bench", exc)
-    names = available_backends(bundle) if args.backend == "all" else [args.backend]
-    backends = {}
-    for name in names:
-        try:
-            backends[name] = create_backend(name, bundle)
-        except (BackendUnavailable, ValueError) as exc:
-            return fail("bench", exc)
-    F = bundle.n_features
-    warmup = bundle.calibration.warmup
-    settle = DetectorSettings().settle
-    _log(f"model {bundle.name} (F={F}, H={bundle.hidden}, warm-up {warmup}); backends {', '.join(backends)}; "
-         f"batches {', '.join(map(str, batches))}")
+    warm = bundle.calibration.warmup + DetectorSettings().settle + 16  # readings per stream
+    rss0 = rss_bytes()
+    det = Detector(bundle, be, DetectorSettings(max_streams=n_streams))
+    warm_batch = max(b, min(256, n_streams))
+    _log(f"warming detector {name} batch {b}: {n_streams:,} streams x {warm} readings (batches of {warm_batch})")
+    w = Feeder(det, warm_batch, values)
+    w.run(warm * w.slices)
+    grown = max(rss_bytes() - rss0, 0)
+    cfg = Config("process", f"{name} B={b} N={n_streams}", Feeder(det, b, values, t0=warm), b, backend=name, batch=b)
+    cfg.streams = n_streams
+    cfg.bytes_per_stream = state_bytes(det.state) / n_streams
+    cfg.rss_per_stream = grown / n_streams
+    return cfg
 
-    # 1. backends: past onnxruntime's slow start (and any lazy allocation) at every batch size
-    for name, be in backends.items():
-        n = ONNX_WARMUP_CALLS if name.startswith("onnx") else OTHER_WARMUP_CALLS
-        _log(f"warming {name}: {n} step calls")
-        for b in batches:
-            StepFeeder(be, b).run(max(1, n // len(batches)))
 
-    # 2. configurations: detectors warmed past each stream's warm-up so the scoring path is timed
+def _build_configs(bundle, backends: dict, batches: list[int], stream_counts: list[int] | None) -> list[Config]:
     configs: list[Config] = []
     values_cache: dict[int, np.ndarray] = {}
+    F = bundle.n_features
     for name, be in backends.items():
         for b in batches:
-            n_streams = args.streams or b
-            n_streams -= n_streams % b  # whole groups of distinct streams
-            if n_streams not in values_cache:
-                values_cache[n_streams] = stream_values(n_streams, F)
-            det = Detector(bundle, be, DetectorSettings(max_streams=n_streams))
-            feeder = Feeder(det, b, values_cache[n_streams])
-            calls = (warmup + settle + 16) * feeder.slices
-            _log(f"warming detector {name} batch {b}: {calls:,} calls ({n_streams:,} streams past warm-up)")
-            feeder.run(calls)
-            feeder.events = 0
-            configs.append(Config("process", f"{name} B={b}", feeder, b, backend=name, batch=b))
+            for n in stream_counts or [b]:
+                n -= n % b  # whole groups of distinct streams
+                if n not in values_cache:
+                    values_cache[n] = stream_values(n, F, cycle=cycle_for(n, F))
+                configs.append(_detector_config(bundle, name, be, b, n, values_cache[n]))
             configs.append(Config("step", f"{name} step B={b}", StepFeeder(be, b), b, backend=name, batch=b))
-    peers_wanted = not args.no_peers
-    if peers_wanted:
-        try:
-            import river  # noqa: F401
-        except ImportError:
-            _log("river is not installed: no HalfSpaceTrees comparison (pip install river)")
-            peers_wanted = False
-    if peers_wanted:
-        vals = values_cache.get(min(values_cache)) if values_cache else stream_values(1, F)
-        for scaler in (True, False):
-            label = "river HalfSpaceTrees + MinMaxScaler" if scaler else "river HalfSpaceTrees (no scaler)"
-            feeder = RiverFeeder(vals, bundle.features, scaler)
-            feeder.run(2000)  # past HST's first window (reference mass not built yet is a cheaper path)
-            configs.append(Config("peer", label, feeder, 1))
+    return configs
 
-    # 3. round-robin timing
-    block_s = args.seconds / args.rounds
+
+def _peer_configs(bundle, values: np.ndarray) -> list[Config]:
+    try:
+        import river  # noqa: F401
+    except ImportError:
+        _log("river is not installed: no HalfSpaceTrees comparison (pip install river)")
+        return []
+    out = []
+    for scaler in (True, False):
+        label = "river HalfSpaceTrees + MinMaxScaler" if scaler else "river HalfSpaceTrees (no scaler)"
+        feeder = RiverFeeder(values, bundle.features, scaler)
+        feeder.run(2000)  # past HST's first window (reference mass not built yet is a cheaper path)
+        out.append(Config("peer", label, feeder, 1))
+    return out
+
+
+def _time_round_robin(configs: list[Config], seconds: float, rounds: int) -> None:
+    block_s = seconds / rounds
     for cfg in configs:
         _calibrate_block(cfg, block_s)
-    total = len(configs) * args.rounds * block_s
-    _log(f"timing {len(configs)} configurations x {args.rounds} rounds (~{total:.0f} s)")
-    for r in range(args.rounds):
+    _log(f"timing {len(configs)} configurations x {rounds} rounds (~{len(configs) * rounds * block_s:.0f} s)")
+    for r in range(rounds):
         order = configs if r % 2 == 0 else configs[::-1]  # alternate direction: no fixed neighbour
         for cfg in order:
             cfg.time_block()
-        _log(f"round {r + 1}/{args.rounds} done")
+        _log(f"round {r + 1}/{rounds} done")
 
-    # 4. report
-    results, peers = [], []
+
+def _tables(configs: list[Config]) -> tuple[list[dict], list[dict], list[dict]]:
+    """(results, peers, scale) rows from the timed configurations."""
+    results, peers, scale = [], [], []
     steps = {(c.backend, c.batch): c for c in configs if c.kind == "step"}
     for cfg in configs:
         if cfg.kind == "process":
@@ -346,21 +377,71 @@ def run(args) -> int:
                 "us_per_step_call": round(step.us_per_call, 3),
                 "gru_share": round(step.us_per_call / cfg.us_per_call, 3),
                 "readings_per_s": round(1e6 / per_reading),
-                "streams": len(cfg.feeder.values), "spread": round(cfg.spread, 3),
+                "streams": cfg.streams, "spread": round(cfg.spread, 3),
                 "events_during_timing": cfg.feeder.events,
                 "readings_timed": cfg.calls_per_block * len(cfg.samples) * cfg.batch,
             })
+            scale.append({"backend": cfg.backend, "batch": cfg.batch, "streams": cfg.streams,
+                          "us_per_reading": round(per_reading, 3), "bytes_per_stream": round(cfg.bytes_per_stream, 1),
+                          "rss_growth_per_stream": round(cfg.rss_per_stream, 1)})
         elif cfg.kind == "peer":
             peers.append({"name": cfg.label, "us_per_reading": round(cfg.us_per_call, 3), "spread": round(cfg.spread, 3)})
+    return results, peers, scale
+
+
+def run(args) -> int:
+    from ..backends import BackendUnavailable, create_backend
+    from ..bundle import BundleError, load_bundle
+    from ..threads import pin_blas
+
+    blas = pin_blas()
+    try:
+        batches = _parse_counts(args.batch, "--batch")
+        stream_counts = _parse_counts(args.streams, "--streams") if args.streams is not None else None
+    except ValueError as exc:
+        return fail("bench", exc)
+    if args.seconds <= 0 or args.rounds < 1:
+        return fail("bench", "--seconds must be > 0 and --rounds >= 1")
+    if stream_counts and min(stream_counts) < max(batches):
+        return fail("bench", f"--streams {min(stream_counts)} is smaller than the largest batch ({max(batches)}): "
+                             "every call needs distinct streams")
+    try:
+        bundle = load_bundle(resolve_model(args.model))
+        backends = {name: create_backend(name, bundle) for name in _backend_names(args.backend, bundle)}
+    except (BundleError, BackendUnavailable, ValueError) as exc:
+        return fail("bench", exc)
+    _log(f"model {bundle.name} (F={bundle.n_features}, H={bundle.hidden}, warm-up {bundle.calibration.warmup}); "
+         f"backends {', '.join(backends)}; batches {', '.join(map(str, batches))}"
+         + (f"; streams {', '.join(f'{n:,}' for n in stream_counts)}" if stream_counts else "") + f"; BLAS: {blas}")
+
+    # 1. backends: past onnxruntime's slow start (and any lazy allocation) at every batch size
+    for name, be in backends.items():
+        n = ONNX_WARMUP_CALLS if name.startswith("onnx") else OTHER_WARMUP_CALLS
+        _log(f"warming {name}: {n} step calls")
+        for b in batches:
+            StepFeeder(be, b).run(max(1, n // len(batches)))
+    # 2. configurations: detectors warmed past each stream's warm-up so the scoring path is timed
+    configs = _build_configs(bundle, backends, batches, stream_counts)
+    if not args.no_peers:
+        smallest = min((c.feeder.values for c in configs if c.kind == "process"), key=len)
+        configs += _peer_configs(bundle, smallest)
+    # 3. round-robin timing, 4. report
+    _time_round_robin(configs, args.seconds, args.rounds)
+    results, peers, scale = _tables(configs)
     print(render(results, peers, bundle))
+    if stream_counts:
+        print()
+        print(render_scale(scale))
     note = blas_note(results)
     if note:
         print(note)
     if args.json:
-        doc = {"model": {"name": bundle.name, "path": str(bundle.path), "features": F, "hidden": bundle.hidden,
-                         "sha256": bundle.sha256},
-               "settings": {"rounds": args.rounds, "seconds_per_config": args.seconds, "batches": batches},
-               "results": results, "peers": peers, "machine": machine_info()}
+        info = {**machine_info(), "blas_pinning": blas}
+        doc = {"model": {"name": bundle.name, "path": str(bundle.path), "features": bundle.n_features,
+                         "hidden": bundle.hidden, "sha256": bundle.sha256},
+               "settings": {"rounds": args.rounds, "seconds_per_config": args.seconds, "batches": batches,
+                            "streams": stream_counts},
+               "results": results, "peers": peers, "scale": scale, "machine": info}
         args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")
     return 0
@@ -379,16 +460,27 @@ def blas_note(results: list[dict]) -> str:
             "numpy is imported, e.g. Environment= in the systemd unit).")
 
 
+def render_scale(scale: list[dict]) -> str:
+    lines = ["scale: the whole hot path with that many live streams (readings round-robin over all of them)", "",
+             f"{'backend':12s} {'batch':>5s} {'streams':>9s} {'µs/reading':>11s} {'bytes/stream':>13s} {'RSS growth/stream':>18s}"]
+    for r in scale:
+        lines.append(f"{r['backend']:12s} {r['batch']:5d} {r['streams']:9,d} {r['us_per_reading']:11.2f} "
+                     f"{r['bytes_per_stream']:13,.0f} {r['rss_growth_per_stream']:18,.0f}")
+    lines += ["", "bytes/stream = the state store's arrays (slab + hidden state + bookkeeping) / streams; RSS growth = "
+                  "the process's resident memory gained while the detector was made and warmed / streams"]
+    return "\n".join(lines)
+
+
 def render(results: list[dict], peers: list[dict], bundle) -> str:
     from .. import scalar
 
     lines = [f"Detector.process, {bundle.name} (F={bundle.n_features}, H={bundle.hidden}): median of rounds; "
              f"scalar path {'compiled' if scalar.COMPILED else 'plain Python (no C compiler at install)'}",
              "",
-             f"{'backend':12s} {'batch':>5s} {'µs/reading':>11s} {'readings/s':>11s} {'step µs/call':>13s} "
+             f"{'backend':12s} {'batch':>5s} {'streams':>8s} {'µs/reading':>11s} {'readings/s':>11s} {'step µs/call':>13s} "
              f"{'GRU share':>9s} {'±':>5s} {'alerts':>6s}"]
     for r in results:
-        lines.append(f"{r['backend']:12s} {r['batch']:5d} {r['us_per_reading']:11.2f} {r['readings_per_s']:11,d} "
+        lines.append(f"{r['backend']:12s} {r['batch']:5d} {r['streams']:8,d} {r['us_per_reading']:11.2f} {r['readings_per_s']:11,d} "
                      f"{r['us_per_step_call']:13.2f} {100 * r['gru_share']:8.0f}% {100 * r['spread']:4.0f}% "
                      f"{r['events_during_timing']:6d}")
     if peers:

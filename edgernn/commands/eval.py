@@ -81,6 +81,7 @@ def add_arguments(p) -> None:
     ev.add_argument("--late", type=float, default=0.0, help="seconds an alert may follow an incident's end")
     ev.add_argument("--json", type=Path, help="write the results here")
     ev.add_argument("--plot", type=Path, metavar="DIR", help="write one PNG per stream here")
+    _baseline_argument(ev)
 
 
 def _common(p, model: str, name: str, exclude=()) -> None:
@@ -89,9 +90,23 @@ def _common(p, model: str, name: str, exclude=()) -> None:
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--plot", type=Path, metavar="DIR", help="write one PNG per file here")
     p.add_argument("--chunk", type=int, default=256, help="rows per stream per batch (default: 256)")
+    p.add_argument("--part", choices=("all", "dev", "validation"), default="all",
+                   help="the files to run: all (default), or the development / validation part of the fixed "
+                        "split (edgernn/evaluate/split.py, listed in docs/QUALITY.md): choose on dev, report validation")
+    _baseline_argument(p)
+
+
+def _baseline_argument(p) -> None:
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the persistence baseline (last value, running variance) that is otherwise run "
+                        "in the same pass, with the same settings, to print the model's margin over it")
 
 
 def run(args) -> int:
+    from ..threads import pin_blas
+
+    pin_blas()  # one BLAS thread in this process (threads.py)
+
     return {"nab": _run_nab, "skab": _run_skab, "events": _run_events}[args.suite](args)
 
 
@@ -116,7 +131,7 @@ def _meta(args, det, data_dir) -> dict:
             "model": {"name": b.name, "version": b.version, "path": str(b.path), "sha256": b.sha256},
             "backend": args.backend, "threshold": det.threshold, "warmup": det.warmup,
             "seasonal": det.seasonal, "seasonal_trust": det.seasonal_trust,
-            "data_dir": str(data_dir) if data_dir else None}
+            "data_dir": str(data_dir) if data_dir else None, "part": getattr(args, "part", "all")}
 
 
 def _write_json(path: Path | None, obj: dict) -> None:
@@ -142,6 +157,34 @@ def _plain(o):
     return o
 
 
+def _baseline(args, det, command: str):
+    """The persistence baseline as a Detector with ``det``'s settings, or None when it is not
+    wanted (--no-baseline, or the backend under test is itself a baseline) or cannot run."""
+    from ..backends import BASELINE, BASELINES, BackendUnavailable, create_backend
+    from ..detector import Detector
+
+    if args.no_baseline or args.backend in BASELINES:
+        return None
+    try:
+        base = Detector(det.bundle, create_backend(BASELINE, det.bundle), det.settings)
+    except BackendUnavailable as exc:
+        print(f"edgernn {command}: no baseline: {exc}", file=sys.stderr)
+        return None
+    base.record_looks = det.record_looks
+    return base
+
+
+def _print_margins(results: dict, rows: list, backend: str, title: str, digits: int) -> None:
+    """Print the margin table and keep it in ``results`` (JSON: "margin", "baseline")."""
+    from ..backends import BASELINE
+    from ..evaluate.report import margin_table
+
+    results["margin"] = rows
+    print()
+    print(f"{title}: {backend} vs the {BASELINE} baseline")
+    print(margin_table(rows, backend, BASELINE, digits))
+
+
 def _plots_available(command: str) -> bool:
     try:
         import matplotlib  # noqa: F401
@@ -154,7 +197,7 @@ def _plots_available(command: str) -> bool:
 # -- NAB ----------------------------------------------------------------------------------------
 
 def _run_nab(args) -> int:
-    from ..evaluate import nab, report
+    from ..evaluate import nab, report, split
     from ..evaluate.run import run_recordings
     from ..progress import Progress
 
@@ -174,19 +217,28 @@ def _run_nab(args) -> int:
         files = nab.load_corpus(data_dir, cats)
     except (OSError, ValueError) as exc:
         return fail("eval nab", f"cannot read NAB data in {data_dir}: {exc}")
+    files = split.select(files, args.part)
     if not files:
-        return fail("eval nab", f"no NAB files found in {data_dir}")
+        return fail("eval nab", f"no NAB files found in {data_dir}" + (f" (part {args.part})" if args.part != "all" else ""))
     t0 = time.monotonic()
-    with Progress(sum(len(f.ts) for f in files), "eval nab") as bar:
-        traces = run_recordings(det, [(f.name, f.ts, f.values[:, None]) for f in files], args.chunk, bar)
+    recs = [(f.name, f.ts, f.values[:, None]) for f in files]
+    base = _baseline(args, det, "eval nab")
+    with Progress(sum(len(f.ts) for f in files) * (2 if base else 1), "eval nab") as bar:
+        traces = run_recordings(det, recs, args.chunk, bar)
+        base_traces = run_recordings(base, recs, args.chunk, bar) if base else None
     results = report.nab_results(files, traces)
     results["meta"] = {**_meta(args, det, data_dir), "seconds": round(time.monotonic() - t0, 2),
                        "files": len(files), "rows": int(sum(len(f.ts) for f in files))}
     profiles = list(nab.PROFILES) if args.profile == "all" else [args.profile]
-    print(f"NAB ({len(files)} files) - model {det.bundle.name} {det.bundle.version}, backend {args.backend}")
+    print(f"NAB ({len(files)} files{'' if args.part == 'all' else ', ' + args.part + ' part'}) - model {det.bundle.name} {det.bundle.version}, backend {args.backend}")
     for prof in profiles:
         print()
         print(report.nab_table(results, prof, NAB_PUBLISHED_HTM if prof == "standard" else None))
+    if base_traces is not None:
+        base_results = report.nab_results(files, base_traces)
+        results["baseline"] = {"backend": base.backend.name, "profiles": base_results["profiles"]}
+        rows = [r for prof in profiles for r in report.nab_margins(results, base_results, prof)]
+        _print_margins(results, rows, args.backend, "NAB normalised scores", 1)
     _write_json(args.json, results)
     if args.plot:
         from ..evaluate.plots import plot_file, safe_name
@@ -207,8 +259,7 @@ def _run_nab(args) -> int:
 # -- SKAB ---------------------------------------------------------------------------------------
 
 def _run_skab(args) -> int:
-    from ..evaluate import report, skab
-    from ..evaluate.run import run_recordings
+    from ..evaluate import report, skab, split
     from ..progress import Progress
 
     data_dir, why = _data_dir(args, "skab")
@@ -229,67 +280,27 @@ def _run_skab(args) -> int:
         files = skab.load_corpus(data_dir)
     except (OSError, ValueError) as exc:
         return fail("eval skab", f"cannot read SKAB data in {data_dir}: {exc}")
+    files = split.select(files, args.part)
     if not files:
-        return fail("eval skab", f"no labelled SKAB files found in {data_dir}")
+        return fail("eval skab", f"no labelled SKAB files found in {data_dir}" + (f" (part {args.part})" if args.part != "all" else ""))
     try:
         skab.threshold_from_train(np.zeros(1), args.rule)
     except ValueError as exc:
         return fail("eval skab", exc)
-
-    cols = files[0].features
-    if det.F == 1:  # univariate model: every sensor is its own stream; a row's likelihood is the max
-        mode = "per-sensor"
-        recs = [(f"{f.name}:{c}", f.ts, f.x[:, j:j + 1]) for f in files for j, c in enumerate(cols)]
-    else:
-        missing = [c for c in det.features if c not in cols]
-        if missing:
-            return fail("eval skab", f"model features {missing} are not SKAB columns {list(cols)}")
-        mode = "multivariate"
-        idx = [cols.index(c) for c in det.features]
-        b = det.bundle
-        if args.renorm == "train" and b.norm_mode == "fixed":
-            mode += ", renormalised on each file's training rows"
-            recs = [(f.name, f.ts, skab.renormalise(f.x[:, idx], b.norm_mean, b.norm_std, args.train_rows))
-                    for f in files]
-        else:
-            recs = [(f.name, f.ts, f.x[:, idx]) for f in files]
     if args.calibrate_passes < 1:
         return fail("eval skab", "--calibrate-passes must be >= 1")
-    per_sensor = mode == "per-sensor"
+    recs, mode = _skab_recordings(args, det, files)
+    if recs is None:
+        return fail("eval skab", mode)
     t0 = time.monotonic()
-    with Progress(sum(len(r[1]) for r in recs), "eval skab") as bar:
-        if args.calibrate == "model":
-            traces = run_recordings(det, recs, args.chunk, bar)
-        else:  # one table set per group: a file (its stream, or all its sensors pooled) or a sensor
-            k = len(cols) if per_sensor and args.calibrate_pool == "file" else 1
-            try:
-                traces = [t for i in range(0, len(recs), k)
-                          for t in skab.run_calibrated(det, recs[i:i + k], args.train_rows, args.calibrate_passes,
-                                                       args.chunk, bar)]
-            except ValueError as exc:
-                return fail("eval skab", f"--calibrate train: {exc}")
-            pool = "sensor" if per_sensor and args.calibrate_pool == "sensor" else "file"
-            mode += f", tables refitted per {pool} on rows [0, {args.train_rows}) ({args.calibrate_passes} passes)"
-    if args.score == "reference":
-        # the reference look's own surprise s = -log10 p, carried as the likelihood 1 - 10**(-s / 100):
-        # exact in float64 up to s ~ 1500 (1 - p itself stops at p ~ 1e-16), and the threshold rules
-        # are unchanged by it (a quantile commutes with a monotone map; the factor scales s linearly)
-        from ..scoring import REFERENCE
-
-        for t in traces:
-            lp = t.looks[REFERENCE]
-            t.likelihood = np.where(np.isnan(lp), t.likelihood, -np.expm1(np.nan_to_num(lp) / 100.0 * np.log(10.0)))
-        mode += ", scored on the reference look alone"
-    if per_sensor:
-        k = len(cols)
-        groups = [traces[i * k:(i + 1) * k] for i in range(len(files))]
-        liks = [np.fmax.reduce(np.stack([t.scored_likelihood for t in g]), axis=0) for g in groups]
-        alerts = [np.any(np.stack([t.alert for t in g]), axis=0) for g in groups]
-        raised = [np.any(np.stack([t.raised for t in g]), axis=0) for g in groups]
-    else:
-        liks = [t.scored_likelihood for t in traces]
-        alerts = [t.alert for t in traces]
-        raised = [t.raised for t in traces]
+    base = _baseline(args, det, "eval skab")
+    with Progress(sum(len(r[1]) for r in recs) * (2 if base else 1), "eval skab") as bar:
+        try:
+            liks, alerts, raised, how = _skab_scores(args, det, recs, len(files), bar)
+            base_scores = _skab_scores(args, base, recs, len(files), bar) if base else None
+        except ValueError as exc:
+            return fail("eval skab", f"--calibrate train: {exc}")
+    mode += how
     results = report.skab_results(files, liks, alerts, args.rule, args.factor, args.train_rows)
     if det.reference_rows:
         ds = det.settings
@@ -300,21 +311,87 @@ def _run_skab(args) -> int:
     results["mode"] = mode
     results["meta"] = {**_meta(args, det, data_dir), "seconds": round(time.monotonic() - t0, 2),
                        "files": len(files), "test_rows": int(sum(len(f.ts) - args.train_rows for f in files))}
-    print(f"SKAB ({len(files)} files, {mode}) - model {det.bundle.name} {det.bundle.version}, "
+    print(f"SKAB ({len(files)} files{'' if args.part == 'all' else ', ' + args.part + ' part'}, {mode}) - model {det.bundle.name} {det.bundle.version}, "
           f"backend {args.backend}; threshold per file from rows [0, {args.train_rows})")
     print()
     print(report.skab_table(results))
+    if base_scores is not None:
+        b = report.skab_results(files, base_scores[0], base_scores[1], args.rule, args.factor, args.train_rows)
+        results["baseline"] = {"backend": base.backend.name, "calibrated": b["calibrated"],
+                               "operational": b["operational"], "rules": b["rules"]}
+        _print_margins(results, report.skab_margins(results, b), args.backend, "SKAB", 2)
     _write_json(args.json, results)
     if args.plot:
-        from ..evaluate.plots import plot_file, safe_name
-
-        for f, lik, al, ra, pf in zip(files, liks, alerts, raised, results["per_file"]):
-            plot_file(args.plot / f"{safe_name(f.name)}.png",
-                      f"SKAB {f.name} - {det.bundle.name}: F1 {pf['f1']:.2f} FAR {pf['far']:.1f}% MAR {pf['mar']:.1f}%",
-                      f.ts, f.x, cols, lik, pf["threshold"], al, ra, f.anomaly.astype(bool),
-                      train_end=args.train_rows, label_name="anomaly")
-        print(f"wrote {len(files)} plots to {args.plot}")
+        _skab_plots(args, det, files, liks, alerts, raised, results)
     return 0
+
+
+def _skab_recordings(args, det, files) -> tuple[list | None, str]:
+    """The recordings to run and a description of the mode (or None and the error)."""
+    from ..evaluate import skab
+
+    cols = files[0].features
+    if det.F == 1:  # univariate model: every sensor is its own stream; a row's likelihood is the max
+        return [(f"{f.name}:{c}", f.ts, f.x[:, j:j + 1]) for f in files for j, c in enumerate(cols)], "per-sensor"
+    missing = [c for c in det.features if c not in cols]
+    if missing:
+        return None, f"model features {missing} are not SKAB columns {list(cols)}"
+    idx = [cols.index(c) for c in det.features]
+    b = det.bundle
+    if args.renorm == "train" and b.norm_mode == "fixed":
+        return ([(f.name, f.ts, skab.renormalise(f.x[:, idx], b.norm_mean, b.norm_std, args.train_rows)) for f in files],
+                "multivariate, renormalised on each file's training rows")
+    return [(f.name, f.ts, f.x[:, idx]) for f in files], "multivariate"
+
+
+def _skab_scores(args, det, recs, n_files: int, bar) -> tuple[list, list, list, str]:
+    """Run ``recs`` through ``det`` (or its per-file calibrated copies); per file: likelihood,
+    alert state and raised flags per row (a univariate model's sensors combined by max / any),
+    and what was done (appended to the mode). Raises ValueError from --calibrate train."""
+    from ..evaluate import skab
+    from ..evaluate.run import run_recordings
+
+    if args.score == "reference":
+        det.record_looks = True
+    per_sensor = det.F == 1
+    k = len(recs) // n_files if per_sensor else 1  # streams per file
+    how = ""
+    if args.calibrate == "model":
+        traces = run_recordings(det, recs, args.chunk, bar)
+    else:  # one table set per group: a file (its stream, or all its sensors pooled) or a sensor
+        g = k if per_sensor and args.calibrate_pool == "file" else 1
+        traces = [t for i in range(0, len(recs), g)
+                  for t in skab.run_calibrated(det, recs[i:i + g], args.train_rows, args.calibrate_passes,
+                                               args.chunk, bar)]
+        pool = "sensor" if per_sensor and args.calibrate_pool == "sensor" else "file"
+        how += f", tables refitted per {pool} on rows [0, {args.train_rows}) ({args.calibrate_passes} passes)"
+    if args.score == "reference":
+        # the reference look's own surprise s = -log10 p, carried as the likelihood 1 - 10**(-s / 100):
+        # exact in float64 up to s ~ 1500 (1 - p itself stops at p ~ 1e-16), and the threshold rules
+        # are unchanged by it (a quantile commutes with a monotone map; the factor scales s linearly)
+        from ..scoring import REFERENCE
+
+        for t in traces:
+            lp = t.looks[REFERENCE]
+            t.likelihood = np.where(np.isnan(lp), t.likelihood, -np.expm1(np.nan_to_num(lp) / 100.0 * np.log(10.0)))
+        how += ", scored on the reference look alone"
+    groups = [traces[i * k:(i + 1) * k] for i in range(n_files)]
+    liks = [np.fmax.reduce(np.stack([t.scored_likelihood for t in g]), axis=0) for g in groups]
+    alerts = [np.any(np.stack([t.alert for t in g]), axis=0) for g in groups]
+    raised = [np.any(np.stack([t.raised for t in g]), axis=0) for g in groups]
+    return liks, alerts, raised, how
+
+
+def _skab_plots(args, det, files, liks, alerts, raised, results) -> None:
+    from ..evaluate.plots import plot_file, safe_name
+
+    cols = files[0].features
+    for f, lik, al, ra, pf in zip(files, liks, alerts, raised, results["per_file"]):
+        plot_file(args.plot / f"{safe_name(f.name)}.png",
+                  f"SKAB {f.name} - {det.bundle.name}: F1 {pf['f1']:.2f} FAR {pf['far']:.1f}% MAR {pf['mar']:.1f}%",
+                  f.ts, f.x, cols, lik, pf["threshold"], al, ra, f.anomaly.astype(bool),
+                  train_end=args.train_rows, label_name="anomaly")
+    print(f"wrote {len(files)} plots to {args.plot}")
 
 
 # -- your own incidents -------------------------------------------------------------------------
@@ -349,11 +426,12 @@ def _run_events(args) -> int:
             origin[s] = path
             m = sid == s
             recs.append((s, rec.ts[m], rec.x[m]))
-    with Progress(sum(len(r[1]) for r in recs), "eval events") as bar:
+    base = _baseline(args, det, "eval events")
+    with Progress(sum(len(r[1]) for r in recs) * (2 if base else 1), "eval events") as bar:
         traces = run_recordings(det, recs, progress=bar)
+        base_traces = run_recordings(base, recs, progress=bar) if base else None
     streams = [t.stream for t in traces]
-    spans = [sp for t in traces for sp in events.alert_spans(t.stream, t.ts, t.raised, t.cleared)]
-    res = events.evaluate(incidents, spans, streams, args.early, args.late)
+    res = _incident_scores(incidents, traces, args)
     unknown = sorted({i.stream for i in incidents} - set(streams) - {events.ANY_STREAM})
     res["labels_for_unknown_streams"] = unknown
     res["meta"] = {**_meta(args, det, None), "recordings": [str(p) for p in paths], "labels": str(args.labels),
@@ -369,6 +447,13 @@ def _run_events(args) -> int:
         print(table(["label", "recall"], [[k, _f(v)] for k, v in res["recall_by_label"].items()]))
     if unknown:
         print(f"warning: labels name stream(s) not in the recordings: {', '.join(unknown[:10])}")
+    if base_traces is not None:
+        from ..evaluate.report import events_margins
+
+        b = _incident_scores(incidents, base_traces, args)
+        res["baseline"] = {"backend": base.backend.name, **{k: b[k] for k in (
+            "incidents", "detected", "alerts", "false_alerts", "precision", "recall", "f1", "delay_mean_s")}}
+        _print_margins(res, events_margins(res, b), args.backend, "incidents", 3)
     _write_json(args.json, res)
     if args.plot:
         from ..evaluate.plots import plot_file, safe_name
@@ -383,6 +468,13 @@ def _run_events(args) -> int:
                       label_name="incident")
         print(f"wrote {len(traces)} plots to {args.plot}")
     return 0
+
+
+def _incident_scores(incidents, traces, args) -> dict:
+    from ..evaluate import events
+
+    spans = [sp for t in traces for sp in events.alert_spans(t.stream, t.ts, t.raised, t.cleared)]
+    return events.evaluate(incidents, spans, [t.stream for t in traces], args.early, args.late)
 
 
 def _f(v, digits: int = 3) -> str:

@@ -32,6 +32,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from ..threads import pin_blas
+
+    pin_blas()  # one BLAS thread in this process (threads.py)
+
     from ..recording import RecordingError, parse_columns, read_recording
     from ..replay import replay
 

@@ -139,6 +139,57 @@ def skab_table(results: dict, name: str = "edgernn") -> str:
     return table(["detector", "F1", "FAR %", "MAR %"], rows)
 
 
+# -- margins over the baseline ------------------------------------------------------------------
+# Every figure of the GRU is shown beside the same figure of the persistence baseline (last value,
+# running variance: backends/persistence.py) from the same run: margin = GRU - baseline, and
+# "GRU ahead" says whether the margin points the metric's good way (the GRU must win everywhere).
+
+def margin_rows(metrics: list[tuple[str, float, float, str]]) -> list[dict]:
+    """``[(metric, gru, baseline, "higher" | "lower" is better), ...]`` -> JSON-ready rows."""
+    rows = []
+    for name, g, b, better in metrics:
+        ok = g is not None and b is not None and not (isinstance(g, float) and math.isnan(g)) \
+            and not (isinstance(b, float) and math.isnan(b))
+        m = g - b if ok else None
+        ahead = None if m is None else (m > 0 if better == "higher" else m < 0) if m != 0 else False
+        rows.append({"metric": name, "gru": g, "baseline": b, "margin": m, "better": better, "gru_ahead": ahead})
+    return rows
+
+
+def margin_table(rows: list[dict], backend: str, baseline: str, digits: int = 1) -> str:
+    body = [[r["metric"], _num(r["gru"], digits), _num(r["baseline"], digits),
+             "-" if r["margin"] is None else f"{r['margin']:+.{digits}f}",
+             {True: "yes", False: "NO", None: "-"}[r["gru_ahead"]]] for r in rows]
+    lost = sum(r["gru_ahead"] is False for r in rows)
+    note = f"margin = {backend} - {baseline} (same run, same settings); {lost} of {len(rows)} figure(s) where " \
+           f"the {backend} model does not beat the {baseline} baseline"
+    return table(["metric", backend, baseline, "margin", f"{backend} ahead"], body) + "\n" + note
+
+
+def nab_margins(gru: dict, base: dict, profile: str = "standard") -> list[dict]:
+    g, b = gru["profiles"][profile], base["profiles"][profile]
+    out = []
+    for look in ("sweep", "operational"):
+        gs, bs = g[look]["summary"], b[look]["summary"]
+        for cat in sorted(k for k in gs if k != "corpus") + ["corpus"]:
+            out.append((f"{profile} {look}: {cat}", gs[cat]["normalised"], bs[cat]["normalised"], "higher"))
+    return margin_rows(out)
+
+
+def skab_margins(gru: dict, base: dict) -> list[dict]:
+    out = []
+    for look in ("calibrated", "operational"):
+        for key, better in (("f1", "higher"), ("far", "lower"), ("mar", "lower")):
+            out.append((f"{look} {key.upper()}" + (" %" if key != "f1" else ""), gru[look][key], base[look][key], better))
+    return margin_rows(out)
+
+
+def events_margins(gru: dict, base: dict) -> list[dict]:
+    keys = (("precision", "higher"), ("recall", "higher"), ("f1", "higher"), ("false_alerts", "lower"),
+            ("delay_mean_s", "lower"))
+    return margin_rows([(k, gru[k], base[k], better) for k, better in keys])
+
+
 # -- tables -------------------------------------------------------------------------------------
 
 def _thr(t) -> str:

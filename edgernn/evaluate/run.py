@@ -1,4 +1,4 @@
-"""Drive the daemon's ``Detector`` over recordings, causally, and keep every per-row output.
+"""Per-recording traces of the daemon's ``Detector`` (run by ``edgernn.drive``), causally.
 
 Each recording is one stream: a reading is scored against the prediction made from the readings
 before it, then stepped, exactly as in ``edgernn serve``. Several recordings are fed together,
@@ -49,41 +49,17 @@ class Trace:
 
 def run_recordings(detector, recordings: list[tuple[str, np.ndarray, np.ndarray]], chunk: int = 256,
                    progress=None) -> list[Trace]:
-    """Feed ``[(stream, ts float64[n], x float64[n, F]), ...]`` through ``detector``.
+    """Feed ``[(stream, ts float64[n], x float64[n, F]), ...]`` through ``detector`` (``drive``:
+    batch k holds rows [k*chunk, (k+1)*chunk) of every recording, in row order per stream) and
+    cut the outputs back into one ``Trace`` per recording. ``progress``: as for ``drive``."""
+    from ..drive import Feed, drive
 
-    Batch k holds rows [k*chunk, (k+1)*chunk) of every recording, in row order per stream.
-    ``progress``: an ``edgernn.progress.Progress`` (or None), advanced by readings.
-    """
-    from ..detector import Batch
-
-    F = detector.F
+    recordings = [(s, ts, np.asarray(x, np.float64).reshape(len(ts), detector.F)) for s, ts, x in recordings]
+    feed = Feed.from_recordings(recordings, chunk)
+    out = drive(detector, feed, progress if progress is not None else False, "run")
     traces = []
-    for stream, ts, x in recordings:
-        x = np.asarray(x, dtype=np.float64).reshape(len(ts), F)
-        n = len(ts)
-        traces.append(Trace(stream, np.asarray(ts, np.float64), x, np.full(n, np.nan), np.full(n, np.nan),
-                            np.full(n, np.nan), np.zeros(n, bool), np.zeros(n, np.int8), detector.threshold))
-    longest = max((len(t.ts) for t in traces), default=0)
-    for start in range(0, longest, chunk):
-        parts = [(t, slice(start, min(start + chunk, len(t.ts)))) for t in traces if start < len(t.ts)]
-        streams = [t.stream for t, sl in parts for _ in range(sl.stop - sl.start)]
-        ts = np.concatenate([t.ts[sl] for t, sl in parts])
-        x = np.concatenate([t.x[sl] for t, sl in parts])
-        res = detector.process(Batch(streams=streams, ts=ts, x=x))
-        pos = 0
-        for t, sl in parts:
-            m = sl.stop - sl.start
-            if res.looks is not None:
-                if t.looks is None:
-                    t.looks = {k: np.full(len(t.ts), np.nan) for k in res.looks}
-                for k, v in res.looks.items():
-                    t.looks[k][sl] = v[pos:pos + m]
-            t.score[sl] = res.score[pos:pos + m]
-            t.likelihood[sl] = res.likelihood[pos:pos + m]
-            t.onset[sl] = res.onset[pos:pos + m]
-            t.alert[sl] = res.alert[pos:pos + m]
-            t.event[sl] = res.event[pos:pos + m]
-            pos += m
-        if progress is not None:
-            progress.update(len(streams))
+    for (stream, ts, x), rows in zip(recordings, feed.rows_of):
+        looks = None if out.looks is None else {k: v[rows] for k, v in out.looks.items()}
+        traces.append(Trace(stream, np.asarray(ts, np.float64), x, out.score[rows], out.likelihood[rows],
+                            out.onset[rows], out.alert[rows], out.event[rows], detector.threshold, looks))
     return traces

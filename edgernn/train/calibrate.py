@@ -16,7 +16,8 @@ import numpy as np
 
 from .. import scoring
 from ..bundle import load_bundle, write_manifest
-from ..detector import Batch, Detector, DetectorSettings
+from ..detector import Detector, DetectorSettings
+from ..drive import Feed, drive
 from .data import Series
 
 
@@ -34,25 +35,15 @@ def run_series(bundle, series: list[Series], threshold: float | None = None, chu
         s = replace(s, threshold=threshold)
     det = Detector(bundle, backend, settings=s, tables=tables)
     det.record_looks = True
-    looks = {name: [] for name in (*scoring.LOOKS, "log10p")}
-    looks_all = {name: [] for name in looks}
-    raised = scored = 0
-    longest = max(len(s.raw) for s in series)
-    for t0 in range(0, longest, chunk):
-        live = [s for s in series if len(s.raw) > t0]
-        parts = [s.raw[t0 : t0 + chunk] for s in live]
-        streams = [s.name for s, p in zip(live, parts) for _ in range(len(p))]
-        steps = np.concatenate([np.arange(t0, t0 + len(p)) for p in parts])
-        res = det.process(Batch(streams, steps.astype(np.float64), np.concatenate(parts)))
-        split = np.concatenate([np.full(len(p), s.split) for s, p in zip(live, parts)])
-        val = steps >= split
-        for name in looks:
-            looks[name].append(res.looks[name][val])
-            looks_all[name].append(res.looks[name])
-        raised += sum(1 for e in res.events if e.kind == "raised")
-        scored += int(np.isfinite(res.score).sum())
-    cat = lambda d: {k: np.concatenate(v) for k, v in d.items()}  # noqa: E731
-    return cat(looks), cat(looks_all), raised, scored
+    feed = Feed.from_recordings([(x.name, np.arange(len(x.raw), dtype=np.float64), x.raw) for x in series], chunk)
+    out = drive(det, feed, progress=False)
+    val = np.zeros(len(feed), bool)  # [N] feed rows in a series' held-out part
+    for x, rows in zip(series, feed.rows_of):
+        val[rows[x.split:]] = True
+    names = (*scoring.LOOKS, "log10p")
+    raised = sum(1 for e in out.events if e.kind == "raised")
+    scored = int(np.isfinite(out.score).sum())
+    return ({k: out.looks[k][val] for k in names}, {k: out.looks[k] for k in names}, raised, scored)
 
 
 def fit_tables(looks: dict, looks_all: dict | None = None) -> dict:

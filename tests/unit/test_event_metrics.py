@@ -101,7 +101,27 @@ def test_eval_events_command_end_to_end(tmp_path, capsys):
     assert rc == 0
     res = json.loads(out.read_text())
     assert res["incidents"] == 1 and res["detected"] == 1 and res["recall_by_label"] == {"spike": 1.0}
-    assert "precision" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "precision" in printed
+    # the persistence baseline ran in the same pass: its figures and the margins are printed and kept
+    assert res["baseline"]["backend"] == "persistence" and res["baseline"]["incidents"] == 1
+    margins = {r["metric"]: r for r in res["margin"]}
+    assert set(margins) == {"precision", "recall", "f1", "false_alerts", "delay_mean_s"}
+    assert margins["recall"]["margin"] == res["recall"] - res["baseline"]["recall"]
+    assert "vs the persistence baseline" in printed and "margin" in printed
+    rc = main(["eval", "events", str(tmp_path / "rec.csv"), "--labels", str(tmp_path / "labels.csv"),
+               "--model", str(tmp_path / "m"), "--json", str(out), "--no-baseline"])
+    assert rc == 0 and "baseline" not in json.loads(out.read_text())
+    assert "persistence" not in capsys.readouterr().out
+
+
+def test_margin_rows_direction():
+    from edgernn.evaluate.report import margin_rows
+
+    rows = margin_rows([("f1", 0.8, 0.7, "higher"), ("far", 20.0, 10.0, "lower"), ("x", None, 1.0, "higher"),
+                        ("tie", 1.0, 1.0, "higher")])
+    assert [r["gru_ahead"] for r in rows] == [True, False, None, False]
+    assert rows[0]["margin"] == pytest.approx(0.1) and rows[1]["margin"] == 10.0 and rows[2]["margin"] is None
 
 
 def test_eval_benchmark_with_missing_explicit_data_dir_fails(tmp_path, capsys):

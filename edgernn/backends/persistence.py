@@ -1,0 +1,75 @@
+"""The persistence baseline: "the next reading equals this one", with the stream's own running
+variance of one-step changes. No weights. Every quality figure of the GRU is compared with it.
+
+It honours the Backend contract ``step(x: f32[B, F], h: f32[B, H]) -> (pred f32[B, 2F], h_next f32[B, H])``
+in the detector's normalised space. Its per-stream memory lives in ``h`` (H >= 2F + 1; the rest stays 0):
+
+    h[:, :F]     last normalised reading x_{t-1}
+    h[:, F:2F]   v: variance of the one-step changes x_t - x_{t-1}
+    h[:, 2F]     c: 1 + the changes seen so far, capped at WINDOW + 1; 0 means "fresh" (the detector
+                 resets h to zeros for a new stream or after a gap)
+
+Per reading (float64 inside, float32 out; elementwise only, so any batch size gives the same bits):
+
+    fresh:  v' = FRESH_VAR, c' = 1                (a wide guess: the stream's own variance is 1 here)
+    else:   k = min(c, WINDOW)                    (changes seen, this one included)
+            v' = (1 - 1/k) v + (x - x_prev)^2 / k (the mean of the squared changes so far, then an
+                 c' = k + 1                        EW mean over WINDOW readings)
+    pred  = [x | clip(log v', logvar_min, logvar_max)]
+    h'    = [x | max(v', exp(logvar_min)) | c' | 0 ...]
+
+WINDOW is the detector's default ``repeat_memory`` (1,000 readings: what a stream's own statistics
+remember), so the variance includes the stream's usual jumps (an on/off edge is then as surprising
+as it is usual), not only the last few dozen quiet readings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import BackendUnavailable
+
+FRESH_VAR = 1.0  # normalised units: the first prediction's variance is the stream's whole variance
+WINDOW = 1000.0  # readings the variance of changes remembers (the detector's repeat_memory)
+
+
+class Persistence:
+    """Last value, running variance of changes. Holds no per-stream state (that is in ``h``)."""
+
+    name = "persistence"
+
+    def __init__(self, features: int, hidden: int, logvar_min: float = -9.0, logvar_max: float = 6.0,
+                 window: float = WINDOW):
+        if hidden < 2 * features + 1:
+            raise BackendUnavailable(f"the persistence baseline keeps 2 numbers per feature and a count in the hidden "
+                                     f"state: it needs hidden >= {2 * features + 1}, the model has {hidden}")
+        if window < 1.0 or not logvar_min < logvar_max:
+            raise ValueError("persistence: window must be >= 1 and logvar_min < logvar_max")
+        self.features, self.hidden = int(features), int(hidden)
+        self.lvmin, self.lvmax = float(logvar_min), float(logvar_max)
+        self.window = float(window)
+        self.var_floor = float(np.exp(logvar_min))
+
+    @classmethod
+    def from_bundle(cls, bundle) -> "Persistence":
+        return cls(bundle.n_features, bundle.hidden, bundle.logvar_min, bundle.logvar_max)
+
+    def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        F = self.features
+        x64 = np.asarray(x, np.float64)  # [B, F]
+        last = np.asarray(h[:, :F], np.float64)  # [B, F]
+        v = np.asarray(h[:, F : 2 * F], np.float64)  # [B, F]
+        c = np.asarray(h[:, 2 * F : 2 * F + 1], np.float64)  # [B, 1] 1 + changes seen (0: fresh)
+        fresh = c == 0.0  # [B, 1]
+        k = np.minimum(c, self.window)  # [B, 1] changes seen including this one, capped
+        a = 1.0 / np.maximum(k, 1.0)  # [B, 1] weight of this change
+        v_new = np.where(fresh, FRESH_VAR, (1.0 - a) * v + a * (x64 - last) ** 2)  # [B, F]
+        v_new = np.maximum(v_new, self.var_floor)
+        pred = np.empty((len(x64), 2 * F), np.float32)  # [B, 2F] = mean | logvar
+        pred[:, :F] = x64
+        pred[:, F:] = np.clip(np.log(v_new), self.lvmin, self.lvmax)
+        h_next = np.zeros((len(x64), self.hidden), np.float32)  # [B, H]
+        h_next[:, :F] = x64
+        h_next[:, F : 2 * F] = v_new
+        h_next[:, 2 * F] = k[:, 0] + 1.0  # c' (fresh: 0 + 1)
+        return pred, h_next

@@ -1,0 +1,69 @@
+"""edgernn bench --streams: the scale table (µs per reading with N live streams, bytes per stream),
+several backends in one run, the one-line errors; and pin_blas."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from edgernn.cli import main
+from edgernn.commands.bench import cycle_for, state_bytes, stream_values
+from edgernn.state import StateStore
+from edgernn.threads import blas_threads, pin_blas
+
+
+def test_scale_table_in_json(tiny_bundle, tmp_path, capsys):
+    model = tiny_bundle(F=1, H=8, warmup=16)
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--model", str(model), "--backend", "numpy,persistence", "--batch", "1,2", "--streams", "4,7",
+               "--seconds", "0.02", "--rounds", "1", "--no-peers", "--json", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    scale = doc["scale"]
+    # every backend x batch x streams (7 streams at batch 2: whole groups only -> 6)
+    assert {(r["backend"], r["batch"], r["streams"]) for r in scale} == {
+        (b, B, n) for b in ("numpy", "persistence") for B, ns in ((1, (4, 7)), (2, (4, 6))) for n in ns}
+    for r in scale:
+        assert set(r) >= {"backend", "batch", "streams", "us_per_reading", "bytes_per_stream"}
+        assert r["us_per_reading"] > 0 and r["bytes_per_stream"] > 0
+    assert doc["results"] and "peers" in doc and doc["settings"]["streams"] == [4, 7]
+    assert doc["machine"]["blas_pinning"]
+    printed = capsys.readouterr().out
+    assert "bytes/stream" in printed and "scale:" in printed
+
+
+def test_bad_arguments_are_one_line(tiny_bundle, capsys):
+    model = str(tiny_bundle(F=1, H=8, warmup=16))
+    assert main(["bench", "--model", model, "--backend", "numpy,nope"]) == 2
+    assert "unknown nope" in capsys.readouterr().err
+    assert main(["bench", "--model", model, "--batch", "4", "--streams", "2"]) == 2
+    assert "smaller than the largest batch" in capsys.readouterr().err
+    assert main(["bench", "--model", model, "--streams", "10,x"]) == 2
+    assert "--streams '10,x'" in capsys.readouterr().err
+
+
+def test_state_bytes_counts_the_slab_and_hidden_state():
+    store = StateStore(1, 32, capacity=1000)
+    per = state_bytes(store) / 1000
+    assert per >= 32 * 4 + store.layout.width * 8  # h float32[H] + slab float64[K] per stream
+
+
+def test_values_fit_a_memory_budget():
+    assert cycle_for(1000, 1) == 4096 and cycle_for(100_000, 1) == 256
+    v = stream_values(3, 2, cycle=256)
+    assert v.shape == (3, 256, 2) and np.isfinite(v).all()
+    wrap = np.abs(v[:, 0] - v[:, -1])  # [3, 2] the step from the cycle's end back to its start
+    steps = np.abs(np.diff(v, axis=1)).max(axis=1)  # [3, 2] the largest step inside the cycle
+    assert (wrap <= steps).all()  # seamless: no jump at the wrap
+
+
+def test_pin_blas_sets_one_thread_and_pins_live_pools(monkeypatch):
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    how = pin_blas()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1" and os.environ["OMP_NUM_THREADS"] == "1"
+    pools = blas_threads()
+    if pools:  # threadpoolctl installed: numpy is loaded here, so its pool was pinned
+        assert how.startswith("threadpoolctl") and set(pools.values()) == {1}

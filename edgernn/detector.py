@@ -88,31 +88,7 @@ def _weekend(day: np.ndarray) -> np.ndarray:
     return (w - 7.0 * np.floor(w / 7.0) >= 5.0).astype(np.float64)
 
 
-@dataclass
-class Batch:
-    """Readings in arrival order: stream ids, epoch-second timestamps, raw values [B, F]."""
-
-    streams: list[str]
-    ts: np.ndarray  # float64[B]
-    x: np.ndarray  # float64[B, F] in the model's feature order, raw units (NaN = missing)
-
-    def __len__(self) -> int:
-        return len(self.streams)
-
-
-@dataclass(frozen=True)
-class Reading:
-    stream: str
-    ts: float
-    values: tuple[float, ...]
-
-
-def batch_from_readings(readings: list[Reading], n_features: int) -> Batch:
-    x = np.full((len(readings), n_features), np.nan)
-    for i, r in enumerate(readings):
-        if len(r.values) == n_features:
-            x[i] = r.values
-    return Batch([r.stream for r in readings], np.array([r.ts for r in readings], np.float64), x)
+from .readings import Batch, Reading, batch_from_readings  # noqa: E402,F401 (moved; re-exported)
 
 
 @dataclass

@@ -1,0 +1,133 @@
+"""The one timestamp parser: every place that reads time (CSV recordings, MQTT payloads, label
+files) turns text or numbers into epoch seconds here.
+
+Accepted:
+
+- epoch numbers: seconds, or (``unit="auto"``, the default for text) milliseconds / microseconds /
+  nanoseconds told apart by magnitude (above 1e11 is ms, above 1e14 us, above 1e17 ns)
+- ISO-8601: ``2024-01-31T12:00:00Z``, ``2024-01-31 12:00:00``, ``2024-01-31T13:00:00+01:00``
+- spreadsheet dates: ``31.01.2024 12:00`` (dots: always day-first), ``31/01/2024 12:00:05``,
+  ``1/31/2024 1:00 PM``, two-digit years (``31.01.24``) as 20yy. With ``/`` or ``-`` the order is
+  ambiguous: pass ``dayfirst`` (``read_recording`` decides once per column with
+  :func:`date_order`); without it a date whose day and month are both <= 12 is refused.
+
+Policy: a time without an offset is UTC (replay's ``--day-offset`` shifts the time of day).
+
+    >>> parse_timestamp("2024-01-31T12:00:00Z")
+    1706702400.0
+    >>> parse_timestamp("31.01.2024 12:00")
+    1706702400.0
+    >>> parse_timestamp("1706702400000")  # milliseconds, by magnitude
+    1706702400.0
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+
+UNITS = ("auto", "s", "ms", "us", "ns")
+_UNIT_DIVISOR = {"ms": 1e3, "us": 1e6, "ns": 1e9}
+
+# d.m.y / d/m/y / d-m-y with an optional time of day (seconds, fractions, AM/PM optional)
+_SHEET = re.compile(r"(\d{1,2})([./-])(\d{1,2})\2(\d{4}|\d{2})"
+                    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,6}))?)?\s*([AaPp][Mm])?)?")
+FORMATS_HINT = "epoch seconds, ISO-8601 (2024-01-31T12:00:00Z) or dd.mm.yyyy HH:MM[:SS]"
+
+
+def number_to_seconds(t: float, unit: str = "auto") -> float:
+    """A finite epoch number in ``unit`` (auto | s | ms | us | ns) -> epoch seconds; ``auto`` goes
+    by magnitude (seconds up to 1e11 = year 5138, then ms, us, ns)."""
+    if unit == "auto":
+        a = abs(t)
+        return t / 1e9 if a > 1e17 else t / 1e6 if a > 1e14 else t / 1e3 if a > 1e11 else t
+    div = _UNIT_DIVISOR.get(unit)
+    return t / div if div else t
+
+
+def parse_iso(text: str) -> float:
+    """ISO-8601 text -> epoch seconds (no offset = UTC). Raises ValueError."""
+    s = text.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def date_order(texts, sep_hint: str = ",") -> tuple[bool | None, str]:
+    """Decide day-first or month-first for a column of spreadsheet dates.
+
+    Returns (dayfirst, why): dots are always day-first; a first field above 12 anywhere means
+    day-first, a second field above 12 month-first; otherwise a ``;``-separated file follows the
+    European convention (day-first) and a ``,``-separated one the US convention (month-first).
+    (None, "") when the column holds no spreadsheet dates.
+    """
+    firsts = seconds = 0
+    seen = dots = False
+    for text in texts:
+        m = _SHEET.fullmatch(text.strip())
+        if m is None:
+            continue
+        seen = True
+        dots |= m.group(2) == "."
+        firsts = max(firsts, int(m.group(1)))
+        seconds = max(seconds, int(m.group(3)))
+    if not seen:
+        return None, ""
+    if dots:
+        return True, "day-first (dd.mm.yyyy)"
+    if firsts > 12:
+        return True, f"day-first (a first field of {firsts})"
+    if seconds > 12:
+        return False, f"month-first (a second field of {seconds})"
+    if sep_hint == ";":
+        return True, "day-first (assumed from the ';' separator; no day above 12 to tell)"
+    return False, "month-first (assumed from the ',' separator; no day above 12 to tell)"
+
+
+def _sheet(m: re.Match, dayfirst: bool | None) -> float:
+    a, sep, b, year = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+    if dayfirst is None:
+        if sep == "." or a > 12:
+            dayfirst = True
+        elif b > 12:
+            dayfirst = False
+        else:
+            raise ValueError("day and month order is ambiguous: both fields are 12 or less")
+    day, month = (a, b) if dayfirst else (b, a)
+    if year < 100:
+        year += 2000
+    hour, minute = int(m.group(5) or 0), int(m.group(6) or 0)
+    ampm = (m.group(9) or "").lower()
+    if ampm:
+        if not 1 <= hour <= 12:
+            raise ValueError(f"hour {hour} with {ampm.upper()}")
+        hour = hour % 12 + (12 if ampm == "pm" else 0)
+    sec, frac = int(m.group(7) or 0), m.group(8) or "0"
+    dt = datetime(year, month, day, hour, minute, sec, tzinfo=timezone.utc)  # ValueError when out of range
+    return dt.timestamp() + float("0." + frac)
+
+
+def parse_timestamp(text: str, dayfirst: bool | None = None, unit: str = "auto") -> float:
+    """Epoch number, ISO-8601 or spreadsheet date text -> epoch seconds.
+
+    Raises ValueError with a one-line message saying what was expected.
+    """
+    s = text.strip()
+    try:
+        value = float(s)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(value):
+            return number_to_seconds(value, unit)
+        raise ValueError(f"{text[:40]!r} is not a finite time")
+    m = _SHEET.fullmatch(s)
+    try:
+        return _sheet(m, dayfirst) if m else parse_iso(s)
+    except (ValueError, OverflowError) as exc:
+        detail = f" ({exc})" if m else ""
+        raise ValueError(f"{text[:40]!r} is not a timestamp{detail}; expected {FORMATS_HINT}") from None

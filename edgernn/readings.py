@@ -75,3 +75,9 @@ def one_in(surprise: float) -> str:
         return f"1 in 10^{surprise:.0f}"
     div, word = next((d, w) for d, w in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million")) if n >= d)
     return f"1 in {n / div:.3g} {word}"
+
+
+def describe_threshold(threshold: float) -> str:
+    """A likelihood threshold as a person reads it: "surprise 4.7 (1 in 46,138)"."""
+    s = surprise_from_likelihood(threshold)
+    return f"surprise {s:.1f} ({one_in(s)})"

@@ -61,7 +61,7 @@ class Dialect:
     warnings: list = field(default_factory=list)  # one line each, for stderr
 
     def describe(self) -> str:
-        sep = {"\t": "tab", ",": "','", ";": "';'"}[self.separator]
+        sep = "tab" if self.separator == "\t" else repr(self.separator)
         parts = [f"separator {sep}", "decimal comma" if self.decimal_comma else "decimal point"]
         if self.date_order:
             parts.append(f"dates {self.date_order}")
@@ -125,6 +125,11 @@ def _read_text(path: Path) -> tuple[str, Dialect]:
             dialect.encoding = "Windows-1252 (not UTF-8)"
             dialect.warnings.append(f"{path.name} is not UTF-8 (byte 0x{data[exc.start]:02x} on line {line}): "
                                     "read as Windows-1252; save it as 'CSV UTF-8' to be sure of its text")
+    head = text[:4096]
+    controls = sum(c < " " and c not in "\t\r\n" for c in head)
+    if controls > 0.02 * len(head):
+        raise RecordingError(f"{path}: not a text file ({controls} control characters in its first "
+                             f"{len(head)}); expected a CSV recording")
     dialect.line_ends = "CRLF" if "\r\n" in text else "CR" if "\r" in text else "LF"
     return text, dialect
 
@@ -138,13 +143,14 @@ def _split(line: str, sep: str) -> list[str]:
 
 def _header(lines: list[str], path: Path, dialect: Dialect) -> tuple[list[str], int]:
     """(column names, index of the first data line); sets the dialect's separator."""
-    first = 0
-    if lines and lines[0].strip().lower().startswith("sep=") and len(lines[0].strip()) == 5:
-        dialect.separator, first = lines[0].strip()[4], 1  # Excel's "sep=;" hint line
+    first = next((i for i, line in enumerate(lines) if line.strip()), len(lines))  # leading blank lines
+    hinted = first < len(lines) and re.fullmatch(r"\s*sep=(.)\s*", lines[first], re.IGNORECASE)
+    if hinted:
+        dialect.separator, first = hinted.group(1), first + 1  # Excel's "sep=;" hint line
     if first >= len(lines) or not lines[first].strip():
         raise RecordingError(f"{path}: empty file (a header row is required)")
     line = lines[first]
-    if not first:
+    if not hinted:
         dialect.separator = max(SEPARATORS, key=lambda c: (line.count(c), c == ","))
     try:
         header = [h.strip().strip("\ufeff") for h in _split(line, dialect.separator)]
@@ -195,7 +201,7 @@ def read_recording(path: str | Path, features: tuple[str, ...], columns: dict[st
                    stream: str | None = None) -> Recording:
     path = Path(path)
     text, dialect = _read_text(path)
-    lines = text.splitlines()
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # not splitlines: it also splits at \x1c, \x85
     header, body = _header(lines, path, dialect)
     lower = [h.lower() for h in header]
     t_col = next((lower.index(c) for c in TIME_COLUMNS if c in lower), 0)

@@ -1,7 +1,10 @@
 """Score a CSV recording through exactly the detector the daemon runs, and show where alerts fall.
 
 Input: `timestamp,value`, `timestamp,<features...>` or long format `timestamp,stream,<features...>`
-(`,` or `;` separated; ISO-8601 or epoch-second timestamps). Output CSV columns, in order:
+(`,`, `;` or tab separated; epoch, ISO-8601 or `31.01.2024 12:00` timestamps, no offset = UTC;
+spreadsheet exports with a BOM, CRLF, decimal commas or Windows-1252 text are detected and the
+first output line says what was found). Exit 0 when readings were scored, 1 when none was (all
+rejected, or all within the warm-up), 2 on a usage or file error. Output CSV columns, in order:
 timestamp,stream,score,likelihood,threshold,alert,event, then the onset (high where a new anomaly
 starts), the values, the expected value and its predicted std per feature, and the reject reason
 of readings that were not scored.
@@ -54,18 +57,15 @@ def run(args) -> int:
         rec = read_recording(args.input, det.features, parse_columns(args.columns), args.stream)
     except RecordingError as exc:
         return fail("replay", exc)
+    for warning in rec.dialect.warnings:
+        print(f"edgernn replay: warning: {warning}", file=sys.stderr)
+    print(f"read {args.input.name}: {rec.dialect.describe()}")
     out = replay(det, rec, label=f"replay {args.input.name}")
     if not args.quiet:
         for e in out.events:
             if e.kind != "update":
                 print(f"{rec.timestamps[e.position]}  {e.describe()}")
-    raised = sum(e.kind == "raised" for e in out.events)
-    rejected = sum(r is not None for r in out.reject)
-    skipped = sum(rec.skipped.values())
-    print(f"{len(rec)} readings, {len(set(rec.streams))} stream(s), {raised} alert(s) raised, "
-          f"{rejected} rejected, {skipped} row(s) skipped; threshold {out.threshold:.6f}")
-    for reason, n in sorted((det.rejects + rec.skipped).items()):
-        print(f"  {reason}: {n}")
+    _summary(rec, out, det)
     if args.out:
         write_output(args.out, rec, out, det.features)
         print(f"wrote {args.out}")
@@ -77,6 +77,39 @@ def run(args) -> int:
         except ImportError:
             return fail("replay", "--plot needs matplotlib: pip install edgernn[plot]")
         print(f"wrote {args.plot}")
+    return _nothing_scored(rec, out, det)
+
+
+# which reading problem of the file explains a detector reject reason
+_FILE_CAUSE = {"missing_value": "non_numeric", "non_finite": "non_numeric"}
+
+
+def _summary(rec, out, det) -> None:
+    from ..readings import describe_threshold
+
+    raised = sum(e.kind == "raised" for e in out.events)
+    rejected = sum(r is not None for r in out.reject)
+    skipped = sum(rec.skipped.values())
+    print(f"{len(rec)} readings, {len(set(rec.streams))} stream(s), {raised} alert(s) raised, "
+          f"{rejected} rejected, {skipped} row(s) skipped; threshold {describe_threshold(out.threshold)}")
+    for reason, n in sorted((det.rejects + rec.skipped).items()):
+        first = rec.problems.get(reason) or rec.problems.get(_FILE_CAUSE.get(reason, ""))
+        print(f"  {reason}: {n}" + (f"  (first: {first})" if first else ""))
+
+
+def _nothing_scored(rec, out, det) -> int:
+    """0, or 1 with one line on stderr when no reading of the file got a score."""
+    accepted = sum(r is None for r in out.reject)
+    if accepted == 0:
+        reasons = ", ".join(f"{k} {n}" for k, n in sorted(det.rejects.items()))
+        first = next((rec.problems[c] for c in ("non_numeric",) if c in rec.problems), "")
+        print(f"edgernn replay: every reading of {rec.path.name} was rejected ({reasons})"
+              + (f"; first: {first}" if first else ""), file=sys.stderr)
+        return 1
+    if not any(s == s for s in out.score):  # NaN != NaN: no finite score
+        print(f"edgernn replay: no reading of {rec.path.name} was scored: {accepted} accepted, all within the "
+              f"model's warm-up ({det.bundle.calibration.warmup} readings per stream)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .timestamps import date_order, parse_timestamp
+from .timestamps import date_order, parse_column, parse_timestamp  # noqa: F401 (parse_timestamp: public here too)
 
 TIME_COLUMNS = ("timestamp", "datetime", "time", "ts", "date", "zeitstempel", "datum", "zeit")
 STREAM_COLUMNS = ("stream", "sensor", "device", "id")
@@ -134,13 +134,6 @@ def _read_text(path: Path) -> tuple[str, Dialect]:
     return text, dialect
 
 
-def _split(line: str, sep: str) -> list[str]:
-    """One line's fields (quotes only parsed when there are any). Raises csv.Error."""
-    if '"' not in line:
-        return line.split(sep)
-    return next(csv.reader([line], delimiter=sep), [])
-
-
 def _header(lines: list[str], path: Path, dialect: Dialect) -> tuple[list[str], int]:
     """(column names, index of the first data line); sets the dialect's separator."""
     first = next((i for i, line in enumerate(lines) if line.strip()), len(lines))  # leading blank lines
@@ -153,7 +146,7 @@ def _header(lines: list[str], path: Path, dialect: Dialect) -> tuple[list[str], 
     if not hinted:
         dialect.separator = max(SEPARATORS, key=lambda c: (line.count(c), c == ","))
     try:
-        header = [h.strip().strip("\ufeff") for h in _split(line, dialect.separator)]
+        header = [h.strip().strip("\ufeff") for h in next(csv.reader([line], delimiter=dialect.separator))]
     except csv.Error as exc:
         raise RecordingError(f"{path}:{first + 1}: unreadable header ({exc})") from None
     return header, first + 1
@@ -211,20 +204,7 @@ def read_recording(path: str | Path, features: tuple[str, ...], columns: dict[st
 
     rec = Recording(path, tuple(features), [], np.empty(0), [], np.empty((0, len(features))), np.empty(0, int),
                     dialect=dialect)
-    rows, linenos = [], []
-    for lineno, line in enumerate(lines[body:], start=body + 1):
-        if not line.strip():
-            continue
-        try:
-            row = _split(line, dialect.separator)
-        except csv.Error as exc:
-            _skip(rec, "bad_quoting", f"line {lineno}: {exc}")
-            continue
-        if len(row) != len(header):
-            _skip(rec, "wrong_field_count", f"line {lineno}: {len(row)} field(s), the header has {len(header)}")
-            continue
-        rows.append(row)
-        linenos.append(lineno)
+    rows, linenos = _rows(rec, lines[body:], body, len(header))
     dialect.decimal_comma = _decimal_comma(rows, f_cols, dialect.separator)
     dayfirst, dialect.date_order = date_order((r[t_col] for r in rows), dialect.separator)
     _parse_rows(rec, rows, linenos, header, (t_col, s_col, f_cols), dayfirst, stream or path.stem)
@@ -233,40 +213,82 @@ def read_recording(path: str | Path, features: tuple[str, ...], columns: dict[st
     return rec
 
 
+def _rows(rec: Recording, lines: list[str], before: int, width: int) -> tuple[list[list[str]], list[int]]:
+    """Split the data lines (the first is line ``before + 1`` of the file) into rows of ``width``
+    fields and their line numbers; unreadable rows and rows of another width are skipped and counted."""
+    rows, linenos = [], []
+    reader = csv.reader(lines, delimiter=rec.dialect.separator)
+    done = 0  # lines consumed so far (a quoted field may span several)
+    while True:
+        try:
+            for row in reader:  # the loop restarts after an unreadable row
+                lineno, done = before + done + 1, reader.line_num
+                if not "".join(row).strip():  # blank lines and Excel's ";;;" rows are not rows
+                    continue
+                if len(row) == width:
+                    rows.append(row)
+                    linenos.append(lineno)
+                else:
+                    _skip(rec, "wrong_field_count", f"line {lineno}: {len(row)} field(s), the header has {width}")
+            return rows, linenos
+        except csv.Error as exc:  # a field over csv's size limit, a stray quote
+            _skip(rec, "unreadable_row", f"line {before + done + 1}: {exc}")
+            done = reader.line_num
+
+
 def _skip(rec: Recording, reason: str, example: str) -> None:
     rec.skipped[reason] += 1
     rec.problems.setdefault(reason, example)
+
+
+def _is_number(text: str, decimal_comma: bool) -> bool:
+    try:
+        _number(text, decimal_comma)
+        return True
+    except ValueError:
+        return False
+
+
+def _values(texts: list[str], decimal_comma: bool) -> np.ndarray:
+    """float64[N] values of one column, NaN where a text is not a number."""
+    try:
+        if not decimal_comma:
+            return np.array([float(v) for v in texts], np.float64)  # the common case, one pass
+    except ValueError:
+        pass
+    out = np.empty(len(texts))  # float64[N]
+    for i, v in enumerate(texts):
+        try:
+            out[i] = _number(v, decimal_comma)
+        except ValueError:
+            out[i] = math.nan
+    return out
 
 
 def _parse_rows(rec: Recording, rows, linenos, header, cols, dayfirst, name: str) -> None:
     """Fill rec's arrays from the split rows: timestamps parsed (bad ones skipped), values as floats
     (NaN where not a number, counted)."""
     t_col, s_col, f_cols = cols
-    dc = rec.dialect.decimal_comma
-    ts, x, keep = [], [], []
-    for row, lineno in zip(rows, linenos):
-        try:
-            t = parse_timestamp(row[t_col], dayfirst)
-        except ValueError as exc:
-            _skip(rec, "bad_timestamp", f"line {lineno}, column {header[t_col]!r}: {exc}")
-            continue
-        vals = []
-        for c in f_cols:
-            try:
-                vals.append(_number(row[c], dc))
-            except ValueError:
-                vals.append(math.nan)
-                rec.non_numeric += 1
-                rec.problems.setdefault("non_numeric", f"line {lineno}, column {header[c]!r}: {row[c][:40]!r} is "
-                                        f"not a number (expected {'21,5' if dc else '21.5'})")
-        ts.append(t)
-        x.append(vals)
-        keep.append((row, lineno))
-    rec.timestamps = [row[t_col] for row, _ in keep]
-    rec.streams = [row[s_col].strip() for row, _ in keep] if s_col is not None else [name] * len(keep)
-    rec.ts = np.array(ts, np.float64)  # float64[N]
-    rec.x = np.array(x, np.float64).reshape(len(keep), len(f_cols))  # float64[N, F]
-    rec.line = np.array([n for _, n in keep], int)  # int[N]
+    ts, first = parse_column([r[t_col] for r in rows], dayfirst)  # float64[N], NaN = unreadable
+    keep = np.flatnonzero(~np.isnan(ts))  # int[K] rows kept
+    if first is not None:
+        rec.skipped["bad_timestamp"] += len(rows) - len(keep)
+        rec.problems["bad_timestamp"] = f"line {linenos[first[0]]}, column {header[t_col]!r}: {first[1]}"
+    kept = [rows[i] for i in keep]
+    x = np.empty((len(kept), len(f_cols)))  # float64[K, F]
+    for j, c in enumerate(f_cols):
+        texts = [r[c] for r in kept]
+        x[:, j] = _values(texts, rec.dialect.decimal_comma)
+        bad = [i for i in np.flatnonzero(np.isnan(x[:, j])) if not _is_number(texts[i], rec.dialect.decimal_comma)]
+        rec.non_numeric += len(bad)
+        if len(bad) and "non_numeric" not in rec.problems:
+            i = bad[0]
+            rec.problems["non_numeric"] = (f"line {linenos[keep[i]]}, column {header[c]!r}: {texts[i][:40]!r} is not "
+                                           f"a number (expected {'21,5' if rec.dialect.decimal_comma else '21.5'})")
+    rec.timestamps = [r[t_col] for r in kept]
+    rec.streams = [r[s_col].strip() for r in kept] if s_col is not None else [name] * len(kept)
+    rec.ts, rec.x = ts[keep], x
+    rec.line = np.asarray(linenos, int)[keep]  # int[K]
 
 
 def _why_nothing(rec: Recording) -> str:

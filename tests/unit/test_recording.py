@@ -201,7 +201,7 @@ def _excel(n=30, sep=";", decimal=",", fmt="%d.%m.%Y %H:%M", header="Zeit;Temper
 
 def test_european_excel_export_reads_every_row(tmp_path):
     p = tmp_path / "export.csv"
-    p.write_bytes(b"\xef\xbb\xbf" + _excel().encode("utf-8"))
+    p.write_bytes(b"\xef\xbb\xbf" + (_excel() + ";\r\n;\r\n").encode("utf-8"))  # Excel's empty trailing rows
     rec = read_recording(p, ("value",))
     assert len(rec) == 30 and not rec.skipped and rec.non_numeric == 0
     np.testing.assert_array_equal(rec.ts, T0 + 300 * np.arange(30))

@@ -292,7 +292,7 @@ def _parse_rows(rec: Recording, rows, linenos, header, cols, dayfirst, name: str
 
 
 def _why_nothing(rec: Recording) -> str:
-    """' (2 rows: bad_timestamp 2, first: line 2, column ...)' or ' (the file has a header only)'."""
+    """' (bad_timestamp 2; first: line 2, column ...)' or ' (the file has a header only)'."""
     if not rec.skipped:
         return " (the file has a header only)"
     counts = ", ".join(f"{reason} {n}" for reason, n in sorted(rec.skipped.items()))

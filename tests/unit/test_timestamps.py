@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import subprocess
 
+import numpy as np
 import pytest
 from unit_helpers import PYTHON, REPO
 
 from edgernn import decode, recording, timestamps
 from edgernn.evaluate import events
-from edgernn.timestamps import FORMATS_HINT, date_order, number_to_seconds, parse_timestamp
+from edgernn.timestamps import FORMATS_HINT, date_order, number_to_seconds, parse_column, parse_timestamp
 
 T0 = 1706702400.0  # 2024-01-31T12:00:00Z
 
@@ -79,3 +80,15 @@ def test_decode_does_not_import_the_detector():
     code = "import sys, edgernn.decode; print(sorted(m for m in sys.modules if m.startswith('edgernn.')))"
     out = subprocess.run([PYTHON, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert "edgernn.detector" not in out and "edgernn.readings" in out
+
+
+def test_a_column_parses_as_its_values_do_one_by_one():
+    numbers = ["1706702400", "1706702400000", "1706702400000000", "1706702400000000000", "5"]
+    got, first = parse_column(numbers)
+    assert first is None and got.tolist() == [parse_timestamp(t) for t in numbers]
+    mixed = ["31/01/2024 12:00", "yesterday", "01/02/2024 12:00", "1706702400"]
+    got, first = parse_column(mixed, dayfirst=True)
+    assert got[0] == T0 and np.isnan(got[1]) and got[2] == T0 + 86400 and got[3] == T0
+    assert first[0] == 1 and "'yesterday' is not a timestamp" in first[1]
+    got, first = parse_column(["1", "inf"])  # non-finite numbers go through the one-by-one path
+    assert got[0] == 1.0 and np.isnan(got[1]) and first[0] == 1

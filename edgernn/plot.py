@@ -47,7 +47,7 @@ def format_time_axis(ax, t: np.ndarray) -> None:
         ax.set_xlabel("time (s)", fontsize=8)
 
 
-def finite_limits(*arrays, pad: float = 0.06):
+def finite_limits(*arrays, pad: float = 0.08):
     """(lo, hi) covering every finite value of ``arrays`` plus ``pad`` of the span, or None when
     there is none (matplotlib refuses NaN/Inf limits: leave the axis on its defaults then)."""
     vals = np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays]) if arrays else np.empty(0)
@@ -100,7 +100,7 @@ def _surprise_panel(ax, t, likelihood, threshold, alert, legend: bool) -> None:
         ax.text(0.5, 0.5, "no reading scored", transform=ax.transAxes, ha="center", va="center", color="grey")
     ax.set_ylabel("surprise", fontsize=8)
     if legend:
-        ax.legend(loc="upper left", fontsize=7)
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncol=2, frameon=False)
 
 
 def plot_replay(path: Path, rec, out, title: str = "", max_streams: int = 4, labels=None) -> None:
@@ -126,8 +126,8 @@ def plot_replay(path: Path, rec, out, title: str = "", max_streams: int = 4, lab
                 if lab_stream == sid:
                     lo, hi = time_axis([a, b]) if np.issubdtype(t.dtype, np.datetime64) else (a, b)
                     ax.axvspan(lo, hi, color="grey", alpha=0.2, lw=0)
-            if si == 0 and f == 0:
-                ax.legend(loc="upper left", fontsize=7, ncol=4)
+            if si == 0 and f == 0:  # above the axes: inside, it would hide the readings it explains
+                ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncol=4, frameon=False)
             format_time_axis(ax, t)
         ax = axes[si * (F + 1) + F]
         _surprise_panel(ax, t, out.likelihood[m], out.threshold, out.alert[m], legend=si == 0)

@@ -1,13 +1,17 @@
 """Score a CSV recording through exactly the detector the daemon runs, and show where alerts fall.
 
-Input: `timestamp,value`, `timestamp,<features...>` or long format `timestamp,stream,<features...>`
-(`,`, `;` or tab separated; epoch, ISO-8601 or `31.01.2024 12:00` timestamps, no offset = UTC;
-spreadsheet exports with a BOM, CRLF, decimal commas or Windows-1252 text are detected and the
-first output line says what was found). Exit 0 when readings were scored, 1 when none was (all
-rejected, or all within the warm-up), 2 on a usage or file error. Output CSV columns, in order:
-timestamp,stream,score,likelihood,threshold,alert,event, then the onset (high where a new anomaly
-starts), the values, the expected value and its predicted std per feature, and the reject reason
-of readings that were not scored.
+Input: `timestamp,value`, `timestamp,<features...>` or long format `timestamp,stream,<features...>`,
+`,` `;` or tab separated; timestamps as epoch numbers, ISO-8601 or `31.01.2024 12:00` (no offset =
+UTC). Spreadsheet exports are read as they come (BOM, CRLF, decimal commas, day-first dates,
+Windows-1252 text): the first output line says what was detected, and the summary names the first
+bad row, column and format of each kind of problem.
+
+Output CSV columns, in order: timestamp,stream,score,likelihood,threshold,alert,event, then the
+onset (high where a new anomaly starts), the values, the expected value and its predicted std per
+feature, and the reject reason of readings that were not scored.
+
+Exit status: 0 when readings were scored, 1 when none was (every reading rejected, or all within
+the model's warm-up), 2 on a usage or file error (one line on stderr).
 
 examples:
   edgernn replay edgernn/data/demo_sensor.csv --model firmware_models/univariate --plot out.png

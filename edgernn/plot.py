@@ -79,7 +79,10 @@ def _feature_panel(ax, t, values, expected, sigma, alert, raised, name: str) -> 
                     label=f"expected ±{BAND_SIGMAS:g}σ")
     ax.plot(t, values, color="k", lw=0.6, label="value")
     ax.plot(t[raised], values[raised], "v", color="tab:red", ms=7, label="alert raised")
-    shade(ax, t, alert, label="alert active")
+    if alert.any():
+        shade(ax, t, alert, label="alert active")
+    else:  # the legend still explains the red spans of the other streams
+        ax.fill_between(t[:0], 0.0, 0.0, color="tab:red", alpha=0.15, lw=0, label="alert active")
     limits = finite_limits(values, expected)
     if limits is None:
         ax.text(0.5, 0.5, "no numeric values", transform=ax.transAxes, ha="center", va="center", color="grey")

@@ -92,3 +92,17 @@ def test_a_column_parses_as_its_values_do_one_by_one():
     assert first[0] == 1 and "'yesterday' is not a timestamp" in first[1]
     got, first = parse_column(["1", "inf"])  # non-finite numbers go through the one-by-one path
     assert got[0] == 1.0 and np.isnan(got[1]) and first[0] == 1
+
+
+def test_iso_columns_take_a_fast_path_with_the_same_results():
+    rng = np.random.default_rng(3)
+    secs = rng.integers(0, 4_000_000_000, 500) + rng.integers(0, 10**6, 500) / 1e6
+    from datetime import datetime, timezone
+
+    texts = [datetime.fromtimestamp(s, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f") for s in secs]
+    fast, first = parse_column(texts)
+    assert first is None and fast.tolist() == [parse_timestamp(t) for t in texts]
+    with_offset = texts[:3] + ["2024-01-31T13:00:00+01:00"]  # offsets: the exact path, same answer
+    assert parse_column(with_offset)[0].tolist() == [parse_timestamp(t) for t in with_offset]
+    got, first = parse_column(["2024-01-31 12:00:00", "NaT", "2024-02-30 00:00:00"])
+    assert got[0] == T0 and np.isnan(got[1:]).all() and first[0] == 1

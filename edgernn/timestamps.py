@@ -148,14 +148,14 @@ def parse_timestamp(text: str, dayfirst: bool | None = None, unit: str = "auto")
 
 
 def _iso_column(texts: list[str]) -> np.ndarray | None:
-    """float64[N] epoch seconds when every text is a plain ISO-8601 date-time without an offset (numpy
+    """float64[N] epoch seconds when every text is a plain ISO-8601 date-time, naive or ``Z`` (numpy
     parses those in one C pass, to the same microsecond as fromisoformat); None for anything else."""
-    if not texts or not all(t[4:5] == "-" and t[-1:].isdigit() for t in texts):
+    if not texts or not all(t[4:5] == "-" and (t[-1:].isdigit() or (t[-1:] in "Zz" and len(t) > 16)) for t in texts):
         return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # numpy only warns about a time-zone offset: take the exact path
-            d = np.array(texts, dtype="datetime64[us]")  # datetime64[us][N]
+            d = np.array([t.rstrip("Zz") for t in texts], dtype="datetime64[us]")  # datetime64[us][N]
     except (ValueError, TypeError, OverflowError, Warning):
         return None
     if np.isnat(d).any():

@@ -100,8 +100,10 @@ def test_iso_columns_take_a_fast_path_with_the_same_results():
     from datetime import datetime, timezone
 
     texts = [datetime.fromtimestamp(s, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f") for s in secs]
-    fast, first = parse_column(texts)
-    assert first is None and fast.tolist() == [parse_timestamp(t) for t in texts]
+    for column in (texts, [t.replace(" ", "T") + "Z" for t in texts]):
+        fast, first = parse_column(column)
+        assert first is None and fast.tolist() == [parse_timestamp(t) for t in column]
+    assert parse_column(["2024-01-31Z"])[0].tolist() == [parse_timestamp("2024-01-31Z")]
     with_offset = texts[:3] + ["2024-01-31T13:00:00+01:00"]  # offsets: the exact path, same answer
     assert parse_column(with_offset)[0].tolist() == [parse_timestamp(t) for t in with_offset]
     got, first = parse_column(["2024-01-31 12:00:00", "NaT", "2024-02-30 00:00:00"])

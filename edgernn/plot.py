@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,16 @@ def format_time_axis(ax, t: np.ndarray) -> None:
         ax.set_xlabel("time (s)", fontsize=8)
 
 
+# matplotlib's transforms overflow on spans near 1e308: values beyond this are drawn at it
+DRAWABLE = 1e150
+
+
+def drawable(values) -> np.ndarray:
+    """float64[...] with finite values clipped to ±DRAWABLE (NaN and ±inf left for matplotlib to skip)."""
+    v = np.asarray(values, np.float64)
+    return np.where(np.isfinite(v), np.clip(v, -DRAWABLE, DRAWABLE), v)
+
+
 def finite_limits(*arrays, pad: float = 0.08):
     """(lo, hi) covering every finite value of ``arrays`` plus ``pad`` of the span, or None when
     there is none (matplotlib refuses NaN/Inf limits: leave the axis on its defaults then)."""
@@ -55,8 +66,9 @@ def finite_limits(*arrays, pad: float = 0.08):
     if not vals.size:
         return None
     lo, hi = float(vals.min()), float(vals.max())
-    margin = (hi - lo) * pad or max(abs(hi) * pad, 1e-9)
-    return lo - margin, hi + margin
+    margin = (hi / 2 - lo / 2) * 2 * pad or max(abs(hi) * pad, 1e-9)  # halves: no overflow at ±1e308
+    below, above = lo - margin, hi + margin  # Python floats: inf on overflow, never an error
+    return (below if math.isfinite(below) else lo), (above if math.isfinite(above) else hi)
 
 
 def spans(mask) -> list[tuple[int, int]]:
@@ -74,7 +86,7 @@ def shade(ax, t, active, color="tab:red", alpha=0.15, label=None) -> None:
 def _feature_panel(ax, t, values, expected, sigma, alert, raised, name: str) -> None:
     """One feature of one stream: the value, the expected band, alert spans and raised markers.
     values/expected/sigma float64[n]; alert/raised bool[n]. Every finite value is inside the axis."""
-    band = BAND_SIGMAS * sigma
+    values, expected, band = drawable(values), drawable(expected), drawable(BAND_SIGMAS * sigma)
     ax.fill_between(t, expected - band, expected + band, color="tab:blue", alpha=0.2, lw=0,
                     label=f"expected ±{BAND_SIGMAS:g}σ")
     ax.plot(t, values, color="k", lw=0.6, label="value")

@@ -80,6 +80,8 @@ def run(args) -> int:
             plot_replay(args.plot, rec, out, title=f"{args.input.name} — {det.bundle.name} ({args.backend})")
         except ImportError:
             return fail("replay", "--plot needs matplotlib: pip install edgernn[plot]")
+        except (ValueError, OverflowError) as exc:  # matplotlib's limits on what it can draw
+            return fail("replay", f"--plot: cannot draw {args.input.name}: {exc}")
         print(f"wrote {args.plot}")
     return _nothing_scored(rec, out, det)
 

@@ -24,11 +24,11 @@ def plot_file(path: str | Path, title: str, ts: np.ndarray, values: np.ndarray, 
               split_name: str = "train | test") -> Path:
     """Write a PNG. ts float64[n] epoch s; values float[n, F]; alert/raised/labelled bool[n];
     threshold on likelihood (drawn as surprise). NaN/Inf anywhere leave gaps, never an error."""
-    from ..plot import pyplot, format_time_axis, shade, time_axis
+    from ..plot import drawable, format_time_axis, pyplot, shade, time_axis
 
     plt = pyplot()
     t = time_axis(ts)
-    values = np.asarray(values, dtype=np.float64).reshape(len(t), -1)  # [n, F]
+    values = drawable(values).reshape(len(t), -1)  # float64[n, F]
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(14, 6), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     if values.shape[1] == 1:
         ax1.plot(t, values[:, 0], lw=0.7, color="tab:blue", label=features[0])

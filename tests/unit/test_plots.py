@@ -75,6 +75,16 @@ def test_eval_plot_survives_nan_and_inf(tmp_path, drawn):
 
 def test_helpers():
     assert finite_limits([np.nan, np.inf]) is None
+    assert np.isfinite(finite_limits([1.7e308, -1.7e308])).all()  # matplotlib refuses infinite limits
     lo, hi = finite_limits([1.0, np.nan, 5.0], [9.0])
     assert lo < 1.0 and hi > 9.0
     assert time_axis([1706702400.0]).dtype.kind == "M" and time_axis([0.0, 10.0]).dtype.kind == "f"
+
+
+def test_values_near_the_float_limit_are_drawn_at_its_edge(tmp_path, steady_bundle, drawn):
+    rec, out = _replayed(tmp_path, steady_bundle, sine_series(60, seed=1)[:, 0])
+    rec.x[30:33, 0] = 1e308, -1e308, 1e155  # a broken sensor's readings (drawn, not scored, here)
+    out.sigma[40, 0] = 1e300
+    plot_replay(tmp_path / "big.png", rec, out)
+    lo, hi = drawn[0].axes[0].get_ylim()
+    assert np.isfinite([lo, hi]).all() and lo < -1e149 and hi > 1e149

@@ -101,7 +101,7 @@ def run(args) -> int:
         print(f"edgernn demo: no model found at {DEFAULT_MODEL} (run from the repository, or pass --model DIR)",
               file=sys.stderr)
         return 2
-    problem = _readings_problem(model, args.readings)
+    problem = _model_problem(model, args.readings)
     if problem:
         print(f"edgernn demo: {problem}", file=sys.stderr)
         return 2
@@ -139,14 +139,18 @@ def min_readings(warmup: int) -> int:
     return warmup + 60 + FAULT_ROOM
 
 
-def _readings_problem(model: Path, readings: int) -> str:
-    """'' when ``readings`` per sensor are enough for the model, else the one-line reason (with the minimum)."""
+def _model_problem(model: Path, readings: int) -> str:
+    """'' when the model loads and ``readings`` per sensor are enough for it, else the one-line reason
+    (for too few readings, with the minimum)."""
     from ..bundle import BundleError, load_bundle
 
     try:
         b = load_bundle(model)
-    except (BundleError, OSError):
-        return ""  # build_pipeline reports it, with the daemon's wording
+    except (BundleError, OSError) as exc:
+        return str(exc)  # names the file
+    if len(b.features) != 1:
+        return (f"the demo simulates one-value sensors; model {b.name} has {len(b.features)} features "
+                f"({', '.join(b.features)}): score a recording of them with edgernn replay")
     need = min_readings(b.calibration.warmup)
     if readings >= need:
         return ""

@@ -41,3 +41,10 @@ def test_too_few_readings_is_refused_in_one_line_naming_the_minimum(bundle_dir):
     assert minimum > 100
     ok = _demo(bundle_dir, "--readings", minimum, "--rate", "5000")
     assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+def test_a_missing_model_is_one_line_before_any_broker_starts(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "edgernn", "demo", "--model", str(tmp_path / "nope")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "broker" not in out.stdout
+    assert out.stderr.strip().splitlines() == [f"edgernn demo: {tmp_path / 'nope'}: model bundle directory not found"]

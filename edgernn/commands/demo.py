@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..readings import BAND_SIGMAS, event_surprise, one_in
-from ..sim import FAULT_ROOM, GRACE
+from ..sim import FAULT_ROOM, GRACE, Fleet
 
 DEFAULT_MODEL = "firmware_models/univariate"
 
@@ -176,7 +176,6 @@ def _alert_line(fleet, a: dict, elapsed: float) -> str:
 def _run(args, model, port, protocol, work) -> int:
     from ..daemon import Daemon, PipelineError, build_pipeline
     from ..mqtt import MqttClient
-    from ..sim import Fleet
 
     cfg = _config(model, port, protocol, work)
     try:

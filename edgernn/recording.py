@@ -7,7 +7,7 @@ Accepted layouts (header row required; ``,``, ``;`` or tab separated, detected f
     timestamp,stream,<feature>,...          long format: many streams interleaved in time order
 
 The timestamp column is the first column whose name is one of ``TIME_COLUMNS`` (or the first
-column). Timestamps: see edgernn/timestamps.py (epoch numbers, ISO-8601, ``31.01.2024 12:00``;
+column); a date column and a time-of-day column (``Datum;Uhrzeit;Wert``) are joined. Timestamps: see edgernn/timestamps.py (epoch numbers, ISO-8601, ``31.01.2024 12:00``;
 a time without an offset is UTC). ``columns`` maps model features to file columns
 (``{"value": "temperature"}``). A single-feature model reads ``value`` or the only other column.
 
@@ -38,6 +38,9 @@ import numpy as np
 from .timestamps import date_order, parse_column, parse_timestamp  # noqa: F401 (parse_timestamp: public here too)
 
 TIME_COLUMNS = ("timestamp", "datetime", "time", "ts", "date", "zeitstempel", "datum", "zeit")
+# a spreadsheet that splits the date and the time of day into two columns ("Datum;Uhrzeit;Wert")
+DATE_COLUMNS = ("date", "datum", "fecha")
+CLOCK_COLUMNS = ("time", "uhrzeit", "zeit", "heure", "hora")
 STREAM_COLUMNS = ("stream", "sensor", "device", "id")
 SEPARATORS = (",", ";", "\t")
 _DECIMAL_COMMA = re.compile(r"\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*")
@@ -57,12 +60,15 @@ class Dialect:
     separator: str = ","
     decimal_comma: bool = False
     date_order: str = ""  # "" when the file has no spreadsheet dates
+    time_columns: str = ""  # "Datum + Uhrzeit" when the date and the time of day are two columns
     line_ends: str = "LF"
     warnings: list = field(default_factory=list)  # one line each, for stderr
 
     def describe(self) -> str:
         sep = "tab" if self.separator == "\t" else repr(self.separator)
         parts = [f"separator {sep}", "decimal comma" if self.decimal_comma else "decimal point"]
+        if self.time_columns:
+            parts.append(f"timestamps from {self.time_columns!r}")
         if self.date_order:
             parts.append(f"dates {self.date_order}")
         parts += [self.encoding, f"{self.line_ends} line ends", "times without an offset taken as UTC"]
@@ -197,20 +203,35 @@ def read_recording(path: str | Path, features: tuple[str, ...], columns: dict[st
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # not splitlines: it also splits at \x1c, \x85
     header, body = _header(lines, path, dialect)
     lower = [h.lower() for h in header]
-    t_col = next((lower.index(c) for c in TIME_COLUMNS if c in lower), 0)
+    t_col, clock = _time_columns(lower)
     s_col = next((lower.index(c) for c in STREAM_COLUMNS if c in lower), None)
-    used = {t_col} | ({s_col} if s_col is not None else set())
+    used = {c for c in (t_col, clock, s_col) if c is not None}
     f_cols = _feature_columns(path, header, features, dict(columns or {}), used)
 
     rec = Recording(path, tuple(features), [], np.empty(0), [], np.empty((0, len(features))), np.empty(0, int),
                     dialect=dialect)
     rows, linenos = _rows(rec, lines[body:], body, len(header))
+    if clock is not None:  # one timestamp text from the date and the time of day
+        for r in rows:
+            r[t_col] = f"{r[t_col].strip()} {r[clock].strip()}"
+        header = header[:t_col] + [f"{header[t_col]} + {header[clock]}"] + header[t_col + 1:]
+        dialect.time_columns = header[t_col]
     dialect.decimal_comma = _decimal_comma(rows, f_cols, dialect.separator)
     dayfirst, dialect.date_order = date_order((r[t_col] for r in rows), dialect.separator)
     _parse_rows(rec, rows, linenos, header, (t_col, s_col, f_cols), dayfirst, stream or path.stem)
     if not len(rec):
         raise RecordingError(f"{path}: no readable rows" + _why_nothing(rec))
     return rec
+
+
+def _time_columns(lower: list[str]) -> tuple[int, int | None]:
+    """(timestamp column, separate time-of-day column or None) from the lower-case header."""
+    whole = [c for c in ("timestamp", "datetime", "ts", "zeitstempel") if c in lower]
+    date = next((lower.index(c) for c in DATE_COLUMNS if c in lower), None)
+    clock = next((lower.index(c) for c in CLOCK_COLUMNS if c in lower), None)
+    if not whole and date is not None and clock is not None:
+        return date, clock
+    return next((lower.index(c) for c in TIME_COLUMNS if c in lower), 0), None
 
 
 def _rows(rec: Recording, lines: list[str], before: int, width: int) -> tuple[list[list[str]], list[int]]:

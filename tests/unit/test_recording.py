@@ -296,3 +296,14 @@ def test_fuzzed_files_never_raise_anything_else(tmp_path):
             assert "\n" not in str(exc)
             outcomes.add("refused")
     assert "read" in outcomes
+
+
+def test_date_and_time_of_day_in_two_columns(tmp_path):
+    p = _csv(tmp_path, "Datum;Uhrzeit;Wert\n31.01.2024;12:00;1,5\n31.01.2024;12:05:30;2,5\n")
+    rec = read_recording(p, ("value",))
+    np.testing.assert_array_equal(rec.ts, [T0, T0 + 330])
+    np.testing.assert_array_equal(rec.x[:, 0], [1.5, 2.5])
+    assert "'Datum + Uhrzeit'" in rec.dialect.describe() and rec.timestamps[0] == "31.01.2024 12:00"
+    p = _csv(tmp_path, "date,time,value\n2024-01-31,12:00:00,1\n2024-01-31,xx,2\n", "us.csv")
+    rec = read_recording(p, ("value",))
+    assert len(rec) == 1 and "column 'date + time'" in rec.problems["bad_timestamp"]

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import alerts, scalar, scoring
 from .alerts import AlertSettings
+from .readings import Batch, Reading, batch_from_readings  # moved there: decode uses them without the detector
 from .scoring import (DAY, SEAS_CLIP, SEAS_DAYS, SEAS_DT_RATE, SEAS_MEMORY, SEAS_MIN_DAYS, SEAS_PHI, SEAS_SPAN,
                       SEAS_ZMAX)
 from .state import StateStore
@@ -86,9 +87,6 @@ def _weekend(day: np.ndarray) -> np.ndarray:
     """1.0 where day number ``day`` (days since 1970-01-01, a Thursday) is a Saturday or Sunday."""
     w = day + 3.0
     return (w - 7.0 * np.floor(w / 7.0) >= 5.0).astype(np.float64)
-
-
-from .readings import Batch, Reading, batch_from_readings  # noqa: E402,F401 (moved; re-exported)
 
 
 @dataclass

@@ -24,9 +24,10 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
-from .detector import Reading
+from .readings import Reading
+from .timestamps import number_to_seconds as _to_seconds
+from .timestamps import parse_iso
 
 # The standard library's json: orjson would be ~10x faster but rejects NaN / Infinity / bad UTF-8
 # with other reasons, and reject reasons are part of what we promise (stats, tests).
@@ -55,19 +56,6 @@ def _loads_fast(payload):
     except Exception:  # noqa: BLE001 - the slow path below gives the canonical result or error
         pass
     return _loads(payload)
-
-_UNIT_DIVISOR = {"ms": 1e3, "us": 1e6, "ns": 1e9}
-
-
-def _to_seconds(t: float, unit: str) -> float:
-    """A finite numeric timestamp in ``unit`` (auto | s | ms | us | ns) -> epoch seconds; ``auto``
-    goes by magnitude (seconds up to 1e11, then ms, us, ns)."""
-    if unit == "auto":
-        a = abs(t)
-        return t / 1e9 if a > 1e17 else t / 1e6 if a > 1e14 else t / 1e3 if a > 1e11 else t
-    div = _UNIT_DIVISOR.get(unit)
-    return t / div if div else t
-
 
 REASONS = ("too_large", "empty", "not_utf8", "not_json", "not_a_number", "wrong_type", "missing_field",
            "non_finite", "bad_timestamp", "too_many_readings", "bad_stream", "topic_mismatch")
@@ -263,12 +251,9 @@ class Decoder:
         unit = self.ts_unit
         if isinstance(v, str):
             try:
-                dt = datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
+                t = parse_iso(v)
             except ValueError:
                 raise _BadReading("bad_timestamp", f"timestamp {v[:40]!r} is not ISO 8601") from None
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=timezone.utc)
-            t = dt.timestamp()
         elif type(v) is float or type(v) is int:
             try:
                 t = float(v)

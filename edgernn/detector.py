@@ -31,6 +31,7 @@ import numpy as np
 
 from . import alerts, scalar, scoring
 from .alerts import AlertSettings
+from .readings import Batch, Reading, batch_from_readings  # moved there: decode uses them without the detector
 from .scoring import (DAY, SEAS_CLIP, SEAS_DAYS, SEAS_DT_RATE, SEAS_MEMORY, SEAS_MIN_DAYS, SEAS_PHI, SEAS_SPAN,
                       SEAS_ZMAX)
 from .state import StateStore
@@ -50,33 +51,6 @@ def _weekend(day: np.ndarray) -> np.ndarray:
     """1.0 where day number ``day`` (days since 1970-01-01, a Thursday) is a Saturday or Sunday."""
     w = day + 3.0
     return (w - 7.0 * np.floor(w / 7.0) >= 5.0).astype(np.float64)
-
-
-@dataclass
-class Batch:
-    """Readings in arrival order: stream ids, epoch-second timestamps, raw values [B, F]."""
-
-    streams: list[str]
-    ts: np.ndarray  # float64[B]
-    x: np.ndarray  # float64[B, F] in the model's feature order, raw units (NaN = missing)
-
-    def __len__(self) -> int:
-        return len(self.streams)
-
-
-@dataclass(frozen=True)
-class Reading:
-    stream: str
-    ts: float
-    values: tuple[float, ...]
-
-
-def batch_from_readings(readings: list[Reading], n_features: int) -> Batch:
-    x = np.full((len(readings), n_features), np.nan)
-    for i, r in enumerate(readings):
-        if len(r.values) == n_features:
-            x[i] = r.values
-    return Batch([r.stream for r in readings], np.array([r.ts for r in readings], np.float64), x)
 
 
 @dataclass

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
+from .readings import BAND_SIGMAS, describe_threshold, surprise_from_likelihood
 
-def _pyplot():
+
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,55 +19,134 @@ def _pyplot():
     return plt
 
 
-def _shade(ax, t, active, color="tab:red", alpha=0.15, label=None):
-    """Shade the spans where ``active`` is true."""
-    edges = np.flatnonzero(np.diff(np.r_[0, active.astype(np.int8), 0]))
-    for k, (a, b) in enumerate(zip(edges[::2], edges[1::2])):
-        ax.axvspan(t[a], t[min(b, len(t) - 1)], color=color, alpha=alpha, lw=0, label=label if k == 0 else None)
+# epoch seconds in this range (1973 .. 2100) are drawn as dates; anything else as plain seconds
+_EPOCH_RANGE = (1e8, 4.1e9)
+
+
+def time_axis(ts) -> np.ndarray:
+    """float64[N] epoch seconds -> the x values to draw: datetime64[ms] (wall clock, UTC) when every
+    finite stamp is a plausible date, else the seconds themselves (synthetic or relative times)."""
+    ts = np.asarray(ts, np.float64)
+    finite = ts[np.isfinite(ts)]
+    if finite.size and _EPOCH_RANGE[0] < finite.min() and finite.max() < _EPOCH_RANGE[1]:
+        return (np.nan_to_num(ts, nan=finite.min()) * 1e3).astype("datetime64[ms]")
+    return ts
+
+
+def format_time_axis(ax, t: np.ndarray) -> None:
+    """Dates on the x axis (concise: the day once, then hours) or a "seconds" label."""
+    if len(t) and t.min() < t.max():
+        ax.set_xlim(t.min(), t.max())
+    if np.issubdtype(t.dtype, np.datetime64):
+        import matplotlib.dates as mdates
+
+        locator = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        ax.set_xlabel("time (UTC)", fontsize=8)
+    else:
+        ax.set_xlabel("time (s)", fontsize=8)
+
+
+# matplotlib's transforms overflow on spans near 1e308: values beyond this are drawn at it
+DRAWABLE = 1e150
+
+
+def drawable(values) -> np.ndarray:
+    """float64[...] with finite values clipped to ±DRAWABLE (NaN and ±inf left for matplotlib to skip)."""
+    v = np.asarray(values, np.float64)
+    return np.where(np.isfinite(v), np.clip(v, -DRAWABLE, DRAWABLE), v)
+
+
+def finite_limits(*arrays, pad: float = 0.08):
+    """(lo, hi) covering every finite value of ``arrays`` plus ``pad`` of the span, or None when
+    there is none (matplotlib refuses NaN/Inf limits: leave the axis on its defaults then)."""
+    vals = np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays]) if arrays else np.empty(0)
+    vals = vals[np.isfinite(vals)]
+    if not vals.size:
+        return None
+    lo, hi = float(vals.min()), float(vals.max())
+    margin = (hi / 2 - lo / 2) * 2 * pad or max(abs(hi) * pad, 1e-9)  # halves: no overflow at ±1e308
+    below, above = lo - margin, hi + margin  # Python floats: inf on overflow, never an error
+    return (below if math.isfinite(below) else lo), (above if math.isfinite(above) else hi)
+
+
+def spans(mask) -> list[tuple[int, int]]:
+    """Inclusive index runs where ``mask`` (bool[N]) is true."""
+    edges = np.flatnonzero(np.diff(np.r_[0, np.asarray(mask, bool).astype(np.int8), 0]))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def shade(ax, t, active, color="tab:red", alpha=0.15, label=None) -> None:
+    """Shade the spans where ``active`` is true (the first one carries ``label``)."""
+    for k, (a, b) in enumerate(spans(active)):
+        ax.axvspan(t[a], t[b], color=color, alpha=alpha, lw=0, label=label if k == 0 else None)
+
+
+def _feature_panel(ax, t, values, expected, sigma, alert, raised, name: str) -> None:
+    """One feature of one stream: the value, the expected band, alert spans and raised markers.
+    values/expected/sigma float64[n]; alert/raised bool[n]. Every finite value is inside the axis."""
+    values, expected, band = drawable(values), drawable(expected), drawable(BAND_SIGMAS * sigma)
+    ax.fill_between(t, expected - band, expected + band, color="tab:blue", alpha=0.2, lw=0,
+                    label=f"expected ±{BAND_SIGMAS:g}σ")
+    ax.plot(t, values, color="k", lw=0.6, label="value")
+    ax.plot(t[raised], values[raised], "v", color="tab:red", ms=7, label="alert raised")
+    if alert.any():
+        shade(ax, t, alert, label="alert active")
+    else:  # the legend still explains the red spans of the other streams
+        ax.fill_between(t[:0], 0.0, 0.0, color="tab:red", alpha=0.15, lw=0, label="alert active")
+    limits = finite_limits(values, expected)
+    if limits is None:
+        ax.text(0.5, 0.5, "no numeric values", transform=ax.transAxes, ha="center", va="center", color="grey")
+    else:
+        ax.set_ylim(*limits)
+    ax.set_ylabel(name, fontsize=8)
+
+
+def _surprise_panel(ax, t, likelihood, threshold, alert, legend: bool) -> None:
+    surprise = surprise_from_likelihood(likelihood)  # float64[n]; NaN where not scored (a gap, not a zero)
+    ax.plot(t, surprise, color="tab:purple", lw=0.7, label="surprise = -log10(tail probability)")
+    line = surprise_from_likelihood(threshold)
+    ax.axhline(line, color="tab:red", ls="--", lw=0.8, label=f"threshold: {describe_threshold(threshold)}")
+    shade(ax, t, alert)
+    limits = finite_limits(surprise, [0.0, line])
+    ax.set_ylim(*limits)
+    if not np.isfinite(surprise).any():
+        ax.text(0.5, 0.5, "no reading scored", transform=ax.transAxes, ha="center", va="center", color="grey")
+    ax.set_ylabel("surprise", fontsize=8)
+    if legend:
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncol=2, frameon=False)
 
 
 def plot_replay(path: Path, rec, out, title: str = "", max_streams: int = 4, labels=None) -> None:
-    """Per stream (up to ``max_streams``): each feature with the expected +-3 sigma band, then the
-    likelihood with the threshold; alert spans shaded red, raised events marked, labelled
-    windows (``labels``: list of (stream, start_ts, end_ts)) shaded grey."""
-    plt = _pyplot()
+    """Per stream (up to ``max_streams``): each feature with the expected ± BAND_SIGMAS σ band, then
+    the surprise with the threshold; alert spans shaded red, raised events marked, labelled windows
+    (``labels``: list of (stream, start_ts, end_ts)) shaded grey; wall-clock time on the x axis."""
+    plt = pyplot()
     F = rec.x.shape[1]
     streams = list(dict.fromkeys(rec.streams))[:max_streams]
-    n_rows = len(streams) * (F + 1)
-    fig, axes = plt.subplots(n_rows, 1, figsize=(12, 1.8 * n_rows + 1), sharex=False, squeeze=False)
+    n_rows = max(len(streams), 1) * (F + 1)
+    fig, axes = plt.subplots(n_rows, 1, figsize=(12, 1.8 * n_rows + 1), squeeze=False)
     axes = axes[:, 0]
     all_streams = np.array(rec.streams)
+    t_all = time_axis(rec.ts)
     for si, sid in enumerate(streams):
         m = all_streams == sid
-        t = (rec.ts[m] - rec.ts[m][0]) / 3600.0
-        alert = out.alert[m]
-        raised = np.flatnonzero(out.event[m] == 1)
+        t, raised = t_all[m], out.event[m] == 1
         for f in range(F):
             ax = axes[si * (F + 1) + f]
-            exp, sig = out.expected[m, f], out.sigma[m, f]
-            ax.fill_between(t, exp - 3 * sig, exp + 3 * sig, color="tab:blue", alpha=0.2, lw=0, label="expected ±3σ")
-            ax.plot(t, rec.x[m, f], color="k", lw=0.6, label="value")
-            ax.plot(t[raised], rec.x[m, f][raised], "v", color="tab:red", ms=7, label="alert raised")
-            _shade(ax, t, alert, label="alert active")
+            _feature_panel(ax, t, rec.x[m, f], out.expected[m, f], out.sigma[m, f], out.alert[m], raised,
+                           f"{sid}\n{rec.features[f]}")
             for lab_stream, a, b in labels or []:
                 if lab_stream == sid:
-                    ax.axvspan((a - rec.ts[m][0]) / 3600, (b - rec.ts[m][0]) / 3600, color="grey", alpha=0.2, lw=0)
-            lo, hi = np.nanpercentile(rec.x[m, f], [0.5, 99.5])
-            pad = (hi - lo) * 0.5 + 1e-9
-            ax.set_ylim(lo - pad, hi + pad)
-            ax.set_ylabel(f"{sid}\n{rec.features[f]}", fontsize=8)
-            if si == 0 and f == 0:
-                ax.legend(loc="upper left", fontsize=7, ncol=4)
+                    lo, hi = time_axis([a, b]) if np.issubdtype(t.dtype, np.datetime64) else (a, b)
+                    ax.axvspan(lo, hi, color="grey", alpha=0.2, lw=0)
+            if si == 0 and f == 0:  # above the axes: inside, it would hide the readings it explains
+                ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncol=4, frameon=False)
+            format_time_axis(ax, t)
         ax = axes[si * (F + 1) + F]
-        lik = np.nan_to_num(out.likelihood[m])
-        surprise = -np.log10(np.maximum(1.0 - lik, 1e-16))  # likelihood shown as -log10(1 - L)
-        ax.plot(t, surprise, color="tab:purple", lw=0.7, label="-log10(1 - likelihood)")
-        ax.axhline(-np.log10(max(1.0 - out.threshold, 1e-16)), color="tab:red", ls="--", lw=0.8, label="threshold")
-        _shade(ax, t, alert)
-        ax.set_ylabel("surprise", fontsize=8)
-        ax.set_xlabel("hours since first reading", fontsize=8)
-        if si == 0:
-            ax.legend(loc="upper left", fontsize=7)
+        _surprise_panel(ax, t, out.likelihood[m], out.threshold, out.alert[m], legend=si == 0)
+        format_time_axis(ax, t)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -72,7 +154,7 @@ def plot_replay(path: Path, rec, out, title: str = "", max_streams: int = 4, lab
 
 
 def plot_losses(path: Path, train: list[float], val: list[float], title: str = "") -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(range(1, len(train) + 1), train, label="train NLL")
     ax.plot(range(1, len(val) + 1), val, label="validation NLL")

@@ -1,25 +1,33 @@
 """CSV recordings -> arrays, for replay, training and evaluation.
 
-Accepted layouts (header row required; ``,`` or ``;`` separated, detected from the header):
+Accepted layouts (header row required; ``,``, ``;`` or tab separated, detected from the header):
 
     timestamp,value                         one stream, one feature
     timestamp,<feature>,<feature>,...       one stream, several features
     timestamp,stream,<feature>,...          long format: many streams interleaved in time order
 
-The timestamp column is the first column whose name is ``timestamp``, ``datetime``, ``time`` or
-``ts`` (or the first column). Timestamps are ISO-8601 (``2024-01-31T12:00:00Z``,
-``2024-01-31 12:00:00``) or epoch seconds. ``columns`` maps model features to file columns
-(``{"value": "temperature"}``). A single-feature model reads ``value`` or the only numeric column.
+The timestamp column is the first column whose name is one of ``TIME_COLUMNS`` (or the first
+column); a date column and a time-of-day column (``Datum;Uhrzeit;Wert``) are joined. Timestamps: see edgernn/timestamps.py (epoch numbers, ISO-8601, ``31.01.2024 12:00``;
+a time without an offset is UTC). ``columns`` maps model features to file columns
+(``{"value": "temperature"}``). A single-feature model reads ``value`` or the only other column.
+
+Spreadsheet exports are read as they come: a UTF-8 BOM, CRLF line ends, Excel's ``sep=;`` first
+line, decimal commas (``21,5`` in a ``;`` or tab separated file, detected from the values) and
+day-first dates (decided once per file, see ``timestamps.date_order``). A file that is not UTF-8
+is read as Windows-1252 (Excel's "CSV" export on Western European Windows) with a warning; a
+file with NUL bytes is refused as not text. ``Recording.dialect.describe()`` says what was found.
 
 Bad rows never stop a recording: a row with the wrong number of fields or an unreadable timestamp
 is skipped and counted; a value that is empty or not a number becomes NaN (the detector rejects
-that reading and counts it). A missing column is an error naming the file and the column.
+that reading and counts it). ``Recording.problems`` keeps the first example of each kind (line,
+column, text, expected format). A missing column is an error naming the file and the column.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,12 +35,44 @@ from pathlib import Path
 
 import numpy as np
 
-TIME_COLUMNS = ("timestamp", "datetime", "time", "ts", "date")
+from .timestamps import date_order, parse_column, parse_timestamp  # noqa: F401 (parse_timestamp: public here too)
+
+TIME_COLUMNS = ("timestamp", "datetime", "time", "ts", "date", "zeitstempel", "datum", "zeit")
+# a spreadsheet that splits the date and the time of day into two columns ("Datum;Uhrzeit;Wert")
+DATE_COLUMNS = ("date", "datum", "fecha")
+CLOCK_COLUMNS = ("time", "uhrzeit", "zeit", "heure", "hora")
 STREAM_COLUMNS = ("stream", "sensor", "device", "id")
+SEPARATORS = (",", ";", "\t")
+_DECIMAL_COMMA = re.compile(r"\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*")
+_DECIMAL_DOT = re.compile(r"\s*[+-]?\d*\.\d+(?:[eE][+-]?\d+)?\s*")
+_SAMPLE_ROWS = 200  # rows looked at to detect decimal commas
 
 
 class RecordingError(ValueError):
     """The file cannot be read as a recording (one line, naming the file)."""
+
+
+@dataclass
+class Dialect:
+    """What the reader found in the file, said back to the user."""
+
+    encoding: str = "UTF-8"
+    separator: str = ","
+    decimal_comma: bool = False
+    date_order: str = ""  # "" when the file has no spreadsheet dates
+    time_columns: str = ""  # "Datum + Uhrzeit" when the date and the time of day are two columns
+    line_ends: str = "LF"
+    warnings: list = field(default_factory=list)  # one line each, for stderr
+
+    def describe(self) -> str:
+        sep = "tab" if self.separator == "\t" else repr(self.separator)
+        parts = [f"separator {sep}", "decimal comma" if self.decimal_comma else "decimal point"]
+        if self.time_columns:
+            parts.append(f"timestamps from {self.time_columns!r}")
+        if self.date_order:
+            parts.append(f"dates {self.date_order}")
+        parts += [self.encoding, f"{self.line_ends} line ends", "times without an offset taken as UTC"]
+        return ", ".join(parts)
 
 
 @dataclass
@@ -46,26 +86,11 @@ class Recording:
     line: np.ndarray  # int[N] line number in the file (1 = header)
     skipped: Counter = field(default_factory=Counter)  # reason -> rows skipped
     non_numeric: int = 0  # values that were not numbers (became NaN)
+    dialect: Dialect = field(default_factory=Dialect)
+    problems: dict = field(default_factory=dict)  # reason -> first example: "line 7, column 'Zeit': ..."
 
     def __len__(self) -> int:
         return len(self.streams)
-
-
-def parse_timestamp(text: str) -> float:
-    """ISO-8601 or epoch seconds -> epoch seconds (naive ISO times are taken as UTC)."""
-    text = text.strip()
-    try:
-        value = float(text)
-        if math.isfinite(value):
-            return value
-    except ValueError:
-        pass
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
 
 
 def parse_columns(spec: str | None) -> dict[str, str]:
@@ -81,74 +106,219 @@ def parse_columns(spec: str | None) -> dict[str, str]:
     return out
 
 
+def _read_text(path: Path) -> tuple[str, Dialect]:
+    """The file's text and what its bytes said (encoding, line ends). Refuses binary files."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    dialect = Dialect()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Excel's "Unicode text" export
+        text, dialect.encoding = data.decode("utf-16", errors="replace"), "UTF-16"
+    elif b"\x00" in data:
+        raise RecordingError(f"{path}: not a text file (a NUL byte at offset {data.index(0)}); "
+                             "expected a CSV recording")
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+            dialect.encoding = "UTF-8 with BOM" if data[:3] == b"\xef\xbb\xbf" else "UTF-8"
+        except UnicodeDecodeError as exc:
+            line = data[:exc.start].count(b"\n") + 1
+            try:
+                text = data.decode("cp1252")
+            except UnicodeDecodeError:  # bytes cp1252 leaves undefined: latin-1 takes every byte
+                text = data.decode("latin-1")
+            dialect.encoding = "Windows-1252 (not UTF-8)"
+            dialect.warnings.append(f"{path.name} is not UTF-8 (byte 0x{data[exc.start]:02x} on line {line}): "
+                                    "read as Windows-1252; save it as 'CSV UTF-8' to be sure of its text")
+    head = text[:4096]
+    controls = sum(c < " " and c not in "\t\r\n" for c in head)
+    if controls > 0.02 * len(head):
+        raise RecordingError(f"{path}: not a text file ({controls} control characters in its first "
+                             f"{len(head)}); expected a CSV recording")
+    dialect.line_ends = "CRLF" if "\r\n" in text else "CR" if "\r" in text else "LF"
+    return text, dialect
+
+
+def _header(lines: list[str], path: Path, dialect: Dialect) -> tuple[list[str], int]:
+    """(column names, index of the first data line); sets the dialect's separator."""
+    first = next((i for i, line in enumerate(lines) if line.strip()), len(lines))  # leading blank lines
+    hinted = first < len(lines) and re.fullmatch(r"\s*sep=(.)\s*", lines[first], re.IGNORECASE)
+    if hinted:
+        dialect.separator, first = hinted.group(1), first + 1  # Excel's "sep=;" hint line
+    if first >= len(lines) or not lines[first].strip():
+        raise RecordingError(f"{path}: empty file (a header row is required)")
+    line = lines[first]
+    if not hinted:
+        dialect.separator = max(SEPARATORS, key=lambda c: (line.count(c), c == ","))
+    try:
+        header = [h.strip().strip("\ufeff") for h in next(csv.reader([line], delimiter=dialect.separator))]
+    except csv.Error as exc:
+        raise RecordingError(f"{path}:{first + 1}: unreadable header ({exc})") from None
+    return header, first + 1
+
+
+def _feature_columns(path, header, features, columns, used) -> list[int]:
+    """Model feature -> file column index, or a RecordingError naming the file and the column."""
+    f_cols = []
+    for feat in features:
+        col = columns.get(feat, feat)
+        if col in header:
+            f_cols.append(header.index(col))
+        elif len(features) == 1 and feat not in columns:
+            rest = [i for i in range(len(header)) if i not in used]
+            if len(rest) != 1:
+                raise RecordingError(
+                    f"{path}: model feature {feat!r} not found; columns are {header}; "
+                    f"choose one with --columns {feat}=COLUMN")
+            f_cols.append(rest[0])
+        else:
+            raise RecordingError(f"{path}: column {col!r} (model feature {feat!r}) not found; columns are {header}")
+    unknown = sorted(set(columns) - set(features))
+    if unknown:
+        raise RecordingError(f"--columns names unknown feature(s) {unknown}; the model's features are {list(features)}")
+    return f_cols
+
+
+def _decimal_comma(rows: list[list[str]], f_cols: list[int], sep: str) -> bool:
+    """True when the values of the first rows are written with a decimal comma (never with ',' as separator)."""
+    if sep == ",":
+        return False
+    fields = [r[c] for r in rows[:_SAMPLE_ROWS] for c in f_cols if c < len(r)]
+    commas = sum(_DECIMAL_COMMA.fullmatch(v) is not None for v in fields)
+    return commas > 0 and commas >= sum(_DECIMAL_DOT.fullmatch(v) is not None for v in fields)
+
+
+def _number(text: str, decimal_comma: bool) -> float:
+    """A value field -> float. Raises ValueError. Decimal comma: ``1.234,5`` and ``1 234,5`` are 1234.5."""
+    if decimal_comma and "," in text:
+        text = text.replace(".", "").replace("\u00a0", "").replace("\u202f", "").replace(" ", "").replace(",", ".")
+    return float(text)
+
+
 def read_recording(path: str | Path, features: tuple[str, ...], columns: dict[str, str] | None = None,
                    stream: str | None = None) -> Recording:
     path = Path(path)
-    columns = dict(columns or {})
-    try:
-        fh = open(path, newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise RecordingError(f"{path}: cannot open: {exc.strerror}") from None
-    with fh:
-        header_line = fh.readline()
-        if not header_line.strip():
-            raise RecordingError(f"{path}: empty file (a header row is required)")
-        delim = ";" if header_line.count(";") > header_line.count(",") else ","
-        header = [h.strip() for h in next(csv.reader([header_line], delimiter=delim))]
-        lower = [h.lower() for h in header]
-        t_col = next((lower.index(c) for c in TIME_COLUMNS if c in lower), 0)
-        s_col = next((lower.index(c) for c in STREAM_COLUMNS if c in lower), None)
-        used = {t_col} | ({s_col} if s_col is not None else set())
-        f_cols = []
-        for feat in features:
-            col = columns.get(feat, feat)
-            if col in header:
-                f_cols.append(header.index(col))
-            elif len(features) == 1 and feat not in columns:
-                rest = [i for i in range(len(header)) if i not in used]
-                if len(rest) != 1:
-                    raise RecordingError(
-                        f"{path}: model feature {feat!r} not found; columns are {header}; "
-                        f"choose one with --columns {feat}=COLUMN")
-                f_cols.append(rest[0])
-            else:
-                raise RecordingError(f"{path}: column {col!r} (model feature {feat!r}) not found; columns are {header}")
-        unknown = sorted(set(columns) - set(features))
-        if unknown:
-            raise RecordingError(f"--columns names unknown feature(s) {unknown}; the model's features are {list(features)}")
+    text, dialect = _read_text(path)
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # not splitlines: it also splits at \x1c, \x85
+    header, body = _header(lines, path, dialect)
+    lower = [h.lower() for h in header]
+    t_col, clock = _time_columns(lower)
+    s_col = next((lower.index(c) for c in STREAM_COLUMNS if c in lower), None)
+    used = {c for c in (t_col, clock, s_col) if c is not None}
+    f_cols = _feature_columns(path, header, features, dict(columns or {}), used)
 
-        name = stream or path.stem
-        stamps, ts, streams, rows, lines = [], [], [], [], []
-        skipped: Counter = Counter()
-        bad_numbers = 0
-        for lineno, row in enumerate(csv.reader(fh, delimiter=delim), start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                skipped["wrong_field_count"] += 1
-                continue
-            try:
-                t = parse_timestamp(row[t_col])
-            except ValueError:
-                skipped["bad_timestamp"] += 1
-                continue
-            vals = []
-            for c in f_cols:
-                try:
-                    vals.append(float(row[c]))
-                except ValueError:
-                    vals.append(math.nan)
-                    bad_numbers += 1
-            stamps.append(row[t_col])
-            ts.append(t)
-            streams.append(row[s_col].strip() if s_col is not None else name)
-            rows.append(vals)
-            lines.append(lineno)
-    if not rows:
-        raise RecordingError(f"{path}: no readable rows")
-    return Recording(path, tuple(features), stamps, np.array(ts, np.float64), streams,
-                     np.array(rows, np.float64).reshape(len(rows), len(features)),
-                     np.array(lines), skipped, bad_numbers)
+    rec = Recording(path, tuple(features), [], np.empty(0), [], np.empty((0, len(features))), np.empty(0, int),
+                    dialect=dialect)
+    rows, linenos = _rows(rec, lines[body:], body, len(header))
+    if clock is not None:  # one timestamp text from the date and the time of day
+        for r in rows:
+            r[t_col] = f"{r[t_col].strip()} {r[clock].strip()}"
+        header = header[:t_col] + [f"{header[t_col]} + {header[clock]}"] + header[t_col + 1:]
+        dialect.time_columns = header[t_col]
+    dialect.decimal_comma = _decimal_comma(rows, f_cols, dialect.separator)
+    dayfirst, dialect.date_order = date_order((r[t_col] for r in rows), dialect.separator)
+    _parse_rows(rec, rows, linenos, header, (t_col, s_col, f_cols), dayfirst, stream or path.stem)
+    if not len(rec):
+        raise RecordingError(f"{path}: no readable rows" + _why_nothing(rec))
+    return rec
+
+
+def _time_columns(lower: list[str]) -> tuple[int, int | None]:
+    """(timestamp column, separate time-of-day column or None) from the lower-case header."""
+    whole = [c for c in ("timestamp", "datetime", "ts", "zeitstempel") if c in lower]
+    date = next((lower.index(c) for c in DATE_COLUMNS if c in lower), None)
+    clock = next((lower.index(c) for c in CLOCK_COLUMNS if c in lower), None)
+    if not whole and date is not None and clock is not None:
+        return date, clock
+    return next((lower.index(c) for c in TIME_COLUMNS if c in lower), 0), None
+
+
+def _rows(rec: Recording, lines: list[str], before: int, width: int) -> tuple[list[list[str]], list[int]]:
+    """Split the data lines (the first is line ``before + 1`` of the file) into rows of ``width``
+    fields and their line numbers; unreadable rows and rows of another width are skipped and counted."""
+    rows, linenos = [], []
+    reader = csv.reader(lines, delimiter=rec.dialect.separator)
+    done = 0  # lines consumed so far (a quoted field may span several)
+    while True:
+        try:
+            for row in reader:  # the loop restarts after an unreadable row
+                lineno, done = before + done + 1, reader.line_num
+                if not "".join(row).strip():  # blank lines and Excel's ";;;" rows are not rows
+                    continue
+                if len(row) == width:
+                    rows.append(row)
+                    linenos.append(lineno)
+                else:
+                    _skip(rec, "wrong_field_count", f"line {lineno}: {len(row)} field(s), the header has {width}")
+            return rows, linenos
+        except csv.Error as exc:  # a field over csv's size limit, a stray quote
+            _skip(rec, "unreadable_row", f"line {before + done + 1}: {exc}")
+            done = reader.line_num
+
+
+def _skip(rec: Recording, reason: str, example: str) -> None:
+    rec.skipped[reason] += 1
+    rec.problems.setdefault(reason, example)
+
+
+def _is_number(text: str, decimal_comma: bool) -> bool:
+    try:
+        _number(text, decimal_comma)
+        return True
+    except ValueError:
+        return False
+
+
+def _values(texts: list[str], decimal_comma: bool) -> np.ndarray:
+    """float64[N] values of one column, NaN where a text is not a number."""
+    try:
+        if not decimal_comma:
+            return np.array([float(v) for v in texts], np.float64)  # the common case, one pass
+    except ValueError:
+        pass
+    out = np.empty(len(texts))  # float64[N]
+    for i, v in enumerate(texts):
+        try:
+            out[i] = _number(v, decimal_comma)
+        except ValueError:
+            out[i] = math.nan
+    return out
+
+
+def _parse_rows(rec: Recording, rows, linenos, header, cols, dayfirst, name: str) -> None:
+    """Fill rec's arrays from the split rows: timestamps parsed (bad ones skipped), values as floats
+    (NaN where not a number, counted)."""
+    t_col, s_col, f_cols = cols
+    ts, first = parse_column([r[t_col] for r in rows], dayfirst)  # float64[N], NaN = unreadable
+    keep = np.flatnonzero(~np.isnan(ts))  # int[K] rows kept
+    if first is not None:
+        rec.skipped["bad_timestamp"] += len(rows) - len(keep)
+        rec.problems["bad_timestamp"] = f"line {linenos[first[0]]}, column {header[t_col]!r}: {first[1]}"
+    kept = [rows[i] for i in keep]
+    x = np.empty((len(kept), len(f_cols)))  # float64[K, F]
+    for j, c in enumerate(f_cols):
+        texts = [r[c] for r in kept]
+        x[:, j] = _values(texts, rec.dialect.decimal_comma)
+        bad = [i for i in np.flatnonzero(np.isnan(x[:, j])) if not _is_number(texts[i], rec.dialect.decimal_comma)]
+        rec.non_numeric += len(bad)
+        if len(bad) and "non_numeric" not in rec.problems:
+            i = bad[0]
+            rec.problems["non_numeric"] = (f"line {linenos[keep[i]]}, column {header[c]!r}: {texts[i][:40]!r} is not "
+                                           f"a number (expected {'21,5' if rec.dialect.decimal_comma else '21.5'})")
+    rec.timestamps = [r[t_col] for r in kept]
+    rec.streams = [r[s_col].strip() for r in kept] if s_col is not None else [name] * len(kept)
+    rec.ts, rec.x = ts[keep], x
+    rec.line = np.asarray(linenos, int)[keep]  # int[K]
+
+
+def _why_nothing(rec: Recording) -> str:
+    """' (bad_timestamp 2; first: line 2, column ...)' or ' (the file has a header only)'."""
+    if not rec.skipped:
+        return " (the file has a header only)"
+    counts = ", ".join(f"{reason} {n}" for reason, n in sorted(rec.skipped.items()))
+    first = rec.problems[max(rec.skipped, key=rec.skipped.get)]
+    return f" ({counts}; first: {first})"
 
 
 def write_recording(path: str | Path, values: np.ndarray, start: float = 1.7e9, step: float = 60.0,

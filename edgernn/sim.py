@@ -11,6 +11,7 @@ scale. Faults are injected at known readings so a run can be scored against them
     for k, readings in fleet.steps():        # readings: [(stream, ts, value), ...] for step k
         ...
     fleet.faults                              # [Fault(stream, kind, start, end), ...]
+    fleet.judge(stream, k)                    # an alert raised at reading k: caught, or a false alert
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ import numpy as np
 FAULT_KINDS = ("spike", "shift", "stuck", "drift", "noise")
 
 
+# A fault counts as caught only by an alert raised from its first affected reading to its last
+# (a one-reading spike: up to GRACE readings after it, for the looks that need a second reading).
+GRACE = 3
+# the longest fault (61 readings) plus room after it: readings a fleet needs after its first fault
+FAULT_ROOM = 81
+
+
 @dataclass(frozen=True)
 class Fault:
     stream: str
@@ -29,8 +37,38 @@ class Fault:
     start: int  # first affected reading index
     end: int  # last affected reading index
 
-    def covers(self, k: int, slack: int = 0) -> bool:
-        return self.start <= k <= self.end + slack
+    @property
+    def window_end(self) -> int:
+        """The last reading at which a raised alert still catches this fault."""
+        return max(self.end, self.start + GRACE)
+
+    def catches(self, k: int) -> bool:
+        return self.start <= k <= self.window_end
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What an alert raised on ``stream`` at reading ``k`` was, judged against the injected faults."""
+
+    kind: str  # caught | before | after | clean
+    fault: Fault | None
+    delay: int = 0  # readings: after the fault's start (caught), before it (before), past its end (after)
+
+    @property
+    def false(self) -> bool:
+        return self.kind != "caught"
+
+    def describe(self, period_s: float) -> str:
+        f = self.fault
+        if self.kind == "caught":
+            return (f"caught: {f.kind} injected at reading {f.start}, {self.delay} reading(s) "
+                    f"({self.delay * period_s:g} s) after it started")
+        if self.kind == "before":
+            return f"false alert: {self.delay} reading(s) before the {f.kind} injected at reading {f.start}"
+        if self.kind == "after":
+            return (f"false alert: {self.delay} reading(s) after the {f.kind} fault ended "
+                    f"(at reading {f.end}; the return to normal)")
+        return "false alert: nothing injected on this stream"
 
 
 class Fleet:
@@ -90,5 +128,13 @@ class Fleet:
     def index_of(self, ts: float) -> int:
         return int(round((ts - self.t0) / self.period_s))
 
-    def fault_for(self, stream: str, k: int, slack: int = 20) -> Fault | None:
-        return next((f for f in self.faults if f.stream == stream and f.covers(k, slack)), None)
+    def judge(self, stream: str, k: int) -> Verdict:
+        """Caught only inside a fault's window; before or after it, or on a clean stream, a false alert."""
+        fault = next((f for f in self.faults if f.stream == stream), None)  # at most one fault per stream
+        if fault is None:
+            return Verdict("clean", None)
+        if fault.catches(k):
+            return Verdict("caught", fault, k - fault.start)
+        if k < fault.start:
+            return Verdict("before", fault, fault.start - k)
+        return Verdict("after", fault, k - fault.end)

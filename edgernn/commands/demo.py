@@ -16,7 +16,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
+
+from ..readings import BAND_SIGMAS, event_surprise, one_in
+from ..sim import FAULT_ROOM, GRACE, Fleet
 
 DEFAULT_MODEL = "firmware_models/univariate"
 
@@ -24,7 +28,8 @@ DEFAULT_MODEL = "firmware_models/univariate"
 def add_arguments(parser) -> None:
     parser.add_argument("--model", help=f"model bundle (default: {DEFAULT_MODEL})")
     parser.add_argument("--sensors", type=int, default=12, help="simulated sensors (default 12)")
-    parser.add_argument("--readings", type=int, default=600, help="readings per sensor (default 600)")
+    parser.add_argument("--readings", type=int, default=600,
+                        help="readings per sensor (default 600; at least the model's warm-up + 141)")
     parser.add_argument("--rate", type=float, default=800.0, help="readings/s sent to the broker (default 800)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
@@ -85,15 +90,20 @@ def start_broker(kind: str, work: Path):
 def run(args) -> int:
     import logging
 
-    from ..config import parse_config
-    from ..daemon import Daemon, PipelineError, build_pipeline
-    from ..mqtt import MqttClient
-    from ..sim import Fleet
-
+    if args.sensors < 1 or args.sensors > 10_000:
+        print(f"edgernn demo: --sensors {args.sensors}: expected 1 to 10000", file=sys.stderr)
+        return 2
+    if not args.rate > 0:
+        print(f"edgernn demo: --rate {args.rate}: expected readings per second above 0", file=sys.stderr)
+        return 2
     model = find_model(args.model)
     if model is None:
         print(f"edgernn demo: no model found at {DEFAULT_MODEL} (run from the repository, or pass --model DIR)",
               file=sys.stderr)
+        return 2
+    problem = _model_problem(model, args.readings)
+    if problem:
+        print(f"edgernn demo: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="  [%(levelname)s %(name)s] %(message)s")
     work = Path(tempfile.mkdtemp(prefix="edgernn-demo-"))
@@ -104,15 +114,16 @@ def run(args) -> int:
         return 2
     print(f"broker:  {desc} on 127.0.0.1:{port}")
     try:
-        return _run(args, model, port, protocol, work, parse_config, Daemon, PipelineError, build_pipeline,
-                    MqttClient, Fleet)
+        return _run(args, model, port, protocol, work)
     finally:
         stop_broker()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(args, model, port, protocol, work, parse_config, Daemon, PipelineError, build_pipeline, MqttClient, Fleet):
-    cfg = parse_config(json.dumps({
+def _config(model, port: int, protocol: str, work: Path):
+    from ..config import parse_config
+
+    return parse_config(json.dumps({
         "node": "demo",
         "mqtt": {"host": "127.0.0.1", "port": port, "protocol": protocol, "client_id": "edgernn-demo"},
         "state": {"dir": str(work / "state"), "snapshot_interval_s": 0},
@@ -121,6 +132,52 @@ def _run(args, model, port, protocol, work, parse_config, Daemon, PipelineError,
         "pipelines": [{"name": "plant", "subscribe": "plant/+/+", "stream": "{1}/{2}",
                        "payload": {"format": "json", "value": "value", "timestamp": "ts"}, "model": str(model)}],
     }), "<demo>")
+
+
+def min_readings(warmup: int) -> int:
+    """Readings per sensor the demo needs: the model's warm-up, 60 settled readings, then room for faults."""
+    return warmup + 60 + FAULT_ROOM
+
+
+def _model_problem(model: Path, readings: int) -> str:
+    """'' when the model loads and ``readings`` per sensor are enough for it, else the one-line reason
+    (for too few readings, with the minimum)."""
+    from ..bundle import BundleError, load_bundle
+
+    try:
+        b = load_bundle(model)
+    except (BundleError, OSError) as exc:
+        return str(exc)  # names the file
+    if len(b.features) != 1:
+        return (f"the demo simulates one-value sensors; model {b.name} has {len(b.features)} features "
+                f"({', '.join(b.features)}): score a recording of them with edgernn replay")
+    need = min_readings(b.calibration.warmup)
+    if readings >= need:
+        return ""
+    return (f"--readings {readings} is too few for model {b.name}: it warms up for {b.calibration.warmup} readings "
+            f"per sensor and the faults need {need - b.calibration.warmup} more; use --readings {need} or more")
+
+
+def _alert_line(fleet, a: dict, elapsed: float) -> str:
+    """One live line for an alert message: what was seen, how surprising, and what was injected there."""
+    k = fleet.index_of(a["ts"])
+    ev = a["event"].upper()
+    if a["event"] == "cleared":
+        return f"  {elapsed:5.1f}s  {ev:8s} {a['alert_id']:<24s} at reading {k}"
+    feat = a.get("top_feature") or next(iter(a["value"]))
+    sig = (a.get("sigma") or {}).get(feat)
+    band = f" ± {BAND_SIGMAS * sig:.3g}" if isinstance(sig, (int, float)) else ""
+    surprise = event_surprise(a)
+    verdict = fleet.judge(a["stream"], k).describe(fleet.period_s) if a["event"] == "raised" else "still active"
+    return (f"  {elapsed:5.1f}s  {ev:8s} {a['alert_id']:<24s} reading {k}: {feat}={a['value'][feat]:.4g}, "
+            f"expected {a['expected'][feat]:.4g}{band}, surprise {surprise:.1f} ({one_in(surprise)})  [{verdict}]")
+
+
+def _run(args, model, port, protocol, work) -> int:
+    from ..daemon import Daemon, PipelineError, build_pipeline
+    from ..mqtt import MqttClient
+
+    cfg = _config(model, port, protocol, work)
     try:
         pipes = [build_pipeline(cfg, p, cfg.limits) for p in cfg.pipelines]
     except PipelineError as exc:
@@ -132,7 +189,8 @@ def _run(args, model, port, protocol, work, parse_config, Daemon, PipelineError,
     print(f"model:   {b.name} v{b.version} ({', '.join(b.features)}, H={b.hidden}, sha256 {b.sha256[:12]}…)")
     print(f"sensors: {fleet.n} streams x {fleet.T} readings (one per {fleet.period_s:g} s simulated), "
           f"{len(fleet.faults)} injected faults, the first after reading {min(f.start for f in fleet.faults)}")
-    print()
+    print(f"a fault counts as caught only by an alert raised between its first and last reading "
+          f"(a spike: up to {GRACE} readings after it); every other alert is a false alert\n")
 
     daemon = Daemon(cfg, pipelines=pipes, install_signals=False)
     alerts: list[dict] = []
@@ -146,27 +204,17 @@ def _run(args, model, port, protocol, work, parse_config, Daemon, PipelineError,
             return True
         with lock:
             alerts.append(a)
-        k = fleet.index_of(a["ts"])
-        fault = fleet.fault_for(a["stream"], k)
-        truth = f"injected {fault.kind} at reading {fault.start}" if fault else "no fault injected here"
-        ev = a["event"].upper()
-        if a["event"] == "cleared":
-            print(f"  {time.monotonic() - t_start:5.1f}s  {ev:8s} {a['alert_id']:<24s} at reading {k}")
-        else:
-            feat = a.get("top_feature") or next(iter(a["value"]))
-            sig = (a.get("sigma") or {}).get(feat)
-            band = f" ± {2 * sig:.3g}" if isinstance(sig, (int, float)) else ""
-            print(f"  {time.monotonic() - t_start:5.1f}s  {ev:8s} {a['alert_id']:<24s} reading {k}: {feat}="
-                  f"{a['value'][feat]:.4g}, expected {a['expected'][feat]:.4g}{band}, likelihood "
-                  f"{a['likelihood']:.6f}  [{truth}]")
+        print(_alert_line(fleet, a, time.monotonic() - t_start))
         return True
 
-    watcher = MqttClient(cfg.mqtt.__class__(host="127.0.0.1", port=port, protocol=protocol, client_id="edgernn-demo-watch",
-                                            clean_session=True))
+    def client(client_id: str, **extra):
+        return MqttClient(cfg.mqtt.__class__(host="127.0.0.1", port=port, protocol=protocol, client_id=client_id,
+                                             clean_session=True, **extra))
+
+    watcher = client("edgernn-demo-watch")
     watcher.subscribe("edgernn/demo/alerts/#", 1, on_alert)
     watcher.start()
-    publisher = MqttClient(cfg.mqtt.__class__(host="127.0.0.1", port=port, protocol=protocol,
-                                              client_id="edgernn-demo-sensors", clean_session=True, publish_queue=100000))
+    publisher = client("edgernn-demo-sensors", publish_queue=100000)
     publisher.start()
     thread = threading.Thread(target=daemon.run, name="edgernn-daemon", daemon=True)
     thread.start()
@@ -175,46 +223,54 @@ def _run(args, model, port, protocol, work, parse_config, Daemon, PipelineError,
         return 1
     time.sleep(0.3)  # let the subscriptions settle
     print("live alerts (edgernn/demo/alerts/#):")
-    total = fleet.n * fleet.T
-    sent = 0
+    elapsed = _publish(fleet, publisher, daemon, args.rate)
+    daemon.request_stop()
+    thread.join(10)
+    publisher.stop()
+    watcher.stop()
+    with lock:
+        _summary(fleet, list(alerts), daemon, fleet.n * fleet.T, elapsed, model)
+    return 0
+
+
+def _publish(fleet, publisher, daemon, rate: float) -> float:
+    """Send every reading at ``rate`` per second, wait until the daemon scored them; seconds taken."""
+    total, sent = fleet.n * fleet.T, 0
     t0 = time.monotonic()
-    for k, readings in fleet.steps():
+    for _k, readings in fleet.steps():
         for topic, _stream, ts, value in readings:
             publisher.publish(topic, json.dumps({"ts": ts, "value": value}), qos=1)
             sent += 1
-        lag = t0 + sent / args.rate - time.monotonic()
+        lag = t0 + sent / rate - time.monotonic()
         if lag > 0:
             time.sleep(lag)
     deadline = time.monotonic() + 20
     while daemon.processed < total and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)  # the last alerts in flight
-    elapsed = time.monotonic() - t0
-    daemon.request_stop()
-    thread.join(10)
-    publisher.stop()
-    watcher.stop()
-    _summary(fleet, alerts, daemon, total, elapsed)
-    return 0
+    return time.monotonic() - t0
 
 
-def _summary(fleet, alerts, daemon, total, elapsed) -> None:
+def _summary(fleet, alerts, daemon, total, elapsed, model) -> None:
     raised = [a for a in alerts if a["event"] == "raised"]
-    fired = [a for a in alerts if a["event"] in ("raised", "update")]
+    verdicts = [fleet.judge(a["stream"], fleet.index_of(a["ts"])) for a in raised]
     print()
     print(f"summary: {daemon.processed:,} of {total:,} readings scored in {elapsed:.1f} s "
           f"({daemon.processed / max(elapsed, 1e-9):,.0f}/s), {len(raised)} alert(s) raised")
-    print(f"  {'fault':<7s} {'stream':<18s} {'readings':<12s} {'detected':<9s} delay")
+    print(f"  {'fault':<7s} {'stream':<18s} {'readings':<12s} {'caught':<7s} delay from the fault's start")
     caught = 0
     for f in fleet.faults:
-        hits = [fleet.index_of(a["ts"]) for a in fired
-                if a["stream"] == f.stream and f.covers(fleet.index_of(a["ts"]), 20)]
-        if hits:
+        delays = sorted(v.delay for v in verdicts if v.kind == "caught" and v.fault == f)
+        if delays:
             caught += 1
-            print(f"  {f.kind:<7s} {f.stream:<18s} {f.start:>4d}-{f.end:<7d} {'yes':<9s} {hits[0] - f.start} reading(s)")
-        else:
-            print(f"  {f.kind:<7s} {f.stream:<18s} {f.start:>4d}-{f.end:<7d} {'no':<9s} -")
-    false = [a for a in raised if fleet.fault_for(a["stream"], fleet.index_of(a["ts"])) is None]
-    print(f"  caught {caught} of {len(fleet.faults)} faults; {len(false)} alert(s) where nothing was injected "
-          f"({len(fleet.clean)} clean streams)")
-    print("\nnext: edgernn serve -c deploy/edgernn.example.yaml   (see deploy/README.md)")
+            when = f"{delays[0]} reading(s), {delays[0] * fleet.period_s:g} s"
+        print(f"  {f.kind:<7s} {f.stream:<18s} {f.start:>4d}-{f.end:<7d} {'yes' if delays else 'no':<7s} "
+              f"{when if delays else '-'}")
+    false = Counter(v.kind for v in verdicts if v.false)
+    print(f"  caught {caught} of {len(fleet.faults)} faults; {sum(false.values())} false alert(s): "
+          f"{false['clean']} on the {len(fleet.clean)} clean streams, {false['before']} before a stream's fault, "
+          f"{false['after']} after one ended")
+    csv_path = Path(__file__).resolve().parents[1] / "data" / "demo_sensor.csv"
+    if csv_path.is_file():
+        print(f"\nnext: edgernn replay {csv_path} --model {Path(model).resolve()} --plot demo.png"
+              "\n      (the same model on a recording; then on your own CSV; deploy/README.md runs the daemon)")

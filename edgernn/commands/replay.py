@@ -1,10 +1,17 @@
 """Score a CSV recording through exactly the detector the daemon runs, and show where alerts fall.
 
-Input: `timestamp,value`, `timestamp,<features...>` or long format `timestamp,stream,<features...>`
-(`,` or `;` separated; ISO-8601 or epoch-second timestamps). Output CSV columns, in order:
-timestamp,stream,score,likelihood,threshold,alert,event, then the onset (high where a new anomaly
-starts), the values, the expected value and its predicted std per feature, and the reject reason
-of readings that were not scored.
+Input: `timestamp,value`, `timestamp,<features...>` or long format `timestamp,stream,<features...>`,
+`,` `;` or tab separated; timestamps as epoch numbers, ISO-8601 or `31.01.2024 12:00` (no offset =
+UTC). Spreadsheet exports are read as they come (BOM, CRLF, decimal commas, day-first dates,
+Windows-1252 text): the first output line says what was detected, and the summary names the first
+bad row, column and format of each kind of problem.
+
+Output CSV columns, in order: timestamp,stream,score,likelihood,threshold,alert,event, then the
+onset (high where a new anomaly starts), the values, the expected value and its predicted std per
+feature, and the reject reason of readings that were not scored.
+
+Exit status: 0 when readings were scored, 1 when none was (every reading rejected, or all within
+the model's warm-up), 2 on a usage or file error (one line on stderr).
 
 examples:
   edgernn replay edgernn/data/demo_sensor.csv --model firmware_models/univariate --plot out.png
@@ -44,18 +51,15 @@ def run(args) -> int:
         rec = read_recording(args.input, det.features, parse_columns(args.columns), args.stream)
     except RecordingError as exc:
         return fail("replay", exc)
+    for warning in rec.dialect.warnings:
+        print(f"edgernn replay: warning: {warning}", file=sys.stderr)
+    print(f"read {args.input.name}: {rec.dialect.describe()}")
     out = replay(det, rec, label=f"replay {args.input.name}")
     if not args.quiet:
         for e in out.events:
             if e.kind != "update":
                 print(f"{rec.timestamps[e.position]}  {e.describe()}")
-    raised = sum(e.kind == "raised" for e in out.events)
-    rejected = sum(r is not None for r in out.reject)
-    skipped = sum(rec.skipped.values())
-    print(f"{len(rec)} readings, {len(set(rec.streams))} stream(s), {raised} alert(s) raised, "
-          f"{rejected} rejected, {skipped} row(s) skipped; threshold {out.threshold:.6f}")
-    for reason, n in sorted((det.rejects + rec.skipped).items()):
-        print(f"  {reason}: {n}")
+    _summary(rec, out, det)
     if args.out:
         write_output(args.out, rec, out, det.features)
         print(f"wrote {args.out}")
@@ -66,7 +70,42 @@ def run(args) -> int:
             plot_replay(args.plot, rec, out, title=f"{args.input.name} — {det.bundle.name} ({args.backend})")
         except ImportError:
             return fail("replay", "--plot needs matplotlib: pip install edgernn[plot]")
+        except (ValueError, OverflowError) as exc:  # matplotlib's limits on what it can draw
+            return fail("replay", f"--plot: cannot draw {args.input.name}: {exc}")
         print(f"wrote {args.plot}")
+    return _nothing_scored(rec, out, det)
+
+
+# which reading problem of the file explains a detector reject reason
+_FILE_CAUSE = {"missing_value": "non_numeric", "non_finite": "non_numeric"}
+
+
+def _summary(rec, out, det) -> None:
+    from ..readings import describe_threshold
+
+    raised = sum(e.kind == "raised" for e in out.events)
+    rejected = sum(r is not None for r in out.reject)
+    skipped = sum(rec.skipped.values())
+    print(f"{len(rec)} readings, {len(set(rec.streams))} stream(s), {raised} alert(s) raised, "
+          f"{rejected} rejected, {skipped} row(s) skipped; threshold {describe_threshold(out.threshold)}")
+    for reason, n in sorted((det.rejects + rec.skipped).items()):
+        first = rec.problems.get(reason) or rec.problems.get(_FILE_CAUSE.get(reason, ""))
+        print(f"  {reason}: {n}" + (f"  (first: {first})" if first else ""))
+
+
+def _nothing_scored(rec, out, det) -> int:
+    """0, or 1 with one line on stderr when no reading of the file got a score."""
+    accepted = sum(r is None for r in out.reject)
+    if accepted == 0:
+        reasons = ", ".join(f"{k} {n}" for k, n in sorted(det.rejects.items()))
+        first = next((rec.problems[c] for c in ("non_numeric",) if c in rec.problems), "")
+        print(f"edgernn replay: every reading of {rec.path.name} was rejected ({reasons})"
+              + (f"; first: {first}" if first else ""), file=sys.stderr)
+        return 1
+    if not any(s == s for s in out.score):  # NaN != NaN: no finite score
+        print(f"edgernn replay: no reading of {rec.path.name} was scored: {accepted} accepted, all within the "
+              f"model's warm-up ({det.bundle.calibration.warmup} readings per stream)", file=sys.stderr)
+        return 1
     return 0
 
 

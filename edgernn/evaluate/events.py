@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from ..timestamps import parse_timestamp
 
 ANY_STREAM = "*"
 
@@ -53,22 +54,7 @@ class AlertSpan:
     end: float  # cleared at (or the end of the recording)
 
 
-def parse_time(text: str) -> float:
-    """Epoch seconds from a number or an ISO-8601 string (no offset = UTC)."""
-    s = text.strip()
-    try:
-        return float(s)
-    except ValueError:
-        pass
-    if s.endswith(("Z", "z")):
-        s = s[:-1] + "+00:00"
-    try:
-        dt = datetime.fromisoformat(s)
-    except ValueError:
-        raise ValueError(f"not a timestamp (epoch seconds or ISO-8601): {text!r}") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+parse_time = parse_timestamp  # the one timestamp parser (edgernn/timestamps.py)
 
 
 def read_labels(path: str | Path) -> list[Incident]:

@@ -279,7 +279,12 @@ class NabFile:
 
 
 def _epoch(strings) -> np.ndarray:
-    return np.array(list(strings), dtype="datetime64[us]").astype(np.int64) / 1e6
+    from ..timestamps import parse_column  # the one timestamp parser
+
+    ts, bad = parse_column(list(strings))
+    if bad:
+        raise ValueError(bad[1])
+    return ts
 
 
 def load_file(path: Path, name: str, window_limits) -> NabFile:

@@ -47,7 +47,11 @@ def load_file(path: str | Path, name: str | None = None) -> SkabFile:
         raise ValueError(f"{path}: expected a ';'-separated file starting with 'datetime'")
     cols = {c: i for i, c in enumerate(header)}
     feats = tuple(c for c in header[1:] if c not in LABEL_COLUMNS)
-    ts = np.array([r[0] for r in rows], dtype="datetime64[us]").astype(np.int64) / 1e6
+    from ..timestamps import parse_column  # the one timestamp parser
+
+    ts, bad = parse_column([r[0] for r in rows])
+    if bad:
+        raise ValueError(f"{path}: data row {bad[0] + 1}: {bad[1]}")
     x = np.array([[float(r[cols[c]]) for c in feats] for r in rows], dtype=np.float64)
 
     def label(col):

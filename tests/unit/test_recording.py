@@ -184,3 +184,126 @@ def test_replay_equals_direct_processing_on_a_long_format_file(tmp_path, steady_
     assert any(e.stream == "b" and e.kind == "raised" for e in out.events)
     for e in out.events:  # positions index the recording's rows
         assert rec.streams[e.position] == e.stream and rec.ts[e.position] == e.ts
+
+
+# -- spreadsheet exports -------------------------------------------------------------------------
+
+def _excel(n=30, sep=";", decimal=",", fmt="%d.%m.%Y %H:%M", header="Zeit;Temperatur"):
+    """An export as Excel writes it: rows every 5 minutes from 2024-01-31 12:00, CRLF line ends."""
+    from datetime import datetime, timedelta
+
+    rows = [header]
+    for i in range(n):
+        t = (datetime(2024, 1, 31, 12, 0) + timedelta(minutes=5 * i)).strftime(fmt)
+        rows.append(f"{t}{sep}" + f"{20 + i / 4:.2f}".replace(".", decimal))
+    return "\r\n".join(rows) + "\r\n"
+
+
+def test_european_excel_export_reads_every_row(tmp_path):
+    p = tmp_path / "export.csv"
+    p.write_bytes(b"\xef\xbb\xbf" + (_excel() + ";\r\n;\r\n").encode("utf-8"))  # Excel's empty trailing rows
+    rec = read_recording(p, ("value",))
+    assert len(rec) == 30 and not rec.skipped and rec.non_numeric == 0
+    np.testing.assert_array_equal(rec.ts, T0 + 300 * np.arange(30))
+    np.testing.assert_allclose(rec.x[:, 0], 20 + np.arange(30) / 4)
+    d = rec.dialect
+    assert (d.separator, d.decimal_comma, d.encoding, d.line_ends) == (";", True, "UTF-8 with BOM", "CRLF")
+    assert "day-first" in d.date_order and not d.warnings
+    said = d.describe()
+    assert "';'" in said and "decimal comma" in said and "day-first" in said and "UTC" in said
+
+
+def test_windows_1252_export_is_read_with_a_warning(tmp_path):
+    p = tmp_path / "ansi.csv"
+    p.write_bytes(_excel(header="Zeit;Temperatur °C").encode("cp1252"))
+    rec = read_recording(p, ("value",), {"value": "Temperatur °C"})
+    assert len(rec) == 30 and rec.dialect.encoding.startswith("Windows-1252")
+    assert len(rec.dialect.warnings) == 1 and "0xb0 on line 1" in rec.dialect.warnings[0]
+
+
+def test_utf16_tab_export_and_sep_hint_line(tmp_path):
+    p = tmp_path / "unicode.txt"
+    p.write_bytes(_excel(sep="\t", header="Zeit\tWert").encode("utf-16"))
+    rec = read_recording(p, ("value",))
+    assert len(rec) == 30 and rec.dialect.separator == "\t" and rec.dialect.decimal_comma
+    p = tmp_path / "hint.csv"
+    p.write_text("sep=|\n" + _excel(sep="|", decimal=".", fmt="%Y-%m-%d %H:%M", header="time|value").replace("\r", ""))
+    rec = read_recording(p, ("value",))
+    assert len(rec) == 30 and rec.dialect.separator == "|" and not rec.dialect.decimal_comma
+
+
+def test_month_first_and_thousands(tmp_path):
+    p = _csv(tmp_path, "time,value\n1/31/2024 12:00 PM,1\n2/1/2024 12:00 PM,2\n")
+    rec = read_recording(p, ("value",))
+    np.testing.assert_array_equal(rec.ts, [T0, T0 + 86400])
+    assert "month-first" in rec.dialect.date_order
+    p = _csv(tmp_path, 'time;value\n31.01.2024 12:00;"1.234,5"\n31.01.2024 12:01;-0,5\n', "eu.csv")
+    np.testing.assert_array_equal(read_recording(p, ("value",)).x[:, 0], [1234.5, -0.5])
+
+
+def test_problems_name_line_column_and_format(tmp_path):
+    p = _csv(tmp_path, "Zeit;Wert\n31.01.2024 12:00;1,5\n31.02.2024 12:05;2,5\n31.01.2024 12:10;hoch\n")
+    rec = read_recording(p, ("value",))
+    assert rec.skipped == {"bad_timestamp": 1} and rec.non_numeric == 1
+    bad = rec.problems["bad_timestamp"]
+    assert "line 3" in bad and "'Zeit'" in bad and "31.02.2024 12:05" in bad and "dd.mm.yyyy" in bad
+    assert rec.problems["non_numeric"].startswith("line 4, column 'Wert': 'hoch' is not a number (expected 21,5)")
+
+
+def test_nothing_readable_says_why_in_one_line(tmp_path):
+    p = _csv(tmp_path, "time,value\n" + "".join(f"32.01.2024 12:{i:02d},1\n" for i in range(5)))
+    with pytest.raises(RecordingError) as info:
+        read_recording(p, ("value",))
+    msg = str(info.value)
+    assert "bad_timestamp 5" in msg and "line 2" in msg and "'time'" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\n\n\n", b"\x00\x01\x02" * 100, bytes(range(1, 256)) * 40, b"timestamp,value\r\n",
+    b"\xff\xfe", b'"' * 70_000 + b"\n1,2\n", b"timestamp,value\n" + b"9" * 2_000_000 + b",1\n",
+])
+def test_junk_files_are_one_line_errors(tmp_path, data):
+    p = tmp_path / "junk.csv"
+    p.write_bytes(data)
+    with pytest.raises(RecordingError) as info:
+        read_recording(p, ("value",))
+    assert "junk.csv" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_fuzzed_files_never_raise_anything_else(tmp_path):
+    """Random cuts, byte flips and insertions in a valid export: a Recording or a RecordingError."""
+    rng = np.random.default_rng(7)
+    base = bytearray(b"\xef\xbb\xbf" + _excel(n=40).encode())
+    p = tmp_path / "fuzz.csv"
+    outcomes = set()
+    for _ in range(300):
+        data = bytearray(base)
+        for _ in range(int(rng.integers(1, 8))):
+            i = int(rng.integers(0, len(data)))
+            op = rng.integers(0, 3)
+            if op == 0:
+                data[i] = int(rng.integers(0, 256))
+            elif op == 1:
+                data[i:i] = bytes(rng.choice(list(b';,."\r\n\t0123456789'), int(rng.integers(1, 20))).tolist())
+            else:
+                del data[i:i + int(rng.integers(1, 50))]
+        p.write_bytes(bytes(data))
+        try:
+            rec = read_recording(p, ("value",))
+            assert rec.x.shape == (len(rec), 1) and len(rec.ts) == len(rec) == len(rec.line)
+            outcomes.add("read")
+        except RecordingError as exc:
+            assert "\n" not in str(exc)
+            outcomes.add("refused")
+    assert "read" in outcomes
+
+
+def test_date_and_time_of_day_in_two_columns(tmp_path):
+    p = _csv(tmp_path, "Datum;Uhrzeit;Wert\n31.01.2024;12:00;1,5\n31.01.2024;12:05:30;2,5\n")
+    rec = read_recording(p, ("value",))
+    np.testing.assert_array_equal(rec.ts, [T0, T0 + 330])
+    np.testing.assert_array_equal(rec.x[:, 0], [1.5, 2.5])
+    assert "'Datum + Uhrzeit'" in rec.dialect.describe() and rec.timestamps[0] == "31.01.2024 12:00"
+    p = _csv(tmp_path, "date,time,value\n2024-01-31,12:00:00,1\n2024-01-31,xx,2\n", "us.csv")
+    rec = read_recording(p, ("value",))
+    assert len(rec) == 1 and "column 'date + time'" in rec.problems["bad_timestamp"]

@@ -132,3 +132,68 @@ def test_missing_input_file_is_one_line(tmp_path, steady_bundle):
 def test_backend_without_artifact_is_one_line(steady_bundle, recording):
     proc = edgernn("replay", recording, "--model", steady_bundle(F=1, warmup=16), "--backend", "onnx")
     _assert_one_line_error(proc, "model.onnx")
+
+
+def _excel_export(path, n=200, spike_at=None, encoding="utf-8-sig"):
+    """A European Excel export: ';', decimal commas, dd.mm.yyyy HH:MM, CRLF (BOM when utf-8-sig)."""
+    from datetime import datetime, timedelta
+
+    v = 20 + sine_series(n, seed=9)[:, 0]
+    if spike_at is not None:
+        v[spike_at] += 40 * v.std()
+    rows = ["Zeit;Temperatur °C"] + [
+        (datetime(2024, 1, 31) + timedelta(minutes=5 * i)).strftime("%d.%m.%Y %H:%M") + ";" + f"{v[i]:.4f}".replace(".", ",")
+        for i in range(n)]
+    path.write_bytes(("\r\n".join(rows) + "\r\n").encode(encoding))
+    return path
+
+
+def test_european_excel_export_replays_with_every_row_scored(tmp_path, steady_bundle):
+    path = _excel_export(tmp_path / "export.csv")
+    out = tmp_path / "o.csv"
+    proc = edgernn("replay", path, "--model", steady_bundle(F=1, warmup=16), "--out", out, "--quiet")
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("read export.csv: separator ';', decimal comma, dates day-first"), first
+    assert "UTF-8 with BOM" in first and "CRLF" in first
+    assert "200 readings" in proc.stdout and "0 rejected, 0 row(s) skipped" in proc.stdout
+    with open(out, newline="") as fh:
+        body = list(csv.DictReader(fh))
+    assert len(body) == 200 and all(r["reject"] == "" for r in body)
+    assert sum(r["score"] != "" for r in body) > 150  # everything after the warm-up is scored
+    assert "threshold surprise " in proc.stdout  # human units, not "threshold 0.999978"
+
+
+def test_non_utf8_file_is_read_with_one_warning_line(tmp_path, steady_bundle):
+    path = _excel_export(tmp_path / "ansi.csv", encoding="cp1252")
+    proc = edgernn("replay", path, "--model", steady_bundle(F=1, warmup=16), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    warning = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "ansi.csv is not UTF-8" in warning[0] and "Windows-1252" in warning[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_every_row_rejected_exits_1_naming_column_and_line_and_still_plots(tmp_path, steady_bundle):
+    pytest.importorskip("matplotlib")
+    path = _write(tmp_path / "words.csv", [f"{1706702400 + 60 * i},high" for i in range(40)], header="ts,level")
+    png = tmp_path / "w.png"
+    proc = edgernn("replay", path, "--model", steady_bundle(F=1, warmup=16), "--plot", png)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    err = proc.stderr.strip()
+    assert "Traceback" not in proc.stderr and len(err.splitlines()) == 1
+    assert "every reading of words.csv was rejected" in err and "line 2, column 'level'" in err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nothing_scored_within_the_warm_up_exits_1(tmp_path, steady_bundle):
+    path = _write(tmp_path / "short.csv", [f"{1706702400 + 60 * i},{i % 3}" for i in range(10)])
+    proc = edgernn("replay", path, "--model", steady_bundle(F=1, warmup=16))
+    assert proc.returncode == 1 and "warm-up (16 readings per stream)" in proc.stderr
+
+
+@pytest.mark.parametrize("data", [b"", b"timestamp,value\n", b"\x00\x01junk" * 50, bytes(range(1, 256)) * 8,
+                                  b"timestamp,value\n" + b"x" * 3_000_000 + b"\n"])
+def test_junk_input_files_are_one_line_and_exit_2(tmp_path, steady_bundle, data):
+    path = tmp_path / "junk.csv"
+    path.write_bytes(data)
+    _assert_one_line_error(edgernn("replay", path, "--model", steady_bundle(F=1, warmup=16)), "junk.csv")

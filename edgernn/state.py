@@ -138,6 +138,7 @@ class StateStore:
         self._free = list(range(capacity - 1, -1, -1))
         self._tick = 0
         self.evictions = 0
+        self.evicted_ids: list[str] = []  # stream ids evicted since the caller last cleared it
         self._init_row = np.zeros(self.layout.width, np.float64)  # template for a new stream
         self._init_row[self.layout.last_ts] = -np.inf
         self._init_row[self.layout.range_lo] = np.inf  # no value seen yet: an empty range
@@ -186,6 +187,7 @@ class StateStore:
                 raise OverflowError("more distinct streams in one batch than the store's capacity")
             del self.ids[self.names[row]]
             self.evictions += 1
+            self.evicted_ids.append(self.names[row])  # the caller drains it (the daemon logs them)
         self.ids[sid] = row
         self.names[row] = sid
         self.num[row] = self._init_row

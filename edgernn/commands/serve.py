@@ -6,6 +6,13 @@ Topics (prefix edgernn/{node}): alerts on .../alerts/{stream} (QoS 1), retained 
 on .../status (last will), stats every stats.interval_s on .../stats. SIGTERM or Ctrl-C: finish the
 batch, snapshot the state, publish offline, exit 0. Under systemd (Type=notify) it sends READY,
 WATCHDOG and STOPPING. Validate a config without running: edgernn check-config CONFIG.yaml
+
+Exit status: 0 stopped cleanly; 1 stopped but the final snapshot could not be written (logged at
+ERROR); 2 a configuration error that a restart cannot fix (bad config, model, TLS file that is not
+PEM or a key that does not match its certificate, a state.dir where snapshots cannot be written):
+one line naming the file, line and key, no traceback. A unit should not restart on 2
+(RestartPreventExitStatus=2). An unreachable broker or a failed TLS handshake (unknown CA) is not
+an exit: it is logged with its reason and retried with backoff while the daemon stays up.
 """
 
 from __future__ import annotations
@@ -53,4 +60,14 @@ def run(args) -> int:
         print(f"edgernn serve: {cfg.where('state.dir')}: state.dir: cannot create {cfg.state_dir}: {exc.strerror}",
               file=sys.stderr)
         return 2
-    return Daemon(cfg, pipelines=pipes).run()
+    from ..mqtt import MqttSetupError
+
+    try:
+        daemon = Daemon(cfg, pipelines=pipes)
+    except MqttSetupError as exc:  # TLS files: permanent, so no traceback and no restart loop
+        print(f"edgernn serve: {cfg.where(exc.key)}: {exc.key}: {exc}", file=sys.stderr)
+        return 2
+    for _pipe, why in daemon.check_state():
+        print(f"edgernn serve: {cfg.where('state.dir')}: state.dir: {why}", file=sys.stderr)
+        return 2
+    return daemon.run()

@@ -269,6 +269,7 @@ class Daemon:
         self._iv_step: list[float] = []
         self._reject_logged: dict[str, float] = {}
         self._reject_pending: Counter[str] = Counter()
+        self._drops_logged = (0, -math.inf)  # (inbox.drops at the last log line, when)
         self._evict_logged: dict[str, float] = {}
         self._evict_pending: Counter[str] = Counter()
         # Detector.process(batch, now=wall clock) where the detector takes it (future timestamps)
@@ -305,6 +306,18 @@ class Daemon:
             text = getattr(pipe.decoder, "reject_detail", "")
             log.warning("pipeline %s: rejected %d message(s) (%s), e.g. on %s: %s", pipe.cfg.name, n, reason,
                         topic[:80], text)
+
+    def _log_drops(self) -> None:
+        """Readings dropped by a full inbox (``limits.when_full`` drop_*): one WARNING line per
+        ``log.rejects_every_s`` with how many since the last line."""
+        drops = self.inbox.drops
+        logged, when = self._drops_logged
+        now = time.monotonic()
+        if drops == logged or now - when < self.cfg.log.rejects_every_s:
+            return
+        self._drops_logged = (drops, now)
+        log.warning("inbox full (limits.inbox_size %d, when_full %s): dropped %d reading(s), %d since start",
+                    self.inbox.size, self.inbox.when_full, drops - logged, drops)
 
     def _log_evictions(self, pipe: Pipeline) -> None:
         """Drain the store's evicted ids; log them at most once per ``log.rejects_every_s``."""
@@ -486,6 +499,8 @@ class Daemon:
                 rate += 0.2 * (drained / max(t - last_drain, 1e-4) - rate)
                 last_drain = t
             busy = rate > BUSY_RATE or len(inbox) >= 16
+            if inbox.drops != self._drops_logged[0]:
+                self._log_drops()
             now = time.monotonic()
             if now >= next_wd:
                 sdnotify.notify("WATCHDOG=1")

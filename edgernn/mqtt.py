@@ -249,6 +249,11 @@ class MqttClient:
 
     def start(self) -> None:
         cfg = self.cfg
+        log.info("connecting to %s:%d (MQTT %s, client id %s, %s session)", cfg.host, cfg.port, cfg.protocol,
+                 cfg.client_id, "clean" if cfg.clean_session else "persistent")
+        if len(self._subs) < len(self._routes):
+            log.info("subscriptions: %s (%d pipeline filter(s) share them)",
+                     ", ".join(f"{f} (QoS {q})" for f, q in self._subs), len(self._routes))
         if cfg.protocol == "5":
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 0 if cfg.clean_session else cfg.session_expiry_s
@@ -257,11 +262,6 @@ class MqttClient:
         else:
             self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
         self.client.loop_start()
-        log.info("connecting to %s:%d (MQTT %s, client id %s, %s session)", cfg.host, cfg.port, cfg.protocol,
-                 cfg.client_id, "clean" if cfg.clean_session else "persistent")
-        if len(self._subs) < len(self._routes):
-            log.info("subscriptions: %s (%d pipeline filter(s) share them)",
-                     ", ".join(f"{f} (QoS {q})" for f, q in self._subs), len(self._routes))
 
     # -- callbacks (network thread) ------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties):

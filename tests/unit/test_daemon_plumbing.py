@@ -265,3 +265,55 @@ def test_evictions_are_logged_rate_limited_with_the_ids(caplog):
     store.rows_for(["e"])
     d._log_evictions(pipe)
     assert "evicted 2 stream(s)" in caplog.records[-1].getMessage()
+
+
+def test_a_reject_is_decoded_once_and_logged_with_its_detail(caplog, monkeypatch):
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from edgernn.config import LimitsConfig, PayloadConfig, PipelineConfig
+    from edgernn.daemon import Daemon, Inbox
+    from edgernn.decode import Decoder
+
+    pcfg = PipelineConfig(name="plant", subscribe="plant/+/+", model="/m", stream="{1}/{2}",
+                          payload=PayloadConfig(value="value", timestamp="ts"))
+    decoder = Decoder(pcfg, ("value",), LimitsConfig())
+    calls = []
+    general = decoder._decode
+    monkeypatch.setattr(decoder, "_decode", lambda *a: calls.append(1) or general(*a))
+    monkeypatch.setattr(decoder, "decode", lambda *a, **k: pytest.fail("decoded a second time for the log"))
+    d = Daemon.__new__(Daemon)
+    d.cfg = SimpleNamespace(log=SimpleNamespace(rejects_every_s=10.0))
+    d.inbox = Inbox(1, 10)
+    d._reject_logged, d._reject_pending = {}, Counter()
+    pipe = SimpleNamespace(cfg=pcfg, decoder=decoder, rejects=Counter())
+    caplog.set_level("WARNING", logger="edgernn.daemon")
+    assert d._handler(0, pipe)(b"plant/a/b", b'{"ts": 1.7e9, "value": "hot"}') is True
+    assert calls == [1] and pipe.rejects == {"wrong_type": 1}
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "rejected 1 message(s) (wrong_type), e.g. on plant/a/b: " in line and "value" in line
+
+
+def test_connect_failures_are_logged_with_their_reason(caplog):
+    import ssl
+    from types import SimpleNamespace
+
+    pytest.importorskip("paho.mqtt")
+    from edgernn.mqtt import MqttClient
+
+    m = MqttClient.__new__(MqttClient)
+    m.cfg = SimpleNamespace(host="broker.lan", port=8883, reconnect_max_s=30.0)
+    m._fails, m._fail_logged = 0, 0.0
+    caplog.set_level("WARNING", logger="edgernn.mqtt")
+    for exc in (ConnectionRefusedError(111, "Connection refused"),
+                ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+                                                "unable to get local issuer certificate (_ssl.c:1006)")):
+        m._fails = 0  # each as a first failure: logged at once
+        try:
+            raise exc
+        except OSError:  # paho calls on_connect_fail inside its except block
+            m._on_connect_fail(None, None)
+    refused, tls = [r.getMessage() for r in caplog.records]
+    assert refused == "cannot reach MQTT broker broker.lan:8883 (Connection refused); retrying with backoff (up to 30 s)"
+    assert tls.startswith("TLS handshake with MQTT broker broker.lan:8883 failed: [SSL: CERTIFICATE_VERIFY_FAILED] "
+                          "certificate verify failed: unable to get local issuer certificate - check mqtt.tls.ca")

@@ -463,10 +463,12 @@ class Daemon:
         gc.freeze()
         self.mqtt.start()
         sdnotify.notify("READY=1")
-        sdnotify.notify(f"STATUS=running {len(self.pipes)} pipeline(s), broker {cfg.mqtt.host}:{cfg.mqtt.port}")
+        self._status_shown = ""
+        self._update_status()
         wd = sdnotify.watchdog_interval()
         now = time.monotonic()
         next_wd = now if wd else math.inf
+        next_status = now + 1.0
         stats_iv, snap_iv = cfg.stats.interval_s, cfg.state.snapshot_interval_s
         last_stats = now
         next_stats = now + stats_iv if stats_iv > 0 else math.inf
@@ -505,6 +507,9 @@ class Daemon:
             if now >= next_wd:
                 sdnotify.notify("WATCHDOG=1")
                 next_wd = now + wd
+            if now >= next_status:
+                self._update_status()
+                next_status = now + 1.0
             if now >= next_snap:
                 self.snapshot()
                 next_snap = now + snap_iv
@@ -512,6 +517,16 @@ class Daemon:
                 self.mqtt.publish(cfg.topic("stats"), json.dumps(_finite(self.stats(now - last_stats))), qos=0)
                 last_stats, next_stats = now, now + stats_iv
         return self.shutdown()
+
+    def _update_status(self) -> None:
+        """The one-line ``systemctl status`` text: running, or why the broker cannot be reached
+        (a TLS handshake failure, a refused login) while paho keeps retrying."""
+        cfg, problem = self.cfg, self.mqtt.last_error
+        text = f"broker trouble: {problem}" if problem else \
+            f"running {len(self.pipes)} pipeline(s), broker {cfg.mqtt.host}:{cfg.mqtt.port}"
+        if text != self._status_shown:
+            sdnotify.notify(f"STATUS={text}")
+            self._status_shown = text
 
     def shutdown(self) -> int:
         sdnotify.notify("STOPPING=1")

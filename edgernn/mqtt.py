@@ -165,6 +165,7 @@ class MqttClient:
         self.publish_refused: Counter[str] = Counter()
         self._fail_logged = 0.0
         self._fails = 0
+        self.last_error: str | None = None  # why the last connection attempt failed; None once connected
 
     # -- setup -------------------------------------------------------------------------------
     def subscribe(self, topic_filter: str, qos: int, handler: Handler, *, raw_topic: bool = False) -> None:
@@ -278,6 +279,7 @@ class MqttClient:
             return
         self.connects += 1
         self._fails = 0
+        self.last_error = None
         present = getattr(flags, "session_present", False)
         log.info("connected to %s:%d (session %s)", cfg.host, cfg.port, "resumed" if present else "new")
         if self._subs:
@@ -302,6 +304,7 @@ class MqttClient:
             self._log_fail(f"cannot reach MQTT broker {where}{why}; {retry}")
 
     def _log_fail(self, msg: str) -> None:
+        self.last_error = msg
         now = time.monotonic()
         if self._fails <= 1 or now - self._fail_logged >= 60:  # first failure, then once a minute
             log.warning("%s", msg)
@@ -378,4 +381,5 @@ class MqttClient:
 
     def stats(self) -> dict:
         return {"connected": self.is_connected, "connects": self.connects, "published": self.published,
-                "publish_refused": dict(self.publish_refused), "publish_pending": self.pending()}
+                "publish_refused": dict(self.publish_refused), "publish_pending": self.pending(),
+                "last_error": self.last_error}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -238,10 +239,18 @@ def test_unknown_ca_logged_with_the_tls_reason_and_retried(tmp_path, bundle_dir,
     broker = Broker(tmp_path / "broker", extra=(
         f"listener {tls_port} 127.0.0.1\n"
         f"cafile {pki['ca.crt']}\ncertfile {pki['server.crt']}\nkeyfile {pki['server.key']}\n")).start()
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # stands in for systemd's NOTIFY_SOCKET
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(10)
     try:
-        d = daemons(tmp_path, _tls_config(tls_port, bundle_dir, tmp_path, ca=other["ca.crt"])).start()
+        d = daemons(tmp_path, _tls_config(tls_port, bundle_dir, tmp_path, ca=other["ca.crt"]))
+        d.start(env={"NOTIFY_SOCKET": str(tmp_path / "notify")})
         d.wait_log("TLS handshake with MQTT broker")
-        time.sleep(1.5)  # a few retries (reconnect_max_s 1)
+        status = ""
+        while not status.startswith("STATUS=broker trouble"):  # socket.timeout after 10 s without it
+            status = notify.recv(4096).decode()
+        assert "certificate verify failed" in status  # what `systemctl status` shows
+        time.sleep(1.0)  # a few retries (reconnect_max_s 1)
         assert d.alive()
         log = d.log()
         no_traceback(log)
@@ -249,6 +258,7 @@ def test_unknown_ca_logged_with_the_tls_reason_and_retried(tmp_path, bundle_dir,
         assert d.stop() == 0
     finally:
         broker.stop()
+        notify.close()
 
 
 # -- the state directory -----------------------------------------------------------------------------

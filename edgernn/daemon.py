@@ -275,6 +275,15 @@ class Daemon:
         # Detector.process(batch, now=wall clock) where the detector takes it (future timestamps)
         self._pass_now = [("now" in inspect.signature(p.detector.process).parameters) for p in self.pipes]
 
+    def _drain_evictions(self, p: Pipeline) -> list:
+        """Stream ids evicted since the last call (StateStore.evicted_ids, emptied here)."""
+        state = p.detector.state
+        evicted = getattr(state, "evicted_ids", None)
+        if not evicted:
+            return []
+        state.evicted_ids = []
+        return evicted
+
     # -- network thread ----------------------------------------------------------------------
     def _handler(self, index: int, pipe: Pipeline):
         decode_into, put, rejects = pipe.decoder.decode_into, self.inbox.put, pipe.rejects
@@ -319,9 +328,8 @@ class Daemon:
         log.warning("inbox full (limits.inbox_size %d, when_full %s): dropped %d reading(s), %d since start",
                     self.inbox.size, self.inbox.when_full, drops - logged, drops)
 
-    def _log_evictions(self, pipe: Pipeline) -> None:
-        """Drain the store's evicted ids; log them at most once per ``log.rejects_every_s``."""
-        evicted = getattr(pipe.detector.state, "evicted_ids", None)
+    def _log_evictions(self, pipe: Pipeline, evicted: list) -> None:
+        """Log evicted stream ids at most once per ``log.rejects_every_s`` (the count in between follows)."""
         if not evicted:
             return
         name = pipe.cfg.name
@@ -334,7 +342,6 @@ class Daemon:
             shown = ", ".join(evicted[-5:])
             log.warning("pipeline %s: evicted %d stream(s) and their learned state (max_streams %d reached), "
                         "latest: %s", name, n, pipe.detector.state.capacity, shown)
-        evicted.clear()
 
     # -- main thread ---------------------------------------------------------------------------
     def request_stop(self, *_args) -> None:
@@ -397,9 +404,9 @@ class Daemon:
             p.processed += n
             self.processed += n
             self._iv_readings += n
+            self._log_evictions(p, self._drain_evictions(p))
             for ev in res.events:
                 self._publish_event(p, ev)
-            self._log_evictions(p)
 
     def _publish_event(self, p: Pipeline, ev) -> None:
         self.alerts[ev.kind] += 1

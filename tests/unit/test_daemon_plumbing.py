@@ -255,15 +255,15 @@ def test_evictions_are_logged_rate_limited_with_the_ids(caplog):
     caplog.set_level("WARNING", logger="edgernn.daemon")
     store.rows_for(["a", "b"])
     store.rows_for(["c"])  # evicts a
-    d._log_evictions(pipe)
+    d._log_evictions(pipe, d._drain_evictions(pipe))
     store.rows_for(["d"])  # evicts b: within the interval, counted for the next line
-    d._log_evictions(pipe)
+    d._log_evictions(pipe, d._drain_evictions(pipe))
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "evicted 1 stream(s)" in lines[0] and "latest: a" in lines[0]
     assert store.evicted_ids == [] and d._evict_pending["plant"] == 1
     d._evict_logged["plant"] -= 7200  # the interval has passed
     store.rows_for(["e"])
-    d._log_evictions(pipe)
+    d._log_evictions(pipe, d._drain_evictions(pipe))
     assert "evicted 2 stream(s)" in caplog.records[-1].getMessage()
 
 

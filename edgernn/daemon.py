@@ -399,12 +399,14 @@ class Daemon:
                 if self.process_errors <= 3:
                     log.exception("pipeline %s: processing a batch of %d failed", p.cfg.name, n)
                 continue
-            self._iv_step.append(time.perf_counter() - t0)
+            seconds = time.perf_counter() - t0
+            self._iv_step.append(seconds)
+            evicted = self._drain_evictions(p)  # drained once here: every user gets this list
+            self._log_evictions(p, evicted)
             self._iv_batches.append(n)
             p.processed += n
             self.processed += n
             self._iv_readings += n
-            self._log_evictions(p, self._drain_evictions(p))
             for ev in res.events:
                 self._publish_event(p, ev)
 

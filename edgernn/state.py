@@ -186,8 +186,8 @@ class StateStore:
             if self.last_seen[row] == self._tick:
                 raise OverflowError("more distinct streams in one batch than the store's capacity")
             del self.ids[self.names[row]]
+            self.evicted_ids.append(self.names[row])
             self.evictions += 1
-            self.evicted_ids.append(self.names[row])  # the caller drains it (the daemon logs them)
         self.ids[sid] = row
         self.names[row] = sid
         self.num[row] = self._init_row

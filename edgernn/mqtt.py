@@ -16,9 +16,9 @@
   the highest QoS asked for anything it covers; every message is matched here against every
   filter and handed to each matching handler exactly once (a broker that delivers one copy per
   overlapping subscription would otherwise double it). It is acknowledged once, after all took it.
-- TLS: the CA, certificate and key are loaded when the client is built; a file that is not PEM or
-  a key that does not match its certificate raises :class:`MqttSetupError` (one line, naming the
-  config key): a permanent configuration error, ``serve`` exits 2 without retrying. A failed
+- TLS: the CA, certificate and key are loaded when the client is built (``tls.tls_context``); a
+  file that is not PEM or a key that does not match its certificate raises ``TlsFileError`` (one
+  line, naming the config key): a permanent configuration error, ``serve`` exits 2 without retrying. A failed
   handshake with the broker (unknown CA, wrong host name) is logged with the TLS reason and
   retried with backoff like an unreachable broker: the broker side may be fixed while we wait.
 """
@@ -26,7 +26,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import ssl
 import sys
 import threading
@@ -39,6 +38,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from .tls import TlsFileError, ssl_reason, tls_context  # noqa: F401 - TlsFileError: raised by MqttClient()
+
 log = logging.getLogger("edgernn.mqtt")
 
 # handler(topic, payload) -> True when the message was taken (acknowledge it), False to leave it
@@ -46,46 +47,6 @@ log = logging.getLogger("edgernn.mqtt")
 Handler = Callable[[str, bytes], bool]
 _AUTH_CODES = {4, 5, 134, 135}  # 3.1.1: bad user name or password / not authorised; 5: the same
 _TOPIC_CACHE_MAX = 10_000  # topics remembered with their handlers (routing with several filters)
-
-
-class MqttSetupError(ValueError):
-    """The client cannot be built from its settings; ``key`` is the config key at fault."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(message)
-        self.key = key
-
-
-def _ssl_reason(exc: BaseException) -> str:
-    """An ssl / OS error as one readable line, without OpenSSL's source location."""
-    text = getattr(exc, "strerror", None) if not isinstance(exc, ssl.SSLError) else None
-    text = text or str(exc) or type(exc).__name__
-    return re.sub(r"\s*\(_ssl\.c:\d+\)", "", text)
-
-
-def tls_context(tls) -> ssl.SSLContext:
-    """An SSLContext for ``mqtt.tls`` (ca, cert, key, insecure); MqttSetupError names the bad file."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
-    try:
-        if tls.ca:
-            ctx.load_verify_locations(cafile=str(tls.ca))
-        else:
-            ctx.load_default_certs()
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        raise MqttSetupError("mqtt.tls.ca", f"cannot use CA file {tls.ca}: {_ssl_reason(exc)} "
-                             "(expected PEM certificates: -----BEGIN CERTIFICATE-----)") from None
-    if tls.cert:
-        try:
-            ctx.load_cert_chain(str(tls.cert), str(tls.key) if tls.key else None)
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            reason = _ssl_reason(exc)
-            hint = ("the key does not belong to the certificate" if "MISMATCH" in reason.upper()
-                    else "expected a PEM certificate and its unencrypted PEM private key")
-            raise MqttSetupError("mqtt.tls.cert", f"cannot use client certificate {tls.cert} with key {tls.key}: "
-                                 f"{reason} ({hint})") from None
-    if tls.insecure:
-        ctx.check_hostname = False  # the chain is still verified
-    return ctx
 
 
 def filter_covers(a: str, b: str) -> bool:
@@ -145,7 +106,7 @@ class MqttClient:
         if cfg.username is not None:
             c.username_pw_set(cfg.username, cfg.password)
         if cfg.tls is not None:
-            c.tls_set_context(tls_context(cfg.tls))  # MqttSetupError: a permanent config error
+            c.tls_set_context(tls_context(cfg.tls))  # TlsFileError: a permanent config error
         if status_topic:
             c.will_set(status_topic, offline, qos=1, retain=True)
         c.on_connect = self._on_connect
@@ -298,9 +259,9 @@ class MqttClient:
         if isinstance(exc, ssl.SSLError):
             hint = " - check mqtt.tls.ca (the CA that signed the broker's certificate) and the host name" \
                 if isinstance(exc, ssl.SSLCertVerificationError) else ""
-            self._log_fail(f"TLS handshake with MQTT broker {where} failed: {_ssl_reason(exc)}{hint}; {retry}")
+            self._log_fail(f"TLS handshake with MQTT broker {where} failed: {ssl_reason(exc)}{hint}; {retry}")
         else:
-            why = f" ({_ssl_reason(exc)})" if exc is not None else ""
+            why = f" ({ssl_reason(exc)})" if exc is not None else ""
             self._log_fail(f"cannot reach MQTT broker {where}{why}; {retry}")
 
     def _log_fail(self, msg: str) -> None:

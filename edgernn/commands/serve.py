@@ -60,11 +60,11 @@ def run(args) -> int:
         print(f"edgernn serve: {cfg.where('state.dir')}: state.dir: cannot create {cfg.state_dir}: {exc.strerror}",
               file=sys.stderr)
         return 2
-    from ..mqtt import MqttSetupError
+    from ..tls import TlsFileError
 
     try:
         daemon = Daemon(cfg, pipelines=pipes)
-    except MqttSetupError as exc:  # TLS files: permanent, so no traceback and no restart loop
+    except TlsFileError as exc:  # TLS files: permanent, so no traceback and no restart loop
         print(f"edgernn serve: {cfg.where(exc.key)}: {exc.key}: {exc}", file=sys.stderr)
         return 2
     for _pipe, why in daemon.check_state():

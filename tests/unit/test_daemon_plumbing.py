@@ -215,16 +215,15 @@ class _Tls:
 
 
 def test_tls_context_names_the_bad_file(tmp_path):
-    pytest.importorskip("paho.mqtt")
-    from edgernn.mqtt import MqttSetupError, tls_context
+    from edgernn.tls import TlsFileError, tls_context
 
     junk = tmp_path / "ca.crt"
     junk.write_text("this is not a certificate\n")
-    with pytest.raises(MqttSetupError) as err:
+    with pytest.raises(TlsFileError) as err:
         tls_context(_Tls(ca=junk))
     assert err.value.key == "mqtt.tls.ca" and str(junk) in str(err.value) and "\n" not in str(err.value)
     assert "_ssl.c" not in str(err.value)
-    with pytest.raises(MqttSetupError) as err:
+    with pytest.raises(TlsFileError) as err:
         tls_context(_Tls(cert=junk, key=junk))
     assert err.value.key == "mqtt.tls.cert" and "PEM" in str(err.value)
     assert tls_context(_Tls(insecure=True)).check_hostname is False  # system CAs, host name not checked
@@ -317,3 +316,26 @@ def test_connect_failures_are_logged_with_their_reason(caplog):
     assert refused == "cannot reach MQTT broker broker.lan:8883 (Connection refused); retrying with backoff (up to 30 s)"
     assert tls.startswith("TLS handshake with MQTT broker broker.lan:8883 failed: [SSL: CERTIFICATE_VERIFY_FAILED] "
                           "certificate verify failed: unable to get local issuer certificate - check mqtt.tls.ca")
+
+
+@pytest.mark.skipif(__import__("shutil").which("openssl") is None, reason="openssl CLI needed")
+def test_tls_context_mismatched_and_encrypted_keys(tmp_path):
+    import subprocess
+
+    from edgernn.tls import TlsFileError, tls_context
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+    openssl("req", "-x509", *ec, "-nodes", "-keyout", "a.key", "-out", "a.crt", "-days", "1", "-subj", "/CN=a")
+    openssl("req", "-x509", *ec, "-nodes", "-keyout", "b.key", "-out", "b.crt", "-days", "1", "-subj", "/CN=b")
+    openssl("pkey", "-in", "a.key", "-out", "a.enc.key", "-aes256", "-passout", "pass:secret")
+    cert = tmp_path / "a.crt"
+    tls_context(_Tls(ca=cert, cert=cert, key=tmp_path / "a.key"))  # the right pair loads
+    with pytest.raises(TlsFileError) as err:
+        tls_context(_Tls(ca=cert, cert=cert, key=tmp_path / "b.key"))
+    assert err.value.key == "mqtt.tls.key" and "does not belong to the client certificate" in str(err.value)
+    with pytest.raises(TlsFileError) as err:  # never a passphrase prompt on the terminal
+        tls_context(_Tls(ca=cert, cert=cert, key=tmp_path / "a.enc.key"))
+    assert err.value.key == "mqtt.tls.key" and "encrypted" in str(err.value)

@@ -5,7 +5,12 @@
 Topics (prefix edgernn/{node}): alerts on .../alerts/{stream} (QoS 1), retained online/offline
 on .../status (last will), stats every stats.interval_s on .../stats. SIGTERM or Ctrl-C: finish the
 batch, snapshot the state, publish offline, exit 0. Under systemd (Type=notify) it sends READY,
-WATCHDOG and STOPPING. Validate a config without running: edgernn check-config CONFIG.yaml
+WATCHDOG, STOPPING and a STATUS line (running, or why the broker cannot be reached). Validate a
+config without running: edgernn check-config CONFIG.yaml
+
+Several pipelines may subscribe to the same or overlapping filters (a Zigbee2MQTT / Tasmota device
+reporting several fields in one payload: one pipeline per field): the broker gets one subscription
+per filter, and every pipeline whose filter matches gets each message once.
 
 Exit status: 0 stopped cleanly; 1 stopped but the final snapshot could not be written (logged at
 ERROR); 2 a configuration error that a restart cannot fix (bad config, model, TLS file that is not

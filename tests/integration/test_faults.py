@@ -105,11 +105,13 @@ def test_daemon_sigkill_restart_from_an_older_snapshot_no_alert_burst(broker, tm
 
 
 # -- floods and bad input ------------------------------------------------------------------------
-def test_flood_drops_are_counted_and_logged(broker, bundle_dir, tmp_path, daemons):
+@pytest.mark.parametrize("when_full", ["drop_newest", "block"])
+def test_flood_every_reading_processed_or_counted_as_dropped(when_full, broker, bundle_dir, tmp_path, daemons):
     """A full inbox with when_full drop_newest drops whole messages: every reading is either
-    processed or counted as dropped, and the drops are logged."""
+    processed or counted as dropped, and the drops are logged. With block (the default) the
+    broker holds the flood back instead: nothing is dropped."""
     cfg = daemon_config(broker.port, bundle_dir, tmp_path / "state",
-                        limits={"inbox_size": 150, "when_full": "drop_newest"})
+                        limits={"inbox_size": 150, "when_full": when_full})
     d = daemons(tmp_path, cfg)
     watch = Watcher(broker.port)
     started(d, watch)
@@ -122,9 +124,12 @@ def test_flood_drops_are_counted_and_logged(broker, bundle_dir, tmp_path, daemon
     stats = watch.wait_stats(lambda s: s["readings_total"] + s["inbox"]["drops"] >= n_msgs * per, timeout=30,
                              what="every reading processed or dropped")
     drops = stats["inbox"]["drops"]
-    assert drops > 0 and drops % per == 0, drops  # all or nothing per message
     assert stats["readings_total"] + drops == n_msgs * per
-    d.wait_log("inbox full")
+    if when_full == "block":
+        assert drops == 0 and stats["inbox"]["high_water"] <= 150
+    else:
+        assert drops > 0 and drops % per == 0, drops  # all or nothing per message
+        d.wait_log("inbox full")
     assert d.stop() == 0
     no_traceback(d.log())
     pub.close()

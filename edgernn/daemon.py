@@ -270,6 +270,7 @@ class Daemon:
         self._reject_logged: dict[str, float] = {}
         self._reject_pending: Counter[str] = Counter()
         self._drops_logged = (0, -math.inf)  # (inbox.drops at the last log line, when)
+        self._status_shown = ""  # the last STATUS= line sent to systemd
         self._evict_logged: dict[str, float] = {}
         self._evict_pending: Counter[str] = Counter()
         # Detector.process(batch, now=wall clock) where the detector takes it (future timestamps)
@@ -472,7 +473,6 @@ class Daemon:
         gc.freeze()
         self.mqtt.start()
         sdnotify.notify("READY=1")
-        self._status_shown = ""
         self._update_status()
         wd = sdnotify.watchdog_interval()
         now = time.monotonic()

@@ -230,6 +230,16 @@ def build_pipeline(cfg, pcfg, limits) -> Pipeline:
                                 "backend": pcfg.backend})
 
 
+def _age(seconds: float) -> str:
+    """A duration for people: 42 s, 12 min, 5.2 h, 3.1 days."""
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 172800 else f"{seconds / 86400:.1f} days"
+
+
 def _finite(obj):
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -362,6 +372,8 @@ class Daemon:
                 ok, msg = p.detector.state.restore(p.snapshot_path, p.bundle.sha256)
             except Exception as exc:  # noqa: BLE001 - a bad snapshot must not stop the daemon
                 ok, msg = False, f"snapshot {p.snapshot_path} not restored ({type(exc).__name__}: {exc}); starting fresh"
+            if ok:  # how far the streams were rolled back (readings since then were not replayed)
+                msg += f" (written {_age(time.time() - p.snapshot_path.stat().st_mtime)} ago)"
             (log.info if ok or "no snapshot" in msg else log.warning)("pipeline %s: %s", p.cfg.name, msg)
 
     def snapshot(self, force: bool = False) -> bool:

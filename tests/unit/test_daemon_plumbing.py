@@ -339,3 +339,9 @@ def test_tls_context_mismatched_and_encrypted_keys(tmp_path):
     with pytest.raises(TlsFileError) as err:  # never a passphrase prompt on the terminal
         tls_context(_Tls(ca=cert, cert=cert, key=tmp_path / "a.enc.key"))
     assert err.value.key == "mqtt.tls.key" and "encrypted" in str(err.value)
+
+
+def test_age_in_human_units():
+    from edgernn.daemon import _age
+
+    assert [_age(s) for s in (-1, 42, 720, 5 * 3600, 3 * 86400)] == ["0 s", "42 s", "12 min", "5.0 h", "3.0 days"]

@@ -230,6 +230,11 @@ def build_pipeline(cfg, pcfg, limits) -> Pipeline:
                                 "backend": pcfg.backend})
 
 
+def takes_now(detector) -> bool:
+    """Whether ``detector.process`` takes ``now=`` (the wall clock, for timestamps from the future)."""
+    return "now" in inspect.signature(detector.process).parameters
+
+
 def _age(seconds: float) -> str:
     """A duration for people: 42 s, 12 min, 5.2 h, 3.1 days."""
     seconds = max(0.0, seconds)
@@ -283,8 +288,7 @@ class Daemon:
         self._status_shown = ""  # the last STATUS= line sent to systemd
         self._evict_logged: dict[str, float] = {}
         self._evict_pending: Counter[str] = Counter()
-        # Detector.process(batch, now=wall clock) where the detector takes it (future timestamps)
-        self._pass_now = [("now" in inspect.signature(p.detector.process).parameters) for p in self.pipes]
+        self._pass_now = [takes_now(p.detector) for p in self.pipes]
 
     def _drain_evictions(self, p: Pipeline) -> list:
         """Stream ids evicted since the last call (StateStore.evicted_ids, emptied here)."""

@@ -18,9 +18,10 @@
   overlapping subscription would otherwise double it). It is acknowledged once, after all took it.
 - TLS: the CA, certificate and key are loaded when the client is built (``tls.tls_context``); a
   file that is not PEM or a key that does not match its certificate raises ``TlsFileError`` (one
-  line, naming the config key): a permanent configuration error, ``serve`` exits 2 without retrying. A failed
-  handshake with the broker (unknown CA, wrong host name) is logged with the TLS reason and
-  retried with backoff like an unreachable broker: the broker side may be fixed while we wait.
+  line, naming the config key): a permanent configuration error, ``serve`` exits 2 without
+  retrying. A failed handshake with the broker (unknown CA, wrong host name) is logged with the
+  TLS reason and retried with backoff like an unreachable broker: the broker side may be fixed
+  while we wait (``last_error`` says why meanwhile; the daemon shows it in systemd's STATUS).
 """
 
 from __future__ import annotations
@@ -255,7 +256,8 @@ class MqttClient:
         """paho calls this inside its ``except OSError`` around the connect: the exception says why."""
         self._fails += 1
         exc = sys.exc_info()[1]
-        where, retry = f"{self.cfg.host}:{self.cfg.port}", f"retrying with backoff (up to {self.cfg.reconnect_max_s:g} s)"
+        where = f"{self.cfg.host}:{self.cfg.port}"
+        retry = f"retrying with backoff (up to {self.cfg.reconnect_max_s:g} s)"
         if isinstance(exc, ssl.SSLError):
             hint = " - check mqtt.tls.ca (the CA that signed the broker's certificate) and the host name" \
                 if isinstance(exc, ssl.SSLCertVerificationError) else ""

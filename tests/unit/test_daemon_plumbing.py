@@ -313,7 +313,8 @@ def test_connect_failures_are_logged_with_their_reason(caplog):
         except OSError:  # paho calls on_connect_fail inside its except block
             m._on_connect_fail(None, None)
     refused, tls = [r.getMessage() for r in caplog.records]
-    assert refused == "cannot reach MQTT broker broker.lan:8883 (Connection refused); retrying with backoff (up to 30 s)"
+    assert refused == ("cannot reach MQTT broker broker.lan:8883 (Connection refused); "
+                       "retrying with backoff (up to 30 s)")
     assert tls.startswith("TLS handshake with MQTT broker broker.lan:8883 failed: [SSL: CERTIFICATE_VERIFY_FAILED] "
                           "certificate verify failed: unable to get local issuer certificate - check mqtt.tls.ca")
 

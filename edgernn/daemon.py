@@ -13,7 +13,17 @@ waits ``batch_wait_ms`` at most (a 20 ms wait there measured p99 19 ms at 2,000 
 
 Shutdown (SIGTERM / SIGINT): finish the batch -> stop taking messages (those arriving now stay
 unacknowledged with the broker) -> process what is already in the inbox -> snapshot -> publish
-``offline`` (retained) and wait for outstanding alerts -> disconnect -> exit 0.
+``offline`` (retained) and wait for outstanding alerts -> disconnect -> exit 0. When the final
+snapshot cannot be written the cause is logged at ERROR and the exit status is 1 (systemd shows the
+unit failed: the state learned since the last good snapshot is lost).
+
+Startup refuses (``serve`` exits 2, one line naming ``state.dir``) a snapshot path that exists but
+is not a regular file, or a state directory where no file can be created: otherwise the first
+sign would be a failed snapshot minutes later, or a silent "no snapshot" after every restart.
+
+Evictions (more live streams than ``max_streams``: a topic flood, or a typo in a publisher) are
+logged at WARNING with the evicted stream ids, at most once per ``log.rejects_every_s`` per
+pipeline (the count of the ones in between follows in the next line), besides the counter.
 
 What survives a crash (SIGKILL, power loss): the last snapshot (at most ``snapshot_interval_s``
 old) and every reading the broker had not yet delivered (persistent session, QoS 1). Readings
@@ -27,11 +37,13 @@ are lost.
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import logging
 import math
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -167,6 +179,20 @@ class Pipeline:
     model_info: dict = field(default_factory=dict)
 
 
+def check_snapshot_path(path: Path) -> str | None:
+    """Why snapshots cannot be written to ``path`` (None: they can). Creates a probe file and
+    removes it: permission bits alone do not tell (root, read-only mounts)."""
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        return f"snapshot path {path} is {kind}; remove it or choose another state.dir"
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.probe."):
+            pass
+    except OSError as exc:
+        return f"cannot write snapshots in {path.parent}: {exc.strerror or exc}"
+    return None
+
+
 class PipelineError(ValueError):
     """A pipeline cannot be built; ``key`` is the config key at fault (model, backend, payload)."""
 
@@ -201,6 +227,21 @@ def build_pipeline(cfg, pcfg, limits) -> Pipeline:
                     snapshot_path=cfg.state_dir / f"{pcfg.name}.npz",
                     model_info={"name": bundle.name, "version": bundle.version, "sha256": bundle.sha256,
                                 "backend": pcfg.backend})
+
+
+def takes_now(detector) -> bool:
+    """Whether ``detector.process`` takes ``now=`` (the wall clock, for timestamps from the future)."""
+    return "now" in inspect.signature(detector.process).parameters
+
+
+def _age(seconds: float) -> str:
+    """A duration for people: 42 s, 12 min, 5.2 h, 3.1 days."""
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 172800 else f"{seconds / 86400:.1f} days"
 
 
 def _finite(obj):
@@ -242,6 +283,11 @@ class Daemon:
         self._iv_step: list[float] = []
         self._reject_logged: dict[str, float] = {}
         self._reject_pending: Counter[str] = Counter()
+        self._drops_logged = (0, -math.inf)  # (inbox.drops at the last log line, when)
+        self._status_shown = ""  # the last STATUS= line sent to systemd
+        self._evict_logged: dict[str, float] = {}
+        self._evict_pending: Counter[str] = Counter()
+        self._pass_now = [takes_now(p.detector) for p in self.pipes]
         self.observers = self._integrations()  # retained state, Home Assistant, Prometheus
 
     def _integrations(self) -> list:
@@ -288,15 +334,15 @@ class Daemon:
             reason = decode_into(topic, payload, clock(), out)
             if reason is not None:
                 rejects[reason] += 1
-                if topic.__class__ is not str:
-                    topic = bytes(topic).decode("utf-8", "replace")
-                self._log_reject(pipe, reason, topic, payload)
+                self._log_reject(pipe, reason, topic)
                 return True
             return put(index, out)
 
         return handle
 
-    def _log_reject(self, pipe: Pipeline, reason: str, topic: str, payload: bytes) -> None:
+    def _log_reject(self, pipe: Pipeline, reason: str, topic: str | bytes) -> None:
+        """Rate-limited: one line per pipeline and reason per ``log.rejects_every_s``, with the
+        detail of the decode that rejected it (the message is not decoded again)."""
         now = time.monotonic()
         key = f"{pipe.cfg.name}:{reason}"
         last = self._reject_logged.get(key)
@@ -304,15 +350,47 @@ class Daemon:
         if last is None or now - last >= self.cfg.log.rejects_every_s:
             self._reject_logged[key] = now
             n = self._reject_pending.pop(key, 1)
-            detail = pipe.decoder.decode(topic, payload)  # slow path, rate-limited: for the detail only
-            text = getattr(detail, "detail", "")
+            if topic.__class__ is not str:
+                topic = bytes(topic).decode("utf-8", "replace")
+            text = getattr(pipe.decoder, "reject_detail", "")
             log.warning("pipeline %s: rejected %d message(s) (%s), e.g. on %s: %s", pipe.cfg.name, n, reason,
                         topic[:80], text)
+
+    def _log_drops(self) -> None:
+        """Readings dropped by a full inbox (``limits.when_full`` drop_*): one WARNING line per
+        ``log.rejects_every_s`` with how many since the last line."""
+        drops = self.inbox.drops
+        logged, when = self._drops_logged
+        now = time.monotonic()
+        if drops == logged or now - when < self.cfg.log.rejects_every_s:
+            return
+        self._drops_logged = (drops, now)
+        log.warning("inbox full (limits.inbox_size %d, when_full %s): dropped %d reading(s), %d since start",
+                    self.inbox.size, self.inbox.when_full, drops - logged, drops)
+
+    def _log_evictions(self, pipe: Pipeline, evicted: list) -> None:
+        """Log evicted stream ids at most once per ``log.rejects_every_s`` (the count in between follows)."""
+        if not evicted:
+            return
+        name = pipe.cfg.name
+        self._evict_pending[name] += len(evicted)
+        now = time.monotonic()
+        last = self._evict_logged.get(name)
+        if last is None or now - last >= self.cfg.log.rejects_every_s:
+            self._evict_logged[name] = now
+            n = self._evict_pending.pop(name)
+            shown = ", ".join(evicted[-5:])
+            log.warning("pipeline %s: evicted %d stream(s) and their learned state (max_streams %d reached), "
+                        "latest: %s", name, n, pipe.detector.state.capacity, shown)
 
     # -- main thread ---------------------------------------------------------------------------
     def request_stop(self, *_args) -> None:
         self._stop.set()
         self.inbox.wake()
+
+    def check_state(self) -> list[tuple[Pipeline, str]]:
+        """Pipelines whose snapshots cannot be written, with why (empty: all fine)."""
+        return [(p, why) for p in self.pipes if (why := check_snapshot_path(p.snapshot_path)) is not None]
 
     def _restore(self) -> None:
         self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
@@ -323,20 +401,26 @@ class Daemon:
                 ok, msg = p.detector.state.restore(p.snapshot_path, p.bundle.sha256)
             except Exception as exc:  # noqa: BLE001 - a bad snapshot must not stop the daemon
                 ok, msg = False, f"snapshot {p.snapshot_path} not restored ({type(exc).__name__}: {exc}); starting fresh"
+            if ok:  # how far the streams were rolled back (readings since then were not replayed)
+                msg += f" (written {_age(time.time() - p.snapshot_path.stat().st_mtime)} ago)"
             (log.info if ok or "no snapshot" in msg else log.warning)("pipeline %s: %s", p.cfg.name, msg)
 
-    def snapshot(self, force: bool = False) -> None:
+    def snapshot(self, force: bool = False) -> bool:
+        """Write every pipeline's snapshot; False when one failed (logged at ERROR, counted)."""
         if not force and self.processed == self._snap_processed:
-            return
-        streams = 0
+            return True
+        streams, ok = 0, True
         for p in self.pipes:
             try:
                 streams += p.detector.state.snapshot(p.snapshot_path, p.bundle.sha256)
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - OSError mostly; never stop the loop for it
+                ok = False
                 self.snapshot_info["errors"] += 1
-                log.error("pipeline %s: snapshot to %s failed: %s", p.cfg.name, p.snapshot_path, exc)
+                log.error("pipeline %s: snapshot to %s failed: %s", p.cfg.name, p.snapshot_path,
+                          getattr(exc, "strerror", None) or exc)
         self._snap_processed = self.processed
         self.snapshot_info.update(ts=time.time(), readings=self.processed, streams=streams)
+        return ok
 
     def process(self, index: int, items: list) -> None:
         p = self.pipes[index]
@@ -350,7 +434,8 @@ class Daemon:
             streams = list(streams)
             t0 = time.perf_counter()
             try:
-                res = det.process(Batch(streams, ts, x))
+                res = det.process(Batch(streams, ts, x), now=time.time()) if self._pass_now[index] else \
+                    det.process(Batch(streams, ts, x))
             except Exception:  # noqa: BLE001 - a bug on one batch must not stop the daemon
                 self.process_errors += 1
                 if self.process_errors <= 3:
@@ -360,6 +445,7 @@ class Daemon:
             self._iv_step.append(seconds)
             evicted = self._drain_evictions(p)  # drained once here: every user gets this list
             self._notify("on_batch", p, streams, ts, evicted, seconds, res)
+            self._log_evictions(p, evicted)
             self._iv_batches.append(n)
             p.processed += n
             self.processed += n
@@ -431,10 +517,11 @@ class Daemon:
         gc.freeze()
         self.mqtt.start()
         sdnotify.notify("READY=1")
-        sdnotify.notify(f"STATUS=running {len(self.pipes)} pipeline(s), broker {cfg.mqtt.host}:{cfg.mqtt.port}")
+        self._update_status()
         wd = sdnotify.watchdog_interval()
         now = time.monotonic()
         next_wd = now if wd else math.inf
+        next_status = now + 1.0
         stats_iv, snap_iv = cfg.stats.interval_s, cfg.state.snapshot_interval_s
         last_stats = now
         next_stats = now + stats_iv if stats_iv > 0 else math.inf
@@ -467,10 +554,15 @@ class Daemon:
                 rate += 0.2 * (drained / max(t - last_drain, 1e-4) - rate)
                 last_drain = t
             busy = rate > BUSY_RATE or len(inbox) >= 16
+            if inbox.drops != self._drops_logged[0]:
+                self._log_drops()
             now = time.monotonic()
             if now >= next_wd:
                 sdnotify.notify("WATCHDOG=1")
                 next_wd = now + wd
+            if now >= next_status:
+                self._update_status()
+                next_status = now + 1.0
             if now >= next_snap:
                 self.snapshot()
                 next_snap = now + snap_iv
@@ -480,6 +572,16 @@ class Daemon:
                 self._notify("on_stats")
         return self.shutdown()
 
+    def _update_status(self) -> None:
+        """The one-line ``systemctl status`` text: running, or why the broker cannot be reached
+        (a TLS handshake failure, a refused login) while paho keeps retrying."""
+        cfg, problem = self.cfg, self.mqtt.last_error
+        text = f"broker trouble: {problem}" if problem else \
+            f"running {len(self.pipes)} pipeline(s), broker {cfg.mqtt.host}:{cfg.mqtt.port}"
+        if text != self._status_shown:
+            sdnotify.notify(f"STATUS={text}")
+            self._status_shown = text
+
     def shutdown(self) -> int:
         sdnotify.notify("STOPPING=1")
         log.info("stopping: finishing the inbox, writing a snapshot, going offline")
@@ -488,10 +590,14 @@ class Daemon:
         for i, items in enumerate(self.inbox.drain()):
             if items:
                 self.process(i, items)
-        self.snapshot(force=True)
-        log.info("snapshot: %d stream(s), %d reading(s) processed since start -> %s",
-                 self.snapshot_info["streams"], self.processed, self.cfg.state_dir)
+        saved = self.snapshot(force=True)
+        if saved:
+            log.info("snapshot: %d stream(s), %d reading(s) processed since start -> %s",
+                     self.snapshot_info["streams"], self.processed, self.cfg.state_dir)
+        else:
+            log.error("final snapshot failed (see above): the state learned since the last good snapshot is "
+                      "lost; exiting with status 1")
         self._notify("close")
         self.mqtt.stop()
         log.info("stopped")
-        return 0
+        return 0 if saved else 1

@@ -305,7 +305,8 @@ class Decoder:
             if reading is not None:
                 out.append(reading)
                 return None
-        return self._decode(topic, payload, now, out)[0]
+        reason, self.reject_detail = self._decode(topic, payload, now, out)  # detail: for the daemon's log
+        return reason
 
     def _flat_reading(self, topic, payload, now: float):
         """The fast path's ``(stream, ts, values)``, or None: let the general path decide."""

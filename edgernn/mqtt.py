@@ -11,12 +11,24 @@
   for the next start.
 - Every publish result is checked: paho refuses silently (``MQTT_ERR_QUEUE_SIZE`` in ``info.rc``)
   beyond ``publish_queue`` outstanding messages; refusals are counted by reason.
+- Routing: several handlers may ask for the same filter, or for overlapping ones (``sensors/+/temp``
+  and ``sensors/#``). The broker gets one subscription per filter that no other filter covers, at
+  the highest QoS asked for anything it covers; every message is matched here against every
+  filter and handed to each matching handler exactly once (a broker that delivers one copy per
+  overlapping subscription would otherwise double it). It is acknowledged once, after all took it.
+- TLS: the CA, certificate and key are loaded when the client is built (``tls.tls_context``); a
+  file that is not PEM or a key that does not match its certificate raises ``TlsFileError`` (one
+  line, naming the config key): a permanent configuration error, ``serve`` exits 2 without
+  retrying. A failed handshake with the broker (unknown CA, wrong host name) is logged with the
+  TLS reason and retried with backoff like an unreachable broker: the broker side may be fixed
+  while we wait (``last_error`` says why meanwhile; the daemon shows it in systemd's STATUS).
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -27,12 +39,55 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from .tls import TlsFileError, ssl_reason, tls_context  # noqa: F401 - TlsFileError: raised by MqttClient()
+
 log = logging.getLogger("edgernn.mqtt")
 
 # handler(topic, payload) -> True when the message was taken (acknowledge it), False to leave it
 # unacknowledged with the broker (only while shutting down).
 Handler = Callable[[str, bytes], bool]
 _AUTH_CODES = {4, 5, 134, 135}  # 3.1.1: bad user name or password / not authorised; 5: the same
+_TOPIC_CACHE_MAX = 10_000  # topics remembered with their handlers (routing with several filters)
+
+
+def filter_covers(a: str, b: str) -> bool:
+    """True when every topic that matches filter ``b`` also matches filter ``a``.
+
+    >>> filter_covers("sensors/#", "sensors/+/temp"), filter_covers("sensors/+/temp", "sensors/#")
+    (True, False)
+    """
+    la, lb = a.split("/"), b.split("/")
+    for i, x in enumerate(la):
+        if x == "#":
+            # '#' also matches the parent level; wildcards at the top never match '$SYS'-like topics
+            return not (i == 0 and lb[0].startswith("$"))
+        if i >= len(lb):
+            return False
+        y = lb[i]
+        if x == "+":
+            if y == "#" or (i == 0 and y.startswith("$")):
+                return False
+        elif x != y:
+            return False
+    return len(la) == len(lb)
+
+
+def plan_subscriptions(asked: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The subscriptions to make for the ``(filter, qos)`` pairs asked: one per filter that no
+    other filter covers (the first of equivalent ones), with the highest QoS of what it covers."""
+    distinct: dict[str, int] = {}
+    for f, q in asked:
+        distinct[f] = max(q, distinct.get(f, 0))
+    names = list(distinct)
+    kept = [f for i, f in enumerate(names)
+            if not any(g != f and filter_covers(g, f) and (not filter_covers(f, g) or j < i)
+                       for j, g in enumerate(names))]
+    return [(f, max(q for g, q in distinct.items() if filter_covers(f, g))) for f in kept]
+
+
+def _match_filter(f: str) -> str:
+    """The filter topics are matched against (``$share/group/f`` matches like ``f``)."""
+    return f.split("/", 2)[2] if f.startswith("$share/") and f.count("/") >= 2 else f
 
 
 class MqttClient:
@@ -52,18 +107,16 @@ class MqttClient:
         if cfg.username is not None:
             c.username_pw_set(cfg.username, cfg.password)
         if cfg.tls is not None:
-            c.tls_set(ca_certs=cfg.tls.ca, certfile=cfg.tls.cert, keyfile=cfg.tls.key,
-                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-            if cfg.tls.insecure:
-                c.tls_insecure_set(True)
+            c.tls_set_context(tls_context(cfg.tls))  # TlsFileError: a permanent config error
         if status_topic:
             c.will_set(status_topic, offline, qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_unmatched
-        self._subs: list[tuple[str, int]] = []
-        self._callbacks: list = []
+        self._subs: list[tuple[str, int]] = []  # what the broker is asked for (plan_subscriptions)
+        self._routes: list[tuple[str, int, Handler, bool]] = []  # (filter, qos, handler, raw_topic)
+        self._targets: dict[str, tuple] = {}  # topic -> ((handler, raw_topic), ...) matching it
         self._gate = threading.Lock()
         self._holding = False
         self._pending: deque = deque()  # MQTTMessageInfo of QoS > 0 publishes not yet confirmed
@@ -75,35 +128,66 @@ class MqttClient:
         self.publish_refused: Counter[str] = Counter()
         self._fail_logged = 0.0
         self._fails = 0
+        self.last_error: str | None = None  # why the last connection attempt failed; None once connected
 
     # -- setup -------------------------------------------------------------------------------
     def subscribe(self, topic_filter: str, qos: int, handler: Handler, *, raw_topic: bool = False) -> None:
         """Route messages matching ``topic_filter`` to ``handler`` (call before :meth:`start`).
 
-        ``raw_topic``: pass the topic as paho received it, UTF-8 bytes, when paho exposes them
-        (``msg._topic``; its ``msg.topic`` decodes them again on every access), else the str.
+        Several handlers may use the same or overlapping filters: each gets every matching
+        message once (see the module docstring). ``raw_topic``: pass the topic as paho received
+        it, UTF-8 bytes, when paho exposes them (``msg._topic``; its ``msg.topic`` decodes them
+        again on every access), else the str.
         """
-        self._subs.append((topic_filter, qos))
-        gate, ack = self._gate, self._ack_in_loop
+        self._routes.append((topic_filter, qos, handler, raw_topic))
+        self._subs = plan_subscriptions([(f, q) for f, q, _h, _r in self._routes])
+        self.client.on_message = self._on_message_single if len(self._routes) == 1 else self._on_message_routed
 
-        def on_message(client, userdata, msg):  # paho network thread: never raise
-            with gate:
-                if self._holding:
-                    return  # not acknowledged: the broker redelivers it to the next session
-                try:
-                    topic = getattr(msg, "_topic", None) if raw_topic else None
-                    if topic.__class__ is not bytes:
-                        topic = msg.topic
-                    taken = handler(topic, msg.payload)
-                except Exception:  # noqa: BLE001 - a bug must not kill the network thread
-                    self.handler_errors += 1
-                    if self.handler_errors <= 3:
-                        log.exception("message handler failed on %r", msg.topic)
-                    taken = True
-            if taken and msg.qos:
-                ack(msg.mid, msg.qos)
+    def _call(self, handler: Handler, raw_topic: bool, msg) -> bool:
+        """Hand ``msg`` to one handler; True when taken. Never raises (paho's network thread)."""
+        try:
+            topic = getattr(msg, "_topic", None) if raw_topic else None
+            if topic.__class__ is not bytes:
+                topic = msg.topic
+            return handler(topic, msg.payload)
+        except Exception:  # noqa: BLE001 - a bug must not kill the network thread
+            self.handler_errors += 1
+            if self.handler_errors <= 3:
+                log.exception("message handler failed on %r", msg.topic)
+            return True
 
-        self._callbacks.append((topic_filter, on_message))
+    def _on_message_single(self, client, userdata, msg):  # one route: no topic matching at all
+        with self._gate:
+            if self._holding:
+                return  # not acknowledged: the broker redelivers it to the next session
+            _f, _q, handler, raw = self._routes[0]
+            taken = self._call(handler, raw, msg)
+        if taken and msg.qos:
+            self._ack_in_loop(msg.mid, msg.qos)
+
+    def _on_message_routed(self, client, userdata, msg):
+        with self._gate:
+            if self._holding:
+                return
+            taken = True
+            for handler, raw in self._targets_for(msg):
+                taken = self._call(handler, raw, msg) and taken
+        if taken and msg.qos:
+            self._ack_in_loop(msg.mid, msg.qos)
+
+    def _targets_for(self, msg) -> tuple:
+        """The (handler, raw_topic) pairs whose filter matches the message's topic (cached)."""
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # brokers refuse such topics; acknowledge and drop
+            return ()
+        found = self._targets.get(topic)
+        if found is None:
+            found = tuple((h, raw) for f, _q, h, raw in self._routes if paho.topic_matches_sub(_match_filter(f), topic))
+            if len(self._targets) >= _TOPIC_CACHE_MAX:
+                self._targets.clear()
+            self._targets[topic] = found
+        return found
 
     def _ack_in_loop(self, mid: int, qos: int) -> None:
         """Acknowledge a message from paho's network thread, inside its on_message callback.
@@ -129,11 +213,11 @@ class MqttClient:
 
     def start(self) -> None:
         cfg = self.cfg
-        if len(self._callbacks) == 1:  # one filter: skip paho's per-message topic matching
-            self.client.on_message = self._callbacks[0][1]
-        else:
-            for topic_filter, callback in self._callbacks:
-                self.client.message_callback_add(topic_filter, callback)
+        log.info("connecting to %s:%d (MQTT %s, client id %s, %s session)", cfg.host, cfg.port, cfg.protocol,
+                 cfg.client_id, "clean" if cfg.clean_session else "persistent")
+        if len(self._subs) < len(self._routes):
+            log.info("subscriptions: %s (%d pipeline filter(s) share them)",
+                     ", ".join(f"{f} (QoS {q})" for f, q in self._subs), len(self._routes))
         if cfg.protocol == "5":
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 0 if cfg.clean_session else cfg.session_expiry_s
@@ -142,8 +226,6 @@ class MqttClient:
         else:
             self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
         self.client.loop_start()
-        log.info("connecting to %s:%d (MQTT %s, client id %s, %s session)", cfg.host, cfg.port, cfg.protocol,
-                 cfg.client_id, "clean" if cfg.clean_session else "persistent")
 
     # -- callbacks (network thread) ------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties):
@@ -160,6 +242,7 @@ class MqttClient:
             return
         self.connects += 1
         self._fails = 0
+        self.last_error = None
         present = getattr(flags, "session_present", False)
         log.info("connected to %s:%d (session %s)", cfg.host, cfg.port, "resumed" if present else "new")
         if self._subs:
@@ -171,11 +254,21 @@ class MqttClient:
         self.connected.set()
 
     def _on_connect_fail(self, client, userdata):
+        """paho calls this inside its ``except OSError`` around the connect: the exception says why."""
         self._fails += 1
-        self._log_fail(f"cannot reach MQTT broker {self.cfg.host}:{self.cfg.port}; retrying with backoff "
-                       f"(up to {self.cfg.reconnect_max_s:g} s)")
+        exc = sys.exc_info()[1]
+        where = f"{self.cfg.host}:{self.cfg.port}"
+        retry = f"retrying with backoff (up to {self.cfg.reconnect_max_s:g} s)"
+        if isinstance(exc, ssl.SSLError):
+            hint = " - check mqtt.tls.ca (the CA that signed the broker's certificate) and the host name" \
+                if isinstance(exc, ssl.SSLCertVerificationError) else ""
+            self._log_fail(f"TLS handshake with MQTT broker {where} failed: {ssl_reason(exc)}{hint}; {retry}")
+        else:
+            why = f" ({ssl_reason(exc)})" if exc is not None else ""
+            self._log_fail(f"cannot reach MQTT broker {where}{why}; {retry}")
 
     def _log_fail(self, msg: str) -> None:
+        self.last_error = msg
         now = time.monotonic()
         if self._fails <= 1 or now - self._fail_logged >= 60:  # first failure, then once a minute
             log.warning("%s", msg)
@@ -255,4 +348,5 @@ class MqttClient:
 
     def stats(self) -> dict:
         return {"connected": self.is_connected, "connects": self.connects, "published": self.published,
-                "publish_refused": dict(self.publish_refused), "publish_pending": self.pending()}
+                "publish_refused": dict(self.publish_refused), "publish_pending": self.pending(),
+                "last_error": self.last_error}

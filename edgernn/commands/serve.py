@@ -5,7 +5,19 @@
 Topics (prefix edgernn/{node}): alerts on .../alerts/{stream} (QoS 1), retained online/offline
 on .../status (last will), stats every stats.interval_s on .../stats. SIGTERM or Ctrl-C: finish the
 batch, snapshot the state, publish offline, exit 0. Under systemd (Type=notify) it sends READY,
-WATCHDOG and STOPPING. Validate a config without running: edgernn check-config CONFIG.yaml
+WATCHDOG, STOPPING and a STATUS line (running, or why the broker cannot be reached). Validate a
+config without running: edgernn check-config CONFIG.yaml
+
+Several pipelines may subscribe to the same or overlapping filters (a Zigbee2MQTT / Tasmota device
+reporting several fields in one payload: one pipeline per field): the broker gets one subscription
+per filter, and every pipeline whose filter matches gets each message once.
+
+Exit status: 0 stopped cleanly; 1 stopped but the final snapshot could not be written (logged at
+ERROR); 2 a configuration error that a restart cannot fix (bad config, model, TLS file that is not
+PEM or a key that does not match its certificate, a state.dir where snapshots cannot be written):
+one line naming the file, line and key, no traceback. A unit should not restart on 2
+(RestartPreventExitStatus=2). An unreachable broker or a failed TLS handshake (unknown CA) is not
+an exit: it is logged with its reason and retried with backoff while the daemon stays up.
 """
 
 from __future__ import annotations
@@ -55,10 +67,14 @@ def run(args) -> int:
               file=sys.stderr)
         return 2
     from ..metrics import MetricsUnavailable
+    from ..tls import TlsFileError
 
     try:
         daemon = Daemon(cfg, pipelines=pipes)
-    except MetricsUnavailable as exc:
+    except (TlsFileError, MetricsUnavailable) as exc:  # permanent: no traceback and no restart loop
         print(f"edgernn serve: {cfg.where(exc.key)}: {exc.key}: {exc}", file=sys.stderr)
+        return 2
+    for _pipe, why in daemon.check_state():
+        print(f"edgernn serve: {cfg.where('state.dir')}: state.dir: {why}", file=sys.stderr)
         return 2
     return daemon.run()

@@ -55,6 +55,12 @@ class _FakePaho:
         self.acks.append((mid, qos))
 
 
+def _routing_client(fake):
+    m = _mqtt_client(fake)
+    m._routes, m._targets, m._gate, m._holding, m.handler_errors = [], {}, threading.Lock(), False, 0
+    return m
+
+
 def _mqtt_client(fake):
     pytest.importorskip("paho.mqtt")
     from edgernn.mqtt import MqttClient
@@ -113,11 +119,10 @@ class _MsgNoRaw:
 @pytest.mark.parametrize("raw_topic", [True, False])
 def test_on_message_passes_the_raw_topic_bytes_only_when_asked_and_available(raw_topic):
     fake = _FakePaho()
-    m = _mqtt_client(fake)
-    m._subs, m._callbacks, m._gate, m._holding = [], [], threading.Lock(), False
+    m = _routing_client(fake)
     seen = []
     m.subscribe("plant/+/+", 1, lambda topic, payload: seen.append(topic) or True, raw_topic=raw_topic)
-    on_message = m._callbacks[0][1]
+    on_message = fake.on_message
     on_message(fake, None, _Msg("plant/a/b"))
     on_message(fake, None, _MsgNoRaw("plant/a/c"))  # a paho without the private attribute
     assert seen == ([b"plant/a/b", "plant/a/c"] if raw_topic else ["plant/a/b", "plant/a/c"])
@@ -133,3 +138,249 @@ def test_batch_wait_stretches_only_under_a_flood():
     assert batch_wait(True, FLOOD_BATCH - 1, 0.005) == 0.005
     assert batch_wait(True, FLOOD_BATCH, 0.005) == pytest.approx(0.005 * FLOOD_WAIT_FACTOR)
     assert FLOOD_WAIT_FACTOR > 1
+
+
+# -- routing: several pipelines on the same or overlapping filters -------------------------------
+@pytest.mark.parametrize("a, b, covers", [
+    ("sensors/#", "sensors/+/temp", True), ("sensors/+/temp", "sensors/#", False),
+    ("sensors/#", "sensors", True), ("#", "a/b/c", True), ("+/+", "a/b", True), ("+/+", "a/#", False),
+    ("a/+", "a/b/c", False), ("a/b", "a/b", True), ("a/b", "a/c", False), ("#", "$SYS/x", False),
+    ("+/x", "$SYS/x", False), ("a/+/c", "a/b/c", True), ("a/b/c", "a/+/c", False),
+])
+def test_filter_covers(a, b, covers):
+    pytest.importorskip("paho.mqtt")
+    from edgernn.mqtt import filter_covers
+
+    assert filter_covers(a, b) is covers
+
+
+def test_plan_subscriptions_one_per_filter_highest_qos_covered_ones_merged():
+    pytest.importorskip("paho.mqtt")
+    from edgernn.mqtt import plan_subscriptions
+
+    assert plan_subscriptions([("z2m/+", 0), ("z2m/+", 1)]) == [("z2m/+", 1)]
+    assert plan_subscriptions([("sensors/+/temp", 1), ("sensors/#", 0)]) == [("sensors/#", 1)]
+    assert plan_subscriptions([("a/+", 0), ("b/+", 1), ("a/+", 1)]) == [("a/+", 1), ("b/+", 1)]
+    assert plan_subscriptions([("#", 0), ("+/#", 1)]) == [("#", 1)]  # equivalent: the first one kept
+
+
+class _RoutedMsg(_Msg):
+    def __init__(self, topic, qos=1, mid=9):
+        super().__init__(topic)
+        self.qos, self.mid = qos, mid
+
+
+def test_routed_messages_reach_every_matching_handler_once_and_are_acked_once():
+    fake = _FakePaho()
+    m = _routing_client(fake)
+    got = {"temp": [], "hum": [], "all": []}
+    for name, flt in (("temp", "z2m/+"), ("hum", "z2m/+"), ("all", "z2m/#")):
+        m.subscribe(flt, 1, lambda topic, payload, name=name: got[name].append(topic) or True)
+    assert m._subs == [("z2m/#", 1)]  # one broker subscription covers all three
+    on_message = fake.on_message
+    for mid, topic in enumerate(("z2m/kitchen", "z2m/kitchen", "z2m/a/b", "other/x")):
+        on_message(fake, None, _RoutedMsg(topic, mid=mid))
+    assert got == {"temp": ["z2m/kitchen"] * 2, "hum": ["z2m/kitchen"] * 2,
+                   "all": ["z2m/kitchen", "z2m/kitchen", "z2m/a/b"]}
+    assert fake.acks == [(0, 1), (1, 1), (2, 1), (3, 1)]  # each message once, matched or not
+
+
+def test_a_failing_handler_does_not_starve_the_others():
+    fake = _FakePaho()
+    m = _routing_client(fake)
+    seen = []
+
+    def broken(topic, payload):
+        raise RuntimeError("bug")
+
+    m.subscribe("a/+", 1, broken)
+    m.subscribe("a/+", 1, lambda topic, payload: seen.append(topic) or True)
+    fake.on_message(fake, None, _RoutedMsg("a/b"))
+    assert seen == ["a/b"] and m.handler_errors == 1 and fake.acks == [(9, 1)]
+
+
+def test_a_message_not_taken_by_one_handler_is_not_acknowledged():
+    fake = _FakePaho()
+    m = _routing_client(fake)
+    m.subscribe("a/+", 1, lambda topic, payload: True)
+    m.subscribe("a/+", 1, lambda topic, payload: False)  # e.g. its inbox closed at shutdown
+    fake.on_message(fake, None, _RoutedMsg("a/b"))
+    assert fake.acks == []
+
+
+# -- TLS files: one line naming the key, never a traceback ----------------------------------------
+class _Tls:
+    def __init__(self, ca=None, cert=None, key=None, insecure=False):
+        self.ca, self.cert, self.key, self.insecure = ca, cert, key, insecure
+
+
+def test_tls_context_names_the_bad_file(tmp_path):
+    from edgernn.tls import TlsFileError, tls_context
+
+    junk = tmp_path / "ca.crt"
+    junk.write_text("this is not a certificate\n")
+    with pytest.raises(TlsFileError) as err:
+        tls_context(_Tls(ca=junk))
+    assert err.value.key == "mqtt.tls.ca" and str(junk) in str(err.value) and "\n" not in str(err.value)
+    assert "_ssl.c" not in str(err.value)
+    with pytest.raises(TlsFileError) as err:
+        tls_context(_Tls(cert=junk, key=junk))
+    assert err.value.key == "mqtt.tls.cert" and "PEM" in str(err.value)
+    assert tls_context(_Tls(insecure=True)).check_hostname is False  # system CAs, host name not checked
+
+
+# -- snapshots: a path that cannot be written is found at startup -------------------------------------
+def test_check_snapshot_path(tmp_path):
+    from edgernn.daemon import check_snapshot_path
+
+    assert check_snapshot_path(tmp_path / "plant.npz") is None
+    assert list(tmp_path.iterdir()) == []  # the probe file is gone
+    (tmp_path / "plant.npz").mkdir()
+    assert "is a directory" in check_snapshot_path(tmp_path / "plant.npz")
+    assert "cannot write snapshots" in check_snapshot_path(tmp_path / "missing" / "plant.npz")
+
+
+def test_evictions_are_logged_rate_limited_with_the_ids(caplog):
+    from types import SimpleNamespace
+
+    from edgernn.daemon import Daemon
+    from edgernn.state import StateStore
+
+    store = StateStore(1, 4, capacity=2)
+    d = Daemon.__new__(Daemon)
+    d.cfg = SimpleNamespace(log=SimpleNamespace(rejects_every_s=3600.0))
+    d._evict_logged, d._evict_pending = {}, __import__("collections").Counter()
+    pipe = SimpleNamespace(cfg=SimpleNamespace(name="plant"), detector=SimpleNamespace(state=store))
+    caplog.set_level("WARNING", logger="edgernn.daemon")
+    store.rows_for(["a", "b"])
+    store.rows_for(["c"])  # evicts a
+    d._log_evictions(pipe, d._drain_evictions(pipe))
+    store.rows_for(["d"])  # evicts b: within the interval, counted for the next line
+    d._log_evictions(pipe, d._drain_evictions(pipe))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "evicted 1 stream(s)" in lines[0] and "latest: a" in lines[0]
+    assert store.evicted_ids == [] and d._evict_pending["plant"] == 1
+    d._evict_logged["plant"] -= 7200  # the interval has passed
+    store.rows_for(["e"])
+    d._log_evictions(pipe, d._drain_evictions(pipe))
+    assert "evicted 2 stream(s)" in caplog.records[-1].getMessage()
+
+
+def test_a_reject_is_decoded_once_and_logged_with_its_detail(caplog, monkeypatch):
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from edgernn.config import LimitsConfig, PayloadConfig, PipelineConfig
+    from edgernn.daemon import Daemon, Inbox
+    from edgernn.decode import Decoder
+
+    pcfg = PipelineConfig(name="plant", subscribe="plant/+/+", model="/m", stream="{1}/{2}",
+                          payload=PayloadConfig(value="value", timestamp="ts"))
+    decoder = Decoder(pcfg, ("value",), LimitsConfig())
+    calls = []
+    general = decoder._decode
+    monkeypatch.setattr(decoder, "_decode", lambda *a: calls.append(1) or general(*a))
+    monkeypatch.setattr(decoder, "decode", lambda *a, **k: pytest.fail("decoded a second time for the log"))
+    d = Daemon.__new__(Daemon)
+    d.cfg = SimpleNamespace(log=SimpleNamespace(rejects_every_s=10.0))
+    d.inbox = Inbox(1, 10)
+    d._reject_logged, d._reject_pending = {}, Counter()
+    pipe = SimpleNamespace(cfg=pcfg, decoder=decoder, rejects=Counter())
+    caplog.set_level("WARNING", logger="edgernn.daemon")
+    assert d._handler(0, pipe)(b"plant/a/b", b'{"ts": 1.7e9, "value": "hot"}') is True
+    assert calls == [1] and pipe.rejects == {"wrong_type": 1}
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "rejected 1 message(s) (wrong_type), e.g. on plant/a/b: " in line and "value" in line
+
+
+def test_connect_failures_are_logged_with_their_reason(caplog):
+    import ssl
+    from types import SimpleNamespace
+
+    pytest.importorskip("paho.mqtt")
+    from edgernn.mqtt import MqttClient
+
+    m = MqttClient.__new__(MqttClient)
+    m.cfg = SimpleNamespace(host="broker.lan", port=8883, reconnect_max_s=30.0)
+    m._fails, m._fail_logged = 0, 0.0
+    caplog.set_level("WARNING", logger="edgernn.mqtt")
+    for exc in (ConnectionRefusedError(111, "Connection refused"),
+                ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+                                                "unable to get local issuer certificate (_ssl.c:1006)")):
+        m._fails = 0  # each as a first failure: logged at once
+        try:
+            raise exc
+        except OSError:  # paho calls on_connect_fail inside its except block
+            m._on_connect_fail(None, None)
+    refused, tls = [r.getMessage() for r in caplog.records]
+    assert refused == ("cannot reach MQTT broker broker.lan:8883 (Connection refused); "
+                       "retrying with backoff (up to 30 s)")
+    assert tls.startswith("TLS handshake with MQTT broker broker.lan:8883 failed: [SSL: CERTIFICATE_VERIFY_FAILED] "
+                          "certificate verify failed: unable to get local issuer certificate - check mqtt.tls.ca")
+
+
+@pytest.mark.skipif(__import__("shutil").which("openssl") is None, reason="openssl CLI needed")
+def test_tls_context_mismatched_and_encrypted_keys(tmp_path):
+    import subprocess
+
+    from edgernn.tls import TlsFileError, tls_context
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+    openssl("req", "-x509", *ec, "-nodes", "-keyout", "a.key", "-out", "a.crt", "-days", "1", "-subj", "/CN=a")
+    openssl("req", "-x509", *ec, "-nodes", "-keyout", "b.key", "-out", "b.crt", "-days", "1", "-subj", "/CN=b")
+    openssl("pkey", "-in", "a.key", "-out", "a.enc.key", "-aes256", "-passout", "pass:secret")
+    cert = tmp_path / "a.crt"
+    tls_context(_Tls(ca=cert, cert=cert, key=tmp_path / "a.key"))  # the right pair loads
+    with pytest.raises(TlsFileError) as err:
+        tls_context(_Tls(ca=cert, cert=cert, key=tmp_path / "b.key"))
+    assert err.value.key == "mqtt.tls.key" and "does not belong to the client certificate" in str(err.value)
+    with pytest.raises(TlsFileError) as err:  # never a passphrase prompt on the terminal
+        tls_context(_Tls(ca=cert, cert=cert, key=tmp_path / "a.enc.key"))
+    assert err.value.key == "mqtt.tls.key" and "encrypted" in str(err.value)
+
+
+def test_age_in_human_units():
+    from edgernn.daemon import _age
+
+    assert [_age(s) for s in (-1, 42, 720, 5 * 3600, 3 * 86400)] == ["0 s", "42 s", "12 min", "5.0 h", "3.0 days"]
+
+
+@pytest.mark.parametrize("takes_now", [True, False])
+def test_process_passes_the_wall_clock_when_the_detector_takes_it(takes_now):
+    import time
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from edgernn.daemon import Daemon, takes_now
+    from edgernn.state import StateStore
+
+    seen = []
+
+    class Det:
+        F, state = 1, StateStore(1, 4, capacity=8)
+
+        if takes_now:
+            def process(self, batch, now=None):
+                seen.append(now)
+                return SimpleNamespace(events=[])
+        else:
+            def process(self, batch):
+                seen.append("no now")
+                return SimpleNamespace(events=[])
+
+    pipe = SimpleNamespace(cfg=SimpleNamespace(name="plant"), detector=Det(), processed=0)
+    d = Daemon.__new__(Daemon)
+    d.pipes, d.chunk, d.processed, d._iv_readings, d._iv_step, d._iv_batches = [pipe], 64, 0, 0, [], []
+    d._pass_now = [takes_now(pipe.detector)]
+    d.observers = []  # no integrations in this unit test
+    d._evict_logged, d._evict_pending, d.process_errors = {}, Counter(), 0
+    before = time.time()
+    d.process(0, [("a/b", 1.7e9, (1.0,)), ("a/c", 1.7e9, (2.0,))])
+    assert d.processed == 2 and len(seen) == 1
+    if takes_now:
+        assert before <= seen[0] <= time.time()
+    else:
+        assert seen == ["no now"]

@@ -458,47 +458,14 @@ def _tls(ctx: _Ctx, raw):
     return tls
 
 
-class _Encrypted(Exception):
-    pass
-
-
-def _no_passphrase():
-    raise _Encrypted  # never prompt on a terminal for a key's passphrase
-
-
 def _check_tls_files(ctx: _Ctx, tls) -> None:
-    """Load the CA bundle and the client certificate + key the way the MQTT client will."""
-    import ssl
+    """Load the CA bundle and the client certificate + key the way the MQTT client will (tls.py)."""
+    from .tls import TlsFileError, tls_context
 
-    for key in ("ca", "cert", "key"):
-        path = getattr(tls, key)
-        try:
-            if path is not None:
-                Path(path).open("rb").close()
-        except OSError as exc:
-            ctx.error(f"mqtt.tls.{key}", f"cannot read {path}: {exc.strerror}")
-            return
-    sc = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    for key in ("ca", "cert"):  # a client certificate file must hold a certificate too
-        path = getattr(tls, key)
-        try:
-            if path is not None:
-                sc.load_verify_locations(cafile=path)
-        except ssl.SSLError as exc:
-            ctx.error(f"mqtt.tls.{key}", f"{path}: not a PEM certificate ({exc.reason or exc})")
-            return
-    if tls.cert is None or tls.key is None:
-        return
     try:
-        sc.load_cert_chain(tls.cert, tls.key, password=_no_passphrase)
-    except _Encrypted:
-        ctx.error("mqtt.tls.key", f"{tls.key}: the private key is encrypted; give an unencrypted key "
-                  "(readable only by the service user)")
-    except ssl.SSLError as exc:
-        if "KEY_VALUES_MISMATCH" in str(exc):
-            ctx.error("mqtt.tls.key", f"{tls.key} does not match the client certificate {tls.cert}")
-        else:
-            ctx.error("mqtt.tls.key", f"{tls.key}: not a PEM private key ({exc.reason or exc})")
+        tls_context(tls)
+    except TlsFileError as exc:
+        ctx.error(exc.key, str(exc))
 
 
 def _password(ctx: _Ctx, r: _Reader, source: str | None, username: str | None) -> tuple[str | None, str]:

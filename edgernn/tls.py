@@ -37,16 +37,26 @@ def ssl_reason(exc: BaseException) -> str:
 
 
 def tls_context(tls) -> ssl.SSLContext:
-    """A client SSLContext (chain and host name verified) for ``tls``; raises TlsFileError."""
+    """A client SSLContext (chain and host name verified) for ``tls``; raises TlsFileError.
+    The one place TLS files are loaded: config checking and the MQTT client both call it."""
+    for key in ("ca", "cert", "key"):
+        path = getattr(tls, key)
+        try:
+            if path:
+                open(path, "rb").close()
+        except OSError as exc:
+            raise TlsFileError(f"mqtt.tls.{key}", f"cannot read {path}: {exc.strerror}") from None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    try:
-        if tls.ca:
-            ctx.load_verify_locations(cafile=str(tls.ca))
-        else:
-            ctx.load_default_certs()
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        raise TlsFileError("mqtt.tls.ca", f"cannot use CA file {tls.ca}: {ssl_reason(exc)} "
-                           "(expected PEM certificates: -----BEGIN CERTIFICATE-----)") from None
+    for key in ("ca", "cert"):  # a client certificate file must hold a certificate too
+        path = getattr(tls, key)
+        try:
+            if path:
+                (ctx if key == "ca" else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)).load_verify_locations(cafile=str(path))
+        except (ssl.SSLError, ValueError) as exc:
+            raise TlsFileError(f"mqtt.tls.{key}", f"{path}: not a PEM certificate ({ssl_reason(exc)}; expected "
+                               "-----BEGIN CERTIFICATE-----)") from None
+    if not tls.ca:
+        ctx.load_default_certs()
     if tls.cert:
         _load_client_cert(ctx, str(tls.cert), str(tls.key) if tls.key else None)
     if tls.insecure:
@@ -63,7 +73,5 @@ def _load_client_cert(ctx: ssl.SSLContext, cert: str, key: str | None) -> None:
     except (ssl.SSLError, OSError, ValueError) as exc:
         reason = ssl_reason(exc)
         if "KEY_VALUES_MISMATCH" in reason.upper():
-            raise TlsFileError("mqtt.tls.key", f"{key} does not belong to the client certificate {cert}: "
-                               f"{reason}") from None
-        raise TlsFileError("mqtt.tls.cert", f"cannot use client certificate {cert} with key {key}: {reason} "
-                           "(expected a PEM certificate and its unencrypted PEM private key)") from None
+            raise TlsFileError("mqtt.tls.key", f"{key} does not match the client certificate {cert}") from None
+        raise TlsFileError("mqtt.tls.key", f"{key}: not a PEM private key ({reason})") from None

@@ -336,7 +336,7 @@ def test_tls_context_mismatched_and_encrypted_keys(tmp_path):
     tls_context(_Tls(ca=cert, cert=cert, key=tmp_path / "a.key"))  # the right pair loads
     with pytest.raises(TlsFileError) as err:
         tls_context(_Tls(ca=cert, cert=cert, key=tmp_path / "b.key"))
-    assert err.value.key == "mqtt.tls.key" and "does not belong to the client certificate" in str(err.value)
+    assert err.value.key == "mqtt.tls.key" and "does not match the client certificate" in str(err.value)
     with pytest.raises(TlsFileError) as err:  # never a passphrase prompt on the terminal
         tls_context(_Tls(ca=cert, cert=cert, key=tmp_path / "a.enc.key"))
     assert err.value.key == "mqtt.tls.key" and "encrypted" in str(err.value)

@@ -23,6 +23,7 @@ from .scoring import TABLE_LOOKS
 
 SCHEMA_VERSION = 1
 NORMALISATION_MODES = ("stream", "fixed")
+FILE_MODE, DIR_MODE = 0o644, 0o755  # bundles are read by services running as other users
 
 
 class BundleError(ValueError):
@@ -226,6 +227,7 @@ def register_artifact(bundle_dir: str | os.PathLike, name: str, **meta) -> None:
     manifest = yaml.safe_load(mpath.read_text(encoding="utf-8"))
     entry = dict(manifest.get("artifacts", {}).get(name, {}))
     entry.update(meta)
+    (root / name).chmod(FILE_MODE)
     entry["sha256"] = sha256_file(root / name)
     entry["size_bytes"] = (root / name).stat().st_size
     manifest.setdefault("artifacts", {})[name] = entry
@@ -235,6 +237,17 @@ def register_artifact(bundle_dir: str | os.PathLike, name: str, **meta) -> None:
 def write_manifest(bundle_dir: str | os.PathLike, manifest: dict) -> None:
     text = yaml.safe_dump(_plain(manifest), sort_keys=False, default_flow_style=None, width=100)
     atomic_write(Path(bundle_dir) / "manifest.yaml", text.encode("utf-8"))
+    (Path(bundle_dir) / "manifest.yaml").chmod(FILE_MODE)
+
+
+def make_readable(bundle_dir: str | os.PathLike) -> None:
+    """Every file of the bundle 0644 and the directory 0755, as the shipped bundles (temp files
+    are created 0600; a daemon running as another user must be able to read the bundle)."""
+    root = Path(bundle_dir)
+    root.chmod(DIR_MODE)
+    for path in root.iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            path.chmod(FILE_MODE)
 
 
 def make_golden(weights: dict[str, np.ndarray], x: np.ndarray, batch: int = 4) -> dict[str, np.ndarray]:
@@ -287,6 +300,7 @@ def write_bundle(
 
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
+    root.chmod(DIR_MODE)
     F, H = check_weights(weights)
     save_npz(root / "weights.npz", {k: np.asarray(v, np.float32) for k, v in weights.items()})
     if golden_x is None:

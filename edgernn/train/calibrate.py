@@ -80,8 +80,64 @@ def fit_tables_on(bundle, series: list[Series], passes: int = 2, settings: Detec
     return tables
 
 
+S_CAP = 1e5  # the most surprising threshold tried (-log10 p); beyond it only "impossible" readings alert
+
+
+def likelihood_at(surprise: float) -> float:
+    """The likelihood threshold of a surprise (-log10 p, any size: no underflow at s > 308)."""
+    return float(scoring.likelihood_from_log10p(np.array([-float(surprise)]))[0])
+
+
+def one_in(surprise: float) -> str:
+    """A tail probability for people: "1 in 12,500" or "1 in 10^41.3"."""
+    return f"1 in {10**surprise:,.0f}" if surprise < 7 else f"1 in 10^{surprise:.1f}"
+
+
+def held_out_alerts(bundle, series: list[Series], surprise: float) -> tuple[int, int]:
+    """(alerts raised, readings scored) in the calibration part of every series at a threshold.
+
+    Every stream runs from its first reading (warm where the calibration part starts); the alerts of
+    the calibration part are those of the whole run less those of the run that stops where it
+    starts (the detector is causal, so the two runs agree up to there)."""
+    thr = likelihood_at(surprise)
+    _, _, raised, scored = run_series(bundle, series, thr)
+    prefix = [replace(s, raw=s.raw[: s.cal_start]) for s in series]
+    _, _, raised_pre, scored_pre = run_series(bundle, prefix, thr)
+    return raised - raised_pre, scored - scored_pre
+
+
+def search_threshold(rate_at, target_rate: float, budget: float, steps: int = 7) -> float:
+    """The least surprise s >= -log10(target) whose rate_at(s) <= budget. When even S_CAP is over
+    budget (the achievable floor: alerts no threshold removes), the least s that reaches that floor.
+
+    Expands by x4 from -log10(target), then bisects on log s (rate_at falls as s grows)."""
+    s_ok = -math.log10(target_rate)
+    if rate_at(s_ok) <= budget:
+        return s_ok
+    s_bad = s_ok
+    while True:
+        s_ok = min(s_bad * 4.0, S_CAP)
+        if rate_at(s_ok) <= budget:
+            break
+        if s_ok >= S_CAP:
+            budget = rate_at(S_CAP)  # the floor
+            break
+        s_bad = s_ok
+    for _ in range(steps):
+        mid = math.sqrt(s_bad * s_ok)
+        if rate_at(mid) <= budget:
+            s_ok = mid
+        else:
+            s_bad = mid
+    return s_ok
+
+
 def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margin: float = 0.5, log=print) -> dict:
-    """Fit tables and threshold in place (manifest.yaml of ``bundle_dir``); returns a summary."""
+    """Fit tables and threshold in place (manifest.yaml of ``bundle_dir``); returns a summary.
+
+    The threshold is the least surprise whose alert rate on the calibration part (held out from
+    training) stays within ``margin * target_rate``; when even S_CAP does not, the summary says
+    the target is not met (``met``: False) and gives the rate achieved."""
     # The tables decide which readings count as anomalous, and a stream does not learn from those:
     # fit, rerun with the fitted tables, fit again (a second pass settles it).
     manifest = dict(load_bundle(bundle_dir).manifest)
@@ -92,31 +148,26 @@ def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margi
         manifest["calibration"] = cal
         write_manifest(bundle_dir, manifest)
     bundle = load_bundle(bundle_dir)
+    tried: dict[float, tuple[int, int]] = {}
 
-    # Largest tail probability (most sensitive threshold) whose alert rate on the held-out normal
-    # data stays within margin * target; bisection on log10 p between 1e-14 and the target.
-    budget = margin * target_rate
-    lo, hi = -14.0, math.log10(target_rate)  # lo always satisfies (or is the floor), hi may not
-    rate_at = {}
-    for _ in range(9):
-        mid = 0.5 * (lo + hi)
-        _, _, raised, scored = run_series(bundle, series, scoring.threshold_for_rate(10**mid))
-        rate_at[mid] = raised / max(scored, 1)
-        if rate_at[mid] <= budget:
-            lo = mid
-        else:
-            hi = mid
-    _, _, raised, scored = run_series(bundle, series, scoring.threshold_for_rate(10**hi))
-    chosen = hi if raised / max(scored, 1) <= budget else lo
-    _, _, raised, scored = run_series(bundle, series, scoring.threshold_for_rate(10**chosen))
-    cal["threshold"] = scoring.threshold_for_rate(10**chosen)
-    cal["target_false_alarm_rate"] = target_rate
-    cal["threshold_tail_probability"] = float(10**chosen)
-    cal["calibration_readings"] = int(scored)
-    cal["calibration_alerts"] = int(raised)
+    def rate_at(s: float) -> float:
+        if s not in tried:
+            tried[s] = held_out_alerts(bundle, series, s)
+        raised, scored = tried[s]
+        return raised / max(scored, 1)
+
+    s = search_threshold(rate_at, target_rate, margin * target_rate)
+    raised, scored = tried[s] if s in tried else held_out_alerts(bundle, series, s)
+    rate = raised / max(scored, 1)
+    met = rate <= target_rate
+    cal.update(threshold=likelihood_at(s), threshold_surprise=round(float(s), 6), target_false_alarm_rate=target_rate,
+               calibration_readings=int(scored), calibration_alerts=int(raised),
+               achieved_false_alarm_rate=float(rate), target_met=bool(met),
+               calibration_part="the last readings of each series, held out from training")
+    cal.pop("threshold_tail_probability", None)
     manifest["calibration"] = cal
     write_manifest(bundle_dir, manifest)
-    log(f"calibrated on {scored:,} readings: threshold p = {10**chosen:.2e} "
-        f"(likelihood {cal['threshold']:.12f}), {raised} alert(s) = {raised / max(scored, 1) * 1e4:.2f} per 10k "
-        f"(target {target_rate * 1e4:.2f} per 10k)")
-    return {"threshold": cal["threshold"], "tail_p": 10**chosen, "readings": scored, "alerts": raised}
+    log(f"calibrated on {scored:,} held-out readings: threshold surprise {s:.2f} ({one_in(s)}), {raised} alert(s) "
+        f"= {rate * 1e4:.2f} per 10,000 (target {target_rate * 1e4:.2f})" + ("" if met else " - TARGET NOT MET"))
+    return {"threshold": cal["threshold"], "surprise": float(s), "readings": scored, "alerts": raised,
+            "rate": rate, "met": met, "target": target_rate}

@@ -14,7 +14,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .exporter import FORMATS
+    from ..export.exporter import FORMATS
 
     parser.add_argument("bundle", metavar="DIR", help="model bundle directory (manifest.yaml, weights.npz, golden.npz)")
     parser.add_argument("--formats", default=",".join(FORMATS),
@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..backends.base import BackendUnavailable
     from ..bundle import BundleError
-    from .exporter import ExportError, export_bundle
-    from .parity import render_markdown
+    from ..export.exporter import ExportError, export_bundle
+    from ..export.parity import render_markdown
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     log = None if args.quiet else (lambda msg: print(f"export: {msg}", file=sys.stderr, flush=True))

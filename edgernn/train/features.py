@@ -1,0 +1,115 @@
+"""What each feature of the training data really is, and what the trainer does about it.
+
+A feature column of the training rows is one of:
+
+    constant        one value in every training row
+    near-constant   one value in >= 99 % of the rows (rare blips)
+    binary          exactly two values
+    counter         non-decreasing from row to row, apart from a few resets (drops), with
+                    at least a few increases
+    quantised       at most 16 distinct values (a level sensor, a mode number)
+    continuous      anything else
+
+Handling (the manifest's ``feature_kinds`` records kind and facts; the detector reads it):
+
+* constant / near-constant: the normalising std is not the (near) zero spread of the data but
+  1 % of the value (1 unit when the value is 0), so a change of 1 % reads as one standard
+  deviation: residuals stay finite and "any change from a constant is a finding" is calibrated
+  like the other statistics. The stuck statistic has no meaning on them (they always repeat).
+* binary / quantised: normalised like the rest; repeats are normal for them, so the stuck
+  statistic should not be used on them either.
+* counter: the raw value is modelled like the rest; a counter leaves its training range as it
+  grows, which the range warnings of the trainer point out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+KINDS = ("constant", "near-constant", "binary", "counter", "quantised", "continuous")
+NEAR_CONSTANT_SHARE = 0.99  # share of rows holding the one most common value
+QUANTISED_MAX_DISTINCT = 16
+COUNTER_MAX_DROPS = 0.01  # resets allowed, as a share of the steps
+COUNTER_MIN_RISES = 0.05  # share of steps that must rise (a counter counts something)
+VARYING = ("binary", "counter", "quantised", "continuous")  # kinds whose repeats the stuck look may judge
+
+
+def _step(values: np.ndarray) -> float:
+    """Smallest gap between distinct values (float64[k] sorted unique, k >= 2)."""
+    return float(np.diff(values).min())
+
+
+def _is_counter(x: np.ndarray) -> bool:
+    """x float64[T]: mostly non-decreasing (a few resets), with enough rises."""
+    d = np.diff(x)
+    if d.size < 10:
+        return False
+    return (d < 0).mean() <= COUNTER_MAX_DROPS and (d > 0).mean() >= COUNTER_MIN_RISES
+
+
+def classify(x: np.ndarray) -> dict:
+    """One feature's training values float64[T] -> {"kind", "distinct", "step"?, "value"?, "share"?}."""
+    values, counts = np.unique(x, return_counts=True)
+    top = int(counts.argmax())
+    share = float(counts[top] / x.size)
+    facts: dict = {"distinct": int(values.size)}
+    if values.size == 1:
+        return {"kind": "constant", **facts, "value": float(values[0])}
+    facts["step"] = _step(values)
+    if share >= NEAR_CONSTANT_SHARE:
+        return {"kind": "near-constant", **facts, "value": float(values[top]), "share": round(share, 5)}
+    if values.size == 2:
+        return {"kind": "binary", **facts, "values": [float(v) for v in values]}
+    if _is_counter(x):
+        return {"kind": "counter", **facts, "resets": int((np.diff(x) < 0).sum())}
+    if values.size <= QUANTISED_MAX_DISTINCT:
+        return {"kind": "quantised", **facts}
+    return {"kind": "continuous", **facts}
+
+
+def feature_kinds(names, parts: list[np.ndarray]) -> dict[str, dict]:
+    """Feature name -> classify() facts, over the training rows of every series (float64[T_i, F] each).
+
+    Counters are judged series by series (a new file starts a new count), the rest on all rows."""
+    rows = np.concatenate(parts)  # [sum T_i, F]
+    out = {}
+    for i, name in enumerate(names):
+        facts = classify(rows[:, i])
+        if facts["kind"] in ("quantised", "continuous") and all(_is_counter(p[:, i]) for p in parts if len(p) > 10):
+            facts = {"kind": "counter", "distinct": facts["distinct"], "step": facts["step"],
+                     "resets": int(sum((np.diff(p[:, i]) < 0).sum() for p in parts))}
+        out[name] = facts
+    return out
+
+
+def sane_std(std: np.ndarray, mean: np.ndarray, kinds: dict[str, dict], names) -> np.ndarray:
+    """float64[F] std with (near-)constant features given 1 % of their value (1 unit at 0)."""
+    out = np.array(std, dtype=np.float64)
+    for i, name in enumerate(names):
+        if kinds[name]["kind"] in ("constant", "near-constant"):
+            out[i] = max(out[i], 0.01 * abs(float(mean[i])) or 1.0)
+    return np.maximum(out, 1e-6)
+
+
+HANDLING = {
+    "constant": "std set to 1 % of the value (1 unit at 0): any change is a finding; no stuck look",
+    "near-constant": "std at least 1 % of the usual value (1 unit at 0); no stuck look",
+    "binary": "normalised as trained; repeats are normal (no stuck look)",
+    "quantised": "normalised as trained; repeats are normal (no stuck look)",
+    "counter": "raw value modelled; it leaves its training range as it grows (see the range warnings)",
+    "continuous": "normalised as trained; every look",
+}
+
+
+def describe(name: str, facts: dict) -> str:
+    """One human line: `name  kind (facts): handling`."""
+    bits = [f"{facts['distinct']:,} distinct"]
+    if "value" in facts:
+        bits.append(f"value {facts['value']:g}")
+    if "share" in facts:
+        bits.append(f"{facts['share']:.2%} of rows")
+    if "step" in facts and facts["kind"] in ("quantised", "counter", "binary"):
+        bits.append(f"step {facts['step']:g}")
+    if "resets" in facts:
+        bits.append(f"{facts['resets']} reset(s)")
+    return f"{name}: {facts['kind']} ({', '.join(bits)}) - {HANDLING[facts['kind']]}"

@@ -125,6 +125,8 @@ def _calibration_lines(summary: dict) -> list[str]:
     lines = [f"{'threshold':24s} surprise {s:.2f} ({one_in(s)})",
              f"{'false alerts (held out)':24s} {summary['alerts']} in {summary['readings']:,} readings = "
              f"{summary['rate'] * 1e4:.2f} per 10,000 (target {summary['target'] * 1e4:.2f})"]
+    if summary.get("note"):
+        lines.append(f"{'NOTE':24s} {summary['note']}")
     if not summary["met"]:
         lines.append(f"{'CALIBRATION':24s} TARGET NOT MET: even the highest threshold leaves "
                      f"{summary['rate'] * 1e4:.2f} false alerts per 10,000 held-out normal readings "

@@ -165,9 +165,16 @@ def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margi
                achieved_false_alarm_rate=float(rate), target_met=bool(met),
                calibration_part="the last readings of each series, held out from training")
     cal.pop("threshold_tail_probability", None)
+    # fewer than ~3 / target readings cannot show the target rate: 0 alerts in n readings only says
+    # the rate is below 3 / n (95 %, the rule of three)
+    note = "" if scored * target_rate >= 3 else (
+        f"only {scored:,} held-out readings: they cannot show a rate of {target_rate * 1e4:g} per 10,000 "
+        f"({raised} alert(s) there bound the rate below about {(raised + 3) / max(scored, 1) * 1e4:.1f} per "
+        f"10,000); give more normal data or a larger --cal-fraction")
+    cal["calibration_note"] = note
     manifest["calibration"] = cal
     write_manifest(bundle_dir, manifest)
     log(f"calibrated on {scored:,} held-out readings: threshold surprise {s:.2f} ({one_in(s)}), {raised} alert(s) "
         f"= {rate * 1e4:.2f} per 10,000 (target {target_rate * 1e4:.2f})" + ("" if met else " - TARGET NOT MET"))
     return {"threshold": cal["threshold"], "surprise": float(s), "readings": scored, "alerts": raised,
-            "rate": rate, "met": met, "target": target_rate}
+            "rate": rate, "met": met, "target": target_rate, "note": note}

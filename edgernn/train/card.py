@@ -95,6 +95,8 @@ def _calibration_and_fit(b) -> list[str]:
               f"{cal.get('achieved_false_alarm_rate', 0) * 1e4:.2f} per 10,000; target "
               f"{cal['target_false_alarm_rate'] * 1e4:.2f} per 10,000 (chosen for half of it) - "
               + ("**met**" if cal.get("target_met") else "**not met**")]
+        if cal.get("calibration_note"):
+            L.append(f"* **Note:** {cal['calibration_note']}")
     else:
         L += [f"* Alert threshold: likelihood {cal['threshold']} (calibrated before surprise thresholds); "
               f"{cal.get('calibration_alerts', '?')} alert(s) in {cal.get('calibration_readings', 0):,} readings"]

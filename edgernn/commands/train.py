@@ -6,9 +6,9 @@ writes a bundle (--out) that `edgernn replay`, `edgernn serve` and `edgernn expo
 What happens, per series (each stream of each file), in time order, never shuffled:
   first 70 %   trains the GRU (early stopping on the next part; weight decay)
   next 15 %    validates: stops training, fits the score tables       (--val-fraction)
-  last 15 %    calibration, held out: the alert threshold is set so that alerts on it stay
-               within half the target false-alarm rate (--target-far), and the rate achieved
-               there is reported. If no threshold reaches the target, it says so (and
+  last 15 %    calibration, held out and run as a new stream from a cold start (as a daemon
+               meets it): the alert threshold is set so that alerts there stay within half
+               the target false-alarm rate (--target-far); the rate achieved is reported. If no threshold reaches the target, it says so (and
                --strict exits 3).                                     (--cal-fraction)
 
 Each feature is classified on the training part: constant, near-constant, binary, counter,
@@ -73,6 +73,9 @@ def add_arguments(p) -> None:
     p.add_argument("--target-far", type=float, default=1e-4,
                    help="target false alerts per reading on normal data (default 1e-4 = 1 per 10,000)")
     p.add_argument("--strict", action="store_true", help="exit 3 when the calibration cannot meet --target-far")
+    p.add_argument("--max-surprise", type=float, default=1e5,
+                   help="never set the threshold above this surprise (-log10 p); when the target needs more, "
+                        "the target is not met (default 1e5: effectively no limit)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--description", default="", help="one line for the manifest and the model card")
@@ -115,6 +118,8 @@ def _series(args, features):
         return fail("train", exc)
     if not series:
         return fail("train", "no usable series (each needs >= 50 complete rows)")
+    if not 0 < args.target_far < 1 or args.max_surprise < -np.log10(args.target_far):
+        return fail("train", "--target-far must be in (0, 1) and --max-surprise at least -log10(--target-far)")
     return series
 
 
@@ -157,7 +162,7 @@ def recalibrate(args) -> int:
     series = _series(args, bundle.features)
     if isinstance(series, int):
         return series
-    summary = calibrate(args.out, series, target_rate=args.target_far)
+    summary = calibrate(args.out, series, target_rate=args.target_far, max_surprise=args.max_surprise)
     manifest = load_bundle(args.out).manifest
     manifest.setdefault("provenance", {})["calibration_command"] = _command()
     write_manifest(args.out, manifest)

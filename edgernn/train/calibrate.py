@@ -94,21 +94,22 @@ def one_in(surprise: float) -> str:
 
 
 def held_out_alerts(bundle, series: list[Series], surprise: float) -> tuple[int, int]:
-    """(alerts raised, readings scored) in the calibration part of every series at a threshold.
+    """(alerts raised, readings scored) on the calibration part of every series at a threshold.
 
-    Every stream runs from its first reading (warm where the calibration part starts); the alerts of
-    the calibration part are those of the whole run less those of the run that stops where it
-    starts (the detector is causal, so the two runs agree up to there)."""
-    thr = likelihood_at(surprise)
-    _, _, raised, scored = run_series(bundle, series, thr)
-    prefix = [replace(s, raw=s.raw[: s.cal_start]) for s in series]
-    _, _, raised_pre, scored_pre = run_series(bundle, prefix, thr)
-    return raised - raised_pre, scored - scored_pre
+    Each calibration part runs as a new stream from a cold start, as a daemon or `edgernn replay`
+    meets a stream: a young stream's statistics give more false alerts than a mature one's, and
+    the promise must hold for both. Its warm-up takes the readings just before the calibration
+    part (validation data, never trained on), so scoring starts where the calibration part does."""
+    w = bundle.calibration.warmup
+    parts = [replace(s, name=s.name + ":calibration", raw=s.raw[max(s.cal_start - w, 0) :], split=0, cal=0, ts=None)
+             for s in series]
+    _, _, raised, scored = run_series(bundle, parts, likelihood_at(surprise))
+    return raised, scored
 
 
-def search_threshold(rate_at, target_rate: float, budget: float, steps: int = 7) -> float:
-    """The least surprise s >= -log10(target) whose rate_at(s) <= budget. When even S_CAP is over
-    budget (the achievable floor: alerts no threshold removes), the least s that reaches that floor.
+def search_threshold(rate_at, target_rate: float, budget: float, steps: int = 7, cap: float = S_CAP) -> float:
+    """The least surprise s >= -log10(target) whose rate_at(s) <= budget. When even ``cap`` is over
+    budget (the achievable floor: alerts no allowed threshold removes), the least s reaching that floor.
 
     Expands by x4 from -log10(target), then bisects on log s (rate_at falls as s grows)."""
     s_ok = -math.log10(target_rate)
@@ -116,11 +117,11 @@ def search_threshold(rate_at, target_rate: float, budget: float, steps: int = 7)
         return s_ok
     s_bad = s_ok
     while True:
-        s_ok = min(s_bad * 4.0, S_CAP)
+        s_ok = min(s_bad * 4.0, cap)
         if rate_at(s_ok) <= budget:
             break
-        if s_ok >= S_CAP:
-            budget = rate_at(S_CAP)  # the floor
+        if s_ok >= cap:
+            budget = rate_at(cap)  # the floor
             break
         s_bad = s_ok
     for _ in range(steps):
@@ -132,18 +133,21 @@ def search_threshold(rate_at, target_rate: float, budget: float, steps: int = 7)
     return s_ok
 
 
-def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margin: float = 0.5, log=print) -> dict:
+def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margin: float = 0.5, log=print,
+              max_surprise: float = S_CAP) -> dict:
     """Fit tables and threshold in place (manifest.yaml of ``bundle_dir``); returns a summary.
 
     The threshold is the least surprise whose alert rate on the calibration part (held out from
     training) stays within ``margin * target_rate``; when even S_CAP does not, the summary says
-    the target is not met (``met``: False) and gives the rate achieved."""
+    the target is not met (``met``: False) and gives the rate achieved. The tables see the
+    training and validation parts only (never the calibration part)."""
     # The tables decide which readings count as anomalous, and a stream does not learn from those:
     # fit, rerun with the fitted tables, fit again (a second pass settles it).
     manifest = dict(load_bundle(bundle_dir).manifest)
     cal = dict(manifest["calibration"])
+    fit_part = [replace(s, raw=s.raw[: s.cal_start]) for s in series]
     for _ in range(2):
-        looks, looks_all, _, _ = run_series(load_bundle(bundle_dir), series)
+        looks, looks_all, _, _ = run_series(load_bundle(bundle_dir), fit_part)
         cal["tables"] = fit_tables(looks, looks_all)
         manifest["calibration"] = cal
         write_manifest(bundle_dir, manifest)
@@ -156,14 +160,14 @@ def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margi
         raised, scored = tried[s]
         return raised / max(scored, 1)
 
-    s = search_threshold(rate_at, target_rate, margin * target_rate)
+    s = search_threshold(rate_at, target_rate, margin * target_rate, cap=max_surprise)
     raised, scored = tried[s] if s in tried else held_out_alerts(bundle, series, s)
     rate = raised / max(scored, 1)
     met = rate <= target_rate
     cal.update(threshold=likelihood_at(s), threshold_surprise=round(float(s), 6), target_false_alarm_rate=target_rate,
                calibration_readings=int(scored), calibration_alerts=int(raised),
                achieved_false_alarm_rate=float(rate), target_met=bool(met),
-               calibration_part="the last readings of each series, held out from training")
+               calibration_part="the last readings of each series, held out from training, each run as a new stream")
     cal.pop("threshold_tail_probability", None)
     # fewer than ~3 / target readings cannot show the target rate: 0 alerts in n readings only says
     # the rate is below 3 / n (95 %, the rule of three)

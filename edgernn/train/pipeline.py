@@ -132,7 +132,7 @@ def train(args, features: tuple[str, ...], series: list[Series], command: str) -
     prov["warnings"] += fit_warnings(prov["final_train_nll"], prov["final_val_nll"])
     out = Path(args.out)
     _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov, kinds)
-    summary = calibrate(out, series, target_rate=args.target_far)
+    summary = calibrate(out, series, target_rate=args.target_far, max_surprise=args.max_surprise)
     try:
         from ..plot import plot_losses
 

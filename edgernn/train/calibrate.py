@@ -107,12 +107,13 @@ def held_out_alerts(bundle, series: list[Series], surprise: float) -> tuple[int,
     return raised, scored
 
 
-def search_threshold(rate_at, target_rate: float, budget: float, steps: int = 7, cap: float = S_CAP) -> float:
+def search_threshold(rate_at, target_rate: float, budget: float, tol: float = 0.01, cap: float = S_CAP) -> float:
     """The least surprise s >= -log10(target) whose rate_at(s) <= budget. When even ``cap`` is over
     budget (the achievable floor: alerts no allowed threshold removes), the least s reaching that floor.
 
-    Expands by x4 from -log10(target), then bisects on log s (rate_at falls as s grows)."""
-    s_ok = -math.log10(target_rate)
+    Expands by x4 from -log10(target), then bisects on log s to a relative ``tol`` (rate_at falls
+    as s grows)."""
+    s0 = s_ok = -math.log10(target_rate)
     if rate_at(s_ok) <= budget:
         return s_ok
     s_bad = s_ok
@@ -121,10 +122,10 @@ def search_threshold(rate_at, target_rate: float, budget: float, steps: int = 7,
         if rate_at(s_ok) <= budget:
             break
         if s_ok >= cap:
-            budget = rate_at(cap)  # the floor
+            budget, s_bad = rate_at(cap), s0  # the floor: where does it start?
             break
         s_bad = s_ok
-    for _ in range(steps):
+    while s_ok > s_bad * (1.0 + tol):
         mid = math.sqrt(s_bad * s_ok)
         if rate_at(mid) <= budget:
             s_ok = mid
@@ -164,7 +165,7 @@ def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margi
     raised, scored = tried[s] if s in tried else held_out_alerts(bundle, series, s)
     rate = raised / max(scored, 1)
     met = rate <= target_rate
-    cal.update(threshold=likelihood_at(s), threshold_surprise=round(float(s), 6), target_false_alarm_rate=target_rate,
+    cal.update(threshold=likelihood_at(s), threshold_surprise=float(s), target_false_alarm_rate=target_rate,
                calibration_readings=int(scored), calibration_alerts=int(raised),
                achieved_false_alarm_rate=float(rate), target_met=bool(met),
                calibration_part="the last readings of each series, held out from training, each run as a new stream")

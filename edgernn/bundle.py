@@ -23,6 +23,8 @@ from .scoring import TABLE_LOOKS
 
 SCHEMA_VERSION = 1
 NORMALISATION_MODES = ("stream", "fixed")
+# manifest feature_kinds: {name: {kind, distinct, ...}} as edgernn/train/features.py classifies them
+FEATURE_KINDS = ("constant", "near-constant", "binary", "counter", "quantised", "continuous")
 FILE_MODE, DIR_MODE = 0o644, 0o755  # bundles are read by services running as other users
 
 
@@ -115,6 +117,51 @@ def _table(manifest: dict, key: str, where: str) -> dict:
     return {"x": xs, "log10_sf": ls, "tail_scale": float(scale)}
 
 
+def _verify_artifacts(root: Path, manifest: dict, where: str) -> dict:
+    """Every listed artifact must exist and match its sha256 before anything is parsed."""
+    artifacts = _get(manifest, "artifacts", dict, where)
+    for name, meta in artifacts.items():
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+            raise BundleError(f"{where}: artifacts.{name}.sha256: missing")
+        if "/" in name or name.startswith("."):
+            raise BundleError(f"{where}: artifacts.{name}: must be a plain file name inside the bundle")
+        apath = root / name
+        if not apath.is_file():
+            raise BundleError(f"{apath}: listed in manifest.yaml but missing")
+        actual = sha256_file(apath)
+        if actual != meta["sha256"]:
+            raise BundleError(f"{apath}: sha256 mismatch (manifest {meta['sha256'][:12]}…, file {actual[:12]}…): file was modified or corrupted")
+    if "weights.npz" not in artifacts:
+        raise BundleError(f"{where}: artifacts.weights.npz: missing")
+    return artifacts
+
+
+def _features(manifest: dict, F: int, where: str) -> tuple[list[str], list[str]]:
+    """(names, units) of the manifest's features; F of them, distinct."""
+    feats = _get(manifest, "features", list, where)
+    names, units = [], []
+    for i, feat in enumerate(feats):
+        if not isinstance(feat, dict) or not isinstance(feat.get("name"), str):
+            raise BundleError(f"{where}: features[{i}].name: missing")
+        names.append(feat["name"])
+        units.append(str(feat.get("unit", "")))
+    if len(names) != F:
+        raise BundleError(f"{where}: features: {len(names)} listed but weights.npz has F={F}")
+    if len(set(names)) != len(names):
+        raise BundleError(f"{where}: features: duplicate feature names")
+    return names, units
+
+
+def _check_kinds(manifest: dict, names: list[str], where: str) -> None:
+    """feature_kinds (optional): a mapping of the bundle's features to known kinds."""
+    kinds = _get(manifest, "feature_kinds", dict, where, {})
+    for name, facts in kinds.items():
+        if name not in names:
+            raise BundleError(f"{where}: feature_kinds.{name}: not one of the features")
+        if not isinstance(facts, dict) or facts.get("kind") not in FEATURE_KINDS:
+            raise BundleError(f"{where}: feature_kinds.{name}.kind: expected one of {', '.join(FEATURE_KINDS)}")
+
+
 def load_bundle(path: str | os.PathLike) -> Bundle:
     """Load and verify a bundle directory. Raises ``BundleError`` (one line) when anything is off."""
     root = Path(path)
@@ -134,21 +181,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if schema != SCHEMA_VERSION:
         raise BundleError(f"{where}: schema: version {schema} is not supported (this edgernn reads {SCHEMA_VERSION})")
 
-    # Every listed artifact must exist and match its sha256 before anything is parsed.
-    artifacts = _get(manifest, "artifacts", dict, where)
-    for name, meta in artifacts.items():
-        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
-            raise BundleError(f"{where}: artifacts.{name}.sha256: missing")
-        if "/" in name or name.startswith("."):
-            raise BundleError(f"{where}: artifacts.{name}: must be a plain file name inside the bundle")
-        apath = root / name
-        if not apath.is_file():
-            raise BundleError(f"{apath}: listed in manifest.yaml but missing")
-        actual = sha256_file(apath)
-        if actual != meta["sha256"]:
-            raise BundleError(f"{apath}: sha256 mismatch (manifest {meta['sha256'][:12]}…, file {actual[:12]}…): file was modified or corrupted")
-    if "weights.npz" not in artifacts:
-        raise BundleError(f"{where}: artifacts.weights.npz: missing")
+    artifacts = _verify_artifacts(root, manifest, where)
 
     wpath = root / "weights.npz"
     try:
@@ -161,17 +194,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     except ValueError as exc:
         raise BundleError(f"{wpath}: {exc}") from None
 
-    feats = _get(manifest, "features", list, where)
-    names, units = [], []
-    for i, feat in enumerate(feats):
-        if not isinstance(feat, dict) or not isinstance(feat.get("name"), str):
-            raise BundleError(f"{where}: features[{i}].name: missing")
-        names.append(feat["name"])
-        units.append(str(feat.get("unit", "")))
-    if len(names) != F:
-        raise BundleError(f"{where}: features: {len(names)} listed but weights.npz has F={F}")
-    if len(set(names)) != len(names):
-        raise BundleError(f"{where}: features: duplicate feature names")
+    names, units = _features(manifest, F, where)
 
     hidden = _get(manifest, "cell.hidden", int, where)
     if hidden != H:
@@ -199,6 +222,10 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise BundleError(f"{where}: calibration.threshold: must be in (0, 1]")
     if not 0.0 < cal.smoothing <= 1.0:
         raise BundleError(f"{where}: calibration.smoothing: must be in (0, 1]")
+    surprise = _get(manifest, "calibration.threshold_surprise", float, where, None)
+    if surprise is not None and not (0.0 < surprise < float("inf")):
+        raise BundleError(f"{where}: calibration.threshold_surprise: must be a positive number (-log10 p)")
+    _check_kinds(manifest, names, where)
 
     return Bundle(
         path=root,

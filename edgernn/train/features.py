@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-KINDS = ("constant", "near-constant", "binary", "counter", "quantised", "continuous")
+from ..bundle import FEATURE_KINDS as KINDS  # noqa: F401  (the manifest's vocabulary)
 NEAR_CONSTANT_SHARE = 0.99  # share of rows holding the one most common value
 QUANTISED_MAX_DISTINCT = 16
 COUNTER_MAX_DROPS = 0.01  # resets allowed, as a share of the steps

@@ -31,6 +31,8 @@ def test_export_writes_registers_and_prints_table(fresh_bundle, capsys):
             assert meta["tolerance"] == 1e-5 and meta["size_bytes"] == (fresh_bundle / artifact).stat().st_size
             assert f"| {artifact} |" in out
     assert "model.int8.onnx" not in bundle.manifest["artifacts"]  # only what was asked
+    for name in bundle.manifest["artifacts"]:  # readable by a service running as another user
+        assert (fresh_bundle / name).stat().st_mode & 0o777 == 0o644, name
 
 
 def test_missing_bundle_is_one_line_exit_2(tmp_path, capsys):

@@ -13,7 +13,8 @@ What happens, per series (each stream of each file), in time order, never shuffl
 
 Each feature is classified on the training part: constant, near-constant, binary, counter,
 quantised or continuous; the summary, manifest (feature_kinds) and model card say how each
-is handled (a constant feature gets a std of 1 % of its value, not 1e-6). Warnings name too
+is handled (a constant feature gets a std of 1 % of its value, not 1e-6; counters are left
+out of the model unless --counters model). Warnings name too
 little data for the model, held-out readings outside the training range and a validation
 NLL far above the training NLL.
 
@@ -72,6 +73,9 @@ def add_arguments(p) -> None:
                    help="share at the end of each series held out for the threshold (default 0.15)")
     p.add_argument("--target-far", type=float, default=1e-4,
                    help="target false alerts per reading on normal data (default 1e-4 = 1 per 10,000)")
+    p.add_argument("--counters", choices=("leave-out", "model"), default="leave-out",
+                   help="features found to be counters (non-decreasing with resets): leave them out of the model "
+                        "(default: their raw value grows out of any training range) or model them like the rest")
     p.add_argument("--strict", action="store_true", help="exit 3 when the calibration cannot meet --target-far")
     p.add_argument("--max-surprise", type=float, default=1e5,
                    help="never set the threshold above this surprise (-log10 p); when the target needs more, "

@@ -63,6 +63,11 @@ def _features(b) -> list[str]:
         kind = k.get("kind", "?")
         L.append(f"| `{name}` | {unit} | {kind} ({k.get('distinct', '?'):,} distinct) | {rng} | {norm} | "
                  f"{HANDLING.get(kind, '-')} |")
+    for name, facts in b.manifest.get("left_out_features", {}).items():
+        lo_hi = ranges.get(name)
+        rng = f"{lo_hi[0]:g} .. {lo_hi[1]:g}" if lo_hi else "-"
+        L.append(f"| `{name}` | | {facts['kind']} ({facts.get('distinct', '?'):,} distinct) | {rng} | - | "
+                 f"**left out of the model**: {facts.get('reason', '')} |")
     return L + [""]
 
 

@@ -18,8 +18,9 @@ Handling (the manifest's ``feature_kinds`` records kind and facts; the detector 
   like the other statistics. The stuck statistic has no meaning on them (they always repeat).
 * binary / quantised: normalised like the rest; repeats are normal for them, so the stuck
   statistic should not be used on them either.
-* counter: the raw value is modelled like the rest; a counter leaves its training range as it
-  grows, which the range warnings of the trainer point out.
+* counter: left out of the model by default (its raw value grows out of any training range,
+  so every later reading would look anomalous); ``--counters model`` keeps it, and the range
+  warnings of the trainer then point out how far it has left its training range.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ HANDLING = {
     "near-constant": "std at least 1 % of the usual value (1 unit at 0); no stuck look",
     "binary": "normalised as trained; repeats are normal (no stuck look)",
     "quantised": "normalised as trained; repeats are normal (no stuck look)",
-    "counter": "raw value modelled; it leaves its training range as it grows (see the range warnings)",
+    "counter": "raw value modelled (--counters model); it leaves its training range as it grows",
     "continuous": "normalised as trained; every look",
 }
 

@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from .checks import data_warnings, extent, fit_warnings
 from .data import Series, fixed_normalise, segments, stream_normalise
-from .features import describe, feature_kinds, sane_std
+from .features import HANDLING, describe, feature_kinds, sane_std
 
 CLIP = 10.0  # normalised inputs are clipped here (train and run time alike)
 
@@ -70,7 +71,7 @@ def _fit(args, features, normed, series, skip):
     return fit(tr, va, len(features), cfg), cfg
 
 
-def _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov, kinds):
+def _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov, kinds, left_out):
     """The bundle before calibration: manifest, weights, golden, representative inputs."""
     from ..bundle import load_bundle, register_artifact, write_bundle, write_manifest
     from ..fileio import save_npz
@@ -87,6 +88,8 @@ def _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, no
     manifest = load_bundle(out).manifest
     manifest["normalisation"]["adapt"] = float(adapt)
     manifest["feature_kinds"] = kinds
+    if left_out:
+        manifest["left_out_features"] = left_out
     write_manifest(out, manifest)
     rep_len = min(2048, min(len(h) for h in held))
     rep = np.stack([h[:rep_len] for h in held[:16]], axis=1).astype(np.float32)  # [T, B, F]
@@ -99,14 +102,33 @@ def _print_summary(out, features, norm, warmup, weights, result, prov, kinds) ->
     print()
     print(f"{'model':24s} {out}")
     print(f"{'features':24s} {len(features)} ({norm} normalisation, warm-up {warmup})")
+    plain = [n for n in features if kinds[n]["kind"] == "continuous"]
+    if plain:
+        print(f"  continuous ({len(plain)}): {', '.join(plain)} - {HANDLING['continuous']}")
     for name in features:
-        print(f"  {describe(name, kinds[name])}")
+        if kinds[name]["kind"] != "continuous":
+            print(f"  {describe(name, kinds[name])}")
     print(f"{'hidden':24s} {result.model.gru.hidden_size}  ({sum(w.size for w in weights.values()):,} parameters)")
     print(f"{'epochs':24s} {result.epochs_run} (best {result.best_epoch})")
     print(f"{'train / val NLL':24s} {prov['final_train_nll']:.4f} / {prov['final_val_nll']:.4f} per value")
     print(f"{'bundle size':24s} {size:,} bytes")
     for w in prov["warnings"]:
         print(f"WARNING: {w}")
+
+
+def leave_out_counters(features, series: list[Series], kinds: dict):
+    """Counters out of the model: (features, series, kinds) without them, and {name: facts} left out.
+
+    A counter's raw value grows without bound, so it leaves any training range and every later
+    reading would look anomalous; its increments are not modelled (yet)."""
+    out = {n: dict(kinds[n], reason="counter: its raw value grows without bound; not modelled")
+           for n in features if kinds[n]["kind"] == "counter"}
+    if not out or len(out) == len(features):
+        return features, series, kinds, {}
+    keep = [i for i, n in enumerate(features) if n not in out]
+    series = [replace(s, raw=s.raw[:, keep]) for s in series]
+    names = tuple(features[i] for i in keep)
+    return names, series, {n: kinds[n] for n in names}, out
 
 
 def train(args, features: tuple[str, ...], series: list[Series], command: str) -> dict:
@@ -122,16 +144,19 @@ def train(args, features: tuple[str, ...], series: list[Series], command: str) -
     warmup = args.warmup if args.warmup is not None else (256 if norm == "stream" else 64)
     adapt = args.adapt if args.adapt is not None else (0.002 if norm == "stream" else 0.0)
     kinds = feature_kinds(features, [s.raw[: s.split] for s in series])
+    ext = extent(features, series, [s.ts for s in series])  # every column of the data, left out or not
+    left_out = {}
+    if args.counters == "leave-out":
+        features, series, kinds, left_out = leave_out_counters(features, series, kinds)
     normed, mean, std, skip = normalise(series, norm, warmup, adapt, kinds, features)
     result, cfg = _fit(args, features, normed, series, skip)
     weights = export_weights(result.model)
     n_params = sum(w.size for w in weights.values())
     warnings = data_warnings(features, series, n_params, kinds)
-    ext = extent(features, series, [s.ts for s in series])
     prov = _provenance(args, command, series, result, cfg, str(torch.__version__), ext, warnings)
     prov["warnings"] += fit_warnings(prov["final_train_nll"], prov["final_val_nll"])
     out = Path(args.out)
-    _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov, kinds)
+    _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov, kinds, left_out)
     summary = calibrate(out, series, target_rate=args.target_far, max_surprise=args.max_surprise)
     try:
         from ..plot import plot_losses
@@ -142,4 +167,6 @@ def train(args, features: tuple[str, ...], series: list[Series], command: str) -
     write_card(out)
     make_readable(out)
     _print_summary(out, features, norm, warmup, weights, result, prov, kinds)
+    for name, facts in left_out.items():
+        print(f"  left out: {describe(name, facts).split(' - ')[0]} - {facts['reason']} (--counters model keeps it)")
     return summary

@@ -187,8 +187,8 @@ def test_bundle_is_world_readable_after_cp_r(trained, tmp_path):
 
 @pytest.fixture(scope="module")
 def unmeetable(tmp_path_factory):
-    """Two features; `b` is 0 in training and validation and keeps jumping in the calibration
-    part: no threshold up to --max-surprise 6 removes those alerts, so the target cannot be met."""
+    """`b` is 0 in training and validation and keeps jumping in the calibration part: no threshold
+    up to --max-surprise 6 removes those alerts, so the target cannot be met. `c` is a counter."""
     root = tmp_path_factory.mktemp("strict")
     rng = np.random.default_rng(3)
     n = 1600
@@ -196,9 +196,10 @@ def unmeetable(tmp_path_factory):
     a = np.sin(t / 15.0) + 0.05 * rng.standard_normal(n)
     b = np.zeros(n)
     b[int(n * 0.9) :: 40] = 50.0  # in the last 15 % only
+    c = np.cumsum(rng.poisson(2.0, n))
     ts = np.datetime_as_string((1.7e9 + t).astype("datetime64[s]"), unit="s")
     path = root / "m.csv"
-    path.write_text("timestamp,a,b\n" + "".join(f"{s}Z,{x:.5f},{y:g}\n" for s, x, y in zip(ts, a, b)))
+    path.write_text("timestamp,a,b,c\n" + "".join(f"{s}Z,{x:.5f},{y:g},{k}\n" for s, x, y, k in zip(ts, a, b, c)))
     r = subprocess.run([PYTHON, "-m", "edgernn", "train", path, "--out", root / "m", "--strict", "--max-surprise", "6",
                         *TRAIN_ARGS],
                        capture_output=True, text=True, cwd=REPO, timeout=300)
@@ -217,3 +218,13 @@ def test_strict_exits_3_when_the_target_cannot_be_met(unmeetable):
     assert m["normalisation"]["std"][1] == 1.0  # a constant 0 gets 1 unit, not 1e-6
     assert "did not meet its target" in (out_dir / "README.md").read_text()
     assert any("constant 0 in training but changes" in w for w in m["provenance"]["warnings"])
+
+
+def test_counters_are_left_out_and_said_so(unmeetable):
+    out_dir, r = unmeetable
+    b = load_bundle(out_dir)
+    assert b.features == ("a", "b")
+    assert b.manifest["left_out_features"]["c"]["kind"] == "counter"
+    assert "left out: c: counter" in r.stdout
+    assert "**left out of the model**" in (out_dir / "README.md").read_text()
+    assert set(b.manifest["provenance"]["extent"]["ranges"]) == {"a", "b", "c"}

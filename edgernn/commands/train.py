@@ -4,12 +4,12 @@ Give it readings of your machine working normally; it learns to predict each nex
 writes a bundle (--out) that `edgernn replay`, `edgernn serve` and `edgernn export` use.
 
 What happens, per series (each stream of each file), in time order, never shuffled:
-  first 70 %   trains the GRU (early stopping on the next part; weight decay)
-  next 15 %    validates: stops training, fits the score tables       (--val-fraction)
-  last 15 %    calibration, held out and run as a new stream from a cold start (as a daemon
-               meets it): the alert threshold is set so that alerts there stay within half
-               the target false-alarm rate (--target-far); the rate achieved is reported. If no threshold reaches the target, it says so (and
-               --strict exits 3).                                     (--cal-fraction)
+  first 70 %   trains the GRU (AdamW with weight decay)
+  last 30 %    held out (--holdout): stops training when its NLL stops improving; fits the
+               score tables; then runs as a new stream from a cold start (as a daemon meets
+               it) to set the alert threshold so that alerts there stay within half the
+               target false-alarm rate (--target-far). The rate achieved there is reported;
+               if no threshold reaches the target, it says so (and --strict exits 3).
 
 Each feature is classified on the training part: constant, near-constant, binary, counter,
 quantised or continuous; the summary, manifest (feature_kinds) and model card say how each
@@ -68,9 +68,9 @@ def add_arguments(p) -> None:
     p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay (default 0.01; 0 = plain Adam)")
     p.add_argument("--segment", type=int, default=512, help="readings per training segment (default 512)")
     p.add_argument("--chunk", type=int, default=64, help="truncated BPTT length (default 64)")
-    p.add_argument("--val-fraction", type=float, default=0.15, help="share of each series that validates (default 0.15)")
-    p.add_argument("--cal-fraction", type=float, default=0.15,
-                   help="share at the end of each series held out for the threshold (default 0.15)")
+    p.add_argument("--holdout", "--val-fraction", dest="holdout", type=float, default=0.3,
+                   help="share at the end of each series held out from training: validation and calibration "
+                        "(default 0.3)")
     p.add_argument("--target-far", type=float, default=1e-4,
                    help="target false alerts per reading on normal data (default 1e-4 = 1 per 10,000)")
     p.add_argument("--counters", choices=("leave-out", "model"), default="leave-out",
@@ -114,10 +114,10 @@ def _series(args, features):
     from ..recording import RecordingError, parse_columns
     from ..train.data import load_series
 
-    if not (0 < args.val_fraction and 0 < args.cal_fraction and args.val_fraction + args.cal_fraction <= 0.8):
-        return fail("train", "--val-fraction and --cal-fraction must be > 0 and leave at least 20 % to train")
+    if not 0.05 <= args.holdout <= 0.8:
+        return fail("train", "--holdout must be between 0.05 and 0.8 (the rest trains)")
     try:
-        series = load_series(args.data, features, parse_columns(args.columns), args.val_fraction, args.cal_fraction)
+        series = load_series(args.data, features, parse_columns(args.columns), args.holdout)
     except RecordingError as exc:
         return fail("train", exc)
     if not series:

@@ -94,14 +94,14 @@ def one_in(surprise: float) -> str:
 
 
 def held_out_alerts(bundle, series: list[Series], surprise: float) -> tuple[int, int]:
-    """(alerts raised, readings scored) on the calibration part of every series at a threshold.
+    """(alerts raised, readings scored) on the held-out part of every series at a threshold.
 
-    Each calibration part runs as a new stream from a cold start, as a daemon or `edgernn replay`
+    Each held-out part runs as a new stream from a cold start, as a daemon or `edgernn replay`
     meets a stream: a young stream's statistics give more false alerts than a mature one's, and
-    the promise must hold for both. Its warm-up takes the readings just before the calibration
-    part (validation data, never trained on), so scoring starts where the calibration part does."""
+    the promise must hold for both. Its warm-up takes the (training) readings just before the
+    held-out part, so scoring starts where the held-out part does."""
     w = bundle.calibration.warmup
-    parts = [replace(s, name=s.name + ":calibration", raw=s.raw[max(s.cal_start - w, 0) :], split=0, cal=0, ts=None)
+    parts = [replace(s, name=s.name + ":calibration", raw=s.raw[max(s.split - w, 0) :], split=0, ts=None)
              for s in series]
     _, _, raised, scored = run_series(bundle, parts, likelihood_at(surprise))
     return raised, scored
@@ -138,17 +138,15 @@ def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margi
               max_surprise: float = S_CAP) -> dict:
     """Fit tables and threshold in place (manifest.yaml of ``bundle_dir``); returns a summary.
 
-    The threshold is the least surprise whose alert rate on the calibration part (held out from
-    training) stays within ``margin * target_rate``; when even S_CAP does not, the summary says
-    the target is not met (``met``: False) and gives the rate achieved. The tables see the
-    training and validation parts only (never the calibration part)."""
+    The threshold is the least surprise whose alert rate on the held-out part (never trained on,
+    run as new streams) stays within ``margin * target_rate``; when even S_CAP does not, the summary says
+    the target is not met (``met``: False) and gives the rate achieved."""
     # The tables decide which readings count as anomalous, and a stream does not learn from those:
     # fit, rerun with the fitted tables, fit again (a second pass settles it).
     manifest = dict(load_bundle(bundle_dir).manifest)
     cal = dict(manifest["calibration"])
-    fit_part = [replace(s, raw=s.raw[: s.cal_start]) for s in series]
     for _ in range(2):
-        looks, looks_all, _, _ = run_series(load_bundle(bundle_dir), fit_part)
+        looks, looks_all, _, _ = run_series(load_bundle(bundle_dir), series)
         cal["tables"] = fit_tables(looks, looks_all)
         manifest["calibration"] = cal
         write_manifest(bundle_dir, manifest)
@@ -168,14 +166,14 @@ def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margi
     cal.update(threshold=likelihood_at(s), threshold_surprise=float(s), target_false_alarm_rate=target_rate,
                calibration_readings=int(scored), calibration_alerts=int(raised),
                achieved_false_alarm_rate=float(rate), target_met=bool(met),
-               calibration_part="the last readings of each series, held out from training, each run as a new stream")
+               calibration_part="the held-out end of each series, each run as a new stream")
     cal.pop("threshold_tail_probability", None)
     # fewer than ~3 / target readings cannot show the target rate: 0 alerts in n readings only says
     # the rate is below 3 / n (95 %, the rule of three)
     note = "" if scored * target_rate >= 3 else (
         f"only {scored:,} held-out readings: they cannot show a rate of {target_rate * 1e4:g} per 10,000 "
         f"({raised} alert(s) there bound the rate below about {(raised + 3) / max(scored, 1) * 1e4:.1f} per "
-        f"10,000); give more normal data or a larger --cal-fraction")
+        f"10,000); give more normal data or a larger --holdout")
     cal["calibration_note"] = note
     manifest["calibration"] = cal
     write_manifest(bundle_dir, manifest)

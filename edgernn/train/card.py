@@ -79,9 +79,9 @@ def _data(b) -> list[str]:
     for d in prov.get("data", []):
         L.append(f"| `{d['file']}` | {d.get('rows', 0):,} | `{d['sha256']}` |")
     L += ["", f"{ext.get('rows', prov.get('rows', 0)):,} rows in {ext.get('series', prov.get('series', '?'))} "
-              f"series, spanning {_fmt_span(ext.get('time_span_s'))}. Each series split in time: "
-              f"{split.get('train', '?')} train, {split.get('validation', '?')} validation (early stopping, "
-              f"score tables), {split.get('calibration', '?')} calibration (alert threshold, never trained on).",
+              f"series, spanning {_fmt_span(ext.get('time_span_s'))}. Each series split in time: the first "
+              f"{split.get('train', '?')} trains; the last {split.get('held_out', '?')} is held out (early stopping, "
+              f"score tables, alert threshold; never trained on).",
           "", "```sh", prov.get("command", "?")]
     if prov.get("calibration_command"):
         L.append(prov["calibration_command"] + "   # recalibration")
@@ -95,7 +95,7 @@ def _calibration_and_fit(b) -> list[str]:
     L = ["## Calibration and fit", ""]
     if s is not None:
         L += [f"* Alert threshold: surprise {s:.2f} (-log10 p; a combined tail probability of {one_in(s)})",
-              f"* Held-out calibration part: {cal.get('calibration_alerts', '?')} alert(s) in "
+              f"* Held-out part (run as new streams): {cal.get('calibration_alerts', '?')} alert(s) in "
               f"{cal.get('calibration_readings', 0):,} normal readings = "
               f"{cal.get('achieved_false_alarm_rate', 0) * 1e4:.2f} per 10,000; target "
               f"{cal['target_false_alarm_rate'] * 1e4:.2f} per 10,000 (chosen for half of it) - "

@@ -2,10 +2,10 @@
 
 ``stream`` normalisation mirrors edgernn/detector.py step for step: Welford statistics over the
 first ``warmup`` readings, then an EW update at rate ``adapt`` (tests check the two agree).
-Each series is split in time (never shuffled across time): the first ``1 - val_fraction -
-cal_fraction`` trains; the next ``val_fraction`` validates (early stopping, the GRU looks' tail
-tables); the last ``cal_fraction`` is held out for the alert threshold and the false-alarm rate
-the trainer reports (the streams still run from their first reading, so they are warm there).
+Each series is split in time (never shuffled across time): the first ``1 - holdout`` trains;
+the last ``holdout`` is held out from training: it stops training (validation NLL), and the
+calibration fits the score tables and sets the alert threshold there, reporting the false-alarm
+rate it achieves there.
 """
 
 from __future__ import annotations
@@ -22,17 +22,12 @@ from ..recording import read_recording
 class Series:
     name: str
     raw: np.ndarray  # float64[T, F]
-    split: int  # first validation index (the held-out part starts here)
-    cal: int | None = None  # first calibration index (None: the held-out part as a whole)
+    split: int  # first held-out index (validation and calibration)
     ts: np.ndarray | None = None  # float64[T] epoch seconds, when the file has timestamps
-
-    @property
-    def cal_start(self) -> int:
-        return self.split if self.cal is None else self.cal
 
 
 def load_series(paths: list[Path], features: tuple[str, ...], columns: dict | None = None,
-                val_fraction: float = 0.15, cal_fraction: float = 0.15) -> list[Series]:
+                holdout: float = 0.3) -> list[Series]:
     """One Series per stream per file; rows with missing values are dropped (counted by caller)."""
     out = []
     for path in paths:
@@ -44,9 +39,8 @@ def load_series(paths: list[Path], features: tuple[str, ...], columns: dict | No
             x, ts = x[ok], ts[ok]
             if len(x) < 50:
                 continue
-            n = len(x)
-            out.append(Series(f"{Path(path).name}:{sid}", x, int(n * (1 - val_fraction - cal_fraction)),
-                              int(n * (1 - cal_fraction)), ts if np.isfinite(ts).all() else None))
+            out.append(Series(f"{Path(path).name}:{sid}", x, int(len(x) * (1 - holdout)),
+                              ts if np.isfinite(ts).all() else None))
     return out
 
 

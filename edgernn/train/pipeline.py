@@ -39,8 +39,7 @@ def normalise(series: list[Series], norm: str, warmup: int, adapt: float, kinds:
 
 def _provenance(args, command, series, result, cfg, torch_version, ext, warnings) -> dict:
     n = len(series[0].raw)
-    split = {"train": f"{series[0].split / n:.0%}", "validation": f"{(series[0].cal_start - series[0].split) / n:.0%}",
-             "calibration": f"{1 - series[0].cal_start / n:.0%}"}
+    split = {"train": f"{series[0].split / n:.0%}", "held_out": f"{1 - series[0].split / n:.0%}"}
     return {
         "command": command,
         "data": [{"file": p.name, "sha256": _sha(p),
@@ -62,7 +61,7 @@ def _fit(args, features, normed, series, skip):
     cfg = FitConfig(hidden=args.hidden, epochs=args.epochs, patience=args.patience, lr=args.lr,
                     weight_decay=args.weight_decay, segment=args.segment, chunk=args.chunk, seed=args.seed)
     train_parts = [n[skip : s.split] for n, s in zip(normed, series)]
-    val_parts = [n[s.split : s.cal_start] for n, s in zip(normed, series)]
+    val_parts = [n[s.split :] for n, s in zip(normed, series)]
     val_seg = min(cfg.segment, min(len(v) for v in val_parts))
     tr = segments(train_parts, min(cfg.segment, min(len(t) for t in train_parts)), cfg.segment // 2)
     va = segments(val_parts, val_seg)

@@ -121,18 +121,18 @@ def test_training_normaliser_is_the_detectors(trained):
 
 
 def test_calibration_is_held_out_and_in_surprise(trained):
-    """The threshold is a surprise (-log10 p), chosen on the held-out calibration part, whose
+    """The threshold is a surprise (-log10 p), chosen on the held-out part, whose
     readings and alerts are recorded with the rate achieved and whether the target was met."""
     dirs, _, runs = trained
     cal = load_bundle(dirs[0]).manifest["calibration"]
     s = cal["threshold_surprise"]
     assert s >= -np.log10(cal["target_false_alarm_rate"]) - 1e-9
     assert cal["threshold"] == pytest.approx(float(likelihood_from_log10p(np.array([-s]))[0]), abs=1e-15)
-    # 3 series x 1200 rows, last 15 % each, run as new streams (warm-up 256 not scored)
-    assert 0 < cal["calibration_readings"] <= 3 * 180
+    # 3 series x 1200 rows, last 30 % each, run as new streams (warm-up on the readings before)
+    assert cal["calibration_readings"] == 3 * 360
     assert cal["achieved_false_alarm_rate"] == cal["calibration_alerts"] / cal["calibration_readings"]
     assert cal["target_met"] is (cal["achieved_false_alarm_rate"] <= cal["target_false_alarm_rate"])
-    assert cal["calibration_note"]  # 540 readings cannot show 1 per 10,000: said so
+    assert cal["calibration_note"]  # 1,080 readings cannot show 1 per 10,000: said so
     out = runs[0][1]
     assert f"surprise {s:.2f}" in out and "1.000000" not in out
     assert "cannot show a rate" in out
@@ -187,15 +187,17 @@ def test_bundle_is_world_readable_after_cp_r(trained, tmp_path):
 
 @pytest.fixture(scope="module")
 def unmeetable(tmp_path_factory):
-    """`b` is 0 in training and validation and keeps jumping in the calibration part: no threshold
-    up to --max-surprise 6 removes those alerts, so the target cannot be met. `c` is a counter."""
+    """`a` freezes (exact repeats) for 200 readings in the held-out part: no threshold up to
+    --max-surprise 6 removes that alert, so the target cannot be met. `b` is 0 in training and
+    jumps in the held-out part; `c` is a counter."""
     root = tmp_path_factory.mktemp("strict")
     rng = np.random.default_rng(3)
     n = 1600
     t = np.arange(n)
     a = np.sin(t / 15.0) + 0.05 * rng.standard_normal(n)
     b = np.zeros(n)
-    b[int(n * 0.9) :: 40] = 50.0  # in the last 15 % only
+    a[1300:1500] = a[1300]  # frozen, in the held-out part (rows 1120 on)
+    b[int(n * 0.9) :: 40] = 50.0  # in the held-out part only
     c = np.cumsum(rng.poisson(2.0, n))
     ts = np.datetime_as_string((1.7e9 + t).astype("datetime64[s]"), unit="s")
     path = root / "m.csv"

@@ -57,7 +57,7 @@ def test_sane_std_for_constant_features():
 
 def _series(train: np.ndarray, held: np.ndarray) -> list[Series]:
     raw = np.vstack([train, held])
-    return [Series("s", raw, len(train), len(train) + len(held) // 2)]
+    return [Series("s", raw, len(train))]
 
 
 def test_data_warnings_name_the_feature_and_the_numbers():

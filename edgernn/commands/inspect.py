@@ -56,7 +56,11 @@ def run(args) -> int:
               f"{c['achieved_false_alarm_rate'] * 1e4:.2f} per 10,000" + ("" if c.get("target_met") else " - TARGET NOT MET"))
     for name, facts in m.get("feature_kinds", {}).items():
         if facts.get("kind") != "continuous":
-            print(f"              {describe(name, facts)}")
+            print(f"  kind        {describe(name, facts)}")
+    for name, facts in m.get("left_out_features", {}).items():
+        print(f"  left out    {name}: {facts.get('reason', facts.get('kind', ''))}")
+    for w in m.get("provenance", {}).get("warnings", []):
+        print(f"  warning     {w}")
     print("artifacts")
     for name, meta in m["artifacts"].items():
         tol = meta.get("tolerance")

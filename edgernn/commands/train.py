@@ -14,9 +14,12 @@ What happens, per series (each stream of each file), in time order, never shuffl
 Each feature is classified on the training part: constant, near-constant, binary, counter,
 quantised or continuous; the summary, manifest (feature_kinds) and model card say how each
 is handled (a constant feature gets a std of 1 % of its value, not 1e-6; counters are left
-out of the model unless --counters model). Warnings name too
-little data for the model, held-out readings outside the training range and a validation
-NLL far above the training NLL.
+out of the model unless --counters model). Warnings name too little data for the model,
+held-out readings outside the training range and a validation NLL far above the training
+NLL. Thresholds are printed as surprise (-log10 p) and "1 in N".
+
+Too little held-out data cannot show a low rate: 0 alerts in 3,000 readings only says the
+rate is below ~10 per 10,000. The trainer says so; give it more normal data.
 
 The bundle holds manifest.yaml, weights.npz, golden.npz, representative.npz, loss_curve.png
 and README.md (the model card: data files + sha256, this command, features, calibration
@@ -57,14 +60,14 @@ def add_arguments(p) -> None:
     p.add_argument("--features", help="comma-separated feature columns (default: every non-time, non-label column)")
     p.add_argument("--columns", help="map features to file columns: FEATURE=COLUMN[,...]")
     p.add_argument("--name", help="model name (default: the --out directory name)")
-    p.add_argument("--version", default="1.0.0")
+    p.add_argument("--version", default="1.0.0", help="model version for the manifest (default 1.0.0)")
     p.add_argument("--hidden", type=int, default=32, help="GRU hidden size H (default 32)")
     p.add_argument("--norm", choices=("stream", "fixed"), help="normalisation (default: stream for 1 feature, else fixed)")
     p.add_argument("--warmup", type=int, default=None, help="readings per stream before scoring (default 64 fixed, 256 stream)")
     p.add_argument("--adapt", type=float, default=None, help="EW rate of stream normalisation after warm-up (default 0.002 stream)")
     p.add_argument("--epochs", type=int, default=30, help="most epochs (default 30; early stopping usually ends sooner)")
     p.add_argument("--patience", type=int, default=4, help="early stopping: epochs without validation improvement (default 4)")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
+    p.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (default 3e-3)")
     p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay (default 0.01; 0 = plain Adam)")
     p.add_argument("--segment", type=int, default=512, help="readings per training segment (default 512)")
     p.add_argument("--chunk", type=int, default=64, help="truncated BPTT length (default 64)")
@@ -80,7 +83,7 @@ def add_arguments(p) -> None:
     p.add_argument("--max-surprise", type=float, default=1e5,
                    help="never set the threshold above this surprise (-log10 p); when the target needs more, "
                         "the target is not met (default 1e5: effectively no limit)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="same seed, same data: same weights (default 0)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--description", default="", help="one line for the manifest and the model card")
     p.add_argument("--recalibrate", action="store_true",

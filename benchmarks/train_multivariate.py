@@ -214,7 +214,8 @@ def train(data: Path, model: Path, extra: list[str]) -> dict:
             "achieved_per_10k": cal["achieved_false_alarm_rate"] * 1e4, "held_out_readings": cal["calibration_readings"],
             "target_met": cal["target_met"], "kinds": {k: sum(1 for v in kinds.values() if v["kind"] == k)
                                                        for k in sorted({v["kind"] for v in kinds.values()})},
-            "warnings": len(load_bundle(model).manifest["provenance"].get("warnings", []))}
+            "warnings": len(load_bundle(model).manifest["provenance"].get("warnings", [])),
+            **{k: load_bundle(model).manifest["provenance"][k] for k in ("final_train_nll", "final_val_nll", "epochs_run")}}
 
 
 def skab_tests(skab: Path):
@@ -224,7 +225,8 @@ def skab_tests(skab: Path):
 
 def report(name: str, tr: dict, sc: dict) -> None:
     print(f"\n## {name}\n")
-    print(f"trainer: exit {tr['exit']}, {tr['seconds']} s; threshold surprise {tr['threshold_surprise']:.2f}; held-out "
+    print(f"trainer: exit {tr['exit']}, {tr['seconds']} s, {tr['epochs_run']} epochs, train / held-out NLL "
+          f"{tr['final_train_nll']:.3f} / {tr['final_val_nll']:.3f}; threshold surprise {tr['threshold_surprise']:.2f}; held-out "
           f"calibration {tr['achieved_per_10k']:.2f} per 10k in {tr['held_out_readings']:,} readings (target "
           f"{tr['target_per_10k']:.2f}, met: {tr['target_met']}); kinds {tr['kinds']}; {tr['warnings']} warning(s)")
     print("\n| file | rows | anomalous | best F1 surprise | (no stuck look) | best F1 max-abs-z | alert F1 | false alerts |")

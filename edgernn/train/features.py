@@ -93,12 +93,12 @@ def sane_std(std: np.ndarray, mean: np.ndarray, kinds: dict[str, dict], names) -
 
 
 HANDLING = {
-    "constant": "std set to 1 % of the value (1 unit at 0): any change is a finding; no stuck look",
+    "constant": "std set to 1 % of the value (1 unit at 0): any change is a finding; no stuck look (the detector reads feature_kinds)",
     "near-constant": "std at least 1 % of the usual value (1 unit at 0); no stuck look",
-    "binary": "normalised as trained; repeats are normal (no stuck look)",
-    "quantised": "normalised as trained; repeats are normal (no stuck look)",
+    "binary": "repeats are normal for it: no stuck look (the detector reads feature_kinds)",
+    "quantised": "repeats are normal for it: no stuck look (the detector reads feature_kinds)",
     "counter": "raw value modelled (--counters model); it leaves its training range as it grows",
-    "continuous": "normalised as trained; every look",
+    "continuous": "every look",
 }
 
 

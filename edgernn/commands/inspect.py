@@ -9,7 +9,6 @@ examples:
 from __future__ import annotations
 
 import json
-import math
 
 from .common import fail, resolve_model
 
@@ -19,19 +18,9 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
 
-def _threshold(cal: dict) -> str:
-    """The alert threshold for people: surprise and "1 in N" (never a rounded likelihood)."""
-    from ..train.calibrate import one_in
-
-    s = cal.get("threshold_surprise")
-    if s is None:  # calibrated before surprise thresholds: the likelihood's tail probability
-        p = 1.0 - float(cal["threshold"])
-        s = -math.log10(p) if p > 0 else float("inf")
-    return f"threshold surprise {s:.2f} ({one_in(s)})"
-
-
 def run(args) -> int:
     from ..bundle import BundleError, load_bundle
+    from ..train.calibrate import threshold_text
     from ..train.features import describe
 
     try:
@@ -48,7 +37,7 @@ def run(args) -> int:
     print(f"features      {', '.join(f'{n} [{u}]' if u else n for n, u in zip(b.features, b.units))}")
     print(f"normalisation {b.norm_mode}" + (f", adapt {m['normalisation'].get('adapt', 0)}" if b.norm_mode == "stream" else ""))
     print(f"cell          GRU H={b.hidden} ({m['cell'].get('gates', '')}), head {m['head']['type']}")
-    print(f"calibration   {_threshold(m['calibration'])}, warm-up {cal.warmup}, "
+    print(f"calibration   {threshold_text(m['calibration'])}, warm-up {cal.warmup}, "
           f"target {cal.target_false_alarm_rate * 1e4:g} false alerts per 10,000 readings")
     if "achieved_false_alarm_rate" in m["calibration"]:
         c = m["calibration"]

@@ -93,6 +93,16 @@ def one_in(surprise: float) -> str:
     return f"1 in {10**surprise:,.0f}" if surprise < 7 else f"1 in 10^{surprise:.1f}"
 
 
+def threshold_text(cal: dict) -> str:
+    """A manifest's alert threshold for people: surprise and "1 in N" (never a rounded likelihood).
+    Bundles calibrated before surprise thresholds: from the likelihood's tail probability."""
+    s = cal.get("threshold_surprise")
+    if s is None:
+        p = 1.0 - float(cal["threshold"])
+        s = -math.log10(p) if p > 0 else math.inf
+    return f"threshold surprise {s:.2f} ({one_in(s)})"
+
+
 def held_out_alerts(bundle, series: list[Series], surprise: float) -> tuple[int, int]:
     """(alerts raised, readings scored) on the held-out part of every series at a threshold.
 

@@ -10,10 +10,14 @@ import json
 from pathlib import Path
 
 from ..bundle import FILE_MODE, load_bundle
-from .calibrate import one_in
+from .calibrate import one_in, threshold_text
 from .features import HANDLING
 
 GENERATED = {"weights.npz", "golden.npz", "representative.npz"}  # what training writes itself
+INT8_NOTE = ("`model.int8.onnx`: onnxruntime static QDQ on the MatMuls, int8 weights per output channel with 16-bit "
+             "activations (fixed scales, so a row's result never depends on the rest of its batch). "
+             "`model.int8.tflite` and `model_data.cc` (TFLite Micro): int8 weights (one scale per output row) with "
+             "16-bit activations, float32 input and output (by default; `edgernn export --help`).")
 
 
 def _fmt_span(seconds) -> str:
@@ -60,13 +64,12 @@ def _features(b) -> list[str]:
         lo_hi = ranges.get(name)
         rng = f"{lo_hi[0]:g} .. {lo_hi[1]:g}" if lo_hi else "-"
         norm = f"{b.norm_mean[i]:.4g} / {b.norm_std[i]:.4g}" if b.norm_mode == "fixed" else "per stream"
-        kind = k.get("kind", "?")
-        L.append(f"| `{name}` | {unit} | {kind} ({k.get('distinct', '?'):,} distinct) | {rng} | {norm} | "
-                 f"{HANDLING.get(kind, '-')} |")
+        kind = f"{k['kind']} ({k['distinct']:,} distinct)" if k else "not classified (trained before feature kinds)"
+        L.append(f"| `{name}` | {unit} | {kind} | {rng} | {norm} | {HANDLING.get(k.get('kind'), '-')} |")
     for name, facts in b.manifest.get("left_out_features", {}).items():
         lo_hi = ranges.get(name)
         rng = f"{lo_hi[0]:g} .. {lo_hi[1]:g}" if lo_hi else "-"
-        L.append(f"| `{name}` | | {facts['kind']} ({facts.get('distinct', '?'):,} distinct) | {rng} | - | "
+        L.append(f"| `{name}` | | {facts['kind']} ({facts.get('distinct', 0):,} distinct) | {rng} | - | "
                  f"**left out of the model**: {facts.get('reason', '')} |")
     return L + [""]
 
@@ -78,11 +81,12 @@ def _data(b) -> list[str]:
     L = ["## Data and command", "", "| file | rows | sha256 |", "|---|---:|---|"]
     for d in prov.get("data", []):
         L.append(f"| `{d['file']}` | {d.get('rows', 0):,} | `{d['sha256']}` |")
-    L += ["", f"{ext.get('rows', prov.get('rows', 0)):,} rows in {ext.get('series', prov.get('series', '?'))} "
-              f"series, spanning {_fmt_span(ext.get('time_span_s'))}. Each series split in time: the first "
-              f"{split.get('train', '?')} trains; the last {split.get('held_out', '?')} is held out (early stopping, "
-              f"score tables, alert threshold; never trained on).",
-          "", "```sh", prov.get("command", "?")]
+    L.append("")
+    if ext and split:
+        L += [f"{ext['rows']:,} rows in {ext['series']} series, spanning {_fmt_span(ext.get('time_span_s'))}. "
+              f"Each series split in time: the first {split['train']} trains; the last {split['held_out']} is held "
+              f"out (early stopping, score tables, alert threshold; never trained on).", ""]
+    L += ["```sh", prov.get("command", "?")]
     if prov.get("calibration_command"):
         L.append(prov["calibration_command"] + "   # recalibration")
     L += ["```", ""]
@@ -103,7 +107,7 @@ def _calibration_and_fit(b) -> list[str]:
         if cal.get("calibration_note"):
             L.append(f"* **Note:** {cal['calibration_note']}")
     else:
-        L += [f"* Alert threshold: likelihood {cal['threshold']} (calibrated before surprise thresholds); "
+        L += [f"* Alert {threshold_text(cal)} (calibrated before surprise thresholds); "
               f"{cal.get('calibration_alerts', '?')} alert(s) in {cal.get('calibration_readings', 0):,} readings"]
     L += [f"* Warm-up: {cal['warmup']} readings per stream before scores count",
           f"* Fit: {prov.get('epochs_run')} epochs (best {prov.get('best_epoch')}); Gaussian NLL per value, "
@@ -125,6 +129,8 @@ def _artifacts(b) -> list[str]:
         L += ["Max abs error against `golden.npz` (normalised units): one step fed the reference hidden state, "
               "and a rollout fed the artifact's own hidden state. Measured when this card was written.", "",
               render_markdown(parity_report(b)), ""]
+    if any(".int8." in name for name in b.manifest["artifacts"]):
+        L += [INT8_NOTE, ""]
     return L
 
 

@@ -230,3 +230,45 @@ def test_counters_are_left_out_and_said_so(unmeetable):
     assert "left out: c: counter" in r.stdout
     assert "**left out of the model**" in (out_dir / "README.md").read_text()
     assert set(b.manifest["provenance"]["extent"]["ranges"]) == {"a", "b", "c"}
+
+
+def test_recalibrate_keeps_weights_and_refreshes_card(trained, tmp_path):
+    import shutil
+
+    dirs, csvs, _ = trained
+    copy = tmp_path / "m"
+    shutil.copytree(dirs[0], copy)
+    (copy / "README.md").unlink()
+    r = subprocess.run([PYTHON, "-m", "edgernn", "train", *csvs[:2], "--out", copy, "--recalibrate"],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr
+    b = load_bundle(copy)
+    assert _sha(copy / "weights.npz") == _sha(dirs[0] / "weights.npz")
+    assert "--recalibrate" in b.manifest["provenance"]["calibration_command"]
+    assert b.manifest["calibration"]["calibration_readings"] == 2 * 360  # two files now
+    assert "--recalibrate" in (copy / "README.md").read_text()
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--holdout", "0.95"], "--holdout"),
+    (["--target-far", "2"], "--target-far"),
+])
+def test_bad_settings_are_one_line_exit_2(trained, tmp_path, extra, needle):
+    _, csvs, _ = trained
+    r = subprocess.run([PYTHON, "-m", "edgernn", "train", csvs[0], "--out", tmp_path / "m", *extra],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_missing_file_is_one_line_exit_2(tmp_path):
+    r = subprocess.run([PYTHON, "-m", "edgernn", "train", tmp_path / "nope.csv", "--out", tmp_path / "m"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == f"edgernn train: {tmp_path / 'nope.csv'}: not found"
+
+
+def test_help_teaches():
+    r = subprocess.run([PYTHON, "-m", "edgernn", "train", "--help"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    for needle in ("held out", "--strict exits 3", "exit codes", "examples:", "model card", "0644", "counters",
+                   "surprise"):
+        assert needle in r.stdout, needle

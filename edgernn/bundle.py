@@ -152,6 +152,25 @@ def _features(manifest: dict, F: int, where: str) -> tuple[list[str], list[str]]
     return names, units
 
 
+def _calibration(manifest: dict, where: str) -> Calibration:
+    """The manifest's calibration block, checked (threshold_surprise, when present, too)."""
+    cal = Calibration(
+        threshold=_get(manifest, "calibration.threshold", float, where),
+        target_false_alarm_rate=_get(manifest, "calibration.target_false_alarm_rate", float, where),
+        warmup=_get(manifest, "calibration.warmup", int, where),
+        smoothing=_get(manifest, "calibration.smoothing", float, where),
+        tables={look: _table(manifest, look, where) for look in TABLE_LOOKS},
+    )
+    if not 0.0 < cal.threshold <= 1.0:
+        raise BundleError(f"{where}: calibration.threshold: must be in (0, 1]")
+    if not 0.0 < cal.smoothing <= 1.0:
+        raise BundleError(f"{where}: calibration.smoothing: must be in (0, 1]")
+    surprise = _get(manifest, "calibration.threshold_surprise", float, where, None)
+    if surprise is not None and not (0.0 < surprise < float("inf")):
+        raise BundleError(f"{where}: calibration.threshold_surprise: must be a positive number (-log10 p)")
+    return cal
+
+
 def _check_kinds(manifest: dict, names: list[str], where: str) -> None:
     """feature_kinds (optional): a mapping of the bundle's features to known kinds."""
     kinds = _get(manifest, "feature_kinds", dict, where, {})
@@ -211,20 +230,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if mean.shape != (F,) or std.shape != (F,) or not np.all(std > 0) or not np.all(np.isfinite(mean)):
         raise BundleError(f"{where}: normalisation: mean/std need {F} finite values, std > 0")
 
-    cal = Calibration(
-        threshold=_get(manifest, "calibration.threshold", float, where),
-        target_false_alarm_rate=_get(manifest, "calibration.target_false_alarm_rate", float, where),
-        warmup=_get(manifest, "calibration.warmup", int, where),
-        smoothing=_get(manifest, "calibration.smoothing", float, where),
-        tables={look: _table(manifest, look, where) for look in TABLE_LOOKS},
-    )
-    if not 0.0 < cal.threshold <= 1.0:
-        raise BundleError(f"{where}: calibration.threshold: must be in (0, 1]")
-    if not 0.0 < cal.smoothing <= 1.0:
-        raise BundleError(f"{where}: calibration.smoothing: must be in (0, 1]")
-    surprise = _get(manifest, "calibration.threshold_surprise", float, where, None)
-    if surprise is not None and not (0.0 < surprise < float("inf")):
-        raise BundleError(f"{where}: calibration.threshold_surprise: must be a positive number (-log10 p)")
+    cal = _calibration(manifest, where)
     _check_kinds(manifest, names, where)
 
     return Bundle(

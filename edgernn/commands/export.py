@@ -14,7 +14,8 @@ formats (onnx-int8 also writes model.onnx; tflm also writes model.int8.tflite):
 Tolerances: 1e-5 for the float graphs; for int8, twice the error measured here (at least
 0.02 one step / 0.05 rollout); an int8 error above 0.25 / 1.0 fails the export. The int8
 formats fix their scales on the bundle's representative.npz (held-out inputs), else golden.npz.
-Written files are 0644, like the rest of the bundle.
+Written files are 0644, like the rest of the bundle. A model card written by `edgernn train`
+(README.md) is rewritten with the new artifacts and their parity; a hand-made one is left alone.
 
 exit codes: 0 every artifact within tolerance; 1 some exceed it (marked NO); 2 bad bundle or
 missing runtime (one line).
@@ -63,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"edgernn export: {exc}", file=sys.stderr)
         return 2
     print(render_markdown(report))
+    from ..train.card import refresh_card
+
+    if refresh_card(args.bundle):
+        print(f"\nmodel card {args.bundle}/README.md rewritten with the new artifacts")
     for note in report["notes"]:
         print(f"\n{note}")
     if not report["ok"]:

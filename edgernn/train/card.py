@@ -14,6 +14,7 @@ from .calibrate import one_in, threshold_text
 from .features import HANDLING
 
 GENERATED = {"weights.npz", "golden.npz", "representative.npz"}  # what training writes itself
+REFRESHABLE = "<!-- made from manifest.yaml by edgernn; `edgernn export` rewrites it -->"
 INT8_NOTE = ("`model.int8.onnx`: onnxruntime static QDQ on the MatMuls, int8 weights per output channel with 16-bit "
              "activations (fixed scales, so a row's result never depends on the rest of its batch). "
              "`model.int8.tflite` and `model_data.cc` (TFLite Micro): int8 weights (one scale per output row) with "
@@ -154,11 +155,23 @@ def card_text(bundle_dir, sections: list[str] | None = None, how: str = "", ref:
 
 
 def write_card(bundle_dir, sections: list[str] | None = None, how: str = "", ref: str | None = None) -> Path:
-    """Write README.md into the bundle (mode 0644) and return its path."""
+    """Write README.md into the bundle (mode 0644) and return its path. A card made from the
+    manifest alone carries REFRESHABLE, so `edgernn export` may rewrite it with the new artifacts."""
     path = Path(bundle_dir) / "README.md"
-    path.write_text(card_text(bundle_dir, sections, how, ref), encoding="utf-8")
+    text = card_text(bundle_dir, sections, how, ref)
+    path.write_text(text + (REFRESHABLE + "\n" if not sections and not how else ""), encoding="utf-8")
     path.chmod(FILE_MODE)
     return path
+
+
+def refresh_card(bundle_dir) -> bool:
+    """Rewrite the bundle's card when it is one `write_card` made from the manifest alone (not a
+    shipped card with benchmark sections). Returns whether it did."""
+    path = Path(bundle_dir) / "README.md"
+    if not path.is_file() or REFRESHABLE not in path.read_text(encoding="utf-8"):
+        return False
+    write_card(bundle_dir)
+    return True
 
 
 def bench_section(path: Path) -> str:

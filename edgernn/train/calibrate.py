@@ -144,6 +144,22 @@ def search_threshold(rate_at, target_rate: float, budget: float, tol: float = 0.
     return s_ok
 
 
+def extrapolate(rate_at, s_top: float, budget: float) -> float | None:
+    """Where the alert rate would reach ``budget`` if it kept falling log-linearly in surprise as it
+    does just below ``s_top`` (the least surprise with no alert): for a held-out part too short to
+    show the budget, where "no alert" is reached too early. None when no fall is measurable.
+
+    The two highest surprises below s_top (of s_top / 1.15, / 1.3, / 1.6, / 2) with alerts give
+    the slope k (decades of rate per unit of surprise)."""
+    pts = [(s, rate_at(s)) for s in (s_top / 2.0, s_top / 1.6, s_top / 1.3, s_top / 1.15)]
+    pts = [(s, r) for s, r in pts if r > 0]
+    if len(pts) < 2 or pts[-2][1] <= pts[-1][1]:
+        return None
+    (s1, r1), (s2, r2) = pts[-2], pts[-1]
+    k = (math.log10(r1) - math.log10(r2)) / (s2 - s1)
+    return s2 + (math.log10(r2) - math.log10(budget)) / k
+
+
 def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margin: float = 0.5, log=print,
               max_surprise: float = S_CAP) -> dict:
     """Fit tables and threshold in place (manifest.yaml of ``bundle_dir``); returns a summary.
@@ -155,6 +171,7 @@ def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margi
     # fit, rerun with the fitted tables, fit again (a second pass settles it).
     manifest = dict(load_bundle(bundle_dir).manifest)
     cal = dict(manifest["calibration"])
+    cal.pop("threshold_extrapolated", None)
     for _ in range(2):
         looks, looks_all, _, _ = run_series(load_bundle(bundle_dir), series)
         cal["tables"] = fit_tables(looks, looks_all)
@@ -171,6 +188,12 @@ def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margi
 
     s = search_threshold(rate_at, target_rate, margin * target_rate, cap=max_surprise)
     raised, scored = tried[s] if s in tried else held_out_alerts(bundle, series, s)
+    if raised == 0 and scored * margin * target_rate < 1:  # too short to show the budget: extrapolate
+        s_ext = extrapolate(rate_at, s, margin * target_rate)
+        if s_ext is not None and s_ext > s:
+            s = min(s_ext, max_surprise)
+            cal["threshold_extrapolated"] = True
+            raised, scored = held_out_alerts(bundle, series, s)
     rate = raised / max(scored, 1)
     met = rate <= target_rate
     cal.update(threshold=likelihood_at(s), threshold_surprise=float(s), target_false_alarm_rate=target_rate,
@@ -183,7 +206,9 @@ def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margi
     note = "" if scored * target_rate >= 3 else (
         f"only {scored:,} held-out readings: they cannot show a rate of {target_rate * 1e4:g} per 10,000 "
         f"({raised} alert(s) there bound the rate below about {(raised + 3) / max(scored, 1) * 1e4:.1f} per "
-        f"10,000); give more normal data or a larger --holdout")
+        f"10,000); give more normal data or a larger --holdout"
+        + ("; the threshold was raised to where the rate's fall just below it extrapolates to the target"
+           if cal.get("threshold_extrapolated") else ""))
     cal["calibration_note"] = note
     manifest["calibration"] = cal
     write_manifest(bundle_dir, manifest)

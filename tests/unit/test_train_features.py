@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from edgernn.train.calibrate import S_CAP, one_in, search_threshold
+from edgernn.train.calibrate import S_CAP, extrapolate, one_in, search_threshold
 from edgernn.train.checks import data_warnings, fit_warnings
 from edgernn.train.data import Series
 from edgernn.train.features import classify, describe, feature_kinds, sane_std
@@ -104,3 +104,11 @@ def test_search_at_a_floor_returns_the_least_surprise_reaching_it():
 def test_one_in_is_for_people():
     assert one_in(4.0) == "1 in 10,000"
     assert one_in(41.25) == "1 in 10^41.2" or one_in(41.25) == "1 in 10^41.3"
+
+
+def test_extrapolate_follows_a_log_linear_tail():
+    """rate = 10 ** (-(s - 1)): -log10 decades per unit surprise; the budget 1e-6 sits at s = 7."""
+    s_ext = extrapolate(lambda s: 10.0 ** (-(s - 1.0)), 3.0, 1e-6)
+    assert s_ext == pytest.approx(7.0)
+    assert extrapolate(lambda s: 0.0, 3.0, 1e-6) is None  # nothing below: nothing to extrapolate from
+    assert extrapolate(lambda s: 1e-3, 3.0, 1e-6) is None  # no fall measurable

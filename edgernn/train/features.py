@@ -7,7 +7,10 @@ A feature column of the training rows is one of:
     binary          exactly two values
     counter         non-decreasing from row to row, apart from a few resets (drops), with
                     at least a few increases
-    quantised       at most 16 distinct values (a level sensor, a mode number)
+    quantised       at most 16 distinct values (a level sensor, a mode number), or values on a
+                    coarse grid that repeat exactly from one reading to the next in >= 10 % of
+                    the steps, in runs of 10 or more (a slow sensor at its resolution: a
+                    stuck-sensor statistic that assumes independent repeats would cry wolf)
     continuous      anything else
 
 Handling (the manifest's ``feature_kinds`` records kind and facts; the detector reads it):
@@ -30,6 +33,8 @@ import numpy as np
 from ..bundle import FEATURE_KINDS as KINDS  # noqa: F401  (the manifest's vocabulary)
 NEAR_CONSTANT_SHARE = 0.99  # share of rows holding the one most common value
 QUANTISED_MAX_DISTINCT = 16
+QUANTISED_REPEAT_SHARE = 0.1  # share of steps that repeat the previous value exactly ...
+QUANTISED_REPEAT_RUN = 10  # ... with runs of equal readings this long in normal data
 COUNTER_MAX_DROPS = 0.01  # resets allowed, as a share of the steps
 COUNTER_MIN_RISES = 0.05  # share of steps that must rise (a counter counts something)
 VARYING = ("binary", "counter", "quantised", "continuous")  # kinds whose repeats the stuck look may judge
@@ -38,6 +43,15 @@ VARYING = ("binary", "counter", "quantised", "continuous")  # kinds whose repeat
 def _step(values: np.ndarray) -> float:
     """Smallest gap between distinct values (float64[k] sorted unique, k >= 2)."""
     return float(np.diff(values).min())
+
+
+def _repeats(x: np.ndarray) -> dict:
+    """x float64[T]: share of steps that repeat the previous value exactly, and the longest run of
+    equal consecutive readings (what a stuck-sensor statistic must not call stuck)."""
+    same = np.diff(x) == 0  # [T-1]
+    edges = np.flatnonzero(np.diff(np.r_[0, same.astype(np.int8), 0]))  # run starts and ends
+    longest = int((edges[1::2] - edges[::2]).max()) + 1 if edges.size else 1
+    return {"repeat_share": round(float(same.mean()), 4) if same.size else 0.0, "longest_repeat_run": longest}
 
 
 def _is_counter(x: np.ndarray) -> bool:
@@ -57,13 +71,15 @@ def classify(x: np.ndarray) -> dict:
     if values.size == 1:
         return {"kind": "constant", **facts, "value": float(values[0])}
     facts["step"] = _step(values)
+    facts.update(_repeats(x))
     if share >= NEAR_CONSTANT_SHARE:
         return {"kind": "near-constant", **facts, "value": float(values[top]), "share": round(share, 5)}
     if values.size == 2:
         return {"kind": "binary", **facts, "values": [float(v) for v in values]}
     if _is_counter(x):
         return {"kind": "counter", **facts, "resets": int((np.diff(x) < 0).sum())}
-    if values.size <= QUANTISED_MAX_DISTINCT:
+    if values.size <= QUANTISED_MAX_DISTINCT or (facts["repeat_share"] >= QUANTISED_REPEAT_SHARE
+                                                 and facts["longest_repeat_run"] >= QUANTISED_REPEAT_RUN):
         return {"kind": "quantised", **facts}
     return {"kind": "continuous", **facts}
 
@@ -77,8 +93,7 @@ def feature_kinds(names, parts: list[np.ndarray]) -> dict[str, dict]:
     for i, name in enumerate(names):
         facts = classify(rows[:, i])
         if facts["kind"] in ("quantised", "continuous") and all(_is_counter(p[:, i]) for p in parts if len(p) > 10):
-            facts = {"kind": "counter", "distinct": facts["distinct"], "step": facts["step"],
-                     "resets": int(sum((np.diff(p[:, i]) < 0).sum() for p in parts))}
+            facts = {**facts, "kind": "counter", "resets": int(sum((np.diff(p[:, i]) < 0).sum() for p in parts))}
         out[name] = facts
     return out
 
@@ -113,4 +128,6 @@ def describe(name: str, facts: dict) -> str:
         bits.append(f"step {facts['step']:g}")
     if "resets" in facts:
         bits.append(f"{facts['resets']} reset(s)")
+    if facts.get("repeat_share", 0) >= 0.01:
+        bits.append(f"repeats {facts['repeat_share']:.0%} of steps, longest run {facts['longest_repeat_run']:,}")
     return f"{name}: {facts['kind']} ({', '.join(bits)}) - {HANDLING[facts['kind']]}"

@@ -26,6 +26,8 @@ N = 2000
     (np.round(rng.normal(5, 1.5, N)).clip(0, 9), "quantised"),
     (rng.normal(0, 1, N), "continuous"),
     (np.sin(np.arange(N) / 20.0), "continuous"),  # rises half the time but also falls: not a counter
+    (np.round(np.cumsum(rng.normal(0, 0.003, N)), 2), "quantised"),  # a slow sensor at its resolution
+    (np.round(np.cumsum(rng.normal(0, 0.02, N)), 2), "continuous"),  # repeats, but in short runs
 ])
 def test_classify(column, kind):
     facts = classify(column)
@@ -40,6 +42,8 @@ def test_facts_name_value_step_and_resets():
     assert q["kind"] == "quantised" and q["step"] == 0.5
     c = classify(np.r_[np.arange(1000.0), np.arange(1000.0)])
     assert c["kind"] == "counter" and c["resets"] == 1 and c["step"] == 1.0
+    r = classify(np.r_[np.zeros(5), np.ones(3), np.arange(2.0, 200.0)])
+    assert r["longest_repeat_run"] == 5 and r["repeat_share"] == round(6 / 205, 4)
 
 
 def test_counters_are_judged_per_series():

@@ -37,7 +37,7 @@ QUANTISED_REPEAT_SHARE = 0.1  # share of steps that repeat the previous value ex
 QUANTISED_REPEAT_RUN = 10  # ... with runs of equal readings this long in normal data
 COUNTER_MAX_DROPS = 0.01  # resets allowed, as a share of the steps
 COUNTER_MIN_RISES = 0.05  # share of steps that must rise (a counter counts something)
-VARYING = ("binary", "counter", "quantised", "continuous")  # kinds whose repeats the stuck look may judge
+STUCK_KINDS = ("continuous", "counter")  # kinds where a run of exact repeats is news (the stuck look)
 
 
 def _step(values: np.ndarray) -> float:

@@ -23,6 +23,9 @@ from .scoring import TABLE_LOOKS
 
 SCHEMA_VERSION = 1
 NORMALISATION_MODES = ("stream", "fixed")
+# manifest feature_kinds: {name: {kind, distinct, ...}} as edgernn/train/features.py classifies them
+FEATURE_KINDS = ("constant", "near-constant", "binary", "counter", "quantised", "continuous")
+FILE_MODE, DIR_MODE = 0o644, 0o755  # bundles are read by services running as other users
 
 
 class BundleError(ValueError):
@@ -114,6 +117,70 @@ def _table(manifest: dict, key: str, where: str) -> dict:
     return {"x": xs, "log10_sf": ls, "tail_scale": float(scale)}
 
 
+def _verify_artifacts(root: Path, manifest: dict, where: str) -> dict:
+    """Every listed artifact must exist and match its sha256 before anything is parsed."""
+    artifacts = _get(manifest, "artifacts", dict, where)
+    for name, meta in artifacts.items():
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+            raise BundleError(f"{where}: artifacts.{name}.sha256: missing")
+        if "/" in name or name.startswith("."):
+            raise BundleError(f"{where}: artifacts.{name}: must be a plain file name inside the bundle")
+        apath = root / name
+        if not apath.is_file():
+            raise BundleError(f"{apath}: listed in manifest.yaml but missing")
+        actual = sha256_file(apath)
+        if actual != meta["sha256"]:
+            raise BundleError(f"{apath}: sha256 mismatch (manifest {meta['sha256'][:12]}…, file {actual[:12]}…): file was modified or corrupted")
+    if "weights.npz" not in artifacts:
+        raise BundleError(f"{where}: artifacts.weights.npz: missing")
+    return artifacts
+
+
+def _features(manifest: dict, F: int, where: str) -> tuple[list[str], list[str]]:
+    """(names, units) of the manifest's features; F of them, distinct."""
+    feats = _get(manifest, "features", list, where)
+    names, units = [], []
+    for i, feat in enumerate(feats):
+        if not isinstance(feat, dict) or not isinstance(feat.get("name"), str):
+            raise BundleError(f"{where}: features[{i}].name: missing")
+        names.append(feat["name"])
+        units.append(str(feat.get("unit", "")))
+    if len(names) != F:
+        raise BundleError(f"{where}: features: {len(names)} listed but weights.npz has F={F}")
+    if len(set(names)) != len(names):
+        raise BundleError(f"{where}: features: duplicate feature names")
+    return names, units
+
+
+def _calibration(manifest: dict, where: str) -> Calibration:
+    """The manifest's calibration block, checked (threshold_surprise, when present, too)."""
+    cal = Calibration(
+        threshold=_get(manifest, "calibration.threshold", float, where),
+        target_false_alarm_rate=_get(manifest, "calibration.target_false_alarm_rate", float, where),
+        warmup=_get(manifest, "calibration.warmup", int, where),
+        smoothing=_get(manifest, "calibration.smoothing", float, where),
+        tables={look: _table(manifest, look, where) for look in TABLE_LOOKS},
+    )
+    if not 0.0 < cal.threshold <= 1.0:
+        raise BundleError(f"{where}: calibration.threshold: must be in (0, 1]")
+    if not 0.0 < cal.smoothing <= 1.0:
+        raise BundleError(f"{where}: calibration.smoothing: must be in (0, 1]")
+    surprise = _get(manifest, "calibration.threshold_surprise", float, where, None)
+    if surprise is not None and not (0.0 < surprise < float("inf")):
+        raise BundleError(f"{where}: calibration.threshold_surprise: must be a positive number (-log10 p)")
+    return cal
+
+
+def _check_kinds(manifest: dict, names: list[str], where: str) -> None:
+    """feature_kinds (optional): a mapping of the bundle's features to known kinds."""
+    kinds = _get(manifest, "feature_kinds", dict, where, {})
+    for name, facts in kinds.items():
+        if name not in names:
+            raise BundleError(f"{where}: feature_kinds.{name}: not one of the features")
+        if not isinstance(facts, dict) or facts.get("kind") not in FEATURE_KINDS:
+            raise BundleError(f"{where}: feature_kinds.{name}.kind: expected one of {', '.join(FEATURE_KINDS)}")
+
+
 def load_bundle(path: str | os.PathLike) -> Bundle:
     """Load and verify a bundle directory. Raises ``BundleError`` (one line) when anything is off."""
     root = Path(path)
@@ -133,21 +200,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if schema != SCHEMA_VERSION:
         raise BundleError(f"{where}: schema: version {schema} is not supported (this edgernn reads {SCHEMA_VERSION})")
 
-    # Every listed artifact must exist and match its sha256 before anything is parsed.
-    artifacts = _get(manifest, "artifacts", dict, where)
-    for name, meta in artifacts.items():
-        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
-            raise BundleError(f"{where}: artifacts.{name}.sha256: missing")
-        if "/" in name or name.startswith("."):
-            raise BundleError(f"{where}: artifacts.{name}: must be a plain file name inside the bundle")
-        apath = root / name
-        if not apath.is_file():
-            raise BundleError(f"{apath}: listed in manifest.yaml but missing")
-        actual = sha256_file(apath)
-        if actual != meta["sha256"]:
-            raise BundleError(f"{apath}: sha256 mismatch (manifest {meta['sha256'][:12]}…, file {actual[:12]}…): file was modified or corrupted")
-    if "weights.npz" not in artifacts:
-        raise BundleError(f"{where}: artifacts.weights.npz: missing")
+    artifacts = _verify_artifacts(root, manifest, where)
 
     wpath = root / "weights.npz"
     try:
@@ -160,17 +213,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     except ValueError as exc:
         raise BundleError(f"{wpath}: {exc}") from None
 
-    feats = _get(manifest, "features", list, where)
-    names, units = [], []
-    for i, feat in enumerate(feats):
-        if not isinstance(feat, dict) or not isinstance(feat.get("name"), str):
-            raise BundleError(f"{where}: features[{i}].name: missing")
-        names.append(feat["name"])
-        units.append(str(feat.get("unit", "")))
-    if len(names) != F:
-        raise BundleError(f"{where}: features: {len(names)} listed but weights.npz has F={F}")
-    if len(set(names)) != len(names):
-        raise BundleError(f"{where}: features: duplicate feature names")
+    names, units = _features(manifest, F, where)
 
     hidden = _get(manifest, "cell.hidden", int, where)
     if hidden != H:
@@ -187,17 +230,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if mean.shape != (F,) or std.shape != (F,) or not np.all(std > 0) or not np.all(np.isfinite(mean)):
         raise BundleError(f"{where}: normalisation: mean/std need {F} finite values, std > 0")
 
-    cal = Calibration(
-        threshold=_get(manifest, "calibration.threshold", float, where),
-        target_false_alarm_rate=_get(manifest, "calibration.target_false_alarm_rate", float, where),
-        warmup=_get(manifest, "calibration.warmup", int, where),
-        smoothing=_get(manifest, "calibration.smoothing", float, where),
-        tables={look: _table(manifest, look, where) for look in TABLE_LOOKS},
-    )
-    if not 0.0 < cal.threshold <= 1.0:
-        raise BundleError(f"{where}: calibration.threshold: must be in (0, 1]")
-    if not 0.0 < cal.smoothing <= 1.0:
-        raise BundleError(f"{where}: calibration.smoothing: must be in (0, 1]")
+    cal = _calibration(manifest, where)
+    _check_kinds(manifest, names, where)
 
     return Bundle(
         path=root,
@@ -226,6 +260,7 @@ def register_artifact(bundle_dir: str | os.PathLike, name: str, **meta) -> None:
     manifest = yaml.safe_load(mpath.read_text(encoding="utf-8"))
     entry = dict(manifest.get("artifacts", {}).get(name, {}))
     entry.update(meta)
+    (root / name).chmod(FILE_MODE)
     entry["sha256"] = sha256_file(root / name)
     entry["size_bytes"] = (root / name).stat().st_size
     manifest.setdefault("artifacts", {})[name] = entry
@@ -235,6 +270,17 @@ def register_artifact(bundle_dir: str | os.PathLike, name: str, **meta) -> None:
 def write_manifest(bundle_dir: str | os.PathLike, manifest: dict) -> None:
     text = yaml.safe_dump(_plain(manifest), sort_keys=False, default_flow_style=None, width=100)
     atomic_write(Path(bundle_dir) / "manifest.yaml", text.encode("utf-8"))
+    (Path(bundle_dir) / "manifest.yaml").chmod(FILE_MODE)
+
+
+def make_readable(bundle_dir: str | os.PathLike) -> None:
+    """Every file of the bundle 0644 and the directory 0755, as the shipped bundles (temp files
+    are created 0600; a daemon running as another user must be able to read the bundle)."""
+    root = Path(bundle_dir)
+    root.chmod(DIR_MODE)
+    for path in root.iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            path.chmod(FILE_MODE)
 
 
 def make_golden(weights: dict[str, np.ndarray], x: np.ndarray, batch: int = 4) -> dict[str, np.ndarray]:
@@ -287,6 +333,7 @@ def write_bundle(
 
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
+    root.chmod(DIR_MODE)
     F, H = check_weights(weights)
     save_npz(root / "weights.npz", {k: np.asarray(v, np.float32) for k, v in weights.items()})
     if golden_x is None:

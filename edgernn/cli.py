@@ -19,8 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                      "remove a node's Home Assistant entities and retained state from the broker"),
     "replay": ("edgernn.commands.replay", "score a CSV recording through the detector, write alerts and a plot"),
     "eval": ("edgernn.commands.eval", "measure detection quality on labelled recordings (NAB, SKAB, your own)"),
-    "train": ("edgernn.train.cli", "train a model bundle from CSVs of normal data (pip install edgernn[train])"),
-    "export": ("edgernn.export.cli", "generate ONNX / TFLite / TFLite Micro artifacts from a bundle"),
+    "train": ("edgernn.commands.train", "train a model bundle from CSVs of normal data (pip install edgernn[train])"),
+    "export": ("edgernn.commands.export", "generate ONNX / TFLite / TFLite Micro artifacts from a bundle"),
     "bench": ("edgernn.commands.bench", "measure microseconds per reading of the whole detector hot path"),
     "inspect": ("edgernn.commands.inspect", "show a model bundle: features, calibration, artifacts, provenance"),
 }

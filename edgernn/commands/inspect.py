@@ -20,6 +20,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from ..bundle import BundleError, load_bundle
+    from ..train.calibrate import threshold_text
+    from ..train.features import describe
 
     try:
         b = load_bundle(resolve_model(args.model))
@@ -35,8 +37,19 @@ def run(args) -> int:
     print(f"features      {', '.join(f'{n} [{u}]' if u else n for n, u in zip(b.features, b.units))}")
     print(f"normalisation {b.norm_mode}" + (f", adapt {m['normalisation'].get('adapt', 0)}" if b.norm_mode == "stream" else ""))
     print(f"cell          GRU H={b.hidden} ({m['cell'].get('gates', '')}), head {m['head']['type']}")
-    print(f"calibration   threshold {cal.threshold:.12f} (tail p {1 - cal.threshold:.2e}), warm-up {cal.warmup}, "
-          f"target {cal.target_false_alarm_rate:g} false alerts per reading")
+    print(f"calibration   {threshold_text(m['calibration'])}, warm-up {cal.warmup}, "
+          f"target {cal.target_false_alarm_rate * 1e4:g} false alerts per 10,000 readings")
+    if "achieved_false_alarm_rate" in m["calibration"]:
+        c = m["calibration"]
+        print(f"              held out: {c['calibration_alerts']} alert(s) in {c['calibration_readings']:,} readings = "
+              f"{c['achieved_false_alarm_rate'] * 1e4:.2f} per 10,000" + ("" if c.get("target_met") else " - TARGET NOT MET"))
+    for name, facts in m.get("feature_kinds", {}).items():
+        if facts.get("kind") != "continuous":
+            print(f"  kind        {describe(name, facts)}")
+    for name, facts in m.get("left_out_features", {}).items():
+        print(f"  left out    {name}: {facts.get('reason', facts.get('kind', ''))}")
+    for w in m.get("provenance", {}).get("warnings", []):
+        print(f"  warning     {w}")
     print("artifacts")
     for name, meta in m["artifacts"].items():
         tol = meta.get("tolerance")

@@ -71,43 +71,139 @@ def fit_tables_on(bundle, series: list[Series], passes: int = 2, settings: Detec
     return tables
 
 
-def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margin: float = 0.5, log=print) -> dict:
-    """Fit tables and threshold in place (manifest.yaml of ``bundle_dir``); returns a summary."""
+S_CAP = 1e5  # the most surprising threshold tried (-log10 p); beyond it only "impossible" readings alert
+
+
+def likelihood_at(surprise: float) -> float:
+    """The likelihood threshold of a surprise (-log10 p, any size: no underflow at s > 308)."""
+    return float(scoring.likelihood_from_log10p(np.array([-float(surprise)]))[0])
+
+
+def one_in(surprise: float) -> str:
+    """A tail probability for people: "1 in 12,500" or "1 in 10^41.3"."""
+    return f"1 in {10**surprise:,.0f}" if surprise < 7 else f"1 in 10^{surprise:.1f}"
+
+
+def threshold_text(cal: dict) -> str:
+    """A manifest's alert threshold for people: surprise and "1 in N" (never a rounded likelihood).
+    Bundles calibrated before surprise thresholds: from the likelihood's tail probability."""
+    s = cal.get("threshold_surprise")
+    if s is None:
+        p = 1.0 - float(cal["threshold"])
+        s = -math.log10(p) if p > 0 else math.inf
+    return f"threshold surprise {s:.2f} ({one_in(s)})"
+
+
+def held_out_alerts(bundle, series: list[Series], surprise: float) -> tuple[int, int]:
+    """(alerts raised, readings scored) on the held-out part of every series at a threshold.
+
+    Each held-out part runs as a new stream from a cold start, as a daemon or `edgernn replay`
+    meets a stream: a young stream's statistics give more false alerts than a mature one's, and
+    the promise must hold for both. Its warm-up takes the (training) readings just before the
+    held-out part, so scoring starts where the held-out part does."""
+    w = bundle.calibration.warmup
+    parts = [replace(s, name=s.name + ":calibration", raw=s.raw[max(s.split - w, 0) :], split=0, ts=None)
+             for s in series]
+    _, _, raised, scored = run_series(bundle, parts, likelihood_at(surprise))
+    return raised, scored
+
+
+def search_threshold(rate_at, target_rate: float, budget: float, tol: float = 0.01, cap: float = S_CAP) -> float:
+    """The least surprise s >= -log10(target) whose rate_at(s) <= budget. When even ``cap`` is over
+    budget (the achievable floor: alerts no allowed threshold removes), the least s reaching that floor.
+
+    Expands by x4 from -log10(target), then bisects on log s to a relative ``tol`` (rate_at falls
+    as s grows)."""
+    s0 = s_ok = -math.log10(target_rate)
+    if rate_at(s_ok) <= budget:
+        return s_ok
+    s_bad = s_ok
+    while True:
+        s_ok = min(s_bad * 4.0, cap)
+        if rate_at(s_ok) <= budget:
+            break
+        if s_ok >= cap:
+            budget, s_bad = rate_at(cap), s0  # the floor: where does it start?
+            break
+        s_bad = s_ok
+    while s_ok > s_bad * (1.0 + tol):
+        mid = math.sqrt(s_bad * s_ok)
+        if rate_at(mid) <= budget:
+            s_ok = mid
+        else:
+            s_bad = mid
+    return s_ok
+
+
+def extrapolate(rate_at, s_top: float, budget: float) -> float | None:
+    """Where the alert rate would reach ``budget`` if it kept falling log-linearly in surprise as it
+    does just below ``s_top`` (the least surprise with no alert): for a held-out part too short to
+    show the budget, where "no alert" is reached too early. None when no fall is measurable.
+
+    The two highest surprises below s_top (of s_top / 1.15, / 1.3, / 1.6, / 2) with alerts give
+    the slope k (decades of rate per unit of surprise)."""
+    pts = [(s, rate_at(s)) for s in (s_top / 2.0, s_top / 1.6, s_top / 1.3, s_top / 1.15)]
+    pts = [(s, r) for s, r in pts if r > 0]
+    if len(pts) < 2 or pts[-2][1] <= pts[-1][1]:
+        return None
+    (s1, r1), (s2, r2) = pts[-2], pts[-1]
+    k = (math.log10(r1) - math.log10(r2)) / (s2 - s1)
+    return s2 + (math.log10(r2) - math.log10(budget)) / k
+
+
+def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margin: float = 0.5, log=print,
+              max_surprise: float = S_CAP) -> dict:
+    """Fit tables and threshold in place (manifest.yaml of ``bundle_dir``); returns a summary.
+
+    The threshold is the least surprise whose alert rate on the held-out part (never trained on,
+    run as new streams) stays within ``margin * target_rate``; when even S_CAP does not, the summary says
+    the target is not met (``met``: False) and gives the rate achieved."""
     # The tables decide which readings count as anomalous, and a stream does not learn from those:
     # fit, rerun with the fitted tables, fit again (a second pass settles it).
     manifest = dict(load_bundle(bundle_dir).manifest)
     cal = dict(manifest["calibration"])
+    cal.pop("threshold_extrapolated", None)
     for _ in range(2):
         looks, looks_all, _, _ = run_series(load_bundle(bundle_dir), series)
         cal["tables"] = fit_tables(looks, looks_all)
         manifest["calibration"] = cal
         write_manifest(bundle_dir, manifest)
     bundle = load_bundle(bundle_dir)
+    tried: dict[float, tuple[int, int]] = {}
 
-    # Largest tail probability (most sensitive threshold) whose alert rate on the held-out normal
-    # data stays within margin * target; bisection on log10 p between 1e-14 and the target.
-    budget = margin * target_rate
-    lo, hi = -14.0, math.log10(target_rate)  # lo always satisfies (or is the floor), hi may not
-    rate_at = {}
-    for _ in range(9):
-        mid = 0.5 * (lo + hi)
-        _, _, raised, scored = run_series(bundle, series, scoring.threshold_for_rate(10**mid))
-        rate_at[mid] = raised / max(scored, 1)
-        if rate_at[mid] <= budget:
-            lo = mid
-        else:
-            hi = mid
-    _, _, raised, scored = run_series(bundle, series, scoring.threshold_for_rate(10**hi))
-    chosen = hi if raised / max(scored, 1) <= budget else lo
-    _, _, raised, scored = run_series(bundle, series, scoring.threshold_for_rate(10**chosen))
-    cal["threshold"] = scoring.threshold_for_rate(10**chosen)
-    cal["target_false_alarm_rate"] = target_rate
-    cal["threshold_tail_probability"] = float(10**chosen)
-    cal["calibration_readings"] = int(scored)
-    cal["calibration_alerts"] = int(raised)
+    def rate_at(s: float) -> float:
+        if s not in tried:
+            tried[s] = held_out_alerts(bundle, series, s)
+        raised, scored = tried[s]
+        return raised / max(scored, 1)
+
+    s = search_threshold(rate_at, target_rate, margin * target_rate, cap=max_surprise)
+    raised, scored = tried[s] if s in tried else held_out_alerts(bundle, series, s)
+    if raised == 0 and scored * margin * target_rate < 1:  # too short to show the budget: extrapolate
+        s_ext = extrapolate(rate_at, s, margin * target_rate)
+        if s_ext is not None and s_ext > s:
+            s = min(s_ext, max_surprise)
+            cal["threshold_extrapolated"] = True
+            raised, scored = held_out_alerts(bundle, series, s)
+    rate = raised / max(scored, 1)
+    met = rate <= target_rate
+    cal.update(threshold=likelihood_at(s), threshold_surprise=float(s), target_false_alarm_rate=target_rate,
+               calibration_readings=int(scored), calibration_alerts=int(raised),
+               achieved_false_alarm_rate=float(rate), target_met=bool(met),
+               calibration_part="the held-out end of each series, each run as a new stream")
+    cal.pop("threshold_tail_probability", None)
+    # fewer than ~3 / target readings cannot show the target rate: 0 alerts in n readings only says
+    # the rate is below 3 / n (95 %, the rule of three)
+    note = "" if scored * target_rate >= 3 else (
+        f"only {scored:,} held-out readings: they cannot show a rate of {target_rate * 1e4:g} per 10,000 "
+        f"({raised} alert(s) there bound the rate below about {(raised + 3) / max(scored, 1) * 1e4:.1f} per "
+        f"10,000); give more normal data or a larger --holdout"
+        + ("; the threshold was raised to where the rate's fall just below it extrapolates to the target"
+           if cal.get("threshold_extrapolated") else ""))
+    cal["calibration_note"] = note
     manifest["calibration"] = cal
     write_manifest(bundle_dir, manifest)
-    log(f"calibrated on {scored:,} readings: threshold p = {10**chosen:.2e} "
-        f"(likelihood {cal['threshold']:.12f}), {raised} alert(s) = {raised / max(scored, 1) * 1e4:.2f} per 10k "
-        f"(target {target_rate * 1e4:.2f} per 10k)")
-    return {"threshold": cal["threshold"], "tail_p": 10**chosen, "readings": scored, "alerts": raised}
+    log(f"calibrated on {scored:,} held-out readings: threshold surprise {s:.2f} ({one_in(s)}), {raised} alert(s) "
+        f"= {rate * 1e4:.2f} per 10,000 (target {target_rate * 1e4:.2f})" + ("" if met else " - TARGET NOT MET"))
+    return {"threshold": cal["threshold"], "surprise": float(s), "readings": scored, "alerts": raised,
+            "rate": rate, "met": met, "target": target_rate, "note": note}

@@ -2,8 +2,10 @@
 
 ``stream`` normalisation mirrors edgernn/detector.py step for step: Welford statistics over the
 first ``warmup`` readings, then an EW update at rate ``adapt`` (tests check the two agree).
-Each series is split in time: the first ``1 - val_fraction`` trains, the rest validates and
-calibrates (never shuffled across time).
+Each series is split in time (never shuffled across time): the first ``1 - holdout`` trains;
+the last ``holdout`` is held out from training: it stops training (validation NLL), and the
+calibration fits the score tables and sets the alert threshold there, reporting the false-alarm
+rate it achieves there.
 """
 
 from __future__ import annotations
@@ -20,22 +22,25 @@ from ..recording import read_recording
 class Series:
     name: str
     raw: np.ndarray  # float64[T, F]
-    split: int  # first validation index
+    split: int  # first held-out index (validation and calibration)
+    ts: np.ndarray | None = None  # float64[T] epoch seconds, when the file has timestamps
 
 
 def load_series(paths: list[Path], features: tuple[str, ...], columns: dict | None = None,
-                val_fraction: float = 0.2) -> list[Series]:
+                holdout: float = 0.3) -> list[Series]:
     """One Series per stream per file; rows with missing values are dropped (counted by caller)."""
     out = []
     for path in paths:
         rec = read_recording(path, features, columns)
         streams = np.array(rec.streams)
         for sid in dict.fromkeys(rec.streams):
-            x = rec.x[streams == sid]
-            x = x[np.isfinite(x).all(axis=1)]
+            x, ts = rec.x[streams == sid], rec.ts[streams == sid]
+            ok = np.isfinite(x).all(axis=1)
+            x, ts = x[ok], ts[ok]
             if len(x) < 50:
                 continue
-            out.append(Series(f"{Path(path).name}:{sid}", x, int(len(x) * (1 - val_fraction))))
+            out.append(Series(f"{Path(path).name}:{sid}", x, int(len(x) * (1 - holdout)),
+                              ts if np.isfinite(ts).all() else None))
     return out
 
 

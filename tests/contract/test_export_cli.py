@@ -31,6 +31,27 @@ def test_export_writes_registers_and_prints_table(fresh_bundle, capsys):
             assert meta["tolerance"] == 1e-5 and meta["size_bytes"] == (fresh_bundle / artifact).stat().st_size
             assert f"| {artifact} |" in out
     assert "model.int8.onnx" not in bundle.manifest["artifacts"]  # only what was asked
+    for name in bundle.manifest["artifacts"]:  # readable by a service running as another user
+        assert (fresh_bundle / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_export_refreshes_a_trainer_card_only(fresh_bundle, tmp_path, capsys):
+    """A card made from the manifest (as `edgernn train` writes it) gains the new artifacts; a
+    hand-made card (benchmark sections) is left as it is."""
+    if "onnx" not in export_formats():
+        pytest.skip("onnxruntime not installed")
+    from edgernn.train.card import write_card
+
+    write_card(fresh_bundle)
+    assert "model.onnx" not in (fresh_bundle / "README.md").read_text()
+    assert main(["export", str(fresh_bundle), "--formats", "onnx", "--quiet"]) == 0
+    card = (fresh_bundle / "README.md").read_text()
+    assert "| `model.onnx` |" in card and "| onnx | model.onnx |" in card
+    other = shutil.copytree(fresh_bundle, tmp_path / "other")
+    write_card(other, sections=["## Speed\n\nmeasured elsewhere"])
+    before = (other / "README.md").read_text()
+    assert main(["export", str(other), "--formats", "tflite", "--quiet"]) in (0, 2)
+    assert (other / "README.md").read_text() == before
 
 
 def test_missing_bundle_is_one_line_exit_2(tmp_path, capsys):

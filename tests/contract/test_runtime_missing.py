@@ -28,7 +28,7 @@ def test_importing_backends_and_export_loads_no_runtime():
     import subprocess
 
     code = ("import sys, edgernn.backends, edgernn.backends.onnx_gru, edgernn.backends.tflite_gru, edgernn.export, "
-            "edgernn.export.cli, edgernn.export.parity, edgernn.export.exporter, edgernn.export.tflite_export; "
+            "edgernn.commands.export, edgernn.export.parity, edgernn.export.exporter, edgernn.export.tflite_export; "
             "bad = [m for m in ('onnxruntime', 'onnx', 'ai_edge_litert', 'tflite_runtime', 'tflite_micro') if m in sys.modules]; "
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

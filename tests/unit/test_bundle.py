@@ -234,3 +234,47 @@ def test_not_a_zip(bdir):
     (bdir / "weights.npz").write_bytes(b"definitely not a zip file")
     register_artifact(bdir, "weights.npz")
     _refused(bdir, "weights.npz")
+
+
+def test_written_bundle_is_world_readable(tmp_path, monkeypatch):
+    """0644 files, 0755 directory even under a strict umask (temp files start 0600)."""
+    import os
+    import stat
+
+    old = os.umask(0o077)
+    try:
+        out = write_bundle(tmp_path / "b", name="m", version="1", features=["a"], weights=random_weights(1, 8, seed=2))
+        (out / "extra.bin").write_bytes(b"x")
+        register_artifact(out, "extra.bin")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    for f in out.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f.name
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    (("calibration", "threshold_surprise"), -3.0, "calibration.threshold_surprise"),
+    (("calibration", "threshold_surprise"), "high", "calibration.threshold_surprise"),
+    (("feature_kinds",), {"nope": {"kind": "constant"}}, "feature_kinds.nope"),
+    (("feature_kinds",), {"a": {"kind": "weird"}}, "feature_kinds.a.kind"),
+    (("feature_kinds",), ["a"], "feature_kinds"),
+])
+def test_bad_new_manifest_keys_are_one_line(bdir, key, value, needle):
+    m = _manifest(bdir)
+    node = m
+    for k in key[:-1]:
+        node = node[k]
+    node[key[-1]] = value
+    if key == ("feature_kinds",) and isinstance(value, dict) and "a" in value:
+        m["features"][0]["name"] = "a"
+    _write_manifest(bdir, m)
+    _refused(bdir, "manifest.yaml", needle)
+
+
+def test_good_new_manifest_keys_load(bdir):
+    m = _manifest(bdir)
+    m["calibration"]["threshold_surprise"] = 7.5
+    m["feature_kinds"] = {m["features"][0]["name"]: {"kind": "constant", "distinct": 1, "value": 0.0}}
+    _write_manifest(bdir, m)
+    assert load_bundle(bdir).manifest["calibration"]["threshold_surprise"] == 7.5

@@ -4,6 +4,7 @@ reproducible bundle whose normaliser is the detector's."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 import subprocess
 
 import numpy as np
@@ -16,7 +17,7 @@ from edgernn.backends.numpy_gru import NumpyGRU  # noqa: E402
 from edgernn.bundle import load_bundle  # noqa: E402
 from edgernn.detector import Batch, Detector, DetectorSettings  # noqa: E402
 from edgernn.recording import read_recording  # noqa: E402
-from edgernn.scoring import threshold_for_rate  # noqa: E402
+from edgernn.scoring import likelihood_from_log10p, threshold_for_rate  # noqa: E402
 from edgernn.train.data import stream_normalise  # noqa: E402
 
 TRAIN_ARGS = ["--epochs", "1", "--hidden", "8", "--segment", "128", "--seed", "5", "--threads", "1"]
@@ -117,3 +118,157 @@ def test_training_normaliser_is_the_detectors(trained):
         t_mean = p1 - z1 * t_std
         np.testing.assert_allclose([t_mean, t_std], [d_mean, d_std], rtol=1e-9, atol=1e-12 * abs(d_mean),
                                    err_msg=f"after {N} readings")
+
+
+def test_calibration_is_held_out_and_in_surprise(trained):
+    """The threshold is a surprise (-log10 p), chosen on the held-out part, whose
+    readings and alerts are recorded with the rate achieved and whether the target was met."""
+    dirs, _, runs = trained
+    cal = load_bundle(dirs[0]).manifest["calibration"]
+    s = cal["threshold_surprise"]
+    assert s >= -np.log10(cal["target_false_alarm_rate"]) - 1e-9
+    assert cal["threshold"] == pytest.approx(float(likelihood_from_log10p(np.array([-s]))[0]), abs=1e-15)
+    # 3 series x 1200 rows, last 30 % each, run as new streams (warm-up on the readings before)
+    assert cal["calibration_readings"] == 3 * 360
+    assert cal["achieved_false_alarm_rate"] == cal["calibration_alerts"] / cal["calibration_readings"]
+    assert cal["target_met"] is (cal["achieved_false_alarm_rate"] <= cal["target_false_alarm_rate"])
+    assert cal["calibration_note"]  # 1,080 readings cannot show 1 per 10,000: said so
+    out = runs[0][1]
+    assert f"surprise {s:.2f}" in out and "1.000000" not in out
+    assert "cannot show a rate" in out
+
+
+def test_model_card_describes_the_bundle(trained):
+    dirs, csvs, runs = trained
+    card = (dirs[0] / "README.md").read_text()
+    b = load_bundle(dirs[0])
+    assert card.startswith(f"# Model card: `{b.name}`")
+    for p in csvs:
+        assert _sha(p) in card  # every data file with its hash
+    assert b.manifest["provenance"]["command"] in card
+    assert f"surprise {b.manifest['calibration']['threshold_surprise']:.2f}" in card
+    assert "| `value` |" in card and "continuous" in card  # the feature table with its kind
+    assert "## Artifacts" in card and "`weights.npz`" in card
+    assert b.manifest["feature_kinds"]["value"]["kind"] == "continuous"
+    assert b.manifest["provenance"]["extent"]["rows"] == 3 * 1200
+
+
+def test_bundle_is_world_readable_after_cp_r(trained, tmp_path):
+    """0644 files and a 0755 directory, like the shipped bundles; a copy made with `cp -r` is
+    readable by another user (really tried as `nobody` when this runs as root with setpriv)."""
+    import os
+    import shutil
+    import stat
+    import tempfile
+
+    src = trained[0][0]
+    for path in [src, *src.iterdir()]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o755 if path.is_dir() else 0o644), f"{path.name}: {oct(mode)}"
+    parent = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        parent.chmod(0o755)
+        subprocess.run(["cp", "-r", str(src), str(parent / "copy")], check=True)
+        files = sorted((parent / "copy").iterdir())
+        assert {f.name for f in files} >= {"manifest.yaml", "weights.npz", "golden.npz", "README.md"}
+        for f in files:
+            assert stat.S_IMODE(f.stat().st_mode) & 0o004, f"{f.name} not readable by others"
+        setpriv = shutil.which("setpriv")
+        if os.geteuid() != 0 or setpriv is None:
+            pytest.skip("reading as another user needs root and setpriv")
+        for f in files:
+            r = subprocess.run([setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat", str(f)],
+                               capture_output=True)
+            assert r.returncode == 0, f"nobody cannot read {f.name}: {r.stderr.decode()}"
+            assert r.stdout == f.read_bytes()
+    finally:
+        shutil.rmtree(parent)
+
+
+@pytest.fixture(scope="module")
+def unmeetable(tmp_path_factory):
+    """`a` freezes (exact repeats) for 200 readings in the held-out part: no threshold up to
+    --max-surprise 6 removes that alert, so the target cannot be met. `b` is 0 in training and
+    jumps in the held-out part; `c` is a counter."""
+    root = tmp_path_factory.mktemp("strict")
+    rng = np.random.default_rng(3)
+    n = 1600
+    t = np.arange(n)
+    a = np.sin(t / 15.0) + 0.05 * rng.standard_normal(n)
+    b = np.zeros(n)
+    a[1300:1500] = a[1300]  # frozen, in the held-out part (rows 1120 on)
+    b[int(n * 0.9) :: 40] = 50.0  # in the held-out part only
+    c = np.cumsum(rng.poisson(2.0, n))
+    ts = np.datetime_as_string((1.7e9 + t).astype("datetime64[s]"), unit="s")
+    path = root / "m.csv"
+    path.write_text("timestamp,a,b,c\n" + "".join(f"{s}Z,{x:.5f},{y:g},{k}\n" for s, x, y, k in zip(ts, a, b, c)))
+    r = subprocess.run([PYTHON, "-m", "edgernn", "train", path, "--out", root / "m", "--strict", "--max-surprise", "6",
+                        *TRAIN_ARGS],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    return root / "m", r
+
+
+def test_strict_exits_3_when_the_target_cannot_be_met(unmeetable):
+    out_dir, r = unmeetable
+    assert r.returncode == 3, r.stderr
+    assert "TARGET NOT MET" in r.stdout
+    assert r.stderr.count("\n") == 1 and "calibration target not met" in r.stderr and "Traceback" not in r.stderr
+    m = load_bundle(out_dir).manifest
+    assert m["calibration"]["target_met"] is False
+    assert m["calibration"]["achieved_false_alarm_rate"] > m["calibration"]["target_false_alarm_rate"]
+    assert m["feature_kinds"]["b"]["kind"] == "constant"
+    assert m["normalisation"]["std"][1] == 1.0  # a constant 0 gets 1 unit, not 1e-6
+    assert "did not meet its target" in (out_dir / "README.md").read_text()
+    assert any("constant 0 in training but changes" in w for w in m["provenance"]["warnings"])
+
+
+def test_counters_are_left_out_and_said_so(unmeetable):
+    out_dir, r = unmeetable
+    b = load_bundle(out_dir)
+    assert b.features == ("a", "b")
+    assert b.manifest["left_out_features"]["c"]["kind"] == "counter"
+    assert "left out: c: counter" in r.stdout
+    assert "**left out of the model**" in (out_dir / "README.md").read_text()
+    assert set(b.manifest["provenance"]["extent"]["ranges"]) == {"a", "b", "c"}
+
+
+def test_recalibrate_keeps_weights_and_refreshes_card(trained, tmp_path):
+    import shutil
+
+    dirs, csvs, _ = trained
+    copy = tmp_path / "m"
+    shutil.copytree(dirs[0], copy)
+    (copy / "README.md").unlink()
+    r = subprocess.run([PYTHON, "-m", "edgernn", "train", *csvs[:2], "--out", copy, "--recalibrate"],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr
+    b = load_bundle(copy)
+    assert _sha(copy / "weights.npz") == _sha(dirs[0] / "weights.npz")
+    assert "--recalibrate" in b.manifest["provenance"]["calibration_command"]
+    assert b.manifest["calibration"]["calibration_readings"] == 2 * 360  # two files now
+    assert "--recalibrate" in (copy / "README.md").read_text()
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--holdout", "0.95"], "--holdout"),
+    (["--target-far", "2"], "--target-far"),
+])
+def test_bad_settings_are_one_line_exit_2(trained, tmp_path, extra, needle):
+    _, csvs, _ = trained
+    r = subprocess.run([PYTHON, "-m", "edgernn", "train", csvs[0], "--out", tmp_path / "m", *extra],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_missing_file_is_one_line_exit_2(tmp_path):
+    r = subprocess.run([PYTHON, "-m", "edgernn", "train", tmp_path / "nope.csv", "--out", tmp_path / "m"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == f"edgernn train: {tmp_path / 'nope.csv'}: not found"
+
+
+def test_help_teaches():
+    r = subprocess.run([PYTHON, "-m", "edgernn", "train", "--help"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    for needle in ("held out", "--strict exits 3", "exit codes", "examples:", "model card", "0644", "counters",
+                   "surprise"):
+        assert needle in r.stdout, needle

@@ -1,6 +1,25 @@
 """Generate ONNX / TFLite / TFLite Micro artifacts from a model bundle, check each against the
 bundle's golden.npz and record it (sha256, size, tolerance) in manifest.yaml.
 
+The bundle (weights.npz) stays the one source: every artifact is generated from it and must
+reproduce golden.npz (the numpy cell's own rollout) within its tolerance, one step at a time and
+over the whole rollout; the table printed at the end shows the errors measured.
+
+formats (onnx-int8 also writes model.onnx; tflm also writes model.int8.tflite):
+  onnx          model.onnx: float32 cell for onnxruntime (`--backend onnx`)
+  onnx-int8     model.int8.onnx: int8 weights (see --onnx-int8)
+  tflite        model.tflite: float32 cell for LiteRT (`--backend tflite`)
+  tflite-int8   model.int8.tflite: int8 weights, 16-bit activations by default
+  tflm          model_data.cc/.h: TFLite Micro C source + a firmware example
+Tolerances: 1e-5 for the float graphs; for int8, twice the error measured here (at least
+0.02 one step / 0.05 rollout); an int8 error above 0.25 / 1.0 fails the export. The int8
+formats fix their scales on the bundle's representative.npz (held-out inputs), else golden.npz.
+Written files are 0644, like the rest of the bundle. A model card written by `edgernn train`
+(README.md) is rewritten with the new artifacts and their parity; a hand-made one is left alone.
+
+exit codes: 0 every artifact within tolerance; 1 some exceed it (marked NO); 2 bad bundle or
+missing runtime (one line).
+
 examples:
   edgernn export firmware_models/univariate
   edgernn export my_model --formats onnx,tflite-int8
@@ -14,7 +33,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .exporter import FORMATS
+    from ..export.exporter import FORMATS
 
     parser.add_argument("bundle", metavar="DIR", help="model bundle directory (manifest.yaml, weights.npz, golden.npz)")
     parser.add_argument("--formats", default=",".join(FORMATS),
@@ -33,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..backends.base import BackendUnavailable
     from ..bundle import BundleError
-    from .exporter import ExportError, export_bundle
-    from .parity import render_markdown
+    from ..export.exporter import ExportError, export_bundle
+    from ..export.parity import render_markdown
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     log = None if args.quiet else (lambda msg: print(f"export: {msg}", file=sys.stderr, flush=True))
@@ -45,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"edgernn export: {exc}", file=sys.stderr)
         return 2
     print(render_markdown(report))
+    from ..train.card import refresh_card
+
+    if refresh_card(args.bundle):
+        print(f"\nmodel card {args.bundle}/README.md rewritten with the new artifacts")
     for note in report["notes"]:
         print(f"\n{note}")
     if not report["ok"]:

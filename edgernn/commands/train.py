@@ -1,0 +1,205 @@
+"""Train a model bundle from CSV recordings of normal operation (needs: pip install edgernn[train]).
+
+Give it readings of your machine working normally; it learns to predict each next reading and
+writes a bundle (--out) that `edgernn replay`, `edgernn serve` and `edgernn export` use.
+
+What happens, per series (each stream of each file), in time order, never shuffled:
+  first 70 %   trains the GRU (AdamW; --weight-decay)
+  last 30 %    held out (--holdout): stops training when its NLL stops improving; fits the
+               score tables; then runs as a new stream from a cold start (as a daemon meets
+               it) to set the alert threshold so that alerts there stay within half the
+               target false-alarm rate (--target-far). The rate achieved there is reported;
+               if no threshold reaches the target, it says so (and --strict exits 3).
+
+Each feature is classified on the training part: constant, near-constant, binary, counter,
+quantised or continuous; the summary, manifest (feature_kinds) and model card say how each
+is handled (a constant feature gets a std of 1 % of its value, not 1e-6; counters are left
+out of the model unless --counters model). Warnings name too little data for the model,
+held-out readings outside the training range and a validation NLL far above the training
+NLL. Thresholds are printed as surprise (-log10 p) and "1 in N".
+
+Too little held-out data cannot show a low rate: 0 alerts in 3,000 readings only says the
+rate is below ~10 per 10,000. The trainer says so; give it more normal data.
+
+The bundle holds manifest.yaml, weights.npz, golden.npz, representative.npz, loss_curve.png
+and README.md (the model card: data files + sha256, this command, features, calibration
+achieved, fit, artifacts). Files are written 0644, the directory 0755.
+
+Normalisation: `stream` (default for one feature) learns each stream's mean/std during its
+warm-up at run time, so the model works on any sensor without retraining; `fixed` (default for
+several features) uses the training part's statistics.
+
+exit codes: 0 done; 2 bad input (one line naming the file); 3 --strict and the calibration
+target was not met.
+
+examples:
+  edgernn train normal.csv --out my_model
+  edgernn train pump_*.csv --out pump_model --features temp,pressure,flow --norm fixed
+  edgernn train a.csv b.csv --out m --hidden 16 --epochs 20 --seed 7 --target-far 1e-4 --strict
+  edgernn train new_normal.csv --out my_model --recalibrate      # new threshold, same weights
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..recording import STREAM_COLUMNS, TIME_COLUMNS
+from .common import fail
+
+LABEL_COLUMNS = ("anomaly", "changepoint", "label", "labels", "is_anomaly")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("data", nargs="+", type=Path, help="CSV files of normal data, or directories of them")
+    p.add_argument("--out", required=True, type=Path, help="bundle directory to write")
+    p.add_argument("--features", help="comma-separated feature columns (default: every non-time, non-label column)")
+    p.add_argument("--columns", help="map features to file columns: FEATURE=COLUMN[,...]")
+    p.add_argument("--name", help="model name (default: the --out directory name)")
+    p.add_argument("--version", default="1.0.0", help="model version for the manifest (default 1.0.0)")
+    p.add_argument("--hidden", type=int, default=32, help="GRU hidden size H (default 32)")
+    p.add_argument("--norm", choices=("stream", "fixed"), help="normalisation (default: stream for 1 feature, else fixed)")
+    p.add_argument("--warmup", type=int, default=None, help="readings per stream before scoring (default 64 fixed, 256 stream)")
+    p.add_argument("--adapt", type=float, default=None, help="EW rate of stream normalisation after warm-up (default 0.002 stream)")
+    p.add_argument("--epochs", type=int, default=30, help="most epochs (default 30; early stopping usually ends sooner)")
+    p.add_argument("--patience", type=int, default=4, help="early stopping: epochs without validation improvement (default 4)")
+    p.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (default 3e-3)")
+    p.add_argument("--weight-decay", type=float, default=0.0,
+                   help="AdamW weight decay (default 0: measured no better held-out NLL at 0.01-1; early stopping "
+                        "on the held-out NLL is the default regulariser)")
+    p.add_argument("--segment", type=int, default=512, help="readings per training segment (default 512)")
+    p.add_argument("--chunk", type=int, default=64, help="truncated BPTT length (default 64)")
+    p.add_argument("--holdout", "--val-fraction", dest="holdout", type=float, default=0.3,
+                   help="share at the end of each series held out from training: validation and calibration "
+                        "(default 0.3)")
+    p.add_argument("--target-far", type=float, default=1e-4,
+                   help="target false alerts per reading on normal data (default 1e-4 = 1 per 10,000)")
+    p.add_argument("--counters", choices=("leave-out", "model"), default="leave-out",
+                   help="features found to be counters (non-decreasing with resets): leave them out of the model "
+                        "(default: their raw value grows out of any training range) or model them like the rest")
+    p.add_argument("--strict", action="store_true", help="exit 3 when the calibration cannot meet --target-far")
+    p.add_argument("--max-surprise", type=float, default=1e5,
+                   help="never set the threshold above this surprise (-log10 p); when the target needs more, "
+                        "the target is not met (default 1e5: effectively no limit)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same data: same weights (default 0)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--description", default="", help="one line for the manifest and the model card")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="keep the trained weights in --out; only refit the score tables and threshold on DATA "
+                        "(no PyTorch needed)")
+
+
+def _infer_features(path: Path) -> tuple[str, ...]:
+    header = path.open(encoding="utf-8-sig").readline()
+    delim = ";" if header.count(";") > header.count(",") else ","
+    cols = [c.strip() for c in header.strip().split(delim)]
+    skip = set(TIME_COLUMNS) | set(STREAM_COLUMNS) | set(LABEL_COLUMNS)
+    feats = [c for c in cols if c.lower() not in skip]
+    return tuple(feats) if len(feats) > 1 else ("value",)
+
+
+def _command() -> str:
+    return "edgernn train " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:])
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    """Directories stand for the sorted *.csv files in them."""
+    out = []
+    for p in paths:
+        out.extend(sorted(p.glob("*.csv")) if p.is_dir() else [p])
+    return out
+
+
+def _series(args, features):
+    """The series of every file, or an int exit code after one line on stderr."""
+    from ..recording import RecordingError, parse_columns
+    from ..train.data import load_series
+
+    if not 0.05 <= args.holdout <= 0.8:
+        return fail("train", "--holdout must be between 0.05 and 0.8 (the rest trains)")
+    try:
+        series = load_series(args.data, features, parse_columns(args.columns), args.holdout)
+    except RecordingError as exc:
+        return fail("train", exc)
+    if not series:
+        return fail("train", "no usable series (each needs >= 50 complete rows)")
+    if not 0 < args.target_far < 1 or args.max_surprise < -np.log10(args.target_far):
+        return fail("train", "--target-far must be in (0, 1) and --max-surprise at least -log10(--target-far)")
+    return series
+
+
+def _calibration_lines(summary: dict) -> list[str]:
+    from ..train.calibrate import one_in
+
+    s = summary["surprise"]
+    lines = [f"{'threshold':24s} surprise {s:.2f} ({one_in(s)})",
+             f"{'false alerts (held out)':24s} {summary['alerts']} in {summary['readings']:,} readings = "
+             f"{summary['rate'] * 1e4:.2f} per 10,000 (target {summary['target'] * 1e4:.2f})"]
+    if summary.get("note"):
+        lines.append(f"{'NOTE':24s} {summary['note']}")
+    if not summary["met"]:
+        lines.append(f"{'CALIBRATION':24s} TARGET NOT MET: even the highest threshold leaves "
+                     f"{summary['rate'] * 1e4:.2f} false alerts per 10,000 held-out normal readings "
+                     f"(target {summary['target'] * 1e4:.2f}); see the feature kinds and warnings")
+    return lines
+
+
+def _finish_calibration(out: Path, summary: dict, strict: bool) -> int:
+    for line in _calibration_lines(summary):
+        print(line)
+    if not summary["met"]:
+        print(f"edgernn train: {out}: calibration target not met ({summary['rate'] * 1e4:.2f} false alerts "
+              f"per 10,000 held-out readings, target {summary['target'] * 1e4:.2f})", file=sys.stderr)
+        return 3 if strict else 0
+    return 0
+
+
+def recalibrate(args) -> int:
+    """Refit the calibration of an existing bundle on new normal data (weights unchanged)."""
+    from ..bundle import BundleError, load_bundle, make_readable, write_manifest
+    from ..train.calibrate import calibrate
+    from ..train.card import write_card
+
+    try:
+        bundle = load_bundle(args.out)
+    except BundleError as exc:
+        return fail("train", exc)
+    series = _series(args, bundle.features)
+    if isinstance(series, int):
+        return series
+    summary = calibrate(args.out, series, target_rate=args.target_far, max_surprise=args.max_surprise)
+    manifest = load_bundle(args.out).manifest
+    manifest.setdefault("provenance", {})["calibration_command"] = _command()
+    write_manifest(args.out, manifest)
+    write_card(args.out)
+    make_readable(args.out)
+    return _finish_calibration(args.out, summary, args.strict)
+
+
+def run(args) -> int:
+    args.data = _expand(args.data)
+    for p in args.data:
+        if not p.is_file():
+            return fail("train", f"{p}: not found")
+    if args.recalibrate:
+        return recalibrate(args)
+    try:
+        import torch
+    except ImportError:
+        return fail("train", "needs PyTorch: pip install edgernn[train]")
+    from ..train.pipeline import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    features = tuple(f.strip() for f in args.features.split(",")) if args.features else _infer_features(args.data[0])
+    series = _series(args, features)
+    if isinstance(series, int):
+        return series
+    t_start = time.monotonic()
+    summary = train(args, features, series, _command())
+    print(f"{'time':24s} {time.monotonic() - t_start:.0f} s")
+    return _finish_calibration(args.out, summary, args.strict)

@@ -1,0 +1,171 @@
+"""One training run, end to end: feature kinds -> normalise -> fit -> bundle -> calibrate -> card.
+
+``edgernn train`` (edgernn/commands/train.py) parses the command line and calls ``train``."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .checks import data_warnings, extent, fit_warnings
+from .data import Series, fixed_normalise, segments, stream_normalise
+from .features import HANDLING, describe, feature_kinds, sane_std
+
+CLIP = 10.0  # normalised inputs are clipped here (train and run time alike)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def normalise(series: list[Series], norm: str, warmup: int, adapt: float, kinds: dict, names):
+    """Raw series -> (normalised float64[T, F] per series, mean[F], std[F], readings to skip).
+
+    ``fixed``: the training part's mean and std ((near-)constant features: features.sane_std);
+    ``stream``: as the detector learns each stream during its warm-up (skipped in training)."""
+    F = len(names)
+    if norm == "stream":
+        normed = [np.clip(stream_normalise(s.raw, warmup, adapt), -CLIP, CLIP) for s in series]
+        return normed, np.zeros(F), np.ones(F), warmup
+    train_rows = np.concatenate([s.raw[: s.split] for s in series])  # [N, F]
+    mean = train_rows.mean(axis=0)
+    std = sane_std(train_rows.std(axis=0), mean, kinds, names)
+    normed = [np.clip(fixed_normalise(s.raw, mean, std), -CLIP, CLIP) for s in series]
+    return normed, mean, std, 0
+
+
+def _provenance(args, command, series, result, cfg, torch_version, ext, warnings) -> dict:
+    n = len(series[0].raw)
+    split = {"train": f"{series[0].split / n:.0%}", "held_out": f"{1 - series[0].split / n:.0%}"}
+    return {
+        "command": command,
+        "data": [{"file": p.name, "sha256": _sha(p),
+                  "rows": int(sum(len(s.raw) for s in series if s.name.startswith(p.name + ":")))} for p in args.data],
+        "rows": ext["rows"], "series": len(series), "split": split, "extent": ext,
+        "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+        "final_train_nll": round(result.train_loss[result.best_epoch - 1], 5),
+        "final_val_nll": round(result.val_loss[result.best_epoch - 1], 5),
+        "seed": args.seed, "torch": torch_version, "warnings": warnings,
+        "fit": {k: getattr(cfg, k) for k in ("hidden", "lr", "weight_decay", "batch", "segment", "chunk", "burn_in",
+                                              "clip_grad", "patience")},
+    }
+
+
+def _fit(args, features, normed, series, skip):
+    """Segments of the training and validation parts -> (FitResult, FitConfig, held-out parts)."""
+    from .fit import FitConfig, fit
+
+    cfg = FitConfig(hidden=args.hidden, epochs=args.epochs, patience=args.patience, lr=args.lr,
+                    weight_decay=args.weight_decay, segment=args.segment, chunk=args.chunk, seed=args.seed)
+    train_parts = [n[skip : s.split] for n, s in zip(normed, series)]
+    val_parts = [n[s.split :] for n, s in zip(normed, series)]
+    val_seg = min(cfg.segment, min(len(v) for v in val_parts))
+    tr = segments(train_parts, min(cfg.segment, min(len(t) for t in train_parts)), cfg.segment // 2)
+    va = segments(val_parts, val_seg)
+    print(f"training on {len(series)} series, {sum(len(s.raw) for s in series):,} rows; {len(features)} feature(s); "
+          f"{len(tr)} train / {len(va)} validation segments; H={cfg.hidden}")
+    return fit(tr, va, len(features), cfg), cfg
+
+
+def _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov, kinds, left_out):
+    """The bundle before calibration: manifest, weights, golden, representative inputs."""
+    from ..bundle import load_bundle, register_artifact, write_bundle, write_manifest
+    from ..fileio import save_npz
+    from ..scoring import default_calibration
+
+    held = [n[s.split :] for n, s in zip(normed, series)]  # normalised held-out parts
+    golden_len = min(256, min(len(h) for h in held))
+    golden_x = np.stack([held[i % len(held)][:golden_len] for i in range(4)], axis=1)  # [T, 4, F]
+    write_bundle(out, name=args.name or out.name, version=args.version, features=list(features), weights=weights,
+                 norm_mode=norm, norm_mean=list(mean), norm_std=list(std),
+                 calibration=default_calibration(len(features), warmup), golden_x=golden_x.astype(np.float32),
+                 provenance=prov, description=args.description, input_clip=CLIP,
+                 logvar_min=cfg.logvar_min, logvar_max=cfg.logvar_max)
+    manifest = load_bundle(out).manifest
+    manifest["normalisation"]["adapt"] = float(adapt)
+    manifest["feature_kinds"] = kinds
+    if left_out:
+        manifest["left_out_features"] = left_out
+    write_manifest(out, manifest)
+    rep_len = min(2048, min(len(h) for h in held))
+    rep = np.stack([h[:rep_len] for h in held[:16]], axis=1).astype(np.float32)  # [T, B, F]
+    save_npz(out / "representative.npz", {"x": rep})
+    register_artifact(out, "representative.npz", purpose="int8 calibration inputs (normalised held-out runs from h = 0)")
+
+
+def _print_summary(out, features, norm, warmup, weights, result, prov, kinds) -> None:
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    print()
+    print(f"{'model':24s} {out}")
+    print(f"{'features':24s} {len(features)} ({norm} normalisation, warm-up {warmup})")
+    plain = [n for n in features if kinds[n]["kind"] == "continuous"]
+    if plain:
+        print(f"  continuous ({len(plain)}): {', '.join(plain)} - {HANDLING['continuous']}")
+    for name in features:
+        if kinds[name]["kind"] != "continuous":
+            print(f"  {describe(name, kinds[name])}")
+    print(f"{'hidden':24s} {result.model.gru.hidden_size}  ({sum(w.size for w in weights.values()):,} parameters)")
+    print(f"{'epochs':24s} {result.epochs_run} (best {result.best_epoch})")
+    print(f"{'train / val NLL':24s} {prov['final_train_nll']:.4f} / {prov['final_val_nll']:.4f} per value")
+    print(f"{'bundle size':24s} {size:,} bytes")
+    for w in prov["warnings"]:
+        print(f"WARNING: {w}")
+
+
+def leave_out_counters(features, series: list[Series], kinds: dict):
+    """Counters out of the model: (features, series, kinds) without them, and {name: facts} left out.
+
+    A counter's raw value grows without bound, so it leaves any training range and every later
+    reading would look anomalous; its increments are not modelled (yet)."""
+    out = {n: dict(kinds[n], reason="counter: its raw value grows without bound; not modelled")
+           for n in features if kinds[n]["kind"] == "counter"}
+    if not out or len(out) == len(features):
+        return features, series, kinds, {}
+    keep = [i for i, n in enumerate(features) if n not in out]
+    series = [replace(s, raw=s.raw[:, keep]) for s in series]
+    names = tuple(features[i] for i in keep)
+    return names, series, {n: kinds[n] for n in names}, out
+
+
+def train(args, features: tuple[str, ...], series: list[Series], command: str) -> dict:
+    """Train, write and calibrate the bundle at ``args.out``; returns calibrate()'s summary."""
+    import torch
+
+    from ..bundle import make_readable
+    from .calibrate import calibrate
+    from .card import write_card
+    from .model import export_weights
+
+    norm = args.norm or ("stream" if len(features) == 1 else "fixed")
+    warmup = args.warmup if args.warmup is not None else (256 if norm == "stream" else 64)
+    adapt = args.adapt if args.adapt is not None else (0.002 if norm == "stream" else 0.0)
+    kinds = feature_kinds(features, [s.raw[: s.split] for s in series])
+    ext = extent(features, series, [s.ts for s in series])  # every column of the data, left out or not
+    left_out = {}
+    if args.counters == "leave-out":
+        features, series, kinds, left_out = leave_out_counters(features, series, kinds)
+    normed, mean, std, skip = normalise(series, norm, warmup, adapt, kinds, features)
+    result, cfg = _fit(args, features, normed, series, skip)
+    weights = export_weights(result.model)
+    n_params = sum(w.size for w in weights.values())
+    warnings = data_warnings(features, series, n_params, kinds)
+    prov = _provenance(args, command, series, result, cfg, str(torch.__version__), ext, warnings)
+    prov["warnings"] += fit_warnings(prov["final_train_nll"], prov["final_val_nll"])
+    out = Path(args.out)
+    _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov, kinds, left_out)
+    summary = calibrate(out, series, target_rate=args.target_far, max_surprise=args.max_surprise)
+    try:
+        from ..plot import plot_losses
+
+        plot_losses(out / "loss_curve.png", result.train_loss, result.val_loss, f"{out.name}: Gaussian NLL")
+    except ImportError:
+        pass
+    write_card(out)
+    make_readable(out)
+    _print_summary(out, features, norm, warmup, weights, result, prov, kinds)
+    for name, facts in left_out.items():
+        print(f"  left out: {describe(name, facts).split(' - ')[0]} - {facts['reason']} (--counters model keeps it)")
+    return summary

@@ -1,4 +1,4 @@
-"""Stand-in for the ``cython`` module when edgernn runs as plain Python (see scalar.py).
+"""Stand-in for the ``cython`` module when edgernn runs as plain Python (see kernel.py).
 
 Cython reads the decorators and annotations when it compiles; without it they do nothing."""
 

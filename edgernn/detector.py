@@ -16,7 +16,7 @@ Per reading, in arrival order per stream (test-then-train):
 
 A batch is split into waves so that a stream that appears several times is stepped in order;
 batched and one-at-a-time processing give identical results. Two implementations of steps 1-4,
-checked equal by the tests: ``_wave`` on numpy columns, and scalar.py one reading at a time
+checked equal by the tests: ``_wave`` on numpy columns, and kernel.py one reading at a time
 (compiled with Cython at install: every wave then takes it, with one GRU call per wave; as
 plain Python it takes waves of at most ``SCALAR_WAVE`` readings).
 """
@@ -29,17 +29,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import alerts, scalar, scoring
+from . import alerts, kernel, scoring
 from .alerts import AlertSettings
 from .scoring import (DAY, SEAS_CLIP, SEAS_DAYS, SEAS_DT_RATE, SEAS_MEMORY, SEAS_MIN_DAYS, SEAS_PHI, SEAS_SPAN,
                       SEAS_ZMAX)
 from .state import StateStore
 
 
-# where scalar.py leaves each look's statistic in its per-reading outputs
-_SCALAR_OUT = {"instant": scalar.O_SCORE, "smoothed": scalar.O_SMOOTHED, "level": scalar.O_LEVEL,
-               "spread": scalar.O_SPREAD, "stuck": scalar.O_STUCK, scoring.REFERENCE: scalar.O_REF,
-               scoring.SEASONAL: scalar.O_SEAS}
+# where kernel.py leaves each look's statistic in its per-reading outputs
+_SCALAR_OUT = {"instant": kernel.O_SCORE, "smoothed": kernel.O_SMOOTHED, "level": kernel.O_LEVEL,
+               "spread": kernel.O_SPREAD, "stuck": kernel.O_STUCK, scoring.REFERENCE: kernel.O_REF,
+               scoring.SEASONAL: kernel.O_SEAS}
 SCALAR_WAVE = 4  # waves of at most this many readings take the plain-Python path (measured)
 
 
@@ -256,14 +256,14 @@ class Detector:
         if bundle.norm_mode == "fixed":  # new streams start warm with the model's statistics
             self.state.set_initial(L.norm_mean, bundle.norm_mean)
             self.state.set_initial(L.norm_var, bundle.norm_std**2)
-        # the batch-of-one path (scalar.py) and its buffers: outputs, per-feature outputs, GRU input
-        self._out = np.zeros(scalar.N_OUT) if scalar.COMPILED else [0.0] * scalar.N_OUT
-        self._work = np.zeros(self.F * scalar.W) if scalar.COMPILED else [0.0] * (self.F * scalar.W)
+        # the batch-of-one path (kernel.py) and its buffers: outputs, per-feature outputs, GRU input
+        self._out = np.zeros(kernel.N_OUT) if kernel.COMPILED else [0.0] * kernel.N_OUT
+        self._work = np.zeros(self.F * kernel.W) if kernel.COMPILED else [0.0] * (self.F * kernel.W)
         self._xin = np.zeros((1, self.F), np.float32)  # [1, F]
         self.set_tables(tables or {})
         # waves larger than this take the numpy path (_wave); smaller ones the scalar path, which is
         # faster at every size when compiled and up to a few readings when not (measured)
-        self.vector_from = 1 << 30 if scalar.COMPILED else SCALAR_WAVE
+        self.vector_from = 1 << 30 if kernel.COMPILED else SCALAR_WAVE
         self.record_looks = False  # calibration/diagnostics: keep each look's statistic per reading
         self.rejects: Counter[str] = Counter()
         self.accepted = 0
@@ -280,7 +280,7 @@ class Detector:
         self.tables = {name: {k: merged[name][k] for k in ("x", "log10_sf", "tail_scale")}
                        for name in scoring.TABLE_LOOKS}  # the raw tables in use
         self._tables = {name: scoring.prepare_table(t) for name, t in self.tables.items()}
-        self._scalar = scalar.OneReading(self, self.state.layout, [self._tables[n] for n in scoring.TABLE_LOOKS],
+        self._scalar = kernel.OneReading(self, self.state.layout, [self._tables[n] for n in scoring.TABLE_LOOKS],
                                          self._out, self._work, self._xin[0])
 
     def process(self, batch: Batch) -> Result:
@@ -327,7 +327,7 @@ class Detector:
             wave_streams = streams if idx.size == B else [streams[i] for i in idx.tolist()]
             if idx.size > self.vector_from:
                 self._wave(idx, wave_streams, ts[idx], x[idx], res)
-            elif scalar.COMPILED and idx.size > 1:  # the scalar maths in C over the wave, one GRU call
+            elif kernel.COMPILED and idx.size > 1:  # the scalar maths in C over the wave, one GRU call
                 self._scalar_wave(idx, wave_streams, ts[idx], x[idx], res, vals)
             else:  # a few readings: plain Python per reading beats numpy's per-call overhead
                 for i in idx.tolist():
@@ -731,26 +731,26 @@ class Detector:
         return lp, gate, trusted
 
     def _one(self, pos: int, sid: str, ts: float, x: np.ndarray, res: Result, block: np.ndarray) -> bool:
-        """``_wave`` for one reading (x float64[F]) in plain floats: scalar.py does the maths,
+        """``_wave`` for one reading (x float64[F]) in plain floats: kernel.py does the maths,
         writing the reading's row of the Result block (score | likelihood | onset | expected | sigma)."""
         st, k = self.state, self._scalar
         row = st.row_for(sid)
-        r = st.num[row] if scalar.COMPILED else st.num[row].tolist()  # a view (compiled) or a copy
-        code = k.step(r, x if scalar.COMPILED else x.tolist(), ts, block)
-        if code == scalar.STALE:
+        r = st.num[row] if kernel.COMPILED else st.num[row].tolist()  # a view (compiled) or a copy
+        code = k.step(r, x if kernel.COMPILED else x.tolist(), ts, block)
+        if code == kernel.STALE:
             self._reject(res, pos, "out_of_order")
             return False
         out = self._out
-        if out[scalar.O_GAP]:
+        if out[kernel.O_GAP]:
             st.h[row] = 0.0
         new_pred, h_next = self.backend.step(self._xin, st.h[row : row + 1])
         st.h[row] = h_next[0]
-        if not scalar.COMPILED:
+        if not kernel.COMPILED:
             st.num[row] = r
         st.num[row, self.state.layout.pred] = new_pred[0]
         if r[self.state.layout.active]:
             res.flags[pos, 0] = 1
-        if res.looks is not None and out[scalar.O_SCORED]:
+        if res.looks is not None and out[kernel.O_SCORED]:
             self._record_looks(res, pos, out)
         if code:
             res.flags[pos, 1] = code
@@ -762,17 +762,17 @@ class Detector:
         GRU call for the wave. block: the Result block [B, 3 + 2F] the readings write into."""
         st, L, F, b = self.state, self.state.layout, self.F, len(idx)
         rows = st.rows_for(streams)  # intp[b]
-        outs, works = np.empty((b, scalar.N_OUT)), np.empty((b, F * scalar.W))
+        outs, works = np.empty((b, kernel.N_OUT)), np.empty((b, F * kernel.W))
         xin, codes = np.empty((b, F), np.float32), np.empty(b, np.int8)
         idx = np.asarray(idx, np.intp)
         self._scalar.step_wave(st.num, rows, x, ts, block, idx, outs, works, xin, codes)
-        if (codes == scalar.STALE).any():  # rejected: no GRU step, state untouched
-            keep = codes != scalar.STALE
+        if (codes == kernel.STALE).any():  # rejected: no GRU step, state untouched
+            keep = codes != kernel.STALE
             for j in np.flatnonzero(~keep):
                 self._reject(res, int(idx[j]), "out_of_order")
             idx, rows, outs, works, xin, codes, ts, x = (a[keep] for a in (idx, rows, outs, works, xin, codes, ts, x))
             streams = [sid for sid, k in zip(streams, keep) if k]
-        gap = outs[:, scalar.O_GAP] != 0.0
+        gap = outs[:, kernel.O_GAP] != 0.0
         if gap.any():
             st.h[rows[gap]] = 0.0
         new_pred, h_next = self.backend.step(xin, st.h[rows])
@@ -781,7 +781,7 @@ class Detector:
         res.alert[idx] = st.num[rows, L.active] > 0
         res.event[idx] = codes
         if res.looks is not None:
-            for j in np.flatnonzero(outs[:, scalar.O_SCORED]):
+            for j in np.flatnonzero(outs[:, kernel.O_SCORED]):
                 self._record_looks(res, int(idx[j]), outs[j])
         for j in np.flatnonzero(codes):
             res.events.append(self._scalar_event(int(codes[j]), int(idx[j]), streams[j], float(ts[j]), x[j],
@@ -790,23 +790,23 @@ class Detector:
     def _record_looks(self, res: Result, pos: int, out) -> None:
         for name in self.looks:
             res.looks[name][pos] = out[_SCALAR_OUT[name]]
-        res.looks["log10p"][pos] = out[scalar.O_LOG10P]
+        res.looks["log10p"][pos] = out[kernel.O_LOG10P]
 
     def _scalar_event(self, code: int, pos: int, sid: str, ts: float, x, r, out, work) -> Event:
         """The Event for a reading the scalar path stepped: out[N_OUT], work[F * W] its outputs,
         r its stream's slab row after the step."""
-        L, F, W = self.state.layout, self.F, scalar.W
+        L, F, W = self.state.layout, self.F, kernel.W
         looks = {name: np.array([float(out[_SCALAR_OUT[name]])]) for name in self.looks}
-        reason = scoring.which_look(looks, self._tables, 0, float(out[scalar.O_GATE]))
-        column = {"level": scalar.W_LEVEL, "spread": scalar.W_SPREAD, "stuck": scalar.W_STUCK,
-                  scoring.REFERENCE: scalar.W_REF}.get(reason, scalar.W_CONTRIB)
+        reason = scoring.which_look(looks, self._tables, 0, float(out[kernel.O_GATE]))
+        column = {"level": kernel.W_LEVEL, "spread": kernel.W_SPREAD, "stuck": kernel.W_STUCK,
+                  scoring.REFERENCE: kernel.W_REF}.get(reason, kernel.W_CONTRIB)
         per = [[float(work[f * W + c]) for c in range(W)] for f in range(F)]  # [F][W]
-        blame = [(-p[column] if column == scalar.W_STUCK else p[column]) for p in per]
+        blame = [(-p[column] if column == kernel.W_STUCK else p[column]) for p in per]
         return Event(
             kind=alerts.EVENT_NAMES[code], stream=sid, alert_id=f"{sid}#{int(r[L.seq])}", ts=ts,
-            score=float(out[scalar.O_SCORE]), likelihood=float(out[scalar.O_LIK]), threshold=self.threshold,
-            features=self.features, values=tuple(map(float, x)), expected=tuple(p[scalar.W_EXPECTED] for p in per),
-            sigma=tuple(p[scalar.W_SIGMA] for p in per), contributions=tuple(p[scalar.W_CONTRIB] for p in per),
+            score=float(out[kernel.O_SCORE]), likelihood=float(out[kernel.O_LIK]), threshold=self.threshold,
+            features=self.features, values=tuple(map(float, x)), expected=tuple(p[kernel.W_EXPECTED] for p in per),
+            sigma=tuple(p[kernel.W_SIGMA] for p in per), contributions=tuple(p[kernel.W_CONTRIB] for p in per),
             started=float(r[L.start_ts]), reason=reason, position=pos, feature=blame.index(max(blame)),
         )
 

@@ -7,10 +7,10 @@ import os
 
 import numpy as np
 import pytest
-from unit_helpers import plain_scalar_module, sine_series
+from unit_helpers import plain_kernel_module, sine_series
 
 from edgernn import detector as detector_module
-from edgernn import scalar
+from edgernn import kernel
 from edgernn.backends.numpy_gru import NumpyGRU
 from edgernn.bundle import load_bundle
 from edgernn.detector import Batch, Detector, DetectorSettings, Reading
@@ -24,12 +24,12 @@ SPIKE = 30.0  # standard deviations: unmistakable whatever the looks are tuned t
 STRICT = threshold_for_rate(1e-60)
 
 
-@pytest.fixture(autouse=True, params=["installed", "plain"] if scalar.COMPILED else ["installed"])
+@pytest.fixture(autouse=True, params=["installed", "plain"] if kernel.COMPILED else ["installed"])
 def scalar_path(request, monkeypatch):
     """Every test here runs with the scalar path as installed (compiled where the build had a C
     compiler) and, when that is compiled, again with scalar.py as plain Python."""
     if request.param == "plain":
-        monkeypatch.setattr(detector_module, "scalar", plain_scalar_module())
+        monkeypatch.setattr(detector_module, "kernel", plain_kernel_module())
     return request.param
 
 
@@ -604,20 +604,20 @@ def test_ci_runs_the_compiled_scalar_path(scalar_path):
     """.ci/run builds the package with a C compiler: the installed scalar path must be the extension."""
     if scalar_path != "installed" or os.environ.get("EDGERNN_REQUIRE_COMPILED") != "1":
         pytest.skip("EDGERNN_REQUIRE_COMPILED is not set (it is in .ci/run)")
-    assert scalar.COMPILED, f"{scalar.__file__} is not the compiled extension"
+    assert kernel.COMPILED, f"{kernel.__file__} is not the compiled extension"
 
 
 
 def test_compiled_scalar_path_is_not_older_than_its_source(scalar_path):
     """An editable install keeps the extension next to scalar.py: after editing the source, the
     tests must not silently run the old compiled code."""
-    if scalar_path != "installed" or not scalar.COMPILED:
+    if scalar_path != "installed" or not kernel.COMPILED:
         pytest.skip("the installed scalar path is plain Python")
     from pathlib import Path
 
-    source = Path(scalar.__file__).with_name("scalar.py")
-    assert Path(scalar.__file__).stat().st_mtime >= source.stat().st_mtime, (
-        f"{scalar.__file__} is older than {source}: rebuild it (pip install -e . or "
+    source = Path(kernel.__file__).with_name("kernel.py")
+    assert Path(kernel.__file__).stat().st_mtime >= source.stat().st_mtime, (
+        f"{kernel.__file__} is older than {source}: rebuild it (pip install -e . or "
         "python setup.py build_ext --inplace)")
 
 

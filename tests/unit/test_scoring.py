@@ -146,13 +146,13 @@ SCALAR_MODULES = ["installed", "plain"]
 def _scalar_kernel(which, bundle_dir, table):
     """scalar.OneReading (compiled when installed so, or scalar.py as plain Python) with ``table``
     as every look's table."""
-    from unit_helpers import plain_scalar_module
+    from unit_helpers import plain_kernel_module
 
-    from edgernn import scalar
+    from edgernn import kernel
     from edgernn.bundle import load_bundle
     from edgernn.detector import Detector
 
-    module = scalar if which == "installed" else plain_scalar_module()
+    module = kernel if which == "installed" else plain_kernel_module()
     det = Detector(load_bundle(bundle_dir))
     t1 = scoring.prepare_table(table)
     out = np.zeros(module.N_OUT) if module.COMPILED else [0.0] * module.N_OUT
@@ -184,7 +184,7 @@ def test_scalar_path_tail_at_a_repeated_last_table_point(which, tiny_bundle):
 def test_gauss_tail_log10_is_the_two_sided_normal_tail_at_any_depth():
     import math
 
-    from unit_helpers import plain_scalar_module
+    from unit_helpers import plain_kernel_module
 
     z = np.array([0.0, 0.5, 1.0, 1.96, 3.0, 10.0, 30.0, 36.76, 36.78, 50.0, 1e3])
     got = scoring.gauss_tail_log10(z)
@@ -196,5 +196,5 @@ def test_gauss_tail_log10_is_the_two_sided_normal_tail_at_any_depth():
     at = scoring.gauss_tail_log10(np.array([y * math.sqrt(2) * (1 - 1e-12), y * math.sqrt(2)]))
     assert abs(at[0] - at[1]) < 1e-5  # the asymptotic branch joins erfc smoothly
     assert abs(got[-1] - (-(1e3**2) / 2 / math.log(10))) / abs(got[-1]) < 1e-2
-    plain = plain_scalar_module()  # scalar.py as plain Python: the same function, one value at a time
+    plain = plain_kernel_module()  # scalar.py as plain Python: the same function, one value at a time
     np.testing.assert_allclose([plain.OneReading.gauss_tail_log10(None, float(v)) for v in z], got, rtol=1e-12)

@@ -42,16 +42,16 @@ def sine_series(n: int, seed: int = 0, F: int = 1, period: float = 80.0, noise: 
     return offset + scale * x
 
 
-def plain_scalar_module(block_cython: bool = True):
-    """edgernn/scalar.py loaded from its source as plain Python (whether or not the installed
+def plain_kernel_module(block_cython: bool = True):
+    """edgernn/kernel.py loaded from its source as plain Python (whether or not the installed
     package is the compiled extension); with block_cython, as on a machine without Cython, so
     the stand-in decorators of edgernn/_cython_shim.py are what runs."""
     import importlib.util
 
     import edgernn
 
-    path = Path(edgernn.__file__).with_name("scalar.py")
-    spec = importlib.util.spec_from_file_location("edgernn._scalar_plain", path)
+    path = Path(edgernn.__file__).with_name("kernel.py")
+    spec = importlib.util.spec_from_file_location("edgernn._kernel_plain", path)
     module = importlib.util.module_from_spec(spec)
     saved = sys.modules.get("cython", ...)
     if block_cython:

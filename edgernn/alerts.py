@@ -1,4 +1,4 @@
-"""Alert state machine: its settings and event codes (the machine itself runs in kernel._alert).
+"""Alert state machine: its settings and event codes (the machine itself runs in kernel.alert).
 
 Per stream:  idle --(k of the last n readings over the threshold, no cooldown)--> active (raised)
              active --(score climbs update_factor x above the last event's, update_gap apart)--> update

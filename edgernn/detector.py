@@ -335,8 +335,10 @@ class Detector:
         """Positions of the accepted readings, split so that the k-th occurrence of each stream
         goes into wave k (each wave: distinct streams, in arrival order)."""
         idx = np.flatnonzero(accepted)
+        if not idx.size:
+            return []
         if len(set(streams)) == len(streams):
-            return [idx] if idx.size else []
+            return [idx]
         seen: dict[str, int] = {}
         occurrence = []
         for i in idx.tolist():

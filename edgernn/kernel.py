@@ -299,7 +299,7 @@ def _step(p: Params, r: cython.double[:], x: cython.double[:], ts: cython.double
     high: cython.bint = scored and s >= p.clear_s
     code: cython.int = NONE
     if high or r[p.active] != 0.0 or r[p.cooldown] != 0.0 or r[p.hist] != 0.0:
-        code = _alert(p, r, scored and s >= p.thr_s, high, score, ts)
+        code = alert(p, r, scored and s >= p.thr_s, high, score, ts)
     out[O_SCORED] = 1.0 if scored else 0.0
     out[O_FEATURE] = _blame(p, out, work) if code != NONE else -1.0
     res[0], res[1], res[2], res[3] = score if scored else NAN, out[O_LIK], out[O_ONSET], out[O_SURPRISE]
@@ -765,9 +765,9 @@ def _weekend(day: cython.double) -> cython.int:
     return 1 if w - 7.0 * floor(w / 7.0) >= 5.0 else 0
 
 
-@cython.cfunc
-def _alert(p: Params, r: cython.double[:], over: cython.bint, high: cython.bint, score: cython.double,
-           ts: cython.double) -> cython.int:
+@cython.ccall
+def alert(p: Params, r: cython.double[:], over: cython.bint, high: cython.bint, score: cython.double,
+          ts: cython.double) -> cython.int:
     """The alert machine of one stream (see alerts.py): idle -> raised when k of the last n readings
     are over, active -> update on a score update_factor x the last event's, -> cleared after
     clear_after readings below the clear level (min_duration met), then cooldown."""

@@ -116,9 +116,10 @@ class StateStore:
         })
         return len(names)
 
-    def restore(self, path: str | Path, model_sha256: str, settle_from: int = 0) -> tuple[bool, str]:
+    def restore(self, path: str | Path, model_sha256: str, resettle: bool = True) -> tuple[bool, str]:
         """Load a snapshot if it was made with this model and layout; returns (restored, reason).
-        Every restored stream re-settles (since_reset = settle_from: scores held back)."""
+        resettle: every restored stream re-settles (since_reset = 0: its scores are held back for
+        ``settle`` readings, as after a gap); False continues exactly where the snapshot was taken."""
         path = Path(path)
         if path.is_dir():
             return False, f"snapshot path {path} is a directory, not a file; starting fresh"
@@ -142,8 +143,10 @@ class StateStore:
             row = self._new_row(str(ids[i]))
             self.num[row] = num[i]
             self.h[row] = h[i]
-            self.num[row, self.layout.since_reset] = settle_from
-        return True, f"restored {len(order)} stream(s) from {path} (each re-settles before it scores)"
+            if resettle:
+                self.num[row, self.layout.since_reset] = 0.0
+        return True, f"restored {len(order)} stream(s) from {path}" + (" (each re-settles before it scores)"
+                                                                        if resettle else "")
 
     def _check_members(self, path: Path) -> str:
         """'' if the npz's members are what this store writes, with shapes that fit the layout and

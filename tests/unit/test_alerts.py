@@ -9,23 +9,31 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgernn import alerts
+from edgernn import kernel
 from edgernn.alerts import CLEARED, NONE, RAISED, UPDATE, AlertSettings
-from edgernn.state import StateStore
+from edgernn.layout import Layout
 
 CODE = {NONE: "", RAISED: "R", UPDATE: "U", CLEARED: "C"}
 
 
+def params(cfg: AlertSettings, L: Layout):
+    """kernel.Params with the slab offsets and the alert machine's settings (all it reads)."""
+    values = {name: max(at, 0) for name, at in L.offsets.items()}
+    values.update(a_k=cfg.k, a_mask=(1 << cfg.n) - 1, a_clear_after=cfg.clear_after, a_min_duration=cfg.min_duration,
+                  a_cooldown=cfg.cooldown, a_update_factor=cfg.update_factor, a_update_gap=cfg.update_gap)
+    return kernel.Params(values, [1.0], [{"xs_list": [0.0], "ls_list": [0.0]}])
+
+
 def run(seq: str, cfg: AlertSettings, scores=None):
     """-> (event string per reading: R/U/C/'', active flag per reading, the final slab row)."""
-    L = StateStore(1, 4).layout
+    L = Layout(1)
+    p = params(cfg, L)
     row = np.zeros((1, L.width))
     events, active = [], []
     for t, ch in enumerate(seq):
         score = scores[t] if scores is not None else {"#": 10.0, "+": 1.0, ".": 0.1}[ch]
-        code = alerts.step(row, L, cfg, np.array([ch == "#"]), np.array([ch in "#+"]),
-                           np.array([score]), np.array([float(t)]))
-        events.append(CODE[int(code[0])])
+        code = kernel.alert(p, row[0], ch == "#", ch in "#+", score, float(t))
+        events.append(CODE[int(code)])
         active.append(bool(row[0, L.active] > 0))
     return events, active, row, L
 
@@ -122,15 +130,15 @@ def test_sequence_numbers_and_start_time():
 
 def test_rows_are_independent():
     cfg = AlertSettings(clear_after=2, cooldown=0)
-    L = StateStore(1, 4).layout
+    L = Layout(1)
+    p = params(cfg, L)
     rows = np.zeros((3, L.width))
     seqs = ["#...#", ".#...", "....."]
     got = [[], [], []]
     for t in range(5):
-        over = np.array([s[t] == "#" for s in seqs])
-        codes = alerts.step(rows, L, cfg, over, over, np.where(over, 10.0, 0.1), np.full(3, float(t)))
         for i in range(3):
-            got[i].append(CODE[int(codes[i])])
+            over = seqs[i][t] == "#"
+            got[i].append(CODE[kernel.alert(p, rows[i], over, over, 10.0 if over else 0.1, float(t))])
     for i, s in enumerate(seqs):
         assert got[i] == run(s, cfg)[0]
 

@@ -65,3 +65,28 @@ def plain_kernel_module(block_cython: bool = True):
             sys.modules["cython"] = saved
     assert module.COMPILED is False
     return module
+
+
+# -- naive references (the oracle for the kernel's one-value functions) ---------------------------
+def naive_tail_log10(values, table: dict) -> np.ndarray:
+    """log10 P(stat >= value) from a calibration table with its exponential tail: np.interp on the
+    table plus one far point where log10 sf has fallen linearly by TAIL_SPAN / ln 10."""
+    from edgernn.scoring import TAIL_SPAN
+
+    xs = np.append(np.asarray(table["x"], np.float64), table["x"][-1] + TAIL_SPAN * table["tail_scale"])
+    ls = np.append(np.asarray(table["log10_sf"], np.float64), table["log10_sf"][-1] - TAIL_SPAN / np.log(10.0))
+    return np.interp(values, xs, ls)
+
+
+def naive_gauss_tail_log10(z) -> np.ndarray:
+    """log10 P(|N(0, 1)| >= z) = log10 erfc(z / sqrt 2), its asymptotic series where erfc underflows."""
+    import math
+
+    from edgernn.scoring import GAUSS_SWITCH
+
+    out = []
+    for v in np.asarray(z, np.float64):
+        y = v / math.sqrt(2.0)
+        out.append(math.log10(math.erfc(y)) if y < GAUSS_SWITCH else
+                   (-y * y - math.log(y * math.sqrt(math.pi)) + math.log1p(-0.5 / (y * y))) / math.log(10.0))
+    return np.array(out)

@@ -25,9 +25,9 @@ STRICT = threshold_for_rate(1e-60)
 
 
 @pytest.fixture(autouse=True, params=["installed", "plain"] if kernel.COMPILED else ["installed"])
-def scalar_path(request, monkeypatch):
-    """Every test here runs with the scalar path as installed (compiled where the build had a C
-    compiler) and, when that is compiled, again with scalar.py as plain Python."""
+def kernel_mode(request, monkeypatch):
+    """Every test here runs with the kernel as installed (compiled where the build had a C
+    compiler) and, when that is compiled, again with kernel.py as plain Python."""
     if request.param == "plain":
         monkeypatch.setattr(detector_module, "kernel", plain_kernel_module())
     return request.param
@@ -54,6 +54,22 @@ def _feed(det, stream, x, t0=0.0, dt=1.0, chunk=64):
         out["events"] += r.events
     for k in ("score", "likelihood", "alert"):
         out[k] = np.concatenate(out[k])
+    return out
+
+
+def _concat(results):
+    """One-reading Results as one: score / likelihood / onset arrays and the events (positions fixed)."""
+    class Out:
+        pass
+
+    out = Out()
+    for name in ("score", "likelihood", "onset"):
+        setattr(out, name, np.concatenate([getattr(r, name) for r in results]))
+    out.events = []
+    for i, r in enumerate(results):
+        for e in r.events:
+            e.position = i
+            out.events.append(e)
     return out
 
 
@@ -94,14 +110,11 @@ def _event_keys(events, offset=0, exact=False):
     return keys
 
 
-def _single_and_batched(bdir, F, seed=1, vector_from=None, **settings):
-    """The same interleaved readings one call per reading, and in random batches with repeats
-    (waves above ``vector_from`` readings on the numpy path, the rest on the scalar path)."""
+def _single_and_batched(bdir, F, seed=1, **settings):
+    """The same interleaved readings one call per reading, and in random batches with repeats."""
     streams, ts, x = _interleaved(F=F)
     N = len(streams)
     single, batched = _det(bdir, threshold=STRICT, **settings), _det(bdir, threshold=STRICT, **settings)
-    if vector_from is not None:
-        batched.vector_from = vector_from
     res1 = [single.process(Batch(streams[i : i + 1], ts[i : i + 1], x[i : i + 1])) for i in range(N)]
     rng = np.random.default_rng(seed)
     res2, offsets, lo, repeats = [], [], 0, 0
@@ -124,18 +137,14 @@ def _ref_settings(reference) -> dict:
 
 
 @pytest.mark.parametrize("reference", [0, 200, "gated"])
-@pytest.mark.parametrize("path", ["default", "numpy", "scalar"])
 @pytest.mark.parametrize("which", ["steady", "random"])
-def test_batched_equals_one_at_a_time(which, path, reference, steady_bundle, tiny_bundle):
-    """One reading per call (the scalar path) against random batches with repeats, whose waves
-    take the default split, or all the numpy path (_wave), or all the scalar path."""
+def test_batched_equals_one_at_a_time(which, reference, steady_bundle, tiny_bundle):
+    """One reading per call against random batches with repeats (split into waves)."""
     if which == "steady":
         bdir = steady_bundle(F=2, warmup=WARMUP)
     else:  # a random GRU whose head depends on h: catches any gather/scatter mix-up of hidden states
         bdir = tiny_bundle(F=2, H=16, seed=3, warmup=WARMUP)
-    vector_from = {"default": None, "numpy": 0, "scalar": 1 << 30}[path]
-    streams, (single, res1, off1), (batched, res2, off2) = _single_and_batched(bdir, F=2, vector_from=vector_from,
-                                                                              **_ref_settings(reference))
+    streams, (single, res1, off1), (batched, res2, off2) = _single_and_batched(bdir, F=2, **_ref_settings(reference))
     N = len(streams)
     for name in ("accepted", "alert", "event"):
         a = np.concatenate([getattr(r, name) for r in res1])
@@ -560,24 +569,19 @@ def _other_tables(det) -> dict:
 
 
 @pytest.mark.parametrize("reference", [0, 200, "gated"])
-def test_replacement_tables_reach_the_numpy_and_the_scalar_path_alike(reference, steady_bundle):
+def test_replacement_tables_reach_the_kernel(reference, steady_bundle):
     bdir = steady_bundle(F=2)
     tables = _other_tables(_det(bdir))
     x = sine_series(400, seed=3, F=2)
     runs = {}
-    for path, vector_from in (("numpy", 0), ("scalar", 1 << 30)):
-        for which in ("bundle", "replaced"):
-            det = Detector(load_bundle(bdir), settings=DetectorSettings(**_ref_settings(reference)),
-                           tables=tables if which == "replaced" else None)
-            det.vector_from = vector_from
-            streams = ["a", "b"] * len(x)  # two streams per wave: the numpy path takes waves of 2
-            xs = np.repeat(x, 2, axis=0) + np.tile([[0.0, 0.0], [1.0, -1.0]], (len(x), 1))
-            res = det.process(Batch(streams, np.repeat(np.arange(len(x), dtype=float), 2), xs))
-            runs[path, which] = res.likelihood
-    np.testing.assert_allclose(runs["numpy", "replaced"], runs["scalar", "replaced"], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(runs["numpy", "bundle"], runs["scalar", "bundle"], rtol=0, atol=1e-12)
-    scored = runs["numpy", "bundle"] > 0
-    assert (runs["numpy", "replaced"][scored] > runs["numpy", "bundle"][scored]).mean() > 0.5
+    for which in ("bundle", "replaced"):
+        det = Detector(load_bundle(bdir), settings=DetectorSettings(**_ref_settings(reference)),
+                       tables=tables if which == "replaced" else None)
+        streams = ["a", "b"] * len(x)  # two streams per wave
+        xs = np.repeat(x, 2, axis=0) + np.tile([[0.0, 0.0], [1.0, -1.0]], (len(x), 1))
+        runs[which] = det.process(Batch(streams, np.repeat(np.arange(len(x), dtype=float), 2), xs)).likelihood
+    scored = runs["bundle"] > 0
+    assert (runs["replaced"][scored] > runs["bundle"][scored]).mean() > 0.5
 
 
 def test_set_tables_before_any_reading_equals_the_constructor_argument_and_checks_names(steady_bundle):
@@ -599,20 +603,20 @@ def test_set_tables_before_any_reading_equals_the_constructor_argument_and_check
         Detector(load_bundle(bdir), tables={"stuck": tables["level"]})
 
 
-# -- the scalar path: compiled and plain Python ----------------------------------------------------
-def test_ci_runs_the_compiled_scalar_path(scalar_path):
-    """.ci/run builds the package with a C compiler: the installed scalar path must be the extension."""
-    if scalar_path != "installed" or os.environ.get("EDGERNN_REQUIRE_COMPILED") != "1":
+# -- the kernel: compiled and plain Python --------------------------------------------------------
+def test_ci_runs_the_compiled_kernel(kernel_mode):
+    """.ci/run builds the package with a C compiler: the installed kernel must be the extension."""
+    if kernel_mode != "installed" or os.environ.get("EDGERNN_REQUIRE_COMPILED") != "1":
         pytest.skip("EDGERNN_REQUIRE_COMPILED is not set (it is in .ci/run)")
     assert kernel.COMPILED, f"{kernel.__file__} is not the compiled extension"
 
 
 
-def test_compiled_scalar_path_is_not_older_than_its_source(scalar_path):
-    """An editable install keeps the extension next to scalar.py: after editing the source, the
+def test_compiled_kernel_is_not_older_than_its_source(kernel_mode):
+    """An editable install keeps the extension next to kernel.py: after editing the source, the
     tests must not silently run the old compiled code."""
-    if scalar_path != "installed" or not kernel.COMPILED:
-        pytest.skip("the installed scalar path is plain Python")
+    if kernel_mode != "installed" or not kernel.COMPILED:
+        pytest.skip("the installed kernel is plain Python")
     from pathlib import Path
 
     source = Path(kernel.__file__).with_name("kernel.py")
@@ -752,9 +756,9 @@ def test_seasonal_look_leaves_a_non_seasonal_stream_untouched(steady_bundle):
         assert _event_keys(on.events, exact=True) == _event_keys(off.events, exact=True)
 
 
-def test_seasonal_look_numpy_and_scalar_paths_agree_and_name_the_look(steady_bundle):
-    """The seasonal maths on numpy columns (_wave) and one reading at a time (scalar.py), with
-    the look trusted: equal outputs, state and events; an alert raised by a broken day says so."""
+def test_seasonal_look_batched_equals_one_at_a_time_and_names_the_look(steady_bundle):
+    """The seasonal maths in waves of two streams and one reading at a time, with the look
+    trusted: equal outputs, state and events; an alert raised by a broken day says so."""
     bdir = steady_bundle(F=1, warmup=WARMUP)
     ts, x = _daily(days=21)
     day = MONDAY + 16 * DAY
@@ -762,13 +766,17 @@ def test_seasonal_look_numpy_and_scalar_paths_agree_and_name_the_look(steady_bun
     brk = (ts >= day) & (ts < day + DAY)
     x2[brk] = 2.0 + 0.2 * np.random.default_rng(1).standard_normal((brk.sum(), 1))
     runs = {}
-    for path, vector_from in (("numpy", 0), ("scalar", 1 << 30)):
+    for path in ("waves", "single"):
         det = _det(bdir, threshold=threshold_for_rate(1e-8), day_offset_s=3600.0)
-        det.vector_from = vector_from
-        streams = ["a", "b"] * len(ts)  # two streams per wave: the numpy path takes waves of 2
-        res = det.process(Batch(streams, np.repeat(ts, 2), np.stack([x, x2], axis=1).reshape(-1, 1)))
+        streams = ["a", "b"] * len(ts)  # two streams per wave
+        xs = np.stack([x, x2], axis=1).reshape(-1, 1)
+        if path == "waves":
+            res = det.process(Batch(streams, np.repeat(ts, 2), xs))
+        else:
+            res = _concat([det.process(Batch(streams[i : i + 1], np.repeat(ts, 2)[i : i + 1], xs[i : i + 1]))
+                           for i in range(len(streams))])
         runs[path] = det, res
-    (dn, rn), (ds, rs) = runs["numpy"], runs["scalar"]
+    (dn, rn), (ds, rs) = runs["waves"], runs["single"]
     for name in ("likelihood", "onset", "score"):
         np.testing.assert_allclose(getattr(rn, name), getattr(rs, name), rtol=1e-12, atol=0, err_msg=name)
     assert _event_keys(rn.events) == _event_keys(rs.events)
@@ -791,7 +799,7 @@ def test_seasonal_profile_survives_a_snapshot(steady_bundle, tmp_path):
     first.process(Batch(["s"] * cut, ts[:cut], x[:cut]))
     first.state.snapshot(tmp_path / "snap.npz", "sha")
     second = _det(bdir)
-    assert second.state.restore(tmp_path / "snap.npz", "sha")[0]
+    assert second.state.restore(tmp_path / "snap.npz", "sha", resettle=False)[0]
     np.testing.assert_array_equal(second.state.get("s")["seas_m"], first.state.get("s")["seas_m"])
     r_rest = second.process(Batch(["s"] * (len(ts) - cut), ts[cut:], x[cut:]))
     np.testing.assert_array_equal(r_rest.onset, r_whole.onset[cut:])

@@ -292,7 +292,7 @@ def _step(p: Params, r: cython.double[:], x: cython.double[:], ts: cython.double
         smoothed = r[p.smoothed] + p.smoothing * (score - r[p.smoothed])
     out[O_SMOOTHED] = smoothed
     bonf: cython.double = _looks(p, r, work[W_XL], ts, count, out)
-    s: cython.double = max(-out[O_LOG10P], 0.0)  # the Bonferroni-combined surprise
+    s: cython.double = max(0.0 - out[O_LOG10P], 0.0)  # the Bonferroni-combined surprise (never -0.0)
     out[O_SURPRISE] = s if scored else 0.0
     out[O_LIK] = likelihood(out[O_LOG10P]) if scored else 0.0
     out[O_ONSET] = _onset(p, r, x, work, scored, bonf, out)
@@ -361,7 +361,7 @@ def _features(p: Params, r: cython.double[:], x: cython.double[:], count: cython
         stuck = min(stuck, work[o + W_STUCK])
         fm_old = xl if count == 1 else r[p.fast_mean + f]
         fm = fm_old + af * (xl - fm_old)
-        fv = (1.0 - af) * (r[p.fast_var + f] + af * (xl - fm_old) ** 2)
+        fv = (1.0 - af) * (r[p.fast_var + f] + af * (xl - fm_old) * (xl - fm_old))
         work[o + W_D] = (fm - mean) / std
         work[o + W_V] = log(fv / (std * std) + 1e-4)
         work[o + W_LEVEL] = abs(work[o + W_D] - r[p.lvl_mean + f]) / sqrt(r[p.lvl_var + f] + 1e-4)

@@ -812,3 +812,100 @@ def test_seasonal_settings_checked(steady_bundle):
     for bad in ({"seasonal_trust": 0.0}, {"seasonal_trust": 1.5}, {"day_offset_s": float("nan")}):
         with pytest.raises(ValueError, match="seasonal_trust|day_offset_s"):
             _det(bdir, **bad)
+
+
+# -- reliability (issue 13) -------------------------------------------------------------------------
+def _spiky(n=700, spike_at=500, seed=2):
+    """A sine stream with a 30 sd spike at spike_at, timestamps 1 s apart from 1e9."""
+    x = sine_series(n, seed=seed)
+    x[spike_at] += SPIKE * x[:, 0].std()
+    return 1e9 + np.arange(n, dtype=float), x
+
+
+@pytest.mark.parametrize("huge", [1e155, 1e6])
+def test_one_huge_reading_in_warmup_cannot_own_the_stream(huge, steady_bundle):
+    """Issue 13.2: 1e155 among the first readings made the stream NaN for good; 1e6 inflated its
+    variance so a later 30 sd spike was missed. Now warm-up statistics are winsorised."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    ts, x = _spiky()
+    clean = _det(bdir, threshold=STRICT)
+    clean.process(Batch(["s"] * len(ts), ts, x))
+    x[50, 0] = huge
+    det = _det(bdir, threshold=STRICT)
+    res = det.process(Batch(["s"] * len(ts), ts, x))
+    st = det.state.get("s")
+    assert all(np.isfinite(v).all() for k, v in st.items() if not k.startswith(("seas_m", "seas_v", "seas_s2", "seas_zb2")))
+    assert np.isfinite(res.score[WARMUP + 20 :]).all()
+    assert st["norm_var"][0] < 4 * clean.state.get("s")["norm_var"][0]
+    assert [e.position for e in res.events if e.kind == "raised"] == [500]
+
+
+def test_non_finite_state_resets_the_stream_and_is_counted(steady_bundle):
+    """A 1e155 among the very first readings overflows the Welford variance: the stream starts
+    over (the reading is rejected 'state_reset', counted) and then works normally."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    ts, x = _spiky()
+    x[2, 0] = 1e155
+    det = _det(bdir, threshold=STRICT)
+    res = det.process(Batch(["s"] * len(ts), ts, x))
+    assert det.rejects["state_reset"] >= 1 and det.stats()["state_resets"] == det.rejects["state_reset"]
+    assert "state_reset" in res.reject_reason[:4]
+    assert np.isfinite(det.state.get("s")["norm_var"]).all()
+    assert [e.position for e in res.events if e.kind == "raised"] == [500]
+
+
+def test_a_far_future_timestamp_cannot_lock_a_stream_out(steady_bundle):
+    """Issue 13.3: with the wall clock given, a reading 29 days ahead is scored but does not move
+    the stream's clock beyond now + clock_skew_s; beyond max_future_s it is rejected 'future'."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    ts, x = _spiky()
+    det = _det(bdir, threshold=STRICT)
+    now = ts[0]
+    det.process(Batch(["s"] * 300, ts[:300], x[:300]), now=ts[299])
+    far = det.process(Batch(["s", "s"], np.array([ts[299] + 29 * 86400.0, ts[299] + 31 * 86400.0]), x[300:302]),
+                      now=ts[299])
+    assert far.accepted.tolist() == [True, False] and far.reject_reason[1] == "future"
+    assert det.state.get("s")["last_ts"] <= ts[299] + det.settings.clock_skew_s
+    later = [det.process(Batch(["s"], ts[i : i + 1], x[i : i + 1]), now=ts[i]) for i in range(305, len(ts))]
+    assert all(r.accepted[0] for r in later)
+    assert any(e.kind == "raised" and e.ts == ts[500] for r in later for e in r.events)
+    assert det.rejects["future"] == 1 and now < ts[299]
+    with pytest.raises(ValueError, match="max_future_s"):
+        _det(bdir, max_future_s=-1.0)
+
+
+def test_duplicate_readings_are_dropped_and_counted(steady_bundle):
+    """Issue 13.8: a QoS 1 redelivery (same stream, same timestamp) is not stepped twice."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    ts, x = _spiky(n=300, spike_at=250)
+    det = _det(bdir)
+    det.process(Batch(["s"] * 200, ts[:200], x[:200]))
+    before = det.state.get("s")
+    res = det.process(Batch(["s", "s"], ts[199:200].repeat(2), x[199:200].repeat(2, axis=0)))
+    assert res.reject_reason == ["duplicate", "duplicate"] and det.rejects["duplicate"] == 2
+    _state_equal(before, det.state.get("s"))
+    res = det.process(Batch(["s", "s", "s"], np.array([ts[200], ts[200], ts[150]]), x[200:203]))
+    assert res.reject_reason == [None, "duplicate", "out_of_order"]
+
+
+def test_surprise_is_the_output_the_threshold_compares(steady_bundle):
+    """Events and Results carry surprise s = -log10 p; a manifest threshold_surprise is used as
+    it is (deeper than the likelihood's 1e-12 floor); describe() says it in human terms."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    ts, x = _spiky()
+    bundle = load_bundle(bdir)
+    bundle.manifest.setdefault("calibration", {})["threshold_surprise"] = 40.0
+    det = Detector(bundle)
+    assert det.threshold_surprise == 40.0 and det.threshold < 1.0
+    res = det.process(Batch(["s"] * len(ts), ts, x))
+    scored = np.isfinite(res.score)
+    lik = res.likelihood[scored & (res.surprise < 11)]
+    np.testing.assert_allclose(res.surprise[scored & (res.surprise < 11)], -np.log10(1.0 - lik), rtol=1e-5)
+    raised = [e for e in res.events if e.kind == "raised"]
+    assert raised and all(e.surprise >= 40.0 for e in raised)
+    assert res.surprise[500] >= 40.0 and (res.surprise[scored] < 40.0).sum() > 100
+    text = raised[0].describe()
+    assert "surprise" in text and "1 in" in text and "likelihood" not in text, text
+    assert raised[0].to_dict()["surprise"] == raised[0].surprise
+    default = _det(bdir)
+    assert default.threshold_surprise == pytest.approx(-math.log10(1.0 - load_bundle(bdir).calibration.threshold))

@@ -239,6 +239,7 @@ class Detector:
         self.F = bundle.n_features
         self.state = StateStore(self.F, bundle.hidden, capacity=s.max_streams)
         self.seasonal = bool(s.seasonal) and self.state.layout.has_seasonal  # univariate models only
+        self.seasonal_trust, self.day_offset = float(s.seasonal_trust), float(s.day_offset_s)
         self.looks = (*scoring.LOOKS, *((scoring.REFERENCE,) if self.reference_rows else ()),
                       *((scoring.SEASONAL,) if self.seasonal else ()))  # the looks in use
         if bundle.norm_mode == "fixed":  # new streams start warm with the model's statistics
@@ -281,7 +282,7 @@ class Detector:
             quiet_level=float(s.onset_quiet), on_rate=1.0 / s.onset_memory, on_weight=float(s.onset_weight),
             range_surprise=float(s.range_surprise), ref_rows=float(self.reference_rows),
             ref_rate=1.0 / s.reference_window, ref_drift=float(s.reference_drift), ref_peak_gate=float(s.reference_peak),
-            seasonal=self.seasonal, seas_trust=float(s.seasonal_trust), day_offset=float(s.day_offset_s),
+            seasonal=self.seasonal, seas_trust=self.seasonal_trust, day_offset=self.day_offset,
             a_k=a.k, a_mask=(1 << a.n) - 1, a_clear_after=float(a.clear_after), a_min_duration=float(a.min_duration),
             a_cooldown=float(a.cooldown), a_update_factor=float(a.update_factor), a_update_gap=float(a.update_gap),
         )

@@ -237,14 +237,15 @@ class Detector:
         self.reference_rows = int(s.reference_rows)
         self.features = bundle.features
         self.F = bundle.n_features
-        self.state = StateStore(self.F, bundle.hidden, capacity=s.max_streams)
-        self.seasonal = bool(s.seasonal) and self.state.layout.has_seasonal  # univariate models only
+        self.seasonal = bool(s.seasonal) and self.F == 1  # univariate models only
+        self.state = StateStore(self.F, bundle.hidden, capacity=s.max_streams, reference=self.reference_rows > 0,
+                                seasonal=self.seasonal)  # the slab holds only the looks' columns in use
         self.seasonal_trust, self.day_offset = float(s.seasonal_trust), float(s.day_offset_s)
         self.looks = (*scoring.LOOKS, *((scoring.REFERENCE,) if self.reference_rows else ()),
                       *((scoring.SEASONAL,) if self.seasonal else ()))  # the looks in use
         if bundle.norm_mode == "fixed":  # new streams start warm with the model's statistics
-            self.state.set_initial(self.state.layout.norm_mean, bundle.norm_mean)
-            self.state.set_initial(self.state.layout.norm_var, bundle.norm_std**2)
+            self.state.set_initial("norm_mean", bundle.norm_mean)
+            self.state.set_initial("norm_var", bundle.norm_std**2)
         self._one = (np.zeros((1, kernel.N_OUT)), np.zeros((1, self.F * kernel.W)), np.zeros((1, self.F), np.float32),
                      np.zeros(1, np.int8), np.zeros(1, np.intp))  # batch-of-one buffers: outs, works, xin, codes, pos
         self.set_tables(tables or {})
@@ -357,23 +358,24 @@ class Detector:
 
     def _run_kernel(self, rows, x, ts, cap, idx, res: Result):
         """kernel.step_wave on a wave; returns (outs [b, N_OUT], works [b, F * W], xin float32[b, F],
-        codes int8[b]). Compiled: on the slab and the Result block in place. Plain Python: on list
-        copies of the rows (list indexing is its fast path), written back after."""
-        p, num, b, F = self.params, self.state.num, len(rows), self.F
+        codes int8[b]). Compiled: on the slabs and the Result block in place. Plain Python: on list
+        copies of the rows (list indexing is its fast path; F32Row rounds like a float32 store),
+        written back after."""
+        p, num, num4, b, F = self.params, self.state.num, self.state.num4, len(rows), self.F
         if kernel.COMPILED:
             outs, works, xin, codes, pos = self._one if b == 1 else (
                 np.empty((b, kernel.N_OUT)), np.empty((b, F * kernel.W)), np.empty((b, F), np.float32),
                 np.empty(b, np.int8), None)
             if b == 1:
                 pos[0] = idx[0]
-            kernel.step_wave(p, num, rows, x, ts, cap, res.block, idx if b > 1 else pos, outs, works, xin, codes)
+            kernel.step_wave(p, num, num4, rows, x, ts, cap, res.block, idx if b > 1 else pos, outs, works, xin, codes)
             return outs, works, xin, codes
-        slab, block = num[rows].tolist(), res.block[idx].tolist()
+        slab, slab4, block = num[rows].tolist(), list(map(kernel.F32Row, num4[rows].tolist())), res.block[idx].tolist()
         outs, works = [[0.0] * kernel.N_OUT for _ in range(b)], [[0.0] * (F * kernel.W) for _ in range(b)]
         xin, codes = [[0.0] * F for _ in range(b)], [0] * b
         near = range(b)
-        kernel.step_wave(p, slab, near, x.tolist(), ts.tolist(), cap, block, near, outs, works, xin, codes)
-        num[rows], res.block[idx] = slab, block
+        kernel.step_wave(p, slab, slab4, near, x.tolist(), ts.tolist(), cap, block, near, outs, works, xin, codes)
+        num[rows], num4[rows], res.block[idx] = slab, slab4, block
         return np.array(outs), np.array(works), np.array(xin, np.float32), np.array(codes, np.int8)
 
     def _wave(self, idx, streams, ts, x, cap: float, res: Result) -> None:
@@ -397,8 +399,8 @@ class Detector:
             st.h[rows[gap]] = 0.0
         new_pred, h_next = self.backend.step(xin, st.h[rows])
         st.h[rows] = h_next
-        st.num[rows, L.pred] = new_pred
-        res.alert[idx] = st.num[rows, L.active] > 0
+        st.num4[rows, L.pred] = new_pred
+        res.alert[idx] = st.num4[rows, L.active] > 0
         res.event[idx] = codes
         if res.looks is not None:
             for j in np.flatnonzero(outs[:, kernel.O_SCORED]).tolist():

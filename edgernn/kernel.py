@@ -1,8 +1,8 @@
 """THE per-reading maths of the detector, written once: a pure function of slab rows + parameters.
 
-``step_wave(p, num, rows, x, ts, cap, block, pos, outs, works, xin, codes)`` runs a wave of
-readings on distinct streams: reading j (x[j] raw values, ts[j] epoch seconds) on slab row
-num[rows[j]] (layout.py), its Result row block[pos[j]] (score | likelihood | onset | surprise |
+``step_wave(p, num, num4, rows, x, ts, cap, block, pos, outs, works, xin, codes)`` runs a wave of
+readings on distinct streams: reading j (x[j] raw values, ts[j] epoch seconds) on slab rows
+num[rows[j]] and num4[rows[j]] (the float64 and float32 columns of layout.py), its Result row block[pos[j]] (score | likelihood | onset | surprise |
 expected[F] | sigma[F]), its per-reading outputs outs[j] (O_* below), its per-feature outputs
 works[j] (feature f at f * W, W_* below), the GRU input xin[j] (float32: the clipped, normalised
 reading) and its code codes[j] (NONE / RAISED / UPDATE / CLEARED, or STALE / DUPLICATE / RESET:
@@ -23,7 +23,8 @@ Per reading, test-then-train:
 
 Learning sees each value clamped to mean +- XMAX sd (no overflow from a 1e155 reading).
 It is plain Python that Cython compiles to C at install (``COMPILED`` says which is loaded);
-without a compiler the same file runs as it is (lists or numpy rows, same numbers).
+without a compiler the same file runs as it is (on lists, F32Row for the float32 columns: same
+numbers).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ try:
 except ImportError:  # plain Python without Cython installed: the decorators do nothing
     from ._cython_shim import cython
 
+import ctypes
 import math
 
 import numpy as np
@@ -254,60 +256,72 @@ def tail(p: Params, k: cython.int, value: cython.double) -> cython.double:
 @cython.ccall
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def step_wave(p: Params, num: cython.double[:, :], rows: cython.Py_ssize_t[:], x: cython.double[:, :],
-              ts: cython.double[:], cap: cython.double, block: cython.double[:, :], pos: cython.Py_ssize_t[:],
-              outs: cython.double[:, :], works: cython.double[:, :], xin: cython.float[:, :],
-              codes: cython.schar[:]) -> None:
-    """A wave of readings on distinct streams (see the module doc); cap: the latest clock a stream
-    may take (now + clock_skew_s; inf in replay)."""
+def step_wave(p: Params, num: cython.double[:, :], num4: cython.float[:, :], rows: cython.Py_ssize_t[:],
+              x: cython.double[:, :], ts: cython.double[:], cap: cython.double, block: cython.double[:, :],
+              pos: cython.Py_ssize_t[:], outs: cython.double[:, :], works: cython.double[:, :],
+              xin: cython.float[:, :], codes: cython.schar[:]) -> None:
+    """A wave of readings on distinct streams (see the module doc): stream j's rows are
+    num[rows[j]] (float64 columns) and num4[rows[j]] (float32 columns); cap: the latest clock a
+    stream may take (now + clock_skew_s; inf in replay)."""
     j: cython.Py_ssize_t
     for j in range(len(rows)):
-        codes[j] = _step(p, num[rows[j]], x[j], ts[j], cap, block[pos[j]], outs[j], works[j], xin[j])
+        codes[j] = _step(p, num[rows[j]], num4[rows[j]], x[j], ts[j], cap, block[pos[j]], outs[j], works[j], xin[j])
+
+
+class F32Row(list):
+    """A float32 slab row for the plain-Python kernel: a list whose stores round to float32, as a
+    store to the compiled kernel's float32 memoryview does (reads are doubles in both)."""
+
+    def __setitem__(self, i, value):
+        list.__setitem__(self, i, _ROUND(value).value)
+
+
+_ROUND = ctypes.c_float
 
 
 @cython.cfunc
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def _step(p: Params, r: cython.double[:], x: cython.double[:], ts: cython.double, cap: cython.double,
+def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:], ts: cython.double, cap: cython.double,
           res: cython.double[:], out: cython.double[:], work: cython.double[:], xin: cython.float[:]) -> cython.int:
     """One reading x[F] at ts on the stream's row r: score it, advance its alert machine, learn.
     Returns its code; the caller steps the GRU (after resetting h when out[O_GAP] is set)."""
     F: cython.int = p.F
     if ts < r[p.last_ts]:
         return STALE
-    if ts == r[p.last_ts] and r[p.count] > 0:
+    if ts == r[p.last_ts] and q[p.count] > 0:
         return DUPLICATE
     out[O_GAP] = 0.0
-    if p.max_gap >= 0.0 and ts - r[p.last_ts] > p.max_gap and r[p.count] > 0:
+    if p.max_gap >= 0.0 and ts - r[p.last_ts] > p.max_gap and q[p.count] > 0:
         out[O_GAP] = 1.0
-        r[p.since_reset] = 0.0
-        r[p.smoothed] = 0.0
-    count: cython.double = r[p.count] + 1
-    _features(p, r, x, count, out, work, xin)
-    since: cython.double = r[p.since_reset] + 1
+        q[p.since_reset] = 0.0
+        q[p.smoothed] = 0.0
+    count: cython.double = q[p.count] + 1.0
+    _features(p, r, q, x, count, out, work, xin)
+    since: cython.double = q[p.since_reset] + 1.0
     scored: cython.bint = count > p.warmup and since > p.settle
     score: cython.double = out[O_SCORE]
     smoothed: cython.double = score
     if since > 1:
-        smoothed = r[p.smoothed] + p.smoothing * (score - r[p.smoothed])
+        smoothed = q[p.smoothed] + p.smoothing * (score - q[p.smoothed])
     out[O_SMOOTHED] = smoothed
-    bonf: cython.double = _looks(p, r, work[W_XL], ts, count, out)
+    bonf: cython.double = _looks(p, r, q, work[W_XL], ts, count, out)
     s: cython.double = max(0.0 - out[O_LOG10P], 0.0)  # the Bonferroni-combined surprise (never -0.0)
     out[O_SURPRISE] = s if scored else 0.0
     out[O_LIK] = likelihood(out[O_LOG10P]) if scored else 0.0
-    out[O_ONSET] = _onset(p, r, x, work, scored, bonf, out)
+    out[O_ONSET] = _onset(p, r, q, x, work, scored, bonf, out)
     high: cython.bint = scored and s >= p.clear_s
     code: cython.int = NONE
-    if high or r[p.active] != 0.0 or r[p.cooldown] != 0.0 or r[p.hist] != 0.0:
-        code = alert(p, r, scored and s >= p.thr_s, high, score, ts)
+    if high or q[p.active] != 0.0 or q[p.cooldown] != 0.0 or q[p.hist] != 0.0:
+        code = alert(p, r, q, scored and s >= p.thr_s, high, score, ts)
     out[O_SCORED] = 1.0 if scored else 0.0
     out[O_FEATURE] = _blame(p, out, work) if code != NONE else -1.0
     res[0], res[1], res[2], res[3] = score if scored else NAN, out[O_LIK], out[O_ONSET], out[O_SURPRISE]
     for f in range(F):
         res[N_RES + f], res[N_RES + F + f] = work[f * W + W_EXPECTED], work[f * W + W_SIGMA]
-    if not _learn(p, r, x, work, count, high):
+    if not _learn(p, r, q, x, work, count, high):
         return RESET
-    r[p.count], r[p.since_reset], r[p.smoothed] = count, since, smoothed
+    q[p.count], q[p.since_reset], q[p.smoothed] = count, since, smoothed
     r[p.last_ts] = min(ts, cap)
     return code
 
@@ -316,7 +330,7 @@ def _step(p: Params, r: cython.double[:], x: cython.double[:], ts: cython.double
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)
-def _features(p: Params, r: cython.double[:], x: cython.double[:], count: cython.double, out: cython.double[:],
+def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:], count: cython.double, out: cython.double[:],
               work: cython.double[:], xin: cython.float[:]) -> cython.void:
     """Steps 3-4 per feature: normalise (warm-up statistics updated in r), residual, the per-feature
     parts of the looks (work), the GRU input (xin); the worst feature of each look to out."""
@@ -325,7 +339,7 @@ def _features(p: Params, r: cython.double[:], x: cython.double[:], count: cython
     o: cython.int
     warming: cython.bint = count <= p.warmup
     af: cython.double = p.fast_rate
-    q_log: cython.double = -log10(r[p.trials] + 2.0)
+    q_log: cython.double = -log10(q[p.trials] + 2.0)
     score: cython.double = 0.0
     level: cython.double = 0.0
     spread: cython.double = 0.0
@@ -352,28 +366,28 @@ def _features(p: Params, r: cython.double[:], x: cython.double[:], count: cython
             xl = work[o + W_XL]  # the winsorised value the warm-up statistics took
         c = (xf - mean) / std
         c = -p.clip if c < -p.clip else p.clip if c > p.clip else c
-        sigma_n = exp(0.5 * min(max(r[p.pred + F + f], p.lvmin), p.lvmax))
-        z = (c - r[p.pred + f]) / sigma_n
+        sigma_n = exp(0.5 * min(max(q[p.pred + F + f], p.lvmin), p.lvmax))
+        z = (c - q[p.pred + f]) / sigma_n
         work[o + W_CONTRIB] = min(z * z, 1e12) / F
         score += work[o + W_CONTRIB]
-        run = r[p.run + f] + 1 if xf == r[p.last_x + f] else 0.0
-        work[o + W_STUCK] = run * (log10(r[p.reps + f] + 1.0) + q_log) if run != 0.0 else 0.0
+        run = q[p.run + f] + 1.0 if xf == r[p.last_x + f] else 0.0
+        work[o + W_STUCK] = run * (log10(q[p.reps + f] + 1.0) + q_log) if run != 0.0 else 0.0
         stuck = min(stuck, work[o + W_STUCK])
         fm_old = xl if count == 1 else r[p.fast_mean + f]
         fm = fm_old + af * (xl - fm_old)
-        fv = (1.0 - af) * (r[p.fast_var + f] + af * (xl - fm_old) * (xl - fm_old))
+        fv = (1.0 - af) * (q[p.fast_var + f] + af * (xl - fm_old) * (xl - fm_old))
         work[o + W_D] = (fm - mean) / std
         work[o + W_V] = log(fv / (std * std) + 1e-4)
-        work[o + W_LEVEL] = abs(work[o + W_D] - r[p.lvl_mean + f]) / sqrt(r[p.lvl_var + f] + 1e-4)
-        work[o + W_SPREAD] = abs(work[o + W_V] - r[p.spr_mean + f]) / sqrt(r[p.spr_var + f] + 1e-2)
+        work[o + W_LEVEL] = abs(work[o + W_D] - q[p.lvl_mean + f]) / sqrt(q[p.lvl_var + f] + 1e-4)
+        work[o + W_SPREAD] = abs(work[o + W_V] - q[p.spr_mean + f]) / sqrt(q[p.spr_var + f] + 1e-2)
         level, spread = max(level, work[o + W_LEVEL]), max(spread, work[o + W_SPREAD])
         if p.ref_rows > 0.0:
-            work[o + W_REF] = _reference(p, r, f, xl, count)
+            work[o + W_REF] = _reference(p, r, q, f, xl, count)
             reference = min(reference, gauss_tail_log10(work[o + W_REF]))
         xin[f] = c
         work[o + W_XC], work[o + W_STD], work[o + W_MEAN], work[o + W_XL] = c, std, mean, xl
         work[o + W_SIGMA_N], work[o + W_RUN], work[o + W_FM], work[o + W_FV] = sigma_n, run, fm, fv
-        work[o + W_EXPECTED] = r[p.pred + f] * std + mean
+        work[o + W_EXPECTED] = q[p.pred + f] * std + mean
         work[o + W_SIGMA] = sigma_n * std
     out[O_SCORE], out[O_LEVEL], out[O_SPREAD], out[O_STUCK] = score, level, spread, stuck
     out[O_REF] = min(reference + p.log10_F, 0.0) if p.ref_rows > 0.0 else 0.0
@@ -414,7 +428,7 @@ def _normalise(p: Params, r: cython.double[:], f: cython.int, xf: cython.double,
 
 @cython.cfunc
 @cython.cdivision(True)
-def _reference(p: Params, r: cython.double[:], f: cython.int, xf: cython.double, count: cython.double) -> cython.double:
+def _reference(p: Params, r: cython.double[:], q: cython.float[:], f: cython.int, xf: cython.double, count: cython.double) -> cython.double:
     """Feature f's z of the reference look: its short EW mean against the mean and spread of its
     first ref_rows readings (frozen after), with the drift allowance and the peak gate."""
     rk: cython.double = min(count, p.ref_rows)
@@ -443,15 +457,15 @@ def _reference(p: Params, r: cython.double[:], f: cython.int, xf: cython.double,
     rz: cython.double = abs(rf - rm) / sqrt(rvar)
     rpk: cython.double
     if p.ref_peak_gate > 0.0:  # counts only while z is at least this fraction of its (fading) peak
-        rpk = 0.0 if in_ref else max(rz, r[p.ref_peak + f] * p.onset_decay)
-        r[p.ref_peak + f] = rpk
+        rpk = 0.0 if in_ref else max(rz, q[p.ref_peak + f] * p.onset_decay)
+        q[p.ref_peak + f] = rpk
         if rz < p.ref_peak_gate * rpk:
             rz = 0.0
     return rz
 
 
 @cython.cfunc
-def _looks(p: Params, r: cython.double[:], xl0: cython.double, ts: cython.double, count: cython.double,
+def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.double, ts: cython.double, count: cython.double,
            out: cython.double[:]) -> cython.double:
     """Per-look log10 p to out[O_LP + k] (seasonal look and AND-gate where trusted), the look with
     the smallest (O_LOOK, first on ties) and the Bonferroni-combined log10 p (O_LOG10P).
@@ -461,7 +475,7 @@ def _looks(p: Params, r: cython.double[:], xl0: cython.double, ts: cython.double
     bonf: cython.double = p.log10_looks
     out[O_SEAS], out[O_GATE] = 0.0, NEG_INF
     if p.seasonal:
-        if _season(p, r, xl0, ts, count, out):  # trusted: the AND-gate and one more look
+        if _season(p, r, q, xl0, ts, count, out):  # trusted: the AND-gate and one more look
             bonf = p.log10_looks_seas
             lp0, lp1 = max(lp0, out[O_GATE]), max(lp1, out[O_GATE])
     out[O_LP], out[O_LP + 1], out[O_LP + 2] = lp0, lp1, tail(p, 2, out[O_LEVEL])
@@ -481,7 +495,7 @@ def _looks(p: Params, r: cython.double[:], xl0: cython.double, ts: cython.double
 @cython.cfunc
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def _onset(p: Params, r: cython.double[:], x: cython.double[:], work: cython.double[:], scored: cython.bint,
+def _onset(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:], work: cython.double[:], scored: cython.bint,
            bonf: cython.double, out: cython.double[:]) -> cython.double:
     """The onset output: per look, its surprise -log10(n p_k) is an onset when it exceeds
     onset_ratio x that look's last onset surprise (fading; re-armed after a quiet stretch); the top
@@ -490,24 +504,24 @@ def _onset(p: Params, r: cython.double[:], x: cython.double[:], work: cython.dou
     top: cython.double = 0.0
     sk: cython.double
     ref: cython.double
-    q: cython.double
+    quiet: cython.double
     k: cython.int
     for k in range(7):  # scoring.ALL_LOOKS: onset_ref column k
         if (k == 5 and p.ref_rows <= 0.0) or (k == 6 and not p.seasonal):
             continue
         sk = max(-(out[O_LP + k] + bonf), 0.0) if scored else 0.0
-        ref = r[p.onset_ref + k]
+        ref = q[p.onset_ref + k]
         if sk > p.onset_ratio * ref:
-            r[p.onset_ref + k] = sk
+            q[p.onset_ref + k] = sk
             top = max(top, sk)
         else:
-            r[p.onset_ref + k] = ref * p.onset_decay
+            q[p.onset_ref + k] = ref * p.onset_decay
         if p.rearm > 0.0 and scored:  # re-arm after onset_rearm quiet readings
-            q = r[p.onset_quiet + k] + 1.0 if sk < p.quiet_level else 0.0
-            if q >= p.rearm:
-                q = 0.0
-                r[p.onset_ref + k] = 0.0
-            r[p.onset_quiet + k] = q
+            quiet = q[p.onset_quiet + k] + 1.0 if sk < p.quiet_level else 0.0
+            if quiet >= p.rearm:
+                quiet = 0.0
+                q[p.onset_ref + k] = 0.0
+            q[p.onset_quiet + k] = quiet
     u: cython.double = 0.0
     j: cython.int
     lvl: cython.int = -1
@@ -518,14 +532,14 @@ def _onset(p: Params, r: cython.double[:], x: cython.double[:], work: cython.dou
             if p.levels[j] <= top:
                 lvl = j
         if lvl >= 0:
-            c_rate = r[p.onset_rates + lvl]
+            c_rate = q[p.onset_rates + lvl]
         mixed = p.on_weight * c_rate + (1.0 - p.on_weight) * 10.0 ** -top
         u = min(top + 1.0, -log10(mixed)) if mixed > 0.0 else top + 1.0
     e: cython.double = _range_excess(p, r, work)
     shown: cython.double = max(u, p.range_surprise * e) if scored else 0.0
     if scored:
         for j in range(p.n_levels):
-            r[p.onset_rates + j] += ((1.0 if top >= p.levels[j] else 0.0) - r[p.onset_rates + j]) * p.on_rate
+            q[p.onset_rates + j] += ((1.0 if top >= p.levels[j] else 0.0) - q[p.onset_rates + j]) * p.on_rate
     return likelihood(-shown)
 
 
@@ -571,17 +585,17 @@ def _blame(p: Params, out: cython.double[:], work: cython.double[:]) -> cython.d
 @cython.cfunc
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def _learn(p: Params, r: cython.double[:], x: cython.double[:], work: cython.double[:], count: cython.double,
+def _learn(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:], work: cython.double[:], count: cython.double,
            high: cython.bint) -> cython.bint:
     """Step 5: learn the stream's normal statistics from the reading (not while it is at or above
     the clear level, unless held there relearn_after readings). Returns False if any learned
     statistic is not finite (the caller resets the stream)."""
     warming: cython.bint = count <= p.warmup
-    held: cython.double = r[p.held] + 1 if high else 0.0
-    r[p.held] = held
+    held: cython.double = q[p.held] + 1.0 if high else 0.0
+    q[p.held] = held
     learn: cython.bint = not high or held > p.relearn_after
     stat: cython.bint = learn and count > (p.warmup // 2)
-    nstat: cython.double = r[p.nstat] + (1.0 if stat else 0.0)
+    nstat: cython.double = q[p.nstat] + (1.0 if stat else 0.0)
     rate: cython.double = max(1.0 / max(nstat, 1.0), p.repeat_memory) if stat else 0.0
     decay: cython.double = 1.0 if warming else 1.0 - p.repeat_memory
     adapt: cython.double = p.adapt if (p.stream_norm and learn and not warming) else 0.0
@@ -597,37 +611,37 @@ def _learn(p: Params, r: cython.double[:], x: cython.double[:], work: cython.dou
             r[p.norm_mean + f] += adapt * d
             r[p.norm_var + f] += adapt * (d * d - r[p.norm_var + f])
         if rate != 0.0:
-            _ew_stat(r, p.lvl_mean + f, p.lvl_var + f, work[o + W_D], rate)
-            _ew_stat(r, p.spr_mean + f, p.spr_var + f, work[o + W_V], rate)
+            _ew_stat(q, p.lvl_mean + f, p.lvl_var + f, work[o + W_D], rate)
+            _ew_stat(q, p.spr_mean + f, p.spr_var + f, work[o + W_V], rate)
         run = work[o + W_RUN]
         if learn:
-            r[p.reps + f] = r[p.reps + f] * decay + (1.0 if run > 0 and count > 1 else 0.0)
-        r[p.fast_mean + f], r[p.fast_var + f] = work[o + W_FM], work[o + W_FV]
-        r[p.run + f], r[p.last_x + f] = run, x[f]
-        total += (r[p.norm_mean + f] + r[p.norm_var + f] + r[p.fast_mean + f] + r[p.fast_var + f]
-                  + r[p.lvl_mean + f] + r[p.lvl_var + f] + r[p.spr_mean + f] + r[p.spr_var + f])
+            q[p.reps + f] = q[p.reps + f] * decay + (1.0 if run > 0 and count > 1 else 0.0)
+        r[p.fast_mean + f], q[p.fast_var + f] = work[o + W_FM], work[o + W_FV]
+        q[p.run + f], r[p.last_x + f] = run, x[f]
+        total += (r[p.norm_mean + f] + r[p.norm_var + f] + r[p.fast_mean + f] + q[p.fast_var + f]
+                  + q[p.lvl_mean + f] + q[p.lvl_var + f] + q[p.spr_mean + f] + q[p.spr_var + f])
     if learn and count > 1:
-        r[p.trials] = r[p.trials] * decay + 1.0
-    r[p.nstat] = nstat
+        q[p.trials] = q[p.trials] * decay + 1.0
+    q[p.nstat] = nstat
     if p.seasonal:
-        total += r[p.seas_lev] + r[p.seas_vg]
+        total += r[p.seas_lev] + q[p.seas_vg]
     return isfinite(total)
 
 
 @cython.cfunc
 @cython.inline
-def _ew_stat(r: cython.double[:], m: cython.int, v: cython.int, value: cython.double, rate: cython.double) -> cython.void:
-    """Running mean / variance r[m], r[v] of a statistic, at rate (1 / n while young, then EW)."""
-    delta: cython.double = value - r[m]
-    r[m] += rate * delta
-    r[v] += rate * (delta * (value - r[m]) - r[v])
+def _ew_stat(q: cython.float[:], m: cython.int, v: cython.int, value: cython.double, rate: cython.double) -> cython.void:
+    """Running mean / variance q[m], q[v] of a statistic, at rate (1 / n while young, then EW)."""
+    delta: cython.double = value - q[m]
+    q[m] += rate * delta
+    q[v] += rate * (delta * (value - q[m]) - q[v])
 
 
 @cython.cfunc
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)
-def _season(p: Params, r: cython.double[:], x: cython.double, ts: cython.double, count: cython.double,
+def _season(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double, ts: cython.double, count: cython.double,
             out: cython.double[:]) -> cython.bint:
     """The seasonal look for one univariate reading x, test-then-train; writes its log10 p and
     the AND-gate's log10 2 Phi(-|z|) to out[O_SEAS], out[O_GATE] where trusted; returns trusted.
@@ -644,41 +658,41 @@ def _season(p: Params, r: cython.double[:], x: cython.double, ts: cython.double,
     K: cython.int = SEAS_K
     prev: cython.bint = count > 1
     step: cython.double = ts - r[p.last_ts]
-    dt: cython.double = r[p.seas_dt]
+    dt: cython.double = q[p.seas_dt]
     if prev and step > 0.0:
         dt = step if dt == 0.0 else dt + SEAS_DT_RATE * (step - dt)
-    r[p.seas_dt] = dt
+    q[p.seas_dt] = dt
     P: cython.double = DAY / dt if dt > 0.0 else DAY / 300.0  # readings per day
     lam_s: cython.double = 1.0 / max(SEAS_MEMORY * P, 2.0)
     lam_l: cython.double = 1.0 / max(P, 2.0)
     tt: cython.double = ts + p.day_offset
     day: cython.double = floor(tt / DAY)
     d: cython.int = _weekend(day)
-    if prev and day != r[p.seas_day]:
-        if _weekend(r[p.seas_day]):
-            r[p.seas_cyc1] += 1.0
+    if prev and day != q[p.seas_day]:
+        if _weekend(q[p.seas_day]):
+            q[p.seas_cyc1] += 1.0
         else:
-            r[p.seas_cyc0] += 1.0
-    r[p.seas_day] = day
-    cyc: cython.double = r[p.seas_cyc1] if d == 1 else r[p.seas_cyc0]
-    q: cython.double = (tt - day * DAY) / DAY * K - 0.5
-    fi: cython.double = floor(q)
-    f: cython.double = q - fi
+            q[p.seas_cyc0] += 1.0
+    q[p.seas_day] = day
+    cyc: cython.double = q[p.seas_cyc1] if d == 1 else q[p.seas_cyc0]
+    phase: cython.double = (tt - day * DAY) / DAY * K - 0.5
+    fi: cython.double = floor(phase)
+    f: cython.double = phase - fi
     i0: cython.long = cython.cast(cython.long, fi)
     if i0 < 0:
         i0 += K
     i1: cython.long = i0 + 1 if i0 + 1 < K else 0
     own: cython.long = p.seas_m + d * K
     other: cython.long = p.seas_m + (1 - d) * K
-    b0: cython.double = r[own + i0]
-    b1: cython.double = r[own + i1]
+    b0: cython.double = q[own + i0]
+    b1: cython.double = q[own + i1]
     own_ok: cython.bint = isfinite(b0) and isfinite(b1)
-    s0: cython.double = b0 if own_ok else r[other + i0]
-    s1: cython.double = b1 if own_ok else r[other + i1]
+    s0: cython.double = b0 if own_ok else q[other + i0]
+    s1: cython.double = b1 if own_ok else q[other + i1]
     have: cython.bint = isfinite(s0) and isfinite(s1)
     lev: cython.double = x if count == 1 else r[p.seas_lev]
     eg: cython.double = x - lev
-    vg: cython.double = r[p.seas_vg]
+    vg: cython.double = q[p.seas_vg]
     a: cython.double = max(1.0 / (cyc + 1.0), 1.0 / SEAS_DAYS)  # the profile's learning rate
     clipv: cython.double = INF
     trusted: cython.bint = False
@@ -686,20 +700,20 @@ def _season(p: Params, r: cython.double[:], x: cython.double, ts: cython.double,
     z: cython.double
     ratio: cython.double
     if have:
-        u, z, ratio, clipv = _season_residual(p, r, x - ((1.0 - f) * s0 + f * s1), f, i0, i1, lev, vg, a, P)
+        u, z, ratio, clipv = _season_residual(p, q, x - ((1.0 - f) * s0 + f * s1), f, i0, i1, lev, vg, a, P)
         trusted = cyc >= SEAS_MIN_DAYS and ratio < p.seas_trust
         if trusted:
             out[O_SEAS] = gauss_tail_log10(abs(u))
             out[O_GATE] = gauss_tail_log10(abs(z))
-    r[p.seas_vg] = vg + lam_s * ((min(eg * eg, SEAS_CLIP * SEAS_CLIP * vg) if vg > 0.0 else eg * eg) - vg)
+    q[p.seas_vg] = vg + lam_s * ((min(eg * eg, SEAS_CLIP * SEAS_CLIP * vg) if vg > 0.0 else eg * eg) - vg)
     r[p.seas_lev] = lev + lam_l * eg
-    _season_learn(r, own, i0, i1, b0, b1, own_ok, have, x, f, a, clipv)
+    _season_learn(q, own, i0, i1, b0, b1, own_ok, have, x, f, a, clipv)
     return trusted
 
 
 @cython.cfunc
 @cython.cdivision(True)
-def _season_residual(p: Params, r: cython.double[:], res: cython.double, f: cython.double, i0: cython.long,
+def _season_residual(p: Params, q: cython.float[:], res: cython.double, f: cython.double, i0: cython.long,
                      i1: cython.long, lev: cython.double, vg: cython.double, a: cython.double,
                      P: cython.double) -> tuple[cython.double, cython.double, cython.double, cython.double]:
     """The profile's residual res at buckets i0, i1 (weights 1 - f, f): returns (u, z, the trust
@@ -707,38 +721,38 @@ def _season_residual(p: Params, r: cython.double[:], res: cython.double, f: cyth
     lam_s: cython.double = 1.0 / max(SEAS_MEMORY * P, 2.0)
     lam_b: cython.double = 1.0 / max(SEAS_SPAN * P, 4.0)
     g: cython.double = 1.0 - f
-    s2g: cython.double = r[p.seas_s2]
-    vr: cython.double = r[p.seas_vr]
+    s2g: cython.double = q[p.seas_s2]
+    vr: cython.double = q[p.seas_vr]
     if s2g != s2g:  # NaN: the first residual
         s2g, vr = res * res, res * res
-    v0: cython.double = r[p.seas_v + i0]
-    v1: cython.double = r[p.seas_v + i1]
+    v0: cython.double = q[p.seas_v + i0]
+    v1: cython.double = q[p.seas_v + i1]
     if not isfinite(v0):
         v0 = s2g
     if not isfinite(v1):
         v1 = s2g
     s2: cython.double = max(g * v0 + f * v1, SEAS_PHI * SEAS_PHI * vg + 1e-12 * (1.0 + lev * lev))
     z: cython.double = min(max(res / sqrt(s2), -SEAS_ZMAX), SEAS_ZMAX)
-    zb: cython.double = r[p.seas_zb]
+    zb: cython.double = q[p.seas_zb]
     zb = zb + lam_b * (z - zb)
     sfl: cython.double = lam_b / (2.0 - lam_b)  # the variance of an EW mean of iid unit z
-    zb2: cython.double = r[p.seas_zb2]
+    zb2: cython.double = q[p.seas_zb2]
     if zb2 != zb2:
         zb2 = sfl
     u: cython.double = zb / sqrt(max(zb2, sfl))
     ratio: cython.double = vr / vg if vg > 0.0 else INF
     r2: cython.double = min(res * res, SEAS_CLIP * SEAS_CLIP * s2)
-    r[p.seas_s2] = s2g + lam_s * (r2 - s2g)
-    r[p.seas_v + i0] = v0 + a * g * (r2 - v0)
-    r[p.seas_v + i1] = v1 + a * f * (r2 - v1)
-    r[p.seas_vr] = vr + lam_s * (r2 - vr)
-    r[p.seas_zb] = zb
-    r[p.seas_zb2] = zb2 + lam_s * (min(zb * zb, SEAS_CLIP * SEAS_CLIP * max(zb2, sfl)) - zb2)
+    q[p.seas_s2] = s2g + lam_s * (r2 - s2g)
+    q[p.seas_v + i0] = v0 + a * g * (r2 - v0)
+    q[p.seas_v + i1] = v1 + a * f * (r2 - v1)
+    q[p.seas_vr] = vr + lam_s * (r2 - vr)
+    q[p.seas_zb] = zb
+    q[p.seas_zb2] = zb2 + lam_s * (min(zb * zb, SEAS_CLIP * SEAS_CLIP * max(zb2, sfl)) - zb2)
     return u, z, ratio, SEAS_CLIP * sqrt(s2)
 
 
 @cython.cfunc
-def _season_learn(r: cython.double[:], own: cython.long, i0: cython.long, i1: cython.long, b0: cython.double,
+def _season_learn(q: cython.float[:], own: cython.long, i0: cython.long, i1: cython.long, b0: cython.double,
                   b1: cython.double, own_ok: cython.bint, have: cython.bint, x: cython.double, f: cython.double,
                   a: cython.double, clipv: cython.double) -> cython.void:
     """The day type's profile buckets i0, i1 learn x (the residual Huber-clipped at clipv); an
@@ -748,13 +762,13 @@ def _season_learn(r: cython.double[:], own: cython.long, i0: cython.long, i1: cy
         res = x - ((1.0 - f) * b0 + f * b1)
         if have:
             res = max(-clipv, min(clipv, res))
-        r[own + i0] = b0 + a * (1.0 - f) * res
-        r[own + i1] = b1 + a * f * res
+        q[own + i0] = b0 + a * (1.0 - f) * res
+        q[own + i1] = b1 + a * f * res
     else:
         if not isfinite(b0):
-            r[own + i0] = x
+            q[own + i0] = x
         if not isfinite(b1):
-            r[own + i1] = x
+            q[own + i1] = x
 
 
 @cython.cfunc
@@ -766,35 +780,35 @@ def _weekend(day: cython.double) -> cython.int:
 
 
 @cython.ccall
-def alert(p: Params, r: cython.double[:], over: cython.bint, high: cython.bint, score: cython.double,
+def alert(p: Params, r: cython.double[:], q: cython.float[:], over: cython.bint, high: cython.bint, score: cython.double,
           ts: cython.double) -> cython.int:
     """The alert machine of one stream (see alerts.py): idle -> raised when k of the last n readings
     are over, active -> update on a score update_factor x the last event's, -> cleared after
     clear_after readings below the clear level (min_duration met), then cooldown."""
-    active: cython.bint = r[p.active] > 0
-    hist: cython.long = ((cython.cast(cython.long, r[p.hist]) << 1) | (1 if over else 0)) & p.a_mask
+    active: cython.bint = q[p.active] > 0
+    hist: cython.long = ((cython.cast(cython.long, q[p.hist]) << 1) | (1 if over else 0)) & p.a_mask
     bits: cython.long = hist
     ones: cython.int = 0
     while bits:  # popcount
         bits &= bits - 1
         ones += 1
-    raised: cython.bint = not active and r[p.cooldown] <= 0 and ones >= p.a_k
-    below: cython.double = r[p.below] + 1 if active and not high else 0.0
-    cleared: cython.bint = active and below >= p.a_clear_after and r[p.duration] >= p.a_min_duration
-    duration: cython.double = r[p.duration] + 1 if active else 0.0
-    since: cython.double = r[p.since_event] + 1 if active else 0.0
-    update: cython.bint = (active and not cleared and score > p.a_update_factor * r[p.peak]
+    raised: cython.bint = not active and q[p.cooldown] <= 0 and ones >= p.a_k
+    below: cython.double = q[p.below] + 1.0 if active and not high else 0.0
+    cleared: cython.bint = active and below >= p.a_clear_after and q[p.duration] >= p.a_min_duration
+    duration: cython.double = q[p.duration] + 1.0 if active else 0.0
+    since: cython.double = q[p.since_event] + 1.0 if active else 0.0
+    update: cython.bint = (active and not cleared and score > p.a_update_factor * q[p.peak]
                            and since >= p.a_update_gap)
     now_active: cython.bint = (active and not cleared) or raised
-    r[p.active] = 1.0 if now_active else 0.0
-    r[p.hist] = 0.0 if cleared else hist
-    r[p.below] = below if now_active else 0.0
-    r[p.duration] = 1.0 if raised else (duration if now_active else 0.0)
-    r[p.cooldown] = p.a_cooldown if cleared else max(r[p.cooldown] - 1, 0.0)
+    q[p.active] = 1.0 if now_active else 0.0
+    q[p.hist] = 0.0 if cleared else hist
+    q[p.below] = below if now_active else 0.0
+    q[p.duration] = 1.0 if raised else (duration if now_active else 0.0)
+    q[p.cooldown] = p.a_cooldown if cleared else max(q[p.cooldown] - 1.0, 0.0)
     if raised:
         r[p.seq] += 1
         r[p.start_ts] = ts
     if raised or update:
-        r[p.peak] = score
-    r[p.since_event] = since if now_active and not (raised or update) else 0.0
+        q[p.peak] = score
+    q[p.since_event] = since if now_active and not (raised or update) else 0.0
     return CLEARED if cleared else RAISED if raised else UPDATE if update else NONE

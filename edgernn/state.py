@@ -2,10 +2,11 @@
 
 Rows are assigned to stream ids on first sight; when the store is full the least recently seen
 stream is evicted (LRU; its id goes to ``evicted_ids`` for the caller to log). All per-stream
-numbers except the hidden state live in one float64 slab ``num[capacity, width]`` whose columns
-are declared once in layout.py; the kernel works on its rows in place.
+numbers except the hidden state live in two slabs, ``num[capacity, width]`` (float64) and
+``num4[capacity, width4]`` (float32), whose columns are declared once in layout.py; the kernel
+works on their rows in place.
 
-Snapshots are one atomic, pickle-free ``.npz``: the live rows of the whole slab and of h, with
+Snapshots are one atomic, pickle-free ``.npz``: the live rows of both slabs and of h, with
 the layout's declaration (its signature) and the model's sha256 as the header. A snapshot made
 with another model or another layout is not restored; its members' shapes and sizes are checked
 against the layout and the file before anything is allocated. Restored streams re-settle: their
@@ -23,22 +24,25 @@ from pathlib import Path
 import numpy as np
 
 from .fileio import save_npz
-from .layout import Layout, initial_row
+from .layout import Layout, initial_rows
 
 log = logging.getLogger(__name__)
-SNAPSHOT_FORMAT = 7  # 7: the layout's declaration stored in the snapshot (6 and older: not restored)
-_MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "h", "last_seen")
+SNAPSHOT_FORMAT = 7  # 7: two slabs (float64, float32) and the layout's declaration (6 and older: not restored)
+_MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "num4", "h", "last_seen")
 
 
 class StateStore:
-    def __init__(self, n_features: int, hidden: int, capacity: int = 10_000):
+    def __init__(self, n_features: int, hidden: int, capacity: int = 10_000, reference: bool = True,
+                 seasonal: bool = True):
+        """reference / seasonal: whether the rows hold those looks' columns (layout.columns)."""
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
-        self.layout = Layout(n_features)
+        self.layout = Layout(n_features, reference, seasonal)
         self.capacity = capacity
         self.hidden = hidden
         self.h = np.zeros((capacity, hidden), np.float32)  # [capacity, H]
         self.num = np.zeros((capacity, self.layout.width), np.float64)  # [capacity, width]
+        self.num4 = np.zeros((capacity, self.layout.width4), np.float32)  # [capacity, width4]
         self.last_seen = np.zeros(capacity, np.int64)  # tick of last use, for LRU
         self.ids: dict[str, int] = {}
         self.names: list[str | None] = [None] * capacity
@@ -46,11 +50,15 @@ class StateStore:
         self._tick = 0
         self.evictions = 0
         self.evicted_ids: list[str] = []  # evicted since the caller last cleared it (the daemon logs them)
-        self._init_row = initial_row(self.layout)  # template for a new stream
+        self._init = initial_rows(self.layout)  # templates for a new stream: (num row, num4 row)
 
-    def set_initial(self, column: slice | int, value) -> None:
-        """Set what a new stream's row starts with (e.g. fixed normalisation)."""
-        self._init_row[column] = value
+    def set_initial(self, name: str, value) -> None:
+        """Set what a new stream's column ``name`` starts with (e.g. fixed normalisation)."""
+        self._init[self.layout.storage[name] == "f4"][getattr(self.layout, name)] = value
+
+    def bytes_per_stream(self) -> int:
+        """Resident bytes of one stream's state: its slab rows and its hidden state."""
+        return self.layout.row_bytes + 4 * self.hidden
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -85,7 +93,7 @@ class StateStore:
 
     def reset_row(self, row: int) -> None:
         """The stream on ``row`` starts over (a new stream, or one whose state went non-finite)."""
-        self.num[row] = self._init_row
+        self.num[row], self.num4[row] = self._init
         self.h[row] = 0.0
 
     def get(self, sid: str) -> dict | None:
@@ -93,8 +101,8 @@ class StateStore:
         row = self.ids.get(sid)
         if row is None:
             return None
-        out = self.layout.named(self.num[row])
-        for name, width, _ in self.layout.columns:
+        out = self.layout.named(self.num[row], self.num4[row])
+        for name, width, _, _ in self.layout.columns:
             if width is None and name in out:  # scalar columns as floats
                 out[name] = float(out[name][0])
         out["h"] = self.h[row].copy()
@@ -111,6 +119,7 @@ class StateStore:
             "model_sha256": np.array(model_sha256),
             "ids": np.array(names, dtype=np.str_) if names else np.zeros(0, "<U1"),
             "num": self.num[rows] if names else np.zeros((0, self.layout.width)),
+            "num4": self.num4[rows] if names else np.zeros((0, self.layout.width4), np.float32),
             "h": self.h[rows] if names else np.zeros((0, self.hidden), np.float32),
             "last_seen": self.last_seen[rows] if names else np.zeros(0, np.int64),
         })
@@ -137,14 +146,13 @@ class StateStore:
                 return False, f"snapshot {path} was made with another model; starting fresh"
         except Exception as exc:  # corrupt file: start fresh, say why
             return False, f"snapshot {path} unreadable ({exc}); starting fresh"
-        ids, num, h, seen = list(snap["ids"]), snap["num"], snap["h"], snap["last_seen"]
+        ids, num, num4, h, seen = list(snap["ids"]), snap["num"], snap["num4"], snap["h"], snap["last_seen"]
         order = np.argsort(seen)[::-1][: self.capacity]  # keep the most recent
         for i in order:
             row = self._new_row(str(ids[i]))
-            self.num[row] = num[i]
-            self.h[row] = h[i]
+            self.num[row], self.num4[row], self.h[row] = num[i], num4[i], h[i]
             if resettle:
-                self.num[row, self.layout.since_reset] = 0.0
+                self.num4[row, self.layout.since_reset] = 0.0
         return True, f"restored {len(order)} stream(s) from {path}" + (" (each re-settles before it scores)"
                                                                         if resettle else "")
 
@@ -161,14 +169,14 @@ class StateStore:
             return f"is not a readable snapshot ({exc})"
         n = headers["ids"][0][:1] or (0,)
         want = {"format": (), "layout": (), "model_sha256": (), "ids": n, "num": (*n, self.layout.width),
-                "h": (*n, self.hidden), "last_seen": n}
+                "num4": (*n, self.layout.width4), "h": (*n, self.hidden), "last_seen": n}
         for name, (shape, nbytes, size) in headers.items():
             if shape != want[name]:
                 return f"member {name} has shape {shape}, this state layout needs {want[name]}"
             if nbytes > size:
                 return f"member {name} declares {nbytes} bytes of data in {size}"
         total = sum(i.file_size for i in infos.values())
-        limit = 64 * 2**20 + 4 * max(n[0], 1) * (self.layout.width * 8 + self.hidden * 4 + 1024)
+        limit = 64 * 2**20 + 4 * max(n[0], 1) * (self.layout.row_bytes + self.hidden * 4 + 1024)
         if total > limit or n[0] > 100 * self.capacity:
             return f"holds {n[0]} streams in {total / 2**20:.1f} MiB, more than this store will load"
         return ""

@@ -28,13 +28,13 @@ def run(seq: str, cfg: AlertSettings, scores=None):
     """-> (event string per reading: R/U/C/'', active flag per reading, the final slab row)."""
     L = Layout(1)
     p = params(cfg, L)
-    row = np.zeros((1, L.width))
+    row, row4 = np.zeros((1, L.width)), np.zeros((1, L.width4), np.float32)  # the float64 and float32 slabs
     events, active = [], []
     for t, ch in enumerate(seq):
         score = scores[t] if scores is not None else {"#": 10.0, "+": 1.0, ".": 0.1}[ch]
-        code = kernel.alert(p, row[0], ch == "#", ch in "#+", score, float(t))
+        code = kernel.alert(p, row[0], row4[0], ch == "#", ch in "#+", score, float(t))
         events.append(CODE[int(code)])
-        active.append(bool(row[0, L.active] > 0))
+        active.append(bool(row4[0, L.active] > 0))
     return events, active, row, L
 
 
@@ -132,13 +132,13 @@ def test_rows_are_independent():
     cfg = AlertSettings(clear_after=2, cooldown=0)
     L = Layout(1)
     p = params(cfg, L)
-    rows = np.zeros((3, L.width))
+    rows, rows4 = np.zeros((3, L.width)), np.zeros((3, L.width4), np.float32)
     seqs = ["#...#", ".#...", "....."]
     got = [[], [], []]
     for t in range(5):
         for i in range(3):
             over = seqs[i][t] == "#"
-            got[i].append(CODE[kernel.alert(p, rows[i], over, over, 10.0 if over else 0.1, float(t))])
+            got[i].append(CODE[kernel.alert(p, rows[i], rows4[i], over, over, 10.0 if over else 0.1, float(t))])
     for i, s in enumerate(seqs):
         assert got[i] == run(s, cfg)[0]
 

@@ -64,7 +64,7 @@ def test_snapshot_restore_continues_identically(bundle, tmp_path):
     assert any(e[0] == "raised" for r in run_a for e in r[5]), "test data should exercise the alert state"
     for sid in ("a", "b", "c"):  # the whole slab row, column by column (layout.columns), and h
         sa, sb = a.state.get(sid), b2.state.get(sid)
-        assert set(sa) == {name for name, width, _ in a.state.layout.columns if width != 0} | {"h"}
+        assert set(sa) == {name for name, width, _, _ in a.state.layout.columns if width != 0} | {"h"}
         for k in sa:
             np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
 
@@ -204,7 +204,7 @@ def test_snapshot_metadata_round_trips_as_scalars(bundle, tmp_path):
 def test_malformed_snapshot_fields_are_refused_without_exception(bundle, tmp_path, fields):
     L = StateStore(2, 16).layout
     snap = {"format": np.array(7), "layout": np.array(L.signature()), "model_sha256": np.array(bundle.sha256),
-            "ids": np.array(["a"]), "num": np.zeros((1, L.width)), "h": np.zeros((1, 16), np.float32),
+            "ids": np.array(["a"]), "num": np.zeros((1, L.width)), "num4": np.zeros((1, L.width4), np.float32), "h": np.zeros((1, 16), np.float32),
             "last_seen": np.zeros(1, np.int64)}
     if fields == "vector_version":
         snap["format"] = np.array([7, 7])
@@ -241,6 +241,7 @@ def test_crafted_snapshot_is_refused_before_it_allocates(bundle, tmp_path):
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, arr in {"format": np.array(7), "layout": np.array(L.signature()),
                           "model_sha256": np.array(bundle.sha256), "ids": np.array(["a"] * 10),
+                          "num4": np.zeros((10, L.width4), np.float32),
                           "h": np.zeros((10, 16), np.float32), "last_seen": np.zeros(10, np.int64)}.items():
             with zf.open(f"{name}.npy", "w") as fh:
                 np.lib.format.write_array(fh, arr)

@@ -400,7 +400,7 @@ class Detector:
         new_pred, h_next = self.backend.step(xin, st.h[rows])
         st.h[rows] = h_next
         st.num4[rows, L.pred] = new_pred
-        res.alert[idx] = st.num4[rows, L.active] > 0
+        res.alert[idx] = st.num4[rows, L.duration] > 0  # an alert is active
         res.event[idx] = codes
         if res.looks is not None:
             for j in np.flatnonzero(outs[:, kernel.O_SCORED]).tolist():

@@ -123,7 +123,6 @@ class Params:
     trials = cython.declare(cython.int, visibility="public")
     nstat = cython.declare(cython.int, visibility="public")
     held = cython.declare(cython.int, visibility="public")
-    active = cython.declare(cython.int, visibility="public")
     hist = cython.declare(cython.int, visibility="public")
     below = cython.declare(cython.int, visibility="public")
     cooldown = cython.declare(cython.int, visibility="public")
@@ -312,7 +311,7 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     out[O_ONSET] = _onset(p, r, q, x, work, scored, bonf, out)
     high: cython.bint = scored and s >= p.clear_s
     code: cython.int = NONE
-    if high or q[p.active] != 0.0 or q[p.cooldown] != 0.0 or q[p.hist] != 0.0:
+    if high or q[p.duration] != 0.0 or q[p.cooldown] != 0.0 or q[p.hist] != 0.0:
         code = alert(p, r, q, scored and s >= p.thr_s, high, score, ts)
     out[O_SCORED] = 1.0 if scored else 0.0
     out[O_FEATURE] = _blame(p, out, work) if code != NONE else -1.0
@@ -785,7 +784,7 @@ def alert(p: Params, r: cython.double[:], q: cython.float[:], over: cython.bint,
     """The alert machine of one stream (see alerts.py): idle -> raised when k of the last n readings
     are over, active -> update on a score update_factor x the last event's, -> cleared after
     clear_after readings below the clear level (min_duration met), then cooldown."""
-    active: cython.bint = q[p.active] > 0
+    active: cython.bint = q[p.duration] > 0  # an active alert has lasted >= 1 reading
     hist: cython.long = ((cython.cast(cython.long, q[p.hist]) << 1) | (1 if over else 0)) & p.a_mask
     bits: cython.long = hist
     ones: cython.int = 0
@@ -800,7 +799,6 @@ def alert(p: Params, r: cython.double[:], q: cython.float[:], over: cython.bint,
     update: cython.bint = (active and not cleared and score > p.a_update_factor * q[p.peak]
                            and since >= p.a_update_gap)
     now_active: cython.bint = (active and not cleared) or raised
-    q[p.active] = 1.0 if now_active else 0.0
     q[p.hist] = 0.0 if cleared else hist
     q[p.below] = below if now_active else 0.0
     q[p.duration] = 1.0 if raised else (duration if now_active else 0.0)

@@ -34,7 +34,7 @@ def run(seq: str, cfg: AlertSettings, scores=None):
         score = scores[t] if scores is not None else {"#": 10.0, "+": 1.0, ".": 0.1}[ch]
         code = kernel.alert(p, row[0], row4[0], ch == "#", ch in "#+", score, float(t))
         events.append(CODE[int(code)])
-        active.append(bool(row4[0, L.active] > 0))
+        active.append(bool(row4[0, L.duration] > 0))
     return events, active, row, L
 
 

@@ -81,7 +81,7 @@ def _state_equal(a: dict, b: dict, keys=None) -> None:
 
 # what a stream's state must agree on whatever the batching (the model-facing part)
 MODEL_STATE = ("h", "pred", "norm_mean", "norm_var", "count", "since_reset", "last_ts", "smoothed",
-               "active", "seq", "cooldown")
+               "duration", "seq", "cooldown")
 
 
 # -- batched == one at a time ---------------------------------------------------------------------

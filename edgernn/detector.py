@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -30,12 +31,14 @@ from . import alerts, kernel, scoring
 from .alerts import AlertSettings
 from .state import StateStore
 
+K = SimpleNamespace(**kernel.constants())  # output indices and codes (the same in both kernel modes)
+
 # where kernel.py leaves each look's statistic in its per-reading outputs (record_looks)
-_LOOK_OUT = {"instant": kernel.O_SCORE, "smoothed": kernel.O_SMOOTHED, "level": kernel.O_LEVEL,
-             "spread": kernel.O_SPREAD, "stuck": kernel.O_STUCK, scoring.REFERENCE: kernel.O_REF,
-             scoring.SEASONAL: kernel.O_SEAS}
-_REJECT = {kernel.STALE: "out_of_order", kernel.DUPLICATE: "duplicate", kernel.RESET: "state_reset"}
-R = kernel.N_RES  # first expected column of a Result block row
+_LOOK_OUT = {"instant": K.O_SCORE, "smoothed": K.O_SMOOTHED, "level": K.O_LEVEL,
+             "spread": K.O_SPREAD, "stuck": K.O_STUCK, scoring.REFERENCE: K.O_REF,
+             scoring.SEASONAL: K.O_SEAS}
+_REJECT = {K.STALE: "out_of_order", K.DUPLICATE: "duplicate", K.RESET: "state_reset"}
+R = K.N_RES  # first expected column of a Result block row
 
 
 def surprise_text(s: float) -> str:
@@ -246,8 +249,7 @@ class Detector:
         if bundle.norm_mode == "fixed":  # new streams start warm with the model's statistics
             self.state.set_initial("norm_mean", bundle.norm_mean)
             self.state.set_initial("norm_var", bundle.norm_std**2)
-        self._one = (np.zeros((1, kernel.N_OUT)), np.zeros((1, self.F * kernel.W)), np.zeros((1, self.F), np.float32),
-                     np.zeros(1, np.int8), np.zeros(1, np.intp))  # batch-of-one buffers: outs, works, xin, codes, pos
+        self._one = (np.zeros(K.N_OUT), np.zeros(self.F * K.W), np.zeros((1, self.F), np.float32))  # out, work, xin
         self.set_tables(tables or {})
         self.record_looks = False  # calibration/diagnostics: keep each look's statistic per reading
         self.rejects: Counter[str] = Counter()
@@ -310,6 +312,9 @@ class Detector:
         res = Result(B, F, self.threshold)
         if self.record_looks:
             res.looks = {name: np.full(B, np.nan) for name in (*self.looks, "log10p")}
+        if B == 1:  # the common case at low load: no array maths until the GRU
+            self._one_reading(batch, res, now)
+            return res
         x = np.asarray(batch.x, dtype=np.float64).reshape(B, F)
         ts = np.asarray(batch.ts, dtype=np.float64).reshape(B)
         ok = np.isfinite(x).all(axis=1) & np.isfinite(ts)
@@ -363,15 +368,12 @@ class Detector:
         written back after."""
         p, num, num4, b, F = self.params, self.state.num, self.state.num4, len(rows), self.F
         if kernel.COMPILED:
-            outs, works, xin, codes, pos = self._one if b == 1 else (
-                np.empty((b, kernel.N_OUT)), np.empty((b, F * kernel.W)), np.empty((b, F), np.float32),
-                np.empty(b, np.int8), None)
-            if b == 1:
-                pos[0] = idx[0]
-            kernel.step_wave(p, num, num4, rows, x, ts, cap, res.block, idx if b > 1 else pos, outs, works, xin, codes)
+            outs, works = np.empty((b, K.N_OUT)), np.empty((b, F * K.W))
+            xin, codes = np.empty((b, F), np.float32), np.empty(b, np.int8)
+            kernel.step_wave(p, num, num4, rows, x, ts, cap, res.block, idx, outs, works, xin, codes)
             return outs, works, xin, codes
         slab, slab4, block = num[rows].tolist(), list(map(kernel.F32Row, num4[rows].tolist())), res.block[idx].tolist()
-        outs, works = [[0.0] * kernel.N_OUT for _ in range(b)], [[0.0] * (F * kernel.W) for _ in range(b)]
+        outs, works = [[0.0] * K.N_OUT for _ in range(b)], [[0.0] * (F * K.W) for _ in range(b)]
         xin, codes = [[0.0] * F for _ in range(b)], [0] * b
         near = range(b)
         kernel.step_wave(p, slab, slab4, near, x.tolist(), ts.tolist(), cap, block, near, outs, works, xin, codes)
@@ -386,15 +388,12 @@ class Detector:
         if (codes < 0).any():  # not stepped: no GRU step; a poisoned stream starts over
             keep = codes >= 0
             for j in np.flatnonzero(~keep).tolist():
-                self._reject(res, int(idx[j]), _REJECT[int(codes[j])])
-                if codes[j] == kernel.RESET:
-                    st.reset_row(int(rows[j]))
-                    res.block[idx[j]] = np.nan
+                self._not_stepped(res, int(idx[j]), int(codes[j]), int(rows[j]))
             idx, rows, outs, works, xin, codes, ts, x = (a[keep] for a in (idx, rows, outs, works, xin, codes, ts, x))
             streams = [sid for sid, k in zip(streams, keep) if k]
             if not idx.size:
                 return
-        gap = outs[:, kernel.O_GAP] != 0.0
+        gap = outs[:, K.O_GAP] != 0.0
         if gap.any():
             st.h[rows[gap]] = 0.0
         new_pred, h_next = self.backend.step(xin, st.h[rows])
@@ -403,25 +402,70 @@ class Detector:
         res.alert[idx] = st.num4[rows, L.duration] > 0  # an alert is active
         res.event[idx] = codes
         if res.looks is not None:
-            for j in np.flatnonzero(outs[:, kernel.O_SCORED]).tolist():
-                for name in self.looks:
-                    res.looks[name][idx[j]] = outs[j, _LOOK_OUT[name]]
-                res.looks["log10p"][idx[j]] = outs[j, kernel.O_LOG10P]
+            for j in np.flatnonzero(outs[:, K.O_SCORED]).tolist():
+                self._record_looks(res, int(idx[j]), outs[j])
         for j in np.flatnonzero(codes).tolist():
             res.events.append(self._event(int(codes[j]), int(idx[j]), streams[j], float(ts[j]), x[j],
                                           st.num[rows[j]], outs[j], works[j]))
 
+    def _one_reading(self, batch: Batch, res: Result, now: float | None) -> None:
+        """``process`` for a batch of one: the same kernel (step_one) and checks, on 1-D buffers."""
+        F, st, p = self.F, self.state, self.params
+        x1 = np.asarray(batch.x, dtype=np.float64).reshape(F)
+        values, t = x1.tolist(), float(np.asarray(batch.ts).reshape(1)[0])
+        if not (math.isfinite(t) and all(map(math.isfinite, values))):
+            return self._reject(res, 0, "missing_value" if any(v != v for v in values) else "non_finite")
+        if now is not None and t > float(now) + self.settings.max_future_s:
+            return self._reject(res, 0, "future")
+        cap = math.inf if now is None else float(now) + self.settings.clock_skew_s
+        sid = batch.streams[0]
+        row = st.row_for(sid)
+        out, work, xin = self._one
+        if kernel.COMPILED:
+            code = kernel.step_one(p, st.num[row], st.num4[row], x1, t, cap, res.block[0], out, work, xin[0])
+        else:  # lists (F32Row: float32 stores), written back
+            r, q, blk = st.num[row].tolist(), kernel.F32Row(st.num4[row].tolist()), res.block[0].tolist()
+            o, w, xi = [0.0] * K.N_OUT, [0.0] * (F * K.W), [0.0] * F
+            code = kernel.step_one(p, r, q, values, t, cap, blk, o, w, xi)
+            st.num[row], st.num4[row], res.block[0], out[:], work[:], xin[0] = r, q, blk, o, w, xi
+        if code < 0:
+            return self._not_stepped(res, 0, code, row)
+        if out[K.O_GAP]:
+            st.h[row] = 0.0
+        new_pred, h_next = self.backend.step(xin, st.h[row : row + 1])
+        st.h[row] = h_next[0]
+        st.num4[row, self.state.layout.pred] = new_pred[0]
+        res.flags[0] = (st.num4[row, self.state.layout.duration] > 0, code)
+        if res.looks is not None and out[K.O_SCORED]:
+            self._record_looks(res, 0, out)
+        if code:
+            res.events.append(self._event(code, 0, sid, t, x1, st.num[row], out, work))
+        self.accepted += 1
+
+    def _not_stepped(self, res: Result, pos: int, code: int, row: int) -> None:
+        """A reading the kernel did not step (stale, duplicate, or its stream's state went
+        non-finite: that stream starts over)."""
+        self._reject(res, pos, _REJECT[code])
+        if code == K.RESET:
+            self.state.reset_row(row)
+            res.block[pos] = np.nan
+
+    def _record_looks(self, res: Result, pos: int, out) -> None:
+        for name in self.looks:
+            res.looks[name][pos] = out[_LOOK_OUT[name]]
+        res.looks["log10p"][pos] = out[K.O_LOG10P]
+
     def _event(self, code: int, pos: int, sid: str, ts: float, x, r, out, work) -> Event:
         """The Event for a stepped reading: out[N_OUT], work[F * W] its kernel outputs, r its
         stream's slab row after the step."""
-        L, per = self.state.layout, work.reshape(self.F, kernel.W)  # [F, W]
+        L, per = self.state.layout, work.reshape(self.F, K.W)  # [F, W]
         return Event(
             kind=alerts.EVENT_NAMES[code], stream=sid, alert_id=f"{sid}#{int(r[L.seq])}", ts=ts,
-            score=float(out[kernel.O_SCORE]), likelihood=float(out[kernel.O_LIK]), threshold=self.threshold,
-            features=self.features, values=tuple(map(float, x)), expected=tuple(per[:, kernel.W_EXPECTED].tolist()),
-            sigma=tuple(per[:, kernel.W_SIGMA].tolist()), contributions=tuple(per[:, kernel.W_CONTRIB].tolist()),
-            started=float(r[L.start_ts]), reason=scoring.ALL_LOOKS[int(out[kernel.O_LOOK])], position=pos,
-            feature=int(out[kernel.O_FEATURE]), surprise=float(out[kernel.O_SURPRISE]),
+            score=float(out[K.O_SCORE]), likelihood=float(out[K.O_LIK]), threshold=self.threshold,
+            features=self.features, values=tuple(map(float, x)), expected=tuple(per[:, K.W_EXPECTED].tolist()),
+            sigma=tuple(per[:, K.W_SIGMA].tolist()), contributions=tuple(per[:, K.W_CONTRIB].tolist()),
+            started=float(r[L.start_ts]), reason=scoring.ALL_LOOKS[int(out[K.O_LOOK])], position=pos,
+            feature=int(out[K.O_FEATURE]), surprise=float(out[K.O_SURPRISE]),
         )
 
     # -- convenience ----------------------------------------------------------------------------

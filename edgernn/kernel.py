@@ -47,28 +47,64 @@ if cython.compiled:  # C's libm; plain Python: the math module (the same IEEE fu
 else:
     from math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, sqrt
 
+# Every constant below is a C constant when compiled (cython.declare); Python code reads them
+# through constants() (C globals are not module attributes).
 # outs[j]: per reading. O_LP + k: log10 p of look k (scoring.ALL_LOOKS order, instant and smoothed
 # after the seasonal AND-gate; 0 for a look not in use)
-(O_SCORE, O_LIK, O_ONSET, O_SMOOTHED, O_LEVEL, O_SPREAD, O_STUCK, O_LOG10P, O_SCORED, O_GAP, O_REF,
- O_SEAS, O_GATE, O_SURPRISE, O_LOOK, O_FEATURE, O_LP) = range(17)
-N_OUT = O_LP + _layout.N_LOOKS
-# works[j]: per feature
-(W_XC, W_STD, W_MEAN, W_SIGMA_N, W_CONTRIB, W_RUN, W_D, W_V, W_FM, W_FV, W_LEVEL, W_SPREAD, W_STUCK,
- W_EXPECTED, W_SIGMA, W_REF, W_XL) = range(17)  # W_XL: the value learned from (winsorised / clamped)
-W = 17
-N_RES = 4  # score | likelihood | onset | surprise, then expected[F] | sigma[F] in a Result row
-
-NONE, RAISED, UPDATE, CLEARED = 0, 1, 2, 3
-STALE, DUPLICATE, RESET = -1, -2, -3  # not stepped: out_of_order, duplicate, state_reset
-WARM_SEED = 8  # readings of plain Welford before the warm-up statistics are winsorised
-WARM_CLIP = 6.0  # winsorised at mean +- (WARM_CLIP sd + the range of values seen so far)
-XMAX = 1e6  # learning sees x clamped to mean +- XMAX sd
-P_FLOOR_LOG10 = -12.0  # scoring.P_FLOOR_LOG10
-LN10 = 2.302585092994046
-SQRT2 = 1.4142135623730951
-SQRT_PI = 1.7724538509055159
-GAUSS_SWITCH = 26.0  # scoring.GAUSS_SWITCH
-NAN = math.nan
+O_SCORE = cython.declare(cython.int, 0)
+O_LIK = cython.declare(cython.int, 1)
+O_ONSET = cython.declare(cython.int, 2)
+O_SMOOTHED = cython.declare(cython.int, 3)
+O_LEVEL = cython.declare(cython.int, 4)
+O_SPREAD = cython.declare(cython.int, 5)
+O_STUCK = cython.declare(cython.int, 6)
+O_LOG10P = cython.declare(cython.int, 7)
+O_SCORED = cython.declare(cython.int, 8)
+O_GAP = cython.declare(cython.int, 9)
+O_REF = cython.declare(cython.int, 10)
+O_SEAS = cython.declare(cython.int, 11)
+O_GATE = cython.declare(cython.int, 12)
+O_SURPRISE = cython.declare(cython.int, 13)
+O_LOOK = cython.declare(cython.int, 14)
+O_FEATURE = cython.declare(cython.int, 15)
+O_LP = cython.declare(cython.int, 16)
+N_OUT = cython.declare(cython.int, 17 + _layout.N_LOOKS)
+# works[j]: per feature (W_XL: the value learning sees, winsorised / clamped)
+W_XC = cython.declare(cython.int, 0)
+W_STD = cython.declare(cython.int, 1)
+W_MEAN = cython.declare(cython.int, 2)
+W_SIGMA_N = cython.declare(cython.int, 3)
+W_CONTRIB = cython.declare(cython.int, 4)
+W_RUN = cython.declare(cython.int, 5)
+W_D = cython.declare(cython.int, 6)
+W_V = cython.declare(cython.int, 7)
+W_FM = cython.declare(cython.int, 8)
+W_FV = cython.declare(cython.int, 9)
+W_LEVEL = cython.declare(cython.int, 10)
+W_SPREAD = cython.declare(cython.int, 11)
+W_STUCK = cython.declare(cython.int, 12)
+W_EXPECTED = cython.declare(cython.int, 13)
+W_SIGMA = cython.declare(cython.int, 14)
+W_REF = cython.declare(cython.int, 15)
+W_XL = cython.declare(cython.int, 16)
+W = cython.declare(cython.int, 17)  # per-feature outputs per feature
+N_RES = cython.declare(cython.int, 4)  # score | likelihood | onset | surprise, then expected[F] | sigma[F] in a Result row
+NONE = cython.declare(cython.int, 0)
+RAISED = cython.declare(cython.int, 1)
+UPDATE = cython.declare(cython.int, 2)
+CLEARED = cython.declare(cython.int, 3)
+STALE = cython.declare(cython.int, -1)  # not stepped: out_of_order
+DUPLICATE = cython.declare(cython.int, -2)  # not stepped: duplicate
+RESET = cython.declare(cython.int, -3)  # not stepped: state_reset
+WARM_SEED = cython.declare(cython.int, 8)  # readings of plain Welford before the warm-up statistics are winsorised
+WARM_CLIP = cython.declare(cython.double, 6.0)  # winsorised at mean +- (WARM_CLIP sd + the range of values seen so far)
+XMAX = cython.declare(cython.double, 1e6)  # learning sees x clamped to mean +- XMAX sd
+P_FLOOR_LOG10 = cython.declare(cython.double, -12.0)  # scoring.P_FLOOR_LOG10
+LN10 = cython.declare(cython.double, 2.302585092994046)
+SQRT2 = cython.declare(cython.double, 1.4142135623730951)
+SQRT_PI = cython.declare(cython.double, 1.7724538509055159)
+GAUSS_SWITCH = cython.declare(cython.double, 26.0)  # scoring.GAUSS_SWITCH
+NAN = cython.declare(cython.double, math.nan)
 NEG_INF = cython.declare(cython.double, -math.inf)
 INF = cython.declare(cython.double, math.inf)
 DAY = cython.declare(cython.double, _sc.DAY)
@@ -83,6 +119,20 @@ SEAS_ZMAX = cython.declare(cython.double, _sc.SEAS_ZMAX)
 SEAS_K = cython.declare(cython.int, _layout.SEAS_K)
 
 COMPILED = cython.compiled
+
+
+def constants() -> dict:
+    """The kernel's output indices, codes and tuning constants by name, for Python callers."""
+    return {"O_SCORE": O_SCORE, "O_LIK": O_LIK, "O_ONSET": O_ONSET, "O_SMOOTHED": O_SMOOTHED, "O_LEVEL": O_LEVEL,
+            "O_SPREAD": O_SPREAD, "O_STUCK": O_STUCK, "O_LOG10P": O_LOG10P, "O_SCORED": O_SCORED, "O_GAP": O_GAP,
+            "O_REF": O_REF, "O_SEAS": O_SEAS, "O_GATE": O_GATE, "O_SURPRISE": O_SURPRISE, "O_LOOK": O_LOOK,
+            "O_FEATURE": O_FEATURE, "O_LP": O_LP, "N_OUT": N_OUT, "W_XC": W_XC, "W_STD": W_STD, "W_MEAN": W_MEAN,
+            "W_SIGMA_N": W_SIGMA_N, "W_CONTRIB": W_CONTRIB, "W_RUN": W_RUN, "W_D": W_D, "W_V": W_V, "W_FM": W_FM,
+            "W_FV": W_FV, "W_LEVEL": W_LEVEL, "W_SPREAD": W_SPREAD, "W_STUCK": W_STUCK, "W_EXPECTED": W_EXPECTED,
+            "W_SIGMA": W_SIGMA, "W_REF": W_REF, "W_XL": W_XL, "W": W, "N_RES": N_RES, "NONE": NONE, "RAISED":
+            RAISED, "UPDATE": UPDATE, "CLEARED": CLEARED, "STALE": STALE, "DUPLICATE": DUPLICATE, "RESET": RESET,
+            "WARM_SEED": WARM_SEED, "WARM_CLIP": WARM_CLIP, "XMAX": XMAX, "P_FLOOR_LOG10": P_FLOOR_LOG10, "LN10":
+            LN10, "SQRT2": SQRT2, "SQRT_PI": SQRT_PI, "GAUSS_SWITCH": GAUSS_SWITCH, "NAN": NAN}
 
 
 @cython.final
@@ -265,6 +315,15 @@ def step_wave(p: Params, num: cython.double[:, :], num4: cython.float[:, :], row
     j: cython.Py_ssize_t
     for j in range(len(rows)):
         codes[j] = _step(p, num[rows[j]], num4[rows[j]], x[j], ts[j], cap, block[pos[j]], outs[j], works[j], xin[j])
+
+
+@cython.ccall
+def step_one(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:], ts: cython.double,
+             cap: cython.double, res: cython.double[:], out: cython.double[:], work: cython.double[:],
+             xin: cython.float[:]) -> cython.int:
+    """``step_wave`` for one reading on one stream's rows r (float64) and q (float32), on 1-D
+    buffers (a batch of one costs fewer buffer acquisitions); returns its code."""
+    return _step(p, r, q, x, ts, cap, res, out, work, xin)
 
 
 class F32Row(list):

@@ -75,6 +75,15 @@ class StateStore:
         self.last_seen[rows] = self._tick
         return rows
 
+    def row_for(self, sid: str) -> int:
+        """``rows_for`` for a single stream (the batch-of-one path)."""
+        self._tick += 1
+        row = self.ids.get(sid)
+        if row is None:
+            row = self._new_row(sid)
+        self.last_seen[row] = self._tick
+        return row
+
     def _new_row(self, sid: str) -> int:
         if self._free:
             row = self._free.pop()

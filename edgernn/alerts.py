@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 NONE, RAISED, UPDATE, CLEARED = 0, 1, 2, 3
-EVENT_NAMES = {RAISED: "raised", UPDATE: "update", CLEARED: "cleared"}
+NEW_NORMAL = 4  # kernel code: cleared after max_duration readings (an event "cleared", reason "new_normal")
+EVENT_NAMES = {RAISED: "raised", UPDATE: "update", CLEARED: "cleared", NEW_NORMAL: "cleared"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class AlertSettings:
     cooldown: int = 32  # readings after a clear before the same stream can raise again
     update_factor: float = 4.0  # 'update' when the score exceeds the last event's by this factor
     update_gap: int = 16  # at least this many readings between two events of one alert
+    max_duration: int = 0  # readings after which an alert clears as "new_normal" and the stream relearns (0: off)
 
     def __post_init__(self):
         if not 1 <= self.k <= self.n <= 16:

@@ -137,6 +137,7 @@ class Event:
     position: int = 0  # index of the reading in its batch
     feature: int = -1  # index of the feature that look blames (-1: the largest contribution)
     surprise: float = math.nan  # -log10 of the reading's tail probability (Bonferroni over the looks)
+    duration: int = 0  # readings the alert had been active (cleared: its whole length)
 
     @property
     def top_feature(self) -> str:
@@ -156,7 +157,7 @@ class Event:
         return {
             "event": self.kind, "stream": self.stream, "alert_id": self.alert_id, "ts": self.ts,
             "started": self.started, "score": self.score, "surprise": self.surprise,
-            "likelihood": self.likelihood,
+            "likelihood": self.likelihood, "duration": self.duration,
             "threshold": self.threshold, "reason": self.reason, "top_feature": self.top_feature,
             "value": dict(zip(self.features, self.values)),
             "expected": dict(zip(self.features, self.expected)),
@@ -287,7 +288,8 @@ class Detector:
             ref_rate=1.0 / s.reference_window, ref_drift=float(s.reference_drift), ref_peak_gate=float(s.reference_peak),
             seasonal=self.seasonal, seas_trust=self.seasonal_trust, day_offset=self.day_offset,
             a_k=a.k, a_mask=(1 << a.n) - 1, a_clear_after=float(a.clear_after), a_min_duration=float(a.min_duration),
-            a_cooldown=float(a.cooldown), a_update_factor=float(a.update_factor), a_update_gap=float(a.update_gap),
+            a_cooldown=float(a.cooldown), a_max_duration=float(a.max_duration), a_update_factor=float(a.update_factor),
+            a_update_gap=float(a.update_gap),
         )
 
     # -- public ------------------------------------------------------------------------------
@@ -400,7 +402,7 @@ class Detector:
         st.h[rows] = h_next
         st.num4[rows, L.pred] = new_pred
         res.alert[idx] = st.num4[rows, L.duration] > 0  # an alert is active
-        res.event[idx] = codes
+        res.event[idx] = np.minimum(codes, K.CLEARED)  # NEW_NORMAL is a clear
         if res.looks is not None:
             for j in np.flatnonzero(outs[:, K.O_SCORED]).tolist():
                 self._record_looks(res, int(idx[j]), outs[j])
@@ -435,7 +437,7 @@ class Detector:
         new_pred, h_next = self.backend.step(xin, st.h[row : row + 1])
         st.h[row] = h_next[0]
         st.num4[row, self.state.layout.pred] = new_pred[0]
-        res.flags[0] = (st.num4[row, self.state.layout.duration] > 0, code)
+        res.flags[0] = (st.num4[row, self.state.layout.duration] > 0, min(code, K.CLEARED))
         if res.looks is not None and out[K.O_SCORED]:
             self._record_looks(res, 0, out)
         if code:
@@ -464,8 +466,9 @@ class Detector:
             score=float(out[K.O_SCORE]), likelihood=float(out[K.O_LIK]), threshold=self.threshold,
             features=self.features, values=tuple(map(float, x)), expected=tuple(per[:, K.W_EXPECTED].tolist()),
             sigma=tuple(per[:, K.W_SIGMA].tolist()), contributions=tuple(per[:, K.W_CONTRIB].tolist()),
-            started=float(r[L.start_ts]), reason=scoring.ALL_LOOKS[int(out[K.O_LOOK])], position=pos,
-            feature=int(out[K.O_FEATURE]), surprise=float(out[K.O_SURPRISE]),
+            started=float(r[L.start_ts]), position=pos, feature=int(out[K.O_FEATURE]),
+            reason="new_normal" if code == K.NEW_NORMAL else scoring.ALL_LOOKS[int(out[K.O_LOOK])],
+            surprise=float(out[K.O_SURPRISE]), duration=int(out[K.O_DURATION]),
         )
 
     # -- convenience ----------------------------------------------------------------------------

@@ -67,7 +67,8 @@ O_GATE = cython.declare(cython.int, 12)
 O_SURPRISE = cython.declare(cython.int, 13)
 O_LOOK = cython.declare(cython.int, 14)
 O_FEATURE = cython.declare(cython.int, 15)
-O_LP = cython.declare(cython.int, 16)
+O_DURATION = cython.declare(cython.int, 16)  # readings the stream's alert had been active before this one
+O_LP = cython.declare(cython.int, 17)
 N_OUT = cython.declare(cython.int, 17 + _layout.N_LOOKS)
 # works[j]: per feature (W_XL: the value learning sees, winsorised / clamped)
 W_XC = cython.declare(cython.int, 0)
@@ -96,6 +97,7 @@ CLEARED = cython.declare(cython.int, 3)
 STALE = cython.declare(cython.int, -1)  # not stepped: out_of_order
 DUPLICATE = cython.declare(cython.int, -2)  # not stepped: duplicate
 RESET = cython.declare(cython.int, -3)  # not stepped: state_reset
+NEW_NORMAL = cython.declare(cython.int, 4)  # cleared because it lasted max_duration: the stream relearns
 WARM_SEED = cython.declare(cython.int, 8)  # readings of plain Welford before the warm-up statistics are winsorised
 WARM_CLIP = cython.declare(cython.double, 6.0)  # winsorised at mean +- (WARM_CLIP sd + the range of values seen so far)
 XMAX = cython.declare(cython.double, 1e6)  # learning sees x clamped to mean +- XMAX sd
@@ -126,11 +128,12 @@ def constants() -> dict:
     return {"O_SCORE": O_SCORE, "O_LIK": O_LIK, "O_ONSET": O_ONSET, "O_SMOOTHED": O_SMOOTHED, "O_LEVEL": O_LEVEL,
             "O_SPREAD": O_SPREAD, "O_STUCK": O_STUCK, "O_LOG10P": O_LOG10P, "O_SCORED": O_SCORED, "O_GAP": O_GAP,
             "O_REF": O_REF, "O_SEAS": O_SEAS, "O_GATE": O_GATE, "O_SURPRISE": O_SURPRISE, "O_LOOK": O_LOOK,
-            "O_FEATURE": O_FEATURE, "O_LP": O_LP, "N_OUT": N_OUT, "W_XC": W_XC, "W_STD": W_STD, "W_MEAN": W_MEAN,
+            "O_FEATURE": O_FEATURE, "O_DURATION": O_DURATION, "O_LP": O_LP, "N_OUT": N_OUT, "W_XC": W_XC, "W_STD": W_STD, "W_MEAN": W_MEAN,
             "W_SIGMA_N": W_SIGMA_N, "W_CONTRIB": W_CONTRIB, "W_RUN": W_RUN, "W_D": W_D, "W_V": W_V, "W_FM": W_FM,
             "W_FV": W_FV, "W_LEVEL": W_LEVEL, "W_SPREAD": W_SPREAD, "W_STUCK": W_STUCK, "W_EXPECTED": W_EXPECTED,
             "W_SIGMA": W_SIGMA, "W_REF": W_REF, "W_XL": W_XL, "W": W, "N_RES": N_RES, "NONE": NONE, "RAISED":
             RAISED, "UPDATE": UPDATE, "CLEARED": CLEARED, "STALE": STALE, "DUPLICATE": DUPLICATE, "RESET": RESET,
+            "NEW_NORMAL": NEW_NORMAL,
             "WARM_SEED": WARM_SEED, "WARM_CLIP": WARM_CLIP, "XMAX": XMAX, "P_FLOOR_LOG10": P_FLOOR_LOG10, "LN10":
             LN10, "SQRT2": SQRT2, "SQRT_PI": SQRT_PI, "GAUSS_SWITCH": GAUSS_SWITCH, "NAN": NAN}
 
@@ -235,6 +238,7 @@ class Params:
     a_mask = cython.declare(cython.long, visibility="public")
     a_clear_after = cython.declare(cython.double, visibility="public")
     a_min_duration = cython.declare(cython.double, visibility="public")
+    a_max_duration = cython.declare(cython.double, visibility="public")  # <= 0: off
     a_cooldown = cython.declare(cython.double, visibility="public")
     a_update_factor = cython.declare(cython.double, visibility="public")
     a_update_gap = cython.declare(cython.double, visibility="public")
@@ -370,6 +374,7 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     out[O_ONSET] = _onset(p, r, q, x, work, scored, bonf, out)
     high: cython.bint = scored and s >= p.clear_s
     code: cython.int = NONE
+    out[O_DURATION] = q[p.duration]
     if high or q[p.duration] != 0.0 or q[p.cooldown] != 0.0 or q[p.hist] != 0.0:
         code = alert(p, r, q, scored and s >= p.thr_s, high, score, ts)
     out[O_SCORED] = 1.0 if scored else 0.0
@@ -842,7 +847,8 @@ def alert(p: Params, r: cython.double[:], q: cython.float[:], over: cython.bint,
           ts: cython.double) -> cython.int:
     """The alert machine of one stream (see alerts.py): idle -> raised when k of the last n readings
     are over, active -> update on a score update_factor x the last event's, -> cleared after
-    clear_after readings below the clear level (min_duration met), then cooldown."""
+    clear_after readings below the clear level (min_duration met), or NEW_NORMAL once it has lasted
+    max_duration readings (the stream then learns its new normal), then cooldown."""
     active: cython.bint = q[p.duration] > 0  # an active alert has lasted >= 1 reading
     hist: cython.long = ((cython.cast(cython.long, q[p.hist]) << 1) | (1 if over else 0)) & p.a_mask
     bits: cython.long = hist
@@ -854,6 +860,10 @@ def alert(p: Params, r: cython.double[:], q: cython.float[:], over: cython.bint,
     below: cython.double = q[p.below] + 1.0 if active and not high else 0.0
     cleared: cython.bint = active and below >= p.a_clear_after and q[p.duration] >= p.a_min_duration
     duration: cython.double = q[p.duration] + 1.0 if active else 0.0
+    expired: cython.bint = active and not cleared and 0.0 < p.a_max_duration < duration  # a new normal
+    if expired:
+        cleared = True
+        q[p.held] = p.relearn_after  # the stream's normal statistics learn again from the next reading
     since: cython.double = q[p.since_event] + 1.0 if active else 0.0
     update: cython.bint = (active and not cleared and score > p.a_update_factor * q[p.peak]
                            and since >= p.a_update_gap)
@@ -868,4 +878,4 @@ def alert(p: Params, r: cython.double[:], q: cython.float[:], over: cython.bint,
     if raised or update:
         q[p.peak] = score
     q[p.since_event] = since if now_active and not (raised or update) else 0.0
-    return CLEARED if cleared else RAISED if raised else UPDATE if update else NONE
+    return (NEW_NORMAL if expired else CLEARED) if cleared else RAISED if raised else UPDATE if update else NONE

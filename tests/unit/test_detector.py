@@ -909,3 +909,21 @@ def test_surprise_is_the_output_the_threshold_compares(steady_bundle):
     assert raised[0].to_dict()["surprise"] == raised[0].surprise
     default = _det(bdir)
     assert default.threshold_surprise == pytest.approx(-math.log10(1.0 - load_bundle(bdir).calibration.threshold))
+
+
+def test_an_alert_that_lasts_max_duration_clears_as_a_new_normal(steady_bundle):
+    """AlertSettings.max_duration: a lasting change clears with reason 'new_normal' and the
+    alert's duration in the event; the alert machine's default (0) never does."""
+    from edgernn.alerts import AlertSettings
+
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    x = sine_series(700, seed=5)
+    x[400:] += SPIKE * x[:400, 0].std()  # a permanent shift
+    ts = 1e9 + np.arange(len(x), dtype=float)
+    det = _det(bdir, threshold=STRICT, alerts=AlertSettings(max_duration=50, clear_after=1000))
+    res = det.process(Batch(["s"] * len(x), ts, x))
+    cleared = [e for e in res.events if e.kind == "cleared"]
+    assert cleared and cleared[0].reason == "new_normal" and cleared[0].duration == 50
+    assert cleared[0].to_dict()["duration"] == 50 and res.event[cleared[0].position] == 3
+    res = _det(bdir, threshold=STRICT, alerts=AlertSettings(clear_after=1000)).process(Batch(["s"] * len(x), ts, x))
+    assert not [e for e in res.events if e.reason == "new_normal"]

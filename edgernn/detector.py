@@ -304,7 +304,9 @@ class Detector:
                        for name in scoring.TABLE_LOOKS}  # the raw tables in use
         prepared = [scoring.prepare_table(self.tables[n]) for n in scoring.TABLE_LOOKS]
         offsets = {name: max(at, 0) for name, at in self.state.layout.offsets.items()}
-        self.params = kernel.Params({**offsets, **self._params()}, scoring.ONSET_LEVELS.tolist(), prepared)
+        kinds = self.bundle.manifest.get("feature_kinds") or {}  # feature -> constant | binary | ... | continuous
+        used = [0.0 if kinds.get(name) == "constant" else 1.0 for name in self.features]
+        self.params = kernel.Params({**offsets, **self._params()}, scoring.ONSET_LEVELS.tolist(), prepared, used)
 
     def process(self, batch: Batch, now: float | None = None) -> Result:
         """Score a batch of readings in arrival order. ``now``: the wall clock (epoch seconds) in a

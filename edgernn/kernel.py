@@ -146,7 +146,8 @@ class Params:
     Public ints named like layout.columns are slab offsets (-1 / 0: the column is not there);
     the rest are resolved settings and bundle constants. ``Params(values, levels, tables)``:
     values {name: number} for every public field, levels scoring.ONSET_LEVELS, tables the four
-    prepared calibration tables (instant, smoothed, level, spread)."""
+    prepared calibration tables (instant, smoothed, level, spread), used (optional) 1 / 0 per
+    feature: 0 keeps a feature out of the score and the looks (all 0 or None: every feature)."""
 
     # slab offsets (layout.columns)
     norm_mean = cython.declare(cython.int, visibility="public")
@@ -244,11 +245,14 @@ class Params:
     a_update_gap = cython.declare(cython.double, visibility="public")
     tab_n = cython.declare(cython.int, visibility="public")
     n_levels = cython.declare(cython.int, visibility="public")
-    # arrays: ONSET_LEVELS, the 4 calibration tables (each xs[tab_n] then log10_sf[tab_n])
+    n_used = cython.declare(cython.double, visibility="public")  # features in the residual statistics
+    # arrays: ONSET_LEVELS, the 4 calibration tables (each xs[tab_n] then log10_sf[tab_n]), and per
+    # feature 1.0 / 0.0: in the residual statistics and the looks or not (a feature constant in training)
     levels: cython.double[:]
     tab: cython.double[:]
+    used: cython.double[:]
 
-    def __init__(self, values: dict, levels, tables: list):
+    def __init__(self, values: dict, levels, tables: list, used=None):
         for name, value in values.items():
             setattr(self, name, value)
         n = max(len(t["xs_list"]) for t in tables)
@@ -259,6 +263,9 @@ class Params:
         self.tab_n, self.n_levels = n, len(levels)
         self.tab = np.array(flat, np.float64) if cython.compiled else flat
         self.levels = np.array(levels, np.float64) if cython.compiled else [float(v) for v in levels]
+        used = [1.0] * int(values.get("F", 1)) if used is None or not any(used) else [float(u) for u in used]
+        self.used = np.array(used, np.float64) if cython.compiled else used
+        self.n_used = sum(used)
 
 
 @cython.ccall
@@ -431,21 +438,21 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         c = -p.clip if c < -p.clip else p.clip if c > p.clip else c
         sigma_n = exp(0.5 * min(max(q[p.pred + F + f], p.lvmin), p.lvmax))
         z = (c - q[p.pred + f]) / sigma_n
-        work[o + W_CONTRIB] = min(z * z, 1e12) / F
+        work[o + W_CONTRIB] = min(z * z, 1e12) / p.n_used * p.used[f]
         score += work[o + W_CONTRIB]
         run = q[p.run + f] + 1.0 if xf == r[p.last_x + f] else 0.0
-        work[o + W_STUCK] = run * (log10(q[p.reps + f] + 1.0) + q_log) if run != 0.0 else 0.0
+        work[o + W_STUCK] = run * (log10(q[p.reps + f] + 1.0) + q_log) * p.used[f] if run != 0.0 else 0.0
         stuck = min(stuck, work[o + W_STUCK])
         fm_old = xl if count == 1 else r[p.fast_mean + f]
         fm = fm_old + af * (xl - fm_old)
         fv = (1.0 - af) * (q[p.fast_var + f] + af * (xl - fm_old) * (xl - fm_old))
         work[o + W_D] = (fm - mean) / std
         work[o + W_V] = log(fv / (std * std) + 1e-4)
-        work[o + W_LEVEL] = abs(work[o + W_D] - q[p.lvl_mean + f]) / sqrt(q[p.lvl_var + f] + 1e-4)
-        work[o + W_SPREAD] = abs(work[o + W_V] - q[p.spr_mean + f]) / sqrt(q[p.spr_var + f] + 1e-2)
+        work[o + W_LEVEL] = abs(work[o + W_D] - q[p.lvl_mean + f]) / sqrt(q[p.lvl_var + f] + 1e-4) * p.used[f]
+        work[o + W_SPREAD] = abs(work[o + W_V] - q[p.spr_mean + f]) / sqrt(q[p.spr_var + f] + 1e-2) * p.used[f]
         level, spread = max(level, work[o + W_LEVEL]), max(spread, work[o + W_SPREAD])
         if p.ref_rows > 0.0:
-            work[o + W_REF] = _reference(p, r, q, f, xl, count)
+            work[o + W_REF] = _reference(p, r, q, f, xl, count) * p.used[f]
             reference = min(reference, gauss_tail_log10(work[o + W_REF]))
         xin[f] = c
         work[o + W_XC], work[o + W_STD], work[o + W_MEAN], work[o + W_XL] = c, std, mean, xl

@@ -927,3 +927,22 @@ def test_an_alert_that_lasts_max_duration_clears_as_a_new_normal(steady_bundle):
     assert cleared[0].to_dict()["duration"] == 50 and res.event[cleared[0].position] == 3
     res = _det(bdir, threshold=STRICT, alerts=AlertSettings(clear_after=1000)).process(Batch(["s"] * len(x), ts, x))
     assert not [e for e in res.events if e.reason == "new_normal"]
+
+
+def test_a_feature_constant_in_training_stays_out_of_the_score_and_the_looks(steady_bundle):
+    """manifest feature_kinds: a "constant" feature does not count in the score, the level,
+    spread, stuck or reference looks; the others are scored over the features in use."""
+    bdir = steady_bundle(F=2, warmup=WARMUP)
+    x = sine_series(500, seed=6, F=2)
+    x[350, 1] += SPIKE * x[:, 1].std()  # a jump on f1 only
+    ts = 1e9 + np.arange(len(x), dtype=float)
+    plain = _det(bdir, threshold=STRICT).process(Batch(["s"] * len(x), ts, x))
+    assert [(e.position, e.top_feature) for e in plain.events if e.kind == "raised"] == [(350, "f1")]
+    bundle = load_bundle(bdir)
+    bundle.manifest["feature_kinds"] = {"f0": "continuous", "f1": "constant"}
+    det = Detector(bundle, settings=DetectorSettings(threshold=STRICT))
+    masked = det.process(Batch(["s"] * len(x), ts, x))
+    assert not [e for e in masked.events if e.kind == "raised"]
+    z0 = (x[:, 0] - masked.expected[:, 0]) / masked.sigma[:, 0]
+    ok = np.isfinite(masked.score) & (np.abs(z0) < 5)
+    np.testing.assert_allclose(masked.score[ok], z0[ok] ** 2, rtol=1e-6)  # f0 alone, not averaged with f1

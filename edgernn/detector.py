@@ -47,7 +47,8 @@ def surprise_text(s: float) -> str:
         return "surprise n/a"
     if s > 300:
         return f"surprise {s:.3g} (beyond 1 in 1e300)"
-    return f"surprise {s:.3g} (1 in {10.0 ** s:.2g})".replace("e+0", "e").replace("e+", "e")
+    odds = f"{10.0 ** s:.0f}" if s < 4 else f"{10.0 ** s:.2g}".replace("e+0", "e").replace("e+", "e")
+    return f"surprise {s:.3g} (1 in {odds})"
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ processing give identical results. Per wave:
   1. readings with a non-finite value or timestamp, or (when ``now`` is given) a timestamp more
      than ``max_future_s`` ahead of it, are rejected on arrival (missing_value / non_finite / future)
   2. kernel.step_wave: the per-reading maths (kernel.py, the only copy) on the wave's slab rows
-     (stale -> out_of_order, same timestamp again -> duplicate, non-finite state -> state_reset:
-     the stream starts over)
+     (stale -> out_of_order; the same timestamp and values again -> duplicate; non-finite state
+     -> state_reset: the stream starts over)
   3. ONE batched backend.step for the wave: h_t and the prediction for t+1, stored per stream
   4. alert events, built from the kernel's outputs (which look fired, which feature it blames)
 

@@ -11,7 +11,8 @@ predictions. ``p`` is a ``Params``: resolved settings, bundle constants, the cal
 and the slab offsets (one int per column of layout.columns, same names). No Detector is seen here.
 
 Per reading, test-then-train:
-  1. stale (ts < the stream's last) or duplicate (ts == last): rejected, nothing touched
+  1. stale (ts < the stream's last) or duplicate (same ts and values as the last: a redelivery):
+     rejected, nothing touched
   2. gap longer than max_gap_s: hidden state reset (O_GAP), scores held back for settle readings
   3. normalise: Welford during warm-up (stream models; winsorised at WARM_CLIP sd + the range seen
      once WARM_SEED readings are in, so one huge reading cannot own the stream's scale)
@@ -358,7 +359,7 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     F: cython.int = p.F
     if ts < r[p.last_ts]:
         return STALE
-    if ts == r[p.last_ts] and q[p.count] > 0:
+    if ts == r[p.last_ts] and q[p.count] > 0 and _repeats(p, r, x):
         return DUPLICATE
     out[O_GAP] = 0.0
     if p.max_gap >= 0.0 and ts - r[p.last_ts] > p.max_gap and q[p.count] > 0:
@@ -394,6 +395,19 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     q[p.count], q[p.since_reset], q[p.smoothed] = count, since, smoothed
     r[p.last_ts] = min(ts, cap)
     return code
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _repeats(p: Params, r: cython.double[:], x: cython.double[:]) -> cython.bint:
+    """The reading's values are exactly the stream's last ones (with the same timestamp: a
+    redelivery, e.g. MQTT QoS 1)."""
+    f: cython.int
+    for f in range(p.F):
+        if x[f] != r[p.last_x + f]:
+            return False
+    return True
 
 
 @cython.cfunc

@@ -875,7 +875,7 @@ def test_a_far_future_timestamp_cannot_lock_a_stream_out(steady_bundle):
 
 
 def test_duplicate_readings_are_dropped_and_counted(steady_bundle):
-    """Issue 13.8: a QoS 1 redelivery (same stream, same timestamp) is not stepped twice."""
+    """Issue 13.8: a QoS 1 redelivery (same stream, timestamp and values) is not stepped twice."""
     bdir = steady_bundle(F=1, warmup=WARMUP)
     ts, x = _spiky(n=300, spike_at=250)
     det = _det(bdir)
@@ -884,8 +884,10 @@ def test_duplicate_readings_are_dropped_and_counted(steady_bundle):
     res = det.process(Batch(["s", "s"], ts[199:200].repeat(2), x[199:200].repeat(2, axis=0)))
     assert res.reject_reason == ["duplicate", "duplicate"] and det.rejects["duplicate"] == 2
     _state_equal(before, det.state.get("s"))
-    res = det.process(Batch(["s", "s", "s"], np.array([ts[200], ts[200], ts[150]]), x[200:203]))
+    res = det.process(Batch(["s", "s", "s"], np.array([ts[200], ts[200], ts[150]]), x[[200, 200, 202]]))
     assert res.reject_reason == [None, "duplicate", "out_of_order"]
+    res = det.process(Batch(["s"], ts[200:201], x[203:204]))  # same timestamp, another value: a reading
+    assert res.accepted[0]
 
 
 def test_surprise_is_the_output_the_threshold_compares(steady_bundle):

@@ -22,7 +22,7 @@ Per reading, test-then-train:
   5. learn (not from readings at or above the clear level, unless held there relearn_after)
   6. if any learned statistic is not finite: RESET (the caller re-initialises the stream, counts it)
 
-Learning sees each value clamped to mean +- XMAX sd (no overflow from a 1e155 reading).
+Learning sees each value clamped to mean +- XMAX max(sd, |mean|, 1) (no overflow from a 1e155 reading).
 It is plain Python that Cython compiles to C at install (``COMPILED`` says which is loaded);
 without a compiler the same file runs as it is (on lists, F32Row for the float32 columns: same
 numbers).
@@ -100,8 +100,8 @@ DUPLICATE = cython.declare(cython.int, -2)  # not stepped: duplicate
 RESET = cython.declare(cython.int, -3)  # not stepped: state_reset
 NEW_NORMAL = cython.declare(cython.int, 4)  # cleared because it lasted max_duration: the stream relearns
 WARM_SEED = cython.declare(cython.int, 8)  # readings of plain Welford before the warm-up statistics are winsorised
-WARM_CLIP = cython.declare(cython.double, 6.0)  # winsorised at mean +- (WARM_CLIP sd + the range of values seen so far)
-XMAX = cython.declare(cython.double, 1e6)  # learning sees x clamped to mean +- XMAX sd
+WARM_CLIP = cython.declare(cython.double, 10.0)  # winsorised at mean +- (WARM_CLIP sd + the range of values seen so far)
+XMAX = cython.declare(cython.double, 1e6)  # learning sees x clamped to mean +- XMAX max(sd, |mean|, 1)
 P_FLOOR_LOG10 = cython.declare(cython.double, -12.0)  # scoring.P_FLOOR_LOG10
 LN10 = cython.declare(cython.double, 2.302585092994046)
 SQRT2 = cython.declare(cython.double, 1.4142135623730951)
@@ -440,12 +440,14 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
     fm_old: cython.double
     fm: cython.double
     fv: cython.double
+    lim: cython.double
     for f in range(F):
         o = f * W
         xf = x[f]
         mean = _normalise(p, r, f, xf, count, warming, work)
         std = _std(p, r[p.norm_var + f], mean)
-        xl = min(max(xf, mean - XMAX * std), mean + XMAX * std)  # what learning sees
+        lim = XMAX * max(std, abs(mean), 1.0)
+        xl = min(max(xf, mean - lim), mean + lim)  # what learning sees: no overflow, whatever x is
         if warming and p.stream_norm:
             xl = work[o + W_XL]  # the winsorised value the warm-up statistics took
         c = (xf - mean) / std
@@ -499,7 +501,7 @@ def _normalise(p: Params, r: cython.double[:], f: cython.int, xf: cython.double,
     var: cython.double = r[p.norm_var + f]
     xw: cython.double = xf
     band: cython.double
-    if count > WARM_SEED:
+    if count > WARM_SEED and var > 0.0:  # (a stream that started flat has no scale yet: no clipping)
         band = WARM_CLIP * sqrt(var) + (r[p.range_hi + f] - r[p.range_lo + f])
         xw = min(max(xf, mean - band), mean + band)
     d: cython.double = xw - mean

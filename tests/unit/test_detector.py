@@ -948,3 +948,14 @@ def test_a_feature_constant_in_training_stays_out_of_the_score_and_the_looks(ste
     z0 = (x[:, 0] - masked.expected[:, 0]) / masked.sigma[:, 0]
     ok = np.isfinite(masked.score) & (np.abs(z0) < 5)
     np.testing.assert_allclose(masked.score[ok], z0[ok] ** 2, rtol=1e-6)  # f0 alone, not averaged with f1
+
+
+def test_a_stream_that_starts_flat_still_learns_its_scale(steady_bundle):
+    """The winsorised warm-up must not freeze a scale of 0 on a stream whose first readings are
+    all equal (it has no scale to clip with yet)."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    x = sine_series(WARMUP + 50, seed=7)
+    x[:20] = x[20]
+    det = _det(bdir)
+    det.process(Batch(["s"] * len(x), 1e9 + np.arange(len(x), dtype=float), x))
+    np.testing.assert_allclose(det.state.get("s")["norm_var"], x[:WARMUP].var(axis=0), rtol=0.05)

@@ -1,7 +1,7 @@
-"""Builds edgernn/scalar.py into a C extension with Cython (same source; see scalar.py).
+"""Builds edgernn/kernel.py into a C extension with Cython (same source; see kernel.py).
 
 The extension is optional: without a C compiler, or with EDGERNN_PURE_PYTHON=1, the package
-installs as plain Python and runs scalar.py as it is (same numbers, slower at batch 1).
+installs as plain Python and runs kernel.py as it is (same numbers, slower at batch 1).
 """
 
 import os
@@ -16,7 +16,7 @@ if os.environ.get("EDGERNN_PURE_PYTHON") != "1":
         cythonize = None
     if cythonize is not None:
         ext_modules = cythonize(
-            [Extension("edgernn.scalar", ["edgernn/scalar.py"], optional=True)],
+            [Extension("edgernn.kernel", ["edgernn/kernel.py"], optional=True)],
             language_level=3, build_dir="build/cython", quiet=True,
         )
 

@@ -1,4 +1,4 @@
-"""Stand-in for the ``cython`` module when edgernn runs as plain Python (see scalar.py).
+"""Stand-in for the ``cython`` module when edgernn runs as plain Python (see kernel.py).
 
 Cython reads the decorators and annotations when it compiles; without it they do nothing."""
 
@@ -13,14 +13,15 @@ def _directive(*_args, **_kwargs):
 
 class cython:  # noqa: N801 - mirrors the module's name
     compiled = False
-    cclass = cfunc = ccall = final = staticmethod(_same)
+    cclass = cfunc = ccall = final = inline = staticmethod(_same)
     boundscheck = wraparound = cdivision = staticmethod(_directive)
     long = int
     int = int
+    bint = bool
     double = float
 
     @staticmethod
-    def declare(kind, value=None):
+    def declare(kind, value=None, **_kwargs):
         return value
 
     @staticmethod

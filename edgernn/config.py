@@ -156,7 +156,8 @@ PIPELINE_KEYS = _keys(
     ("backend", str, "numpy", "inference backend", "", {}),
 )
 PIPELINE_REQUIRED = ("name", "subscribe", "model")
-DETECTOR_KEYS = tuple(s for s in schema.group(schema.DETECTOR) if s.name != "max_streams")  # limits gives its default
+DETECTOR_KEYS = tuple(s for s in schema.group(schema.DETECTOR)  # limits gives these
+                      if s.name not in ("max_streams", "max_future_s"))
 ALERT_KEYS = schema.group(schema.ALERTS)
 TOP_KEYS = ("node", "mqtt", "topics", "state", "stats", "limits", "log", "homeassistant", "metrics", "pipelines")
 

@@ -215,7 +215,8 @@ def build_pipeline(cfg, pcfg, limits) -> Pipeline:
     except (BackendUnavailable, ValueError) as exc:
         raise PipelineError("backend", str(exc)) from None
     try:  # schema defaults < the model's detector_defaults < the config's settings
-        settings = resolve_settings(bundle, pcfg.settings)
+        future = {"max_future_s": limits.max_future_s} if limits.max_future_s > 0 else {"max_future_s": 1e12}
+        settings = resolve_settings(bundle, {**future, **pcfg.settings})  # limits.max_future_s: 0 = off
     except ValueError as exc:
         raise PipelineError("model", str(exc)) from None
     detector = Detector(bundle, backend, settings)

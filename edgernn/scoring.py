@@ -1,4 +1,5 @@
-"""Residual -> score -> calibrated likelihood. Vectorised over a wave; float64 for the tails.
+"""What the detector computes per reading, and the calibration tools. The maths itself runs in
+kernel.py (the only copy); this module holds its constants, the table preparation and fitting.
 
 For each reading (normalised x[F], predicted mean mu[F] and log-variance lv[F]):
 
@@ -46,7 +47,8 @@ acts only on rows where it is trusted:
 All but ``stuck`` are calibrated on held-out normal data: a table of log10 of the empirical
 survival function with an exponential tail beyond its last point (peaks over threshold).
 p = min(1, n * min_look p_look) (Bonferroni over the n looks in use, the seasonal one only where it is
-trusted) is a calibrated tail probability.
+trusted) is a calibrated tail probability; the detector thresholds its surprise s = -log10 p (no
+floor: a threshold of any depth stays meaningful). The look with the smallest p is the alert's reason.
 ``likelihood = 1 - p`` down to p = 1e-12 and ``1 - 1e-12 * (1 + ln(s / 12)) ** -0.2``
 (s = -log10 p) beyond, so it keeps increasing towards 1 without reaching it for any finite score
 (float64 still orders s from 10 s up to s = 1e300); a threshold sweep needs that ordering.
@@ -66,7 +68,7 @@ ALL_LOOKS = (*LOOKS, REFERENCE, SEASONAL)  # also the order of each stream's ons
 TABLE_LOOKS = LOOKS[:-1]  # the looks with a calibration table (stuck has its own model)
 # surprise levels (1 .. 2896) at which the detector keeps each stream's rate of onsets
 ONSET_LEVELS = np.array([2.0 ** (j / 2.0) for j in range(24)])
-# the seasonal look's constants (Detector._seasonal_wave and scalar.OneReading.season)
+# the seasonal look's constants (kernel._season)
 DAY = 86400.0
 SEAS_DT_RATE = 0.02  # EW rate of the sampling interval
 SEAS_MEMORY = 4.0  # days the scales and the trust ratio remember
@@ -80,34 +82,13 @@ P_FLOOR_LOG10 = -12.0  # below 1e-12 the likelihood switches to the slow, non-sa
 LN10 = math.log(10.0)
 
 
-def residuals(x: np.ndarray, pred: np.ndarray, logvar_min: float, logvar_max: float):
-    """x: float[b, F] normalised reading; pred: float[b, 2F] = [mean | logvar].
-
-    Returns z float64[b, F] and sigma float64[b, F] (predicted std, normalised units).
-    """
-    F = x.shape[1]
-    sigma = np.exp(0.5 * np.clip(pred[:, F:], logvar_min, logvar_max).astype(np.float64))
-    z = (x - pred[:, :F]) / sigma
-    return z, sigma
-
-
-def score_from_z(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """z float64[b, F] -> (score float64[b], contributions float64[b, F] summing to score)."""
-    F = z.shape[1]
-    contrib = np.minimum(z * z, 1e12)
-    if F == 1:
-        return contrib[:, 0].copy(), contrib
-    contrib /= F
-    return contrib.sum(axis=1), contrib
-
-
 TAIL_SPAN = 1e12  # tail scales covered by a prepared table's extra point (then it clamps)
 
 
 def prepare_table(table: dict) -> dict:
     """A table with its exponential tail as one more, far point (log10 sf is linear in the value
     beyond the last point, so np.interp then does the tail exactly), plus list copies for the
-    batch-of-one path (scalar.py). Used by the detector once per model."""
+    kernel's Params. Used by the detector once per model."""
     xs = np.asarray(table["x"], np.float64)
     ls = np.asarray(table["log10_sf"], np.float64)
     scale = float(table["tail_scale"])
@@ -117,64 +98,7 @@ def prepare_table(table: dict) -> dict:
             "xs_list": xs.tolist(), "ls_list": ls.tolist()}
 
 
-def tail_log10(values: np.ndarray, table: dict) -> np.ndarray:
-    """log10 of the calibrated survival probability P(stat >= value), float64[b] < 0.
-
-    (Tables hold log10_sf < 0, non-increasing: checked when a bundle is loaded.)"""
-    if not table.get("prepared"):
-        table = prepare_table(table)
-    return np.interp(values, table["x"], table["log10_sf"])
-
-
-def look_log10p(looks: dict[str, np.ndarray], tables: dict) -> np.ndarray:
-    """log10 p of each look on its own, float64[n, b] in the order of ALL_LOOKS (n = 5, plus one
-    for each of the reference and seasonal looks that ``looks`` has; their values are already log10
-    p like stuck's). The seasonal AND-gate is the caller's (Detector._wave)."""
-    rows = [tail_log10(looks[name], tables[name]) for name in TABLE_LOOKS] + [looks["stuck"]]
-    for name in (REFERENCE, SEASONAL):
-        if name in looks:
-            rows.append(looks[name])
-    return np.stack(rows)
-
-
-def combine_log10p(lps: np.ndarray) -> np.ndarray:
-    """float64[n, b] per-look log10 p -> Bonferroni-combined log10 p float64[b] (n looks)."""
-    lp = lps.min(axis=0) + math.log10(lps.shape[0])
-    return np.minimum(lp, 0.0, out=lp)
-
-
-def look_surprise(lps: np.ndarray) -> np.ndarray:
-    """Per-look surprise for the onset output: -log10 of each look's Bonferroni-adjusted p
-    (n p_look), floored at 0. float64[n, b] -> float64[n, b]."""
-    return np.maximum(-(lps + math.log10(lps.shape[0])), 0.0)
-
-
-def which_look(looks: dict[str, np.ndarray], tables: dict, j: int, gate: float = -math.inf) -> str:
-    """Name of the look that is most surprising for reading j (what an alert says is wrong).
-    ``gate``: the seasonal AND-gate's log10 2 Phi(-|z|) for that reading (-inf: not trusted)."""
-    lps = {name: float(tail_log10(looks[name][j : j + 1], tables[name])[0]) for name in TABLE_LOOKS}
-    lps["instant"] = max(lps["instant"], gate)
-    lps["smoothed"] = max(lps["smoothed"], gate)
-    lps["stuck"] = float(looks["stuck"][j])
-    for name in (REFERENCE, SEASONAL):
-        if name in looks:
-            lps[name] = float(looks[name][j])
-    return min(lps, key=lps.get)
-
-
 GAUSS_SWITCH = 26.0  # erfc(y) > 1e-300 below this; beyond, its asymptotic series (rel. error < 2e-6)
-_erfc = np.vectorize(math.erfc, otypes=[np.float64])
-
-
-def gauss_tail_log10(z: np.ndarray) -> np.ndarray:
-    """log10 P(|N(0, 1)| >= z) = log10 erfc(z / sqrt 2), for z >= 0, finite at any depth.
-    (scalar.OneReading.gauss_tail_log10 is the same function for one value.)"""
-    y = np.asarray(z, np.float64) / math.sqrt(2.0)
-    near = np.minimum(y, GAUSS_SWITCH)
-    far = np.maximum(y, GAUSS_SWITCH)
-    lo = np.log10(_erfc(near))
-    hi = (-far * far - np.log(far * math.sqrt(math.pi)) + np.log1p(-0.5 / (far * far))) / LN10
-    return np.where(y < GAUSS_SWITCH, lo, hi)
 
 
 def likelihood_from_log10p(log10p: np.ndarray) -> np.ndarray:

@@ -172,6 +172,11 @@ SETTINGS: tuple[Setting, ...] = (
     S("day_offset_s", float, 0.0, "seconds added to timestamps for the time of day and weekday (local time for "
       "UTC timestamps, e.g. 3600 for CET)", "s", ge=-7 * 86400, le=7 * 86400, cli=True,
       flags=("--day-offset", "--day-offset-s"), range_help="(at most a week either way)"),
+    # -- time (live daemon: Detector.process(batch, now=wall clock)) ------------------------------
+    S("max_future_s", float, 30 * 86400.0, "readings further ahead of the wall clock are rejected 'future' (the "
+      "daemon sets it from limits.max_future_s)", "s", gt=0),
+    S("clock_skew_s", float, 5.0, "no reading moves a stream's clock beyond the wall clock + this, so one far-future "
+      "timestamp cannot lock the stream out", "s", ge=0),
     # -- the alert state machine (alerts.py) ----------------------------------------------------
     S("k", int, 1, "raise when k of the last n readings are over the threshold", "readings", ALERTS, ge=1, le=16,
       cli=True),
@@ -186,6 +191,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("update_factor", float, 4.0, "an 'update' event when the score exceeds the last event's by this factor", "x",
       ALERTS, gt=1),
     S("update_gap", int, 16, "readings at least between two events of one alert", "readings", ALERTS, ge=0),
+    S("max_duration", int, 0, "an alert active this long clears as 'new_normal' and the stream learns its new "
+      "level (0: never)", "readings", ALERTS, ge=0, cli=True),
 )
 del S
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

@@ -1,158 +1,64 @@
-"""Per-stream run state in slab arrays: hidden state, pending prediction, normalisation, alerts.
+"""Per-stream run state in slab arrays: hidden state, pending prediction, statistics, alerts.
 
 Rows are assigned to stream ids on first sight; when the store is full the least recently seen
-stream is evicted (LRU). All per-stream numbers except the hidden state live in one float64 slab
-``num[capacity, K]`` whose columns are named by ``Layout``; the detector gathers the rows of a
-batch with one fancy index, computes on column views, and scatters them back with another.
+stream is evicted (LRU; its id goes to ``evicted_ids`` for the caller to log). All per-stream
+numbers except the hidden state live in two slabs, ``num[capacity, width]`` (float64) and
+``num4[capacity, width4]`` (float32), whose columns are declared once in layout.py; the kernel
+works on their rows in place.
 
-Snapshots are one atomic, pickle-free ``.npz`` tagged with the model's sha256; a snapshot made
-with another model (or another layout) is not restored.
+Snapshots are one atomic, pickle-free ``.npz``: the live rows of both slabs and of h, with
+the layout's declaration (its signature) and the model's sha256 as the header. A snapshot made
+with another model or another layout is not restored; its members' shapes and sizes are checked
+against the layout and the file before anything is allocated. Restored streams re-settle: their
+scores are held back for ``settle`` readings (the state may be older than the stream's last
+readings, e.g. after a SIGKILL), as after a gap.
 """
 
 from __future__ import annotations
 
+import ast
 import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .fileio import save_npz
+from .layout import Layout, initial_rows
 
 log = logging.getLogger(__name__)
-SNAPSHOT_VERSION = 6  # 2: onset_peak became the per-look onset_ref[5]; 3: reference look columns, onset_ref[6];
-#                       4: onset_rate, onset_mean, onset_n (the onset's per-stream rarity cap);
-#                       5: range_lo, range_hi, onset_rates[N_LEVELS] (the onset's per-stream calibration);
-#                          ref_tx, ref_peak (the reference look's drift allowance and peak gate);
-#                          onset_quiet[N_LOOKS] (the onset's re-arming);
-#                       6: the seasonal look's per-stream time-of-day profile (seas_m, seas_v and its
-#                          scalars, univariate models only) and onset_ref[7] (its own onset column)
-
-
-class Layout:
-    """Column slices of the float64 slab, for F features.
-
-    norm_mean[F], norm_var[F]  stream normalisation (Welford during warm-up, then EW or frozen)
-    pred[2F]                   the stored prediction for the next reading: mean | logvar
-    last_x[F], run[F], reps[F] last raw value, its run of exact repeats, EW count of repeats
-    fast_mean[F], fast_var[F]  short EW mean / variance of the raw values (level, spread looks)
-    lvl_mean[F], lvl_var[F]    the stream's own EW mean / variance of the level deviation d
-    spr_mean[F], spr_var[F]    the stream's own EW mean / variance of the log spread v
-    ref_mean[F]                reference look: mean of x over the stream's first reference_rows readings
-    ref_fast[F]                reference look: short EW mean of x
-    ref_fmean[F], ref_fm2[F]   reference look: Welford mean / sum of squares of ref_fast over those readings
-    ref_tx[F]                  reference look: Welford co-moment of (reading index, x) over those readings
-                               (their least-squares slope: the drift allowance, reference_drift)
-    ref_peak[F]                reference look: the largest z since the reference froze, fading over
-                               repeat_memory (the peak gate, reference_peak)
-    count                      readings accepted since the stream (re)started
-    since_reset                readings since the hidden state was last reset (gap, new stream)
-    last_ts                    timestamp of the last accepted reading (epoch seconds)
-    smoothed                   EWMA of the score
-    trials                     EW count of readings the repeat rate was learned from
-    nstat                      readings the level / spread statistics were learned from
-    held                       readings in a row at or above the clear level (learning paused)
-    active ... duration        alert state machine (see alerts.py)
-    range_lo[F], range_hi[F]   the smallest and largest raw value the stream has had (the onset's range look)
-    onset_ref[N_LOOKS]         per look (scoring.ALL_LOOKS order), the surprise of its last onset
-                               (decaying): the onset output
-    onset_quiet[N_LOOKS]       per look, scored readings in a row with a surprise below onset_quiet: at
-                               onset_rearm the episode is over and the look's onset_ref goes back to 0
-    onset_rates[N_LEVELS]      EW rate (per scored reading, memory onset_memory) of the stream's onsets
-                               with surprise >= ONSET_LEVELS[j]: the onset's per-stream calibration
-
-    The seasonal look (univariate models only: F == 1; zero-width slices otherwise), see
-    Detector._wave:
-    seas_m[2 SEAS_K]           time-of-day profile of x, weekday buckets | weekend buckets (NaN: unseen)
-    seas_v[SEAS_K]             per-bucket EW mean square of the profile residual (NaN: unseen)
-    seas_cyc0, seas_cyc1       completed days of each day type (weekday, weekend)
-    seas_day                   the last reading's day number (floor((ts + day_offset_s) / 86400))
-    seas_dt                    EW sampling interval, seconds (0: not known yet)
-    seas_s2                    global EW mean square residual (NaN until the profile has a value)
-    seas_zb, seas_zb2          short EW mean of the residual z, and the EW mean square of that mean
-    seas_lev                   level of x tracking on the day scale (EW over one cycle)
-    seas_vg, seas_vr           EW variances of x - level and of the residual: the trust ratio R = vr / vg
-    """
-
-    # active, hist, below, cooldown stay adjacent: the detector tests them with one slice
-    SCALARS = ("count", "since_reset", "last_ts", "smoothed", "trials", "nstat", "held", "active", "hist", "below",
-               "cooldown", "seq", "peak", "since_event", "start_ts", "duration")
-    N_LOOKS = 7  # scoring.ALL_LOOKS
-    SEAS_K = 32  # buckets over the day of the seasonal look's profile
-    SEAS_SCALARS = ("seas_cyc0", "seas_cyc1", "seas_day", "seas_dt", "seas_s2", "seas_zb", "seas_zb2", "seas_lev",
-                    "seas_vg", "seas_vr")
-    N_LEVELS = 24  # scoring.ONSET_LEVELS
-
-    def __init__(self, n_features: int):
-        F = n_features
-        self.F = F
-        self.norm_mean = slice(0, F)
-        self.norm_var = slice(F, 2 * F)
-        self.pred = slice(2 * F, 4 * F)
-        self.last_x = slice(4 * F, 5 * F)
-        self.run = slice(5 * F, 6 * F)
-        self.reps = slice(6 * F, 7 * F)
-        self.fast_mean = slice(7 * F, 8 * F)
-        self.fast_var = slice(8 * F, 9 * F)
-        self.lvl_mean = slice(9 * F, 10 * F)
-        self.lvl_var = slice(10 * F, 11 * F)
-        self.spr_mean = slice(11 * F, 12 * F)
-        self.spr_var = slice(12 * F, 13 * F)
-        self.ref_mean = slice(13 * F, 14 * F)
-        self.ref_fast = slice(14 * F, 15 * F)
-        self.ref_fmean = slice(15 * F, 16 * F)
-        self.ref_fm2 = slice(16 * F, 17 * F)
-        self.ref_tx = slice(17 * F, 18 * F)
-        self.ref_peak = slice(18 * F, 19 * F)
-        self.range_lo = slice(19 * F, 20 * F)
-        self.range_hi = slice(20 * F, 21 * F)
-        for i, name in enumerate(self.SCALARS):
-            setattr(self, name, 21 * F + i)
-        end = 21 * F + len(self.SCALARS)
-        self.onset_ref = slice(end, end + self.N_LOOKS)
-        self.onset_quiet = slice(end + self.N_LOOKS, end + 2 * self.N_LOOKS)
-        self.onset_rates = slice(end + 2 * self.N_LOOKS, end + 2 * self.N_LOOKS + self.N_LEVELS)
-        end += 2 * self.N_LOOKS + self.N_LEVELS
-        # the seasonal look's columns exist for univariate models only (zero width otherwise)
-        self.has_seasonal = F == 1
-        K = self.SEAS_K if self.has_seasonal else 0
-        self.seas_m = slice(end, end + 2 * K)
-        self.seas_v = slice(end + 2 * K, end + 3 * K)
-        end += 3 * K
-        for i, name in enumerate(self.SEAS_SCALARS):
-            setattr(self, name, end + i if self.has_seasonal else -1)
-        self.width = end + (len(self.SEAS_SCALARS) if self.has_seasonal else 0)
+SNAPSHOT_FORMAT = 7  # 7: two slabs (float64, float32) and the layout's declaration (6 and older: not restored)
+_MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "num4", "h", "last_seen")
 
 
 class StateStore:
-    def __init__(self, n_features: int, hidden: int, capacity: int = 10_000):
+    def __init__(self, n_features: int, hidden: int, capacity: int = 10_000, reference: bool = True,
+                 seasonal: bool = True):
+        """reference / seasonal: whether the rows hold those looks' columns (layout.columns)."""
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
-        self.layout = Layout(n_features)
+        self.layout = Layout(n_features, reference, seasonal)
         self.capacity = capacity
         self.hidden = hidden
         self.h = np.zeros((capacity, hidden), np.float32)  # [capacity, H]
-        self.num = np.zeros((capacity, self.layout.width), np.float64)  # [capacity, K]
+        self.num = np.zeros((capacity, self.layout.width), np.float64)  # [capacity, width]
+        self.num4 = np.zeros((capacity, self.layout.width4), np.float32)  # [capacity, width4]
         self.last_seen = np.zeros(capacity, np.int64)  # tick of last use, for LRU
         self.ids: dict[str, int] = {}
         self.names: list[str | None] = [None] * capacity
         self._free = list(range(capacity - 1, -1, -1))
         self._tick = 0
         self.evictions = 0
-        self.evicted_ids: list[str] = []  # stream ids evicted since the caller last cleared it
-        self._init_row = np.zeros(self.layout.width, np.float64)  # template for a new stream
-        self._init_row[self.layout.last_ts] = -np.inf
-        self._init_row[self.layout.range_lo] = np.inf  # no value seen yet: an empty range
-        self._init_row[self.layout.range_hi] = -np.inf
-        L = self.layout
-        if L.has_seasonal:  # nothing seen yet: an empty profile, no scale
-            self._init_row[L.seas_m] = np.nan
-            self._init_row[L.seas_v] = np.nan
-            self._init_row[L.seas_s2] = np.nan
-            self._init_row[L.seas_zb2] = np.nan
+        self.evicted_ids: list[str] = []  # evicted since the caller last cleared it (the daemon logs them)
+        self._init = initial_rows(self.layout)  # templates for a new stream: (num row, num4 row)
 
-    def set_initial(self, column: slice | int, value) -> None:
-        """Set what a new stream's row starts with (e.g. fixed normalisation)."""
-        self._init_row[column] = value
+    def set_initial(self, name: str, value) -> None:
+        """Set what a new stream's column ``name`` starts with (e.g. fixed normalisation)."""
+        self._init[self.layout.storage[name] == "f4"][getattr(self.layout, name)] = value
+
+    def bytes_per_stream(self) -> int:
+        """Resident bytes of one stream's state: its slab rows and its hidden state."""
+        return self.layout.row_bytes + 4 * self.hidden
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -170,7 +76,7 @@ class StateStore:
         return rows
 
     def row_for(self, sid: str) -> int:
-        """``rows_for`` for a single stream (the batch-of-one fast path)."""
+        """``rows_for`` for a single stream (the batch-of-one path)."""
         self._tick += 1
         row = self.ids.get(sid)
         if row is None:
@@ -186,28 +92,29 @@ class StateStore:
             if self.last_seen[row] == self._tick:
                 raise OverflowError("more distinct streams in one batch than the store's capacity")
             del self.ids[self.names[row]]
-            self.evicted_ids.append(self.names[row])
             self.evictions += 1
+            self.evicted_ids.append(self.names[row])
         self.ids[sid] = row
         self.names[row] = sid
-        self.num[row] = self._init_row
-        self.h[row] = 0.0
+        self.reset_row(row)
         self.last_seen[row] = self._tick
         return row
 
+    def reset_row(self, row: int) -> None:
+        """The stream on ``row`` starts over (a new stream, or one whose state went non-finite)."""
+        self.num[row], self.num4[row] = self._init
+        self.h[row] = 0.0
+
     def get(self, sid: str) -> dict | None:
-        """A readable view of one stream's state (for inspection and tests)."""
+        """A readable view of one stream's state: {column: float64 array} (layout.columns) + h."""
         row = self.ids.get(sid)
         if row is None:
             return None
-        L, r = self.layout, self.num[self.ids[sid]]
-        out = {name: float(r[getattr(L, name)]) for name in L.SCALARS}
-        out.update(norm_mean=r[L.norm_mean].copy(), norm_var=r[L.norm_var].copy(), pred=r[L.pred].copy(),
-                   onset_ref=r[L.onset_ref].copy(), onset_rates=r[L.onset_rates].copy(),
-                   range_lo=r[L.range_lo].copy(), range_hi=r[L.range_hi].copy(), h=self.h[row].copy())
-        if L.has_seasonal:
-            out.update(seas_m=r[L.seas_m].copy(), seas_v=r[L.seas_v].copy(),
-                       **{name: float(r[getattr(L, name)]) for name in L.SEAS_SCALARS})
+        out = self.layout.named(self.num[row], self.num4[row])
+        for name, width, _, _ in self.layout.columns:
+            if width is None and name in out:  # scalar columns as floats
+                out[name] = float(out[name][0])
+        out["h"] = self.h[row].copy()
         return out
 
     # -- snapshots ---------------------------------------------------------------------------
@@ -216,39 +123,90 @@ class StateStore:
         names = list(self.ids)
         rows = np.array([self.ids[n] for n in names], np.intp)
         save_npz(path, {
-            "version": np.array(SNAPSHOT_VERSION),
+            "format": np.array(SNAPSHOT_FORMAT),
+            "layout": np.array(self.layout.signature()),
             "model_sha256": np.array(model_sha256),
-            "width": np.array(self.layout.width),
             "ids": np.array(names, dtype=np.str_) if names else np.zeros(0, "<U1"),
             "num": self.num[rows] if names else np.zeros((0, self.layout.width)),
+            "num4": self.num4[rows] if names else np.zeros((0, self.layout.width4), np.float32),
             "h": self.h[rows] if names else np.zeros((0, self.hidden), np.float32),
             "last_seen": self.last_seen[rows] if names else np.zeros(0, np.int64),
         })
         return len(names)
 
-    def restore(self, path: str | Path, model_sha256: str) -> tuple[bool, str]:
-        """Load a snapshot if it was made with this model; returns (restored, reason)."""
+    def restore(self, path: str | Path, model_sha256: str, resettle: bool = True) -> tuple[bool, str]:
+        """Load a snapshot if it was made with this model and layout; returns (restored, reason).
+        resettle: every restored stream re-settles (since_reset = 0: its scores are held back for
+        ``settle`` readings, as after a gap); False continues exactly where the snapshot was taken."""
         path = Path(path)
+        if path.is_dir():
+            return False, f"snapshot path {path} is a directory, not a file; starting fresh"
         if not path.is_file():
             return False, f"no snapshot at {path}"
+        problem = self._check_members(path)
+        if problem:
+            return False, f"snapshot {path} {problem}; starting fresh"
         try:
             with np.load(path, allow_pickle=False) as data:
-                snap = {k: data[k] for k in data.files}
+                snap = {k: data[k] for k in _MEMBERS}
+            if int(snap["format"].item()) != SNAPSHOT_FORMAT or str(snap["layout"].item()) != self.layout.signature():
+                return False, f"snapshot {path} has another format or state layout; starting fresh"
+            if str(snap["model_sha256"].item()) != model_sha256:
+                return False, f"snapshot {path} was made with another model; starting fresh"
         except Exception as exc:  # corrupt file: start fresh, say why
             return False, f"snapshot {path} unreadable ({exc}); starting fresh"
-        try:
-            if int(snap.get("version", np.array(-1)).item()) != SNAPSHOT_VERSION:  # .item(): scalars only
-                return False, f"snapshot {path} has another format version; starting fresh"
-            if str(snap.get("model_sha256", np.array("")).item()) != model_sha256:
-                return False, f"snapshot {path} was made with another model; starting fresh"
-            ids, num, h, seen = list(snap["ids"]), snap["num"], snap["h"], snap["last_seen"]
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            return False, f"snapshot {path} is malformed ({exc!r}); starting fresh"
-        if num.shape[1:] != (self.layout.width,) or h.shape[1:] != (self.hidden,) or not len(ids) == len(num) == len(h) == len(seen):
-            return False, f"snapshot {path} does not match this model's shapes; starting fresh"
+        ids, num, num4, h, seen = list(snap["ids"]), snap["num"], snap["num4"], snap["h"], snap["last_seen"]
         order = np.argsort(seen)[::-1][: self.capacity]  # keep the most recent
         for i in order:
             row = self._new_row(str(ids[i]))
-            self.num[row] = num[i]
-            self.h[row] = h[i]
-        return True, f"restored {len(order)} stream(s) from {path}"
+            self.num[row], self.num4[row], self.h[row] = num[i], num4[i], h[i]
+            if resettle:
+                self.num4[row, self.layout.since_reset] = 0.0
+        return True, f"restored {len(order)} stream(s) from {path}" + (" (each re-settles before it scores)"
+                                                                        if resettle else "")
+
+    def _check_members(self, path: Path) -> str:
+        """'' if the npz's members are what this store writes, with shapes that fit the layout and
+        sizes that fit the file; else what is wrong. Reads only the zip directory and npy headers."""
+        try:
+            with zipfile.ZipFile(path) as zf:
+                infos = {i.filename.removesuffix(".npy"): i for i in zf.infolist()}
+                if set(infos) != set(_MEMBERS):
+                    return f"has members {sorted(infos)}, not {sorted(_MEMBERS)}"
+                headers = {name: _npy_header(zf, info) for name, info in infos.items()}
+        except (OSError, zipfile.BadZipFile, ValueError, SyntaxError) as exc:
+            return f"is not a readable snapshot ({exc})"
+        n = headers["ids"][0][:1] or (0,)
+        want = {"format": (), "layout": (), "model_sha256": (), "ids": n, "num": (*n, self.layout.width),
+                "num4": (*n, self.layout.width4), "h": (*n, self.hidden), "last_seen": n}
+        for name, (shape, nbytes, size) in headers.items():
+            if shape != want[name]:
+                return f"member {name} has shape {shape}, this state layout needs {want[name]}"
+            if nbytes > size:
+                return f"member {name} declares {nbytes} bytes of data in {size}"
+        total = sum(i.file_size for i in infos.values())
+        limit = 64 * 2**20 + 4 * max(n[0], 1) * (self.layout.row_bytes + self.hidden * 4 + 1024)
+        if total > limit or n[0] > 100 * self.capacity:
+            return f"holds {n[0]} streams in {total / 2**20:.1f} MiB, more than this store will load"
+        return ""
+
+
+def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, int, int]:
+    """(shape, data bytes it declares, bytes the member holds after its header) of one .npy member,
+    from its first bytes only."""
+    with zf.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise ValueError(f"unknown npy version {version}")
+        hlen_size = 2 if version == (1, 0) else 4
+        raw = fh.read(hlen_size)
+        hlen = int.from_bytes(raw, "little")
+        if hlen > 65536:
+            raise ValueError("npy header too long")
+        header = ast.literal_eval(fh.read(hlen).decode("latin1"))
+    shape = tuple(int(v) for v in header["shape"])
+    dtype = np.dtype(header["descr"])
+    if dtype.hasobject:
+        raise ValueError("object arrays are not snapshots")
+    nbytes = int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
+    return shape, nbytes, info.file_size - 8 - hlen_size - hlen

@@ -249,9 +249,9 @@ def machine_info() -> dict:
         info["loadavg"] = [round(v, 2) for v in os.getloadavg()]
     except OSError:
         pass
-    from .. import scalar
+    from .. import kernel
 
-    info["scalar_path"] = "compiled" if scalar.COMPILED else "plain Python"
+    info["scalar_path"] = "compiled" if kernel.COMPILED else "plain Python"
     info["blas_threads_env"] = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                            "MKL_NUM_THREADS") if k in os.environ}
     from ..threads import blas_threads
@@ -472,10 +472,10 @@ def render_scale(scale: list[dict]) -> str:
 
 
 def render(results: list[dict], peers: list[dict], bundle) -> str:
-    from .. import scalar
+    from .. import kernel
 
     lines = [f"Detector.process, {bundle.name} (F={bundle.n_features}, H={bundle.hidden}): median of rounds; "
-             f"scalar path {'compiled' if scalar.COMPILED else 'plain Python (no C compiler at install)'}",
+             f"scalar path {'compiled' if kernel.COMPILED else 'plain Python (no C compiler at install)'}",
              "",
              f"{'backend':12s} {'batch':>5s} {'streams':>8s} {'µs/reading':>11s} {'readings/s':>11s} {'step µs/call':>13s} "
              f"{'GRU share':>9s} {'±':>5s} {'alerts':>6s}"]

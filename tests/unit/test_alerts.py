@@ -9,24 +9,33 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgernn import alerts
-from edgernn.alerts import CLEARED, NONE, RAISED, UPDATE, AlertSettings
-from edgernn.state import StateStore
+from edgernn import kernel
+from edgernn.alerts import CLEARED, NEW_NORMAL, NONE, RAISED, UPDATE, AlertSettings
+from edgernn.layout import Layout
 
-CODE = {NONE: "", RAISED: "R", UPDATE: "U", CLEARED: "C"}
+CODE = {NONE: "", RAISED: "R", UPDATE: "U", CLEARED: "C", NEW_NORMAL: "N"}
+
+
+def params(cfg: AlertSettings, L: Layout):
+    """kernel.Params with the slab offsets and the alert machine's settings (all it reads)."""
+    values = {name: max(at, 0) for name, at in L.offsets.items()}
+    values.update(a_k=cfg.k, a_mask=(1 << cfg.n) - 1, a_clear_after=cfg.clear_after, a_min_duration=cfg.min_duration,
+                  a_cooldown=cfg.cooldown, a_update_factor=cfg.update_factor, a_update_gap=cfg.update_gap,
+                  a_max_duration=cfg.max_duration, relearn_after=256.0)
+    return kernel.Params(values, [1.0], [{"xs_list": [0.0], "ls_list": [0.0]}])
 
 
 def run(seq: str, cfg: AlertSettings, scores=None):
     """-> (event string per reading: R/U/C/'', active flag per reading, the final slab row)."""
-    L = StateStore(1, 4).layout
-    row = np.zeros((1, L.width))
+    L = Layout(1)
+    p = params(cfg, L)
+    row, row4 = np.zeros((1, L.width)), np.zeros((1, L.width4), np.float32)  # the float64 and float32 slabs
     events, active = [], []
     for t, ch in enumerate(seq):
         score = scores[t] if scores is not None else {"#": 10.0, "+": 1.0, ".": 0.1}[ch]
-        code = alerts.step(row, L, cfg, np.array([ch == "#"]), np.array([ch in "#+"]),
-                           np.array([score]), np.array([float(t)]))
-        events.append(CODE[int(code[0])])
-        active.append(bool(row[0, L.active] > 0))
+        code = kernel.alert(p, row[0], row4[0], ch == "#", ch in "#+", score, float(t))
+        events.append(CODE[int(code)])
+        active.append(bool(row4[0, L.duration] > 0))
     return events, active, row, L
 
 
@@ -122,15 +131,15 @@ def test_sequence_numbers_and_start_time():
 
 def test_rows_are_independent():
     cfg = AlertSettings(clear_after=2, cooldown=0)
-    L = StateStore(1, 4).layout
-    rows = np.zeros((3, L.width))
+    L = Layout(1)
+    p = params(cfg, L)
+    rows, rows4 = np.zeros((3, L.width)), np.zeros((3, L.width4), np.float32)
     seqs = ["#...#", ".#...", "....."]
     got = [[], [], []]
     for t in range(5):
-        over = np.array([s[t] == "#" for s in seqs])
-        codes = alerts.step(rows, L, cfg, over, over, np.where(over, 10.0, 0.1), np.full(3, float(t)))
         for i in range(3):
-            got[i].append(CODE[int(codes[i])])
+            over = seqs[i][t] == "#"
+            got[i].append(CODE[kernel.alert(p, rows[i], rows4[i], over, over, 10.0 if over else 0.1, float(t))])
     for i, s in enumerate(seqs):
         assert got[i] == run(s, cfg)[0]
 
@@ -140,3 +149,24 @@ def test_rows_are_independent():
 def test_invalid_settings_are_refused(kw):
     with pytest.raises(ValueError):
         AlertSettings(**kw)
+
+
+def row4_after(cfg):
+    """The float32 row after 6 over readings (raised at 0, new normal at 5)."""
+    L = Layout(1)
+    p = params(cfg, L)
+    row, row4 = np.zeros(L.width), np.zeros(L.width4, np.float32)
+    for t in range(6):
+        kernel.alert(p, row, row4, True, True, 10.0, float(t))
+    return row4
+
+
+def test_max_duration_clears_a_lasting_alert_as_a_new_normal():
+    """An alert that lasts max_duration readings clears (code NEW_NORMAL) even while still over,
+    and the stream's learning is switched back on (held = relearn_after); 0 is off."""
+    cfg = AlertSettings(clear_after=100, cooldown=3, max_duration=5)
+    ev, act, row, L = run("#" * 12, cfg)
+    assert where(ev, "R") == [0, 9] and where(ev, "N") == [5]  # still over after the cooldown: raised again
+    assert act[:5] == [True] * 5 and act[5:9] == [False] * 4  # cleared, then cooldown 3 readings
+    assert row4_after(cfg)[L.held] == 256.0  # learning resumes: the new normal is learned
+    assert "N" not in run("#" * 12, AlertSettings(clear_after=100, cooldown=3))[0]

@@ -7,10 +7,10 @@ import os
 
 import numpy as np
 import pytest
-from unit_helpers import plain_scalar_module, sine_series
+from unit_helpers import plain_kernel_module, sine_series
 
 from edgernn import detector as detector_module
-from edgernn import scalar
+from edgernn import kernel
 from edgernn.backends.numpy_gru import NumpyGRU
 from edgernn.bundle import load_bundle
 from edgernn.detector import Batch, Detector, DetectorSettings, Reading
@@ -24,12 +24,12 @@ SPIKE = 30.0  # standard deviations: unmistakable whatever the looks are tuned t
 STRICT = threshold_for_rate(1e-60)
 
 
-@pytest.fixture(autouse=True, params=["installed", "plain"] if scalar.COMPILED else ["installed"])
-def scalar_path(request, monkeypatch):
-    """Every test here runs with the scalar path as installed (compiled where the build had a C
-    compiler) and, when that is compiled, again with scalar.py as plain Python."""
+@pytest.fixture(autouse=True, params=["installed", "plain"] if kernel.COMPILED else ["installed"])
+def kernel_mode(request, monkeypatch):
+    """Every test here runs with the kernel as installed (compiled where the build had a C
+    compiler) and, when that is compiled, again with kernel.py as plain Python."""
     if request.param == "plain":
-        monkeypatch.setattr(detector_module, "scalar", plain_scalar_module())
+        monkeypatch.setattr(detector_module, "kernel", plain_kernel_module())
     return request.param
 
 
@@ -57,6 +57,22 @@ def _feed(det, stream, x, t0=0.0, dt=1.0, chunk=64):
     return out
 
 
+def _concat(results):
+    """One-reading Results as one: score / likelihood / onset arrays and the events (positions fixed)."""
+    class Out:
+        pass
+
+    out = Out()
+    for name in ("score", "likelihood", "onset"):
+        setattr(out, name, np.concatenate([getattr(r, name) for r in results]))
+    out.events = []
+    for i, r in enumerate(results):
+        for e in r.events:
+            e.position = i
+            out.events.append(e)
+    return out
+
+
 def _state_equal(a: dict, b: dict, keys=None) -> None:
     assert a.keys() == b.keys()
     for k in keys or a:
@@ -65,7 +81,7 @@ def _state_equal(a: dict, b: dict, keys=None) -> None:
 
 # what a stream's state must agree on whatever the batching (the model-facing part)
 MODEL_STATE = ("h", "pred", "norm_mean", "norm_var", "count", "since_reset", "last_ts", "smoothed",
-               "active", "seq", "cooldown")
+               "duration", "seq", "cooldown")
 
 
 # -- batched == one at a time ---------------------------------------------------------------------
@@ -94,14 +110,11 @@ def _event_keys(events, offset=0, exact=False):
     return keys
 
 
-def _single_and_batched(bdir, F, seed=1, vector_from=None, **settings):
-    """The same interleaved readings one call per reading, and in random batches with repeats
-    (waves above ``vector_from`` readings on the numpy path, the rest on the scalar path)."""
+def _single_and_batched(bdir, F, seed=1, **settings):
+    """The same interleaved readings one call per reading, and in random batches with repeats."""
     streams, ts, x = _interleaved(F=F)
     N = len(streams)
     single, batched = _det(bdir, threshold=STRICT, **settings), _det(bdir, threshold=STRICT, **settings)
-    if vector_from is not None:
-        batched.vector_from = vector_from
     res1 = [single.process(Batch(streams[i : i + 1], ts[i : i + 1], x[i : i + 1])) for i in range(N)]
     rng = np.random.default_rng(seed)
     res2, offsets, lo, repeats = [], [], 0, 0
@@ -124,18 +137,14 @@ def _ref_settings(reference) -> dict:
 
 
 @pytest.mark.parametrize("reference", [0, 200, "gated"])
-@pytest.mark.parametrize("path", ["default", "numpy", "scalar"])
 @pytest.mark.parametrize("which", ["steady", "random"])
-def test_batched_equals_one_at_a_time(which, path, reference, steady_bundle, tiny_bundle):
-    """One reading per call (the scalar path) against random batches with repeats, whose waves
-    take the default split, or all the numpy path (_wave), or all the scalar path."""
+def test_batched_equals_one_at_a_time(which, reference, steady_bundle, tiny_bundle):
+    """One reading per call against random batches with repeats (split into waves)."""
     if which == "steady":
         bdir = steady_bundle(F=2, warmup=WARMUP)
     else:  # a random GRU whose head depends on h: catches any gather/scatter mix-up of hidden states
         bdir = tiny_bundle(F=2, H=16, seed=3, warmup=WARMUP)
-    vector_from = {"default": None, "numpy": 0, "scalar": 1 << 30}[path]
-    streams, (single, res1, off1), (batched, res2, off2) = _single_and_batched(bdir, F=2, vector_from=vector_from,
-                                                                              **_ref_settings(reference))
+    streams, (single, res1, off1), (batched, res2, off2) = _single_and_batched(bdir, F=2, **_ref_settings(reference))
     N = len(streams)
     for name in ("accepted", "alert", "event"):
         a = np.concatenate([getattr(r, name) for r in res1])
@@ -560,24 +569,19 @@ def _other_tables(det) -> dict:
 
 
 @pytest.mark.parametrize("reference", [0, 200, "gated"])
-def test_replacement_tables_reach_the_numpy_and_the_scalar_path_alike(reference, steady_bundle):
+def test_replacement_tables_reach_the_kernel(reference, steady_bundle):
     bdir = steady_bundle(F=2)
     tables = _other_tables(_det(bdir))
     x = sine_series(400, seed=3, F=2)
     runs = {}
-    for path, vector_from in (("numpy", 0), ("scalar", 1 << 30)):
-        for which in ("bundle", "replaced"):
-            det = Detector(load_bundle(bdir), settings=DetectorSettings(**_ref_settings(reference)),
-                           tables=tables if which == "replaced" else None)
-            det.vector_from = vector_from
-            streams = ["a", "b"] * len(x)  # two streams per wave: the numpy path takes waves of 2
-            xs = np.repeat(x, 2, axis=0) + np.tile([[0.0, 0.0], [1.0, -1.0]], (len(x), 1))
-            res = det.process(Batch(streams, np.repeat(np.arange(len(x), dtype=float), 2), xs))
-            runs[path, which] = res.likelihood
-    np.testing.assert_allclose(runs["numpy", "replaced"], runs["scalar", "replaced"], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(runs["numpy", "bundle"], runs["scalar", "bundle"], rtol=0, atol=1e-12)
-    scored = runs["numpy", "bundle"] > 0
-    assert (runs["numpy", "replaced"][scored] > runs["numpy", "bundle"][scored]).mean() > 0.5
+    for which in ("bundle", "replaced"):
+        det = Detector(load_bundle(bdir), settings=DetectorSettings(**_ref_settings(reference)),
+                       tables=tables if which == "replaced" else None)
+        streams = ["a", "b"] * len(x)  # two streams per wave
+        xs = np.repeat(x, 2, axis=0) + np.tile([[0.0, 0.0], [1.0, -1.0]], (len(x), 1))
+        runs[which] = det.process(Batch(streams, np.repeat(np.arange(len(x), dtype=float), 2), xs)).likelihood
+    scored = runs["bundle"] > 0
+    assert (runs["replaced"][scored] > runs["bundle"][scored]).mean() > 0.5
 
 
 def test_set_tables_before_any_reading_equals_the_constructor_argument_and_checks_names(steady_bundle):
@@ -599,25 +603,25 @@ def test_set_tables_before_any_reading_equals_the_constructor_argument_and_check
         Detector(load_bundle(bdir), tables={"stuck": tables["level"]})
 
 
-# -- the scalar path: compiled and plain Python ----------------------------------------------------
-def test_ci_runs_the_compiled_scalar_path(scalar_path):
-    """.ci/run builds the package with a C compiler: the installed scalar path must be the extension."""
-    if scalar_path != "installed" or os.environ.get("EDGERNN_REQUIRE_COMPILED") != "1":
+# -- the kernel: compiled and plain Python --------------------------------------------------------
+def test_ci_runs_the_compiled_kernel(kernel_mode):
+    """.ci/run builds the package with a C compiler: the installed kernel must be the extension."""
+    if kernel_mode != "installed" or os.environ.get("EDGERNN_REQUIRE_COMPILED") != "1":
         pytest.skip("EDGERNN_REQUIRE_COMPILED is not set (it is in .ci/run)")
-    assert scalar.COMPILED, f"{scalar.__file__} is not the compiled extension"
+    assert kernel.COMPILED, f"{kernel.__file__} is not the compiled extension"
 
 
 
-def test_compiled_scalar_path_is_not_older_than_its_source(scalar_path):
-    """An editable install keeps the extension next to scalar.py: after editing the source, the
+def test_compiled_kernel_is_not_older_than_its_source(kernel_mode):
+    """An editable install keeps the extension next to kernel.py: after editing the source, the
     tests must not silently run the old compiled code."""
-    if scalar_path != "installed" or not scalar.COMPILED:
-        pytest.skip("the installed scalar path is plain Python")
+    if kernel_mode != "installed" or not kernel.COMPILED:
+        pytest.skip("the installed kernel is plain Python")
     from pathlib import Path
 
-    source = Path(scalar.__file__).with_name("scalar.py")
-    assert Path(scalar.__file__).stat().st_mtime >= source.stat().st_mtime, (
-        f"{scalar.__file__} is older than {source}: rebuild it (pip install -e . or "
+    source = Path(kernel.__file__).with_name("kernel.py")
+    assert Path(kernel.__file__).stat().st_mtime >= source.stat().st_mtime, (
+        f"{kernel.__file__} is older than {source}: rebuild it (pip install -e . or "
         "python setup.py build_ext --inplace)")
 
 
@@ -752,9 +756,9 @@ def test_seasonal_look_leaves_a_non_seasonal_stream_untouched(steady_bundle):
         assert _event_keys(on.events, exact=True) == _event_keys(off.events, exact=True)
 
 
-def test_seasonal_look_numpy_and_scalar_paths_agree_and_name_the_look(steady_bundle):
-    """The seasonal maths on numpy columns (_wave) and one reading at a time (scalar.py), with
-    the look trusted: equal outputs, state and events; an alert raised by a broken day says so."""
+def test_seasonal_look_batched_equals_one_at_a_time_and_names_the_look(steady_bundle):
+    """The seasonal maths in waves of two streams and one reading at a time, with the look
+    trusted: equal outputs, state and events; an alert raised by a broken day says so."""
     bdir = steady_bundle(F=1, warmup=WARMUP)
     ts, x = _daily(days=21)
     day = MONDAY + 16 * DAY
@@ -762,13 +766,17 @@ def test_seasonal_look_numpy_and_scalar_paths_agree_and_name_the_look(steady_bun
     brk = (ts >= day) & (ts < day + DAY)
     x2[brk] = 2.0 + 0.2 * np.random.default_rng(1).standard_normal((brk.sum(), 1))
     runs = {}
-    for path, vector_from in (("numpy", 0), ("scalar", 1 << 30)):
+    for path in ("waves", "single"):
         det = _det(bdir, threshold=threshold_for_rate(1e-8), day_offset_s=3600.0)
-        det.vector_from = vector_from
-        streams = ["a", "b"] * len(ts)  # two streams per wave: the numpy path takes waves of 2
-        res = det.process(Batch(streams, np.repeat(ts, 2), np.stack([x, x2], axis=1).reshape(-1, 1)))
+        streams = ["a", "b"] * len(ts)  # two streams per wave
+        xs = np.stack([x, x2], axis=1).reshape(-1, 1)
+        if path == "waves":
+            res = det.process(Batch(streams, np.repeat(ts, 2), xs))
+        else:
+            res = _concat([det.process(Batch(streams[i : i + 1], np.repeat(ts, 2)[i : i + 1], xs[i : i + 1]))
+                           for i in range(len(streams))])
         runs[path] = det, res
-    (dn, rn), (ds, rs) = runs["numpy"], runs["scalar"]
+    (dn, rn), (ds, rs) = runs["waves"], runs["single"]
     for name in ("likelihood", "onset", "score"):
         np.testing.assert_allclose(getattr(rn, name), getattr(rs, name), rtol=1e-12, atol=0, err_msg=name)
     assert _event_keys(rn.events) == _event_keys(rs.events)
@@ -791,7 +799,7 @@ def test_seasonal_profile_survives_a_snapshot(steady_bundle, tmp_path):
     first.process(Batch(["s"] * cut, ts[:cut], x[:cut]))
     first.state.snapshot(tmp_path / "snap.npz", "sha")
     second = _det(bdir)
-    assert second.state.restore(tmp_path / "snap.npz", "sha")[0]
+    assert second.state.restore(tmp_path / "snap.npz", "sha", resettle=False)[0]
     np.testing.assert_array_equal(second.state.get("s")["seas_m"], first.state.get("s")["seas_m"])
     r_rest = second.process(Batch(["s"] * (len(ts) - cut), ts[cut:], x[cut:]))
     np.testing.assert_array_equal(r_rest.onset, r_whole.onset[cut:])
@@ -804,3 +812,150 @@ def test_seasonal_settings_checked(steady_bundle):
     for bad in ({"seasonal_trust": 0.0}, {"seasonal_trust": 1.5}, {"day_offset_s": float("nan")}):
         with pytest.raises(ValueError, match="seasonal_trust|day_offset_s"):
             _det(bdir, **bad)
+
+
+# -- reliability (issue 13) -------------------------------------------------------------------------
+def _spiky(n=700, spike_at=500, seed=2):
+    """A sine stream with a 30 sd spike at spike_at, timestamps 1 s apart from 1e9."""
+    x = sine_series(n, seed=seed)
+    x[spike_at] += SPIKE * x[:, 0].std()
+    return 1e9 + np.arange(n, dtype=float), x
+
+
+@pytest.mark.parametrize("huge", [1e155, 1e6])
+def test_one_huge_reading_in_warmup_cannot_own_the_stream(huge, steady_bundle):
+    """Issue 13.2: 1e155 among the first readings made the stream NaN for good; 1e6 inflated its
+    variance so a later 30 sd spike was missed. Now warm-up statistics are winsorised."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    ts, x = _spiky()
+    clean = _det(bdir, threshold=STRICT)
+    clean.process(Batch(["s"] * len(ts), ts, x))
+    x[50, 0] = huge
+    det = _det(bdir, threshold=STRICT)
+    res = det.process(Batch(["s"] * len(ts), ts, x))
+    st = det.state.get("s")
+    assert all(np.isfinite(v).all() for k, v in st.items() if not k.startswith(("seas_m", "seas_v", "seas_s2", "seas_zb2")))
+    assert np.isfinite(res.score[WARMUP + 20 :]).all()
+    assert st["norm_var"][0] < 4 * clean.state.get("s")["norm_var"][0]
+    assert [e.position for e in res.events if e.kind == "raised"] == [500]
+
+
+def test_non_finite_state_resets_the_stream_and_is_counted(steady_bundle):
+    """A 1e155 among the very first readings overflows the Welford variance: the stream starts
+    over (the reading is rejected 'state_reset', counted) and then works normally."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    ts, x = _spiky()
+    x[2, 0] = 1e155
+    det = _det(bdir, threshold=STRICT)
+    res = det.process(Batch(["s"] * len(ts), ts, x))
+    assert det.rejects["state_reset"] >= 1 and det.stats()["state_resets"] == det.rejects["state_reset"]
+    assert "state_reset" in res.reject_reason[:4]
+    assert np.isfinite(det.state.get("s")["norm_var"]).all()
+    assert [e.position for e in res.events if e.kind == "raised"] == [500]
+
+
+def test_a_far_future_timestamp_cannot_lock_a_stream_out(steady_bundle):
+    """Issue 13.3: with the wall clock given, a reading 29 days ahead is scored but does not move
+    the stream's clock beyond now + clock_skew_s; beyond max_future_s it is rejected 'future'."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    ts, x = _spiky()
+    det = _det(bdir, threshold=STRICT)
+    now = ts[0]
+    det.process(Batch(["s"] * 300, ts[:300], x[:300]), now=ts[299])
+    far = det.process(Batch(["s", "s"], np.array([ts[299] + 29 * 86400.0, ts[299] + 31 * 86400.0]), x[300:302]),
+                      now=ts[299])
+    assert far.accepted.tolist() == [True, False] and far.reject_reason[1] == "future"
+    assert det.state.get("s")["last_ts"] <= ts[299] + det.settings.clock_skew_s
+    later = [det.process(Batch(["s"], ts[i : i + 1], x[i : i + 1]), now=ts[i]) for i in range(305, len(ts))]
+    assert all(r.accepted[0] for r in later)
+    assert any(e.kind == "raised" and e.ts == ts[500] for r in later for e in r.events)
+    assert det.rejects["future"] == 1 and now < ts[299]
+    with pytest.raises(ValueError, match="max_future_s"):
+        _det(bdir, max_future_s=-1.0)
+
+
+def test_duplicate_readings_are_dropped_and_counted(steady_bundle):
+    """Issue 13.8: a QoS 1 redelivery (same stream, timestamp and values) is not stepped twice."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    ts, x = _spiky(n=300, spike_at=250)
+    det = _det(bdir)
+    det.process(Batch(["s"] * 200, ts[:200], x[:200]))
+    before = det.state.get("s")
+    res = det.process(Batch(["s", "s"], ts[199:200].repeat(2), x[199:200].repeat(2, axis=0)))
+    assert res.reject_reason == ["duplicate", "duplicate"] and det.rejects["duplicate"] == 2
+    _state_equal(before, det.state.get("s"))
+    res = det.process(Batch(["s", "s", "s"], np.array([ts[200], ts[200], ts[150]]), x[[200, 200, 202]]))
+    assert res.reject_reason == [None, "duplicate", "out_of_order"]
+    res = det.process(Batch(["s"], ts[200:201], x[203:204]))  # same timestamp, another value: a reading
+    assert res.accepted[0]
+
+
+def test_surprise_is_the_output_the_threshold_compares(steady_bundle):
+    """Events and Results carry surprise s = -log10 p; a manifest threshold_surprise is used as
+    it is (deeper than the likelihood's 1e-12 floor); describe() says it in human terms."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    ts, x = _spiky()
+    bundle = load_bundle(bdir)
+    bundle.manifest.setdefault("calibration", {})["threshold_surprise"] = 40.0
+    det = Detector(bundle)
+    assert det.threshold_surprise == 40.0 and det.threshold < 1.0
+    res = det.process(Batch(["s"] * len(ts), ts, x))
+    scored = np.isfinite(res.score)
+    lik = res.likelihood[scored & (res.surprise < 11)]
+    np.testing.assert_allclose(res.surprise[scored & (res.surprise < 11)], -np.log10(1.0 - lik), rtol=1e-5)
+    raised = [e for e in res.events if e.kind == "raised"]
+    assert raised and all(e.surprise >= 40.0 for e in raised)
+    assert res.surprise[500] >= 40.0 and (res.surprise[scored] < 40.0).sum() > 100
+    text = raised[0].describe()
+    assert "surprise" in text and "1 in" in text and "likelihood" not in text, text
+    assert raised[0].to_dict()["surprise"] == raised[0].surprise
+    default = _det(bdir)
+    assert default.threshold_surprise == pytest.approx(-math.log10(1.0 - load_bundle(bdir).calibration.threshold))
+
+
+def test_an_alert_that_lasts_max_duration_clears_as_a_new_normal(steady_bundle):
+    """AlertSettings.max_duration: a lasting change clears with reason 'new_normal' and the
+    alert's duration in the event; the alert machine's default (0) never does."""
+    from edgernn.alerts import AlertSettings
+
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    x = sine_series(700, seed=5)
+    x[400:] += SPIKE * x[:400, 0].std()  # a permanent shift
+    ts = 1e9 + np.arange(len(x), dtype=float)
+    det = _det(bdir, threshold=STRICT, alerts=AlertSettings(max_duration=50, clear_after=1000))
+    res = det.process(Batch(["s"] * len(x), ts, x))
+    cleared = [e for e in res.events if e.kind == "cleared"]
+    assert cleared and cleared[0].reason == "new_normal" and cleared[0].duration == 50
+    assert cleared[0].to_dict()["duration"] == 50 and res.event[cleared[0].position] == 3
+    res = _det(bdir, threshold=STRICT, alerts=AlertSettings(clear_after=1000)).process(Batch(["s"] * len(x), ts, x))
+    assert not [e for e in res.events if e.reason == "new_normal"]
+
+
+def test_a_feature_constant_in_training_stays_out_of_the_score_and_the_looks(steady_bundle):
+    """manifest feature_kinds: a "constant" feature does not count in the score, the level,
+    spread, stuck or reference looks; the others are scored over the features in use."""
+    bdir = steady_bundle(F=2, warmup=WARMUP)
+    x = sine_series(500, seed=6, F=2)
+    x[350, 1] += SPIKE * x[:, 1].std()  # a jump on f1 only
+    ts = 1e9 + np.arange(len(x), dtype=float)
+    plain = _det(bdir, threshold=STRICT).process(Batch(["s"] * len(x), ts, x))
+    assert [(e.position, e.top_feature) for e in plain.events if e.kind == "raised"] == [(350, "f1")]
+    bundle = load_bundle(bdir)
+    bundle.manifest["feature_kinds"] = {"f0": "continuous", "f1": "constant"}
+    det = Detector(bundle, settings=DetectorSettings(threshold=STRICT))
+    masked = det.process(Batch(["s"] * len(x), ts, x))
+    assert not [e for e in masked.events if e.kind == "raised"]
+    z0 = (x[:, 0] - masked.expected[:, 0]) / masked.sigma[:, 0]
+    ok = np.isfinite(masked.score) & (np.abs(z0) < 5)
+    np.testing.assert_allclose(masked.score[ok], z0[ok] ** 2, rtol=1e-6)  # f0 alone, not averaged with f1
+
+
+def test_a_stream_that_starts_flat_still_learns_its_scale(steady_bundle):
+    """The winsorised warm-up must not freeze a scale of 0 on a stream whose first readings are
+    all equal (it has no scale to clip with yet)."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    x = sine_series(WARMUP + 50, seed=7)
+    x[:20] = x[20]
+    det = _det(bdir)
+    det.process(Batch(["s"] * len(x), 1e9 + np.arange(len(x), dtype=float), x))
+    np.testing.assert_allclose(det.state.get("s")["norm_var"], x[:WARMUP].var(axis=0), rtol=0.05)

@@ -1,4 +1,5 @@
-"""Scoring maths: residual scores, tail tables, the likelihood map (monotone, never 1.0)."""
+"""Scoring maths: tail tables, the likelihood map (monotone, never 1.0), the kernel's one-value
+versions of them against naive numpy references (unit_helpers)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 
 from edgernn import scoring
-from edgernn.scoring import fit_table, likelihood_from_log10p, tail_log10, threshold_for_rate
+from edgernn.scoring import fit_table, likelihood_from_log10p, threshold_for_rate
+from unit_helpers import naive_gauss_tail_log10, naive_tail_log10 as tail_log10
 
 
 def test_likelihood_strictly_increasing_from_p_1e_minus_1_to_1e_minus_300():
@@ -106,32 +108,6 @@ def test_fit_table_ignores_non_finite_values():
     np.testing.assert_allclose(a["x"], b["x"])
 
 
-def test_score_is_the_sum_of_contributions_and_grows_with_the_residual():
-    x = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, -6.0]])
-    pred = np.zeros((3, 4))  # mean 0, logvar 0 -> sigma 1
-    z, sigma = scoring.residuals(x, pred, -9.0, 6.0)
-    np.testing.assert_allclose(sigma, 1.0)
-    score, contrib = scoring.score_from_z(z)
-    np.testing.assert_allclose(contrib.sum(axis=1), score)
-    assert score[0] == 0 < score[1] < score[2]
-    assert np.argmax(contrib[1]) == 0 and np.argmax(contrib[2]) == 1
-
-
-def test_residuals_clamp_the_predicted_variance():
-    x = np.array([[1.0]])
-    tiny = np.array([[0.0, -100.0]])  # logvar far below the floor
-    z, sigma = scoring.residuals(x, tiny, -4.0, 6.0)
-    assert sigma[0, 0] == pytest.approx(np.exp(-2.0))
-    assert np.isfinite(z).all()
-
-
-def test_score_is_finite_for_huge_residuals():
-    z = np.array([[1e300, 1.0]])
-    with np.errstate(over="ignore"):
-        score, contrib = scoring.score_from_z(z)
-    assert np.isfinite(score).all() and np.isfinite(contrib).all()
-
-
 def test_default_calibration_is_loadable_and_consistent():
     cal = scoring.default_calibration(2)
     assert set(scoring.TABLE_LOOKS) <= set(cal["tables"])
@@ -140,61 +116,62 @@ def test_default_calibration_is_loadable_and_consistent():
         assert np.all(np.diff(table["x"]) >= 0) and table["tail_scale"] > 0
 
 
-SCALAR_MODULES = ["installed", "plain"]
+KERNEL_MODULES = ["installed", "plain"]
 
 
-def _scalar_kernel(which, bundle_dir, table):
-    """scalar.OneReading (compiled when installed so, or scalar.py as plain Python) with ``table``
-    as every look's table."""
-    from unit_helpers import plain_scalar_module
+def _kernel(which, bundle_dir, table):
+    """(kernel module, its Params) (compiled when installed so, or kernel.py as plain Python) with
+    ``table`` as every look's table."""
+    from unit_helpers import plain_kernel_module
 
-    from edgernn import scalar
+    from edgernn import kernel
     from edgernn.bundle import load_bundle
     from edgernn.detector import Detector
 
-    module = scalar if which == "installed" else plain_scalar_module()
+    module = kernel if which == "installed" else plain_kernel_module()
     det = Detector(load_bundle(bundle_dir))
+    offsets = {name: max(at, 0) for name, at in det.state.layout.offsets.items()}
     t1 = scoring.prepare_table(table)
-    out = np.zeros(module.N_OUT) if module.COMPILED else [0.0] * module.N_OUT
-    work = np.zeros(det.F * module.W) if module.COMPILED else [0.0] * (det.F * module.W)
-    return module.OneReading(det, det.state.layout, [t1] * 4, out, work, np.zeros(det.F, np.float32))
+    return module, module.Params({**offsets, **det._params()}, scoring.ONSET_LEVELS.tolist(), [t1] * 4)
 
 
-@pytest.mark.parametrize("which", SCALAR_MODULES)
-def test_scalar_path_tail_and_likelihood_agree_with_the_vector_ones(which, tiny_bundle):
-    """The batch-of-one path (scalar.py) has its own tail lookup and likelihood map."""
+@pytest.mark.parametrize("which", KERNEL_MODULES)
+def test_kernel_tail_and_likelihood_agree_with_the_vector_ones(which, tiny_bundle):
+    """The kernel has its own one-value tail lookup and likelihood map."""
     table = _table(seed=4, n=20_000)
-    k = _scalar_kernel(which, tiny_bundle(), table)
+    k, p = _kernel(which, tiny_bundle(), table)
     values = np.concatenate([np.linspace(-5, 12, 3001), [table["x"][0], table["x"][1], 1e6]])
     vec = tail_log10(values, table)
-    one = np.array([k.tail(2, float(v)) for v in values])
+    one = np.array([k.tail(p, 2, float(v)) for v in values])
     np.testing.assert_allclose(one, vec, rtol=1e-12, atol=1e-15)
     lp = -np.concatenate([np.geomspace(1e-8, 1e12, 3001), [12.0]])
     np.testing.assert_allclose([k.likelihood(float(v)) for v in lp], likelihood_from_log10p(lp), rtol=1e-14, atol=0)
 
 
-@pytest.mark.parametrize("which", SCALAR_MODULES)
-def test_scalar_path_tail_at_a_repeated_last_table_point(which, tiny_bundle):
+@pytest.mark.parametrize("which", KERNEL_MODULES)
+def test_kernel_tail_at_a_repeated_last_table_point(which, tiny_bundle):
     table = {"x": np.array([0.0, 1.0, 2.0, 2.0]), "log10_sf": np.array([0.0, -1.0, -2.0, -2.0]), "tail_scale": 0.5}
-    k = _scalar_kernel(which, tiny_bundle(), table)
+    k, p = _kernel(which, tiny_bundle(), table)
     for v in (2.0, 1.5, 2.0 + 1e-9, 3.0):
-        assert k.tail(0, v) == pytest.approx(float(tail_log10(np.array([v]), table)[0]), rel=1e-12)
+        assert k.tail(p, 0, v) == pytest.approx(float(tail_log10(np.array([v]), table)[0]), rel=1e-12)
 
 
 def test_gauss_tail_log10_is_the_two_sided_normal_tail_at_any_depth():
     import math
 
-    from unit_helpers import plain_scalar_module
+    from unit_helpers import plain_kernel_module
 
     z = np.array([0.0, 0.5, 1.0, 1.96, 3.0, 10.0, 30.0, 36.76, 36.78, 50.0, 1e3])
-    got = scoring.gauss_tail_log10(z)
+    got = naive_gauss_tail_log10(z)
     assert got[0] == 0.0 and abs(got[3] - math.log10(0.05)) < 1e-3
     near = z < 36  # erfc itself is representable there
     np.testing.assert_allclose(got[near], [math.log10(math.erfc(v / math.sqrt(2))) for v in z[near]], rtol=1e-12)
     assert np.all(np.diff(got) < 0) and np.all(np.isfinite(got))  # strictly decreasing, never -inf
     y = scoring.GAUSS_SWITCH
-    at = scoring.gauss_tail_log10(np.array([y * math.sqrt(2) * (1 - 1e-12), y * math.sqrt(2)]))
+    at = naive_gauss_tail_log10(np.array([y * math.sqrt(2) * (1 - 1e-12), y * math.sqrt(2)]))
     assert abs(at[0] - at[1]) < 1e-5  # the asymptotic branch joins erfc smoothly
     assert abs(got[-1] - (-(1e3**2) / 2 / math.log(10))) / abs(got[-1]) < 1e-2
-    plain = plain_scalar_module()  # scalar.py as plain Python: the same function, one value at a time
-    np.testing.assert_allclose([plain.OneReading.gauss_tail_log10(None, float(v)) for v in z], got, rtol=1e-12)
+    from edgernn import kernel
+
+    for module in (kernel, plain_kernel_module()):  # the kernel's one-value version, installed and plain
+        np.testing.assert_allclose([module.gauss_tail_log10(float(v)) for v in z], got, rtol=1e-12)

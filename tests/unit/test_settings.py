@@ -92,6 +92,8 @@ def test_every_setting_is_a_pipeline_key_and_reaches_the_detector(tmp_path):
 
     changed = {}
     for s in SETTINGS:  # a valid value different from the default, for every setting
+        if s.name == "max_future_s":  # not a pipeline key: limits.max_future_s sets it (checked below)
+            continue
         v = (not s.default) if s.kind is bool else s.default if s.default is not None else s.kind(s.le or s.lt or 5)
         if s.kind in (int, float) and s.default is not None and s.name not in ("k", "n"):
             v = s.kind(s.default + (1 if s.lt is None and s.le is None else 0))
@@ -107,6 +109,7 @@ def test_every_setting_is_a_pipeline_key_and_reaches_the_detector(tmp_path):
     for s, v in changed.items():
         got = getattr(det.settings if s.group == DETECTOR else det.settings.alerts, s.name)
         assert got == v, s.key
+    assert det.settings.max_future_s == cfg.limits.max_future_s  # the daemon's one future-timestamp limit
 
 
 def test_config_reports_every_error_with_file_line_and_key(tmp_path):
@@ -333,6 +336,9 @@ def test_json_schema_validates_the_example_config_and_catches_mistakes():
     for s in SETTINGS:  # every detector and alert setting, with its default and description
         if s.name == "max_streams":
             assert pipe[s.name]["description"].endswith("default: limits.max_streams)")
+            continue
+        if s.name == "max_future_s":  # limits.max_future_s, not a pipeline key
+            assert s.name not in pipe
             continue
         prop = pipe[s.name] if s.group == DETECTOR else pipe["alerts"]["properties"][s.name]
         assert prop["description"] == s.describe() and prop.get("default") == s.default

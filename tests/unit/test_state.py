@@ -53,7 +53,7 @@ def test_snapshot_restore_continues_identically(bundle, tmp_path):
     first = _run(b1, sids[:half], ts[:half], x[:half])
     assert b1.state.snapshot(tmp_path / "snap.npz", bundle.sha256) == 3
     b2 = Detector(bundle, settings=_settings())
-    ok, reason = b2.state.restore(tmp_path / "snap.npz", bundle.sha256)
+    ok, reason = b2.state.restore(tmp_path / "snap.npz", bundle.sha256, resettle=False)
     assert ok, reason
     second = _run(b2, sids[half:], ts[half:], x[half:])
 
@@ -62,11 +62,30 @@ def test_snapshot_restore_continues_identically(bundle, tmp_path):
         np.testing.assert_array_equal(flat(run_a, i), flat(first + second, i), err_msg=name)
     assert [e for r in run_a for e in r[5]] == [e for r in first + second for e in r[5]]
     assert any(e[0] == "raised" for r in run_a for e in r[5]), "test data should exercise the alert state"
-    for sid in ("a", "b", "c"):
+    for sid in ("a", "b", "c"):  # the whole slab row, column by column (layout.columns), and h
         sa, sb = a.state.get(sid), b2.state.get(sid)
+        assert set(sa) == {name for name, width, _, _ in a.state.layout.columns if width != 0} | {"h"}
         for k in sa:
             np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
 
+
+def test_restored_streams_resettle_before_they_score(bundle, tmp_path):
+    """A SIGKILL rolls state back to the last snapshot: the first readings after a restore are
+    not scored (no alert burst), for ``settle`` readings, then scoring resumes."""
+    sids, ts, x = _data()
+    half = len(sids) // 2
+    b1 = Detector(bundle, settings=_settings())
+    _run(b1, sids[: half // 2], ts[: half // 2], x[: half // 2])  # the snapshot: older than what follows
+    b1.state.snapshot(tmp_path / "snap.npz", bundle.sha256)
+    b2 = Detector(bundle, settings=_settings())
+    ok, reason = b2.state.restore(tmp_path / "snap.npz", bundle.sha256)
+    assert ok and "re-settles" in reason
+    settle = _settings().settle
+    res = b2.process(Batch(sids[half:], ts[half:], x[half:]))
+    per = {sid: res.score[[i for i, s in enumerate(sids[half:]) if s == sid]] for sid in ("a", "b", "c")}
+    for sid, score in per.items():
+        assert np.isnan(score[:settle]).all() and np.isfinite(score[settle + 1 :]).all(), sid
+    assert not [e for e in res.events if e.kind == "raised" and e.position < 3 * settle]
 
 def test_restore_without_snapshot_is_a_restart(bundle, tmp_path):
     st = StateStore(2, 16)
@@ -176,19 +195,19 @@ def test_snapshot_metadata_round_trips_as_scalars(bundle, tmp_path):
     """What restore relies on: the version and the model sha come back as the 0-d scalars written."""
     StateStore(2, 16).snapshot(tmp_path / "m.npz", bundle.sha256)
     with np.load(tmp_path / "m.npz", allow_pickle=False) as data:
-        version, sha = data["version"], data["model_sha256"]
-    assert version.shape == () and sha.shape == ()
-    assert str(sha) == bundle.sha256
+        version, sha, layout = data["format"], data["model_sha256"], data["layout"]
+    assert version.shape == () and sha.shape == () and layout.shape == ()
+    assert str(sha) == bundle.sha256 and str(layout) == StateStore(2, 16).layout.signature()
 
 
 @pytest.mark.parametrize("fields", ["vector_version", "missing_ids", "missing_last_seen"])
 def test_malformed_snapshot_fields_are_refused_without_exception(bundle, tmp_path, fields):
-    width = StateStore(2, 16).layout.width
-    snap = {"version": np.array(1), "model_sha256": np.array(bundle.sha256), "width": np.array(width),
-            "ids": np.array(["a"]), "num": np.zeros((1, width)), "h": np.zeros((1, 16), np.float32),
+    L = StateStore(2, 16).layout
+    snap = {"format": np.array(7), "layout": np.array(L.signature()), "model_sha256": np.array(bundle.sha256),
+            "ids": np.array(["a"]), "num": np.zeros((1, L.width)), "num4": np.zeros((1, L.width4), np.float32), "h": np.zeros((1, 16), np.float32),
             "last_seen": np.zeros(1, np.int64)}
     if fields == "vector_version":
-        snap["version"] = np.array([1, 2])
+        snap["format"] = np.array([7, 7])
     elif fields == "missing_ids":
         del snap["ids"]
     else:
@@ -197,3 +216,62 @@ def test_malformed_snapshot_fields_are_refused_without_exception(bundle, tmp_pat
     st = StateStore(2, 16)
     ok, reason = st.restore(tmp_path / "m.npz", bundle.sha256)
     assert not ok and reason and len(st) == 0
+
+
+def test_snapshot_of_another_layout_is_refused(bundle, tmp_path, monkeypatch):
+    st = StateStore(2, 16)
+    st.rows_for(["a"])
+    st.snapshot(tmp_path / "s.npz", bundle.sha256)
+    other = StateStore(2, 16)
+    monkeypatch.setattr(other.layout, "signature", lambda: "[[\"norm_mean\", 2]]")  # a future layout
+    ok, reason = other.restore(tmp_path / "s.npz", bundle.sha256)
+    assert not ok and "layout" in reason and len(other) == 0
+
+
+def test_crafted_snapshot_is_refused_before_it_allocates(bundle, tmp_path):
+    """A small file whose members declare (or decompress to) gigabytes: refused from the zip
+    directory and the npy headers, without loading the arrays (issue 13: 2.3 MB -> 2.4 GB)."""
+    import tracemalloc
+    import zipfile
+
+    L = StateStore(2, 16).layout
+    path = tmp_path / "bomb.npz"
+    rows = 2_000_000  # 2e6 rows x (width float64 + 16 float32): gigabytes once loaded
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, L.width)))
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in {"format": np.array(7), "layout": np.array(L.signature()),
+                          "model_sha256": np.array(bundle.sha256), "ids": np.array(["a"] * 10),
+                          "num4": np.zeros((10, L.width4), np.float32),
+                          "h": np.zeros((10, 16), np.float32), "last_seen": np.zeros(10, np.int64)}.items():
+            with zf.open(f"{name}.npy", "w") as fh:
+                np.lib.format.write_array(fh, arr)
+        with zf.open("num.npy", "w", force_zip64=True) as fh:  # zeros compress ~1000:1
+            np.lib.format.write_array_header_1_0(fh, {**header, "shape": (rows, L.width)})
+            block = bytes(8 * L.width * 10_000)  # 10,000 rows of data written: 20 MB, ~20 kB deflated
+            fh.write(block)
+    assert path.stat().st_size < 5e6
+    st = StateStore(2, 16)
+    tracemalloc.start()
+    ok, reason = st.restore(path, bundle.sha256)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert not ok and "num" in reason and len(st) == 0, reason
+    assert peak < 20e6, f"restore allocated {peak / 1e6:.0f} MB before refusing"
+
+
+def test_snapshot_path_that_is_a_directory_is_reported_as_such(bundle, tmp_path):
+    ok, reason = StateStore(2, 16).restore(tmp_path, bundle.sha256)
+    assert not ok and "directory" in reason
+
+
+def test_evicted_ids_are_listed_until_the_caller_clears_them():
+    st = StateStore(1, 4, capacity=2)
+    st.rows_for(["a"])
+    st.rows_for(["b"])
+    st.rows_for(["c"])  # evicts a (least recently seen)
+    st.rows_for(["b"])
+    st.rows_for(["d"])  # evicts c
+    assert st.evicted_ids == ["a", "c"] and st.evictions == 2
+    st.evicted_ids.clear()
+    st.rows_for(["e"])
+    assert st.evicted_ids == ["b"]

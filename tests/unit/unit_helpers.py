@@ -42,16 +42,16 @@ def sine_series(n: int, seed: int = 0, F: int = 1, period: float = 80.0, noise: 
     return offset + scale * x
 
 
-def plain_scalar_module(block_cython: bool = True):
-    """edgernn/scalar.py loaded from its source as plain Python (whether or not the installed
+def plain_kernel_module(block_cython: bool = True):
+    """edgernn/kernel.py loaded from its source as plain Python (whether or not the installed
     package is the compiled extension); with block_cython, as on a machine without Cython, so
     the stand-in decorators of edgernn/_cython_shim.py are what runs."""
     import importlib.util
 
     import edgernn
 
-    path = Path(edgernn.__file__).with_name("scalar.py")
-    spec = importlib.util.spec_from_file_location("edgernn._scalar_plain", path)
+    path = Path(edgernn.__file__).with_name("kernel.py")
+    spec = importlib.util.spec_from_file_location("edgernn._kernel_plain", path)
     module = importlib.util.module_from_spec(spec)
     saved = sys.modules.get("cython", ...)
     if block_cython:
@@ -65,3 +65,28 @@ def plain_scalar_module(block_cython: bool = True):
             sys.modules["cython"] = saved
     assert module.COMPILED is False
     return module
+
+
+# -- naive references (the oracle for the kernel's one-value functions) ---------------------------
+def naive_tail_log10(values, table: dict) -> np.ndarray:
+    """log10 P(stat >= value) from a calibration table with its exponential tail: np.interp on the
+    table plus one far point where log10 sf has fallen linearly by TAIL_SPAN / ln 10."""
+    from edgernn.scoring import TAIL_SPAN
+
+    xs = np.append(np.asarray(table["x"], np.float64), table["x"][-1] + TAIL_SPAN * table["tail_scale"])
+    ls = np.append(np.asarray(table["log10_sf"], np.float64), table["log10_sf"][-1] - TAIL_SPAN / np.log(10.0))
+    return np.interp(values, xs, ls)
+
+
+def naive_gauss_tail_log10(z) -> np.ndarray:
+    """log10 P(|N(0, 1)| >= z) = log10 erfc(z / sqrt 2), its asymptotic series where erfc underflows."""
+    import math
+
+    from edgernn.scoring import GAUSS_SWITCH
+
+    out = []
+    for v in np.asarray(z, np.float64):
+        y = v / math.sqrt(2.0)
+        out.append(math.log10(math.erfc(y)) if y < GAUSS_SWITCH else
+                   (-y * y - math.log(y * math.sqrt(math.pi)) + math.log1p(-0.5 / (y * y))) / math.log(10.0))
+    return np.array(out)

@@ -1,0 +1,908 @@
+"""THE per-reading maths of the detector, written once: a pure function of slab rows + parameters.
+
+``step_wave(p, num, num4, rows, x, ts, cap, block, pos, outs, works, xin, codes)`` runs a wave of
+readings on distinct streams: reading j (x[j] raw values, ts[j] epoch seconds) on slab rows
+num[rows[j]] and num4[rows[j]] (the float64 and float32 columns of layout.py), its Result row block[pos[j]] (score | likelihood | onset | surprise |
+expected[F] | sigma[F]), its per-reading outputs outs[j] (O_* below), its per-feature outputs
+works[j] (feature f at f * W, W_* below), the GRU input xin[j] (float32: the clipped, normalised
+reading) and its code codes[j] (NONE / RAISED / UPDATE / CLEARED, or STALE / DUPLICATE / RESET:
+not stepped). The caller (detector.py) then makes ONE batched GRU call for the wave and stores the
+predictions. ``p`` is a ``Params``: resolved settings, bundle constants, the calibration tables
+and the slab offsets (one int per column of layout.columns, same names). No Detector is seen here.
+
+Per reading, test-then-train:
+  1. stale (ts < the stream's last) or duplicate (same ts and values as the last: a redelivery):
+     rejected, nothing touched
+  2. gap longer than max_gap_s: hidden state reset (O_GAP), scores held back for settle readings
+  3. normalise: Welford during warm-up (stream models; winsorised at WARM_CLIP sd + the range seen
+     once WARM_SEED readings are in, so one huge reading cannot own the stream's scale)
+  4. the looks -> per-look log10 p (out[O_LP + k], scoring.ALL_LOOKS order) -> Bonferroni ->
+     surprise s = -log10 p; over the threshold when s >= thr_s, high when s >= clear_s;
+     the look that fired (O_LOOK) and the feature it blames (O_FEATURE); onset; alert machine
+  5. learn (not from readings at or above the clear level, unless held there relearn_after)
+  6. if any learned statistic is not finite: RESET (the caller re-initialises the stream, counts it)
+
+Learning sees each value clamped to mean +- XMAX max(sd, |mean|, 1) (no overflow from a 1e155 reading).
+It is plain Python that Cython compiles to C at install (``COMPILED`` says which is loaded);
+without a compiler the same file runs as it is (on lists, F32Row for the float32 columns: same
+numbers).
+"""
+
+from __future__ import annotations
+
+try:
+    import cython
+except ImportError:  # plain Python without Cython installed: the decorators do nothing
+    from ._cython_shim import cython
+
+import ctypes
+import math
+
+import numpy as np
+
+from . import layout as _layout
+from . import scoring as _sc  # the shared constants (ONSET_LEVELS, SEAS_*)
+
+if cython.compiled:  # C's libm; plain Python: the math module (the same IEEE functions)
+    from cython.cimports.libc.math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, sqrt
+else:
+    from math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, sqrt
+
+# Every constant below is a C constant when compiled (cython.declare); Python code reads them
+# through constants() (C globals are not module attributes).
+# outs[j]: per reading. O_LP + k: log10 p of look k (scoring.ALL_LOOKS order, instant and smoothed
+# after the seasonal AND-gate; 0 for a look not in use)
+O_SCORE = cython.declare(cython.int, 0)
+O_LIK = cython.declare(cython.int, 1)
+O_ONSET = cython.declare(cython.int, 2)
+O_SMOOTHED = cython.declare(cython.int, 3)
+O_LEVEL = cython.declare(cython.int, 4)
+O_SPREAD = cython.declare(cython.int, 5)
+O_STUCK = cython.declare(cython.int, 6)
+O_LOG10P = cython.declare(cython.int, 7)
+O_SCORED = cython.declare(cython.int, 8)
+O_GAP = cython.declare(cython.int, 9)
+O_REF = cython.declare(cython.int, 10)
+O_SEAS = cython.declare(cython.int, 11)
+O_GATE = cython.declare(cython.int, 12)
+O_SURPRISE = cython.declare(cython.int, 13)
+O_LOOK = cython.declare(cython.int, 14)
+O_FEATURE = cython.declare(cython.int, 15)
+O_DURATION = cython.declare(cython.int, 16)  # readings the stream's alert had been active before this one
+O_LP = cython.declare(cython.int, 17)
+N_OUT = cython.declare(cython.int, 17 + _layout.N_LOOKS)
+# works[j]: per feature (W_XL: the value learning sees, winsorised / clamped)
+W_XC = cython.declare(cython.int, 0)
+W_STD = cython.declare(cython.int, 1)
+W_MEAN = cython.declare(cython.int, 2)
+W_SIGMA_N = cython.declare(cython.int, 3)
+W_CONTRIB = cython.declare(cython.int, 4)
+W_RUN = cython.declare(cython.int, 5)
+W_D = cython.declare(cython.int, 6)
+W_V = cython.declare(cython.int, 7)
+W_FM = cython.declare(cython.int, 8)
+W_FV = cython.declare(cython.int, 9)
+W_LEVEL = cython.declare(cython.int, 10)
+W_SPREAD = cython.declare(cython.int, 11)
+W_STUCK = cython.declare(cython.int, 12)
+W_EXPECTED = cython.declare(cython.int, 13)
+W_SIGMA = cython.declare(cython.int, 14)
+W_REF = cython.declare(cython.int, 15)
+W_XL = cython.declare(cython.int, 16)
+W = cython.declare(cython.int, 17)  # per-feature outputs per feature
+N_RES = cython.declare(cython.int, 4)  # score | likelihood | onset | surprise, then expected[F] | sigma[F] in a Result row
+NONE = cython.declare(cython.int, 0)
+RAISED = cython.declare(cython.int, 1)
+UPDATE = cython.declare(cython.int, 2)
+CLEARED = cython.declare(cython.int, 3)
+STALE = cython.declare(cython.int, -1)  # not stepped: out_of_order
+DUPLICATE = cython.declare(cython.int, -2)  # not stepped: duplicate
+RESET = cython.declare(cython.int, -3)  # not stepped: state_reset
+NEW_NORMAL = cython.declare(cython.int, 4)  # cleared because it lasted max_duration: the stream relearns
+WARM_SEED = cython.declare(cython.int, 8)  # readings of plain Welford before the warm-up statistics are winsorised
+WARM_CLIP = cython.declare(cython.double, 10.0)  # winsorised at mean +- (WARM_CLIP sd + the range of values seen so far)
+XMAX = cython.declare(cython.double, 1e6)  # learning sees x clamped to mean +- XMAX max(sd, |mean|, 1)
+P_FLOOR_LOG10 = cython.declare(cython.double, -12.0)  # scoring.P_FLOOR_LOG10
+LN10 = cython.declare(cython.double, 2.302585092994046)
+SQRT2 = cython.declare(cython.double, 1.4142135623730951)
+SQRT_PI = cython.declare(cython.double, 1.7724538509055159)
+GAUSS_SWITCH = cython.declare(cython.double, 26.0)  # scoring.GAUSS_SWITCH
+NAN = cython.declare(cython.double, math.nan)
+NEG_INF = cython.declare(cython.double, -math.inf)
+INF = cython.declare(cython.double, math.inf)
+DAY = cython.declare(cython.double, _sc.DAY)
+SEAS_DT_RATE = cython.declare(cython.double, _sc.SEAS_DT_RATE)
+SEAS_MEMORY = cython.declare(cython.double, _sc.SEAS_MEMORY)
+SEAS_SPAN = cython.declare(cython.double, _sc.SEAS_SPAN)
+SEAS_DAYS = cython.declare(cython.double, _sc.SEAS_DAYS)
+SEAS_MIN_DAYS = cython.declare(cython.double, _sc.SEAS_MIN_DAYS)
+SEAS_CLIP = cython.declare(cython.double, _sc.SEAS_CLIP)
+SEAS_PHI = cython.declare(cython.double, _sc.SEAS_PHI)
+SEAS_ZMAX = cython.declare(cython.double, _sc.SEAS_ZMAX)
+SEAS_K = cython.declare(cython.int, _layout.SEAS_K)
+
+COMPILED = cython.compiled
+
+
+def constants() -> dict:
+    """The kernel's output indices, codes and tuning constants by name, for Python callers."""
+    return {"O_SCORE": O_SCORE, "O_LIK": O_LIK, "O_ONSET": O_ONSET, "O_SMOOTHED": O_SMOOTHED, "O_LEVEL": O_LEVEL,
+            "O_SPREAD": O_SPREAD, "O_STUCK": O_STUCK, "O_LOG10P": O_LOG10P, "O_SCORED": O_SCORED, "O_GAP": O_GAP,
+            "O_REF": O_REF, "O_SEAS": O_SEAS, "O_GATE": O_GATE, "O_SURPRISE": O_SURPRISE, "O_LOOK": O_LOOK,
+            "O_FEATURE": O_FEATURE, "O_DURATION": O_DURATION, "O_LP": O_LP, "N_OUT": N_OUT, "W_XC": W_XC, "W_STD": W_STD, "W_MEAN": W_MEAN,
+            "W_SIGMA_N": W_SIGMA_N, "W_CONTRIB": W_CONTRIB, "W_RUN": W_RUN, "W_D": W_D, "W_V": W_V, "W_FM": W_FM,
+            "W_FV": W_FV, "W_LEVEL": W_LEVEL, "W_SPREAD": W_SPREAD, "W_STUCK": W_STUCK, "W_EXPECTED": W_EXPECTED,
+            "W_SIGMA": W_SIGMA, "W_REF": W_REF, "W_XL": W_XL, "W": W, "N_RES": N_RES, "NONE": NONE, "RAISED":
+            RAISED, "UPDATE": UPDATE, "CLEARED": CLEARED, "STALE": STALE, "DUPLICATE": DUPLICATE, "RESET": RESET,
+            "NEW_NORMAL": NEW_NORMAL,
+            "WARM_SEED": WARM_SEED, "WARM_CLIP": WARM_CLIP, "XMAX": XMAX, "P_FLOOR_LOG10": P_FLOOR_LOG10, "LN10":
+            LN10, "SQRT2": SQRT2, "SQRT_PI": SQRT_PI, "GAUSS_SWITCH": GAUSS_SWITCH, "NAN": NAN}
+
+
+@cython.final
+@cython.cclass
+class Params:
+    """Everything the kernel reads besides the slab: built once per Detector (detector.kernel_params).
+
+    Public ints named like layout.columns are slab offsets (-1 / 0: the column is not there);
+    the rest are resolved settings and bundle constants. ``Params(values, levels, tables)``:
+    values {name: number} for every public field, levels scoring.ONSET_LEVELS, tables the four
+    prepared calibration tables (instant, smoothed, level, spread), used (optional) 1 / 0 per
+    feature: 0 keeps a feature out of the score and the looks (all 0 or None: every feature)."""
+
+    # slab offsets (layout.columns)
+    norm_mean = cython.declare(cython.int, visibility="public")
+    norm_var = cython.declare(cython.int, visibility="public")
+    pred = cython.declare(cython.int, visibility="public")
+    last_x = cython.declare(cython.int, visibility="public")
+    run = cython.declare(cython.int, visibility="public")
+    reps = cython.declare(cython.int, visibility="public")
+    fast_mean = cython.declare(cython.int, visibility="public")
+    fast_var = cython.declare(cython.int, visibility="public")
+    lvl_mean = cython.declare(cython.int, visibility="public")
+    lvl_var = cython.declare(cython.int, visibility="public")
+    spr_mean = cython.declare(cython.int, visibility="public")
+    spr_var = cython.declare(cython.int, visibility="public")
+    ref_mean = cython.declare(cython.int, visibility="public")
+    ref_fast = cython.declare(cython.int, visibility="public")
+    ref_fmean = cython.declare(cython.int, visibility="public")
+    ref_fm2 = cython.declare(cython.int, visibility="public")
+    ref_tx = cython.declare(cython.int, visibility="public")
+    ref_peak = cython.declare(cython.int, visibility="public")
+    range_lo = cython.declare(cython.int, visibility="public")
+    range_hi = cython.declare(cython.int, visibility="public")
+    count = cython.declare(cython.int, visibility="public")
+    since_reset = cython.declare(cython.int, visibility="public")
+    last_ts = cython.declare(cython.int, visibility="public")
+    smoothed = cython.declare(cython.int, visibility="public")
+    trials = cython.declare(cython.int, visibility="public")
+    nstat = cython.declare(cython.int, visibility="public")
+    held = cython.declare(cython.int, visibility="public")
+    hist = cython.declare(cython.int, visibility="public")
+    below = cython.declare(cython.int, visibility="public")
+    cooldown = cython.declare(cython.int, visibility="public")
+    seq = cython.declare(cython.int, visibility="public")
+    peak = cython.declare(cython.int, visibility="public")
+    since_event = cython.declare(cython.int, visibility="public")
+    start_ts = cython.declare(cython.int, visibility="public")
+    duration = cython.declare(cython.int, visibility="public")
+    onset_ref = cython.declare(cython.int, visibility="public")
+    onset_quiet = cython.declare(cython.int, visibility="public")
+    onset_rates = cython.declare(cython.int, visibility="public")
+    seas_m = cython.declare(cython.int, visibility="public")
+    seas_v = cython.declare(cython.int, visibility="public")
+    seas_cyc0 = cython.declare(cython.int, visibility="public")
+    seas_cyc1 = cython.declare(cython.int, visibility="public")
+    seas_day = cython.declare(cython.int, visibility="public")
+    seas_dt = cython.declare(cython.int, visibility="public")
+    seas_s2 = cython.declare(cython.int, visibility="public")
+    seas_zb = cython.declare(cython.int, visibility="public")
+    seas_zb2 = cython.declare(cython.int, visibility="public")
+    seas_lev = cython.declare(cython.int, visibility="public")
+    seas_vg = cython.declare(cython.int, visibility="public")
+    seas_vr = cython.declare(cython.int, visibility="public")
+    # model and settings
+    F = cython.declare(cython.int, visibility="public")
+    stream_norm = cython.declare(cython.bint, visibility="public")
+    warmup = cython.declare(cython.double, visibility="public")
+    settle = cython.declare(cython.double, visibility="public")
+    adapt = cython.declare(cython.double, visibility="public")
+    max_gap = cython.declare(cython.double, visibility="public")  # < 0: no gap reset
+    clip = cython.declare(cython.double, visibility="public")
+    lvmin = cython.declare(cython.double, visibility="public")
+    lvmax = cython.declare(cython.double, visibility="public")
+    fast_rate = cython.declare(cython.double, visibility="public")
+    min_std = cython.declare(cython.double, visibility="public")
+    min_rel_std = cython.declare(cython.double, visibility="public")
+    smoothing = cython.declare(cython.double, visibility="public")
+    smooth_typ = cython.declare(cython.double, visibility="public")  # the smoothed look's median on normal data
+    repeat_memory = cython.declare(cython.double, visibility="public")
+    relearn_after = cython.declare(cython.double, visibility="public")
+    thr_s = cython.declare(cython.double, visibility="public")  # surprise threshold (raise)
+    clear_s = cython.declare(cython.double, visibility="public")  # surprise of the clear level
+    log10_looks = cython.declare(cython.double, visibility="public")  # Bonferroni, looks in use
+    log10_looks_seas = cython.declare(cython.double, visibility="public")  # ... where seasonal is trusted
+    log10_F = cython.declare(cython.double, visibility="public")
+    onset_decay = cython.declare(cython.double, visibility="public")
+    onset_ratio = cython.declare(cython.double, visibility="public")
+    rearm = cython.declare(cython.double, visibility="public")
+    quiet_level = cython.declare(cython.double, visibility="public")
+    on_rate = cython.declare(cython.double, visibility="public")
+    on_weight = cython.declare(cython.double, visibility="public")
+    range_surprise = cython.declare(cython.double, visibility="public")
+    ref_rows = cython.declare(cython.double, visibility="public")  # 0: no reference look
+    ref_rate = cython.declare(cython.double, visibility="public")
+    ref_drift = cython.declare(cython.double, visibility="public")
+    ref_peak_gate = cython.declare(cython.double, visibility="public")
+    seasonal = cython.declare(cython.bint, visibility="public")
+    seas_trust = cython.declare(cython.double, visibility="public")
+    day_offset = cython.declare(cython.double, visibility="public")
+    a_k = cython.declare(cython.int, visibility="public")
+    a_mask = cython.declare(cython.long, visibility="public")
+    a_clear_after = cython.declare(cython.double, visibility="public")
+    a_min_duration = cython.declare(cython.double, visibility="public")
+    a_max_duration = cython.declare(cython.double, visibility="public")  # <= 0: off
+    a_cooldown = cython.declare(cython.double, visibility="public")
+    a_update_factor = cython.declare(cython.double, visibility="public")
+    a_update_gap = cython.declare(cython.double, visibility="public")
+    tab_n = cython.declare(cython.int, visibility="public")
+    n_levels = cython.declare(cython.int, visibility="public")
+    n_used = cython.declare(cython.double, visibility="public")  # features in the residual statistics
+    # arrays: ONSET_LEVELS, the 4 calibration tables (each xs[tab_n] then log10_sf[tab_n]), and per
+    # feature 1.0 / 0.0: in the residual statistics and the looks or not (a feature constant in training)
+    levels: cython.double[:]
+    tab: cython.double[:]
+    used: cython.double[:]
+
+    def __init__(self, values: dict, levels, tables: list, used=None):
+        for name, value in values.items():
+            setattr(self, name, value)
+        n = max(len(t["xs_list"]) for t in tables)
+        flat = []
+        for t in tables:  # pad by repeating the last point: np.interp clamps there anyway
+            xs, ls = t["xs_list"], t["ls_list"]
+            flat += xs + [xs[-1]] * (n - len(xs)) + ls + [ls[-1]] * (n - len(ls))
+        self.tab_n, self.n_levels = n, len(levels)
+        self.tab = np.array(flat, np.float64) if cython.compiled else flat
+        self.levels = np.array(levels, np.float64) if cython.compiled else [float(v) for v in levels]
+        used = [1.0] * int(values.get("F", 1)) if used is None or not any(used) else [float(u) for u in used]
+        self.used = np.array(used, np.float64) if cython.compiled else used
+        self.n_used = sum(used)
+
+
+@cython.ccall
+def gauss_tail_log10(z: cython.double) -> cython.double:
+    """scoring.gauss_tail_log10 for one value: log10 erfc(z / sqrt 2), asymptotic far out."""
+    y: cython.double = z / SQRT2
+    if y < GAUSS_SWITCH:
+        return log10(erfc(y))
+    return (-y * y - log(y * SQRT_PI) + log1p(-0.5 / (y * y))) / LN10
+
+
+@cython.ccall
+def likelihood(log10p: cython.double) -> cython.double:
+    """scoring.likelihood_from_log10p for one value."""
+    if log10p >= P_FLOOR_LOG10:
+        return 0.0 - expm1(log10p * LN10)
+    return 1.0 - 10.0**P_FLOOR_LOG10 * (1.0 + log(max(log10p / P_FLOOR_LOG10, 1.0))) ** -0.2
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def tail(p: Params, k: cython.int, value: cython.double) -> cython.double:
+    """log10 P(look k >= value): np.interp on table k (linear, clamped at both ends)."""
+    n: cython.int = p.tab_n
+    base: cython.int = 2 * n * k
+    lo: cython.int = 0
+    hi: cython.int = n - 1
+    mid: cython.int
+    if value >= p.tab[base + hi]:
+        return p.tab[base + n + hi]
+    if value <= p.tab[base]:
+        return p.tab[base + n]
+    while hi - lo > 1:  # xs[lo] < value < xs[hi]; find the first xs > value
+        mid = (lo + hi) // 2
+        if p.tab[base + mid] > value:
+            hi = mid
+        else:
+            lo = mid
+    x0: cython.double = p.tab[base + hi - 1]
+    x1: cython.double = p.tab[base + hi]
+    if x1 == x0:
+        return p.tab[base + n + hi]
+    l0: cython.double = p.tab[base + n + hi - 1]
+    return (p.tab[base + n + hi] - l0) / (x1 - x0) * (value - x0) + l0
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def step_wave(p: Params, num: cython.double[:, :], num4: cython.float[:, :], rows: cython.Py_ssize_t[:],
+              x: cython.double[:, :], ts: cython.double[:], cap: cython.double, block: cython.double[:, :],
+              pos: cython.Py_ssize_t[:], outs: cython.double[:, :], works: cython.double[:, :],
+              xin: cython.float[:, :], codes: cython.schar[:]) -> None:
+    """A wave of readings on distinct streams (see the module doc): stream j's rows are
+    num[rows[j]] (float64 columns) and num4[rows[j]] (float32 columns); cap: the latest clock a
+    stream may take (now + clock_skew_s; inf in replay)."""
+    j: cython.Py_ssize_t
+    for j in range(len(rows)):
+        codes[j] = _step(p, num[rows[j]], num4[rows[j]], x[j], ts[j], cap, block[pos[j]], outs[j], works[j], xin[j])
+
+
+@cython.ccall
+def step_one(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:], ts: cython.double,
+             cap: cython.double, res: cython.double[:], out: cython.double[:], work: cython.double[:],
+             xin: cython.float[:]) -> cython.int:
+    """``step_wave`` for one reading on one stream's rows r (float64) and q (float32), on 1-D
+    buffers (a batch of one costs fewer buffer acquisitions); returns its code."""
+    return _step(p, r, q, x, ts, cap, res, out, work, xin)
+
+
+class F32Row(list):
+    """A float32 slab row for the plain-Python kernel: a list whose stores round to float32, as a
+    store to the compiled kernel's float32 memoryview does (reads are doubles in both)."""
+
+    def __setitem__(self, i, value):
+        list.__setitem__(self, i, _ROUND(value).value)
+
+
+_ROUND = ctypes.c_float
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:], ts: cython.double, cap: cython.double,
+          res: cython.double[:], out: cython.double[:], work: cython.double[:], xin: cython.float[:]) -> cython.int:
+    """One reading x[F] at ts on the stream's row r: score it, advance its alert machine, learn.
+    Returns its code; the caller steps the GRU (after resetting h when out[O_GAP] is set)."""
+    F: cython.int = p.F
+    if ts < r[p.last_ts]:
+        return STALE
+    if ts == r[p.last_ts] and q[p.count] > 0 and _repeats(p, r, x):
+        return DUPLICATE
+    out[O_GAP] = 0.0
+    if p.max_gap >= 0.0 and ts - r[p.last_ts] > p.max_gap and q[p.count] > 0:
+        out[O_GAP] = 1.0
+        q[p.since_reset] = 0.0
+        q[p.smoothed] = 0.0
+    count: cython.double = q[p.count] + 1.0
+    _features(p, r, q, x, count, out, work, xin)
+    since: cython.double = q[p.since_reset] + 1.0
+    scored: cython.bint = count > p.warmup and since > p.settle
+    score: cython.double = out[O_SCORE]
+    smoothed: cython.double = score
+    prev: cython.double = q[p.smoothed]
+    if since > 1:
+        if since == p.settle + 1.0:  # first reading after settling (a reset, a restore): what the unscored
+            prev = min(prev, p.smooth_typ)  # settling readings piled up cannot raise the smoothed look
+        smoothed = prev + p.smoothing * (score - prev)
+    out[O_SMOOTHED] = smoothed
+    bonf: cython.double = _looks(p, r, q, work[W_XL], ts, count, out)
+    s: cython.double = max(0.0 - out[O_LOG10P], 0.0)  # the Bonferroni-combined surprise (never -0.0)
+    out[O_SURPRISE] = s if scored else 0.0
+    out[O_LIK] = likelihood(out[O_LOG10P]) if scored else 0.0
+    out[O_ONSET] = _onset(p, r, q, x, work, scored, bonf, out)
+    high: cython.bint = scored and s >= p.clear_s
+    code: cython.int = NONE
+    out[O_DURATION] = q[p.duration]
+    if high or q[p.duration] != 0.0 or q[p.cooldown] != 0.0 or q[p.hist] != 0.0:
+        code = alert(p, r, q, scored and s >= p.thr_s, high, score, ts)
+    out[O_SCORED] = 1.0 if scored else 0.0
+    out[O_FEATURE] = _blame(p, out, work) if code != NONE else -1.0
+    res[0], res[1], res[2], res[3] = score if scored else NAN, out[O_LIK], out[O_ONSET], out[O_SURPRISE]
+    for f in range(F):
+        res[N_RES + f], res[N_RES + F + f] = work[f * W + W_EXPECTED], work[f * W + W_SIGMA]
+    if not _learn(p, r, q, x, work, count, high):
+        return RESET
+    q[p.count], q[p.since_reset], q[p.smoothed] = count, since, smoothed
+    r[p.last_ts] = min(ts, cap)
+    return code
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _repeats(p: Params, r: cython.double[:], x: cython.double[:]) -> cython.bint:
+    """The reading's values are exactly the stream's last ones (with the same timestamp: a
+    redelivery, e.g. MQTT QoS 1)."""
+    f: cython.int
+    for f in range(p.F):
+        if x[f] != r[p.last_x + f]:
+            return False
+    return True
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
+def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:], count: cython.double, out: cython.double[:],
+              work: cython.double[:], xin: cython.float[:]) -> cython.void:
+    """Steps 3-4 per feature: normalise (warm-up statistics updated in r), residual, the per-feature
+    parts of the looks (work), the GRU input (xin); the worst feature of each look to out."""
+    F: cython.int = p.F
+    f: cython.int
+    o: cython.int
+    warming: cython.bint = count <= p.warmup
+    af: cython.double = p.fast_rate
+    q_log: cython.double = -log10(q[p.trials] + 2.0)
+    score: cython.double = 0.0
+    level: cython.double = 0.0
+    spread: cython.double = 0.0
+    stuck: cython.double = 0.0
+    reference: cython.double = 0.0  # min over features of log10 P(|N(0,1)| >= z_f)
+    xf: cython.double
+    xl: cython.double
+    mean: cython.double
+    std: cython.double
+    c: cython.double
+    sigma_n: cython.double
+    z: cython.double
+    run: cython.double
+    fm_old: cython.double
+    fm: cython.double
+    fv: cython.double
+    lim: cython.double
+    for f in range(F):
+        o = f * W
+        xf = x[f]
+        mean = _normalise(p, r, f, xf, count, warming, work)
+        std = _std(p, r[p.norm_var + f], mean)
+        lim = XMAX * max(std, abs(mean), 1.0)
+        xl = min(max(xf, mean - lim), mean + lim)  # what learning sees: no overflow, whatever x is
+        if warming and p.stream_norm:
+            xl = work[o + W_XL]  # the winsorised value the warm-up statistics took
+        c = (xf - mean) / std
+        c = -p.clip if c < -p.clip else p.clip if c > p.clip else c
+        sigma_n = exp(0.5 * min(max(q[p.pred + F + f], p.lvmin), p.lvmax))
+        z = (c - q[p.pred + f]) / sigma_n
+        work[o + W_CONTRIB] = min(z * z, 1e12) / p.n_used * p.used[f]
+        score += work[o + W_CONTRIB]
+        run = q[p.run + f] + 1.0 if xf == r[p.last_x + f] else 0.0
+        work[o + W_STUCK] = run * (log10(q[p.reps + f] + 1.0) + q_log) * p.used[f] if run != 0.0 else 0.0
+        stuck = min(stuck, work[o + W_STUCK])
+        fm_old = xl if count == 1 else r[p.fast_mean + f]
+        fm = fm_old + af * (xl - fm_old)
+        fv = (1.0 - af) * (q[p.fast_var + f] + af * (xl - fm_old) * (xl - fm_old))
+        work[o + W_D] = (fm - mean) / std
+        work[o + W_V] = log(fv / (std * std) + 1e-4)
+        work[o + W_LEVEL] = abs(work[o + W_D] - q[p.lvl_mean + f]) / sqrt(q[p.lvl_var + f] + 1e-4) * p.used[f]
+        work[o + W_SPREAD] = abs(work[o + W_V] - q[p.spr_mean + f]) / sqrt(q[p.spr_var + f] + 1e-2) * p.used[f]
+        level, spread = max(level, work[o + W_LEVEL]), max(spread, work[o + W_SPREAD])
+        if p.ref_rows > 0.0:
+            work[o + W_REF] = _reference(p, r, q, f, xl, count) * p.used[f]
+            reference = min(reference, gauss_tail_log10(work[o + W_REF]))
+        xin[f] = c
+        work[o + W_XC], work[o + W_STD], work[o + W_MEAN], work[o + W_XL] = c, std, mean, xl
+        work[o + W_SIGMA_N], work[o + W_RUN], work[o + W_FM], work[o + W_FV] = sigma_n, run, fm, fv
+        work[o + W_EXPECTED] = q[p.pred + f] * std + mean
+        work[o + W_SIGMA] = sigma_n * std
+    out[O_SCORE], out[O_LEVEL], out[O_SPREAD], out[O_STUCK] = score, level, spread, stuck
+    out[O_REF] = min(reference + p.log10_F, 0.0) if p.ref_rows > 0.0 else 0.0
+
+
+@cython.cfunc
+@cython.inline
+def _std(p: Params, var: cython.double, mean: cython.double) -> cython.double:
+    """The stream's std, floored at min_std and min_rel_std |mean|."""
+    fl: cython.double = max(p.min_std, p.min_rel_std * abs(mean))
+    return sqrt(max(var, fl * fl))
+
+
+@cython.cfunc
+@cython.cdivision(True)
+def _normalise(p: Params, r: cython.double[:], f: cython.int, xf: cython.double, count: cython.double,
+               warming: cython.bint, work: cython.double[:]) -> cython.double:
+    """Feature f's normalisation mean after reading xf. During warm-up (stream models) the Welford
+    update of norm_mean / norm_var, from xf winsorised once WARM_SEED readings are in: at mean +-
+    (WARM_CLIP sd + the range seen), so one huge reading cannot own the stream's scale while a
+    trend or a slow cycle still can widen it. The value used goes to work[f * W + W_XL]."""
+    mean: cython.double = r[p.norm_mean + f]
+    if not (warming and p.stream_norm):
+        return mean
+    var: cython.double = r[p.norm_var + f]
+    xw: cython.double = xf
+    band: cython.double
+    if count > WARM_SEED and var > 0.0:  # (a stream that started flat has no scale yet: no clipping)
+        band = WARM_CLIP * sqrt(var) + (r[p.range_hi + f] - r[p.range_lo + f])
+        xw = min(max(xf, mean - band), mean + band)
+    d: cython.double = xw - mean
+    mean = mean + d / count
+    r[p.norm_var + f] = var + (d * (xw - mean) - var) / count
+    r[p.norm_mean + f] = mean
+    work[f * W + W_XL] = xw
+    return mean
+
+
+@cython.cfunc
+@cython.cdivision(True)
+def _reference(p: Params, r: cython.double[:], q: cython.float[:], f: cython.int, xf: cython.double, count: cython.double) -> cython.double:
+    """Feature f's z of the reference look: its short EW mean against the mean and spread of its
+    first ref_rows readings (frozen after), with the drift allowance and the peak gate."""
+    rk: cython.double = min(count, p.ref_rows)
+    in_ref: cython.bint = count <= p.ref_rows
+    rf: cython.double = xf if count == 1 else r[p.ref_fast + f]
+    rf = rf + p.ref_rate * (xf - rf)
+    rm: cython.double = r[p.ref_mean + f]
+    rfm: cython.double = r[p.ref_fmean + f]
+    rfv: cython.double = r[p.ref_fm2 + f]
+    d: cython.double
+    if in_ref:
+        rm = rm + (xf - rm) / rk
+        d = rf - rfm
+        rfm = rfm + d / rk
+        rfv = rfv + d * (rf - rfm)
+        r[p.ref_mean + f], r[p.ref_fmean + f], r[p.ref_fm2 + f] = rm, rfm, rfv
+    r[p.ref_fast + f] = rf
+    fl: cython.double = max(p.min_std, p.min_rel_std * abs(rm))
+    rvar: cython.double = max(rfv / max(rk - 1.0, 1.0), fl * fl)
+    grown: cython.double
+    if p.ref_drift > 0.0:  # s_eff = sqrt(s^2 + (reference_drift * slope * (n - reference_rows))^2)
+        if in_ref:
+            r[p.ref_tx + f] = r[p.ref_tx + f] + 0.5 * rk * (xf - rm)
+        grown = p.ref_drift * r[p.ref_tx + f] / max(rk * (rk * rk - 1.0) / 12.0, 1.0) * max(count - p.ref_rows, 0.0)
+        rvar = rvar + grown * grown
+    rz: cython.double = abs(rf - rm) / sqrt(rvar)
+    rpk: cython.double
+    if p.ref_peak_gate > 0.0:  # counts only while z is at least this fraction of its (fading) peak
+        rpk = 0.0 if in_ref else max(rz, q[p.ref_peak + f] * p.onset_decay)
+        q[p.ref_peak + f] = rpk
+        if rz < p.ref_peak_gate * rpk:
+            rz = 0.0
+    return rz
+
+
+@cython.cfunc
+def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.double, ts: cython.double, count: cython.double,
+           out: cython.double[:]) -> cython.double:
+    """Per-look log10 p to out[O_LP + k] (seasonal look and AND-gate where trusted), the look with
+    the smallest (O_LOOK, first on ties) and the Bonferroni-combined log10 p (O_LOG10P).
+    Returns log10 of the number of looks counted (live Bonferroni)."""
+    lp0: cython.double = tail(p, 0, out[O_SCORE])
+    lp1: cython.double = tail(p, 1, out[O_SMOOTHED])
+    bonf: cython.double = p.log10_looks
+    out[O_SEAS], out[O_GATE] = 0.0, NEG_INF
+    if p.seasonal:
+        if _season(p, r, q, xl0, ts, count, out):  # trusted: the AND-gate and one more look
+            bonf = p.log10_looks_seas
+            lp0, lp1 = max(lp0, out[O_GATE]), max(lp1, out[O_GATE])
+    out[O_LP], out[O_LP + 1], out[O_LP + 2] = lp0, lp1, tail(p, 2, out[O_LEVEL])
+    out[O_LP + 3], out[O_LP + 4], out[O_LP + 5], out[O_LP + 6] = tail(p, 3, out[O_SPREAD]), out[O_STUCK], out[O_REF], out[O_SEAS]
+    best: cython.int = 0
+    k: cython.int
+    for k in range(1, 7):
+        if (k == 5 and p.ref_rows <= 0.0) or (k == 6 and not p.seasonal):
+            continue
+        if out[O_LP + k] < out[O_LP + best]:
+            best = k
+    out[O_LOOK] = best
+    out[O_LOG10P] = min(out[O_LP + best] + bonf, 0.0)
+    return bonf
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _onset(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:], work: cython.double[:], scored: cython.bint,
+           bonf: cython.double, out: cython.double[:]) -> cython.double:
+    """The onset output: per look, its surprise -log10(n p_k) is an onset when it exceeds
+    onset_ratio x that look's last onset surprise (fading; re-armed after a quiet stretch); the top
+    onset is calibrated by the stream's own rate of onsets at that level, mixed with the model's
+    tail; the range look (excess beyond the stream's range of values) can raise it."""
+    top: cython.double = 0.0
+    sk: cython.double
+    ref: cython.double
+    quiet: cython.double
+    k: cython.int
+    for k in range(7):  # scoring.ALL_LOOKS: onset_ref column k
+        if (k == 5 and p.ref_rows <= 0.0) or (k == 6 and not p.seasonal):
+            continue
+        sk = max(-(out[O_LP + k] + bonf), 0.0) if scored else 0.0
+        ref = q[p.onset_ref + k]
+        if sk > p.onset_ratio * ref:
+            q[p.onset_ref + k] = sk
+            top = max(top, sk)
+        else:
+            q[p.onset_ref + k] = ref * p.onset_decay
+        if p.rearm > 0.0 and scored:  # re-arm after onset_rearm quiet readings
+            quiet = q[p.onset_quiet + k] + 1.0 if sk < p.quiet_level else 0.0
+            if quiet >= p.rearm:
+                quiet = 0.0
+                q[p.onset_ref + k] = 0.0
+            q[p.onset_quiet + k] = quiet
+    u: cython.double = 0.0
+    j: cython.int
+    lvl: cython.int = -1
+    c_rate: cython.double = 1.0
+    mixed: cython.double
+    if top > 0.0:
+        for j in range(p.n_levels):
+            if p.levels[j] <= top:
+                lvl = j
+        if lvl >= 0:
+            c_rate = q[p.onset_rates + lvl]
+        mixed = p.on_weight * c_rate + (1.0 - p.on_weight) * 10.0 ** -top
+        u = min(top + 1.0, -log10(mixed)) if mixed > 0.0 else top + 1.0
+    e: cython.double = _range_excess(p, r, work)
+    shown: cython.double = max(u, p.range_surprise * e) if scored else 0.0
+    if scored:
+        for j in range(p.n_levels):
+            q[p.onset_rates + j] += ((1.0 if top >= p.levels[j] else 0.0) - q[p.onset_rates + j]) * p.on_rate
+    return likelihood(-shown)
+
+
+@cython.cfunc
+@cython.cdivision(True)
+def _range_excess(p: Params, r: cython.double[:], work: cython.double[:]) -> cython.double:
+    """The worst feature's excess beyond the stream's range of values, in range widths; then the
+    range learns the value (the clamped / winsorised one learning sees, work W_XL)."""
+    e: cython.double = 0.0
+    f: cython.int
+    xf: cython.double
+    width: cython.double
+    for f in range(p.F):
+        xf = work[f * W + W_XL]
+        width = r[p.range_hi + f] - r[p.range_lo + f]
+        if width > 0.0:
+            e = max(e, max(max(xf - r[p.range_hi + f], r[p.range_lo + f] - xf), 0.0) / width)
+        r[p.range_lo + f] = min(r[p.range_lo + f], xf)
+        r[p.range_hi + f] = max(r[p.range_hi + f], xf)
+    return e
+
+
+@cython.cfunc
+def _blame(p: Params, out: cython.double[:], work: cython.double[:]) -> cython.double:
+    """The feature the look that fired blames: its largest per-feature statistic (level, spread,
+    reference z; the most improbable run for stuck; the largest share of the score otherwise)."""
+    k: cython.int = cython.cast(cython.int, out[O_LOOK])
+    column: cython.int = (W_LEVEL if k == 2 else W_SPREAD if k == 3 else W_STUCK if k == 4 else W_REF if k == 5
+                          else W_CONTRIB)
+    best: cython.int = 0
+    top: cython.double = NEG_INF
+    v: cython.double
+    f: cython.int
+    for f in range(p.F):
+        v = work[f * W + column]
+        if column == W_STUCK:
+            v = -v
+        if v > top:
+            best, top = f, v
+    return best
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _learn(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:], work: cython.double[:], count: cython.double,
+           high: cython.bint) -> cython.bint:
+    """Step 5: learn the stream's normal statistics from the reading (not while it is at or above
+    the clear level, unless held there relearn_after readings). Returns False if any learned
+    statistic is not finite (the caller resets the stream)."""
+    warming: cython.bint = count <= p.warmup
+    held: cython.double = q[p.held] + 1.0 if high else 0.0
+    q[p.held] = held
+    learn: cython.bint = not high or held > p.relearn_after
+    stat: cython.bint = learn and count > (p.warmup // 2)
+    nstat: cython.double = q[p.nstat] + (1.0 if stat else 0.0)
+    rate: cython.double = max(1.0 / max(nstat, 1.0), p.repeat_memory) if stat else 0.0
+    decay: cython.double = 1.0 if warming else 1.0 - p.repeat_memory
+    adapt: cython.double = p.adapt if (p.stream_norm and learn and not warming) else 0.0
+    total: cython.double = 0.0  # sum of what was learned: not finite if anything is not
+    f: cython.int
+    o: cython.int
+    d: cython.double
+    run: cython.double
+    for f in range(p.F):
+        o = f * W
+        if adapt != 0.0:
+            d = work[o + W_XL] - r[p.norm_mean + f]
+            r[p.norm_mean + f] += adapt * d
+            r[p.norm_var + f] += adapt * (d * d - r[p.norm_var + f])
+        if rate != 0.0:
+            _ew_stat(q, p.lvl_mean + f, p.lvl_var + f, work[o + W_D], rate)
+            _ew_stat(q, p.spr_mean + f, p.spr_var + f, work[o + W_V], rate)
+        run = work[o + W_RUN]
+        if learn:
+            q[p.reps + f] = q[p.reps + f] * decay + (1.0 if run > 0 and count > 1 else 0.0)
+        r[p.fast_mean + f], q[p.fast_var + f] = work[o + W_FM], work[o + W_FV]
+        q[p.run + f], r[p.last_x + f] = run, x[f]
+        total += (r[p.norm_mean + f] + r[p.norm_var + f] + r[p.fast_mean + f] + q[p.fast_var + f]
+                  + q[p.lvl_mean + f] + q[p.lvl_var + f] + q[p.spr_mean + f] + q[p.spr_var + f])
+    if learn and count > 1:
+        q[p.trials] = q[p.trials] * decay + 1.0
+    q[p.nstat] = nstat
+    if p.seasonal:
+        total += r[p.seas_lev] + q[p.seas_vg]
+    return isfinite(total)
+
+
+@cython.cfunc
+@cython.inline
+def _ew_stat(q: cython.float[:], m: cython.int, v: cython.int, value: cython.double, rate: cython.double) -> cython.void:
+    """Running mean / variance q[m], q[v] of a statistic, at rate (1 / n while young, then EW)."""
+    delta: cython.double = value - q[m]
+    q[m] += rate * delta
+    q[v] += rate * (delta * (value - q[m]) - q[v])
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
+def _season(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double, ts: cython.double, count: cython.double,
+            out: cython.double[:]) -> cython.bint:
+    """The seasonal look for one univariate reading x, test-then-train; writes its log10 p and
+    the AND-gate's log10 2 Phi(-|z|) to out[O_SEAS], out[O_GATE] where trusted; returns trusted.
+
+    With P the readings per day (86400 / EW sampling interval; 288 until known): day type d =
+    weekend of (ts + day_offset_s); phase q = time of day * K / 86400 - 0.5, bucket i = floor(q)
+    (wrapping), f = q - i; the profile of day type d (the other's while d's has no value at i,
+    i + 1) predicts (1 - f) m_i + f m_{i+1}; r = x - prediction; s^2 = max((1 - f) v_i + f v_{i+1},
+    0.02^2 vg); z = clip(r / s, +-30); zbar = EW mean of z (rate 1 / max(P / 8, 4)); u = zbar /
+    sd(zbar) (EW over 4 days). Trusted: completed days of type d >= 3 and vr / vg < seasonal_trust
+    (EW variances over 4 days, winsorised at 4 s, of r and of x - level (EW over 1 day)).
+    p = 2 Phi(-|u|). Learns m, v of the two buckets with weights (1 - f), f at rate
+    max(1 / (completed days + 1), 1 / 8), the residual clipped at +-4 s."""
+    K: cython.int = SEAS_K
+    prev: cython.bint = count > 1
+    step: cython.double = ts - r[p.last_ts]
+    dt: cython.double = q[p.seas_dt]
+    if prev and step > 0.0:
+        dt = step if dt == 0.0 else dt + SEAS_DT_RATE * (step - dt)
+    q[p.seas_dt] = dt
+    P: cython.double = DAY / dt if dt > 0.0 else DAY / 300.0  # readings per day
+    lam_s: cython.double = 1.0 / max(SEAS_MEMORY * P, 2.0)
+    lam_l: cython.double = 1.0 / max(P, 2.0)
+    tt: cython.double = ts + p.day_offset
+    day: cython.double = floor(tt / DAY)
+    d: cython.int = _weekend(day)
+    if prev and day != q[p.seas_day]:
+        if _weekend(q[p.seas_day]):
+            q[p.seas_cyc1] += 1.0
+        else:
+            q[p.seas_cyc0] += 1.0
+    q[p.seas_day] = day
+    cyc: cython.double = q[p.seas_cyc1] if d == 1 else q[p.seas_cyc0]
+    phase: cython.double = (tt - day * DAY) / DAY * K - 0.5
+    fi: cython.double = floor(phase)
+    f: cython.double = phase - fi
+    i0: cython.long = cython.cast(cython.long, fi)
+    if i0 < 0:
+        i0 += K
+    i1: cython.long = i0 + 1 if i0 + 1 < K else 0
+    own: cython.long = p.seas_m + d * K
+    other: cython.long = p.seas_m + (1 - d) * K
+    b0: cython.double = q[own + i0]
+    b1: cython.double = q[own + i1]
+    own_ok: cython.bint = isfinite(b0) and isfinite(b1)
+    s0: cython.double = b0 if own_ok else q[other + i0]
+    s1: cython.double = b1 if own_ok else q[other + i1]
+    have: cython.bint = isfinite(s0) and isfinite(s1)
+    lev: cython.double = x if count == 1 else r[p.seas_lev]
+    eg: cython.double = x - lev
+    vg: cython.double = q[p.seas_vg]
+    a: cython.double = max(1.0 / (cyc + 1.0), 1.0 / SEAS_DAYS)  # the profile's learning rate
+    clipv: cython.double = INF
+    trusted: cython.bint = False
+    u: cython.double
+    z: cython.double
+    ratio: cython.double
+    if have:
+        u, z, ratio, clipv = _season_residual(p, q, x - ((1.0 - f) * s0 + f * s1), f, i0, i1, lev, vg, a, P)
+        trusted = cyc >= SEAS_MIN_DAYS and ratio < p.seas_trust
+        if trusted:
+            out[O_SEAS] = gauss_tail_log10(abs(u))
+            out[O_GATE] = gauss_tail_log10(abs(z))
+    q[p.seas_vg] = vg + lam_s * ((min(eg * eg, SEAS_CLIP * SEAS_CLIP * vg) if vg > 0.0 else eg * eg) - vg)
+    r[p.seas_lev] = lev + lam_l * eg
+    _season_learn(q, own, i0, i1, b0, b1, own_ok, have, x, f, a, clipv)
+    return trusted
+
+
+@cython.cfunc
+@cython.cdivision(True)
+def _season_residual(p: Params, q: cython.float[:], res: cython.double, f: cython.double, i0: cython.long,
+                     i1: cython.long, lev: cython.double, vg: cython.double, a: cython.double,
+                     P: cython.double) -> tuple[cython.double, cython.double, cython.double, cython.double]:
+    """The profile's residual res at buckets i0, i1 (weights 1 - f, f): returns (u, z, the trust
+    ratio vr / vg, the Huber clip of the profile's update) and learns the residual's scales."""
+    lam_s: cython.double = 1.0 / max(SEAS_MEMORY * P, 2.0)
+    lam_b: cython.double = 1.0 / max(SEAS_SPAN * P, 4.0)
+    g: cython.double = 1.0 - f
+    s2g: cython.double = q[p.seas_s2]
+    vr: cython.double = q[p.seas_vr]
+    if s2g != s2g:  # NaN: the first residual
+        s2g, vr = res * res, res * res
+    v0: cython.double = q[p.seas_v + i0]
+    v1: cython.double = q[p.seas_v + i1]
+    if not isfinite(v0):
+        v0 = s2g
+    if not isfinite(v1):
+        v1 = s2g
+    s2: cython.double = max(g * v0 + f * v1, SEAS_PHI * SEAS_PHI * vg + 1e-12 * (1.0 + lev * lev))
+    z: cython.double = min(max(res / sqrt(s2), -SEAS_ZMAX), SEAS_ZMAX)
+    zb: cython.double = q[p.seas_zb]
+    zb = zb + lam_b * (z - zb)
+    sfl: cython.double = lam_b / (2.0 - lam_b)  # the variance of an EW mean of iid unit z
+    zb2: cython.double = q[p.seas_zb2]
+    if zb2 != zb2:
+        zb2 = sfl
+    u: cython.double = zb / sqrt(max(zb2, sfl))
+    ratio: cython.double = vr / vg if vg > 0.0 else INF
+    r2: cython.double = min(res * res, SEAS_CLIP * SEAS_CLIP * s2)
+    q[p.seas_s2] = s2g + lam_s * (r2 - s2g)
+    q[p.seas_v + i0] = v0 + a * g * (r2 - v0)
+    q[p.seas_v + i1] = v1 + a * f * (r2 - v1)
+    q[p.seas_vr] = vr + lam_s * (r2 - vr)
+    q[p.seas_zb] = zb
+    q[p.seas_zb2] = zb2 + lam_s * (min(zb * zb, SEAS_CLIP * SEAS_CLIP * max(zb2, sfl)) - zb2)
+    return u, z, ratio, SEAS_CLIP * sqrt(s2)
+
+
+@cython.cfunc
+def _season_learn(q: cython.float[:], own: cython.long, i0: cython.long, i1: cython.long, b0: cython.double,
+                  b1: cython.double, own_ok: cython.bint, have: cython.bint, x: cython.double, f: cython.double,
+                  a: cython.double, clipv: cython.double) -> cython.void:
+    """The day type's profile buckets i0, i1 learn x (the residual Huber-clipped at clipv); an
+    unseen bucket takes x as it is."""
+    res: cython.double
+    if own_ok:
+        res = x - ((1.0 - f) * b0 + f * b1)
+        if have:
+            res = max(-clipv, min(clipv, res))
+        q[own + i0] = b0 + a * (1.0 - f) * res
+        q[own + i1] = b1 + a * f * res
+    else:
+        if not isfinite(b0):
+            q[own + i0] = x
+        if not isfinite(b1):
+            q[own + i1] = x
+
+
+@cython.cfunc
+@cython.inline
+def _weekend(day: cython.double) -> cython.int:
+    """1 where day number ``day`` (days since 1970-01-01, a Thursday) is a Saturday or Sunday."""
+    w: cython.double = day + 3.0
+    return 1 if w - 7.0 * floor(w / 7.0) >= 5.0 else 0
+
+
+@cython.ccall
+def alert(p: Params, r: cython.double[:], q: cython.float[:], over: cython.bint, high: cython.bint, score: cython.double,
+          ts: cython.double) -> cython.int:
+    """The alert machine of one stream (see alerts.py): idle -> raised when k of the last n readings
+    are over, active -> update on a score update_factor x the last event's, -> cleared after
+    clear_after readings below the clear level (min_duration met), or NEW_NORMAL once it has lasted
+    max_duration readings (the stream then learns its new normal), then cooldown."""
+    active: cython.bint = q[p.duration] > 0  # an active alert has lasted >= 1 reading
+    hist: cython.long = ((cython.cast(cython.long, q[p.hist]) << 1) | (1 if over else 0)) & p.a_mask
+    bits: cython.long = hist
+    ones: cython.int = 0
+    while bits:  # popcount
+        bits &= bits - 1
+        ones += 1
+    raised: cython.bint = not active and q[p.cooldown] <= 0 and ones >= p.a_k
+    below: cython.double = q[p.below] + 1.0 if active and not high else 0.0
+    cleared: cython.bint = active and below >= p.a_clear_after and q[p.duration] >= p.a_min_duration
+    duration: cython.double = q[p.duration] + 1.0 if active else 0.0
+    expired: cython.bint = active and not cleared and 0.0 < p.a_max_duration < duration  # a new normal
+    if expired:
+        cleared = True
+        q[p.held] = p.relearn_after  # the stream's normal statistics learn again from the next reading
+    since: cython.double = q[p.since_event] + 1.0 if active else 0.0
+    update: cython.bint = (active and not cleared and score > p.a_update_factor * q[p.peak]
+                           and since >= p.a_update_gap)
+    now_active: cython.bint = (active and not cleared) or raised
+    q[p.hist] = 0.0 if cleared else hist
+    q[p.below] = below if now_active else 0.0
+    q[p.duration] = 1.0 if raised else (duration if now_active else 0.0)
+    q[p.cooldown] = p.a_cooldown if cleared else max(q[p.cooldown] - 1.0, 0.0)
+    if raised:
+        r[p.seq] += 1
+        r[p.start_ts] = ts
+    if raised or update:
+        q[p.peak] = score
+    q[p.since_event] = since if now_active and not (raised or update) else 0.0
+    return (NEW_NORMAL if expired else CLEARED) if cleared else RAISED if raised else UPDATE if update else NONE

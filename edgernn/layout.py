@@ -1,0 +1,142 @@
+"""The per-stream slab, declared once: an ordered list of (column, width, storage, what it holds).
+
+Everything that knows where a number lives in a stream's row derives from ``columns(F, ...)``:
+``Layout`` (the offsets: a slice per vector column, an int per scalar column, each within its own
+slab), the kernel's parameters (``Layout.offsets``, one int per column name), the snapshot format
+(``Layout.signature`` is stored in every snapshot; a snapshot with another signature is not
+restored) and the tests' whole-state comparison (``Layout.named``: a row as {column: values}).
+
+Storage: "f8" columns live in the float64 slab (raw units, where float32 would lose a sensor's
+resolution at a large offset; timestamps; alert numbers), "f4" columns in the float32 slab
+(normalised statistics, rates, counters exact to 2**24, the seasonal profile). A width of ``None``
+is one scalar column (an int offset); an int (also 1) is a vector column (a slice). Columns of
+width 0 exist in name only: the reference look's columns when it is off, the seasonal look's
+for multivariate models or when it is off.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+
+N_LOOKS = 7  # scoring.ALL_LOOKS: instant, smoothed, level, spread, stuck, reference, seasonal
+N_LEVELS = 24  # scoring.ONSET_LEVELS
+SEAS_K = 32  # buckets over the day of the seasonal look's profile
+
+
+def columns(F: int, reference: bool = True, seasonal: bool = True) -> tuple[tuple[str, int | None, str, str], ...]:
+    """The slab's columns for a model with F features (the reference look's if ``reference``, the
+    seasonal look's if ``seasonal`` and F == 1), in order: (name, width | None, storage, meaning)."""
+    seasonal = seasonal and F == 1
+    K = SEAS_K if seasonal else 0
+    R = F if reference else 0
+    seas_scalars = (
+        ("seas_cyc0", "completed weekdays seen by the seasonal profile"),
+        ("seas_cyc1", "completed weekend days seen by the seasonal profile"),
+        ("seas_day", "the last reading's day number, floor((ts + day_offset_s) / 86400)"),
+        ("seas_dt", "EW sampling interval, seconds (0: not known yet)"),
+        ("seas_s2", "global EW mean square profile residual (NaN until the profile has a value)"),
+        ("seas_zb", "short EW mean of the profile residual z"),
+        ("seas_zb2", "EW mean square of that short mean (NaN until the profile has a value)"),
+        ("seas_lev", "level of x tracking on the day scale (EW over one cycle)"),
+        ("seas_vg", "EW variance of x - level (the trust ratio's denominator)"),
+        ("seas_vr", "EW variance of the profile residual (the trust ratio's numerator)"),
+    )
+    return (
+        ("norm_mean", F, "f8", "stream normalisation mean (Welford during warm-up, then EW or frozen)"),
+        ("norm_var", F, "f8", "stream normalisation variance"),
+        ("pred", 2 * F, "f4", "the prediction stored for the next reading: mean | logvar (normalised units)"),
+        ("last_x", F, "f8", "last raw value"),
+        ("run", F, "f4", "its run of exact repeats"),
+        ("reps", F, "f4", "EW count of repeats (the stuck look's repeat rate)"),
+        ("fast_mean", F, "f8", "short EW mean of the raw values (level look)"),
+        ("fast_var", F, "f4", "short EW variance of the raw values (spread look)"),
+        ("lvl_mean", F, "f4", "the stream's own EW mean of the level deviation d"),
+        ("lvl_var", F, "f4", "... and its EW variance"),
+        ("spr_mean", F, "f4", "the stream's own EW mean of the log spread ratio v"),
+        ("spr_var", F, "f4", "... and its EW variance"),
+        ("ref_mean", R, "f8", "reference look: mean of x over the first reference_rows readings"),
+        ("ref_fast", R, "f8", "reference look: short EW mean of x"),
+        ("ref_fmean", R, "f8", "reference look: Welford mean of ref_fast over those readings"),
+        ("ref_fm2", R, "f8", "reference look: Welford sum of squares of ref_fast over those readings"),
+        ("ref_tx", R, "f8", "reference look: co-moment of (reading index, x): the drift allowance"),
+        ("ref_peak", R, "f4", "reference look: the largest z since it froze, fading (the peak gate)"),
+        ("range_lo", F, "f8", "smallest raw value the stream has had (the onset's range look)"),
+        ("range_hi", F, "f8", "largest raw value the stream has had"),
+        ("count", None, "f4", "readings accepted since the stream (re)started"),
+        ("since_reset", None, "f4", "readings since the hidden state was reset (gap, new stream, restore)"),
+        ("last_ts", None, "f8", "timestamp of the last accepted reading, epoch seconds (capped at now + clock_skew_s)"),
+        ("smoothed", None, "f4", "EWMA of the score"),
+        ("trials", None, "f4", "EW count of readings the repeat rate was learned from"),
+        ("nstat", None, "f4", "readings the level / spread statistics were learned from"),
+        ("held", None, "f4", "readings in a row at or above the clear level (learning paused)"),
+        ("hist", None, "f4", "alert machine: bit history of readings over the threshold (k of n)"),
+        ("below", None, "f4", "alert machine: readings in a row below the clear level"),
+        ("cooldown", None, "f4", "alert machine: readings left before a new alert can be raised"),
+        ("seq", None, "f8", "alert machine: alerts raised on this stream (the alert id's number)"),
+        ("peak", None, "f4", "alert machine: score of the alert's last event"),
+        ("since_event", None, "f4", "alert machine: readings since the alert's last event"),
+        ("start_ts", None, "f8", "alert machine: timestamp the alert was raised"),
+        ("duration", None, "f4", "alert machine: readings the alert has been active (0: no alert active)"),
+        ("onset_ref", N_LOOKS, "f4", "per look, the surprise of its last onset (decaying)"),
+        ("onset_quiet", N_LOOKS, "f4", "per look, scored readings in a row below onset_quiet (re-arming)"),
+        ("onset_rates", N_LEVELS, "f4", "EW rate of the stream's onsets with surprise >= ONSET_LEVELS[j]"),
+        ("seas_m", 2 * K, "f4", "time-of-day profile of x: weekday buckets | weekend buckets (NaN: unseen)"),
+        ("seas_v", K, "f4", "per-bucket EW mean square of the profile residual (NaN: unseen)"),
+        *((name, None if seasonal else 0, "f8" if name == "seas_lev" else "f4", doc) for name, doc in seas_scalars),
+    )
+
+
+def initial_rows(layout: "Layout") -> tuple[np.ndarray, np.ndarray]:
+    """What a new stream's rows (num float64, num4 float32) start with: zeros, except where
+    'nothing seen yet' is not 0."""
+    row8, row4 = np.zeros(layout.width, np.float64), np.zeros(layout.width4, np.float32)
+    row8[layout.last_ts] = -np.inf
+    row8[layout.range_lo] = np.inf  # an empty range
+    row8[layout.range_hi] = -np.inf
+    if layout.has_seasonal:  # an empty profile, no scale
+        for name in ("seas_m", "seas_v", "seas_s2", "seas_zb2"):
+            row4[getattr(layout, name)] = np.nan
+    return row8, row4
+
+
+class Layout:
+    """Offsets of ``columns(F, reference, seasonal)``: ``layout.count`` is an int, ``layout.norm_mean``
+    a slice, each within its slab (``layout.storage[name]``: "f8" -> ``num``, "f4" -> ``num4``)."""
+
+    def __init__(self, n_features: int, reference: bool = True, seasonal: bool = True):
+        self.F = n_features
+        self.columns = columns(n_features, reference, seasonal)
+        self.has_seasonal = seasonal and n_features == 1
+        self.offsets: dict[str, int] = {}  # column -> first entry in its slab (-1: a zero-width column)
+        self.storage: dict[str, str] = {}
+        start = {"f8": 0, "f4": 0}
+        for name, width, storage, _doc in self.columns:
+            n, at = (1 if width is None else width), start[storage]
+            self.offsets[name] = at if n else -1
+            self.storage[name] = storage
+            setattr(self, name, (at if n else -1) if width is None else slice(at, at + n))
+            start[storage] += n
+        self.width, self.width4 = start["f8"], start["f4"]  # entries per row of num, of num4
+        self.row_bytes = 8 * self.width + 4 * self.width4
+
+    def signature(self) -> str:
+        """The declaration as stored in snapshots: [[name, width, storage], ...] (JSON)."""
+        return json.dumps([[name, width, storage] for name, width, storage, _ in self.columns])
+
+    def version(self) -> int:
+        """A short number derived from the declaration (crc32 of the signature)."""
+        return zlib.crc32(self.signature().encode())
+
+    def named(self, row8: np.ndarray, row4: np.ndarray) -> dict[str, np.ndarray]:
+        """A stream's rows of num and num4 as {column: float64[width of that column]}."""
+        out = {}
+        for name, width, storage, _ in self.columns:
+            where, row = getattr(self, name), (row8 if storage == "f8" else row4)
+            if width is None and where >= 0:
+                out[name] = np.asarray(row[where : where + 1], np.float64)
+            elif width:
+                out[name] = np.asarray(row[where], np.float64)
+        return out

@@ -481,11 +481,12 @@ def _pipeline(ctx: _Ctx, data, i: int, limits: LimitsConfig, mqtt: MqttConfig) -
         if not tok:
             raise ctx.error(f"{path}.stream", "empty {} placeholder")
     model_raw = r.get("model", str)
-    model = Path(os.path.expanduser(model_raw))
-    if not model.is_absolute():  # the working directory first, then next to the config file
-        model = model.resolve() if model.exists() else (ctx.base / model).resolve()
-    if not model.is_dir():
-        raise ctx.error(f"{path}.model", f"model bundle directory not found: {model_raw}")
+    from .models import ModelNotFound, find_model
+
+    try:  # a path (the working directory first, then next to the config file) or a shipped name
+        model = find_model(model_raw, ctx.base)
+    except ModelNotFound as exc:
+        raise ctx.error(f"{path}.model", str(exc)) from None
     alerts: list = []
     if r.has("alerts"):
         from .alerts import AlertSettings

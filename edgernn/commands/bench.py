@@ -45,7 +45,7 @@ PERIODS = (64, 128, 256, 512, 1024)
 def add_arguments(p) -> None:
     from ..backends import BACKEND_NAMES
 
-    p.add_argument("--model", default="firmware_models/univariate", help="model bundle directory (default: %(default)s)")
+    p.add_argument("--model", default="univariate", help="model bundle directory, or a shipped model's name (default: %(default)s)")
     p.add_argument("--backend", default="numpy", choices=(*BACKEND_NAMES, "all"),
                    help="backend to time; 'all' = every backend the bundle has artifacts for (default: numpy)")
     p.add_argument("--batch", default="1,16,64,256", help="comma-separated batch sizes (default: %(default)s)")

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-DEFAULT_MODEL = "firmware_models/univariate"
+DEFAULT_MODEL = "univariate"
 
 
 def add_arguments(parser) -> None:
@@ -30,14 +30,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
 
 
-def find_model(arg: str | None) -> Path | None:
-    if arg:
-        return Path(arg)
-    here = Path(__file__).resolve().parents[2]  # a source checkout: <repo>/firmware_models/...
-    for base in (Path.cwd(), here, Path(sys.prefix) / "share" / "edgernn"):
-        if (base / DEFAULT_MODEL / "manifest.yaml").is_file():
-            return base / DEFAULT_MODEL
-    return None
+def find_model(arg: str | None) -> Path:
+    """The bundle to run: --model (a path or a shipped name), else the shipped univariate model."""
+    from ..models import find_model as find
+
+    return find(arg or DEFAULT_MODEL)
 
 
 def _free_port() -> int:
@@ -90,10 +87,12 @@ def run(args) -> int:
     from ..mqtt import MqttClient
     from ..sim import Fleet
 
-    model = find_model(args.model)
-    if model is None:
-        print(f"edgernn demo: no model found at {DEFAULT_MODEL} (run from the repository, or pass --model DIR)",
-              file=sys.stderr)
+    from ..models import ModelNotFound
+
+    try:
+        model = find_model(args.model)
+    except ModelNotFound as exc:
+        print(f"edgernn demo: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="  [%(levelname)s %(name)s] %(message)s")
     work = Path(tempfile.mkdtemp(prefix="edgernn-demo-"))
@@ -217,4 +216,6 @@ def _summary(fleet, alerts, daemon, total, elapsed) -> None:
     false = [a for a in raised if fleet.fault_for(a["stream"], fleet.index_of(a["ts"])) is None]
     print(f"  caught {caught} of {len(fleet.faults)} faults; {len(false)} alert(s) where nothing was injected "
           f"({len(fleet.clean)} clean streams)")
-    print("\nnext: edgernn serve -c deploy/edgernn.example.yaml   (see deploy/README.md)")
+    from ..models import example_config
+
+    print(f"\nnext: edgernn serve -c {example_config()}   (the daemon; a broker on 127.0.0.1:1883; see deploy/README.md)")

@@ -52,15 +52,22 @@ copy_host_ca() {  # pip inside the rootfs must trust what the host trusts (proxi
     printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' > "$1/etc/pip.conf"
 }
 
-build_artifacts() {  # SRC OUT: the wheel and the sdist of the checkout SRC, built once into OUT
+build_artifacts() {  # SRC OUT: the wheel and the sdist of the checkout SRC, built into OUT (kept if present)
     src=$1; out=$2
-    if ls "$out"/edgernn-*.whl "$out"/edgernn-*.tar.gz >/dev/null 2>&1; then return 0; fi
-    log "building the wheel and the sdist of $src"
+    if ls "$out"/edgernn-*.whl "$out"/edgernn-*.tar.gz >/dev/null 2>&1; then
+        log "artifacts: $(cd "$out" && ls edgernn-*.whl edgernn-*.tar.gz | tr '\n' ' ')(kept; delete $out to rebuild)"
+        return 0
+    fi
+    env=$PROOF_DIR/buildenv
+    [ -x "$env/bin/python" ] && "$env/bin/python" -c "import build" 2>/dev/null || {
+        log "a venv with the build frontend: $env"
+        python3 -m venv "$env" && "$env/bin/pip" install -q build >/dev/null || die "cannot install build"
+    }
+    log "building the sdist, and the wheel from it: python -m build $src"
     mkdir -p "$out"
-    py=${EDGERNN_BUILD_PYTHON:-python3}
-    (cd "$src" && "$py" -m build --outdir "$out" . >"$out/build.log" 2>&1) \
-        || (cd "$src" && "$py" -m pip wheel --no-deps -w "$out" . >>"$out/build.log" 2>&1) \
+    (cd "$src" && nice "$env/bin/python" -m build --outdir "$out" . >"$out/build.log" 2>&1) \
         || die "build failed, see $out/build.log"
+    log "artifacts: $(cd "$out" && ls edgernn-*.whl edgernn-*.tar.gz | tr '\n' ' ')"
 }
 
 # build_rootfs ARCH DIR PACKAGES: a Debian bookworm rootfs in DIR (cached: reused when DIR/.complete

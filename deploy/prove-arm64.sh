@@ -76,9 +76,12 @@ log "done"
 EOF
 
 log "running inside the arm64 rootfs (qemu-user, QEMU_CPU=$QEMU_CPU)"
-{ nice chroot_run "$ROOTFS" sh /root/proof/run.sh; echo $? > "$OUT/rc"; } 2>&1 | tee "$OUT/arm64.log"
+{ chroot_run "$ROOTFS" sh /root/proof/run.sh; echo $? > "$OUT/rc"; } 2>&1 | tee "$OUT/arm64.log"
 [ "$(cat "$OUT/rc")" = 0 ] || die "the run inside the arm64 rootfs failed (exit $(cat "$OUT/rc"))"
 cp "$ROOTFS"/root/proof/replay-*.csv "$ROOTFS"/root/proof/bench.json "$OUT/" 2>/dev/null || true
+# the aarch64 wheel pip built from the sdist (kernel compiled): installable on a Pi without a compiler
+find "$ROOTFS/root/.cache/pip/wheels" -name 'edgernn-*aarch64*.whl' -exec cp {} "$DIST/" \; 2>/dev/null || true
+log "aarch64 wheel: $(cd "$DIST" && ls edgernn-*aarch64*.whl 2>/dev/null || echo none)"
 
 log "the same replays on this x86 host, then the alert events compared"
 for b in $BACKENDS; do

@@ -98,6 +98,21 @@ check "a new main process ($pid1 -> $pid2)" [ "$pid1" != "$pid2" ]
 check "serves after the restart (a new stream, its spike alerted)" \
     C /opt/edgernn/venv/bin/python /root/src/deploy/proof_traffic.py --port $PORT --topic plant/line2/temp
 
+backend_serves() {  # BACKEND LINE: the daemon runs on BACKEND and alerts on a spike of a new stream
+    C journalctl -u edgernn --no-pager -n 40 | grep -q "on $1, max" \
+        && C /opt/edgernn/venv/bin/python /root/src/deploy/proof_traffic.py --port "$PORT" \
+            --topic "plant/line$2/temp" | tail -1 | grep -q yes
+}
+line=3
+for b in onnx onnx-int8 tflite tflite-int8; do  # every runtime under the same syscall filter
+    C sed -i "s/^    \(# \)\{0,1\}backend: [a-z0-9-]*/    backend: $b/" /etc/edgernn/edgernn.yaml
+    C systemctl restart edgernn
+    check "backend $b: READY, serving, a spike alerted" backend_serves $b $line
+    line=$((line + 1))
+done
+C journalctl -u edgernn --no-pager | grep -E "XNNPACK|cpuinfo|CPU vendor" | sort | uniq -c | sed 's/^/    /' || true
+no_cpuinfo_errors() { ! C journalctl -u edgernn --no-pager | grep -qE "Error in cpuinfo|Unknown CPU vendor"; }
+check "the runtimes see /proc/cpuinfo (no cpuinfo errors in the journal)" no_cpuinfo_errors
 w1=$(C systemctl show -P WatchdogTimestampMonotonic edgernn); sleep 17
 w2=$(C systemctl show -P WatchdogTimestampMonotonic edgernn)
 show WatchdogUSec -p WatchdogTimestamp -p NotifyAccess

@@ -95,6 +95,16 @@ def test_build_py_copies_every_shipped_bundle_and_the_example_into_the_package(t
     assert (models / "edgernn.example.yaml").is_file() and (models / "__init__.py").is_file()
 
 
+def test_without_a_compiler_the_build_still_succeeds_as_plain_python(tmp_path):
+    """A Pi without build-essential: the kernel's compile fails, the install must not."""
+    env = {**ENV, "CC": "/bin/false"}
+    env.pop("EDGERNN_PURE_PYTHON")
+    r = subprocess.run([sys.executable, "setup.py", "build_ext", "-b", str(tmp_path / "lib"), "-t", str(tmp_path / "tmp")],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "edgernn.scalar" in r.stderr and not list((tmp_path / "lib").rglob("*.so"))
+
+
 def test_the_sdist_carries_the_bundles_and_no_build_leftovers(tmp_path):
     _setup_py(tmp_path, "sdist", "-d", str(tmp_path))
     (sdist,) = tmp_path.glob("edgernn-*.tar.gz")

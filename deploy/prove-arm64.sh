@@ -8,10 +8,15 @@
 #   sudo deploy/prove-arm64.sh            # from the repository root; ~30-60 min the first time
 #   EDGERNN_PROOF_DIR=/somewhere ...      # the rootfs cache (default /var/tmp/edgernn-proof)
 #   EDGERNN_ARM64_TESTS="tests/unit/test_bundle.py"   # which tests run under emulation
+#   EDGERNN_ARM64_TEST_TIMEOUT=1800       # seconds; then pytest is interrupted and reports what ran
 #
 # Needs root, network to the Debian mirror and to the Python package index. Every mount into the
 # rootfs lives in a private mount namespace (see proof-lib.sh); the host keeps its own.
 set -eu
+case ${1:-} in
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    ?*) echo "prove-arm64.sh: no arguments (see --help)" >&2; exit 2 ;;
+esac
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 . "$SRC/deploy/proof-lib.sh"
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap, chroot, binfmt_misc)"
@@ -51,9 +56,15 @@ log() { printf '[%s +%4ss] arm64: %s\n' "\$(date -u +%H:%M:%S)" "\$(( \$(date +%
 cd /root/proof
 log "\$(uname -m), \$(python3 --version), QEMU_CPU=\$QEMU_CPU, cpu: \$(grep -m1 'CPU part' /proc/cpuinfo)"
 log "Pi guide: python3 -m venv /opt/edgernn/venv && pip install '$(basename "$SDIST")[onnx,tflite]'"
-python3 -m venv /opt/edgernn/venv
-/opt/edgernn/venv/bin/pip install -q "$(basename "$SDIST")[onnx,tflite]" pytest 2>&1 | grep -v 'is ignored' || true
 V=/opt/edgernn/venv/bin
+sum=\$(sha256sum "$(basename "$SDIST")" | cut -c1-64)
+if [ "\$(cat /opt/edgernn/venv/.sdist-sha256 2>/dev/null)" = "\$sum" ]; then
+    log "this sdist is installed already (kept; rm -rf /opt/edgernn/venv to reinstall)"
+else
+    python3 -m venv /opt/edgernn/venv
+    \$V/pip install -q "$(basename "$SDIST")[onnx,tflite]" pytest 2>&1 | grep -v 'is ignored' || true
+    \$V/python -c "import edgernn" && echo "\$sum" > /opt/edgernn/venv/.sdist-sha256
+fi
 \$V/python -c "import edgernn.scalar as s; print('compiled kernel:', s.COMPILED, s.__file__)"
 log "installed: \$(du -sh /opt/edgernn/venv | cut -f1) venv"
 log "edgernn demo (from /tmp, a directory without the repository)"
@@ -68,7 +79,7 @@ log "bench (every backend, batch 1 and 64)"
 \$V/edgernn bench --model univariate --backend all --batch 1,64 --seconds 0.5 --rounds 3 --no-peers \
     --json bench.json 2>&1 | tail -14
 log "unit tests under emulation: $TESTS"
-cd src && \$V/python -m pytest $TESTS -q -p no:cacheprovider -x --deselect \
+cd src && timeout -s INT \${EDGERNN_ARM64_TEST_TIMEOUT:-1800} \$V/python -m pytest $TESTS -q -p no:cacheprovider -x --deselect \
     tests/unit/test_detector.py::test_compiled_scalar_path_is_not_older_than_its_source 2>&1 | tail -15
 \$V/python -m pytest -q -p no:cacheprovider \
     "tests/unit/test_detector.py::test_compiled_scalar_path_is_not_older_than_its_source" 2>&1 | tail -3 || true

@@ -13,6 +13,10 @@
 # the host's network (its mosquitto listens on the host's 127.0.0.1:1883 while it runs). nspawn
 # makes its own mounts in its own namespace; this script mounts nothing.
 set -eu
+case ${1:-} in
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    ?*) echo "prove-systemd.sh: no arguments (see --help)" >&2; exit 2 ;;
+esac
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 . "$SRC/deploy/proof-lib.sh"
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap, systemd-nspawn)"

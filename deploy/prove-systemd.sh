@@ -10,8 +10,8 @@
 #   EDGERNN_PROOF_DIR=/somewhere ...      # the rootfs cache (default /var/tmp/edgernn-proof)
 #
 # Needs root and network to the Debian mirror and the Python package index. The container shares
-# the host's network (its mosquitto listens on the host's 127.0.0.1:1883 while it runs). nspawn
-# makes its own mounts in its own namespace; this script mounts nothing.
+# the host's network: its mosquitto listens on a free port of 127.0.0.1 (never 1883) while it runs.
+# nspawn makes its own mounts in its own namespace; this script mounts nothing.
 set -eu
 case ${1:-} in
     -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;

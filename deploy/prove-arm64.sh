@@ -87,7 +87,7 @@ log "done"
 EOF
 
 log "running inside the arm64 rootfs (qemu-user, QEMU_CPU=$QEMU_CPU)"
-{ chroot_run "$ROOTFS" sh /root/proof/run.sh; echo $? > "$OUT/rc"; } 2>&1 | tee "$OUT/arm64.log"
+{ rc=0; chroot_run "$ROOTFS" sh /root/proof/run.sh || rc=$?; echo $rc > "$OUT/rc"; } 2>&1 | tee "$OUT/arm64.log"
 [ "$(cat "$OUT/rc")" = 0 ] || die "the run inside the arm64 rootfs failed (exit $(cat "$OUT/rc"))"
 cp "$ROOTFS"/root/proof/replay-*.csv "$ROOTFS"/root/proof/bench.json "$OUT/" 2>/dev/null || true
 # the aarch64 wheel pip built from the sdist (kernel compiled): installable on a Pi without a compiler

@@ -65,7 +65,7 @@ else
     \$V/pip install -q "$(basename "$SDIST")[onnx,tflite]" pytest 2>&1 | grep -v 'is ignored' || true
     \$V/python -c "import edgernn" && echo "\$sum" > /opt/edgernn/venv/.sdist-sha256
 fi
-\$V/python -c "import edgernn.scalar as s; print('compiled kernel:', s.COMPILED, s.__file__)"
+log "compiled kernel: \$(cd /opt/edgernn/venv/lib/python3*/site-packages/edgernn && ls *.so 2>/dev/null || echo 'none: plain Python')"
 log "installed: \$(du -sh /opt/edgernn/venv | cut -f1) venv"
 log "edgernn demo (from /tmp, a directory without the repository)"
 (cd /tmp && \$V/edgernn demo --sensors 6 --readings 400) > demo.txt 2>&1 || { cat demo.txt; exit 1; }
@@ -79,10 +79,10 @@ log "bench (every backend, batch 1 and 64)"
 \$V/edgernn bench --model univariate --backend all --batch 1,64 --seconds 0.5 --rounds 3 --no-peers \
     --json bench.json 2>&1 | tail -14
 log "unit tests under emulation: $TESTS"
-cd src && timeout -s INT \${EDGERNN_ARM64_TEST_TIMEOUT:-1800} \$V/python -m pytest $TESTS -q -p no:cacheprovider -x --deselect \
-    tests/unit/test_detector.py::test_compiled_scalar_path_is_not_older_than_its_source 2>&1 | tail -15
-\$V/python -m pytest -q -p no:cacheprovider \
-    "tests/unit/test_detector.py::test_compiled_scalar_path_is_not_older_than_its_source" 2>&1 | tail -3 || true
+# the compiled-module staleness check compares file times, which pip does not keep: run apart
+cd src && timeout -s INT \${EDGERNN_ARM64_TEST_TIMEOUT:-1800} \$V/python -m pytest $TESTS -q -p no:cacheprovider \
+    -k "not not_older_than_its_source" 2>&1 | tail -15
+\$V/python -m pytest $TESTS -q -p no:cacheprovider -k not_older_than_its_source 2>&1 | tail -3 || true
 log "done"
 EOF
 

@@ -113,7 +113,7 @@ def test_the_sdist_carries_the_bundles_and_no_build_leftovers(tmp_path):
     for name in SHIPPED:
         assert f"firmware_models/{name}/manifest.yaml" in names and f"firmware_models/{name}/model.onnx" in names
     assert {"setup.py", "pyproject.toml", "MANIFEST.in", "deploy/edgernn.example.yaml",
-            "edgernn/data/demo_sensor.csv", "edgernn/scalar.py"} <= names
+            "edgernn/data/demo_sensor.csv", "edgernn/__init__.py"} <= names
     assert not [n for n in names if n.endswith((".so", ".pyc"))]
     shutil.rmtree(REPO / "edgernn.egg-info", ignore_errors=True)
 

@@ -28,15 +28,17 @@ def read(path: Path) -> tuple[list[tuple[str, str, str]], list[float]]:
 
 def main(folder: str, *backends: str) -> int:
     d, bad = Path(folder), 0
-    print(f"{'backend':<12s} {'alert events x86':>16s} {'arm64':>6s} {'equal':>6s} {'max |score diff|':>17s}")
+    print(f"{'backend':<12s} {'alert events x86':>16s} {'arm64':>6s} {'equal':>6s} "
+          f"{'|score diff| median':>20s} {'p99':>8s} {'max':>8s} {'at score':>9s}")
     for b in backends:
         ex, sx = read(d / f"x86-{b}.csv")
         ea, sa = read(d / f"replay-{b}.csv")
-        diffs = [abs(x - a) for x, a in zip(sx, sa) if x == x and a == a]
+        diffs = sorted((abs(x - a), x) for x, a in zip(sx, sa) if x == x and a == a) or [(0.0, 0.0)]
         same = ex == ea and len(sx) == len(sa)
         bad += not same
+        n = len(diffs)
         print(f"{b:<12s} {len(ex):>16d} {len(ea):>6d} {'yes' if same else 'NO':>6s} "
-              f"{max(diffs, default=0.0):>17.3g}")
+              f"{diffs[n // 2][0]:>20.3g} {diffs[int(n * 0.99)][0]:>8.3g} {diffs[-1][0]:>8.3g} {diffs[-1][1]:>9.4g}")
         for x, a in zip(ex, ea):
             if x != a:
                 print(f"  first difference: x86 {x} vs arm64 {a}")

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install edgernn as a systemd service on Debian / Raspberry Pi OS, from a built wheel or sdist.
 #
-#   sudo deploy/install.sh                                # the newest dist/edgernn-*.whl (or *.tar.gz)
+#   sudo deploy/install.sh                                # the newest dist/ wheel for this CPU (or sdist)
 #   sudo deploy/install.sh --wheel edgernn-0.1.0-cp311-cp311-linux_x86_64.whl
 #   sudo deploy/install.sh --model ./my_model --with-broker
 #
@@ -35,9 +35,9 @@ say() { echo "install.sh: $*"; }
 fail() { echo "install.sh: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "run as root (sudo $0 ...)"
 
-if [ -z "$WHEEL" ]; then  # the newest artifact in the checkout's dist/
-    WHEEL=$(ls -t "$HERE"/../dist/edgernn-*.whl "$HERE"/../dist/edgernn-*.tar.gz 2>/dev/null | head -1) \
-        || true
+if [ -z "$WHEEL" ]; then  # the newest wheel for this machine in the checkout's dist/, else the sdist
+    WHEEL=$(ls -t "$HERE"/../dist/edgernn-*-linux_"$(uname -m)".whl "$HERE"/../dist/edgernn-*.tar.gz \
+        2>/dev/null | head -1) || true
     [ -n "$WHEEL" ] || fail "no dist/edgernn-*.whl: build one (python3 -m build) or pass --wheel FILE"
 fi
 [ -f "$WHEEL" ] || fail "--wheel: no such file: $WHEEL"

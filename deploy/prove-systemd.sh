@@ -31,7 +31,7 @@ check() {  # NAME CONDITION-COMMAND...: prints PASS/FAIL, counts failures
 
 need_host_tools debootstrap:debootstrap systemd-container:systemd-nspawn
 build_artifacts "$SRC" "$PROOF_DIR/dist"
-WHEEL=$(ls "$PROOF_DIR"/dist/edgernn-*.whl | head -1)
+WHEEL=$(ls "$PROOF_DIR"/dist/edgernn-*-linux_"$(uname -m)".whl | head -1)   # not the aarch64 one
 build_rootfs amd64 "$ROOTFS" systemd,systemd-sysv,dbus,ca-certificates,python3,procps
 # the container shares the host's network: its broker goes on a free port, not 1883
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

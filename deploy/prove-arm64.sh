@@ -77,7 +77,7 @@ for b in $BACKENDS; do
 done
 log "bench (every backend, batch 1 and 64)"
 \$V/edgernn bench --model univariate --backend all --batch 1,64 --seconds 0.5 --rounds 3 --no-peers \
-    --json bench.json 2>&1 | tail -14
+    --json bench.json 2>&1 | tail -20
 log "unit tests under emulation: $TESTS"
 # the compiled-module staleness check compares file times, which pip does not keep: run apart
 cd src && timeout -s INT \${EDGERNN_ARM64_TEST_TIMEOUT:-1800} \$V/python -m pytest $TESTS -q -p no:cacheprovider \

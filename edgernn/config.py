@@ -573,14 +573,17 @@ def _detector_settings(ctx: _Ctx, r: _Reader, path: str) -> tuple[tuple, tuple]:
 
 
 def _model_dir(ctx: _Ctx, path: str, raw: str | None) -> str:
+    """A bundle directory: a path (the working directory first, then next to the config file) or a
+    shipped model's name (``univariate``)."""
     if raw is None:
         return ""
-    model = Path(os.path.expanduser(raw))
-    if not model.is_absolute():  # the working directory first, then next to the config file
-        model = model.resolve() if model.exists() else (ctx.base / model).resolve()
-    if not model.is_dir():
-        ctx.error(f"{path}.model", f"model bundle directory not found: {raw}")
-    return str(model)
+    from .models import ModelNotFound, find_model
+
+    try:
+        return str(find_model(os.path.expanduser(raw), ctx.base))
+    except ModelNotFound as exc:
+        ctx.error(f"{path}.model", str(exc))
+        return raw
 
 
 def _pipeline(ctx: _Ctx, data, i: int, limits, mqtt: MqttConfig) -> PipelineConfig:

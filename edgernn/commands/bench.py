@@ -52,7 +52,7 @@ PERIODS = (64, 128, 256, 512, 1024)
 def add_arguments(p) -> None:
     from ..backends import BACKEND_NAMES
 
-    p.add_argument("--model", default="firmware_models/univariate", help="model bundle directory (default: %(default)s)")
+    p.add_argument("--model", default="univariate", help="model bundle directory, or a shipped model's name (default: %(default)s)")
     p.add_argument("--backend", default="numpy", metavar="NAME[,NAME...]",
                    help=f"backend(s) to time, comma-separated, of: {', '.join(BACKEND_NAMES)}; 'all' = every "
                         "backend the bundle has artifacts for (default: numpy)")

@@ -16,11 +16,11 @@ def fail(command: str, message) -> int:
     return 2
 
 
-def add_model_arguments(p, default_model: str | None = "firmware_models/univariate", exclude=()) -> None:
+def add_model_arguments(p, default_model: str | None = "univariate", exclude=()) -> None:
     """--model, --backend and every detector-setting flag (``exclude``: setting keys a command sets itself)."""
     from ..backends import BACKEND_NAMES
 
-    p.add_argument("--model", default=default_model, help="model bundle directory (default: %(default)s)")
+    p.add_argument("--model", default=default_model, help="model bundle directory, or a shipped model's name (default: %(default)s)")
     p.add_argument("--backend", default="numpy", choices=BACKEND_NAMES, help="inference backend (default: numpy)")
     add_setting_arguments(p, exclude=exclude)
 
@@ -119,11 +119,7 @@ def settings_origin(pipe) -> str:
 
 
 def resolve_model(path: str):
-    """A model path as given, or relative to the installed package's checkout (firmware_models/)."""
-    from pathlib import Path
+    """A bundle directory from a path or a shipped model's name (ModelNotFound lists the names)."""
+    from ..models import find_model
 
-    p = Path(path)
-    if p.exists() or p.is_absolute():
-        return p
-    repo = Path(__file__).resolve().parents[2]
-    return repo / p if (repo / p).exists() else p
+    return find_model(path)

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..readings import BAND_SIGMAS, event_surprise, one_in
 from ..sim import FAULT_ROOM, GRACE, Fleet
 
-DEFAULT_MODEL = "firmware_models/univariate"
+DEFAULT_MODEL = "univariate"
 
 
 def add_arguments(parser) -> None:
@@ -35,14 +35,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
 
 
-def find_model(arg: str | None) -> Path | None:
-    if arg:
-        return Path(arg)
-    here = Path(__file__).resolve().parents[2]  # a source checkout: <repo>/firmware_models/...
-    for base in (Path.cwd(), here, Path(sys.prefix) / "share" / "edgernn"):
-        if (base / DEFAULT_MODEL / "manifest.yaml").is_file():
-            return base / DEFAULT_MODEL
-    return None
+def find_model(arg: str | None) -> Path:
+    """The bundle to run: --model (a path or a shipped name), else the shipped univariate model."""
+    from ..models import find_model as find
+
+    return find(arg or DEFAULT_MODEL)
 
 
 def _free_port() -> int:
@@ -96,10 +93,12 @@ def run(args) -> int:
     if not args.rate > 0:
         print(f"edgernn demo: --rate {args.rate}: expected readings per second above 0", file=sys.stderr)
         return 2
-    model = find_model(args.model)
-    if model is None:
-        print(f"edgernn demo: no model found at {DEFAULT_MODEL} (run from the repository, or pass --model DIR)",
-              file=sys.stderr)
+    from ..models import ModelNotFound
+
+    try:
+        model = find_model(args.model)
+    except ModelNotFound as exc:
+        print(f"edgernn demo: {exc}", file=sys.stderr)
         return 2
     problem = _model_problem(model, args.readings)
     if problem:
@@ -273,4 +272,7 @@ def _summary(fleet, alerts, daemon, total, elapsed, model) -> None:
     csv_path = Path(__file__).resolve().parents[1] / "data" / "demo_sensor.csv"
     if csv_path.is_file():
         print(f"\nnext: edgernn replay {csv_path} --model {Path(model).resolve()} --plot demo.png"
-              "\n      (the same model on a recording; then on your own CSV; deploy/README.md runs the daemon)")
+              "\n      (the same model on a recording; then on your own CSV)")
+    from ..models import example_config
+
+    print(f"      edgernn serve -c {example_config()}   (the daemon; a broker on 127.0.0.1:1883; deploy/README.md)")

@@ -47,4 +47,5 @@ def test_a_missing_model_is_one_line_before_any_broker_starts(tmp_path):
     out = subprocess.run([sys.executable, "-m", "edgernn", "demo", "--model", str(tmp_path / "nope")], cwd=ROOT,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "Traceback" not in out.stderr and "broker" not in out.stdout
-    assert out.stderr.strip().splitlines() == [f"edgernn demo: {tmp_path / 'nope'}: model bundle directory not found"]
+    assert out.stderr.strip().splitlines() == [f"edgernn demo: model bundle directory not found: {tmp_path / 'nope'} "
+                                               "(shipped models, usable by name: skab-pump, univariate)"]

@@ -82,6 +82,8 @@ class Output:
     events: list  # Event, ``position`` = feed row
     threshold: float
     looks: dict | None = None  # look name -> float64[N], when the detector records its looks
+    surprise: np.ndarray | None = None  # float64[N] -log10 of the combined tail probability (what alerts threshold)
+    threshold_surprise: float = float("nan")
 
     @classmethod
     def blank(cls, N: int, F: int, threshold: float) -> "Output":
@@ -96,6 +98,7 @@ def drive(detector: Detector, feed: Feed, progress: Progress | bool | None = Non
     its own, shown on a terminal) for a bar labelled ``label``."""
     N = len(feed)
     out = Output.blank(N, detector.F, detector.threshold)
+    out.surprise, out.threshold_surprise = np.full(N, np.nan), float(getattr(detector, "threshold_surprise", np.nan))
     bar = progress if isinstance(progress, Progress) else Progress(N, label, enabled=progress)
     bounds = [*feed.cuts, N]
     try:
@@ -115,6 +118,8 @@ def _keep(out: Output, res, lo: int, hi: int) -> None:
     """Copy one batch's ``Result`` into rows [lo, hi) of ``out``."""
     out.score[lo:hi] = res.score
     out.likelihood[lo:hi] = res.likelihood
+    if out.surprise is not None:
+        out.surprise[lo:hi] = res.surprise
     out.onset[lo:hi] = res.onset
     out.alert[lo:hi] = res.alert
     out.event[lo:hi] = res.event

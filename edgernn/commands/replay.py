@@ -7,16 +7,17 @@ Windows-1252 text): the first output line says what was detected, and the summar
 bad row, column and format of each kind of problem.
 
 Output CSV columns, in order: timestamp,stream,score,likelihood,threshold,alert,event, then the
-onset (high where a new anomaly starts), the values, the expected value and its predicted std per
-feature, and the reject reason of readings that were not scored.
+onset (high where a new anomaly starts), surprise and threshold_surprise (-log10 of the tail
+probability, what alerts compare: 6 = 1 in a million; no floor), the values, the expected value and
+its predicted std per feature, and the reject reason of readings that were not scored.
 
 Exit status: 0 when readings were scored, 1 when none was (every reading rejected, or all within
 the model's warm-up), 2 on a usage or file error (one line on stderr).
 
 examples:
-  edgernn replay edgernn/data/demo_sensor.csv --model firmware_models/univariate --plot out.png
-  edgernn replay pump.csv --model firmware_models/skab-pump --out scored.csv --backend onnx
-  edgernn replay boiler.csv --model firmware_models/univariate --columns value=temperature
+  edgernn replay edgernn/data/demo_sensor.csv --model univariate --plot out.png
+  edgernn replay pump.csv --model skab-pump --out scored.csv --backend onnx
+  edgernn replay boiler.csv --model univariate --columns value=temperature
 """
 
 from __future__ import annotations
@@ -115,12 +116,14 @@ def write_output(path: Path, rec, out, features) -> None:
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["timestamp", "stream", "score", "likelihood", "threshold", "alert", "event", "onset",
-                    *features, *(f"expected_{f}" for f in features), *(f"sigma_{f}" for f in features), "reject"])
+                    "surprise", "threshold_surprise", *features, *(f"expected_{f}" for f in features), *(f"sigma_{f}" for f in features), "reject"])
+        thr_s = f"{out.threshold_surprise:.6g}"
         for i in range(len(rec)):
             score = "" if out.score[i] != out.score[i] else f"{out.score[i]:.6g}"
             lik = "" if out.likelihood[i] != out.likelihood[i] else repr(float(out.likelihood[i]))
             w.writerow([rec.timestamps[i], rec.streams[i], score, lik, f"{out.threshold!r}", int(out.alert[i]),
                         EVENT_NAMES.get(int(out.event[i]), ""),
                         "" if out.onset[i] != out.onset[i] else repr(float(out.onset[i])),
+                        "" if not out.score[i] == out.score[i] else f"{out.surprise[i]:.6g}", thr_s,
                         *(f"{v:.10g}" for v in rec.x[i]), *(f"{v:.10g}" for v in out.expected[i]),
                         *(f"{v:.6g}" for v in out.sigma[i]), out.reject[i] or ""])

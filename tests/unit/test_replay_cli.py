@@ -84,7 +84,7 @@ def test_replay_long_format_semicolons_and_plot(tmp_path, steady_bundle):
     assert proc.returncode == 0, proc.stderr
     with open(out, newline="") as fh:
         rows = list(csv.reader(fh))
-    assert rows[0][:7] == HEAD and rows[0][7:10] == ["onset", "flow", "temp"]
+    assert rows[0][:7] == HEAD and rows[0][7:12] == ["onset", "surprise", "threshold_surprise", "flow", "temp"]
     assert {r[1] for r in rows[1:]} == {"p1", "p2"} and len(rows) == 201
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 

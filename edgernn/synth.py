@@ -13,6 +13,14 @@ Faults are injected relative to the clean signal's standard deviation ``sd`` and
     lost_periodicity   the periodic part vanishes for 150-400 readings (periodic signals only)
 
 Every generator takes a ``numpy.random.Generator`` and is deterministic given its seed.
+
+The broad corpus (``python -m edgernn.synth corpus --mix broad``, ``broad_signal``) adds what a
+general-purpose model meets on real sensors: hard on/off duty cycles of any period (6-800 readings),
+duty (5-95 %) and noise model (additive, multiplicative, level-dependent); multi-level and bimodal
+signals; Poisson counts and bursty event rates; intermittent pulses; ADC-quantised slow signals;
+slow and fast seasonality; trends; regime changes of mean and noise; Gaussian and heavy-tailed
+random walks; plus the nine kinds above. ``--mix classic`` (the default) writes today's corpus,
+unchanged.
 """
 
 from __future__ import annotations
@@ -124,19 +132,181 @@ def recording(rng: np.random.Generator, n: int, fault: str | None, kind: str | N
     return values, [label]
 
 
-def write_corpus(out_dir, series: int, length: int, seed: int) -> list:
-    """Clean training recordings: ``series`` CSVs of ``length`` readings, kinds cycling."""
+
+# -- the broad corpus (the general-purpose model's training set) ---------------------------------
+# Each generator returns (shape float64[n], periodic float64[n]) in unit-ish scale; broad_signal puts
+# it at a random scale and offset. None of them is used by the test sets of benchmarks/ (those have
+# their own generators and seeds): a model trained here is measured on signals it never saw.
+def _noisy(rng, level: np.ndarray) -> np.ndarray:
+    """level float64[n] plus noise of one of three models: additive (constant sd), multiplicative
+    (sd proportional to the level) or level-dependent (sd proportional to sqrt(level), shot-noise-like)."""
+    e = rng.standard_normal(len(level))
+    span = float(np.ptp(level)) or 1.0
+    c = 10 ** rng.uniform(-2.3, -0.9)  # 0.005 .. 0.13 of the span
+    model = int(rng.integers(3))
+    if model == 0:
+        return level + c * span * e
+    if model == 1:
+        return level * (1.0 + c * e)
+    return level + c * np.sqrt(np.abs(level) * span) * e
+
+
+def _dwell(rng, n: int, mean_len: np.ndarray, jitter: float) -> np.ndarray:
+    """int[n] state index of a cycle through len(mean_len) states; stretch k lasts about
+    mean_len[k] readings (relative jitter ``jitter``, at least 1)."""
+    state, i, k = np.empty(n, dtype=np.int64), 0, int(rng.integers(len(mean_len)))
+    while i < n:
+        m = mean_len[k]
+        length = max(1, int(round(m * (1.0 + jitter * rng.uniform(-1, 1)))))
+        state[i:i + length] = k
+        i, k = i + length, (k + 1) % len(mean_len)
+    return state
+
+
+def _duty(rng, n, t):
+    """Hard on/off: period 6-800 readings, duty 5-95 %, regular or irregular stretches."""
+    period, duty = 10 ** rng.uniform(0.8, 2.9), rng.uniform(0.05, 0.95)
+    state = _dwell(rng, n, np.array([period * (1 - duty), period * duty]), rng.choice([0.0, 0.2, 0.9]))
+    low = rng.choice([0.0, rng.uniform(0.0, 1.0)])
+    levels = np.array([low, low + rng.uniform(0.5, 10.0)])
+    return _noisy(rng, levels[state]), np.zeros(n)
+
+
+def _multilevel(rng, n, t):
+    """3-5 levels visited in a Markov chain (any order), dwell 3-400 readings."""
+    k = int(rng.integers(3, 6))
+    levels = np.sort(rng.uniform(0, 10, k))
+    state, i = np.empty(n, dtype=np.int64), 0
+    dwell = 10 ** rng.uniform(0.5, 2.6)
+    while i < n:
+        length = max(1, int(rng.exponential(dwell)))
+        state[i:i + length] = rng.integers(k)
+        i += length
+    return _noisy(rng, levels[state]), np.zeros(n)
+
+
+def _bimodal(rng, n, t):
+    """Two clusters, readings flip between them every 1-10 readings (no long dwell)."""
+    stay = rng.uniform(0.0, 0.9)  # probability of keeping the cluster (1 - stay) / 2 of a flip per reading
+    state = np.cumsum((rng.random(n) > stay) & (rng.random(n) < 0.5)) % 2  # int[n] in {0, 1}
+    return _noisy(rng, np.array([0.0, rng.uniform(2.0, 8.0)])[state]), np.zeros(n)
+
+
+def _counts(rng, n, t):
+    """Poisson counts, rate 0.2-60, optionally with a daily-like modulation."""
+    rate = 10 ** rng.uniform(-0.7, 1.8)
+    periodic = np.zeros(n)
+    if rng.random() < 0.5:
+        periodic = rate * rng.uniform(0.2, 0.9) * np.sin(2 * np.pi * t / rng.uniform(50, 1500) + rng.uniform(0, 6.3))
+    return rng.poisson(np.maximum(rate + periodic, 0.0)).astype(np.float64), periodic
+
+
+def _bursty(rng, n, t):
+    """An event rate that idles and bursts (Markov-modulated Poisson: bursts 5-20x, 5-200 readings)."""
+    base = 10 ** rng.uniform(-0.5, 1.0)
+    state = _dwell(rng, n, np.array([10 ** rng.uniform(1.5, 3.0), 10 ** rng.uniform(0.7, 2.3)]), 0.9)
+    rate = np.where(state == 1, base * rng.uniform(5, 20), base)
+    return rng.poisson(rate).astype(np.float64), np.zeros(n)
+
+
+def _intermittent(rng, n, t):
+    """Mostly at rest (0 or a floor with tiny noise), with pulses of random height lasting 1-60 readings."""
+    rest = np.zeros(n)
+    i = int(rng.integers(0, 200))
+    while i < n:
+        length = int(rng.integers(1, 61))
+        rest[i:i + length] = rng.uniform(1, 10) * (1 + 0.1 * rng.standard_normal(min(length, n - i)))
+        i += length + int(rng.exponential(10 ** rng.uniform(1.3, 2.7)))
+    return rest + rng.uniform(0, 0.02) * rng.standard_normal(n), np.zeros(n)
+
+
+def _quantised(rng, n, t):
+    """A slow signal read by a coarse ADC: 2-40 distinct steps over its range."""
+    shape, periodic = _season(rng, n, t) if rng.random() < 0.5 else (np.cumsum(rng.standard_normal(n)) * 0.05, np.zeros(n))
+    steps = 10 ** rng.uniform(0.3, 1.6)
+    q = (float(np.ptp(shape)) or 1.0) / steps
+    return np.round(shape / q), periodic / q
+
+
+def _season(rng, n, t):
+    """Slow (period 300-5000) or fast (4-40 readings) seasonality with 1-3 harmonics."""
+    period = rng.uniform(300, 5000) if rng.random() < 0.5 else rng.uniform(4, 40)
+    phase = rng.uniform(0, 2 * np.pi)
+    periodic = sum(rng.uniform(0.1, 1.0) / h * np.sin(2 * np.pi * h * t / period + phase * h)
+                   for h in range(1, int(rng.integers(2, 5))))
+    return periodic + rng.uniform(0.01, 0.3) * rng.standard_normal(n), periodic
+
+
+def _trend(rng, n, t):
+    """A linear or slowly curving trend over the recording (up to 5x the noise per 1,000), maybe seasonal."""
+    slope = rng.uniform(-5, 5) / 1000
+    curve = rng.uniform(-3, 3) / n ** 2 if rng.random() < 0.5 else 0.0
+    periodic = rng.uniform(0, 1) * np.sin(2 * np.pi * t / rng.uniform(30, 1000)) if rng.random() < 0.5 else np.zeros(n)
+    return slope * t + curve * (t - n / 2) ** 2 + periodic + rng.standard_normal(n), periodic
+
+
+def _regime(rng, n, t):
+    """Piecewise: mean and noise level change together every 300-2000 readings."""
+    out = np.empty(n)
+    i = 0
+    while i < n:
+        length = int(rng.integers(300, 2001))
+        m = min(length, n - i)
+        out[i:i + m] = rng.uniform(-3, 3) + 10 ** rng.uniform(-1.3, 0) * rng.standard_normal(m)
+        i += length
+    return out, np.zeros(n)
+
+
+def _walk(rng, n, t):
+    """A random walk with Gaussian or heavy-tailed (Student t, 3 dof) steps, plus reading noise."""
+    steps = rng.standard_normal(n) if rng.random() < 0.5 else rng.standard_t(3, n) * 0.6
+    return np.cumsum(steps) * rng.uniform(0.02, 0.1) + rng.uniform(0.01, 0.2) * rng.standard_normal(n), np.zeros(n)
+
+
+BROAD = {"duty": _duty, "multilevel": _multilevel, "bimodal": _bimodal, "counts": _counts, "bursty": _bursty,
+         "intermittent": _intermittent, "adc": _quantised, "season": _season, "trend": _trend,
+         "regime": _regime, "walk": _walk}
+BROAD_KINDS = tuple(BROAD) + KINDS  # today's kinds are part of the broad corpus too
+BROAD_WEIGHTS = {"duty": 3, "multilevel": 2}  # draws per cycle; the kinds the Gaussian head could not model
+
+
+def broad_signal(rng: np.random.Generator, n: int, kind: str):
+    """One clean signal of the broad corpus at a random scale (0.1-100) and offset (-100..1000; counts
+    and event rates keep their non-negative integers). Returns (values float64[n], periodic float64[n])."""
+    if kind in KINDS:
+        return normal_signal(rng, n, kind)
+    if kind not in BROAD:
+        raise ValueError(f"unknown signal kind {kind!r}; broad kinds: {', '.join(BROAD_KINDS)}")
+    shape, periodic = BROAD[kind](rng, n, np.arange(n, dtype=np.float64))
+    if kind in ("counts", "bursty"):
+        return shape, periodic
+    scale, offset = 10 ** rng.uniform(-1, 2), rng.uniform(-100, 1000)
+    return shape * scale + offset, periodic * scale
+
+
+def broad_plan(series: int) -> list[str]:
+    """The kind of each series of the broad corpus: a fixed cycle, duty cycles and multi-level
+    signals drawn more often (BROAD_WEIGHTS)."""
+    cycle = [k for k in BROAD_KINDS for _ in range(BROAD_WEIGHTS.get(k, 1))]
+    return [cycle[i % len(cycle)] for i in range(series)]
+
+
+def write_corpus(out_dir, series: int, length: int, seed: int, mix: str = "classic") -> list:
+    """Clean training recordings: ``series`` CSVs of ``length`` readings. ``mix`` "classic": today's
+    nine KINDS cycling (unchanged output); "broad": the broad corpus (broad_plan, broad_signal)."""
     from pathlib import Path
 
     from .recording import write_recording
 
+    if mix not in ("classic", "broad"):
+        raise ValueError(f"unknown corpus mix {mix!r} (classic or broad)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     paths = []
-    for i in range(series):
-        kind = KINDS[i % len(KINDS)]
-        values, _ = normal_signal(rng, length, kind)
+    kinds = broad_plan(series) if mix == "broad" else [KINDS[i % len(KINDS)] for i in range(series)]
+    for i, kind in enumerate(kinds):
+        values, _ = broad_signal(rng, length, kind) if mix == "broad" else normal_signal(rng, length, kind)
         path = out / f"normal_{i:04d}_{kind}.csv"
         write_recording(path, values)
         paths.append(path)
@@ -183,6 +353,10 @@ def main(argv=None) -> int:
     c.add_argument("--series", type=int, default=270)
     c.add_argument("--length", type=int, default=6000)
     c.add_argument("--seed", type=int, default=1)
+    c.add_argument("--mix", choices=("classic", "broad"), default="classic",
+                   help="classic: the nine kinds the shipped univariate model was trained on; broad: "
+                        "those plus hard duty cycles, multi-level, bimodal, counts, bursty rates, "
+                        "intermittent, ADC-quantised, slow/fast seasons, trends, regimes, walks")
     f = sub.add_parser("faults", help="labelled recordings with injected faults, plus clean ones")
     f.add_argument("--out", required=True)
     f.add_argument("--per-fault", type=int, default=20)
@@ -191,7 +365,7 @@ def main(argv=None) -> int:
     f.add_argument("--seed", type=int, default=1000)
     a = p.parse_args(argv)
     if a.what == "corpus":
-        paths = write_corpus(a.out, a.series, a.length, a.seed)
+        paths = write_corpus(a.out, a.series, a.length, a.seed, a.mix)
     else:
         paths = write_faults(a.out, a.per_fault, a.clean, a.length, a.seed)
     print(f"wrote {len(paths)} recordings to {a.out}")

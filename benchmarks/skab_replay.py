@@ -53,7 +53,9 @@ def parse_sets(items: list[str]) -> dict:
 
 
 def alerts_in_process(path: Path, bundle, backend: str, settings: dict) -> np.ndarray:
-    det = Detector(bundle, create_backend(backend, bundle), DetectorSettings(reference_rows=REFERENCE_ROWS, **settings))
+    from edgernn.settings import resolve  # as replay does: schema < the model's detector_defaults < flags
+
+    det = Detector(bundle, create_backend(backend, bundle), resolve(bundle, {"reference_rows": REFERENCE_ROWS, **settings}))
     rec = read_recording(path, bundle.features)
     return replay(det, rec, progress=False).alert
 

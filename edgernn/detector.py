@@ -32,6 +32,7 @@ from .alerts import AlertSettings
 from .readings import Batch, Reading, batch_from_readings  # noqa: F401 - moved there: decode uses them without the detector
 from .settings import DetectorSettings  # noqa: F401 - declared once, with every other setting
 from .state import StateStore
+from .train.features import STUCK_KINDS  # numpy only: no torch
 
 K = SimpleNamespace(**kernel.constants())  # output indices and codes (the same in both kernel modes)
 
@@ -230,12 +231,21 @@ class Detector:
                        for name in scoring.TABLE_LOOKS}  # the raw tables in use
         prepared = [scoring.prepare_table(self.tables[n]) for n in scoring.TABLE_LOOKS]
         offsets = {name: max(at, 0) for name, at in self.state.layout.offsets.items()}
-        kinds = self.bundle.manifest.get("feature_kinds") or {}  # feature -> constant | binary | ... | continuous
-        used = [0.0 if kinds.get(name) == "constant" else 1.0 for name in self.features]
+        used, stuck = self._kind_masks()
         sm = self.tables["smoothed"]  # its median on normal data: where settling restarts the smoothed look
         typ = float(np.interp(-math.log10(2.0), np.asarray(sm["log10_sf"])[::-1], np.asarray(sm["x"])[::-1]))
         self.params = kernel.Params({**offsets, **self._params(), "smooth_typ": typ}, scoring.ONSET_LEVELS.tolist(),
-                                    prepared, used)
+                                    prepared, used, stuck)
+
+    def _kind_masks(self) -> tuple[list[float], list[float]]:
+        """Per feature 1 / 0 from the manifest's feature_kinds ({name: {kind, ...}}): in the score
+        (not constant in training) and in the stuck look (a kind where exact repeats are news:
+        STUCK_KINDS; a feature with no kind recorded keeps both, as bundles without kinds do)."""
+        kinds = self.bundle.manifest.get("feature_kinds") or {}
+        kind = [(kinds.get(n) or {}).get("kind") if isinstance(kinds.get(n), dict) else kinds.get(n)
+                for n in self.features]
+        used = [0.0 if k == "constant" else 1.0 for k in kind]
+        return used, [1.0 if k is None or k in STUCK_KINDS else 0.0 for k in kind]
 
     def process(self, batch: Batch, now: float | None = None) -> Result:
         """Score a batch of readings in arrival order. ``now``: the wall clock (epoch seconds) in a

@@ -952,6 +952,39 @@ def test_a_feature_constant_in_training_stays_out_of_the_score_and_the_looks(ste
     np.testing.assert_allclose(masked.score[ok], z0[ok] ** 2, rtol=1e-6)  # f0 alone, not averaged with f1
 
 
+@pytest.mark.parametrize("kind", ["quantised", {"kind": "binary", "distinct": 2}])
+def test_the_stuck_look_runs_only_on_kinds_where_repeats_are_news(steady_bundle, kind):
+    """feature_kinds as the trainer writes them ({name: {kind, ...}}) or bare kind names: a
+    feature of a kind outside STUCK_KINDS never fires the stuck look, however long it repeats;
+    the same run on a continuous feature (or one with no kind recorded) does."""
+    bdir = steady_bundle(F=2, warmup=WARMUP)
+    x = sine_series(1400, seed=8, F=2)
+    x[900:1300, 1] = x[900, 1]  # f1 repeats one value for 400 readings
+    ts = 1e9 + np.arange(len(x), dtype=float)
+    reasons = {}
+    for name, kinds in (("none", None), ("continuous", {"f0": {"kind": "continuous"}, "f1": {"kind": "continuous"}}),
+                        ("masked", {"f0": {"kind": "continuous"}, "f1": kind})):
+        bundle = load_bundle(bdir)
+        if kinds is not None:
+            bundle.manifest["feature_kinds"] = kinds
+        res = Detector(bundle).process(Batch(["s"] * len(x), ts, x))
+        reasons[name] = {(e.reason, e.top_feature) for e in res.events if e.kind == "raised"}
+    assert ("stuck", "f1") in reasons["none"] and ("stuck", "f1") in reasons["continuous"]
+    assert not any(r == "stuck" for r, _ in reasons["masked"]), reasons["masked"]
+
+
+def test_a_constant_kind_given_as_the_trainer_writes_it_stays_out_of_the_score(steady_bundle):
+    """{"kind": "constant", ...} (the trainer's form) is read like "constant": the score is f0's alone."""
+    bdir = steady_bundle(F=2, warmup=WARMUP)
+    x = sine_series(500, seed=6, F=2)
+    bundle = load_bundle(bdir)
+    bundle.manifest["feature_kinds"] = {"f0": {"kind": "continuous"}, "f1": {"kind": "constant", "value": 0.0}}
+    res = Detector(bundle).process(Batch(["s"] * len(x), 1e9 + np.arange(len(x), dtype=float), x))
+    z0 = (x[:, 0] - res.expected[:, 0]) / res.sigma[:, 0]
+    ok = np.isfinite(res.score) & (np.abs(z0) < 5)
+    np.testing.assert_allclose(res.score[ok], z0[ok] ** 2, rtol=1e-6)
+
+
 def test_a_stream_that_starts_flat_still_learns_its_scale(steady_bundle):
     """The winsorised warm-up must not freeze a scale of 0 on a stream whose first readings are
     all equal (it has no scale to clip with yet)."""

@@ -985,6 +985,25 @@ def test_a_constant_kind_given_as_the_trainer_writes_it_stays_out_of_the_score(s
     np.testing.assert_allclose(res.score[ok], z0[ok] ** 2, rtol=1e-6)
 
 
+def test_an_alert_names_the_features_that_carry_it(steady_bundle):
+    """Event.carrying / to_dict()["features_carrying"]: the features whose own surprise is at least
+    CARRY_SHARE of the top one's, most surprising first; a clean feature is not among them."""
+    bdir = steady_bundle(F=3, warmup=WARMUP)
+    x = sine_series(1000, seed=9, F=3)
+    sd = x[:WARMUP].std(axis=0)
+    x[350, 0] += SPIKE * sd[0]  # f0 alone
+    x[800, 2] += 1.5 * SPIKE * sd[2]  # f2 the larger ...
+    x[800, 0] += SPIKE * sd[0]  # ... f0 close behind, f1 clean
+    res = _det(bdir, threshold=STRICT).process(Batch(["s"] * len(x), 1e9 + np.arange(len(x), dtype=float), x))
+    raised = {e.position: e for e in res.events if e.kind == "raised"}
+    assert set(raised) == {350, 800}, [e.describe() for e in res.events]
+    assert raised[350].carrying == ("f0",) and raised[350].to_dict()["features_carrying"] == ["f0"]
+    both = raised[800]
+    top_first = tuple(both.features[i] for i in np.argsort(both.contributions)[::-1][:2])  # f0, f2 in some order
+    assert both.carrying == top_first and set(top_first) == {"f0", "f2"}, (both.carrying, both.contributions)
+    assert f"carried by {top_first[0]}, {top_first[1]}" in both.describe()
+
+
 def test_a_stream_that_starts_flat_still_learns_its_scale(steady_bundle):
     """The winsorised warm-up must not freeze a scale of 0 on a stream whose first readings are
     all equal (it has no scale to clip with yet)."""

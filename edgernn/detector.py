@@ -243,14 +243,16 @@ class Detector:
                                     prepared, used, stuck)
 
     def _kind_masks(self) -> tuple[list[float], list[float]]:
-        """Per feature 1 / 0 from the manifest's feature_kinds ({name: {kind, ...}}): in the score
-        (not constant in training) and in the stuck look (a kind where exact repeats are news:
-        STUCK_KINDS; a feature with no kind recorded keeps both, as bundles without kinds do)."""
+        """Per feature 1 / 0 from the manifest's feature_kinds ({name: {kind, ...}}, or bare kind
+        names): in the score (every feature: the trainer gives a constant one a std of 1 % of its
+        value, so any change from it is a calibrated finding) and in the stuck look (a kind where
+        exact repeats are news: STUCK_KINDS; a feature with no kind recorded, as in bundles without
+        kinds). Measured (benchmarks/train_multivariate.py data): leaving constants out of the
+        score lost the faults that move them (best F1 0.424 -> 0.326) for no fewer false alerts."""
         kinds = self.bundle.manifest.get("feature_kinds") or {}
         kind = [(kinds.get(n) or {}).get("kind") if isinstance(kinds.get(n), dict) else kinds.get(n)
                 for n in self.features]
-        used = [0.0 if k == "constant" else 1.0 for k in kind]
-        return used, [1.0 if k is None or k in STUCK_KINDS else 0.0 for k in kind]
+        return [1.0] * len(kind), [1.0 if k is None or k in STUCK_KINDS else 0.0 for k in kind]
 
     def process(self, batch: Batch, now: float | None = None) -> Result:
         """Score a batch of readings in arrival order. ``now``: the wall clock (epoch seconds) in a

@@ -251,7 +251,7 @@ class Params:
     n_levels = cython.declare(cython.int, visibility="public")
     n_used = cython.declare(cython.double, visibility="public")  # features in the residual statistics
     # arrays: ONSET_LEVELS, the 4 calibration tables (each xs[tab_n] then log10_sf[tab_n]), and per
-    # feature 1.0 / 0.0: in the residual statistics and the looks or not (a feature constant in training),
+    # feature 1.0 / 0.0: in the residual statistics and the looks or not (the detector keeps every feature in),
     # and in the stuck look or not (used and of a kind where exact repeats are news)
     levels: cython.double[:]
     tab: cython.double[:]

@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgernn import scoring  # noqa: E402
+from edgernn import kernel, scoring  # noqa: E402
 from edgernn.bundle import load_bundle  # noqa: E402
 from edgernn.detector import Batch, Detector  # noqa: E402
 from edgernn.evaluate.skab import list_files, load_file  # noqa: E402
@@ -155,17 +155,18 @@ def surprise(lik: np.ndarray) -> np.ndarray:
 
 
 def looks_surprise(bundle, ts, x, drop=("stuck",)) -> np.ndarray:
-    """A proxy: the combined surprise with the looks in ``drop`` left out (per-look p from the
+    """A proxy: the combined surprise with the looks in ``drop`` left out (per-look log10 p from the
     detector's own tables, Bonferroni over the rest), float64[n]; NaN where not scored."""
     det = Detector(bundle)
     det.record_looks = True
     out = np.full(len(x), np.nan)
-    keep = [i for i, name in enumerate(scoring.LOOKS) if name not in drop]
+    keep = [(k, name) for k, name in enumerate(scoring.LOOKS) if name not in drop]
     for lo in range(0, len(x), 256):
         res = det.process(Batch(["s"] * len(x[lo : lo + 256]), ts[lo : lo + 256], x[lo : lo + 256]))
-        lps = scoring.look_log10p({k: res.looks[k] for k in scoring.LOOKS}, det._tables)[keep]  # [n, b]
-        s = -scoring.combine_log10p(lps)
-        out[lo : lo + 256] = np.where(np.isfinite(res.score), s, np.nan)
+        lps = np.array([[kernel.tail(det.params, k, float(v)) if name in scoring.TABLE_LOOKS else float(v)
+                         for v in res.looks[name]] for k, name in keep])  # [looks kept, b]
+        s = -(np.nan_to_num(lps, nan=0.0).min(axis=0) + np.log10(len(keep)))
+        out[lo : lo + 256] = np.where(np.isfinite(res.score), np.maximum(s, 0.0), np.nan)
     return out
 
 

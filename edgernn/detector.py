@@ -32,7 +32,10 @@ from .alerts import AlertSettings
 from .readings import Batch, Reading, batch_from_readings  # noqa: F401 - moved there: decode uses them without the detector
 from .settings import DetectorSettings  # noqa: F401 - declared once, with every other setting
 from .state import StateStore
+from .train.features import STUCK_KINDS  # numpy only: no torch
 
+CARRY_SHARE = 0.5  # a feature carries an alert when its own surprise is >= this share of the top feature's ...
+CARRY_FLOOR = 2.0  # ... and >= this (p <= 1 %), the top feature always
 K = SimpleNamespace(**kernel.constants())  # output indices and codes (the same in both kernel modes)
 
 # where kernel.py leaves each look's statistic in its per-reading outputs (record_looks)
@@ -75,6 +78,7 @@ class Event:
     feature: int = -1  # index of the feature that look blames (-1: the largest contribution)
     surprise: float = math.nan  # -log10 of the reading's tail probability (Bonferroni over the looks)
     duration: int = 0  # readings the alert had been active (cleared: its whole length)
+    carrying: tuple[str, ...] = ()  # features whose own surprise is >= CARRY_SHARE of the top one's, top first
 
     @property
     def top_feature(self) -> str:
@@ -88,6 +92,7 @@ class Event:
         return (f"{self.kind:7s} {self.alert_id}: {self.features[i]}={self.values[i]:.6g} "
                 f"expected {self.expected[i]:.6g} ± {2 * self.sigma[i]:.3g} "
                 + (f"[{self.reason}] " if self.kind != "cleared" else "")
+                + (f"carried by {', '.join(self.carrying)} " if len(self.carrying) > 1 and self.kind != "cleared" else "")
                 + f"(score {self.score:.3g}, {surprise_text(self.surprise)})")
 
     def to_dict(self) -> dict:
@@ -96,6 +101,7 @@ class Event:
             "started": self.started, "score": self.score, "surprise": self.surprise,
             "likelihood": self.likelihood, "duration": self.duration,
             "threshold": self.threshold, "reason": self.reason, "top_feature": self.top_feature,
+            "features_carrying": list(self.carrying),
             "value": dict(zip(self.features, self.values)),
             "expected": dict(zip(self.features, self.expected)),
             "sigma": dict(zip(self.features, self.sigma)),
@@ -230,12 +236,23 @@ class Detector:
                        for name in scoring.TABLE_LOOKS}  # the raw tables in use
         prepared = [scoring.prepare_table(self.tables[n]) for n in scoring.TABLE_LOOKS]
         offsets = {name: max(at, 0) for name, at in self.state.layout.offsets.items()}
-        kinds = self.bundle.manifest.get("feature_kinds") or {}  # feature -> constant | binary | ... | continuous
-        used = [0.0 if kinds.get(name) == "constant" else 1.0 for name in self.features]
+        used, stuck = self._kind_masks()
         sm = self.tables["smoothed"]  # its median on normal data: where settling restarts the smoothed look
         typ = float(np.interp(-math.log10(2.0), np.asarray(sm["log10_sf"])[::-1], np.asarray(sm["x"])[::-1]))
         self.params = kernel.Params({**offsets, **self._params(), "smooth_typ": typ}, scoring.ONSET_LEVELS.tolist(),
-                                    prepared, used)
+                                    prepared, used, stuck)
+
+    def _kind_masks(self) -> tuple[list[float], list[float]]:
+        """Per feature 1 / 0 from the manifest's feature_kinds ({name: {kind, ...}}, or bare kind
+        names): in the score (every feature: the trainer gives a constant one a std of 1 % of its
+        value, so any change from it is a calibrated finding) and in the stuck look (a kind where
+        exact repeats are news: STUCK_KINDS; a feature with no kind recorded, as in bundles without
+        kinds). Measured (benchmarks/train_multivariate.py data): leaving constants out of the
+        score lost the faults that move them (best F1 0.424 -> 0.326) for no fewer false alerts."""
+        kinds = self.bundle.manifest.get("feature_kinds") or {}
+        kind = [(kinds.get(n) or {}).get("kind") if isinstance(kinds.get(n), dict) else kinds.get(n)
+                for n in self.features]
+        return [1.0] * len(kind), [1.0 if k is None or k in STUCK_KINDS else 0.0 for k in kind]
 
     def process(self, batch: Batch, now: float | None = None) -> Result:
         """Score a batch of readings in arrival order. ``now``: the wall clock (epoch seconds) in a
@@ -399,8 +416,28 @@ class Detector:
             sigma=tuple(per[:, K.W_SIGMA].tolist()), contributions=tuple(per[:, K.W_CONTRIB].tolist()),
             started=float(r[L.start_ts]), position=pos, feature=int(out[K.O_FEATURE]),
             reason="new_normal" if code == K.NEW_NORMAL else scoring.ALL_LOOKS[int(out[K.O_LOOK])],
-            surprise=float(out[K.O_SURPRISE]), duration=int(out[K.O_DURATION]),
+            surprise=float(out[K.O_SURPRISE]), duration=int(out[K.O_DURATION]), carrying=self._carrying(out, per),
         )
+
+    def _carrying(self, out, per) -> tuple[str, ...]:
+        """The features carrying a reading's alert: each feature's own surprise (-log10 p of its
+        part of the look that fired: a two-sided Gaussian tail of its z for the instant, smoothed
+        and seasonal looks (z^2 = its contribution x features in use) and of its level / spread /
+        reference statistic; its own run's log10 p for stuck): the top one, and those with at least
+        CARRY_SHARE of its surprise and CARRY_FLOOR, most surprising first. per: float64[F, W]
+        kernel work."""
+        look = scoring.ALL_LOOKS[int(out[K.O_LOOK])]
+        if look == "stuck":
+            own = -per[:, K.W_STUCK]  # [F] -log10 p of each feature's run
+        else:
+            col = {"level": K.W_LEVEL, "spread": K.W_SPREAD, "reference": K.W_REF}.get(look)
+            z = per[:, col] if col is not None else np.sqrt(per[:, K.W_CONTRIB] * self.params.n_used)  # [F]
+            own = np.array([-kernel.gauss_tail_log10(abs(float(v))) for v in z])
+        top = float(own.max()) if own.size else 0.0
+        order = np.argsort(-own, kind="stable")
+        keep = [i for i in order
+                if own[i] > 0.0 and own[i] >= CARRY_SHARE * top and (own[i] >= CARRY_FLOOR or own[i] == top)]
+        return tuple(self.features[i] for i in keep)
 
     # -- convenience ----------------------------------------------------------------------------
     def process_readings(self, readings: list[Reading], now: float | None = None) -> Result:

@@ -5,7 +5,8 @@ default), published retained (QoS 1) when a stream is first seen and on every ra
 cleared event, so a dashboard that connects later sees at once what is active::
 
     {"state": "problem", "event": "raised", "alert_id": "line1/temp#3", "reason": "instant",
-     "top_feature": "value", "surprise": 9.53, "ts": 1700000123.0, "since": 1700000123.0,
+     "top_feature": "value", "surprise": 9.53, "features_carrying": ["value"], "ts": 1700000123.0,
+     "since": 1700000123.0,
      "pipeline": "plant", "stream": "line1/temp", "emitted": 1700000123.4}
 
 ``state`` is ``problem`` while an alert is active, else ``ok``; ``surprise`` is -log10 of the
@@ -113,13 +114,15 @@ def event_state(pipeline: str, ev) -> dict:
     active = ev.kind != "cleared"
     return {"state": "problem" if active else "ok", "event": ev.kind, "alert_id": ev.alert_id,
             "reason": ev.reason or None, "top_feature": ev.top_feature, "surprise": surprise_of(ev),
+            "features_carrying": list(getattr(ev, "carrying", ())) or None,  # most surprising first
             "ts": _finite(ev.ts), "since": _finite(ev.started), "pipeline": pipeline, "stream": ev.stream, "emitted": time.time()}
 
 
 def first_state(pipeline: str, stream: str, ts: float | None) -> dict:
     """The retained state message of a stream seen for the first time (no event yet)."""
     return {"state": "ok", "event": None, "alert_id": None, "reason": None, "top_feature": None, "surprise": 0.0,
-            "ts": _finite(ts), "since": None, "pipeline": pipeline, "stream": stream, "emitted": time.time()}
+            "features_carrying": None, "ts": _finite(ts), "since": None, "pipeline": pipeline, "stream": stream,
+            "emitted": time.time()}
 
 
 class StatePublisher:

@@ -148,7 +148,9 @@ class Params:
     the rest are resolved settings and bundle constants. ``Params(values, levels, tables)``:
     values {name: number} for every public field, levels scoring.ONSET_LEVELS, tables the four
     prepared calibration tables (instant, smoothed, level, spread), used (optional) 1 / 0 per
-    feature: 0 keeps a feature out of the score and the looks (all 0 or None: every feature)."""
+    feature: 0 keeps a feature out of the score and the looks (all 0 or None: every feature),
+    stuck (optional) 1 / 0 per feature: 0 keeps a feature out of the stuck look (a binary or
+    quantised feature repeats by nature; None: every used feature)."""
 
     # slab offsets (layout.columns)
     norm_mean = cython.declare(cython.int, visibility="public")
@@ -249,12 +251,14 @@ class Params:
     n_levels = cython.declare(cython.int, visibility="public")
     n_used = cython.declare(cython.double, visibility="public")  # features in the residual statistics
     # arrays: ONSET_LEVELS, the 4 calibration tables (each xs[tab_n] then log10_sf[tab_n]), and per
-    # feature 1.0 / 0.0: in the residual statistics and the looks or not (a feature constant in training)
+    # feature 1.0 / 0.0: in the residual statistics and the looks or not (the detector keeps every feature in),
+    # and in the stuck look or not (used and of a kind where exact repeats are news)
     levels: cython.double[:]
     tab: cython.double[:]
     used: cython.double[:]
+    stuck: cython.double[:]
 
-    def __init__(self, values: dict, levels, tables: list, used=None):
+    def __init__(self, values: dict, levels, tables: list, used=None, stuck=None):
         for name, value in values.items():
             setattr(self, name, value)
         n = max(len(t["xs_list"]) for t in tables)
@@ -268,6 +272,8 @@ class Params:
         used = [1.0] * int(values.get("F", 1)) if used is None or not any(used) else [float(u) for u in used]
         self.used = np.array(used, np.float64) if cython.compiled else used
         self.n_used = sum(used)
+        stuck = used if stuck is None else [u * float(k) for u, k in zip(used, stuck)]  # [F]
+        self.stuck = np.array(stuck, np.float64) if cython.compiled else stuck
 
 
 @cython.ccall
@@ -461,7 +467,7 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         work[o + W_CONTRIB] = min(z * z, 1e12) / p.n_used * p.used[f]
         score += work[o + W_CONTRIB]
         run = q[p.run + f] + 1.0 if xf == r[p.last_x + f] else 0.0
-        work[o + W_STUCK] = run * (log10(q[p.reps + f] + 1.0) + q_log) * p.used[f] if run != 0.0 else 0.0
+        work[o + W_STUCK] = run * (log10(q[p.reps + f] + 1.0) + q_log) * p.stuck[f] if run != 0.0 else 0.0
         stuck = min(stuck, work[o + W_STUCK])
         fm_old = xl if count == 1 else r[p.fast_mean + f]
         fm = fm_old + af * (xl - fm_old)

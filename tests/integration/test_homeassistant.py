@@ -94,6 +94,7 @@ def test_alert_state_retained_and_birth_republishes(broker, bundle_dir, tmp_path
                        == "problem" and st, 10, what="retained problem state")
     assert state["event"] == "raised" and state["alert_id"] == raised["alert_id"]
     assert state["reason"] == raised["reason"] and state["top_feature"] == "value"
+    assert state["features_carrying"] == raised["features_carrying"] == ["value"]
     assert state["surprise"] > 3 and state["ts"] == pytest.approx(float(ts[100]))
     # the surprise sensor: the stream's peak surprise since the last refresh (every stats.interval_s)
     def peak():

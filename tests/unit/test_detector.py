@@ -933,23 +933,61 @@ def test_an_alert_that_lasts_max_duration_clears_as_a_new_normal(steady_bundle):
     assert not [e for e in res.events if e.reason == "new_normal"]
 
 
-def test_a_feature_constant_in_training_stays_out_of_the_score_and_the_looks(steady_bundle):
-    """manifest feature_kinds: a "constant" feature does not count in the score, the level,
-    spread, stuck or reference looks; the others are scored over the features in use."""
+def test_a_change_of_a_feature_constant_in_training_is_a_finding(steady_bundle):
+    """manifest feature_kinds: a "constant" feature stays in the score (the trainer gives it a std
+    of 1 % of its value: any change from it is a finding, as its model card says), in either form
+    the manifest may hold it; it never fires the stuck look (covered below)."""
     bdir = steady_bundle(F=2, warmup=WARMUP)
     x = sine_series(500, seed=6, F=2)
     x[350, 1] += SPIKE * x[:, 1].std()  # a jump on f1 only
     ts = 1e9 + np.arange(len(x), dtype=float)
     plain = _det(bdir, threshold=STRICT).process(Batch(["s"] * len(x), ts, x))
-    assert [(e.position, e.top_feature) for e in plain.events if e.kind == "raised"] == [(350, "f1")]
-    bundle = load_bundle(bdir)
-    bundle.manifest["feature_kinds"] = {"f0": "continuous", "f1": "constant"}
-    det = Detector(bundle, settings=DetectorSettings(threshold=STRICT))
-    masked = det.process(Batch(["s"] * len(x), ts, x))
-    assert not [e for e in masked.events if e.kind == "raised"]
-    z0 = (x[:, 0] - masked.expected[:, 0]) / masked.sigma[:, 0]
-    ok = np.isfinite(masked.score) & (np.abs(z0) < 5)
-    np.testing.assert_allclose(masked.score[ok], z0[ok] ** 2, rtol=1e-6)  # f0 alone, not averaged with f1
+    for kinds in ({"f0": "continuous", "f1": "constant"}, {"f1": {"kind": "constant", "value": 0.0}}):
+        bundle = load_bundle(bdir)
+        bundle.manifest["feature_kinds"] = kinds
+        masked = Detector(bundle, settings=DetectorSettings(threshold=STRICT)).process(Batch(["s"] * len(x), ts, x))
+        assert [(e.position, e.top_feature) for e in masked.events if e.kind == "raised"] == [(350, "f1")]
+        np.testing.assert_array_equal(masked.score, plain.score)
+
+
+@pytest.mark.parametrize("kind", ["quantised", {"kind": "binary", "distinct": 2}, {"kind": "constant"}])
+def test_the_stuck_look_runs_only_on_kinds_where_repeats_are_news(steady_bundle, kind):
+    """feature_kinds as the trainer writes them ({name: {kind, ...}}) or bare kind names: a
+    feature of a kind outside STUCK_KINDS never fires the stuck look, however long it repeats;
+    the same run on a continuous feature (or one with no kind recorded) does."""
+    bdir = steady_bundle(F=2, warmup=WARMUP)
+    x = sine_series(1400, seed=8, F=2)
+    x[900:1300, 1] = x[900, 1]  # f1 repeats one value for 400 readings
+    ts = 1e9 + np.arange(len(x), dtype=float)
+    reasons = {}
+    for name, kinds in (("none", None), ("continuous", {"f0": {"kind": "continuous"}, "f1": {"kind": "continuous"}}),
+                        ("masked", {"f0": {"kind": "continuous"}, "f1": kind})):
+        bundle = load_bundle(bdir)
+        if kinds is not None:
+            bundle.manifest["feature_kinds"] = kinds
+        res = Detector(bundle).process(Batch(["s"] * len(x), ts, x))
+        reasons[name] = {(e.reason, e.top_feature) for e in res.events if e.kind == "raised"}
+    assert ("stuck", "f1") in reasons["none"] and ("stuck", "f1") in reasons["continuous"]
+    assert not any(r == "stuck" for r, _ in reasons["masked"]), reasons["masked"]
+
+
+def test_an_alert_names_the_features_that_carry_it(steady_bundle):
+    """Event.carrying / to_dict()["features_carrying"]: the features whose own surprise is at least
+    CARRY_SHARE of the top one's, most surprising first; a clean feature is not among them."""
+    bdir = steady_bundle(F=3, warmup=WARMUP)
+    x = sine_series(1000, seed=9, F=3)
+    sd = x[:WARMUP].std(axis=0)
+    x[350, 0] += SPIKE * sd[0]  # f0 alone
+    x[800, 2] += 1.5 * SPIKE * sd[2]  # f2 the larger ...
+    x[800, 0] += SPIKE * sd[0]  # ... f0 close behind, f1 clean
+    res = _det(bdir, threshold=STRICT).process(Batch(["s"] * len(x), 1e9 + np.arange(len(x), dtype=float), x))
+    raised = {e.position: e for e in res.events if e.kind == "raised"}
+    assert set(raised) == {350, 800}, [e.describe() for e in res.events]
+    assert raised[350].carrying == ("f0",) and raised[350].to_dict()["features_carrying"] == ["f0"]
+    both = raised[800]
+    top_first = tuple(both.features[i] for i in np.argsort(both.contributions)[::-1][:2])  # f0, f2 in some order
+    assert both.carrying == top_first and set(top_first) == {"f0", "f2"}, (both.carrying, both.contributions)
+    assert f"carried by {top_first[0]}, {top_first[1]}" in both.describe()
 
 
 def test_a_stream_that_starts_flat_still_learns_its_scale(steady_bundle):

@@ -191,7 +191,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("update_factor", float, 4.0, "an 'update' event when the score exceeds the last event's by this factor", "x",
       ALERTS, gt=1),
     S("update_gap", int, 16, "readings at least between two events of one alert", "readings", ALERTS, ge=0),
-    S("max_duration", int, 0, "an alert active this long clears as 'new_normal' and the stream learns its new "
+    S("max_duration", int, 1440, "an alert active this long clears as 'new_normal' and the stream learns its new "
       "level (0: never)", "readings", ALERTS, ge=0, cli=True),
 )
 del S

@@ -17,6 +17,7 @@ another machine catches a runtime that computes differently; an int8 error above
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -75,6 +76,133 @@ def _errors_meta(err: dict) -> dict:
     return {k: float(f"{err[k]:.3g}") for k in keys} | {"rollout_steps": int(err["rollout_steps"])}
 
 
+@dataclass
+class _ExportContext:
+    """What every per-format writer needs: the bundle, its golden rollout, the calibration pairs
+    (None without an int8 format), the options and the report being filled."""
+
+    root: Path
+    bundle: object
+    golden: dict
+    report: dict
+    say: Callable[[str], None]
+    X: np.ndarray | None
+    Hp: np.ndarray | None
+    tflite_activation_bits: int
+    onnx_int8: str
+    tflite_per_channel: bool
+    tflite_bias_correction: bool
+
+    @property
+    def weights(self) -> dict:
+        return self.bundle.weights
+
+
+def _record(ctx: _ExportContext, fmt: str, artifact: str, backend, quantized: bool, **extra) -> dict:
+    """Measure ``backend`` against the golden rollout, register ``artifact`` with its tolerances and
+    errors, append the report row and log it."""
+    from .parity import measure
+
+    err = measure(backend, ctx.golden)
+    tol, roll_tol, ok = stated_tolerances(quantized, err)
+    register_artifact(ctx.root, artifact, tolerance=tol, rollout_tolerance=roll_tol,
+                      parity=_errors_meta(err), parity_ok=ok, **extra)
+    size = (ctx.root / artifact).stat().st_size
+    row = {"backend": fmt, "artifact": artifact, "size_bytes": size, **err,
+           "tolerance": tol, "rollout_tolerance": roll_tol, "ok": ok}
+    ctx.report["rows"].append(row)
+    ctx.report["ok"] &= ok
+    ctx.say(f"{artifact}: {size:,} bytes, max error one step {err['step']:.2e}, rollout {err['rollout']:.2e}"
+            + ("" if ok else "  ** above the accepted error **"))
+    return row
+
+
+def _export_onnx(ctx: _ExportContext, fmt: str, artifact: str) -> None:
+    from ..backends.onnx_gru import OnnxGRU
+    from . import onnx_export
+
+    path = ctx.root / artifact
+    onnx_export.write_onnx(ctx.weights, path)
+    _record(ctx, fmt, artifact, OnnxGRU(path), False, format="onnx", opset=onnx_export.OPSET,
+            runtime="onnxruntime", graph="MatMul + elementwise single-step cell")
+
+
+def _export_onnx_int8(ctx: _ExportContext, fmt: str, artifact: str) -> None:
+    from ..backends.onnx_gru import OnnxGRU
+    from . import onnx_export
+
+    path, float_path, mode = ctx.root / artifact, ctx.root / "model.onnx", ctx.onnx_int8
+    if mode == "static16":
+        onnx_export.quantize_static_onnx(float_path, path, ctx.X, ctx.Hp, per_channel=True, activation_bits=16,
+                                         x_clip=ctx.bundle.input_clip)
+        how = ("onnxruntime quantize_static, QDQ on the MatMuls: int8 weights per output channel, 16-bit "
+               "inputs with fixed scales (x over the detector's input clip, h over [-1, 1], h_next "
+               "calibrated), float outputs and gates")
+    elif mode == "static":
+        onnx_export.quantize_static_onnx(float_path, path, ctx.X, ctx.Hp)
+        how = ("onnxruntime quantize_static, QDQ on the MatMuls: int8 weights per tensor, int8 inputs "
+               "with fixed calibrated scales (h pinned to [-1, 1]), float outputs and gates")
+    else:
+        onnx_export.quantize_dynamic_onnx(float_path, path, per_channel=True)
+        how = ("onnxruntime quantize_dynamic: int8 per-channel weights, activations quantized per call "
+               "over the whole batch (rows of a batch are not independent)")
+    cal_meta = ctx.report["calibration"] if mode != "dynamic" else None
+    _record(ctx, fmt, artifact, OnnxGRU(path, name="onnx-int8"), True, format="onnx", runtime="onnxruntime",
+            quantization={"mode": mode, "how": how, "calibration": cal_meta})
+
+
+def _export_tflite(ctx: _ExportContext, fmt: str, artifact: str) -> None:
+    from ..backends.tflite_gru import TfliteGRU
+    from . import tflite_export
+
+    path = ctx.root / artifact
+    path.write_bytes(tflite_export.build_tflite(ctx.weights))
+    _record(ctx, fmt, artifact, TfliteGRU(path), False, format="tflite", runtime="ai-edge-litert",
+            writer="ai_edge_litert.schema_py_generated object API")
+
+
+def _export_tflite_int8(ctx: _ExportContext, fmt: str, artifact: str) -> None:
+    from ..backends.tflite_gru import TfliteGRU
+    from . import quantize, tflite_export
+
+    path, bits = ctx.root / artifact, ctx.tflite_activation_bits
+    plan = quantize.tflite_plan(ctx.weights, ctx.X, ctx.Hp, bits=bits, per_channel=ctx.tflite_per_channel,
+                                bias_correction=ctx.tflite_bias_correction)
+    path.write_bytes(tflite_export.build_tflite(ctx.weights, plan=plan))
+    weights_label = plan.weight_label + (", bias-corrected for the mean weight rounding error"
+                                         if plan.bias_correction else "")
+    _record(ctx, fmt, artifact, TfliteGRU(path, name="tflite-int8"), True, format="tflite", runtime="ai-edge-litert",
+            quantization={"weights": weights_label, "activations": f"int{bits} static", "io": "float32",
+                          "calibration": ctx.report["calibration"]})
+
+
+def _export_tflm(ctx: _ExportContext, fmt: str, artifact: str) -> None:
+    from ..backends.tflite_gru import TfliteGRU
+    from . import tflm_export
+    from .parity import golden_step_inputs
+
+    root = ctx.root
+    model_bytes = (root / "model.int8.tflite").read_bytes()
+    facts = tflm_export.write_tflm(ctx.bundle, model_bytes, root)
+    tflm = tflm_export.TflmGRU(model_bytes, arena_size=facts["arena_bytes"])
+    xs_step, hs_step = golden_step_inputs(ctx.golden)
+    lit_pred, lit_h = TfliteGRU(root / "model.int8.tflite", name="tflite-int8").step(xs_step, hs_step)
+    mic_pred, mic_h = tflm.step(xs_step, hs_step)
+    diff = float(max(np.abs(lit_pred - mic_pred).max(), np.abs(lit_h - mic_h).max()))
+    _record(ctx, fmt, artifact, tflm, True, format="c-array", runtime="tflite-micro",
+            source="model.int8.tflite", max_diff_vs_litert=float(f"{diff:.3g}"), **facts)
+    register_artifact(root, "model_data.h", format="c-header", source="model.int8.tflite")
+    register_artifact(root, "firmware_example.cc", format="c++", note="explicit-state step loop for TFLite Micro")
+    ctx.report["notes"].append(f"TFLite Micro runs model.int8.tflite; max |TFLM - LiteRT| = {diff:.2e} "
+                               f"on the golden steps; arena {facts['arena_bytes']:,} bytes")
+
+
+_EXPORTERS: dict[str, Callable[[_ExportContext, str, str], None]] = {
+    "onnx": _export_onnx, "onnx-int8": _export_onnx_int8, "tflite": _export_tflite,
+    "tflite-int8": _export_tflite_int8, "tflm": _export_tflm,
+}
+
+
 def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_activation_bits: int = 16,
                   onnx_int8: str = "static16", tflite_per_channel: bool = True, tflite_bias_correction: bool = True,
                   log: Callable[[str], None] | None = None) -> dict:
@@ -85,10 +213,7 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
     "rollout_tolerance", "ok"}], "notes": [...]}``. Raises ``BundleError`` for a bad bundle,
     ``ValueError`` for a bad argument, ``BackendUnavailable`` when a needed runtime is missing.
     """
-    from ..backends.onnx_gru import OnnxGRU
-    from ..backends.tflite_gru import TfliteGRU
-    from . import onnx_export, quantize, tflite_export, tflm_export
-    from .parity import golden_step_inputs, measure
+    from . import quantize
 
     say = log or (lambda _msg: None)
     if tflite_activation_bits not in (8, 16):
@@ -110,71 +235,8 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
                                  "method": "min/max over long runs and cold starts from h = 0"}
         say(f"calibration: {len(X):,} (x, h) pairs from {source} {list(xs.shape)}")
 
-    def record(fmt: str, artifact: str, backend, quantized: bool, **extra) -> dict:
-        err = measure(backend, golden)
-        tol, roll_tol, ok = stated_tolerances(quantized, err)
-        register_artifact(root, artifact, tolerance=tol, rollout_tolerance=roll_tol,
-                          parity=_errors_meta(err), parity_ok=ok, **extra)
-        size = (root / artifact).stat().st_size
-        row = {"backend": fmt, "artifact": artifact, "size_bytes": size, **err,
-               "tolerance": tol, "rollout_tolerance": roll_tol, "ok": ok}
-        report["rows"].append(row)
-        report["ok"] &= ok
-        say(f"{artifact}: {size:,} bytes, max error one step {err['step']:.2e}, rollout {err['rollout']:.2e}"
-            + ("" if ok else "  ** above the accepted error **"))
-        return row
-
-    cal_meta = report["calibration"]
+    ctx = _ExportContext(root, bundle, golden, report, say, X, Hp, tflite_activation_bits, onnx_int8,
+                         tflite_per_channel, tflite_bias_correction)
     for fmt in fmts:
-        artifact = ARTIFACTS[fmt]
-        path = root / artifact
-        if fmt == "onnx":
-            onnx_export.write_onnx(weights, path)
-            record(fmt, artifact, OnnxGRU(path), False, format="onnx", opset=onnx_export.OPSET,
-                   runtime="onnxruntime", graph="MatMul + elementwise single-step cell")
-        elif fmt == "onnx-int8":
-            if onnx_int8 == "static16":
-                onnx_export.quantize_static_onnx(root / "model.onnx", path, X, Hp, per_channel=True, activation_bits=16,
-                                                 x_clip=bundle.input_clip)
-                how = ("onnxruntime quantize_static, QDQ on the MatMuls: int8 weights per output channel, 16-bit "
-                       "inputs with fixed scales (x over the detector's input clip, h over [-1, 1], h_next "
-                       "calibrated), float outputs and gates")
-            elif onnx_int8 == "static":
-                onnx_export.quantize_static_onnx(root / "model.onnx", path, X, Hp)
-                how = ("onnxruntime quantize_static, QDQ on the MatMuls: int8 weights per tensor, int8 inputs "
-                       "with fixed calibrated scales (h pinned to [-1, 1]), float outputs and gates")
-            else:
-                onnx_export.quantize_dynamic_onnx(root / "model.onnx", path, per_channel=True)
-                how = ("onnxruntime quantize_dynamic: int8 per-channel weights, activations quantized per call "
-                       "over the whole batch (rows of a batch are not independent)")
-            record(fmt, artifact, OnnxGRU(path, name="onnx-int8"), True, format="onnx", runtime="onnxruntime",
-                   quantization={"mode": onnx_int8, "how": how, "calibration": cal_meta if onnx_int8 != "dynamic" else None})
-        elif fmt == "tflite":
-            path.write_bytes(tflite_export.build_tflite(weights))
-            record(fmt, artifact, TfliteGRU(path), False, format="tflite", runtime="ai-edge-litert",
-                   writer="ai_edge_litert.schema_py_generated object API")
-        elif fmt == "tflite-int8":
-            plan = quantize.tflite_plan(weights, X, Hp, bits=tflite_activation_bits, per_channel=tflite_per_channel,
-                                        bias_correction=tflite_bias_correction)
-            path.write_bytes(tflite_export.build_tflite(weights, plan=plan))
-            record(fmt, artifact, TfliteGRU(path, name="tflite-int8"), True, format="tflite", runtime="ai-edge-litert",
-                   quantization={"weights": plan.weight_label + (", bias-corrected for the mean weight rounding error"
-                                                                if plan.bias_correction else ""),
-                                 "activations": f"int{tflite_activation_bits} static", "io": "float32",
-                                 "calibration": cal_meta})
-        elif fmt == "tflm":
-            model_bytes = (root / "model.int8.tflite").read_bytes()
-            facts = tflm_export.write_tflm(bundle, model_bytes, root)
-            tflm = tflm_export.TflmGRU(model_bytes, arena_size=facts["arena_bytes"])
-            xs_step, hs_step = golden_step_inputs(golden)
-            lit_pred, lit_h = TfliteGRU(root / "model.int8.tflite", name="tflite-int8").step(xs_step, hs_step)
-            mic_pred, mic_h = tflm.step(xs_step, hs_step)
-            diff = float(max(np.abs(lit_pred - mic_pred).max(), np.abs(lit_h - mic_h).max()))
-            record(fmt, artifact, tflm, True, format="c-array", runtime="tflite-micro",
-                   source="model.int8.tflite", max_diff_vs_litert=float(f"{diff:.3g}"), **facts)
-            register_artifact(root, "model_data.h", format="c-header", source="model.int8.tflite")
-            register_artifact(root, "firmware_example.cc", format="c++", note="explicit-state step loop for TFLite Micro")
-            report["notes"].append(f"TFLite Micro runs model.int8.tflite; max |TFLM - LiteRT| = {diff:.2e} "
-                                   f"on the golden steps; arena {facts['arena_bytes']:,} bytes")
+        _EXPORTERS[fmt](ctx, fmt, ARTIFACTS[fmt])
     return report
-

@@ -110,6 +110,7 @@ backend_serves() {  # BACKEND LINE: the daemon runs on BACKEND and alerts on a s
 line=3
 for b in onnx onnx-int8 tflite tflite-int8; do  # every runtime under the same syscall filter
     C sed -i "s/^    \(# \)\{0,1\}backend: [a-z0-9-]*/    backend: $b/" /etc/edgernn/edgernn.yaml
+    C systemctl reset-failed edgernn  # six starts within seconds would trip StartLimitBurst (5 per 10 s)
     C systemctl restart edgernn
     check "backend $b: READY, serving, a spike alerted" backend_serves $b $line
     line=$((line + 1))

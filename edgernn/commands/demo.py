@@ -271,8 +271,12 @@ def _summary(fleet, alerts, daemon, total, elapsed, model) -> None:
           f"{false['after']} after one ended")
     csv_path = Path(__file__).resolve().parents[1] / "data" / "demo_sensor.csv"
     if csv_path.is_file():
-        print(f"\nnext: edgernn replay {csv_path} --model {Path(model).resolve()} --plot demo.png"
-              "\n      (the same model on a recording; then on your own CSV)")
+        import importlib.util
+
+        plot = importlib.util.find_spec("matplotlib") is not None  # --plot needs the plot extra
+        print(f"\nnext: edgernn replay {csv_path} --model {Path(model).resolve()}" + (" --plot demo.png" if plot else "")
+              + "\n      (the same model on a recording; then on your own CSV"
+              + ("" if plot else "; pip install 'edgernn[plot]' for --plot") + ")")
     from ..models import example_config
 
     print(f"      edgernn serve -c {example_config()}   (the daemon; a broker on 127.0.0.1:1883; deploy/README.md)")

@@ -25,6 +25,7 @@ SCHEMA_VERSION = 1
 NORMALISATION_MODES = ("stream", "fixed")
 # manifest feature_kinds: {name: {kind, distinct, ...}} as edgernn/train/features.py classifies them
 FEATURE_KINDS = ("constant", "near-constant", "binary", "counter", "quantised", "continuous")
+STUCK_KINDS = ("continuous", "counter")  # kinds where a run of exact repeats is news (the stuck look)
 FILE_MODE, DIR_MODE = 0o644, 0o755  # bundles are read by services running as other users
 
 

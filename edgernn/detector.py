@@ -30,9 +30,9 @@ import numpy as np
 from . import alerts, kernel, scoring
 from .alerts import AlertSettings
 from .readings import Batch, Reading, batch_from_readings  # noqa: F401 - moved there: decode uses them without the detector
+from .bundle import STUCK_KINDS
 from .settings import DetectorSettings  # noqa: F401 - declared once, with every other setting
 from .state import StateStore
-from .train.features import STUCK_KINDS  # numpy only: no torch
 
 CARRY_SHARE = 0.5  # a feature carries an alert when its own surprise is >= this share of the top feature's ...
 CARRY_FLOOR = 2.0  # ... and >= this (p <= 1 %), the top feature always

@@ -295,7 +295,7 @@ def model_defaults(manifest: Mapping, where: str = "manifest.yaml") -> dict:
         raise ValueError(f"{where}: detector_defaults: expected a mapping of setting: value")
     found = problems(raw)
     if found:
-        from .config import file_line
+        from .yamlpos import file_line
 
         lines = _lines_of(where)
         raise ValueError("; ".join(f"{file_line(where, lines, f'detector_defaults.{n or ALERTS}')}: "
@@ -307,7 +307,7 @@ def _lines_of(path: str) -> dict:
     """Line of every key path of a YAML file ({} when it cannot be read), for error messages."""
     from pathlib import Path
 
-    from .config import yaml_lines
+    from .yamlpos import yaml_lines
 
     try:
         return yaml_lines(Path(path).read_text(encoding="utf-8"), path)[1]

@@ -31,13 +31,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..bundle import FEATURE_KINDS as KINDS  # noqa: F401  (the manifest's vocabulary)
+from ..bundle import STUCK_KINDS  # noqa: F401 - kinds where repeats are news, declared with the kinds
 NEAR_CONSTANT_SHARE = 0.99  # share of rows holding the one most common value
 QUANTISED_MAX_DISTINCT = 16
 QUANTISED_REPEAT_SHARE = 0.1  # share of steps that repeat the previous value exactly ...
 QUANTISED_REPEAT_RUN = 10  # ... with runs of equal readings this long in normal data
 COUNTER_MAX_DROPS = 0.01  # resets allowed, as a share of the steps
 COUNTER_MIN_RISES = 0.05  # share of steps that must rise (a counter counts something)
-STUCK_KINDS = ("continuous", "counter")  # kinds where a run of exact repeats is news (the stuck look)
 
 
 def _step(values: np.ndarray) -> float:

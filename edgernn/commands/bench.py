@@ -251,7 +251,7 @@ def machine_info() -> dict:
         pass
     from .. import kernel
 
-    info["scalar_path"] = "compiled" if kernel.COMPILED else "plain Python"
+    info["kernel"] = "compiled" if kernel.COMPILED else "plain Python"
     info["blas_threads_env"] = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                            "MKL_NUM_THREADS") if k in os.environ}
     from ..threads import blas_threads
@@ -475,7 +475,7 @@ def render(results: list[dict], peers: list[dict], bundle) -> str:
     from .. import kernel
 
     lines = [f"Detector.process, {bundle.name} (F={bundle.n_features}, H={bundle.hidden}): median of rounds; "
-             f"scalar path {'compiled' if kernel.COMPILED else 'plain Python (no C compiler at install)'}",
+             f"kernel {'compiled' if kernel.COMPILED else 'plain Python (no C compiler at install)'}",
              "",
              f"{'backend':12s} {'batch':>5s} {'streams':>8s} {'µs/reading':>11s} {'readings/s':>11s} {'step µs/call':>13s} "
              f"{'GRU share':>9s} {'±':>5s} {'alerts':>6s}"]

@@ -48,7 +48,7 @@ export CPUINFO QEMU_CPU=cortex-a72
 # what the run inside needs: the sdist, the replay input, the tests and their fixtures
 rm -rf "$ROOTFS/root/proof" "$OUT"; mkdir -p "$ROOTFS/root/proof/src" "$OUT"
 cp "$SDIST" "$SRC/edgernn/data/demo_sensor.csv" "$ROOTFS/root/proof/"
-cp -r "$SRC/tests" "$SRC/firmware_models" "$SRC/pyproject.toml" "$ROOTFS/root/proof/src/"
+cp -r "$SRC/tests" "$SRC/firmware_models" "$SRC/deploy" "$SRC/pyproject.toml" "$ROOTFS/root/proof/src/"
 cat > "$ROOTFS/root/proof/run.sh" <<EOF
 set -eu
 T0=\$(date +%s)

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -224,7 +225,9 @@ def run_cli(*args):
 
 
 def test_replay_flags_win_over_model_defaults(tmp_path, model_with_defaults):
-    csv = REPO / "edgernn" / "data" / "demo_sensor.csv"
+    import edgernn
+
+    csv = Path(edgernn.__file__).parent / "data" / "demo_sensor.csv"  # the package's copy (a wheel has no repo)
     out = run_cli("replay", csv, "--model", model_with_defaults, "--quiet", "--settle", "5", "--reference-rows", "0")
     assert out.returncode == 0, out.stderr
     bad = run_cli("replay", csv, "--model", model_with_defaults, "--seasonal-trust", "2")

@@ -37,7 +37,6 @@ are lost.
 from __future__ import annotations
 
 import gc
-import inspect
 import json
 import logging
 import math
@@ -230,11 +229,6 @@ def build_pipeline(cfg, pcfg, limits) -> Pipeline:
                                 "backend": pcfg.backend})
 
 
-def takes_now(detector) -> bool:
-    """Whether ``detector.process`` takes ``now=`` (the wall clock, for timestamps from the future)."""
-    return "now" in inspect.signature(detector.process).parameters
-
-
 def _age(seconds: float) -> str:
     """A duration for people: 42 s, 12 min, 5.2 h, 3.1 days."""
     seconds = max(0.0, seconds)
@@ -288,7 +282,6 @@ class Daemon:
         self._status_shown = ""  # the last STATUS= line sent to systemd
         self._evict_logged: dict[str, float] = {}
         self._evict_pending: Counter[str] = Counter()
-        self._pass_now = [takes_now(p.detector) for p in self.pipes]
         self.observers = self._integrations()  # retained state, Home Assistant, Prometheus
 
     def _integrations(self) -> list:
@@ -435,8 +428,7 @@ class Daemon:
             streams = list(streams)
             t0 = time.perf_counter()
             try:
-                res = det.process(Batch(streams, ts, x), now=time.time()) if self._pass_now[index] else \
-                    det.process(Batch(streams, ts, x))
+                res = det.process(Batch(streams, ts, x), now=time.time())  # the wall clock: future timestamps
             except Exception:  # noqa: BLE001 - a bug on one batch must not stop the daemon
                 self.process_errors += 1
                 if self.process_errors <= 3:

@@ -348,13 +348,12 @@ def test_age_in_human_units():
     assert [_age(s) for s in (-1, 42, 720, 5 * 3600, 3 * 86400)] == ["0 s", "42 s", "12 min", "5.0 h", "3.0 days"]
 
 
-@pytest.mark.parametrize("takes_now", [True, False])
-def test_process_passes_the_wall_clock_when_the_detector_takes_it(takes_now):
+def test_process_passes_the_wall_clock():
     import time
     from collections import Counter
     from types import SimpleNamespace
 
-    from edgernn.daemon import Daemon, takes_now
+    from edgernn.daemon import Daemon
     from edgernn.state import StateStore
 
     seen = []
@@ -362,25 +361,16 @@ def test_process_passes_the_wall_clock_when_the_detector_takes_it(takes_now):
     class Det:
         F, state = 1, StateStore(1, 4, capacity=8)
 
-        if takes_now:
-            def process(self, batch, now=None):
-                seen.append(now)
-                return SimpleNamespace(events=[])
-        else:
-            def process(self, batch):
-                seen.append("no now")
-                return SimpleNamespace(events=[])
+        def process(self, batch, now=None):
+            seen.append(now)
+            return SimpleNamespace(events=[])
 
     pipe = SimpleNamespace(cfg=SimpleNamespace(name="plant"), detector=Det(), processed=0)
     d = Daemon.__new__(Daemon)
     d.pipes, d.chunk, d.processed, d._iv_readings, d._iv_step, d._iv_batches = [pipe], 64, 0, 0, [], []
-    d._pass_now = [takes_now(pipe.detector)]
     d.observers = []  # no integrations in this unit test
     d._evict_logged, d._evict_pending, d.process_errors = {}, Counter(), 0
     before = time.time()
     d.process(0, [("a/b", 1.7e9, (1.0,)), ("a/c", 1.7e9, (2.0,))])
     assert d.processed == 2 and len(seen) == 1
-    if takes_now:
-        assert before <= seen[0] <= time.time()
-    else:
-        assert seen == ["no now"]
+    assert before <= seen[0] <= time.time()

@@ -19,7 +19,7 @@ import yaml
 
 from .backends.base import check_weights
 from .fileio import atomic_write, save_npz
-from .scoring import TABLE_LOOKS
+from .scoring import KERNEL_TABLES, PEAK
 
 SCHEMA_VERSION = 1
 NORMALISATION_MODES = ("stream", "fixed")
@@ -160,7 +160,8 @@ def _calibration(manifest: dict, where: str) -> Calibration:
         target_false_alarm_rate=_get(manifest, "calibration.target_false_alarm_rate", float, where),
         warmup=_get(manifest, "calibration.warmup", int, where),
         smoothing=_get(manifest, "calibration.smoothing", float, where),
-        tables={look: _table(manifest, look, where) for look in TABLE_LOOKS},
+        tables={look: _table(manifest, look, where) for look in KERNEL_TABLES  # peak: optional (F > 1)
+                if look != PEAK or _get(manifest, f"calibration.tables.{PEAK}", dict, where, None) is not None},
     )
     if not 0.0 < cal.threshold <= 1.0:
         raise BundleError(f"{where}: calibration.threshold: must be in (0, 1]")

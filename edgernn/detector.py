@@ -41,7 +41,7 @@ K = SimpleNamespace(**kernel.constants())  # output indices and codes (the same 
 # where kernel.py leaves each look's statistic in its per-reading outputs (record_looks)
 _LOOK_OUT = {"instant": K.O_SCORE, "smoothed": K.O_SMOOTHED, "level": K.O_LEVEL,
              "spread": K.O_SPREAD, "stuck": K.O_STUCK, scoring.REFERENCE: K.O_REF,
-             scoring.SEASONAL: K.O_SEAS}
+             scoring.SEASONAL: K.O_SEAS, scoring.PEAK: K.O_PEAK}
 _REJECT = {K.STALE: "out_of_order", K.DUPLICATE: "duplicate", K.RESET: "state_reset"}
 R = K.N_RES  # first expected column of a Result block row
 
@@ -177,8 +177,7 @@ class Detector:
         self.state = StateStore(self.F, bundle.hidden, capacity=s.max_streams, reference=self.reference_rows > 0,
                                 seasonal=self.seasonal)  # the slab holds only the looks' columns in use
         self.seasonal_trust, self.day_offset = float(s.seasonal_trust), float(s.day_offset_s)
-        self.looks = (*scoring.LOOKS, *((scoring.REFERENCE,) if self.reference_rows else ()),
-                      *((scoring.SEASONAL,) if self.seasonal else ()))  # the looks in use
+        self.peak = False  # the peak look: in use for F > 1 with a peak table (set_tables)
         if bundle.norm_mode == "fixed":  # new streams start warm with the model's statistics
             self.state.set_initial("norm_mean", bundle.norm_mean)
             self.state.set_initial("norm_var", bundle.norm_std**2)
@@ -206,7 +205,7 @@ class Detector:
     def _params(self) -> dict:
         """The kernel's resolved settings and bundle constants (kernel.Params), slab offsets aside."""
         s, b, a = self.settings, self.bundle, self.settings.alerts
-        n_looks = 6 if self.reference_rows else 5
+        n_looks = 5 + (1 if self.reference_rows else 0) + (1 if self.peak else 0)
         return dict(
             F=self.F, stream_norm=b.norm_mode == "stream", warmup=float(self.warmup), settle=float(s.settle),
             adapt=self.adapt, max_gap=-1.0 if s.max_gap_s is None else float(s.max_gap_s), clip=b.input_clip,
@@ -218,7 +217,7 @@ class Detector:
             quiet_level=float(s.onset_quiet), on_rate=1.0 / s.onset_memory, on_weight=float(s.onset_weight),
             range_surprise=float(s.range_surprise), ref_rows=float(self.reference_rows),
             ref_rate=1.0 / s.reference_window, ref_drift=float(s.reference_drift), ref_peak_gate=float(s.reference_peak),
-            seasonal=self.seasonal, seas_trust=self.seasonal_trust, day_offset=self.day_offset,
+            seasonal=self.seasonal, peak_on=self.peak, seas_trust=self.seasonal_trust, day_offset=self.day_offset,
             a_k=a.k, a_mask=(1 << a.n) - 1, a_clear_after=float(a.clear_after), a_min_duration=float(a.min_duration),
             a_cooldown=float(a.cooldown), a_max_duration=float(a.max_duration), a_update_factor=float(a.update_factor),
             a_update_gap=float(a.update_gap),
@@ -228,13 +227,20 @@ class Detector:
     def set_tables(self, tables: dict) -> None:
         """Score with these calibration tables from now on (look name -> {x, log10_sf,
         tail_scale}; looks not named: the bundle's); the streams' state is kept."""
-        unknown = set(tables) - set(scoring.TABLE_LOOKS)
+        unknown = set(tables) - set(scoring.KERNEL_TABLES)
         if unknown:
-            raise ValueError(f"no calibration table for look(s) {sorted(unknown)}: tables are {scoring.TABLE_LOOKS}")
+            raise ValueError(f"no calibration table for look(s) {sorted(unknown)}: tables are {scoring.KERNEL_TABLES}")
         merged = {**self.cal.tables, **tables}
+        self.peak = self.F > 1 and scoring.PEAK in merged  # a bundle calibrated before the peak look: off
         self.tables = {name: {k: merged[name][k] for k in ("x", "log10_sf", "tail_scale")}
-                       for name in scoring.TABLE_LOOKS}  # the raw tables in use
-        prepared = [scoring.prepare_table(self.tables[n]) for n in scoring.TABLE_LOOKS]
+                       for name in scoring.KERNEL_TABLES if name in merged}  # the raw tables in use
+        self.looks = (*scoring.LOOKS, *((scoring.REFERENCE,) if self.reference_rows else ()),
+                      *((scoring.SEASONAL,) if self.seasonal else ()), *((scoring.PEAK,) if self.peak else ()))
+        # recorded (record_looks): the looks in use, and the peak statistic of any multivariate
+        # model (calibration fits its table from it)
+        self.recorded = (*self.looks, *((scoring.PEAK,) if self.F > 1 and not self.peak else ()))
+        prepared = [scoring.prepare_table(self.tables.get(n, self.tables["instant"]))  # unread when not in use
+                    for n in scoring.KERNEL_TABLES]
         offsets = {name: max(at, 0) for name, at in self.state.layout.offsets.items()}
         used, stuck = self._kind_masks()
         sm = self.tables["smoothed"]  # its median on normal data: where settling restarts the smoothed look
@@ -261,7 +267,7 @@ class Detector:
         B, F = len(batch), self.F
         res = Result(B, F, self.threshold)
         if self.record_looks:
-            res.looks = {name: np.full(B, np.nan) for name in (*self.looks, "log10p")}
+            res.looks = {name: np.full(B, np.nan) for name in (*self.recorded, "log10p")}
         if B == 1:  # the common case at low load: no array maths until the GRU
             self._one_reading(batch, res, now)
             return res
@@ -401,7 +407,7 @@ class Detector:
             res.block[pos] = np.nan
 
     def _record_looks(self, res: Result, pos: int, out) -> None:
-        for name in self.looks:
+        for name in self.recorded:
             res.looks[name][pos] = out[_LOOK_OUT[name]]
         res.looks["log10p"][pos] = out[K.O_LOG10P]
 
@@ -421,8 +427,8 @@ class Detector:
 
     def _carrying(self, out, per) -> tuple[str, ...]:
         """The features carrying a reading's alert: each feature's own surprise (-log10 p of its
-        part of the look that fired: a two-sided Gaussian tail of its z for the instant, smoothed
-        and seasonal looks (z^2 = its contribution x features in use) and of its level / spread /
+        part of the look that fired: a two-sided Gaussian tail of its z for the instant, smoothed,
+        peak and seasonal looks (z^2 = its contribution x features in use) and of its level / spread /
         reference statistic; its own run's log10 p for stuck): the top one, and those with at least
         CARRY_SHARE of its surprise and CARRY_FLOOR, most surprising first. per: float64[F, W]
         kernel work."""

@@ -69,8 +69,9 @@ O_SURPRISE = cython.declare(cython.int, 13)
 O_LOOK = cython.declare(cython.int, 14)
 O_FEATURE = cython.declare(cython.int, 15)
 O_DURATION = cython.declare(cython.int, 16)  # readings the stream's alert had been active before this one
-O_LP = cython.declare(cython.int, 17)
-N_OUT = cython.declare(cython.int, 17 + _layout.N_LOOKS)
+O_PEAK = cython.declare(cython.int, 17)  # the peak look's statistic: max over features in use of |z_f|
+O_LP = cython.declare(cython.int, 18)
+N_OUT = cython.declare(cython.int, 18 + _layout.N_LOOKS)
 # works[j]: per feature (W_XL: the value learning sees, winsorised / clamped)
 W_XC = cython.declare(cython.int, 0)
 W_STD = cython.declare(cython.int, 1)
@@ -129,7 +130,7 @@ def constants() -> dict:
     return {"O_SCORE": O_SCORE, "O_LIK": O_LIK, "O_ONSET": O_ONSET, "O_SMOOTHED": O_SMOOTHED, "O_LEVEL": O_LEVEL,
             "O_SPREAD": O_SPREAD, "O_STUCK": O_STUCK, "O_LOG10P": O_LOG10P, "O_SCORED": O_SCORED, "O_GAP": O_GAP,
             "O_REF": O_REF, "O_SEAS": O_SEAS, "O_GATE": O_GATE, "O_SURPRISE": O_SURPRISE, "O_LOOK": O_LOOK,
-            "O_FEATURE": O_FEATURE, "O_DURATION": O_DURATION, "O_LP": O_LP, "N_OUT": N_OUT, "W_XC": W_XC, "W_STD": W_STD, "W_MEAN": W_MEAN,
+            "O_FEATURE": O_FEATURE, "O_DURATION": O_DURATION, "O_PEAK": O_PEAK, "O_LP": O_LP, "N_OUT": N_OUT, "W_XC": W_XC, "W_STD": W_STD, "W_MEAN": W_MEAN,
             "W_SIGMA_N": W_SIGMA_N, "W_CONTRIB": W_CONTRIB, "W_RUN": W_RUN, "W_D": W_D, "W_V": W_V, "W_FM": W_FM,
             "W_FV": W_FV, "W_LEVEL": W_LEVEL, "W_SPREAD": W_SPREAD, "W_STUCK": W_STUCK, "W_EXPECTED": W_EXPECTED,
             "W_SIGMA": W_SIGMA, "W_REF": W_REF, "W_XL": W_XL, "W": W, "N_RES": N_RES, "NONE": NONE, "RAISED":
@@ -146,8 +147,9 @@ class Params:
 
     Public ints named like layout.columns are slab offsets (-1 / 0: the column is not there);
     the rest are resolved settings and bundle constants. ``Params(values, levels, tables)``:
-    values {name: number} for every public field, levels scoring.ONSET_LEVELS, tables the four
-    prepared calibration tables (instant, smoothed, level, spread), used (optional) 1 / 0 per
+    values {name: number} for every public field, levels scoring.ONSET_LEVELS, tables the five
+    prepared calibration tables (instant, smoothed, level, spread, peak: scoring.KERNEL_TABLES; the
+    peak one is read only when ``peak_on`` is set), used (optional) 1 / 0 per
     feature: 0 keeps a feature out of the score and the looks (all 0 or None: every feature),
     stuck (optional) 1 / 0 per feature: 0 keeps a feature out of the stuck look (a binary or
     quantised feature repeats by nature; None: every used feature)."""
@@ -237,6 +239,7 @@ class Params:
     ref_drift = cython.declare(cython.double, visibility="public")
     ref_peak_gate = cython.declare(cython.double, visibility="public")
     seasonal = cython.declare(cython.bint, visibility="public")
+    peak_on = cython.declare(cython.bint, visibility="public")  # the peak look is in use (F > 1, a peak table)
     seas_trust = cython.declare(cython.double, visibility="public")
     day_offset = cython.declare(cython.double, visibility="public")
     a_k = cython.declare(cython.int, visibility="public")
@@ -250,7 +253,7 @@ class Params:
     tab_n = cython.declare(cython.int, visibility="public")
     n_levels = cython.declare(cython.int, visibility="public")
     n_used = cython.declare(cython.double, visibility="public")  # features in the residual statistics
-    # arrays: ONSET_LEVELS, the 4 calibration tables (each xs[tab_n] then log10_sf[tab_n]), and per
+    # arrays: ONSET_LEVELS, the 5 calibration tables (each xs[tab_n] then log10_sf[tab_n]), and per
     # feature 1.0 / 0.0: in the residual statistics and the looks or not (the detector keeps every feature in),
     # and in the stuck look or not (used and of a kind where exact repeats are news)
     levels: cython.double[:]
@@ -439,6 +442,7 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
     spread: cython.double = 0.0
     stuck: cython.double = 0.0
     reference: cython.double = 0.0  # min over features of log10 P(|N(0,1)| >= z_f)
+    peak: cython.double = 0.0  # max over features in use of |z_f| (the peak look)
     xf: cython.double
     xl: cython.double
     mean: cython.double
@@ -466,6 +470,7 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         z = (c - q[p.pred + f]) / sigma_n
         work[o + W_CONTRIB] = min(z * z, 1e12) / p.n_used * p.used[f]
         score += work[o + W_CONTRIB]
+        peak = max(peak, min(abs(z), 1e6) * p.used[f])  # one feature's residual, not diluted by F
         run = q[p.run + f] + 1.0 if xf == r[p.last_x + f] else 0.0
         work[o + W_STUCK] = run * (log10(q[p.reps + f] + 1.0) + q_log) * p.stuck[f] if run != 0.0 else 0.0
         stuck = min(stuck, work[o + W_STUCK])
@@ -485,7 +490,7 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         work[o + W_SIGMA_N], work[o + W_RUN], work[o + W_FM], work[o + W_FV] = sigma_n, run, fm, fv
         work[o + W_EXPECTED] = q[p.pred + f] * std + mean
         work[o + W_SIGMA] = sigma_n * std
-    out[O_SCORE], out[O_LEVEL], out[O_SPREAD], out[O_STUCK] = score, level, spread, stuck
+    out[O_SCORE], out[O_LEVEL], out[O_SPREAD], out[O_STUCK], out[O_PEAK] = score, level, spread, stuck, peak
     out[O_REF] = min(reference + p.log10_F, 0.0) if p.ref_rows > 0.0 else 0.0
 
 
@@ -563,7 +568,8 @@ def _reference(p: Params, r: cython.double[:], q: cython.float[:], f: cython.int
 @cython.cfunc
 def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.double, ts: cython.double, count: cython.double,
            out: cython.double[:]) -> cython.double:
-    """Per-look log10 p to out[O_LP + k] (seasonal look and AND-gate where trusted), the look with
+    """Per-look log10 p to out[O_LP + k] (seasonal look and AND-gate where trusted; the peak look's
+    from table 4 when it is on, 0 otherwise), the look with
     the smallest (O_LOOK, first on ties) and the Bonferroni-combined log10 p (O_LOG10P).
     Returns log10 of the number of looks counted (live Bonferroni)."""
     lp0: cython.double = tail(p, 0, out[O_SCORE])
@@ -576,16 +582,24 @@ def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.doubl
             lp0, lp1 = max(lp0, out[O_GATE]), max(lp1, out[O_GATE])
     out[O_LP], out[O_LP + 1], out[O_LP + 2] = lp0, lp1, tail(p, 2, out[O_LEVEL])
     out[O_LP + 3], out[O_LP + 4], out[O_LP + 5], out[O_LP + 6] = tail(p, 3, out[O_SPREAD]), out[O_STUCK], out[O_REF], out[O_SEAS]
+    out[O_LP + 7] = tail(p, 4, out[O_PEAK]) if p.peak_on else 0.0
     best: cython.int = 0
     k: cython.int
-    for k in range(1, 7):
-        if (k == 5 and p.ref_rows <= 0.0) or (k == 6 and not p.seasonal):
+    for k in range(1, 8):
+        if not _in_use(p, k):
             continue
         if out[O_LP + k] < out[O_LP + best]:
             best = k
     out[O_LOOK] = best
     out[O_LOG10P] = min(out[O_LP + best] + bonf, 0.0)
     return bonf
+
+
+@cython.cfunc
+@cython.inline
+def _in_use(p: Params, k: cython.int) -> cython.bint:
+    """Look k (scoring.ALL_LOOKS order) is in use: the reference, seasonal and peak looks only when on."""
+    return not ((k == 5 and p.ref_rows <= 0.0) or (k == 6 and not p.seasonal) or (k == 7 and not p.peak_on))
 
 
 @cython.cfunc
@@ -602,8 +616,8 @@ def _onset(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
     ref: cython.double
     quiet: cython.double
     k: cython.int
-    for k in range(7):  # scoring.ALL_LOOKS: onset_ref column k
-        if (k == 5 and p.ref_rows <= 0.0) or (k == 6 and not p.seasonal):
+    for k in range(8):  # scoring.ALL_LOOKS: onset_ref column k
+        if not _in_use(p, k):
             continue
         sk = max(-(out[O_LP + k] + bonf), 0.0) if scored else 0.0
         ref = q[p.onset_ref + k]
@@ -661,7 +675,8 @@ def _range_excess(p: Params, r: cython.double[:], work: cython.double[:]) -> cyt
 @cython.cfunc
 def _blame(p: Params, out: cython.double[:], work: cython.double[:]) -> cython.double:
     """The feature the look that fired blames: its largest per-feature statistic (level, spread,
-    reference z; the most improbable run for stuck; the largest share of the score otherwise)."""
+    reference z; the most improbable run for stuck; the largest share of the score, i.e. the
+    largest |z|, otherwise: instant, smoothed, peak)."""
     k: cython.int = cython.cast(cython.int, out[O_LOOK])
     column: cython.int = (W_LEVEL if k == 2 else W_SPREAD if k == 3 else W_STUCK if k == 4 else W_REF if k == 5
                           else W_CONTRIB)

@@ -21,15 +21,17 @@ import zlib
 
 import numpy as np
 
-N_LOOKS = 7  # scoring.ALL_LOOKS: instant, smoothed, level, spread, stuck, reference, seasonal
+N_LOOKS = 8  # scoring.ALL_LOOKS: instant, smoothed, level, spread, stuck, reference, seasonal, peak
 N_LEVELS = 24  # scoring.ONSET_LEVELS
 SEAS_K = 32  # buckets over the day of the seasonal look's profile
 
 
 def columns(F: int, reference: bool = True, seasonal: bool = True) -> tuple[tuple[str, int | None, str, str], ...]:
     """The slab's columns for a model with F features (the reference look's if ``reference``, the
-    seasonal look's if ``seasonal`` and F == 1), in order: (name, width | None, storage, meaning)."""
+    seasonal look's if ``seasonal`` and F == 1; the peak look's onset columns if F > 1), in order:
+    (name, width | None, storage, meaning)."""
     seasonal = seasonal and F == 1
+    NL = N_LOOKS if F > 1 else N_LOOKS - 1  # the peak look (the last) is multivariate only
     K = SEAS_K if seasonal else 0
     R = F if reference else 0
     seas_scalars = (
@@ -80,8 +82,8 @@ def columns(F: int, reference: bool = True, seasonal: bool = True) -> tuple[tupl
         ("since_event", None, "f4", "alert machine: readings since the alert's last event"),
         ("start_ts", None, "f8", "alert machine: timestamp the alert was raised"),
         ("duration", None, "f4", "alert machine: readings the alert has been active (0: no alert active)"),
-        ("onset_ref", N_LOOKS, "f4", "per look, the surprise of its last onset (decaying)"),
-        ("onset_quiet", N_LOOKS, "f4", "per look, scored readings in a row below onset_quiet (re-arming)"),
+        ("onset_ref", NL, "f4", "per look, the surprise of its last onset (decaying)"),
+        ("onset_quiet", NL, "f4", "per look, scored readings in a row below onset_quiet (re-arming)"),
         ("onset_rates", N_LEVELS, "f4", "EW rate of the stream's onsets with surprise >= ONSET_LEVELS[j]"),
         ("seas_m", 2 * K, "f4", "time-of-day profile of x: weekday buckets | weekend buckets (NaN: unseen)"),
         ("seas_v", K, "f4", "per-bucket EW mean square of the profile residual (NaN: unseen)"),

@@ -26,6 +26,15 @@ and, when the detector is given ``reference_rows`` (off by default), a sixth loo
               stream's first reference_rows readings  p = F * 2 Phi(-z) (Gaussian tail, Bonferroni
               (Welford, frozen after)                  over features), no table
 
+and, for multivariate models whose calibration has a ``peak`` table (``edgernn train`` fits one for
+F > 1; bundles calibrated before it have none, and then the look is off), the peak look:
+
+    peak      max over features of |z_i|               one feature's large residual: the instant
+                                                      look's mean of z^2 dilutes it F-fold (38
+                                                      features: one z of 8 is a score of 1.7);
+                                                      table fitted on the held-out part like the
+                                                      instant look's; the feature is the alert's
+
 and, for univariate models (``DetectorSettings.seasonal``, on by default), the seasonal look, which
 acts only on rows where it is trusted:
 
@@ -64,8 +73,10 @@ import numpy as np
 LOOKS = ("instant", "smoothed", "level", "spread", "stuck")
 REFERENCE = "reference"  # the optional sixth look (DetectorSettings.reference_rows > 0)
 SEASONAL = "seasonal"  # the time-of-day look (DetectorSettings.seasonal, univariate models)
-ALL_LOOKS = (*LOOKS, REFERENCE, SEASONAL)  # also the order of each stream's onset_ref columns
-TABLE_LOOKS = LOOKS[:-1]  # the looks with a calibration table (stuck has its own model)
+PEAK = "peak"  # the worst feature's |z| (multivariate models whose calibration has a peak table)
+ALL_LOOKS = (*LOOKS, REFERENCE, SEASONAL, PEAK)  # also the order of each stream's onset_ref columns
+TABLE_LOOKS = LOOKS[:-1]  # the looks every bundle has a calibration table for (stuck has its own model)
+KERNEL_TABLES = (*TABLE_LOOKS, PEAK)  # the tables the kernel reads, in its order (peak: optional)
 # surprise levels (1 .. 2896) at which the detector keeps each stream's rate of onsets
 ONSET_LEVELS = np.array([2.0 ** (j / 2.0) for j in range(24)])
 # the seasonal look's constants (kernel._season)

@@ -16,7 +16,8 @@ Two data sets:
 For each: the trainer's own report (calibration target vs achieved on its held-out part, feature
 kinds, warnings), then on the labelled test files: best point-wise F1 over all thresholds of the
 detector's surprise, and of a per-feature max-|z| baseline fitted on the same training file; the
-F1 of the raised alerts; false alert events per 10,000 normal readings.
+F1 of the raised alerts; false alert events per 10,000 normal readings. Beside the GRU, the best F1
+with the persistence baseline in its place (where the model's hidden size holds it: H >= 2 F + 1).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edgernn import kernel, scoring  # noqa: E402
+from edgernn.backends import BASELINE, create_backend  # noqa: E402
+from edgernn.backends.base import BackendUnavailable  # noqa: E402
 from edgernn.bundle import load_bundle  # noqa: E402
 from edgernn.detector import Batch, Detector  # noqa: E402
 from edgernn.evaluate.skab import list_files, load_file  # noqa: E402
@@ -156,14 +159,15 @@ def surprise(lik: np.ndarray) -> np.ndarray:
 
 def looks_surprise(bundle, ts, x, drop=("stuck",)) -> np.ndarray:
     """A proxy: the combined surprise with the looks in ``drop`` left out (per-look log10 p from the
-    detector's own tables, Bonferroni over the rest), float64[n]; NaN where not scored."""
+    detector's own tables, Bonferroni over the rest of the looks in use), float64[n]; NaN where not scored."""
     det = Detector(bundle)
     det.record_looks = True
     out = np.full(len(x), np.nan)
-    keep = [(k, name) for k, name in enumerate(scoring.LOOKS) if name not in drop]
+    keep = [(scoring.KERNEL_TABLES.index(name) if name in scoring.KERNEL_TABLES else -1, name)
+            for name in det.looks if name not in drop]  # (table index, look)
     for lo in range(0, len(x), 256):
         res = det.process(Batch(["s"] * len(x[lo : lo + 256]), ts[lo : lo + 256], x[lo : lo + 256]))
-        lps = np.array([[kernel.tail(det.params, k, float(v)) if name in scoring.TABLE_LOOKS else float(v)
+        lps = np.array([[kernel.tail(det.params, k, float(v)) if k >= 0 else float(v)
                          for v in res.looks[name]] for k, name in keep])  # [looks kept, b]
         s = -(np.nan_to_num(lps, nan=0.0).min(axis=0) + np.log10(len(keep)))
         out[lo : lo + 256] = np.where(np.isfinite(res.score), np.maximum(s, 0.0), np.nan)
@@ -173,6 +177,16 @@ def looks_surprise(bundle, ts, x, drop=("stuck",)) -> np.ndarray:
 def zscore_baseline(train_x: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Per-feature max |z| with the training file's mean and std (std floored at 1e-6)."""
     return np.abs((x - train_x.mean(axis=0)) / np.maximum(train_x.std(axis=0), 1e-6)).max(axis=1)
+
+
+def persistence_f1(bundle, rec, y) -> float:
+    """Best F1 of the surprise with the persistence baseline in place of the GRU (NaN where the
+    model's hidden size cannot hold it: it needs H >= 2 F + 1)."""
+    try:
+        det = Detector(bundle, create_backend(BASELINE, bundle))
+    except BackendUnavailable:
+        return float("nan")
+    return best_f1(surprise(replay(det, rec, progress=False).likelihood), y)
 
 
 def score_files(model: Path, train_x: np.ndarray, tests, names: list[str]) -> dict:
@@ -188,6 +202,7 @@ def score_files(model: Path, train_x: np.ndarray, tests, names: list[str]) -> di
         m = alert_metrics(out, y)
         rows.append({"file": name, "rows": len(x), "anomalous": int(y.sum()),
                      "f1_surprise": best_f1(surprise(out.likelihood), y),
+                     "f1_persistence": persistence_f1(bundle, rec, y),
                      "f1_no_stuck": best_f1(looks_surprise(bundle, ts, x), y),
                      "f1_max_abs_z": best_f1(zscore_baseline(train_x, x_all), y), **m})
         for k in totals:
@@ -196,6 +211,7 @@ def score_files(model: Path, train_x: np.ndarray, tests, names: list[str]) -> di
     return {"files": rows, "false_alerts_per_10k": 1e4 * totals["false_raised"] / max(totals["normal_readings"], 1),
             "mean_f1_surprise": float(np.nanmean([r["f1_surprise"] for r in rows])),
             "mean_f1_no_stuck": float(np.nanmean([r["f1_no_stuck"] for r in rows])),
+            "mean_f1_persistence": float(np.mean([r["f1_persistence"] for r in rows])),
             "mean_f1_max_abs_z": float(np.nanmean([r["f1_max_abs_z"] for r in rows])),
             "mean_alert_f1": float(np.mean([r["alert_f1"] for r in rows])), "anomalous_share": float(pooled_y.mean())}
 
@@ -210,7 +226,7 @@ def train(data: Path, model: Path, extra: list[str]) -> dict:
         print(p.stderr[-3000:], file=sys.stderr)
     cal = load_bundle(model).manifest["calibration"]
     kinds = load_bundle(model).manifest.get("feature_kinds", {})
-    return {"exit": p.returncode, "seconds": round(time.monotonic() - t, 1), "threshold_surprise": cal["threshold_surprise"],
+    return {"model": str(model), "exit": p.returncode, "seconds": round(time.monotonic() - t, 1), "threshold_surprise": cal["threshold_surprise"],
             "target_per_10k": cal["target_false_alarm_rate"] * 1e4,
             "achieved_per_10k": cal["achieved_false_alarm_rate"] * 1e4, "held_out_readings": cal["calibration_readings"],
             "target_met": cal["target_met"], "kinds": {k: sum(1 for v in kinds.values() if v["kind"] == k)
@@ -230,13 +246,14 @@ def report(name: str, tr: dict, sc: dict) -> None:
           f"{tr['final_train_nll']:.3f} / {tr['final_val_nll']:.3f}; threshold surprise {tr['threshold_surprise']:.2f}; held-out "
           f"calibration {tr['achieved_per_10k']:.2f} per 10k in {tr['held_out_readings']:,} readings (target "
           f"{tr['target_per_10k']:.2f}, met: {tr['target_met']}); kinds {tr['kinds']}; {tr['warnings']} warning(s)")
-    print("\n| file | rows | anomalous | best F1 surprise | (no stuck look) | best F1 max-abs-z | alert F1 | false alerts |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"looks in use: {', '.join(Detector(load_bundle(tr['model'])).looks)}")
+    print("\n| file | rows | anomalous | best F1 surprise | (no stuck look) | (persistence) | best F1 max-abs-z | alert F1 | false alerts |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in sc["files"]:
-        print(f"| {r['file']} | {r['rows']:,} | {r['anomalous']:,} | {r['f1_surprise']:.3f} | {r['f1_no_stuck']:.3f} | {r['f1_max_abs_z']:.3f} | "
-              f"{r['alert_f1']:.3f} | {r['false_raised']} |")
-    print(f"| **mean** | | | **{sc['mean_f1_surprise']:.3f}** | {sc['mean_f1_no_stuck']:.3f} | **{sc['mean_f1_max_abs_z']:.3f}** | "
-          f"{sc['mean_alert_f1']:.3f} | {sc['false_alerts_per_10k']:.2f} per 10k normal |")
+        print(f"| {r['file']} | {r['rows']:,} | {r['anomalous']:,} | {r['f1_surprise']:.3f} | {r['f1_no_stuck']:.3f} | "
+              f"{r['f1_persistence']:.3f} | {r['f1_max_abs_z']:.3f} | {r['alert_f1']:.3f} | {r['false_raised']} |")
+    print(f"| **mean** | | | **{sc['mean_f1_surprise']:.3f}** | {sc['mean_f1_no_stuck']:.3f} | {sc['mean_f1_persistence']:.3f} | "
+          f"**{sc['mean_f1_max_abs_z']:.3f}** | {sc['mean_alert_f1']:.3f} | {sc['false_alerts_per_10k']:.2f} per 10k normal |")
 
 
 def main() -> int:

@@ -73,7 +73,7 @@ class Event:
     sigma: tuple[float, ...]  # predicted std (raw units): expected +- k sigma is the normal band
     contributions: tuple[float, ...]  # per-feature share of the score (sums to score)
     started: float  # timestamp the alert was raised
-    reason: str = ""  # the look that fired: instant | smoothed | level | spread | stuck | reference | seasonal
+    reason: str = ""  # the look that fired: instant | smoothed | level | spread | stuck | reference | seasonal | peak
     position: int = 0  # index of the reading in its batch
     feature: int = -1  # index of the feature that look blames (-1: the largest contribution)
     surprise: float = math.nan  # -log10 of the reading's tail probability (Bonferroni over the looks)

@@ -16,7 +16,10 @@ Per reading, test-then-train:
   2. gap longer than max_gap_s: hidden state reset (O_GAP), scores held back for settle readings
   3. normalise: Welford during warm-up (stream models; winsorised at WARM_CLIP sd + the range seen
      once WARM_SEED readings are in, so one huge reading cannot own the stream's scale)
-  4. the looks -> per-look log10 p (out[O_LP + k], scoring.ALL_LOOKS order) -> Bonferroni ->
+  4. the instant look's z per feature: (c - mean) / sigma of the stored prediction; for a mixture
+     head (K > 1 Gaussians per feature, layout.columns' pred) the equivalent z of the mixture's
+     two-sided tail (_mix_z), with expected / sigma those of its most probable component
+  4b. the looks -> per-look log10 p (out[O_LP + k], scoring.ALL_LOOKS order) -> Bonferroni ->
      surprise s = -log10 p; over the threshold when s >= thr_s, high when s >= clear_s;
      the look that fired (O_LOOK) and the feature it blames (O_FEATURE); onset; alert machine
   5. learn (not from readings at or above the clear level, unless held there relearn_after)

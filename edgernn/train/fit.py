@@ -20,6 +20,7 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 class FitConfig:
     hidden: int = 32
     components: int = 1  # K Gaussians per feature in the head (1: the Gaussian head)
+    tied_variance: bool = False  # K > 1: the K components of a feature share one log-variance
     epochs: int = 30
     patience: int = 4
     lr: float = 3e-3
@@ -74,7 +75,7 @@ def fit(train_segs: np.ndarray, val_segs: np.ndarray, n_features: int, cfg: FitC
         progress: bool | None = None, log=print) -> FitResult:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = GaussianGRU(n_features, cfg.hidden, cfg.logvar_min, cfg.logvar_max, cfg.components)
+    model = GaussianGRU(n_features, cfg.hidden, cfg.logvar_min, cfg.logvar_max, cfg.components, cfg.tied_variance)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1)
     tr, va = torch.from_numpy(train_segs), torch.from_numpy(val_segs)

@@ -14,12 +14,14 @@ class GaussianGRU(nn.Module):
     (mean_k = x + W_mean h + b_mean). K = 1 builds exactly the Gaussian model (same layers, same
     initialisation, same random draws)."""
 
-    def __init__(self, features: int, hidden: int, logvar_min: float, logvar_max: float, components: int = 1):
+    def __init__(self, features: int, hidden: int, logvar_min: float, logvar_max: float, components: int = 1,
+                 tied_variance: bool = False):
         super().__init__()
         K = self.components = int(components)
+        self.tied = tied_variance and K > 1  # one log-variance per feature shared by its K components
         self.gru = nn.GRU(features, hidden, batch_first=True)
         self.mean = nn.Linear(hidden, K * features)
-        self.logvar = nn.Linear(hidden, K * features)
+        self.logvar = nn.Linear(hidden, (1 if self.tied else K) * features)
         self.logit = nn.Linear(hidden, K * features) if K > 1 else None
         self.lv_min, self.lv_max = logvar_min, logvar_max
         nn.init.zeros_(self.mean.weight)
@@ -36,6 +38,8 @@ class GaussianGRU(nn.Module):
         xk = x if self.components == 1 else x.repeat(1, 1, self.components)  # [B, T, K F]
         mean = xk + self.mean(out)
         logvar = self.logvar(out).clamp(self.lv_min, self.lv_max)
+        if self.tied:
+            logvar = logvar.repeat(1, 1, self.components)  # [B, T, K F]
         logit = self.logit(out) if self.logit is not None else None
         return mean, logvar, logit, h
 
@@ -74,8 +78,9 @@ def export_weights(model: GaussianGRU) -> dict[str, np.ndarray]:
         out[f"gru.b_h{gate}"] = b_hh[sl]
     out["head.W_mean"] = model.mean.weight.detach().numpy()
     out["head.b_mean"] = model.mean.bias.detach().numpy()
-    out["head.W_logvar"] = model.logvar.weight.detach().numpy()
-    out["head.b_logvar"] = model.logvar.bias.detach().numpy()
+    reps = model.components if model.tied else 1  # tied: the same rows for every component
+    out["head.W_logvar"] = np.tile(model.logvar.weight.detach().numpy(), (reps, 1))
+    out["head.b_logvar"] = np.tile(model.logvar.bias.detach().numpy(), reps)
     if model.logit is not None:
         out["head.W_logit"] = model.logit.weight.detach().numpy()
         out["head.b_logit"] = model.logit.bias.detach().numpy()

@@ -9,14 +9,14 @@ from unit_helpers import random_weights
 from edgernn.backends.numpy_gru import NumpyGRU
 
 
-def _torch_model(K: int):
+def _torch_model(K: int, tied: bool = False):
     torch = pytest.importorskip("torch")
     from edgernn.train.model import GaussianGRU
 
     torch.manual_seed(3)
     F, H = 3, 16
     # wide logvar bounds: the numpy cell leaves clamping to the scorer, so compare unclamped
-    model = GaussianGRU(F, H, logvar_min=-1e6, logvar_max=1e6, components=K)
+    model = GaussianGRU(F, H, logvar_min=-1e6, logvar_max=1e6, components=K, tied_variance=tied)
     with torch.no_grad():  # the mean head starts at zero in training; randomise it so it is tested
         model.mean.weight.normal_(0.0, 0.5)
         model.mean.bias.normal_(0.0, 0.5)
@@ -33,15 +33,19 @@ def torch_model():
     return _torch_model(1)
 
 
-@pytest.mark.parametrize("batch,K", [(1, 1), (4, 1), (33, 1), (1, 3), (5, 3)])
-def test_matches_torch_over_a_rollout(batch, K):
+@pytest.mark.parametrize("batch,K,tied", [(1, 1, False), (4, 1, False), (33, 1, False), (1, 3, False), (5, 3, False),
+                                          (5, 3, True)])
+def test_matches_torch_over_a_rollout(batch, K, tied):
     import torch
 
     from edgernn.train.model import export_weights
 
     F, H, T = 3, 16, 40
-    torch_model = _torch_model(K)
-    cell = NumpyGRU(export_weights(torch_model))
+    torch_model = _torch_model(K, tied)
+    weights = export_weights(torch_model)
+    if tied:  # one log-variance per feature, exported as the same rows for every component
+        np.testing.assert_array_equal(weights["head.W_logvar"][:F], weights["head.W_logvar"][2 * F :])
+    cell = NumpyGRU(weights)
     assert (cell.features, cell.hidden, cell.components) == (F, H, K)
     rng = np.random.default_rng(batch)
     x = (2.0 * rng.standard_normal((batch, T, F))).astype(np.float32)

@@ -554,16 +554,16 @@ def _mix_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double) -> cy
         top = max(top, q[at + 2 * KF + k * F])
     t: cython.double
     tmax: cython.double = NEG_INF
+    num: cython.double = 0.0  # sum_k exp(t_k - tmax), rescaled whenever tmax grows (one pass)
+    den: cython.double = 0.0  # sum_k exp(a_k)
     for k in range(p.K):  # t_k = a_k + ln 2 Phi(-|c - mu_k| / s_k)
         t = (q[at + 2 * KF + k * F] - top) + LN10 * gauss_tail_log10(
             abs(c - q[at + k * F]) / exp(0.5 * min(max(q[at + KF + k * F], p.lvmin), p.lvmax)))
-        tmax = max(tmax, t)
-    num: cython.double = 0.0
-    den: cython.double = 0.0
-    for k in range(p.K):
-        t = (q[at + 2 * KF + k * F] - top) + LN10 * gauss_tail_log10(
-            abs(c - q[at + k * F]) / exp(0.5 * min(max(q[at + KF + k * F], p.lvmin), p.lvmax)))
-        num += exp(t - tmax)
+        if t > tmax:
+            num = num * exp(tmax - t) + 1.0
+            tmax = t
+        else:
+            num += exp(t - tmax)
         den += exp(q[at + 2 * KF + k * F] - top)
     return gauss_tail_z(min(tmax + log(num) - log(den), 0.0))
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .backends.base import check_weights
+from .backends.base import check_weights, components
 from .fileio import atomic_write, save_npz
 from .scoring import KERNEL_TABLES, PEAK
 
@@ -74,6 +74,11 @@ class Bundle:
     @property
     def n_features(self) -> int:
         return len(self.features)
+
+    @property
+    def components(self) -> int:
+        """K, the head's Gaussians per feature (1: the Gaussian head)."""
+        return components(self.weights)
 
     def artifact_path(self, name: str) -> Path | None:
         """Path of a listed, verified artifact, or None when the manifest does not list it."""
@@ -183,6 +188,16 @@ def _check_kinds(manifest: dict, names: list[str], where: str) -> None:
             raise BundleError(f"{where}: feature_kinds.{name}.kind: expected one of {', '.join(FEATURE_KINDS)}")
 
 
+def _check_head(manifest: dict, K: int, where: str) -> None:
+    """head.type / head.components must say what the weights hold (K Gaussians per feature)."""
+    kind = _get(manifest, "head.type", str, where, "gaussian-residual")
+    said = 1 if kind == "gaussian-residual" else _get(manifest, "head.components", int, where, 0) if kind == "mixture" else -1
+    if said == -1:
+        raise BundleError(f"{where}: head.type: {kind!r}, expected gaussian-residual or mixture")
+    if said != K:
+        raise BundleError(f"{where}: head: {kind} with {said} component(s) but weights.npz has K={K}")
+
+
 def load_bundle(path: str | os.PathLike) -> Bundle:
     """Load and verify a bundle directory. Raises ``BundleError`` (one line) when anything is off."""
     root = Path(path)
@@ -216,6 +231,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise BundleError(f"{wpath}: {exc}") from None
 
     names, units = _features(manifest, F, where)
+    _check_head(manifest, components(weights), where)
 
     hidden = _get(manifest, "cell.hidden", int, where)
     if hidden != H:
@@ -355,7 +371,7 @@ def write_bundle(
             "std": [float(v) for v in (norm_std if norm_std is not None else [1.0] * F)],
         },
         "cell": {"type": "gru", "hidden": H, "gates": "pytorch-rzn", "weights": "by name (see edgernn/backends/base.py)"},
-        "head": {"type": "gaussian-residual", "logvar_min": float(logvar_min), "logvar_max": float(logvar_max)},
+        "head": _head(components(weights), logvar_min, logvar_max),
         "input_clip": float(input_clip),
         "calibration": _plain(cal),
         "artifacts": {},
@@ -365,6 +381,12 @@ def write_bundle(
     register_artifact(root, "weights.npz")
     register_artifact(root, "golden.npz", tolerance=1e-5, steps=int(golden_x.shape[0]))
     return root
+
+
+def _head(K: int, logvar_min: float, logvar_max: float) -> dict:
+    """The manifest's head: block (K = 1: the Gaussian head as it always was)."""
+    kind = {"type": "gaussian-residual"} if K == 1 else {"type": "mixture", "components": int(K)}
+    return {**kind, "logvar_min": float(logvar_min), "logvar_max": float(logvar_max)}
 
 
 def _plain(obj):

@@ -174,8 +174,9 @@ class Detector:
         self.features = bundle.features
         self.F = bundle.n_features
         self.seasonal = bool(s.seasonal) and self.F == 1  # univariate models only
+        self.components = int(getattr(backend, "components", 1))  # the backend's head: K Gaussians per feature
         self.state = StateStore(self.F, bundle.hidden, capacity=s.max_streams, reference=self.reference_rows > 0,
-                                seasonal=self.seasonal)  # the slab holds only the looks' columns in use
+                                seasonal=self.seasonal, components=self.components)  # only the looks' columns in use
         self.seasonal_trust, self.day_offset = float(s.seasonal_trust), float(s.day_offset_s)
         self.peak = False  # the peak look: in use for F > 1 with a peak table (set_tables)
         if bundle.norm_mode == "fixed":  # new streams start warm with the model's statistics
@@ -207,7 +208,7 @@ class Detector:
         s, b, a = self.settings, self.bundle, self.settings.alerts
         n_looks = 5 + (1 if self.reference_rows else 0) + (1 if self.peak else 0)
         return dict(
-            F=self.F, stream_norm=b.norm_mode == "stream", warmup=float(self.warmup), settle=float(s.settle),
+            F=self.F, K=self.components, stream_norm=b.norm_mode == "stream", warmup=float(self.warmup), settle=float(s.settle),
             adapt=self.adapt, max_gap=-1.0 if s.max_gap_s is None else float(s.max_gap_s), clip=b.input_clip,
             lvmin=b.logvar_min, lvmax=b.logvar_max, fast_rate=1.0 / s.fast_window, min_std=s.min_std,
             min_rel_std=s.min_rel_std, smoothing=self.cal.smoothing, repeat_memory=1.0 / s.repeat_memory,

@@ -16,7 +16,10 @@ Per reading, test-then-train:
   2. gap longer than max_gap_s: hidden state reset (O_GAP), scores held back for settle readings
   3. normalise: Welford during warm-up (stream models; winsorised at WARM_CLIP sd + the range seen
      once WARM_SEED readings are in, so one huge reading cannot own the stream's scale)
-  4. the looks -> per-look log10 p (out[O_LP + k], scoring.ALL_LOOKS order) -> Bonferroni ->
+  4. the instant look's z per feature: (c - mean) / sigma of the stored prediction; for a mixture
+     head (K > 1 Gaussians per feature, layout.columns' pred) the equivalent z of the mixture's
+     two-sided tail (_mix_z), with expected / sigma those of its most probable component
+  4b. the looks -> per-look log10 p (out[O_LP + k], scoring.ALL_LOOKS order) -> Bonferroni ->
      surprise s = -log10 p; over the threshold when s >= thr_s, high when s >= clear_s;
      the look that fired (O_LOOK) and the feature it blames (O_FEATURE); onset; alert machine
   5. learn (not from readings at or above the clear level, unless held there relearn_after)
@@ -207,6 +210,7 @@ class Params:
     seas_vr = cython.declare(cython.int, visibility="public")
     # model and settings
     F = cython.declare(cython.int, visibility="public")
+    K = cython.declare(cython.int, visibility="public")  # the head's Gaussians per feature (pred: layout.columns)
     stream_norm = cython.declare(cython.bint, visibility="public")
     warmup = cython.declare(cython.double, visibility="public")
     settle = cython.declare(cython.double, visibility="public")
@@ -262,6 +266,7 @@ class Params:
     stuck: cython.double[:]
 
     def __init__(self, values: dict, levels, tables: list, used=None, stuck=None):
+        self.K = 1  # a Gaussian head unless values say otherwise
         for name, value in values.items():
             setattr(self, name, value)
         n = max(len(t["xs_list"]) for t in tables)
@@ -286,6 +291,29 @@ def gauss_tail_log10(z: cython.double) -> cython.double:
     if y < GAUSS_SWITCH:
         return log10(erfc(y))
     return (-y * y - log(y * SQRT_PI) + log1p(-0.5 / (y * y))) / LN10
+
+
+@cython.ccall
+@cython.cdivision(True)
+def gauss_tail_z(ln_p: cython.double) -> cython.double:
+    """The inverse of the two-sided Gaussian tail: z >= 0 with ln(2 Phi(-z)) = ln_p (0 for ln_p >= 0).
+
+    Newton on g(z) = ln erfc(z / sqrt 2) (gauss_tail_log10 ln 10, stable far out), g'(z) =
+    -sqrt(2 / pi) exp(-z^2 / 2 - g(z)). g is concave and erfc(y) <= exp(-y^2), so the start
+    sqrt(-2 ln_p) lies at or beyond the root and the iterates fall monotonically onto it."""
+    if not ln_p < 0.0:
+        return 0.0
+    z: cython.double = sqrt(-2.0 * ln_p)
+    g: cython.double
+    step: cython.double
+    i: cython.int
+    for i in range(100):
+        g = gauss_tail_log10(z) * LN10
+        step = (g - ln_p) / (-SQRT2 / SQRT_PI * exp(-0.5 * z * z - g))
+        z = max(z - step, 0.0)
+        if abs(step) <= 1e-13 * (1.0 + z):
+            break
+    return z
 
 
 @cython.ccall
@@ -455,6 +483,8 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
     fm: cython.double
     fv: cython.double
     lim: cython.double
+    kb: cython.int
+    mu: cython.double
     for f in range(F):
         o = f * W
         xf = x[f]
@@ -466,8 +496,10 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
             xl = work[o + W_XL]  # the winsorised value the warm-up statistics took
         c = (xf - mean) / std
         c = -p.clip if c < -p.clip else p.clip if c > p.clip else c
-        sigma_n = exp(0.5 * min(max(q[p.pred + F + f], p.lvmin), p.lvmax))
-        z = (c - q[p.pred + f]) / sigma_n
+        kb = _mix_best(p, q, f) if p.K > 1 else 0  # the most probable component (K = 1: the only one)
+        mu = q[p.pred + kb * F + f]
+        sigma_n = exp(0.5 * min(max(q[p.pred + (p.K + kb) * F + f], p.lvmin), p.lvmax))
+        z = (c - mu) / sigma_n if p.K <= 1 else _mix_z(p, q, f, c)
         work[o + W_CONTRIB] = min(z * z, 1e12) / p.n_used * p.used[f]
         score += work[o + W_CONTRIB]
         peak = max(peak, min(abs(z), 1e6) * p.used[f])  # one feature's residual, not diluted by F
@@ -488,10 +520,57 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         xin[f] = c
         work[o + W_XC], work[o + W_STD], work[o + W_MEAN], work[o + W_XL] = c, std, mean, xl
         work[o + W_SIGMA_N], work[o + W_RUN], work[o + W_FM], work[o + W_FV] = sigma_n, run, fm, fv
-        work[o + W_EXPECTED] = q[p.pred + f] * std + mean
+        work[o + W_EXPECTED] = mu * std + mean
         work[o + W_SIGMA] = sigma_n * std
     out[O_SCORE], out[O_LEVEL], out[O_SPREAD], out[O_STUCK], out[O_PEAK] = score, level, spread, stuck, peak
     out[O_REF] = min(reference + p.log10_F, 0.0) if p.ref_rows > 0.0 else 0.0
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _mix_best(p: Params, q: cython.float[:], f: cython.int) -> cython.int:
+    """Feature f's most probable mixture component (largest logit, first on ties): what an alert
+    shows as expected +- sigma."""
+    base: cython.int = p.pred + 2 * p.K * p.F + f  # logits of feature f at base + k F
+    best: cython.int = 0
+    k: cython.int
+    for k in range(1, p.K):
+        if q[base + k * p.F] > q[base + best * p.F]:
+            best = k
+    return best
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
+def _mix_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double) -> cython.double:
+    """The equivalent z (>= 0) of normalised reading c under feature f's mixture (pred, K > 1):
+    the |z| whose two-sided Gaussian tail is the mixture's, p = sum_k w_k 2 Phi(-|c - mu_k| / s_k),
+    w = softmax(logits), s_k = exp(clamp(logvar_k) / 2). In log space: ln p = logsumexp_k(a_k +
+    ln 2 Phi(-|d_k|)) - logsumexp_k(a_k), a_k = logit_k - max logit; then gauss_tail_z(ln p)."""
+    F: cython.int = p.F
+    KF: cython.int = p.K * F
+    at: cython.int = p.pred + f  # component k's mean at at + k F, logvar at + KF + k F, logit at + 2 KF + k F
+    top: cython.double = NEG_INF
+    k: cython.int
+    for k in range(p.K):
+        top = max(top, q[at + 2 * KF + k * F])
+    t: cython.double
+    tmax: cython.double = NEG_INF
+    num: cython.double = 0.0  # sum_k exp(t_k - tmax), rescaled whenever tmax grows (one pass)
+    den: cython.double = 0.0  # sum_k exp(a_k)
+    for k in range(p.K):  # t_k = a_k + ln 2 Phi(-|c - mu_k| / s_k)
+        t = (q[at + 2 * KF + k * F] - top) + LN10 * gauss_tail_log10(
+            abs(c - q[at + k * F]) / exp(0.5 * min(max(q[at + KF + k * F], p.lvmin), p.lvmax)))
+        if t > tmax:
+            num = num * exp(tmax - t) + 1.0
+            tmax = t
+        else:
+            num += exp(t - tmax)
+        den += exp(q[at + 2 * KF + k * F] - top)
+    return gauss_tail_z(min(tmax + log(num) - log(den), 0.0))
 
 
 @cython.cfunc

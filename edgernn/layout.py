@@ -21,15 +21,18 @@ import zlib
 
 import numpy as np
 
+from .backends.base import pred_width
+
 N_LOOKS = 8  # scoring.ALL_LOOKS: instant, smoothed, level, spread, stuck, reference, seasonal, peak
 N_LEVELS = 24  # scoring.ONSET_LEVELS
 SEAS_K = 32  # buckets over the day of the seasonal look's profile
 
 
-def columns(F: int, reference: bool = True, seasonal: bool = True) -> tuple[tuple[str, int | None, str, str], ...]:
-    """The slab's columns for a model with F features (the reference look's if ``reference``, the
-    seasonal look's if ``seasonal`` and F == 1; the peak look's onset columns if F > 1), in order:
-    (name, width | None, storage, meaning)."""
+def columns(F: int, reference: bool = True, seasonal: bool = True,
+            components: int = 1) -> tuple[tuple[str, int | None, str, str], ...]:
+    """The slab's columns for a model with F features and a head of ``components`` Gaussians per
+    feature (the reference look's if ``reference``, the seasonal look's if ``seasonal`` and F == 1;
+    the peak look's onset columns if F > 1), in order: (name, width | None, storage, meaning)."""
     seasonal = seasonal and F == 1
     NL = N_LOOKS if F > 1 else N_LOOKS - 1  # the peak look (the last) is multivariate only
     K = SEAS_K if seasonal else 0
@@ -49,7 +52,8 @@ def columns(F: int, reference: bool = True, seasonal: bool = True) -> tuple[tupl
     return (
         ("norm_mean", F, "f8", "stream normalisation mean (Welford during warm-up, then EW or frozen)"),
         ("norm_var", F, "f8", "stream normalisation variance"),
-        ("pred", 2 * F, "f4", "the prediction stored for the next reading: mean | logvar (normalised units)"),
+        ("pred", pred_width(F, components), "f4", "the prediction stored for the next reading: mean | logvar "
+         "(normalised units); K > 1: means | logvars | logits, K F each, component-major (backends/base.py)"),
         ("last_x", F, "f8", "last raw value"),
         ("run", F, "f4", "its run of exact repeats"),
         ("reps", F, "f4", "EW count of repeats (the stuck look's repeat rate)"),
@@ -108,9 +112,9 @@ class Layout:
     """Offsets of ``columns(F, reference, seasonal)``: ``layout.count`` is an int, ``layout.norm_mean``
     a slice, each within its slab (``layout.storage[name]``: "f8" -> ``num``, "f4" -> ``num4``)."""
 
-    def __init__(self, n_features: int, reference: bool = True, seasonal: bool = True):
-        self.F = n_features
-        self.columns = columns(n_features, reference, seasonal)
+    def __init__(self, n_features: int, reference: bool = True, seasonal: bool = True, components: int = 1):
+        self.F, self.K = n_features, components
+        self.columns = columns(n_features, reference, seasonal, components)
         self.has_seasonal = seasonal and n_features == 1
         self.offsets: dict[str, int] = {}  # column -> first entry in its slab (-1: a zero-width column)
         self.storage: dict[str, str] = {}

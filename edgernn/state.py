@@ -33,11 +33,12 @@ _MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "num4", "h", "last
 
 class StateStore:
     def __init__(self, n_features: int, hidden: int, capacity: int = 10_000, reference: bool = True,
-                 seasonal: bool = True):
-        """reference / seasonal: whether the rows hold those looks' columns (layout.columns)."""
+                 seasonal: bool = True, components: int = 1):
+        """reference / seasonal: whether the rows hold those looks' columns (layout.columns);
+        components: the head's Gaussians per feature (the width of the pred column)."""
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
-        self.layout = Layout(n_features, reference, seasonal)
+        self.layout = Layout(n_features, reference, seasonal, components)
         self.capacity = capacity
         self.hidden = hidden
         self.h = np.zeros((capacity, hidden), np.float32)  # [capacity, H]

@@ -1,9 +1,17 @@
 """The Backend protocol and the weight-name contract shared by every runtime.
 
-A backend maps ``(x: float32[B, F], h: float32[B, H])`` to ``(pred: float32[B, 2F],
+A backend maps ``(x: float32[B, F], h: float32[B, H])`` to ``(pred: float32[B, P],
 h_next: float32[B, H])`` for any batch size B >= 1. It holds weights only, never per-stream state.
-``pred[:, :F]`` is the predicted mean of the next (normalised) reading and ``pred[:, F:]`` its
-log-variance.
+
+The head predicts a mixture of K Gaussians per feature (``components``: K; K = 1 is the plain
+Gaussian head). ``pred`` is component-major, P = 2F (K = 1) or 3KF (K > 1):
+
+    pred[:, k F + f]          mean of component k of feature f (normalised units)
+    pred[:, K F + k F + f]    its log-variance (unclamped: the kernel clamps)
+    pred[:, 2 K F + k F + f]  its mixture logit (K > 1 only; weights = softmax over k)
+
+With K = 1 that is today's ``[mean | logvar]``. Every mean is residual: x_f + W_mean h + b_mean
+(the x skip connection tiled K times).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ class Backend(Protocol):
     name: str
     features: int  # F
     hidden: int  # H
+    components: int  # K (mixture components per feature; 1: the Gaussian head)
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -25,7 +34,8 @@ class BackendUnavailable(RuntimeError):
     """The runtime a backend needs is not installed (the message names the pip extra)."""
 
 
-# name -> shape in terms of F (features) and H (hidden). Weights are stored by these names.
+# name -> shape in terms of F (features) and H (hidden). Weights are stored by these names. The head's
+# rows ("head.*") are K F for a K-component head (component-major: row k F + f), F for K = 1.
 GRU_WEIGHT_SHAPES: dict[str, tuple[str, ...]] = {
     "gru.W_ir": ("H", "F"), "gru.W_iz": ("H", "F"), "gru.W_in": ("H", "F"),
     "gru.W_hr": ("H", "H"), "gru.W_hz": ("H", "H"), "gru.W_hn": ("H", "H"),
@@ -34,6 +44,37 @@ GRU_WEIGHT_SHAPES: dict[str, tuple[str, ...]] = {
     "head.W_mean": ("F", "H"), "head.b_mean": ("F",),
     "head.W_logvar": ("F", "H"), "head.b_logvar": ("F",),
 }
+# only in a mixture head (K > 1): the mixture logits, K F rows as the other head weights
+MIXTURE_WEIGHT_SHAPES: dict[str, tuple[str, ...]] = {"head.W_logit": ("F", "H"), "head.b_logit": ("F",)}
+MAX_COMPONENTS = 16
+
+
+def components(weights: dict[str, np.ndarray]) -> int:
+    """K, the head's mixture components per feature (1: the Gaussian head), from the weights'
+    shapes (``check_weights`` validates them)."""
+    F = int(np.shape(weights["gru.W_ir"])[1])
+    return max(int(np.shape(weights["head.W_mean"])[0]) // max(F, 1), 1)
+
+
+def head_layout(F: int, K: int) -> tuple[slice, slice, slice | None]:
+    """Slices of ``pred`` (width 2F or 3KF) holding the means, the log-variances and the logits
+    (None for K = 1)."""
+    KF = K * F
+    return slice(0, KF), slice(KF, 2 * KF), (slice(2 * KF, 3 * KF) if K > 1 else None)
+
+
+def pred_width(F: int, K: int) -> int:
+    """Entries of one prediction: mean | logvar (K = 1), means | logvars | logits (K > 1)."""
+    return 2 * F if K == 1 else 3 * K * F
+
+
+def components_of_width(width: int, F: int, where="model") -> int:
+    """K from the width of a graph's ``pred`` output (2F: 1, 3KF: K); ValueError otherwise."""
+    if width == 2 * F:
+        return 1
+    if F > 0 and width % (3 * F) == 0 and 2 <= width // (3 * F) <= MAX_COMPONENTS:
+        return width // (3 * F)
+    raise ValueError(f"{where}: output pred has {width} entries: expected 2F or 3KF (F={F})")
 
 
 def check_weights(weights: dict[str, np.ndarray]) -> tuple[int, int]:
@@ -41,13 +82,21 @@ def check_weights(weights: dict[str, np.ndarray]) -> tuple[int, int]:
     missing = sorted(set(GRU_WEIGHT_SHAPES) - set(weights))
     if missing:
         raise ValueError(f"missing weight(s): {', '.join(missing)}")
-    extra = sorted(set(weights) - set(GRU_WEIGHT_SHAPES))
+    H, F = np.shape(weights["gru.W_ir"])
+    rows = np.shape(weights["head.W_mean"])[0] if np.ndim(weights["head.W_mean"]) else 0
+    K = rows // F if F and rows % F == 0 else 0
+    if not 1 <= K <= MAX_COMPONENTS:
+        raise ValueError(f"weight head.W_mean has {rows} rows: expected K F (F={F}, K in 1..{MAX_COMPONENTS})")
+    shapes = {**GRU_WEIGHT_SHAPES, **(MIXTURE_WEIGHT_SHAPES if K > 1 else {})}
+    missing = sorted(set(shapes) - set(weights))
+    if missing:
+        raise ValueError(f"missing weight(s): {', '.join(missing)} (a head of K={K} components)")
+    extra = sorted(set(weights) - set(shapes))
     if extra:
         raise ValueError(f"unexpected weight(s): {', '.join(extra)}")
-    H, F = np.shape(weights["gru.W_ir"])
     dims = {"H": H, "F": F}
-    for key, spec in GRU_WEIGHT_SHAPES.items():
-        want = tuple(dims[d] for d in spec)
+    for key, spec in shapes.items():
+        want = tuple(dims[d] * (K if key.startswith("head.") and i == 0 else 1) for i, d in enumerate(spec))
         got = tuple(np.shape(weights[key]))
         if got != want:
             raise ValueError(f"weight {key} has shape {got}, expected {want}")

@@ -1,15 +1,17 @@
 """The reference GRU cell in numpy: the oracle every other backend is checked against.
 
 Gate semantics are PyTorch ``nn.GRU`` (r, z, n with the reset gate applied to ``W_hn h + b_hn``),
-followed by the Gaussian head shared by every backend:
+followed by the head shared by every backend (K Gaussians per feature, K = 1 the plain Gaussian
+head; backends/base.py gives the layout of pred):
 
     r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
     z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
     h' = (1 - z) * n + z * h  =  n + z * (h - n)
-    mean   = x + W_mean h' + b_mean        (residual: the head predicts the change)
-    logvar = W_logvar h' + b_logvar
-    pred   = [mean | logvar]               float32[B, 2F]
+    mean   = tile(x, K) + W_mean h' + b_mean   [K F] (residual: the head predicts the change)
+    logvar = W_logvar h' + b_logvar            [K F]
+    logit  = W_logit h' + b_logit              [K F], K > 1 only
+    pred   = [mean | logvar (| logit)]         float32[B, 2F] or float32[B, 3KF]
 
 One fused GEMM computes every gate pre-activation and bias: W^T [x | h | 1]^T with the 4H rows
 laid out as (r | z | input part of n | recurrent part of n). sigmoid(a) = 0.5 * tanh(a / 2) + 0.5, so the r
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import check_weights
+from .base import check_weights, components, pred_width
 
 
 class NumpyGRU:
@@ -32,7 +34,10 @@ class NumpyGRU:
 
     def __init__(self, weights: dict[str, np.ndarray]):
         F, H = check_weights(weights)
-        self.features, self.hidden = F, H
+        K = components(weights)
+        self.features, self.hidden, self.components = F, H, K
+        self._KF, P = K * F, pred_width(F, K)  # means' entries, pred's entries
+        logit = ("head.W_logit", "head.b_logit") if K > 1 else ()
         w = {k: np.asarray(v, dtype=np.float32).astype(np.float64) for k, v in weights.items()}
         W = np.zeros((F + H, 4 * H), np.float64)  # [F+H, 4H]
         W[:F, 0:H], W[F:, 0:H] = w["gru.W_ir"].T, w["gru.W_hr"].T
@@ -47,15 +52,15 @@ class NumpyGRU:
         # The biases ride along as one more input column that is always 1 (a broadcast add of a
         # [4H, 1] column costs more than the GEMM gains).
         self._WT = np.ascontiguousarray(np.concatenate([W.T, b[:, None]], axis=1))  # [4H, F+H+1]
-        self._WoT = np.ascontiguousarray(np.concatenate([w["head.W_mean"], w["head.W_logvar"]]))  # [2F, H]
-        self._bo = np.concatenate([w["head.b_mean"], w["head.b_logvar"]])[:, None]  # [2F, 1]
-        self._bo1 = self._bo[:, 0].copy()  # [2F]
+        self._WoT = np.ascontiguousarray(np.concatenate([w["head.W_mean"], w["head.W_logvar"], *(w[n] for n in logit[:1])]))  # [P, H]
+        self._bo = np.concatenate([w["head.b_mean"], w["head.b_logvar"], *(w[n] for n in logit[1:])])[:, None]  # [P, 1]
+        self._bo1 = self._bo[:, 0].copy()  # [P]
         # batch-of-one scratch (views made once: at B = 1 numpy's per-call overhead is the cost, so
         # every operation writes in place; one Detector, one thread: not for concurrent callers)
         self._xh1 = np.empty(F + H + 1)  # [F+H+1] = x | h | 1
         self._xh1[F + H] = 1.0
         self._g1 = np.empty(4 * H)  # [4H] gate pre-activations
-        self._out1 = np.empty(2 * F)  # [2F] mean | logvar
+        self._out1 = np.empty(P)  # [P] mean | logvar (| logit)
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         H, F = self.hidden, self.features
@@ -78,9 +83,10 @@ class NumpyGRU:
         hn -= n  # h - n
         hn *= rz[H:]  # z * (h - n)
         n += hn  # h' = n + z * (h - n)
-        out = self._WoT @ n  # [2F, B]
+        out = self._WoT @ n  # [P, B]
         out += self._bo
-        out[:F] += x.T  # residual mean
+        for k in range(0, self._KF, F):  # residual means: x tiled K times
+            out[k : k + F] += x.T
         return out.T.astype(np.float32), n.T.astype(np.float32)
 
     def _step_one(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +109,8 @@ class NumpyGRU:
         np.subtract(hn, n, out=hn)  # h - n
         np.multiply(hn, z, out=hn)  # z * (h - n)
         np.add(n, hn, out=n)  # h' = n + z * (h - n)
-        np.dot(self._WoT, n, out=out)  # [2F]
+        np.dot(self._WoT, n, out=out)  # [P]
         np.add(out, self._bo1, out=out)
-        np.add(out[:F], x[0], out=out[:F])  # residual mean
+        for k in range(0, self._KF, F):  # residual means: x tiled K times
+            np.add(out[k : k + F], x[0], out=out[k : k + F])
         return out.astype(np.float32)[None], n.astype(np.float32)[None]

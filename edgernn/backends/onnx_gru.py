@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .base import BackendUnavailable
+from .base import BackendUnavailable, components_of_width
 
 MAX_BINDINGS = 16
 
@@ -19,10 +19,10 @@ MAX_BINDINGS = 16
 class _Binding:
     """Input and output buffers for one batch size, bound once to the session."""
 
-    def __init__(self, session, batch: int, features: int, hidden: int):
+    def __init__(self, session, batch: int, features: int, hidden: int, width: int):
         self.x = np.zeros((batch, features), np.float32)  # [B, F]
         self.h = np.zeros((batch, hidden), np.float32)  # [B, H]
-        self.pred = np.zeros((batch, 2 * features), np.float32)  # [B, 2F]
+        self.pred = np.zeros((batch, width), np.float32)  # [B, 2F] or [B, 3KF] (backends/base.py)
         self.h_next = np.zeros((batch, hidden), np.float32)  # [B, H]
         io = session.io_binding()
         for name, arr in (("x", self.x), ("h", self.h)):
@@ -33,7 +33,8 @@ class _Binding:
 
 
 class OnnxGRU:
-    """Stateless cell on an .onnx file. ``step(x[B,F], h[B,H]) -> (pred[B,2F], h_next[B,H])``."""
+    """Stateless cell on an .onnx file. ``step(x[B,F], h[B,H]) -> (pred[B,P], h_next[B,H])`` (P = 2F, or
+    3KF for a K-component head: read from the graph's output shape)."""
 
     def __init__(self, path, name: str = "onnx", intra_op_threads: int = 1):
         try:
@@ -53,16 +54,18 @@ class OnnxGRU:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendUnavailable(f"{path}: onnxruntime cannot load this model: {str(exc).splitlines()[0]}") from None
         ins = {i.name: i.shape for i in self._session.get_inputs()}
-        outs = {o.name for o in self._session.get_outputs()}
-        if set(ins) != {"x", "h"} or outs != {"pred", "h_next"}:
+        outs = {o.name: o.shape for o in self._session.get_outputs()}
+        if set(ins) != {"x", "h"} or set(outs) != {"pred", "h_next"}:
             raise ValueError(f"{path}: expected inputs x, h and outputs pred, h_next")
         self.features, self.hidden = int(ins["x"][-1]), int(ins["h"][-1])
+        self._width = int(outs["pred"][-1])
+        self.components = components_of_width(self._width, self.features, path)
         self._bindings: OrderedDict[int, _Binding] = OrderedDict()
 
     def _binding(self, B: int) -> _Binding:
         b = self._bindings.get(B)
         if b is None:
-            b = self._bindings[B] = _Binding(self._session, B, self.features, self.hidden)
+            b = self._bindings[B] = _Binding(self._session, B, self.features, self.hidden, self._width)
             if len(self._bindings) > MAX_BINDINGS:
                 self._bindings.popitem(last=False)
         else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import BackendUnavailable
+from .base import BackendUnavailable, components_of_width
 
 MAX_BUCKET = 256
 
@@ -72,7 +72,8 @@ class _Slot:
 
 
 class TfliteGRU:
-    """Stateless cell on a .tflite file. ``step(x[B,F], h[B,H]) -> (pred[B,2F], h_next[B,H])``."""
+    """Stateless cell on a .tflite file. ``step(x[B,F], h[B,H]) -> (pred[B,P], h_next[B,H])`` (P = 2F, or
+    3KF for a K-component head: read from the graph's output shape)."""
 
     def __init__(self, path, name: str = "tflite", num_threads: int = 1):
         self._Interpreter, self.runtime = _interpreter_class()
@@ -86,6 +87,10 @@ class TfliteGRU:
         if set(shapes) != {"x", "h"}:
             raise ValueError(f"{path}: expected inputs x and h, found {sorted(shapes)}")
         self.features, self.hidden = int(shapes["x"][-1]), int(shapes["h"][-1])
+        outs = {d["name"]: tuple(d["shape"]) for d in probe.get_output_details()}
+        if "pred" not in outs:
+            raise ValueError(f"{path}: expected an output named pred, found {sorted(outs)}")
+        self.components = components_of_width(int(outs["pred"][-1]), self.features, path)
         self._slots: dict[int, _Slot] = {}
 
     def _new_interpreter(self):

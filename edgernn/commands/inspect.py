@@ -36,7 +36,8 @@ def run(args) -> int:
         print(f"  {m['description']}")
     print(f"features      {', '.join(f'{n} [{u}]' if u else n for n, u in zip(b.features, b.units))}")
     print(f"normalisation {b.norm_mode}" + (f", adapt {m['normalisation'].get('adapt', 0)}" if b.norm_mode == "stream" else ""))
-    print(f"cell          GRU H={b.hidden} ({m['cell'].get('gates', '')}), head {m['head']['type']}")
+    print(f"cell          GRU H={b.hidden} ({m['cell'].get('gates', '')}), head {m['head']['type']}"
+          + (f" (K={b.components} Gaussians per feature)" if b.components > 1 else ""))
     print(f"calibration   {threshold_text(m['calibration'])}, warm-up {cal.warmup}, "
           f"target {cal.target_false_alarm_rate * 1e4:g} false alerts per 10,000 readings")
     if "achieved_false_alarm_rate" in m["calibration"]:

@@ -62,6 +62,12 @@ def add_arguments(p) -> None:
     p.add_argument("--name", help="model name (default: the --out directory name)")
     p.add_argument("--version", default="1.0.0", help="model version for the manifest (default 1.0.0)")
     p.add_argument("--hidden", type=int, default=32, help="GRU hidden size H (default 32)")
+    p.add_argument("--components", type=int, default=1, choices=range(1, 9), metavar="K",
+                   help="Gaussians per feature in the head (default 1: one Gaussian; 2-8: a mixture, for signals that "
+                        "switch between levels such as on/off duty cycles)")
+    p.add_argument("--tied-variance", action="store_true",
+                   help="with --components K > 1: the K Gaussians of a feature share one variance (levels, no "
+                        "catch-all wide component)")
     p.add_argument("--norm", choices=("stream", "fixed"), help="normalisation (default: stream for 1 feature, else fixed)")
     p.add_argument("--warmup", type=int, default=None, help="readings per stream before scoring (default 64 fixed, 256 stream)")
     p.add_argument("--adapt", type=float, default=None, help="EW rate of stream normalisation after warm-up (default 0.002 stream)")

@@ -10,6 +10,10 @@ state as an explicit input/output is what the daemon needs.
     h_next = n + z * (h - n)                                         [B, H]
     pred = h_next @ Wo + bo + pad(x, [0, F])                         [B, 2F] = [mean | logvar]
 
+A head of K > 1 Gaussians per feature: Wo [H, 3KF] = [means | logvars | logits] (backends/base.py)
+and pred = h_next @ Wo + bo + pad(concat(x, ..., x), [0, 2KF]) (Concat stays float in the int8
+graphs: only the MatMuls are quantized, so x reaches every mean exactly).
+
 Inputs ``x`` float32[B, F], ``h`` float32[B, H]; outputs ``pred``, ``h_next``; B is dynamic.
 """
 
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.base import check_weights
+from ..backends.base import check_weights, components, pred_width
 
 OPSET = 17
 IR_VERSION = 8  # readable by onnxruntime >= 1.10 (Raspberry Pi wheels lag behind)
@@ -33,17 +37,20 @@ def build_onnx(weights: dict[str, np.ndarray]):
     from onnx import TensorProto, helper, numpy_helper
 
     F, H = check_weights(weights)
+    K = components(weights)
+    P = pred_width(F, K)
+    logit = ("head.W_logit", "head.b_logit") if K > 1 else ()
     w = {k: np.asarray(v, np.float32) for k, v in weights.items()}
     inits = {
         "Wi": np.concatenate([w["gru.W_ir"], w["gru.W_iz"], w["gru.W_in"]]).T,  # [F, 3H]
         "bi": np.concatenate([w["gru.b_ir"], w["gru.b_iz"], w["gru.b_in"]]),  # [3H]
         "Wh": np.concatenate([w["gru.W_hr"], w["gru.W_hz"], w["gru.W_hn"]]).T,  # [H, 3H]
         "bh": np.concatenate([w["gru.b_hr"], w["gru.b_hz"], w["gru.b_hn"]]),  # [3H]
-        "Wo": np.concatenate([w["head.W_mean"], w["head.W_logvar"]]).T,  # [H, 2F]
-        "bo": np.concatenate([w["head.b_mean"], w["head.b_logvar"]]),  # [2F]
+        "Wo": np.concatenate([w["head.W_mean"], w["head.W_logvar"], *(w[n] for n in logit[:1])]).T,  # [H, P]
+        "bo": np.concatenate([w["head.b_mean"], w["head.b_logvar"], *(w[n] for n in logit[1:])]),  # [P]
         "split_3h": np.array([2 * H, H], np.int64),
         "split_2h": np.array([H, H], np.int64),
-        "x_pads": np.array([0, 0, 0, F], np.int64),  # pad x on the right of axis 1: [x | 0]
+        "x_pads": np.array([0, 0, 0, P - K * F], np.int64),  # pad x (tiled K times) on the right of axis 1: [x | 0]
     }
     N = helper.make_node
     nodes = [
@@ -57,20 +64,22 @@ def build_onnx(weights: dict[str, np.ndarray]):
         N("Sub", ["h", "n"], ["h_minus_n"]), N("Mul", ["z", "h_minus_n"], ["z_h_minus_n"]),
         N("Add", ["n", "z_h_minus_n"], ["h_next"]),  # [B, H]
         N("MatMul", ["h_next", "Wo"], ["hWo"], name="matmul_head"), N("Add", ["hWo", "bo"], ["head"]),  # [B, 2F]
-        N("Pad", ["x", "x_pads"], ["x_pad"], mode="constant"),
+        *([N("Concat", ["x"] * K, ["x_tile"], axis=1)] if K > 1 else []),  # [B, KF]
+        N("Pad", ["x_tile" if K > 1 else "x", "x_pads"], ["x_pad"], mode="constant"),
         N("Add", ["head", "x_pad"], ["pred"]),
     ]
     graph = helper.make_graph(
         nodes, "edgernn_gru_cell",
         inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", F]),
                 helper.make_tensor_value_info("h", TensorProto.FLOAT, ["B", H])],
-        outputs=[helper.make_tensor_value_info("pred", TensorProto.FLOAT, ["B", 2 * F]),
+        outputs=[helper.make_tensor_value_info("pred", TensorProto.FLOAT, ["B", P]),
                  helper.make_tensor_value_info("h_next", TensorProto.FLOAT, ["B", H])],
         initializer=[numpy_helper.from_array(np.ascontiguousarray(v), name=k) for k, v in inits.items()],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgernn")
     model.ir_version = IR_VERSION
-    model.doc_string = f"edgernn single-step GRU cell F={F} H={H}; pred = [mean | logvar]"
+    model.doc_string = (f"edgernn single-step GRU cell F={F} H={H}; pred = [mean | logvar]" if K == 1 else
+                        f"edgernn single-step GRU cell F={F} H={H}; pred = [means | logvars | logits], K={K}")
     onnx.checker.check_model(model, full_check=True)
     return model
 

@@ -1,6 +1,7 @@
 """Write the cell as a .tflite flatbuffer with the official schema bindings (no TensorFlow).
 
-    build_tflite(weights)                  float32 model: x[B,F], h[B,H] -> pred[B,2F], h_next[B,H]
+    build_tflite(weights)                  float32 model: x[B,F], h[B,H] -> pred[B,2F] (K Gaussians:
+                                           [B,3KF]), h_next[B,H]
     build_tflite(weights, plan=plan)       quantized model with float32 I/O: QUANTIZE at the inputs,
                                            DEQUANTIZE at the outputs, int8 weights, int8 or int16
                                            activations as ``plan`` says (see quantize.py); the
@@ -21,13 +22,13 @@ SIGNATURE_KEY = "serving_default"
 # In quantized models the residual mean = x + head stays float32 (PAD and ADD after DEQUANTIZE):
 # x reaches pred exactly instead of through an 8-bit x whose calibrated range a level shift or a
 # spike exceeds (measured: int8 x clipped the mean and changed alerts on 8% of readings).
-FLOAT_TAIL = ("x_pad", "pred")
+FLOAT_TAIL = ("x_tile", "x_pad", "pred")  # x_tile: a mixture head's x tiled K times
 
 # Op versions as tensorflow/lite/tools/versioning/op_version.cc assigns them.
 # kind -> (float32, int8 activations, int16 activations)
 _VERSIONS = {
     "fc": (1, 4, 7), "add": (1, 2, 3), "sub": (1, 2, 5), "mul": (1, 2, 4),
-    "logistic": (1, 2, 3), "tanh": (1, 2, 3), "pad": (1, 2, 3),
+    "logistic": (1, 2, 3), "tanh": (1, 2, 3), "pad": (1, 2, 3), "concat": (1, 1, 3),
     "quantize": (1, 1, 2), "dequantize": (1, 2, 3),
 }
 
@@ -204,8 +205,19 @@ def _emit_pad(g: _GraphWriter, op, out: int, fdom: bool) -> None:
                BOpt.PadOptions, g.schema.PadOptionsT())
 
 
+def _emit_concat(g: _GraphWriter, op, out: int, fdom: bool) -> None:
+    """out[B, K d] = [a[B, d] | ... | a[B, d]] (a mixture head's x tiled K times, float32 tail)."""
+    BO, BOpt = g.schema.BuiltinOperator, g.schema.BuiltinOptions
+    opts = g.schema.ConcatenationOptionsT()
+    opts.axis = 1
+    col = 0 if fdom else g.vcol
+    g.operator(BO.CONCATENATION, _VERSIONS["concat"][col], [g.act(i, fdom) for i in op.inputs], [out],
+               BOpt.ConcatenationOptions, opts)
+
+
 _EMITTERS = {"fc": _emit_fc, "add": _emit_add_sub, "sub": _emit_add_sub, "mul": _emit_mul,
-             "logistic": _emit_activation, "tanh": _emit_activation, "pad": _emit_pad}
+             "logistic": _emit_activation, "tanh": _emit_activation, "pad": _emit_pad,
+             "concat": _emit_concat}
 
 
 def _emit_cell(g: _GraphWriter, ops) -> tuple[list[int], list[int]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.base import BackendUnavailable
+from ..backends.base import BackendUnavailable, components_of_width
 
 TEMPLATES = Path(__file__).with_name("templates")
 SYMBOL = "g_edgernn_model"
@@ -83,10 +83,12 @@ class TflmGRU:
         self._it = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size or 64 * 1024)
         self.features = int(self._it.get_input_details(0)["shape"][-1])
         self.hidden = int(self._it.get_input_details(1)["shape"][-1])
+        self._width = int(self._it.get_output_details(0)["shape"][-1])  # 2F, or 3KF for a mixture head
+        self.components = components_of_width(self._width, self.features, "TFLite Micro model")
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         B = x.shape[0]
-        pred = np.empty((B, 2 * self.features), np.float32)  # [B, 2F]
+        pred = np.empty((B, self._width), np.float32)  # [B, 2F] or [B, 3KF]
         h_next = np.empty((B, self.hidden), np.float32)  # [B, H]
         it = self._it
         for i in range(B):  # TFLite Micro has a fixed batch of 1
@@ -109,6 +111,14 @@ def _c_floats(values) -> str:
     return ", ".join(_c_float(v) for v in values)
 
 
+def _components_line(K: int) -> str:
+    """model_data.h's line for a mixture head (none for K = 1: the header is as it always was)."""
+    if K == 1:
+        return ""
+    return (f"#define EDGERNN_COMPONENTS {K}  // mixture head: pred is float32[1, 3KF] = "
+            "[means | logvars | logits], K F each, component-major\n")
+
+
 def c_sources(model_bytes: bytes, bundle, arena_bytes: int, source_name: str) -> tuple[str, str]:
     """(model_data.h, model_data.cc) text for ``model_bytes``."""
     F, H = bundle.n_features, bundle.hidden
@@ -122,7 +132,7 @@ extern const unsigned char {SYMBOL}[];
 extern const unsigned int {SYMBOL}_len;
 
 constexpr int kEdgernnFeatures = {F};  // x: float32[1, F], pred: float32[1, 2F] = [mean | logvar]
-constexpr int kEdgernnHidden = {H};    // h, h_next: float32[1, H]
+{_components_line(bundle.components)}constexpr int kEdgernnHidden = {H};    // h, h_next: float32[1, H]
 constexpr int kEdgernnArenaBytes = {arena_bytes};  // measured on the host TFLite Micro, + margin
 constexpr float kEdgernnNormMean[kEdgernnFeatures] = {{{_c_floats(mean)}}};  // normalisation: {bundle.norm_mode}
 constexpr float kEdgernnNormStd[kEdgernnFeatures] = {{{_c_floats(std)}}};

@@ -46,8 +46,11 @@ def _summary(b) -> list[str]:
     if prov.get("warnings"):
         L.append("")
     L += ["## What it is", "",
-          f"* Cell: GRU, H = {b.hidden}, PyTorch gate convention; Gaussian residual head (mean and log-variance "
-          f"of the next reading). Parameters: {sum(w.size for w in b.weights.values()):,}; weights sha256 `{b.sha256}`",
+          f"* Cell: GRU, H = {b.hidden}, PyTorch gate convention; " + (
+              "Gaussian residual head (mean and log-variance of the next reading)" if b.components == 1 else
+              f"mixture residual head: {b.components} Gaussians per feature (means, log-variances and mixture "
+              "weights of the next reading; a reading's surprise is its two-sided tail under the whole mixture)")
+          + f". Parameters: {sum(w.size for w in b.weights.values()):,}; weights sha256 `{b.sha256}`",
           f"* Normalisation: `{b.norm_mode}`" + (
               f" — learned per stream during the first {b.calibration.warmup} readings, then adapted at rate "
               f"{m['normalisation'].get('adapt', 0)} from non-alerting readings" if b.norm_mode == "stream"
@@ -111,7 +114,8 @@ def _calibration_and_fit(b) -> list[str]:
         L += [f"* Alert {threshold_text(cal)} (calibrated before surprise thresholds); "
               f"{cal.get('calibration_alerts', '?')} alert(s) in {cal.get('calibration_readings', 0):,} readings"]
     L += [f"* Warm-up: {cal['warmup']} readings per stream before scores count",
-          f"* Fit: {prov.get('epochs_run')} epochs (best {prov.get('best_epoch')}); Gaussian NLL per value, "
+          f"* Fit: {prov.get('epochs_run')} epochs (best {prov.get('best_epoch')}); "
+          f"{'mixture' if b.components > 1 else 'Gaussian'} NLL per value, "
           f"train {prov.get('final_train_nll')} / validation {prov.get('final_val_nll')}; "
           f"torch {prov.get('torch')}, seed {prov.get('seed')}", ""]
     if (b.path / "loss_curve.png").exists():

@@ -1,5 +1,5 @@
 """Fit the model: stateful truncated BPTT over contiguous segments, Adam, gradient clipping,
-Gaussian NLL, early stopping on the time-ordered held-out part (optional AdamW weight decay). Deterministic given the seed."""
+Gaussian (K = 1) or mixture NLL, early stopping on the time-ordered held-out part (optional AdamW weight decay). Deterministic given the seed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..progress import Progress
-from .model import GaussianGRU, gaussian_nll
+from .model import GaussianGRU, mixture_nll
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -19,6 +19,8 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 @dataclass
 class FitConfig:
     hidden: int = 32
+    components: int = 1  # K Gaussians per feature in the head (1: the Gaussian head)
+    tied_variance: bool = False  # K > 1: the K components of a feature share one log-variance
     epochs: int = 30
     patience: int = 4
     lr: float = 3e-3
@@ -51,8 +53,8 @@ def _run(model, segs: torch.Tensor, cfg: FitConfig, opt=None, order=None, bar=No
         inp, tgt = seg[:, :-1], seg[:, 1:]
         h = None
         for c in range(0, inp.shape[1], cfg.chunk):
-            mean, logvar, h = model(inp[:, c : c + cfg.chunk], h)
-            nll = gaussian_nll(mean, logvar, tgt[:, c : c + cfg.chunk])
+            mean, logvar, logit, h = model(inp[:, c : c + cfg.chunk], h)
+            nll = mixture_nll(mean, logvar, logit, tgt[:, c : c + cfg.chunk])
             if c < cfg.burn_in:
                 nll = nll[:, cfg.burn_in - c :]
             loss = nll.mean()
@@ -73,7 +75,7 @@ def fit(train_segs: np.ndarray, val_segs: np.ndarray, n_features: int, cfg: FitC
         progress: bool | None = None, log=print) -> FitResult:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = GaussianGRU(n_features, cfg.hidden, cfg.logvar_min, cfg.logvar_max)
+    model = GaussianGRU(n_features, cfg.hidden, cfg.logvar_min, cfg.logvar_max, cfg.components, cfg.tied_variance)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1)
     tr, va = torch.from_numpy(train_segs), torch.from_numpy(val_segs)

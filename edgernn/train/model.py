@@ -1,4 +1,5 @@
-"""The trainable model (PyTorch): nn.GRU + Gaussian residual head, and its export by name."""
+"""The trainable model (PyTorch): nn.GRU + a residual head of K Gaussians per feature (K = 1: the
+Gaussian head), its loss and its export by name (edgernn/backends/base.py)."""
 
 from __future__ import annotations
 
@@ -8,28 +9,58 @@ from torch import nn
 
 
 class GaussianGRU(nn.Module):
-    """x [B, T, F] -> mean [B, T, F], logvar [B, T, F] of the next reading; same maths as
-    edgernn/backends/numpy_gru.py (mean = x + W_mean h + b_mean)."""
+    """x [B, T, F] -> mean, logvar [B, T, K F] (and logit [B, T, K F] when K > 1, else None) of the
+    next reading, component-major (column k F + f); same maths as edgernn/backends/numpy_gru.py
+    (mean_k = x + W_mean h + b_mean). K = 1 builds exactly the Gaussian model (same layers, same
+    initialisation, same random draws)."""
 
-    def __init__(self, features: int, hidden: int, logvar_min: float, logvar_max: float):
+    def __init__(self, features: int, hidden: int, logvar_min: float, logvar_max: float, components: int = 1,
+                 tied_variance: bool = False):
         super().__init__()
+        K = self.components = int(components)
+        self.tied = tied_variance and K > 1  # one log-variance per feature shared by its K components
         self.gru = nn.GRU(features, hidden, batch_first=True)
-        self.mean = nn.Linear(hidden, features)
-        self.logvar = nn.Linear(hidden, features)
+        self.mean = nn.Linear(hidden, K * features)
+        self.logvar = nn.Linear(hidden, (1 if self.tied else K) * features)
+        self.logit = nn.Linear(hidden, K * features) if K > 1 else None
         self.lv_min, self.lv_max = logvar_min, logvar_max
         nn.init.zeros_(self.mean.weight)
         nn.init.zeros_(self.mean.bias)
+        if K > 1:  # components start apart (stay, step up, step down...): identical ones would stay identical
+            with torch.no_grad():
+                steps = torch.tensor([0.0] + [(-1.0) ** k * (1 + k // 2) * 0.5 for k in range(K - 1)])  # [K]
+                self.mean.bias.copy_(steps.repeat_interleave(features))
+                nn.init.zeros_(self.logit.weight)
+                nn.init.zeros_(self.logit.bias)
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
         out, h = self.gru(x, h0)  # out [B, T, H], h [1, B, H]
-        mean = x + self.mean(out)
+        xk = x if self.components == 1 else x.repeat(1, 1, self.components)  # [B, T, K F]
+        mean = xk + self.mean(out)
         logvar = self.logvar(out).clamp(self.lv_min, self.lv_max)
-        return mean, logvar, h
+        if self.tied:
+            logvar = logvar.repeat(1, 1, self.components)  # [B, T, K F]
+        logit = self.logit(out) if self.logit is not None else None
+        return mean, logvar, logit, h
 
 
 def gaussian_nll(mean, logvar, target):
     """Per-element Gaussian negative log-likelihood (without the constant)."""
     return 0.5 * (logvar + (target - mean) ** 2 * torch.exp(-logvar))
+
+
+def mixture_nll(mean, logvar, logit, target):
+    """Per-element NLL of target [B, T, F] under the head's output (without the constant):
+    Gaussian for logit None, else -logsumexp_k(log w_k - NLL_k) over the K components of
+    mean, logvar, logit [B, T, K F] (component-major)."""
+    if logit is None:
+        return gaussian_nll(mean, logvar, target)
+    B, T, F = target.shape
+    K = mean.shape[-1] // F
+    shape = (B, T, K, F)
+    comp = gaussian_nll(mean.reshape(shape), logvar.reshape(shape), target.unsqueeze(2))  # [B, T, K, F]
+    logw = torch.log_softmax(logit.reshape(shape), dim=2)  # [B, T, K, F]
+    return -torch.logsumexp(logw - comp, dim=2)  # [B, T, F]
 
 
 def export_weights(model: GaussianGRU) -> dict[str, np.ndarray]:
@@ -47,6 +78,10 @@ def export_weights(model: GaussianGRU) -> dict[str, np.ndarray]:
         out[f"gru.b_h{gate}"] = b_hh[sl]
     out["head.W_mean"] = model.mean.weight.detach().numpy()
     out["head.b_mean"] = model.mean.bias.detach().numpy()
-    out["head.W_logvar"] = model.logvar.weight.detach().numpy()
-    out["head.b_logvar"] = model.logvar.bias.detach().numpy()
+    reps = model.components if model.tied else 1  # tied: the same rows for every component
+    out["head.W_logvar"] = np.tile(model.logvar.weight.detach().numpy(), (reps, 1))
+    out["head.b_logvar"] = np.tile(model.logvar.bias.detach().numpy(), reps)
+    if model.logit is not None:
+        out["head.W_logit"] = model.logit.weight.detach().numpy()
+        out["head.b_logit"] = model.logit.bias.detach().numpy()
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}

@@ -49,7 +49,7 @@ def _provenance(args, command, series, result, cfg, torch_version, ext, warnings
         "final_train_nll": round(result.train_loss[result.best_epoch - 1], 5),
         "final_val_nll": round(result.val_loss[result.best_epoch - 1], 5),
         "seed": args.seed, "torch": torch_version, "warnings": warnings,
-        "fit": {k: getattr(cfg, k) for k in ("hidden", "lr", "weight_decay", "batch", "segment", "chunk", "burn_in",
+        "fit": {k: getattr(cfg, k) for k in ("hidden", *(("components", "tied_variance") if cfg.components > 1 else ()), "lr", "weight_decay", "batch", "segment", "chunk", "burn_in",
                                               "clip_grad", "patience")},
     }
 
@@ -58,7 +58,8 @@ def _fit(args, features, normed, series, skip):
     """Segments of the training and validation parts -> (FitResult, FitConfig, held-out parts)."""
     from .fit import FitConfig, fit
 
-    cfg = FitConfig(hidden=args.hidden, epochs=args.epochs, patience=args.patience, lr=args.lr,
+    cfg = FitConfig(hidden=args.hidden, components=getattr(args, "components", 1),
+                    tied_variance=getattr(args, "tied_variance", False), epochs=args.epochs, patience=args.patience, lr=args.lr,
                     weight_decay=args.weight_decay, segment=args.segment, chunk=args.chunk, seed=args.seed)
     train_parts = [n[skip : s.split] for n, s in zip(normed, series)]
     val_parts = [n[s.split :] for n, s in zip(normed, series)]
@@ -66,7 +67,7 @@ def _fit(args, features, normed, series, skip):
     tr = segments(train_parts, min(cfg.segment, min(len(t) for t in train_parts)), cfg.segment // 2)
     va = segments(val_parts, val_seg)
     print(f"training on {len(series)} series, {sum(len(s.raw) for s in series):,} rows; {len(features)} feature(s); "
-          f"{len(tr)} train / {len(va)} validation segments; H={cfg.hidden}")
+          f"{len(tr)} train / {len(va)} validation segments; H={cfg.hidden}, K={cfg.components}")
     return fit(tr, va, len(features), cfg), cfg
 
 
@@ -160,7 +161,7 @@ def train(args, features: tuple[str, ...], series: list[Series], command: str) -
     try:
         from ..plot import plot_losses
 
-        plot_losses(out / "loss_curve.png", result.train_loss, result.val_loss, f"{out.name}: Gaussian NLL")
+        plot_losses(out / "loss_curve.png", result.train_loss, result.val_loss, f"{out.name}: {'mixture' if cfg.components > 1 else 'Gaussian'} NLL")
     except ImportError:
         pass
     write_card(out)

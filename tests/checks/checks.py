@@ -158,6 +158,8 @@ def check_warmup_holds_scores_back_and_learns_the_normalisation(s: Setup):
 
 
 def check_score_is_the_naive_score_of_its_expected_and_sigma(s: Setup):
+    if s.detector().components > 1:  # the backend's head (a baseline on a mixture bundle: 1)
+        return _check_mixture_score(s)
     ids, ts, x = s.data(n=100, streams=2)
     det = s.detector()
     score, expected, sigma = [], [], []
@@ -171,6 +173,36 @@ def check_score_is_the_naive_score_of_its_expected_and_sigma(s: Setup):
     ok &= (z_in < det.bundle.input_clip * 0.9).all(axis=1)
     assert ok.sum() > 50
     np.testing.assert_allclose(score[ok], naive.score_from_outputs(x[ok], expected[ok], sigma[ok]), rtol=1e-6)
+
+
+def _check_mixture_score(s: Setup):
+    """A mixture head's score: the mean over features of the squared equivalent z of each reading
+    under the prediction stored before it (naive.mixture_z), and expected / sigma the most probable
+    component's mean and std (raw units)."""
+    ids, ts, x = s.data(n=100, streams=1)
+    det = s.detector()
+    F, K, b = s.F, det.components, s.bundle
+    checked = 0
+    for i in range(len(ids)):
+        before = whole_state(det, ids[i]) if ids[i] in det.state.ids else None
+        r = det.process(Batch(ids[i:i + 1], ts[i:i + 1], x[i:i + 1]))
+        if before is None or not np.isfinite(r.score[0]):
+            continue
+        mean, std = before["norm_mean"], np.sqrt(before["norm_var"])
+        c = (x[i] - mean) / std
+        if np.abs(c).max() >= b.input_clip:
+            continue
+        pred = before["pred"]
+        z = np.array([naive.mixture_z(c[f], pred, F, f, b.logvar_min, b.logvar_max) for f in range(F)])
+        np.testing.assert_allclose(r.score[0], np.mean(np.minimum(z * z, 1e12)), rtol=1e-6, atol=1e-9)
+        logits = pred[2 * K * F:].reshape(K, F)
+        best = logits.argmax(axis=0)  # [F]
+        mu = pred[: K * F].reshape(K, F)[best, np.arange(F)]
+        lv = np.clip(pred[K * F : 2 * K * F].reshape(K, F)[best, np.arange(F)], b.logvar_min, b.logvar_max)
+        np.testing.assert_allclose(r.expected[0], mu * std + mean, rtol=1e-6)
+        np.testing.assert_allclose(r.sigma[0], np.exp(0.5 * lv) * std, rtol=1e-6)
+        checked += 1
+    assert checked > 40
 
 
 def check_seasonal_on_equals_off_until_trusted(s: Setup):

@@ -1,16 +1,17 @@
 """Every detector check (checks.CHECKS) on every combination of kernel mode (compiled, plain
-Python) x model (univariate, skab-pump) x backend (every name in the registry; skipped where its
+Python) x model (univariate, skab-pump, and a K=3 mixture-head bundle built here) x backend (every name in the registry; skipped where its
 runtime or artifact is not on this machine)."""
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from pathlib import Path
 
 import pytest
 
 from checks import CHECKS, Setup
-from unit_helpers import plain_kernel_module
+from unit_helpers import plain_kernel_module, random_weights
 
 from edgernn import detector as detector_module
 from edgernn import kernel
@@ -21,10 +22,27 @@ MODELS = Path(__file__).resolve().parents[2] / "firmware_models"
 _BUNDLES: dict = {}
 
 
-def _bundle(name):
+def _bundle(name, tmp_path_factory):
     if name not in _BUNDLES:
-        _BUNDLES[name] = load_bundle(MODELS / name)
+        _BUNDLES[name] = _mixture_bundle(tmp_path_factory) if name == "mixture-k3" else load_bundle(MODELS / name)
     return _BUNDLES[name]
+
+
+def _mixture_bundle(tmp_path_factory):
+    """A real univariate bundle with a head of K=3 Gaussians (random weights, written and exported
+    to every format whose writer is installed: the backends' artifacts are real)."""
+    from edgernn.bundle import write_bundle
+    from edgernn.export import export_bundle
+
+    out = tmp_path_factory.mktemp("mixture-k3")
+    weights = random_weights(1, 8, seed=7, gain=0.5, K=3)
+    weights["head.b_mean"][:] = [0.0, 1.5, -1.5]  # three levels around x: stay, step up, step down
+    write_bundle(out, name="mixture-k3", version="0.0-test", features=["value"], weights=weights)
+    formats = [f for f in ("onnx", "onnx-int8", "tflite", "tflite-int8")
+               if importlib.util.find_spec("onnxruntime" if f.startswith("onnx") else "ai_edge_litert")]
+    if formats:
+        export_bundle(out, formats)
+    return load_bundle(out)
 
 
 @pytest.fixture(params=["compiled", "plain"])
@@ -39,9 +57,9 @@ def kernel_mode(request, monkeypatch):
 
 @pytest.mark.parametrize("check", CHECKS, ids=[c.__name__.removeprefix("check_") for c in CHECKS])
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
-@pytest.mark.parametrize("model", ["univariate", "skab-pump"])
-def test_check(check, backend, model, kernel_mode, tmp_path):
-    bundle = _bundle(model)
+@pytest.mark.parametrize("model", ["univariate", "skab-pump", "mixture-k3"])
+def test_check(check, backend, model, kernel_mode, tmp_path, tmp_path_factory):
+    bundle = _bundle(model, tmp_path_factory)
     try:
         create_backend(backend, bundle)
     except BackendUnavailable as exc:

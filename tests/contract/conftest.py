@@ -1,6 +1,7 @@
 """Models and backends for the contract tests (river-style: one list of checks, run on everything).
 
-Models: two tiny bundles built once per session (random weights, F=2/H=8 and F=1/H=32, exported
+Models: three tiny bundles built once per session (random weights, F=2/H=8, F=1/H=32 and F=2/H=8
+with a mixture head of K=3 Gaussians per feature, exported
 to every format whose runtime is installed) plus every ``firmware_models/*/`` that has a
 manifest.yaml -- new shipped models are picked up automatically.
 
@@ -39,10 +40,10 @@ def model_dirs(tmp_path_factory):
     def get(model_id: str) -> Path:
         if model_id not in cache:
             if model_id in TINY:
-                F, H, seed = TINY[model_id]
+                F, H, seed, K = TINY[model_id]
                 out = tmp_path_factory.mktemp(model_id)
                 write_bundle(out, name=model_id, version="0.0-test", features=[f"f{i}" for i in range(F)],
-                             weights=random_weights(F, H, seed))
+                             weights=random_weights(F, H, seed, K=K))
                 export_bundle(out, export_formats())
                 cache[model_id] = out
             else:

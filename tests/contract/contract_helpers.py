@@ -9,11 +9,12 @@ import numpy as np
 import yaml
 
 from edgernn.backends import BACKEND_NAMES, backend_artifact
-from edgernn.backends.base import GRU_WEIGHT_SHAPES
+from edgernn.backends.base import GRU_WEIGHT_SHAPES, MIXTURE_WEIGHT_SHAPES
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE_DIRS = sorted(p.parent for p in (ROOT / "firmware_models").glob("*/manifest.yaml"))
-TINY = {"tiny-f2-h8": (2, 8, 11), "tiny-f1-h32": (1, 32, 12)}  # id -> (F, H, seed)
+# id -> (F, H, seed, K): K Gaussians per feature in the head (3: a real mixture bundle, every format)
+TINY = {"tiny-f2-h8": (2, 8, 11, 1), "tiny-f1-h32": (1, 32, 12, 1), "tiny-f2-h8-k3": (2, 8, 13, 3)}
 
 # backend -> (python modules that can run it, the extra to install)
 RUNTIMES = {
@@ -44,11 +45,14 @@ def runtime_missing(backend_name: str) -> str | None:
     return f"{' / '.join(modules)} not installed (pip install edgernn[{extra}])"
 
 
-def random_weights(F: int, H: int, seed: int, gain: float = 1.0) -> dict[str, np.ndarray]:
+def random_weights(F: int, H: int, seed: int, gain: float = 1.0, K: int = 1) -> dict[str, np.ndarray]:
+    """Random weights of a GRU with a head of K Gaussians per feature (head rows K F)."""
     rng = np.random.default_rng(seed)
     dims = {"F": F, "H": H}
-    return {k: (gain / np.sqrt(H) * rng.standard_normal([dims[d] for d in spec])).astype(np.float32)
-            for k, spec in GRU_WEIGHT_SHAPES.items()}
+    shapes = {**GRU_WEIGHT_SHAPES, **(MIXTURE_WEIGHT_SHAPES if K > 1 else {})}
+    return {k: (gain / np.sqrt(H) * rng.standard_normal(
+                [dims[d] * (K if k.startswith("head.") and i == 0 else 1) for i, d in enumerate(spec)])).astype(np.float32)
+            for k, spec in shapes.items()}
 
 
 def export_formats() -> list[str]:

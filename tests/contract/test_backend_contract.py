@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from edgernn.backends import BASELINES, backend_artifact
+from edgernn.backends.base import pred_width
 from edgernn.export.parity import measure, tolerances
 
 from contract_helpers import in_distribution_inputs
@@ -28,7 +29,9 @@ def test_shapes_and_dtypes(backend, bundle):
     for B in (1, 3, 64):
         x, h = in_distribution_inputs(bundle, B)
         pred, h_next = backend.step(x, h)
-        assert pred.shape == (B, 2 * F) and h_next.shape == (B, H)
+        K = backend.components  # the head's Gaussians per feature: the bundle's (a baseline: 1)
+        assert K == (1 if backend.name in BASELINES else bundle.components)
+        assert pred.shape == (B, pred_width(F, K)) and h_next.shape == (B, H)
         assert pred.dtype == np.float32 and h_next.dtype == np.float32
         assert np.isfinite(pred).all() and np.isfinite(h_next).all()
 

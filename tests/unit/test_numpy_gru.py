@@ -9,46 +9,60 @@ from unit_helpers import random_weights
 from edgernn.backends.numpy_gru import NumpyGRU
 
 
-@pytest.fixture(scope="module")
-def torch_model():
+def _torch_model(K: int, tied: bool = False):
     torch = pytest.importorskip("torch")
     from edgernn.train.model import GaussianGRU
 
     torch.manual_seed(3)
     F, H = 3, 16
     # wide logvar bounds: the numpy cell leaves clamping to the scorer, so compare unclamped
-    model = GaussianGRU(F, H, logvar_min=-1e6, logvar_max=1e6)
+    model = GaussianGRU(F, H, logvar_min=-1e6, logvar_max=1e6, components=K, tied_variance=tied)
     with torch.no_grad():  # the mean head starts at zero in training; randomise it so it is tested
         model.mean.weight.normal_(0.0, 0.5)
         model.mean.bias.normal_(0.0, 0.5)
         model.logvar.bias.normal_(0.0, 0.5)
+        if K > 1:
+            model.logit.weight.normal_(0.0, 0.5)
+            model.logit.bias.normal_(0.0, 0.5)
     model.eval()
     return model
 
 
-@pytest.mark.parametrize("batch", [1, 4, 33])
-def test_matches_torch_over_a_rollout(torch_model, batch):
+@pytest.fixture(scope="module")
+def torch_model():
+    return _torch_model(1)
+
+
+@pytest.mark.parametrize("batch,K,tied", [(1, 1, False), (4, 1, False), (33, 1, False), (1, 3, False), (5, 3, False),
+                                          (5, 3, True)])
+def test_matches_torch_over_a_rollout(batch, K, tied):
     import torch
 
     from edgernn.train.model import export_weights
 
     F, H, T = 3, 16, 40
-    cell = NumpyGRU(export_weights(torch_model))
-    assert (cell.features, cell.hidden) == (F, H)
+    torch_model = _torch_model(K, tied)
+    weights = export_weights(torch_model)
+    if tied:  # one log-variance per feature, exported as the same rows for every component
+        np.testing.assert_array_equal(weights["head.W_logvar"][:F], weights["head.W_logvar"][2 * F :])
+    cell = NumpyGRU(weights)
+    assert (cell.features, cell.hidden, cell.components) == (F, H, K)
     rng = np.random.default_rng(batch)
     x = (2.0 * rng.standard_normal((batch, T, F))).astype(np.float32)
     h0 = np.tanh(rng.standard_normal((batch, H))).astype(np.float32)
     with torch.no_grad():
-        mean, logvar, h_last = torch_model(torch.from_numpy(x), torch.from_numpy(h0)[None])
+        mean, logvar, logit, h_last = torch_model(torch.from_numpy(x), torch.from_numpy(h0)[None])
         h_seq = torch_model.gru(torch.from_numpy(x), torch.from_numpy(h0)[None])[0]  # [B, T, H]
     h = h0.copy()
     for t in range(T):
         pred, h = cell.step(x[:, t], h)
-        assert pred.shape == (batch, 2 * F) and h.shape == (batch, H)
+        assert pred.shape == (batch, 2 * F if K == 1 else 3 * K * F) and h.shape == (batch, H)
         assert pred.dtype == np.float32 and h.dtype == np.float32
         np.testing.assert_allclose(h, h_seq[:, t].numpy(), atol=1e-5, rtol=0)
-        np.testing.assert_allclose(pred[:, :F], mean[:, t].numpy(), atol=1e-5, rtol=1e-5)
-        np.testing.assert_allclose(pred[:, F:], logvar[:, t].numpy(), atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(pred[:, : K * F], mean[:, t].numpy(), atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(pred[:, K * F : 2 * K * F], logvar[:, t].numpy(), atol=1e-5, rtol=1e-5)
+        if K > 1:
+            np.testing.assert_allclose(pred[:, 2 * K * F :], logit[:, t].numpy(), atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(h, h_last[0].numpy(), atol=1e-5, rtol=0)
 
 

@@ -8,17 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
-from edgernn.backends.base import GRU_WEIGHT_SHAPES
+from edgernn.backends.base import GRU_WEIGHT_SHAPES, MIXTURE_WEIGHT_SHAPES
 
 PYTHON = sys.executable
 REPO = Path(__file__).resolve().parents[2]
 
 
-def random_weights(F: int, H: int, seed: int = 0, gain: float = 1.0) -> dict[str, np.ndarray]:
+def random_weights(F: int, H: int, seed: int = 0, gain: float = 1.0, K: int = 1) -> dict[str, np.ndarray]:
+    """Random weights of a GRU with a head of K Gaussians per feature (head rows K F)."""
     rng = np.random.default_rng(seed)
     dims = {"F": F, "H": H}
-    return {k: (gain / np.sqrt(H) * rng.standard_normal([dims[d] for d in spec])).astype(np.float32)
-            for k, spec in GRU_WEIGHT_SHAPES.items()}
+    shapes = {**GRU_WEIGHT_SHAPES, **(MIXTURE_WEIGHT_SHAPES if K > 1 else {})}
+    return {k: (gain / np.sqrt(H) * rng.standard_normal(
+                [dims[d] * (K if k.startswith("head.") and i == 0 else 1) for i, d in enumerate(spec)])).astype(np.float32)
+            for k, spec in shapes.items()}
 
 
 def steady_weights(F: int, H: int, sigma: float, seed: int = 0) -> dict[str, np.ndarray]:

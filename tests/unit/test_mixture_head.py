@@ -1,0 +1,122 @@
+"""The mixture head (K Gaussians per feature): the weight contract, the kernel's equivalent z (both
+kernel modes), and what it is for: a switch between levels the model expects is not a surprise,
+a spike to a level it does not expect is."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from unit_helpers import plain_kernel_module, random_weights
+
+from edgernn import detector as detector_module
+from edgernn import kernel
+from edgernn.backends.base import check_weights, components
+from edgernn.backends.numpy_gru import NumpyGRU
+from edgernn.bundle import BundleError, load_bundle, write_bundle, write_manifest
+from edgernn.detector import Batch, Detector, DetectorSettings
+
+
+@pytest.fixture(params=["compiled", "plain"])
+def kern(request, monkeypatch):
+    if request.param == "compiled":
+        if not kernel.COMPILED:
+            pytest.skip("the kernel is not compiled here")
+        return kernel
+    plain = plain_kernel_module()
+    monkeypatch.setattr(detector_module, "kernel", plain)
+    return plain
+
+
+def test_gauss_tail_z_inverts_the_tail(kern):
+    for z in (0.0, 1e-6, 0.5, 1.0, 2.5, 6.0, 12.0, 37.0, 38.0, 120.0, 3000.0):
+        back = kern.gauss_tail_z(kern.gauss_tail_log10(z) * math.log(10.0))
+        assert back == pytest.approx(z, rel=1e-9, abs=1e-7)
+    assert kern.gauss_tail_z(0.0) == 0.0 and kern.gauss_tail_z(1e-300) == 0.0
+
+
+def test_weight_contract():
+    w = random_weights(2, 8, seed=1, K=3)
+    assert check_weights(w) == (2, 8) and components(w) == 3
+    assert w["head.W_mean"].shape == (6, 8) and w["head.b_logit"].shape == (6,)
+    assert NumpyGRU(w).step(np.zeros((4, 2), np.float32), np.zeros((4, 8), np.float32))[0].shape == (4, 18)
+    missing = dict(w)
+    del missing["head.W_logit"]
+    with pytest.raises(ValueError, match="head.W_logit"):
+        check_weights(missing)
+    one = random_weights(2, 8, seed=1)
+    with pytest.raises(ValueError, match="head.W_logit"):
+        check_weights({**one, "head.W_logit": w["head.W_logit"]})  # a Gaussian head has no logits
+    with pytest.raises(ValueError, match="head.W_mean"):
+        check_weights({**one, "head.W_mean": np.zeros((3, 8), np.float32)})  # 3 rows: not K F
+
+
+def test_manifest_head_must_match_the_weights(tmp_path):
+    out = write_bundle(tmp_path / "m", name="m", version="0", features=["v"], weights=random_weights(1, 8, K=3))
+    b = load_bundle(out)
+    assert b.components == 3 and b.manifest["head"]["type"] == "mixture" and b.manifest["head"]["components"] == 3
+    b.manifest["head"]["components"] = 2
+    write_manifest(out, b.manifest)
+    with pytest.raises(BundleError, match="K=3"):
+        load_bundle(out)
+
+
+def _level_weights(K: int, sigma: float, step: float, stay_logit: float = 2.0) -> dict:
+    """A head that ignores h: component 0 predicts 'same level' (x), components 1, 2 'a step of
+    +-step' (normalised units), all with std sigma; K = 1: only 'same level'."""
+    w = random_weights(1, 8, seed=3, gain=0.3, K=K)
+    w["head.W_mean"][:] = 0.0
+    w["head.W_logvar"][:] = 0.0
+    w["head.b_logvar"][:] = 2.0 * math.log(sigma)
+    w["head.b_mean"][:] = [0.0, step, -step][:K]
+    if K > 1:
+        w["head.W_logit"][:] = 0.0
+        w["head.b_logit"][:] = [stay_logit, 0.0, 0.0]
+    return w
+
+
+def _run(bundle_dir, x, warmup=100):
+    det = Detector(load_bundle(bundle_dir), settings=DetectorSettings(warmup=warmup, seasonal=False))
+    ts = 1_700_000_000.0 + 60.0 * np.arange(len(x))
+    r = det.process(Batch(["s"] * len(x), ts, x[:, None]))
+    return det, r
+
+
+def test_identical_components_score_as_one_gaussian(tmp_path, kern):
+    """K = 3 copies of one Gaussian (equal logits) is that Gaussian: same scores to 1e-9."""
+    one = _level_weights(1, 0.3, 0.0)
+    three = {k: (np.concatenate([v] * 3) if k.startswith("head.") else v) for k, v in one.items()}
+    three["head.W_logit"] = np.zeros((3, 8), np.float32)
+    three["head.b_logit"] = np.zeros(3, np.float32)
+    rng = np.random.default_rng(0)
+    x = 20.0 + np.cumsum(rng.standard_normal(400)) * 0.2
+    x[300] += 5.0
+    d1 = write_bundle(tmp_path / "k1", name="k1", version="0", features=["v"], weights=one)
+    d3 = write_bundle(tmp_path / "k3", name="k3", version="0", features=["v"], weights=three)
+    (det1, r1), (det3, r3) = _run(d1, x), _run(d3, x)
+    assert (det1.components, det3.components) == (1, 3)
+    ok = np.isfinite(r1.score)
+    assert ok.sum() > 250 and r1.score[ok].max() > 50.0  # the spike is there
+    np.testing.assert_allclose(r3.score[ok], r1.score[ok], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(r3.expected, r1.expected, rtol=1e-12)
+    np.testing.assert_allclose(r3.sigma, r1.sigma, rtol=1e-12)
+
+
+def test_a_level_switch_the_mixture_expects_is_not_a_surprise(tmp_path, kern):
+    """A hard on/off signal (levels 0 and 10, normalised about -1 / +1): the Gaussian head
+    (same-level only) is surprised by every edge, the K = 3 head (same level or a step of 2) by
+    none; a spike to a third level surprises both."""
+    rng = np.random.default_rng(5)
+    level = (np.arange(1200) // 50) % 2 * 10.0  # an edge every 50 readings
+    x = level + 0.05 * rng.standard_normal(len(level))
+    x[1111] = 25.0  # a third level: a fault
+    d1 = write_bundle(tmp_path / "k1", name="k1", version="0", features=["v"], weights=_level_weights(1, 0.02, 2.0))
+    d3 = write_bundle(tmp_path / "k3", name="k3", version="0", features=["v"], weights=_level_weights(3, 0.02, 2.0))
+    (_, r1), (_, r3) = _run(d1, x), _run(d3, x)
+    edges = np.flatnonzero(np.diff(level) != 0) + 1
+    edges = edges[edges > 150]
+    assert r1.score[edges].min() > 1e3  # the Gaussian head: a 100-sigma surprise at every edge
+    assert r3.score[edges].max() < 10.0  # the mixture: an expected step
+    assert r3.score[1111] > 1e3 and r1.score[1111] > 1e3  # the fault, under both
+    assert r3.expected[edges[0], 0] == pytest.approx(x[edges[0] - 1], abs=0.5)  # the most probable: stay

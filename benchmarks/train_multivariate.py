@@ -41,6 +41,7 @@ from edgernn.backends.base import BackendUnavailable  # noqa: E402
 from edgernn.bundle import load_bundle  # noqa: E402
 from edgernn.detector import Batch, Detector  # noqa: E402
 from edgernn.evaluate.skab import list_files, load_file  # noqa: E402
+from edgernn.evaluate.split import PARTS, select  # noqa: E402
 from edgernn.recording import Recording  # noqa: E402
 from edgernn.replay import replay  # noqa: E402
 
@@ -235,8 +236,8 @@ def train(data: Path, model: Path, extra: list[str]) -> dict:
             **{k: load_bundle(model).manifest["provenance"][k] for k in ("final_train_nll", "final_val_nll", "epochs_run")}}
 
 
-def skab_tests(skab: Path):
-    files = [load_file(p, f"{p.parent.name}/{p.name}") for p in list_files(skab)]
+def skab_tests(skab: Path, part: str = "all"):
+    files = select([load_file(p, f"{p.parent.name}/{p.name}") for p in list_files(skab)], part)
     return [(f.name, f.ts, f.x, f.anomaly) for f in files]
 
 
@@ -259,24 +260,27 @@ def report(name: str, tr: dict, sc: dict) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--skab", type=Path, help="SKAB directory (anomaly-free/, other/, valve1/, valve2/)")
+    p.add_argument("--part", choices=PARTS, default="all", help="SKAB's labelled files: all, or the dev / validation part")
+    p.add_argument("--no-synthetic", action="store_true", help="SKAB only")
     p.add_argument("--out", type=Path, default=Path("/tmp/trainbench"))
     p.add_argument("--json", type=Path)
     p.add_argument("--train-args", default="", help="extra `edgernn train` flags (default: none = defaults)")
     a = p.parse_args()
     extra = a.train_args.split()
     results = {}
-    data, tests = make_synthetic(a.out / "synthetic")
-    tr = train(data, a.out / "m_synthetic", extra)
-    train_x = np.loadtxt(data, delimiter=",", skiprows=1, usecols=range(1, 39))
-    results["synthetic"] = {"train": tr, "score": score_files(a.out / "m_synthetic", train_x, tests, feature_names())}
-    report("synthetic telemetry (38 features)", tr, results["synthetic"]["score"])
+    if not a.no_synthetic:
+        data, tests = make_synthetic(a.out / "synthetic")
+        tr = train(data, a.out / "m_synthetic", extra)
+        train_x = np.loadtxt(data, delimiter=",", skiprows=1, usecols=range(1, 39))
+        results["synthetic"] = {"train": tr, "score": score_files(a.out / "m_synthetic", train_x, tests, feature_names())}
+        report("synthetic telemetry (38 features)", tr, results["synthetic"]["score"])
     if a.skab:
         free = a.skab / "anomaly-free" / "anomaly-free.csv"
         tr = train(free, a.out / "m_skab", extra)
         train_x = load_file(free).x
-        results["skab"] = {"train": tr, "score": score_files(a.out / "m_skab", train_x, skab_tests(a.skab),
+        results["skab"] = {"train": tr, "part": a.part, "score": score_files(a.out / "m_skab", train_x, skab_tests(a.skab, a.part),
                                                                           list(load_file(free).features))}
-        report("SKAB (trained on anomaly-free.csv)", tr, results["skab"]["score"])
+        report(f"SKAB (trained on anomaly-free.csv; files: {a.part})", tr, results["skab"]["score"])
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(results, indent=1))

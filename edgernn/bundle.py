@@ -19,13 +19,17 @@ import yaml
 
 from .backends.base import check_weights, components
 from .fileio import atomic_write, save_npz
-from .scoring import KERNEL_TABLES, PEAK
+from .scoring import KERNEL_TABLES, OPTIONAL_TABLES
 
 SCHEMA_VERSION = 1
 NORMALISATION_MODES = ("stream", "fixed")
 # manifest feature_kinds: {name: {kind, distinct, ...}} as edgernn/train/features.py classifies them
 FEATURE_KINDS = ("constant", "near-constant", "binary", "counter", "quantised", "continuous")
 STUCK_KINDS = ("continuous", "counter")  # kinds where a run of exact repeats is news (the stuck look)
+# kinds left out of the level and spread looks: a stream's EW statistics of their level and spread are
+# degenerate (zero variance, or two values), so a young stream's first change reads as extreme; a
+# change of theirs is scored by the instant / peak looks and, with fixed normalisation, the training reference
+SHAPELESS_KINDS = ("constant", "near-constant", "binary")
 FILE_MODE, DIR_MODE = 0o644, 0o755  # bundles are read by services running as other users
 
 
@@ -165,8 +169,8 @@ def _calibration(manifest: dict, where: str) -> Calibration:
         target_false_alarm_rate=_get(manifest, "calibration.target_false_alarm_rate", float, where),
         warmup=_get(manifest, "calibration.warmup", int, where),
         smoothing=_get(manifest, "calibration.smoothing", float, where),
-        tables={look: _table(manifest, look, where) for look in KERNEL_TABLES  # peak: optional (F > 1)
-                if look != PEAK or _get(manifest, f"calibration.tables.{PEAK}", dict, where, None) is not None},
+        tables={look: _table(manifest, look, where) for look in KERNEL_TABLES  # peak, reference: optional (F > 1)
+                if look not in OPTIONAL_TABLES or _get(manifest, f"calibration.tables.{look}", dict, where, None) is not None},
     )
     if not 0.0 < cal.threshold <= 1.0:
         raise BundleError(f"{where}: calibration.threshold: must be in (0, 1]")

@@ -30,7 +30,7 @@ import numpy as np
 from . import alerts, kernel, scoring
 from .alerts import AlertSettings
 from .readings import Batch, Reading, batch_from_readings  # noqa: F401 - moved there: decode uses them without the detector
-from .bundle import STUCK_KINDS
+from .bundle import SHAPELESS_KINDS, STUCK_KINDS
 from .settings import DetectorSettings  # noqa: F401 - declared once, with every other setting
 from .state import StateStore
 
@@ -175,10 +175,15 @@ class Detector:
         self.F = bundle.n_features
         self.seasonal = bool(s.seasonal) and self.F == 1  # univariate models only
         self.components = int(getattr(backend, "components", 1))  # the backend's head: K Gaussians per feature
-        self.state = StateStore(self.F, bundle.hidden, capacity=s.max_streams, reference=self.reference_rows > 0,
+        # the training reference: the reference look against the model's own mean / std (F > 1,
+        # fixed normalisation, reference_rows 0); its ref_mean column holds the stream's warm-up mean
+        self.tref_stat = self.F > 1 and bundle.norm_mode != "stream" and not self.reference_rows
+        self.state = StateStore(self.F, bundle.hidden, capacity=s.max_streams,
+                                reference=self.reference_rows > 0 or self.tref_stat,
                                 seasonal=self.seasonal, components=self.components)  # only the looks' columns in use
         self.seasonal_trust, self.day_offset = float(s.seasonal_trust), float(s.day_offset_s)
         self.peak = False  # the peak look: in use for F > 1 with a peak table (set_tables)
+        self.tref = False  # the training reference: in use with a reference table (set_tables)
         if bundle.norm_mode == "fixed":  # new streams start warm with the model's statistics
             self.state.set_initial("norm_mean", bundle.norm_mean)
             self.state.set_initial("norm_var", bundle.norm_std**2)
@@ -206,7 +211,7 @@ class Detector:
     def _params(self) -> dict:
         """The kernel's resolved settings and bundle constants (kernel.Params), slab offsets aside."""
         s, b, a = self.settings, self.bundle, self.settings.alerts
-        n_looks = 5 + (1 if self.reference_rows else 0) + (1 if self.peak else 0)
+        n_looks = 5 + (1 if self.reference_rows or self.tref else 0) + (1 if self.peak else 0)
         return dict(
             F=self.F, K=self.components, stream_norm=b.norm_mode == "stream", warmup=float(self.warmup), settle=float(s.settle),
             adapt=self.adapt, max_gap=-1.0 if s.max_gap_s is None else float(s.max_gap_s), clip=b.input_clip,
@@ -218,7 +223,7 @@ class Detector:
             quiet_level=float(s.onset_quiet), on_rate=1.0 / s.onset_memory, on_weight=float(s.onset_weight),
             range_surprise=float(s.range_surprise), ref_rows=float(self.reference_rows),
             ref_rate=1.0 / s.reference_window, ref_drift=float(s.reference_drift), ref_peak_gate=float(s.reference_peak),
-            seasonal=self.seasonal, peak_on=self.peak, seas_trust=self.seasonal_trust, day_offset=self.day_offset,
+            seasonal=self.seasonal, peak_on=self.peak, tref_on=self.tref, seas_trust=self.seasonal_trust, day_offset=self.day_offset,
             a_k=a.k, a_mask=(1 << a.n) - 1, a_clear_after=float(a.clear_after), a_min_duration=float(a.min_duration),
             a_cooldown=float(a.cooldown), a_max_duration=float(a.max_duration), a_update_factor=float(a.update_factor),
             a_update_gap=float(a.update_gap),
@@ -233,33 +238,38 @@ class Detector:
             raise ValueError(f"no calibration table for look(s) {sorted(unknown)}: tables are {scoring.KERNEL_TABLES}")
         merged = {**self.cal.tables, **tables}
         self.peak = self.F > 1 and scoring.PEAK in merged  # a bundle calibrated before the peak look: off
+        self.tref = self.tref_stat and scoring.REFERENCE in merged  # ... before the training reference: off
         self.tables = {name: {k: merged[name][k] for k in ("x", "log10_sf", "tail_scale")}
                        for name in scoring.KERNEL_TABLES if name in merged}  # the raw tables in use
-        self.looks = (*scoring.LOOKS, *((scoring.REFERENCE,) if self.reference_rows else ()),
+        self.looks = (*scoring.LOOKS, *((scoring.REFERENCE,) if self.reference_rows or self.tref else ()),
                       *((scoring.SEASONAL,) if self.seasonal else ()), *((scoring.PEAK,) if self.peak else ()))
-        # recorded (record_looks): the looks in use, and the peak statistic of any multivariate
-        # model (calibration fits its table from it)
-        self.recorded = (*self.looks, *((scoring.PEAK,) if self.F > 1 and not self.peak else ()))
+        # recorded (record_looks): the looks in use, and the peak and training-reference statistics
+        # of any multivariate model (calibration fits their tables from them)
+        self.recorded = (*self.looks, *((scoring.PEAK,) if self.F > 1 and not self.peak else ()),
+                         *((scoring.REFERENCE,) if self.tref_stat and not self.tref else ()))
         prepared = [scoring.prepare_table(self.tables.get(n, self.tables["instant"]))  # unread when not in use
                     for n in scoring.KERNEL_TABLES]
         offsets = {name: max(at, 0) for name, at in self.state.layout.offsets.items()}
-        used, stuck = self._kind_masks()
+        used, stuck, shape = self._kind_masks()
         sm = self.tables["smoothed"]  # its median on normal data: where settling restarts the smoothed look
         typ = float(np.interp(-math.log10(2.0), np.asarray(sm["log10_sf"])[::-1], np.asarray(sm["x"])[::-1]))
         self.params = kernel.Params({**offsets, **self._params(), "smooth_typ": typ}, scoring.ONSET_LEVELS.tolist(),
-                                    prepared, used, stuck)
+                                    prepared, used, stuck, shape)
 
-    def _kind_masks(self) -> tuple[list[float], list[float]]:
+    def _kind_masks(self) -> tuple[list[float], list[float], list[float]]:
         """Per feature 1 / 0 from the manifest's feature_kinds ({name: {kind, ...}}, or bare kind
         names): in the score (every feature: the trainer gives a constant one a std of 1 % of its
         value, so any change from it is a calibrated finding) and in the stuck look (a kind where
         exact repeats are news: STUCK_KINDS; a feature with no kind recorded, as in bundles without
         kinds). Measured (benchmarks/train_multivariate.py data): leaving constants out of the
-        score lost the faults that move them (best F1 0.424 -> 0.326) for no fewer false alerts."""
+        score lost the faults that move them (best F1 0.424 -> 0.326) for no fewer false alerts.
+        Third: in the level and spread looks (not SHAPELESS_KINDS: a binary or constant feature's
+        EW level / spread statistics are degenerate and cried wolf in young streams)."""
         kinds = self.bundle.manifest.get("feature_kinds") or {}
         kind = [(kinds.get(n) or {}).get("kind") if isinstance(kinds.get(n), dict) else kinds.get(n)
                 for n in self.features]
-        return [1.0] * len(kind), [1.0 if k is None or k in STUCK_KINDS else 0.0 for k in kind]
+        return ([1.0] * len(kind), [1.0 if k is None or k in STUCK_KINDS else 0.0 for k in kind],
+                [0.0 if k in SHAPELESS_KINDS else 1.0 for k in kind])
 
     def process(self, batch: Batch, now: float | None = None) -> Result:
         """Score a batch of readings in arrival order. ``now``: the wall clock (epoch seconds) in a

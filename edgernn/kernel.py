@@ -150,12 +150,15 @@ class Params:
 
     Public ints named like layout.columns are slab offsets (-1 / 0: the column is not there);
     the rest are resolved settings and bundle constants. ``Params(values, levels, tables)``:
-    values {name: number} for every public field, levels scoring.ONSET_LEVELS, tables the five
-    prepared calibration tables (instant, smoothed, level, spread, peak: scoring.KERNEL_TABLES; the
-    peak one is read only when ``peak_on`` is set), used (optional) 1 / 0 per
+    values {name: number} for every public field, levels scoring.ONSET_LEVELS, tables the six
+    prepared calibration tables (instant, smoothed, level, spread, peak, reference:
+    scoring.KERNEL_TABLES; the peak one is read only when ``peak_on`` is set, the reference one only
+    when ``tref_on`` is), used (optional) 1 / 0 per
     feature: 0 keeps a feature out of the score and the looks (all 0 or None: every feature),
     stuck (optional) 1 / 0 per feature: 0 keeps a feature out of the stuck look (a binary or
-    quantised feature repeats by nature; None: every used feature)."""
+    quantised feature repeats by nature; None: every used feature), shape (optional) 1 / 0 per
+    feature: 0 keeps a feature out of the level and spread looks (a binary or constant feature:
+    the stream's EW statistics of its level and spread are degenerate; None: every used feature)."""
 
     # slab offsets (layout.columns)
     norm_mean = cython.declare(cython.int, visibility="public")
@@ -244,6 +247,7 @@ class Params:
     ref_peak_gate = cython.declare(cython.double, visibility="public")
     seasonal = cython.declare(cython.bint, visibility="public")
     peak_on = cython.declare(cython.bint, visibility="public")  # the peak look is in use (F > 1, a peak table)
+    tref_on = cython.declare(cython.bint, visibility="public")  # the training-reference look is in use (a reference table)
     seas_trust = cython.declare(cython.double, visibility="public")
     day_offset = cython.declare(cython.double, visibility="public")
     a_k = cython.declare(cython.int, visibility="public")
@@ -257,15 +261,17 @@ class Params:
     tab_n = cython.declare(cython.int, visibility="public")
     n_levels = cython.declare(cython.int, visibility="public")
     n_used = cython.declare(cython.double, visibility="public")  # features in the residual statistics
-    # arrays: ONSET_LEVELS, the 5 calibration tables (each xs[tab_n] then log10_sf[tab_n]), and per
+    # arrays: ONSET_LEVELS, the 6 calibration tables (each xs[tab_n] then log10_sf[tab_n]), and per
     # feature 1.0 / 0.0: in the residual statistics and the looks or not (the detector keeps every feature in),
-    # and in the stuck look or not (used and of a kind where exact repeats are news)
+    # in the stuck look or not (used and of a kind where exact repeats are news), in the level and
+    # spread looks or not (used and of a kind whose level and spread vary)
     levels: cython.double[:]
     tab: cython.double[:]
     used: cython.double[:]
     stuck: cython.double[:]
+    shape: cython.double[:]
 
-    def __init__(self, values: dict, levels, tables: list, used=None, stuck=None):
+    def __init__(self, values: dict, levels, tables: list, used=None, stuck=None, shape=None):
         self.K = 1  # a Gaussian head unless values say otherwise
         for name, value in values.items():
             setattr(self, name, value)
@@ -282,6 +288,8 @@ class Params:
         self.n_used = sum(used)
         stuck = used if stuck is None else [u * float(k) for u, k in zip(used, stuck)]  # [F]
         self.stuck = np.array(stuck, np.float64) if cython.compiled else stuck
+        shape = used if shape is None else [u * float(k) for u, k in zip(used, shape)]  # [F]
+        self.shape = np.array(shape, np.float64) if cython.compiled else shape
 
 
 @cython.ccall
@@ -469,7 +477,8 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
     level: cython.double = 0.0
     spread: cython.double = 0.0
     stuck: cython.double = 0.0
-    reference: cython.double = 0.0  # min over features of log10 P(|N(0,1)| >= z_f)
+    reference: cython.double = 0.0  # min over features of log10 P(|N(0,1)| >= z_f); training reference: max z_f
+    tref: cython.bint = p.ref_rows <= 0.0 and p.F > 1 and not p.stream_norm  # the training-reference statistic
     peak: cython.double = 0.0  # max over features in use of |z_f| (the peak look)
     xf: cython.double
     xl: cython.double
@@ -511,19 +520,22 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         fv = (1.0 - af) * (q[p.fast_var + f] + af * (xl - fm_old) * (xl - fm_old))
         work[o + W_D] = (fm - mean) / std
         work[o + W_V] = log(fv / (std * std) + 1e-4)
-        work[o + W_LEVEL] = abs(work[o + W_D] - q[p.lvl_mean + f]) / sqrt(q[p.lvl_var + f] + 1e-4) * p.used[f]
-        work[o + W_SPREAD] = abs(work[o + W_V] - q[p.spr_mean + f]) / sqrt(q[p.spr_var + f] + 1e-2) * p.used[f]
+        work[o + W_LEVEL] = abs(work[o + W_D] - q[p.lvl_mean + f]) / sqrt(q[p.lvl_var + f] + 1e-4) * p.shape[f]
+        work[o + W_SPREAD] = abs(work[o + W_V] - q[p.spr_mean + f]) / sqrt(q[p.spr_var + f] + 1e-2) * p.shape[f]
         level, spread = max(level, work[o + W_LEVEL]), max(spread, work[o + W_SPREAD])
         if p.ref_rows > 0.0:
             work[o + W_REF] = _reference(p, r, q, f, xl, count) * p.used[f]
             reference = min(reference, gauss_tail_log10(work[o + W_REF]))
+        elif tref:
+            work[o + W_REF] = _train_ref(p, r, f, xl, mean, std, count) * p.used[f]
+            reference = max(reference, work[o + W_REF])
         xin[f] = c
         work[o + W_XC], work[o + W_STD], work[o + W_MEAN], work[o + W_XL] = c, std, mean, xl
         work[o + W_SIGMA_N], work[o + W_RUN], work[o + W_FM], work[o + W_FV] = sigma_n, run, fm, fv
         work[o + W_EXPECTED] = mu * std + mean
         work[o + W_SIGMA] = sigma_n * std
     out[O_SCORE], out[O_LEVEL], out[O_SPREAD], out[O_STUCK], out[O_PEAK] = score, level, spread, stuck, peak
-    out[O_REF] = min(reference + p.log10_F, 0.0) if p.ref_rows > 0.0 else 0.0
+    out[O_REF] = min(reference + p.log10_F, 0.0) if p.ref_rows > 0.0 else reference
 
 
 @cython.cfunc
@@ -645,10 +657,28 @@ def _reference(p: Params, r: cython.double[:], q: cython.float[:], f: cython.int
 
 
 @cython.cfunc
+@cython.cdivision(True)
+def _train_ref(p: Params, r: cython.double[:], f: cython.int, xl: cython.double, mean: cython.double, std: cython.double,
+               count: cython.double) -> cython.double:
+    """Feature f's z of the training reference (F > 1, fixed normalisation, reference_rows 0):
+    |x - m| / s with the model's mean / std (what training saw), or, where nearer, |x - a| / s with
+    a the stream's own mean over its warm-up readings (ref_mean; learned while count <= warmup): a
+    stream that runs at another operating point than the training data is measured from its start."""
+    z: cython.double = abs(xl - mean) / std
+    if p.warmup < 1.0:
+        return min(z, 1e6)
+    if count <= p.warmup:
+        r[p.ref_mean + f] = r[p.ref_mean + f] + (xl - r[p.ref_mean + f]) / count
+        return min(z, 1e6)
+    return min(min(z, abs(xl - r[p.ref_mean + f]) / std), 1e6)
+
+
+@cython.cfunc
 def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.double, ts: cython.double, count: cython.double,
            out: cython.double[:]) -> cython.double:
     """Per-look log10 p to out[O_LP + k] (seasonal look and AND-gate where trusted; the peak look's
-    from table 4 when it is on, 0 otherwise), the look with
+    from table 4 when it is on, 0 otherwise; the reference look's as the kernel computed it with
+    reference_rows, from table 5 for the training reference when it is on, 0 otherwise), the look with
     the smallest (O_LOOK, first on ties) and the Bonferroni-combined log10 p (O_LOG10P).
     Returns log10 of the number of looks counted (live Bonferroni)."""
     lp0: cython.double = tail(p, 0, out[O_SCORE])
@@ -660,7 +690,8 @@ def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.doubl
             bonf = p.log10_looks_seas
             lp0, lp1 = max(lp0, out[O_GATE]), max(lp1, out[O_GATE])
     out[O_LP], out[O_LP + 1], out[O_LP + 2] = lp0, lp1, tail(p, 2, out[O_LEVEL])
-    out[O_LP + 3], out[O_LP + 4], out[O_LP + 5], out[O_LP + 6] = tail(p, 3, out[O_SPREAD]), out[O_STUCK], out[O_REF], out[O_SEAS]
+    out[O_LP + 3], out[O_LP + 4], out[O_LP + 6] = tail(p, 3, out[O_SPREAD]), out[O_STUCK], out[O_SEAS]
+    out[O_LP + 5] = out[O_REF] if p.ref_rows > 0.0 else tail(p, 5, out[O_REF]) if p.tref_on else 0.0
     out[O_LP + 7] = tail(p, 4, out[O_PEAK]) if p.peak_on else 0.0
     best: cython.int = 0
     k: cython.int
@@ -678,7 +709,7 @@ def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.doubl
 @cython.inline
 def _in_use(p: Params, k: cython.int) -> cython.bint:
     """Look k (scoring.ALL_LOOKS order) is in use: the reference, seasonal and peak looks only when on."""
-    return not ((k == 5 and p.ref_rows <= 0.0) or (k == 6 and not p.seasonal) or (k == 7 and not p.peak_on))
+    return not ((k == 5 and p.ref_rows <= 0.0 and not p.tref_on) or (k == 6 and not p.seasonal) or (k == 7 and not p.peak_on))
 
 
 @cython.cfunc

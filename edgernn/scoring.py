@@ -76,7 +76,8 @@ SEASONAL = "seasonal"  # the time-of-day look (DetectorSettings.seasonal, univar
 PEAK = "peak"  # the worst feature's |z| (multivariate models whose calibration has a peak table)
 ALL_LOOKS = (*LOOKS, REFERENCE, SEASONAL, PEAK)  # also the order of each stream's onset_ref columns
 TABLE_LOOKS = LOOKS[:-1]  # the looks every bundle has a calibration table for (stuck has its own model)
-KERNEL_TABLES = (*TABLE_LOOKS, PEAK)  # the tables the kernel reads, in its order (peak: optional)
+KERNEL_TABLES = (*TABLE_LOOKS, PEAK, REFERENCE)  # the tables the kernel reads, in its order (the last two optional)
+OPTIONAL_TABLES = (PEAK, REFERENCE)  # multivariate only: peak; reference: the training reference (fixed normalisation)
 # surprise levels (1 .. 2896) at which the detector keeps each stream's rate of onsets
 ONSET_LEVELS = np.array([2.0 ** (j / 2.0) for j in range(24)])
 # the seasonal look's constants (kernel._season)

@@ -40,21 +40,23 @@ def run_series(bundle, series: list[Series], threshold: float | None = None, chu
     val = np.zeros(len(feed), bool)  # [N] feed rows in a series' held-out part
     for x, rows in zip(series, feed.rows_of):
         val[rows[x.split:]] = True
-    names = (*scoring.LOOKS, *((scoring.PEAK,) if scoring.PEAK in out.looks else ()), "log10p")
+    names = (*scoring.LOOKS, *((scoring.PEAK,) if scoring.PEAK in out.looks else ()),
+             *((scoring.REFERENCE,) if det.tref_stat else ()), "log10p")  # reference: the training reference's statistic
     raised = sum(1 for e in out.events if e.kind == "raised")
     scored = int(np.isfinite(out.score).sum())
     return ({k: out.looks[k][val] for k in names}, {k: out.looks[k] for k in names}, raised, scored)
 
 
-def fit_tables(looks: dict, looks_all: dict | None = None, peak: bool = False) -> dict:
-    """The looks' tail tables: the GRU looks (instant, smoothed, and peak if ``peak`` and the
-    looks hold it: a multivariate model) from ``looks`` (held-out readings), the model-free ones
-    (level, spread) from ``looks_all`` (every scored reading; default: ``looks``). NaN values
-    (readings not scored) are ignored."""
+def fit_tables(looks: dict, looks_all: dict | None = None, optional: tuple = ()) -> dict:
+    """The looks' tail tables: the GRU looks (instant, smoothed, and of ``optional`` the peak and
+    training reference ones the looks hold: a multivariate model, with fixed normalisation for the
+    reference) from ``looks`` (held-out readings: the training reference is fitted where the model's
+    mean / std were not), the model-free ones (level, spread) from ``looks_all`` (every scored
+    reading; default: ``looks``). NaN values (readings not scored) are ignored."""
     looks_all = looks if looks_all is None else looks_all
-    names = (*scoring.TABLE_LOOKS, *((scoring.PEAK,) if peak and scoring.PEAK in looks else ()))
-    return {name: scoring.fit_table((looks if name in ("instant", "smoothed", scoring.PEAK) else looks_all)[name])
-            for name in names}
+    names = (*scoring.TABLE_LOOKS, *(n for n in scoring.OPTIONAL_TABLES if n in optional and n in looks))
+    held = ("instant", "smoothed", *scoring.OPTIONAL_TABLES)
+    return {name: scoring.fit_table((looks if name in held else looks_all)[name]) for name in names}
 
 
 def fit_tables_on(bundle, series: list[Series], passes: int = 2, settings: DetectorSettings | None = None,
@@ -65,13 +67,13 @@ def fit_tables_on(bundle, series: list[Series], passes: int = 2, settings: Detec
     Pass 1 runs with ``tables`` (default: the bundle's); each further pass reruns from the first
     reading with the tables the previous pass fitted (a stream does not learn from readings the
     tables call anomalous, so the tables shape the statistics they are fitted on). The peak look's
-    table only where the bundle's calibration has one (the look is on)."""
+    and training reference tables only where the bundle's calibration has them (the looks are on)."""
     if passes < 1:
         raise ValueError("passes must be >= 1")
-    peak = scoring.PEAK in bundle.calibration.tables
+    optional = tuple(n for n in scoring.OPTIONAL_TABLES if n in bundle.calibration.tables)
     for _ in range(passes):
         looks, looks_all, _, _ = run_series(bundle, series, settings=settings, tables=tables, backend=backend)
-        tables = fit_tables(looks, looks_all, peak)
+        tables = fit_tables(looks, looks_all, optional)
     return tables
 
 
@@ -167,10 +169,11 @@ def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margi
     manifest = dict(load_bundle(bundle_dir).manifest)
     cal = dict(manifest["calibration"])
     cal.pop("threshold_extrapolated", None)
-    # A multivariate model gets the peak look's table (pass 1 runs without it, pass 2 with it).
+    # A multivariate model gets the peak look's table, and with fixed normalisation the training
+    # reference's (pass 1 runs without them, pass 2 with them).
     for _ in range(2):
         looks, looks_all, _, _ = run_series(load_bundle(bundle_dir), series)
-        cal["tables"] = fit_tables(looks, looks_all, peak=True)
+        cal["tables"] = fit_tables(looks, looks_all, optional=scoring.OPTIONAL_TABLES)
         manifest["calibration"] = cal
         write_manifest(bundle_dir, manifest)
     bundle = load_bundle(bundle_dir)

@@ -18,9 +18,15 @@ Handling (the manifest's ``feature_kinds`` records kind and facts; the detector 
 * constant / near-constant: the normalising std is not the (near) zero spread of the data but
   1 % of the value (1 unit when the value is 0), so a change of 1 % reads as one standard
   deviation: residuals stay finite and "any change from a constant is a finding" is calibrated
-  like the other statistics. The stuck statistic has no meaning on them (they always repeat).
+  like the other statistics. The stuck statistic has no meaning on them (they always repeat), nor
+  have the level and spread looks' per-stream statistics (zero variance: a change reads as
+  extreme long after it ended); a change is scored by the residual (instant, peak) looks and the
+  training reference.
 * binary / quantised: normalised like the rest; repeats are normal for them, so the stuck
-  statistic should not be used on them either.
+  statistic should not be used on them either. A binary feature is also out of the level and
+  spread looks (a young stream's statistics of a two-valued level read as extreme; measured on
+  benchmarks/train_multivariate.py's synthetic set: every level / spread false positive at
+  surprise >= 8 outside the faults came from a binary feature).
 * counter: left out of the model by default (its raw value grows out of any training range,
   so every later reading would look anomalous); ``--counters model`` keeps it, and the range
   warnings of the trainer then point out how far it has left its training range.
@@ -108,9 +114,11 @@ def sane_std(std: np.ndarray, mean: np.ndarray, kinds: dict[str, dict], names) -
 
 
 HANDLING = {
-    "constant": "std set to 1 % of the value (1 unit at 0): any change is a finding; no stuck look (the detector reads feature_kinds)",
-    "near-constant": "std at least 1 % of the usual value (1 unit at 0); no stuck look",
-    "binary": "repeats are normal for it: no stuck look (the detector reads feature_kinds)",
+    "constant": "std set to 1 % of the value (1 unit at 0): any change is a finding; no stuck look, no level / spread "
+                "look (their per-stream statistics of a constant are degenerate; the detector reads feature_kinds)",
+    "near-constant": "std at least 1 % of the usual value (1 unit at 0); no stuck look, no level / spread look",
+    "binary": "repeats are normal for it: no stuck look; no level / spread look (a two-valued level and spread "
+              "read as extreme in a young stream; the detector reads feature_kinds)",
     "quantised": "repeats are normal for it: no stuck look (the detector reads feature_kinds)",
     "counter": "raw value modelled (--counters model); it leaves its training range as it grows",
     "continuous": "every look",

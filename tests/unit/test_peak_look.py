@@ -103,7 +103,7 @@ def test_normal_readings_cost_only_the_bonferroni_share(steady_bundle):
 def test_fit_tables_fits_the_peak_table_only_when_asked_and_recorded():
     rng = np.random.default_rng(0)
     looks = {name: np.abs(rng.standard_normal(500)) for name in (*scoring.TABLE_LOOKS, scoring.PEAK)}
-    assert scoring.PEAK in fit_tables(looks, peak=True)
+    assert scoring.PEAK in fit_tables(looks, optional=scoring.OPTIONAL_TABLES)
     assert scoring.PEAK not in fit_tables(looks)
     del looks[scoring.PEAK]  # a univariate model records no peak statistic
-    assert scoring.PEAK not in fit_tables(looks, peak=True)
+    assert scoring.PEAK not in fit_tables(looks, optional=scoring.OPTIONAL_TABLES)

@@ -356,7 +356,7 @@ class Detector:
                 self._record_looks(res, int(idx[j]), outs[j])
         for j in np.flatnonzero(codes).tolist():
             res.events.append(self._event(int(codes[j]), int(idx[j]), streams[j], float(ts[j]), x[j],
-                                          st.num[rows[j]], outs[j], works[j]))
+                                          int(rows[j]), outs[j], works[j]))
 
     def _one_reading(self, batch: Batch, res: Result, now: float | None) -> None:
         """``process`` for a batch of one: the same kernel (step_one) and checks, on 1-D buffers."""
@@ -389,7 +389,7 @@ class Detector:
         if res.looks is not None and out[K.O_SCORED]:
             self._record_looks(res, 0, out)
         if code:
-            res.events.append(self._event(code, 0, sid, t, x1, st.num[row], out, work))
+            res.events.append(self._event(code, 0, sid, t, x1, row, out, work))
         self.accepted += 1
 
     def _not_stepped(self, res: Result, pos: int, code: int, row: int) -> None:
@@ -405,16 +405,16 @@ class Detector:
             res.looks[name][pos] = out[_LOOK_OUT[name]]
         res.looks["log10p"][pos] = out[K.O_LOG10P]
 
-    def _event(self, code: int, pos: int, sid: str, ts: float, x, r, out, work) -> Event:
-        """The Event for a stepped reading: out[N_OUT], work[F * W] its kernel outputs, r its
-        stream's slab row after the step."""
-        L, per = self.state.layout, work.reshape(self.F, K.W)  # [F, W]
+    def _event(self, code: int, pos: int, sid: str, ts: float, x, row: int, out, work) -> Event:
+        """The Event for a stepped reading: out[N_OUT], work[F * W] its kernel outputs, row its
+        stream's slab row (read after the step)."""
+        st, L, per = self.state, self.state.layout, work.reshape(self.F, K.W)  # [F, W]
         return Event(
-            kind=alerts.EVENT_NAMES[code], stream=sid, alert_id=f"{sid}#{int(r[L.seq])}", ts=ts,
+            kind=alerts.EVENT_NAMES[code], stream=sid, alert_id=f"{sid}#{int(st.num4[row, L.seq])}", ts=ts,
             score=float(out[K.O_SCORE]), likelihood=float(out[K.O_LIK]), threshold=self.threshold,
             features=self.features, values=tuple(map(float, x)), expected=tuple(per[:, K.W_EXPECTED].tolist()),
             sigma=tuple(per[:, K.W_SIGMA].tolist()), contributions=tuple(per[:, K.W_CONTRIB].tolist()),
-            started=float(r[L.start_ts]), position=pos, feature=int(out[K.O_FEATURE]),
+            started=float(st.num[row, L.start_ts]), position=pos, feature=int(out[K.O_FEATURE]),
             reason="new_normal" if code == K.NEW_NORMAL else scoring.ALL_LOOKS[int(out[K.O_LOOK])],
             surprise=float(out[K.O_SURPRISE]), duration=int(out[K.O_DURATION]), carrying=self._carrying(out, per),
         )

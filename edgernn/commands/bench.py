@@ -297,9 +297,10 @@ def rss_bytes() -> int:
         return 0
 
 
-def state_bytes(store) -> int:
-    """Bytes of every array the state store holds (slab, hidden state, bookkeeping)."""
-    return sum(v.nbytes for v in vars(store).values() if isinstance(v, np.ndarray))
+def state_bytes(store) -> float:
+    """Bytes of every array the state store holds (slabs, hidden state, LRU ticks): its capacity x
+    ``StateStore.bytes_per_stream``, the one definition."""
+    return store.bytes_per_stream() * store.capacity
 
 
 def _detector_config(bundle, name: str, be, b: int, n_streams: int, values: np.ndarray) -> Config:

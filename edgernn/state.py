@@ -76,7 +76,7 @@ class StateStore:
             for i, row in enumerate(found):
                 if row is None:
                     found[i] = self._new_row(streams[i])
-        rows = np.array(found, np.intp)
+        rows = np.fromiter(found, np.intp, len(found))
         self.last_seen[rows] = self._tick
         return rows
 

@@ -373,7 +373,7 @@ class Detector:
         if res.looks is not None:
             for j in np.flatnonzero(outs[:, K.O_SCORED]).tolist():
                 self._record_looks(res, int(idx[j]), outs[j])
-        for j in np.flatnonzero(codes).tolist():
+        for j in (np.flatnonzero(codes).tolist() if codes.any() else ()):
             res.events.append(self._event(int(codes[j]), int(idx[j]), streams[j], float(ts[j]), x[j],
                                           int(rows[j]), outs[j], works[j]))
 

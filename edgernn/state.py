@@ -71,12 +71,14 @@ class StateStore:
         self._tick += 1
         if self._tick >= TICK_LIMIT:
             self._renumber()
-        found = list(map(self.ids.get, streams))
-        if None in found:
+        try:  # every stream known (the common case): no list, no scan for new ones
+            rows = np.fromiter(map(self.ids.__getitem__, streams), np.intp, len(streams))
+        except KeyError:
+            found = list(map(self.ids.get, streams))
             for i, row in enumerate(found):
                 if row is None:
                     found[i] = self._new_row(streams[i])
-        rows = np.fromiter(found, np.intp, len(found))
+            rows = np.array(found, np.intp)
         self.last_seen[rows] = self._tick
         return rows
 

@@ -275,8 +275,8 @@ class Detector:
         if not clean or (now is not None and B and float(ts.max()) > float(now) + self.settings.max_future_s):
             self._screen(res, x, ts, now)
         for idx in self._waves(batch.streams, res.accepted):
-            if len(idx) == B:  # the whole batch, each stream once: no copies
-                self._wave(idx, batch.streams, ts, x, cap, res)
+            if len(idx) == B and x.flags.writeable and ts.flags.writeable:  # the whole batch: no copies
+                self._wave(idx, batch.streams, ts, x, cap, res)  # (the kernel's buffers must be writable)
             else:
                 self._wave(idx, [batch.streams[i] for i in idx.tolist()], ts[idx], x[idx], cap, res)
         if len(res.events) > 1:  # waves append out of arrival order

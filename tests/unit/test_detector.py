@@ -235,6 +235,22 @@ def test_finite_readings_whose_sum_overflows_are_all_accepted(tiny_bundle):
     assert r.accepted.tolist() == [True, False] and det.rejects["future"] == 1
 
 
+def test_read_only_batch_arrays_are_processed(tiny_bundle):
+    """A batch may hold read-only arrays (np.frombuffer, broadcast views): same outputs as writable."""
+    x = sine_series(40, F=1)
+    ts = 100.0 + np.arange(40.0)
+    got = []
+    for read_only in (False, True):
+        det = _det(tiny_bundle(F=1, H=8, warmup=8))
+        for lo in range(0, 40, 2):
+            xb, tb = x[lo : lo + 2].copy(), ts[lo : lo + 2].copy()
+            xb.flags.writeable = tb.flags.writeable = not read_only
+            r = det.process(Batch(["a", "b"], tb, xb))
+            got.append(r.score.tolist())
+    np.testing.assert_array_equal(got[:20], got[20:])
+    assert r.accepted.all() and np.isfinite(got[-1]).all()
+
+
 def test_rejected_reading_of_an_unknown_stream_creates_no_state(tiny_bundle):
     det = _det(tiny_bundle(F=1, H=8), max_streams=2)
     det.process(Batch(["ghost1", "ghost2", "ghost3"], np.arange(3.0), np.full((3, 1), np.nan)))

@@ -397,7 +397,8 @@ def _tables(configs: list[Config]) -> tuple[list[dict], list[dict], list[dict]]:
                           "bytes_per_stream": round(cfg.bytes_per_stream, 1),
                           "rss_growth_per_stream": round(cfg.rss_per_stream, 1)})
         elif cfg.kind == "peer":
-            peers.append({"name": cfg.label, "us_per_reading": round(cfg.us_per_call, 3), "spread": round(cfg.spread, 3)})
+            peers.append({"name": cfg.label, "us_per_reading": round(cfg.us_per_call, 3),
+                          "cpu_us_per_reading": round(cfg.cpu_us_per_call, 3), "spread": round(cfg.spread, 3)})
     return results, peers, scale
 
 
@@ -502,7 +503,8 @@ def render(results: list[dict], peers: list[dict], bundle) -> str:
     if peers:
         lines += ["", "peers (same values, one reading at a time):"]
         for p in peers:
-            lines.append(f"  {p['name']:40s} {p['us_per_reading']:8.2f} µs/reading  ±{100 * p['spread']:.0f}%")
+            lines.append(f"  {p['name']:40s} {p['us_per_reading']:8.2f} µs/reading  ±{100 * p['spread']:.0f}%  "
+                         f"(CPU {p['cpu_us_per_reading']:.2f})")
     lines += ["", "µs/reading = Detector.process per call / batch (normalise, score, looks, alerts, GRU step, "
                   "state gather/scatter);",
               "step µs/call = backend.step alone at that batch; ± = quartile half-range over rounds; alerts = "

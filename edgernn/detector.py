@@ -188,6 +188,8 @@ class Detector:
             self.state.set_initial("norm_mean", bundle.norm_mean)
             self.state.set_initial("norm_var", bundle.norm_std**2)
         self._one = (np.zeros(K.N_OUT), np.zeros(self.F * K.W), np.zeros((1, self.F), np.float32))  # out, work, xin
+        self._bufs: dict[int, tuple] = {}  # wave size -> the kernel's output buffers (_run_kernel)
+        self._pred_cols = np.arange(self.state.layout.pred.start, self.state.layout.pred.stop)  # num4 columns of pred
         self.set_tables(tables or {})
         self.record_looks = False  # calibration/diagnostics: keep each look's statistic per reading
         self.rejects: Counter[str] = Counter()
@@ -284,24 +286,33 @@ class Detector:
             return res
         x = np.asarray(batch.x, dtype=np.float64).reshape(B, F)
         ts = np.asarray(batch.ts, dtype=np.float64).reshape(B)
+        cap = math.inf if now is None else float(now) + self.settings.clock_skew_s
+        with np.errstate(over="ignore", invalid="ignore"):  # a finite sum: every value is finite (the fast path)
+            clean = math.isfinite(float(x.sum()) + float(ts.sum()))
+        if not clean or (now is not None and B and float(ts.max()) > float(now) + self.settings.max_future_s):
+            self._screen(res, x, ts, now)
+        for idx in self._waves(batch.streams, res.accepted):
+            if len(idx) == B and x.flags.writeable and ts.flags.writeable:  # the whole batch: no copies
+                self._wave(idx, batch.streams, ts, x, cap, res)  # (the kernel's buffers must be writable)
+            else:
+                self._wave(idx, [batch.streams[i] for i in idx.tolist()], ts[idx], x[idx], cap, res)
+        if len(res.events) > 1:  # waves append out of arrival order
+            res.events.sort(key=lambda e: e.position)
+        self.accepted += int(np.count_nonzero(res.accepted))
+        return res
+
+    def _screen(self, res: Result, x: np.ndarray, ts: np.ndarray, now: float | None) -> None:
+        """Reject readings with a non-finite value or timestamp, or (with ``now``) a timestamp
+        more than max_future_s ahead of it."""
         ok = np.isfinite(x).all(axis=1) & np.isfinite(ts)
-        cap = math.inf
         if now is not None:
-            cap = float(now) + self.settings.clock_skew_s
             with np.errstate(invalid="ignore"):
                 future = ts > float(now) + self.settings.max_future_s
             for i in np.flatnonzero(future & ok):
                 self._reject(res, int(i), "future")
             ok &= ~future
-        if not ok.all():
-            for i in np.flatnonzero(~ok & res.accepted):
-                self._reject(res, int(i), "missing_value" if np.isnan(x[i]).any() else "non_finite")
-        for idx in self._waves(batch.streams, res.accepted):
-            self._wave(idx, [batch.streams[i] for i in idx.tolist()], ts[idx], x[idx], cap, res)
-        if len(res.events) > 1:  # waves append out of arrival order
-            res.events.sort(key=lambda e: e.position)
-        self.accepted += int(res.accepted.sum())
-        return res
+        for i in np.flatnonzero(~ok & res.accepted):
+            self._reject(res, int(i), "missing_value" if np.isnan(x[i]).any() else "non_finite")
 
     # -- internals -----------------------------------------------------------------------------
     @staticmethod
@@ -335,8 +346,12 @@ class Detector:
         written back after."""
         p, num, num4, b, F = self.params, self.state.num, self.state.num4, len(rows), self.F
         if kernel.COMPILED:
-            outs, works = np.empty((b, K.N_OUT)), np.empty((b, F * K.W))
-            xin, codes = np.empty((b, F), np.float32), np.empty(b, np.int8)
+            bufs = self._bufs.get(b)  # scratch reused wave after wave (one Detector, one thread)
+            if bufs is None:
+                bufs = (np.empty((b, K.N_OUT)), np.empty((b, F * K.W)), np.empty((b, F), np.float32), np.empty(b, np.int8))
+                if b <= 1024:
+                    self._bufs[b] = bufs
+            outs, works, xin, codes = bufs
             kernel.step_wave(p, num, num4, rows, x, ts, cap, res.block, idx, outs, works, xin, codes)
             return outs, works, xin, codes
         slab, slab4, block = num[rows].tolist(), list(map(kernel.F32Row, num4[rows].tolist())), res.block[idx].tolist()
@@ -352,7 +367,7 @@ class Detector:
         st, L = self.state, self.state.layout
         rows = st.rows_for(streams)  # intp[b]
         outs, works, xin, codes = self._run_kernel(rows, x, ts, cap, idx, res)
-        if (codes < 0).any():  # not stepped: no GRU step; a poisoned stream starts over
+        if codes.min() < 0:  # not stepped: no GRU step; a poisoned stream starts over
             keep = codes >= 0
             for j in np.flatnonzero(~keep).tolist():
                 self._not_stepped(res, int(idx[j]), int(codes[j]), int(rows[j]))
@@ -360,20 +375,24 @@ class Detector:
             streams = [sid for sid, k in zip(streams, keep) if k]
             if not idx.size:
                 return
-        gap = outs[:, K.O_GAP] != 0.0
+        gap = outs[:, K.O_GAP]
         if gap.any():
-            st.h[rows[gap]] = 0.0
-        new_pred, h_next = self.backend.step(xin, st.h[rows])
+            st.h[rows[gap != 0.0]] = 0.0
+        new_pred, h_next = self.backend.step(xin, st.h.take(rows, axis=0))  # take: a faster gather than h[rows]
         st.h[rows] = h_next
-        st.num4[rows, L.pred] = new_pred
-        res.alert[idx] = st.num4[rows, L.duration] > 0  # an alert is active
-        res.event[idx] = np.minimum(codes, K.CLEARED)  # NEW_NORMAL is a clear
+        st.num4[rows[:, None], self._pred_cols] = new_pred  # [b, 2F]; faster than num4[rows, slice]
+        if len(idx) == len(res.flags):  # the whole batch: plain slices
+            res.flags[:, 0] = st.num4[rows, L.duration] > 0  # an alert is active
+            np.minimum(codes, K.CLEARED, out=res.flags[:, 1])  # NEW_NORMAL is a clear
+        else:
+            res.alert[idx] = st.num4[rows, L.duration] > 0
+            res.event[idx] = np.minimum(codes, K.CLEARED)
         if res.looks is not None:
             for j in np.flatnonzero(outs[:, K.O_SCORED]).tolist():
                 self._record_looks(res, int(idx[j]), outs[j])
-        for j in np.flatnonzero(codes).tolist():
+        for j in (np.flatnonzero(codes).tolist() if codes.any() else ()):
             res.events.append(self._event(int(codes[j]), int(idx[j]), streams[j], float(ts[j]), x[j],
-                                          st.num[rows[j]], outs[j], works[j]))
+                                          int(rows[j]), outs[j], works[j]))
 
     def _one_reading(self, batch: Batch, res: Result, now: float | None) -> None:
         """``process`` for a batch of one: the same kernel (step_one) and checks, on 1-D buffers."""
@@ -406,7 +425,7 @@ class Detector:
         if res.looks is not None and out[K.O_SCORED]:
             self._record_looks(res, 0, out)
         if code:
-            res.events.append(self._event(code, 0, sid, t, x1, st.num[row], out, work))
+            res.events.append(self._event(code, 0, sid, t, x1, row, out, work))
         self.accepted += 1
 
     def _not_stepped(self, res: Result, pos: int, code: int, row: int) -> None:
@@ -422,16 +441,16 @@ class Detector:
             res.looks[name][pos] = out[_LOOK_OUT[name]]
         res.looks["log10p"][pos] = out[K.O_LOG10P]
 
-    def _event(self, code: int, pos: int, sid: str, ts: float, x, r, out, work) -> Event:
-        """The Event for a stepped reading: out[N_OUT], work[F * W] its kernel outputs, r its
-        stream's slab row after the step."""
-        L, per = self.state.layout, work.reshape(self.F, K.W)  # [F, W]
+    def _event(self, code: int, pos: int, sid: str, ts: float, x, row: int, out, work) -> Event:
+        """The Event for a stepped reading: out[N_OUT], work[F * W] its kernel outputs, row its
+        stream's slab row (read after the step)."""
+        st, L, per = self.state, self.state.layout, work.reshape(self.F, K.W)  # [F, W]
         return Event(
-            kind=alerts.EVENT_NAMES[code], stream=sid, alert_id=f"{sid}#{int(r[L.seq])}", ts=ts,
+            kind=alerts.EVENT_NAMES[code], stream=sid, alert_id=f"{sid}#{int(st.num4[row, L.seq])}", ts=ts,
             score=float(out[K.O_SCORE]), likelihood=float(out[K.O_LIK]), threshold=self.threshold,
             features=self.features, values=tuple(map(float, x)), expected=tuple(per[:, K.W_EXPECTED].tolist()),
             sigma=tuple(per[:, K.W_SIGMA].tolist()), contributions=tuple(per[:, K.W_CONTRIB].tolist()),
-            started=float(r[L.start_ts]), position=pos, feature=int(out[K.O_FEATURE]),
+            started=float(st.num[row, L.start_ts]), position=pos, feature=int(out[K.O_FEATURE]),
             reason="new_normal" if code == K.NEW_NORMAL else scoring.ALL_LOOKS[int(out[K.O_LOOK])],
             surprise=float(out[K.O_SURPRISE]), duration=int(out[K.O_DURATION]), carrying=self._carrying(out, per),
         )

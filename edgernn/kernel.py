@@ -726,22 +726,24 @@ def _onset(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
     ref: cython.double
     quiet: cython.double
     k: cython.int
-    for k in range(8):  # scoring.ALL_LOOKS: onset_ref column k
+    i: cython.int = -1  # onset slot of look k: the looks in use only (layout.columns)
+    for k in range(8):  # scoring.ALL_LOOKS
         if not _in_use(p, k):
             continue
+        i += 1
         sk = max(-(out[O_LP + k] + bonf), 0.0) if scored else 0.0
-        ref = q[p.onset_ref + k]
+        ref = q[p.onset_ref + i]
         if sk > p.onset_ratio * ref:
-            q[p.onset_ref + k] = sk
+            q[p.onset_ref + i] = sk
             top = max(top, sk)
         else:
-            q[p.onset_ref + k] = ref * p.onset_decay
+            q[p.onset_ref + i] = ref * p.onset_decay
         if p.rearm > 0.0 and scored:  # re-arm after onset_rearm quiet readings
-            quiet = q[p.onset_quiet + k] + 1.0 if sk < p.quiet_level else 0.0
+            quiet = q[p.onset_quiet + i] + 1.0 if sk < p.quiet_level else 0.0
             if quiet >= p.rearm:
                 quiet = 0.0
-                q[p.onset_ref + k] = 0.0
-            q[p.onset_quiet + k] = quiet
+                q[p.onset_ref + i] = 0.0
+            q[p.onset_quiet + i] = quiet
     u: cython.double = 0.0
     j: cython.int
     lvl: cython.int = -1
@@ -1031,7 +1033,7 @@ def alert(p: Params, r: cython.double[:], q: cython.float[:], over: cython.bint,
     q[p.duration] = 1.0 if raised else (duration if now_active else 0.0)
     q[p.cooldown] = p.a_cooldown if cleared else max(q[p.cooldown] - 1.0, 0.0)
     if raised:
-        r[p.seq] += 1
+        q[p.seq] += 1.0
         r[p.start_ts] = ts
     if raised or update:
         q[p.peak] = score

@@ -7,11 +7,12 @@ slab), the kernel's parameters (``Layout.offsets``, one int per column name), th
 restored) and the tests' whole-state comparison (``Layout.named``: a row as {column: values}).
 
 Storage: "f8" columns live in the float64 slab (raw units, where float32 would lose a sensor's
-resolution at a large offset; timestamps; alert numbers), "f4" columns in the float32 slab
+resolution at a large offset; timestamps), "f4" columns in the float32 slab
 (normalised statistics, rates, counters exact to 2**24, the seasonal profile). A width of ``None``
 is one scalar column (an int offset); an int (also 1) is a vector column (a slice). Columns of
 width 0 exist in name only: the reference look's columns when it is off, the seasonal look's
-for multivariate models or when it is off.
+for multivariate models or when it is off. The per-look onset columns hold a slot for each look in
+use only (scoring.ALL_LOOKS order, the reference and seasonal slots left out when those are off).
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ def columns(F: int, reference: bool = True, seasonal: bool = True,
     feature (the reference look's if ``reference``, the seasonal look's if ``seasonal`` and F == 1;
     the peak look's onset columns if F > 1), in order: (name, width | None, storage, meaning)."""
     seasonal = seasonal and F == 1
-    NL = N_LOOKS if F > 1 else N_LOOKS - 1  # the peak look (the last) is multivariate only
     K = SEAS_K if seasonal else 0
     R = F if reference else 0
+    # onset slots: the looks that can be in use, in ALL_LOOKS order (reference if its columns are
+    # there, seasonal for F == 1, the peak look (the last) for F > 1); the kernel skips the others
+    looks = N_LOOKS - (not reference) - (not seasonal) - (F == 1)
     seas_scalars = (
         ("seas_cyc0", "completed weekdays seen by the seasonal profile"),
         ("seas_cyc1", "completed weekend days seen by the seasonal profile"),
@@ -81,13 +84,13 @@ def columns(F: int, reference: bool = True, seasonal: bool = True,
         ("hist", None, "f4", "alert machine: bit history of readings over the threshold (k of n)"),
         ("below", None, "f4", "alert machine: readings in a row below the clear level"),
         ("cooldown", None, "f4", "alert machine: readings left before a new alert can be raised"),
-        ("seq", None, "f8", "alert machine: alerts raised on this stream (the alert id's number)"),
+        ("seq", None, "f4", "alert machine: alerts raised on this stream (the alert id's number, exact to 2**24)"),
         ("peak", None, "f4", "alert machine: score of the alert's last event"),
         ("since_event", None, "f4", "alert machine: readings since the alert's last event"),
         ("start_ts", None, "f8", "alert machine: timestamp the alert was raised"),
         ("duration", None, "f4", "alert machine: readings the alert has been active (0: no alert active)"),
-        ("onset_ref", NL, "f4", "per look, the surprise of its last onset (decaying)"),
-        ("onset_quiet", NL, "f4", "per look, scored readings in a row below onset_quiet (re-arming)"),
+        ("onset_ref", looks, "f4", "per look in use, the surprise of its last onset (decaying)"),
+        ("onset_quiet", looks, "f4", "per look in use, scored readings in a row below onset_quiet (re-arming)"),
         ("onset_rates", N_LEVELS, "f4", "EW rate of the stream's onsets with surprise >= ONSET_LEVELS[j]"),
         ("seas_m", 2 * K, "f4", "time-of-day profile of x: weekday buckets | weekend buckets (NaN: unseen)"),
         ("seas_v", K, "f4", "per-bucket EW mean square of the profile residual (NaN: unseen)"),

@@ -28,6 +28,7 @@ from .layout import Layout, initial_rows
 
 log = logging.getLogger(__name__)
 SNAPSHOT_FORMAT = 7  # 7: two slabs (float64, float32) and the layout's declaration (6 and older: not restored)
+TICK_LIMIT = 2**32 - 2  # last_seen is uint32: at this tick the live rows' ticks are renumbered (_renumber)
 _MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "num4", "h", "last_seen")
 
 
@@ -44,7 +45,7 @@ class StateStore:
         self.h = np.zeros((capacity, hidden), np.float32)  # [capacity, H]
         self.num = np.zeros((capacity, self.layout.width), np.float64)  # [capacity, width]
         self.num4 = np.zeros((capacity, self.layout.width4), np.float32)  # [capacity, width4]
-        self.last_seen = np.zeros(capacity, np.int64)  # tick of last use, for LRU
+        self.last_seen = np.zeros(capacity, np.uint32)  # tick of last use, for LRU (renumbered before it wraps)
         self.ids: dict[str, int] = {}
         self.names: list[str | None] = [None] * capacity
         self._free = list(range(capacity - 1, -1, -1))
@@ -57,9 +58,11 @@ class StateStore:
         """Set what a new stream's column ``name`` starts with (e.g. fixed normalisation)."""
         self._init[self.layout.storage[name] == "f4"][getattr(self.layout, name)] = value
 
-    def bytes_per_stream(self) -> int:
-        """Resident bytes of one stream's state: its slab rows and its hidden state."""
-        return self.layout.row_bytes + 4 * self.hidden
+    def bytes_per_stream(self) -> float:
+        """Resident bytes per stream of every array the store holds (slabs, hidden state, LRU
+        ticks) / its capacity. (The id -> row dict and the names list are Python objects beside
+        them: ``edgernn bench`` prints the process's RSS growth per stream as the cross-check.)"""
+        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray)) / self.capacity
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -67,23 +70,36 @@ class StateStore:
     def rows_for(self, streams: list[str]) -> np.ndarray:
         """Row index per stream id (unique ids expected), creating rows and evicting LRU ones."""
         self._tick += 1
-        found = list(map(self.ids.get, streams))
-        if None in found:
+        if self._tick >= TICK_LIMIT:
+            self._renumber()
+        try:  # every stream known (the common case): no list, no scan for new ones
+            rows = np.fromiter(map(self.ids.__getitem__, streams), np.intp, len(streams))
+        except KeyError:
+            found = list(map(self.ids.get, streams))
             for i, row in enumerate(found):
                 if row is None:
                     found[i] = self._new_row(streams[i])
-        rows = np.array(found, np.intp)
+            rows = np.array(found, np.intp)
         self.last_seen[rows] = self._tick
         return rows
 
     def row_for(self, sid: str) -> int:
         """``rows_for`` for a single stream (the batch-of-one path)."""
         self._tick += 1
+        if self._tick >= TICK_LIMIT:
+            self._renumber()
         row = self.ids.get(sid)
         if row is None:
             row = self._new_row(sid)
         self.last_seen[row] = self._tick
         return row
+
+    def _renumber(self) -> None:
+        """Replace the ticks by their dense ranks (ties stay ties, the order is kept, so the LRU
+        choice is the same) and continue counting after them: uint32 ticks never wrap."""
+        _, rank = np.unique(self.last_seen, return_inverse=True)
+        self.last_seen[:] = rank.reshape(-1)
+        self._tick = int(self.last_seen.max()) + 1
 
     def _new_row(self, sid: str) -> int:
         if self._free:
@@ -131,7 +147,7 @@ class StateStore:
             "num": self.num[rows] if names else np.zeros((0, self.layout.width)),
             "num4": self.num4[rows] if names else np.zeros((0, self.layout.width4), np.float32),
             "h": self.h[rows] if names else np.zeros((0, self.hidden), np.float32),
-            "last_seen": self.last_seen[rows] if names else np.zeros(0, np.int64),
+            "last_seen": self.last_seen[rows] if names else np.zeros(0, np.uint32),
         })
         return len(names)
 

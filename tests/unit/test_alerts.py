@@ -26,7 +26,8 @@ def params(cfg: AlertSettings, L: Layout):
 
 
 def run(seq: str, cfg: AlertSettings, scores=None):
-    """-> (event string per reading: R/U/C/'', active flag per reading, the final slab row)."""
+    """-> (event string per reading: R/U/C/'', active flag per reading, the final slab rows
+    {column: values} (Layout.named), the layout)."""
     L = Layout(1)
     p = params(cfg, L)
     row, row4 = np.zeros((1, L.width)), np.zeros((1, L.width4), np.float32)  # the float64 and float32 slabs
@@ -36,7 +37,7 @@ def run(seq: str, cfg: AlertSettings, scores=None):
         code = kernel.alert(p, row[0], row4[0], ch == "#", ch in "#+", score, float(t))
         events.append(CODE[int(code)])
         active.append(bool(row4[0, L.duration] > 0))
-    return events, active, row, L
+    return events, active, L.named(row[0], row4[0]), L
 
 
 def where(events, kind):
@@ -126,7 +127,7 @@ def test_sequence_numbers_and_start_time():
     cfg = AlertSettings(clear_after=2, cooldown=0)
     ev, _, row, L = run("#...#...#..", cfg)
     assert where(ev, "R") == [0, 4, 8]
-    assert row[0, L.seq] == 3 and row[0, L.start_ts] == 8.0
+    assert row["seq"][0] == 3 and row["start_ts"][0] == 8.0
 
 
 def test_rows_are_independent():

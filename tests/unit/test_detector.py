@@ -222,6 +222,35 @@ def test_non_finite_and_missing_values_are_rejected_counted_and_not_fed(tiny_bun
     assert det.accepted == 31
 
 
+def test_finite_readings_whose_sum_overflows_are_all_accepted(tiny_bundle):
+    """process screens a batch by the sum of its values and timestamps (finite: every value is);
+    an overflowing sum of finite values falls back to the per-reading check and rejects nothing."""
+    det = _det(tiny_bundle(F=1, H=8, warmup=8))
+    r = det.process(Batch(["a", "b", "c"], np.array([1.0, 1.0, 1.0]), np.array([[1e308], [1e308], [-1e308]])))
+    assert not {"non_finite", "missing_value"} & set(det.rejects)  # (the kernel may reset such a stream)
+    r = det.process(Batch(["d", "e", "f"], np.array([2.0, 2.0, 2.0]), np.array([[5.0], [np.inf], [np.nan]])))
+    assert r.accepted.tolist() == [True, False, False]
+    assert det.rejects["non_finite"] == 1 and det.rejects["missing_value"] == 1
+    r = det.process(Batch(["a", "b"], np.array([3.0, 1e9]), np.array([[1.0], [2.0]])), now=10.0)
+    assert r.accepted.tolist() == [True, False] and det.rejects["future"] == 1
+
+
+def test_read_only_batch_arrays_are_processed(tiny_bundle):
+    """A batch may hold read-only arrays (np.frombuffer, broadcast views): same outputs as writable."""
+    x = sine_series(40, F=1)
+    ts = 100.0 + np.arange(40.0)
+    got = []
+    for read_only in (False, True):
+        det = _det(tiny_bundle(F=1, H=8, warmup=8))
+        for lo in range(0, 40, 2):
+            xb, tb = x[lo : lo + 2].copy(), ts[lo : lo + 2].copy()
+            xb.flags.writeable = tb.flags.writeable = not read_only
+            r = det.process(Batch(["a", "b"], tb, xb))
+            got.append(r.score.tolist())
+    np.testing.assert_array_equal(got[:20], got[20:])
+    assert r.accepted.all() and np.isfinite(got[-1]).all()
+
+
 def test_rejected_reading_of_an_unknown_stream_creates_no_state(tiny_bundle):
     det = _det(tiny_bundle(F=1, H=8), max_streams=2)
     det.process(Batch(["ghost1", "ghost2", "ghost3"], np.arange(3.0), np.full((3, 1), np.nan)))

@@ -37,8 +37,10 @@ def run(det: Detector, x: np.ndarray, chunk: int = 50):
 
 
 def test_layout_has_peak_onset_columns_only_for_multivariate_models():
-    for F, width in ((1, N_LOOKS - 1), (3, N_LOOKS)):  # univariate: the slab as before the peak look
-        L = Layout(F)
+    # onset slots only for the looks that can be in use: univariate has no peak slot, multivariate
+    # no seasonal slot (and each loses the reference slot when the reference look is off)
+    for F, reference, width in ((1, True, N_LOOKS - 1), (3, True, N_LOOKS - 1), (1, False, N_LOOKS - 2), (3, False, N_LOOKS - 2)):
+        L = Layout(F, reference)
         assert L.onset_ref.stop - L.onset_ref.start == width == L.onset_quiet.stop - L.onset_quiet.start
     assert scoring.ALL_LOOKS[N_LOOKS - 1] == scoring.PEAK
 

@@ -275,3 +275,27 @@ def test_evicted_ids_are_listed_until_the_caller_clears_them():
     st.evicted_ids.clear()
     st.rows_for(["e"])
     assert st.evicted_ids == ["b"]
+
+
+def test_lru_ticks_renumbered_before_they_wrap_evict_the_same_streams(monkeypatch):
+    """last_seen is uint32: near its limit the ticks are replaced by their ranks (ties kept), and
+    the streams evicted afterwards are the ones a store with unbounded ticks evicts."""
+    from edgernn import state as state_module
+
+    rng = np.random.default_rng(5)
+    waves = [[f"s{k}" for k in rng.choice(40, size=rng.integers(1, 6), replace=False)] for _ in range(400)]
+    evicted = []
+    for limit in (state_module.TICK_LIMIT, 7):
+        monkeypatch.setattr(state_module, "TICK_LIMIT", limit)
+        st = StateStore(1, 4, capacity=12)
+        rows = [st.rows_for(w).tolist() if len(w) > 1 else [st.row_for(w[0])] for w in waves]
+        assert st._tick < 20 if limit == 7 else st._tick == len(waves)
+        evicted.append((st.evicted_ids, rows, sorted(st.ids.items())))
+    assert evicted[0][0] and evicted[0] == evicted[1]
+
+
+def test_bytes_per_stream_counts_every_array_of_the_store():
+    st = StateStore(1, 32, capacity=1000)
+    arrays = st.num.nbytes + st.num4.nbytes + st.h.nbytes + st.last_seen.nbytes
+    assert st.bytes_per_stream() == arrays / 1000
+    assert st.bytes_per_stream() == st.layout.row_bytes + 4 * 32 + st.last_seen.itemsize

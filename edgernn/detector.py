@@ -213,11 +213,12 @@ class Detector:
     def _params(self) -> dict:
         """The kernel's resolved settings and bundle constants (kernel.Params), slab offsets aside."""
         s, b, a = self.settings, self.bundle, self.settings.alerts
+        lvmin, lvmax = getattr(self.backend, "logvar_range", (b.logvar_min, b.logvar_max))  # persistence: its own cap
         n_looks = 5 + (1 if self.reference_rows or self.tref else 0) + (1 if self.peak else 0)
         return dict(
             F=self.F, K=self.components, stream_norm=b.norm_mode == "stream", warmup=float(self.warmup), settle=float(s.settle),
             adapt=self.adapt, max_gap=-1.0 if s.max_gap_s is None else float(s.max_gap_s), clip=b.input_clip,
-            lvmin=b.logvar_min, lvmax=b.logvar_max, fast_rate=1.0 / s.fast_window, min_std=s.min_std,
+            lvmin=lvmin, lvmax=lvmax, fast_rate=1.0 / s.fast_window, min_std=s.min_std,
             min_rel_std=s.min_rel_std, smoothing=self.cal.smoothing, repeat_memory=1.0 / s.repeat_memory,
             relearn_after=float(s.relearn_after), thr_s=self.threshold_surprise, clear_s=self.clear_surprise,
             log10_looks=math.log10(n_looks), log10_looks_seas=math.log10(n_looks + 1), log10_F=math.log10(self.F),

@@ -31,6 +31,7 @@ from .base import BackendUnavailable
 
 FRESH_VAR = 1.0  # normalised units: the first prediction's variance is the stream's whole variance
 WINDOW = 1000.0  # readings the variance of changes remembers (the detector's repeat_memory)
+LOGVAR_MAX = 6.0  # its own cap: a trained head's lower head.logvar_max (a mixture's narrow components) is not the baseline's
 
 
 class Persistence:
@@ -53,7 +54,12 @@ class Persistence:
 
     @classmethod
     def from_bundle(cls, bundle) -> "Persistence":
-        return cls(bundle.n_features, bundle.hidden, bundle.logvar_min, bundle.logvar_max)
+        return cls(bundle.n_features, bundle.hidden, bundle.logvar_min, max(bundle.logvar_max, LOGVAR_MAX))
+
+    @property
+    def logvar_range(self) -> tuple[float, float]:
+        """(min, max) the detector clamps this backend's log-variances to (instead of the bundle's head range)."""
+        return self.lvmin, self.lvmax
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         F = self.features

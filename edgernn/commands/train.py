@@ -68,6 +68,12 @@ def add_arguments(p) -> None:
     p.add_argument("--tied-variance", action="store_true",
                    help="with --components K > 1: the K Gaussians of a feature share one variance (levels, no "
                         "catch-all wide component)")
+    p.add_argument("--logvar-max", type=float, default=None,
+                   help="cap on the head's predicted log-variance, in the model's normalised units, between -5 and 6 "
+                        "(default 6); "
+                        "with --components K > 1, e.g. 0 (std <= the stream's std) leaves no catch-all wide "
+                        "component to explain a level shift or a burst. Training clamps at it and so does the "
+                        "detector (the manifest's head.logvar_max)")
     p.add_argument("--norm", choices=("stream", "fixed"), help="normalisation (default: stream for 1 feature, else fixed)")
     p.add_argument("--warmup", type=int, default=None, help="readings per stream before scoring (default 64 fixed, 256 stream)")
     p.add_argument("--adapt", type=float, default=None, help="EW rate of stream normalisation after warm-up (default 0.002 stream)")
@@ -133,6 +139,8 @@ def _series(args, features):
         return fail("train", exc)
     if not series:
         return fail("train", "no usable series (each needs >= 50 complete rows)")
+    if getattr(args, "logvar_max", None) is not None and not -5.0 <= args.logvar_max <= 6.0:
+        return fail("train", "--logvar-max must be between -5 and 6")
     if not 0 < args.target_far < 1 or args.max_surprise < -np.log10(args.target_far):
         return fail("train", "--target-far must be in (0, 1) and --max-surprise at least -log10(--target-far)")
     return series

@@ -49,7 +49,8 @@ def _provenance(args, command, series, result, cfg, torch_version, ext, warnings
         "final_train_nll": round(result.train_loss[result.best_epoch - 1], 5),
         "final_val_nll": round(result.val_loss[result.best_epoch - 1], 5),
         "seed": args.seed, "torch": torch_version, "warnings": warnings,
-        "fit": {k: getattr(cfg, k) for k in ("hidden", *(("components", "tied_variance") if cfg.components > 1 else ()), "lr", "weight_decay", "batch", "segment", "chunk", "burn_in",
+        "fit": {k: getattr(cfg, k) for k in ("hidden", *(("components", "tied_variance") if cfg.components > 1 else ()),
+                                              *(("logvar_max",) if getattr(args, "logvar_max", None) is not None else ()), "lr", "weight_decay", "batch", "segment", "chunk", "burn_in",
                                               "clip_grad", "patience")},
     }
 
@@ -59,7 +60,8 @@ def _fit(args, features, normed, series, skip):
     from .fit import FitConfig, fit
 
     cfg = FitConfig(hidden=args.hidden, components=getattr(args, "components", 1),
-                    tied_variance=getattr(args, "tied_variance", False), epochs=args.epochs, patience=args.patience, lr=args.lr,
+                    tied_variance=getattr(args, "tied_variance", False),
+                    **({"logvar_max": args.logvar_max} if getattr(args, "logvar_max", None) is not None else {}), epochs=args.epochs, patience=args.patience, lr=args.lr,
                     weight_decay=args.weight_decay, segment=args.segment, chunk=args.chunk, seed=args.seed)
     train_parts = [n[skip : s.split] for n, s in zip(normed, series)]
     val_parts = [n[s.split :] for n, s in zip(normed, series)]

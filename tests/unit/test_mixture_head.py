@@ -120,3 +120,25 @@ def test_a_level_switch_the_mixture_expects_is_not_a_surprise(tmp_path, kern):
     assert r3.score[edges].max() < 10.0  # the mixture: an expected step
     assert r3.score[1111] > 1e3 and r1.score[1111] > 1e3  # the fault, under both
     assert r3.expected[edges[0], 0] == pytest.approx(x[edges[0] - 1], abs=0.5)  # the most probable: stay
+
+
+def test_logvar_max_leaves_no_catch_all_component(tmp_path, kern):
+    """A K = 3 head whose third component is wide (std e^2 normalised units) explains a level shift
+    of ~6 normalised units; the same weights under a bundle with head.logvar_max 0 (``edgernn train
+    --logvar-max 0``: every component's std <= the stream's) do not. The persistence baseline on
+    that bundle keeps its own cap (a trained head's cap is not the baseline's)."""
+    from edgernn.backends import BASELINE, create_backend
+
+    w = _level_weights(3, 0.3, 2.0)
+    w["head.b_mean"][2] = 0.0
+    w["head.b_logvar"][2] = 4.0  # the catch-all: std e^2
+    rng = np.random.default_rng(7)
+    x = 20.0 + 0.05 * rng.standard_normal(600)
+    x[400:] += 0.3  # a level shift of ~6 stream stds
+    wide = write_bundle(tmp_path / "wide", name="w", version="0", features=["v"], weights=w)
+    capped = write_bundle(tmp_path / "cap", name="c", version="0", features=["v"], weights=w, logvar_max=0.0)
+    (_, rw), (det_c, rc) = _run(wide, x), _run(capped, x)
+    assert rw.score[400] < 5.0 < 30.0 < rc.score[400]  # absorbed by the wide component / a fault
+    assert det_c._params()["lvmax"] == 0.0
+    base = Detector(load_bundle(capped), create_backend(BASELINE, load_bundle(capped)), DetectorSettings(warmup=100))
+    assert base._params()["lvmax"] == 6.0 and base._params()["lvmin"] == det_c._params()["lvmin"]

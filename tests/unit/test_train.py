@@ -252,6 +252,7 @@ def test_recalibrate_keeps_weights_and_refreshes_card(trained, tmp_path):
 @pytest.mark.parametrize("extra, needle", [
     (["--holdout", "0.95"], "--holdout"),
     (["--target-far", "2"], "--target-far"),
+    (["--logvar-max", "9"], "--logvar-max"),
 ])
 def test_bad_settings_are_one_line_exit_2(trained, tmp_path, extra, needle):
     _, csvs, _ = trained
@@ -259,6 +260,18 @@ def test_bad_settings_are_one_line_exit_2(trained, tmp_path, extra, needle):
                        capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_logvar_max_caps_the_head_in_training_and_in_the_manifest(trained, tmp_path):
+    """--logvar-max: the fit clamps at it and the manifest's head.logvar_max carries it to the
+    detector's clamp; recorded in the provenance."""
+    _, csvs, _ = trained
+    r = subprocess.run([PYTHON, "-m", "edgernn", "train", *csvs, "--out", tmp_path / "m", *TRAIN_ARGS,
+                        "--components", "2", "--logvar-max", "-1"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr
+    b = load_bundle(tmp_path / "m")
+    assert b.logvar_max == -1.0 and b.manifest["provenance"]["fit"]["logvar_max"] == -1.0
+    assert Detector(b)._params()["lvmax"] == -1.0
 
 
 def test_missing_file_is_one_line_exit_2(tmp_path):

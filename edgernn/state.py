@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 SNAPSHOT_FORMAT = 7  # 7: two slabs (float64, float32) and the layout's declaration (6 and older: not restored)
 TICK_LIMIT = 2**32 - 2  # last_seen is uint32: at this tick the live rows' ticks are renumbered (_renumber)
 Q15 = 32767  # a bounded h is stored as round(h / h_bound * Q15) in int16
+_Q15_HI, _Q15_LO = np.float32(Q15), np.float32(-Q15)
 _MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "num4", "h", "last_seen")
 
 
@@ -59,7 +60,8 @@ class StateStore:
         # [capacity, H]: int16 Q15 (h = stored * h_bound / Q15) for a bounded state, else float32
         self.h = np.zeros((capacity, hidden), np.float32 if h_bound is None else np.int16)
         self._h_scale = None if h_bound is None else np.float32(self.h_bound / Q15)  # stored -> h
-        self._h_bufs: dict[int, np.ndarray] = {}  # batch size -> the gather buffer float32[B, H]
+        self._h_q = None if h_bound is None else np.float32(Q15 / self.h_bound)  # h -> stored
+        self._h_bufs: dict[int, tuple] = {}  # batch size -> (gather, scatter) buffers float32[B, H]
         self.num = np.zeros((capacity, self.layout.width), np.float64)  # [capacity, width]
         self.num4 = np.zeros((capacity, self.layout.width4), np.float32)  # [capacity, width4]
         self.last_seen = np.zeros(capacity, np.uint32)  # tick of last use, for LRU (renumbered before it wraps)
@@ -146,10 +148,7 @@ class StateStore:
         if self._h_scale is None:
             return self.h[rows] if isinstance(rows, slice) else self.h.take(rows, axis=0)  # take: faster than h[rows]
         q = self.h[rows] if isinstance(rows, slice) else self.h.take(rows, axis=0)  # int16[B, H]
-        buf = self._h_bufs.get(len(q))
-        if buf is None:
-            buf = self._h_bufs[len(q)] = np.empty(q.shape, np.float32)
-        return np.multiply(q, self._h_scale, out=buf)  # int16 -> float32, * h_bound / Q15
+        return np.multiply(q, self._h_scale, out=self._h_buf(len(q))[0])  # int16 -> float32, * h_bound / Q15
 
     def scatter_h(self, rows, h_next: np.ndarray) -> None:
         """Store the backend's h_next float32[B, H] on ``rows``. Q15: clip to [-h_bound, h_bound]
@@ -157,9 +156,17 @@ class StateStore:
         if self._h_scale is None:
             self.h[rows] = h_next
             return
-        q = np.multiply(h_next, Q15 / self.h_bound, dtype=np.float32)  # [B, H] in Q15 units
-        np.clip(q, -Q15, Q15, out=q)
+        q = np.multiply(h_next, self._h_q, out=self._h_buf(len(h_next))[1])  # [B, H] in Q15 units
+        np.minimum(q, _Q15_HI, out=q)  # (np.clip's wrapper costs more than these two ufuncs)
+        np.maximum(q, _Q15_LO, out=q)
         self.h[rows] = np.rint(q, out=q)  # float32 -> int16 (exact: integral values in range)
+
+    def _h_buf(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (gather, scatter) float32[b, H] buffers of batch size b (made once per size)."""
+        bufs = self._h_bufs.get(b)
+        if bufs is None:
+            bufs = self._h_bufs[b] = (np.empty((b, self.hidden), np.float32), np.empty((b, self.hidden), np.float32))
+        return bufs
 
     def zero_h(self, rows) -> None:
         """The hidden state of ``rows`` starts over (a gap)."""

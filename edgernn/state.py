@@ -157,8 +157,8 @@ class StateStore:
             self.h[rows] = h_next
             return
         q = np.multiply(h_next, self._h_q, out=self._h_buf(len(h_next))[1])  # [B, H] in Q15 units
-        np.minimum(q, _Q15_HI, out=q)  # (np.clip's wrapper costs more than these two ufuncs)
-        np.maximum(q, _Q15_LO, out=q)
+        np.fmin(q, _Q15_HI, out=q)  # (np.clip's wrapper costs more than these two ufuncs; fmin: a NaN
+        np.fmax(q, _Q15_LO, out=q)  # stores as +h_bound, no cast warning; its NaN pred resets the row)
         self.h[rows] = np.rint(q, out=q)  # float32 -> int16 (exact: integral values in range)
 
     def _h_buf(self, b: int) -> tuple[np.ndarray, np.ndarray]:

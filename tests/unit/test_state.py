@@ -350,3 +350,13 @@ def test_gru_detector_stores_q15_and_persistence_float32(bundle, tmp_path):
         det = Detector(bundle, backend=create_backend(into, bundle), settings=_settings())
         ok, reason = det.state.restore(tmp_path / f"{made}.npz", bundle.sha256)
         assert not ok and "hidden state" in reason and len(det.state) == 0, reason
+
+
+def test_q15_store_saturates_non_finite_without_wrapping():
+    import warnings
+
+    st = StateStore(1, 4, capacity=2, h_bound=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value encountered in cast"
+        st.scatter_h(slice(0, 1), np.array([[np.nan, -np.inf, 3e9, -1.00001]], np.float32))
+    np.testing.assert_array_equal(st.h[0], [32767, -32767, 32767, -32767])  # never wraps to the other sign

@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 SNAPSHOT_FORMAT = 7  # 7: two slabs (float64, float32) and the layout's declaration (6 and older: not restored)
 TICK_LIMIT = 2**32 - 2  # last_seen is uint32: at this tick the live rows' ticks are renumbered (_renumber)
 Q15 = 32767  # a bounded h is stored as round(h / h_bound * Q15) in int16
-_Q15_HI, _Q15_LO = np.float32(Q15), np.float32(-Q15)
 _MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "num4", "h", "last_seen")
 
 
@@ -59,8 +58,11 @@ class StateStore:
         self.h_bound = None if h_bound is None else float(h_bound)
         # [capacity, H]: int16 Q15 (h = stored * h_bound / Q15) for a bounded state, else float32
         self.h = np.zeros((capacity, hidden), np.float32 if h_bound is None else np.int16)
-        self._h_scale = None if h_bound is None else np.float32(self.h_bound / Q15)  # stored -> h
-        self._h_q = None if h_bound is None else np.float32(Q15 / self.h_bound)  # h -> stored
+        # Q15 constants as float32[1, H] rows (array operands and positional outs: the cheapest ufunc
+        # calls, which is what a batch of one costs): stored -> h, h -> stored, the clip bounds. A
+        # tuple: per store, not per stream (bytes_per_stream counts the ndarray attributes)
+        self._q15 = None if h_bound is None else tuple(np.full((1, hidden), v, np.float32) for v in (
+            self.h_bound / Q15, Q15 / self.h_bound, Q15, -Q15))
         self._h_bufs: dict[int, tuple] = {}  # batch size -> (gather, scatter) buffers float32[B, H]
         self.num = np.zeros((capacity, self.layout.width), np.float64)  # [capacity, width]
         self.num4 = np.zeros((capacity, self.layout.width4), np.float32)  # [capacity, width4]
@@ -145,21 +147,24 @@ class StateStore:
     def gather_h(self, rows) -> np.ndarray:
         """float32[B, H]: the hidden state of ``rows`` (intp[B], or a slice), for the backend's step.
         Q15: into a buffer reused per batch size (valid until the next gather of that size)."""
-        if self._h_scale is None:
+        if self._q15 is None:
             return self.h[rows] if isinstance(rows, slice) else self.h.take(rows, axis=0)  # take: faster than h[rows]
         q = self.h[rows] if isinstance(rows, slice) else self.h.take(rows, axis=0)  # int16[B, H]
-        return np.multiply(q, self._h_scale, out=self._h_buf(len(q))[0])  # int16 -> float32, * h_bound / Q15
+        out = self._h_buf(len(q))[0]
+        out[...] = q  # int16 -> float32 (exact), then * h_bound / Q15
+        return np.multiply(out, self._q15[0], out)
 
     def scatter_h(self, rows, h_next: np.ndarray) -> None:
         """Store the backend's h_next float32[B, H] on ``rows``. Q15: clip to [-h_bound, h_bound]
         (the GRU never leaves it; a backend rounding error might), scale, round to nearest, int16."""
-        if self._h_scale is None:
+        if self._q15 is None:
             self.h[rows] = h_next
             return
-        q = np.multiply(h_next, self._h_q, out=self._h_buf(len(h_next))[1])  # [B, H] in Q15 units
-        np.fmin(q, _Q15_HI, out=q)  # (np.clip's wrapper costs more than these two ufuncs; fmin: a NaN
-        np.fmax(q, _Q15_LO, out=q)  # stores as +h_bound, no cast warning; its NaN pred resets the row)
-        self.h[rows] = np.rint(q, out=q)  # float32 -> int16 (exact: integral values in range)
+        _, to_q15, hi, lo = self._q15
+        q = np.multiply(h_next, to_q15, self._h_buf(len(h_next))[1])  # [B, H] in Q15 units
+        np.fmin(q, hi, q)  # (np.clip's wrapper costs more than these two ufuncs; fmin: a NaN
+        np.fmax(q, lo, q)  # stores as +h_bound, no cast warning; its NaN pred resets the row)
+        self.h[rows] = np.rint(q, q)  # float32 -> int16 (exact: integral values in range)
 
     def _h_buf(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         """The (gather, scatter) float32[b, H] buffers of batch size b (made once per size)."""
@@ -248,7 +253,7 @@ class StateStore:
                 "num4": (*n, self.layout.width4), "h": (*n, self.hidden), "last_seen": n}
         if headers["h"][3] != self.h.dtype:
             return (f"holds the hidden state as {headers['h'][3]}, this backend keeps it as {self.h.dtype} "
-                    f"({'int16 Q15: a bounded GRU state' if self._h_scale is not None else 'float32: an unbounded state'})")
+                    f"({'int16 Q15: a bounded GRU state' if self._q15 is not None else 'float32: an unbounded state'})")
         for name, (shape, nbytes, size, _) in headers.items():
             if shape != want[name]:
                 return f"member {name} has shape {shape}, this state layout needs {want[name]}"

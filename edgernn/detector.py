@@ -180,7 +180,8 @@ class Detector:
         self.tref_stat = self.F > 1 and bundle.norm_mode != "stream" and not self.reference_rows
         self.state = StateStore(self.F, bundle.hidden, capacity=s.max_streams,
                                 reference=self.reference_rows > 0 or self.tref_stat,
-                                seasonal=self.seasonal, components=self.components)  # only the looks' columns in use
+                                seasonal=self.seasonal, components=self.components,  # only the looks' columns in use
+                                h_bound=getattr(backend, "h_bound", None))  # int16 Q15 h for a bounded GRU state
         self.seasonal_trust, self.day_offset = float(s.seasonal_trust), float(s.day_offset_s)
         self.peak = False  # the peak look: in use for F > 1 with a peak table (set_tables)
         self.tref = False  # the training reference: in use with a reference table (set_tables)
@@ -378,9 +379,9 @@ class Detector:
                 return
         gap = outs[:, K.O_GAP]
         if gap.any():
-            st.h[rows[gap != 0.0]] = 0.0
-        new_pred, h_next = self.backend.step(xin, st.h.take(rows, axis=0))  # take: a faster gather than h[rows]
-        st.h[rows] = h_next
+            st.zero_h(rows[gap != 0.0])
+        new_pred, h_next = self.backend.step(xin, st.gather_h(rows))  # h float32[b, H]
+        st.scatter_h(rows, h_next)
         st.num4[rows[:, None], self._pred_cols] = new_pred  # [b, 2F]; faster than num4[rows, slice]
         if len(idx) == len(res.flags):  # the whole batch: plain slices
             res.flags[:, 0] = st.num4[rows, L.duration] > 0  # an alert is active
@@ -418,9 +419,9 @@ class Detector:
         if code < 0:
             return self._not_stepped(res, 0, code, row)
         if out[K.O_GAP]:
-            st.h[row] = 0.0
-        new_pred, h_next = self.backend.step(xin, st.h[row : row + 1])
-        st.h[row] = h_next[0]
+            st.zero_h(row)
+        new_pred, h_next = self.backend.step(xin, st.gather_h(slice(row, row + 1)))  # h float32[1, H]
+        st.scatter_h(slice(row, row + 1), h_next)
         st.num4[row, self.state.layout.pred] = new_pred[0]
         res.flags[0] = (st.num4[row, self.state.layout.duration] > 0, min(code, K.CLEARED))
         if res.looks is not None and out[K.O_SCORED]:

@@ -6,9 +6,17 @@ numbers except the hidden state live in two slabs, ``num[capacity, width]`` (flo
 ``num4[capacity, width4]`` (float32), whose columns are declared once in layout.py; the kernel
 works on their rows in place.
 
+The hidden state ``h[capacity, H]`` is stored as the backend declares it (``h_bound``): a GRU's
+h' = (1 - z) n + z h with n = tanh(.) stays in (-1, 1), so GRU backends declare ``h_bound = 1.0``
+and h is kept as int16 Q15 (round(h / h_bound * 32767), as TFLite Micro keeps its int16 LSTM
+state: half the bytes, error <= h_bound / 65534); a backend with unbounded state in h (the
+persistence baseline: a value, a variance, a count) declares None and h stays float32.
+``gather_h`` / ``scatter_h`` / ``zero_h`` are the one place h is read and written.
+
 Snapshots are one atomic, pickle-free ``.npz``: the live rows of both slabs and of h, with
-the layout's declaration (its signature) and the model's sha256 as the header. A snapshot made
-with another model or another layout is not restored; its members' shapes and sizes are checked
+the layout's declaration (its signature) and the model's sha256 as the header; the h member's
+dtype (int16 Q15 or float32, in its npy header) says how h is stored. A snapshot made with
+another model, another layout or the other h dtype is not restored (refused, not converted); its members' shapes and sizes are checked
 against the layout and the file before anything is allocated. Restored streams re-settle: their
 scores are held back for ``settle`` readings (the state may be older than the stream's last
 readings, e.g. after a SIGKILL), as after a gap.
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import math
 import zipfile
 from pathlib import Path
 
@@ -29,20 +38,32 @@ from .layout import Layout, initial_rows
 log = logging.getLogger(__name__)
 SNAPSHOT_FORMAT = 7  # 7: two slabs (float64, float32) and the layout's declaration (6 and older: not restored)
 TICK_LIMIT = 2**32 - 2  # last_seen is uint32: at this tick the live rows' ticks are renumbered (_renumber)
+Q15 = 32767  # a bounded h is stored as round(h / h_bound * Q15) in int16
 _MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "num4", "h", "last_seen")
 
 
 class StateStore:
     def __init__(self, n_features: int, hidden: int, capacity: int = 10_000, reference: bool = True,
-                 seasonal: bool = True, components: int = 1):
+                 seasonal: bool = True, components: int = 1, h_bound: float | None = None):
         """reference / seasonal: whether the rows hold those looks' columns (layout.columns);
-        components: the head's Gaussians per feature (the width of the pred column)."""
+        components: the head's Gaussians per feature (the width of the pred column);
+        h_bound: the backend's bound on |h| (int16 Q15 storage), None for float32 storage."""
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self.layout = Layout(n_features, reference, seasonal, components)
         self.capacity = capacity
         self.hidden = hidden
-        self.h = np.zeros((capacity, hidden), np.float32)  # [capacity, H]
+        if h_bound is not None and not (math.isfinite(h_bound) and h_bound > 0):
+            raise ValueError("h_bound must be a positive number or None")
+        self.h_bound = None if h_bound is None else float(h_bound)
+        # [capacity, H]: int16 Q15 (h = stored * h_bound / Q15) for a bounded state, else float32
+        self.h = np.zeros((capacity, hidden), np.float32 if h_bound is None else np.int16)
+        # Q15 constants as float32[1, H] rows (array operands and positional outs: the cheapest ufunc
+        # calls, which is what a batch of one costs): stored -> h, h -> stored, the clip bounds. A
+        # tuple: per store, not per stream (bytes_per_stream counts the ndarray attributes)
+        self._q15 = None if h_bound is None else tuple(np.full((1, hidden), v, np.float32) for v in (
+            self.h_bound / Q15, Q15 / self.h_bound, Q15, -Q15))
+        self._h_bufs: dict[int, tuple] = {}  # batch size -> (gather, scatter) buffers float32[B, H]
         self.num = np.zeros((capacity, self.layout.width), np.float64)  # [capacity, width]
         self.num4 = np.zeros((capacity, self.layout.width4), np.float32)  # [capacity, width4]
         self.last_seen = np.zeros(capacity, np.uint32)  # tick of last use, for LRU (renumbered before it wraps)
@@ -120,7 +141,41 @@ class StateStore:
     def reset_row(self, row: int) -> None:
         """The stream on ``row`` starts over (a new stream, or one whose state went non-finite)."""
         self.num[row], self.num4[row] = self._init
-        self.h[row] = 0.0
+        self.h[row] = 0
+
+    # -- the hidden state: the one place it is stored and loaded ------------------------------
+    def gather_h(self, rows) -> np.ndarray:
+        """float32[B, H]: the hidden state of ``rows`` (intp[B], or a slice), for the backend's step.
+        Q15: into a buffer reused per batch size (valid until the next gather of that size)."""
+        if self._q15 is None:
+            return self.h[rows] if isinstance(rows, slice) else self.h.take(rows, axis=0)  # take: faster than h[rows]
+        q = self.h[rows] if isinstance(rows, slice) else self.h.take(rows, axis=0)  # int16[B, H]
+        out = self._h_buf(len(q))[0]
+        out[...] = q  # int16 -> float32 (exact), then * h_bound / Q15
+        return np.multiply(out, self._q15[0], out)
+
+    def scatter_h(self, rows, h_next: np.ndarray) -> None:
+        """Store the backend's h_next float32[B, H] on ``rows``. Q15: clip to [-h_bound, h_bound]
+        (the GRU never leaves it; a backend rounding error might), scale, round to nearest, int16."""
+        if self._q15 is None:
+            self.h[rows] = h_next
+            return
+        _, to_q15, hi, lo = self._q15
+        q = np.multiply(h_next, to_q15, self._h_buf(len(h_next))[1])  # [B, H] in Q15 units
+        np.fmin(q, hi, q)  # (np.clip's wrapper costs more than these two ufuncs; fmin: a NaN
+        np.fmax(q, lo, q)  # stores as +h_bound, no cast warning; its NaN pred resets the row)
+        self.h[rows] = np.rint(q, q)  # float32 -> int16 (exact: integral values in range)
+
+    def _h_buf(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (gather, scatter) float32[b, H] buffers of batch size b (made once per size)."""
+        bufs = self._h_bufs.get(b)
+        if bufs is None:
+            bufs = self._h_bufs[b] = (np.empty((b, self.hidden), np.float32), np.empty((b, self.hidden), np.float32))
+        return bufs
+
+    def zero_h(self, rows) -> None:
+        """The hidden state of ``rows`` starts over (a gap)."""
+        self.h[rows] = 0
 
     def get(self, sid: str) -> dict | None:
         """A readable view of one stream's state: {column: float64 array} (layout.columns) + h."""
@@ -131,7 +186,7 @@ class StateStore:
         for name, width, _, _ in self.layout.columns:
             if width is None and name in out:  # scalar columns as floats
                 out[name] = float(out[name][0])
-        out["h"] = self.h[row].copy()
+        out["h"] = self.gather_h(slice(row, row + 1))[0].copy()
         return out
 
     # -- snapshots ---------------------------------------------------------------------------
@@ -146,7 +201,7 @@ class StateStore:
             "ids": np.array(names, dtype=np.str_) if names else np.zeros(0, "<U1"),
             "num": self.num[rows] if names else np.zeros((0, self.layout.width)),
             "num4": self.num4[rows] if names else np.zeros((0, self.layout.width4), np.float32),
-            "h": self.h[rows] if names else np.zeros((0, self.hidden), np.float32),
+            "h": self.h[rows] if names else np.zeros((0, self.hidden), self.h.dtype),  # as stored: restore is exact
             "last_seen": self.last_seen[rows] if names else np.zeros(0, np.uint32),
         })
         return len(names)
@@ -196,21 +251,24 @@ class StateStore:
         n = headers["ids"][0][:1] or (0,)
         want = {"format": (), "layout": (), "model_sha256": (), "ids": n, "num": (*n, self.layout.width),
                 "num4": (*n, self.layout.width4), "h": (*n, self.hidden), "last_seen": n}
-        for name, (shape, nbytes, size) in headers.items():
+        if headers["h"][3] != self.h.dtype:
+            return (f"holds the hidden state as {headers['h'][3]}, this backend keeps it as {self.h.dtype} "
+                    f"({'int16 Q15: a bounded GRU state' if self._q15 is not None else 'float32: an unbounded state'})")
+        for name, (shape, nbytes, size, _) in headers.items():
             if shape != want[name]:
                 return f"member {name} has shape {shape}, this state layout needs {want[name]}"
             if nbytes > size:
                 return f"member {name} declares {nbytes} bytes of data in {size}"
         total = sum(i.file_size for i in infos.values())
-        limit = 64 * 2**20 + 4 * max(n[0], 1) * (self.layout.row_bytes + self.hidden * 4 + 1024)
+        limit = 64 * 2**20 + 4 * max(n[0], 1) * (self.layout.row_bytes + self.h.itemsize * self.hidden + 1024)
         if total > limit or n[0] > 100 * self.capacity:
             return f"holds {n[0]} streams in {total / 2**20:.1f} MiB, more than this store will load"
         return ""
 
 
-def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, int, int]:
-    """(shape, data bytes it declares, bytes the member holds after its header) of one .npy member,
-    from its first bytes only."""
+def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, int, int, np.dtype]:
+    """(shape, data bytes it declares, bytes the member holds after its header, dtype) of one .npy
+    member, from its first bytes only."""
     with zf.open(info) as fh:
         version = np.lib.format.read_magic(fh)
         if version not in ((1, 0), (2, 0), (3, 0)):
@@ -226,4 +284,4 @@ def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, int,
     if dtype.hasobject:
         raise ValueError("object arrays are not snapshots")
     nbytes = int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
-    return shape, nbytes, info.file_size - 8 - hlen_size - hlen
+    return shape, nbytes, info.file_size - 8 - hlen_size - hlen, dtype

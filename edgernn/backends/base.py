@@ -26,6 +26,7 @@ class Backend(Protocol):
     features: int  # F
     hidden: int  # H
     components: int  # K (mixture components per feature; 1: the Gaussian head)
+    h_bound: float | None  # |h| <= h_bound always (a GRU: 1.0; the store keeps h as int16 Q15), or None (float32)
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 

@@ -31,6 +31,7 @@ class NumpyGRU:
     """Stateless single-step cell. Holds weights only; hidden state belongs to the caller."""
 
     name = "numpy"
+    h_bound = 1.0  # |h| < 1 (h' = (1 - z) n + z h, n = tanh): the store keeps h as int16 Q15 (state.py)
 
     def __init__(self, weights: dict[str, np.ndarray]):
         F, H = check_weights(weights)

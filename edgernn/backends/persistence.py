@@ -38,6 +38,7 @@ class Persistence:
     """Last value, running variance of changes. Holds no per-stream state (that is in ``h``)."""
 
     name = "persistence"
+    h_bound = None  # h holds a value, a variance and a count (unbounded): the store keeps it float32
     components = 1  # a single Gaussian, whatever the bundle's head
 
     def __init__(self, features: int, hidden: int, logvar_min: float = -9.0, logvar_max: float = 6.0,

@@ -75,6 +75,8 @@ class TfliteGRU:
     """Stateless cell on a .tflite file. ``step(x[B,F], h[B,H]) -> (pred[B,P], h_next[B,H])`` (P = 2F, or
     3KF for a K-component head: read from the graph's output shape)."""
 
+    h_bound = 1.0  # a GRU: |h| < 1, kept as int16 Q15 by the state store
+
     def __init__(self, path, name: str = "tflite", num_threads: int = 1):
         self._Interpreter, self.runtime = _interpreter_class()
         self.name = name

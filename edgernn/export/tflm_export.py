@@ -77,6 +77,8 @@ def min_arena_bytes(model_bytes: bytes, F: int, H: int, granularity: int = 256) 
 class TflmGRU:
     """The int8 model under the TFLite Micro interpreter, with the Backend ``step`` contract."""
 
+    h_bound = 1.0  # a GRU: |h| < 1, kept as int16 Q15 by the state store
+
     def __init__(self, model_bytes: bytes, name: str = "tflm", arena_size: int | None = None):
         runtime = _runtime()
         self.name = name

@@ -299,3 +299,64 @@ def test_bytes_per_stream_counts_every_array_of_the_store():
     arrays = st.num.nbytes + st.num4.nbytes + st.h.nbytes + st.last_seen.nbytes
     assert st.bytes_per_stream() == arrays / 1000
     assert st.bytes_per_stream() == st.layout.row_bytes + 4 * 32 + st.last_seen.itemsize
+
+
+# -- the hidden state's storage: int16 Q15 for a bounded (GRU) state, float32 otherwise ----------
+def test_bounded_hidden_state_round_trips_within_half_a_q15_step():
+    st = StateStore(1, 32, capacity=64, h_bound=1.0)
+    assert st.h.dtype == np.int16
+    rng = np.random.default_rng(3)
+    h = rng.uniform(-1.0, 1.0, (64, 32)).astype(np.float32)  # [B, H]
+    h[0, :4] = (-1.0, 1.0, 0.0, 0.5 / 32767)  # the ends, zero, a value on a rounding edge
+    rows = rng.permutation(64)
+    st.scatter_h(rows, h)
+    back = st.gather_h(rows)
+    assert back.dtype == np.float32 and back.shape == (64, 32)
+    assert np.abs(back - h).max() <= 1 / 65534 + 1e-7  # + float32 rounding of the product
+    assert back[0, 0] == -1.0 and back[0, 1] == 1.0 and back[0, 2] == 0.0
+    st.scatter_h(slice(5, 6), np.array([[1.5, -7.0] + [np.inf] + [0.25] * 29], np.float32))  # out of range: clipped
+    np.testing.assert_array_equal(st.gather_h(slice(5, 6))[0, :3], [1.0, -1.0, 1.0])
+    st.zero_h(rows[:3])
+    assert not st.gather_h(rows[:3]).any()
+    assert st.bytes_per_stream() == st.layout.row_bytes + 2 * 32 + st.last_seen.itemsize
+
+
+def test_gru_detector_stores_q15_and_persistence_float32(bundle, tmp_path):
+    """The backend declares how h is stored: a persistence detector keeps its unbounded h (a value,
+    a variance, a count) exactly, as float32; a GRU's h is int16. A snapshot holds h as stored
+    (restore is bit-identical) and one with the other dtype is refused, not converted."""
+    from edgernn.backends import create_backend
+
+    sids, ts, x = _data(n=120)
+    dets = {name: Detector(bundle, backend=create_backend(name, bundle), settings=_settings())
+            for name in ("numpy", "persistence")}
+    assert dets["numpy"].state.h.dtype == np.int16 and dets["persistence"].state.h.dtype == np.float32
+    for name, det in dets.items():
+        _run(det, sids, ts, x)
+        row = det.state.ids["a"]
+        assert np.abs(det.state.gather_h(slice(row, row + 1))).max() > 0.01, name  # h was stepped
+        det.state.snapshot(tmp_path / f"{name}.npz", bundle.sha256)
+        again = Detector(bundle, backend=create_backend(name, bundle), settings=_settings())
+        ok, reason = again.state.restore(tmp_path / f"{name}.npz", bundle.sha256, resettle=False)
+        assert ok, reason
+        for sid in ("a", "b", "c"):
+            a_row, b_row = det.state.ids[sid], again.state.ids[sid]
+            np.testing.assert_array_equal(det.state.h[a_row], again.state.h[b_row])
+            assert det.state.h[a_row].dtype == again.state.h[b_row].dtype
+    p = dets["persistence"]
+    count = p.state.gather_h(slice(p.state.ids["a"], p.state.ids["a"] + 1))[0]
+    assert np.abs(count).max() > 1.0  # persistence's h is unbounded: Q15 could not hold it
+    for made, into in (("numpy", "persistence"), ("persistence", "numpy")):
+        det = Detector(bundle, backend=create_backend(into, bundle), settings=_settings())
+        ok, reason = det.state.restore(tmp_path / f"{made}.npz", bundle.sha256)
+        assert not ok and "hidden state" in reason and len(det.state) == 0, reason
+
+
+def test_q15_store_saturates_non_finite_without_wrapping():
+    import warnings
+
+    st = StateStore(1, 4, capacity=2, h_bound=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value encountered in cast"
+        st.scatter_h(slice(0, 1), np.array([[np.nan, -np.inf, 3e9, -1.00001]], np.float32))
+    np.testing.assert_array_equal(st.h[0], [32767, -32767, 32767, -32767])  # never wraps to the other sign

@@ -47,9 +47,11 @@ from . import layout as _layout
 from . import scoring as _sc  # the shared constants (ONSET_LEVELS, SEAS_*)
 
 if cython.compiled:  # C's libm; plain Python: the math module (the same IEEE functions)
-    from cython.cimports.libc.math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, sqrt
+    from cython.cimports.libc.math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, rint, sqrt
 else:
     from math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, sqrt
+
+    rint = round  # round half to even, as C's rint in the default rounding mode
 
 # Every constant below is a C constant when compiled (cython.declare); Python code reads them
 # through constants() (C globals are not module attributes).
@@ -444,6 +446,42 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     q[p.count], q[p.since_reset], q[p.smoothed] = count, since, smoothed
     r[p.last_ts] = min(ts, cap)
     return code
+
+
+# -- the hidden state's Q15 storage (state.StateStore.gather_h / scatter_h: the one place) ------
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def q15_load(hq: cython.short[:, :], rows: cython.Py_ssize_t[:], scale: cython.double, out: cython.float[:, :]) -> cython.void:
+    """out[i, :] = hq[rows[i], :] * scale: the stored int16 hidden state of rows[B] as float32 [B, H]
+    (scale = h_bound / 32767 rounded to float32: the product is exact in double, so it rounds once,
+    like a float32 multiply, in both kernel modes)."""
+    i: cython.Py_ssize_t
+    j: cython.Py_ssize_t
+    for i in range(rows.shape[0]):
+        for j in range(hq.shape[1]):
+            out[i, j] = hq[rows[i], j] * scale
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def q15_store(h: cython.float[:, :], to_q15: cython.double, rows: cython.Py_ssize_t[:], hq: cython.short[:, :]) -> cython.void:
+    """hq[rows[i], :] = rint(clamp(h[i, :] * to_q15, +-32767)), the product rounded to float32
+    (to_q15 = 32767 / h_bound as a float32; a NaN stores as +32767: its NaN prediction resets the
+    row anyway). Compiled and plain Python store the same integers."""
+    i: cython.Py_ssize_t
+    j: cython.Py_ssize_t
+    v: cython.double
+    for i in range(rows.shape[0]):
+        for j in range(h.shape[1]):
+            v = h[i, j] * to_q15  # exact in double (24 x 24 bits), then rounded to float32 as numpy's
+            v = cython.cast(cython.float, v) if cython.compiled else _ROUND(v).value  # float32 product
+            if not v < 32767.0:  # above the bound, +inf or NaN
+                v = 32767.0
+            elif v < -32767.0:
+                v = -32767.0
+            hq[rows[i], j] = cython.cast(cython.short, rint(v))
 
 
 @cython.cfunc

@@ -11,7 +11,8 @@ h' = (1 - z) n + z h with n = tanh(.) stays in (-1, 1), so GRU backends declare 
 and h is kept as int16 Q15 (round(h / h_bound * 32767), as TFLite Micro keeps its int16 LSTM
 state: half the bytes, error <= h_bound / 65534); a backend with unbounded state in h (the
 persistence baseline: a value, a variance, a count) declares None and h stays float32.
-``gather_h`` / ``scatter_h`` / ``zero_h`` are the one place h is read and written.
+``gather_h`` / ``scatter_h`` / ``zero_h`` are the one place h is read and written (the Q15
+conversion itself is compiled with the kernel: ``kernel.q15_load`` / ``kernel.q15_store``).
 
 Snapshots are one atomic, pickle-free ``.npz``: the live rows of both slabs and of h, with
 the layout's declaration (its signature) and the model's sha256 as the header; the h member's
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import kernel
 from .fileio import save_npz
 from .layout import Layout, initial_rows
 
@@ -61,8 +63,8 @@ class StateStore:
         # Q15 constants as float32[1, H] rows (array operands and positional outs: the cheapest ufunc
         # calls, which is what a batch of one costs): stored -> h, h -> stored, the clip bounds. A
         # tuple: per store, not per stream (bytes_per_stream counts the ndarray attributes)
-        self._q15 = None if h_bound is None else tuple(np.full((1, hidden), v, np.float32) for v in (
-            self.h_bound / Q15, Q15 / self.h_bound, Q15, -Q15))
+        self._q15 = None if h_bound is None else tuple(float(np.float32(v)) for v in (self.h_bound / Q15, Q15 / self.h_bound))  # (load, store) scales, float32 values
+        self._row1 = np.zeros(1, np.intp)  # the row of a batch of one
         self._h_bufs: dict[int, tuple] = {}  # batch size -> (gather, scatter) buffers float32[B, H]
         self.num = np.zeros((capacity, self.layout.width), np.float64)  # [capacity, width]
         self.num4 = np.zeros((capacity, self.layout.width4), np.float32)  # [capacity, width4]
@@ -80,10 +82,12 @@ class StateStore:
         self._init[self.layout.storage[name] == "f4"][getattr(self.layout, name)] = value
 
     def bytes_per_stream(self) -> float:
-        """Resident bytes per stream of every array the store holds (slabs, hidden state, LRU
-        ticks) / its capacity. (The id -> row dict and the names list are Python objects beside
-        them: ``edgernn bench`` prints the process's RSS growth per stream as the cross-check.)"""
-        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray)) / self.capacity
+        """Resident bytes per stream of every per-stream array the store holds (one row per stream:
+        slabs, hidden state, LRU ticks) / its capacity; fixed scratch buffers aside. (The id -> row
+        dict and the names list are Python objects beside them: ``edgernn bench`` prints the
+        process's RSS growth per stream as the cross-check.)"""
+        return sum(v.nbytes for v in vars(self).values()
+                   if isinstance(v, np.ndarray) and v.shape[:1] == (self.capacity,)) / self.capacity
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -149,10 +153,10 @@ class StateStore:
         Q15: into a buffer reused per batch size (valid until the next gather of that size)."""
         if self._q15 is None:
             return self.h[rows] if isinstance(rows, slice) else self.h.take(rows, axis=0)  # take: faster than h[rows]
-        q = self.h[rows] if isinstance(rows, slice) else self.h.take(rows, axis=0)  # int16[B, H]
-        out = self._h_buf(len(q))[0]
-        out[...] = q  # int16 -> float32 (exact), then * h_bound / Q15
-        return np.multiply(out, self._q15[0], out)
+        rows = self._rows(rows)
+        out = self._h_buf(len(rows))[0]
+        kernel.q15_load(self.h, rows, self._q15[0], out)  # int16 -> float32 * h_bound / Q15
+        return out
 
     def scatter_h(self, rows, h_next: np.ndarray) -> None:
         """Store the backend's h_next float32[B, H] on ``rows``. Q15: clip to [-h_bound, h_bound]
@@ -160,11 +164,16 @@ class StateStore:
         if self._q15 is None:
             self.h[rows] = h_next
             return
-        _, to_q15, hi, lo = self._q15
-        q = np.multiply(h_next, to_q15, self._h_buf(len(h_next))[1])  # [B, H] in Q15 units
-        np.fmin(q, hi, q)  # (np.clip's wrapper costs more than these two ufuncs; fmin: a NaN
-        np.fmax(q, lo, q)  # stores as +h_bound, no cast warning; its NaN pred resets the row)
-        self.h[rows] = np.rint(q, q)  # float32 -> int16 (exact: integral values in range)
+        kernel.q15_store(np.ascontiguousarray(h_next, np.float32), self._q15[1], self._rows(rows), self.h)
+
+    def _rows(self, rows) -> np.ndarray:
+        """intp[B] of ``rows`` (an intp array, or a slice: one row without a new array)."""
+        if not isinstance(rows, slice):
+            return rows
+        if rows.stop - rows.start == 1:
+            self._row1[0] = rows.start
+            return self._row1
+        return np.arange(rows.start, rows.stop, dtype=np.intp)
 
     def _h_buf(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         """The (gather, scatter) float32[b, H] buffers of batch size b (made once per size)."""

@@ -227,7 +227,7 @@ class Detector:
             quiet_level=float(s.onset_quiet), on_rate=1.0 / s.onset_memory, on_weight=float(s.onset_weight),
             range_surprise=float(s.range_surprise), ref_rows=float(self.reference_rows),
             ref_rate=1.0 / s.reference_window, ref_drift=float(s.reference_drift), ref_peak_gate=float(s.reference_peak),
-            seasonal=self.seasonal, peak_on=self.peak, tref_on=self.tref, seas_trust=self.seasonal_trust, day_offset=self.day_offset,
+            seasonal=self.seasonal, peak_on=self.peak, tref_on=self.tref, tref_stat=self.tref_stat, seas_trust=self.seasonal_trust, day_offset=self.day_offset,
             a_k=a.k, a_mask=(1 << a.n) - 1, a_clear_after=float(a.clear_after), a_min_duration=float(a.min_duration),
             a_cooldown=float(a.cooldown), a_max_duration=float(a.max_duration), a_update_factor=float(a.update_factor),
             a_update_gap=float(a.update_gap),

@@ -250,6 +250,7 @@ class Params:
     seasonal = cython.declare(cython.bint, visibility="public")
     peak_on = cython.declare(cython.bint, visibility="public")  # the peak look is in use (F > 1, a peak table)
     tref_on = cython.declare(cython.bint, visibility="public")  # the training-reference look is in use (a reference table)
+    tref_stat = cython.declare(cython.bint, visibility="public")  # its statistic is kept (F > 1, fixed normalisation, reference_rows 0)
     seas_trust = cython.declare(cython.double, visibility="public")
     day_offset = cython.declare(cython.double, visibility="public")
     a_k = cython.declare(cython.int, visibility="public")
@@ -516,7 +517,7 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
     spread: cython.double = 0.0
     stuck: cython.double = 0.0
     reference: cython.double = 0.0  # min over features of log10 P(|N(0,1)| >= z_f); training reference: max z_f
-    tref: cython.bint = p.ref_rows <= 0.0 and p.F > 1 and not p.stream_norm  # the training-reference statistic
+    tref: cython.bint = p.tref_stat  # the training-reference statistic (Detector.tref_stat)
     peak: cython.double = 0.0  # max over features in use of |z_f| (the peak look)
     xf: cython.double
     xl: cython.double

@@ -16,6 +16,7 @@ class cython:  # noqa: N801 - mirrors the module's name
     cclass = cfunc = ccall = final = inline = staticmethod(_same)
     boundscheck = wraparound = cdivision = staticmethod(_directive)
     long = int
+    short = int
     int = int
     bint = bool
     double = float

@@ -44,6 +44,7 @@ _LOOK_OUT = {"instant": K.O_SCORE, "smoothed": K.O_SMOOTHED, "level": K.O_LEVEL,
              scoring.SEASONAL: K.O_SEAS, scoring.PEAK: K.O_PEAK}
 _REJECT = {K.STALE: "out_of_order", K.DUPLICATE: "duplicate", K.RESET: "state_reset"}
 R = K.N_RES  # first expected column of a Result block row
+_POS0 = np.zeros(1, np.intp)  # a batch of one's position
 
 
 def surprise_text(s: float) -> str:
@@ -189,8 +190,8 @@ class Detector:
             self.state.set_initial("norm_mean", bundle.norm_mean)
             self.state.set_initial("norm_var", bundle.norm_std**2)
         self._one = (np.zeros(K.N_OUT), np.zeros(self.F * K.W), np.zeros((1, self.F), np.float32))  # out, work, xin
+        self._one_h = (np.zeros((1, bundle.hidden), np.float32), np.zeros(1, np.intp), np.zeros(1, np.int8))  # hin, row, code
         self._bufs: dict[int, tuple] = {}  # wave size -> the kernel's output buffers (_run_kernel)
-        self._pred_cols = np.arange(self.state.layout.pred.start, self.state.layout.pred.stop)  # num4 columns of pred
         self.set_tables(tables or {})
         self.record_looks = False  # calibration/diagnostics: keep each look's statistic per reading
         self.rejects: Counter[str] = Counter()
@@ -343,58 +344,69 @@ class Detector:
 
     def _run_kernel(self, rows, x, ts, cap, idx, res: Result):
         """kernel.step_wave on a wave; returns (outs [b, N_OUT], works [b, F * W], xin float32[b, F],
-        codes int8[b]). Compiled: on the slabs and the Result block in place. Plain Python: on list
-        copies of the rows (list indexing is its fast path; F32Row rounds like a float32 store),
-        written back after."""
-        p, num, num4, b, F = self.params, self.state.num, self.state.num4, len(rows), self.F
+        codes int8[b], hin float32[b, H]: the stepped streams' h for the GRU, loaded by the kernel
+        from a Q15 state, unset for a float32 one). Compiled: on the slabs and the Result block in
+        place. Plain Python: on list copies of the rows (list indexing is its fast path; F32Row
+        rounds like a float32 store), written back after."""
+        st, p, b, F = self.state, self.params, len(rows), self.F
+        num, num4 = st.num, st.num4
+        bufs = self._bufs.get(b)  # scratch reused wave after wave (one Detector, one thread)
+        if bufs is None:
+            bufs = (np.empty((b, K.N_OUT)), np.empty((b, F * K.W)), np.empty((b, F), np.float32), np.empty(b, np.int8),
+                    np.empty((b, st.hidden), np.float32))
+            if b <= 1024:
+                self._bufs[b] = bufs
+        outs, works, xin, codes, hin = bufs
         if kernel.COMPILED:
-            bufs = self._bufs.get(b)  # scratch reused wave after wave (one Detector, one thread)
-            if bufs is None:
-                bufs = (np.empty((b, K.N_OUT)), np.empty((b, F * K.W)), np.empty((b, F), np.float32), np.empty(b, np.int8))
-                if b <= 1024:
-                    self._bufs[b] = bufs
-            outs, works, xin, codes = bufs
-            kernel.step_wave(p, num, num4, rows, x, ts, cap, res.block, idx, outs, works, xin, codes)
-            return outs, works, xin, codes
+            kernel.step_wave(p, num, num4, rows, x, ts, cap, res.block, idx, outs, works, xin, codes,
+                             st.hq, rows, st.h_load, hin)
+            return bufs
         slab, slab4, block = num[rows].tolist(), list(map(kernel.F32Row, num4[rows].tolist())), res.block[idx].tolist()
-        outs, works = [[0.0] * K.N_OUT for _ in range(b)], [[0.0] * (F * K.W) for _ in range(b)]
-        xin, codes = [[0.0] * F for _ in range(b)], [0] * b
+        louts, lworks = [[0.0] * K.N_OUT for _ in range(b)], [[0.0] * (F * K.W) for _ in range(b)]
+        lxin, lcodes = [[0.0] * F for _ in range(b)], [0] * b
         near = range(b)
-        kernel.step_wave(p, slab, slab4, near, x.tolist(), ts.tolist(), cap, block, near, outs, works, xin, codes)
+        kernel.step_wave(p, slab, slab4, near, x.tolist(), ts.tolist(), cap, block, near, louts, lworks, lxin, lcodes,
+                         st.hq, rows, st.h_load, hin)
         num[rows], num4[rows], res.block[idx] = slab, slab4, block
-        return np.array(outs), np.array(works), np.array(xin, np.float32), np.array(codes, np.int8)
+        outs[:], works[:], xin[:], codes[:] = louts, lworks, lxin, lcodes
+        return bufs
 
     def _wave(self, idx, streams, ts, x, cap: float, res: Result) -> None:
         """One wave (distinct streams; x float64[b, F]): the kernel, then ONE GRU call, then events."""
-        st, L = self.state, self.state.layout
+        st = self.state
         rows = st.rows_for(streams)  # intp[b]
-        outs, works, xin, codes = self._run_kernel(rows, x, ts, cap, idx, res)
+        outs, works, xin, codes, hin = self._run_kernel(rows, x, ts, cap, idx, res)
         if codes.min() < 0:  # not stepped: no GRU step; a poisoned stream starts over
             keep = codes >= 0
             for j in np.flatnonzero(~keep).tolist():
                 self._not_stepped(res, int(idx[j]), int(codes[j]), int(rows[j]))
-            idx, rows, outs, works, xin, codes, ts, x = (a[keep] for a in (idx, rows, outs, works, xin, codes, ts, x))
+            idx, rows, outs, works, xin, codes, ts, x, hin = (
+                a[keep] for a in (idx, rows, outs, works, xin, codes, ts, x, hin))
             streams = [sid for sid, k in zip(streams, keep) if k]
             if not idx.size:
                 return
-        gap = outs[:, K.O_GAP]
-        if gap.any():
-            st.zero_h(rows[gap != 0.0])
-        new_pred, h_next = self.backend.step(xin, st.gather_h(rows))  # h float32[b, H]
-        st.scatter_h(rows, h_next)
-        st.num4[rows[:, None], self._pred_cols] = new_pred  # [b, 2F]; faster than num4[rows, slice]
-        if len(idx) == len(res.flags):  # the whole batch: plain slices
-            res.flags[:, 0] = st.num4[rows, L.duration] > 0  # an alert is active
-            np.minimum(codes, K.CLEARED, out=res.flags[:, 1])  # NEW_NORMAL is a clear
-        else:
-            res.alert[idx] = st.num4[rows, L.duration] > 0
-            res.event[idx] = np.minimum(codes, K.CLEARED)
+        if st.hq is None:  # a float32 state: reset on a gap and gathered here (Q15: by the kernel)
+            gap = outs[:, K.O_GAP]
+            if gap.any():
+                st.zero_h(rows[gap != 0.0])
+            hin = st.gather_h(rows)
+        new_pred, h_next = self.backend.step(xin, hin)  # h float32[b, H]
+        self._finish(rows, new_pred, h_next, res, idx, codes)
         if res.looks is not None:
             for j in np.flatnonzero(outs[:, K.O_SCORED]).tolist():
                 self._record_looks(res, int(idx[j]), outs[j])
         for j in (np.flatnonzero(codes).tolist() if codes.any() else ()):
             res.events.append(self._event(int(codes[j]), int(idx[j]), streams[j], float(ts[j]), x[j],
                                           int(rows[j]), outs[j], works[j]))
+
+    def _finish(self, rows, new_pred, h_next, res: Result, idx, codes) -> None:
+        """The GRU's outputs into the stepped streams' rows (kernel.finish_wave: prediction, Q15 h,
+        the Result's alert / event flags); a float32 h through the store."""
+        st = self.state
+        kernel.finish_wave(self.params, st.num4, rows, np.asarray(new_pred, np.float32), res.flags, idx, codes,
+                           st.hq, h_next if st.hq is not None else None, st.h_store)
+        if st.hq is None:
+            st.scatter_h(rows, h_next)
 
     def _one_reading(self, batch: Batch, res: Result, now: float | None) -> None:
         """``process`` for a batch of one: the same kernel (step_one) and checks, on 1-D buffers."""
@@ -408,22 +420,23 @@ class Detector:
         cap = math.inf if now is None else float(now) + self.settings.clock_skew_s
         sid = batch.streams[0]
         row = st.row_for(sid)
-        out, work, xin = self._one
+        (out, work, xin), (hin, rows1, codes1) = self._one, self._one_h
         if kernel.COMPILED:
-            code = kernel.step_one(p, st.num[row], st.num4[row], x1, t, cap, res.block[0], out, work, xin[0])
+            code = kernel.step_one(p, st.num, st.num4, row, row, x1, t, cap, res.block, out, work, xin, st.hq, st.h_load, hin)
         else:  # lists (F32Row: float32 stores), written back
             r, q, blk = st.num[row].tolist(), kernel.F32Row(st.num4[row].tolist()), res.block[0].tolist()
             o, w, xi = [0.0] * K.N_OUT, [0.0] * (F * K.W), [0.0] * F
-            code = kernel.step_one(p, r, q, values, t, cap, blk, o, w, xi)
+            code = kernel.step_one(p, [r], [q], 0, row, values, t, cap, [blk], o, w, [xi], st.hq, st.h_load, hin)
             st.num[row], st.num4[row], res.block[0], out[:], work[:], xin[0] = r, q, blk, o, w, xi
         if code < 0:
             return self._not_stepped(res, 0, code, row)
-        if out[K.O_GAP]:
-            st.zero_h(row)
-        new_pred, h_next = self.backend.step(xin, st.gather_h(slice(row, row + 1)))  # h float32[1, H]
-        st.scatter_h(slice(row, row + 1), h_next)
-        st.num4[row, self.state.layout.pred] = new_pred[0]
-        res.flags[0] = (st.num4[row, self.state.layout.duration] > 0, min(code, K.CLEARED))
+        if st.hq is None:  # a float32 state (Q15: step_one loaded it into hin)
+            if out[K.O_GAP]:
+                st.zero_h(row)
+            hin = st.gather_h(slice(row, row + 1))
+        new_pred, h_next = self.backend.step(xin, hin)  # h float32[1, H]
+        rows1[0], codes1[0] = row, code
+        self._finish(rows1, new_pred, h_next, res, _POS0, codes1)
         if res.looks is not None and out[K.O_SCORED]:
             self._record_looks(res, 0, out)
         if code:

@@ -39,6 +39,7 @@ except ImportError:  # plain Python without Cython installed: the decorators do 
     from ._cython_shim import cython
 
 import ctypes
+from typing import Optional
 import math
 
 import numpy as np
@@ -48,6 +49,7 @@ from . import scoring as _sc  # the shared constants (ONSET_LEVELS, SEAS_*)
 
 if cython.compiled:  # C's libm; plain Python: the math module (the same IEEE functions)
     from cython.cimports.libc.math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, rint, sqrt
+    from cython.cimports.edgernn._cpu import edgernn_prefetch  # a cache hint (no effect on the numbers)
 else:
     from math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, sqrt
 
@@ -369,22 +371,63 @@ def tail(p: Params, k: cython.int, value: cython.double) -> cython.double:
 def step_wave(p: Params, num: cython.double[:, :], num4: cython.float[:, :], rows: cython.Py_ssize_t[:],
               x: cython.double[:, :], ts: cython.double[:], cap: cython.double, block: cython.double[:, :],
               pos: cython.Py_ssize_t[:], outs: cython.double[:, :], works: cython.double[:, :],
-              xin: cython.float[:, :], codes: cython.schar[:]) -> None:
+              xin: cython.float[:, :], codes: cython.schar[:], hq: Optional[cython.short[:, :]], hrows: cython.Py_ssize_t[:],
+              h_scale: cython.double, hin: cython.float[:, :]) -> None:
     """A wave of readings on distinct streams (see the module doc): stream j's rows are
     num[rows[j]] (float64 columns) and num4[rows[j]] (float32 columns); cap: the latest clock a
-    stream may take (now + clock_skew_s; inf in replay)."""
+    stream may take (now + clock_skew_s; inf in replay). hq: the store's int16 Q15 hidden state
+    (None: a float32 state the caller gathers itself): a stepped reading's row hq[hrows[j]] is
+    zeroed on a gap and loaded into hin[j] (float32[b, H], x h_scale) for the wave's GRU call."""
     j: cython.Py_ssize_t
-    for j in range(len(rows)):
+    n: cython.Py_ssize_t = len(rows)
+    for j in range(n):
+        if cython.compiled:  # the rows two readings ahead (and, first, these two): their misses overlap the maths
+            if j == 0:
+                _prefetch_rows(p, num, num4, hq, rows[0], hrows[0])
+                if n > 1:
+                    _prefetch_rows(p, num, num4, hq, rows[1], hrows[1])
+            if j + 2 < n:
+                _prefetch_rows(p, num, num4, hq, rows[j + 2], hrows[j + 2])
         codes[j] = _step(p, num[rows[j]], num4[rows[j]], x[j], ts[j], cap, block[pos[j]], outs[j], works[j], xin[j])
+        if hq is not None and codes[j] >= 0:
+            _h_load(hq, hrows[j], outs[j][O_GAP] != 0.0, h_scale, hin[j])
 
 
 @cython.ccall
-def step_one(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:], ts: cython.double,
-             cap: cython.double, res: cython.double[:], out: cython.double[:], work: cython.double[:],
-             xin: cython.float[:]) -> cython.int:
-    """``step_wave`` for one reading on one stream's rows r (float64) and q (float32), on 1-D
-    buffers (a batch of one costs fewer buffer acquisitions); returns its code."""
-    return _step(p, r, q, x, ts, cap, res, out, work, xin)
+def step_one(p: Params, num: cython.double[:, :], num4: cython.float[:, :], row: cython.Py_ssize_t, hrow: cython.Py_ssize_t,
+             x: cython.double[:], ts: cython.double, cap: cython.double, block: cython.double[:, :], out: cython.double[:],
+             work: cython.double[:], xin: cython.float[:, :], hq: Optional[cython.short[:, :]], h_scale: cython.double,
+             hin: cython.float[:, :]) -> cython.int:
+    """``step_wave`` for one reading on one stream's rows num[row] (float64) and num4[row] (float32)
+    (no numpy views of them: a batch of one costs fewer objects); its Result row block[0], its GRU
+    input xin[0]; returns its code. hq: as step_wave's, the row hq[hrow] loaded into hin[0]."""
+    code: cython.int = _step(p, num[row], num4[row], x, ts, cap, block[0], out, work, xin[0])
+    if hq is not None and code >= 0:
+        _h_load(hq, hrow, out[O_GAP] != 0.0, h_scale, hin[0])
+    return code
+
+
+@cython.ccall
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def finish_wave(p: Params, num4: cython.float[:, :], rows: cython.Py_ssize_t[:], pred: cython.float[:, :],
+                flags: cython.schar[:, :], pos: cython.Py_ssize_t[:], codes: cython.schar[:], hq: Optional[cython.short[:, :]],
+                h_next: Optional[cython.float[:, :]], to_q15: cython.double) -> None:
+    """After the wave's GRU call: stream j's prediction pred[j] (float32[b, P]) into its pred
+    column, its Result flags (flags[pos[j]]: an alert is active | its event code, NEW_NORMAL as
+    CLEARED) and, with hq (int16 Q15; None: the caller stores a float32 state), h_next[j] stored
+    at hq[rows[j]] (q15_store's rounding)."""
+    j: cython.Py_ssize_t
+    i: cython.Py_ssize_t
+    r: cython.Py_ssize_t
+    for j in range(rows.shape[0]):
+        r = rows[j]
+        for i in range(pred.shape[1]):
+            num4[r, p.pred + i] = pred[j, i]
+        flags[pos[j], 0] = 1 if num4[r, p.duration] > 0 else 0
+        flags[pos[j], 1] = min(codes[j], CLEARED)
+        if hq is not None:
+            _h_store(h_next[j], to_q15, hq, r)
 
 
 class F32Row(list):
@@ -458,10 +501,8 @@ def q15_load(hq: cython.short[:, :], rows: cython.Py_ssize_t[:], scale: cython.d
     (scale = h_bound / 32767 rounded to float32: the product is exact in double, so it rounds once,
     like a float32 multiply, in both kernel modes)."""
     i: cython.Py_ssize_t
-    j: cython.Py_ssize_t
     for i in range(rows.shape[0]):
-        for j in range(hq.shape[1]):
-            out[i, j] = hq[rows[i], j] * scale
+        _h_load(hq, rows[i], False, scale, out[i])
 
 
 @cython.ccall
@@ -472,17 +513,60 @@ def q15_store(h: cython.float[:, :], to_q15: cython.double, rows: cython.Py_ssiz
     (to_q15 = 32767 / h_bound as a float32; a NaN stores as +32767: its NaN prediction resets the
     row anyway). Compiled and plain Python store the same integers."""
     i: cython.Py_ssize_t
+    for i in range(rows.shape[0]):
+        _h_store(h[i], to_q15, hq, rows[i])
+
+
+@cython.cfunc
+@cython.inline
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _h_load(hq: cython.short[:, :], row: cython.Py_ssize_t, zero: cython.bint, scale: cython.double,
+            out: cython.float[:]) -> cython.void:
+    """out[:] = hq[row, :] * scale (float32[H]); zero: the row starts over first (a gap)."""
+    j: cython.Py_ssize_t
+    for j in range(hq.shape[1]):
+        if zero:
+            hq[row, j] = 0
+        out[j] = hq[row, j] * scale
+
+
+@cython.cfunc
+@cython.inline
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _h_store(h: cython.float[:], to_q15: cython.double, hq: cython.short[:, :], row: cython.Py_ssize_t) -> cython.void:
+    """hq[row, :] = Q15 of h[H] (q15_store's rule, the one place it is written)."""
     j: cython.Py_ssize_t
     v: cython.double
-    for i in range(rows.shape[0]):
-        for j in range(h.shape[1]):
-            v = h[i, j] * to_q15  # exact in double (24 x 24 bits), then rounded to float32 as numpy's
-            v = cython.cast(cython.float, v) if cython.compiled else _ROUND(v).value  # float32 product
-            if not v < 32767.0:  # above the bound, +inf or NaN
-                v = 32767.0
-            elif v < -32767.0:
-                v = -32767.0
-            hq[rows[i], j] = cython.cast(cython.short, rint(v))
+    for j in range(hq.shape[1]):
+        v = h[j] * to_q15  # exact in double (24 x 24 bits), then rounded to float32 as numpy's
+        v = cython.cast(cython.float, v) if cython.compiled else _ROUND(v).value  # float32 product
+        if not v < 32767.0:  # above the bound, +inf or NaN
+            v = 32767.0
+        elif v < -32767.0:
+            v = -32767.0
+        hq[row, j] = cython.cast(cython.short, rint(v))
+
+
+@cython.cfunc
+@cython.inline
+def _prefetch_rows(p: Params, num: cython.double[:, :], num4: cython.float[:, :], hq: Optional[cython.short[:, :]],
+                   row: cython.Py_ssize_t, hrow: cython.Py_ssize_t) -> cython.void:
+    """Compiled only: ask the cache for the lines a reading will touch (its float64 row, its
+    float32 row up to the seasonal profile and the seasonal scalars after it, its h row), so the
+    misses of a wave's random rows overlap the maths of the readings before it. No effect on results."""
+    if cython.compiled:
+        k: cython.Py_ssize_t
+        end: cython.Py_ssize_t = p.seas_m if p.seasonal else num4.shape[1]  # the profile: 2 of its 96 entries are read
+        edgernn_prefetch(cython.address(num[row, 0]))
+        edgernn_prefetch(cython.address(num[row, num.shape[1] - 1]))
+        for k in range(0, end, 16):  # 16 floats: one 64-byte line
+            edgernn_prefetch(cython.address(num4[row, k]))
+        edgernn_prefetch(cython.address(num4[row, num4.shape[1] - 1]))
+        if hq is not None:
+            edgernn_prefetch(cython.address(hq[hrow, 0]))
+            edgernn_prefetch(cython.address(hq[hrow, hq.shape[1] - 1]))
 
 
 @cython.cfunc

@@ -11,8 +11,10 @@ h' = (1 - z) n + z h with n = tanh(.) stays in (-1, 1), so GRU backends declare 
 and h is kept as int16 Q15 (round(h / h_bound * 32767), as TFLite Micro keeps its int16 LSTM
 state: half the bytes, error <= h_bound / 65534); a backend with unbounded state in h (the
 persistence baseline: a value, a variance, a count) declares None and h stays float32.
-``gather_h`` / ``scatter_h`` / ``zero_h`` are the one place h is read and written (the Q15
-conversion itself is compiled with the kernel: ``kernel.q15_load`` / ``kernel.q15_store``).
+The Q15 conversion is compiled with the kernel, one rule each way (``kernel._h_load`` /
+``kernel._h_store``): the detector's waves load and store a Q15 h inside ``kernel.step_wave`` /
+``kernel.finish_wave`` (on ``hq``, with ``h_load`` / ``h_store``); ``gather_h`` / ``scatter_h`` /
+``zero_h`` do it for every other caller and for a float32 state.
 
 Snapshots are one atomic, pickle-free ``.npz``: the live rows of both slabs and of h, with
 the layout's declaration (its signature) and the model's sha256 as the header; the h member's
@@ -64,6 +66,11 @@ class StateStore:
         # calls, which is what a batch of one costs): stored -> h, h -> stored, the clip bounds. A
         # tuple: per store, not per stream (bytes_per_stream counts the ndarray attributes)
         self._q15 = None if h_bound is None else tuple(float(np.float32(v)) for v in (self.h_bound / Q15, Q15 / self.h_bound))  # (load, store) scales, float32 values
+        # what the kernel's wave functions take (kernel.step_wave / finish_wave load and store a Q15 h
+        # with the wave, q15_load / q15_store's rule): the int16 array and (load, store) scales; None
+        # and 0.0 for a float32 state, which gather_h / scatter_h move
+        self.hq = None if h_bound is None else self.h
+        self.h_load, self.h_store = self._q15 if self._q15 is not None else (0.0, 0.0)
         self._row1 = np.zeros(1, np.intp)  # the row of a batch of one
         self._h_bufs: dict[int, tuple] = {}  # batch size -> (gather, scatter) buffers float32[B, H]
         self.num = np.zeros((capacity, self.layout.width), np.float64)  # [capacity, width]
@@ -86,8 +93,9 @@ class StateStore:
         slabs, hidden state, LRU ticks) / its capacity; fixed scratch buffers aside. (The id -> row
         dict and the names list are Python objects beside them: ``edgernn bench`` prints the
         process's RSS growth per stream as the cross-check.)"""
-        return sum(v.nbytes for v in vars(self).values()
-                   if isinstance(v, np.ndarray) and v.shape[:1] == (self.capacity,)) / self.capacity
+        arrays = {id(v): v for v in vars(self).values()  # by identity: hq is h again
+                  if isinstance(v, np.ndarray) and v.shape[:1] == (self.capacity,)}
+        return sum(v.nbytes for v in arrays.values()) / self.capacity
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -44,7 +44,7 @@ _LOOK_OUT = {"instant": K.O_SCORE, "smoothed": K.O_SMOOTHED, "level": K.O_LEVEL,
              scoring.SEASONAL: K.O_SEAS, scoring.PEAK: K.O_PEAK}
 _REJECT = {K.STALE: "out_of_order", K.DUPLICATE: "duplicate", K.RESET: "state_reset"}
 R = K.N_RES  # first expected column of a Result block row
-_POS0 = np.zeros(1, np.intp)  # a batch of one's position
+_ARANGE: dict[int, np.ndarray] = {}  # B -> arange(B): the positions of a clean batch (never written)
 
 
 def surprise_text(s: float) -> str:
@@ -190,7 +190,8 @@ class Detector:
             self.state.set_initial("norm_mean", bundle.norm_mean)
             self.state.set_initial("norm_var", bundle.norm_std**2)
         self._one = (np.zeros(K.N_OUT), np.zeros(self.F * K.W), np.zeros((1, self.F), np.float32))  # out, work, xin
-        self._one_h = (np.zeros((1, bundle.hidden), np.float32), np.zeros(1, np.intp), np.zeros(1, np.int8))  # hin, row, code
+        self._hin1 = np.zeros((1, bundle.hidden), np.float32)  # a batch of one's h for the GRU
+        self._one_k = kernel.One(self.state.num, self.state.num4, self.state.hq, *self._one, self._hin1)  # (the store's arrays stay put)
         self._bufs: dict[int, tuple] = {}  # wave size -> the kernel's output buffers (_run_kernel)
         self.set_tables(tables or {})
         self.record_looks = False  # calibration/diagnostics: keep each look's statistic per reading
@@ -290,11 +291,10 @@ class Detector:
         x = np.asarray(batch.x, dtype=np.float64).reshape(B, F)
         ts = np.asarray(batch.ts, dtype=np.float64).reshape(B)
         cap = math.inf if now is None else float(now) + self.settings.clock_skew_s
-        with np.errstate(over="ignore", invalid="ignore"):  # a finite sum: every value is finite (the fast path)
-            clean = math.isfinite(float(x.sum()) + float(ts.sum()))
-        if not clean or (now is not None and B and float(ts.max()) > float(now) + self.settings.max_future_s):
+        clean = kernel.clean_batch(x, ts, math.inf if now is None else float(now) + self.settings.max_future_s)
+        if not clean:
             self._screen(res, x, ts, now)
-        for idx in self._waves(batch.streams, res.accepted):
+        for idx in self._waves(batch.streams, res.accepted, clean):
             if len(idx) == B and x.flags.writeable and ts.flags.writeable:  # the whole batch: no copies
                 self._wave(idx, batch.streams, ts, x, cap, res)  # (the kernel's buffers must be writable)
             else:
@@ -318,14 +318,21 @@ class Detector:
             self._reject(res, int(i), "missing_value" if np.isnan(x[i]).any() else "non_finite")
 
     # -- internals -----------------------------------------------------------------------------
-    @staticmethod
-    def _waves(streams: list[str], accepted: np.ndarray) -> list[np.ndarray]:
-        """Positions of the accepted readings, split so that the k-th occurrence of each stream
-        goes into wave k (each wave: distinct streams, in arrival order)."""
+    def _waves(self, streams: list[str], accepted: np.ndarray, clean: bool) -> list[np.ndarray]:
+        """Positions of the accepted readings (clean: all of them), split so that the k-th occurrence
+        of each stream goes into wave k (each wave: distinct streams, in arrival order)."""
+        distinct = len(set(streams)) == len(streams)
+        if clean and distinct:  # the common case: every position, an array made once per batch size
+            idx = _ARANGE.get(len(streams))
+            if idx is None:
+                idx = np.arange(len(streams), dtype=np.intp)
+                if len(streams) <= 1024:
+                    _ARANGE[len(streams)] = idx
+            return [idx]
         idx = np.flatnonzero(accepted)
         if not idx.size:
             return []
-        if len(set(streams)) == len(streams):
+        if distinct:
             return [idx]
         seen: dict[str, int] = {}
         occurrence = []
@@ -343,8 +350,8 @@ class Detector:
         self.rejects[reason] += 1
 
     def _run_kernel(self, rows, x, ts, cap, idx, res: Result):
-        """kernel.step_wave on a wave; returns (outs [b, N_OUT], works [b, F * W], xin float32[b, F],
-        codes int8[b], hin float32[b, H]: the stepped streams' h for the GRU, loaded by the kernel
+        """kernel.step_wave on a wave; returns (readings whose code is not NONE, (outs [b, N_OUT],
+        works [b, F * W], xin float32[b, F], codes int8[b], hin float32[b, H]: the stepped streams' h for the GRU, loaded by the kernel
         from a Q15 state, unset for a float32 one). Compiled: on the slabs and the Result block in
         place. Plain Python: on list copies of the rows (list indexing is its fast path; F32Row
         rounds like a float32 store), written back after."""
@@ -358,25 +365,25 @@ class Detector:
                 self._bufs[b] = bufs
         outs, works, xin, codes, hin = bufs
         if kernel.COMPILED:
-            kernel.step_wave(p, num, num4, rows, x, ts, cap, res.block, idx, outs, works, xin, codes,
-                             st.hq, rows, st.h_load, hin)
-            return bufs
+            marked = kernel.step_wave(p, num, num4, rows, x, ts, cap, res.block, idx, outs, works, xin, codes,
+                                      st.hq, rows, st.h_load, hin)
+            return marked, bufs
         slab, slab4, block = num[rows].tolist(), list(map(kernel.F32Row, num4[rows].tolist())), res.block[idx].tolist()
         louts, lworks = [[0.0] * K.N_OUT for _ in range(b)], [[0.0] * (F * K.W) for _ in range(b)]
         lxin, lcodes = [[0.0] * F for _ in range(b)], [0] * b
         near = range(b)
-        kernel.step_wave(p, slab, slab4, near, x.tolist(), ts.tolist(), cap, block, near, louts, lworks, lxin, lcodes,
-                         st.hq, rows, st.h_load, hin)
+        marked = kernel.step_wave(p, slab, slab4, near, x.tolist(), ts.tolist(), cap, block, near, louts, lworks, lxin,
+                                  lcodes, st.hq, rows, st.h_load, hin)
         num[rows], num4[rows], res.block[idx] = slab, slab4, block
         outs[:], works[:], xin[:], codes[:] = louts, lworks, lxin, lcodes
-        return bufs
+        return marked, bufs
 
     def _wave(self, idx, streams, ts, x, cap: float, res: Result) -> None:
         """One wave (distinct streams; x float64[b, F]): the kernel, then ONE GRU call, then events."""
         st = self.state
         rows = st.rows_for(streams)  # intp[b]
-        outs, works, xin, codes, hin = self._run_kernel(rows, x, ts, cap, idx, res)
-        if codes.min() < 0:  # not stepped: no GRU step; a poisoned stream starts over
+        marked, (outs, works, xin, codes, hin) = self._run_kernel(rows, x, ts, cap, idx, res)
+        if marked and codes.min() < 0:  # not stepped: no GRU step; a poisoned stream starts over
             keep = codes >= 0
             for j in np.flatnonzero(~keep).tolist():
                 self._not_stepped(res, int(idx[j]), int(codes[j]), int(rows[j]))
@@ -395,7 +402,7 @@ class Detector:
         if res.looks is not None:
             for j in np.flatnonzero(outs[:, K.O_SCORED]).tolist():
                 self._record_looks(res, int(idx[j]), outs[j])
-        for j in (np.flatnonzero(codes).tolist() if codes.any() else ()):
+        for j in (np.flatnonzero(codes).tolist() if marked else ()):  # readings with an event
             res.events.append(self._event(int(codes[j]), int(idx[j]), streams[j], float(ts[j]), x[j],
                                           int(rows[j]), outs[j], works[j]))
 
@@ -420,13 +427,13 @@ class Detector:
         cap = math.inf if now is None else float(now) + self.settings.clock_skew_s
         sid = batch.streams[0]
         row = st.row_for(sid)
-        (out, work, xin), (hin, rows1, codes1) = self._one, self._one_h
+        (out, work, xin), hin, one = self._one, self._hin1, self._one_k
         if kernel.COMPILED:
-            code = kernel.step_one(p, st.num, st.num4, row, row, x1, t, cap, res.block, out, work, xin, st.hq, st.h_load, hin)
+            code = kernel.step_one(p, one, row, row, x1, t, cap, res.block, st.h_load)
         else:  # lists (F32Row: float32 stores), written back
             r, q, blk = st.num[row].tolist(), kernel.F32Row(st.num4[row].tolist()), res.block[0].tolist()
             o, w, xi = [0.0] * K.N_OUT, [0.0] * (F * K.W), [0.0] * F
-            code = kernel.step_one(p, [r], [q], 0, row, values, t, cap, [blk], o, w, [xi], st.hq, st.h_load, hin)
+            code = kernel.step_one(p, kernel.One([r], [q], st.hq, o, w, [xi], hin), 0, row, values, t, cap, [blk], st.h_load)
             st.num[row], st.num4[row], res.block[0], out[:], work[:], xin[0] = r, q, blk, o, w, xi
         if code < 0:
             return self._not_stepped(res, 0, code, row)
@@ -435,8 +442,10 @@ class Detector:
                 st.zero_h(row)
             hin = st.gather_h(slice(row, row + 1))
         new_pred, h_next = self.backend.step(xin, hin)  # h float32[1, H]
-        rows1[0], codes1[0] = row, code
-        self._finish(rows1, new_pred, h_next, res, _POS0, codes1)
+        kernel.finish_one(self.params, one, row, code, np.asarray(new_pred, np.float32), res.flags,
+                          h_next if st.hq is not None else None, st.h_store)
+        if st.hq is None:
+            st.scatter_h(slice(row, row + 1), h_next)
         if res.looks is not None and out[K.O_SCORED]:
             self._record_looks(res, 0, out)
         if code:

@@ -372,14 +372,16 @@ def step_wave(p: Params, num: cython.double[:, :], num4: cython.float[:, :], row
               x: cython.double[:, :], ts: cython.double[:], cap: cython.double, block: cython.double[:, :],
               pos: cython.Py_ssize_t[:], outs: cython.double[:, :], works: cython.double[:, :],
               xin: cython.float[:, :], codes: cython.schar[:], hq: Optional[cython.short[:, :]], hrows: cython.Py_ssize_t[:],
-              h_scale: cython.double, hin: cython.float[:, :]) -> None:
+              h_scale: cython.double, hin: cython.float[:, :]) -> cython.int:
     """A wave of readings on distinct streams (see the module doc): stream j's rows are
     num[rows[j]] (float64 columns) and num4[rows[j]] (float32 columns); cap: the latest clock a
     stream may take (now + clock_skew_s; inf in replay). hq: the store's int16 Q15 hidden state
     (None: a float32 state the caller gathers itself): a stepped reading's row hq[hrows[j]] is
-    zeroed on a gap and loaded into hin[j] (float32[b, H], x h_scale) for the wave's GRU call."""
+    zeroed on a gap and loaded into hin[j] (float32[b, H], x h_scale) for the wave's GRU call.
+    Returns how many codes are not NONE (0: every reading stepped, no event: the common case)."""
     j: cython.Py_ssize_t
     n: cython.Py_ssize_t = len(rows)
+    marked: cython.int = 0
     for j in range(n):
         if cython.compiled:  # the rows two readings ahead (and, first, these two): their misses overlap the maths
             if j == 0:
@@ -391,20 +393,70 @@ def step_wave(p: Params, num: cython.double[:, :], num4: cython.float[:, :], row
         codes[j] = _step(p, num[rows[j]], num4[rows[j]], x[j], ts[j], cap, block[pos[j]], outs[j], works[j], xin[j])
         if hq is not None and codes[j] >= 0:
             _h_load(hq, hrows[j], outs[j][O_GAP] != 0.0, h_scale, hin[j])
+        if codes[j] != NONE:
+            marked += 1
+    return marked
 
 
 @cython.ccall
-def step_one(p: Params, num: cython.double[:, :], num4: cython.float[:, :], row: cython.Py_ssize_t, hrow: cython.Py_ssize_t,
-             x: cython.double[:], ts: cython.double, cap: cython.double, block: cython.double[:, :], out: cython.double[:],
-             work: cython.double[:], xin: cython.float[:, :], hq: Optional[cython.short[:, :]], h_scale: cython.double,
-             hin: cython.float[:, :]) -> cython.int:
-    """``step_wave`` for one reading on one stream's rows num[row] (float64) and num4[row] (float32)
-    (no numpy views of them: a batch of one costs fewer objects); its Result row block[0], its GRU
-    input xin[0]; returns its code. hq: as step_wave's, the row hq[hrow] loaded into hin[0]."""
-    code: cython.int = _step(p, num[row], num4[row], x, ts, cap, block[0], out, work, xin[0])
-    if hq is not None and code >= 0:
-        _h_load(hq, hrow, out[O_GAP] != 0.0, h_scale, hin[0])
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def clean_batch(x: cython.const[cython.double][:, :], ts: cython.const[cython.double][:], latest: cython.double) -> cython.bint:
+    """True when every value x[B, F] and timestamp ts[B] of a batch is finite and no timestamp is
+    after ``latest`` (inf: no limit): nothing to screen (else Detector._screen finds the rejects)."""
+    i: cython.Py_ssize_t
+    j: cython.Py_ssize_t
+    for i in range(x.shape[0]):
+        if not (isfinite(ts[i]) and ts[i] <= latest):
+            return False
+        for j in range(x.shape[1]):
+            if not isfinite(x[i, j]):
+                return False
+    return True
+
+
+@cython.final
+@cython.cclass
+class One:
+    """A batch of one's arrays, held as typed views from construction on (a call then acquires only
+    the batch's own buffers): the slabs num / num4, the Q15 h store hq (None: a float32 state the
+    caller moves), the reading's outputs out[N_OUT] / work[F * W] and its GRU input and state
+    xin float32[1, F] / hin float32[1, H]. Plain Python: the same attributes, lists or arrays."""
+
+    num: cython.double[:, :]
+    num4: cython.float[:, :]
+    hq: cython.short[:, :]
+    has_h: cython.bint
+    out: cython.double[:]
+    work: cython.double[:]
+    xin: cython.float[:, :]
+    hin: cython.float[:, :]
+
+    def __init__(self, num, num4, hq, out, work, xin, hin):
+        self.num, self.num4, self.out, self.work, self.xin, self.hin = num, num4, out, work, xin, hin
+        self.has_h = hq is not None
+        if hq is not None:
+            self.hq = hq
+
+
+@cython.ccall
+def step_one(p: Params, one: One, row: cython.Py_ssize_t, hrow: cython.Py_ssize_t, x: cython.double[:],
+             ts: cython.double, cap: cython.double, block: cython.double[:, :], h_scale: cython.double) -> cython.int:
+    """``step_wave`` for one reading on one stream's rows one.num[row] (float64) and one.num4[row]
+    (float32) (no numpy views of them); its Result row block[0], its outputs and GRU input in
+    ``one``; returns its code. With one.hq: as step_wave's, the row hq[hrow] loaded into one.hin[0]."""
+    code: cython.int = _step(p, one.num[row], one.num4[row], x, ts, cap, block[0], one.out, one.work, one.xin[0])
+    if one.has_h and code >= 0:
+        _h_load(one.hq, hrow, one.out[O_GAP] != 0.0, h_scale, one.hin[0])
     return code
+
+
+@cython.ccall
+def finish_one(p: Params, one: One, row: cython.Py_ssize_t, code: cython.int, pred: cython.float[:, :],
+               flags: cython.schar[:, :], h_next: Optional[cython.float[:, :]], to_q15: cython.double) -> None:
+    """``finish_wave`` for a batch of one on ``one``'s arrays (its Result flags: flags[0])."""
+    _finish_row(p, one.num4, row, pred[0], flags, 0, code, one.hq if one.has_h else None,
+                h_next[0] if one.has_h else None, to_q15)
 
 
 @cython.ccall
@@ -418,16 +470,25 @@ def finish_wave(p: Params, num4: cython.float[:, :], rows: cython.Py_ssize_t[:],
     CLEARED) and, with hq (int16 Q15; None: the caller stores a float32 state), h_next[j] stored
     at hq[rows[j]] (q15_store's rounding)."""
     j: cython.Py_ssize_t
-    i: cython.Py_ssize_t
-    r: cython.Py_ssize_t
     for j in range(rows.shape[0]):
-        r = rows[j]
-        for i in range(pred.shape[1]):
-            num4[r, p.pred + i] = pred[j, i]
-        flags[pos[j], 0] = 1 if num4[r, p.duration] > 0 else 0
-        flags[pos[j], 1] = min(codes[j], CLEARED)
-        if hq is not None:
-            _h_store(h_next[j], to_q15, hq, r)
+        _finish_row(p, num4, rows[j], pred[j], flags, pos[j], codes[j], hq, h_next[j] if hq is not None else None, to_q15)
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _finish_row(p: Params, num4: cython.float[:, :], r: cython.Py_ssize_t, pred: cython.float[:], flags: cython.schar[:, :],
+                at: cython.Py_ssize_t, code: cython.int, hq: Optional[cython.short[:, :]], h: Optional[cython.float[:]],
+                to_q15: cython.double) -> cython.void:
+    """One stepped stream's GRU outputs: pred[P] into row r's pred column, its Result flags row
+    flags[at] (alert active | event), h[H] (with hq) as Q15 on hq[r]."""
+    i: cython.Py_ssize_t
+    for i in range(pred.shape[0]):
+        num4[r, p.pred + i] = pred[i]
+    flags[at, 0] = 1 if num4[r, p.duration] > 0 else 0
+    flags[at, 1] = min(code, CLEARED)
+    if hq is not None:
+        _h_store(h, to_q15, hq, r)
 
 
 class F32Row(list):

@@ -52,20 +52,27 @@ class _Slot:
         self.opred, self.oh = outs["pred"], outs["h_next"]
         self.x = np.zeros((batch, features), np.float32)  # [bucket, F]
         self.h = np.zeros((batch, hidden), np.float32)  # [bucket, H]
+        # The wrapper's own SetTensor / Invoke / GetTensor (copying in, copying out), bound once: the
+        # public methods add a Python frame each, and invoke() a check for numpy views of the
+        # interpreter's buffers, which this class never makes (it uses no tensor() views)
+        raw = getattr(interp, "_interpreter", None)
+        if raw is not None and all(hasattr(raw, n) for n in ("SetTensor", "Invoke", "GetTensor")):
+            self._set, self._invoke, self._get = raw.SetTensor, raw.Invoke, raw.GetTensor
+        else:  # another wrapper layout: the public methods
+            self._set, self._invoke, self._get = interp.set_tensor, interp.invoke, interp.get_tensor
 
     def run(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         B = x.shape[0]
-        if B == self.batch:
-            np.copyto(self.x, x)
-            np.copyto(self.h, h)
-        else:  # pad: rows are independent, the padded rows are discarded
+        if B == self.batch and x.dtype == np.float32 and h.dtype == np.float32:  # SetTensor copies them as they are
+            self._set(self.ix, x)
+            self._set(self.ih, h)
+        else:  # converted, or padded: rows are independent, the padded rows are discarded
             self.x[:B], self.x[B:] = x, 0.0
             self.h[:B], self.h[B:] = h, 0.0
-        it = self.interp
-        it.set_tensor(self.ix, self.x)
-        it.set_tensor(self.ih, self.h)
-        it.invoke()
-        pred, h_next = it.get_tensor(self.opred), it.get_tensor(self.oh)  # copies
+            self._set(self.ix, self.x)
+            self._set(self.ih, self.h)
+        self._invoke()
+        pred, h_next = self._get(self.opred), self._get(self.oh)  # copies
         if B != self.batch:
             pred, h_next = pred[:B].copy(), h_next[:B].copy()
         return pred, h_next

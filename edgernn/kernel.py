@@ -455,8 +455,9 @@ def step_one(p: Params, one: One, row: cython.Py_ssize_t, hrow: cython.Py_ssize_
 def finish_one(p: Params, one: One, row: cython.Py_ssize_t, code: cython.int, pred: cython.float[:, :],
                flags: cython.schar[:, :], h_next: Optional[cython.float[:, :]], to_q15: cython.double) -> None:
     """``finish_wave`` for a batch of one on ``one``'s arrays (its Result flags: flags[0])."""
-    _finish_row(p, one.num4, row, pred[0], flags, 0, code, one.hq if one.has_h else None,
-                h_next[0] if one.has_h else None, to_q15)
+    _finish_row(p, one.num4, row, pred[0], flags, 0, code)
+    if one.has_h:
+        _h_store(h_next[0], to_q15, one.hq, row)
 
 
 @cython.ccall
@@ -471,24 +472,24 @@ def finish_wave(p: Params, num4: cython.float[:, :], rows: cython.Py_ssize_t[:],
     at hq[rows[j]] (q15_store's rounding)."""
     j: cython.Py_ssize_t
     for j in range(rows.shape[0]):
-        _finish_row(p, num4, rows[j], pred[j], flags, pos[j], codes[j], hq, h_next[j] if hq is not None else None, to_q15)
+        _finish_row(p, num4, rows[j], pred[j], flags, pos[j], codes[j])
+    if hq is not None:
+        for j in range(rows.shape[0]):
+            _h_store(h_next[j], to_q15, hq, rows[j])
 
 
 @cython.cfunc
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def _finish_row(p: Params, num4: cython.float[:, :], r: cython.Py_ssize_t, pred: cython.float[:], flags: cython.schar[:, :],
-                at: cython.Py_ssize_t, code: cython.int, hq: Optional[cython.short[:, :]], h: Optional[cython.float[:]],
-                to_q15: cython.double) -> cython.void:
-    """One stepped stream's GRU outputs: pred[P] into row r's pred column, its Result flags row
-    flags[at] (alert active | event), h[H] (with hq) as Q15 on hq[r]."""
+                at: cython.Py_ssize_t, code: cython.int) -> cython.void:
+    """One stepped stream's prediction pred[P] into row r's pred column and its Result flags row
+    flags[at] (alert active | event)."""
     i: cython.Py_ssize_t
     for i in range(pred.shape[0]):
         num4[r, p.pred + i] = pred[i]
     flags[at, 0] = 1 if num4[r, p.duration] > 0 else 0
     flags[at, 1] = min(code, CLEARED)
-    if hq is not None:
-        _h_store(h, to_q15, hq, r)
 
 
 class F32Row(list):
@@ -615,14 +616,14 @@ def _h_store(h: cython.float[:], to_q15: cython.double, hq: cython.short[:, :], 
 def _prefetch_rows(p: Params, num: cython.double[:, :], num4: cython.float[:, :], hq: Optional[cython.short[:, :]],
                    row: cython.Py_ssize_t, hrow: cython.Py_ssize_t) -> cython.void:
     """Compiled only: ask the cache for the lines a reading will touch (its float64 row, its
-    float32 row up to the seasonal profile and the seasonal scalars after it, its h row), so the
-    misses of a wave's random rows overlap the maths of the readings before it. No effect on results."""
+    float32 row, whole: the seasonal profile's buckets depend on the time of day, and its h row),
+    so the misses of a wave's random rows overlap the maths of the readings before it. No effect
+    on results."""
     if cython.compiled:
         k: cython.Py_ssize_t
-        end: cython.Py_ssize_t = p.seas_m if p.seasonal else num4.shape[1]  # the profile: 2 of its 96 entries are read
         edgernn_prefetch(cython.address(num[row, 0]))
         edgernn_prefetch(cython.address(num[row, num.shape[1] - 1]))
-        for k in range(0, end, 16):  # 16 floats: one 64-byte line
+        for k in range(0, num4.shape[1], 16):  # 16 floats: one 64-byte line
             edgernn_prefetch(cython.address(num4[row, k]))
         edgernn_prefetch(cython.address(num4[row, num4.shape[1] - 1]))
         if hq is not None:

@@ -62,16 +62,16 @@ class NumpyGRU:
         self._xh1[F + H] = 1.0
         self._g1 = np.empty(4 * H)  # [4H] gate pre-activations
         self._out1 = np.empty(P)  # [P] mean | logvar (| logit)
+        self._bufs: dict[int, tuple] = {}  # batch size -> scratch of step (_buffers), same caveat
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         H, F = self.hidden, self.features
         if len(x) == 1:
             return self._step_one(x, h)
-        xh = np.empty((F + H + 1, len(x)))  # [F+H+1, B] float64, batch along columns
+        xh, g, out = self._buffers(len(x))  # [F+H+1, B] float64, batch along columns; [4H, B]; [P, B]
         xh[:F] = x.T
-        xh[F : F + H] = h.T
-        xh[F + H] = 1.0  # bias input
-        g = self._WT @ xh  # [4H, B] gate pre-activations
+        xh[F : F + H] = h.T  # (row F + H: the bias input, 1.0)
+        np.matmul(self._WT, xh, out=g)  # [4H, B] gate pre-activations
         rz = g[: 2 * H]  # [2H, B] (views into g, computed in place)
         np.tanh(rz, out=rz)
         rz *= 0.5
@@ -84,11 +84,24 @@ class NumpyGRU:
         hn -= n  # h - n
         hn *= rz[H:]  # z * (h - n)
         n += hn  # h' = n + z * (h - n)
-        out = self._WoT @ n  # [P, B]
+        np.matmul(self._WoT, n, out=out)  # [P, B]
         out += self._bo
         for k in range(0, self._KF, F):  # residual means: x tiled K times
             out[k : k + F] += x.T
         return out.T.astype(np.float32), n.T.astype(np.float32)
+
+    def _buffers(self, B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scratch of batch size B, made once per size up to 1024 (the results are fresh arrays
+        converted from them): xh float64[F+H+1, B] (its last row the bias input, 1.0), the gate
+        pre-activations float64[4H, B] and the head's outputs float64[P, B]."""
+        bufs = self._bufs.get(B)
+        if bufs is None:
+            H, F = self.hidden, self.features
+            bufs = (np.empty((F + H + 1, B)), np.empty((4 * H, B)), np.empty((len(self._bo), B)))
+            bufs[0][F + H] = 1.0
+            if B <= 1024:
+                self._bufs[B] = bufs
+        return bufs
 
     def _step_one(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``step`` at B = 1 on vectors: the same operations in the same order (the same bits),

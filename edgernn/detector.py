@@ -9,8 +9,9 @@ processing give identical results. Per wave:
      than ``max_future_s`` ahead of it, are rejected on arrival (missing_value / non_finite / future)
   2. kernel.step_wave: the per-reading maths (kernel.py, the only copy) on the wave's slab rows
      (stale -> out_of_order; the same timestamp and values again -> duplicate; non-finite state
-     -> state_reset: the stream starts over)
+     -> state_reset: the stream starts over); it also loads the stepped streams' Q15 h for the GRU
   3. ONE batched backend.step for the wave: h_t and the prediction for t+1, stored per stream
+     with the Result's flags by kernel.finish_wave (a batch of one: step_one / finish_one)
   4. alert events, built from the kernel's outputs (which look fired, which feature it blames)
 
 The clock: with ``now`` (the daemon passes wall-clock time) no reading moves a stream's clock
@@ -419,7 +420,11 @@ class Detector:
         """``process`` for a batch of one: the same kernel (step_one) and checks, on 1-D buffers."""
         F, st, p = self.F, self.state, self.params
         x1 = np.asarray(batch.x, dtype=np.float64).reshape(F)
-        values, t = x1.tolist(), float(np.asarray(batch.ts).reshape(1)[0])
+        try:
+            t = float(batch.ts[0])  # an array or list of one (no array made)
+        except (TypeError, IndexError):  # a bare number or a 0-d array
+            t = float(np.asarray(batch.ts).reshape(1)[0])
+        values = x1.tolist()
         if not (math.isfinite(t) and all(map(math.isfinite, values))):
             return self._reject(res, 0, "missing_value" if any(v != v for v in values) else "non_finite")
         if now is not None and t > float(now) + self.settings.max_future_s:

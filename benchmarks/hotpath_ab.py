@@ -1,0 +1,108 @@
+"""CPU time (and optionally callgrind instructions) per reading of ``Detector.process``: two source trees, alternating.
+
+    python benchmarks/hotpath_ab.py --tree old=/work/main --tree new=. --config tflite,1,1000 \
+        --config numpy,64,1000 --rounds 5
+    python benchmarks/hotpath_ab.py --tree old=/work/main --tree new=. --config tflite,64,1000 --callgrind 20
+
+Per round, configuration and tree: a fresh ``python`` with PYTHONPATH set to the tree builds the
+same detector as ``edgernn bench`` (its ``_detector_config``: the streams warmed past warm-up, the
+same synthetic values), feeds it for ``--seconds`` in blocks, and prints the median over blocks of
+this thread's CPU time per reading (wall beside it). The trees alternate, so a busy neighbour hits
+both. ``--callgrind CALLS``: instead, the instructions per reading of CALLS ``process`` calls under
+``valgrind --tool=callgrind`` (instrumentation switched on after the warm-up): stable to ~0.1 %
+on a shared machine, but blind to cache misses (the 100,000-stream penalty). Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+CHILD = r"""
+import gc, json, os, subprocess, sys, time, io, contextlib
+from edgernn.threads import pin_blas
+pin_blas()
+from edgernn.bundle import load_bundle
+from edgernn.commands.common import resolve_model
+from edgernn.commands import bench as B
+from edgernn.backends import create_backend
+model, name, b, n, seconds, cg_calls = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+bundle = load_bundle(resolve_model(model))
+be = create_backend(name, bundle)
+B.StepFeeder(be, b).run(300)
+values = B.stream_values(n, bundle.n_features, cycle=B.cycle_for(n, bundle.n_features))
+with contextlib.redirect_stderr(io.StringIO()):
+    feeder = B._detector_config(bundle, name, be, b, n, values).feeder
+feeder.run(max(1, 2000 // b))
+if cg_calls:
+    subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], capture_output=True)
+    feeder.run(cg_calls)
+    subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], capture_output=True)
+    sys.exit()
+calls, samples = max(1, int(6000 / b)), []
+gc.disable()
+end = time.perf_counter() + seconds
+while time.perf_counter() < end:
+    c0, w0 = time.thread_time(), time.perf_counter()
+    feeder.run(calls)
+    samples.append(((time.thread_time() - c0) / calls / b * 1e6, (time.perf_counter() - w0) / calls / b * 1e6))
+print(json.dumps({"cpu": sorted(s[0] for s in samples)[len(samples) // 2],
+                  "wall": sorted(s[1] for s in samples)[len(samples) // 2]}))
+"""
+
+
+def run_one(tree: str, model: str, cfg: tuple[str, int, int], seconds: float, cg_calls: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": tree, "OPENBLAS_NUM_THREADS": "1"}
+    args = [sys.executable, "-c", CHILD, model, cfg[0], str(cfg[1]), str(cfg[2]), str(seconds), str(cg_calls)]
+    if not cg_calls:
+        out = subprocess.run(args, cwd=tree, env=env, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as tmp:
+        dump = os.path.join(tmp, "cg.out")
+        subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={dump}", *args],
+                       cwd=tree, env=env, capture_output=True, text=True, check=True)
+        text = subprocess.run(["callgrind_annotate", dump], capture_output=True, text=True, check=True).stdout
+    total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
+    return {"instructions": total / (cg_calls * cfg[1])}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tree", action="append", required=True, metavar="LABEL=PATH", help="a source tree (built in place)")
+    ap.add_argument("--config", action="append", required=True, metavar="BACKEND,BATCH,STREAMS")
+    ap.add_argument("--model", default="univariate")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=3.0, help="timing per run (default: %(default)s)")
+    ap.add_argument("--callgrind", type=int, default=0, metavar="CALLS", help="instructions per reading instead of time")
+    a = ap.parse_args()
+    trees = [t.split("=", 1) for t in a.tree]
+    configs = [(c.split(",")[0], int(c.split(",")[1]), int(c.split(",")[2])) for c in a.config]
+    got: dict = {}
+    for r in range(1 if a.callgrind else a.rounds):
+        for cfg in configs:
+            for label, path in (trees if r % 2 == 0 else trees[::-1]):
+                res = run_one(os.path.abspath(path), a.model, cfg, a.seconds, a.callgrind)
+                got.setdefault((cfg, label), []).append(res)
+                print(f"round {r + 1} {cfg} {label}: {res}", file=sys.stderr, flush=True)
+    key = "instructions" if a.callgrind else "cpu"
+    print(f"{'backend':8s} {'batch':>5s} {'streams':>8s} " + " ".join(f"{label:>14s}" for label, _ in trees)
+          + ("  (instructions per reading)" if a.callgrind else "  (median CPU µs per reading; wall in brackets)"))
+    for cfg in configs:
+        cells = []
+        for label, _ in trees:
+            runs = got[(cfg, label)]
+            v = statistics.median(x[key] for x in runs)
+            cells.append(f"{v:14,.0f}" if a.callgrind else
+                         f"{v:7.2f} ({statistics.median(x['wall'] for x in runs):5.2f})")
+        print(f"{cfg[0]:8s} {cfg[1]:5d} {cfg[2]:8d} " + " ".join(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -63,6 +63,11 @@ class NumpyGRU:
         self._g1 = np.empty(4 * H)  # [4H] gate pre-activations
         self._out1 = np.empty(P)  # [P] mean | logvar (| logit)
         self._bufs: dict[int, tuple] = {}  # batch size -> scratch of step (_buffers), same caveat
+        g1 = self._g1
+        # the batch-of-one views: xh, g, out, x part of xh, h part of xh (overwritten by h - n ...),
+        # r | z [2H], r [H], z [H], the input part of n [H], the recurrent part -> n [H], 0.5
+        self._v1 = (self._xh1, g1, self._out1, self._xh1[:F], self._xh1[F : F + H], g1[: 2 * H], g1[:H],
+                    g1[H : 2 * H], g1[2 * H : 3 * H], g1[3 * H :], np.array(0.5))
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         H, F = self.hidden, self.features
@@ -105,26 +110,23 @@ class NumpyGRU:
 
     def _step_one(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``step`` at B = 1 on vectors: the same operations in the same order (the same bits),
-        in place on preallocated buffers."""
-        H, F = self.hidden, self.features
-        xh, g, out = self._xh1, self._g1, self._out1
-        hn = xh[F : F + H]  # [H] h, overwritten below
-        rz, r, z = g[: 2 * H], g[:H], g[H : 2 * H]  # [2H], [H], [H]
-        n_in, n = g[2 * H : 3 * H], g[3 * H :]  # [H] input part of n, [H] recurrent part -> n
-        np.copyto(xh[:F], x[0])
+        in place on preallocated buffers and views made once (self._v1), outs positional and the
+        constant an array (at B = 1 each call's argument handling is most of its cost)."""
+        xh, g, out, xv, hn, rz, r, z, n_in, n, half = self._v1
+        np.copyto(xv, x[0])
         np.copyto(hn, h[0])
-        np.dot(self._WT, xh, out=g)  # [4H]
-        np.tanh(rz, out=rz)
-        np.multiply(rz, 0.5, out=rz)
-        np.add(rz, 0.5, out=rz)  # r | z = sigmoid
-        np.multiply(n, r, out=n)
-        np.add(n, n_in, out=n)
-        np.tanh(n, out=n)
-        np.subtract(hn, n, out=hn)  # h - n
-        np.multiply(hn, z, out=hn)  # z * (h - n)
-        np.add(n, hn, out=n)  # h' = n + z * (h - n)
-        np.dot(self._WoT, n, out=out)  # [P]
-        np.add(out, self._bo1, out=out)
-        for k in range(0, self._KF, F):  # residual means: x tiled K times
-            np.add(out[k : k + F], x[0], out=out[k : k + F])
+        np.dot(self._WT, xh, g)  # [4H]
+        np.tanh(rz, rz)
+        np.multiply(rz, half, rz)
+        np.add(rz, half, rz)  # r | z = sigmoid
+        np.multiply(n, r, n)
+        np.add(n, n_in, n)
+        np.tanh(n, n)
+        np.subtract(hn, n, hn)  # h - n
+        np.multiply(hn, z, hn)  # z * (h - n)
+        np.add(n, hn, n)  # h' = n + z * (h - n)
+        np.dot(self._WoT, n, out)  # [P]
+        np.add(out, self._bo1, out)
+        for k in range(0, self._KF, self.features):  # residual means: x tiled K times
+            np.add(out[k : k + self.features], xv, out[k : k + self.features])
         return out.astype(np.float32)[None], n.astype(np.float32)[None]

@@ -556,9 +556,9 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         stuck = min(stuck, work[o + W_STUCK])
         fm_old = xl if count == 1 else r[p.fast_mean + f]
         fm = fm_old + af * (xl - fm_old)
-        fv = (1.0 - af) * (q[p.fast_var + f] + af * (xl - fm_old) * (xl - fm_old))
+        fv = _spread_var(p, q[p.fast_var + f], xl - fm_old, sigma_n, count)
+        work[o + W_V] = log(fv + 1e-4) if p.K > 1 else log(fv / (std * std) + 1e-4)
         work[o + W_D] = (fm - mean) / std
-        work[o + W_V] = log(fv / (std * std) + 1e-4)
         work[o + W_LEVEL] = abs(work[o + W_D] - q[p.lvl_mean + f]) / sqrt(q[p.lvl_var + f] + 1e-4) * p.shape[f]
         work[o + W_SPREAD] = abs(work[o + W_V] - q[p.spr_mean + f]) / sqrt(q[p.spr_var + f] + 1e-2) * p.shape[f]
         level, spread = max(level, work[o + W_LEVEL]), max(spread, work[o + W_SPREAD])
@@ -575,6 +575,23 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         work[o + W_SIGMA] = sigma_n * std
     out[O_SCORE], out[O_LEVEL], out[O_SPREAD], out[O_STUCK], out[O_PEAK] = score, level, spread, stuck, peak
     out[O_REF] = min(reference + p.log10_F, 0.0) if p.ref_rows > 0.0 else reference
+
+
+@cython.cfunc
+@cython.inline
+@cython.cdivision(True)
+def _spread_var(p: Params, fv: cython.double, dev: cython.double, sigma_n: cython.double, count: cython.double) -> cython.double:
+    """The spread look's short EW variance (rate fast_rate) after this reading, from fv before it.
+    A Gaussian head (K = 1): of the values (dev = x - the short EW mean; raw units^2). A mixture
+    head: of the model's own predicted spread, the EW mean of its most probable component's
+    variance sigma_n^2 (normalised units; a running mean while count < fast_window, so a young
+    stream's first predictions do not linger): a noise burst that the mixture explains reading by
+    reading still widens what the model predicts, while a duty cycle's hard edges, a large x
+    variance, do not (docs/QUALITY.md, issue 11 duty)."""
+    af: cython.double = p.fast_rate
+    if p.K <= 1:
+        return (1.0 - af) * (fv + af * dev * dev)
+    return fv + max(af, 1.0 / count) * (sigma_n * sigma_n - fv)
 
 
 @cython.cfunc

@@ -142,3 +142,24 @@ def test_logvar_max_leaves_no_catch_all_component(tmp_path, kern):
     assert det_c._params()["lvmax"] == 0.0
     base = Detector(load_bundle(capped), create_backend(BASELINE, load_bundle(capped)), DetectorSettings(warmup=100))
     assert base._params()["lvmax"] == 6.0 and base._params()["lvmin"] == det_c._params()["lvmin"]
+
+
+def test_the_mixture_spread_look_follows_the_predicted_spread(tmp_path, kern):
+    """The spread look of a mixture head measures the model's own predicted spread (EW mean of its
+    most probable component's variance), not the values': a noise burst the model does not widen
+    for stays quiet there (this head's prediction ignores x), while the Gaussian head's spread look,
+    on the values, sees it. A duty cycle's edges move the values' variance, not the prediction."""
+    rng = np.random.default_rng(11)
+    x = 20.0 + 0.05 * rng.standard_normal(900)
+    x[600:700] += 0.6 * rng.standard_normal(100)  # a noise burst: 12x the noise
+    d1 = write_bundle(tmp_path / "k1", name="k1", version="0", features=["v"], weights=_level_weights(1, 0.3, 2.0))
+    d3 = write_bundle(tmp_path / "k3", name="k3", version="0", features=["v"], weights=_level_weights(3, 0.3, 2.0))
+    spread = {}
+    for name, d in (("k1", d1), ("k3", d3)):
+        det = Detector(load_bundle(d), settings=DetectorSettings(warmup=100, seasonal=False))
+        det.record_looks = True
+        ts = 1_700_000_000.0 + 60.0 * np.arange(len(x))
+        spread[name] = det.process(Batch(["s"] * len(x), ts, x[:, None])).looks["spread"]
+    assert np.nanmax(spread["k1"][600:700]) > 2.0 * np.nanmax(spread["k1"][450:600])  # the values' spread
+    k3 = spread["k3"]  # constant predicted spread: nothing to see (a young stream's statistics settling)
+    assert np.nanmax(k3[600:700]) <= np.nanmax(k3[450:600]) < 1.0

@@ -37,6 +37,7 @@ def columns(F: int, reference: bool = True, seasonal: bool = True,
     seasonal = seasonal and F == 1
     K = SEAS_K if seasonal else 0
     R = F if reference else 0
+    M = F if components > 1 else 0  # the mixture head's model-spread columns
     # onset slots: the looks that can be in use, in ALL_LOOKS order (reference if its columns are
     # there, seasonal for F == 1, the peak look (the last) for F > 1); the kernel skips the others
     looks = N_LOOKS - (not reference) - (not seasonal) - (F == 1)
@@ -61,11 +62,14 @@ def columns(F: int, reference: bool = True, seasonal: bool = True,
         ("run", F, "f4", "its run of exact repeats"),
         ("reps", F, "f4", "EW count of repeats (the stuck look's repeat rate)"),
         ("fast_mean", F, "f8", "short EW mean of the raw values (level look)"),
-        ("fast_var", F, "f4", "short EW variance of the raw values (spread look; a mixture head: of its predicted spread)"),
+        ("fast_var", F, "f4", "short EW variance of the raw values (spread look)"),
         ("lvl_mean", F, "f4", "the stream's own EW mean of the level deviation d"),
         ("lvl_var", F, "f4", "... and its EW variance"),
         ("spr_mean", F, "f4", "the stream's own EW mean of the log spread ratio v"),
         ("spr_var", F, "f4", "... and its EW variance"),
+        ("mspr_fast", M, "f4", "a mixture head: short EW mean of its predicted variance (the spread look's second statistic)"),
+        ("mspr_mean", M, "f4", "... the stream's own EW mean of its log"),
+        ("mspr_var", M, "f4", "... and its EW variance"),
         ("ref_mean", R, "f8", "reference look: mean of x over the first reference_rows readings"),
         ("ref_fast", R, "f8", "reference look: short EW mean of x"),
         ("ref_fmean", R, "f8", "reference look: Welford mean of ref_fast over those readings"),

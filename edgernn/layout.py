@@ -11,8 +11,8 @@ resolution at a large offset; timestamps), "f4" columns in the float32 slab
 (normalised statistics, rates, counters exact to 2**24, the seasonal profile). A width of ``None``
 is one scalar column (an int offset); an int (also 1) is a vector column (a slice). Columns of
 width 0 exist in name only: the reference look's columns when it is off, the seasonal look's
-for multivariate models or when it is off. The per-look onset columns hold a slot for each look in
-use only (scoring.ALL_LOOKS order, the reference and seasonal slots left out when those are off).
+for multivariate models or when it is off, the mixture head's model-spread columns (mspr_*) for
+a Gaussian head (K = 1). The per-look onset columns hold a slot for each look in use only (scoring.ALL_LOOKS order, the reference and seasonal slots left out when those are off).
 """
 
 from __future__ import annotations

@@ -153,4 +153,6 @@ def describe(name: str, facts: dict) -> str:
         bits.append(f"{facts['resets']} reset(s)")
     if facts.get("repeat_share", 0) >= 0.01:
         bits.append(f"repeats {facts['repeat_share']:.0%} of steps, longest run {facts['longest_repeat_run']:,}")
+    if "series_kinds" in facts:  # a stream-normalised model: the kind most series have
+        bits.append("series: " + ", ".join(f"{n} {k}" for k, n in facts["series_kinds"].items()))
     return f"{name}: {facts['kind']} ({', '.join(bits)}) - {HANDLING[facts['kind']]}"

@@ -127,6 +127,7 @@ def test_stream_models_take_the_kind_most_series_have():
     assert feature_kinds(["v"], parts)["v"]["kind"] == "quantised"  # pooled rows: 40 % repeats
     facts = feature_kinds(["v"], parts, per_series=True)["v"]
     assert facts["kind"] == "continuous" and facts["series_kinds"] == {"continuous": 3, "quantised": 2}
+    assert "series: 3 continuous, 2 quantised" in describe("v", facts)
     assert feature_kinds(["v"], cont[:1] + quant, per_series=True)["v"]["kind"] == "quantised"
     counters = [np.c_[np.cumsum(rng.poisson(2, 500)).astype(float)] for _ in range(3)]
     assert feature_kinds(["n"], counters, per_series=True)["n"]["kind"] == "counter"

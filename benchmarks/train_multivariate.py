@@ -217,10 +217,13 @@ def score_files(model: Path, train_x: np.ndarray, tests, names: list[str]) -> di
             "mean_alert_f1": float(np.mean([r["alert_f1"] for r in rows])), "anomalous_share": float(pooled_y.mean())}
 
 
-def train(data: Path, model: Path, extra: list[str]) -> dict:
+def train(data: Path, model: Path, extra: list[str], reuse: bool = False) -> dict:
+    """`edgernn train` (or, with ``reuse`` and a bundle already at ``model``, `edgernn train --recalibrate`:
+    the same held-out part, tables and threshold refitted with this tree's detector, weights kept)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     t = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "edgernn", "train", str(data), "--out", str(model), "--threads", "1",
+    again = ["--recalibrate"] if reuse and (model / "manifest.yaml").is_file() else ["--threads", "1"]
+    p = subprocess.run([sys.executable, "-m", "edgernn", "train", str(data), "--out", str(model), *again,
                         *extra], capture_output=True, text=True, env=env, cwd=REPO)
     print(p.stdout[-6000:])
     if p.returncode != 0:
@@ -265,18 +268,20 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("/tmp/trainbench"))
     p.add_argument("--json", type=Path)
     p.add_argument("--train-args", default="", help="extra `edgernn train` flags (default: none = defaults)")
+    p.add_argument("--reuse", action="store_true", help="keep the weights of models already in --out and only "
+                   "recalibrate them (for detector changes that do not touch training)")
     a = p.parse_args()
     extra = a.train_args.split()
     results = {}
     if not a.no_synthetic:
         data, tests = make_synthetic(a.out / "synthetic")
-        tr = train(data, a.out / "m_synthetic", extra)
+        tr = train(data, a.out / "m_synthetic", extra, a.reuse)
         train_x = np.loadtxt(data, delimiter=",", skiprows=1, usecols=range(1, 39))
         results["synthetic"] = {"train": tr, "score": score_files(a.out / "m_synthetic", train_x, tests, feature_names())}
         report("synthetic telemetry (38 features)", tr, results["synthetic"]["score"])
     if a.skab:
         free = a.skab / "anomaly-free" / "anomaly-free.csv"
-        tr = train(free, a.out / "m_skab", extra)
+        tr = train(free, a.out / "m_skab", extra, a.reuse)
         train_x = load_file(free).x
         results["skab"] = {"train": tr, "part": a.part, "score": score_files(a.out / "m_skab", train_x, skab_tests(a.skab, a.part),
                                                                           list(load_file(free).features))}

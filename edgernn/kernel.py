@@ -97,7 +97,9 @@ W_EXPECTED = cython.declare(cython.int, 13)
 W_SIGMA = cython.declare(cython.int, 14)
 W_REF = cython.declare(cython.int, 15)
 W_XL = cython.declare(cython.int, 16)
-W = cython.declare(cython.int, 17)  # per-feature outputs per feature
+W_MV = cython.declare(cython.int, 17)  # a mixture head: log of the short EW mean of its predicted variance
+W_MFV = cython.declare(cython.int, 18)  # ... that EW mean (stored by learning)
+W = cython.declare(cython.int, 19)  # per-feature outputs per feature
 N_RES = cython.declare(cython.int, 4)  # score | likelihood | onset | surprise, then expected[F] | sigma[F] in a Result row
 NONE = cython.declare(cython.int, 0)
 RAISED = cython.declare(cython.int, 1)
@@ -140,7 +142,7 @@ def constants() -> dict:
             "O_FEATURE": O_FEATURE, "O_DURATION": O_DURATION, "O_PEAK": O_PEAK, "O_LP": O_LP, "N_OUT": N_OUT, "W_XC": W_XC, "W_STD": W_STD, "W_MEAN": W_MEAN,
             "W_SIGMA_N": W_SIGMA_N, "W_CONTRIB": W_CONTRIB, "W_RUN": W_RUN, "W_D": W_D, "W_V": W_V, "W_FM": W_FM,
             "W_FV": W_FV, "W_LEVEL": W_LEVEL, "W_SPREAD": W_SPREAD, "W_STUCK": W_STUCK, "W_EXPECTED": W_EXPECTED,
-            "W_SIGMA": W_SIGMA, "W_REF": W_REF, "W_XL": W_XL, "W": W, "N_RES": N_RES, "NONE": NONE, "RAISED":
+            "W_SIGMA": W_SIGMA, "W_REF": W_REF, "W_XL": W_XL, "W_MV": W_MV, "W_MFV": W_MFV, "W": W, "N_RES": N_RES, "NONE": NONE, "RAISED":
             RAISED, "UPDATE": UPDATE, "CLEARED": CLEARED, "STALE": STALE, "DUPLICATE": DUPLICATE, "RESET": RESET,
             "NEW_NORMAL": NEW_NORMAL,
             "WARM_SEED": WARM_SEED, "WARM_CLIP": WARM_CLIP, "XMAX": XMAX, "P_FLOOR_LOG10": P_FLOOR_LOG10, "LN10":
@@ -177,6 +179,9 @@ class Params:
     lvl_var = cython.declare(cython.int, visibility="public")
     spr_mean = cython.declare(cython.int, visibility="public")
     spr_var = cython.declare(cython.int, visibility="public")
+    mspr_fast = cython.declare(cython.int, visibility="public")
+    mspr_mean = cython.declare(cython.int, visibility="public")
+    mspr_var = cython.declare(cython.int, visibility="public")
     ref_mean = cython.declare(cython.int, visibility="public")
     ref_fast = cython.declare(cython.int, visibility="public")
     ref_fmean = cython.declare(cython.int, visibility="public")
@@ -707,6 +712,8 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         work[o + W_V] = log(fv / (std * std) + 1e-4)
         work[o + W_LEVEL] = abs(work[o + W_D] - q[p.lvl_mean + f]) / sqrt(q[p.lvl_var + f] + 1e-4) * p.shape[f]
         work[o + W_SPREAD] = abs(work[o + W_V] - q[p.spr_mean + f]) / sqrt(q[p.spr_var + f] + 1e-2) * p.shape[f]
+        if p.K > 1:  # and the model's own predicted spread: the larger of the two
+            work[o + W_SPREAD] = max(work[o + W_SPREAD], _model_spread(p, q, f, sigma_n, count, work))
         level, spread = max(level, work[o + W_LEVEL]), max(spread, work[o + W_SPREAD])
         if p.ref_rows > 0.0:
             work[o + W_REF] = _reference(p, r, q, f, xl, count) * p.used[f]
@@ -721,6 +728,24 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         work[o + W_SIGMA] = sigma_n * std
     out[O_SCORE], out[O_LEVEL], out[O_SPREAD], out[O_STUCK], out[O_PEAK] = score, level, spread, stuck, peak
     out[O_REF] = min(reference + p.log10_F, 0.0) if p.ref_rows > 0.0 else reference
+
+
+@cython.cfunc
+@cython.cdivision(True)
+def _model_spread(p: Params, q: cython.float[:], f: cython.int, sigma_n: cython.double, count: cython.double,
+                  work: cython.double[:]) -> cython.double:
+    """A mixture head's second spread statistic for feature f: how far the log of the short EW mean
+    (rate fast_rate; a running mean while count < fast_window) of the model's own predicted variance
+    (its most probable component's sigma_n^2, normalised units) is from the stream's own EW mean of
+    it, in its EW std (mspr_* columns; learned in _learn like the values' spread). A noise burst
+    that the mixture explains reading by reading still widens what the model predicts, while a duty
+    cycle's hard edges, a large variance of the values, do not (docs/QUALITY.md, issue 11 duty)."""
+    o: cython.int = f * W
+    mfv: cython.double = q[p.mspr_fast + f]
+    mfv = mfv + max(p.fast_rate, 1.0 / count) * (sigma_n * sigma_n - mfv)
+    work[o + W_MFV] = mfv
+    work[o + W_MV] = log(mfv + 1e-4)
+    return abs(work[o + W_MV] - q[p.mspr_mean + f]) / sqrt(q[p.mspr_var + f] + 1e-2) * p.shape[f]
 
 
 @cython.cfunc
@@ -1021,6 +1046,11 @@ def _learn(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
         if rate != 0.0:
             _ew_stat(q, p.lvl_mean + f, p.lvl_var + f, work[o + W_D], rate)
             _ew_stat(q, p.spr_mean + f, p.spr_var + f, work[o + W_V], rate)
+            if p.K > 1:
+                _ew_stat(q, p.mspr_mean + f, p.mspr_var + f, work[o + W_MV], rate)
+        if p.K > 1:
+            q[p.mspr_fast + f] = work[o + W_MFV]
+            total += q[p.mspr_fast + f] + q[p.mspr_mean + f] + q[p.mspr_var + f]
         run = work[o + W_RUN]
         if learn:
             q[p.reps + f] = q[p.reps + f] * decay + (1.0 if run > 0 and count > 1 else 0.0)

@@ -11,8 +11,8 @@ resolution at a large offset; timestamps), "f4" columns in the float32 slab
 (normalised statistics, rates, counters exact to 2**24, the seasonal profile). A width of ``None``
 is one scalar column (an int offset); an int (also 1) is a vector column (a slice). Columns of
 width 0 exist in name only: the reference look's columns when it is off, the seasonal look's
-for multivariate models or when it is off. The per-look onset columns hold a slot for each look in
-use only (scoring.ALL_LOOKS order, the reference and seasonal slots left out when those are off).
+for multivariate models or when it is off, the mixture head's model-spread columns (mspr_*) for
+a Gaussian head (K = 1). The per-look onset columns hold a slot for each look in use only (scoring.ALL_LOOKS order, the reference and seasonal slots left out when those are off).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def columns(F: int, reference: bool = True, seasonal: bool = True,
     seasonal = seasonal and F == 1
     K = SEAS_K if seasonal else 0
     R = F if reference else 0
+    M = F if components > 1 else 0  # the mixture head's model-spread columns
     # onset slots: the looks that can be in use, in ALL_LOOKS order (reference if its columns are
     # there, seasonal for F == 1, the peak look (the last) for F > 1); the kernel skips the others
     looks = N_LOOKS - (not reference) - (not seasonal) - (F == 1)
@@ -66,6 +67,9 @@ def columns(F: int, reference: bool = True, seasonal: bool = True,
         ("lvl_var", F, "f4", "... and its EW variance"),
         ("spr_mean", F, "f4", "the stream's own EW mean of the log spread ratio v"),
         ("spr_var", F, "f4", "... and its EW variance"),
+        ("mspr_fast", M, "f4", "a mixture head: short EW mean of its predicted variance (the spread look's second statistic)"),
+        ("mspr_mean", M, "f4", "... the stream's own EW mean of its log"),
+        ("mspr_var", M, "f4", "... and its EW variance"),
         ("ref_mean", R, "f8", "reference look: mean of x over the first reference_rows readings"),
         ("ref_fast", R, "f8", "reference look: short EW mean of x"),
         ("ref_fmean", R, "f8", "reference look: Welford mean of ref_fast over those readings"),

@@ -90,18 +90,33 @@ def classify(x: np.ndarray) -> dict:
     return {"kind": "continuous", **facts}
 
 
-def feature_kinds(names, parts: list[np.ndarray]) -> dict[str, dict]:
+def feature_kinds(names, parts: list[np.ndarray], per_series: bool = False) -> dict[str, dict]:
     """Feature name -> classify() facts, over the training rows of every series (float64[T_i, F] each).
 
-    Counters are judged series by series (a new file starts a new count), the rest on all rows."""
+    Counters are judged series by series (a new file starts a new count), the rest on all rows.
+    ``per_series`` (a stream-normalised model: it meets each sensor on its own): the kind is the
+    one most series have (``series_kinds`` counts them; ties go to the pooled kind). The pooled
+    rows of a broad corpus are no stream's data: 50 quantised series among 270 make the pooled
+    rows "quantised" and would switch the stuck look off for every stream, while the look
+    already judges a run by the stream's own repeat history (docs/QUALITY.md, issue 11 duty)."""
     rows = np.concatenate(parts)  # [sum T_i, F]
     out = {}
     for i, name in enumerate(names):
         facts = classify(rows[:, i])
         if facts["kind"] in ("quantised", "continuous") and all(_is_counter(p[:, i]) for p in parts if len(p) > 10):
             facts = {**facts, "kind": "counter", "resets": int(sum((np.diff(p[:, i]) < 0).sum() for p in parts))}
+        if per_series and len(parts) > 1 and facts["kind"] != "counter":
+            facts = {**facts, **_majority_kind([classify(p[:, i])["kind"] for p in parts if len(p) > 1], facts["kind"])}
         out[name] = facts
     return out
+
+
+def _majority_kind(kinds: list[str], pooled: str) -> dict:
+    """{"kind": the most common of the series' kinds (pooled on a tie), "series_kinds": {kind: count}}."""
+    counts = {k: kinds.count(k) for k in sorted(set(kinds))}
+    top = max(counts.values(), default=0)
+    best = pooled if counts.get(pooled, 0) == top else max(counts, key=lambda k: (counts[k], k == pooled))
+    return {"kind": best, "series_kinds": counts}
 
 
 def sane_std(std: np.ndarray, mean: np.ndarray, kinds: dict[str, dict], names) -> np.ndarray:
@@ -138,4 +153,6 @@ def describe(name: str, facts: dict) -> str:
         bits.append(f"{facts['resets']} reset(s)")
     if facts.get("repeat_share", 0) >= 0.01:
         bits.append(f"repeats {facts['repeat_share']:.0%} of steps, longest run {facts['longest_repeat_run']:,}")
+    if "series_kinds" in facts:  # a stream-normalised model: the kind most series have
+        bits.append("series: " + ", ".join(f"{n} {k}" for k, n in facts["series_kinds"].items()))
     return f"{name}: {facts['kind']} ({', '.join(bits)}) - {HANDLING[facts['kind']]}"

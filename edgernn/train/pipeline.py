@@ -145,7 +145,7 @@ def train(args, features: tuple[str, ...], series: list[Series], command: str) -
     norm = args.norm or ("stream" if len(features) == 1 else "fixed")
     warmup = args.warmup if args.warmup is not None else (256 if norm == "stream" else 64)
     adapt = args.adapt if args.adapt is not None else (0.002 if norm == "stream" else 0.0)
-    kinds = feature_kinds(features, [s.raw[: s.split] for s in series])
+    kinds = feature_kinds(features, [s.raw[: s.split] for s in series], per_series=norm == "stream")
     ext = extent(features, series, [s.ts for s in series])  # every column of the data, left out or not
     left_out = {}
     if args.counters == "leave-out":

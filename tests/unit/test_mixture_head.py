@@ -142,3 +142,30 @@ def test_logvar_max_leaves_no_catch_all_component(tmp_path, kern):
     assert det_c._params()["lvmax"] == 0.0
     base = Detector(load_bundle(capped), create_backend(BASELINE, load_bundle(capped)), DetectorSettings(warmup=100))
     assert base._params()["lvmax"] == 6.0 and base._params()["lvmin"] == det_c._params()["lvmin"]
+
+
+def test_the_mixture_spread_look_follows_the_predicted_spread(tmp_path, kern):
+    """A mixture head's second spread statistic follows the model's own predicted spread: the
+    stream's mspr_fast is the EW mean (rate max(1 / fast_window, 1 / n)) of its most probable
+    component's variance (sigma / std, normalised units), as a naive recursion over the alerts'
+    sigma computes it; with a head whose spread ignores x, a noise burst leaves it flat while the
+    values' spread statistic (the Gaussian head's look) sees the burst."""
+    rng = np.random.default_rng(11)
+    x = 20.0 + 0.05 * rng.standard_normal(1500)
+    x[900:1000] += 0.6 * rng.standard_normal(100)  # a noise burst: 12x the noise
+    w = random_weights(1, 8, seed=4, gain=1.0, K=3)  # a spread that moves with h, so with x
+    d3 = write_bundle(tmp_path / "k3", name="k3", version="0", features=["v"], weights=w)
+    det, r = _run(d3, x)
+    row = det.state.get("s")
+    s2 = (r.sigma[:, 0] / np.sqrt(row["norm_var"][0])) ** 2  # [N] sigma_n^2 (std fixed after warm-up)
+    mfv = 0.0
+    for n, v in enumerate(s2, start=1):
+        mfv += max(1.0 / det.settings.fast_window, 1.0 / n) * (v - mfv)
+    assert np.ptp(s2[200:]) > 0.1 * s2[200:].mean()  # the spread does move
+    assert float(row["mspr_fast"][0]) == pytest.approx(mfv, rel=1e-3)
+    flat = _level_weights(3, 0.3, 2.0)
+    d1 = write_bundle(tmp_path / "k1", name="k1", version="0", features=["v"], weights=_level_weights(1, 0.3, 2.0))
+    df = write_bundle(tmp_path / "kf", name="kf", version="0", features=["v"], weights=flat)
+    (det1, _), (detf, _) = _run(d1, x), _run(df, x)
+    assert "mspr_fast" not in det1.state.get("s") or det1.state.get("s")["mspr_fast"].size == 0  # K = 1: no columns
+    assert float(detf.state.get("s")["mspr_fast"][0]) == pytest.approx(0.09, rel=1e-3)  # 0.3^2, burst or not

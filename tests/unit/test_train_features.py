@@ -116,3 +116,18 @@ def test_extrapolate_follows_a_log_linear_tail():
     assert s_ext == pytest.approx(7.0)
     assert extrapolate(lambda s: 0.0, 3.0, 1e-6) is None  # nothing below: nothing to extrapolate from
     assert extrapolate(lambda s: 1e-3, 3.0, 1e-6) is None  # no fall measurable
+
+
+def test_stream_models_take_the_kind_most_series_have():
+    """A broad corpus: a few quantised series among continuous ones make the pooled rows quantised
+    (stuck look off for every stream); a stream-normalised model takes the series' majority kind."""
+    cont = [np.c_[rng.normal(0, 1, 2000)] for _ in range(3)]
+    quant = [np.c_[np.repeat(np.round(rng.normal(0, 3, 100)), 20)] for _ in range(2)]  # runs of 20 repeats
+    parts = cont + quant
+    assert feature_kinds(["v"], parts)["v"]["kind"] == "quantised"  # pooled rows: 40 % repeats
+    facts = feature_kinds(["v"], parts, per_series=True)["v"]
+    assert facts["kind"] == "continuous" and facts["series_kinds"] == {"continuous": 3, "quantised": 2}
+    assert "series: 3 continuous, 2 quantised" in describe("v", facts)
+    assert feature_kinds(["v"], cont[:1] + quant, per_series=True)["v"]["kind"] == "quantised"
+    counters = [np.c_[np.cumsum(rng.poisson(2, 500)).astype(float)] for _ in range(3)]
+    assert feature_kinds(["n"], counters, per_series=True)["n"]["kind"] == "counter"

@@ -153,6 +153,7 @@ def test_recalibrating_for_another_alert_rate_keeps_what_the_streams_learn_from(
     # (1,080 held-out readings cannot show 1e-4: the learning level is extrapolated, not compared)
     assert -np.log10(2e-2) <= cal["threshold_surprise"] < -np.log10(1e-4) <= cal["learn_surprise"]
     assert Detector(load_bundle(tmp_path / "m")).learn_surprise == cal["learn_surprise"]
+    assert f"surprise {cal['learn_surprise']:.2f}" in (tmp_path / "m" / "README.md").read_text()  # the card says it
 
 
 def test_model_card_describes_the_bundle(trained):

@@ -176,9 +176,10 @@ def _calibration(manifest: dict, where: str) -> Calibration:
         raise BundleError(f"{where}: calibration.threshold: must be in (0, 1]")
     if not 0.0 < cal.smoothing <= 1.0:
         raise BundleError(f"{where}: calibration.smoothing: must be in (0, 1]")
-    surprise = _get(manifest, "calibration.threshold_surprise", float, where, None)
-    if surprise is not None and not (0.0 < surprise < float("inf")):
-        raise BundleError(f"{where}: calibration.threshold_surprise: must be a positive number (-log10 p)")
+    for key in ("threshold_surprise", "learn_surprise"):
+        surprise = _get(manifest, f"calibration.{key}", float, where, None)
+        if surprise is not None and not (0.0 < surprise < float("inf")):
+            raise BundleError(f"{where}: calibration.{key}: must be a positive number (-log10 p)")
     return cal
 
 

@@ -213,6 +213,13 @@ class Detector:
             self.threshold, self.threshold_surprise = float(bundle.calibration.threshold), surprise_of_likelihood(
                 bundle.calibration.threshold)
         self.clear_surprise = max(self.threshold_surprise - math.log10(s.alerts.clear_factor), math.log10(2.0))
+        # What a stream learns from: readings below the clear level of learn_surprise (the setting,
+        # else the manifest's calibration.learn_surprise, else the alert threshold: bundles
+        # calibrated before it learn exactly as before, the gate following the threshold).
+        cal_l = (bundle.manifest.get("calibration") or {}).get("learn_surprise")
+        self.learn_surprise = float(s.learn_surprise if s.learn_surprise is not None
+                                    else cal_l if cal_l is not None else self.threshold_surprise)
+        self.learn_clear = max(self.learn_surprise - math.log10(s.alerts.clear_factor), math.log10(2.0))
 
     def _params(self) -> dict:
         """The kernel's resolved settings and bundle constants (kernel.Params), slab offsets aside."""
@@ -225,6 +232,7 @@ class Detector:
             lvmin=lvmin, lvmax=lvmax, fast_rate=1.0 / s.fast_window, min_std=s.min_std,
             min_rel_std=s.min_rel_std, smoothing=self.cal.smoothing, repeat_memory=1.0 / s.repeat_memory,
             relearn_after=float(s.relearn_after), thr_s=self.threshold_surprise, clear_s=self.clear_surprise,
+            learn_s=self.learn_clear,
             log10_looks=math.log10(n_looks), log10_looks_seas=math.log10(n_looks + 1), log10_F=math.log10(self.F),
             onset_decay=1.0 - 1.0 / s.repeat_memory, onset_ratio=float(s.onset_ratio), rearm=float(s.onset_rearm),
             quiet_level=float(s.onset_quiet), on_rate=1.0 / s.onset_memory, on_weight=float(s.onset_weight),

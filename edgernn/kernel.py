@@ -22,7 +22,8 @@ Per reading, test-then-train:
   4b. the looks -> per-look log10 p (out[O_LP + k], scoring.ALL_LOOKS order) -> Bonferroni ->
      surprise s = -log10 p; over the threshold when s >= thr_s, high when s >= clear_s;
      the look that fired (O_LOOK) and the feature it blames (O_FEATURE); onset; alert machine
-  5. learn (not from readings at or above the clear level, unless held there relearn_after)
+  5. learn (not from readings at or above the learning level learn_s, unless held there relearn_after;
+     learn_s is the clear level of the calibration's learn_surprise, by default the alert threshold's)
   6. if any learned statistic is not finite: RESET (the caller re-initialises the stream, counts it)
 
 Learning sees each value clamped to mean +- XMAX max(sd, |mean|, 1) (no overflow from a 1e155 reading).
@@ -240,6 +241,7 @@ class Params:
     relearn_after = cython.declare(cython.double, visibility="public")
     thr_s = cython.declare(cython.double, visibility="public")  # surprise threshold (raise)
     clear_s = cython.declare(cython.double, visibility="public")  # surprise of the clear level
+    learn_s = cython.declare(cython.double, visibility="public")  # readings at or above it are not learned from
     log10_looks = cython.declare(cython.double, visibility="public")  # Bonferroni, looks in use
     log10_looks_seas = cython.declare(cython.double, visibility="public")  # ... where seasonal is trusted
     log10_F = cython.declare(cython.double, visibility="public")
@@ -552,7 +554,7 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     res[0], res[1], res[2], res[3] = score if scored else NAN, out[O_LIK], out[O_ONSET], out[O_SURPRISE]
     for f in range(F):
         res[N_RES + f], res[N_RES + F + f] = work[f * W + W_EXPECTED], work[f * W + W_SIGMA]
-    if not _learn(p, r, q, x, work, count, high):
+    if not _learn(p, r, q, x, work, count, scored and s >= p.learn_s):
         return RESET
     q[p.count], q[p.since_reset], q[p.smoothed] = count, since, smoothed
     r[p.last_ts] = min(ts, cap)
@@ -1020,8 +1022,8 @@ def _blame(p: Params, out: cython.double[:], work: cython.double[:]) -> cython.d
 @cython.wraparound(False)
 def _learn(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:], work: cython.double[:], count: cython.double,
            high: cython.bint) -> cython.bint:
-    """Step 5: learn the stream's normal statistics from the reading (not while it is at or above
-    the clear level, unless held there relearn_after readings). Returns False if any learned
+    """Step 5: learn the stream's normal statistics from the reading (not while it is ``high``: at or
+    above the learning level p.learn_s, unless held there relearn_after readings). Returns False if any learned
     statistic is not finite (the caller resets the stream)."""
     warming: cython.bint = count <= p.warmup
     held: cython.double = q[p.held] + 1.0 if high else 0.0

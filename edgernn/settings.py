@@ -142,6 +142,9 @@ SETTINGS: tuple[Setting, ...] = (
     S("min_rel_std", float, 1e-3, "floor on a stream's standard deviation relative to |mean|", "x |mean|", ge=0),
     S("repeat_memory", float, 1000.0, "readings a stream's own statistics remember (stuck, level, spread)",
       "readings", ge=1),
+    S("learn_surprise", float, None, "surprise (-log10 p) that decides what a stream learns from, apart from the "
+      "alert threshold: readings at or above its clear level (clear_factor hysteresis) are not learned from",
+      "-log10 p", gt=0, cli=True, optional="the model's calibration.learn_surprise, else the alert threshold"),
     S("relearn_after", int, 256, "readings a stream may stay above the clear level before its statistics "
       "learn again (accepts a genuine change of regime)", "readings", ge=1),
     S("fast_window", float, 128.0, "readings in the short EW window of the level and spread looks", "readings", ge=1),

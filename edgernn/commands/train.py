@@ -90,6 +90,9 @@ def add_arguments(p) -> None:
                         "(default 0.3)")
     p.add_argument("--target-far", type=float, default=1e-4,
                    help="target false alerts per reading on normal data (default 1e-4 = 1 per 10,000)")
+    p.add_argument("--learn-far", type=float, default=1e-4,
+                   help="what the streams learn from: they pause on readings over the clear level of the threshold "
+                        "that gives this false-alert rate, whatever --target-far (default 1e-4)")
     p.add_argument("--counters", choices=("leave-out", "model"), default="leave-out",
                    help="features found to be counters (non-decreasing with resets): leave them out of the model "
                         "(default: their raw value grows out of any training range) or model them like the rest")
@@ -141,6 +144,8 @@ def _series(args, features):
         return fail("train", "no usable series (each needs >= 50 complete rows)")
     if getattr(args, "logvar_max", None) is not None and not -5.0 <= args.logvar_max <= 6.0:
         return fail("train", "--logvar-max must be between -5 and 6")
+    if not 0 < args.learn_far < 1:
+        return fail("train", "--learn-far must be in (0, 1)")
     if not 0 < args.target_far < 1 or args.max_surprise < -np.log10(args.target_far):
         return fail("train", "--target-far must be in (0, 1) and --max-surprise at least -log10(--target-far)")
     return series
@@ -185,7 +190,8 @@ def recalibrate(args) -> int:
     series = _series(args, bundle.features)
     if isinstance(series, int):
         return series
-    summary = calibrate(args.out, series, target_rate=args.target_far, max_surprise=args.max_surprise)
+    summary = calibrate(args.out, series, target_rate=args.target_far, max_surprise=args.max_surprise,
+                        learn_rate=args.learn_far)
     manifest = load_bundle(args.out).manifest
     manifest.setdefault("provenance", {})["calibration_command"] = _command()
     write_manifest(args.out, manifest)

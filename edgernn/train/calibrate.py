@@ -100,8 +100,9 @@ def threshold_text(cal: dict) -> str:
     return f"threshold surprise {s:.2f} ({one_in(s)})"
 
 
-def held_out_alerts(bundle, series: list[Series], surprise: float) -> tuple[int, int]:
-    """(alerts raised, readings scored) on the held-out part of every series at a threshold.
+def held_out_alerts(bundle, series: list[Series], surprise: float, learn: float | None = None) -> tuple[int, int]:
+    """(alerts raised, readings scored) on the held-out part of every series at a threshold, the
+    streams learning below the clear level of ``learn`` (default: of the threshold itself).
 
     Each held-out part runs as a new stream from a cold start, as a daemon or `edgernn replay`
     meets a stream: a young stream's statistics give more false alerts than a mature one's, and
@@ -110,7 +111,8 @@ def held_out_alerts(bundle, series: list[Series], surprise: float) -> tuple[int,
     w = bundle.calibration.warmup
     parts = [replace(s, name=s.name + ":calibration", raw=s.raw[max(s.split - w, 0) :], split=0, ts=None)
              for s in series]
-    _, _, raised, scored = run_series(bundle, parts, likelihood_at(surprise))
+    settings = DetectorSettings(learn_surprise=float(surprise if learn is None else learn))
+    _, _, raised, scored = run_series(bundle, parts, likelihood_at(surprise), settings=settings)
     return raised, scored
 
 
@@ -157,13 +159,38 @@ def extrapolate(rate_at, s_top: float, budget: float) -> float | None:
     return s2 + (math.log10(r2) - math.log10(budget)) / k
 
 
+def _choose(bundle, series: list[Series], target_rate: float, margin: float, max_surprise: float,
+            learn: float | None) -> tuple[float, int, int, bool]:
+    """The least surprise whose held-out alert rate stays within ``margin * target_rate`` (streams
+    learning at ``learn``, default: at the surprise tried); (surprise, raised, scored, extrapolated)."""
+    tried: dict[float, tuple[int, int]] = {}
+
+    def rate_at(s: float) -> float:
+        if s not in tried:
+            tried[s] = held_out_alerts(bundle, series, s, learn)
+        raised, scored = tried[s]
+        return raised / max(scored, 1)
+
+    s = search_threshold(rate_at, target_rate, margin * target_rate, cap=max_surprise)
+    raised, scored = tried[s] if s in tried else held_out_alerts(bundle, series, s, learn)
+    extrapolated = False
+    if raised == 0 and scored * margin * target_rate < 1:  # too short to show the budget: extrapolate
+        s_ext = extrapolate(rate_at, s, margin * target_rate)
+        if s_ext is not None and s_ext > s:
+            s, extrapolated = min(s_ext, max_surprise), True
+            raised, scored = held_out_alerts(bundle, series, s, learn)
+    return s, raised, scored, extrapolated
+
+
 def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margin: float = 0.5, log=print,
-              max_surprise: float = S_CAP) -> dict:
+              max_surprise: float = S_CAP, learn_rate: float | None = None) -> dict:
     """Fit tables and threshold in place (manifest.yaml of ``bundle_dir``); returns a summary.
 
     The threshold is the least surprise whose alert rate on the held-out part (never trained on,
     run as new streams) stays within ``margin * target_rate``; when even S_CAP does not, the summary says
-    the target is not met (``met``: False) and gives the rate achieved."""
+    the target is not met (``met``: False) and gives the rate achieved. What the streams learn from
+    is fixed first, at the surprise chosen so for ``learn_rate`` (default: ``target_rate``; stored as
+    ``learn_surprise``), and the alert threshold is then chosen with the streams learning there."""
     # The tables decide which readings count as anomalous, and a stream does not learn from those:
     # fit, rerun with the fitted tables, fit again (a second pass settles it).
     manifest = dict(load_bundle(bundle_dir).manifest)
@@ -177,25 +204,17 @@ def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margi
         manifest["calibration"] = cal
         write_manifest(bundle_dir, manifest)
     bundle = load_bundle(bundle_dir)
-    tried: dict[float, tuple[int, int]] = {}
-
-    def rate_at(s: float) -> float:
-        if s not in tried:
-            tried[s] = held_out_alerts(bundle, series, s)
-        raised, scored = tried[s]
-        return raised / max(scored, 1)
-
-    s = search_threshold(rate_at, target_rate, margin * target_rate, cap=max_surprise)
-    raised, scored = tried[s] if s in tried else held_out_alerts(bundle, series, s)
-    if raised == 0 and scored * margin * target_rate < 1:  # too short to show the budget: extrapolate
-        s_ext = extrapolate(rate_at, s, margin * target_rate)
-        if s_ext is not None and s_ext > s:
-            s = min(s_ext, max_surprise)
-            cal["threshold_extrapolated"] = True
-            raised, scored = held_out_alerts(bundle, series, s)
+    learn_rate = target_rate if learn_rate is None else learn_rate
+    s_learn, raised, scored, ext = _choose(bundle, series, learn_rate, margin, max_surprise, None)
+    s = s_learn
+    if learn_rate != target_rate:
+        s, raised, scored, ext = _choose(bundle, series, target_rate, margin, max_surprise, s_learn)
+    if ext:
+        cal["threshold_extrapolated"] = True
     rate = raised / max(scored, 1)
     met = rate <= target_rate
     cal.update(threshold=likelihood_at(s), threshold_surprise=float(s), target_false_alarm_rate=target_rate,
+               learn_surprise=float(s_learn), learn_false_alarm_rate=learn_rate,
                calibration_readings=int(scored), calibration_alerts=int(raised),
                achieved_false_alarm_rate=float(rate), target_met=bool(met),
                calibration_part="the held-out end of each series, each run as a new stream")

@@ -110,6 +110,11 @@ def _calibration_and_fit(b) -> list[str]:
               + ("**met**" if cal.get("target_met") else "**not met**")]
         if cal.get("calibration_note"):
             L.append(f"* **Note:** {cal['calibration_note']}")
+        ls = cal.get("learn_surprise")
+        if ls is not None and ls != s:
+            L.append(f"* What a stream learns from: readings under the clear level of surprise {ls:.2f} ({one_in(ls)}, the "
+                     f"threshold for {cal.get('learn_false_alarm_rate', 0) * 1e4:.2f} false alerts per 10,000), "
+                     "whatever the alert threshold")
     else:
         L += [f"* Alert {threshold_text(cal)} (calibrated before surprise thresholds); "
               f"{cal.get('calibration_alerts', '?')} alert(s) in {cal.get('calibration_readings', 0):,} readings"]

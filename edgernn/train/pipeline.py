@@ -159,7 +159,8 @@ def train(args, features: tuple[str, ...], series: list[Series], command: str) -
     prov["warnings"] += fit_warnings(prov["final_train_nll"], prov["final_val_nll"])
     out = Path(args.out)
     _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov, kinds, left_out)
-    summary = calibrate(out, series, target_rate=args.target_far, max_surprise=args.max_surprise)
+    summary = calibrate(out, series, target_rate=args.target_far, max_surprise=args.max_surprise,
+                        learn_rate=getattr(args, "learn_far", None))
     try:
         from ..plot import plot_losses
 

@@ -1031,3 +1031,48 @@ def test_a_stream_that_starts_flat_still_learns_its_scale(steady_bundle):
     det = _det(bdir)
     det.process(Batch(["s"] * len(x), 1e9 + np.arange(len(x), dtype=float), x))
     np.testing.assert_allclose(det.state.get("s")["norm_var"], x[:WARMUP].var(axis=0), rtol=0.05)
+
+
+ALERT_COLUMNS = ("hist", "below", "cooldown", "seq", "peak", "since_event", "start_ts", "duration")
+
+
+def _learned(det, stream) -> dict:
+    """The stream's slab row without the alert machine's columns (what it learned)."""
+    return {k: v for k, v in det.state.get(stream).items() if k not in ALERT_COLUMNS}
+
+
+def test_what_a_stream_learns_from_does_not_follow_the_alert_threshold_when_learn_surprise_is_set(steady_bundle):
+    """learn_surprise fixes the learning gate: two alert thresholds far apart give the same
+    scores and the same learned state (only the alerts differ); without it the gate follows the
+    threshold (bundles calibrated before it: as before) and the learned state differs."""
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    x = sine_series(1500, seed=21)
+    sd = float(np.std(x[:WARMUP]))
+    x[700:760] += 6 * sd  # a moderate episode: over a low threshold's clear level, under a high one's
+    x[1000:] += 3 * sd
+    ts = np.arange(len(x), dtype=float)
+    s_low = 3.0
+    low, high = kernel.likelihood(-s_low), kernel.likelihood(-60.0)
+    runs = {}
+    for name, kw in {"low": dict(threshold=low, learn_surprise=s_low), "high": dict(threshold=high, learn_surprise=s_low),
+                     "follow": dict(threshold=high)}.items():
+        det = _det(bdir, **kw)
+        res = det.process(Batch(["s"] * len(x), ts, x))
+        runs[name] = (det, res)
+    (dl, rl), (dh, rh), (df, rf) = runs["low"], runs["high"], runs["follow"]
+    assert dl.learn_surprise == dh.learn_surprise == s_low and df.learn_surprise == df.threshold_surprise
+    assert sum(e.kind == "raised" for e in rl.events) > sum(e.kind == "raised" for e in rh.events)
+    np.testing.assert_array_equal(rl.surprise, rh.surprise)
+    a, b = _learned(dl, "s"), _learned(dh, "s")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a), \
+        [k for k in a if not np.array_equal(a[k], b[k], equal_nan=True)]
+    assert not np.array_equal(rf.surprise, rh.surprise)  # the gate followed the threshold: it learned more
+
+
+def test_the_manifest_learn_surprise_is_the_default_learning_level(steady_bundle):
+    bundle = load_bundle(steady_bundle(F=1, warmup=WARMUP))
+    assert Detector(bundle).learn_surprise == Detector(bundle).threshold_surprise
+    bundle.manifest.setdefault("calibration", {})["learn_surprise"] = 7.5
+    det = Detector(bundle)
+    assert det.learn_surprise == 7.5 and det.params.learn_s == pytest.approx(7.5 - 2.0)  # clear_factor 100
+    assert Detector(bundle, settings=DetectorSettings(learn_surprise=6.0)).learn_surprise == 6.0

@@ -136,6 +136,24 @@ def test_calibration_is_held_out_and_in_surprise(trained):
     out = runs[0][1]
     assert f"surprise {s:.2f}" in out and "1.000000" not in out
     assert "cannot show a rate" in out
+    assert cal["learn_surprise"] == s and cal["learn_false_alarm_rate"] == cal["target_false_alarm_rate"]
+
+
+def test_recalibrating_for_another_alert_rate_keeps_what_the_streams_learn_from(trained, tmp_path):
+    """--target-far moves the alert threshold; the learning level stays the one --learn-far gives."""
+    import shutil
+
+    dirs, csvs, _ = trained
+    shutil.copytree(dirs[0], tmp_path / "m")
+    r = subprocess.run([PYTHON, "-m", "edgernn", "train", *csvs, "--out", tmp_path / "m", "--recalibrate",
+                        "--target-far", "2e-2", "--learn-far", "1e-4"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr
+    cal = load_bundle(tmp_path / "m").manifest["calibration"]
+    assert cal["learn_false_alarm_rate"] == 1e-4 and cal["target_false_alarm_rate"] == 2e-2
+    # (1,080 held-out readings cannot show 1e-4: the learning level is extrapolated, not compared)
+    assert -np.log10(2e-2) <= cal["threshold_surprise"] < -np.log10(1e-4) <= cal["learn_surprise"]
+    assert Detector(load_bundle(tmp_path / "m")).learn_surprise == cal["learn_surprise"]
+    assert f"surprise {cal['learn_surprise']:.2f}" in (tmp_path / "m" / "README.md").read_text()  # the card says it
 
 
 def test_model_card_describes_the_bundle(trained):

@@ -36,6 +36,24 @@ def test_gauss_tail_z_inverts_the_tail(kern):
     assert kern.gauss_tail_z(0.0) == 0.0 and kern.gauss_tail_z(1e-300) == 0.0
 
 
+def test_gauss_tail_z_start_converges_at_any_depth(kern):
+    """Newton from the rational start: the root of ln(2 Phi(-z)) = ln p across ln p in [-1e6, 0]
+    (ln p back within 1e-12 relative, or z within 1e-9 of 0 near p = 1) and the same z as Newton
+    iterated to 1e-13 from sqrt(-2 ln p), the former start (1e-9 relative)."""
+    ln10 = math.log(10.0)
+    for ln_p in -np.concatenate([np.logspace(-12, 6, 400), np.linspace(1.0, 1e6, 50)]):
+        z = kern.gauss_tail_z(float(ln_p))
+        ref = math.sqrt(-2.0 * ln_p)
+        for _ in range(200):  # the former iteration, in full
+            g = kern.gauss_tail_log10(ref) * ln10
+            step = (g - ln_p) / (-math.sqrt(2.0 / math.pi) * math.exp(-0.5 * ref * ref - g))
+            ref = max(ref - step, 0.0)
+            if abs(step) <= 1e-13 * (1.0 + ref):
+                break
+        assert z == pytest.approx(ref, rel=1e-9, abs=1e-15), ln_p
+        assert kern.gauss_tail_log10(z) * ln10 == pytest.approx(ln_p, rel=1e-12, abs=1e-16), ln_p
+
+
 def test_weight_contract():
     w = random_weights(2, 8, seed=1, K=3)
     assert check_weights(w) == (2, 8) and components(w) == 3

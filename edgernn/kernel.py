@@ -800,8 +800,10 @@ def _mix_best(p: Params, q: cython.float[:], f: cython.int) -> cython.int:
 def _mix_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double) -> cython.double:
     """The equivalent z (>= 0) of normalised reading c under feature f's mixture (pred, K > 1):
     the |z| whose two-sided Gaussian tail is the mixture's, p = sum_k w_k 2 Phi(-|c - mu_k| / s_k),
-    w = softmax(logits), s_k = exp(clamp(logvar_k) / 2). In log space: ln p = logsumexp_k(a_k +
-    ln 2 Phi(-|d_k|)) - logsumexp_k(a_k), a_k = logit_k - max logit; then gauss_tail_z(ln p)."""
+    w = softmax(logits), s_k = exp(clamp(logvar_k) / 2); then gauss_tail_z(ln p). Summed as it
+    stands, p = sum_k e^a_k erfc(y_k) / sum_k e^a_k (a_k = logit_k - max logit, y_k = |d_k| / sqrt 2),
+    one erfc per component, while that sum is a normal double (>= 1e-280: nothing lost to
+    underflow); below, in log space (_mix_ln_p), which no depth underflows."""
     F: cython.int = p.F
     KF: cython.int = p.K * F
     at: cython.int = p.pred + f  # component k's mean at at + k F, logvar at + KF + k F, logit at + 2 KF + k F
@@ -809,6 +811,29 @@ def _mix_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double) -> cy
     k: cython.int
     for k in range(p.K):
         top = max(top, q[at + 2 * KF + k * F])
+    w: cython.double
+    num: cython.double = 0.0  # sum_k e^a_k erfc(y_k)
+    den: cython.double = 0.0  # sum_k e^a_k (>= 1: the top component's term is 1)
+    for k in range(p.K):
+        w = exp(q[at + 2 * KF + k * F] - top)
+        num += w * erfc(abs(c - q[at + k * F]) / exp(0.5 * min(max(q[at + KF + k * F], p.lvmin), p.lvmax)) / SQRT2)
+        den += w
+    if num >= 1e-280:
+        return gauss_tail_z(min(log(num / den), 0.0))
+    return gauss_tail_z(_mix_ln_p(p, q, f, c, top))
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
+def _mix_ln_p(p: Params, q: cython.float[:], f: cython.int, c: cython.double, top: cython.double) -> cython.double:
+    """_mix_z's ln p in log space, at any depth: logsumexp_k(a_k + ln 2 Phi(-|d_k|)) -
+    logsumexp_k(a_k), a_k = logit_k - top (top: the max logit); clamped at 0."""
+    F: cython.int = p.F
+    KF: cython.int = p.K * F
+    at: cython.int = p.pred + f
+    k: cython.int
     t: cython.double
     tmax: cython.double = NEG_INF
     num: cython.double = 0.0  # sum_k exp(t_k - tmax), rescaled whenever tmax grows (one pass)
@@ -822,7 +847,7 @@ def _mix_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double) -> cy
         else:
             num += exp(t - tmax)
         den += exp(q[at + 2 * KF + k * F] - top)
-    return gauss_tail_z(min(tmax + log(num) - log(den), 0.0))
+    return min(tmax + log(num) - log(den), 0.0)
 
 
 @cython.cfunc

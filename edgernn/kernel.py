@@ -118,6 +118,8 @@ LN10 = cython.declare(cython.double, 2.302585092994046)
 SQRT2 = cython.declare(cython.double, 1.4142135623730951)
 SQRT_PI = cython.declare(cython.double, 1.7724538509055159)
 GAUSS_SWITCH = cython.declare(cython.double, 26.0)  # scoring.GAUSS_SWITCH
+LN2 = cython.declare(cython.double, 0.6931471805599453)
+LN_ACKLAM_LOW = cython.declare(cython.double, -3.0261914810386994)  # ln(2 x 0.02425): Acklam's central / tail switch
 NAN = cython.declare(cython.double, math.nan)
 NEG_INF = cython.declare(cython.double, -math.inf)
 INF = cython.declare(cython.double, math.inf)
@@ -313,17 +315,43 @@ def gauss_tail_log10(z: cython.double) -> cython.double:
     return (-y * y - log(y * SQRT_PI) + log1p(-0.5 / (y * y))) / LN10
 
 
+@cython.cfunc
+@cython.cdivision(True)
+def _tail_z_start(ln_p: cython.double) -> cython.double:
+    """A start for gauss_tail_z (ln_p < 0): Acklam's rational approximation of the normal quantile
+    at the one-sided tail p1 = p / 2 (relative error ~1e-9 in p1; in z <= 2e-5 anywhere, ~1e-9 for
+    z < 8), written in ln p so that no p underflows: the central form in q = p1 - 1/2 =
+    expm1(ln p) / 2 while p1 > 0.02425, else the tail form in sqrt(-2 ln p1)."""
+    q: cython.double
+    r: cython.double
+    if ln_p > LN_ACKLAM_LOW:  # central: z = -x(q), x odd in q, r = q^2
+        q = 0.5 * expm1(ln_p)
+        r = q * q
+        return -q * (((((-3.969683028665376e+01 * r + 2.209460984245205e+02) * r - 2.759285104469687e+02) * r
+                        + 1.383577518672690e+02) * r - 3.066479806614716e+01) * r + 2.506628277459239e+00) / (
+            ((((-5.447609879822406e+01 * r + 1.615858368580409e+02) * r - 1.556989798598866e+02) * r
+              + 6.680131188771972e+01) * r - 1.328068155288572e+01) * r + 1.0)
+    q = sqrt(-2.0 * (ln_p - LN2))  # sqrt(-2 ln p1)
+    return -(((((-7.784894002430293e-03 * q - 3.223964580411365e-01) * q - 2.400758277161838e+00) * q
+               - 2.549732539343734e+00) * q + 4.374664141464968e+00) * q + 2.938163982698783e+00) / (
+        (((7.784695709041462e-03 * q + 3.224671290700398e-01) * q + 2.445134137142996e+00) * q
+         + 3.754408661907416e+00) * q + 1.0)
+
+
 @cython.ccall
 @cython.cdivision(True)
 def gauss_tail_z(ln_p: cython.double) -> cython.double:
     """The inverse of the two-sided Gaussian tail: z >= 0 with ln(2 Phi(-z)) = ln_p (0 for ln_p >= 0).
 
     Newton on g(z) = ln erfc(z / sqrt 2) (gauss_tail_log10 ln 10, stable far out), g'(z) =
-    -sqrt(2 / pi) exp(-z^2 / 2 - g(z)). g is concave and erfc(y) <= exp(-y^2), so the start
-    sqrt(-2 ln_p) lies at or beyond the root and the iterates fall monotonically onto it."""
+    -sqrt(2 / pi) exp(-z^2 / 2 - g(z)), from _tail_z_start (z within 2e-5 relative): one step
+    typically, two at most on ln p in [-1e6, 0]. g is decreasing and concave, so a step from below
+    the root lands at or beyond it and the iterates then fall monotonically onto it; Newton's error
+    after a step of size s is ~ |g'' / 2 g'| s^2 <= s^2 / 2, so a step <= 1e-7 (1 + z) leaves <= 1e-14
+    (1 + z): the stop."""
     if not ln_p < 0.0:
         return 0.0
-    z: cython.double = sqrt(-2.0 * ln_p)
+    z: cython.double = max(_tail_z_start(ln_p), 0.0)
     g: cython.double
     step: cython.double
     i: cython.int
@@ -331,7 +359,7 @@ def gauss_tail_z(ln_p: cython.double) -> cython.double:
         g = gauss_tail_log10(z) * LN10
         step = (g - ln_p) / (-SQRT2 / SQRT_PI * exp(-0.5 * z * z - g))
         z = max(z - step, 0.0)
-        if abs(step) <= 1e-13 * (1.0 + z):
+        if abs(step) <= 1e-7 * (1.0 + z):
             break
     return z
 
@@ -772,8 +800,10 @@ def _mix_best(p: Params, q: cython.float[:], f: cython.int) -> cython.int:
 def _mix_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double) -> cython.double:
     """The equivalent z (>= 0) of normalised reading c under feature f's mixture (pred, K > 1):
     the |z| whose two-sided Gaussian tail is the mixture's, p = sum_k w_k 2 Phi(-|c - mu_k| / s_k),
-    w = softmax(logits), s_k = exp(clamp(logvar_k) / 2). In log space: ln p = logsumexp_k(a_k +
-    ln 2 Phi(-|d_k|)) - logsumexp_k(a_k), a_k = logit_k - max logit; then gauss_tail_z(ln p)."""
+    w = softmax(logits), s_k = exp(clamp(logvar_k) / 2); then gauss_tail_z(ln p). Summed as it
+    stands, p = sum_k e^a_k erfc(y_k) / sum_k e^a_k (a_k = logit_k - max logit, y_k = |d_k| / sqrt 2),
+    one erfc per component, while that sum is a normal double (>= 1e-280: nothing lost to
+    underflow); below, in log space (_mix_ln_p), which no depth underflows."""
     F: cython.int = p.F
     KF: cython.int = p.K * F
     at: cython.int = p.pred + f  # component k's mean at at + k F, logvar at + KF + k F, logit at + 2 KF + k F
@@ -781,6 +811,29 @@ def _mix_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double) -> cy
     k: cython.int
     for k in range(p.K):
         top = max(top, q[at + 2 * KF + k * F])
+    w: cython.double
+    num: cython.double = 0.0  # sum_k e^a_k erfc(y_k)
+    den: cython.double = 0.0  # sum_k e^a_k (>= 1: the top component's term is 1)
+    for k in range(p.K):
+        w = exp(q[at + 2 * KF + k * F] - top)
+        num += w * erfc(abs(c - q[at + k * F]) / exp(0.5 * min(max(q[at + KF + k * F], p.lvmin), p.lvmax)) / SQRT2)
+        den += w
+    if num >= 1e-280:
+        return gauss_tail_z(min(log(num / den), 0.0))
+    return gauss_tail_z(_mix_ln_p(p, q, f, c, top))
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
+def _mix_ln_p(p: Params, q: cython.float[:], f: cython.int, c: cython.double, top: cython.double) -> cython.double:
+    """_mix_z's ln p in log space, at any depth: logsumexp_k(a_k + ln 2 Phi(-|d_k|)) -
+    logsumexp_k(a_k), a_k = logit_k - top (top: the max logit); clamped at 0."""
+    F: cython.int = p.F
+    KF: cython.int = p.K * F
+    at: cython.int = p.pred + f
+    k: cython.int
     t: cython.double
     tmax: cython.double = NEG_INF
     num: cython.double = 0.0  # sum_k exp(t_k - tmax), rescaled whenever tmax grows (one pass)
@@ -794,7 +847,7 @@ def _mix_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double) -> cy
         else:
             num += exp(t - tmax)
         den += exp(q[at + 2 * KF + k * F] - top)
-    return gauss_tail_z(min(tmax + log(num) - log(den), 0.0))
+    return min(tmax + log(num) - log(den), 0.0)
 
 
 @cython.cfunc

@@ -62,15 +62,11 @@ class StateStore:
         self.h_bound = None if h_bound is None else float(h_bound)
         # [capacity, H]: int16 Q15 (h = stored * h_bound / Q15) for a bounded state, else float32
         self.h = np.zeros((capacity, hidden), np.float32 if h_bound is None else np.int16)
-        # Q15 constants as float32[1, H] rows (array operands and positional outs: the cheapest ufunc
-        # calls, which is what a batch of one costs): stored -> h, h -> stored, the clip bounds. A
-        # tuple: per store, not per stream (bytes_per_stream counts the ndarray attributes)
-        self._q15 = None if h_bound is None else tuple(float(np.float32(v)) for v in (self.h_bound / Q15, Q15 / self.h_bound))  # (load, store) scales, float32 values
-        # what the kernel's wave functions take (kernel.step_wave / finish_wave load and store a Q15 h
-        # with the wave, q15_load / q15_store's rule): the int16 array and (load, store) scales; None
-        # and 0.0 for a float32 state, which gather_h / scatter_h move
-        self.hq = None if h_bound is None else self.h
-        self.h_load, self.h_store = self._q15 if self._q15 is not None else (0.0, 0.0)
+        # The Q15 scales as float32 values, (stored -> h, h -> stored); 0.0 for a float32 state. The
+        # kernel's wave functions take them with ``hq`` (kernel.step_wave / finish_wave load and store
+        # a Q15 h with the wave); gather_h / scatter_h use them for every other caller
+        self.h_load, self.h_store = ((0.0, 0.0) if h_bound is None else
+                                     tuple(float(np.float32(v)) for v in (self.h_bound / Q15, Q15 / self.h_bound)))
         self._row1 = np.zeros(1, np.intp)  # the row of a batch of one
         self._h_bufs: dict[int, tuple] = {}  # batch size -> (gather, scatter) buffers float32[B, H]
         self.num = np.zeros((capacity, self.layout.width), np.float64)  # [capacity, width]
@@ -93,9 +89,13 @@ class StateStore:
         slabs, hidden state, LRU ticks) / its capacity; fixed scratch buffers aside. (The id -> row
         dict and the names list are Python objects beside them: ``edgernn bench`` prints the
         process's RSS growth per stream as the cross-check.)"""
-        arrays = {id(v): v for v in vars(self).values()  # by identity: hq is h again
-                  if isinstance(v, np.ndarray) and v.shape[:1] == (self.capacity,)}
-        return sum(v.nbytes for v in arrays.values()) / self.capacity
+        return sum(v.nbytes for v in vars(self).values()
+                   if isinstance(v, np.ndarray) and v.shape[:1] == (self.capacity,)) / self.capacity
+
+    @property
+    def hq(self) -> np.ndarray | None:
+        """The int16 Q15 hidden state for the kernel's wave functions; None for a float32 state."""
+        return None if self.h_bound is None else self.h
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -159,20 +159,20 @@ class StateStore:
     def gather_h(self, rows) -> np.ndarray:
         """float32[B, H]: the hidden state of ``rows`` (intp[B], or a slice), for the backend's step.
         Q15: into a buffer reused per batch size (valid until the next gather of that size)."""
-        if self._q15 is None:
+        if self.h_bound is None:
             return self.h[rows] if isinstance(rows, slice) else self.h.take(rows, axis=0)  # take: faster than h[rows]
         rows = self._rows(rows)
         out = self._h_buf(len(rows))[0]
-        kernel.q15_load(self.h, rows, self._q15[0], out)  # int16 -> float32 * h_bound / Q15
+        kernel.q15_load(self.h, rows, self.h_load, out)  # int16 -> float32 * h_bound / Q15
         return out
 
     def scatter_h(self, rows, h_next: np.ndarray) -> None:
         """Store the backend's h_next float32[B, H] on ``rows``. Q15: clip to [-h_bound, h_bound]
         (the GRU never leaves it; a backend rounding error might), scale, round to nearest, int16."""
-        if self._q15 is None:
+        if self.h_bound is None:
             self.h[rows] = h_next
             return
-        kernel.q15_store(np.ascontiguousarray(h_next, np.float32), self._q15[1], self._rows(rows), self.h)
+        kernel.q15_store(np.ascontiguousarray(h_next, np.float32), self.h_store, self._rows(rows), self.h)
 
     def _rows(self, rows) -> np.ndarray:
         """intp[B] of ``rows`` (an intp array, or a slice: one row without a new array)."""
@@ -270,7 +270,7 @@ class StateStore:
                 "num4": (*n, self.layout.width4), "h": (*n, self.hidden), "last_seen": n}
         if headers["h"][3] != self.h.dtype:
             return (f"holds the hidden state as {headers['h'][3]}, this backend keeps it as {self.h.dtype} "
-                    f"({'int16 Q15: a bounded GRU state' if self._q15 is not None else 'float32: an unbounded state'})")
+                    f"({'int16 Q15: a bounded GRU state' if self.h_bound is not None else 'float32: an unbounded state'})")
         for name, (shape, nbytes, size, _) in headers.items():
             if shape != want[name]:
                 return f"member {name} has shape {shape}, this state layout needs {want[name]}"

@@ -25,7 +25,7 @@ import numpy as np
 from .backends.base import pred_width
 
 N_LOOKS = 8  # scoring.ALL_LOOKS: instant, smoothed, level, spread, stuck, reference, seasonal, peak
-N_LEVELS = 24  # scoring.ONSET_LEVELS
+N_LEVELS = 16  # scoring.ONSET_LEVELS
 SEAS_K = 32  # buckets over the day of the seasonal look's profile
 
 

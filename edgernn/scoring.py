@@ -78,8 +78,10 @@ ALL_LOOKS = (*LOOKS, REFERENCE, SEASONAL, PEAK)  # also the order of each stream
 TABLE_LOOKS = LOOKS[:-1]  # the looks every bundle has a calibration table for (stuck has its own model)
 KERNEL_TABLES = (*TABLE_LOOKS, PEAK, REFERENCE)  # the tables the kernel reads, in its order (the last two optional)
 OPTIONAL_TABLES = (PEAK, REFERENCE)  # multivariate only: peak; reference: the training reference (fixed normalisation)
-# surprise levels (1 .. 2896) at which the detector keeps each stream's rate of onsets
-ONSET_LEVELS = np.array([2.0 ** (j / 2.0) for j in range(24)])
+# surprise levels (1 .. 181) at which the detector keeps each stream's rate of onsets (an onset above
+# 181, 1 in 10^181, is rated as one at 181: 24 levels up to 2896 gave the same alerts and NAB standard
+# scores and cost 32 bytes per stream, docs/QUALITY.md)
+ONSET_LEVELS = np.array([2.0 ** (j / 2.0) for j in range(16)])
 # the seasonal look's constants (kernel._season)
 DAY = 86400.0
 SEAS_DT_RATE = 0.02  # EW rate of the sampling interval

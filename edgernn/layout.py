@@ -144,12 +144,13 @@ class Layout:
         return zlib.crc32(self.signature().encode())
 
     def named(self, row8: np.ndarray, row4: np.ndarray) -> dict[str, np.ndarray]:
-        """A stream's rows of num and num4 as {column: float64[width of that column]}."""
+        """A stream's rows of num and num4 as {column: float64[width of that column]}: copies, so a
+        row read before a reading stays as it was (the slabs are updated in place)."""
         out = {}
         for name, width, storage, _ in self.columns:
             where, row = getattr(self, name), (row8 if storage == "f8" else row4)
             if width is None and where >= 0:
-                out[name] = np.asarray(row[where : where + 1], np.float64)
+                out[name] = np.array(row[where : where + 1], np.float64)
             elif width:
-                out[name] = np.asarray(row[where], np.float64)
+                out[name] = np.array(row[where], np.float64)
         return out

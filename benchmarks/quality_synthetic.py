@@ -7,6 +7,9 @@ Two labelled sets (CSV recordings + labels.csv: stream,start,end,label):
     python benchmarks/quality_synthetic.py duty --out /tmp/duty
         hard on/off duty cycles (compressor, pump, heater: two levels, hard edges every 30-240
         readings, additive or multiplicative noise), clean and with injected faults
+    python benchmarks/quality_synthetic.py counts --out /tmp/counts
+        counts and server-metric-like streams (Poisson counts, bursty rates, random walks,
+        intermittent pulses), clean and with spikes, dips, level shifts, noise bursts
 
     python benchmarks/quality_synthetic.py run /tmp/faults /tmp/duty --model firmware_models/univariate \\
         --json quality.json          ("run" may be left out: python benchmarks/quality_synthetic.py /tmp/faults)
@@ -33,12 +36,15 @@ import numpy as np
 
 from edgernn.backends import BASELINE, create_backend
 from edgernn.bundle import load_bundle
-from edgernn.detector import Detector, DetectorSettings
+from edgernn.detector import Detector
+from edgernn.settings import resolve
 from edgernn.drive import Feed, drive
 from edgernn.recording import parse_timestamp, read_recording
 from edgernn.synth import inject
 
 DUTY_FAULTS = ("spike", "dip", "level_shift", "drift", "stuck", "noise_burst")
+COUNT_FAULTS = ("spike", "dip", "level_shift", "noise_burst")
+COUNT_KINDS = ("counts", "bursty", "walk", "intermittent")  # edgernn.synth.BROAD kinds
 
 
 # -- hard on/off duty cycles ------------------------------------------------------------------------
@@ -65,6 +71,24 @@ def duty_signal(rng: np.random.Generator, n: int, noise_model: str) -> np.ndarra
 def write_duty(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 2000) -> int:
     """Write ``clean`` fault-free and ``per_fault`` faulty duty-cycle recordings per fault kind,
     noise models alternating, and labels.csv. Returns the number of recordings."""
+    return write_set(out_dir, lambda rng, j: (f"duty_{('additive', 'multiplicative')[j % 2][:4]}",
+                                              duty_signal(rng, length, ("additive", "multiplicative")[j % 2])),
+                     DUTY_FAULTS, per_fault, clean, length, seed)
+
+
+def write_counts(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 3000) -> int:
+    """The same for counts-like and server-metric-like streams (edgernn.synth's broad kinds, cycling:
+    Poisson counts, bursty event rates, random walks, intermittent pulses; NAB's tweet counts and
+    server metrics are of these shapes), faults COUNT_FAULTS. Returns the number of recordings."""
+    from edgernn.synth import broad_signal
+
+    return write_set(out_dir, lambda rng, j: (COUNT_KINDS[j % 4], broad_signal(rng, length, COUNT_KINDS[j % 4])[0]),
+                     COUNT_FAULTS, per_fault, clean, length, seed)
+
+
+def write_set(out_dir: Path, signal, faults, per_fault: int, clean: int, length: int, seed: int) -> int:
+    """``clean`` fault-free and ``per_fault`` faulty recordings per fault of ``faults`` (signal(rng, j)
+    -> (name prefix, float64[length]) for the j-th recording), readings every 60 s, and labels.csv."""
     from datetime import datetime, timezone
 
     from edgernn.recording import write_recording
@@ -73,11 +97,10 @@ def write_duty(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int 
     rng = np.random.default_rng(seed)
     t0, step = 1.7e9, 60.0
     iso = lambda i: datetime.fromtimestamp(t0 + i * step, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
-    rows, plan = [], [(f, k) for f in DUTY_FAULTS for k in range(per_fault)] + [(None, k) for k in range(clean)]
+    rows, plan = [], [(f, k) for f in faults for k in range(per_fault)] + [(None, k) for k in range(clean)]
     for j, (fault, k) in enumerate(plan):
-        model = ("additive", "multiplicative")[j % 2]
-        values = duty_signal(rng, length, model)
-        name = f"duty_{model[:4]}_{fault or 'clean'}_{k:03d}"
+        prefix, values = signal(rng, j)
+        name = f"{prefix}_{fault or 'clean'}_{k:03d}"
         if fault is not None:
             values, (kind, a, b) = inject(rng, values, np.zeros(length), fault, int(length * rng.uniform(0.4, 0.8)))
             rows.append((name, iso(a), iso(b - 1), kind))
@@ -105,8 +128,8 @@ def load_set(data_dir: Path, features) -> tuple[list, dict]:
 
 
 def evaluate(recs: list, labels: dict, bundle, backend: str, grace: int = 50, threshold=None) -> dict:
-    det = Detector(bundle, create_backend(backend, bundle),
-                   DetectorSettings(threshold=threshold, max_streams=max(len(recs), 1)))
+    settings = {"max_streams": max(len(recs), 1), **({} if threshold is None else {"threshold": threshold})}
+    det = Detector(bundle, create_backend(backend, bundle), resolve(bundle, settings))  # with the model's detector_defaults
     feed = Feed.from_recordings(recs, chunk=256)
     out = drive(det, feed, progress=None, label=f"{backend}")
     per_kind = defaultdict(lambda: [0, 0])  # kind -> [detected, total]
@@ -192,6 +215,12 @@ def main(argv=None) -> int:
     d.add_argument("--clean", type=int, default=40)
     d.add_argument("--length", type=int, default=5000)
     d.add_argument("--seed", type=int, default=2000)
+    c = sub.add_parser("counts", help="write the counts / server-metric-like set")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--per-fault", type=int, default=20)
+    c.add_argument("--clean", type=int, default=40)
+    c.add_argument("--length", type=int, default=5000)
+    c.add_argument("--seed", type=int, default=3000)
     r = sub.add_parser("run", help="score labelled sets with a backend and the persistence baseline")
     r.add_argument("data", type=Path, nargs="+", help="directories with recordings and labels.csv")
     r.add_argument("--model", default="firmware_models/univariate")
@@ -201,11 +230,12 @@ def main(argv=None) -> int:
     r.add_argument("--threshold", type=float)
     r.add_argument("--json", type=Path)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("duty", "run", "-h", "--help"):
+    if argv and argv[0] not in ("duty", "counts", "run", "-h", "--help"):
         argv.insert(0, "run")  # the older form: quality_synthetic.py DATA [options]
     a = p.parse_args(argv)
-    if a.what == "duty":
-        print(f"wrote {write_duty(a.out, a.per_fault, a.clean, a.length, a.seed)} recordings to {a.out}")
+    if a.what in ("duty", "counts"):
+        write = write_duty if a.what == "duty" else write_counts
+        print(f"wrote {write(a.out, a.per_fault, a.clean, a.length, a.seed)} recordings to {a.out}")
         return 0
     bundle = load_bundle(a.model)
     given = [b.strip() for b in a.backend.split(",") if b.strip()]

@@ -1,0 +1,66 @@
+"""benchmarks/quality_synthetic.py: the labelled sets it writes, and that a run uses the model's
+detector_defaults (as `edgernn replay` does)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgernn.bundle import load_bundle
+from edgernn.recording import read_recording
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def qs():
+    spec = importlib.util.spec_from_file_location("quality_synthetic", ROOT / "benchmarks" / "quality_synthetic.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["quality_synthetic"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_counts_set_has_each_fault_and_kind_and_counts_stay_counts(qs, tmp_path):
+    n = qs.write_counts(tmp_path, per_fault=2, clean=4, length=1000, seed=5)
+    assert n == 2 * len(qs.COUNT_FAULTS) + 4
+    with open(tmp_path / "labels.csv", newline="") as fh:
+        labels = [row["label"] for row in csv.DictReader(fh)]
+    assert sorted(labels) == sorted(f for f in qs.COUNT_FAULTS for _ in range(2))
+    files = sorted(p for p in tmp_path.glob("*.csv") if p.name != "labels.csv")
+    assert len(files) == n and {p.name.split("_")[0] for p in files} == set(qs.COUNT_KINDS)
+    for p in files:
+        if p.name.startswith(("counts_", "bursty_")) and "_clean_" in p.name:
+            x = read_recording(p, ["value"]).x[:, 0]
+            assert len(x) == 1000 and (x >= 0).all() and np.array_equal(x, np.round(x))
+
+
+def test_sets_are_reproducible_from_their_seed(qs, tmp_path):
+    for write in (qs.write_duty, qs.write_counts):
+        a, b, c = tmp_path / f"{write.__name__}a", tmp_path / f"{write.__name__}b", tmp_path / f"{write.__name__}c"
+        write(a, per_fault=1, clean=1, length=1000, seed=3), write(b, per_fault=1, clean=1, length=1000, seed=3)
+        write(c, per_fault=1, clean=1, length=1000, seed=4)
+        names = sorted(p.name for p in a.iterdir())
+        assert names == sorted(p.name for p in b.iterdir())
+        assert all((a / m).read_bytes() == (b / m).read_bytes() for m in names)
+        assert any((a / m).read_bytes() != (c / m).read_bytes() for m in names if m != "labels.csv")
+
+
+def test_run_uses_the_models_detector_defaults(qs, tmp_path):
+    """A bundle whose detector_defaults set warmup to the whole recording raises nothing and scores nothing."""
+    qs.write_duty(tmp_path / "set", per_fault=1, clean=1, length=1000, seed=2)
+    shutil.copytree(ROOT / "firmware_models" / "univariate", tmp_path / "m")
+    man = tmp_path / "m" / "manifest.yaml"
+    text = man.read_text()
+    assert "detector_defaults" not in text
+    man.write_text(text.replace("\ncalibration:", "\ndetector_defaults: {warmup: 1000}\ncalibration:", 1))
+    recs, labels = qs.load_set(tmp_path / "set", ["value"])
+    plain = qs.evaluate(recs, labels, load_bundle(ROOT / "firmware_models" / "univariate"), "numpy")
+    warm = qs.evaluate(recs, labels, load_bundle(tmp_path / "m"), "numpy")
+    assert plain["clean_readings"] > 0 and warm["clean_readings"] == 0 and warm["detected"] == 0

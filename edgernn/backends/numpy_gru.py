@@ -14,7 +14,10 @@ head; backends/base.py gives the layout of pred):
     pred   = [mean | logvar (| logit)]         float32[B, 2F] or float32[B, 3KF]
 
 One fused GEMM computes every gate pre-activation and bias: W^T [x | h | 1]^T with the 4H rows
-laid out as (r | z | input part of n | recurrent part of n). sigmoid(a) = 0.5 * tanh(a / 2) + 0.5, so the r
+laid out as (r | z | input part of n | recurrent part of n); one more computes the whole head,
+bias and residual means included: [W_head | b_head | tile(I_F, K) for the means] [h' | 1 | x]^T.
+Both read one column per reading, v = [h' | 1 | x | h | 1] (length 2H + F + 2): the gates its
+tail [x | h | 1], the head its head [h' | 1 | x]. sigmoid(a) = 0.5 * tanh(a / 2) + 0.5, so the r
 and z columns are stored pre-scaled by 1/2 and need a single tanh. The arithmetic runs in float64
 and the results are rounded to float32: float32 GEMMs sum in an order that depends on the batch
 size, float64 makes the oracle batch-invariant (same bits for a reading alone or in a batch).
@@ -53,80 +56,78 @@ class NumpyGRU:
         # The biases ride along as one more input column that is always 1 (a broadcast add of a
         # [4H, 1] column costs more than the GEMM gains).
         self._WT = np.ascontiguousarray(np.concatenate([W.T, b[:, None]], axis=1))  # [4H, F+H+1]
-        self._WoT = np.ascontiguousarray(np.concatenate([w["head.W_mean"], w["head.W_logvar"], *(w[n] for n in logit[:1])]))  # [P, H]
-        self._bo = np.concatenate([w["head.b_mean"], w["head.b_logvar"], *(w[n] for n in logit[1:])])[:, None]  # [P, 1]
-        self._bo1 = self._bo[:, 0].copy()  # [P]
+        Wo = np.concatenate([w["head.W_mean"], w["head.W_logvar"], *(w[n] for n in logit[:1])])  # [P, H]
+        bo = np.concatenate([w["head.b_mean"], w["head.b_logvar"], *(w[n] for n in logit[1:])])  # [P]
+        tile = np.zeros((P, F))  # [P, F]: mean row k F + f takes x_f (the head predicts the change)
+        tile[np.arange(self._KF), np.tile(np.arange(F), K)] = 1.0
+        self._Wo = np.ascontiguousarray(np.concatenate([Wo, bo[:, None], tile], axis=1))  # [P, H+1+F]
         # batch-of-one scratch (views made once: at B = 1 numpy's per-call overhead is the cost, so
         # every operation writes in place; one Detector, one thread: not for concurrent callers)
-        self._xh1 = np.empty(F + H + 1)  # [F+H+1] = x | h | 1
-        self._xh1[F + H] = 1.0
+        self._v1 = np.empty(2 * H + F + 2)  # [2H+F+2] = h' | 1 | x | h | 1
+        self._v1[H] = self._v1[-1] = 1.0
         self._g1 = np.empty(4 * H)  # [4H] gate pre-activations
         self._out1 = np.empty(P)  # [P] mean | logvar (| logit)
         self._bufs: dict[int, tuple] = {}  # batch size -> scratch of step (_buffers), same caveat
-        g1 = self._g1
-        # the batch-of-one views: xh, g, out, x part of xh, h part of xh (overwritten by h - n ...),
-        # r | z [2H], r [H], z [H], the input part of n [H], the recurrent part -> n [H], 0.5
-        self._v1 = (self._xh1, g1, self._out1, self._xh1[:F], self._xh1[F : F + H], g1[: 2 * H], g1[:H],
-                    g1[H : 2 * H], g1[2 * H : 3 * H], g1[3 * H :], np.array(0.5))
+        g1, v1 = self._g1, self._v1
+        # the batch-of-one views: v's gates input, v's head input, g, out, v's x, v's h (overwritten
+        # by h - n ...), v's h' (n, then h'), r | z [2H], r [H], z [H], the input part of n [H],
+        # the recurrent part of n [H], 0.5
+        self._views1 = (v1[H + 1 :], v1[: H + 1 + F], g1, self._out1, v1[H + 1 : H + 1 + F], v1[H + 1 + F : -1],
+                        v1[:H], g1[: 2 * H], g1[:H], g1[H : 2 * H], g1[2 * H : 3 * H], g1[3 * H :], np.array(0.5))
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         H, F = self.hidden, self.features
         if len(x) == 1:
             return self._step_one(x, h)
-        xh, g, out = self._buffers(len(x))  # [F+H+1, B] float64, batch along columns; [4H, B]; [P, B]
-        xh[:F] = x.T
-        xh[F : F + H] = h.T  # (row F + H: the bias input, 1.0)
-        np.matmul(self._WT, xh, out=g)  # [4H, B] gate pre-activations
+        v, g, out = self._buffers(len(x))  # [2H+F+2, B] float64, batch along columns; [4H, B]; [P, B]
+        v[H + 1 : H + 1 + F] = x.T
+        v[H + 1 + F : -1] = h.T  # (rows H and -1: the bias inputs, 1.0)
+        np.matmul(self._WT, v[H + 1 :], out=g)  # [4H, B] gate pre-activations
         rz = g[: 2 * H]  # [2H, B] (views into g, computed in place)
         np.tanh(rz, out=rz)
         rz *= 0.5
         rz += 0.5  # r | z = sigmoid
-        n = g[3 * H :]  # [H, B] recurrent part of n ...
-        n *= rz[:H]  # ... times r
-        n += g[2 * H : 3 * H]  # plus the input part
-        np.tanh(n, out=n)
-        hn = xh[F : F + H]  # [H, B] h, overwritten:
+        nr = g[3 * H :]  # [H, B] recurrent part of n ...
+        nr *= rz[:H]  # ... times r
+        nr += g[2 * H : 3 * H]  # plus the input part
+        n = v[:H]  # [H, B]
+        np.tanh(nr, out=n)
+        hn = v[H + 1 + F : -1]  # [H, B] h, overwritten:
         hn -= n  # h - n
         hn *= rz[H:]  # z * (h - n)
         n += hn  # h' = n + z * (h - n)
-        np.matmul(self._WoT, n, out=out)  # [P, B]
-        out += self._bo
-        for k in range(0, self._KF, F):  # residual means: x tiled K times
-            out[k : k + F] += x.T
+        np.matmul(self._Wo, v[: H + 1 + F], out=out)  # [P, B] the head, bias and residual means included
         return out.T.astype(np.float32), n.T.astype(np.float32)
 
     def _buffers(self, B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scratch of batch size B, made once per size up to 1024 (the results are fresh arrays
-        converted from them): xh float64[F+H+1, B] (its last row the bias input, 1.0), the gate
+        converted from them): v float64[2H+F+2, B] (h' | 1 | x | h | 1, the 1s set here), the gate
         pre-activations float64[4H, B] and the head's outputs float64[P, B]."""
         bufs = self._bufs.get(B)
         if bufs is None:
-            H, F = self.hidden, self.features
-            bufs = (np.empty((F + H + 1, B)), np.empty((4 * H, B)), np.empty((len(self._bo), B)))
-            bufs[0][F + H] = 1.0
+            H = self.hidden
+            bufs = (np.empty((len(self._v1), B)), np.empty((4 * H, B)), np.empty((len(self._out1), B)))
+            bufs[0][H] = bufs[0][-1] = 1.0
             if B <= 1024:
                 self._bufs[B] = bufs
         return bufs
 
     def _step_one(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``step`` at B = 1 on vectors: the same operations in the same order (the same bits),
-        in place on preallocated buffers and views made once (self._v1), outs positional and the
-        constant an array (at B = 1 each call's argument handling is most of its cost)."""
-        xh, g, out, xv, hn, rz, r, z, n_in, n, half = self._v1
+        in place on preallocated buffers and views made once (self._views1), outs positional and
+        the constant an array (at B = 1 each call's argument handling is most of its cost)."""
+        vg, vo, g, out, xv, hn, n, rz, r, z, n_in, nr, half = self._views1
         np.copyto(xv, x[0])
         np.copyto(hn, h[0])
-        np.dot(self._WT, xh, g)  # [4H]
+        np.dot(self._WT, vg, g)  # [4H]
         np.tanh(rz, rz)
         np.multiply(rz, half, rz)
         np.add(rz, half, rz)  # r | z = sigmoid
-        np.multiply(n, r, n)
-        np.add(n, n_in, n)
-        np.tanh(n, n)
+        np.multiply(nr, r, nr)
+        np.add(nr, n_in, nr)
+        np.tanh(nr, n)
         np.subtract(hn, n, hn)  # h - n
         np.multiply(hn, z, hn)  # z * (h - n)
         np.add(n, hn, n)  # h' = n + z * (h - n)
-        np.dot(self._WoT, n, out)  # [P]
-        np.add(out, self._bo1, out)
-        for k in range(0, self._KF, self.features):  # residual means: x tiled K times
-            np.add(out[k : k + self.features], xv, out[k : k + self.features])
-        return out.astype(np.float32)[None], n.astype(np.float32)[None]
+        np.dot(self._Wo, vo, out)  # [P] the head, bias and residual means included
+        return np.array(out, np.float32, ndmin=2), np.array(n, np.float32, ndmin=2)

@@ -18,6 +18,7 @@ from edgernn import scoring
 from edgernn.bundle import SHAPELESS_KINDS, load_bundle, write_bundle, write_manifest
 from edgernn.detector import Batch, Detector, DetectorSettings, K
 from edgernn.train.calibrate import fit_tables, reference_gate
+from edgernn.train.card import card_text
 from edgernn.train.data import Series
 
 from unit_helpers import plain_kernel_module, sine_series, steady_weights
@@ -176,6 +177,13 @@ def test_reference_gate_is_the_farthest_window_mean_of_the_normal_data(fixed_bun
     np.testing.assert_allclose(got, expect, rtol=1e-9)
     assert got[1] == pytest.approx(3.5)
     assert all(g < 5.0 for g in got)  # the short series (50 sd away) counted for nothing
+
+
+def test_the_model_card_states_the_gate(fixed_bundle):
+    b, _ = fixed_bundle(kinds={f"f{i}": {"kind": "continuous", "distinct": 2000} for i in range(F)})
+    assert "warm-up mean" not in card_text(b.path)
+    text = card_text(with_gate(b, [0.5, 1.0, 2.5, 1.0, 1.0, 1.0]).path)
+    assert "Training reference" in text and "0.50 to 2.50 sd" in text
 
 
 def test_binary_and_constant_features_are_out_of_the_level_and_spread_looks(fixed_bundle):

@@ -112,8 +112,10 @@ def feature_names() -> list[str]:
             + [f"workers_{i}" for i in range(N_QUANT)])
 
 
-def make_synthetic(out: Path, seed: int = 3) -> tuple[Path, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:
-    """Training CSV and test files (name, ts, x, labels)."""
+def make_synthetic(out: Path, seed: int = 3, test_seeds: tuple[int, ...] = ()) -> tuple[Path, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:
+    """Training CSV and test files (name, ts, x, labels): the benchmark's own 4 (drawn after the
+    training file from ``seed``: the development files), or with ``test_seeds`` 2 fresh files per
+    seed of the same machine after them (held-out files; the training file is the same)."""
     rng = np.random.default_rng(seed)
     names = feature_names()
     out.mkdir(parents=True, exist_ok=True)
@@ -123,6 +125,14 @@ def make_synthetic(out: Path, seed: int = 3) -> tuple[Path, list[tuple[str, np.n
     for k in range(4):
         ts_k, x_k, _ = telemetry(rng, 6_000, 1.7e9 + 60.0 * (20_000 + 6_000 * k))
         tests.append((f"test{k}", ts_k, x_k, inject_faults(rng, x_k)))
+    if not test_seeds:
+        return out / "train.csv", tests
+    tests = []
+    for sd in test_seeds:
+        rng_t = np.random.default_rng(sd)
+        for k in range(2):
+            ts_k, x_k, _ = telemetry(rng_t, 6_000, 1.7e9 + 60.0 * (20_000 + 6_000 * (4 + k)))
+            tests.append((f"seed{sd}-{k}", ts_k, x_k, inject_faults(rng_t, x_k)))
     return out / "train.csv", tests
 
 
@@ -268,17 +278,19 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("/tmp/trainbench"))
     p.add_argument("--json", type=Path)
     p.add_argument("--train-args", default="", help="extra `edgernn train` flags (default: none = defaults)")
+    p.add_argument("--test-seed", type=int, action="append", default=[], help="synthetic: score 2 fresh test files "
+                   "per seed (held-out: 9101, 9102) instead of the benchmark's 4 development files")
     p.add_argument("--reuse", action="store_true", help="keep the weights of models already in --out and only "
                    "recalibrate them (for detector changes that do not touch training)")
     a = p.parse_args()
     extra = a.train_args.split()
     results = {}
     if not a.no_synthetic:
-        data, tests = make_synthetic(a.out / "synthetic")
+        data, tests = make_synthetic(a.out / "synthetic", test_seeds=tuple(a.test_seed))
         tr = train(data, a.out / "m_synthetic", extra, a.reuse)
         train_x = np.loadtxt(data, delimiter=",", skiprows=1, usecols=range(1, 39))
         results["synthetic"] = {"train": tr, "score": score_files(a.out / "m_synthetic", train_x, tests, feature_names())}
-        report("synthetic telemetry (38 features)", tr, results["synthetic"]["score"])
+        report(f"synthetic telemetry (38 features; test files: {'seeds ' + str(a.test_seed) if a.test_seed else 'dev'})", tr, results["synthetic"]["score"])
     if a.skab:
         free = a.skab / "anomaly-free" / "anomaly-free.csv"
         tr = train(free, a.out / "m_skab", extra, a.reuse)

@@ -269,7 +269,19 @@ class Detector:
         sm = self.tables["smoothed"]  # its median on normal data: where settling restarts the smoothed look
         typ = float(np.interp(-math.log10(2.0), np.asarray(sm["log10_sf"])[::-1], np.asarray(sm["x"])[::-1]))
         self.params = kernel.Params({**offsets, **self._params(), "smooth_typ": typ}, scoring.ONSET_LEVELS.tolist(),
-                                    prepared, used, stuck, shape)
+                                    prepared, used, stuck, shape, self._reference_gate())
+
+    def _reference_gate(self) -> list[float] | None:
+        """The calibration's reference_gate (per feature, training sd; train.calibrate.reference_gate):
+        how far a stream's warm-up mean must sit from the model's mean before the training reference
+        measures that feature from it. None (bundles calibrated before it): 0, the warm-up mean
+        wherever it is nearer, as before."""
+        gate = (self.bundle.manifest.get("calibration") or {}).get("reference_gate")
+        if gate is None:
+            return None
+        if len(gate) != self.F or not all(math.isfinite(float(g)) and float(g) >= 0.0 for g in gate):
+            raise ValueError(f"calibration.reference_gate: needs {self.F} finite values >= 0")
+        return [float(g) for g in gate]
 
     def _kind_masks(self) -> tuple[list[float], list[float], list[float]]:
         """Per feature 1 / 0 from the manifest's feature_kinds ({name: {kind, ...}}, or bare kind

@@ -167,7 +167,10 @@ class Params:
     stuck (optional) 1 / 0 per feature: 0 keeps a feature out of the stuck look (a binary or
     quantised feature repeats by nature; None: every used feature), shape (optional) 1 / 0 per
     feature: 0 keeps a feature out of the level and spread looks (a binary or constant feature:
-    the stream's EW statistics of its level and spread are degenerate; None: every used feature)."""
+    the stream's EW statistics of its level and spread are degenerate; None: every used feature),
+    gate (optional) per feature: the training reference measures a feature from the stream's
+    warm-up mean only when that mean sits more than gate training sd from the model's mean (None:
+    0, every feature: the warm-up mean wherever it is nearer)."""
 
     # slab offsets (layout.columns)
     norm_mean = cython.declare(cython.int, visibility="public")
@@ -284,8 +287,9 @@ class Params:
     used: cython.double[:]
     stuck: cython.double[:]
     shape: cython.double[:]
+    ref_gate: cython.double[:]
 
-    def __init__(self, values: dict, levels, tables: list, used=None, stuck=None, shape=None):
+    def __init__(self, values: dict, levels, tables: list, used=None, stuck=None, shape=None, gate=None):
         self.K = 1  # a Gaussian head unless values say otherwise
         for name, value in values.items():
             setattr(self, name, value)
@@ -304,6 +308,8 @@ class Params:
         self.stuck = np.array(stuck, np.float64) if cython.compiled else stuck
         shape = used if shape is None else [u * float(k) for u, k in zip(used, shape)]  # [F]
         self.shape = np.array(shape, np.float64) if cython.compiled else shape
+        gate = [0.0] * len(used) if gate is None else [float(g) for g in gate]  # [F]
+        self.ref_gate = np.array(gate, np.float64) if cython.compiled else gate
 
 
 @cython.ccall
@@ -928,12 +934,17 @@ def _train_ref(p: Params, r: cython.double[:], f: cython.int, xl: cython.double,
     """Feature f's z of the training reference (F > 1, fixed normalisation, reference_rows 0):
     |x - m| / s with the model's mean / std (what training saw), or, where nearer, |x - a| / s with
     a the stream's own mean over its warm-up readings (ref_mean; learned while count <= warmup): a
-    stream that runs at another operating point than the training data is measured from its start."""
+    stream that runs at another operating point than the training data is measured from its start.
+    The warm-up mean only counts when it sits more than ref_gate[f] sd from m (the calibration's
+    reference_gate: the farthest a warm-up-long window of the training data sat): a stream whose
+    warm-up is at an operating point training saw is measured from training alone."""
     z: cython.double = abs(xl - mean) / std
     if p.warmup < 1.0:
         return min(z, 1e6)
     if count <= p.warmup:
         r[p.ref_mean + f] = r[p.ref_mean + f] + (xl - r[p.ref_mean + f]) / count
+        return min(z, 1e6)
+    if abs(r[p.ref_mean + f] - mean) / std <= p.ref_gate[f]:
         return min(z, 1e6)
     return min(min(z, abs(xl - r[p.ref_mean + f]) / std), 1e6)
 

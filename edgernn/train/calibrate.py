@@ -77,6 +77,28 @@ def fit_tables_on(bundle, series: list[Series], passes: int = 2, settings: Detec
     return tables
 
 
+def reference_gate(bundle, series: list[Series], window: int) -> list[float]:
+    """Per feature, the farthest (in the model's sd) the mean of any ``window`` consecutive
+    readings of the normal data sat from the model's mean (float per feature; 0 where no series is
+    that long or a window holds a NaN): a stream's warm-up mean within it is at an operating point
+    training saw, and the training reference then measures that feature from training alone
+    (kernel._train_ref). Measured (docs/QUALITY.md, "Combining many features", 2026-12-06): the
+    warm-up mean everywhere cost the synthetic telemetry's unseen files 0.05 of best F1."""
+    m, s = bundle.norm_mean, bundle.norm_std  # [F]
+    gate = np.zeros(len(m))  # [F]
+    for x in series:
+        if window < 1 or len(x.raw) < window:
+            continue
+        bad = ~np.isfinite(x.raw)  # [T, F]
+        zero = np.zeros((1, x.raw.shape[1]))
+        c = np.cumsum(np.vstack([zero, np.where(bad, 0.0, x.raw)]), axis=0)  # [T + 1, F]
+        nb = np.cumsum(np.vstack([zero, bad]), axis=0)  # [T + 1, F] NaNs so far
+        dev = np.abs((c[window:] - c[:-window]) / window - m) / s  # [T - window + 1, F] window means' z
+        dev[(nb[window:] - nb[:-window]) > 0] = 0.0  # a window holding a NaN adds nothing
+        gate = np.maximum(gate, dev.max(axis=0))
+    return [float(g) for g in gate]
+
+
 S_CAP = 1e5  # the most surprising threshold tried (-log10 p); beyond it only "impossible" readings alert
 
 
@@ -196,6 +218,11 @@ def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margi
     manifest = dict(load_bundle(bundle_dir).manifest)
     cal = dict(manifest["calibration"])
     cal.pop("threshold_extrapolated", None)
+    first = load_bundle(bundle_dir)
+    if first.n_features > 1 and first.norm_mode != "stream":  # the training reference's warm-up gate
+        cal["reference_gate"] = reference_gate(first, series, int(cal["warmup"]))
+        manifest["calibration"] = cal
+        write_manifest(bundle_dir, manifest)  # before the tables: the reference's statistic depends on it
     # A multivariate model gets the peak look's table, and with fixed normalisation the training
     # reference's (pass 1 runs without them, pass 2 with them).
     for _ in range(2):

@@ -118,6 +118,12 @@ def _calibration_and_fit(b) -> list[str]:
     else:
         L += [f"* Alert {threshold_text(cal)} (calibrated before surprise thresholds); "
               f"{cal.get('calibration_alerts', '?')} alert(s) in {cal.get('calibration_readings', 0):,} readings"]
+    gate = cal.get("reference_gate")
+    if gate:
+        L.append(f"* Training reference: a feature is measured from a stream's own warm-up mean only when that mean "
+                 f"sits farther from the training mean than any {cal['warmup']}-reading window of the training data did "
+                 f"({min(gate):.2f} to {max(gate):.2f} sd over the features; calibration.reference_gate), else from "
+                 "the training mean")
     L += [f"* Warm-up: {cal['warmup']} readings per stream before scores count",
           f"* Fit: {prov.get('epochs_run')} epochs (best {prov.get('best_epoch')}); "
           f"{'mixture' if b.components > 1 else 'Gaussian'} NLL per value, "

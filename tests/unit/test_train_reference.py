@@ -17,7 +17,9 @@ from edgernn import detector as detector_module
 from edgernn import scoring
 from edgernn.bundle import SHAPELESS_KINDS, load_bundle, write_bundle, write_manifest
 from edgernn.detector import Batch, Detector, DetectorSettings, K
-from edgernn.train.calibrate import fit_tables
+from edgernn.train.calibrate import fit_tables, reference_gate
+from edgernn.train.card import card_text
+from edgernn.train.data import Series
 
 from unit_helpers import plain_kernel_module, sine_series, steady_weights
 
@@ -117,6 +119,71 @@ def test_a_stream_at_another_operating_point_is_measured_from_its_warm_up(fixed_
     outs, _, _ = run(Detector(b, tables={scoring.REFERENCE: ref_table(F)}), y)
     assert (outs[:32, K.O_REF] > 4.0).all()  # warm-up (not scored): from the training mean
     assert (outs[40:, K.O_REF] < 3.0).all()
+
+
+def with_gate(b, gate) -> object:
+    """The bundle with calibration.reference_gate set (written to its manifest)."""
+    m = dict(b.manifest)
+    m["calibration"] = {**m["calibration"], "reference_gate": list(gate)}
+    write_manifest(b.path, m)
+    return load_bundle(b.path)
+
+
+@pytest.mark.parametrize("plain_kernel", [False, True])
+def test_the_warm_up_gate_measures_a_stream_where_training_went_from_training(fixed_bundle, monkeypatch, plain_kernel):
+    """calibration.reference_gate: a feature whose warm-up mean sits within the gate (sd from m) is
+    measured from the training mean alone; beyond it, from the warm-up mean where nearer (as
+    without a gate)."""
+    if plain_kernel:
+        monkeypatch.setattr(detector_module, "kernel", plain_kernel_module())
+    b, x = fixed_bundle()
+    m, s = np.asarray(b.norm_mean), np.asarray(b.norm_std)
+    y = x[:300] + 6.0 * s  # every feature 6 sd away from the training mean from the first reading
+    tables = {scoring.REFERENCE: ref_table(F)}
+    outs, works, _ = run(Detector(with_gate(b, [10.0] * F), tables=tables), y)  # 6 sd is within a gate of 10
+    z = np.abs(y - m) / s  # [n, F] from the training mean only
+    np.testing.assert_allclose(works[40:, :, K.W_REF], z[40:], rtol=1e-9)
+    assert (outs[40:, K.O_REF] > 4.0).all()
+    outs, works, _ = run(Detector(with_gate(b, [2.0] * F), tables=tables), y)  # beyond a gate of 2
+    assert (outs[40:, K.O_REF] < 3.0).all()
+    gate = [10.0] * F
+    gate[2] = 2.0  # per feature: only f2 is measured from its warm-up mean
+    _, works, _ = run(Detector(with_gate(b, gate), tables=tables), y)
+    assert (works[40:, 2, K.W_REF] < 3.0).all() and (works[40:, 3, K.W_REF] > 4.0).all()
+
+
+def test_a_malformed_reference_gate_is_refused(fixed_bundle):
+    b, _ = fixed_bundle()
+    with pytest.raises(ValueError, match="reference_gate"):
+        Detector(with_gate(b, [1.0] * (F - 1)))
+    with pytest.raises(ValueError, match="reference_gate"):
+        Detector(with_gate(b, [-1.0] * F))
+
+
+def test_reference_gate_is_the_farthest_window_mean_of_the_normal_data(fixed_bundle):
+    """reference_gate: per feature, max over every window-long run of readings (each series) of
+    |window mean - m| / s; a series shorter than the window, or a window holding a NaN, adds nothing."""
+    b, x = fixed_bundle()
+    m, s = np.asarray(b.norm_mean), np.asarray(b.norm_std)
+    a, c = x[:500].copy(), x[500:900].copy()
+    c[100, 1] = np.nan
+    c[300:340, 1] = m[1] + 3.5 * s[1]  # the farthest window of f1 comes after the NaN
+    w = 32
+    got = reference_gate(b, [Series("a", a, 400), Series("c", c, 300), Series("short", x[:10] + 50 * s, 8)], w)
+    expect = np.zeros(F)
+    for r in (a, c):
+        for i in range(len(r) - w + 1):
+            expect = np.fmax(expect, np.abs(r[i : i + w].mean(axis=0) - m) / s)  # a NaN window: fmax skips it
+    np.testing.assert_allclose(got, expect, rtol=1e-9)
+    assert got[1] == pytest.approx(3.5)
+    assert all(g < 5.0 for g in got)  # the short series (50 sd away) counted for nothing
+
+
+def test_the_model_card_states_the_gate(fixed_bundle):
+    b, _ = fixed_bundle(kinds={f"f{i}": {"kind": "continuous", "distinct": 2000} for i in range(F)})
+    assert "warm-up mean" not in card_text(b.path)
+    text = card_text(with_gate(b, [0.5, 1.0, 2.5, 1.0, 1.0, 1.0]).path)
+    assert "Training reference" in text and "0.50 to 2.50 sd" in text
 
 
 def test_binary_and_constant_features_are_out_of_the_level_and_spread_looks(fixed_bundle):

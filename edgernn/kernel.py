@@ -20,7 +20,8 @@ Per reading, test-then-train:
      head (K > 1 Gaussians per feature, layout.columns' pred) the equivalent z of the mixture's
      two-sided tail (_mix_z), with expected / sigma those of its most probable component
   4b. the looks -> per-look log10 p (out[O_LP + k], scoring.ALL_LOOKS order) -> Bonferroni ->
-     surprise s = -log10 p; over the threshold when s >= thr_s, high when s >= clear_s;
+     surprise s = -log10 p (alert_rate_weight > 0: the instant and smoothed looks' part capped by the
+     stream's own onset rates, _capped); over the threshold when s >= thr_s, high when s >= clear_s;
      the look that fired (O_LOOK) and the feature it blames (O_FEATURE); onset; alert machine
   5. learn (not from readings at or above the learning level learn_s, unless held there relearn_after;
      learn_s is the clear level of the calibration's learn_surprise, by default the alert threshold's)
@@ -256,6 +257,7 @@ class Params:
     quiet_level = cython.declare(cython.double, visibility="public")
     on_rate = cython.declare(cython.double, visibility="public")
     on_weight = cython.declare(cython.double, visibility="public")
+    al_weight = cython.declare(cython.double, visibility="public")  # alert_rate_weight (0: off)
     range_surprise = cython.declare(cython.double, visibility="public")
     ref_rows = cython.declare(cython.double, visibility="public")  # 0: no reference look
     ref_rate = cython.declare(cython.double, visibility="public")
@@ -575,8 +577,10 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     out[O_SMOOTHED] = smoothed
     bonf: cython.double = _looks(p, r, q, work[W_XL], ts, count, out)
     s: cython.double = max(0.0 - out[O_LOG10P], 0.0)  # the Bonferroni-combined surprise (never -0.0)
+    if p.al_weight > 0.0 and scored:  # capped by the stream's own onset rates (before _onset learns this one)
+        s = _capped(p, q, bonf, count - p.warmup, out)
     out[O_SURPRISE] = s if scored else 0.0
-    out[O_LIK] = likelihood(out[O_LOG10P]) if scored else 0.0
+    out[O_LIK] = likelihood(0.0 - s) if scored else 0.0
     out[O_ONSET] = _onset(p, r, q, x, work, scored, bonf, out)
     high: cython.bint = scored and s >= p.clear_s
     code: cython.int = NONE
@@ -1039,6 +1043,51 @@ def _onset(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
         for j in range(p.n_levels):
             q[p.onset_rates + j] += ((1.0 if top >= p.levels[j] else 0.0) - q[p.onset_rates + j]) * p.on_rate
     return likelihood(-shown)
+
+
+@cython.cfunc
+def _capped(p: Params, q: cython.float[:], bonf: cython.double, n: cython.double, out: cython.double[:]) -> cython.double:
+    """The alert path's surprise: the largest look surprise -(log10 p_k + bonf), the model's two
+    looks (instant, smoothed: k < 2) capped by the stream's own onset rates (_own_rate); the stream's
+    own looks (level, spread, stuck, reference, seasonal, peak) as they are. The look it comes from
+    to O_LOOK (first on ties, as _looks)."""
+    top: cython.double = -1.0
+    sk: cython.double
+    k: cython.int
+    for k in range(8):  # scoring.ALL_LOOKS
+        if not _in_use(p, k):
+            continue
+        sk = max(0.0 - (out[O_LP + k] + bonf), 0.0)
+        if k < 2:
+            sk = _own_rate(p, q, sk, n)
+        if sk > top:
+            top = sk
+            out[O_LOOK] = k
+    return top
+
+
+@cython.cfunc
+@cython.cdivision(True)
+def _own_rate(p: Params, q: cython.float[:], s: cython.double, n: cython.double) -> cython.double:
+    """The alert path's surprise s capped by the stream's own rate r of onsets at least as surprising
+    (onset_rates at the largest level <= s; an EW mean from 0, so divided by 1 - (1 - on_rate)^n,
+    n the readings past warm-up): min(s, -log10(al_weight r)). A stream whose ordinary readings
+    reach s often (bursts, counts) does not alert on them. Bounds: one past onset at that level caps
+    s only down to about log10(min(n, onset_memory) / al_weight) (3.5 for al_weight 0.3 at n ~ 1,000,
+    4.0-4.2 from n ~ onset_memory on), and a surprise above every level the stream's recent onsets
+    reached, or beyond sqrt 2 x the top level (ONSET_LEVELS end at 181), is not capped at all."""
+    lvl: cython.int = -1
+    j: cython.int
+    for j in range(p.n_levels):
+        if p.levels[j] <= s:
+            lvl = j
+    if lvl < 0 or s >= SQRT2 * p.levels[p.n_levels - 1]:  # beyond the next level the rates do not resolve
+        return s
+    r: cython.double = q[p.onset_rates + lvl]
+    if r <= 0.0:
+        return s
+    r = min(r / max(-expm1(max(n, 1.0) * log1p(-p.on_rate)), 1e-300), 1.0)  # debiased EW mean [rate per reading]
+    return min(s, -log10(p.al_weight * r))
 
 
 @cython.cfunc

@@ -157,6 +157,9 @@ SETTINGS: tuple[Setting, ...] = (
     S("onset_memory", float, 5000.0, "scored readings over which a stream's onset rates are remembered", "readings",
       ge=1),
     S("onset_weight", float, 0.99, "weight of the stream's own onset rate against the model's tail", "", ge=0, lt=1),
+    S("alert_rate_weight", float, 0.0, "the alert path's surprise is capped at -log10(w r), r the stream's own "
+      "(debiased) rate of onsets at least that surprising: what this stream does often does not alert (0: off)",
+      "", ge=0),
     S("range_surprise", float, 100.0, "onset surprise per unit of excess beyond the stream's range (0: off)",
       "per std", ge=0),
     # -- the reference look ---------------------------------------------------------------------

@@ -512,6 +512,34 @@ def test_onset_is_calibrated_on_the_stream_own_rate_of_onsets(steady_bundle):
         _det(steady_bundle(F=1, warmup=WARMUP), onset_weight=1.0)
 
 
+def test_alert_rate_weight_caps_the_model_looks_by_the_stream_own_onset_rates(steady_bundle):
+    """alert_rate_weight w > 0: the instant and smoothed looks' surprise s is capped at
+    -log10(w r), r the stream's own (debiased) rate of onsets at least that surprising. On a stream
+    with a moderate spike every ~50 readings the routine spikes' surprise falls well under its
+    uncapped value once a few have been seen, while a spike far larger than any before is not
+    capped; w = 0 (the default) leaves every surprise exactly as it was."""
+    base = sine_series(3000, seed=21)
+    sd = float(np.std(base[:WARMUP]))
+    rng = np.random.default_rng(5)
+    x = base.copy()
+    spikes = np.sort(rng.choice(np.arange(WARMUP + 50, 2400), 40, replace=False))
+    x[spikes] += rng.choice([-1, 1], (40, 1)) * 3 * sd  # routine: surprise ~50-130 on this uncalibrated bundle
+    x[2600] += 60 * sd  # a fault: far beyond the routine spikes
+    s = {}
+    for w in (None, 0.0, 0.3):
+        det = _det(steady_bundle(F=1, warmup=WARMUP), **({} if w is None else {"alert_rate_weight": w}))
+        r = det.process(Batch(["s"] * len(x), np.arange(len(x), dtype=float), x))
+        s[w] = np.asarray(r.surprise, float)
+    np.testing.assert_array_equal(s[None], s[0.0])  # off: bit for bit the default
+    late = spikes[20:]  # routine by then: 20 spikes seen
+    assert np.median(s[0.3][late]) < 5.0 < 40.0 < np.median(s[0.0][late]), (s[0.3][late], s[0.0][late])
+    # the fault stands out as before (not capped: beyond the rates' top level; the surprise differs a
+    # little because the capped spikes were learned from)
+    assert s[0.3][2600] > 0.9 * s[0.0][2600] > 200, (s[0.3][2600], s[0.0][2600])
+    with pytest.raises(ValueError):  # a negative weight is refused
+        _det(steady_bundle(F=1, warmup=WARMUP), alert_rate_weight=-0.1)
+
+
 def test_onset_re_arms_once_a_look_has_been_quiet_for_onset_rearm_readings(steady_bundle):
     """A second, smaller spike long after a first one: without re-arming, the look's onset reference
     (the first spike's surprise, fading slowly) hides it; once the look has been quiet for

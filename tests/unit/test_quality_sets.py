@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from edgernn.bundle import load_bundle
 from edgernn.recording import read_recording
@@ -57,9 +58,9 @@ def test_run_uses_the_models_detector_defaults(qs, tmp_path):
     qs.write_duty(tmp_path / "set", per_fault=1, clean=1, length=1000, seed=2)
     shutil.copytree(ROOT / "firmware_models" / "univariate", tmp_path / "m")
     man = tmp_path / "m" / "manifest.yaml"
-    text = man.read_text()
-    assert "detector_defaults" not in text
-    man.write_text(text.replace("\ncalibration:", "\ndetector_defaults: {warmup: 1000}\ncalibration:", 1))
+    manifest = yaml.safe_load(man.read_text())
+    manifest.setdefault("detector_defaults", {})["warmup"] = 1000  # beside the bundle's own defaults
+    man.write_text(yaml.safe_dump(manifest, sort_keys=False))
     recs, labels = qs.load_set(tmp_path / "set", ["value"])
     plain = qs.evaluate(recs, labels, load_bundle(ROOT / "firmware_models" / "univariate"), "numpy")
     warm = qs.evaluate(recs, labels, load_bundle(tmp_path / "m"), "numpy")

@@ -831,6 +831,7 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
 
 @cython.cfunc
 @cython.cdivision(True)
+@cython.boundscheck(False)
 def _model_spread(p: Params, q: cython.float[:], f: cython.int, sigma_n: cython.double, count: cython.double,
                   work: cython.double[:]) -> cython.double:
     """A mixture head's second spread statistic for feature f: how far the log of the short EW mean
@@ -934,6 +935,7 @@ def _std(p: Params, var: cython.double, mean: cython.double) -> cython.double:
 
 @cython.cfunc
 @cython.cdivision(True)
+@cython.boundscheck(False)
 def _normalise(p: Params, r: cython.double[:], f: cython.int, xf: cython.double, count: cython.double,
                warming: cython.bint, work: cython.double[:]) -> cython.double:
     """Feature f's normalisation mean after reading xf. During warm-up (stream models) the Welford
@@ -959,6 +961,7 @@ def _normalise(p: Params, r: cython.double[:], f: cython.int, xf: cython.double,
 
 @cython.cfunc
 @cython.cdivision(True)
+@cython.boundscheck(False)
 def _reference(p: Params, r: cython.double[:], q: cython.float[:], f: cython.int, xf: cython.double, count: cython.double) -> cython.double:
     """Feature f's z of the reference look: its short EW mean against the mean and spread of its
     first ref_rows readings (frozen after), with the drift allowance and the peak gate."""
@@ -997,6 +1000,7 @@ def _reference(p: Params, r: cython.double[:], q: cython.float[:], f: cython.int
 
 @cython.cfunc
 @cython.cdivision(True)
+@cython.boundscheck(False)
 def _train_ref(p: Params, r: cython.double[:], f: cython.int, xl: cython.double, mean: cython.double, std: cython.double,
                count: cython.double) -> cython.double:
     """Feature f's z of the training reference (F > 1, fixed normalisation, reference_rows 0):
@@ -1013,6 +1017,8 @@ def _train_ref(p: Params, r: cython.double[:], f: cython.int, xl: cython.double,
 
 
 @cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.double, ts: cython.double, count: cython.double,
            out: cython.double[:]) -> cython.double:
     """Per-look log10 p to out[O_LP + k] (seasonal look and AND-gate where trusted; the peak look's
@@ -1126,6 +1132,7 @@ def _learn_rates(p: Params, q: cython.float[:], top: cython.double) -> cython.vo
 
 @cython.cfunc
 @cython.cdivision(True)
+@cython.boundscheck(False)
 def _range_excess(p: Params, r: cython.double[:], work: cython.double[:]) -> cython.double:
     """The worst feature's excess beyond the stream's range of values, in range widths; then the
     range learns the value (the clamped / winsorised one learning sees, work W_XL)."""
@@ -1144,6 +1151,7 @@ def _range_excess(p: Params, r: cython.double[:], work: cython.double[:]) -> cyt
 
 
 @cython.cfunc
+@cython.boundscheck(False)
 def _blame(p: Params, out: cython.double[:], work: cython.double[:]) -> cython.double:
     """The feature the look that fired blames: its largest per-feature statistic (level, spread,
     reference z; the most improbable run for stuck; the largest share of the score, i.e. the
@@ -1217,6 +1225,7 @@ def _learn(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
 
 @cython.cfunc
 @cython.inline
+@cython.boundscheck(False)
 def _ew_stat(q: cython.float[:], m: cython.int, v: cython.int, value: cython.double, rate: cython.double) -> cython.void:
     """Running mean / variance q[m], q[v] of a statistic, at rate (1 / n while young, then EW)."""
     delta: cython.double = value - q[m]
@@ -1300,6 +1309,7 @@ def _season(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double
 
 @cython.cfunc
 @cython.cdivision(True)
+@cython.boundscheck(False)
 def _season_residual(p: Params, q: cython.float[:], res: cython.double, f: cython.double, i0: cython.long,
                      i1: cython.long, lev: cython.double, vg: cython.double, a: cython.double,
                      P: cython.double) -> tuple[cython.double, cython.double, cython.double, cython.double]:
@@ -1339,6 +1349,7 @@ def _season_residual(p: Params, q: cython.float[:], res: cython.double, f: cytho
 
 
 @cython.cfunc
+@cython.boundscheck(False)
 def _season_learn(q: cython.float[:], own: cython.long, i0: cython.long, i1: cython.long, b0: cython.double,
                   b1: cython.double, own_ok: cython.bint, have: cython.bint, x: cython.double, f: cython.double,
                   a: cython.double, clipv: cython.double) -> cython.void:
@@ -1367,6 +1378,7 @@ def _weekend(day: cython.double) -> cython.int:
 
 
 @cython.ccall
+@cython.boundscheck(False)
 def alert(p: Params, r: cython.double[:], q: cython.float[:], over: cython.bint, high: cython.bint, score: cython.double,
           ts: cython.double) -> cython.int:
     """The alert machine of one stream (see alerts.py): idle -> raised when k of the last n readings

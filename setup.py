@@ -38,6 +38,10 @@ class build_py_with_models(build_py):
             shutil.copy2(EXAMPLE_CONFIG, target / EXAMPLE_CONFIG.name)
 
 
+# Linked against libm by name, so that exp / log / log10 bind to libm's current symbol versions: left
+# to the interpreter's libm, the unversioned references bind to the oldest ones (glibc's SVID error
+# wrappers around the same functions: the same numbers, an extra call each). Not on Windows.
+_LIBM = [] if os.name == "nt" else ["m"]
 ext_modules = []
 if os.environ.get("EDGERNN_PURE_PYTHON") != "1":
     try:
@@ -46,7 +50,7 @@ if os.environ.get("EDGERNN_PURE_PYTHON") != "1":
         cythonize = None
     if cythonize is not None:
         ext_modules = cythonize(
-            [Extension("edgernn.kernel", ["edgernn/kernel.py"], optional=True)],
+            [Extension("edgernn.kernel", ["edgernn/kernel.py"], optional=True, libraries=_LIBM)],
             language_level=3, build_dir="build/cython", quiet=True,
         )
         for ext in ext_modules:  # cythonize drops optional=True: a failed compile must not fail the install

@@ -14,7 +14,7 @@ def _directive(*_args, **_kwargs):
 class cython:  # noqa: N801 - mirrors the module's name
     compiled = False
     cclass = cfunc = ccall = final = inline = staticmethod(_same)
-    boundscheck = wraparound = cdivision = staticmethod(_directive)
+    boundscheck = wraparound = cdivision = exceptval = staticmethod(_directive)
     long = int
     short = int
     int = int

@@ -374,37 +374,38 @@ class Detector:
     def _run_kernel(self, rows, x, ts, cap, idx, res: Result):
         """kernel.step_wave on a wave; returns (readings whose code is not NONE, (outs [b, N_OUT],
         works [b, F * W], xin float32[b, F], codes int8[b], hin float32[b, H]: the stepped streams' h for the GRU, loaded by the kernel
-        from a Q15 state, unset for a float32 one). Compiled: on the slabs and the Result block in
+        from a Q15 state, unset for a float32 one), the kernel.Wave holding typed views of those and
+        of the store's arrays, made once per wave size). Compiled: on the slabs and the Result block in
         place. Plain Python: on list copies of the rows (list indexing is its fast path; F32Row
         rounds like a float32 store), written back after."""
         st, p, b, F = self.state, self.params, len(rows), self.F
         num, num4 = st.num, st.num4
-        bufs = self._bufs.get(b)  # scratch reused wave after wave (one Detector, one thread)
-        if bufs is None:
+        got = self._bufs.get(b)  # scratch reused wave after wave (one Detector, one thread)
+        if got is None:
             bufs = (np.empty((b, K.N_OUT)), np.empty((b, F * K.W)), np.empty((b, F), np.float32), np.empty(b, np.int8),
                     np.empty((b, st.hidden), np.float32))
+            got = (bufs, kernel.Wave(num, num4, st.hq, *bufs))  # typed views made once (the store's arrays stay put)
             if b <= 1024:
-                self._bufs[b] = bufs
-        outs, works, xin, codes, hin = bufs
+                self._bufs[b] = got
+        bufs, wave = got
         if kernel.COMPILED:
-            marked = kernel.step_wave(p, num, num4, rows, x, ts, cap, res.block, idx, outs, works, xin, codes,
-                                      st.hq, rows, st.h_load, hin)
-            return marked, bufs
+            return kernel.step_wave(p, wave, rows, x, ts, cap, res.block, idx, rows, st.h_load), bufs, wave
+        outs, works, xin, codes, hin = bufs
         slab, slab4, block = num[rows].tolist(), list(map(kernel.F32Row, num4[rows].tolist())), res.block[idx].tolist()
         louts, lworks = [[0.0] * K.N_OUT for _ in range(b)], [[0.0] * (F * K.W) for _ in range(b)]
         lxin, lcodes = [[0.0] * F for _ in range(b)], [0] * b
         near = range(b)
-        marked = kernel.step_wave(p, slab, slab4, near, x.tolist(), ts.tolist(), cap, block, near, louts, lworks, lxin,
-                                  lcodes, st.hq, rows, st.h_load, hin)
+        marked = kernel.step_wave(p, kernel.Wave(slab, slab4, st.hq, louts, lworks, lxin, lcodes, hin), near,
+                                  x.tolist(), ts.tolist(), cap, block, near, rows, st.h_load)
         num[rows], num4[rows], res.block[idx] = slab, slab4, block
         outs[:], works[:], xin[:], codes[:] = louts, lworks, lxin, lcodes
-        return marked, bufs
+        return marked, bufs, wave
 
     def _wave(self, idx, streams, ts, x, cap: float, res: Result) -> None:
         """One wave (distinct streams; x float64[b, F]): the kernel, then ONE GRU call, then events."""
         st = self.state
         rows = st.rows_for(streams)  # intp[b]
-        marked, (outs, works, xin, codes, hin) = self._run_kernel(rows, x, ts, cap, idx, res)
+        marked, (outs, works, xin, codes, hin), wave = self._run_kernel(rows, x, ts, cap, idx, res)
         if marked and codes.min() < 0:  # not stepped: no GRU step; a poisoned stream starts over
             keep = codes >= 0
             for j in np.flatnonzero(~keep).tolist():
@@ -420,7 +421,7 @@ class Detector:
                 st.zero_h(rows[gap != 0.0])
             hin = st.gather_h(rows)
         new_pred, h_next = self.backend.step(xin, hin)  # h float32[b, H]
-        self._finish(rows, new_pred, h_next, res, idx, codes)
+        self._finish(wave, rows, new_pred, h_next, res, idx, codes)
         if res.looks is not None:
             for j in np.flatnonzero(outs[:, K.O_SCORED]).tolist():
                 self._record_looks(res, int(idx[j]), outs[j])
@@ -428,12 +429,12 @@ class Detector:
             res.events.append(self._event(int(codes[j]), int(idx[j]), streams[j], float(ts[j]), x[j],
                                           int(rows[j]), outs[j], works[j]))
 
-    def _finish(self, rows, new_pred, h_next, res: Result, idx, codes) -> None:
+    def _finish(self, wave, rows, new_pred, h_next, res: Result, idx, codes) -> None:
         """The GRU's outputs into the stepped streams' rows (kernel.finish_wave: prediction, Q15 h,
         the Result's alert / event flags); a float32 h through the store."""
         st = self.state
-        kernel.finish_wave(self.params, st.num4, rows, np.asarray(new_pred, np.float32), res.flags, idx, codes,
-                           st.hq, h_next if st.hq is not None else None, st.h_store)
+        kernel.finish_wave(self.params, wave, rows, np.asarray(new_pred, np.float32), res.flags, idx, codes,
+                           h_next if st.hq is not None else None, st.h_store)
         if st.hq is None:
             st.scatter_h(rows, h_next)
 

@@ -1,11 +1,11 @@
 """THE per-reading maths of the detector, written once: a pure function of slab rows + parameters.
 
-``step_wave(p, num, num4, rows, x, ts, cap, block, pos, outs, works, xin, codes)`` runs a wave of
-readings on distinct streams: reading j (x[j] raw values, ts[j] epoch seconds) on slab rows
-num[rows[j]] and num4[rows[j]] (the float64 and float32 columns of layout.py), its Result row block[pos[j]] (score | likelihood | onset | surprise |
-expected[F] | sigma[F]), its per-reading outputs outs[j] (O_* below), its per-feature outputs
-works[j] (feature f at f * W, W_* below), the GRU input xin[j] (float32: the clipped, normalised
-reading) and its code codes[j] (NONE / RAISED / UPDATE / CLEARED, or STALE / DUPLICATE / RESET:
+``step_wave(p, w, rows, x, ts, cap, block, pos, hrows, h_scale)`` runs a wave of readings on
+distinct streams on the arrays of a ``Wave`` w: reading j (x[j] raw values, ts[j] epoch seconds)
+on slab rows w.num[rows[j]] and w.num4[rows[j]] (the float64 and float32 columns of layout.py), its Result row block[pos[j]] (score | likelihood | onset | surprise |
+expected[F] | sigma[F]), its per-reading outputs w.outs[j] (O_* below), its per-feature outputs
+w.works[j] (feature f at f * W, W_* below), the GRU input w.xin[j] (float32: the clipped, normalised
+reading) and its code w.codes[j] (NONE / RAISED / UPDATE / CLEARED, or STALE / DUPLICATE / RESET:
 not stepped). The caller (detector.py) then makes ONE batched GRU call for the wave and stores the
 predictions. ``p`` is a ``Params``: resolved settings, bundle constants, the calibration tables
 and the slab offsets (one int per column of layout.columns, same names). No Detector is seen here.
@@ -120,6 +120,7 @@ SQRT2 = cython.declare(cython.double, 1.4142135623730951)
 SQRT_PI = cython.declare(cython.double, 1.7724538509055159)
 GAUSS_SWITCH = cython.declare(cython.double, 26.0)  # scoring.GAUSS_SWITCH
 LN2 = cython.declare(cython.double, 0.6931471805599453)
+RINT_MAGIC = cython.declare(cython.double, 6755399441055744.0)  # 1.5 x 2^52: (v + it) - it is rint(v) for |v| < 2^51
 LN_ACKLAM_LOW = cython.declare(cython.double, -3.0261914810386994)  # ln(2 x 0.02425): Acklam's central / tail switch
 NAN = cython.declare(cython.double, math.nan)
 NEG_INF = cython.declare(cython.double, -math.inf)
@@ -383,6 +384,7 @@ def likelihood(log10p: cython.double) -> cython.double:
 @cython.ccall
 @cython.boundscheck(False)
 @cython.wraparound(False)
+@cython.cdivision(True)
 def tail(p: Params, k: cython.int, value: cython.double) -> cython.double:
     """log10 P(look k >= value): np.interp on table k (linear, clamped at both ends)."""
     n: cython.int = p.tab_n
@@ -395,7 +397,7 @@ def tail(p: Params, k: cython.int, value: cython.double) -> cython.double:
     if value <= p.tab[base]:
         return p.tab[base + n]
     while hi - lo > 1:  # xs[lo] < value < xs[hi]; find the first xs > value
-        mid = (lo + hi) // 2
+        mid = (lo + hi) >> 1  # (both >= 0)
         if p.tab[base + mid] > value:
             hi = mid
         else:
@@ -408,23 +410,57 @@ def tail(p: Params, k: cython.int, value: cython.double) -> cython.double:
     return (p.tab[base + n + hi] - l0) / (x1 - x0) * (value - x0) + l0
 
 
+@cython.final
+@cython.cclass
+class Wave:
+    """A wave size's arrays, held as typed views from construction on (a wave then acquires only
+    its own per-call buffers: rows, x, ts, the Result's block and positions): the slabs num / num4,
+    the Q15 h store hq (None: a float32 state the caller moves), the readings' outputs
+    outs[b, N_OUT] / works[b, F * W], their GRU input xin float32[b, F], codes int8[b] and the
+    stepped streams' h for the GRU hin float32[b, H]. Plain Python: the same attributes, lists or arrays."""
+
+    num: cython.double[:, :]
+    num4: cython.float[:, :]
+    hq: cython.short[:, :]
+    has_h: cython.bint
+    outs: cython.double[:, :]
+    works: cython.double[:, :]
+    xin: cython.float[:, :]
+    codes: cython.schar[:]
+    hin: cython.float[:, :]
+
+    def __init__(self, num, num4, hq, outs, works, xin, codes, hin):
+        self.num, self.num4, self.outs, self.works, self.xin, self.codes, self.hin = num, num4, outs, works, xin, codes, hin
+        self.has_h = hq is not None
+        if hq is not None:
+            self.hq = hq
+
+
 @cython.ccall
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def step_wave(p: Params, num: cython.double[:, :], num4: cython.float[:, :], rows: cython.Py_ssize_t[:],
-              x: cython.double[:, :], ts: cython.double[:], cap: cython.double, block: cython.double[:, :],
-              pos: cython.Py_ssize_t[:], outs: cython.double[:, :], works: cython.double[:, :],
-              xin: cython.float[:, :], codes: cython.schar[:], hq: Optional[cython.short[:, :]], hrows: cython.Py_ssize_t[:],
-              h_scale: cython.double, hin: cython.float[:, :]) -> cython.int:
-    """A wave of readings on distinct streams (see the module doc): stream j's rows are
-    num[rows[j]] (float64 columns) and num4[rows[j]] (float32 columns); cap: the latest clock a
-    stream may take (now + clock_skew_s; inf in replay). hq: the store's int16 Q15 hidden state
-    (None: a float32 state the caller gathers itself): a stepped reading's row hq[hrows[j]] is
-    zeroed on a gap and loaded into hin[j] (float32[b, H], x h_scale) for the wave's GRU call.
+def step_wave(p: Params, w: Wave, rows: cython.Py_ssize_t[:], x: cython.double[:, :], ts: cython.double[:],
+              cap: cython.double, block: cython.double[:, :], pos: cython.Py_ssize_t[:], hrows: cython.Py_ssize_t[:],
+              h_scale: cython.double) -> cython.int:
+    """A wave of readings on distinct streams (see the module doc) on w's arrays: stream j's rows are
+    w.num[rows[j]] (float64 columns) and w.num4[rows[j]] (float32 columns), its outputs w.outs[j],
+    w.works[j], w.xin[j], w.codes[j]; cap: the latest clock a stream may take (now + clock_skew_s;
+    inf in replay). With w.hq (the store's int16 Q15 hidden state; None: a float32 state the
+    caller gathers itself): a stepped reading's row hq[hrows[j]] is zeroed on a gap and loaded
+    into w.hin[j] (float32[b, H], x h_scale) for the wave's GRU call.
     Returns how many codes are not NONE (0: every reading stepped, no event: the common case)."""
     j: cython.Py_ssize_t
     n: cython.Py_ssize_t = len(rows)
     marked: cython.int = 0
+    # w's views as locals: one reference each per call (an attribute's view is referenced at every use)
+    num: cython.double[:, :] = w.num
+    num4: cython.float[:, :] = w.num4
+    hq: Optional[cython.short[:, :]] = w.hq if w.has_h else None
+    outs: cython.double[:, :] = w.outs
+    works: cython.double[:, :] = w.works
+    xin: cython.float[:, :] = w.xin
+    codes: cython.schar[:] = w.codes
+    hin: cython.float[:, :] = w.hin
     for j in range(n):
         if cython.compiled:  # the rows two readings ahead (and, first, these two): their misses overlap the maths
             if j == 0:
@@ -506,17 +542,21 @@ def finish_one(p: Params, one: One, row: cython.Py_ssize_t, code: cython.int, pr
 @cython.ccall
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def finish_wave(p: Params, num4: cython.float[:, :], rows: cython.Py_ssize_t[:], pred: cython.float[:, :],
-                flags: cython.schar[:, :], pos: cython.Py_ssize_t[:], codes: cython.schar[:], hq: Optional[cython.short[:, :]],
-                h_next: Optional[cython.float[:, :]], to_q15: cython.double) -> None:
+def finish_wave(p: Params, w: Wave, rows: cython.Py_ssize_t[:], pred: cython.float[:, :], flags: cython.schar[:, :],
+                pos: cython.Py_ssize_t[:], codes: cython.schar[:], h_next: Optional[cython.float[:, :]],
+                to_q15: cython.double) -> None:
     """After the wave's GRU call: stream j's prediction pred[j] (float32[b, P]) into its pred
-    column, its Result flags (flags[pos[j]]: an alert is active | its event code, NEW_NORMAL as
-    CLEARED) and, with hq (int16 Q15; None: the caller stores a float32 state), h_next[j] stored
-    at hq[rows[j]] (q15_store's rounding)."""
+    column of w.num4, its Result flags (flags[pos[j]]: an alert is active | its event code
+    codes[j], NEW_NORMAL as CLEARED) and, with w.hq (int16 Q15; None: the caller stores a
+    float32 state), h_next[j] stored at hq[rows[j]] (q15_store's rounding). rows, pos, codes: the
+    wave's stepped readings (step_wave's, less any it did not step)."""
     j: cython.Py_ssize_t
+    num4: cython.float[:, :] = w.num4  # (a local: one reference per call)
+    hq: cython.short[:, :]
     for j in range(rows.shape[0]):
         _finish_row(p, num4, rows[j], pred[j], flags, pos[j], codes[j])
-    if hq is not None:
+    if w.has_h:
+        hq = w.hq
         for j in range(rows.shape[0]):
             _h_store(h_next[j], to_q15, hq, rows[j])
 
@@ -554,6 +594,7 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     """One reading x[F] at ts on the stream's row r: score it, advance its alert machine, learn.
     Returns its code; the caller steps the GRU (after resetting h when out[O_GAP] is set)."""
     F: cython.int = p.F
+    f: cython.int
     if ts < r[p.last_ts]:
         return STALE
     if ts == r[p.last_ts] and q[p.count] > 0 and _repeats(p, r, x):
@@ -630,12 +671,38 @@ def q15_store(h: cython.float[:, :], to_q15: cython.double, rows: cython.Py_ssiz
 @cython.wraparound(False)
 def _h_load(hq: cython.short[:, :], row: cython.Py_ssize_t, zero: cython.bint, scale: cython.double,
             out: cython.float[:]) -> cython.void:
-    """out[:] = hq[row, :] * scale (float32[H]); zero: the row starts over first (a gap)."""
+    """out[:] = hq[row, :] * scale (float32[H]); zero: the row starts over first (a gap).
+    Compiled, on contiguous rows (the store's and the wave's): the same loop on pointers, which
+    the C compiler vectorises."""
     j: cython.Py_ssize_t
-    for j in range(hq.shape[1]):
-        if zero:
+    H: cython.Py_ssize_t = hq.shape[1]
+    src: cython.p_short
+    dst: cython.p_float
+    if zero:
+        for j in range(H):
             hq[row, j] = 0
+    if cython.compiled and hq.strides[1] == cython.sizeof(cython.short) and out.strides[0] == cython.sizeof(cython.float):
+        src, dst = cython.address(hq[row, 0]), cython.address(out[0])
+        for j in range(H):
+            dst[j] = src[j] * scale
+        return
+    for j in range(H):
         out[j] = hq[row, j] * scale
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+def _q15(v: cython.double) -> cython.short:
+    """One hidden value times 32767 / h_bound (exact in double, 24 x 24 bits) as its Q15 integer:
+    rounded to float32 as numpy's product, clamped to +-32767 (above the bound, +inf and NaN:
+    +32767), then rounded half to even as C's rint in the default rounding mode: by adding and
+    subtracting 1.5 x 2^52 (|v| <= 32767 here, so the sum's unit is 1; the same integer as rint,
+    without a libm call)."""
+    v = cython.cast(cython.float, v) if cython.compiled else _ROUND(v).value  # float32 product
+    v = v if v < 32767.0 else 32767.0  # above the bound, +inf or NaN: the bound (no branch: min / max)
+    v = v if v > -32767.0 else -32767.0
+    return cython.cast(cython.short, (v + RINT_MAGIC) - RINT_MAGIC)
 
 
 @cython.cfunc
@@ -643,17 +710,19 @@ def _h_load(hq: cython.short[:, :], row: cython.Py_ssize_t, zero: cython.bint, s
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def _h_store(h: cython.float[:], to_q15: cython.double, hq: cython.short[:, :], row: cython.Py_ssize_t) -> cython.void:
-    """hq[row, :] = Q15 of h[H] (q15_store's rule, the one place it is written)."""
+    """hq[row, :] = Q15 of h[H] (q15_store's rule: _q15, the one place it is written); compiled, on
+    contiguous rows: the same loop on pointers."""
     j: cython.Py_ssize_t
-    v: cython.double
-    for j in range(hq.shape[1]):
-        v = h[j] * to_q15  # exact in double (24 x 24 bits), then rounded to float32 as numpy's
-        v = cython.cast(cython.float, v) if cython.compiled else _ROUND(v).value  # float32 product
-        if not v < 32767.0:  # above the bound, +inf or NaN
-            v = 32767.0
-        elif v < -32767.0:
-            v = -32767.0
-        hq[row, j] = cython.cast(cython.short, rint(v))
+    H: cython.Py_ssize_t = hq.shape[1]
+    src: cython.p_float
+    dst: cython.p_short
+    if cython.compiled and hq.strides[1] == cython.sizeof(cython.short) and h.strides[0] == cython.sizeof(cython.float):
+        src, dst = cython.address(h[0]), cython.address(hq[row, 0])
+        for j in range(H):
+            dst[j] = _q15(src[j] * to_q15)
+        return
+    for j in range(H):
+        hq[row, j] = _q15(h[j] * to_q15)
 
 
 @cython.cfunc
@@ -738,7 +807,7 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         kb = _mix_best(p, q, f) if p.K > 1 else 0  # the most probable component (K = 1: the only one)
         mu = q[p.pred + kb * F + f]
         sigma_n = exp(0.5 * min(max(q[p.pred + (p.K + kb) * F + f], p.lvmin), p.lvmax))
-        z = (c - mu) / sigma_n if p.K <= 1 else _mix_z(p, q, f, c)
+        z = (c - mu) / sigma_n if p.K <= 1 else _mix_z(p, q, f, c, kb, sigma_n)
         work[o + W_CONTRIB] = min(z * z, 1e12) / p.n_used * p.used[f]
         score += work[o + W_CONTRIB]
         peak = max(peak, min(abs(z), 1e6) * p.used[f])  # one feature's residual, not diluted by F
@@ -772,6 +841,7 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
 
 @cython.cfunc
 @cython.cdivision(True)
+@cython.boundscheck(False)
 def _model_spread(p: Params, q: cython.float[:], f: cython.int, sigma_n: cython.double, count: cython.double,
                   work: cython.double[:]) -> cython.double:
     """A mixture head's second spread statistic for feature f: how far the log of the short EW mean
@@ -807,10 +877,11 @@ def _mix_best(p: Params, q: cython.float[:], f: cython.int) -> cython.int:
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)
-def _mix_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double) -> cython.double:
+def _mix_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double, kb: cython.int, s_kb: cython.double) -> cython.double:
     """The equivalent z (>= 0) of normalised reading c under feature f's mixture (pred, K > 1):
     the |z| whose two-sided Gaussian tail is the mixture's, p = sum_k w_k 2 Phi(-|c - mu_k| / s_k),
-    w = softmax(logits), s_k = exp(clamp(logvar_k) / 2); then gauss_tail_z(ln p). Summed as it
+    w = softmax(logits), s_k = exp(clamp(logvar_k) / 2) (s_kb: that of component kb, _features'
+    sigma_n, not computed twice); then gauss_tail_z(ln p). Summed as it
     stands, p = sum_k e^a_k erfc(y_k) / sum_k e^a_k (a_k = logit_k - max logit, y_k = |d_k| / sqrt 2),
     one erfc per component, while that sum is a normal double (>= 1e-280: nothing lost to
     underflow); below, in log space (_mix_ln_p), which no depth underflows."""
@@ -821,12 +892,16 @@ def _mix_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double) -> cy
     k: cython.int
     for k in range(p.K):
         top = max(top, q[at + 2 * KF + k * F])
+    a: cython.double
     w: cython.double
+    s: cython.double
     num: cython.double = 0.0  # sum_k e^a_k erfc(y_k)
     den: cython.double = 0.0  # sum_k e^a_k (>= 1: the top component's term is 1)
     for k in range(p.K):
-        w = exp(q[at + 2 * KF + k * F] - top)
-        num += w * erfc(abs(c - q[at + k * F]) / exp(0.5 * min(max(q[at + KF + k * F], p.lvmin), p.lvmax)) / SQRT2)
+        a = q[at + 2 * KF + k * F] - top
+        w = 1.0 if a == 0.0 else exp(a)  # (exp(0) is 1 exactly: the top component's weight, no call)
+        s = s_kb if k == kb else exp(0.5 * min(max(q[at + KF + k * F], p.lvmin), p.lvmax))
+        num += w * erfc(abs(c - q[at + k * F]) / s / SQRT2)
         den += w
     if num >= 1e-280:
         return gauss_tail_z(min(log(num / den), 0.0))
@@ -870,6 +945,7 @@ def _std(p: Params, var: cython.double, mean: cython.double) -> cython.double:
 
 @cython.cfunc
 @cython.cdivision(True)
+@cython.boundscheck(False)
 def _normalise(p: Params, r: cython.double[:], f: cython.int, xf: cython.double, count: cython.double,
                warming: cython.bint, work: cython.double[:]) -> cython.double:
     """Feature f's normalisation mean after reading xf. During warm-up (stream models) the Welford
@@ -895,6 +971,7 @@ def _normalise(p: Params, r: cython.double[:], f: cython.int, xf: cython.double,
 
 @cython.cfunc
 @cython.cdivision(True)
+@cython.boundscheck(False)
 def _reference(p: Params, r: cython.double[:], q: cython.float[:], f: cython.int, xf: cython.double, count: cython.double) -> cython.double:
     """Feature f's z of the reference look: its short EW mean against the mean and spread of its
     first ref_rows readings (frozen after), with the drift allowance and the peak gate."""
@@ -933,6 +1010,7 @@ def _reference(p: Params, r: cython.double[:], q: cython.float[:], f: cython.int
 
 @cython.cfunc
 @cython.cdivision(True)
+@cython.boundscheck(False)
 def _train_ref(p: Params, r: cython.double[:], f: cython.int, xl: cython.double, mean: cython.double, std: cython.double,
                count: cython.double) -> cython.double:
     """Feature f's z of the training reference (F > 1, fixed normalisation, reference_rows 0):
@@ -954,6 +1032,8 @@ def _train_ref(p: Params, r: cython.double[:], f: cython.int, xl: cython.double,
 
 
 @cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.double, ts: cython.double, count: cython.double,
            out: cython.double[:]) -> cython.double:
     """Per-look log10 p to out[O_LP + k] (seasonal look and AND-gate where trusted; the peak look's
@@ -1040,8 +1120,7 @@ def _onset(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
     e: cython.double = _range_excess(p, r, work)
     shown: cython.double = max(u, p.range_surprise * e) if scored else 0.0
     if scored:
-        for j in range(p.n_levels):
-            q[p.onset_rates + j] += ((1.0 if top >= p.levels[j] else 0.0) - q[p.onset_rates + j]) * p.on_rate
+        _learn_rates(p, q, top)
     return likelihood(-shown)
 
 
@@ -1091,7 +1170,29 @@ def _own_rate(p: Params, q: cython.float[:], s: cython.double, n: cython.double)
 
 
 @cython.cfunc
+@cython.inline
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _learn_rates(p: Params, q: cython.float[:], top: cython.double) -> cython.void:
+    """The stream's EW rates of onsets per level (onset_rates[j]) learn a scored reading whose top
+    onset surprise is ``top``: 1 at the levels it reached, 0 above. Compiled, on a contiguous row
+    (the slab's): the same loop on pointers, which the C compiler vectorises."""
+    j: cython.int
+    rate: cython.double = p.on_rate
+    rates: cython.p_float
+    levels: cython.p_double
+    if cython.compiled and q.strides[0] == cython.sizeof(cython.float) and p.levels.strides[0] == cython.sizeof(cython.double):
+        rates, levels = cython.address(q[p.onset_rates]), cython.address(p.levels[0])
+        for j in range(p.n_levels):
+            rates[j] += ((1.0 if top >= levels[j] else 0.0) - rates[j]) * rate
+        return
+    for j in range(p.n_levels):
+        q[p.onset_rates + j] += ((1.0 if top >= p.levels[j] else 0.0) - q[p.onset_rates + j]) * rate
+
+
+@cython.cfunc
 @cython.cdivision(True)
+@cython.boundscheck(False)
 def _range_excess(p: Params, r: cython.double[:], work: cython.double[:]) -> cython.double:
     """The worst feature's excess beyond the stream's range of values, in range widths; then the
     range learns the value (the clamped / winsorised one learning sees, work W_XL)."""
@@ -1110,6 +1211,7 @@ def _range_excess(p: Params, r: cython.double[:], work: cython.double[:]) -> cyt
 
 
 @cython.cfunc
+@cython.boundscheck(False)
 def _blame(p: Params, out: cython.double[:], work: cython.double[:]) -> cython.double:
     """The feature the look that fired blames: its largest per-feature statistic (level, spread,
     reference z; the most improbable run for stuck; the largest share of the score, i.e. the
@@ -1183,6 +1285,7 @@ def _learn(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
 
 @cython.cfunc
 @cython.inline
+@cython.boundscheck(False)
 def _ew_stat(q: cython.float[:], m: cython.int, v: cython.int, value: cython.double, rate: cython.double) -> cython.void:
     """Running mean / variance q[m], q[v] of a statistic, at rate (1 / n while young, then EW)."""
     delta: cython.double = value - q[m]
@@ -1266,6 +1369,7 @@ def _season(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double
 
 @cython.cfunc
 @cython.cdivision(True)
+@cython.boundscheck(False)
 def _season_residual(p: Params, q: cython.float[:], res: cython.double, f: cython.double, i0: cython.long,
                      i1: cython.long, lev: cython.double, vg: cython.double, a: cython.double,
                      P: cython.double) -> tuple[cython.double, cython.double, cython.double, cython.double]:
@@ -1305,6 +1409,7 @@ def _season_residual(p: Params, q: cython.float[:], res: cython.double, f: cytho
 
 
 @cython.cfunc
+@cython.boundscheck(False)
 def _season_learn(q: cython.float[:], own: cython.long, i0: cython.long, i1: cython.long, b0: cython.double,
                   b1: cython.double, own_ok: cython.bint, have: cython.bint, x: cython.double, f: cython.double,
                   a: cython.double, clipv: cython.double) -> cython.void:
@@ -1333,6 +1438,7 @@ def _weekend(day: cython.double) -> cython.int:
 
 
 @cython.ccall
+@cython.boundscheck(False)
 def alert(p: Params, r: cython.double[:], q: cython.float[:], over: cython.bint, high: cython.bint, score: cython.double,
           ts: cython.double) -> cython.int:
     """The alert machine of one stream (see alerts.py): idle -> raised when k of the last n readings

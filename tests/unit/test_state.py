@@ -360,3 +360,36 @@ def test_q15_store_saturates_non_finite_without_wrapping():
         warnings.simplefilter("error")  # no "invalid value encountered in cast"
         st.scatter_h(slice(0, 1), np.array([[np.nan, -np.inf, 3e9, -1.00001]], np.float32))
     np.testing.assert_array_equal(st.h[0], [32767, -32767, 32767, -32767])  # never wraps to the other sign
+
+
+@pytest.mark.parametrize("mode", ["installed", "plain"])
+def test_q15_round_trip_matches_numpy_rint_on_ties_bounds_and_strided_rows(mode):
+    """The kernel's Q15 store (_q15: float32 product, clamp, round half to even by adding and
+    subtracting 1.5 x 2^52) gives numpy's rint on ties, at the bounds and for non-finite values, on
+    contiguous rows (the compiled pointer loops) and strided ones (the general loop); the load is
+    the stored integer x scale rounded to float32."""
+    from unit_helpers import plain_kernel_module
+
+    from edgernn import kernel as installed
+
+    k = plain_kernel_module() if mode == "plain" else installed
+    to_q15 = 1024.0  # a power of two: h = (n + 0.5) / 1024 is an exact tie
+    ties = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 32766.5, -32766.5, 3.5, -3.5]) / to_q15
+    odd = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 32767.4 / to_q15, -32767.6 / to_q15, 40.0, -40.0])
+    rng = np.random.default_rng(3)
+    h = np.concatenate([ties, odd, rng.uniform(-33, 33, 13)]).astype(np.float32)  # [32]
+    prod = h * np.float32(to_q15)  # float32 products, as the kernel rounds them
+    with np.errstate(invalid="ignore"):
+        want = np.rint(np.clip(np.where(np.isnan(prod), 32767.0, prod), -32767, 32767)).astype(np.int16)
+    assert want[0] == 0 and want[1] == 2 and want[2] == 2 and want[6] == 32766  # ties to even
+    for stride in (1, 2):
+        hq = np.zeros((3, 32 * stride), np.int16)
+        store = hq[:, ::stride]
+        src = np.zeros((1, 32 * stride), np.float32)
+        src[0, ::stride] = h
+        k.q15_store(src[:, ::stride], to_q15, np.array([1], np.intp), store)
+        np.testing.assert_array_equal(store[1], want)
+        assert not store[0].any() and not store[2].any()
+        out = np.zeros((1, 32 * stride), np.float32)
+        k.q15_load(store, np.array([1], np.intp), 1.0 / to_q15, out[:, ::stride])
+        np.testing.assert_array_equal(out[0, ::stride], (want.astype(np.float64) / to_q15).astype(np.float32))

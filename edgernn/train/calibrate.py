@@ -215,10 +215,10 @@ def calibrate(bundle_dir, series: list[Series], target_rate: float = 1e-4, margi
     ``learn_surprise``), and the alert threshold is then chosen with the streams learning there."""
     # The tables decide which readings count as anomalous, and a stream does not learn from those:
     # fit, rerun with the fitted tables, fit again (a second pass settles it).
-    manifest = dict(load_bundle(bundle_dir).manifest)
+    first = load_bundle(bundle_dir)
+    manifest = dict(first.manifest)
     cal = dict(manifest["calibration"])
     cal.pop("threshold_extrapolated", None)
-    first = load_bundle(bundle_dir)
     if first.n_features > 1 and first.norm_mode != "stream":  # the training reference's warm-up gate
         cal["reference_gate"] = reference_gate(first, series, int(cal["warmup"]))
         manifest["calibration"] = cal

@@ -1105,14 +1105,11 @@ def _onset(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
                 q[p.onset_ref + i] = 0.0
             q[p.onset_quiet + i] = quiet
     u: cython.double = 0.0
-    j: cython.int
-    lvl: cython.int = -1
+    lvl: cython.int
     c_rate: cython.double = 1.0
     mixed: cython.double
     if top > 0.0:
-        for j in range(p.n_levels):
-            if p.levels[j] <= top:
-                lvl = j
+        lvl = _level(p, top)
         if lvl >= 0:
             c_rate = q[p.onset_rates + lvl]
         mixed = p.on_weight * c_rate + (1.0 - p.on_weight) * 10.0 ** -top
@@ -1146,6 +1143,21 @@ def _capped(p: Params, q: cython.float[:], bonf: cython.double, n: cython.double
 
 
 @cython.cfunc
+@cython.inline
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _level(p: Params, s: cython.double) -> cython.int:
+    """The largest j with ONSET_LEVELS[j] <= s (-1: below every level): the onset rate that rates a
+    surprise s (the onset's and the alert-rate cap's one lookup)."""
+    lvl: cython.int = -1
+    j: cython.int
+    for j in range(p.n_levels):
+        if p.levels[j] <= s:
+            lvl = j
+    return lvl
+
+
+@cython.cfunc
 @cython.cdivision(True)
 def _own_rate(p: Params, q: cython.float[:], s: cython.double, n: cython.double) -> cython.double:
     """The alert path's surprise s capped by the stream's own rate r of onsets at least as surprising
@@ -1155,11 +1167,7 @@ def _own_rate(p: Params, q: cython.float[:], s: cython.double, n: cython.double)
     s only down to about log10(min(n, onset_memory) / al_weight) (3.5 for al_weight 0.3 at n ~ 1,000,
     4.0-4.2 from n ~ onset_memory on), and a surprise above every level the stream's recent onsets
     reached, or beyond sqrt 2 x the top level (ONSET_LEVELS end at 181), is not capped at all."""
-    lvl: cython.int = -1
-    j: cython.int
-    for j in range(p.n_levels):
-        if p.levels[j] <= s:
-            lvl = j
+    lvl: cython.int = _level(p, s)
     if lvl < 0 or s >= SQRT2 * p.levels[p.n_levels - 1]:  # beyond the next level the rates do not resolve
         return s
     r: cython.double = q[p.onset_rates + lvl]

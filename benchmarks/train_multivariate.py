@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from edgernn import kernel, scoring  # noqa: E402
 from edgernn.backends import BASELINE, create_backend  # noqa: E402
 from edgernn.backends.base import BackendUnavailable  # noqa: E402
-from edgernn.bundle import load_bundle  # noqa: E402
+from edgernn.bundle import load_bundle, write_manifest  # noqa: E402
 from edgernn.detector import Batch, Detector  # noqa: E402
 from edgernn.evaluate.skab import list_files, load_file  # noqa: E402
 from edgernn.evaluate.split import PARTS, select  # noqa: E402
@@ -227,12 +227,23 @@ def score_files(model: Path, train_x: np.ndarray, tests, names: list[str]) -> di
             "mean_alert_f1": float(np.mean([r["alert_f1"] for r in rows])), "anomalous_share": float(pooled_y.mean())}
 
 
-def train(data: Path, model: Path, extra: list[str], reuse: bool = False) -> dict:
+def set_defaults(model: Path, defaults: dict) -> None:
+    """Write ``defaults`` (setting: value) into the bundle's detector_defaults (the rest kept)."""
+    m = dict(load_bundle(model).manifest)
+    merged = {**(m.get("detector_defaults") or {}), **defaults}
+    m["detector_defaults"] = {k: v for k, v in merged.items() if v is not None}
+    write_manifest(model, m)
+
+
+def train(data: Path, model: Path, extra: list[str], reuse: bool = False, defaults: dict | None = None) -> dict:
     """`edgernn train` (or, with ``reuse`` and a bundle already at ``model``, `edgernn train --recalibrate`:
-    the same held-out part, tables and threshold refitted with this tree's detector, weights kept)."""
+    the same held-out part, tables and threshold refitted with this tree's detector, weights kept;
+    ``defaults`` written into its detector_defaults first)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     t = time.monotonic()
     again = ["--recalibrate"] if reuse and (model / "manifest.yaml").is_file() else ["--threads", "1"]
+    if defaults and again == ["--recalibrate"]:
+        set_defaults(model, defaults)
     p = subprocess.run([sys.executable, "-m", "edgernn", "train", str(data), "--out", str(model), *again,
                         *extra], capture_output=True, text=True, env=env, cwd=REPO)
     print(p.stdout[-6000:])
@@ -282,18 +293,22 @@ def main() -> int:
                    "per seed (held-out: 9101, 9102) instead of the benchmark's 4 development files")
     p.add_argument("--reuse", action="store_true", help="keep the weights of models already in --out and only "
                    "recalibrate them (for detector changes that do not touch training)")
+    p.add_argument("--defaults", default="", help="with --reuse: detector_defaults written into the models before "
+                   "they are recalibrated, e.g. level_prior=2000,echo_decades=1 (a setting: none restores the schema's)")
     a = p.parse_args()
     extra = a.train_args.split()
+    defaults = {k: (None if v == "none" else float(v)) for k, v in
+                (kv.split("=", 1) for kv in a.defaults.split(",") if kv)}
     results = {}
     if not a.no_synthetic:
         data, tests = make_synthetic(a.out / "synthetic", test_seeds=tuple(a.test_seed))
-        tr = train(data, a.out / "m_synthetic", extra, a.reuse)
+        tr = train(data, a.out / "m_synthetic", extra, a.reuse, defaults)
         train_x = np.loadtxt(data, delimiter=",", skiprows=1, usecols=range(1, 39))
         results["synthetic"] = {"train": tr, "score": score_files(a.out / "m_synthetic", train_x, tests, feature_names())}
         report(f"synthetic telemetry (38 features; test files: {'seeds ' + str(a.test_seed) if a.test_seed else 'dev'})", tr, results["synthetic"]["score"])
     if a.skab:
         free = a.skab / "anomaly-free" / "anomaly-free.csv"
-        tr = train(free, a.out / "m_skab", extra, a.reuse)
+        tr = train(free, a.out / "m_skab", extra, a.reuse, defaults)
         train_x = load_file(free).x
         results["skab"] = {"train": tr, "part": a.part, "score": score_files(a.out / "m_skab", train_x, skab_tests(a.skab, a.part),
                                                                           list(load_file(free).features))}

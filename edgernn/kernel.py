@@ -259,6 +259,8 @@ class Params:
     on_rate = cython.declare(cython.double, visibility="public")
     on_weight = cython.declare(cython.double, visibility="public")
     al_weight = cython.declare(cython.double, visibility="public")  # alert_rate_weight (0: off)
+    lvl_prior = cython.declare(cython.double, visibility="public")  # level_prior: readings of the level look's prior (0: off)
+    echo_decades = cython.declare(cython.double, visibility="public")  # echo_decades (0: off; training reference only)
     range_surprise = cython.declare(cython.double, visibility="public")
     ref_rows = cython.declare(cython.double, visibility="public")  # 0: no reference look
     ref_rate = cython.declare(cython.double, visibility="public")
@@ -819,7 +821,7 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         fv = (1.0 - af) * (q[p.fast_var + f] + af * (xl - fm_old) * (xl - fm_old))
         work[o + W_D] = (fm - mean) / std
         work[o + W_V] = log(fv / (std * std) + 1e-4)
-        work[o + W_LEVEL] = abs(work[o + W_D] - q[p.lvl_mean + f]) / sqrt(q[p.lvl_var + f] + 1e-4) * p.shape[f]
+        work[o + W_LEVEL] = abs(work[o + W_D] - q[p.lvl_mean + f]) / sqrt(_level_var(p, q, f) + 1e-4) * p.shape[f]
         work[o + W_SPREAD] = abs(work[o + W_V] - q[p.spr_mean + f]) / sqrt(q[p.spr_var + f] + 1e-2) * p.shape[f]
         if p.K > 1:  # and the model's own predicted spread: the larger of the two
             work[o + W_SPREAD] = max(work[o + W_SPREAD], _model_spread(p, q, f, sigma_n, count, work))
@@ -837,6 +839,21 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         work[o + W_SIGMA] = sigma_n * std
     out[O_SCORE], out[O_LEVEL], out[O_SPREAD], out[O_STUCK], out[O_PEAK] = score, level, spread, stuck, peak
     out[O_REF] = min(reference + p.log10_F, 0.0) if p.ref_rows > 0.0 else reference
+
+
+@cython.cfunc
+@cython.inline
+@cython.cdivision(True)
+def _level_var(p: Params, q: cython.float[:], f: cython.int) -> cython.double:
+    """The variance the level look divides by: the stream's own EW variance of d (lvl_var, from the
+    nstat readings it has learned), shrunk towards a prior of 1 (d is in the normalisation's sd)
+    weighted as lvl_prior readings: (lvl_prior * 1 + nstat * lvl_var) / (lvl_prior + nstat). A young
+    stream has seen a sliver of its own range (a few hundred readings of a daily cycle): its own
+    variance would make every later, ordinary excursion an extreme level. lvl_prior 0: its own alone."""
+    n: cython.double = q[p.nstat]
+    if p.lvl_prior <= 0.0:
+        return q[p.lvl_var + f]
+    return (p.lvl_prior + n * q[p.lvl_var + f]) / (p.lvl_prior + n)
 
 
 @cython.cfunc
@@ -1053,6 +1070,8 @@ def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.doubl
     out[O_LP + 3], out[O_LP + 4], out[O_LP + 6] = tail(p, 3, out[O_SPREAD]), out[O_STUCK], out[O_SEAS]
     out[O_LP + 5] = out[O_REF] if p.ref_rows > 0.0 else tail(p, 5, out[O_REF]) if p.tref_on else 0.0
     out[O_LP + 7] = tail(p, 4, out[O_PEAK]) if p.peak_on else 0.0
+    if p.tref_on and p.echo_decades > 0.0:
+        _bound_echoes(p, out)
     best: cython.int = 0
     k: cython.int
     for k in range(1, 8):
@@ -1063,6 +1082,23 @@ def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.doubl
     out[O_LOOK] = best
     out[O_LOG10P] = min(out[O_LP + best] + bonf, 0.0)
     return bonf
+
+
+@cython.cfunc
+@cython.inline
+def _bound_echoes(p: Params, out: cython.double[:]) -> cython.void:
+    """The slow looks (smoothed: EW mean of the instant score; spread: EW log variance) enter the
+    combination at most echo_decades more surprising than the present reading's own evidence (the
+    smallest log10 p of the instant, training-reference and peak looks). After a large, short fault
+    their memories would keep the surprise high for their whole window while the readings are normal
+    again (echoes); a slow look that agrees with the present still counts. Only with the training
+    reference in use (tref_on): a value held away from what training saw is that look's to report
+    for as long as it lasts. The statistics and the tables fitted on them are unchanged."""
+    now: cython.double = min(out[O_LP], out[O_LP + 5])
+    if p.peak_on:
+        now = min(now, out[O_LP + 7])
+    out[O_LP + 1] = max(out[O_LP + 1], now - p.echo_decades)
+    out[O_LP + 3] = max(out[O_LP + 3], now - p.echo_decades)
 
 
 @cython.cfunc

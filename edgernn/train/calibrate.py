@@ -17,6 +17,7 @@ import numpy as np
 from .. import scoring
 from ..bundle import load_bundle, write_manifest
 from ..detector import Detector, DetectorSettings
+from ..settings import resolve
 from ..drive import Feed, drive
 from .data import Series
 
@@ -25,12 +26,12 @@ def run_series(bundle, series: list[Series], threshold: float | None = None, chu
                settings: DetectorSettings | None = None, tables: dict | None = None, backend=None):
     """Run every series as its own stream, from its first reading (warm-up on the training part).
 
-    ``settings`` (default: the detector's defaults), ``tables`` (default: the bundle's) and
+    ``settings`` (default: the bundle's own, its detector_defaults over the schema's), ``tables`` (default: the bundle's) and
     ``backend`` (default: numpy) make the detector; ``threshold`` overrides the settings' one.
     Returns (looks over the validation parts, looks over all scored readings (name ->
     float64[n] each), alerts raised, readings scored).
     """
-    s = replace(settings or DetectorSettings(), max_streams=max(len(series), 1))
+    s = replace(settings or resolve(bundle), max_streams=max(len(series), 1))
     if threshold is not None:
         s = replace(s, threshold=threshold)
     det = Detector(bundle, backend, settings=s, tables=tables)
@@ -133,7 +134,7 @@ def held_out_alerts(bundle, series: list[Series], surprise: float, learn: float 
     w = bundle.calibration.warmup
     parts = [replace(s, name=s.name + ":calibration", raw=s.raw[max(s.split - w, 0) :], split=0, ts=None)
              for s in series]
-    settings = DetectorSettings(learn_surprise=float(surprise if learn is None else learn))
+    settings = replace(resolve(bundle), learn_surprise=float(surprise if learn is None else learn))
     _, _, raised, scored = run_series(bundle, parts, likelihood_at(surprise), settings=settings)
     return raised, scored
 

@@ -267,6 +267,24 @@ def test_recalibrate_keeps_weights_and_refreshes_card(trained, tmp_path):
     assert "--recalibrate" in (copy / "README.md").read_text()
 
 
+def test_calibration_runs_with_the_bundle_detector_defaults(trained, tmp_path):
+    """The threshold is chosen with the settings the bundle will run with (its detector_defaults
+    over the schema's): a warm-up 100 readings longer scores 100 fewer held-out readings per file."""
+    import shutil
+
+    from edgernn.bundle import write_manifest
+
+    dirs, csvs, _ = trained
+    shutil.copytree(dirs[0], tmp_path / "m")
+    m = dict(load_bundle(tmp_path / "m").manifest)
+    m["detector_defaults"] = {"warmup": int(m["calibration"]["warmup"]) + 100}
+    write_manifest(tmp_path / "m", m)
+    r = subprocess.run([PYTHON, "-m", "edgernn", "train", *csvs, "--out", tmp_path / "m", "--recalibrate"],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert load_bundle(tmp_path / "m").manifest["calibration"]["calibration_readings"] == 3 * (360 - 100)
+
+
 @pytest.mark.parametrize("extra, needle", [
     (["--holdout", "0.95"], "--holdout"),
     (["--target-far", "2"], "--target-far"),

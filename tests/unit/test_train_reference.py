@@ -207,3 +207,37 @@ def test_fit_tables_fits_the_reference_table_when_asked_and_recorded():
     assert scoring.REFERENCE not in fit_tables(looks, optional=(scoring.PEAK,))
     del looks[scoring.REFERENCE]
     assert scoring.REFERENCE not in fit_tables(looks, optional=scoring.OPTIONAL_TABLES)
+
+
+@pytest.mark.parametrize("plain_kernel", [False, True])
+def test_echo_decades_bounds_the_slow_looks_once_a_fault_has_ended(fixed_bundle, monkeypatch, plain_kernel):
+    """echo_decades c > 0 (training reference in use): the smoothed and spread looks' log10 p enter
+    the combination at most c decades below the present reading's own (min of the instant,
+    reference and peak looks'). A 40-sd burst of 5 readings on one feature: its first reading is
+    scored as before, the rest still alert; after it the slow looks' echo is bounded, so the
+    surprise falls back within c decades (+ Bonferroni) of the present's; c = 0 (the default) is
+    bit for bit the detector without the setting."""
+    if plain_kernel:
+        monkeypatch.setattr(detector_module, "kernel", plain_kernel_module())
+    b, x = fixed_bundle()
+    y = x[:700].copy()
+    y[400:405, 2] += 40.0 * np.asarray(b.norm_std)[2]
+    tables = {scoring.REFERENCE: ref_table(F)}
+    off, _, _ = run(Detector(b, tables=tables), y)
+    zero, _, _ = run(Detector(b, settings=DetectorSettings(echo_decades=0.0), tables=tables), y)
+    np.testing.assert_array_equal(off, zero)
+    on, _, _ = run(Detector(b, settings=DetectorSettings(echo_decades=1.0), tables=tables), y)
+    lp = lambda o, look: o[:, K.O_LP + scoring.ALL_LOOKS.index(look)]  # noqa: E731
+    now = np.minimum.reduce([lp(on, "instant"), lp(on, scoring.REFERENCE), lp(on, scoring.PEAK)])
+    after = slice(406, 700)
+    for look in ("smoothed", "spread"):
+        assert (lp(on, look)[after] >= now[after] - 1.0 - 1e-9).all()
+        assert (lp(on, look)[after] >= lp(off, look)[after]).all()
+    echo = lp(off, "smoothed")[after] < now[after] - 1.0  # where the unbounded memory outlived the burst
+    assert echo.sum() > 20, echo.sum()
+    s_on, s_off = on[after, K.O_SURPRISE][echo], off[after, K.O_SURPRISE][echo]
+    assert (s_on <= s_off + 1e-9).all() and (s_on < 0.5 * s_off).sum() > 20  # (the level look may still lead)
+    assert on[400, K.O_SURPRISE] == off[400, K.O_SURPRISE] > 100  # the fault's first reading: the present leads
+    assert (on[401:405, K.O_SURPRISE] > 30).all()  # the burst (a step the model then follows) still alerts
+    univariate = Detector(b, settings=DetectorSettings(echo_decades=1.0))  # no reference table: not in use
+    assert not univariate.tref and univariate.params.echo_decades == 1.0

@@ -294,11 +294,11 @@ def main() -> int:
     p.add_argument("--reuse", action="store_true", help="keep the weights of models already in --out and only "
                    "recalibrate them (for detector changes that do not touch training)")
     p.add_argument("--defaults", default="", help="with --reuse: detector_defaults written into the models before "
-                   "they are recalibrated, e.g. level_prior=2000,echo_decades=1 (a setting: none restores the schema's)")
+                   "they are recalibrated, e.g. echo_decades=1 (a setting: none restores the schema's)")
     a = p.parse_args()
     extra = a.train_args.split()
-    defaults = {k: (None if v == "none" else float(v)) for k, v in
-                (kv.split("=", 1) for kv in a.defaults.split(",") if kv)}
+    words = {"none": None, "true": True, "false": False}
+    defaults = {k: words[v] if v in words else float(v) for k, v in (kv.split("=", 1) for kv in a.defaults.split(",") if kv)}
     results = {}
     if not a.no_synthetic:
         data, tests = make_synthetic(a.out / "synthetic", test_seeds=tuple(a.test_seed))

@@ -74,6 +74,10 @@ class Bundle:
     calibration: Calibration
     weights: dict[str, np.ndarray] = field(repr=False)
     sha256: str = ""  # sha256 of weights.npz: the model's identity (state snapshots check it)
+    # relation.npz (edgernn train, F > 1): features int64[U] (the features it models), coef
+    # float64[U, U] (row i: feature i from the others at the same reading, in normalised units; zero
+    # diagonal), resid_std float64[U] (each one's residual sd on the training data); None without it
+    relation: dict | None = field(default=None, repr=False)
 
     @property
     def n_features(self) -> int:
@@ -255,6 +259,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
 
     cal = _calibration(manifest, where)
     _check_kinds(manifest, names, where)
+    relation = _relation(root, artifacts, F) if RELATION_FILE in artifacts else None
 
     return Bundle(
         path=root,
@@ -273,7 +278,31 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         calibration=cal,
         weights=weights,
         sha256=artifacts["weights.npz"]["sha256"],
+        relation=relation,
     )
+
+
+RELATION_FILE = "relation.npz"
+
+
+def _relation(root: Path, artifacts: dict, F: int) -> dict:
+    """relation.npz, checked: U distinct feature indices in [0, F), coef [U, U] finite with a zero
+    diagonal, resid_std [U] finite and > 0 (BundleError naming the file otherwise)."""
+    path = root / RELATION_FILE
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            rel = {k: np.asarray(data[k]) for k in ("features", "coef", "resid_std")}
+    except Exception as exc:  # a missing key, zip / format errors: one line
+        raise BundleError(f"{path}: cannot read the relation: {exc}") from None
+    idx, coef, se = rel["features"].astype(np.int64), rel["coef"].astype(np.float64), rel["resid_std"].astype(np.float64)
+    U = len(idx)
+    ok = (idx.ndim == 1 and 2 <= U <= F and len(set(idx.tolist())) == U and idx.min() >= 0 and idx.max() < F
+          and coef.shape == (U, U) and se.shape == (U,) and np.isfinite(coef).all() and np.isfinite(se).all()
+          and (se > 0).all() and not np.diag(coef).any())
+    if not ok:
+        raise BundleError(f"{path}: the relation needs 2..{F} distinct feature indices, coef [U, U] finite with a "
+                          "zero diagonal and resid_std [U] finite and > 0")
+    return {"features": idx, "coef": coef, "resid_std": se}
 
 
 def register_artifact(bundle_dir: str | os.PathLike, name: str, **meta) -> None:

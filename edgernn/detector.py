@@ -32,7 +32,7 @@ from . import alerts, kernel, scoring
 from .alerts import AlertSettings
 from .readings import Batch, Reading, batch_from_readings  # noqa: F401 - moved there: decode uses them without the detector
 from .bundle import SHAPELESS_KINDS, STUCK_KINDS
-from .settings import DetectorSettings  # noqa: F401 - declared once, with every other setting
+from .settings import DetectorSettings, resolve  # noqa: F401 - declared once, with every other setting
 from .state import StateStore
 
 CARRY_SHARE = 0.5  # a feature carries an alert when its own surprise is >= this share of the top feature's ...
@@ -42,7 +42,7 @@ K = SimpleNamespace(**kernel.constants())  # output indices and codes (the same 
 # where kernel.py leaves each look's statistic in its per-reading outputs (record_looks)
 _LOOK_OUT = {"instant": K.O_SCORE, "smoothed": K.O_SMOOTHED, "level": K.O_LEVEL,
              "spread": K.O_SPREAD, "stuck": K.O_STUCK, scoring.REFERENCE: K.O_REF,
-             scoring.SEASONAL: K.O_SEAS, scoring.PEAK: K.O_PEAK}
+             scoring.SEASONAL: K.O_SEAS, scoring.PEAK: K.O_PEAK, scoring.RELATION: K.O_REL}
 _REJECT = {K.STALE: "out_of_order", K.DUPLICATE: "duplicate", K.RESET: "state_reset"}
 R = K.N_RES  # first expected column of a Result block row
 _ARANGE: dict[int, np.ndarray] = {}  # B -> arange(B): the positions of a clean batch (never written)
@@ -160,13 +160,14 @@ class Detector:
     def __init__(self, bundle, backend=None, settings: DetectorSettings | None = None, tables: dict | None = None):
         """``tables``: look name -> tail table {x, log10_sf, tail_scale} replacing the bundle's
         calibration table of that look (e.g. fitted on a recording's own normal start, see
-        ``train.calibrate.fit_tables_on``); looks not named keep the bundle's. None: the bundle's tables."""
+        ``train.calibrate.fit_tables_on``); looks not named keep the bundle's. None: the bundle's tables.
+        ``settings`` None: the bundle's own (its detector_defaults over the schema's defaults)."""
         if backend is None:
             from .backends.numpy_gru import NumpyGRU
 
             backend = NumpyGRU(bundle.weights)
         self.bundle, self.backend = bundle, backend
-        self.settings = s = settings or DetectorSettings()
+        self.settings = s = settings or resolve(bundle)
         self.cal = cal = bundle.calibration
         self._resolve_threshold(s, bundle)
         self.warmup = int(s.warmup if s.warmup is not None else cal.warmup)
@@ -180,13 +181,18 @@ class Detector:
         # the training reference: the reference look against the model's own mean / std (F > 1,
         # fixed normalisation, reference_rows 0); its ref_mean column holds the stream's warm-up mean
         self.tref_stat = self.F > 1 and bundle.norm_mode != "stream" and not self.reference_rows
+        # the relation look: each feature against the others at the same reading (a bundle with a
+        # relation.npz, fixed normalisation); its rel_mean column holds the stream's warm-up mean residual
+        self.rel_stat = self.F > 1 and bundle.norm_mode != "stream" and bundle.relation is not None
         self.state = StateStore(self.F, bundle.hidden, capacity=s.max_streams,
                                 reference=self.reference_rows > 0 or self.tref_stat,
                                 seasonal=self.seasonal, components=self.components,  # only the looks' columns in use
-                                h_bound=getattr(backend, "h_bound", None))  # int16 Q15 h for a bounded GRU state
+                                h_bound=getattr(backend, "h_bound", None),  # int16 Q15 h for a bounded GRU state
+                                relation=self.rel_stat)
         self.seasonal_trust, self.day_offset = float(s.seasonal_trust), float(s.day_offset_s)
         self.peak = False  # the peak look: in use for F > 1 with a peak table (set_tables)
         self.tref = False  # the training reference: in use with a reference table (set_tables)
+        self.rel = False  # the relation look: in use with a relation table (set_tables)
         if bundle.norm_mode == "fixed":  # new streams start warm with the model's statistics
             self.state.set_initial("norm_mean", bundle.norm_mean)
             self.state.set_initial("norm_var", bundle.norm_std**2)
@@ -225,7 +231,7 @@ class Detector:
         """The kernel's resolved settings and bundle constants (kernel.Params), slab offsets aside."""
         s, b, a = self.settings, self.bundle, self.settings.alerts
         lvmin, lvmax = getattr(self.backend, "logvar_range", (b.logvar_min, b.logvar_max))  # persistence: its own cap
-        n_looks = 5 + (1 if self.reference_rows or self.tref else 0) + (1 if self.peak else 0)
+        n_looks = 5 + (1 if self.reference_rows or self.tref else 0) + (1 if self.peak else 0) + (1 if self.rel else 0)
         return dict(
             F=self.F, K=self.components, stream_norm=b.norm_mode == "stream", warmup=float(self.warmup), settle=float(s.settle),
             adapt=self.adapt, max_gap=-1.0 if s.max_gap_s is None else float(s.max_gap_s), clip=b.input_clip,
@@ -236,10 +242,11 @@ class Detector:
             log10_looks=math.log10(n_looks), log10_looks_seas=math.log10(n_looks + 1), log10_F=math.log10(self.F),
             onset_decay=1.0 - 1.0 / s.repeat_memory, onset_ratio=float(s.onset_ratio), rearm=float(s.onset_rearm),
             quiet_level=float(s.onset_quiet), on_rate=1.0 / s.onset_memory, on_weight=float(s.onset_weight),
-            al_weight=float(s.alert_rate_weight), lvl_prior=float(s.level_prior), echo_decades=float(s.echo_decades),
+            al_weight=float(s.alert_rate_weight), echo_decades=float(s.echo_decades),
             range_surprise=float(s.range_surprise), ref_rows=float(self.reference_rows),
             ref_rate=1.0 / s.reference_window, ref_drift=float(s.reference_drift), ref_peak_gate=float(s.reference_peak),
-            seasonal=self.seasonal, peak_on=self.peak, tref_on=self.tref, tref_stat=self.tref_stat, seas_trust=self.seasonal_trust, day_offset=self.day_offset,
+            seasonal=self.seasonal, peak_on=self.peak, tref_on=self.tref, tref_stat=self.tref_stat,
+            rel_on=self.rel, rel_stat=self.rel_stat, seas_trust=self.seasonal_trust, day_offset=self.day_offset,
             a_k=a.k, a_mask=(1 << a.n) - 1, a_clear_after=float(a.clear_after), a_min_duration=float(a.min_duration),
             a_cooldown=float(a.cooldown), a_max_duration=float(a.max_duration), a_update_factor=float(a.update_factor),
             a_update_gap=float(a.update_gap),
@@ -255,22 +262,27 @@ class Detector:
         merged = {**self.cal.tables, **tables}
         self.peak = self.F > 1 and scoring.PEAK in merged  # a bundle calibrated before the peak look: off
         self.tref = self.tref_stat and scoring.REFERENCE in merged  # ... before the training reference: off
+        self.rel = self.rel_stat and scoring.RELATION in merged  # ... before the relation look: off
         self.tables = {name: {k: merged[name][k] for k in ("x", "log10_sf", "tail_scale")}
                        for name in scoring.KERNEL_TABLES if name in merged}  # the raw tables in use
         self.looks = (*scoring.LOOKS, *((scoring.REFERENCE,) if self.reference_rows or self.tref else ()),
-                      *((scoring.SEASONAL,) if self.seasonal else ()), *((scoring.PEAK,) if self.peak else ()))
-        # recorded (record_looks): the looks in use, and the peak and training-reference statistics
-        # of any multivariate model (calibration fits their tables from them)
+                      *((scoring.SEASONAL,) if self.seasonal else ()), *((scoring.PEAK,) if self.peak else ()),
+                      *((scoring.RELATION,) if self.rel else ()))
+        # recorded (record_looks): the looks in use, and the peak, training-reference and relation
+        # statistics of any multivariate model that has them (calibration fits their tables from them)
         self.recorded = (*self.looks, *((scoring.PEAK,) if self.F > 1 and not self.peak else ()),
-                         *((scoring.REFERENCE,) if self.tref_stat and not self.tref else ()))
+                         *((scoring.REFERENCE,) if self.tref_stat and not self.tref else ()),
+                         *((scoring.RELATION,) if self.rel_stat and not self.rel else ()))
         prepared = [scoring.prepare_table(self.tables.get(n, self.tables["instant"]))  # unread when not in use
                     for n in scoring.KERNEL_TABLES]
         offsets = {name: max(at, 0) for name, at in self.state.layout.offsets.items()}
         used, stuck, shape = self._kind_masks()
+        zcap = self._flip_caps()
         sm = self.tables["smoothed"]  # its median on normal data: where settling restarts the smoothed look
         typ = float(np.interp(-math.log10(2.0), np.asarray(sm["log10_sf"])[::-1], np.asarray(sm["x"])[::-1]))
         self.params = kernel.Params({**offsets, **self._params(), "smooth_typ": typ}, scoring.ONSET_LEVELS.tolist(),
-                                    prepared, used, stuck, shape, self._reference_gate())
+                                    prepared, used, stuck, shape, self._reference_gate(), zcap,
+                                    self.bundle.relation if self.rel_stat else None)
 
     def _reference_gate(self) -> list[float] | None:
         """The calibration's reference_gate (per feature, training sd; train.calibrate.reference_gate):
@@ -283,6 +295,25 @@ class Detector:
         if len(gate) != self.F or not all(math.isfinite(float(g)) and float(g) >= 0.0 for g in gate):
             raise ValueError(f"calibration.reference_gate: needs {self.F} finite values >= 0")
         return [float(g) for g in gate]
+
+    def _flip_caps(self) -> list[float] | None:
+        """Per feature, the most a residual |z| may count in the instant and peak looks: for a binary
+        feature, the two-sided Gaussian z of its training share of changes (1 - repeat_share of its
+        feature_kinds entry, where recorded; at least 1e-4): a flip of a two-valued feature is never more surprising
+        than the rate at which training flipped it, however sure the Gaussian head was of the other
+        value (measured: busy flags' flips raised every false alert of the synthetic telemetry's
+        development files). Other kinds: no cap. None: no binary feature (every shipped bundle)."""
+        kinds = self.bundle.manifest.get("feature_kinds") or {}
+        caps, any_cap = [], False
+        for name in self.features:
+            k = kinds.get(name)
+            if isinstance(k, dict) and k.get("kind") == "binary" and "repeat_share" in k:
+                flips = max(1.0 - float(k.get("repeat_share", 0.0)), 1e-4)
+                caps.append(float(kernel.gauss_tail_z(math.log(flips))))
+                any_cap = True
+            else:
+                caps.append(math.inf)
+        return caps if any_cap else None
 
     def _kind_masks(self) -> tuple[list[float], list[float], list[float]]:
         """Per feature 1 / 0 from the manifest's feature_kinds ({name: {kind, ...}}, or bare kind

@@ -79,8 +79,9 @@ O_LOOK = cython.declare(cython.int, 14)
 O_FEATURE = cython.declare(cython.int, 15)
 O_DURATION = cython.declare(cython.int, 16)  # readings the stream's alert had been active before this one
 O_PEAK = cython.declare(cython.int, 17)  # the peak look's statistic: max over features in use of |z_f|
-O_LP = cython.declare(cython.int, 18)
-N_OUT = cython.declare(cython.int, 18 + _layout.N_LOOKS)
+O_REL = cython.declare(cython.int, 18)  # the relation look's statistic: max over its features of |e_f| (_relation)
+O_LP = cython.declare(cython.int, 19)
+N_OUT = cython.declare(cython.int, 19 + _layout.N_LOOKS)
 # works[j]: per feature (W_XL: the value learning sees, winsorised / clamped)
 W_XC = cython.declare(cython.int, 0)
 W_STD = cython.declare(cython.int, 1)
@@ -101,7 +102,9 @@ W_REF = cython.declare(cython.int, 15)
 W_XL = cython.declare(cython.int, 16)
 W_MV = cython.declare(cython.int, 17)  # a mixture head: log of the short EW mean of its predicted variance
 W_MFV = cython.declare(cython.int, 18)  # ... that EW mean (stored by learning)
-W = cython.declare(cython.int, 19)  # per-feature outputs per feature
+W_REL = cython.declare(cython.int, 19)  # the relation look's |e_f| (0 for a feature it does not model)
+W = cython.declare(cython.int, 20)  # per-feature outputs per feature
+N_LOOKS = cython.declare(cython.int, _layout.N_LOOKS)  # scoring.ALL_LOOKS
 N_RES = cython.declare(cython.int, 4)  # score | likelihood | onset | surprise, then expected[F] | sigma[F] in a Result row
 NONE = cython.declare(cython.int, 0)
 RAISED = cython.declare(cython.int, 1)
@@ -144,10 +147,10 @@ def constants() -> dict:
     return {"O_SCORE": O_SCORE, "O_LIK": O_LIK, "O_ONSET": O_ONSET, "O_SMOOTHED": O_SMOOTHED, "O_LEVEL": O_LEVEL,
             "O_SPREAD": O_SPREAD, "O_STUCK": O_STUCK, "O_LOG10P": O_LOG10P, "O_SCORED": O_SCORED, "O_GAP": O_GAP,
             "O_REF": O_REF, "O_SEAS": O_SEAS, "O_GATE": O_GATE, "O_SURPRISE": O_SURPRISE, "O_LOOK": O_LOOK,
-            "O_FEATURE": O_FEATURE, "O_DURATION": O_DURATION, "O_PEAK": O_PEAK, "O_LP": O_LP, "N_OUT": N_OUT, "W_XC": W_XC, "W_STD": W_STD, "W_MEAN": W_MEAN,
+            "O_FEATURE": O_FEATURE, "O_DURATION": O_DURATION, "O_PEAK": O_PEAK, "O_REL": O_REL, "O_LP": O_LP, "N_OUT": N_OUT, "W_XC": W_XC, "W_STD": W_STD, "W_MEAN": W_MEAN,
             "W_SIGMA_N": W_SIGMA_N, "W_CONTRIB": W_CONTRIB, "W_RUN": W_RUN, "W_D": W_D, "W_V": W_V, "W_FM": W_FM,
             "W_FV": W_FV, "W_LEVEL": W_LEVEL, "W_SPREAD": W_SPREAD, "W_STUCK": W_STUCK, "W_EXPECTED": W_EXPECTED,
-            "W_SIGMA": W_SIGMA, "W_REF": W_REF, "W_XL": W_XL, "W_MV": W_MV, "W_MFV": W_MFV, "W": W, "N_RES": N_RES, "NONE": NONE, "RAISED":
+            "W_SIGMA": W_SIGMA, "W_REF": W_REF, "W_XL": W_XL, "W_MV": W_MV, "W_MFV": W_MFV, "W_REL": W_REL, "W": W, "N_RES": N_RES, "NONE": NONE, "RAISED":
             RAISED, "UPDATE": UPDATE, "CLEARED": CLEARED, "STALE": STALE, "DUPLICATE": DUPLICATE, "RESET": RESET,
             "NEW_NORMAL": NEW_NORMAL,
             "WARM_SEED": WARM_SEED, "WARM_CLIP": WARM_CLIP, "XMAX": XMAX, "P_FLOOR_LOG10": P_FLOOR_LOG10, "LN10":
@@ -196,6 +199,7 @@ class Params:
     ref_fm2 = cython.declare(cython.int, visibility="public")
     ref_tx = cython.declare(cython.int, visibility="public")
     ref_peak = cython.declare(cython.int, visibility="public")
+    rel_mean = cython.declare(cython.int, visibility="public")
     range_lo = cython.declare(cython.int, visibility="public")
     range_hi = cython.declare(cython.int, visibility="public")
     count = cython.declare(cython.int, visibility="public")
@@ -259,8 +263,10 @@ class Params:
     on_rate = cython.declare(cython.double, visibility="public")
     on_weight = cython.declare(cython.double, visibility="public")
     al_weight = cython.declare(cython.double, visibility="public")  # alert_rate_weight (0: off)
-    lvl_prior = cython.declare(cython.double, visibility="public")  # level_prior: readings of the level look's prior (0: off)
     echo_decades = cython.declare(cython.double, visibility="public")  # echo_decades (0: off; training reference only)
+    rel_on = cython.declare(cython.bint, visibility="public")  # the relation look is in use (its statistic and a table)
+    rel_stat = cython.declare(cython.bint, visibility="public")  # its statistic is kept (the bundle has a relation, F > 1)
+    rel_n = cython.declare(cython.int, visibility="public")  # U, the features it models
     range_surprise = cython.declare(cython.double, visibility="public")
     ref_rows = cython.declare(cython.double, visibility="public")  # 0: no reference look
     ref_rate = cython.declare(cython.double, visibility="public")
@@ -286,15 +292,21 @@ class Params:
     # arrays: ONSET_LEVELS, the 6 calibration tables (each xs[tab_n] then log10_sf[tab_n]), and per
     # feature 1.0 / 0.0: in the residual statistics and the looks or not (the detector keeps every feature in),
     # in the stuck look or not (used and of a kind where exact repeats are news), in the level and
-    # spread looks or not (used and of a kind whose level and spread vary)
+    # spread looks or not (used and of a kind whose level and spread vary); ref_gate[F] (training sd)
+    # and zcap[F] (the most a residual |z| counts: a binary feature's training flip rate; inf otherwise)
     levels: cython.double[:]
     tab: cython.double[:]
     used: cython.double[:]
     stuck: cython.double[:]
     shape: cython.double[:]
     ref_gate: cython.double[:]
+    zcap: cython.double[:]
+    rel_idx: cython.long[:]  # [U] the features the relation models
+    rel_coef: cython.double[:]  # [U * U] row-major: feature i from the others (normalised units; zero diagonal)
+    rel_se: cython.double[:]  # [U] residual sd on the training data
 
-    def __init__(self, values: dict, levels, tables: list, used=None, stuck=None, shape=None, gate=None):
+    def __init__(self, values: dict, levels, tables: list, used=None, stuck=None, shape=None, gate=None, zcap=None,
+                 relation=None):
         self.K = 1  # a Gaussian head unless values say otherwise
         for name, value in values.items():
             setattr(self, name, value)
@@ -315,6 +327,14 @@ class Params:
         self.shape = np.array(shape, np.float64) if cython.compiled else shape
         gate = [0.0] * len(used) if gate is None else [float(g) for g in gate]  # [F]
         self.ref_gate = np.array(gate, np.float64) if cython.compiled else gate
+        zcap = [INF] * len(used) if zcap is None else [float(c) for c in zcap]  # [F]
+        self.zcap = np.array(zcap, np.float64) if cython.compiled else zcap
+        rel = relation or {"features": [0], "coef": [[0.0]], "resid_std": [1.0]}  # (unread unless rel_stat)
+        idx, coef, se = [int(i) for i in rel["features"]], [float(v) for row in rel["coef"] for v in row], [float(v) for v in rel["resid_std"]]
+        self.rel_n = len(idx) if relation is not None else 0
+        self.rel_idx = np.array(idx, np.int_) if cython.compiled else idx
+        self.rel_coef = np.array(coef, np.float64) if cython.compiled else coef
+        self.rel_se = np.array(se, np.float64) if cython.compiled else se
 
 
 @cython.ccall
@@ -810,6 +830,7 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         mu = q[p.pred + kb * F + f]
         sigma_n = exp(0.5 * min(max(q[p.pred + (p.K + kb) * F + f], p.lvmin), p.lvmax))
         z = (c - mu) / sigma_n if p.K <= 1 else _mix_z(p, q, f, c, kb, sigma_n)
+        z = min(max(z, -p.zcap[f]), p.zcap[f])  # a binary feature's flip: at most its training rate's z
         work[o + W_CONTRIB] = min(z * z, 1e12) / p.n_used * p.used[f]
         score += work[o + W_CONTRIB]
         peak = max(peak, min(abs(z), 1e6) * p.used[f])  # one feature's residual, not diluted by F
@@ -821,7 +842,7 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         fv = (1.0 - af) * (q[p.fast_var + f] + af * (xl - fm_old) * (xl - fm_old))
         work[o + W_D] = (fm - mean) / std
         work[o + W_V] = log(fv / (std * std) + 1e-4)
-        work[o + W_LEVEL] = abs(work[o + W_D] - q[p.lvl_mean + f]) / sqrt(_level_var(p, q, f) + 1e-4) * p.shape[f]
+        work[o + W_LEVEL] = abs(work[o + W_D] - q[p.lvl_mean + f]) / sqrt(q[p.lvl_var + f] + 1e-4) * p.shape[f]
         work[o + W_SPREAD] = abs(work[o + W_V] - q[p.spr_mean + f]) / sqrt(q[p.spr_var + f] + 1e-2) * p.shape[f]
         if p.K > 1:  # and the model's own predicted spread: the larger of the two
             work[o + W_SPREAD] = max(work[o + W_SPREAD], _model_spread(p, q, f, sigma_n, count, work))
@@ -837,23 +858,10 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         work[o + W_SIGMA_N], work[o + W_RUN], work[o + W_FM], work[o + W_FV] = sigma_n, run, fm, fv
         work[o + W_EXPECTED] = mu * std + mean
         work[o + W_SIGMA] = sigma_n * std
+        work[o + W_REL] = 0.0
     out[O_SCORE], out[O_LEVEL], out[O_SPREAD], out[O_STUCK], out[O_PEAK] = score, level, spread, stuck, peak
+    out[O_REL] = _relation(p, q, count, work) if p.rel_stat else 0.0
     out[O_REF] = min(reference + p.log10_F, 0.0) if p.ref_rows > 0.0 else reference
-
-
-@cython.cfunc
-@cython.inline
-@cython.cdivision(True)
-def _level_var(p: Params, q: cython.float[:], f: cython.int) -> cython.double:
-    """The variance the level look divides by: the stream's own EW variance of d (lvl_var, from the
-    nstat readings it has learned), shrunk towards a prior of 1 (d is in the normalisation's sd)
-    weighted as lvl_prior readings: (lvl_prior * 1 + nstat * lvl_var) / (lvl_prior + nstat). A young
-    stream has seen a sliver of its own range (a few hundred readings of a daily cycle): its own
-    variance would make every later, ordinary excursion an extreme level. lvl_prior 0: its own alone."""
-    n: cython.double = q[p.nstat]
-    if p.lvl_prior <= 0.0:
-        return q[p.lvl_var + f]
-    return (p.lvl_prior + n * q[p.lvl_var + f]) / (p.lvl_prior + n)
 
 
 @cython.cfunc
@@ -1070,11 +1078,12 @@ def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.doubl
     out[O_LP + 3], out[O_LP + 4], out[O_LP + 6] = tail(p, 3, out[O_SPREAD]), out[O_STUCK], out[O_SEAS]
     out[O_LP + 5] = out[O_REF] if p.ref_rows > 0.0 else tail(p, 5, out[O_REF]) if p.tref_on else 0.0
     out[O_LP + 7] = tail(p, 4, out[O_PEAK]) if p.peak_on else 0.0
+    out[O_LP + 8] = tail(p, 6, out[O_REL]) if p.rel_on else 0.0
     if p.tref_on and p.echo_decades > 0.0:
         _bound_echoes(p, out)
     best: cython.int = 0
     k: cython.int
-    for k in range(1, 8):
+    for k in range(1, N_LOOKS):
         if not _in_use(p, k):
             continue
         if out[O_LP + k] < out[O_LP + best]:
@@ -1085,18 +1094,54 @@ def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.doubl
 
 
 @cython.cfunc
+@cython.cdivision(True)
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _relation(p: Params, q: cython.float[:], count: cython.double, work: cython.double[:]) -> cython.double:
+    """The relation look's statistic: each modelled feature f_i against the others at the same reading,
+    e_i = (c_i - sum_j coef[i, j] c_j) / resid_std_i (c: the normalised, clipped values, work W_XC; a
+    linear model fitted by the trainer on the training data), |e_i| to work W_REL, or |e_i - a_i|
+    where nearer (a_i: the stream's mean of e_i over its warm-up, rel_mean, learned while count <=
+    warmup; a stream whose relations sit elsewhere from its start is measured from there). Returns
+    max over i. A feature that leaves the others (decouples, shifts alone) moves its e_i for as long
+    as it stays away, which a one-step predictor sees only at the start. U^2 multiply-adds."""
+    U: cython.int = p.rel_n
+    i: cython.int
+    j: cython.int
+    f: cython.int
+    acc: cython.double
+    e: cython.double
+    z: cython.double
+    top: cython.double = 0.0
+    warming: cython.bint = count <= p.warmup
+    for i in range(U):
+        f = cython.cast(cython.int, p.rel_idx[i])
+        acc = work[f * W + W_XC]
+        for j in range(U):
+            acc -= p.rel_coef[i * U + j] * work[p.rel_idx[j] * W + W_XC]
+        e = acc / p.rel_se[i]
+        if warming:
+            q[p.rel_mean + f] = q[p.rel_mean + f] + (e - q[p.rel_mean + f]) / max(count, 1.0)
+            z = abs(e)
+        else:
+            z = min(abs(e), abs(e - q[p.rel_mean + f]))
+        z = min(z, 1e6)
+        work[f * W + W_REL] = z
+        top = max(top, z)
+    return top
+
+
+@cython.cfunc
 @cython.inline
 def _bound_echoes(p: Params, out: cython.double[:]) -> cython.void:
     """The slow looks (smoothed: EW mean of the instant score; spread: EW log variance) enter the
     combination at most echo_decades more surprising than the present reading's own evidence (the
-    smallest log10 p of the instant, training-reference and peak looks). After a large, short fault
+    smallest log10 p of the instant, training-reference, peak and relation looks). After a large, short fault
     their memories would keep the surprise high for their whole window while the readings are normal
     again (echoes); a slow look that agrees with the present still counts. Only with the training
     reference in use (tref_on): a value held away from what training saw is that look's to report
     for as long as it lasts. The statistics and the tables fitted on them are unchanged."""
-    now: cython.double = min(out[O_LP], out[O_LP + 5])
-    if p.peak_on:
-        now = min(now, out[O_LP + 7])
+    now: cython.double = min(min(out[O_LP], out[O_LP + 5]), min(out[O_LP + 7], out[O_LP + 8]))  # (0: not in use)
     out[O_LP + 1] = max(out[O_LP + 1], now - p.echo_decades)
     out[O_LP + 3] = max(out[O_LP + 3], now - p.echo_decades)
 
@@ -1104,8 +1149,9 @@ def _bound_echoes(p: Params, out: cython.double[:]) -> cython.void:
 @cython.cfunc
 @cython.inline
 def _in_use(p: Params, k: cython.int) -> cython.bint:
-    """Look k (scoring.ALL_LOOKS order) is in use: the reference, seasonal and peak looks only when on."""
-    return not ((k == 5 and p.ref_rows <= 0.0 and not p.tref_on) or (k == 6 and not p.seasonal) or (k == 7 and not p.peak_on))
+    """Look k (scoring.ALL_LOOKS order) is in use: the reference, seasonal, peak and relation looks only when on."""
+    return not ((k == 5 and p.ref_rows <= 0.0 and not p.tref_on) or (k == 6 and not p.seasonal) or (k == 7 and not p.peak_on)
+                or (k == 8 and not p.rel_on))
 
 
 @cython.cfunc
@@ -1123,7 +1169,7 @@ def _onset(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
     quiet: cython.double
     k: cython.int
     i: cython.int = -1  # onset slot of look k: the looks in use only (layout.columns)
-    for k in range(8):  # scoring.ALL_LOOKS
+    for k in range(N_LOOKS):  # scoring.ALL_LOOKS
         if not _in_use(p, k):
             continue
         i += 1
@@ -1166,7 +1212,7 @@ def _capped(p: Params, q: cython.float[:], bonf: cython.double, n: cython.double
     top: cython.double = -1.0
     sk: cython.double
     k: cython.int
-    for k in range(8):  # scoring.ALL_LOOKS
+    for k in range(N_LOOKS):  # scoring.ALL_LOOKS
         if not _in_use(p, k):
             continue
         sk = max(0.0 - (out[O_LP + k] + bonf), 0.0)
@@ -1258,11 +1304,11 @@ def _range_excess(p: Params, r: cython.double[:], work: cython.double[:]) -> cyt
 @cython.boundscheck(False)
 def _blame(p: Params, out: cython.double[:], work: cython.double[:]) -> cython.double:
     """The feature the look that fired blames: its largest per-feature statistic (level, spread,
-    reference z; the most improbable run for stuck; the largest share of the score, i.e. the
+    reference z, relation |e|; the most improbable run for stuck; the largest share of the score, i.e. the
     largest |z|, otherwise: instant, smoothed, peak)."""
     k: cython.int = cython.cast(cython.int, out[O_LOOK])
     column: cython.int = (W_LEVEL if k == 2 else W_SPREAD if k == 3 else W_STUCK if k == 4 else W_REF if k == 5
-                          else W_CONTRIB)
+                          else W_REL if k == 8 else W_CONTRIB)
     best: cython.int = 0
     top: cython.double = NEG_INF
     v: cython.double

@@ -12,7 +12,7 @@ resolution at a large offset; timestamps), "f4" columns in the float32 slab
 is one scalar column (an int offset); an int (also 1) is a vector column (a slice). Columns of
 width 0 exist in name only: the reference look's columns when it is off, the seasonal look's
 for multivariate models or when it is off, the mixture head's model-spread columns (mspr_*) for
-a Gaussian head (K = 1). The per-look onset columns hold a slot for each look in use only (scoring.ALL_LOOKS order, the reference and seasonal slots left out when those are off).
+a Gaussian head (K = 1), the relation look's unless the model has one (F > 1). The per-look onset columns hold a slot for each look in use only (scoring.ALL_LOOKS order, the reference and seasonal slots left out when those are off).
 """
 
 from __future__ import annotations
@@ -24,23 +24,26 @@ import numpy as np
 
 from .backends.base import pred_width
 
-N_LOOKS = 8  # scoring.ALL_LOOKS: instant, smoothed, level, spread, stuck, reference, seasonal, peak
+N_LOOKS = 9  # scoring.ALL_LOOKS: instant, smoothed, level, spread, stuck, reference, seasonal, peak, relation
 N_LEVELS = 16  # scoring.ONSET_LEVELS
 SEAS_K = 32  # buckets over the day of the seasonal look's profile
 
 
 def columns(F: int, reference: bool = True, seasonal: bool = True,
-            components: int = 1) -> tuple[tuple[str, int | None, str, str], ...]:
+            components: int = 1, relation: bool = False) -> tuple[tuple[str, int | None, str, str], ...]:
     """The slab's columns for a model with F features and a head of ``components`` Gaussians per
     feature (the reference look's if ``reference``, the seasonal look's if ``seasonal`` and F == 1;
-    the peak look's onset columns if F > 1), in order: (name, width | None, storage, meaning)."""
+    the peak look's onset columns if F > 1; the relation look's if ``relation`` and F > 1), in
+    order: (name, width | None, storage, meaning)."""
     seasonal = seasonal and F == 1
+    relation = relation and F > 1
     K = SEAS_K if seasonal else 0
     R = F if reference else 0
+    RL = F if relation else 0
     M = F if components > 1 else 0  # the mixture head's model-spread columns
     # onset slots: the looks that can be in use, in ALL_LOOKS order (reference if its columns are
     # there, seasonal for F == 1, the peak look (the last) for F > 1); the kernel skips the others
-    looks = N_LOOKS - (not reference) - (not seasonal) - (F == 1)
+    looks = N_LOOKS - (not reference) - (not seasonal) - (F == 1) - (not relation)
     seas_scalars = (
         ("seas_cyc0", "completed weekdays seen by the seasonal profile"),
         ("seas_cyc1", "completed weekend days seen by the seasonal profile"),
@@ -76,6 +79,7 @@ def columns(F: int, reference: bool = True, seasonal: bool = True,
         ("ref_fm2", R, "f8", "reference look: Welford sum of squares of ref_fast over those readings"),
         ("ref_tx", R, "f8", "reference look: co-moment of (reading index, x): the drift allowance"),
         ("ref_peak", R, "f4", "reference look: the largest z since it froze, fading (the peak gate)"),
+        ("rel_mean", RL, "f4", "relation look: per feature, the mean of its relation residual over the warm-up"),
         ("range_lo", F, "f8", "smallest raw value the stream has had (the onset's range look)"),
         ("range_hi", F, "f8", "largest raw value the stream has had"),
         ("count", None, "f4", "readings accepted since the stream (re)started"),
@@ -119,9 +123,10 @@ class Layout:
     """Offsets of ``columns(F, reference, seasonal)``: ``layout.count`` is an int, ``layout.norm_mean``
     a slice, each within its slab (``layout.storage[name]``: "f8" -> ``num``, "f4" -> ``num4``)."""
 
-    def __init__(self, n_features: int, reference: bool = True, seasonal: bool = True, components: int = 1):
+    def __init__(self, n_features: int, reference: bool = True, seasonal: bool = True, components: int = 1,
+                 relation: bool = False):
         self.F, self.K = n_features, components
-        self.columns = columns(n_features, reference, seasonal, components)
+        self.columns = columns(n_features, reference, seasonal, components, relation)
         self.has_seasonal = seasonal and n_features == 1
         self.offsets: dict[str, int] = {}  # column -> first entry in its slab (-1: a zero-width column)
         self.storage: dict[str, str] = {}

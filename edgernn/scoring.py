@@ -74,10 +74,13 @@ LOOKS = ("instant", "smoothed", "level", "spread", "stuck")
 REFERENCE = "reference"  # the optional sixth look (DetectorSettings.reference_rows > 0)
 SEASONAL = "seasonal"  # the time-of-day look (DetectorSettings.seasonal, univariate models)
 PEAK = "peak"  # the worst feature's |z| (multivariate models whose calibration has a peak table)
-ALL_LOOKS = (*LOOKS, REFERENCE, SEASONAL, PEAK)  # also the order of each stream's onset_ref columns
+RELATION = "relation"  # each feature against the others at the same reading (models with a relation.npz)
+ALL_LOOKS = (*LOOKS, REFERENCE, SEASONAL, PEAK, RELATION)  # also the order of each stream's onset_ref columns
 TABLE_LOOKS = LOOKS[:-1]  # the looks every bundle has a calibration table for (stuck has its own model)
-KERNEL_TABLES = (*TABLE_LOOKS, PEAK, REFERENCE)  # the tables the kernel reads, in its order (the last two optional)
-OPTIONAL_TABLES = (PEAK, REFERENCE)  # multivariate only: peak; reference: the training reference (fixed normalisation)
+KERNEL_TABLES = (*TABLE_LOOKS, PEAK, REFERENCE, RELATION)  # the tables the kernel reads, in its order (the last three optional)
+# multivariate only: peak; reference: the training reference (fixed normalisation); relation: a
+# model trained with the relation (edgernn train, F > 1)
+OPTIONAL_TABLES = (PEAK, REFERENCE, RELATION)
 # surprise levels (1 .. 181) at which the detector keeps each stream's rate of onsets (an onset above
 # 181, 1 in 10^181, is rated as one at 181: 24 levels up to 2896 gave the same alerts and NAB standard
 # scores and cost 32 bytes per stream, docs/QUALITY.md)

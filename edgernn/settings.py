@@ -160,9 +160,6 @@ SETTINGS: tuple[Setting, ...] = (
     S("alert_rate_weight", float, 0.0, "the alert path's surprise is capped at -log10(w r), r the stream's own "
       "(debiased) rate of onsets at least that surprising: what this stream does often does not alert (0: off)",
       "", ge=0),
-    S("level_prior", float, 0.0, "the level look's spread starts at the normalisation's sd and gives way to the "
-      "stream's own as it learns: the prior weighs as this many readings (0: the stream's own from the start)",
-      "readings", ge=0),
     S("echo_decades", float, 0.0, "models with a training reference: the smoothed and spread looks count at most "
       "this many decades of p beyond the present reading's own evidence, so a fault that has ended does not echo "
       "(0: off)", "decades", ge=0),

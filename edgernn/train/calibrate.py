@@ -31,7 +31,7 @@ def run_series(bundle, series: list[Series], threshold: float | None = None, chu
     Returns (looks over the validation parts, looks over all scored readings (name ->
     float64[n] each), alerts raised, readings scored).
     """
-    s = replace(settings or resolve(bundle), max_streams=max(len(series), 1))
+    s = replace(settings or resolve(bundle), max_streams=max(len(series), 1))  # the bundle's own by default
     if threshold is not None:
         s = replace(s, threshold=threshold)
     det = Detector(bundle, backend, settings=s, tables=tables)
@@ -42,7 +42,8 @@ def run_series(bundle, series: list[Series], threshold: float | None = None, chu
     for x, rows in zip(series, feed.rows_of):
         val[rows[x.split:]] = True
     names = (*scoring.LOOKS, *((scoring.PEAK,) if scoring.PEAK in out.looks else ()),
-             *((scoring.REFERENCE,) if det.tref_stat else ()), "log10p")  # reference: the training reference's statistic
+             *((scoring.REFERENCE,) if det.tref_stat else ()), *((scoring.RELATION,) if det.rel_stat else ()),
+             "log10p")  # reference: the training reference's statistic
     raised = sum(1 for e in out.events if e.kind == "raised")
     scored = int(np.isfinite(out.score).sum())
     return ({k: out.looks[k][val] for k in names}, {k: out.looks[k] for k in names}, raised, scored)

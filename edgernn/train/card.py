@@ -124,6 +124,12 @@ def _calibration_and_fit(b) -> list[str]:
                  f"sits farther from the training mean than any {cal['warmup']}-reading window of the training data did "
                  f"({min(gate):.2f} to {max(gate):.2f} sd over the features; calibration.reference_gate), else from "
                  "the training mean")
+    rel = b.relation
+    if rel is not None:
+        L.append(f"* Relation look: {len(rel['features'])} features each modelled from the others at the same reading "
+                 f"(ridge regression on the training part; residual sd {rel['resid_std'].min():.2f} to "
+                 f"{rel['resid_std'].max():.2f} of the feature's sd; relation.npz); "
+                 + ("its table is calibrated" if "relation" in cal.get("tables", {}) else "**no table: not in use**"))
     L += [f"* Warm-up: {cal['warmup']} readings per stream before scores count",
           f"* Fit: {prov.get('epochs_run')} epochs (best {prov.get('best_epoch')}); "
           f"{'mixture' if b.components > 1 else 'Gaussian'} NLL per value, "

@@ -15,6 +15,10 @@ from .data import Series, fixed_normalise, segments, stream_normalise
 from .features import HANDLING, describe, feature_kinds, sane_std
 
 CLIP = 10.0  # normalised inputs are clipped here (train and run time alike)
+# detector_defaults of a model trained with fixed normalisation on F > 1 features (the training
+# reference in use): the smoothed / spread looks' echoes of an ended fault bounded at 1 decade beyond
+# the present reading's evidence (chosen on the development files, docs/QUALITY.md)
+FIXED_DEFAULTS = {"echo_decades": 1.0}
 
 
 def _sha(path: Path) -> str:
@@ -90,6 +94,8 @@ def _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, no
     manifest = load_bundle(out).manifest
     manifest["normalisation"]["adapt"] = float(adapt)
     manifest["feature_kinds"] = kinds
+    if norm == "fixed" and len(features) > 1:
+        manifest["detector_defaults"] = dict(FIXED_DEFAULTS)
     if left_out:
         manifest["left_out_features"] = left_out
     write_manifest(out, manifest)
@@ -97,6 +103,12 @@ def _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, no
     rep = np.stack([h[:rep_len] for h in held[:16]], axis=1).astype(np.float32)  # [T, B, F]
     save_npz(out / "representative.npz", {"x": rep})
     register_artifact(out, "representative.npz", purpose="int8 calibration inputs (normalised held-out runs from h = 0)")
+    if norm == "fixed" and len(features) > 1:
+        from .relation import fit_relation, write_relation
+
+        relation = fit_relation([n[: s.split] for n, s in zip(normed, series)], features, kinds)
+        if relation is not None:
+            write_relation(out, relation)
 
 
 def _print_summary(out, features, norm, warmup, weights, result, prov, kinds) -> None:

@@ -1,5 +1,5 @@
 """Every detector check (checks.CHECKS) on every combination of kernel mode (compiled, plain
-Python) x model (univariate, skab-pump, and a K=3 mixture-head bundle built here) x backend (every name in the registry; skipped where its
+Python) x model (univariate, skab-pump, a K=3 mixture-head bundle and skab-pump with a relation look, built here) x backend (every name in the registry; skipped where its
 runtime or artifact is not on this machine)."""
 
 from __future__ import annotations
@@ -24,8 +24,33 @@ _BUNDLES: dict = {}
 
 def _bundle(name, tmp_path_factory):
     if name not in _BUNDLES:
-        _BUNDLES[name] = _mixture_bundle(tmp_path_factory) if name == "mixture-k3" else load_bundle(MODELS / name)
+        _BUNDLES[name] = (_mixture_bundle(tmp_path_factory) if name == "mixture-k3" else
+                          _relation_bundle(tmp_path_factory) if name == "skab-relation" else load_bundle(MODELS / name))
     return _BUNDLES[name]
+
+
+def _relation_bundle(tmp_path_factory):
+    """skab-pump (its weights and exported artifacts) with a relation look: relation.npz fitted by
+    the trainer's code on 8 features driven by 3 shared factors, and a relation table (the peak
+    look's, as numbers to read: the checks compare the kernel with itself and with the formulas)."""
+    import shutil
+
+    import numpy as np
+
+    from edgernn.bundle import write_manifest
+    from edgernn.train.relation import fit_relation, write_relation
+
+    out = tmp_path_factory.mktemp("skab-relation") / "m"
+    shutil.copytree(MODELS / "skab-pump", out)
+    b = load_bundle(out)
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal((3000, 3)) @ rng.standard_normal((3, b.n_features)) + 0.3 * rng.standard_normal((3000, b.n_features))
+    kinds = {n: {"kind": "continuous"} for n in b.features}
+    write_relation(out, fit_relation([z / z.std(0)], b.features, kinds))
+    m = load_bundle(out).manifest
+    m["calibration"]["tables"]["relation"] = m["calibration"]["tables"]["peak"]
+    write_manifest(out, m)
+    return load_bundle(out)
 
 
 def _mixture_bundle(tmp_path_factory):
@@ -57,7 +82,7 @@ def kernel_mode(request, monkeypatch):
 
 @pytest.mark.parametrize("check", CHECKS, ids=[c.__name__.removeprefix("check_") for c in CHECKS])
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
-@pytest.mark.parametrize("model", ["univariate", "skab-pump", "mixture-k3"])
+@pytest.mark.parametrize("model", ["univariate", "skab-pump", "mixture-k3", "skab-relation"])
 def test_check(check, backend, model, kernel_mode, tmp_path, tmp_path_factory):
     bundle = _bundle(model, tmp_path_factory)
     try:

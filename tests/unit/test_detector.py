@@ -1105,34 +1105,3 @@ def test_the_manifest_learn_surprise_is_the_default_learning_level(steady_bundle
     assert det.learn_surprise == 7.5 and det.params.learn_s == pytest.approx(7.5 - 2.0)  # clear_factor 100
     assert Detector(bundle, settings=DetectorSettings(learn_surprise=6.0)).learn_surprise == 6.0
 
-
-def test_level_prior_keeps_a_young_stream_from_calling_its_own_noise_a_level_change(steady_bundle):
-    """level_prior n0 > 0: the level look divides by (n0 * 1 + n * v) / (n0 + n), v the stream's own
-    EW variance of its level deviation d after n learned readings (1: the normalisation's sd). A
-    young stream of white noise has a tiny v (its 128-reading mean barely moves), so without the
-    prior the mean's ordinary wander is a level of 3+ sd of v in its first few hundred readings;
-    with n0 = 2000 it is a small fraction of one sd, and the statistic is exactly that formula;
-    n0 = 0 (the default) is bit for bit the detector without the setting."""
-    n = 600
-    x = np.random.default_rng(29).standard_normal((n, 1))
-    t = np.arange(n, dtype=float)
-    level = {}
-    for n0 in (None, 0.0, 2000.0):
-        det = _det(steady_bundle(F=1, warmup=WARMUP), **({} if n0 is None else {"level_prior": n0}))
-        det.record_looks = True
-        first = det.process(Batch(["s"] * (n - 1), t[:-1], x[:-1])).looks["level"]
-        if n0 == 2000.0:  # the state the last reading is tested against
-            st = det.state.get("s")
-        last = det.process(Batch(["s"], t[-1:], x[-1:])).looks["level"]
-        level[n0] = np.concatenate([first, last]).astype(float)
-    np.testing.assert_array_equal(level[None], level[0.0])
-    young = slice(WARMUP, n)
-    assert np.nanmax(level[0.0][young]) > 3.0, np.nanmax(level[0.0][young])
-    assert np.nanmax(level[2000.0][young]) < 0.5, np.nanmax(level[2000.0][young])
-    nstat, v = float(st["nstat"]), float(st["lvl_var"][0])
-    assert 0 < nstat < n and v < 0.1
-    # the last reading's statistic without the prior, from the formula (|d - m| is common to both)
-    ratio = np.sqrt(((2000.0 + nstat * v) / (2000.0 + nstat) + 1e-4) / (v + 1e-4))
-    assert level[2000.0][-1] * ratio == pytest.approx(level[0.0][-1], rel=1e-5)
-    with pytest.raises(ValueError):
-        _det(steady_bundle(F=1, warmup=WARMUP), level_prior=-1.0)

@@ -38,11 +38,13 @@ def run(det: Detector, x: np.ndarray, chunk: int = 50):
 
 def test_layout_has_peak_onset_columns_only_for_multivariate_models():
     # onset slots only for the looks that can be in use: univariate has no peak slot, multivariate
-    # no seasonal slot (and each loses the reference slot when the reference look is off)
-    for F, reference, width in ((1, True, N_LOOKS - 1), (3, True, N_LOOKS - 1), (1, False, N_LOOKS - 2), (3, False, N_LOOKS - 2)):
+    # no seasonal slot (and each loses the reference slot when the reference look is off, the
+    # relation slot without a relation)
+    for F, reference, width in ((1, True, N_LOOKS - 2), (3, True, N_LOOKS - 2), (1, False, N_LOOKS - 3), (3, False, N_LOOKS - 3)):
         L = Layout(F, reference)
         assert L.onset_ref.stop - L.onset_ref.start == width == L.onset_quiet.stop - L.onset_quiet.start
-    assert scoring.ALL_LOOKS[N_LOOKS - 1] == scoring.PEAK
+    assert Layout(3, True, relation=True).onset_ref.stop - Layout(3, True, relation=True).onset_ref.start == N_LOOKS - 1
+    assert scoring.ALL_LOOKS[N_LOOKS - 2] == scoring.PEAK and scoring.ALL_LOOKS[N_LOOKS - 1] == scoring.RELATION
 
 
 def test_off_without_a_peak_table_and_for_univariate_models(steady_bundle):

@@ -184,7 +184,8 @@ class Detector:
         # the relation look: each feature against the others at the same reading (a bundle with a
         # relation.npz, fixed normalisation); its rel_mean column holds the stream's warm-up mean residual
         self.rel_stat = self.F > 1 and bundle.norm_mode != "stream" and bundle.relation is not None
-        self.state = StateStore(self.F, bundle.hidden, capacity=s.max_streams,
+        self.hidden = int(getattr(backend, "hidden", bundle.hidden))  # each stream's h: the backend's (persistence: >= 2F + 1)
+        self.state = StateStore(self.F, self.hidden, capacity=s.max_streams,
                                 reference=self.reference_rows > 0 or self.tref_stat,
                                 seasonal=self.seasonal, components=self.components,  # only the looks' columns in use
                                 h_bound=getattr(backend, "h_bound", None),  # int16 Q15 h for a bounded GRU state
@@ -197,7 +198,7 @@ class Detector:
             self.state.set_initial("norm_mean", bundle.norm_mean)
             self.state.set_initial("norm_var", bundle.norm_std**2)
         self._one = (np.zeros(K.N_OUT), np.zeros(self.F * K.W), np.zeros((1, self.F), np.float32))  # out, work, xin
-        self._hin1 = np.zeros((1, bundle.hidden), np.float32)  # a batch of one's h for the GRU
+        self._hin1 = np.zeros((1, self.hidden), np.float32)  # a batch of one's h for the GRU
         self._one_k = kernel.One(self.state.num, self.state.num4, self.state.hq, *self._one, self._hin1)  # (the store's arrays stay put)
         self._bufs: dict[int, tuple] = {}  # wave size -> the kernel's output buffers (_run_kernel)
         self.set_tables(tables or {})

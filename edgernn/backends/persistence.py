@@ -2,7 +2,8 @@
 variance of one-step changes. No weights. Every quality figure of the GRU is compared with it.
 
 It honours the Backend contract ``step(x: f32[B, F], h: f32[B, H]) -> (pred f32[B, 2F], h_next f32[B, H])``
-in the detector's normalised space. Its per-stream memory lives in ``h`` (H >= 2F + 1; the rest stays 0):
+in the detector's normalised space. Its per-stream memory lives in ``h``, of width max(the model's H,
+2F + 1) (``hidden``: the detector sizes each stream's h by the backend's; the rest stays 0):
 
     h[:, :F]     last normalised reading x_{t-1}
     h[:, F:2F]   v: variance of the one-step changes x_t - x_{t-1}
@@ -27,8 +28,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import BackendUnavailable
-
 FRESH_VAR = 1.0  # normalised units: the first prediction's variance is the stream's whole variance
 WINDOW = 1000.0  # readings the variance of changes remembers (the detector's repeat_memory)
 LOGVAR_MAX = 6.0  # its own cap: a trained head's lower head.logvar_max (a mixture's narrow components) is not the baseline's
@@ -43,12 +42,10 @@ class Persistence:
 
     def __init__(self, features: int, hidden: int, logvar_min: float = -9.0, logvar_max: float = 6.0,
                  window: float = WINDOW):
-        if hidden < 2 * features + 1:
-            raise BackendUnavailable(f"the persistence baseline keeps 2 numbers per feature and a count in the hidden "
-                                     f"state: it needs hidden >= {2 * features + 1}, the model has {hidden}")
         if window < 1.0 or not logvar_min < logvar_max:
             raise ValueError("persistence: window must be >= 1 and logvar_min < logvar_max")
-        self.features, self.hidden = int(features), int(hidden)
+        # 2 numbers per feature and a count: a model whose H is smaller (35 features, H 32) gets the room
+        self.features, self.hidden = int(features), max(int(hidden), 2 * int(features) + 1)
         self.lvmin, self.lvmax = float(logvar_min), float(logvar_max)
         self.window = float(window)
         self.var_floor = float(np.exp(logvar_min))

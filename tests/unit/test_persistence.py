@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgernn.backends import BASELINE, BASELINES, BackendUnavailable, GRU_BACKENDS, backend_artifact, create_backend
+from edgernn.backends import BASELINE, BASELINES, GRU_BACKENDS, backend_artifact, create_backend
 from edgernn.backends.persistence import FRESH_VAR, WINDOW, Persistence
 from edgernn.bundle import load_bundle
 from edgernn.detector import Batch, Detector, DetectorSettings
@@ -74,9 +74,16 @@ def test_logvar_clipped_to_the_bundle_range():
     assert pred[0, 1] == pytest.approx(-2.0)
 
 
-def test_needs_room_in_h():
-    with pytest.raises(BackendUnavailable, match="hidden >= 7"):
-        Persistence(3, 6)
+def test_takes_the_room_it_needs_in_h(tiny_bundle):
+    """2 numbers per feature and a count: with a model's H < 2F + 1 the baseline's h is 2F + 1 wide,
+    and the detector sizes every stream's h by the backend's (a 3-feature model with H = 4)."""
+    assert Persistence(3, 6).hidden == 7 and Persistence(3, 16).hidden == 16
+    bundle = load_bundle(tiny_bundle(F=3, H=4))
+    det = Detector(bundle, create_backend(BASELINE, bundle))
+    assert det.state.hidden == 7
+    x = np.sin(np.arange(300.0) / 9.0)[:, None] * [1.0, 2.0, 3.0] + 0.1 * np.random.default_rng(2).standard_normal((300, 3))
+    r = det.process(Batch(["s"] * 300, np.arange(300.0), x))
+    np.testing.assert_allclose(r.expected[201:], x[200:-1], rtol=1e-5, atol=1e-4)  # the last value
 
 
 def test_registry(tiny_bundle):

@@ -75,7 +75,7 @@ class Event:
     sigma: tuple[float, ...]  # predicted std (raw units): expected +- k sigma is the normal band
     contributions: tuple[float, ...]  # per-feature share of the score (sums to score)
     started: float  # timestamp the alert was raised
-    reason: str = ""  # the look that fired: instant | smoothed | level | spread | stuck | reference | seasonal | peak
+    reason: str = ""  # the look that fired: instant | smoothed | level | spread | stuck | reference | seasonal | peak | relation
     position: int = 0  # index of the reading in its batch
     feature: int = -1  # index of the feature that look blames (-1: the largest contribution)
     surprise: float = math.nan  # -log10 of the reading's tail probability (Bonferroni over the looks)
@@ -542,14 +542,14 @@ class Detector:
         """The features carrying a reading's alert: each feature's own surprise (-log10 p of its
         part of the look that fired: a two-sided Gaussian tail of its z for the instant, smoothed,
         peak and seasonal looks (z^2 = its contribution x features in use) and of its level / spread /
-        reference statistic; its own run's log10 p for stuck): the top one, and those with at least
+        reference / relation statistic; its own run's log10 p for stuck): the top one, and those with at least
         CARRY_SHARE of its surprise and CARRY_FLOOR, most surprising first. per: float64[F, W]
         kernel work."""
         look = scoring.ALL_LOOKS[int(out[K.O_LOOK])]
         if look == "stuck":
             own = -per[:, K.W_STUCK]  # [F] -log10 p of each feature's run
         else:
-            col = {"level": K.W_LEVEL, "spread": K.W_SPREAD, "reference": K.W_REF}.get(look)
+            col = {"level": K.W_LEVEL, "spread": K.W_SPREAD, "reference": K.W_REF, "relation": K.W_REL}.get(look)
             z = per[:, col] if col is not None else np.sqrt(per[:, K.W_CONTRIB] * self.params.n_used)  # [F]
             own = np.array([-kernel.gauss_tail_log10(abs(float(v))) for v in z])
         top = float(own.max()) if own.size else 0.0

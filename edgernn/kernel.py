@@ -102,8 +102,9 @@ W_REF = cython.declare(cython.int, 15)
 W_XL = cython.declare(cython.int, 16)
 W_MV = cython.declare(cython.int, 17)  # a mixture head: log of the short EW mean of its predicted variance
 W_MFV = cython.declare(cython.int, 18)  # ... that EW mean (stored by learning)
-W_REL = cython.declare(cython.int, 19)  # the relation look's |e_f| (0 for a feature it does not model)
-W = cython.declare(cython.int, 20)  # per-feature outputs per feature
+W_REL = cython.declare(cython.int, 19)  # the relation look's attribution: |projection| of e on feature f (_relation; 0: not modelled)
+W_RELE = cython.declare(cython.int, 20)  # the relation residual e_f the statistic used (signed; scratch)
+W = cython.declare(cython.int, 21)  # per-feature outputs per feature
 N_LOOKS = cython.declare(cython.int, _layout.N_LOOKS)  # scoring.ALL_LOOKS
 N_RES = cython.declare(cython.int, 4)  # score | likelihood | onset | surprise, then expected[F] | sigma[F] in a Result row
 NONE = cython.declare(cython.int, 0)
@@ -150,7 +151,7 @@ def constants() -> dict:
             "O_FEATURE": O_FEATURE, "O_DURATION": O_DURATION, "O_PEAK": O_PEAK, "O_REL": O_REL, "O_LP": O_LP, "N_OUT": N_OUT, "W_XC": W_XC, "W_STD": W_STD, "W_MEAN": W_MEAN,
             "W_SIGMA_N": W_SIGMA_N, "W_CONTRIB": W_CONTRIB, "W_RUN": W_RUN, "W_D": W_D, "W_V": W_V, "W_FM": W_FM,
             "W_FV": W_FV, "W_LEVEL": W_LEVEL, "W_SPREAD": W_SPREAD, "W_STUCK": W_STUCK, "W_EXPECTED": W_EXPECTED,
-            "W_SIGMA": W_SIGMA, "W_REF": W_REF, "W_XL": W_XL, "W_MV": W_MV, "W_MFV": W_MFV, "W_REL": W_REL, "W": W, "N_RES": N_RES, "NONE": NONE, "RAISED":
+            "W_SIGMA": W_SIGMA, "W_REF": W_REF, "W_XL": W_XL, "W_MV": W_MV, "W_MFV": W_MFV, "W_REL": W_REL, "W_RELE": W_RELE, "W": W, "N_RES": N_RES, "NONE": NONE, "RAISED":
             RAISED, "UPDATE": UPDATE, "CLEARED": CLEARED, "STALE": STALE, "DUPLICATE": DUPLICATE, "RESET": RESET,
             "NEW_NORMAL": NEW_NORMAL,
             "WARM_SEED": WARM_SEED, "WARM_CLIP": WARM_CLIP, "XMAX": XMAX, "P_FLOOR_LOG10": P_FLOOR_LOG10, "LN10":
@@ -304,6 +305,7 @@ class Params:
     rel_idx: cython.long[:]  # [U] the features the relation models
     rel_coef: cython.double[:]  # [U * U] row-major: feature i from the others (normalised units; zero diagonal)
     rel_se: cython.double[:]  # [U] residual sd on the training data
+    rel_g: cython.double[:]  # [U * U] row-major: (I - coef)[i, k] / rel_se[i], each column k scaled to unit length
 
     def __init__(self, values: dict, levels, tables: list, used=None, stuck=None, shape=None, gate=None, zcap=None,
                  relation=None):
@@ -335,6 +337,9 @@ class Params:
         self.rel_idx = np.array(idx, np.int_) if cython.compiled else idx
         self.rel_coef = np.array(coef, np.float64) if cython.compiled else coef
         self.rel_se = np.array(se, np.float64) if cython.compiled else se
+        m = (np.eye(len(idx)) - np.asarray(rel["coef"], np.float64)) / np.asarray(se)[:, None]  # [U, U]: e = m @ c
+        g = (m / np.maximum(np.sqrt((m * m).sum(axis=0)), 1e-300)).ravel().tolist()  # columns to unit length
+        self.rel_g = np.array(g, np.float64) if cython.compiled else g
 
 
 @cython.ccall
@@ -858,7 +863,7 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         work[o + W_SIGMA_N], work[o + W_RUN], work[o + W_FM], work[o + W_FV] = sigma_n, run, fm, fv
         work[o + W_EXPECTED] = mu * std + mean
         work[o + W_SIGMA] = sigma_n * std
-        work[o + W_REL] = 0.0
+        work[o + W_REL], work[o + W_RELE] = 0.0, 0.0
     out[O_SCORE], out[O_LEVEL], out[O_SPREAD], out[O_STUCK], out[O_PEAK] = score, level, spread, stuck, peak
     out[O_REL] = _relation(p, q, count, work) if p.rel_stat else 0.0
     out[O_REF] = min(reference + p.log10_F, 0.0) if p.ref_rows > 0.0 else reference
@@ -1100,21 +1105,24 @@ def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.doubl
 def _relation(p: Params, q: cython.float[:], count: cython.double, work: cython.double[:]) -> cython.double:
     """The relation look's statistic: each modelled feature f_i against the others at the same reading,
     e_i = (c_i - sum_j coef[i, j] c_j) / resid_std_i (c: the normalised, clipped values, work W_XC; a
-    linear model fitted by the trainer on the training data), |e_i| to work W_REL, or |e_i - a_i|
-    where nearer (a_i: the stream's mean of e_i over its warm-up, rel_mean, learned while count <=
-    warmup; a stream whose relations sit elsewhere from its start is measured from there). Returns
-    max over i. A feature that leaves the others (decouples, shifts alone) moves its e_i for as long
-    as it stays away, which a one-step predictor sees only at the start. U^2 multiply-adds."""
+    linear model fitted by the trainer on the training data), or e_i - a_i where nearer (a_i: the
+    stream's mean of e_i over its warm-up, rel_mean, learned while count <= warmup; a stream whose
+    relations sit elsewhere from its start is measured from there) to work W_RELE. Returns max_i |e_i|.
+    A feature that leaves the others (decouples, shifts alone) moves its e_i for as long as it stays
+    away, which a one-step predictor sees only at the start. Attribution (work W_REL): a fault of size
+    d on feature k alone moves every e by d m[:, k] (m = (I - coef) / resid_std: the others' e too,
+    through their coef on k), so feature k's share is |g_k . e|, g_k = m[:, k] / |m[:, k]| (the
+    reconstruction-based contribution): largest for the feature whose own fault explains e best.
+    2 U^2 multiply-adds."""
     U: cython.int = p.rel_n
     i: cython.int
     j: cython.int
     f: cython.int
     acc: cython.double
     e: cython.double
-    z: cython.double
     top: cython.double = 0.0
     warming: cython.bint = count <= p.warmup
-    for i in range(U):
+    for i in range(U):  # e [U] to W_RELE
         f = cython.cast(cython.int, p.rel_idx[i])
         acc = work[f * W + W_XC]
         for j in range(U):
@@ -1122,12 +1130,16 @@ def _relation(p: Params, q: cython.float[:], count: cython.double, work: cython.
         e = acc / p.rel_se[i]
         if warming:
             q[p.rel_mean + f] = q[p.rel_mean + f] + (e - q[p.rel_mean + f]) / max(count, 1.0)
-            z = abs(e)
-        else:
-            z = min(abs(e), abs(e - q[p.rel_mean + f]))
-        z = min(z, 1e6)
-        work[f * W + W_REL] = z
-        top = max(top, z)
+        elif abs(e - q[p.rel_mean + f]) < abs(e):
+            e = e - q[p.rel_mean + f]
+        e = min(max(e, -1e6), 1e6)
+        work[f * W + W_RELE] = e
+        top = max(top, abs(e))
+    for j in range(U):  # attribution [U] to W_REL: |g_j . e|
+        acc = 0.0
+        for i in range(U):
+            acc += p.rel_g[i * U + j] * work[p.rel_idx[i] * W + W_RELE]
+        work[p.rel_idx[j] * W + W_REL] = abs(acc)
     return top
 
 

@@ -21,13 +21,19 @@ NLL. Thresholds are printed as surprise (-log10 p) and "1 in N".
 Too little held-out data cannot show a low rate: 0 alerts in 3,000 readings only says the
 rate is below ~10 per 10,000. The trainer says so; give it more normal data.
 
-The bundle holds manifest.yaml, weights.npz, golden.npz, representative.npz, loss_curve.png
-and README.md (the model card: data files + sha256, this command, features, calibration
+The bundle holds manifest.yaml, weights.npz, golden.npz, representative.npz (relation.npz),
+loss_curve.png and README.md (the model card: data files + sha256, this command, features, calibration
 achieved, fit, artifacts). Files are written 0644, the directory 0755.
 
 Normalisation: `stream` (default for one feature) learns each stream's mean/std during its
 warm-up at run time, so the model works on any sensor without retraining; `fixed` (default for
 several features) uses the training part's statistics.
+
+Several features with fixed normalisation also get the relation look (relation.npz): each
+continuous / quantised feature predicted from the others at the same reading (a ridge regression
+on the training part), so a feature that decouples from the rest or shifts alone is seen for as
+long as it stays away, and its alert names it. (--recalibrate keeps a bundle's relation, or its
+absence: retrain to add one.)
 
 exit codes: 0 done; 2 bad input (one line naming the file); 3 --strict and the calibration
 target was not met.

@@ -37,12 +37,13 @@ sys.path.insert(0, str(REPO))
 
 from edgernn import kernel, scoring  # noqa: E402
 from edgernn.backends import BASELINE, create_backend  # noqa: E402
-from edgernn.bundle import load_bundle, write_manifest  # noqa: E402
+from edgernn.bundle import load_bundle  # noqa: E402
 from edgernn.detector import Batch, Detector  # noqa: E402
 from edgernn.evaluate.skab import list_files, load_file  # noqa: E402
 from edgernn.evaluate.split import PARTS, select  # noqa: E402
 from edgernn.recording import Recording  # noqa: E402
 from edgernn.replay import replay  # noqa: E402
+from edgernn.settings import write_model_defaults  # noqa: E402
 
 N_CONT, N_CONST, N_COUNT, N_BIN, N_QUANT = 24, 4, 3, 3, 4
 
@@ -222,14 +223,6 @@ def score_files(model: Path, train_x: np.ndarray, tests, names: list[str]) -> di
             "mean_alert_f1": float(np.mean([r["alert_f1"] for r in rows])), "anomalous_share": float(pooled_y.mean())}
 
 
-def set_defaults(model: Path, defaults: dict) -> None:
-    """Write ``defaults`` (setting: value) into the bundle's detector_defaults (the rest kept)."""
-    m = dict(load_bundle(model).manifest)
-    merged = {**(m.get("detector_defaults") or {}), **defaults}
-    m["detector_defaults"] = {k: v for k, v in merged.items() if v is not None}
-    write_manifest(model, m)
-
-
 def train(data: Path, model: Path, extra: list[str], reuse: bool = False, defaults: dict | None = None) -> dict:
     """`edgernn train` (or, with ``reuse`` and a bundle already at ``model``, `edgernn train --recalibrate`:
     the same held-out part, tables and threshold refitted with this tree's detector, weights kept;
@@ -238,7 +231,7 @@ def train(data: Path, model: Path, extra: list[str], reuse: bool = False, defaul
     t = time.monotonic()
     again = ["--recalibrate"] if reuse and (model / "manifest.yaml").is_file() else ["--threads", "1"]
     if defaults and again == ["--recalibrate"]:
-        set_defaults(model, defaults)
+        write_model_defaults(model, defaults)
     p = subprocess.run([sys.executable, "-m", "edgernn", "train", str(data), "--out", str(model), *again,
                         *extra], capture_output=True, text=True, env=env, cwd=REPO)
     print(p.stdout[-6000:])

@@ -440,3 +440,21 @@ def test_schema_round_trip_every_default_the_schema_states_is_what_the_parser_gi
         if s.default is not None and s.name != "max_streams":
             assert (getattr(p, s.name) if s.group == DETECTOR else dict(p.alerts)[s.name]) == s.default, s.key
     assert (p.stream, p.backend, cfg.mqtt.protocol, cfg.mqtt.keepalive) == ("{topic}", "numpy", "5", 30)
+
+
+def test_write_model_defaults_merges_over_the_bundle_and_none_removes(tmp_path):
+    """A copy of the shipped univariate bundle: overrides merged over its detector_defaults (alerts
+    key by key), None removes a setting, the bundle still loads and resolves to the new values."""
+    from edgernn.bundle import load_bundle
+    from edgernn.settings import resolve, write_model_defaults
+
+    dst = tmp_path / "u"
+    shutil.copytree(REPO / "firmware_models" / "univariate", dst)
+    before = load_bundle(dst).manifest["detector_defaults"]
+    assert before["alert_rate_weight"] == 0.3
+    got = write_model_defaults(dst, {"onset_rearm": 0, "alerts": {"cooldown": 5}})
+    assert got == {**before, "onset_rearm": 0, "alerts": {"cooldown": 5}}
+    s = resolve(load_bundle(dst))
+    assert (s.onset_rearm, s.alerts.cooldown, s.alert_rate_weight) == (0, 5, 0.3)
+    got = write_model_defaults(dst, {"alert_rate_weight": None})
+    assert "alert_rate_weight" not in got and resolve(load_bundle(dst)).alert_rate_weight == 0.0

@@ -6,8 +6,9 @@ Accepted layouts (header row required; ``,``, ``;`` or tab separated, detected f
     timestamp,<feature>,<feature>,...       one stream, several features
     timestamp,stream,<feature>,...          long format: many streams interleaved in time order
 
-The timestamp column is the first column whose name is one of ``TIME_COLUMNS`` (or the first
-column); a date column and a time-of-day column (``Datum;Uhrzeit;Wert``) are joined. Timestamps: see edgernn/timestamps.py (epoch numbers, ISO-8601, ``31.01.2024 12:00``;
+The timestamp column is the first column whose name is one of ``TIME_COLUMNS``, else the first
+column if its values read as timestamps in order (epoch-sized numbers or dates), else there is
+none and the rows are taken 1 s apart in file order (a file of metrics only); a date column and a time-of-day column (``Datum;Uhrzeit;Wert``) are joined. Timestamps: see edgernn/timestamps.py (epoch numbers, ISO-8601, ``31.01.2024 12:00``;
 a time without an offset is UTC). ``columns`` maps model features to file columns
 (``{"value": "temperature"}``). A single-feature model reads ``value`` or the only other column.
 
@@ -42,6 +43,8 @@ TIME_COLUMNS = ("timestamp", "datetime", "time", "ts", "date", "zeitstempel", "d
 DATE_COLUMNS = ("date", "datum", "fecha")
 CLOCK_COLUMNS = ("time", "uhrzeit", "zeit", "heure", "hora")
 STREAM_COLUMNS = ("stream", "sensor", "device", "id")
+LABEL_COLUMNS = ("anomaly", "changepoint", "label", "labels", "is_anomaly")  # never a feature
+EPOCH_MIN = 1e8  # plain numbers in an unnamed first column are time only if epoch-sized (after 1973)
 SEPARATORS = (",", ";", "\t")
 _DECIMAL_COMMA = re.compile(r"\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*")
 _DECIMAL_DOT = re.compile(r"\s*[+-]?\d*\.\d+(?:[eE][+-]?\d+)?\s*")
@@ -61,6 +64,7 @@ class Dialect:
     decimal_comma: bool = False
     date_order: str = ""  # "" when the file has no spreadsheet dates
     time_columns: str = ""  # "Datum + Uhrzeit" when the date and the time of day are two columns
+    no_time: bool = False  # no time column: the rows are taken 1 s apart, in file order
     line_ends: str = "LF"
     warnings: list = field(default_factory=list)  # one line each, for stderr
 
@@ -69,9 +73,11 @@ class Dialect:
         parts = [f"separator {sep}", "decimal comma" if self.decimal_comma else "decimal point"]
         if self.time_columns:
             parts.append(f"timestamps from {self.time_columns!r}")
+        if self.no_time:
+            parts.append("no time column: rows taken 1 s apart in file order")
         if self.date_order:
             parts.append(f"dates {self.date_order}")
-        parts += [self.encoding, f"{self.line_ends} line ends", "times without an offset taken as UTC"]
+        parts += [self.encoding, f"{self.line_ends} line ends"] + ([] if self.no_time else ["times without an offset taken as UTC"])
         return ", ".join(parts)
 
 
@@ -202,36 +208,77 @@ def read_recording(path: str | Path, features: tuple[str, ...], columns: dict[st
     text, dialect = _read_text(path)
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # not splitlines: it also splits at \x1c, \x85
     header, body = _header(lines, path, dialect)
-    lower = [h.lower() for h in header]
-    t_col, clock = _time_columns(lower)
-    s_col = next((lower.index(c) for c in STREAM_COLUMNS if c in lower), None)
-    used = {c for c in (t_col, clock, s_col) if c is not None}
-    f_cols = _feature_columns(path, header, features, dict(columns or {}), used)
-
     rec = Recording(path, tuple(features), [], np.empty(0), [], np.empty((0, len(features))), np.empty(0, int),
                     dialect=dialect)
     rows, linenos = _rows(rec, lines[body:], body, len(header))
+    t_col, clock, s_col = _layout_columns(header, rows, dialect.separator)
+    used = {c for c in (t_col, clock, s_col) if c is not None}
+    f_cols = _feature_columns(path, header, features, dict(columns or {}), used)
     if clock is not None:  # one timestamp text from the date and the time of day
         for r in rows:
             r[t_col] = f"{r[t_col].strip()} {r[clock].strip()}"
         header = header[:t_col] + [f"{header[t_col]} + {header[clock]}"] + header[t_col + 1:]
         dialect.time_columns = header[t_col]
     dialect.decimal_comma = _decimal_comma(rows, f_cols, dialect.separator)
-    dayfirst, dialect.date_order = date_order((r[t_col] for r in rows), dialect.separator)
+    dialect.no_time = t_col is None
+    dayfirst = False
+    if t_col is not None:
+        dayfirst, dialect.date_order = date_order((r[t_col] for r in rows), dialect.separator)
     _parse_rows(rec, rows, linenos, header, (t_col, s_col, f_cols), dayfirst, stream or path.stem)
     if not len(rec):
         raise RecordingError(f"{path}: no readable rows" + _why_nothing(rec))
     return rec
 
 
-def _time_columns(lower: list[str]) -> tuple[int, int | None]:
-    """(timestamp column, separate time-of-day column or None) from the lower-case header."""
+def _layout_columns(header: list[str], rows: list[list[str]], sep: str) -> tuple[int | None, int | None, int | None]:
+    """(time column or None, separate time-of-day column or None, stream column or None)."""
+    lower = [h.lower() for h in header]
+    t_col, clock = _time_columns(lower)
+    if t_col is None and rows and _reads_as_time([r[0] for r in rows[:_SAMPLE_ROWS]], sep):
+        t_col = 0
+    s_col = next((lower.index(c) for c in STREAM_COLUMNS if c in lower), None)
+    return t_col, clock, s_col
+
+
+def _reads_as_time(texts: list[str], sep: str) -> bool:
+    """An unnamed first column is time when its first values all parse as timestamps in order:
+    dates or epoch-sized numbers (>= EPOCH_MIN) with at most 1 % of steps back (interleaved
+    streams), smaller numbers only when strictly increasing (seconds since a start). A metric in
+    the first column of a file without a time column is a feature, not a clock."""
+    dayfirst, _ = date_order(iter(texts), sep)
+    ts, bad = parse_column(texts, dayfirst)
+    if bad is not None or not len(ts) or not np.isfinite(ts).all():
+        return False
+    steps = np.diff(ts)  # [n - 1]
+    if any(_is_number(text, False) for text in texts) and ts.min() < EPOCH_MIN:
+        return bool((steps > 0).all())
+    return float(np.mean(steps < 0)) <= 0.01 if len(steps) else True
+
+
+def infer_features(path: str | Path) -> tuple[str, ...]:
+    """The feature columns of a recording as `edgernn train` takes them by default: every column
+    but the time (named, or an unnamed first column that reads as time), stream and label ones;
+    ("value",) when fewer than two remain."""
+    path = Path(path)
+    text, dialect = _read_text(path)
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")[: _SAMPLE_ROWS + 50]
+    header, body = _header(lines, path, dialect)
+    rec = Recording(path, (), [], np.empty(0), [], np.empty((0, 0)), np.empty(0, int), dialect=dialect)
+    rows, _ = _rows(rec, lines[body:], body, len(header))
+    t_col, clock, _ = _layout_columns(header, rows, dialect.separator)
+    skip = set(TIME_COLUMNS) | set(STREAM_COLUMNS) | set(LABEL_COLUMNS)
+    feats = [c for i, c in enumerate(header) if i not in (t_col, clock) and c.lower() not in skip]
+    return tuple(feats) if len(feats) > 1 else ("value",)
+
+
+def _time_columns(lower: list[str]) -> tuple[int | None, int | None]:
+    """(named timestamp column or None, separate time-of-day column or None) from the lower-case header."""
     whole = [c for c in ("timestamp", "datetime", "ts", "zeitstempel") if c in lower]
     date = next((lower.index(c) for c in DATE_COLUMNS if c in lower), None)
     clock = next((lower.index(c) for c in CLOCK_COLUMNS if c in lower), None)
     if not whole and date is not None and clock is not None:
         return date, clock
-    return next((lower.index(c) for c in TIME_COLUMNS if c in lower), 0), None
+    return next((lower.index(c) for c in TIME_COLUMNS if c in lower), None), None
 
 
 def _rows(rec: Recording, lines: list[str], before: int, width: int) -> tuple[list[list[str]], list[int]]:
@@ -290,7 +337,10 @@ def _parse_rows(rec: Recording, rows, linenos, header, cols, dayfirst, name: str
     """Fill rec's arrays from the split rows: timestamps parsed (bad ones skipped), values as floats
     (NaN where not a number, counted)."""
     t_col, s_col, f_cols = cols
-    ts, first = parse_column([r[t_col] for r in rows], dayfirst)  # float64[N], NaN = unreadable
+    if t_col is None:  # no time column: the rows 1 s apart in file order
+        ts, first = np.arange(len(rows), dtype=np.float64), None
+    else:
+        ts, first = parse_column([r[t_col] for r in rows], dayfirst)  # float64[N], NaN = unreadable
     keep = np.flatnonzero(~np.isnan(ts))  # int[K] rows kept
     if first is not None:
         rec.skipped["bad_timestamp"] += len(rows) - len(keep)
@@ -306,7 +356,7 @@ def _parse_rows(rec: Recording, rows, linenos, header, cols, dayfirst, name: str
             i = bad[0]
             rec.problems["non_numeric"] = (f"line {linenos[keep[i]]}, column {header[c]!r}: {texts[i][:40]!r} is not "
                                            f"a number (expected {'21,5' if rec.dialect.decimal_comma else '21.5'})")
-    rec.timestamps = [r[t_col] for r in kept]
+    rec.timestamps = [r[t_col] for r in kept] if t_col is not None else [str(int(t)) for t in ts[keep]]
     rec.streams = [r[s_col].strip() for r in kept] if s_col is not None else [name] * len(kept)
     rec.ts, rec.x = ts[keep], x
     rec.line = np.asarray(linenos, int)[keep]  # int[K]

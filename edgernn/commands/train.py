@@ -54,10 +54,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..recording import STREAM_COLUMNS, TIME_COLUMNS
+from ..recording import infer_features
 from .common import fail
 
-LABEL_COLUMNS = ("anomaly", "changepoint", "label", "labels", "is_anomaly")
 
 
 def add_arguments(p) -> None:
@@ -112,15 +111,6 @@ def add_arguments(p) -> None:
     p.add_argument("--recalibrate", action="store_true",
                    help="keep the trained weights in --out; only refit the score tables and threshold on DATA "
                         "(no PyTorch needed)")
-
-
-def _infer_features(path: Path) -> tuple[str, ...]:
-    header = path.open(encoding="utf-8-sig").readline()
-    delim = ";" if header.count(";") > header.count(",") else ","
-    cols = [c.strip() for c in header.strip().split(delim)]
-    skip = set(TIME_COLUMNS) | set(STREAM_COLUMNS) | set(LABEL_COLUMNS)
-    feats = [c for c in cols if c.lower() not in skip]
-    return tuple(feats) if len(feats) > 1 else ("value",)
 
 
 def _command() -> str:
@@ -221,7 +211,7 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    features = tuple(f.strip() for f in args.features.split(",")) if args.features else _infer_features(args.data[0])
+    features = tuple(f.strip() for f in args.features.split(",")) if args.features else infer_features(args.data[0])
     series = _series(args, features)
     if isinstance(series, int):
         return series

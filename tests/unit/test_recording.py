@@ -307,3 +307,37 @@ def test_date_and_time_of_day_in_two_columns(tmp_path):
     p = _csv(tmp_path, "date,time,value\n2024-01-31,12:00:00,1\n2024-01-31,xx,2\n", "us.csv")
     rec = read_recording(p, ("value",))
     assert len(rec) == 1 and "column 'date + time'" in rec.problems["bad_timestamp"]
+
+
+def test_a_file_of_metrics_only_has_no_time_column(tmp_path):
+    """No column named like time and a first column that is a metric (not timestamps in order):
+    every column is a feature, the rows are 1 s apart in file order, and the reader says so;
+    `edgernn train`'s default features are all of them (labels left out)."""
+    from edgernn.recording import infer_features
+
+    p = tmp_path / "metrics.csv"
+    x = np.random.default_rng(3).random((300, 3))
+    p.write_text("cpu,mem,net,label\n" + "".join(f"{a},{b},{c},0\n" for a, b, c in x))
+    rec = read_recording(p, ("cpu", "mem", "net"))
+    assert len(rec) == 300 and rec.dialect.no_time
+    np.testing.assert_array_equal(rec.ts, np.arange(300.0))
+    np.testing.assert_allclose(rec.x, x)
+    assert "no time column" in rec.dialect.describe() and "UTC" not in rec.dialect.describe()
+    assert infer_features(p) == ("cpu", "mem", "net")
+
+
+@pytest.mark.parametrize("first, is_time", [
+    (lambda i: f"{1.7e9 + 60 * i:.0f}", True),          # epoch seconds, unnamed column
+    (lambda i: f"2024-01-01T00:{i // 60:02d}:{i % 60:02d}", True),  # ISO dates
+    (lambda i: str(i * 0.5), True),                      # seconds since a start, strictly increasing
+    (lambda i: str(i // 2), False),                      # a counter that repeats: a metric
+    (lambda i: f"{math.sin(i):.4f}", False),             # a metric
+])
+def test_an_unnamed_first_column_is_time_only_when_it_reads_as_time(tmp_path, first, is_time):
+    from edgernn.recording import infer_features
+
+    p = tmp_path / "f.csv"
+    p.write_text("t,a,b\n" + "".join(f"{first(i)},{i % 7},{i % 5}\n" for i in range(200)))
+    rec = read_recording(p, ("a", "b"))
+    assert rec.dialect.no_time == (not is_time) and len(rec) == 200
+    assert infer_features(p) == (("a", "b") if is_time else ("t", "a", "b"))

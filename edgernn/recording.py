@@ -1,6 +1,7 @@
 """CSV recordings -> arrays, for replay, training and evaluation.
 
-Accepted layouts (header row required; ``,``, ``;`` or tab separated, detected from the header):
+Accepted layouts (``,``, ``;`` or tab separated, detected from the first line; a first line of
+numbers only is data, not a header, and the columns are then named ``col1``, ``col2``, ...):
 
     timestamp,value                         one stream, one feature
     timestamp,<feature>,<feature>,...       one stream, several features
@@ -65,6 +66,7 @@ class Dialect:
     date_order: str = ""  # "" when the file has no spreadsheet dates
     time_columns: str = ""  # "Datum + Uhrzeit" when the date and the time of day are two columns
     no_time: bool = False  # no time column: the rows are taken 1 s apart, in file order
+    no_header: bool = False  # the first line was numbers: the columns are named col1, col2, ...
     line_ends: str = "LF"
     warnings: list = field(default_factory=list)  # one line each, for stderr
 
@@ -73,6 +75,8 @@ class Dialect:
         parts = [f"separator {sep}", "decimal comma" if self.decimal_comma else "decimal point"]
         if self.time_columns:
             parts.append(f"timestamps from {self.time_columns!r}")
+        if self.no_header:
+            parts.append("no header row: columns named col1, col2, ...")
         if self.no_time:
             parts.append("no time column: rows taken 1 s apart in file order")
         if self.date_order:
@@ -153,7 +157,7 @@ def _header(lines: list[str], path: Path, dialect: Dialect) -> tuple[list[str], 
     if hinted:
         dialect.separator, first = hinted.group(1), first + 1  # Excel's "sep=;" hint line
     if first >= len(lines) or not lines[first].strip():
-        raise RecordingError(f"{path}: empty file (a header row is required)")
+        raise RecordingError(f"{path}: empty file")
     line = lines[first]
     if not hinted:
         dialect.separator = max(SEPARATORS, key=lambda c: (line.count(c), c == ","))
@@ -161,6 +165,9 @@ def _header(lines: list[str], path: Path, dialect: Dialect) -> tuple[list[str], 
         header = [h.strip().strip("\ufeff") for h in next(csv.reader([line], delimiter=dialect.separator))]
     except csv.Error as exc:
         raise RecordingError(f"{path}:{first + 1}: unreadable header ({exc})") from None
+    if len(header) > 1 and all(_is_number(h, False) for h in header):  # no header row: numbers from line 1
+        dialect.no_header = True
+        return [f"col{i + 1}" for i in range(len(header))], first
     return header, first + 1
 
 

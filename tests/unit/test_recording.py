@@ -341,3 +341,19 @@ def test_an_unnamed_first_column_is_time_only_when_it_reads_as_time(tmp_path, fi
     rec = read_recording(p, ("a", "b"))
     assert rec.dialect.no_time == (not is_time) and len(rec) == 200
     assert infer_features(p) == (("a", "b") if is_time else ("t", "a", "b"))
+
+
+def test_a_file_without_a_header_row_names_its_columns(tmp_path):
+    """A first line of numbers only is data: the columns are col1, col2, ... (train and replay name
+    them alike), no row is lost, and with no time column the rows are 1 s apart."""
+    from edgernn.recording import infer_features
+
+    p = tmp_path / "raw.csv"
+    x = np.random.default_rng(4).random((50, 3))
+    p.write_text("".join(f"{a},{b},{c}\n" for a, b, c in x))
+    assert infer_features(p) == ("col1", "col2", "col3")
+    rec = read_recording(p, ("col1", "col2", "col3"))
+    assert len(rec) == 50 and rec.dialect.no_header and rec.dialect.no_time
+    np.testing.assert_allclose(rec.x, x)
+    assert "no header row" in rec.dialect.describe()
+    assert rec.line[0] == 1  # the first line is a reading

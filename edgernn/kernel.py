@@ -1316,7 +1316,7 @@ def _range_excess(p: Params, r: cython.double[:], work: cython.double[:]) -> cyt
 @cython.boundscheck(False)
 def _blame(p: Params, out: cython.double[:], work: cython.double[:]) -> cython.double:
     """The feature the look that fired blames: its largest per-feature statistic (level, spread,
-    reference z, relation |e|; the most improbable run for stuck; the largest share of the score, i.e. the
+    reference z, relation attribution |g_k . e|; the most improbable run for stuck; the largest share of the score, i.e. the
     largest |z|, otherwise: instant, smoothed, peak)."""
     k: cython.int = cython.cast(cython.int, out[O_LOOK])
     column: cython.int = (W_LEVEL if k == 2 else W_SPREAD if k == 3 else W_STUCK if k == 4 else W_REF if k == 5

@@ -309,7 +309,7 @@ class Detector:
         for name in self.features:
             k = kinds.get(name)
             if isinstance(k, dict) and k.get("kind") == "binary" and "repeat_share" in k:
-                flips = max(1.0 - float(k.get("repeat_share", 0.0)), 1e-4)
+                flips = max(1.0 - float(k["repeat_share"]), 1e-4)
                 caps.append(float(kernel.gauss_tail_z(math.log(flips))))
                 any_cap = True
             else:

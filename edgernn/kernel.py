@@ -863,7 +863,6 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         work[o + W_SIGMA_N], work[o + W_RUN], work[o + W_FM], work[o + W_FV] = sigma_n, run, fm, fv
         work[o + W_EXPECTED] = mu * std + mean
         work[o + W_SIGMA] = sigma_n * std
-        work[o + W_REL], work[o + W_RELE] = 0.0, 0.0
     out[O_SCORE], out[O_LEVEL], out[O_SPREAD], out[O_STUCK], out[O_PEAK] = score, level, spread, stuck, peak
     out[O_REL] = _relation(p, q, count, work) if p.rel_stat else 0.0
     out[O_REF] = min(reference + p.log10_F, 0.0) if p.ref_rows > 0.0 else reference
@@ -1122,6 +1121,8 @@ def _relation(p: Params, q: cython.float[:], count: cython.double, work: cython.
     e: cython.double
     top: cython.double = 0.0
     warming: cython.bint = count <= p.warmup
+    for f in range(p.F):  # the features it does not model: no share
+        work[f * W + W_REL] = 0.0
     for i in range(U):  # e [U] to W_RELE
         f = cython.cast(cython.int, p.rel_idx[i])
         acc = work[f * W + W_XC]

@@ -213,7 +213,7 @@ def read_recording(path: str | Path, features: tuple[str, ...], columns: dict[st
                    stream: str | None = None) -> Recording:
     path = Path(path)
     text, dialect = _read_text(path)
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # not splitlines: it also splits at \x1c, \x85
+    lines = _lines(text)
     header, body = _header(lines, path, dialect)
     rec = Recording(path, tuple(features), [], np.empty(0), [], np.empty((0, len(features))), np.empty(0, int),
                     dialect=dialect)
@@ -235,6 +235,11 @@ def read_recording(path: str | Path, features: tuple[str, ...], columns: dict[st
     if not len(rec):
         raise RecordingError(f"{path}: no readable rows" + _why_nothing(rec))
     return rec
+
+
+def _lines(text: str) -> list[str]:
+    """The file's lines, whatever its line ends (not splitlines: it also splits at \\x1c, \\x85)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
 def _layout_columns(header: list[str], rows: list[list[str]], sep: str) -> tuple[int | None, int | None, int | None]:
@@ -268,7 +273,7 @@ def infer_features(path: str | Path) -> tuple[str, ...]:
     ("value",) when fewer than two remain."""
     path = Path(path)
     text, dialect = _read_text(path)
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")[: _SAMPLE_ROWS + 50]
+    lines = _lines(text)[: _SAMPLE_ROWS + 50]
     header, body = _header(lines, path, dialect)
     rec = Recording(path, (), [], np.empty(0), [], np.empty((0, 0)), np.empty(0, int), dialect=dialect)
     rows, _ = _rows(rec, lines[body:], body, len(header))

@@ -94,7 +94,8 @@ def _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, no
     manifest = load_bundle(out).manifest
     manifest["normalisation"]["adapt"] = float(adapt)
     manifest["feature_kinds"] = kinds
-    if norm == "fixed" and len(features) > 1:
+    multivariate_fixed = norm == "fixed" and len(features) > 1  # the training reference and the relation look
+    if multivariate_fixed:
         manifest["detector_defaults"] = dict(FIXED_DEFAULTS)
     if left_out:
         manifest["left_out_features"] = left_out
@@ -103,7 +104,7 @@ def _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, no
     rep = np.stack([h[:rep_len] for h in held[:16]], axis=1).astype(np.float32)  # [T, B, F]
     save_npz(out / "representative.npz", {"x": rep})
     register_artifact(out, "representative.npz", purpose="int8 calibration inputs (normalised held-out runs from h = 0)")
-    if norm == "fixed" and len(features) > 1:
+    if multivariate_fixed:
         from .relation import fit_relation, write_relation
 
         relation = fit_relation([n[: s.split] for n, s in zip(normed, series)], features, kinds)

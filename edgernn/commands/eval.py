@@ -42,6 +42,10 @@ def add_arguments(p) -> None:
                      choices=["standard", "reward_low_FP_rate", "reward_low_FN_rate", "all"],
                      help="profile(s) to print (the JSON always has all three)")
     nab.add_argument("--categories", help="comma-separated NAB categories (default: all present)")
+    nab.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                     help="resample the files N times (within categories, both detectors alike) and print how "
+                          "far the corpus margin over the persistence baseline moves with the choice of files: "
+                          "its 90 %% interval and how often the model stays ahead (default: 1000; 0: off)")
 
     sk = sub.add_parser("skab", help="Skoltech Anomaly Benchmark (F1 / FAR / MAR)")
     _common(sk, "firmware_models/skab-pump", "skab", exclude=("reference_rows",))
@@ -239,6 +243,10 @@ def _run_nab(args) -> int:
         results["baseline"] = {"backend": base.backend.name, "profiles": base_results["profiles"]}
         rows = [r for prof in profiles for r in report.nab_margins(results, base_results, prof)]
         _print_margins(results, rows, args.backend, "NAB normalised scores", 1)
+        if args.bootstrap > 0:
+            boot = {prof: report.nab_bootstrap(files, traces, base_traces, prof, args.bootstrap) for prof in profiles}
+            results["bootstrap"] = boot
+            print("\n".join(report.bootstrap_line(b, args.backend, base.backend.name, prof) for prof, b in boot.items()))
     _write_json(args.json, results)
     if args.plot:
         from ..evaluate.plots import plot_file, safe_name

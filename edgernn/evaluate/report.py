@@ -176,6 +176,24 @@ def nab_margins(gru: dict, base: dict, profile: str = "standard") -> list[dict]:
     return margin_rows(out)
 
 
+def nab_bootstrap(files: list, traces: list, base_traces: list, profile: str = "standard",
+                  resamples: int = 1000, seed: int = 0) -> dict | None:
+    """The corpus-sweep margin's spread over which files the corpus holds (``nab.bootstrap_margin``:
+    files resampled within their category, both detectors on the same resample)."""
+    prof = nab.PROFILES[profile]
+    weights = [nab.row_weights(len(f.ts), f.windows, prof, f.probation) for f in files]
+    return nab.bootstrap_margin([t.onset for t in traces], [t.onset for t in base_traces], weights,
+                                [f.category for f in files], prof, resamples, seed)
+
+
+def bootstrap_line(b: dict | None, backend: str, baseline: str, profile: str) -> str:
+    if b is None:
+        return f"{profile} sweep: no resample with a window, no interval"
+    return (f"{profile} sweep, corpus margin {backend} - {baseline} over {b['resamples']} resamples of the files "
+            f"(within categories): mean {b['mean']:+.1f}, 90 % interval [{b['low']:+.1f}, {b['high']:+.1f}]; "
+            f"{backend} ahead in {100 * b['ahead']:.0f} %")
+
+
 def skab_margins(gru: dict, base: dict) -> list[dict]:
     out = []
     for look in ("calibrated", "operational"):

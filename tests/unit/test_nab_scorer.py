@@ -180,3 +180,43 @@ def test_row_weights_match_nab_sweeper_loop(profile):
             assert rw.window[i] == -2
         else:
             assert rw.weight[i] == pytest.approx(r, abs=1e-12), i
+
+
+def _corpus(seed, n_files=6):
+    """Files in two categories, each with one window; ``good`` marks its window's left edge only."""
+    rng = np.random.default_rng(seed)
+    weights, good, noise, groups = [], [], [], []
+    for j in range(n_files):
+        n, win = 1000, [(400, 449)]
+        weights.append(nab.row_weights(n, win, STD))
+        v = rng.random(n) * 0.5
+        good.append(np.where(np.arange(n) == 400, 0.9, v))
+        noise.append(rng.random(n))
+        groups.append("a" if j % 2 else "b")
+    return weights, good, noise, groups
+
+
+def test_bootstrap_margin_of_a_detector_against_itself_is_zero():
+    weights, good, _, groups = _corpus(3)
+    b = nab.bootstrap_margin(good, [g.copy() for g in good], weights, groups, STD, resamples=50)
+    assert b["resamples"] == 50 and b["mean"] == b["low"] == b["high"] == 0.0 and b["ahead"] == 0.0
+
+
+def test_bootstrap_margin_brackets_the_corpus_margin_and_orders_detectors():
+    weights, good, noise, groups = _corpus(4)
+    point = [nab.normalise(nab.sweep(v, weights, STD).best_score, 6, STD) for v in (good, noise)]
+    b = nab.bootstrap_margin(good, noise, weights, groups, STD, resamples=200, seed=1)
+    assert point[0] == pytest.approx(100.0) and point[1] < 60.0  # the perfect detector vs noise
+    assert b["low"] <= point[0] - point[1] <= b["high"] and b["low"] > 0 and b["ahead"] == 1.0
+    swapped = nab.bootstrap_margin(noise, good, weights, groups, STD, resamples=200, seed=1)
+    assert swapped["mean"] == pytest.approx(-b["mean"]) and swapped["ahead"] == 0.0
+
+
+def test_bootstrap_margin_resamples_within_groups():
+    # one category holds every window: a resample never lacks windows, and the other category's
+    # files (no window) only ever add false positives
+    weights, good, noise, _ = _corpus(5, 4)
+    weights[1] = weights[3] = nab.row_weights(1000, [], STD)
+    b = nab.bootstrap_margin(good, noise, weights, ["w", "none", "w", "none"], STD, resamples=100)
+    assert b["resamples"] == 100
+    assert nab.bootstrap_margin(good, noise, [nab.row_weights(1000, [], STD)] * 4, ["x"] * 4, STD, 20) is None

@@ -244,6 +244,7 @@ class Detector:
             onset_decay=1.0 - 1.0 / s.repeat_memory, onset_ratio=float(s.onset_ratio), rearm=float(s.onset_rearm),
             quiet_level=float(s.onset_quiet), on_rate=1.0 / s.onset_memory, on_weight=float(s.onset_weight),
             al_weight=float(s.alert_rate_weight), echo_decades=float(s.echo_decades),
+            lvl_settle=float(s.level_settle) * float(s.fast_window),
             range_surprise=float(s.range_surprise), ref_rows=float(self.reference_rows),
             ref_rate=1.0 / s.reference_window, ref_drift=float(s.reference_drift), ref_peak_gate=float(s.reference_peak),
             seasonal=self.seasonal, peak_on=self.peak, tref_on=self.tref, tref_stat=self.tref_stat,

@@ -264,6 +264,7 @@ class Params:
     on_rate = cython.declare(cython.double, visibility="public")
     on_weight = cython.declare(cython.double, visibility="public")
     al_weight = cython.declare(cython.double, visibility="public")  # alert_rate_weight (0: off)
+    lvl_settle = cython.declare(cython.double, visibility="public")  # level_settle x fast_window: readings of the level / spread statistics before those looks score
     echo_decades = cython.declare(cython.double, visibility="public")  # echo_decades (0: off; training reference only)
     rel_on = cython.declare(cython.bint, visibility="public")  # the relation look is in use (its statistic and a table)
     rel_stat = cython.declare(cython.bint, visibility="public")  # its statistic is kept (the bundle has a relation, F > 1)
@@ -1080,6 +1081,8 @@ def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.doubl
             lp0, lp1 = max(lp0, out[O_GATE]), max(lp1, out[O_GATE])
     out[O_LP], out[O_LP + 1], out[O_LP + 2] = lp0, lp1, tail(p, 2, out[O_LEVEL])
     out[O_LP + 3], out[O_LP + 4], out[O_LP + 6] = tail(p, 3, out[O_SPREAD]), out[O_STUCK], out[O_SEAS]
+    if q[p.nstat] < p.lvl_settle:  # the level / spread statistics are too young: silent (and not recorded)
+        out[O_LEVEL], out[O_SPREAD], out[O_LP + 2], out[O_LP + 3] = NAN, NAN, 0.0, 0.0
     out[O_LP + 5] = out[O_REF] if p.ref_rows > 0.0 else tail(p, 5, out[O_REF]) if p.tref_on else 0.0
     out[O_LP + 7] = tail(p, 4, out[O_PEAK]) if p.peak_on else 0.0
     out[O_LP + 8] = tail(p, 6, out[O_REL]) if p.rel_on else 0.0

@@ -148,6 +148,9 @@ SETTINGS: tuple[Setting, ...] = (
     S("relearn_after", int, 256, "readings a stream may stay above the clear level before its statistics "
       "learn again (accepts a genuine change of regime)", "readings", ge=1),
     S("fast_window", float, 128.0, "readings in the short EW window of the level and spread looks", "readings", ge=1),
+    S("level_settle", float, 0.0, "the level and spread looks stay silent until their own statistics have learned "
+      "from this many fast windows (their EW mean is correlated over about 2 windows: younger estimates of its "
+      "spread are too narrow; 0: off)", "x fast_window", ge=0),
     # -- the onset ------------------------------------------------------------------------------
     S("onset_ratio", float, 2.0, "a look's surprise must exceed this multiple of its last onset's (decaying) "
       "surprise to be an onset again", "x", ge=1),

@@ -540,6 +540,34 @@ def test_alert_rate_weight_caps_the_model_looks_by_the_stream_own_onset_rates(st
         _det(steady_bundle(F=1, warmup=WARMUP), alert_rate_weight=-0.1)
 
 
+def test_level_settle_keeps_the_level_and_spread_looks_silent_while_their_statistics_are_young(steady_bundle):
+    """level_settle g > 0: while a stream's level / spread statistics have learned from fewer than
+    g x fast_window readings (they start at warm-up / 2), those two looks add nothing (log10 p 0)
+    and are not recorded (NaN: calibration does not fit tables on them); from then on they are as
+    with g = 0, which (the default) leaves every output exactly as it was. A level shift right
+    after warm-up is then left to the other looks; the same shift later is seen as before."""
+    x = sine_series(1600, seed=22)
+    sd = float(np.std(x[:WARMUP]))
+    x[WARMUP + 5:WARMUP + 45] += 4 * sd  # a shift while the statistics are young
+    x[1200:1260] += 4 * sd  # the same shift once they are not
+    runs = {}
+    for g in (None, 0.0, 4.0):
+        det = _det(steady_bundle(F=1, warmup=WARMUP), fast_window=32.0, **({} if g is None else {"level_settle": g}))
+        det.record_looks = True
+        runs[g] = det.process(Batch(["s"] * len(x), np.arange(len(x), dtype=float), x[:, None]))
+    for k in ("surprise", "onset", "likelihood"):
+        np.testing.assert_array_equal(getattr(runs[None], k), getattr(runs[0.0], k))  # off: bit for bit
+    young = WARMUP // 2 + 4 * 32  # the reading at which the statistics have learned from 4 fast windows
+    on, off = runs[4.0].looks, runs[0.0].looks
+    assert np.isnan(on["level"][WARMUP:young - 1]).all() and np.isnan(on["spread"][WARMUP:young - 1]).all()
+    assert np.nanmax(off["level"][WARMUP + 5:young - 1]) > 3.0  # the young shift is in the level look without the gate
+    first = WARMUP + int(np.flatnonzero(np.isfinite(on["level"][WARMUP:]))[0])  # later when readings were not learned
+    assert young - 1 <= first < 600 and np.isfinite(on["level"][first:]).all() and np.isfinite(on["spread"][first:]).all()
+    assert np.nanmax(on["level"][1200:1260]) > 3.0 and np.nanmax(off["level"][1200:1260]) > 3.0
+    with pytest.raises(ValueError):
+        _det(steady_bundle(F=1, warmup=WARMUP), level_settle=-1.0)
+
+
 def test_onset_re_arms_once_a_look_has_been_quiet_for_onset_rearm_readings(steady_bundle):
     """A second, smaller spike long after a first one: without re-arming, the look's onset reference
     (the first spike's surprise, fading slowly) hides it; once the look has been quiet for

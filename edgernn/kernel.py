@@ -1079,10 +1079,12 @@ def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.doubl
         if _season(p, r, q, xl0, ts, count, out):  # trusted: the AND-gate and one more look
             bonf = p.log10_looks_seas
             lp0, lp1 = max(lp0, out[O_GATE]), max(lp1, out[O_GATE])
-    out[O_LP], out[O_LP + 1], out[O_LP + 2] = lp0, lp1, tail(p, 2, out[O_LEVEL])
-    out[O_LP + 3], out[O_LP + 4], out[O_LP + 6] = tail(p, 3, out[O_SPREAD]), out[O_STUCK], out[O_SEAS]
     if q[p.nstat] < p.lvl_settle:  # the level / spread statistics are too young: silent (and not recorded)
-        out[O_LEVEL], out[O_SPREAD], out[O_LP + 2], out[O_LP + 3] = NAN, NAN, 0.0, 0.0
+        out[O_LEVEL], out[O_SPREAD] = NAN, NAN
+        out[O_LP + 2], out[O_LP + 3] = 0.0, 0.0
+    else:
+        out[O_LP + 2], out[O_LP + 3] = tail(p, 2, out[O_LEVEL]), tail(p, 3, out[O_SPREAD])
+    out[O_LP], out[O_LP + 1], out[O_LP + 4], out[O_LP + 6] = lp0, lp1, out[O_STUCK], out[O_SEAS]
     out[O_LP + 5] = out[O_REF] if p.ref_rows > 0.0 else tail(p, 5, out[O_REF]) if p.tref_on else 0.0
     out[O_LP + 7] = tail(p, 4, out[O_PEAK]) if p.peak_on else 0.0
     out[O_LP + 8] = tail(p, 6, out[O_REL]) if p.rel_on else 0.0

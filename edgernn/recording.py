@@ -9,9 +9,11 @@ numbers only is data, not a header, and the columns are then named ``col1``, ``c
 
 The timestamp column is the first column whose name is one of ``TIME_COLUMNS``, else the first
 column if its values read as timestamps in order (epoch-sized numbers or dates), else there is
-none and the rows are taken 1 s apart in file order (a file of metrics only); a date column and a time-of-day column (``Datum;Uhrzeit;Wert``) are joined. Timestamps: see edgernn/timestamps.py (epoch numbers, ISO-8601, ``31.01.2024 12:00``;
-a time without an offset is UTC). ``columns`` maps model features to file columns
-(``{"value": "temperature"}``). A single-feature model reads ``value`` or the only other column.
+none and the rows are taken 1 s apart in file order (a file of metrics only); a date column and a
+time-of-day column (``Datum;Uhrzeit;Wert``) are joined. Timestamps: see edgernn/timestamps.py
+(epoch numbers, ISO-8601, ``31.01.2024 12:00``; a time without an offset is UTC). ``columns``
+maps model features to file columns (``{"value": "temperature"}``). A single-feature model reads
+``value`` or the only other column.
 
 Spreadsheet exports are read as they come: a UTF-8 BOM, CRLF line ends, Excel's ``sep=;`` first
 line, decimal commas (``21,5`` in a ``;`` or tab separated file, detected from the values) and
@@ -49,7 +51,7 @@ EPOCH_MIN = 1e8  # plain numbers in an unnamed first column are time only if epo
 SEPARATORS = (",", ";", "\t")
 _DECIMAL_COMMA = re.compile(r"\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*")
 _DECIMAL_DOT = re.compile(r"\s*[+-]?\d*\.\d+(?:[eE][+-]?\d+)?\s*")
-_SAMPLE_ROWS = 200  # rows looked at to detect decimal commas
+_SAMPLE_ROWS = 200  # rows looked at to detect decimal commas and an unnamed time column
 
 
 class RecordingError(ValueError):
@@ -93,7 +95,7 @@ class Recording:
     ts: np.ndarray  # float64[N] epoch seconds
     streams: list[str]  # per row
     x: np.ndarray  # float64[N, F], NaN where a value was missing or not a number
-    line: np.ndarray  # int[N] line number in the file (1 = header)
+    line: np.ndarray  # int[N] line number in the file, from 1 (line 1 is the header, when the file has one)
     skipped: Counter = field(default_factory=Counter)  # reason -> rows skipped
     non_numeric: int = 0  # values that were not numbers (became NaN)
     dialect: Dialect = field(default_factory=Dialect)
@@ -212,13 +214,8 @@ def _number(text: str, decimal_comma: bool) -> float:
 def read_recording(path: str | Path, features: tuple[str, ...], columns: dict[str, str] | None = None,
                    stream: str | None = None) -> Recording:
     path = Path(path)
-    text, dialect = _read_text(path)
-    lines = _lines(text)
-    header, body = _header(lines, path, dialect)
-    rec = Recording(path, tuple(features), [], np.empty(0), [], np.empty((0, len(features))), np.empty(0, int),
-                    dialect=dialect)
-    rows, linenos = _rows(rec, lines[body:], body, len(header))
-    t_col, clock, s_col = _layout_columns(header, rows, dialect.separator)
+    rec, header, rows, linenos, (t_col, clock, s_col) = _table(path, tuple(features))
+    dialect = rec.dialect
     used = {c for c in (t_col, clock, s_col) if c is not None}
     f_cols = _feature_columns(path, header, features, dict(columns or {}), used)
     if clock is not None:  # one timestamp text from the date and the time of day
@@ -235,6 +232,21 @@ def read_recording(path: str | Path, features: tuple[str, ...], columns: dict[st
     if not len(rec):
         raise RecordingError(f"{path}: no readable rows" + _why_nothing(rec))
     return rec
+
+
+def _table(path: Path, features: tuple[str, ...],
+           sample: bool = False) -> tuple[Recording, list[str], list[list[str]], list[int], tuple]:
+    """The file read into rows, as read_recording and infer_features both see it: (an empty
+    Recording holding the dialect and the rows skipped, the header, the rows of the header's width,
+    their line numbers, (time column, time-of-day column, stream column) as _layout_columns decides
+    them). ``sample``: only the first _SAMPLE_ROWS rows (all _layout_columns looks at)."""
+    text, dialect = _read_text(path)
+    lines = _lines(text)
+    header, body = _header(lines, path, dialect)
+    rec = Recording(path, features, [], np.empty(0), [], np.empty((0, len(features))), np.empty(0, int),
+                    dialect=dialect)
+    rows, linenos = _rows(rec, lines[body:], body, len(header), _SAMPLE_ROWS if sample else None)
+    return rec, header, rows, linenos, _layout_columns(header, rows, dialect.separator)
 
 
 def _lines(text: str) -> list[str]:
@@ -259,7 +271,7 @@ def _reads_as_time(texts: list[str], sep: str) -> bool:
     the first column of a file without a time column is a feature, not a clock."""
     dayfirst, _ = date_order(iter(texts), sep)
     ts, bad = parse_column(texts, dayfirst)
-    if bad is not None or not len(ts) or not np.isfinite(ts).all():
+    if bad is not None or not len(ts):  # (bad None: every value parsed, to a finite time)
         return False
     steps = np.diff(ts)  # [n - 1]
     if any(_is_number(text, False) for text in texts) and ts.min() < EPOCH_MIN:
@@ -271,13 +283,7 @@ def infer_features(path: str | Path) -> tuple[str, ...]:
     """The feature columns of a recording as `edgernn train` takes them by default: every column
     but the time (named, or an unnamed first column that reads as time), stream and label ones;
     ("value",) when fewer than two remain."""
-    path = Path(path)
-    text, dialect = _read_text(path)
-    lines = _lines(text)[: _SAMPLE_ROWS + 50]
-    header, body = _header(lines, path, dialect)
-    rec = Recording(path, (), [], np.empty(0), [], np.empty((0, 0)), np.empty(0, int), dialect=dialect)
-    rows, _ = _rows(rec, lines[body:], body, len(header))
-    t_col, clock, _ = _layout_columns(header, rows, dialect.separator)
+    _, header, _, _, (t_col, clock, _) = _table(Path(path), (), sample=True)
     skip = set(TIME_COLUMNS) | set(STREAM_COLUMNS) | set(LABEL_COLUMNS)
     feats = [c for i, c in enumerate(header) if i not in (t_col, clock) and c.lower() not in skip]
     return tuple(feats) if len(feats) > 1 else ("value",)
@@ -293,9 +299,11 @@ def _time_columns(lower: list[str]) -> tuple[int | None, int | None]:
     return next((lower.index(c) for c in TIME_COLUMNS if c in lower), None), None
 
 
-def _rows(rec: Recording, lines: list[str], before: int, width: int) -> tuple[list[list[str]], list[int]]:
+def _rows(rec: Recording, lines: list[str], before: int, width: int,
+          limit: int | None = None) -> tuple[list[list[str]], list[int]]:
     """Split the data lines (the first is line ``before + 1`` of the file) into rows of ``width``
-    fields and their line numbers; unreadable rows and rows of another width are skipped and counted."""
+    fields and their line numbers, the first ``limit`` rows only if given; unreadable rows and rows
+    of another width are skipped and counted."""
     rows, linenos = [], []
     reader = csv.reader(lines, delimiter=rec.dialect.separator)
     done = 0  # lines consumed so far (a quoted field may span several)
@@ -308,6 +316,8 @@ def _rows(rec: Recording, lines: list[str], before: int, width: int) -> tuple[li
                 if len(row) == width:
                     rows.append(row)
                     linenos.append(lineno)
+                    if len(rows) == limit:
+                        return rows, linenos
                 else:
                     _skip(rec, "wrong_field_count", f"line {lineno}: {len(row)} field(s), the header has {width}")
             return rows, linenos

@@ -343,6 +343,20 @@ def test_an_unnamed_first_column_is_time_only_when_it_reads_as_time(tmp_path, fi
     assert infer_features(p) == (("a", "b") if is_time else ("t", "a", "b"))
 
 
+def test_infer_features_and_read_recording_agree_on_the_time_column_past_blank_lines(tmp_path):
+    """Regression: infer_features looked at the first lines of the file, read_recording at its first
+    rows; past 60 blank lines only read_recording saw the step back that makes `a` a metric, and
+    `edgernn train` silently dropped feature `a`."""
+    from edgernn.recording import infer_features
+
+    p = tmp_path / "gappy.csv"
+    p.write_text("a,b,c\n" + "\n" * 60 + "".join(f"{i},{i % 7},{i % 5}\n" for i in range(190)) + "3,1,2\n")
+    assert infer_features(p) == ("a", "b", "c")
+    rec = read_recording(p, infer_features(p))
+    assert rec.dialect.no_time and len(rec) == 191
+    np.testing.assert_array_equal(rec.x[:, 0], [*range(190), 3])
+
+
 def test_a_file_without_a_header_row_names_its_columns(tmp_path):
     """A first line of numbers only is data: the columns are col1, col2, ... (train and replay name
     them alike), no row is lost, and with no time column the rows are 1 s apart."""

@@ -112,6 +112,8 @@ def main() -> int:
     ap.add_argument("--callgrind", type=int, default=0, metavar="CALLS", help="instructions per reading instead of time")
     ap.add_argument("--cache-sim", action="store_true", help="with --callgrind: also L1 / last-level data misses per reading")
     a = ap.parse_args()
+    if a.cache_sim and not a.callgrind:
+        ap.error("--cache-sim needs --callgrind CALLS (it counts under valgrind)")
     trees = [t.split("=", 1) for t in a.tree]
     configs = [(c.split(",")[0], int(c.split(",")[1]), int(c.split(",")[2])) for c in a.config]
     got: dict = {}

@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO))
 from edgernn import kernel, scoring  # noqa: E402
 from edgernn.backends import BASELINE, create_backend  # noqa: E402
 from edgernn.bundle import load_bundle  # noqa: E402
-from edgernn.detector import Batch, Detector  # noqa: E402
+from edgernn.detector import Detector  # noqa: E402
+from edgernn.drive import Feed, Output, drive  # noqa: E402
 from edgernn.evaluate.skab import list_files, load_file  # noqa: E402
 from edgernn.evaluate.split import PARTS, select  # noqa: E402
 from edgernn.recording import Recording  # noqa: E402
@@ -168,21 +169,27 @@ def surprise(lik: np.ndarray) -> np.ndarray:
     return s
 
 
+def look_log10p(bundle, ts: np.ndarray, x: np.ndarray) -> tuple[dict, Output]:
+    """One stream's readings through the real Detector with ``record_looks`` (``drive``, batches of
+    256): (look -> log10 p float64[n] from the detector's own tables (kernel.tail), for the looks in
+    use, in the detector's order; the run's Output, whose ``looks["log10p"]`` is the shipped combination)."""
+    det = Detector(bundle)
+    det.record_looks = True
+    out = drive(det, Feed.in_arrival_order(["s"] * len(x), ts, x, 256), progress=False)
+    lp = {}
+    for name in det.looks:
+        k = scoring.KERNEL_TABLES.index(name) if name in scoring.KERNEL_TABLES else -1
+        lp[name] = np.array([kernel.tail(det.params, k, float(v)) if k >= 0 else float(v) for v in out.looks[name]])
+    return lp, out
+
+
 def looks_surprise(bundle, ts, x, drop=("stuck",)) -> np.ndarray:
     """A proxy: the combined surprise with the looks in ``drop`` left out (per-look log10 p from the
     detector's own tables, Bonferroni over the rest of the looks in use), float64[n]; NaN where not scored."""
-    det = Detector(bundle)
-    det.record_looks = True
-    out = np.full(len(x), np.nan)
-    keep = [(scoring.KERNEL_TABLES.index(name) if name in scoring.KERNEL_TABLES else -1, name)
-            for name in det.looks if name not in drop]  # (table index, look)
-    for lo in range(0, len(x), 256):
-        res = det.process(Batch(["s"] * len(x[lo : lo + 256]), ts[lo : lo + 256], x[lo : lo + 256]))
-        lps = np.array([[kernel.tail(det.params, k, float(v)) if k >= 0 else float(v)
-                         for v in res.looks[name]] for k, name in keep])  # [looks kept, b]
-        s = -(np.nan_to_num(lps, nan=0.0).min(axis=0) + np.log10(len(keep)))
-        out[lo : lo + 256] = np.where(np.isfinite(res.score), np.maximum(s, 0.0), np.nan)
-    return out
+    lp, out = look_log10p(bundle, ts, x)
+    lps = np.array([v for name, v in lp.items() if name not in drop])  # [looks kept, n]
+    s = -(np.nan_to_num(lps, nan=0.0).min(axis=0) + np.log10(len(lps)))
+    return np.where(np.isfinite(out.score), np.maximum(s, 0.0), np.nan)
 
 
 def zscore_baseline(train_x: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -269,6 +276,20 @@ def report(name: str, tr: dict, sc: dict) -> None:
           f"**{sc['mean_f1_max_abs_z']:.3f}** | {sc['mean_alert_f1']:.3f} | {sc['false_alerts_per_10k']:.2f} per 10k normal |")
 
 
+def setting_value(text: str):
+    """A ``--defaults`` value: none / true / false as words, else JSON (2 -> int, 0.5 -> float), else a
+    float (inf, nan), else the text itself (a setting with named choices)."""
+    words = {"none": None, "true": True, "false": False}
+    if text in words:
+        return words[text]
+    for parse in (json.loads, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return text
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--skab", type=Path, help="SKAB directory (anomaly-free/, other/, valve1/, valve2/)")
@@ -284,9 +305,10 @@ def main() -> int:
     p.add_argument("--defaults", default="", help="with --reuse: detector_defaults written into the models before "
                    "they are recalibrated, e.g. echo_decades=1 (a setting: none restores the schema's)")
     a = p.parse_args()
+    if a.defaults and not a.reuse:
+        p.error("--defaults needs --reuse (they are written into models already in --out before recalibrating)")
     extra = a.train_args.split()
-    words = {"none": None, "true": True, "false": False}
-    defaults = {k: words[v] if v in words else float(v) for k, v in (kv.split("=", 1) for kv in a.defaults.split(",") if kv)}
+    defaults = {k: setting_value(v) for k, v in (kv.split("=", 1) for kv in a.defaults.split(",") if kv)}
     results = {}
     if not a.no_synthetic:
         data, tests = make_synthetic(a.out / "synthetic", test_seeds=tuple(a.test_seed))

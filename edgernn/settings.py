@@ -317,12 +317,17 @@ def model_defaults(manifest: Mapping, where: str = "manifest.yaml") -> dict:
 
 def write_model_defaults(bundle_dir, overrides: Mapping) -> dict:
     """Merge ``overrides`` over a bundle's ``detector_defaults`` (an ``alerts`` mapping key by key; a
-    value of None removes that setting) and write its manifest; returns the new defaults. For
-    benchmarks and experiments on a copy of a bundle (the manifest is not hashed)."""
+    top-level value of None removes that setting), check the result against the schema (ValueError:
+    nothing written) and write its manifest; returns the new defaults. For benchmarks and
+    experiments on a copy of a bundle (the manifest is not hashed)."""
     from .bundle import load_bundle, write_manifest
 
     manifest = dict(load_bundle(bundle_dir).manifest)
     merged = {k: v for k, v in merge(model_defaults(manifest), overrides).items() if v is not None}
+    try:
+        check(merged)
+    except ValueError as exc:
+        raise ValueError(f"{bundle_dir}: detector_defaults (not written): {exc}") from None
     manifest["detector_defaults"] = merged
     write_manifest(bundle_dir, manifest)
     return merged

@@ -458,3 +458,19 @@ def test_write_model_defaults_merges_over_the_bundle_and_none_removes(tmp_path):
     assert (s.onset_rearm, s.alerts.cooldown, s.alert_rate_weight) == (0, 5, 0.3)
     got = write_model_defaults(dst, {"alert_rate_weight": None})
     assert "alert_rate_weight" not in got and resolve(load_bundle(dst)).alert_rate_weight == 0.0
+
+
+def test_write_model_defaults_refuses_defaults_the_schema_does_not_accept(tmp_path):
+    """A value of the wrong type (settle must be an integer) or a None inside alerts: a ValueError
+    naming the bundle and the setting, and the manifest left as it was (the bundle still loads)."""
+    from edgernn.bundle import load_bundle
+    from edgernn.settings import write_model_defaults
+
+    dst = tmp_path / "u"
+    shutil.copytree(REPO / "firmware_models" / "univariate", dst)
+    before = (dst / "manifest.yaml").read_text()
+    for bad in ({"settle": 2.5}, {"alerts": {"cooldown": None}}):
+        with pytest.raises(ValueError, match=r"detector_defaults \(not written\).*(settle|alerts\.cooldown)"):
+            write_model_defaults(dst, bad)
+    assert (dst / "manifest.yaml").read_text() == before and load_bundle(dst).manifest["detector_defaults"]
+    assert write_model_defaults(dst, {"settle": 3})["settle"] == 3

@@ -16,7 +16,7 @@ quantised / counter features get their own tails), min over features + log10 F (
     python benchmarks/combine_looks.py --out /tmp/tb            # the synthetic set (dev: seed 3's files)
     python benchmarks/combine_looks.py --out /tmp/tb --test-seed 9101 --test-seed 9102   # held-out files
     python benchmarks/combine_looks.py --out /tmp/tb --skab ../shared/data/skab --part dev
-    # --ref-tables own | pooled | kind | discount: how each feature's z is read (feature_tables)
+    # --ref-tables own | pooled | kind | discount | gated: how each feature's z is read (feature_tables)
 
 The detector the per-look figures come from is this tree's: to screen on top of an experimental
 kernel (docs/experiments/echo-cap.patch), apply it and run with its environment knobs.
@@ -35,42 +35,39 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from edgernn import kernel, scoring  # noqa: E402
+from edgernn import scoring  # noqa: E402
 from edgernn.bundle import load_bundle  # noqa: E402
-from edgernn.detector import Batch, Detector  # noqa: E402
+from edgernn.commands import train as train_command  # noqa: E402
 from edgernn.evaluate.skab import load_file  # noqa: E402
 from edgernn.evaluate.split import PARTS  # noqa: E402
+from edgernn.train.calibrate import reference_gate  # noqa: E402
+from edgernn.train.data import Series  # noqa: E402
 
 import train_multivariate as tm  # noqa: E402
 
-HOLDOUT = 0.3  # the trainer's default held-out share (edgernn/train/data.py)
+
+def trainer_holdout() -> float:
+    """`edgernn train`'s default --holdout: the share at the end of the training file held out."""
+    p = argparse.ArgumentParser()
+    train_command.add_arguments(p)
+    return float(p.get_default("holdout"))
 
 
 def per_look(bundle, ts: np.ndarray, x: np.ndarray) -> tuple[dict, np.ndarray]:
     """(look -> log10 p float64[n] for the looks in use, shipped combined log10 p float64[n]); NaN: not scored."""
-    det = Detector(bundle)
-    det.record_looks = True
-    n = len(x)
-    lp = {name: np.full(n, np.nan) for name in det.looks}
-    comb = np.full(n, np.nan)
-    for lo in range(0, n, 256):
-        b = len(x[lo : lo + 256])
-        res = det.process(Batch(["s"] * b, ts[lo : lo + 256], x[lo : lo + 256]))
-        ok = np.isfinite(res.score)
-        for name in det.looks:
-            k = scoring.KERNEL_TABLES.index(name) if name in scoring.KERNEL_TABLES else -1
-            v = res.looks[name]
-            lp[name][lo : lo + b] = [kernel.tail(det.params, k, float(u)) if k >= 0 else float(u) for u in v]
-            lp[name][lo : lo + b][~ok] = np.nan
-        comb[lo : lo + b] = np.where(ok, res.looks["log10p"], np.nan)
-    return lp, comb
+    lp, out = tm.look_log10p(bundle, ts, x)
+    ok = np.isfinite(out.score)
+    for v in lp.values():
+        v[~ok] = np.nan
+    return lp, np.where(ok, out.looks["log10p"], np.nan)
 
 
 def ref_z(bundle, x: np.ndarray, warmup: int, gate: np.ndarray | None = None) -> np.ndarray:
     """The training reference's per-feature z, float64[n, F]: min(|x - m|, |x - a|) / s after warm-up
     (a: mean of the stream's first ``warmup`` readings), |x - m| / s before (kernel._train_ref).
-    ``gate`` (float64[F]): the warm-up mean only for the features whose |a - m| / s exceeds it (the
-    stream's warm-up is at an operating point training did not show); |x - m| / s for the others."""
+    ``gate`` (float64[F], calibrate.reference_gate): the warm-up mean only for the features whose
+    |a - m| / s exceeds it (the stream's warm-up is at an operating point training did not show);
+    |x - m| / s for the others."""
     m, s = bundle.norm_mean, bundle.norm_std  # [F]
     z = np.abs(x - m) / s  # [n, F]
     a = x[:warmup].mean(axis=0)  # [F]
@@ -80,47 +77,38 @@ def ref_z(bundle, x: np.ndarray, warmup: int, gate: np.ndarray | None = None) ->
     return np.minimum(z, 1e6)
 
 
-def warmup_gate(bundle, train_x: np.ndarray, warmup: int) -> np.ndarray:
-    """Per feature, the largest |window mean - m| / s over every ``warmup``-reading window of the
-    training file (float64[F]): how far a warm-up at an operating point training saw can sit from m."""
-    c = np.cumsum(np.vstack([np.zeros((1, train_x.shape[1])), train_x]), axis=0)  # [n + 1, F]
-    means = (c[warmup:] - c[:-warmup]) / warmup  # [n - warmup + 1, F]
-    return (np.abs(means - bundle.norm_mean) / bundle.norm_std).max(axis=0)
-
-
 def feature_tables(bundle, train_x: np.ndarray, warmup: int, how: str = "own") -> list[dict]:
-    """Per feature, the tail table(s) its z is read with, fitted on the training file's held-out part
-    (its last HOLDOUT): ``own`` one table per feature; ``pooled`` one table for every continuous
-    feature (their z pooled), own tables for the other kinds; ``kind`` one table per kind (z pooled
-    over the features of that kind); ``discount`` [own, pooled over every feature]: a feature is read
-    with the less surprising of the two (its own table can only discount it); ``gated`` [the table of
-    max over features of the z with the warm-up mean gated (ref_z, warmup_gate), the gate]."""
+    """Per feature, the tail table(s) its z is read with (prepared: scoring.prepare_table), fitted on
+    the training file's held-out part (its last trainer_holdout()): ``own`` one table per feature;
+    ``pooled`` one table for every continuous feature (their z pooled), own tables for the other
+    kinds; ``kind`` one table per kind (z pooled over the features of that kind); ``discount`` [own,
+    pooled over every feature]: a feature is read with the less surprising of the two (its own table
+    can only discount it); ``gated`` [the table of max over features of the z with the warm-up mean
+    gated (ref_z, calibrate.reference_gate), the gate]."""
+    fit = lambda v: scoring.prepare_table(scoring.fit_table(v))  # noqa: E731
+    split = int(len(train_x) * (1 - trainer_holdout()))  # the first held-out reading
     if how == "gated":  # one table of max over features, as the shipped look, of the gated z
-        gate = warmup_gate(bundle, train_x, warmup)
-        z = ref_z(bundle, train_x, warmup, gate)[int(len(train_x) * (1 - HOLDOUT)) :]  # [held, F]
-        return [scoring.fit_table(z.max(axis=1)), gate]
-    z = ref_z(bundle, train_x, warmup)[int(len(train_x) * (1 - HOLDOUT)) :]  # [held, F]
+        gate = np.array(reference_gate(bundle, [Series("train", train_x, split)], warmup))  # [F]
+        z = ref_z(bundle, train_x, warmup, gate)[split:]  # [held, F]
+        return [fit(z.max(axis=1)), gate]
+    z = ref_z(bundle, train_x, warmup)[split:]  # [held, F]
     kinds = bundle.manifest.get("feature_kinds") or {}
     kind = [(kinds.get(n) or {}).get("kind", "continuous") for n in bundle.features]
-    own = [scoring.fit_table(z[:, f]) for f in range(z.shape[1])]
+    own = [fit(z[:, f]) for f in range(z.shape[1])]
     if how == "own":
         return [[t] for t in own]
     if how == "discount":
-        shared = scoring.fit_table(z.ravel())
+        shared = fit(z.ravel())
         return [[t, shared] for t in own]
-    per_kind = {k: scoring.fit_table(z[:, [f for f in range(z.shape[1]) if kind[f] == k]].ravel()) for k in set(kind)}
+    per_kind = {k: fit(z[:, [f for f in range(z.shape[1]) if kind[f] == k]].ravel()) for k in set(kind)}
     if how == "kind":
         return [[per_kind[k]] for k in kind]
     return [[per_kind[k]] if k == "continuous" else [own[f]] for f, k in enumerate(kind)]
 
 
 def table_log10p(table: dict, v: np.ndarray) -> np.ndarray:
-    """log10 P(stat >= v): the table interpolated, its exponential tail beyond the last point (kernel.tail)."""
-    xs, ls = np.asarray(table["x"]), np.asarray(table["log10_sf"])
-    out = np.interp(v, xs, ls)
-    far = v > xs[-1]
-    out[far] = ls[-1] - (v[far] - xs[-1]) / table["tail_scale"] / math.log(10.0)
-    return np.minimum(out, 0.0)
+    """log10 P(stat >= v) from a prepared table (scoring.prepare_table: its exponential tail is its last segment)."""
+    return np.interp(v, table["x"], table["log10_sf"])
 
 
 def combos(lp: dict, comb: np.ndarray, fref: np.ndarray) -> dict:
@@ -209,11 +197,6 @@ def run(bundle_dir: Path, train_x: np.ndarray, tests, names: list[str], how: str
     return res
 
 
-def synthetic_tests(out: Path, seeds: list[int]):
-    """The benchmark's own test files (no seed), or 2 fresh ones per seed (train_multivariate.make_synthetic)."""
-    return tm.make_synthetic(out / "synthetic", test_seeds=tuple(seeds))
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="train_multivariate.py's --out (models trained there)")
@@ -228,7 +211,7 @@ def main() -> int:
         res = run(a.out / "m_skab", free.x, tm.skab_tests(a.skab, a.part), list(free.features), a.ref_tables)
         title = f"SKAB {a.part}"
     else:
-        train_csv, tests = synthetic_tests(a.out, a.test_seed)
+        train_csv, tests = tm.make_synthetic(a.out / "synthetic", test_seeds=tuple(a.test_seed))
         train_x = np.loadtxt(train_csv, delimiter=",", skiprows=1, usecols=range(1, 39))
         res = run(a.out / "m_synthetic", train_x, tests, tm.feature_names(), a.ref_tables)
         title = f"synthetic, seeds {a.test_seed or 'benchmark files'}"

@@ -9,6 +9,7 @@ with one line naming the file and the field.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ STUCK_KINDS = ("continuous", "counter")  # kinds where a run of exact repeats is
 # degenerate (zero variance, or two values), so a young stream's first change reads as extreme; a
 # change of theirs is scored by the instant / peak looks and, with fixed normalisation, the training reference
 SHAPELESS_KINDS = ("constant", "near-constant", "binary")
+RELATION_FILE = "relation.npz"  # the relation look's model (train/relation.py), an optional artifact
 FILE_MODE, DIR_MODE = 0o644, 0o755  # bundles are read by services running as other users
 
 
@@ -187,6 +189,19 @@ def _calibration(manifest: dict, where: str) -> Calibration:
     return cal
 
 
+def _check_reference_gate(manifest: dict, F: int, where: str) -> None:
+    """calibration.reference_gate (optional; train.calibrate.reference_gate): F finite values >= 0."""
+    gate = _get(manifest, "calibration.reference_gate", list, where, None)
+    if gate is None:
+        return
+    try:
+        ok = len(gate) == F and all(math.isfinite(float(g)) and float(g) >= 0.0 for g in gate)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise BundleError(f"{where}: calibration.reference_gate: needs {F} finite values >= 0")
+
+
 def _check_kinds(manifest: dict, names: list[str], where: str) -> None:
     """feature_kinds (optional): a mapping of the bundle's features to known kinds."""
     kinds = _get(manifest, "feature_kinds", dict, where, {})
@@ -258,8 +273,9 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise BundleError(f"{where}: normalisation: mean/std need {F} finite values, std > 0")
 
     cal = _calibration(manifest, where)
+    _check_reference_gate(manifest, F, where)
     _check_kinds(manifest, names, where)
-    relation = _relation(root, artifacts, F) if RELATION_FILE in artifacts else None
+    relation = _relation(root, F) if RELATION_FILE in artifacts else None
 
     return Bundle(
         path=root,
@@ -282,10 +298,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     )
 
 
-RELATION_FILE = "relation.npz"
-
-
-def _relation(root: Path, artifacts: dict, F: int) -> dict:
+def _relation(root: Path, F: int) -> dict:
     """relation.npz, checked: U distinct feature indices in [0, F), coef [U, U] finite with a zero
     diagonal, resid_std [U] finite and > 0 (BundleError naming the file otherwise)."""
     path = root / RELATION_FILE

@@ -232,7 +232,7 @@ class Detector:
         """The kernel's resolved settings and bundle constants (kernel.Params), slab offsets aside."""
         s, b, a = self.settings, self.bundle, self.settings.alerts
         lvmin, lvmax = getattr(self.backend, "logvar_range", (b.logvar_min, b.logvar_max))  # persistence: its own cap
-        n_looks = 5 + (1 if self.reference_rows or self.tref else 0) + (1 if self.peak else 0) + (1 if self.rel else 0)
+        n_looks = len(self.looks) - (1 if self.seasonal else 0)  # the seasonal look counts only where trusted
         return dict(
             F=self.F, K=self.components, stream_norm=b.norm_mode == "stream", warmup=float(self.warmup), settle=float(s.settle),
             adapt=self.adapt, max_gap=-1.0 if s.max_gap_s is None else float(s.max_gap_s), clip=b.input_clip,
@@ -244,6 +244,7 @@ class Detector:
             onset_decay=1.0 - 1.0 / s.repeat_memory, onset_ratio=float(s.onset_ratio), rearm=float(s.onset_rearm),
             quiet_level=float(s.onset_quiet), on_rate=1.0 / s.onset_memory, on_weight=float(s.onset_weight),
             al_weight=float(s.alert_rate_weight), echo_decades=float(s.echo_decades),
+            looks_mask=sum(1 << scoring.ALL_LOOKS.index(name) for name in self.looks),
             lvl_settle=float(s.level_settle) * float(s.fast_window),
             range_surprise=float(s.range_surprise), ref_rows=float(self.reference_rows),
             ref_rate=1.0 / s.reference_window, ref_drift=float(s.reference_drift), ref_peak_gate=float(s.reference_peak),
@@ -290,32 +291,27 @@ class Detector:
         """The calibration's reference_gate (per feature, training sd; train.calibrate.reference_gate):
         how far a stream's warm-up mean must sit from the model's mean before the training reference
         measures that feature from it. None (bundles calibrated before it): 0, the warm-up mean
-        wherever it is nearer, as before."""
+        wherever it is nearer, as before. (bundle.load_bundle checked it.)"""
         gate = (self.bundle.manifest.get("calibration") or {}).get("reference_gate")
-        if gate is None:
-            return None
-        if len(gate) != self.F or not all(math.isfinite(float(g)) and float(g) >= 0.0 for g in gate):
-            raise ValueError(f"calibration.reference_gate: needs {self.F} finite values >= 0")
-        return [float(g) for g in gate]
+        return None if gate is None else [float(g) for g in gate]
 
-    def _flip_caps(self) -> list[float] | None:
+    def _flip_caps(self) -> list[float]:
         """Per feature, the most a residual |z| may count in the instant and peak looks: for a binary
         feature, the two-sided Gaussian z of its training share of changes (1 - repeat_share of its
         feature_kinds entry, where recorded; at least 1e-4): a flip of a two-valued feature is never more surprising
         than the rate at which training flipped it, however sure the Gaussian head was of the other
         value (measured: busy flags' flips raised every false alert of the synthetic telemetry's
-        development files). Other kinds: no cap. None: no binary feature (every shipped bundle)."""
+        development files). Other kinds: no cap (inf)."""
         kinds = self.bundle.manifest.get("feature_kinds") or {}
-        caps, any_cap = [], False
+        caps = []
         for name in self.features:
             k = kinds.get(name)
             if isinstance(k, dict) and k.get("kind") == "binary" and "repeat_share" in k:
                 flips = max(1.0 - float(k["repeat_share"]), 1e-4)
                 caps.append(float(kernel.gauss_tail_z(math.log(flips))))
-                any_cap = True
             else:
                 caps.append(math.inf)
-        return caps if any_cap else None
+        return caps
 
     def _kind_masks(self) -> tuple[list[float], list[float], list[float]]:
         """Per feature 1 / 0 from the manifest's feature_kinds ({name: {kind, ...}}, or bare kind

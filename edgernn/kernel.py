@@ -50,12 +50,10 @@ from . import layout as _layout
 from . import scoring as _sc  # the shared constants (ONSET_LEVELS, SEAS_*)
 
 if cython.compiled:  # C's libm; plain Python: the math module (the same IEEE functions)
-    from cython.cimports.libc.math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, rint, sqrt
+    from cython.cimports.libc.math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, sqrt
     from cython.cimports.edgernn._cpu import edgernn_prefetch  # a cache hint (no effect on the numbers)
 else:
     from math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, sqrt
-
-    rint = round  # round half to even, as C's rint in the default rounding mode
 
 # Every constant below is a C constant when compiled (cython.declare); Python code reads them
 # through constants() (C globals are not module attributes).
@@ -165,10 +163,10 @@ class Params:
 
     Public ints named like layout.columns are slab offsets (-1 / 0: the column is not there);
     the rest are resolved settings and bundle constants. ``Params(values, levels, tables)``:
-    values {name: number} for every public field, levels scoring.ONSET_LEVELS, tables the six
-    prepared calibration tables (instant, smoothed, level, spread, peak, reference:
+    values {name: number} for every public field, levels scoring.ONSET_LEVELS, tables the seven
+    prepared calibration tables (instant, smoothed, level, spread, peak, reference, relation:
     scoring.KERNEL_TABLES; the peak one is read only when ``peak_on`` is set, the reference one only
-    when ``tref_on`` is), used (optional) 1 / 0 per
+    when ``tref_on`` is, the relation one only when ``rel_on`` is), used (optional) 1 / 0 per
     feature: 0 keeps a feature out of the score and the looks (all 0 or None: every feature),
     stuck (optional) 1 / 0 per feature: 0 keeps a feature out of the stuck look (a binary or
     quantised feature repeats by nature; None: every used feature), shape (optional) 1 / 0 per
@@ -176,7 +174,9 @@ class Params:
     the stream's EW statistics of its level and spread are degenerate; None: every used feature),
     gate (optional) per feature: the training reference measures a feature from the stream's
     warm-up mean only when that mean sits more than gate training sd from the model's mean (None:
-    0, every feature: the warm-up mean wherever it is nearer)."""
+    0, every feature: the warm-up mean wherever it is nearer), zcap (optional) per feature: the most
+    a residual |z| counts (None: no cap), relation (optional): the bundle's relation model
+    {features, coef, resid_std} (None: no relation look)."""
 
     # slab offsets (layout.columns)
     norm_mean = cython.declare(cython.int, visibility="public")
@@ -262,6 +262,9 @@ class Params:
     rearm = cython.declare(cython.double, visibility="public")
     quiet_level = cython.declare(cython.double, visibility="public")
     on_rate = cython.declare(cython.double, visibility="public")
+    ln_keep = cython.declare(cython.double, visibility="public")  # log1p(-on_rate): the onset rates' debias (_own_rate)
+    cap_top = cython.declare(cython.double, visibility="public")  # sqrt 2 x the top onset level: above it _own_rate does not cap
+    looks_mask = cython.declare(cython.long, visibility="public")  # bit k: look k (scoring.ALL_LOOKS order) is in use
     on_weight = cython.declare(cython.double, visibility="public")
     al_weight = cython.declare(cython.double, visibility="public")  # alert_rate_weight (0: off)
     lvl_settle = cython.declare(cython.double, visibility="public")  # level_settle x fast_window: readings of the level / spread statistics before those looks score
@@ -291,7 +294,7 @@ class Params:
     tab_n = cython.declare(cython.int, visibility="public")
     n_levels = cython.declare(cython.int, visibility="public")
     n_used = cython.declare(cython.double, visibility="public")  # features in the residual statistics
-    # arrays: ONSET_LEVELS, the 6 calibration tables (each xs[tab_n] then log10_sf[tab_n]), and per
+    # arrays: ONSET_LEVELS, the 7 calibration tables (each xs[tab_n] then log10_sf[tab_n]), and per
     # feature 1.0 / 0.0: in the residual statistics and the looks or not (the detector keeps every feature in),
     # in the stuck look or not (used and of a kind where exact repeats are news), in the level and
     # spread looks or not (used and of a kind whose level and spread vary); ref_gate[F] (training sd)
@@ -319,6 +322,7 @@ class Params:
             xs, ls = t["xs_list"], t["ls_list"]
             flat += xs + [xs[-1]] * (n - len(xs)) + ls + [ls[-1]] * (n - len(ls))
         self.tab_n, self.n_levels = n, len(levels)
+        self.ln_keep, self.cap_top = math.log1p(-float(values.get("on_rate", 0.0))), SQRT2 * float(levels[-1])
         self.tab = np.array(flat, np.float64) if cython.compiled else flat
         self.levels = np.array(levels, np.float64) if cython.compiled else [float(v) for v in levels]
         used = [1.0] * int(values.get("F", 1)) if used is None or not any(used) else [float(u) for u in used]
@@ -918,10 +922,8 @@ def _mix_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double, kb: c
     F: cython.int = p.F
     KF: cython.int = p.K * F
     at: cython.int = p.pred + f  # component k's mean at at + k F, logvar at + KF + k F, logit at + 2 KF + k F
-    top: cython.double = NEG_INF
+    top: cython.double = q[at + 2 * KF + kb * F]  # the max logit: kb is the most probable component
     k: cython.int
-    for k in range(p.K):
-        top = max(top, q[at + 2 * KF + k * F])
     a: cython.double
     w: cython.double
     s: cython.double
@@ -1048,8 +1050,8 @@ def _train_ref(p: Params, r: cython.double[:], f: cython.int, xl: cython.double,
     a the stream's own mean over its warm-up readings (ref_mean; learned while count <= warmup): a
     stream that runs at another operating point than the training data is measured from its start.
     The warm-up mean only counts when it sits more than ref_gate[f] sd from m (the calibration's
-    reference_gate: the farthest a warm-up-long window of the training data sat): a stream whose
-    warm-up is at an operating point training saw is measured from training alone."""
+    reference_gate: the farthest a warm-up-long window of the normal data it was calibrated on
+    sat): a stream whose warm-up is at an operating point that data had is measured from training alone."""
     z: cython.double = abs(xl - mean) / std
     if p.warmup < 1.0:
         return min(z, 1e6)
@@ -1068,8 +1070,11 @@ def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.doubl
            out: cython.double[:]) -> cython.double:
     """Per-look log10 p to out[O_LP + k] (seasonal look and AND-gate where trusted; the peak look's
     from table 4 when it is on, 0 otherwise; the reference look's as the kernel computed it with
-    reference_rows, from table 5 for the training reference when it is on, 0 otherwise), the look with
-    the smallest (O_LOOK, first on ties) and the Bonferroni-combined log10 p (O_LOG10P).
+    reference_rows, from table 5 for the training reference when it is on, 0 otherwise; the relation
+    look's from table 6 when it is on, 0 otherwise; the level and spread looks' 0, and their
+    statistics NaN, while level_settle holds them; the slow looks bounded by _bound_echoes when
+    echo_decades is on), the look with the smallest (O_LOOK, first on ties) and the
+    Bonferroni-combined log10 p (O_LOG10P).
     Returns log10 of the number of looks counted (live Bonferroni)."""
     lp0: cython.double = tail(p, 0, out[O_SCORE])
     lp1: cython.double = tail(p, 1, out[O_SMOOTHED])
@@ -1135,7 +1140,7 @@ def _relation(p: Params, q: cython.float[:], count: cython.double, work: cython.
             acc -= p.rel_coef[i * U + j] * work[p.rel_idx[j] * W + W_XC]
         e = acc / p.rel_se[i]
         if warming:
-            q[p.rel_mean + f] = q[p.rel_mean + f] + (e - q[p.rel_mean + f]) / max(count, 1.0)
+            q[p.rel_mean + f] = q[p.rel_mean + f] + (e - q[p.rel_mean + f]) / count  # (count >= 1)
         elif abs(e - q[p.rel_mean + f]) < abs(e):
             e = e - q[p.rel_mean + f]
         e = min(max(e, -1e6), 1e6)
@@ -1167,9 +1172,8 @@ def _bound_echoes(p: Params, out: cython.double[:]) -> cython.void:
 @cython.cfunc
 @cython.inline
 def _in_use(p: Params, k: cython.int) -> cython.bint:
-    """Look k (scoring.ALL_LOOKS order) is in use: the reference, seasonal, peak and relation looks only when on."""
-    return not ((k == 5 and p.ref_rows <= 0.0 and not p.tref_on) or (k == 6 and not p.seasonal) or (k == 7 and not p.peak_on)
-                or (k == 8 and not p.rel_on))
+    """Look k (scoring.ALL_LOOKS order) is in use (the detector's ``looks``, as a bit mask)."""
+    return (p.looks_mask >> k) & 1 != 0
 
 
 @cython.cfunc
@@ -1225,7 +1229,7 @@ def _onset(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
 def _capped(p: Params, q: cython.float[:], bonf: cython.double, n: cython.double, out: cython.double[:]) -> cython.double:
     """The alert path's surprise: the largest look surprise -(log10 p_k + bonf), the model's two
     looks (instant, smoothed: k < 2) capped by the stream's own onset rates (_own_rate); the stream's
-    own looks (level, spread, stuck, reference, seasonal, peak) as they are. The look it comes from
+    own looks (level, spread, stuck, reference, seasonal, peak, relation) as they are. The look it comes from
     to O_LOOK (first on ties, as _looks)."""
     top: cython.double = -1.0
     sk: cython.double
@@ -1266,14 +1270,14 @@ def _own_rate(p: Params, q: cython.float[:], s: cython.double, n: cython.double)
     reach s often (bursts, counts) does not alert on them. Bounds: one past onset at that level caps
     s only down to about log10(min(n, onset_memory) / al_weight) (3.5 for al_weight 0.3 at n ~ 1,000,
     4.0-4.2 from n ~ onset_memory on), and a surprise above every level the stream's recent onsets
-    reached, or beyond sqrt 2 x the top level (ONSET_LEVELS end at 181), is not capped at all."""
+    reached, or beyond sqrt 2 x the top level (cap_top; ONSET_LEVELS end at 181), is not capped at all."""
     lvl: cython.int = _level(p, s)
-    if lvl < 0 or s >= SQRT2 * p.levels[p.n_levels - 1]:  # beyond the next level the rates do not resolve
+    if lvl < 0 or s >= p.cap_top:  # beyond the next level the rates do not resolve
         return s
     r: cython.double = q[p.onset_rates + lvl]
     if r <= 0.0:
         return s
-    r = min(r / max(-expm1(max(n, 1.0) * log1p(-p.on_rate)), 1e-300), 1.0)  # debiased EW mean [rate per reading]
+    r = min(r / max(-expm1(max(n, 1.0) * p.ln_keep), 1e-300), 1.0)  # debiased EW mean [rate per reading]
     return min(s, -log10(p.al_weight * r))
 
 

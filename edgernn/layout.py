@@ -12,7 +12,9 @@ resolution at a large offset; timestamps), "f4" columns in the float32 slab
 is one scalar column (an int offset); an int (also 1) is a vector column (a slice). Columns of
 width 0 exist in name only: the reference look's columns when it is off, the seasonal look's
 for multivariate models or when it is off, the mixture head's model-spread columns (mspr_*) for
-a Gaussian head (K = 1), the relation look's unless the model has one (F > 1). The per-look onset columns hold a slot for each look in use only (scoring.ALL_LOOKS order, the reference and seasonal slots left out when those are off).
+a Gaussian head (K = 1), the relation look's unless the model has one (F > 1). The per-look
+onset columns hold a slot for each look the model can use (scoring.ALL_LOOKS order; the
+reference, seasonal, peak and relation slots left out where it cannot).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def columns(F: int, reference: bool = True, seasonal: bool = True,
     RL = F if relation else 0
     M = F if components > 1 else 0  # the mixture head's model-spread columns
     # onset slots: the looks that can be in use, in ALL_LOOKS order (reference if its columns are
-    # there, seasonal for F == 1, the peak look (the last) for F > 1); the kernel skips the others
+    # there, seasonal for F == 1, the peak look for F > 1, the relation look (the last) with a relation
+    # model); the kernel skips the looks not in use (Params.looks_mask)
     looks = N_LOOKS - (not reference) - (not seasonal) - (F == 1) - (not relation)
     seas_scalars = (
         ("seas_cyc0", "completed weekdays seen by the seasonal profile"),
@@ -120,7 +123,7 @@ def initial_rows(layout: "Layout") -> tuple[np.ndarray, np.ndarray]:
 
 
 class Layout:
-    """Offsets of ``columns(F, reference, seasonal)``: ``layout.count`` is an int, ``layout.norm_mean``
+    """Offsets of ``columns(F, reference, seasonal, components, relation)``: ``layout.count`` is an int, ``layout.norm_mean``
     a slice, each within its slab (``layout.storage[name]``: "f8" -> ``num``, "f4" -> ``num4``)."""
 
     def __init__(self, n_features: int, reference: bool = True, seasonal: bool = True, components: int = 1,

@@ -58,7 +58,6 @@ from ..recording import infer_features
 from .common import fail
 
 
-
 def add_arguments(p) -> None:
     p.add_argument("data", nargs="+", type=Path, help="CSV files of normal data, or directories of them")
     p.add_argument("--out", required=True, type=Path, help="bundle directory to write")

@@ -225,11 +225,12 @@ def sweep(values: list[np.ndarray], weights: list[RowWeights], profile: Profile,
     """Corpus-wide threshold sweep: the summed raw score of ``values >= t`` for every candidate t.
 
     values[j]: the detector's likelihood per row of file j; weights[j]: ``row_weights`` of file j.
-    Candidates are every distinct value (or ``max_candidates`` of them, evenly spaced in rank),
-    plus +inf. Exact and O(N log N + W C log N): each file's score at every candidate
-    (``file_curves``), summed. The best threshold is the highest one among those with the best score.
+    Candidates are every distinct value of a scored row (or ``max_candidates`` of them, evenly
+    spaced in rank), plus +inf. Exact and O(N log N + (W + J) C log N): each file's score at every
+    candidate (``file_curves``), summed. The best threshold is the highest one among those with the
+    best score.
     """
-    cand = candidates(values, max_candidates)
+    cand = candidates(values, weights, max_candidates)
     total = np.zeros(cand.size)
     for curve in file_curves(values, weights, profile, cand):
         total += curve
@@ -237,10 +238,12 @@ def sweep(values: list[np.ndarray], weights: list[RowWeights], profile: Profile,
     return Sweep(thresholds=cand, scores=total, best_threshold=float(cand[i]), best_score=float(total[i]))
 
 
-def candidates(values: list[np.ndarray], max_candidates: int | None = None) -> np.ndarray:
+def candidates(values: list[np.ndarray], weights: list[RowWeights], max_candidates: int | None = None) -> np.ndarray:
     """The sweep's thresholds, descending: +inf (nothing detected), then every distinct finite value
-    of ``values`` (or ``max_candidates`` of them, evenly spaced in rank)."""
-    all_vals = np.concatenate([np.asarray(v, np.float64).ravel() for v in values]) if values else np.zeros(0)
+    of ``values`` on a scored row (not in probation: a threshold there detects nothing new), or
+    ``max_candidates`` of them, evenly spaced in rank."""
+    all_vals = (np.concatenate([np.asarray(v, np.float64).ravel()[rw.window != -2] for v, rw in zip(values, weights)])
+                if values else np.zeros(0))
     cand = np.unique(all_vals[np.isfinite(all_vals)])[::-1]  # descending
     if max_candidates is not None and cand.size > max_candidates:
         pick = np.unique(np.linspace(0, cand.size - 1, max_candidates).round().astype(np.int64))
@@ -278,7 +281,7 @@ def bootstrap_margin(values: list[np.ndarray], base_values: list[np.ndarray], we
     same resample. Thresholds from at most ``max_candidates`` values per detector (the intervals
     are approximate; the point figures come from ``sweep``). None when no resample has a window."""
     wins = np.array([rw.n_windows for rw in weights], np.float64)  # [J]
-    curves = [np.stack(list(file_curves(v, weights, profile, candidates(v, max_candidates))))
+    curves = [np.stack(list(file_curves(v, weights, profile, candidates(v, weights, max_candidates))))
               for v in (values, base_values)]  # each [J, C]: file j's raw score at threshold c
     idx = {g: [j for j, h in enumerate(groups) if h == g] for g in dict.fromkeys(groups)}
     rng = np.random.default_rng(seed)

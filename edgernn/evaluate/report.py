@@ -33,6 +33,13 @@ def _nab_summary(files, scores_by_file, profile) -> dict:
             for k, g in groups.items()}
 
 
+def _nab_inputs(files: list, traces: list, prof) -> tuple[list, list]:
+    """What NAB's sweep scores, per file: the detector's onset output (NAB charges every detected
+    row outside a window, so the output that is high where the surprise rises, not for as long as a
+    deviation lasts) and the file's row weights under profile ``prof``."""
+    return [t.onset for t in traces], [nab.row_weights(len(f.ts), f.windows, prof, f.probation) for f in files]
+
+
 def nab_results(files: list, traces: list, profiles=None, max_candidates: int | None = None) -> dict:
     """files: nab.NabFile list; traces: run.Trace list aligned with them."""
     profiles = profiles or list(nab.PROFILES)
@@ -42,10 +49,7 @@ def nab_results(files: list, traces: list, profiles=None, max_candidates: int | 
     categories = sorted({f.category for f in files})
     for pname in profiles:
         prof = nab.PROFILES[pname]
-        weights = [nab.row_weights(len(f.ts), f.windows, prof, f.probation) for f in files]
-        # NAB charges every detected row outside a window: sweep the detector's onset output
-        # (high where the surprise rises, not for as long as a deviation lasts)
-        lik = [t.onset for t in traces]
+        lik, weights = _nab_inputs(files, traces, prof)
         sw = nab.sweep(lik, weights, prof, max_candidates=max_candidates)
         swept = [nab.score_detections(v >= sw.best_threshold, rw, prof) for v, rw in zip(lik, weights)]
         oper = [nab.score_detections(t.raised, rw, prof) for t, rw in zip(traces, weights)]
@@ -181,9 +185,9 @@ def nab_bootstrap(files: list, traces: list, base_traces: list, profile: str = "
     """The corpus-sweep margin's spread over which files the corpus holds (``nab.bootstrap_margin``:
     files resampled within their category, both detectors on the same resample)."""
     prof = nab.PROFILES[profile]
-    weights = [nab.row_weights(len(f.ts), f.windows, prof, f.probation) for f in files]
-    return nab.bootstrap_margin([t.onset for t in traces], [t.onset for t in base_traces], weights,
-                                [f.category for f in files], prof, resamples, seed)
+    lik, weights = _nab_inputs(files, traces, prof)
+    base_lik = _nab_inputs([], base_traces, prof)[0]  # the same files: only the baseline's output
+    return nab.bootstrap_margin(lik, base_lik, weights, [f.category for f in files], prof, resamples, seed)
 
 
 def bootstrap_line(b: dict | None, backend: str, baseline: str, profile: str) -> str:

@@ -81,15 +81,19 @@ def fit_tables_on(bundle, series: list[Series], passes: int = 2, settings: Detec
 
 def reference_gate(bundle, series: list[Series], window: int) -> list[float]:
     """Per feature, the farthest (in the model's sd) the mean of any ``window`` consecutive
-    readings of the normal data sat from the model's mean (float per feature; 0 where no series is
-    that long or a window holds a NaN): a stream's warm-up mean within it is at an operating point
-    training saw, and the training reference then measures that feature from training alone
-    (kernel._train_ref). Measured (docs/QUALITY.md, "Combining many features", 2026-12-06): the
-    warm-up mean everywhere cost the synthetic telemetry's unseen files 0.05 of best F1."""
+    readings of ``series`` sat from the model's mean (float per feature; 0 where no series is that
+    long or a window holds a NaN). ``series`` is the normal data calibrate is given, whole: the
+    training and the held-out part of each (or new data, with `edgernn train --recalibrate`). A
+    stream's warm-up mean within the gate is at an operating point that data showed, and the
+    training reference then measures that feature from training alone (kernel._train_ref).
+    Measured (docs/QUALITY.md, "Combining many features", 2026-12-06): the warm-up mean everywhere
+    cost the synthetic telemetry's unseen files 0.05 of best F1."""
     m, s = bundle.norm_mean, bundle.norm_std  # [F]
+    if window < 1:
+        return [0.0] * len(m)
     gate = np.zeros(len(m))  # [F]
     for x in series:
-        if window < 1 or len(x.raw) < window:
+        if len(x.raw) < window:
             continue
         bad = ~np.isfinite(x.raw)  # [T, F]
         zero = np.zeros((1, x.raw.shape[1]))

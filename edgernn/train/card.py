@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..bundle import FILE_MODE, load_bundle
+from .. import scoring
+from ..bundle import FILE_MODE, RELATION_FILE, load_bundle
 from .calibrate import one_in, threshold_text
 from .features import HANDLING
 
@@ -121,15 +122,16 @@ def _calibration_and_fit(b) -> list[str]:
     gate = cal.get("reference_gate")
     if gate:
         L.append(f"* Training reference: a feature is measured from a stream's own warm-up mean only when that mean "
-                 f"sits farther from the training mean than any {cal['warmup']}-reading window of the training data did "
-                 f"({min(gate):.2f} to {max(gate):.2f} sd over the features; calibration.reference_gate), else from "
-                 "the training mean")
+                 f"sits farther from the training mean than any {cal['warmup']}-reading window of the normal data "
+                 f"calibrated on did ({min(gate):.2f} to {max(gate):.2f} sd over the features; "
+                 "calibration.reference_gate), else from the training mean")
     rel = b.relation
     if rel is not None:
         L.append(f"* Relation look: {len(rel['features'])} features each modelled from the others at the same reading "
                  f"(ridge regression on the training part; residual sd {rel['resid_std'].min():.2f} to "
-                 f"{rel['resid_std'].max():.2f} of the feature's sd; relation.npz); "
-                 + ("its table is calibrated" if "relation" in cal.get("tables", {}) else "**no table: not in use**"))
+                 f"{rel['resid_std'].max():.2f} of the feature's sd; {RELATION_FILE}); "
+                 + ("its table is calibrated" if scoring.RELATION in cal.get("tables", {})
+                    else "**no table: not in use**"))
     L += [f"* Warm-up: {cal['warmup']} readings per stream before scores count",
           f"* Fit: {prov.get('epochs_run')} epochs (best {prov.get('best_epoch')}); "
           f"{'mixture' if b.components > 1 else 'Gaussian'} NLL per value, "

@@ -10,9 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle import load_bundle, register_artifact, write_bundle, write_manifest
+from ..fileio import save_npz
+from ..scoring import default_calibration
 from .checks import data_warnings, extent, fit_warnings
 from .data import Series, fixed_normalise, segments, stream_normalise
 from .features import HANDLING, describe, feature_kinds, sane_std
+from .relation import fit_relation, write_relation
 
 CLIP = 10.0  # normalised inputs are clipped here (train and run time alike)
 # detector_defaults of a model trained with fixed normalisation on F > 1 features (the training
@@ -77,11 +81,12 @@ def _fit(args, features, normed, series, skip):
     return fit(tr, va, len(features), cfg), cfg
 
 
-def _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov, kinds, left_out):
-    """The bundle before calibration: manifest, weights, golden, representative inputs."""
-    from ..bundle import load_bundle, register_artifact, write_bundle, write_manifest
-    from ..fileio import save_npz
-    from ..scoring import default_calibration
+def _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov, kinds, left_out,
+           relation):
+    """The bundle before calibration: manifest (with the detector_defaults of a multivariate model
+    with fixed normalisation), weights, golden, representative inputs, and ``relation`` (the fitted
+    relation look, relation.fit_relation's dict) as relation.npz unless it is None."""
+    from ..settings import write_model_defaults  # (~6 ms at import; calibrate imports it anyway)
 
     held = [n[s.split :] for n, s in zip(normed, series)]  # normalised held-out parts
     golden_len = min(256, min(len(h) for h in held))
@@ -94,22 +99,17 @@ def _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, no
     manifest = load_bundle(out).manifest
     manifest["normalisation"]["adapt"] = float(adapt)
     manifest["feature_kinds"] = kinds
-    multivariate_fixed = norm == "fixed" and len(features) > 1  # the training reference and the relation look
-    if multivariate_fixed:
-        manifest["detector_defaults"] = dict(FIXED_DEFAULTS)
     if left_out:
         manifest["left_out_features"] = left_out
     write_manifest(out, manifest)
+    if norm == "fixed" and len(features) > 1:  # the training reference in use
+        write_model_defaults(out, FIXED_DEFAULTS)
     rep_len = min(2048, min(len(h) for h in held))
     rep = np.stack([h[:rep_len] for h in held[:16]], axis=1).astype(np.float32)  # [T, B, F]
     save_npz(out / "representative.npz", {"x": rep})
     register_artifact(out, "representative.npz", purpose="int8 calibration inputs (normalised held-out runs from h = 0)")
-    if multivariate_fixed:
-        from .relation import fit_relation, write_relation
-
-        relation = fit_relation([n[: s.split] for n, s in zip(normed, series)], features, kinds)
-        if relation is not None:
-            write_relation(out, relation)
+    if relation is not None:
+        write_relation(out, relation)
 
 
 def _print_summary(out, features, norm, warmup, weights, result, prov, kinds) -> None:
@@ -165,13 +165,17 @@ def train(args, features: tuple[str, ...], series: list[Series], command: str) -
         features, series, kinds, left_out = leave_out_counters(features, series, kinds)
     normed, mean, std, skip = normalise(series, norm, warmup, adapt, kinds, features)
     result, cfg = _fit(args, features, normed, series, skip)
+    relation = None  # the relation look: multivariate models with fixed normalisation
+    if norm == "fixed" and len(features) > 1:
+        relation = fit_relation([n[: s.split] for n, s in zip(normed, series)], features, kinds)
     weights = export_weights(result.model)
     n_params = sum(w.size for w in weights.values())
     warnings = data_warnings(features, series, n_params, kinds)
     prov = _provenance(args, command, series, result, cfg, str(torch.__version__), ext, warnings)
     prov["warnings"] += fit_warnings(prov["final_train_nll"], prov["final_val_nll"])
     out = Path(args.out)
-    _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov, kinds, left_out)
+    _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov, kinds, left_out,
+           relation)
     summary = calibrate(out, series, target_rate=args.target_far, max_surprise=args.max_surprise,
                         learn_rate=getattr(args, "learn_far", None))
     try:

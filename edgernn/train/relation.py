@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle import RELATION_FILE, register_artifact
+from ..fileio import save_npz
+
 RELATION_KINDS = ("continuous", "quantised")
 # ridge on the normalised covariance (chosen on the development files of the synthetic telemetry and
 # SKAB, from 0.01 / 0.1 / 1; docs/QUALITY.md): collinear metrics (a byte and a packet counter of one
@@ -50,9 +53,6 @@ def fit_relation(train_parts: list[np.ndarray], features, kinds: dict, ridge: fl
 
 def write_relation(out: Path, relation: dict) -> None:
     """relation.npz in the bundle, registered (sha256) like every artifact."""
-    from ..bundle import RELATION_FILE, register_artifact
-    from ..fileio import save_npz
-
     save_npz(out / RELATION_FILE, relation)
     register_artifact(out, RELATION_FILE, purpose="the relation look: each feature from the others at the same reading",
                       ridge=RIDGE, features=int(len(relation["features"])))

@@ -24,7 +24,9 @@ Per reading, test-then-train:
      stream's own onset rates, _capped); over the threshold when s >= thr_s, high when s >= clear_s;
      the look that fired (O_LOOK) and the feature it blames (O_FEATURE); onset; alert machine
   5. learn (not from readings at or above the learning level learn_s, unless held there relearn_after;
-     learn_s is the clear level of the calibration's learn_surprise, by default the alert threshold's)
+     learn_s is the clear level of the calibration's learn_surprise, by default the alert threshold's);
+     a mixture head with weight_memory: the stream's own correction of the component weights learns
+     from every scored reading (_wb_learn) and is added to the logits of each stored prediction
   6. if any learned statistic is not finite: RESET (the caller re-initialises the stream, counts it)
 
 Learning sees each value clamped to mean +- XMAX max(sd, |mean|, 1) (no overflow from a 1e155 reading).
@@ -137,6 +139,8 @@ SEAS_CLIP = cython.declare(cython.double, _sc.SEAS_CLIP)
 SEAS_PHI = cython.declare(cython.double, _sc.SEAS_PHI)
 SEAS_ZMAX = cython.declare(cython.double, _sc.SEAS_ZMAX)
 SEAS_K = cython.declare(cython.int, _layout.SEAS_K)
+WB_MAX = cython.declare(cython.double, 2.302585092994046)  # |the weight correction| <= ln 10: one decade either way
+WB_RATIO = cython.declare(cython.double, 1e2)  # one reading's responsibility / weight counts at most this
 
 COMPILED = cython.compiled
 
@@ -201,6 +205,7 @@ class Params:
     ref_tx = cython.declare(cython.int, visibility="public")
     ref_peak = cython.declare(cython.int, visibility="public")
     rel_mean = cython.declare(cython.int, visibility="public")
+    wbias = cython.declare(cython.int, visibility="public")
     range_lo = cython.declare(cython.int, visibility="public")
     range_hi = cython.declare(cython.int, visibility="public")
     count = cython.declare(cython.int, visibility="public")
@@ -267,6 +272,7 @@ class Params:
     looks_mask = cython.declare(cython.long, visibility="public")  # bit k: look k (scoring.ALL_LOOKS order) is in use
     on_weight = cython.declare(cython.double, visibility="public")
     al_weight = cython.declare(cython.double, visibility="public")  # alert_rate_weight (0: off)
+    wb_rate = cython.declare(cython.double, visibility="public")  # 1 / weight_memory (0: the weights as the model gives them)
     lvl_settle = cython.declare(cython.double, visibility="public")  # level_settle x fast_window: readings of the level / spread statistics before those looks score
     echo_decades = cython.declare(cython.double, visibility="public")  # echo_decades (0: off; training reference only)
     rel_on = cython.declare(cython.bint, visibility="public")  # the relation look is in use (its statistic and a table)
@@ -598,11 +604,15 @@ def finish_wave(p: Params, w: Wave, rows: cython.Py_ssize_t[:], pred: cython.flo
 @cython.wraparound(False)
 def _finish_row(p: Params, num4: cython.float[:, :], r: cython.Py_ssize_t, pred: cython.float[:], flags: cython.schar[:, :],
                 at: cython.Py_ssize_t, code: cython.int) -> cython.void:
-    """One stepped stream's prediction pred[P] into row r's pred column and its Result flags row
-    flags[at] (alert active | event)."""
+    """One stepped stream's prediction pred[P] into row r's pred column (with weight_memory, its
+    logits plus the stream's weight correction wbias) and its Result flags row flags[at] (alert
+    active | event)."""
     i: cython.Py_ssize_t
     for i in range(pred.shape[0]):
         num4[r, p.pred + i] = pred[i]
+    if p.wb_rate > 0.0:  # the stream's own correction of the mixture's weights: onto the logits
+        for i in range(p.K * p.F):
+            num4[r, p.pred + 2 * p.K * p.F + i] += num4[r, p.wbias + i]
     flags[at, 0] = 1 if num4[r, p.duration] > 0 else 0
     flags[at, 1] = min(code, CLEARED)
 
@@ -890,6 +900,52 @@ def _model_spread(p: Params, q: cython.float[:], f: cython.int, sigma_n: cython.
     work[o + W_MFV] = mfv
     work[o + W_MV] = log(mfv + 1e-4)
     return abs(work[o + W_MV] - q[p.mspr_mean + f]) / sqrt(q[p.mspr_var + f] + 1e-2) * p.shape[f]
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
+def _wb_learn(p: Params, q: cython.float[:], f: cython.int, c: cython.double) -> cython.double:
+    """Feature f's weight correction (wbias: log a_k per component) learns normalised reading c, an
+    online EM step on the stream's own mixture weights: a_k <- a_k (1 + wb_rate (g_k / w_k - 1)), w_k
+    the (corrected) weight the stored prediction gave component k, g_k its responsibility for c (its
+    share of the mixture's density at c). Where the model's weights are right for the stream,
+    E[g_k / w_k] = 1 and nothing moves; a component that never explains the stream's readings (a
+    wide one on a random walk) fades, one that explains more than its weight (the other level of a
+    duty cycle) grows; |log a_k| <= WB_MAX. Returns the sum of the corrections (finiteness check)."""
+    F: cython.int = p.F
+    KF: cython.int = p.K * F
+    at: cython.int = p.pred + f
+    k: cython.int
+    s: cython.double
+    d: cython.double
+    lw_top: cython.double = NEG_INF
+    lt_top: cython.double = NEG_INF
+    for k in range(p.K):  # the tops of ln w_k (logits) and ln w_k + ln N_k(c)
+        s = 0.5 * min(max(q[at + KF + k * F], p.lvmin), p.lvmax)  # ln s_k
+        d = (c - q[at + k * F]) * exp(-s)
+        lw_top = max(lw_top, q[at + 2 * KF + k * F])
+        lt_top = max(lt_top, q[at + 2 * KF + k * F] - 0.5 * d * d - s)
+    lw_sum: cython.double = 0.0
+    lt_sum: cython.double = 0.0
+    for k in range(p.K):
+        s = 0.5 * min(max(q[at + KF + k * F], p.lvmin), p.lvmax)
+        d = (c - q[at + k * F]) * exp(-s)
+        lw_sum += exp(q[at + 2 * KF + k * F] - lw_top)
+        lt_sum += exp(q[at + 2 * KF + k * F] - 0.5 * d * d - s - lt_top)
+    ln_norm: cython.double = (lw_top + log(lw_sum)) - (lt_top + log(lt_sum))  # ln g_k - ln w_k = ln N_k(c) + ln_norm
+    total: cython.double = 0.0
+    ratio: cython.double
+    b: cython.double
+    for k in range(p.K):
+        s = 0.5 * min(max(q[at + KF + k * F], p.lvmin), p.lvmax)
+        d = (c - q[at + k * F]) * exp(-s)
+        ratio = exp(min(-0.5 * d * d - s + ln_norm, log(WB_RATIO)))
+        b = q[p.wbias + k * F + f] + log1p(p.wb_rate * (ratio - 1.0))
+        q[p.wbias + k * F + f] = min(max(b, -WB_MAX), WB_MAX)
+        total += q[p.wbias + k * F + f]
+    return total
 
 
 @cython.cfunc
@@ -1270,7 +1326,7 @@ def _own_rate(p: Params, q: cython.float[:], s: cython.double, n: cython.double)
     reach s often (bursts, counts) does not alert on them. Bounds: one past onset at that level caps
     s only down to about log10(min(n, onset_memory) / al_weight) (3.5 for al_weight 0.3 at n ~ 1,000,
     4.0-4.2 from n ~ onset_memory on), and a surprise above every level the stream's recent onsets
-    reached, or beyond sqrt 2 x the top level (cap_top; ONSET_LEVELS end at 181), is not capped at all."""
+    reached, or beyond sqrt 2 x the top level (cap_top; ONSET_LEVELS end at 64), is not capped at all."""
     lvl: cython.int = _level(p, s)
     if lvl < 0 or s >= p.cap_top:  # beyond the next level the rates do not resolve
         return s
@@ -1377,6 +1433,8 @@ def _learn(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
             _ew_stat(q, p.spr_mean + f, p.spr_var + f, work[o + W_V], rate)
             if p.K > 1:
                 _ew_stat(q, p.mspr_mean + f, p.mspr_var + f, work[o + W_MV], rate)
+        if p.wb_rate > 0.0 and not warming:  # every reading, those not learned from too (bounded by WB_RATIO)
+            total += _wb_learn(p, q, f, work[o + W_XC])
         if p.K > 1:
             q[p.mspr_fast + f] = work[o + W_MFV]
             total += q[p.mspr_fast + f] + q[p.mspr_mean + f] + q[p.mspr_var + f]

@@ -12,7 +12,8 @@ resolution at a large offset; timestamps), "f4" columns in the float32 slab
 is one scalar column (an int offset); an int (also 1) is a vector column (a slice). Columns of
 width 0 exist in name only: the reference look's columns when it is off, the seasonal look's
 for multivariate models or when it is off, the mixture head's model-spread columns (mspr_*) for
-a Gaussian head (K = 1), the relation look's unless the model has one (F > 1). The per-look
+a Gaussian head (K = 1), the relation look's unless the model has one (F > 1), the mixture's weight
+correction (wbias) unless weight_memory is on for a mixture head. The per-look
 onset columns hold a slot for each look the model can use (scoring.ALL_LOOKS order; the
 reference, seasonal, peak and relation slots left out where it cannot).
 """
@@ -27,15 +28,16 @@ import numpy as np
 from .backends.base import pred_width
 
 N_LOOKS = 9  # scoring.ALL_LOOKS: instant, smoothed, level, spread, stuck, reference, seasonal, peak, relation
-N_LEVELS = 16  # scoring.ONSET_LEVELS
+N_LEVELS = 13  # scoring.ONSET_LEVELS
 SEAS_K = 32  # buckets over the day of the seasonal look's profile
 
 
 def columns(F: int, reference: bool = True, seasonal: bool = True,
-            components: int = 1, relation: bool = False) -> tuple[tuple[str, int | None, str, str], ...]:
+            components: int = 1, relation: bool = False, wbias: bool = False) -> tuple[tuple[str, int | None, str, str], ...]:
     """The slab's columns for a model with F features and a head of ``components`` Gaussians per
     feature (the reference look's if ``reference``, the seasonal look's if ``seasonal`` and F == 1;
-    the peak look's onset columns if F > 1; the relation look's if ``relation`` and F > 1), in
+    the peak look's onset columns if F > 1; the relation look's if ``relation`` and F > 1; the
+    weight correction's if ``wbias`` and components > 1), in
     order: (name, width | None, storage, meaning)."""
     seasonal = seasonal and F == 1
     relation = relation and F > 1
@@ -43,6 +45,7 @@ def columns(F: int, reference: bool = True, seasonal: bool = True,
     R = F if reference else 0
     RL = F if relation else 0
     M = F if components > 1 else 0  # the mixture head's model-spread columns
+    WB = components * F if components > 1 and wbias else 0  # the stream's own weight correction (weight_memory > 0)
     # onset slots: the looks that can be in use, in ALL_LOOKS order (reference if its columns are
     # there, seasonal for F == 1, the peak look for F > 1, the relation look (the last) with a relation
     # model); the kernel skips the looks not in use (Params.looks_mask)
@@ -64,6 +67,8 @@ def columns(F: int, reference: bool = True, seasonal: bool = True,
         ("norm_var", F, "f8", "stream normalisation variance"),
         ("pred", pred_width(F, components), "f4", "the prediction stored for the next reading: mean | logvar "
          "(normalised units); K > 1: means | logvars | logits, K F each, component-major (backends/base.py)"),
+        ("wbias", WB, "f4", "a mixture head: the stream's own log correction of each component's weight, added to "
+         "the stored logits (component-major, as pred's logits)"),
         ("last_x", F, "f8", "last raw value"),
         ("run", F, "f4", "its run of exact repeats"),
         ("reps", F, "f4", "EW count of repeats (the stuck look's repeat rate)"),
@@ -127,9 +132,9 @@ class Layout:
     a slice, each within its slab (``layout.storage[name]``: "f8" -> ``num``, "f4" -> ``num4``)."""
 
     def __init__(self, n_features: int, reference: bool = True, seasonal: bool = True, components: int = 1,
-                 relation: bool = False):
+                 relation: bool = False, wbias: bool = False):
         self.F, self.K = n_features, components
-        self.columns = columns(n_features, reference, seasonal, components, relation)
+        self.columns = columns(n_features, reference, seasonal, components, relation, wbias)
         self.has_seasonal = seasonal and n_features == 1
         self.offsets: dict[str, int] = {}  # column -> first entry in its slab (-1: a zero-width column)
         self.storage: dict[str, str] = {}

@@ -151,6 +151,11 @@ SETTINGS: tuple[Setting, ...] = (
     S("level_settle", float, 0.0, "the level and spread looks stay silent until their own statistics have learned "
       "from this many fast windows (their EW mean is correlated over about 2 windows: younger estimates of its "
       "spread are too narrow; 0: off)", "x fast_window", ge=0),
+    S("weight_memory", float, 0.0, "a mixture head (K > 1): each stream corrects the weights the model gives its "
+      "components by how often each explains the stream's own readings (an online EM step per reading, over about "
+      "this many readings, at most one decade either way): a wide catch-all fades on a quiet stream, so a jump "
+      "it used to absorb surprises, while the other level of an on/off signal keeps its weight (0: off)",
+      "readings", ge=0),
     # -- the onset ------------------------------------------------------------------------------
     S("onset_ratio", float, 2.0, "a look's surprise must exceed this multiple of its last onset's (decaying) "
       "surprise to be an onset again", "x", ge=1),

@@ -48,13 +48,15 @@ _MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "num4", "h", "last
 
 class StateStore:
     def __init__(self, n_features: int, hidden: int, capacity: int = 10_000, reference: bool = True,
-                 seasonal: bool = True, components: int = 1, h_bound: float | None = None, relation: bool = False):
-        """reference / seasonal / relation: whether the rows hold those looks' columns (layout.columns);
+                 seasonal: bool = True, components: int = 1, h_bound: float | None = None, relation: bool = False,
+                 wbias: bool = False):
+        """reference / seasonal / relation / wbias: whether the rows hold those looks' columns, and the
+        mixture's weight correction (layout.columns);
         components: the head's Gaussians per feature (the width of the pred column);
         h_bound: the backend's bound on |h| (int16 Q15 storage), None for float32 storage."""
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
-        self.layout = Layout(n_features, reference, seasonal, components, relation)
+        self.layout = Layout(n_features, reference, seasonal, components, relation, wbias)
         self.capacity = capacity
         self.hidden = hidden
         if h_bound is not None and not (math.isfinite(h_bound) and h_bound > 0):

@@ -189,3 +189,62 @@ def test_the_mixture_spread_look_follows_the_predicted_spread(tmp_path, kern):
     (det1, _), (detf, _) = _run(d1, x), _run(df, x)
     assert "mspr_fast" not in det1.state.get("s") or det1.state.get("s")["mspr_fast"].size == 0  # K = 1: no columns
     assert float(detf.state.get("s")["mspr_fast"][0]) == pytest.approx(0.09, rel=1e-3)  # 0.3^2, burst or not
+
+
+def _naive_wb_step(pred: np.ndarray, wb: np.ndarray, c: float, rate: float, lv: tuple) -> np.ndarray:
+    """One reading of the weight correction as its docstring states it, in numpy (K = 3, F = 1):
+    a_k <- a_k (1 + rate (g_k / w_k - 1)), g_k / w_k = N_k(c) / sum_j w_j N_j(c) (capped at 100),
+    w the stored (corrected) weights; |ln a_k| <= ln 10."""
+    mu, lvar, logit = pred[0:3], np.clip(pred[3:6], *lv), pred[6:9]
+    s = np.exp(0.5 * lvar)
+    dens = np.exp(-0.5 * ((c - mu) / s) ** 2) / s  # [K] N_k(c) without the common 1 / sqrt(2 pi)
+    w = np.exp(logit - logit.max())
+    w /= w.sum()
+    ratio = np.minimum(dens / (w * dens).sum(), 100.0)
+    return np.clip(wb + np.log1p(rate * (ratio - 1.0)), -math.log(10.0), math.log(10.0))
+
+
+def test_weight_memory_corrects_the_mixture_weights_by_what_the_stream_does(tmp_path, kern):
+    """weight_memory m > 0: each stream learns a log correction of the mixture's weights (wbias,
+    added to the logits the model predicts), an online EM step per reading after warm-up, as the
+    naive formula computes it from the stored prediction. On a quiet stream a wide catch-all
+    component never explains a reading, so its weight falls (to the floor, one decade): a level
+    shift it used to absorb is then a surprise. On an on/off signal whose edges the step components
+    explain, those keep their weight and the edges stay unsurprising. m = 0 (the default) is bit
+    for bit the detector without it, and keeps no column."""
+    w = _level_weights(3, 1.0, 2.0)  # 'same level' as wide as the stream (normalised sd 1)
+    w["head.b_mean"][2] = 0.0
+    w["head.b_logvar"][2] = 4.0  # the catch-all: std e^2, weight e^0 / (e^2 + 2)
+    d = write_bundle(tmp_path / "wide", name="w", version="0", features=["v"], weights=w)
+    rng = np.random.default_rng(7)
+    x = 20.0 + 0.05 * rng.standard_normal(1500)
+    x[1300:] += 0.4  # a level shift of ~8 stream stds
+    ts = 1_700_000_000.0 + 60.0 * np.arange(len(x))
+
+    def run(m, xs, check=False):
+        s = DetectorSettings(warmup=100, seasonal=False, **({} if m is None else {"weight_memory": m}))
+        det = Detector(load_bundle(d), settings=s)
+        out = []
+        for i in range(len(xs)):
+            before = det.state.get("s")
+            out.append(det.process(Batch(["s"], ts[i:i + 1], xs[i:i + 1, None])))
+            if check and before is not None and i > 100:  # past warm-up: the naive step from the stored row
+                mean, sd = before["norm_mean"][0], math.sqrt(before["norm_var"][0])
+                c = float(np.clip((xs[i] - mean) / sd, -10.0, 10.0))
+                lv = (det._params()["lvmin"], det._params()["lvmax"])
+                want = _naive_wb_step(before["pred"], before["wbias"], c, 1.0 / m, lv)
+                np.testing.assert_allclose(det.state.get("s")["wbias"], want, rtol=1e-4, atol=1e-5)
+        return det, np.array([float(r.score[0]) for r in out])
+
+    (d0, s0), (dn, sn), (dm, sm) = run(0.0, x), run(None, x), run(200.0, x, check=True)
+    np.testing.assert_array_equal(s0, sn)  # off: bit for bit
+    assert "wbias" not in d0.state.get("s") and dm.state.get("s")["wbias"].size == 3
+    assert dm.state.bytes_per_stream() == d0.state.bytes_per_stream() + 12
+    wb = run(200.0, x[:1300])[0].state.get("s")["wbias"]  # before the shift
+    assert wb[2] < min(-0.5, wb[0] - 0.5), wb  # the catch-all faded (to its maximum-likelihood weight); "same level" kept its own
+    assert sm[1300] > 1.2 * s0[1300] > 1.2 * 4.0, (s0[1300], sm[1300])  # the shift: more of a surprise with it
+    level = (np.arange(1200) // 50) % 2 * 10.0  # an edge every 50 readings, as above
+    on_off = level + 0.05 * rng.standard_normal(len(level))
+    edges = np.flatnonzero(np.diff(level) != 0) + 1
+    _, se = run(200.0, on_off)
+    assert se[edges[edges > 150]].max() < 10.0

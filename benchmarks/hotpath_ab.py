@@ -46,10 +46,12 @@ B.StepFeeder(be, b).run(300)
 cycle = B.cycle_for(n, bundle.n_features)
 if cg_calls and n > 1000:  # 1,000 streams warmed, their rows copied to the others (see the module doc)
     import numpy as np
-    from edgernn.detector import Detector, DetectorSettings
+    from edgernn.detector import Detector
+    from edgernn.settings import resolve
     small = B.stream_values(1000, bundle.n_features, cycle=cycle)
-    warm = bundle.calibration.warmup + DetectorSettings().settle + 16
-    det = Detector(bundle, be, DetectorSettings(max_streams=n))
+    settings = resolve(bundle, {"max_streams": n})  # the bundle's detector_defaults, as edgernn bench
+    warm = bundle.calibration.warmup + settings.settle + 16
+    det = Detector(bundle, be, settings)
     w = B.Feeder(det, 256, small)
     w.run(warm * w.slices)
     st = det.state

@@ -314,11 +314,13 @@ def state_bytes(store) -> float:
 def _detector_config(bundle, name: str, be, b: int, n_streams: int, values: np.ndarray) -> Config:
     """A Detector with ``n_streams`` live streams, every one past its warm-up (warmed in batches of
     up to 256 distinct streams: the same state as one at a time, faster), then a feeder at ``b``."""
-    from ..detector import Detector, DetectorSettings
+    from ..detector import Detector
+    from ..settings import resolve
 
-    warm = bundle.calibration.warmup + DetectorSettings().settle + 16  # readings per stream
+    settings = resolve(bundle, {"max_streams": n_streams})  # the bundle's detector_defaults, as every command runs it
+    warm = bundle.calibration.warmup + settings.settle + 16  # readings per stream
     rss0 = rss_bytes()
-    det = Detector(bundle, be, DetectorSettings(max_streams=n_streams))
+    det = Detector(bundle, be, settings)
     warm_batch = max(b, min(256, n_streams))
     _log(f"warming detector {name} batch {b}: {n_streams:,} streams x {warm} readings (batches of {warm_batch})")
     w = Feeder(det, warm_batch, values)

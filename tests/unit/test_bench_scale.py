@@ -34,6 +34,27 @@ def test_scale_table_in_json(tiny_bundle, tmp_path, capsys):
     assert "bytes/stream" in printed and "scale:" in printed
 
 
+def test_the_bench_runs_the_bundle_with_its_detector_defaults(tiny_bundle, tmp_path):
+    """The scale table measures the detector every command runs: the bundle's detector_defaults
+    apply (a mixture bundle with weight_memory keeps its weight correction: 12 more bytes per stream
+    for K = 3)."""
+    from edgernn.bundle import load_bundle, write_bundle
+    from edgernn.settings import write_model_defaults
+    from unit_helpers import random_weights
+
+    model = write_bundle(tmp_path / "k3", name="k3", version="0", features=["v"], weights=random_weights(1, 8, K=3))
+    bytes_of = {}
+    for name, defaults in (("plain", None), ("corrected", {"weight_memory": 100.0})):
+        if defaults:
+            write_model_defaults(model, defaults)
+        out = tmp_path / f"{name}.json"
+        assert main(["bench", "--model", str(model), "--backend", "numpy", "--batch", "1", "--streams", "4",
+                     "--seconds", "0.02", "--rounds", "1", "--no-peers", "--json", str(out)]) == 0
+        bytes_of[name] = json.loads(out.read_text())["scale"][0]["bytes_per_stream"]
+    assert bytes_of["corrected"] == bytes_of["plain"] + 12, bytes_of
+    assert load_bundle(model).manifest["detector_defaults"] == {"weight_memory": 100.0}
+
+
 def test_bad_arguments_are_one_line(tiny_bundle, capsys):
     model = str(tiny_bundle(F=1, H=8, warmup=16))
     assert main(["bench", "--model", model, "--backend", "numpy,nope"]) == 2

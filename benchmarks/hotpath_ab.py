@@ -49,9 +49,8 @@ if cg_calls and n > 1000:  # 1,000 streams warmed, their rows copied to the othe
     from edgernn.detector import Detector
     from edgernn.settings import resolve
     small = B.stream_values(1000, bundle.n_features, cycle=cycle)
-    settings = resolve(bundle, {"max_streams": n})  # the bundle's detector_defaults, as edgernn bench
-    warm = bundle.calibration.warmup + settings.settle + 16
-    det = Detector(bundle, be, settings)
+    det = Detector(bundle, be, resolve(bundle, {"max_streams": n}))  # the bundle's detector_defaults, as edgernn bench
+    warm = B.warm_readings(det)
     w = B.Feeder(det, 256, small)
     w.run(warm * w.slices)
     st = det.state

@@ -26,7 +26,8 @@ Per reading, test-then-train:
   5. learn (not from readings at or above the learning level learn_s, unless held there relearn_after;
      learn_s is the clear level of the calibration's learn_surprise, by default the alert threshold's);
      a mixture head with weight_memory: the stream's own correction of the component weights learns
-     from every scored reading (_wb_learn) and is added to the logits of each stored prediction
+     from every reading after warm-up, high or not (_wb_learn), and is added to the logits of each
+     stored prediction (_finish_row)
   6. if any learned statistic is not finite: RESET (the caller re-initialises the stream, counts it)
 
 Learning sees each value clamped to mean +- XMAX max(sd, |mean|, 1) (no overflow from a 1e155 reading).
@@ -140,7 +141,7 @@ SEAS_PHI = cython.declare(cython.double, _sc.SEAS_PHI)
 SEAS_ZMAX = cython.declare(cython.double, _sc.SEAS_ZMAX)
 SEAS_K = cython.declare(cython.int, _layout.SEAS_K)
 WB_MAX = cython.declare(cython.double, 2.302585092994046)  # |the weight correction| <= ln 10: one decade either way
-WB_RATIO = cython.declare(cython.double, 1e2)  # one reading's responsibility / weight counts at most this
+LN_WB_RATIO = cython.declare(cython.double, 4.605170185988092)  # ln 100: one reading's responsibility / weight counts at most 100
 
 COMPILED = cython.compiled
 
@@ -913,7 +914,7 @@ def _wb_learn(p: Params, q: cython.float[:], f: cython.int, c: cython.double) ->
     share of the mixture's density at c). Where the model's weights are right for the stream,
     E[g_k / w_k] = 1 and nothing moves; a component that never explains the stream's readings (a
     wide one on a random walk) fades, one that explains more than its weight (the other level of a
-    duty cycle) grows; |log a_k| <= WB_MAX. Returns the sum of the corrections (finiteness check)."""
+    duty cycle) grows; g_k / w_k <= 100 per reading, |log a_k| <= WB_MAX. Returns the sum of the corrections (finiteness check)."""
     F: cython.int = p.F
     KF: cython.int = p.K * F
     at: cython.int = p.pred + f
@@ -941,7 +942,7 @@ def _wb_learn(p: Params, q: cython.float[:], f: cython.int, c: cython.double) ->
     for k in range(p.K):
         s = 0.5 * min(max(q[at + KF + k * F], p.lvmin), p.lvmax)
         d = (c - q[at + k * F]) * exp(-s)
-        ratio = exp(min(-0.5 * d * d - s + ln_norm, log(WB_RATIO)))
+        ratio = exp(min(-0.5 * d * d - s + ln_norm, LN_WB_RATIO))
         b = q[p.wbias + k * F + f] + log1p(p.wb_rate * (ratio - 1.0))
         q[p.wbias + k * F + f] = min(max(b, -WB_MAX), WB_MAX)
         total += q[p.wbias + k * F + f]
@@ -1326,7 +1327,7 @@ def _own_rate(p: Params, q: cython.float[:], s: cython.double, n: cython.double)
     reach s often (bursts, counts) does not alert on them. Bounds: one past onset at that level caps
     s only down to about log10(min(n, onset_memory) / al_weight) (3.5 for al_weight 0.3 at n ~ 1,000,
     4.0-4.2 from n ~ onset_memory on), and a surprise above every level the stream's recent onsets
-    reached, or beyond sqrt 2 x the top level (cap_top; ONSET_LEVELS end at 64), is not capped at all."""
+    reached, or beyond sqrt 2 x the top level (cap_top; ONSET_LEVELS end at 90.5), is not capped at all."""
     lvl: cython.int = _level(p, s)
     if lvl < 0 or s >= p.cap_top:  # beyond the next level the rates do not resolve
         return s
@@ -1433,7 +1434,7 @@ def _learn(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
             _ew_stat(q, p.spr_mean + f, p.spr_var + f, work[o + W_V], rate)
             if p.K > 1:
                 _ew_stat(q, p.mspr_mean + f, p.mspr_var + f, work[o + W_MV], rate)
-        if p.wb_rate > 0.0 and not warming:  # every reading, those not learned from too (bounded by WB_RATIO)
+        if p.wb_rate > 0.0 and not warming:  # every reading, those not learned from too (bounded by LN_WB_RATIO)
             total += _wb_learn(p, q, f, work[o + W_XC])
         if p.K > 1:
             q[p.mspr_fast + f] = work[o + W_MFV]

@@ -81,9 +81,10 @@ KERNEL_TABLES = (*TABLE_LOOKS, PEAK, REFERENCE, RELATION)  # the tables the kern
 # multivariate only: peak; reference: the training reference (fixed normalisation); relation: a
 # model trained with the relation (edgernn train, F > 1)
 OPTIONAL_TABLES = (PEAK, REFERENCE, RELATION)
-# surprise levels (1 .. 64) at which the detector keeps each stream's rate of onsets (an onset above
-# 64, 1 in 10^64, is rated as one at 64: 24 levels up to 2896, then 16 up to 181, gave the same alerts
-# and NAB scores; the 12 bytes of the last 3 hold univariate's weight correction, docs/QUALITY.md)
+# surprise levels (1.41 .. 90.5) at which the detector keeps each stream's rate of onsets (an onset
+# above 90.5, 1 in 10^90, is rated as one at 90.5; one below 1.41 has no rate of its own: 24 levels up
+# to 2896, then 16 from 1 to 181, gave the same alerts and NAB scores; the 12 bytes of the 3 dropped
+# (1, 128, 181) hold univariate's weight correction, docs/QUALITY.md)
 ONSET_LEVELS = np.array([2.0 ** (j / 2.0) for j in range(1, 14)])
 # the seasonal look's constants (kernel._season)
 DAY = 86400.0

@@ -45,6 +45,7 @@ class Setting:
     cli: bool = False  # a flag of replay / eval / serve
     flags: tuple[str, ...] = ()  # flag spellings (default: --name with dashes; alerts: --alerts-name)
     range_help: str = ""  # words after the range in errors: "(a variance ratio)"
+    zero_off: bool = False  # 0 (off) is allowed besides the range
 
     @property
     def key(self) -> str:
@@ -62,12 +63,13 @@ class Setting:
         """``in (0, 1]``, ``>= 0``, ... ('' when unbounded)."""
         lo = ("[", self.ge) if self.ge is not None else ("(", self.gt) if self.gt is not None else None
         hi = ("]", self.le) if self.le is not None else (")", self.lt) if self.lt is not None else None
+        off = "0 (off) or " if self.zero_off else ""
         if lo and hi:
-            return f"in {lo[0]}{lo[1]:g}, {hi[1]:g}{hi[0]}"
+            return f"{off}in {lo[0]}{lo[1]:g}, {hi[1]:g}{hi[0]}"
         if lo:
-            return f"{'>=' if lo[0] == '[' else '>'} {lo[1]:g}"
+            return f"{off}{'>=' if lo[0] == '[' else '>'} {lo[1]:g}"
         if hi:
-            return f"{'<=' if hi[0] == ']' else '<'} {hi[1]:g}"
+            return f"{off}{'<=' if hi[0] == ']' else '<'} {hi[1]:g}"
         return ""
 
     def describe(self) -> str:
@@ -94,6 +96,8 @@ class Setting:
         return None
 
     def _in_range(self, v) -> bool:
+        if self.zero_off and v == 0:
+            return True
         return (math.isfinite(v) and (self.ge is None or v >= self.ge) and (self.gt is None or v > self.gt)
                 and (self.le is None or v <= self.le) and (self.lt is None or v < self.lt))
 
@@ -103,10 +107,9 @@ class Setting:
         s: dict = {"type": [kind, "null"] if self.optional else kind, "description": self.describe()}
         if self.default is not None:
             s["default"] = self.default
-        for word, bound in (("minimum", self.ge), ("exclusiveMinimum", self.gt), ("maximum", self.le),
-                            ("exclusiveMaximum", self.lt)):
-            if bound is not None:
-                s[word] = bound
+        bounds = {word: bound for word, bound in (("minimum", self.ge), ("exclusiveMinimum", self.gt),
+                                                  ("maximum", self.le), ("exclusiveMaximum", self.lt)) if bound is not None}
+        s.update({"anyOf": [{"const": 0}, bounds]} if self.zero_off and bounds else bounds)
         if self.choices:
             s["enum"] = list(self.choices)
         return s
@@ -154,8 +157,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("weight_memory", float, 0.0, "a mixture head (K > 1): each stream corrects the weights the model gives its "
       "components by how often each explains the stream's own readings (an online EM step per reading, over about "
       "this many readings, at most one decade either way): a wide catch-all fades on a quiet stream, so a jump "
-      "it used to absorb surprises, while the other level of an on/off signal keeps its weight (0: off)",
-      "readings", ge=0),
+      "it used to absorb surprises, while the other level of an on/off signal keeps its weight",
+      "readings", ge=2, zero_off=True),
     # -- the onset ------------------------------------------------------------------------------
     S("onset_ratio", float, 2.0, "a look's surprise must exceed this multiple of its last onset's (decaying) "
       "surprise to be an onset again", "x", ge=1),

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import platform
 import statistics
@@ -311,16 +312,23 @@ def state_bytes(store) -> float:
     return store.bytes_per_stream() * store.capacity
 
 
+def warm_readings(det) -> int:
+    """Readings per stream before the bench times it: past warm-up and settling, and past the
+    level_settle wait of the level and spread looks (their statistics learn from warm-up / 2 on), so
+    every look the detector runs is scored while it is timed; 16 more."""
+    s = det.settings
+    return int(max(det.warmup + s.settle, det.warmup // 2 + math.ceil(s.level_settle * s.fast_window))) + 16
+
+
 def _detector_config(bundle, name: str, be, b: int, n_streams: int, values: np.ndarray) -> Config:
     """A Detector with ``n_streams`` live streams, every one past its warm-up (warmed in batches of
     up to 256 distinct streams: the same state as one at a time, faster), then a feeder at ``b``."""
     from ..detector import Detector
     from ..settings import resolve
 
-    settings = resolve(bundle, {"max_streams": n_streams})  # the bundle's detector_defaults, as every command runs it
-    warm = bundle.calibration.warmup + settings.settle + 16  # readings per stream
     rss0 = rss_bytes()
-    det = Detector(bundle, be, settings)
+    det = Detector(bundle, be, resolve(bundle, {"max_streams": n_streams}))  # the bundle's detector_defaults
+    warm = warm_readings(det)  # readings per stream
     warm_batch = max(b, min(256, n_streams))
     _log(f"warming detector {name} batch {b}: {n_streams:,} streams x {warm} readings (batches of {warm_batch})")
     w = Feeder(det, warm_batch, values)

@@ -55,6 +55,26 @@ def test_the_bench_runs_the_bundle_with_its_detector_defaults(tiny_bundle, tmp_p
     assert load_bundle(model).manifest["detector_defaults"] == {"weight_memory": 100.0}
 
 
+def test_the_bench_warms_streams_until_every_look_scores(tiny_bundle):
+    """warm_readings: past warm-up and settling, and past level_settle's wait, so the level and
+    spread looks are scored on the readings the bench times (they were silent for the first 96
+    readings of the timed part with univariate's defaults)."""
+    from edgernn.bundle import load_bundle
+    from edgernn.commands.bench import warm_readings
+    from edgernn.detector import Batch, Detector, DetectorSettings
+
+    bundle = load_bundle(tiny_bundle(F=1, H=8, warmup=64))
+    det = Detector(bundle, settings=DetectorSettings(warmup=64, fast_window=32.0, level_settle=4.0))
+    n = warm_readings(det)
+    assert n == 64 // 2 + 4 * 32 + 16  # the settle wait is the longer one here
+    det.record_looks = True
+    x = np.sin(np.arange(n + 1) / 7.0)[:, None]
+    r = det.process(Batch(["s"] * (n + 1), np.arange(n + 1, dtype=float), x))
+    assert np.isfinite(r.looks["level"][-1]) and np.isnan(r.looks["level"][n - 17])  # scored only once settled
+    plain = Detector(bundle, settings=DetectorSettings(warmup=64))
+    assert warm_readings(plain) == 64 + plain.settings.settle + 16
+
+
 def test_bad_arguments_are_one_line(tiny_bundle, capsys):
     model = str(tiny_bundle(F=1, H=8, warmup=16))
     assert main(["bench", "--model", model, "--backend", "numpy,nope"]) == 2

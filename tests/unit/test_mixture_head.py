@@ -248,3 +248,12 @@ def test_weight_memory_corrects_the_mixture_weights_by_what_the_stream_does(tmp_
     edges = np.flatnonzero(np.diff(level) != 0) + 1
     _, se = run(200.0, on_off)
     assert se[edges[edges > 150]].max() < 10.0
+    # the wave path (finish_wave: streams interleaved in one batch) keeps the same corrections
+    both = Detector(load_bundle(d), settings=DetectorSettings(warmup=100, seasonal=False, weight_memory=200.0))
+    n = 900
+    sids = ["quiet", "on_off"] * n
+    tt = np.repeat(ts[:n], 2)
+    xx = np.stack([x[:n], on_off[:n]], axis=1).reshape(-1, 1)
+    both.process(Batch(sids, tt, xx))
+    for sid, alone in (("quiet", run(200.0, x[:n])[0]), ("on_off", run(200.0, on_off[:n])[0])):
+        np.testing.assert_allclose(both.state.get(sid)["wbias"], alone.state.get("s")["wbias"], rtol=1e-6, atol=1e-7)

@@ -98,6 +98,8 @@ def test_every_setting_is_a_pipeline_key_and_reaches_the_detector(tmp_path):
         v = (not s.default) if s.kind is bool else s.default if s.default is not None else s.kind(s.le or s.lt or 5)
         if s.kind in (int, float) and s.default is not None and s.name not in ("k", "n"):
             v = s.kind(s.default + (1 if s.lt is None and s.le is None else 0))
+        if s.zero_off and s.default == 0:  # off by default: a value inside its range
+            v = s.kind((s.ge if s.ge is not None else s.gt) + 1)
         if s.name == "adapt":
             v = 0.25
         if s.name == "threshold":
@@ -474,3 +476,14 @@ def test_write_model_defaults_refuses_defaults_the_schema_does_not_accept(tmp_pa
             write_model_defaults(dst, bad)
     assert (dst / "manifest.yaml").read_text() == before and load_bundle(dst).manifest["detector_defaults"]
     assert write_model_defaults(dst, {"settle": 3})["settle"] == 3
+
+
+def test_a_setting_that_is_off_at_zero_takes_zero_or_its_range():
+    """weight_memory: 0 (off) or >= 2 readings (a memory under 2 would let one reading move the
+    correction by more than its own size); errors, help and JSON Schema say both."""
+    s = {x.name: x for x in SETTINGS}["weight_memory"]
+    assert s.problem(0.0) is None and s.problem(2.0) is None and s.problem(1000.0) is None
+    for bad in (0.5, 1.0, -1.0, float("nan")):
+        assert s.problem(bad) == f"{bad!r} is out of range: must be 0 (off) or >= 2"
+    assert "0 (off) or >= 2" in s.describe()
+    assert s.json_schema()["anyOf"] == [{"const": 0}, {"minimum": 2}]

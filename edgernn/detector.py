@@ -184,12 +184,14 @@ class Detector:
         # the relation look: each feature against the others at the same reading (a bundle with a
         # relation.npz, fixed normalisation); its rel_mean column holds the stream's warm-up mean residual
         self.rel_stat = self.F > 1 and bundle.norm_mode != "stream" and bundle.relation is not None
+        # the mixture's weights corrected per stream (weight_memory; a mixture head only): its wbias column
+        self.wb_on = s.weight_memory > 0 and self.components > 1
         self.hidden = int(getattr(backend, "hidden", bundle.hidden))  # each stream's h: the backend's (persistence: >= 2F + 1)
         self.state = StateStore(self.F, self.hidden, capacity=s.max_streams,
                                 reference=self.reference_rows > 0 or self.tref_stat,
                                 seasonal=self.seasonal, components=self.components,  # only the looks' columns in use
                                 h_bound=getattr(backend, "h_bound", None),  # int16 Q15 h for a bounded GRU state
-                                relation=self.rel_stat, wbias=s.weight_memory > 0)
+                                relation=self.rel_stat, wbias=self.wb_on)
         self.seasonal_trust, self.day_offset = float(s.seasonal_trust), float(s.day_offset_s)
         self.peak = False  # the peak look: in use for F > 1 with a peak table (set_tables)
         self.tref = False  # the training reference: in use with a reference table (set_tables)
@@ -246,7 +248,7 @@ class Detector:
             al_weight=float(s.alert_rate_weight), echo_decades=float(s.echo_decades),
             looks_mask=sum(1 << scoring.ALL_LOOKS.index(name) for name in self.looks),
             lvl_settle=float(s.level_settle) * float(s.fast_window),
-            wb_rate=1.0 / s.weight_memory if s.weight_memory > 0 and self.components > 1 else 0.0,
+            wb_rate=1.0 / s.weight_memory if self.wb_on else 0.0,
             range_surprise=float(s.range_surprise), ref_rows=float(self.reference_rows),
             ref_rate=1.0 / s.reference_window, ref_drift=float(s.reference_drift), ref_peak_gate=float(s.reference_peak),
             seasonal=self.seasonal, peak_on=self.peak, tref_on=self.tref, tref_stat=self.tref_stat,

@@ -904,6 +904,17 @@ def _model_spread(p: Params, q: cython.float[:], f: cython.int, sigma_n: cython.
 
 
 @cython.cfunc
+@cython.inline
+@cython.cdivision(True)
+def _ln_dens(p: Params, q: cython.float[:], at: cython.int, k: cython.int, c: cython.double) -> cython.double:
+    """ln N(c; mu_k, s_k^2) + ln sqrt(2 pi) of the mixture component k whose mean is q[at + k F]
+    (its logvar K F further, clamped to [lvmin, lvmax]): -d^2 / 2 - ln s_k, d = (c - mu_k) / s_k."""
+    s: cython.double = 0.5 * min(max(q[at + p.K * p.F + k * p.F], p.lvmin), p.lvmax)  # ln s_k
+    d: cython.double = (c - q[at + k * p.F]) * exp(-s)
+    return -0.5 * d * d - s
+
+
+@cython.cfunc
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)
@@ -914,35 +925,28 @@ def _wb_learn(p: Params, q: cython.float[:], f: cython.int, c: cython.double) ->
     share of the mixture's density at c). Where the model's weights are right for the stream,
     E[g_k / w_k] = 1 and nothing moves; a component that never explains the stream's readings (a
     wide one on a random walk) fades, one that explains more than its weight (the other level of a
-    duty cycle) grows; g_k / w_k <= 100 per reading, |log a_k| <= WB_MAX. Returns the sum of the corrections (finiteness check)."""
+    duty cycle) grows; g_k / w_k <= 100 per reading, |log a_k| <= WB_MAX. Returns the sum of the
+    corrections (finiteness check)."""
     F: cython.int = p.F
-    KF: cython.int = p.K * F
-    at: cython.int = p.pred + f
+    at: cython.int = p.pred + f  # component k's mean at at + k F (_ln_dens), logit at + 2 K F + k F
+    lg: cython.int = at + 2 * p.K * F
     k: cython.int
-    s: cython.double
-    d: cython.double
     lw_top: cython.double = NEG_INF
     lt_top: cython.double = NEG_INF
     for k in range(p.K):  # the tops of ln w_k (logits) and ln w_k + ln N_k(c)
-        s = 0.5 * min(max(q[at + KF + k * F], p.lvmin), p.lvmax)  # ln s_k
-        d = (c - q[at + k * F]) * exp(-s)
-        lw_top = max(lw_top, q[at + 2 * KF + k * F])
-        lt_top = max(lt_top, q[at + 2 * KF + k * F] - 0.5 * d * d - s)
+        lw_top = max(lw_top, q[lg + k * F])
+        lt_top = max(lt_top, q[lg + k * F] + _ln_dens(p, q, at, k, c))
     lw_sum: cython.double = 0.0
     lt_sum: cython.double = 0.0
     for k in range(p.K):
-        s = 0.5 * min(max(q[at + KF + k * F], p.lvmin), p.lvmax)
-        d = (c - q[at + k * F]) * exp(-s)
-        lw_sum += exp(q[at + 2 * KF + k * F] - lw_top)
-        lt_sum += exp(q[at + 2 * KF + k * F] - 0.5 * d * d - s - lt_top)
+        lw_sum += exp(q[lg + k * F] - lw_top)
+        lt_sum += exp(q[lg + k * F] + _ln_dens(p, q, at, k, c) - lt_top)
     ln_norm: cython.double = (lw_top + log(lw_sum)) - (lt_top + log(lt_sum))  # ln g_k - ln w_k = ln N_k(c) + ln_norm
     total: cython.double = 0.0
     ratio: cython.double
     b: cython.double
     for k in range(p.K):
-        s = 0.5 * min(max(q[at + KF + k * F], p.lvmin), p.lvmax)
-        d = (c - q[at + k * F]) * exp(-s)
-        ratio = exp(min(-0.5 * d * d - s + ln_norm, LN_WB_RATIO))
+        ratio = exp(min(_ln_dens(p, q, at, k, c) + ln_norm, LN_WB_RATIO))
         b = q[p.wbias + k * F + f] + log1p(p.wb_rate * (ratio - 1.0))
         q[p.wbias + k * F + f] = min(max(b, -WB_MAX), WB_MAX)
         total += q[p.wbias + k * F + f]

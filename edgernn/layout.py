@@ -128,7 +128,7 @@ def initial_rows(layout: "Layout") -> tuple[np.ndarray, np.ndarray]:
 
 
 class Layout:
-    """Offsets of ``columns(F, reference, seasonal, components, relation)``: ``layout.count`` is an int, ``layout.norm_mean``
+    """Offsets of ``columns(F, reference, seasonal, components, relation, wbias)``: ``layout.count`` is an int, ``layout.norm_mean``
     a slice, each within its slab (``layout.storage[name]``: "f8" -> ``num``, "f4" -> ``num4``)."""
 
     def __init__(self, n_features: int, reference: bool = True, seasonal: bool = True, components: int = 1,

@@ -196,6 +196,9 @@ def recalibrate(args) -> int:
 
 
 def run(args) -> int:
+    for p in args.data:
+        if p.is_dir() and not any(p.glob("*.csv")):
+            return fail("train", f"{p}: no .csv files in this directory")
     args.data = _expand(args.data)
     for p in args.data:
         if not p.is_file():
@@ -204,8 +207,8 @@ def run(args) -> int:
         return recalibrate(args)
     try:
         import torch
-    except ImportError:
-        return fail("train", "needs PyTorch: pip install edgernn[train]")
+    except ImportError as exc:
+        return fail("train", f"needs PyTorch: pip install edgernn[train] ({exc})")
     from ..train.pipeline import train
 
     if args.threads:

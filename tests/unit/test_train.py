@@ -316,6 +316,14 @@ def test_missing_file_is_one_line_exit_2(tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == f"edgernn train: {tmp_path / 'nope.csv'}: not found"
 
 
+def test_a_directory_without_csv_files_is_one_line_exit_2(tmp_path):
+    (tmp_path / "empty").mkdir()  # (it crashed with an IndexError: no file to infer the features from)
+    for extra in ([], ["--recalibrate"]):
+        r = subprocess.run([PYTHON, "-m", "edgernn", "train", tmp_path / "empty", "--out", tmp_path / "m", *extra],
+                           capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert r.returncode == 2 and r.stderr.strip() == f"edgernn train: {tmp_path / 'empty'}: no .csv files in this directory"
+
+
 def test_help_teaches():
     r = subprocess.run([PYTHON, "-m", "edgernn", "train", "--help"], capture_output=True, text=True, cwd=REPO, timeout=60)
     for needle in ("held out", "--strict exits 3", "exit codes", "examples:", "model card", "0644", "counters",

@@ -1,0 +1,78 @@
+"""benchmarks/recipe_seeds.py: a recipe trained at several seeds, each run through the quality sets,
+and the spread of its figures."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def rs():
+    return _load("recipe_seeds")
+
+
+def test_spread_is_mean_min_max_over_the_columns_every_seed_has(rs):
+    rows = {1: {"nab": {"gru": 60.0, "persistence": 65.0, "margin": -5.0}, "duty": {"caught": 3}},
+            2: {"nab": {"gru": 70.0, "persistence": 64.0, "margin": 6.0}},
+            3: {"nab": {"gru": 65.0, "persistence": 66.0, "margin": -1.0}}}
+    s = rs.spread(rows)
+    assert list(s) == ["nab"]  # "duty" is missing from seeds 2 and 3
+    assert list(rs.spread({1: {"b": {"x": 1}, "a": {"x": 2}}})) == ["b", "a"]  # the sets' order, as given
+    assert s["nab"]["gru"] == {"mean": 65.0, "min": 60.0, "max": 70.0}
+    assert s["nab"]["margin"]["min"] == -5.0 and s["nab"]["margin"]["max"] == 6.0
+    lines = rs.render(rows, s).splitlines()
+    assert lines[-2] == "max | 70.0 (66.0, +6.0)"  # each figure's own maximum over the seeds
+    assert lines[2] == "1 | 60.0 (65.0, -5.0)"
+
+
+def test_train_arguments_may_not_take_the_scripts_own(rs, tmp_path):
+    a = rs.parse(["data", "--out", str(tmp_path), "--", "--epochs", "1"])
+    assert a.train_args == ["--epochs", "1"] and a.seeds == "1,2,3,4"
+    with pytest.raises(SystemExit):
+        rs.parse(["data", "--out", str(tmp_path), "--", "--seed", "3"])
+
+
+@pytest.mark.timeout(300)
+def test_two_seeds_train_recalibrate_and_score(rs, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from edgernn.bundle import load_bundle
+    from edgernn.synth import write_corpus
+
+    monkeypatch.chdir(ROOT)  # ablate.py runs benchmarks/quality_synthetic.py by its relative path
+    write_corpus(tmp_path / "corpus", series=4, length=700, seed=1)
+    qs = _load("quality_synthetic")
+    qs.write_duty(tmp_path / "duty", per_fault=1, clean=2, length=700, seed=5)
+    out = tmp_path / "out"
+    assert rs.main([str(tmp_path / "corpus"), "--seeds", "1,2", "--out", str(out), "--recalibrate",
+                    str(tmp_path / "corpus"), "--sets", str(tmp_path / "duty"), "--", "--hidden", "4",
+                    "--epochs", "1", "--segment", "128", "--warmup", "64", "--threads", "1"]) == 0
+    doc = json.loads((out / "recipe_seeds.json").read_text())
+    assert set(doc["seeds"]) == {"1", "2"} and doc["train_args"][:2] == ["--hidden", "4"]
+    duty = doc["spread"]["duty"]
+    assert duty["events"]["min"] == duty["events"]["max"] == 6  # one of each of the six duty faults
+    assert duty["false_per_10k"]["min"] <= duty["false_per_10k"]["mean"] <= duty["false_per_10k"]["max"]
+    b1, b2 = (load_bundle(out / f"seed{s}") for s in (1, 2))
+    assert not np.array_equal(b1.weights["gru.W_hr"], b2.weights["gru.W_hr"])  # two draws, not one
+    assert b1.manifest["detector_defaults"] == {"alert_rate_weight": 0.3, "level_settle": 2.0, "weight_memory": 1000.0}
+
+
+def test_a_failed_training_names_its_log(rs, tmp_path):
+    (tmp_path / "empty").mkdir()  # no CSV to train on: edgernn train exits 2, one line
+    with pytest.raises(SystemExit, match=r"edgernn train failed \(exit 2\): see .*seed1\.train\.txt"):
+        rs.main([str(tmp_path / "empty"), "--seeds", "1", "--out", str(tmp_path / "out")])

@@ -38,26 +38,30 @@ def run(cmd: list[str], out: Path) -> None:
         subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=True)
 
 
+def quality_sets(path: Path) -> dict:
+    """{set directory: (GRU run, persistence run)} of benchmarks/quality_synthetic.py's JSON."""
+    return {name: tuple(runs) for name, runs in json.loads(path.read_text())["sets"].items()}
+
+
+def nab_corpus(doc: dict, profile: str, kind: str) -> tuple[float, float]:
+    """NAB's normalised corpus score in ``edgernn eval nab``'s JSON: (GRU, persistence)."""
+    return (doc["profiles"][profile][kind]["summary"]["corpus"]["normalised"],
+            doc["baseline"]["profiles"][profile][kind]["summary"]["corpus"]["normalised"])
+
+
 def quality_cells(path: Path) -> list[str]:
     """Per set: 'caught/events, false per 10k (persistence caught, false)'."""
-    sets = json.loads(path.read_text())["sets"]
-    cells = []
-    for name, (g, b) in sets.items():
-        cells.append(f"{Path(name).name}: {g['detected']}/{g['events']}, {g['false_alerts_per_10k']:.2f} "
-                     f"({b['detected']}, {b['false_alerts_per_10k']:.2f})")
-    return cells
+    return [f"{Path(name).name}: {g['detected']}/{g['events']}, {g['false_alerts_per_10k']:.2f} "
+            f"({b['detected']}, {b['false_alerts_per_10k']:.2f})" for name, (g, b) in quality_sets(path).items()]
 
 
 def nab_cells(path: Path) -> list[str]:
     """Corpus scores: standard sweep / operational, low-FP / low-FN sweep, GRU (persistence)."""
     doc = json.loads(path.read_text())
-    cells = []
-    for prof, kind in (("standard", "sweep"), ("standard", "operational"), ("reward_low_FP_rate", "sweep"),
-                       ("reward_low_FN_rate", "sweep")):
-        g = doc["profiles"][prof][kind]["summary"]["corpus"]["normalised"]
-        b = doc["baseline"]["profiles"][prof][kind]["summary"]["corpus"]["normalised"]
-        cells.append(f"{prof[:13]} {kind[:5]} {g:.1f} ({b:.1f})")
-    return cells
+    return [f"{prof[:13]} {kind[:5]} {g:.1f} ({b:.1f})"
+            for prof, kind in (("standard", "sweep"), ("standard", "operational"), ("reward_low_FP_rate", "sweep"),
+                               ("reward_low_FN_rate", "sweep"))
+            for g, b in [nab_corpus(doc, prof, kind)]]
 
 
 def main(argv=None) -> int:
@@ -76,7 +80,7 @@ def main(argv=None) -> int:
     cells = [f"{a.name} {json.dumps(defaults)}"]
     if a.sets:
         q = a.out / f"q_{a.name}"
-        run([sys.executable, "benchmarks/quality_synthetic.py", "run", *map(str, a.sets), "--model", str(m),
+        run([sys.executable, str(Path(__file__).with_name("quality_synthetic.py")), "run", *map(str, a.sets), "--model", str(m),
              "--json", f"{q}.json"], Path(f"{q}.txt"))
         cells += quality_cells(Path(f"{q}.json"))
     if a.nab_part:

@@ -195,6 +195,20 @@ def recalibrate(args) -> int:
     return _finish_calibration(args.out, summary, args.strict)
 
 
+# the fit's options and their smallest values (each one below it crashed the fit or, for --chunk, skipped it)
+FIT_MINIMA = {"hidden": 1, "epochs": 1, "patience": 1, "segment": 2, "chunk": 1, "threads": 0, "weight_decay": 0.0}
+
+
+def _fit_option_error(args) -> str | None:
+    """One line naming the first training option out of range, or None."""
+    for name, lo in FIT_MINIMA.items():
+        if getattr(args, name) < lo:
+            return f"--{name.replace('_', '-')} must be at least {lo} (got {getattr(args, name)})"
+    if not args.lr > 0:
+        return f"--lr must be above 0 (got {args.lr})"
+    return None
+
+
 def run(args) -> int:
     for p in args.data:
         if p.is_dir() and not any(p.glob("*.csv")):
@@ -205,6 +219,8 @@ def run(args) -> int:
             return fail("train", f"{p}: not found")
     if args.recalibrate:
         return recalibrate(args)
+    if (err := _fit_option_error(args)) is not None:
+        return fail("train", err)
     try:
         import torch
     except ImportError as exc:

@@ -324,6 +324,19 @@ def test_a_directory_without_csv_files_is_one_line_exit_2(tmp_path):
         assert r.returncode == 2 and r.stderr.strip() == f"edgernn train: {tmp_path / 'empty'}: no .csv files in this directory"
 
 
+@pytest.mark.parametrize("option, value, says", [("--epochs", "0", "--epochs must be at least 1"),
+                                                  ("--segment", "0", "--segment must be at least 2"),
+                                                  ("--chunk", "-1", "--chunk must be at least 1"),
+                                                  ("--hidden", "0", "--hidden must be at least 1"),
+                                                  ("--lr", "-1", "--lr must be above 0")])
+def test_fit_options_out_of_range_are_one_line_exit_2(tmp_path, option, value, says):
+    # (each crashed with a traceback, or for --chunk -1 wrote a bundle that was never trained)
+    r = subprocess.run([PYTHON, "-m", "edgernn", "train", REPO / "edgernn" / "data" / "demo_sensor.csv", "--out",
+                        tmp_path / "m", option, value], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == f"edgernn train: {says} (got {value if option != '--lr' else float(value)})"
+    assert not (tmp_path / "m").exists()
+
+
 def test_help_teaches():
     r = subprocess.run([PYTHON, "-m", "edgernn", "train", "--help"], capture_output=True, text=True, cwd=REPO, timeout=60)
     for needle in ("held out", "--strict exits 3", "exit codes", "examples:", "model card", "0644", "counters",

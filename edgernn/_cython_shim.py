@@ -11,6 +11,13 @@ def _directive(*_args, **_kwargs):
     return _same
 
 
+class _Double(float):
+    """cython.double; ``cython.double[N]`` names a C array of N doubles (declare makes it a list)."""
+
+    def __class_getitem__(cls, n):
+        return ("array", n)
+
+
 class cython:  # noqa: N801 - mirrors the module's name
     compiled = False
     cclass = cfunc = ccall = final = inline = staticmethod(_same)
@@ -19,10 +26,12 @@ class cython:  # noqa: N801 - mirrors the module's name
     short = int
     int = int
     bint = bool
-    double = float
+    double = _Double
 
     @staticmethod
     def declare(kind, value=None, **_kwargs):
+        if isinstance(kind, tuple) and kind[0] == "array":  # cython.double[N]: a local C array
+            return [0.0] * kind[1]
         return value
 
     @staticmethod

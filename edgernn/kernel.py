@@ -931,22 +931,24 @@ def _wb_learn(p: Params, q: cython.float[:], f: cython.int, c: cython.double) ->
     at: cython.int = p.pred + f  # component k's mean at at + k F (_ln_dens), logit at + 2 K F + k F
     lg: cython.int = at + 2 * p.K * F
     k: cython.int
+    dens = cython.declare(cython.double[16])  # [K <= backends.base.MAX_COMPONENTS] ln N_k(c), computed once
     lw_top: cython.double = NEG_INF
     lt_top: cython.double = NEG_INF
     for k in range(p.K):  # the tops of ln w_k (logits) and ln w_k + ln N_k(c)
+        dens[k] = _ln_dens(p, q, at, k, c)
         lw_top = max(lw_top, q[lg + k * F])
-        lt_top = max(lt_top, q[lg + k * F] + _ln_dens(p, q, at, k, c))
+        lt_top = max(lt_top, q[lg + k * F] + dens[k])
     lw_sum: cython.double = 0.0
     lt_sum: cython.double = 0.0
     for k in range(p.K):
         lw_sum += exp(q[lg + k * F] - lw_top)
-        lt_sum += exp(q[lg + k * F] + _ln_dens(p, q, at, k, c) - lt_top)
+        lt_sum += exp(q[lg + k * F] + dens[k] - lt_top)
     ln_norm: cython.double = (lw_top + log(lw_sum)) - (lt_top + log(lt_sum))  # ln g_k - ln w_k = ln N_k(c) + ln_norm
     total: cython.double = 0.0
     ratio: cython.double
     b: cython.double
     for k in range(p.K):
-        ratio = exp(min(_ln_dens(p, q, at, k, c) + ln_norm, LN_WB_RATIO))
+        ratio = exp(min(dens[k] + ln_norm, LN_WB_RATIO))
         b = q[p.wbias + k * F + f] + log1p(p.wb_rate * (ratio - 1.0))
         q[p.wbias + k * F + f] = min(max(b, -WB_MAX), WB_MAX)
         total += q[p.wbias + k * F + f]

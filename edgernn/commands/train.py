@@ -117,10 +117,13 @@ def _command() -> str:
 
 
 def _expand(paths: list[Path]) -> list[Path]:
-    """Directories stand for the sorted *.csv files in them."""
+    """Directories stand for the sorted *.csv files in them (ValueError naming one that has none)."""
     out = []
     for p in paths:
-        out.extend(sorted(p.glob("*.csv")) if p.is_dir() else [p])
+        found = sorted(p.glob("*.csv")) if p.is_dir() else [p]
+        if not found:
+            raise ValueError(f"{p}: no .csv files in this directory")
+        out.extend(found)
     return out
 
 
@@ -210,10 +213,10 @@ def _fit_option_error(args) -> str | None:
 
 
 def run(args) -> int:
-    for p in args.data:
-        if p.is_dir() and not any(p.glob("*.csv")):
-            return fail("train", f"{p}: no .csv files in this directory")
-    args.data = _expand(args.data)
+    try:
+        args.data = _expand(args.data)
+    except ValueError as exc:
+        return fail("train", exc)
     for p in args.data:
         if not p.is_file():
             return fail("train", f"{p}: not found")

@@ -182,6 +182,8 @@ def _calibration(manifest: dict, where: str) -> Calibration:
         raise BundleError(f"{where}: calibration.threshold: must be in (0, 1]")
     if not 0.0 < cal.smoothing <= 1.0:
         raise BundleError(f"{where}: calibration.smoothing: must be in (0, 1]")
+    if cal.warmup < 0:
+        raise BundleError(f"{where}: calibration.warmup: must be 0 or more readings (got {cal.warmup})")
     for key in ("threshold_surprise", "learn_surprise"):
         surprise = _get(manifest, f"calibration.{key}", float, where, None)
         if surprise is not None and not (0.0 < surprise < float("inf")):

@@ -199,13 +199,14 @@ def recalibrate(args) -> int:
 
 
 # the fit's options and their smallest values (each one below it crashed the fit or, for --chunk, skipped it)
-FIT_MINIMA = {"hidden": 1, "epochs": 1, "patience": 1, "segment": 2, "chunk": 1, "threads": 0, "weight_decay": 0.0}
+FIT_MINIMA = {"hidden": 1, "epochs": 1, "patience": 1, "segment": 2, "chunk": 1, "threads": 0, "weight_decay": 0.0,
+              "warmup": 0}  # warmup None: the normalisation's default
 
 
 def _fit_option_error(args) -> str | None:
     """One line naming the first training option out of range, or None."""
     for name, lo in FIT_MINIMA.items():
-        if getattr(args, name) < lo:
+        if getattr(args, name) is not None and getattr(args, name) < lo:
             return f"--{name.replace('_', '-')} must be at least {lo} (got {getattr(args, name)})"
     if not args.lr > 0:
         return f"--lr must be above 0 (got {args.lr})"

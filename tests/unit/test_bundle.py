@@ -140,6 +140,14 @@ def test_threshold_out_of_range(bdir):
     _refused(bdir, "manifest.yaml", "calibration.threshold")
 
 
+def test_negative_warmup(bdir):
+    # (edgernn train --warmup -5 wrote one and it loaded)
+    m = _manifest(bdir)
+    m["calibration"]["warmup"] = -5
+    _write_manifest(bdir, m)
+    _refused(bdir, "manifest.yaml", "calibration.warmup: must be 0 or more readings (got -5)")
+
+
 def _rewrite_weights(bdir, weights):
     np.savez(bdir / "weights.npz", **weights)
     register_artifact(bdir, "weights.npz")  # valid sha: only the content check can catch it

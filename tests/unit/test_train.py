@@ -328,6 +328,7 @@ def test_a_directory_without_csv_files_is_one_line_exit_2(tmp_path):
                                                   ("--segment", "0", "--segment must be at least 2"),
                                                   ("--chunk", "-1", "--chunk must be at least 1"),
                                                   ("--hidden", "0", "--hidden must be at least 1"),
+                                                  ("--warmup", "-5", "--warmup must be at least 0"),
                                                   ("--lr", "-1", "--lr must be above 0")])
 def test_fit_options_out_of_range_are_one_line_exit_2(tmp_path, option, value, says):
     # (each crashed with a traceback, or for --chunk -1 wrote a bundle that was never trained)

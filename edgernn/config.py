@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import string
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ def _keys(section: str, *entries) -> tuple[Setting, ...]:
 
 
 PORT = dict(ge=1, le=65535)
+SESSION_EXPIRY_MAX = 2**32 - 1  # 0xFFFFFFFF: the session never expires
 MQTT_KEYS = _keys(
     "mqtt",
     ("host", str, "127.0.0.1", "broker host name or address", "", {}),
@@ -71,7 +73,8 @@ MQTT_KEYS = _keys(
     ("qos", int, 1, "subscription QoS (1: the broker keeps readings sent while the daemon restarts)", "",
      dict(choices=(0, 1))),
     ("session_expiry_s", int, 86400, "MQTT 5: how long the broker keeps the session while the daemon is away", "s",
-     dict(ge=0)),
+     dict(ge=0, le=SESSION_EXPIRY_MAX, range_help="(MQTT 5's Session Expiry Interval is a four-byte integer: "
+          f"at most {SESSION_EXPIRY_MAX})")),
     ("clean_session", bool, False, "no persistent session (readings sent while down are lost)", "", {}),
     ("reconnect_min_s", float, 1.0, "first reconnect delay (doubles up to reconnect_max_s)", "s", dict(gt=0)),
     ("reconnect_max_s", float, 60.0, "longest reconnect delay", "s", dict(gt=0)),
@@ -104,7 +107,7 @@ STATS_KEYS = _keys("stats", ("interval_s", float, 10.0, "seconds between stats m
 LIMITS_KEYS = _keys(
     "limits",
     ("max_streams", int, 10_000, "live streams per pipeline; the least recently seen is evicted beyond", "streams",
-     dict(ge=1)),
+     dict(ge=1, le=schema.BY_KEY["max_streams"].le, range_help=schema.BY_KEY["max_streams"].range_help)),
     ("inbox_size", int, 100_000, "readings waiting for the main thread", "readings", dict(ge=1)),
     ("when_full", str, "block", "inbox full: block (back-pressure to the broker) or drop", "", dict(choices=WHEN_FULL)),
     ("max_payload_bytes", int, 65_536, "larger MQTT payloads are rejected", "bytes", dict(ge=1)),
@@ -382,9 +385,28 @@ def _mqtt(ctx: _Ctx, data, node: str, resolve_secrets: bool) -> MqttConfig:
     password, source = None, ""
     if resolve_secrets and len(sources) <= 1:
         password, source = _password(ctx, r, sources[0] if sources else None, v["username"])
+    bad_host = _host_problem(v["host"])
+    if bad_host:
+        ctx.error("mqtt.host", bad_host)
     return MqttConfig(**{**v, "port": v["port"] or (8883 if tls else 1883),
                          "client_id": v["client_id"] if v["client_id"] is not None else f"edgernn-{node}"},
                       protocol=protocol, password=password, password_source=source, tls=tls)
+
+
+_HOST_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"  # what the JSON Schema can say; _host_problem says more
+
+
+def _host_problem(host: str) -> str | None:
+    """What paho's connect would choke on (its network thread dies on it: no retry, no log), or None."""
+    if not host.strip():
+        return f"{host!r}: empty; give the broker's host name or address"
+    if not re.match(_HOST_PATTERN, host):
+        return f"{host!r} is not a host name or address (it contains blanks or control characters)"
+    try:
+        host.encode("idna")  # as socket.getaddrinfo will: labels of 1..63 characters
+    except UnicodeError as exc:
+        return f"{host!r} is not a valid host name ({exc.__cause__ or exc})"
+    return None
 
 
 def _tls(ctx: _Ctx, raw):
@@ -453,18 +475,34 @@ _TOPIC_PLACEHOLDERS = {"prefix": {"node"}, "alerts": {"prefix", "node", "stream"
                        "status": {"prefix", "node"}, "stats": {"prefix", "node"}}
 
 
+def _template_fields(template: str, allowed) -> tuple[set, str | None]:
+    """The placeholders of a ``str.format`` topic template, parsed as ``Config.topic`` will format it
+    (``{{`` and ``}}`` are literal braces, not placeholders), and what is wrong with it, or None."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:  # a lone { or }
+        return set(), f"{template!r}: {exc} (write {{{{ or }}}} for a literal brace)"
+    names = {name for _, name, _, _ in parts if name is not None}
+    unknown = sorted(names - set(allowed))
+    if unknown:
+        return names, (f"unknown placeholder {{{unknown[0]}}}; allowed: "
+                       + ", ".join("{%s}" % a for a in sorted(allowed)))
+    if any(name is not None and (spec or conv) for _, name, spec, conv in parts):
+        return names, f"{template!r}: a placeholder takes no !conversion or :format spec"
+    return names, None
+
+
 def _topics(ctx: _Ctx, data):
     t = _section(ctx, data, "topics", TOPICS_KEYS, TopicsConfig)
     for key, allowed in _TOPIC_PLACEHOLDERS.items():
         value = getattr(t, key)
-        names = set(re.findall(r"\{([^{}]*)\}", value))
-        if names - allowed:
-            ctx.error(f"topics.{key}", f"unknown placeholder {{{sorted(names - allowed)[0]}}}; allowed: "
-                      + ", ".join("{%s}" % a for a in sorted(allowed)))
+        names, problem = _template_fields(value, allowed)
+        if problem:
+            ctx.error(f"topics.{key}", problem)
+        elif key == "alerts" and "stream" not in names:
+            ctx.error("topics.alerts", f"{value!r} needs a {{stream}} placeholder (one topic per stream)")
         if "+" in value or "#" in value:
             ctx.error(f"topics.{key}", "a topic to publish to cannot contain + or #")
-    if "{stream}" not in t.alerts:
-        ctx.error("topics.alerts", "needs {stream}")
     return t
 
 
@@ -650,7 +688,8 @@ def _mqtt_schema() -> dict:
     keys = [s for s in MQTT_KEYS if s.name != "protocol"]
     protocol = {"description": "MQTT protocol version (default: 5)", "default": "5",
                 "enum": sorted(set(PROTOCOLS)) + [5, 5.0, 311]}
-    return _object(keys, "the MQTT broker connection", {"tls": tls, "protocol": protocol})
+    host = {**next(s for s in keys if s.name == "host").json_schema(), "pattern": _HOST_PATTERN}
+    return _object(keys, "the MQTT broker connection", {"tls": tls, "protocol": protocol, "host": host})
 
 
 def json_schema() -> dict:

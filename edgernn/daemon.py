@@ -193,7 +193,7 @@ def check_snapshot_path(path: Path) -> str | None:
 
 
 class PipelineError(ValueError):
-    """A pipeline cannot be built; ``key`` is the config key at fault (model, backend, payload)."""
+    """A pipeline cannot be built; ``key`` is the config key at fault (model, backend, payload, max_streams)."""
 
     def __init__(self, key: str, message: str):
         super().__init__(message)
@@ -218,7 +218,11 @@ def build_pipeline(cfg, pcfg, limits) -> Pipeline:
         settings = resolve_settings(bundle, {**future, **pcfg.settings})  # limits.max_future_s: 0 = off
     except ValueError as exc:
         raise PipelineError("model", str(exc)) from None
-    detector = Detector(bundle, backend, settings)
+    try:  # every stream's state is allocated up front
+        detector = Detector(bundle, backend, settings)
+    except MemoryError:
+        raise PipelineError("max_streams", f"not enough memory for the state of {settings.max_streams} streams: "
+                            "lower max_streams (or limits.max_streams)") from None
     try:
         decoder = Decoder(pcfg, bundle.features, limits)
     except ValueError as exc:

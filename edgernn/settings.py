@@ -132,7 +132,9 @@ SETTINGS: tuple[Setting, ...] = (
     # -- when a reading counts ------------------------------------------------------------------
     S("threshold", float, None, "likelihood over which a reading is anomalous", gt=0, le=1, cli=True,
       optional="the model's calibrated one", range_help="(a likelihood)"),
-    S("max_streams", int, 10_000, "live streams kept; the least recently seen is evicted beyond", "streams", ge=1),
+    S("max_streams", int, 10_000, "live streams kept; the least recently seen is evicted beyond", "streams", ge=1,
+      le=10_000_000, range_help="(every stream's state is allocated up front, about 1 KB each: "
+      "10 million is already about 10 GB per pipeline)"),
     S("warmup", int, None, "readings per stream before its scores count", "readings", ge=0, cli=True,
       optional="the model's"),
     S("settle", int, 16, "readings after a hidden-state reset before scores count again", "readings", ge=0, cli=True),

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .backends.base import check_weights, components
+from .backends.base import check_weights, components, pred_width
 from .fileio import atomic_write, save_npz
 from .scoring import KERNEL_TABLES, OPTIONAL_TABLES
+from .settings import BY_KEY
 
 SCHEMA_VERSION = 1
 NORMALISATION_MODES = ("stream", "fixed")
@@ -97,11 +98,50 @@ class Bundle:
         return self.path / name
 
     def golden(self) -> dict[str, np.ndarray]:
+        """golden.npz, checked: x [T, B, F], h0 [B, H], pred [T, B, P], h [T, B, H], all finite."""
         path = self.artifact_path("golden.npz")
         if path is None:
             raise BundleError(f"{self.path}/manifest.yaml: artifacts: golden.npz is not listed")
+        g = read_npz(path, ("x", "h0", "pred", "h"), "the golden rollout")
+        F, H, P = self.n_features, self.hidden, pred_width(self.n_features, self.components)
+        T, B = g["x"].shape[:2] if g["x"].ndim == 3 else (0, 0)
+        want = {"x": (T, B, F), "h0": (B, H), "pred": (T, B, P), "h": (T, B, H)}
+        if T < 1 or B < 1 or any(g[k].shape != shape for k, shape in want.items()):
+            raise BundleError(f"{path}: needs x [T, B, F={F}], h0 [B, H={H}], pred [T, B, {P}] and h [T, B, H] "
+                              f"with T, B >= 1; got " + ", ".join(f"{k} {list(g[k].shape)}" for k in want))
+        for k in want:
+            if not np.isfinite(g[k]).all():
+                raise BundleError(f"{path}: {k}: contains NaN or inf")
+        return g
+
+
+def read_npz(path: Path, keys: tuple[str, ...] | None, what: str) -> dict[str, np.ndarray]:
+    """The numeric arrays of an .npz file (``keys``: those, each required; None: all), never
+    unpickled. A one-line BundleError naming the file when it is not an .npz archive (text, a
+    bare .npy), cannot be read, lacks a key or holds something other than numbers."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(2)
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    if magic != b"PK":  # np.load would take anything else for a .npy or a pickle
+        raise BundleError(f"{path}: cannot read {what}: not an .npz (zip) archive")
+    try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+            missing = [k for k in keys or () if k not in data.files]
+            if missing:
+                raise BundleError(f"{path}: {what}: missing array(s) {', '.join(missing)} (has: "
+                                  f"{', '.join(data.files) or 'none'})")
+            arrays = {k: np.asarray(data[k]) for k in (keys or data.files)}
+    except BundleError:
+        raise
+    except Exception as exc:  # zipfile / format / pickled-object errors: one line, no traceback
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise BundleError(f"{path}: cannot read {what}: {first}") from None
+    for k, a in arrays.items():
+        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+            raise BundleError(f"{path}: {k}: expected numbers, got dtype {a.dtype}")
+    return arrays
 
 
 def _get(manifest: dict, dotted: str, kind, where: str, default: Any = ...):
@@ -113,24 +153,56 @@ def _get(manifest: dict, dotted: str, kind, where: str, default: Any = ...):
             raise BundleError(f"{where}: {dotted}: missing")
         node = node[part]
     if kind is float and isinstance(node, int) and not isinstance(node, bool):
-        node = float(node)
+        try:
+            node = float(node)
+        except OverflowError:  # an int beyond float64: inf (the range checks refuse it)
+            node = math.inf if node > 0 else -math.inf
     if not isinstance(node, kind) or isinstance(node, bool) and kind is not bool:
         raise BundleError(f"{where}: {dotted}: expected {getattr(kind, '__name__', kind)}, got {node!r:.60}")
     return node
 
 
+def _real(manifest: dict, dotted: str, where: str, default: Any = ..., *, gt: float | None = None,
+          ge: float | None = None, lt: float | None = None, le: float | None = None) -> float | None:
+    """``_get(..., float)`` that must also be finite and within the bounds given (a missing key with
+    ``default=None``: None)."""
+    value = _get(manifest, dotted, float, where, default)
+    if value is None:
+        return None
+    if not (math.isfinite(value) and (gt is None or value > gt) and (ge is None or value >= ge)
+            and (lt is None or value < lt) and (le is None or value <= le)):
+        lo = f"[{ge:g}" if ge is not None else f"({gt:g}" if gt is not None else "(-inf"
+        hi = f"{le:g}]" if le is not None else f"{lt:g})" if lt is not None else "inf)"
+        within = "" if (lo, hi) == ("(-inf", "inf)") else f" in {lo}, {hi}"
+        raise BundleError(f"{where}: {dotted}: {value!r} is out of range: must be a finite number{within}")
+    return value
+
+
+def _numbers(manifest: dict, dotted: str, where: str, default: Any = ...) -> np.ndarray:
+    """A manifest list of finite numbers as float64[n] (strings, mappings, nested lists, NaN, inf: BundleError)."""
+    value = _get(manifest, dotted, list, where, default)
+    for i, v in enumerate(value):
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise BundleError(f"{where}: {dotted}[{i}]: expected a number, got {v!r:.60}")
+    try:
+        out = np.asarray(value, dtype=np.float64)
+    except OverflowError:  # an int beyond float64
+        out = np.full(len(value), np.inf)
+    if not np.isfinite(out).all():
+        raise BundleError(f"{where}: {dotted}: needs finite values (no NaN or inf)")
+    return out
+
+
 def _table(manifest: dict, key: str, where: str) -> dict:
-    table = _get(manifest, f"calibration.tables.{key}", dict, where)
-    xs = np.asarray(table.get("x", []), dtype=np.float64)
-    ls = np.asarray(table.get("log10_sf", []), dtype=np.float64)
-    scale = table.get("tail_scale")
-    if xs.ndim != 1 or xs.size < 2 or xs.shape != ls.shape or not np.all(np.diff(xs) >= 0):
-        raise BundleError(f"{where}: calibration.tables.{key}: needs increasing x and log10_sf of equal length >= 2")
+    dotted = f"calibration.tables.{key}"
+    _get(manifest, dotted, dict, where)
+    xs = _numbers(manifest, f"{dotted}.x", where, [])
+    ls = _numbers(manifest, f"{dotted}.log10_sf", where, [])
+    if xs.size < 2 or xs.shape != ls.shape or not np.all(np.diff(xs) >= 0):
+        raise BundleError(f"{where}: {dotted}: needs increasing x and log10_sf of equal length >= 2")
     if not (np.all(ls < 0) and np.all(np.diff(ls) <= 0)):
-        raise BundleError(f"{where}: calibration.tables.{key}.log10_sf: needs negative, non-increasing values")
-    if not isinstance(scale, (int, float)) or not scale > 0:
-        raise BundleError(f"{where}: calibration.tables.{key}.tail_scale: expected a positive number")
-    return {"x": xs, "log10_sf": ls, "tail_scale": float(scale)}
+        raise BundleError(f"{where}: {dotted}.log10_sf: needs negative, non-increasing values")
+    return {"x": xs, "log10_sf": ls, "tail_scale": _real(manifest, f"{dotted}.tail_scale", where, gt=0.0)}
 
 
 def _verify_artifacts(root: Path, manifest: dict, where: str) -> dict:
@@ -172,7 +244,7 @@ def _calibration(manifest: dict, where: str) -> Calibration:
     """The manifest's calibration block, checked (threshold_surprise, when present, too)."""
     cal = Calibration(
         threshold=_get(manifest, "calibration.threshold", float, where),
-        target_false_alarm_rate=_get(manifest, "calibration.target_false_alarm_rate", float, where),
+        target_false_alarm_rate=_real(manifest, "calibration.target_false_alarm_rate", where, gt=0.0, lt=1.0),
         warmup=_get(manifest, "calibration.warmup", int, where),
         smoothing=_get(manifest, "calibration.smoothing", float, where),
         tables={look: _table(manifest, look, where) for look in KERNEL_TABLES  # peak, reference: optional (F > 1)
@@ -214,14 +286,37 @@ def _check_kinds(manifest: dict, names: list[str], where: str) -> None:
             raise BundleError(f"{where}: feature_kinds.{name}.kind: expected one of {', '.join(FEATURE_KINDS)}")
 
 
-def _check_head(manifest: dict, K: int, where: str) -> None:
-    """head.type / head.components must say what the weights hold (K Gaussians per feature)."""
+def _check_head(manifest: dict, K: int, where: str) -> tuple[float, float]:
+    """head.type / head.components must say what the weights hold (K Gaussians per feature);
+    returns (head.logvar_min, head.logvar_max): finite, min < max."""
     kind = _get(manifest, "head.type", str, where, "gaussian-residual")
     said = 1 if kind == "gaussian-residual" else _get(manifest, "head.components", int, where, 0) if kind == "mixture" else -1
     if said == -1:
         raise BundleError(f"{where}: head.type: {kind!r}, expected gaussian-residual or mixture")
     if said != K:
         raise BundleError(f"{where}: head: {kind} with {said} component(s) but weights.npz has K={K}")
+    lo, hi = _real(manifest, "head.logvar_min", where), _real(manifest, "head.logvar_max", where)
+    if not lo < hi:
+        raise BundleError(f"{where}: head.logvar_min: {lo!r} must be below head.logvar_max ({hi!r})")
+    return lo, hi
+
+
+def _normalisation(manifest: dict, F: int, where: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """(mode, mean float64[F], std float64[F]) of the normalisation block: finite, std > 0, and
+    normalisation.adapt (optional) in the range of the detector's ``adapt`` setting (settings.py)."""
+    mode = _get(manifest, "normalisation.mode", str, where)
+    if mode not in NORMALISATION_MODES:
+        raise BundleError(f"{where}: normalisation.mode: {mode!r}, expected one of {NORMALISATION_MODES}")
+    mean = _numbers(manifest, "normalisation.mean", where, [0.0] * F)
+    std = _numbers(manifest, "normalisation.std", where, [1.0] * F)
+    for key, values in (("mean", mean), ("std", std)):
+        if values.shape != (F,):
+            raise BundleError(f"{where}: normalisation.{key}: needs {F} values, got {values.size}")
+    if not np.all(std > 0):
+        raise BundleError(f"{where}: normalisation.std: needs values > 0")
+    adapt = BY_KEY["adapt"]
+    _real(manifest, "normalisation.adapt", where, None, ge=adapt.ge, gt=adapt.gt, le=adapt.le, lt=adapt.lt)
+    return mode, mean, std
 
 
 def load_bundle(path: str | os.PathLike) -> Bundle:
@@ -246,18 +341,15 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     artifacts = _verify_artifacts(root, manifest, where)
 
     wpath = root / "weights.npz"
-    try:
-        with np.load(wpath, allow_pickle=False) as data:
-            weights = {k: np.asarray(data[k], dtype=np.float32) for k in data.files}
-    except Exception as exc:  # zipfile / format errors: one line, no traceback
-        raise BundleError(f"{wpath}: cannot read weights: {exc}") from None
+    with np.errstate(over="ignore"):  # float64 beyond float32: inf, refused by check_weights
+        weights = {k: a.astype(np.float32) for k, a in read_npz(wpath, None, "weights").items()}
     try:
         F, H = check_weights(weights)
     except ValueError as exc:
         raise BundleError(f"{wpath}: {exc}") from None
 
     names, units = _features(manifest, F, where)
-    _check_head(manifest, components(weights), where)
+    logvar_min, logvar_max = _check_head(manifest, components(weights), where)
 
     hidden = _get(manifest, "cell.hidden", int, where)
     if hidden != H:
@@ -266,14 +358,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if cell_type != "gru":
         raise BundleError(f"{where}: cell.type: {cell_type!r} is not supported (only 'gru')")
 
-    mode = _get(manifest, "normalisation.mode", str, where)
-    if mode not in NORMALISATION_MODES:
-        raise BundleError(f"{where}: normalisation.mode: {mode!r}, expected one of {NORMALISATION_MODES}")
-    mean = np.asarray(_get(manifest, "normalisation.mean", list, where, [0.0] * F), dtype=np.float64)
-    std = np.asarray(_get(manifest, "normalisation.std", list, where, [1.0] * F), dtype=np.float64)
-    if mean.shape != (F,) or std.shape != (F,) or not np.all(std > 0) or not np.all(np.isfinite(mean)):
-        raise BundleError(f"{where}: normalisation: mean/std need {F} finite values, std > 0")
-
+    mode, mean, std = _normalisation(manifest, F, where)
     cal = _calibration(manifest, where)
     _check_reference_gate(manifest, F, where)
     _check_kinds(manifest, names, where)
@@ -290,9 +375,9 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         norm_mean=mean,
         norm_std=std,
         hidden=H,
-        logvar_min=_get(manifest, "head.logvar_min", float, where),
-        logvar_max=_get(manifest, "head.logvar_max", float, where),
-        input_clip=_get(manifest, "input_clip", float, where, 10.0),
+        logvar_min=logvar_min,
+        logvar_max=logvar_max,
+        input_clip=_real(manifest, "input_clip", where, 10.0, gt=0.0),
         calibration=cal,
         weights=weights,
         sha256=artifacts["weights.npz"]["sha256"],
@@ -304,11 +389,7 @@ def _relation(root: Path, F: int) -> dict:
     """relation.npz, checked: U distinct feature indices in [0, F), coef [U, U] finite with a zero
     diagonal, resid_std [U] finite and > 0 (BundleError naming the file otherwise)."""
     path = root / RELATION_FILE
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            rel = {k: np.asarray(data[k]) for k in ("features", "coef", "resid_std")}
-    except Exception as exc:  # a missing key, zip / format errors: one line
-        raise BundleError(f"{path}: cannot read the relation: {exc}") from None
+    rel = read_npz(path, ("features", "coef", "resid_std"), "the relation")
     idx, coef, se = rel["features"].astype(np.int64), rel["coef"].astype(np.float64), rel["resid_std"].astype(np.float64)
     U = len(idx)
     ok = (idx.ndim == 1 and 2 <= U <= F and len(set(idx.tolist())) == U and idx.min() >= 0 and idx.max() < F

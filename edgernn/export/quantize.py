@@ -36,18 +36,23 @@ CALIBRATION_MAX_PAIRS = 200_000
 
 
 def calibration_sequences(bundle) -> tuple[np.ndarray, str]:
-    """``x: float32[T, B, F]`` for calibration: representative.npz if listed, else golden.npz."""
+    """``x: float32[T, B, F]`` for calibration: representative.npz if listed, else golden.npz (checked
+    by Bundle.golden). A one-line BundleError naming the file for an unreadable representative.npz, a
+    missing ``x``, a wrong shape or a value that is NaN, inf or beyond float32 (it would wreck the scales)."""
+    from ..bundle import BundleError, read_npz
+
     path = bundle.artifact_path("representative.npz")
-    if path is not None:
-        with np.load(path, allow_pickle=False) as data:
-            x = np.asarray(data["x"], np.float32)
-        source = "representative.npz"
-    else:
-        x = np.asarray(bundle.golden()["x"], np.float32)
-        source = "golden.npz"
-    if x.ndim != 3 or x.shape[2] != bundle.n_features:
-        raise ValueError(f"{source}: x must be float32[T, B, {bundle.n_features}], got {x.shape}")
-    return x, source
+    if path is None:
+        return np.asarray(bundle.golden()["x"], np.float32), "golden.npz"
+    x = read_npz(path, ("x",), "the calibration sequences")["x"]
+    F = bundle.n_features
+    if x.ndim != 3 or x.shape[2] != F or x.shape[0] < 1 or x.shape[1] < 1:
+        raise BundleError(f"{path}: x must be float32[T, B, {F}] with T, B >= 1, got {list(x.shape)}")
+    with np.errstate(over="ignore"):
+        x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise BundleError(f"{path}: x: contains NaN or inf (or values beyond float32)")
+    return x, "representative.npz"
 
 
 def calibration_pairs(weights, xs: np.ndarray, cold_len: int = 32, cold_every: int = 16,

@@ -286,3 +286,131 @@ def test_good_new_manifest_keys_load(bdir):
     m["feature_kinds"] = {m["features"][0]["name"]: {"kind": "constant", "distinct": 1, "value": 0.0}}
     _write_manifest(bdir, m)
     assert load_bundle(bdir).manifest["calibration"]["threshold_surprise"] == 7.5
+
+
+def _last_to(value):
+    """A table list with its last entry replaced by ``value``."""
+    return lambda old: old[:-1] + [value]
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    # normalisation.adapt: the replay --adapt range (settings.py), [0, 1) and finite
+    (("normalisation", "adapt"), float("nan"), "normalisation.adapt"),
+    (("normalisation", "adapt"), -0.1, "normalisation.adapt"),
+    (("normalisation", "adapt"), 1.0, "normalisation.adapt"),
+    (("normalisation", "adapt"), 5.0, "normalisation.adapt"),
+    (("normalisation", "adapt"), [0.1], "normalisation.adapt"),
+    (("normalisation", "adapt"), "abc", "normalisation.adapt"),
+    (("normalisation", "adapt"), None, "normalisation.adapt"),
+    (("input_clip",), float("nan"), "input_clip"),
+    (("input_clip",), 0.0, "input_clip"),
+    (("input_clip",), -1.0, "input_clip"),
+    (("input_clip",), float("inf"), "input_clip"),
+    pytest.param(("input_clip",), 10**400, "input_clip", id="input_clip-int-beyond-float64"),
+    (("head", "logvar_min"), float("nan"), "head.logvar_min"),
+    (("head", "logvar_min"), float("-inf"), "head.logvar_min"),
+    (("head", "logvar_max"), float("nan"), "head.logvar_max"),
+    (("head", "logvar_max"), float("inf"), "head.logvar_max"),
+    (("head", "logvar_min"), 7.0, "head.logvar_min"),  # above logvar_max (6)
+    (("head", "logvar_min"), 6.0, "head.logvar_min"),  # equal to it
+    (("calibration", "target_false_alarm_rate"), float("nan"), "calibration.target_false_alarm_rate"),
+    (("calibration", "target_false_alarm_rate"), -1e-4, "calibration.target_false_alarm_rate"),
+    (("calibration", "target_false_alarm_rate"), 0.0, "calibration.target_false_alarm_rate"),
+    (("calibration", "target_false_alarm_rate"), 1.0, "calibration.target_false_alarm_rate"),
+    (("calibration", "tables", "instant", "tail_scale"), float("inf"), "calibration.tables.instant.tail_scale"),
+    (("calibration", "tables", "instant", "tail_scale"), float("nan"), "calibration.tables.instant.tail_scale"),
+    (("calibration", "tables", "instant", "x"), _last_to(float("inf")), "calibration.tables.instant.x"),
+    (("calibration", "tables", "instant", "log10_sf"), _last_to(float("-inf")), "calibration.tables.instant.log10_sf"),
+    (("normalisation", "std"), [float("inf"), 1.0], "normalisation.std"),
+    (("normalisation", "std"), [float("nan"), 1.0], "normalisation.std"),
+    (("normalisation", "std"), [0.0, 1.0], "normalisation.std"),
+    (("normalisation", "std"), [-1.0, 1.0], "normalisation.std"),
+    (("normalisation", "mean"), [float("nan"), 0.0], "normalisation.mean"),
+    (("normalisation", "mean"), [float("inf"), 0.0], "normalisation.mean"),
+    (("normalisation", "mean"), [0.0], "normalisation.mean"),  # F = 2
+    # non-numeric entries: were ValueError / TypeError tracebacks from np.asarray
+    (("normalisation", "mean"), ["x", 0.0], "normalisation.mean[0]"),
+    (("normalisation", "std"), [1.0, {"a": 1}], "normalisation.std[1]"),
+    (("calibration", "tables", "instant", "x"), _last_to("abc"), "calibration.tables.instant.x[47]"),
+    (("calibration", "tables", "instant", "x"), {"a": 1}, "calibration.tables.instant.x"),
+    (("calibration", "tables", "instant", "x"), [[1.0, 2.0], [3.0]], "calibration.tables.instant.x[0]"),
+    (("calibration", "tables", "instant", "log10_sf"), _last_to([-1.0]), "calibration.tables.instant.log10_sf[47]"),
+    (("calibration", "tables", "instant", "log10_sf"), "abc", "calibration.tables.instant.log10_sf"),
+])
+def test_bad_manifest_numbers_are_one_line(bdir, key, value, needle):
+    m = _manifest(bdir)
+    node = m
+    for k in key[:-1]:
+        node = node[k]
+    node[key[-1]] = value(node[key[-1]]) if callable(value) else value
+    _write_manifest(bdir, m)
+    _refused(bdir, "manifest.yaml", needle)
+
+
+@pytest.mark.parametrize("adapt", [0, 0.0, 0.002, 0.999])
+def test_adapt_in_range_loads(bdir, adapt):
+    m = _manifest(bdir)
+    m["normalisation"]["adapt"] = adapt
+    m["normalisation"]["mean"], m["normalisation"]["std"] = [1, -2.5], [3, 1e-3]  # ints are numbers too
+    _write_manifest(bdir, m)
+    b = load_bundle(bdir)
+    assert b.manifest["normalisation"]["adapt"] == adapt and list(b.norm_std) == [3.0, 1e-3]
+
+
+def test_adapt_range_is_the_replay_flags(bdir):
+    """normalisation.adapt loads exactly when the replay --adapt flag (settings.py) would accept it."""
+    from edgernn.settings import BY_KEY
+
+    for adapt in (-1e-9, 0.0, 0.5, 1.0 - 1e-12, 1.0, float("inf"), float("nan")):
+        m = _manifest(bdir)
+        m["normalisation"]["adapt"] = adapt
+        _write_manifest(bdir, m)
+        if BY_KEY["adapt"].problem(adapt) is None:
+            load_bundle(bdir)
+        else:
+            _refused(bdir, "manifest.yaml", "normalisation.adapt")
+
+
+def _rewrite_golden(bdir, arrays=None, raw=None):
+    if raw is not None:
+        (bdir / "golden.npz").write_bytes(raw)
+    else:
+        np.savez(bdir / "golden.npz", **arrays)
+    register_artifact(bdir, "golden.npz")  # valid sha: only the content check can catch it
+
+
+def test_golden_empty_npz_is_one_line(bdir):
+    _rewrite_golden(bdir, {})
+    b = load_bundle(bdir)
+    with pytest.raises(BundleError, match=r"golden\.npz: .*missing array\(s\) x, h0, pred, h"):
+        b.golden()
+
+
+def test_golden_plain_text_is_one_line(bdir):
+    _rewrite_golden(bdir, raw=b"x,h0\n1,2\n")
+    b = load_bundle(bdir)
+    with pytest.raises(BundleError) as info:
+        b.golden()
+    msg = str(info.value)
+    assert "golden.npz" in msg and "not an .npz" in msg and "pickle" not in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("key, change, needle", [
+    ("h", lambda a: np.where(np.arange(a.size).reshape(a.shape) == 3, np.nan, a), "golden.npz: h: contains NaN"),
+    ("x", lambda a: a[:, :, :1], "golden.npz: needs x"),
+    ("x", lambda a: a.astype(str), "golden.npz: x: expected numbers"),
+])
+def test_golden_bad_arrays_are_one_line(bdir, key, change, needle):
+    g = load_bundle(bdir).golden()
+    g[key] = change(g[key])
+    _rewrite_golden(bdir, g)
+    with pytest.raises(BundleError) as info:
+        load_bundle(bdir).golden()
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_weights_plain_text_names_no_pickle(bdir):
+    (bdir / "weights.npz").write_bytes(b"gru.W_ir: 1 2 3\n")
+    register_artifact(bdir, "weights.npz")
+    msg = _refused(bdir, "weights.npz", "not an .npz")
+    assert "pickle" not in msg

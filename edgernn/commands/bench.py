@@ -42,12 +42,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import fail, resolve_model
+from .common import fail, number_problem, output_problem, resolve_model, write_problem
 
 ONNX_WARMUP_CALLS = 3000  # onnxruntime's slow start (DESIGN.md)
 OTHER_WARMUP_CALLS = 300
 CYCLE = 4096  # readings per stream before the synthetic values repeat (every period divides it)
 PERIODS = (64, 128, 256, 512, 1024)
+# the largest batch and number of live streams (--batch 1e11 ran out of memory making its readings)
+MAX_BATCH = 100_000
+MAX_STREAMS = 1_000_000
+MAX_SECONDS = 3600  # timing per configuration
 
 
 def add_arguments(p) -> None:
@@ -57,12 +61,13 @@ def add_arguments(p) -> None:
     p.add_argument("--backend", default="numpy", metavar="NAME[,NAME...]",
                    help=f"backend(s) to time, comma-separated, of: {', '.join(BACKEND_NAMES)}; 'all' = every "
                         "backend the bundle has artifacts for (default: numpy)")
-    p.add_argument("--batch", default="1,16,64,256", help="comma-separated batch sizes (default: %(default)s)")
+    p.add_argument("--batch", default="1,16,64,256",
+                   help=f"comma-separated batch sizes, each at most {MAX_BATCH:,} (default: %(default)s)")
     p.add_argument("--streams", default=None, metavar="N[,N...]",
                    help="live streams per configuration, comma-separated: each (backend, batch) is timed with "
-                        "each number, and the JSON gains 'scale' (default: the batch size)")
+                        f"each number, and the JSON gains 'scale' (default: the batch size; at most {MAX_STREAMS:,})")
     p.add_argument("--seconds", type=float, default=1.0,
-                   help="timing per configuration, split over the rounds (default: %(default)s)")
+                   help=f"timing per configuration, split over the rounds (default: %(default)s; at most {MAX_SECONDS:g})")
     p.add_argument("--rounds", type=int, default=5, help="round-robin rounds; figures are medians (default: 5)")
     p.add_argument("--no-peers", action="store_true", help="skip the River HalfSpaceTrees comparison")
     p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
@@ -273,14 +278,16 @@ def machine_info() -> dict:
     return info
 
 
-def _parse_counts(text: str, flag: str) -> list[int]:
-    """Positive integers separated by commas; ValueError with the flag's one-line complaint."""
+def _parse_counts(text: str, flag: str, most: int) -> list[int]:
+    """Positive integers up to ``most`` separated by commas; ValueError with the flag's one-line complaint."""
     try:
         out = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         out = []
     if not out or min(out) < 1:
         raise ValueError(f"{flag} {text!r}: expected positive integers separated by commas")
+    if max(out) > most:
+        raise ValueError(f"{flag} {text!r}: each must be at most {most:,}")
     return out
 
 
@@ -419,12 +426,14 @@ def run(args) -> int:
 
     blas = pin_blas()
     try:
-        batches = _parse_counts(args.batch, "--batch")
-        stream_counts = _parse_counts(args.streams, "--streams") if args.streams is not None else None
+        batches = _parse_counts(args.batch, "--batch", MAX_BATCH)
+        stream_counts = _parse_counts(args.streams, "--streams", MAX_STREAMS) if args.streams is not None else None
     except ValueError as exc:
         return fail("bench", exc)
-    if args.seconds <= 0 or args.rounds < 1:
-        return fail("bench", "--seconds must be > 0 and --rounds >= 1")
+    problem = (number_problem("--seconds", args.seconds, gt=0, le=MAX_SECONDS)
+               or number_problem("--rounds", args.rounds, ge=1) or (args.json and output_problem("--json", args.json)))
+    if problem:
+        return fail("bench", problem)
     if stream_counts and min(stream_counts) < max(batches):
         return fail("bench", f"--streams {min(stream_counts)} is smaller than the largest batch ({max(batches)}): "
                              "every call needs distinct streams")
@@ -465,7 +474,10 @@ def run(args) -> int:
                "settings": {"rounds": args.rounds, "seconds_per_config": args.seconds, "batches": batches,
                             "streams": stream_counts},
                "results": results, "peers": peers, "scale": scale, "machine": info}
-        args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        try:
+            args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            return fail("bench", write_problem("--json", args.json, exc))
         print(f"wrote {args.json}")
     return 0
 

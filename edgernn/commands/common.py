@@ -7,13 +7,67 @@ setting exposed there is a flag everywhere, spelled the same.
 
 from __future__ import annotations
 
+import math
+import os
 import sys
+from pathlib import Path
 
 
 def fail(command: str, message) -> int:
     """One clear line on stderr, exit code 2."""
     print(f"edgernn {command}: {message}", file=sys.stderr)
     return 2
+
+
+def number_problem(flag: str, value, ge=None, gt=None, le=None, lt=None) -> str | None:
+    """What is wrong with a number given on the command line, as one line naming the flag, or None
+    (also for an unset value): NaN / inf, or outside the range ``ge`` / ``gt`` (>= / >) below and
+    ``le`` / ``lt`` (<= / <) above: ``--lr must be above 0 (got -1.0)``, ``--seconds must be a
+    finite number (got inf)``, ``--holdout must be between 0.05 and 0.8 (got 0.95)``."""
+    if value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{flag} must be a finite number (got {value})"
+    if ((ge is None or value >= ge) and (gt is None or value > gt) and (le is None or value <= le)
+            and (lt is None or value < lt)):
+        return None
+    return f"{flag} must be {_range_words(ge, gt, le, lt)} (got {value})"
+
+
+def _range_words(ge, gt, le, lt) -> str:
+    """``at least 1``, ``above 0``, ``at most 1024``, ``between 0.05 and 0.8``, ``in (0, 1)``."""
+    ge, gt, le, lt = (f"{v:g}" if isinstance(v, float) else v for v in (ge, gt, le, lt))
+    if ge is not None and le is not None:
+        return f"between {ge} and {le}"
+    low, high = (ge, gt) != (None, None), (le, lt) != (None, None)
+    if low and high:
+        return f"in {'[' if ge is not None else '('}{gt if ge is None else ge}, {lt if le is None else le}" \
+               f"{']' if le is not None else ')'}"
+    if low:
+        return f"at least {ge}" if ge is not None else f"above {gt}"
+    return f"at most {le}" if le is not None else f"below {lt}"
+
+
+def output_problem(flag: str, path) -> str | None:
+    """One line when the file ``path`` could not be written (its directory missing or not writable,
+    ``path`` a directory or read-only), else None: checked before a run, so that a long run does not
+    end in a traceback. (A full disk is only found when written: see ``write_problem``.)"""
+    p = Path(path)
+    parent = p.parent
+    if p.is_dir():
+        return f"{flag} {p}: is a directory (give a file name)"
+    if not parent.is_dir():
+        return f"{flag} {p}: {parent} " + ("is not a directory" if parent.exists() else "does not exist")
+    if p.exists() and not os.access(p, os.W_OK):
+        return f"{flag} {p}: not writable"
+    if not p.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        return f"{flag} {p}: cannot create files in {parent}"
+    return None
+
+
+def write_problem(flag: str, path, exc: OSError) -> str:
+    """One line for a failed write of ``path`` (an OSError: disk full, permission, ...)."""
+    return f"{flag} {path}: cannot write: {exc.strerror or exc}"
 
 
 def add_model_arguments(p, default_model: str | None = "univariate", exclude=()) -> None:

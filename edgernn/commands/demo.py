@@ -23,15 +23,22 @@ from ..readings import BAND_SIGMAS, event_surprise, one_in
 from ..sim import FAULT_ROOM, GRACE, Fleet
 
 DEFAULT_MODEL = "univariate"
+# bounds of the options: the fleet holds every reading in memory (--readings 100,000,000 was killed at 24 GB);
+# a rate below 1 per second waits beyond what time.sleep takes (1e-300: OverflowError) and is no demo
+MAX_SENSORS = 10_000
+MAX_READINGS = 10_000_000  # per sensor, and in all
+MIN_RATE, MAX_RATE = 1.0, 1e9
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", help=f"model bundle (default: {DEFAULT_MODEL})")
-    parser.add_argument("--sensors", type=int, default=12, help="simulated sensors (default 12)")
+    parser.add_argument("--sensors", type=int, default=12, help=f"simulated sensors (default 12, at most {MAX_SENSORS:,})")
     parser.add_argument("--readings", type=int, default=600,
-                        help="readings per sensor (default 600; at least the model's warm-up + 141)")
-    parser.add_argument("--rate", type=float, default=800.0, help="readings/s sent to the broker (default 800)")
-    parser.add_argument("--seed", type=int, default=0)
+                        help=f"readings per sensor (default 600; at least the model's warm-up + 141; at most "
+                             f"{MAX_READINGS:,} in all)")
+    parser.add_argument("--rate", type=float, default=800.0,
+                        help=f"readings/s sent to the broker (default 800; {MIN_RATE:g} to {MAX_RATE:g})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated fleet (default 0)")
     parser.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
 
 
@@ -87,11 +94,9 @@ def start_broker(kind: str, work: Path):
 def run(args) -> int:
     import logging
 
-    if args.sensors < 1 or args.sensors > 10_000:
-        print(f"edgernn demo: --sensors {args.sensors}: expected 1 to 10000", file=sys.stderr)
-        return 2
-    if not args.rate > 0:
-        print(f"edgernn demo: --rate {args.rate}: expected readings per second above 0", file=sys.stderr)
+    problem = _option_problem(args)
+    if problem:
+        print(f"edgernn demo: {problem}", file=sys.stderr)
         return 2
     from ..models import ModelNotFound
 
@@ -117,6 +122,21 @@ def run(args) -> int:
     finally:
         stop_broker()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _option_problem(args) -> str | None:
+    """One line naming the first option out of range, or None (--readings' minimum depends on the model)."""
+    from .common import number_problem
+
+    if args.sensors < 1 or args.sensors > MAX_SENSORS:
+        return f"--sensors {args.sensors}: expected 1 to {MAX_SENSORS}"
+    problem = (number_problem("--rate", args.rate, ge=MIN_RATE, le=MAX_RATE)
+               or number_problem("--seed", args.seed, ge=0, le=2**32 - 1)
+               or number_problem("--readings", args.readings, le=MAX_READINGS))
+    if problem is None and args.sensors * args.readings > MAX_READINGS:
+        problem = (f"--sensors {args.sensors} x --readings {args.readings} = {args.sensors * args.readings:,} readings: "
+                   f"at most {MAX_READINGS:,} in all")
+    return problem
 
 
 def _config(model, port: int, protocol: str, work: Path):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import add_model_arguments, fail, load_detector
+from .common import add_model_arguments, fail, load_detector, number_problem, write_problem
 
 NAB_PUBLISHED_HTM = {"artificialWithAnomaly": 70.2, "realAdExchange": 76.9, "realKnownCause": 55.5,
                      "corpus": 70.1}
@@ -52,8 +52,9 @@ def add_arguments(p) -> None:
     sk.add_argument("--rule", default="max",
                     help="threshold from each file's training rows: 'max' or 'q<pct>' like q99 (default: max)")
     sk.add_argument("--factor", type=float, default=1.0,
-                    help="scale the threshold's -log10(1 - likelihood) by this factor (default: 1)")
-    sk.add_argument("--train-rows", type=int, default=400, help="training rows per file (SKAB: 400)")
+                    help="scale the threshold's -log10(1 - likelihood) by this factor, above 0 (default: 1)")
+    sk.add_argument("--train-rows", type=int, default=400,
+                    help="training rows per file, more than the model's warm-up (SKAB: 400)")
     sk.add_argument("--renorm", choices=("train", "none"), default="train",
                     help="fixed-normalisation models: rescale each file by its training rows' mean/std "
                          "into the model's units (default: train; stream models normalise themselves)")
@@ -81,8 +82,8 @@ def add_arguments(p) -> None:
     add_model_arguments(ev)
     ev.add_argument("--columns", help="map model features to file columns: FEATURE=COLUMN[,...]")
     ev.add_argument("--stream", help="stream name for a one-stream file (default: the file's stem)")
-    ev.add_argument("--early", type=float, default=0.0, help="seconds an alert may precede an incident")
-    ev.add_argument("--late", type=float, default=0.0, help="seconds an alert may follow an incident's end")
+    ev.add_argument("--early", type=float, default=0.0, help="seconds an alert may precede an incident (>= 0)")
+    ev.add_argument("--late", type=float, default=0.0, help="seconds an alert may follow an incident's end (>= 0)")
     ev.add_argument("--json", type=Path, help="write the results here")
     ev.add_argument("--plot", type=Path, metavar="DIR", help="write one PNG per stream here")
     _baseline_argument(ev)
@@ -138,11 +139,20 @@ def _meta(args, det, data_dir) -> dict:
             "data_dir": str(data_dir) if data_dir else None, "part": getattr(args, "part", "all")}
 
 
+def _json_problem(path: Path | None) -> str | None:
+    """One line when --json names a directory (checked before the run; missing directories are made)."""
+    return f"--json {path}: is a directory (give a file name)" if path is not None and path.is_dir() else None
+
+
 def _write_json(path: Path | None, obj: dict) -> None:
+    """Write ``obj`` as JSON to --json (directories made); a failed write exits 2 with one line."""
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_plain(obj), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_plain(obj), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise SystemExit(fail("eval", write_problem("--json", path, exc))) from None
     print(f"wrote {path}")
 
 
@@ -205,6 +215,9 @@ def _run_nab(args) -> int:
     from ..evaluate.run import run_recordings
     from ..progress import Progress
 
+    problem = number_problem("--bootstrap", args.bootstrap, ge=0) or _json_problem(args.json)
+    if problem:
+        return fail("eval nab", problem)
     data_dir, why = _data_dir(args, "nab")
     if data_dir is None:
         if why == "skipped":
@@ -270,6 +283,10 @@ def _run_skab(args) -> int:
     from ..evaluate import report, skab, split
     from ..progress import Progress
 
+    problem = (number_problem("--factor", args.factor, gt=0) or number_problem("--train-rows", args.train_rows, ge=1)
+               or _json_problem(args.json))
+    if problem:
+        return fail("eval skab", problem)
     data_dir, why = _data_dir(args, "skab")
     if data_dir is None:
         if why == "skipped":
@@ -280,6 +297,9 @@ def _run_skab(args) -> int:
         return 2
     det = load_detector(args, command=f"eval {args.suite}",
                         reference_rows=args.train_rows if args.reference == "train" else 0)
+    if (problem := number_problem("--train-rows", args.train_rows, gt=det.warmup)) is not None:
+        return fail("eval skab", f"{problem}: the threshold comes from the training rows scored after the "
+                                 f"model's warm-up ({det.warmup} readings)")
     if args.score == "reference":
         if not det.reference_rows:
             return fail("eval skab", "--score reference needs the reference look (--reference train)")
@@ -411,6 +431,10 @@ def _run_events(args) -> int:
     from ..progress import Progress
     from ..recording import RecordingError, parse_columns, read_recording
 
+    problem = (number_problem("--early", args.early, ge=0) or number_problem("--late", args.late, ge=0)
+               or _json_problem(args.json))
+    if problem:
+        return fail("eval events", problem)
     try:
         incidents = events.read_labels(args.labels)
     except (OSError, ValueError) as exc:

@@ -31,6 +31,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .common import fail
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..export.exporter import FORMATS
@@ -52,10 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..backends.base import BackendUnavailable
     from ..bundle import BundleError
-    from ..export.exporter import ExportError, export_bundle
+    from ..export.exporter import FORMATS, ExportError, export_bundle
     from ..export.parity import render_markdown
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    if not formats:
+        return fail("export", f"--formats {args.formats!r}: no format named; choose from {', '.join(FORMATS)}")
     log = None if args.quiet else (lambda msg: print(f"export: {msg}", file=sys.stderr, flush=True))
     try:
         report = export_bundle(args.bundle, formats, tflite_activation_bits=16 if args.tflite_activations == "int16" else 8,

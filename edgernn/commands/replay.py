@@ -23,17 +23,19 @@ examples:
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from pathlib import Path
 
-from .common import add_model_arguments, fail, load_detector
+from .common import add_model_arguments, fail, load_detector, output_problem, write_problem
 
 
 def add_arguments(p) -> None:
     p.add_argument("input", type=Path, help="CSV recording to replay")
     add_model_arguments(p)
     p.add_argument("--out", type=Path, help="write per-reading results to this CSV")
-    p.add_argument("--plot", type=Path, help="write a PNG: values, expected band, score, alerts")
+    p.add_argument("--plot", type=Path, help="write a PNG (.png added to a name without an extension; .svg, .pdf "
+                                             "too): values, expected band, score, alerts")
     p.add_argument("--columns", help="map model features to file columns: FEATURE=COLUMN[,...]")
     p.add_argument("--stream", help="stream name for a one-stream file (default: the file's stem)")
     p.add_argument("--quiet", action="store_true", help="do not print the alert events")
@@ -47,6 +49,10 @@ def run(args) -> int:
     from ..recording import RecordingError, parse_columns, read_recording
     from ..replay import replay
 
+    plot = _plot_path(args.plot) if args.plot else None
+    problem = (plot if isinstance(plot, str) else None) or (output_problem("--out", args.out) if args.out else None)
+    if problem:
+        return fail("replay", problem)
     det = load_detector(args)
     try:
         rec = read_recording(args.input, det.features, parse_columns(args.columns), args.stream)
@@ -62,19 +68,39 @@ def run(args) -> int:
                 print(f"{rec.timestamps[e.position]}  {e.describe()}")
     _summary(rec, out, det)
     if args.out:
-        write_output(args.out, rec, out, det.features)
+        try:
+            write_output(args.out, rec, out, det.features)
+        except OSError as exc:
+            return fail("replay", write_problem("--out", args.out, exc))
         print(f"wrote {args.out}")
-    if args.plot:
+    if plot:
         from ..plot import plot_replay
 
         try:
-            plot_replay(args.plot, rec, out, title=f"{args.input.name} — {det.bundle.name} ({args.backend})")
-        except ImportError:
-            return fail("replay", "--plot needs matplotlib: pip install edgernn[plot]")
+            plot_replay(plot, rec, out, title=f"{args.input.name} — {det.bundle.name} ({args.backend})")
+        except OSError as exc:
+            return fail("replay", write_problem("--plot", plot, exc))
         except (ValueError, OverflowError) as exc:  # matplotlib's limits on what it can draw
             return fail("replay", f"--plot: cannot draw {args.input.name}: {exc}")
-        print(f"wrote {args.plot}")
+        print(f"wrote {plot}")
     return _nothing_scored(rec, out, det)
+
+
+def _plot_path(path: Path) -> Path | str:
+    """The file --plot writes (matplotlib adds .png to a name without an extension), or what is wrong:
+    no matplotlib, an image format it cannot write, a path that cannot be written."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        return "--plot needs matplotlib: pip install edgernn[plot]"
+    ext = os.path.splitext(str(path))[1][1:].lower()  # as matplotlib's savefig reads it
+    if path.is_dir():
+        return output_problem("--plot", path)  # (not DIR.png)
+    if not ext:
+        path = Path(str(path).rstrip(".") + ".png")
+    elif ext not in FigureCanvasBase.get_supported_filetypes():
+        return f"--plot {path}: cannot write .{ext} images (use .png, .svg or .pdf)"
+    return output_problem("--plot", path) or path
 
 
 # which reading problem of the file explains a detector reject reason

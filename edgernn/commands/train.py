@@ -23,7 +23,9 @@ rate is below ~10 per 10,000. The trainer says so; give it more normal data.
 
 The bundle holds manifest.yaml, weights.npz, golden.npz, representative.npz (relation.npz),
 loss_curve.png and README.md (the model card: data files + sha256, this command, features, calibration
-achieved, fit, artifacts). Files are written 0644, the directory 0755.
+achieved, fit, artifacts). Files are written 0644, the directory 0755. The bundle is built in a
+temporary directory next to --out and moved into place only when complete: a run that fails leaves
+--out as it was (no bundle, or the previous one; --recalibrate too).
 
 Normalisation: `stream` (default for one feature) learns each stream's mean/std during its
 warm-up at run time, so the model works on any sensor without retraining; `fixed` (default for
@@ -35,8 +37,8 @@ on the training part), so a feature that decouples from the rest or shifts alone
 long as it stays away, and its alert names it. (--recalibrate keeps a bundle's relation, or its
 absence: retrain to add one.)
 
-exit codes: 0 done; 2 bad input (one line naming the file); 3 --strict and the calibration
-target was not met.
+exit codes: 0 done; 2 bad input (one line naming the file or the option, before the fit); 3 --strict
+and the calibration target was not met.
 
 examples:
   edgernn train normal.csv --out my_model
@@ -47,15 +49,18 @@ examples:
 
 from __future__ import annotations
 
+import math
+import os
 import shlex
+import shutil
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
 from ..recording import infer_features
-from .common import fail
+from .common import fail, number_problem
 
 
 def add_arguments(p) -> None:
@@ -65,7 +70,7 @@ def add_arguments(p) -> None:
     p.add_argument("--columns", help="map features to file columns: FEATURE=COLUMN[,...]")
     p.add_argument("--name", help="model name (default: the --out directory name)")
     p.add_argument("--version", default="1.0.0", help="model version for the manifest (default 1.0.0)")
-    p.add_argument("--hidden", type=int, default=32, help="GRU hidden size H (default 32)")
+    p.add_argument("--hidden", type=int, default=32, help="GRU hidden size H (default 32, at most 1024)")
     p.add_argument("--components", type=int, default=1, choices=range(1, 9), metavar="K",
                    help="Gaussians per feature in the head (default 1: one Gaussian; 2-8: a mixture, for signals that "
                         "switch between levels such as on/off duty cycles)")
@@ -127,26 +132,107 @@ def _expand(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _series(args, features):
+def _series(args, features, columns: dict):
     """The series of every file, or an int exit code after one line on stderr."""
-    from ..recording import RecordingError, parse_columns
+    from ..recording import RecordingError
     from ..train.data import load_series
 
-    if not 0.05 <= args.holdout <= 0.8:
-        return fail("train", "--holdout must be between 0.05 and 0.8 (the rest trains)")
     try:
-        series = load_series(args.data, features, parse_columns(args.columns), args.holdout)
+        series = load_series(args.data, features, columns, args.holdout)
     except RecordingError as exc:
         return fail("train", exc)
     if not series:
         return fail("train", "no usable series (each needs >= 50 complete rows)")
-    if getattr(args, "logvar_max", None) is not None and not -5.0 <= args.logvar_max <= 6.0:
-        return fail("train", "--logvar-max must be between -5 and 6")
-    if not 0 < args.learn_far < 1:
-        return fail("train", "--learn-far must be in (0, 1)")
-    if not 0 < args.target_far < 1 or args.max_surprise < -np.log10(args.target_far):
-        return fail("train", "--target-far must be in (0, 1) and --max-surprise at least -log10(--target-far)")
     return series
+
+
+def _columns(args, features, named: bool) -> dict:
+    """FEATURE -> file column: --columns, and with ``named`` (--features given) each other feature its
+    own column, so that a name that is not a column is an error naming the columns (RecordingError)
+    instead of the file's one other column taken under that name."""
+    from ..recording import parse_columns
+
+    return {**({f: f for f in features} if named else {}), **parse_columns(args.columns)}
+
+
+def _features(args) -> tuple[str, ...]:
+    """The features to train on: --features, else the first file's columns. ValueError: one line."""
+    if not args.features:
+        return infer_features(args.data[0])
+    features = tuple(f.strip() for f in args.features.split(","))
+    if "" in features:
+        raise ValueError(f"--features {args.features!r}: an empty feature name")
+    twice = sorted({f for f in features if features.count(f) > 1})
+    if twice:
+        raise ValueError(f"--features {args.features!r}: {', '.join(map(repr, twice))} named more than once")
+    return features
+
+
+MIN_CALIBRATION = 100  # held-out readings a look's table is fitted on, at least (scoring.fit_table)
+
+
+def _warmup_error(series, warmup: int, whose: str, stream: bool,
+                  shorter: str = "a shorter --warmup, ") -> str | None:
+    """One line when the warm-up (``whose``: "--warmup 500: the warm-up", "the model's warm-up (256
+    readings)") leaves too few held-out readings to calibrate on, or (``stream`` normalisation, which
+    skips it in training) no training readings in a series; else None."""
+    held = sum(max(0, len(s.raw) - max(s.split, warmup)) for s in series)
+    if held < MIN_CALIBRATION:
+        return (f"{whose} leaves {held or 'no'} held-out readings to calibrate on (at least {MIN_CALIBRATION} "
+                f"needed): give {shorter}a larger --holdout or more data")
+    short = next((s for s in series if s.split - warmup < 2), None)
+    if stream and short is not None:
+        return (f"{whose} leaves no training readings in {short.name} (its first {short.split} train): give a "
+                "shorter --warmup, a smaller --holdout or more data")
+    return None
+
+
+def _calibration_option_error(args) -> str | None:
+    """One line naming the first calibration option out of range (train and --recalibrate), or None."""
+    problem = (number_problem("--holdout", args.holdout, ge=0.05, le=0.8)
+               or number_problem("--target-far", args.target_far, gt=0, lt=1)
+               or number_problem("--learn-far", args.learn_far, gt=0, lt=1)
+               or number_problem("--max-surprise", args.max_surprise, gt=0))
+    if problem is None and args.max_surprise < -math.log10(args.target_far):
+        problem = (f"--max-surprise must be at least -log10(--target-far) = {-math.log10(args.target_far):g} "
+                   f"(got {args.max_surprise})")
+    return problem
+
+
+@contextmanager
+def _staged(out: Path, copy: bool = False):
+    """A temporary sibling directory of ``out`` to build the bundle in, moved into place only when the
+    block completes: a run that fails or is interrupted leaves ``out`` as it was (absent, or the
+    previous bundle). ``copy``: start from a copy of the files of the bundle at ``out`` (--recalibrate).
+    Into an existing directory the files are moved one by one, manifest.yaml last."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        if copy:
+            for f in out.iterdir():
+                if f.is_file():
+                    shutil.copy2(f, work / f.name)
+        yield work
+        if not out.exists():
+            os.rename(work, out)
+            return
+        for f in sorted(work.iterdir(), key=lambda f: f.name == "manifest.yaml"):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _out_error(out: Path) -> str | None:
+    """One line when --out cannot take a bundle (checked before anything is read), else None."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out}: exists and is not a directory"
+    ancestor = next((p for p in out.parents if p.exists()), Path("."))  # where the bundle's directory is made
+    if not ancestor.is_dir():
+        return f"--out {out}: {ancestor} is not a directory"
+    for d in ([out] if out.exists() else []) + [ancestor]:
+        if not os.access(d, os.W_OK | os.X_OK):
+            return f"--out {out}: {d} is not writable"
+    return None
 
 
 def _calibration_lines(summary: dict) -> list[str]:
@@ -176,41 +262,68 @@ def _finish_calibration(out: Path, summary: dict, strict: bool) -> int:
 
 
 def recalibrate(args) -> int:
-    """Refit the calibration of an existing bundle on new normal data (weights unchanged)."""
+    """Refit the calibration of an existing bundle on new normal data (weights unchanged), in a copy
+    that replaces the bundle's files only when it is complete."""
     from ..bundle import BundleError, load_bundle, make_readable, write_manifest
+    from ..recording import RecordingError
+    from ..settings import resolve
     from ..train.calibrate import calibrate
     from ..train.card import write_card
 
     try:
         bundle = load_bundle(args.out)
-    except BundleError as exc:
+        columns = _columns(args, bundle.features, named=False)
+    except (BundleError, RecordingError) as exc:
         return fail("train", exc)
-    series = _series(args, bundle.features)
+    series = _series(args, bundle.features, columns)
     if isinstance(series, int):
         return series
-    summary = calibrate(args.out, series, target_rate=args.target_far, max_surprise=args.max_surprise,
-                        learn_rate=args.learn_far)
-    manifest = load_bundle(args.out).manifest
-    manifest.setdefault("provenance", {})["calibration_command"] = _command()
-    write_manifest(args.out, manifest)
-    write_card(args.out)
-    make_readable(args.out)
+    warmup = resolve(bundle).warmup
+    warmup = bundle.calibration.warmup if warmup is None else warmup
+    if (err := _warmup_error(series, warmup, f"the model's warm-up ({warmup} readings)", False, "")) is not None:
+        return fail("train", err)
+    with _staged(args.out, copy=True) as work:
+        summary = calibrate(work, series, target_rate=args.target_far, max_surprise=args.max_surprise,
+                            learn_rate=args.learn_far)
+        manifest = load_bundle(work).manifest
+        manifest.setdefault("provenance", {})["calibration_command"] = _command()
+        write_manifest(work, manifest)
+        write_card(work, ref=str(args.out))
+        make_readable(work)
     return _finish_calibration(args.out, summary, args.strict)
 
 
 # the fit's options and their smallest values (each one below it crashed the fit or, for --chunk, skipped it)
 FIT_MINIMA = {"hidden": 1, "epochs": 1, "patience": 1, "segment": 2, "chunk": 1, "threads": 0, "weight_decay": 0.0,
-              "warmup": 0}  # warmup None: the normalisation's default
+              "warmup": 0, "seed": 0}  # warmup None: the normalisation's default
+# ... and their largest: no edge model needs a hidden size above 1024 (100,000 ran out of memory); the seed's
+# generators take 32 bits
+FIT_MAXIMA = {"hidden": 1024, "seed": 2**32 - 1}
 
 
 def _fit_option_error(args) -> str | None:
-    """One line naming the first training option out of range, or None."""
+    """One line naming the first training option out of range (NaN and inf too), or None."""
+    from ..settings import BY_KEY
+
     for name, lo in FIT_MINIMA.items():
-        if getattr(args, name) is not None and getattr(args, name) < lo:
-            return f"--{name.replace('_', '-')} must be at least {lo} (got {getattr(args, name)})"
-    if not args.lr > 0:
-        return f"--lr must be above 0 (got {args.lr})"
+        flag, value = f"--{name.replace('_', '-')}", getattr(args, name)
+        problem = number_problem(flag, value, ge=lo) or number_problem(flag, value, le=FIT_MAXIMA.get(name))
+        if problem:
+            return problem
+    problem = (number_problem("--lr", args.lr, gt=0) or number_problem("--lr", args.lr, le=1)  # (1e38: torch overflow)
+               or number_problem("--logvar-max", getattr(args, "logvar_max", None), ge=-5, le=6))
+    if problem:
+        return problem
+    adapt = BY_KEY["adapt"]  # as replay's --adapt: the detector's setting it becomes
+    if args.adapt is not None and (problem := adapt.problem(args.adapt)):
+        return f"{adapt.flag_names[0]}: {problem}"
     return None
+
+
+def _options_error(args) -> str | None:
+    """One line naming the first bad option or --out (nothing read yet), or None."""
+    return ((None if args.recalibrate else _fit_option_error(args)) or _calibration_option_error(args)
+            or _out_error(args.out))
 
 
 def run(args) -> int:
@@ -221,23 +334,35 @@ def run(args) -> int:
     for p in args.data:
         if not p.is_file():
             return fail("train", f"{p}: not found")
+    if (err := _options_error(args)) is not None:
+        return fail("train", err)
     if args.recalibrate:
         return recalibrate(args)
-    if (err := _fit_option_error(args)) is not None:
-        return fail("train", err)
     try:
         import torch
     except ImportError as exc:
         return fail("train", f"needs PyTorch: pip install edgernn[train] ({exc})")
-    from ..train.pipeline import train
+    from ..train.pipeline import TrainError, normalisation, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    features = tuple(f.strip() for f in args.features.split(",")) if args.features else infer_features(args.data[0])
-    series = _series(args, features)
+    try:
+        features = _features(args)
+        columns = _columns(args, features, named=bool(args.features))
+    except ValueError as exc:  # (a RecordingError too)
+        return fail("train", exc)
+    series = _series(args, features, columns)
     if isinstance(series, int):
         return series
+    norm, warmup, _ = normalisation(args, features)
+    whose = f"the warm-up ({warmup} readings, the default)" if args.warmup is None else f"--warmup {warmup}: the warm-up"
+    if (err := _warmup_error(series, warmup, whose, stream=norm == "stream")) is not None:
+        return fail("train", err)
     t_start = time.monotonic()
-    summary = train(args, features, series, _command())
+    try:
+        with _staged(args.out) as work:
+            summary = train(args, features, series, _command(), work)
+    except TrainError as exc:
+        return fail("train", exc)
     print(f"{'time':24s} {time.monotonic() - t_start:.0f} s")
     return _finish_calibration(args.out, summary, args.strict)

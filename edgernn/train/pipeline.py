@@ -81,17 +81,18 @@ def _fit(args, features, normed, series, skip):
     return fit(tr, va, len(features), cfg), cfg
 
 
-def _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov, kinds, left_out,
-           relation):
+def _write(args, out, name, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov, kinds,
+           left_out, relation):
     """The bundle before calibration: manifest (with the detector_defaults of a multivariate model
     with fixed normalisation), weights, golden, representative inputs, and ``relation`` (the fitted
-    relation look, relation.fit_relation's dict) as relation.npz unless it is None."""
+    relation look, relation.fit_relation's dict) as relation.npz unless it is None. ``name``: the bundle
+    directory's final name (``out`` may be a temporary directory)."""
     from ..settings import write_model_defaults  # (~6 ms at import; calibrate imports it anyway)
 
     held = [n[s.split :] for n, s in zip(normed, series)]  # normalised held-out parts
     golden_len = min(256, min(len(h) for h in held))
     golden_x = np.stack([held[i % len(held)][:golden_len] for i in range(4)], axis=1)  # [T, 4, F]
-    write_bundle(out, name=args.name or out.name, version=args.version, features=list(features), weights=weights,
+    write_bundle(out, name=args.name or name, version=args.version, features=list(features), weights=weights,
                  norm_mode=norm, norm_mean=list(mean), norm_std=list(std),
                  calibration=default_calibration(len(features), warmup), golden_x=golden_x.astype(np.float32),
                  provenance=prov, description=args.description, input_clip=CLIP,
@@ -112,8 +113,9 @@ def _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, no
         write_relation(out, relation)
 
 
-def _print_summary(out, features, norm, warmup, weights, result, prov, kinds) -> None:
-    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+def _print_summary(out, build, features, norm, warmup, weights, result, prov, kinds) -> None:
+    """``out``: the bundle's place; ``build``: the directory it is in now."""
+    size = sum(f.stat().st_size for f in build.iterdir() if f.is_file())
     print()
     print(f"{'model':24s} {out}")
     print(f"{'features':24s} {len(features)} ({norm} normalisation, warm-up {warmup})")
@@ -146,8 +148,23 @@ def leave_out_counters(features, series: list[Series], kinds: dict):
     return names, series, {n: kinds[n] for n in names}, out
 
 
-def train(args, features: tuple[str, ...], series: list[Series], command: str) -> dict:
-    """Train, write and calibrate the bundle at ``args.out``; returns calibrate()'s summary."""
+class TrainError(ValueError):
+    """A training run that cannot give a usable model (one line for the command to print)."""
+
+
+def normalisation(args, features) -> tuple[str, int, float]:
+    """(mode, warm-up readings, adapt rate) of ``args`` for ``features``: --norm, --warmup and --adapt
+    or their defaults (stream for one feature, else fixed; warm-up 256 stream, 64 fixed)."""
+    norm = args.norm or ("stream" if len(features) == 1 else "fixed")
+    warmup = args.warmup if args.warmup is not None else (256 if norm == "stream" else 64)
+    adapt = args.adapt if args.adapt is not None else (0.002 if norm == "stream" else 0.0)
+    return norm, warmup, adapt
+
+
+def train(args, features: tuple[str, ...], series: list[Series], command: str, work: Path | None = None) -> dict:
+    """Train, write and calibrate the bundle for ``args.out`` in ``work`` (default: ``args.out``
+    itself; the command builds it in a temporary sibling and moves it into place when this returns);
+    returns calibrate()'s summary. TrainError: the fit diverged (non-finite weights)."""
     import torch
 
     from ..bundle import make_readable
@@ -155,9 +172,7 @@ def train(args, features: tuple[str, ...], series: list[Series], command: str) -
     from .card import write_card
     from .model import export_weights
 
-    norm = args.norm or ("stream" if len(features) == 1 else "fixed")
-    warmup = args.warmup if args.warmup is not None else (256 if norm == "stream" else 64)
-    adapt = args.adapt if args.adapt is not None else (0.002 if norm == "stream" else 0.0)
+    norm, warmup, adapt = normalisation(args, features)
     kinds = feature_kinds(features, [s.raw[: s.split] for s in series], per_series=norm == "stream")
     ext = extent(features, series, [s.ts for s in series])  # every column of the data, left out or not
     left_out = {}
@@ -169,24 +184,27 @@ def train(args, features: tuple[str, ...], series: list[Series], command: str) -
     if norm == "fixed" and len(features) > 1:
         relation = fit_relation([n[: s.split] for n, s in zip(normed, series)], features, kinds)
     weights = export_weights(result.model)
+    if not all(np.isfinite(w).all() for w in weights.values()):
+        raise TrainError(f"the fit diverged (weights NaN or inf at --lr {args.lr:g}): use a smaller --lr")
     n_params = sum(w.size for w in weights.values())
     warnings = data_warnings(features, series, n_params, kinds)
     prov = _provenance(args, command, series, result, cfg, str(torch.__version__), ext, warnings)
     prov["warnings"] += fit_warnings(prov["final_train_nll"], prov["final_val_nll"])
     out = Path(args.out)
-    _write(args, out, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov, kinds, left_out,
-           relation)
-    summary = calibrate(out, series, target_rate=args.target_far, max_surprise=args.max_surprise,
+    build = Path(work) if work is not None else out
+    _write(args, build, out.name, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov,
+           kinds, left_out, relation)
+    summary = calibrate(build, series, target_rate=args.target_far, max_surprise=args.max_surprise,
                         learn_rate=getattr(args, "learn_far", None))
     try:
         from ..plot import plot_losses
 
-        plot_losses(out / "loss_curve.png", result.train_loss, result.val_loss, f"{out.name}: {'mixture' if cfg.components > 1 else 'Gaussian'} NLL")
+        plot_losses(build / "loss_curve.png", result.train_loss, result.val_loss, f"{out.name}: {'mixture' if cfg.components > 1 else 'Gaussian'} NLL")
     except ImportError:
         pass
-    write_card(out)
-    make_readable(out)
-    _print_summary(out, features, norm, warmup, weights, result, prov, kinds)
+    write_card(build, ref=str(out))
+    make_readable(build)
+    _print_summary(out, build, features, norm, warmup, weights, result, prov, kinds)
     for name, facts in left_out.items():
         print(f"  left out: {describe(name, facts).split(' - ')[0]} - {facts['reason']} (--counters model keeps it)")
     return summary

@@ -8,12 +8,12 @@ numbers only is data, not a header, and the columns are then named ``col1``, ``c
     timestamp,stream,<feature>,...          long format: many streams interleaved in time order
 
 The timestamp column is the first column whose name is one of ``TIME_COLUMNS``, else the first
-column if its values read as timestamps in order (epoch-sized numbers or dates), else there is
-none and the rows are taken 1 s apart in file order (a file of metrics only); a date column and a
-time-of-day column (``Datum;Uhrzeit;Wert``) are joined. Timestamps: see edgernn/timestamps.py
-(epoch numbers, ISO-8601, ``31.01.2024 12:00``; a time without an offset is UTC). ``columns``
-maps model features to file columns (``{"value": "temperature"}``). A single-feature model reads
-``value`` or the only other column.
+column if its values read as timestamps in order (epoch-sized numbers or dates) and it is not the
+only column, else there is none and the rows are taken 1 s apart in file order (a file of metrics
+only, or one column of values); a date column and a time-of-day column (``Datum;Uhrzeit;Wert``)
+are joined. Timestamps: see edgernn/timestamps.py (epoch numbers, ISO-8601, ``31.01.2024 12:00``;
+a time without an offset is UTC). ``columns`` maps model features to file columns (``{"value":
+"temperature"}``). A single-feature model reads ``value`` or the only other column.
 
 Spreadsheet exports are read as they come: a UTF-8 BOM, CRLF line ends, Excel's ``sep=;`` first
 line, decimal commas (``21,5`` in a ``;`` or tab separated file, detected from the values) and
@@ -22,9 +22,10 @@ is read as Windows-1252 (Excel's "CSV" export on Western European Windows) with 
 file with NUL bytes is refused as not text. ``Recording.dialect.describe()`` says what was found.
 
 Bad rows never stop a recording: a row with the wrong number of fields or an unreadable timestamp
-is skipped and counted; a value that is empty or not a number becomes NaN (the detector rejects
-that reading and counts it). ``Recording.problems`` keeps the first example of each kind (line,
-column, text, expected format). A missing column is an error naming the file and the column.
+is skipped and counted (a quote not closed on its line: that line, and reading goes on with the
+next); a value that is empty or not a number becomes NaN (the detector rejects that reading and
+counts it). ``Recording.problems`` keeps the first example of each kind (line, column, text,
+expected format). A missing column is an error naming the file and the column.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ SEPARATORS = (",", ";", "\t")
 _DECIMAL_COMMA = re.compile(r"\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*")
 _DECIMAL_DOT = re.compile(r"\s*[+-]?\d*\.\d+(?:[eE][+-]?\d+)?\s*")
 _SAMPLE_ROWS = 200  # rows looked at to detect decimal commas and an unnamed time column
+_ROW_LINES = 10  # the most lines one quoted field may span (a note with line breaks); more: a stray quote
 
 
 class RecordingError(ValueError):
@@ -167,7 +169,7 @@ def _header(lines: list[str], path: Path, dialect: Dialect) -> tuple[list[str], 
         header = [h.strip().strip("\ufeff") for h in next(csv.reader([line], delimiter=dialect.separator))]
     except csv.Error as exc:
         raise RecordingError(f"{path}:{first + 1}: unreadable header ({exc})") from None
-    if len(header) > 1 and all(_is_number(h, False) for h in header):  # no header row: numbers from line 1
+    if all(_is_number(h, False) for h in header):  # no header row: numbers from line 1 (one column too)
         dialect.no_header = True
         return [f"col{i + 1}" for i in range(len(header))], first
     return header, first + 1
@@ -255,10 +257,11 @@ def _lines(text: str) -> list[str]:
 
 
 def _layout_columns(header: list[str], rows: list[list[str]], sep: str) -> tuple[int | None, int | None, int | None]:
-    """(time column or None, separate time-of-day column or None, stream column or None)."""
+    """(time column or None, separate time-of-day column or None, stream column or None). An only
+    column is never the time: it holds the values (there would be nothing to score)."""
     lower = [h.lower() for h in header]
     t_col, clock = _time_columns(lower)
-    if t_col is None and rows and _reads_as_time([r[0] for r in rows[:_SAMPLE_ROWS]], sep):
+    if t_col is None and len(header) > 1 and rows and _reads_as_time([r[0] for r in rows[:_SAMPLE_ROWS]], sep):
         t_col = 0
     s_col = next((lower.index(c) for c in STREAM_COLUMNS if c in lower), None)
     return t_col, clock, s_col
@@ -303,14 +306,26 @@ def _rows(rec: Recording, lines: list[str], before: int, width: int,
           limit: int | None = None) -> tuple[list[list[str]], list[int]]:
     """Split the data lines (the first is line ``before + 1`` of the file) into rows of ``width``
     fields and their line numbers, the first ``limit`` rows only if given; unreadable rows and rows
-    of another width are skipped and counted."""
+    of another width are skipped and counted. A quote not closed on its line (csv would take every
+    line after it, up to the next quote or the end of the file, as one field: _runs_on) makes that
+    line an unreadable row and reading goes on from the next line, so no line vanishes uncounted."""
     rows, linenos = [], []
-    reader = csv.reader(lines, delimiter=rec.dialect.separator)
-    done = 0  # lines consumed so far (a quoted field may span several)
-    while True:
+    sep, start = rec.dialect.separator, 0  # the line the reader starts at (again after an unreadable row)
+    while start < len(lines):
+        source = iter(lines)
+        source.__setstate__(start)  # a list iterator from ``start`` on (O(1), no copy)
+        reader = csv.reader(source, delimiter=sep)
+        done = start  # lines consumed so far (a quoted field may span several)
         try:
-            for row in reader:  # the loop restarts after an unreadable row
-                lineno, done = before + done + 1, reader.line_num
+            for row in reader:
+                first, done = done, start + reader.line_num  # this row: lines[first:done]
+                lineno = before + first + 1
+                if done - first > 1 and _runs_on(lines, first, done, width, sep):
+                    _skip(rec, "unreadable_row", f"line {lineno}: a quote (\") not closed on its line would take "
+                                                 f"the next {done - first - 1} line(s) into one field; read on from "
+                                                 f"line {lineno + 1}")
+                    start = first + 1
+                    break
                 if not "".join(row).strip():  # blank lines and Excel's ";;;" rows are not rows
                     continue
                 if len(row) == width:
@@ -320,10 +335,24 @@ def _rows(rec: Recording, lines: list[str], before: int, width: int,
                         return rows, linenos
                 else:
                     _skip(rec, "wrong_field_count", f"line {lineno}: {len(row)} field(s), the header has {width}")
-            return rows, linenos
-        except csv.Error as exc:  # a field over csv's size limit, a stray quote
+            else:
+                return rows, linenos
+        except csv.Error as exc:  # a field over csv's size limit (a stray quote's run-on too): skip its first line
             _skip(rec, "unreadable_row", f"line {before + done + 1}: {exc}")
-            done = reader.line_num
+            start = done + 1
+    return rows, linenos
+
+
+def _runs_on(lines: list[str], first: int, end: int, width: int, sep: str) -> bool:
+    """True when a row csv read from several lines, lines[first:end] (a quoted field with line
+    breaks), is a stray quote's run-on instead: more than _ROW_LINES lines, or one of the lines it
+    took in is a row of the header's width by itself (a reading)."""
+    if end - first > _ROW_LINES:
+        return True
+    try:
+        return any(len(row) == width for row in csv.reader(lines[first + 1:end], delimiter=sep))
+    except csv.Error:
+        return False
 
 
 def _skip(rec: Recording, reason: str, example: str) -> None:

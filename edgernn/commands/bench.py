@@ -25,6 +25,11 @@ With --streams N[,N...] every (backend, batch) is timed with each number of live
 "scale" adds the resident bytes per stream: the state store's arrays (slab + hidden state) per
 stream, with the process's RSS growth per stream beside it as a cross-check. BLAS runs one
 thread in this process (edgernn/threads.py).
+
+--backend all times every backend the bundle has an artifact for; one it lists but that cannot be
+loaded (a corrupt file, its runtime not installed) is left out with one line on stderr, named again
+under the table ("missing: ...") and in the JSON ("missing_backends"), and the others run (exit 0).
+A backend named by itself that cannot be loaded is an error (one line, exit 2).
 """
 
 from __future__ import annotations
@@ -292,16 +297,39 @@ def _parse_counts(text: str, flag: str, most: int) -> list[int]:
 
 
 def _backend_names(text: str, bundle) -> list[str]:
-    from ..backends import BACKEND_NAMES, available_backends
+    """The backends --backend names ('all': every one the bundle lists an artifact for, or needs none)."""
+    from ..backends import BACKEND_NAMES, backend_artifact
 
     if text == "all":
-        return available_backends(bundle)
+        return [n for n in BACKEND_NAMES if backend_artifact(n) is None or bundle.artifact_path(backend_artifact(n))]
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in BACKEND_NAMES]
     if unknown or not names:
         raise ValueError(f"--backend {text!r}: unknown {', '.join(unknown) or 'name'}; choose from "
                          f"{', '.join(BACKEND_NAMES)} or all")
     return list(dict.fromkeys(names))
+
+
+def _create_backends(text: str, bundle) -> tuple[dict, dict]:
+    """({name: backend}, {name: why it cannot be loaded}). A backend named on its own that cannot be
+    loaded raises (one line, exit 2); with 'all', one the bundle lists but that cannot be loaded (a
+    corrupt artifact, its runtime not installed) is left out and said (one line each on stderr),
+    the others run. ValueError / BackendUnavailable."""
+    from ..backends import BackendUnavailable, create_backend
+
+    backends, missing = {}, {}
+    for name in _backend_names(text, bundle):
+        try:
+            backends[name] = create_backend(name, bundle)
+        except (BackendUnavailable, ValueError) as exc:
+            if text != "all":
+                raise
+            missing[name] = str(exc)
+            print(f"edgernn bench: backend {name} left out: {exc}", file=sys.stderr, flush=True)
+    if not backends:
+        raise BackendUnavailable(f"no backend of model {bundle.name!r} can be loaded: "
+                                 + "; ".join(f"{n}: {why}" for n, why in missing.items()))
+    return backends, missing
 
 
 def rss_bytes() -> int:
@@ -420,7 +448,7 @@ def _tables(configs: list[Config]) -> tuple[list[dict], list[dict], list[dict]]:
 
 
 def run(args) -> int:
-    from ..backends import BackendUnavailable, create_backend
+    from ..backends import BackendUnavailable
     from ..bundle import BundleError, load_bundle
     from ..threads import pin_blas
 
@@ -439,7 +467,7 @@ def run(args) -> int:
                              "every call needs distinct streams")
     try:
         bundle = load_bundle(resolve_model(args.model))
-        backends = {name: create_backend(name, bundle) for name in _backend_names(args.backend, bundle)}
+        backends, missing = _create_backends(args.backend, bundle)
     except (BundleError, BackendUnavailable, ValueError) as exc:
         return fail("bench", exc)
     _log(f"model {bundle.name} (F={bundle.n_features}, H={bundle.hidden}, warm-up {bundle.calibration.warmup}); "
@@ -467,13 +495,17 @@ def run(args) -> int:
     note = blas_note(results)
     if note:
         print(note)
+    if missing:  # said on stderr when it was found; the table's reader is told here too
+        print()
+        for name, why in missing.items():
+            print(f"missing: no {name} rows: the bundle lists it but it cannot be loaded: {why}")
     if args.json:
         info = {**machine_info(), "blas_pinning": blas}
         doc = {"model": {"name": bundle.name, "path": str(bundle.path), "features": bundle.n_features,
                          "hidden": bundle.hidden, "sha256": bundle.sha256},
                "settings": {"rounds": args.rounds, "seconds_per_config": args.seconds, "batches": batches,
                             "streams": stream_counts},
-               "results": results, "peers": peers, "scale": scale, "machine": info}
+               "results": results, "peers": peers, "scale": scale, "missing_backends": missing, "machine": info}
         try:
             args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         except OSError as exc:

@@ -11,8 +11,9 @@ onset (high where a new anomaly starts), surprise and threshold_surprise (-log10
 probability, what alerts compare: 6 = 1 in a million; no floor), the values, the expected value and
 its predicted std per feature, and the reject reason of readings that were not scored.
 
-Exit status: 0 when readings were scored, 1 when none was (every reading rejected, or all within
-the model's warm-up), 2 on a usage or file error (one line on stderr).
+Exit status: 0 when readings were scored, 1 when none was (every reading rejected, or none got
+past the warm-up or the settling after a reset: the line on stderr names which, and the gap or
+state resets in the way), 2 on a usage or file error (one line on stderr).
 
 examples:
   edgernn replay edgernn/data/demo_sensor.csv --model univariate --plot out.png
@@ -23,6 +24,7 @@ examples:
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
 from pathlib import Path
@@ -121,7 +123,7 @@ def _summary(rec, out, det) -> None:
 
 
 def _nothing_scored(rec, out, det) -> int:
-    """0, or 1 with one line on stderr when no reading of the file got a score."""
+    """0, or 1 with one line on stderr when no reading of the file got a score, naming why."""
     accepted = sum(r is None for r in out.reject)
     if accepted == 0:
         reasons = ", ".join(f"{k} {n}" for k, n in sorted(det.rejects.items()))
@@ -130,10 +132,64 @@ def _nothing_scored(rec, out, det) -> int:
               + (f"; first: {first}" if first else ""), file=sys.stderr)
         return 1
     if not any(s == s for s in out.score):  # NaN != NaN: no finite score
-        print(f"edgernn replay: no reading of {rec.path.name} was scored: {accepted} accepted, all within the "
-              f"model's warm-up ({det.bundle.calibration.warmup} readings per stream)", file=sys.stderr)
+        print(f"edgernn replay: no reading of {rec.path.name} was scored: {accepted} accepted, "
+              f"{_why_unscored(rec, out, det)}", file=sys.stderr)
         return 1
     return 0
+
+
+# a spread of raw values beyond which the detector's float32 statistics overflow (its EW variance of
+# the raw values, layout.py's fast_var, holds at most ~3.4e38: a spread of ~1.8e19); blamed from 1e18
+_HUGE_SPREAD = 1e18
+
+
+def _why_unscored(rec, out, det) -> str:
+    """Why none of the accepted readings got a score: the streams' state reset (state_reset rejects:
+    a stream starts over, warm-up and all), gaps longer than --max-gap (each resets the hidden state,
+    settle readings to wait again), or the warm-up itself."""
+    import numpy as np
+
+    warmup = f"the model's warm-up ({det.warmup} readings per stream)"
+    resets = det.rejects.get("state_reset", 0)
+    if resets:
+        return (f"but the state was reset {resets} time(s) ({_reset_cause(rec, out)}), so none got past "
+                f"{warmup}" + _rejected(det, "state_reset"))
+    accepted = np.array([r is None for r in out.reject])
+    streams = np.asarray(rec.streams, dtype=object)[accepted]
+    steps = np.concatenate([np.diff(rec.ts[accepted][streams == s]) for s in set(streams.tolist())])
+    max_gap = det.settings.max_gap_s
+    gaps = int((steps > max_gap).sum()) if max_gap is not None else 0
+    if gaps:
+        return (f"but gaps longer than --max-gap {max_gap:g} s reset the hidden state {gaps} time(s) (a stream "
+                f"scores again after {det.settings.settle} readings without such a gap; the readings are "
+                f"{float(np.median(steps)):g} s apart)" + _rejected(det))
+    longest = max(int((streams == s).sum()) for s in set(streams.tolist()))
+    most = f"; the longest stream had {longest}" if longest < len(streams) else ""
+    return f"all within {warmup[:-1]}{most})" + _rejected(det)
+
+
+def _rejected(det, but: str = "") -> str:
+    """'; rejected: out_of_order 539' (the detector's reject counts, ``but`` one), or ''."""
+    rejected = sorted((k, n) for k, n in det.rejects.items() if k != but)
+    return f"; rejected: {', '.join(f'{k} {n}' for k, n in rejected)}" if rejected else ""
+
+
+def _reset_cause(rec, out) -> str:
+    """What made a stream's statistics non-finite: values too large for them (their spread), or not known."""
+    import numpy as np
+
+    x = rec.x[[r in (None, "state_reset") for r in out.reject]]
+    x = x[np.isfinite(x).all(axis=1)]  # float64[n, F] the values the detector learned from
+    if not x.size:
+        return "its statistics went non-finite"
+    scale = np.abs(x).max(axis=0)  # [F] (no overflow in the std below)
+    scale[scale == 0] = 1.0
+    with np.errstate(over="ignore"):
+        spread = float((np.std(x / scale, axis=0) * scale).max())
+    if spread < _HUGE_SPREAD:
+        return "its statistics went non-finite"
+    return (f"values too large for the detector's statistics: spread ~{spread:.1e}; its float32 variance "
+            f"holds a spread up to ~{math.sqrt(np.finfo(np.float32).max):.1e}")
 
 
 def write_output(path: Path, rec, out, features) -> None:

@@ -108,3 +108,28 @@ def test_pin_blas_sets_one_thread_and_pins_live_pools(monkeypatch):
     pools = blas_threads()
     if pools:  # threadpoolctl installed: numpy is loaded here, so its pool was pinned
         assert how.startswith("threadpoolctl") and set(pools.values()) == {1}
+
+
+def test_all_backends_says_which_listed_backend_cannot_load(tiny_bundle, tmp_path, capsys):
+    """--backend all with a corrupt model.onnx: its rows were dropped silently (exit 0, nothing said)
+    while `replay --backend onnx` refused the file. Now one line on stderr, a 'missing' line under
+    the table and in the JSON; the other backends run (exit 0). Named by itself: exit 2, one line."""
+    from edgernn.bundle import register_artifact
+
+    model = tiny_bundle(F=1, H=8, warmup=16, fresh=True)
+    (model / "model.onnx").write_bytes(b"not a protobuf" * 10)
+    register_artifact(model, "model.onnx")
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--model", str(model), "--backend", "all", "--batch", "1", "--seconds", "0.02",
+               "--rounds", "1", "--no-peers", "--json", str(out)])
+    printed = capsys.readouterr()
+    assert rc == 0
+    left_out = [line for line in printed.err.splitlines() if "left out" in line]
+    assert len(left_out) == 1 and "backend onnx left out" in left_out[0]  # (or: onnxruntime not installed)
+    assert "missing: no onnx rows" in printed.out
+    doc = json.loads(out.read_text())
+    assert set(doc["missing_backends"]) == {"onnx"} and doc["missing_backends"]["onnx"] in left_out[0]
+    assert {r["backend"] for r in doc["results"]} == {"numpy", "persistence"}
+    assert main(["bench", "--model", str(model), "--backend", "onnx"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "onnx" in err

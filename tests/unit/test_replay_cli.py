@@ -197,3 +197,37 @@ def test_junk_input_files_are_one_line_and_exit_2(tmp_path, steady_bundle, data)
     path = tmp_path / "junk.csv"
     path.write_bytes(data)
     _assert_one_line_error(edgernn("replay", path, "--model", steady_bundle(F=1, warmup=16)), "junk.csv")
+
+
+def test_nothing_scored_names_gap_resets_not_the_warm_up(tmp_path, steady_bundle):
+    """--max-gap shorter than the readings' step: every reading resets the hidden state, so nothing
+    is scored though the warm-up is long past; the message blamed the warm-up."""
+    v = sine_series(60, seed=2)[:, 0]
+    path = _write(tmp_path / "gappy.csv", [f"{1706702400 + 60 * i},{v[i]:.6f}" for i in range(60)])
+    proc = edgernn("replay", path, "--model", steady_bundle(F=1, warmup=16), "--max-gap", "5", "--quiet")
+    err = proc.stderr.strip()
+    assert proc.returncode == 1 and len(err.splitlines()) == 1, (proc.stdout, proc.stderr)
+    assert "60 accepted" in err and "gaps longer than --max-gap 5 s reset the hidden state 59 time(s)" in err, err
+    assert "60 s apart" in err and "warm-up" not in err
+
+
+def test_nothing_scored_names_state_resets_from_values_too_large(tmp_path, steady_bundle):
+    """Values with a spread beyond float32's reach (~1.8e19) overflow a statistic, the stream is
+    reset again and again and never leaves its warm-up: the message said 'all within the warm-up'
+    though more readings than the warm-up were accepted."""
+    v = 3e22 + 1e21 * sine_series(80, seed=3)[:, 0]
+    path = _write(tmp_path / "huge.csv", [f"{1706702400 + 60 * i},{v[i]:.17g}" for i in range(80)])
+    proc = edgernn("replay", path, "--model", steady_bundle(F=1, warmup=16), "--quiet")
+    err = proc.stderr.strip()
+    assert proc.returncode == 1 and len(err.splitlines()) == 1, (proc.stdout, proc.stderr)
+    assert "state was reset" in err and "values too large for the detector's statistics" in err, err
+    assert "all within the model's warm-up" not in err and "state_reset" in proc.stdout
+
+
+def test_nothing_scored_in_the_warm_up_says_the_longest_stream_and_the_rejects(tmp_path, steady_bundle):
+    rows = [f"{1706702400 + 60 * (i // 4)},s{i % 4},{i % 3}" for i in range(40)] + ["1706000000,s0,1"]
+    path = _write(tmp_path / "four.csv", rows, header="timestamp,stream,value")
+    proc = edgernn("replay", path, "--model", steady_bundle(F=1, warmup=16), "--quiet")
+    err = proc.stderr.strip()
+    assert proc.returncode == 1 and "40 accepted, all within the model's warm-up (16 readings per stream; " \
+                                    "the longest stream had 10); rejected: out_of_order 1" in err, err

@@ -21,7 +21,8 @@ import yaml
 from .backends.base import check_weights, components, pred_width
 from .fileio import atomic_write, save_npz
 from .scoring import KERNEL_TABLES, OPTIONAL_TABLES
-from .settings import BY_KEY
+from .settings import BY_KEY, bounds_text, in_bounds
+from .yamlpos import ConfigError, yaml_lines
 
 SCHEMA_VERSION = 1
 NORMALISATION_MODES = ("stream", "fixed")
@@ -167,14 +168,10 @@ def _real(manifest: dict, dotted: str, where: str, default: Any = ..., *, gt: fl
     """``_get(..., float)`` that must also be finite and within the bounds given (a missing key with
     ``default=None``: None)."""
     value = _get(manifest, dotted, float, where, default)
-    if value is None:
-        return None
-    if not (math.isfinite(value) and (gt is None or value > gt) and (ge is None or value >= ge)
-            and (lt is None or value < lt) and (le is None or value <= le)):
-        lo = f"[{ge:g}" if ge is not None else f"({gt:g}" if gt is not None else "(-inf"
-        hi = f"{le:g}]" if le is not None else f"{lt:g})" if lt is not None else "inf)"
-        within = "" if (lo, hi) == ("(-inf", "inf)") else f" in {lo}, {hi}"
-        raise BundleError(f"{where}: {dotted}: {value!r} is out of range: must be a finite number{within}")
+    if value is not None and not in_bounds(value, ge, gt, le, lt):
+        within = bounds_text(ge, gt, le, lt)
+        raise BundleError(f"{where}: {dotted}: {value!r} is out of range: must be a finite number"
+                          + (f" {within}" if within else ""))
     return value
 
 
@@ -314,8 +311,9 @@ def _normalisation(manifest: dict, F: int, where: str) -> tuple[str, np.ndarray,
             raise BundleError(f"{where}: normalisation.{key}: needs {F} values, got {values.size}")
     if not np.all(std > 0):
         raise BundleError(f"{where}: normalisation.std: needs values > 0")
-    adapt = BY_KEY["adapt"]
-    _real(manifest, "normalisation.adapt", where, None, ge=adapt.ge, gt=adapt.gt, le=adapt.le, lt=adapt.lt)
+    adapt = _get(manifest, "normalisation.adapt", float, where, None)
+    if adapt is not None and (problem := BY_KEY["adapt"].problem(adapt)):  # the detector's setting it becomes
+        raise BundleError(f"{where}: normalisation.adapt: {problem}")
     return mode, mean, std
 
 
@@ -328,9 +326,11 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise BundleError(f"{root}: model bundle directory not found")
     if not mpath.is_file():
         raise BundleError(f"{where}: not found (a bundle needs manifest.yaml)")
-    try:
-        manifest = yaml.safe_load(mpath.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    try:  # through the config files' loader: duplicate keys, alias bombs and deep nesting are one line too
+        manifest = yaml_lines(mpath.read_text(encoding="utf-8"), where)[0]
+    except ConfigError as exc:
+        raise BundleError(exc.messages[0]) from None
+    except UnicodeDecodeError as exc:
         raise BundleError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(manifest, dict):
         raise BundleError(f"{where}: expected a mapping at the top level")

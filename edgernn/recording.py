@@ -345,12 +345,13 @@ def _rows(rec: Recording, lines: list[str], before: int, width: int,
 
 def _runs_on(lines: list[str], first: int, end: int, width: int, sep: str) -> bool:
     """True when a row csv read from several lines, lines[first:end] (a quoted field with line
-    breaks), is a stray quote's run-on instead: more than _ROW_LINES lines, or one of the lines it
-    took in is a row of the header's width by itself (a reading)."""
+    breaks), is a stray quote's run-on instead: more than _ROW_LINES lines, or two or more of the
+    lines it took in are rows of the header's width by themselves (readings; one such line can be a
+    note's second line that happens to hold as many separators)."""
     if end - first > _ROW_LINES:
         return True
     try:
-        return any(len(row) == width for row in csv.reader(lines[first + 1:end], delimiter=sep))
+        return sum(len(row) == width for row in csv.reader(lines[first + 1:end], delimiter=sep)) >= 2
     except csv.Error:
         return False
 

@@ -135,12 +135,15 @@ def threshold_for_rate(rate: float) -> float:
     return float(likelihood_from_log10p(np.array([np.log10(rate)]))[0])
 
 
+MIN_CALIBRATION = 100  # finite values a table is fitted on, at least
+
+
 def fit_table(values: np.ndarray, points: int = 48, tail_fraction: float = 0.01) -> dict:
     """Empirical survival table of ``values`` with an exponential tail (mean excess) beyond it."""
     v = np.sort(np.asarray(values, dtype=np.float64)[np.isfinite(values)])
     n = v.size
-    if n < 100:
-        raise ValueError(f"need at least 100 calibration values, got {n}")
+    if n < MIN_CALIBRATION:
+        raise ValueError(f"need at least {MIN_CALIBRATION} calibration values, got {n}")
     sf = np.logspace(np.log10(0.5), np.log10(tail_fraction), points)  # survival levels
     xs = np.maximum.accumulate(np.quantile(v, 1.0 - sf))
     u = xs[-1]

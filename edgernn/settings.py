@@ -61,16 +61,8 @@ class Setting:
 
     def range_text(self) -> str:
         """``in (0, 1]``, ``>= 0``, ... ('' when unbounded)."""
-        lo = ("[", self.ge) if self.ge is not None else ("(", self.gt) if self.gt is not None else None
-        hi = ("]", self.le) if self.le is not None else (")", self.lt) if self.lt is not None else None
-        off = "0 (off) or " if self.zero_off else ""
-        if lo and hi:
-            return f"{off}in {lo[0]}{lo[1]:g}, {hi[1]:g}{hi[0]}"
-        if lo:
-            return f"{off}{'>=' if lo[0] == '[' else '>'} {lo[1]:g}"
-        if hi:
-            return f"{off}{'<=' if hi[0] == ']' else '<'} {hi[1]:g}"
-        return ""
+        text = bounds_text(self.ge, self.gt, self.le, self.lt)
+        return f"0 (off) or {text}" if self.zero_off and text else text
 
     def describe(self) -> str:
         """Help with unit, range and default: for --help and JSON Schema descriptions."""
@@ -96,10 +88,7 @@ class Setting:
         return None
 
     def _in_range(self, v) -> bool:
-        if self.zero_off and v == 0:
-            return True
-        return (math.isfinite(v) and (self.ge is None or v >= self.ge) and (self.gt is None or v > self.gt)
-                and (self.le is None or v <= self.le) and (self.lt is None or v < self.lt))
+        return (self.zero_off and v == 0) or in_bounds(v, self.ge, self.gt, self.le, self.lt)
 
     def json_schema(self) -> dict:
         """This setting as a JSON Schema (draft 2020-12) property."""
@@ -113,6 +102,26 @@ class Setting:
         if self.choices:
             s["enum"] = list(self.choices)
         return s
+
+
+def in_bounds(v, ge=None, gt=None, le=None, lt=None) -> bool:
+    """``v`` is a finite number and >= ge, > gt, <= le, < lt (the bounds given): the one range check of
+    settings, manifest numbers (bundle.py) and command-line numbers (commands/common.py)."""
+    return (math.isfinite(v) and (ge is None or v >= ge) and (gt is None or v > gt)
+            and (le is None or v <= le) and (lt is None or v < lt))
+
+
+def bounds_text(ge=None, gt=None, le=None, lt=None) -> str:
+    """``in (0, 1]``, ``>= 0``, ``< 1``, ... of the bounds given ('' when unbounded)."""
+    lo = ("[", ge) if ge is not None else ("(", gt) if gt is not None else None
+    hi = ("]", le) if le is not None else (")", lt) if lt is not None else None
+    if lo and hi:
+        return f"in {lo[0]}{lo[1]:g}, {hi[1]:g}{hi[0]}"
+    if lo:
+        return f"{'>=' if lo[0] == '[' else '>'} {lo[1]:g}"
+    if hi:
+        return f"{'<=' if hi[0] == ']' else '<'} {hi[1]:g}"
+    return ""
 
 
 _TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}

@@ -33,7 +33,7 @@ GRU_BACKENDS = tuple(n for n in BACKEND_NAMES if n not in BASELINES)  # run the 
 BASELINE = "persistence"  # what eval and the quality benchmarks compare the GRU with
 
 __all__ = ["Backend", "BackendUnavailable", "BACKEND_NAMES", "BASELINE", "BASELINES", "GRU_BACKENDS", "create_backend",
-           "available_backends", "backend_artifact"]
+           "backend_artifact"]
 
 
 def backend_artifact(name: str) -> str | None:
@@ -69,15 +69,3 @@ def create_backend(name: str, bundle, **options) -> Backend:
             f"model {bundle.name!r} has no {artifact}; run: edgernn export {bundle.path}"
         )
     return cls(path, name=name, **options)
-
-
-def available_backends(bundle) -> list[str]:
-    """Names of the backends that can be created for ``bundle`` on this machine."""
-    names = []
-    for name in BACKEND_NAMES:
-        try:
-            create_backend(name, bundle)
-        except BackendUnavailable:
-            continue
-        names.append(name)
-    return names

@@ -26,10 +26,11 @@ def number_problem(flag: str, value, ge=None, gt=None, le=None, lt=None) -> str 
     finite number (got inf)``, ``--holdout must be between 0.05 and 0.8 (got 0.95)``."""
     if value is None:
         return None
+    from ..settings import in_bounds
+
     if isinstance(value, float) and not math.isfinite(value):
         return f"{flag} must be a finite number (got {value})"
-    if ((ge is None or value >= ge) and (gt is None or value > gt) and (le is None or value <= le)
-            and (lt is None or value < lt)):
+    if in_bounds(value, ge, gt, le, lt):
         return None
     return f"{flag} must be {_range_words(ge, gt, le, lt)} (got {value})"
 

@@ -168,7 +168,6 @@ def _features(args) -> tuple[str, ...]:
     return features
 
 
-MIN_CALIBRATION = 100  # held-out readings a look's table is fitted on, at least (scoring.fit_table)
 
 
 def _warmup_error(series, warmup: int, whose: str, stream: bool,
@@ -176,6 +175,8 @@ def _warmup_error(series, warmup: int, whose: str, stream: bool,
     """One line when the warm-up (``whose``: "--warmup 500: the warm-up", "the model's warm-up (256
     readings)") leaves too few held-out readings to calibrate on, or (``stream`` normalisation, which
     skips it in training) no training readings in a series; else None."""
+    from ..scoring import MIN_CALIBRATION  # held-out readings a look's table is fitted on, at least
+
     held = sum(max(0, len(s.raw) - max(s.split, warmup)) for s in series)
     if held < MIN_CALIBRATION:
         return (f"{whose} leaves {held or 'no'} held-out readings to calibrate on (at least {MIN_CALIBRATION} "
@@ -201,10 +202,17 @@ def _calibration_option_error(args) -> str | None:
 
 @contextmanager
 def _staged(out: Path, copy: bool = False):
-    """A temporary sibling directory of ``out`` to build the bundle in, moved into place only when the
-    block completes: a run that fails or is interrupted leaves ``out`` as it was (absent, or the
-    previous bundle). ``copy``: start from a copy of the files of the bundle at ``out`` (--recalibrate).
-    Into an existing directory the files are moved one by one, manifest.yaml last."""
+    """The directory to build the bundle in: a temporary sibling of ``out``, which replaces ``out``
+    (two renames) only when the block completes, so that a run that fails or is interrupted leaves
+    ``out`` as it was (absent, or the previous bundle) and a reader never sees new weights beside an
+    old manifest. The previous directory's other files and folders (an export, a user's notes) move
+    into the new one. ``copy``: start from a copy of the bundle's files (--recalibrate). Where the
+    parent directory cannot take a sibling (an existing ``out`` in a read-only parent), the bundle is
+    built in place, as before staging."""
+    out = out.resolve()  # a symlink: the sibling beside its target (a rename cannot cross filesystems)
+    if out.is_dir() and not os.access(out.parent, os.W_OK | os.X_OK):
+        yield out
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
@@ -213,11 +221,20 @@ def _staged(out: Path, copy: bool = False):
                 if f.is_file():
                     shutil.copy2(f, work / f.name)
         yield work
-        if not out.exists():
+        if out.exists():
+            for f in out.iterdir():
+                if not (work / f.name).exists():
+                    os.replace(f, work / f.name)
+            old = work.with_suffix(".old")
+            os.rename(out, old)
+            try:
+                os.rename(work, out)
+            except OSError:
+                os.rename(old, out)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
             os.rename(work, out)
-            return
-        for f in sorted(work.iterdir(), key=lambda f: f.name == "manifest.yaml"):
-            os.replace(f, out / f.name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -310,7 +327,7 @@ def _fit_option_error(args) -> str | None:
         problem = number_problem(flag, value, ge=lo) or number_problem(flag, value, le=FIT_MAXIMA.get(name))
         if problem:
             return problem
-    problem = (number_problem("--lr", args.lr, gt=0) or number_problem("--lr", args.lr, le=1)  # (1e38: torch overflow)
+    problem = (number_problem("--lr", args.lr, gt=0) or number_problem("--lr", args.lr, le=1e6)  # (1e38: torch overflow)
                or number_problem("--logvar-max", getattr(args, "logvar_max", None), ge=-5, le=6))
     if problem:
         return problem

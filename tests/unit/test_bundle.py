@@ -140,6 +140,15 @@ def test_threshold_out_of_range(bdir):
     _refused(bdir, "manifest.yaml", "calibration.threshold")
 
 
+def test_manifest_beyond_a_config_files_yaml_is_one_line(bdir):
+    # (3,000-deep nesting: a RecursionError traceback from yaml.safe_load; a duplicate key: the last won)
+    text = (bdir / "manifest.yaml").read_text()
+    (bdir / "manifest.yaml").write_text(text + "deep: " + "[" * 3000 + "]" * 3000 + "\n")
+    _refused(bdir, "manifest.yaml", "nested deeper than")
+    (bdir / "manifest.yaml").write_text(text + "name: other\n")
+    _refused(bdir, "manifest.yaml", "name: duplicate key")
+
+
 def test_negative_warmup(bdir):
     # (edgernn train --warmup -5 wrote one and it loaded)
     m = _manifest(bdir)

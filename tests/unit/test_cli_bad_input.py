@@ -10,6 +10,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from unit_helpers import PYTHON, REPO
@@ -41,7 +42,7 @@ def files(d) -> dict:
 
 @pytest.mark.parametrize("option, value, says", [
     ("--lr", "inf", "--lr must be a finite number (got inf)"),  # traceback after training
-    ("--lr", "1e300", "--lr must be at most 1 (got 1e+300)"),  # torch: cannot be converted to float
+    ("--lr", "1e300", "--lr must be at most 1e+06 (got 1e+300)"),  # torch: cannot be converted to float
     ("--weight-decay", "nan", "--weight-decay must be a finite number (got nan)"),  # torch's ValueError
     ("--max-surprise", "nan", "--max-surprise must be a finite number (got nan)"),  # traceback in calibration
     ("--max-surprise", "2", "--max-surprise must be at least -log10(--target-far) = 4 (got 2.0)"),
@@ -163,6 +164,31 @@ def test_a_failed_training_or_recalibration_leaves_the_previous_bundle_intact_an
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
 
 
+@needs_torch
+def test_training_into_an_existing_directory_through_a_symlink_keeps_its_other_files_and_makes_it_readable(tmp_path):
+    # (a symlinked --out on another filesystem: the moves crossed filesystems, a traceback after the fit;
+    # an existing 0700 directory stayed 0700, unreadable by a daemon running as another user)
+    import tempfile
+
+    from edgernn.bundle import load_bundle
+
+    other = Path(tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    try:
+        target = other / "m"
+        shutil.copytree(SHIPPED, target)
+        (target / "notes.txt").write_text("mine")
+        (target / "plots").mkdir()
+        target.chmod(0o700)
+        (tmp_path / "link").symlink_to(target)
+        r = edgernn("train", DEMO_CSV, "--out", tmp_path / "link", *FAST)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert load_bundle(target).hidden == 4 and (target / "notes.txt").read_text() == "mine"
+        assert (target / "plots").is_dir() and target.stat().st_mode & 0o777 == 0o755
+        assert [p.name for p in other.iterdir()] == ["m"]  # no temporary directory left beside it
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
+
+
 DIVERGED_FIT = """
 import sys
 import numpy as np
@@ -266,7 +292,7 @@ def test_eval_skab_train_rows_within_the_warm_up_is_one_line(tmp_path):
 # -- demo and export ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("option, value, says", [
-    ("--rate", "1e-300", "--rate must be between 1 and 1e+09 (got 1e-300)"),  # OverflowError in time.sleep
+    ("--rate", "1e-300", "--rate must be between 0.001 and 1e+09 (got 1e-300)"),  # OverflowError in time.sleep
     ("--rate", "inf", "--rate must be a finite number (got inf)"),
     ("--seed", "-1", "--seed must be between 0 and 4294967295 (got -1)"),  # ValueError
     ("--readings", "10000001", "--readings must be at most 10000000 (got 10000001)"),  # 100,000,000: OOM at 24 GB

@@ -64,6 +64,15 @@ def test_a_quoted_field_with_a_line_break_is_still_one_row(tmp_path):
     assert rec.line.tolist() == [2, 4]
 
 
+def test_a_note_whose_second_line_looks_like_a_row_is_still_one_row(tmp_path):
+    # (a first version took the note's second line, which holds two commas, for a stray quote's run-on)
+    p = tmp_path / "note.csv"
+    p.write_text(f'timestamp,note,value\n{T0},"pump stopped, restarted\nby operator, see log",1.5\n{T0 + 60},ok,2.5\n')
+    rec = read_recording(p, ("value",), {"value": "value"})
+    assert len(rec) == 2 and not rec.skipped and not rec.problems
+    np.testing.assert_array_equal(rec.x[:, 0], [1.5, 2.5])
+
+
 def test_a_one_column_file_without_a_header_keeps_its_first_value(tmp_path):
     """A first line of numbers is data for one column as for several: the first value was taken
     as the column's name (599 of 600 readings, no warning)."""

@@ -246,9 +246,9 @@ def _out_error(out: Path) -> str | None:
     ancestor = next((p for p in out.parents if p.exists()), Path("."))  # where the bundle's directory is made
     if not ancestor.is_dir():
         return f"--out {out}: {ancestor} is not a directory"
-    for d in ([out] if out.exists() else []) + [ancestor]:
-        if not os.access(d, os.W_OK | os.X_OK):
-            return f"--out {out}: {d} is not writable"
+    d = out if out.exists() else ancestor  # an existing bundle in a read-only folder is rebuilt in place (_staged)
+    if not os.access(d, os.W_OK | os.X_OK):
+        return f"--out {out}: {d} is not writable"
     return None
 
 

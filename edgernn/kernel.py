@@ -31,6 +31,9 @@ Per reading, test-then-train:
   6. if any learned statistic is not finite: RESET (the caller re-initialises the stream, counts it)
 
 Learning sees each value clamped to mean +- XMAX max(sd, |mean|, 1) (no overflow from a 1e155 reading).
+The raw-unit squares kept in the float32 slab (the spread look's fast_var, the seasonal look's
+variances) saturate at F4_MAX: a stream whose spread is beyond ~1.7e19 is still scored, with those
+looks blind to its spread, instead of resetting at every reading.
 It is plain Python that Cython compiles to C at install (``COMPILED`` says which is loaded);
 without a compiler the same file runs as it is (on lists, F32Row for the float32 columns: same
 numbers).
@@ -119,6 +122,8 @@ NEW_NORMAL = cython.declare(cython.int, 4)  # cleared because it lasted max_dura
 WARM_SEED = cython.declare(cython.int, 8)  # readings of plain Welford before the warm-up statistics are winsorised
 WARM_CLIP = cython.declare(cython.double, 10.0)  # winsorised at mean +- (WARM_CLIP sd + the range of values seen so far)
 XMAX = cython.declare(cython.double, 1e6)  # learning sees x clamped to mean +- XMAX max(sd, |mean|, 1)
+F4_MAX = cython.declare(cython.double, 3e38)  # a raw-unit square stored in the float32 slab saturates here (float32 max
+#   ~3.4e38: a spread of ~1.7e19) instead of overflowing to inf, which would reset the stream at every reading
 P_FLOOR_LOG10 = cython.declare(cython.double, -12.0)  # scoring.P_FLOOR_LOG10
 LN10 = cython.declare(cython.double, 2.302585092994046)
 SQRT2 = cython.declare(cython.double, 1.4142135623730951)
@@ -860,7 +865,7 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         stuck = min(stuck, work[o + W_STUCK])
         fm_old = xl if count == 1 else r[p.fast_mean + f]
         fm = fm_old + af * (xl - fm_old)
-        fv = (1.0 - af) * (q[p.fast_var + f] + af * (xl - fm_old) * (xl - fm_old))
+        fv = min((1.0 - af) * (q[p.fast_var + f] + af * (xl - fm_old) * (xl - fm_old)), F4_MAX)  # (float32 slab)
         work[o + W_D] = (fm - mean) / std
         work[o + W_V] = log(fv / (std * std) + 1e-4)
         work[o + W_LEVEL] = abs(work[o + W_D] - q[p.lvl_mean + f]) / sqrt(q[p.lvl_var + f] + 1e-4) * p.shape[f]
@@ -1538,7 +1543,7 @@ def _season(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double
         if trusted:
             out[O_SEAS] = gauss_tail_log10(abs(u))
             out[O_GATE] = gauss_tail_log10(abs(z))
-    q[p.seas_vg] = vg + lam_s * ((min(eg * eg, SEAS_CLIP * SEAS_CLIP * vg) if vg > 0.0 else eg * eg) - vg)
+    q[p.seas_vg] = min(vg + lam_s * ((min(eg * eg, SEAS_CLIP * SEAS_CLIP * vg) if vg > 0.0 else eg * eg) - vg), F4_MAX)
     r[p.seas_lev] = lev + lam_l * eg
     _season_learn(q, own, i0, i1, b0, b1, own_ok, have, x, f, a, clipv)
     return trusted
@@ -1576,10 +1581,10 @@ def _season_residual(p: Params, q: cython.float[:], res: cython.double, f: cytho
     u: cython.double = zb / sqrt(max(zb2, sfl))
     ratio: cython.double = vr / vg if vg > 0.0 else INF
     r2: cython.double = min(res * res, SEAS_CLIP * SEAS_CLIP * s2)
-    q[p.seas_s2] = s2g + lam_s * (r2 - s2g)
-    q[p.seas_v + i0] = v0 + a * g * (r2 - v0)
-    q[p.seas_v + i1] = v1 + a * f * (r2 - v1)
-    q[p.seas_vr] = vr + lam_s * (r2 - vr)
+    q[p.seas_s2] = min(s2g + lam_s * (r2 - s2g), F4_MAX)  # raw-unit squares in the float32 slab: saturate
+    q[p.seas_v + i0] = min(v0 + a * g * (r2 - v0), F4_MAX)
+    q[p.seas_v + i1] = min(v1 + a * f * (r2 - v1), F4_MAX)
+    q[p.seas_vr] = min(vr + lam_s * (r2 - vr), F4_MAX)
     q[p.seas_zb] = zb
     q[p.seas_zb2] = zb2 + lam_s * (min(zb * zb, SEAS_CLIP * SEAS_CLIP * max(zb2, sfl)) - zb2)
     return u, z, ratio, SEAS_CLIP * sqrt(s2)

@@ -138,9 +138,10 @@ def _nothing_scored(rec, out, det) -> int:
     return 0
 
 
-# a spread of raw values beyond which the detector's float32 statistics overflow (its EW variance of
-# the raw values, layout.py's fast_var, holds at most ~3.4e38: a spread of ~1.8e19); blamed from 1e18
-_HUGE_SPREAD = 1e18
+# a spread of raw values beyond which the detector's float64 statistics overflow (the warm-up's
+# variance of the raw values holds at most ~1.8e308: a spread of ~1.3e154); blamed from 1e150 (the
+# float32 squares saturate instead: kernel.F4_MAX)
+_HUGE_SPREAD = 1e150
 
 
 def _why_unscored(rec, out, det) -> str:
@@ -188,8 +189,8 @@ def _reset_cause(rec, out) -> str:
         spread = float((np.std(x / scale, axis=0) * scale).max())
     if spread < _HUGE_SPREAD:
         return "its statistics went non-finite"
-    return (f"values too large for the detector's statistics: spread ~{spread:.1e}; its float32 variance "
-            f"holds a spread up to ~{math.sqrt(np.finfo(np.float32).max):.1e}")
+    return (f"values too large for the detector's statistics: spread ~{spread:.1e}; its float64 variance "
+            f"holds a spread up to ~{math.sqrt(np.finfo(np.float64).max):.1e}")
 
 
 def write_output(path: Path, rec, out, features) -> None:

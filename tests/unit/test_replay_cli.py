@@ -211,16 +211,38 @@ def test_nothing_scored_names_gap_resets_not_the_warm_up(tmp_path, steady_bundle
     assert "60 s apart" in err and "warm-up" not in err
 
 
+def test_values_with_a_spread_beyond_float32_are_scored_and_a_step_on_them_alerts(tmp_path):
+    """A stream at 3e22 +- 1e21 (a spread beyond float32's ~1.8e19): its raw-unit squares in the
+    float32 slab overflowed, the stream was reset at every reading and never scored. They saturate
+    now: every reading after the warm-up is scored, none is rejected, and a level step of 20
+    spreads on it raises an alert with the shipped model."""
+    rng = np.random.default_rng(3)
+    n, at = 1200, 900
+    v = 3e22 + 1e21 * np.sin(np.arange(n) / 40) + 1e20 * rng.standard_normal(n)
+    v[at:] += 2e22
+    path = _write(tmp_path / "huge.csv", [f"{1706702400 + 60 * i},{v[i]:.17g}" for i in range(n)])
+    out = tmp_path / "out.csv"
+    proc = edgernn("replay", path, "--quiet", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert not any(r["reject"] for r in rows), {r["reject"] for r in rows}
+    scored = [i for i, r in enumerate(rows) if r["score"] not in ("", "nan")]
+    assert len(scored) == n - 256 and scored[0] == 256  # the shipped model's warm-up, then every reading
+    raised = [i for i, r in enumerate(rows) if r["event"] == "raised"]
+    assert raised and at <= raised[0] <= at + 5 and all(i >= at for i in raised), raised
+
+
 def test_nothing_scored_names_state_resets_from_values_too_large(tmp_path, steady_bundle):
-    """Values with a spread beyond float32's reach (~1.8e19) overflow a statistic, the stream is
-    reset again and again and never leaves its warm-up: the message said 'all within the warm-up'
-    though more readings than the warm-up were accepted."""
-    v = 3e22 + 1e21 * sine_series(80, seed=3)[:, 0]
+    """Values with a spread beyond float64's reach (~1.3e154) overflow the warm-up's variance, the
+    stream is reset again and again and never leaves its warm-up: the message said 'all within the
+    warm-up' though more readings than the warm-up were accepted."""
+    v = 1e300 * sine_series(80, seed=3)[:, 0]
     path = _write(tmp_path / "huge.csv", [f"{1706702400 + 60 * i},{v[i]:.17g}" for i in range(80)])
     proc = edgernn("replay", path, "--model", steady_bundle(F=1, warmup=16), "--quiet")
     err = proc.stderr.strip()
     assert proc.returncode == 1 and len(err.splitlines()) == 1, (proc.stdout, proc.stderr)
     assert "state was reset" in err and "values too large for the detector's statistics" in err, err
+    assert "float64 variance holds a spread up to ~1.3e+154" in err, err
     assert "all within the model's warm-up" not in err and "state_reset" in proc.stdout
 
 

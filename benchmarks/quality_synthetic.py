@@ -127,19 +127,23 @@ def load_set(data_dir: Path, features) -> tuple[list, dict]:
     return recs, dict(labels)
 
 
-def evaluate(recs: list, labels: dict, bundle, backend: str, grace: int = 50, threshold=None) -> dict:
-    settings = {"max_streams": max(len(recs), 1), **({} if threshold is None else {"threshold": threshold})}
+def evaluate(recs: list, labels: dict, bundle, backend: str, grace: int = 50, threshold=None, settings=None) -> dict:
+    """Recall per fault kind and false alerts of one backend on a labelled set (``settings``: detector
+    settings over the bundle's); "false" lists each false alert as (stream, reading index, look)."""
+    settings = {**(settings or {}), "max_streams": max(len(recs), 1), **({} if threshold is None else {"threshold": threshold})}
     det = Detector(bundle, create_backend(backend, bundle), resolve(bundle, settings))  # with the model's detector_defaults
     feed = Feed.from_recordings(recs, chunk=256)
     out = drive(det, feed, progress=None, label=f"{backend}")
     per_kind = defaultdict(lambda: [0, 0])  # kind -> [detected, total]
     delays = defaultdict(list)
-    raised_by, raised_at = defaultdict(list), defaultdict(list)  # stream -> timestamps, feed rows
+    raised_by, raised_at, looks = defaultdict(list), defaultdict(list), defaultdict(list)  # stream -> timestamps, feed rows, looks
     for e in out.events:
         if e.kind == "raised":
             raised_by[e.stream].append(e.ts)
             raised_at[e.stream].append(e.position)
-    false_alerts = clean_readings = readings = 0
+            looks[e.stream].append(e.reason)
+    clean_readings = readings = 0
+    false = []  # (stream, reading index, look) of each false alert
     for (stream, ts, _), rows in zip(recs, feed.rows_of):
         labs = labels.get(stream, [])
         first = min((a for _, a, _ in labs), default=np.inf)
@@ -147,7 +151,7 @@ def evaluate(recs: list, labels: dict, bundle, backend: str, grace: int = 50, th
         step = ts[1] - ts[0]
         readings += int(scored.sum())
         clean_readings += int((scored & (ts < first)).sum())
-        false_alerts += sum(1 for t in raised_by[stream] if t < first)
+        false += [(stream, int(np.searchsorted(ts, t)), look) for t, look in zip(raised_by[stream], looks[stream]) if t < first]
         for kind, a, b in labs:
             hits = [t for t in raised_by[stream] if a <= t <= b + grace * step]
             per_kind[kind][1] += 1
@@ -159,10 +163,10 @@ def evaluate(recs: list, labels: dict, bundle, backend: str, grace: int = 50, th
             "per_kind": {k: {"detected": v[0], "events": v[1], "recall": v[0] / v[1],
                              "median_delay_readings": float(np.median(delays[k])) if delays[k] else None}
                          for k, v in sorted(per_kind.items())},
-            "recall": hit / max(total, 1), "events": total, "detected": hit, "false_alerts": false_alerts,
+            "recall": hit / max(total, 1), "events": total, "detected": hit, "false_alerts": len(false),
             "clean_readings": clean_readings, "readings": readings,
-            "false_alerts_per_10k": false_alerts / max(clean_readings, 1) * 1e4,
-            "raised_at": {k: sorted(v) for k, v in raised_at.items()}}
+            "false_alerts_per_10k": len(false) / max(clean_readings, 1) * 1e4,
+            "raised_at": {k: sorted(v) for k, v in raised_at.items()}, "false": false}
 
 
 def alert_difference(a: dict, b: dict, slack: int = 3) -> int:
@@ -260,7 +264,7 @@ def main(argv=None) -> int:
 def _write_json(path: Path, model: str, given: list, sets: dict) -> None:
     """Top level: the first set's run of the first backend (what benchmarks/model_card.py reads),
     its baseline and artifact rows; "sets": every set and backend."""
-    strip = lambda r: {k: v for k, v in r.items() if k != "raised_at"}  # noqa: E731
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("raised_at", "false")}  # noqa: E731
     runs = next(iter(sets.values()))
     doc = {**strip(runs[0]), "model": model, "reference": given[0],
            "rows": artifact_rows(runs[:len(given)]) if len(given) > 1 else [],

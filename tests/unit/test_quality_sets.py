@@ -4,14 +4,13 @@ detector_defaults (as `edgernn replay` does)."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from unit_helpers import load_benchmark
 
 from edgernn.bundle import load_bundle
 from edgernn.recording import read_recording
@@ -21,11 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def qs():
-    spec = importlib.util.spec_from_file_location("quality_synthetic", ROOT / "benchmarks" / "quality_synthetic.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["quality_synthetic"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("quality_synthetic")
 
 
 def test_counts_set_has_each_fault_and_kind_and_counts_stay_counts(qs, tmp_path):
@@ -65,3 +60,21 @@ def test_run_uses_the_models_detector_defaults(qs, tmp_path):
     plain = qs.evaluate(recs, labels, load_bundle(ROOT / "firmware_models" / "univariate"), "numpy")
     warm = qs.evaluate(recs, labels, load_bundle(tmp_path / "m"), "numpy")
     assert plain["clean_readings"] > 0 and warm["clean_readings"] == 0 and warm["detected"] == 0
+
+
+def test_false_alerts_are_listed_with_their_reading_and_look_and_settings_apply(qs, tmp_path):
+    """Each false alert of a run is (stream, reading index, look), on a clean stream or before its
+    fault; ``settings`` override the bundle's (here a threshold low enough for many false alerts)."""
+    qs.write_duty(tmp_path / "set", per_fault=1, clean=2, length=1200, seed=11)
+    recs, labels = qs.load_set(tmp_path / "set", ["value"])
+    bundle = load_bundle(ROOT / "firmware_models" / "univariate")
+    loose = qs.evaluate(recs, labels, bundle, "numpy", settings={"threshold": 0.9})
+    assert loose["false_alerts"] == len(loose["false"]) > 0
+    length = {s: len(ts) for s, ts, _ in recs}
+    for stream, i, look in loose["false"]:
+        assert 0 <= i < length[stream] and look in ("instant", "smoothed", "level", "spread", "stuck", "seasonal")
+        first = min((a for _, a, _ in labels.get(stream, [])), default=np.inf)
+        ts = dict((s, t) for s, t, _ in recs)[stream]
+        assert ts[i] < first
+    shipped = qs.evaluate(recs, labels, bundle, "numpy")
+    assert shipped["false_alerts"] < loose["false_alerts"]

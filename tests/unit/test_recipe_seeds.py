@@ -3,28 +3,17 @@ and the spread of its figures."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from unit_helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def rs():
-    return _load("recipe_seeds")
+    return load_benchmark("recipe_seeds")
 
 
 def test_spread_is_mean_min_max_over_the_columns_every_seed_has(rs):
@@ -87,7 +76,7 @@ def test_two_seeds_train_recalibrate_and_score(rs, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)  # any directory: the scripts find each other
     write_corpus(tmp_path / "corpus", series=4, length=700, seed=1)
-    qs = _load("quality_synthetic")
+    qs = load_benchmark("quality_synthetic")
     qs.write_duty(tmp_path / "duty", per_fault=1, clean=2, length=700, seed=5)
     out = tmp_path / "out"
     assert rs.main([str(tmp_path / "corpus"), "--seeds", "1,2", "--out", str(out), "--recalibrate",

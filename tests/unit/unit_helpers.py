@@ -93,3 +93,15 @@ def naive_gauss_tail_log10(z) -> np.ndarray:
         out.append(math.log10(math.erfc(y)) if y < GAUSS_SWITCH else
                    (-y * y - math.log(y * math.sqrt(math.pi)) + math.log1p(-0.5 / (y * y))) / math.log(10.0))
     return np.array(out)
+
+
+def load_benchmark(name: str):
+    """benchmarks/NAME.py as module NAME (benchmarks/ is not a package; registered in sys.modules,
+    so that one benchmark importing another by name gets this same module)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

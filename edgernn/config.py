@@ -492,8 +492,9 @@ def _template_fields(template: str, allowed) -> tuple[set, str | None]:
     return names, None
 
 
-def _topics(ctx: _Ctx, data):
+def _topics(ctx: _Ctx, data, node: str):
     t = _section(ctx, data, "topics", TOPICS_KEYS, TopicsConfig)
+    fine = True
     for key, allowed in _TOPIC_PLACEHOLDERS.items():
         value = getattr(t, key)
         names, problem = _template_fields(value, allowed)
@@ -503,7 +504,31 @@ def _topics(ctx: _Ctx, data):
             ctx.error("topics.alerts", f"{value!r} needs a {{stream}} placeholder (one topic per stream)")
         if "+" in value or "#" in value:
             ctx.error(f"topics.{key}", "a topic to publish to cannot contain + or #")
+        fine = fine and problem is None
+    if fine:  # as Config.topic renders them (a stream's name cannot be empty or hold U+0000: it comes from a topic)
+        prefix = t.prefix.format(node=node)
+        for key in ("alerts", "status", "stats"):
+            topic = getattr(t, key).format(prefix=prefix, node=node, stream="s", pipeline="p")
+            problem = _topic_name_problem(topic)
+            if problem:
+                ctx.error(f"topics.{key}", f"{_short(getattr(t, key))} (prefix {_short(prefix)}) {problem}")
     return t
+
+
+def _short(text: str, most: int = 60) -> str:
+    """repr(text), its middle cut to '...' past ``most`` characters (a message stays one readable line)."""
+    return repr(text) if len(text) <= most else repr(text[: most // 2]) + "..." + repr(text[-most // 2:])
+
+
+def _topic_name_problem(topic: str) -> str | None:
+    """What MQTT forbids in a topic name (publish, will): empty, U+0000, more than 65,535 bytes."""
+    if not topic:
+        return "gives an empty topic, which MQTT does not allow"
+    if "\0" in topic:
+        return "holds U+0000 (a NUL), which MQTT does not allow in a topic"
+    if len(topic.encode("utf-8", "surrogatepass")) > 65535:
+        return "gives a topic longer than MQTT's 65,535 bytes"
+    return None
 
 
 def _homeassistant(ctx: _Ctx, data):
@@ -539,6 +564,9 @@ def _check_filter(ctx: _Ctx, path: str, topic: str) -> int:
     levels = topic.split("/")
     if not topic:
         ctx.error(path, "empty topic filter")
+    elif "\0" in topic or len(topic.encode("utf-8", "surrogatepass")) > 65535:
+        ctx.error(path, f"{_short(topic)}: " + ("holds U+0000 (a NUL)" if "\0" in topic else "longer than 65,535 bytes")
+                  + ", which MQTT does not allow in a filter")
     for i, lv in enumerate(levels):
         if ("+" in lv and lv != "+") or ("#" in lv and (lv != "#" or i != len(levels) - 1)):
             ctx.error(path, f"{topic!r}: + and # must fill a whole level, # only at the end")
@@ -631,7 +659,7 @@ def parse_config(text: str, source: str = "<config>", *, base: Path | None = Non
         state = replace(state, dir=str(ctx.base / state.dir))
     limits = _section(ctx, r.data.get("limits"), "limits", LIMITS_KEYS, LimitsConfig)
     cfg = Config(
-        node=node, mqtt=mqtt, topics=_topics(ctx, r.data.get("topics")), state=state,
+        node=node, mqtt=mqtt, topics=_topics(ctx, r.data.get("topics"), node), state=state,
         stats=_section(ctx, r.data.get("stats"), "stats", STATS_KEYS, StatsConfig), limits=limits,
         log=_section(ctx, r.data.get("log"), "log", LOG_KEYS, LogConfig),
         pipelines=_pipelines(ctx, r, limits, mqtt), source=source, lines=lines,

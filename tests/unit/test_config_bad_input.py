@@ -89,9 +89,19 @@ def test_ordinary_hosts_load(host):
     ('alerts: "{prefix}/{stream!r}"', "topics.alerts: '{prefix}/{stream!r}': a placeholder takes no"),
     ('alerts: "{prefix}/{stream:>9}"', "topics.alerts: '{prefix}/{stream:>9}': a placeholder takes no"),
     ('alerts: "{prefix}/alerts/{{stream}}"', "topics.alerts: '{prefix}/alerts/{{stream}}' needs a {stream}"),
+    # what MQTT forbids in a topic name (paho raised ValueError at will_set / publish: the daemon died)
+    ('prefix: "", status: "{prefix}"', "topics.status: '{prefix}' (prefix '') gives an empty topic, which MQTT"),
+    ('stats: ""', "topics.stats: '' (prefix 'edgernn/fz') gives an empty topic"),
+    ('alerts: "a\\0/{stream}"', "topics.alerts: 'a\\x00/{stream}' (prefix 'edgernn/fz') holds U+0000"),
+    ('stats: "{prefix}/' + "s" * 70000 + '"', "topics.stats: '{prefix}/sssssssssssssssssssss'...'sssss"),
 ])
 def test_bad_topic_template_is_one_line(topics, where):
     assert one_error(BASE + f"topics: {{{topics}}}\n").startswith(f"f.yaml:10: {where}")
+
+
+def test_a_subscription_filter_with_a_nul_is_one_line():
+    text = BASE.replace("subscribe: plant/+/+", 'subscribe: "pl\\0ant/+/+"')
+    assert one_error(text).startswith("f.yaml:6: pipelines[0].subscribe: 'pl\\x00ant/+/+': holds U+0000")
 
 
 def test_literal_braces_in_a_topic_template():
@@ -168,6 +178,7 @@ CASES = {
     "session_expiry": with_mqtt(session_expiry_s=2**32),
     "empty_host": with_mqtt(host="''").replace("host: 127.0.0.1, ", ""),
     "lone_brace": BASE + 'topics: {prefix: "{"}\n',
+    "empty_status_topic": BASE + 'topics: {prefix: "", status: "{prefix}"}\n',
     "max_streams": BASE + "limits: {max_streams: 1000000000}\n",
     "nul_byte": (BASE + "\x00\n").encode(),
     "bomb": BOMB,

@@ -83,6 +83,8 @@ def check_weights(weights: dict[str, np.ndarray]) -> tuple[int, int]:
     missing = sorted(set(GRU_WEIGHT_SHAPES) - set(weights))
     if missing:
         raise ValueError(f"missing weight(s): {', '.join(missing)}")
+    if np.ndim(weights["gru.W_ir"]) != 2:
+        raise ValueError(f"weight gru.W_ir has shape {tuple(np.shape(weights['gru.W_ir']))}, expected (H, F): 2 dimensions")
     H, F = np.shape(weights["gru.W_ir"])
     rows = np.shape(weights["head.W_mean"])[0] if np.ndim(weights["head.W_mean"]) else 0
     K = rows // F if F and rows % F == 0 else 0

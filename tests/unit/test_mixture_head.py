@@ -68,6 +68,9 @@ def test_weight_contract():
         check_weights({**one, "head.W_logit": w["head.W_logit"]})  # a Gaussian head has no logits
     with pytest.raises(ValueError, match="head.W_mean"):
         check_weights({**one, "head.W_mean": np.zeros((3, 8), np.float32)})  # 3 rows: not K F
+    for shape in ((8, 2, 1), (8,), ()):  # a tampered gru.W_ir: "too many values to unpack" before
+        with pytest.raises(ValueError, match=r"weight gru.W_ir has shape .*expected \(H, F\): 2 dimensions"):
+            check_weights({**one, "gru.W_ir": np.zeros(shape, np.float32)})
 
 
 def test_manifest_head_must_match_the_weights(tmp_path):

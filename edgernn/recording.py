@@ -190,7 +190,8 @@ def _feature_columns(path, header, features, columns, used) -> list[int]:
                     f"choose one with --columns {feat}=COLUMN")
             f_cols.append(rest[0])
         else:
-            raise RecordingError(f"{path}: column {col!r} (model feature {feat!r}) not found; columns are {header}")
+            mapped = f" (model feature {feat!r})" if col != feat else ""
+            raise RecordingError(f"{path}: no column {col!r}{mapped}; its columns are {header}")
     unknown = sorted(set(columns) - set(features))
     if unknown:
         raise RecordingError(f"--columns names unknown feature(s) {unknown}; the model's features are {list(features)}")

@@ -108,7 +108,7 @@ def test_train_out_that_is_a_file_is_one_line(tmp_path):
     (["--features", "value,value"], "--features 'value,value': 'value' named more than once"),
     (["--features", "value,"], "--features 'value,': an empty feature name"),
     # trained on `value` under the name `nope`, without a word
-    (["--features", "nope"], f"{DEMO_CSV}: column 'nope' (model feature 'nope') not found; columns are "
+    (["--features", "nope"], f"{DEMO_CSV}: no column 'nope'; its columns are "
                              "['timestamp', 'value']"),
 ])
 def test_train_data_that_cannot_give_a_model_is_one_line_before_the_fit(tmp_path, extra, says):

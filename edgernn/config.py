@@ -36,6 +36,7 @@ from typing import Any
 
 
 from . import settings as schema
+from .decode import TOPIC_MALFORMED
 from .settings import Setting, did_you_mean
 from .yamlpos import ConfigError, file_line, yaml_lines  # noqa: F401 - ConfigError is this module's error too
 
@@ -505,9 +506,12 @@ def _topics(ctx: _Ctx, data, node: str):
         if "+" in value or "#" in value:
             ctx.error(f"topics.{key}", "a topic to publish to cannot contain + or #")
         fine = fine and problem is None
-    if fine:  # as Config.topic renders them (a stream's name cannot be empty or hold U+0000: it comes from a topic)
+    if fine:  # as Config.topic renders them (a stream id is never empty nor holds what a topic cannot: decode.py)
         prefix = t.prefix.format(node=node)
-        for key in ("alerts", "status", "stats"):
+        in_prefix = _topic_name_problem(prefix) if prefix else None  # ('' is fine where a template adds levels)
+        if in_prefix:
+            ctx.error("topics.prefix", f"{_short(t.prefix)} {in_prefix}")
+        for key in ("alerts", "status", "stats") if not in_prefix else ():
             topic = getattr(t, key).format(prefix=prefix, node=node, stream="s", pipeline="p")
             problem = _topic_name_problem(topic)
             if problem:
@@ -524,8 +528,9 @@ def _topic_name_problem(topic: str) -> str | None:
     """What MQTT forbids in a topic name (publish, will): empty, U+0000, more than 65,535 bytes."""
     if not topic:
         return "gives an empty topic, which MQTT does not allow"
-    if "\0" in topic:
-        return "holds U+0000 (a NUL), which MQTT does not allow in a topic"
+    bad = TOPIC_MALFORMED.search(topic)
+    if bad:
+        return f"holds {bad.group()!r}, which MQTT does not allow in a topic (the broker drops the connection)"
     if len(topic.encode("utf-8", "surrogatepass")) > 65535:
         return "gives a topic longer than MQTT's 65,535 bytes"
     return None
@@ -564,8 +569,9 @@ def _check_filter(ctx: _Ctx, path: str, topic: str) -> int:
     levels = topic.split("/")
     if not topic:
         ctx.error(path, "empty topic filter")
-    elif "\0" in topic or len(topic.encode("utf-8", "surrogatepass")) > 65535:
-        ctx.error(path, f"{_short(topic)}: " + ("holds U+0000 (a NUL)" if "\0" in topic else "longer than 65,535 bytes")
+    elif TOPIC_MALFORMED.search(topic) or len(topic.encode("utf-8", "surrogatepass")) > 65535:
+        bad = TOPIC_MALFORMED.search(topic)
+        ctx.error(path, f"{_short(topic)}: " + (f"holds {bad.group()!r}" if bad else "longer than 65,535 bytes")
                   + ", which MQTT does not allow in a filter")
     for i, lv in enumerate(levels):
         if ("+" in lv and lv != "+") or ("#" in lv and (lv != "#" or i != len(levels) - 1)):

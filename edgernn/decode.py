@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 import time
 from dataclasses import dataclass
 
@@ -62,6 +63,29 @@ REASONS = ("too_large", "empty", "not_utf8", "not_json", "not_a_number", "wrong_
 _MISSING = object()
 _MAX_STREAM_LEN = 256
 _TOPIC_CACHE_MAX = 65_536
+_TOPIC_CACHE_CHARS = 4_000_000  # and at most this much topic text: a topic may be 65,535 bytes long
+# What a stream id (a level of our alert / state topics) cannot hold: + and #, and every code point
+# mosquitto refuses in a topic as malformed UTF-8 (it closes the connection of the client that
+# sends one): U+0000, controls, surrogates and non-characters. MQTT 5 section 1.5.4.
+_NONCHARACTERS = "".join(chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(17))
+_MALFORMED = f"\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef{_NONCHARACTERS}"
+TOPIC_MALFORMED = re.compile(f"[{_MALFORMED}]")  # in any topic or filter (config.py checks the configured ones)
+TOPIC_UNSAFE = re.compile(f"[+#{_MALFORMED}]")  # in a topic name we publish to
+
+
+def topic_safe(s: str) -> bool:
+    """Whether ``s`` can be (part of) an MQTT topic name; ASCII text (nearly every id) without the regex."""
+    if s.isascii():  # not printable: U+0000 to U+001F and U+007F
+        return s.isprintable() and "+" not in s and "#" not in s
+    return TOPIC_UNSAFE.search(s) is None
+
+
+def _stream_problem(s: str) -> str:
+    if not s:
+        return "is empty"
+    if len(s) > _MAX_STREAM_LEN:
+        return f"is longer than {_MAX_STREAM_LEN} characters"
+    return f"holds {TOPIC_UNSAFE.search(s).group()!r}, which MQTT topic names cannot hold"
 
 
 @dataclass(frozen=True)
@@ -145,6 +169,7 @@ class Decoder:
         self.max_future = limits.max_future_s
         self._compile_topic(pipeline.subscribe, pipeline.stream)
         self._cache: dict[str | bytes, str | Reject] = {}  # topic (str, or paho's raw bytes) -> stream id
+        self._cache_chars = 0  # the length of the topics in _cache, together
         # decode_into's fast path: a JSON object with one top-level value field and a top-level (or
         # no) timestamp field, stream ids from the topic alone
         self._flat = (not self.number and self.F == 1 and len(self.value_paths[0]) == 1 and not self.per_reading
@@ -213,8 +238,8 @@ class Decoder:
                     raise _BadReading("wrong_type", f"stream field {'.'.join(arg)} is {type(v).__name__}")
                 out.append(str(v))
         s = "".join(out)
-        if not s or len(s) > _MAX_STREAM_LEN or "+" in s or "#" in s or "\x00" in s:
-            raise _BadReading("bad_stream", f"stream id {s[:40]!r} is empty, too long or has + # NUL")
+        if not s or len(s) > _MAX_STREAM_LEN or not topic_safe(s):
+            raise _BadReading("bad_stream", f"stream id {s[:40]!r} {_stream_problem(s)}")
         return s
 
     def _topic_stream(self, topic):
@@ -230,15 +255,17 @@ class Decoder:
                 topic = bytes(topic).decode("utf-8")
             caps = self._captures(topic)
             if caps is None:
-                s = Reject("topic_mismatch", f"{topic!r} does not match {self.pipeline.subscribe!r}")
+                s = Reject("topic_mismatch", f"{topic[:80]!r} does not match {self.pipeline.subscribe!r}")
             else:
                 try:
                     s = self._stream(topic, caps, None)
                 except _BadReading as exc:
                     s = Reject(exc.reason, exc.detail)
-            if len(self._cache) >= _TOPIC_CACHE_MAX:
+            if len(self._cache) >= _TOPIC_CACHE_MAX or self._cache_chars >= _TOPIC_CACHE_CHARS:
                 self._cache.clear()
+                self._cache_chars = 0
             self._cache[key] = s
+            self._cache_chars += len(key)
         return s
 
     # -- timestamps ------------------------------------------------------------------------
@@ -266,8 +293,8 @@ class Decoder:
             t = _to_seconds(t, unit)
         else:
             raise _BadReading("wrong_type", f"timestamp is {type(v).__name__}")
-        if self.max_future and t > now + self.max_future:
-            raise _BadReading("bad_timestamp", f"timestamp {t:.0f} is {t - now:.0f} s in the future")
+        if self.max_future and t > now + self.max_future:  # %.0f of 1e308 would be 309 digits
+            raise _BadReading("bad_timestamp", f"timestamp {t:.12g} is {t - now:.12g} s in the future")
         return t
 
     # -- decoding ------------------------------------------------------------------------------
@@ -351,7 +378,7 @@ class Decoder:
                     topic = bytes(topic).decode("utf-8")
                 stream, caps = None, self._captures(topic)
                 if caps is None:
-                    return "topic_mismatch", f"{topic!r} does not match {self.pipeline.subscribe!r}"
+                    return "topic_mismatch", f"{topic[:80]!r} does not match {self.pipeline.subscribe!r}"
             else:
                 stream, caps = self._topic_stream(topic), None
                 if stream.__class__ is Reject:
@@ -369,6 +396,10 @@ class Decoder:
                 obj = _loads_fast(payload)
             except UnicodeDecodeError:
                 return "not_utf8", "payload is not UTF-8 text"
+            except ValueError as exc:  # an integer of more digits than int() converts: as huge as 1e999
+                if "integer string conversion" in str(exc):
+                    return "non_finite", f"a number has more than {sys.get_int_max_str_digits()} digits"
+                return "not_json", f"not JSON ({str(exc)[:60]})"
             except _JSON_ERRORS as exc:
                 return "not_json", f"not JSON ({str(exc)[:60]})"
             if isinstance(obj, dict) and self.readings_path is not None:

@@ -44,6 +44,7 @@ import time
 from collections import deque
 
 from . import __version__
+from .decode import topic_safe
 
 log = logging.getLogger("edgernn.homeassistant")
 QOS = 1
@@ -296,6 +297,12 @@ class StatePublisher:
     # -- announce / remove -------------------------------------------------------------------
     def _announce(self, pipeline: str, streams: list, first_ts: dict | None) -> None:
         """``first_ts`` given: new streams (an ``ok`` state each); None: restored (configs only)."""
+        unsafe = [s for s in streams if not topic_safe(s)]
+        if unsafe:  # restored from a snapshot written before decode refused such ids: a config naming
+            # its state topic would make the broker drop Home Assistant's connection when it subscribes
+            log.warning("not announcing %d stream(s) whose ids no MQTT topic can hold, e.g. %.60r",
+                        len(unsafe), unsafe[0])
+            streams = [s for s in streams if s not in unsafe]
         with self._lock:
             self._known[pipeline].update(streams)
         for s in streams:

@@ -202,6 +202,8 @@ class _DaemonCollector:
                                 value=1.0 if m.is_connected else 0.0)
         yield CounterMetricFamily("edgernn_mqtt_connects", "Successful connections to the broker (1 + reconnects)",
                                   value=m.connects)
+        yield CounterMetricFamily("edgernn_mqtt_unmatched", "Messages no pipeline's filter matches (a subscription "
+                                  "an older config left in the persistent session), dropped", value=m.unmatched)
         refused = CounterMetricFamily("edgernn_mqtt_publish_refused", "Publishes the MQTT client refused, by reason",
                                       labels=["reason"])
         for reason, n in dict(m.publish_refused).items():

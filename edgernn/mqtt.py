@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 import sys
 import threading
@@ -39,6 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from .decode import TOPIC_UNSAFE
 from .tls import TlsFileError, ssl_reason, tls_context  # noqa: F401 - TlsFileError: raised by MqttClient()
 
 log = logging.getLogger("edgernn.mqtt")
@@ -48,6 +50,7 @@ log = logging.getLogger("edgernn.mqtt")
 Handler = Callable[[str, bytes], bool]
 _AUTH_CODES = {4, 5, 134, 135}  # 3.1.1: bad user name or password / not authorised; 5: the same
 _TOPIC_CACHE_MAX = 10_000  # topics remembered with their handlers (routing with several filters)
+_TOPIC_CACHED_LEN = 1_000  # longer topics are matched every time: 10,000 of 65,535 bytes would be 655 MB
 
 
 def filter_covers(a: str, b: str) -> bool:
@@ -91,6 +94,10 @@ def _match_filter(f: str) -> str:
 
 
 class MqttClient:
+    # messages no route takes: a persistent session keeps the subscriptions of an older config
+    unmatched = 0
+    _unmatched_logged = -math.inf
+
     def __init__(self, cfg, *, status_topic: str | None = None, online: bytes = b"online",
                  offline: bytes = b"offline"):
         self.cfg = cfg
@@ -170,7 +177,10 @@ class MqttClient:
             if self._holding:
                 return
             taken = True
-            for handler, raw in self._targets_for(msg):
+            targets = self._targets_for(msg)
+            if not targets:
+                self._count_unmatched(msg)
+            for handler, raw in targets:
                 taken = self._call(handler, raw, msg) and taken
         if taken and msg.qos:
             self._ack_in_loop(msg.mid, msg.qos)
@@ -184,9 +194,10 @@ class MqttClient:
         found = self._targets.get(topic)
         if found is None:
             found = tuple((h, raw) for f, _q, h, raw in self._routes if paho.topic_matches_sub(_match_filter(f), topic))
-            if len(self._targets) >= _TOPIC_CACHE_MAX:
-                self._targets.clear()
-            self._targets[topic] = found
+            if len(topic) <= _TOPIC_CACHED_LEN:
+                if len(self._targets) >= _TOPIC_CACHE_MAX:
+                    self._targets.clear()
+                self._targets[topic] = found
         return found
 
     def _ack_in_loop(self, mid: int, qos: int) -> None:
@@ -282,18 +293,34 @@ class MqttClient:
         if was and not self._holding:
             log.warning("disconnected from %s:%d (%s); reconnecting", self.cfg.host, self.cfg.port, reason_code)
 
+    def _count_unmatched(self, msg) -> None:
+        """Count a message no filter matches (stats ``unmatched``); one WARNING line a minute at most."""
+        self.unmatched += 1
+        now = time.monotonic()
+        if now - self._unmatched_logged >= 60:
+            self._unmatched_logged = now
+            topic = getattr(msg, "_topic", None)  # paho's raw bytes: msg.topic raises on bad UTF-8
+            topic = topic.decode("utf-8", "replace") if isinstance(topic, bytes) else msg.topic
+            log.warning("%d message(s) since start on topics no pipeline subscribes to, dropped, e.g. on %.80r "
+                        "(a subscription of an older config, kept by the persistent session?)", self.unmatched, topic)
+
     def _on_unmatched(self, client, userdata, msg):  # a message no filter matched: acknowledge it
+        self._count_unmatched(msg)
         if msg.qos:
             client.ack(msg.mid, msg.qos)
 
     # -- publishing (any thread) ------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> bool:
-        """Queue a message; returns False (and counts why) when paho refuses it."""
+        """Queue a message; returns False (and counts why) when paho refuses it, or when the topic
+        holds a code point the broker refuses (mosquitto would close the connection, and a QoS 1
+        message is sent again after every reconnect)."""
         try:
+            if TOPIC_UNSAFE.search(topic):
+                raise ValueError("the topic holds + # or a control, surrogate or non-character code point")
             info = self.client.publish(topic, payload, qos=qos, retain=retain)
         except (ValueError, TypeError) as exc:
             self.publish_refused["invalid"] += 1
-            log.debug("publish to %r refused: %s", topic, exc)
+            log.debug("publish to %.120r refused: %s", topic, exc)
             return False
         rc = info.rc
         if rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0):
@@ -349,4 +376,5 @@ class MqttClient:
     def stats(self) -> dict:
         return {"connected": self.is_connected, "connects": self.connects, "published": self.published,
                 "publish_refused": dict(self.publish_refused), "publish_pending": self.pending(),
+                "unmatched": self.unmatched,
                 "last_error": self.last_error}

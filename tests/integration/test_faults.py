@@ -165,6 +165,34 @@ def test_bad_payloads_counted_by_reason_logged_once_no_traceback(broker, bundle_
     watch.close()
 
 
+def test_a_stream_id_the_broker_refuses_is_a_counted_reject_and_the_daemon_stays_connected(broker, bundle_dir,
+                                                                                             tmp_path, daemons):
+    """A sensor name with a control character in a batched payload ({1}/{sensor}): before, the
+    reading was accepted and the first publish of that stream's state or alert made mosquitto
+    close the daemon's connection (malformed packet), again after every reconnect: every stream
+    stopped. Now it is a bad_stream reject and the other streams go on, on one connection."""
+    cfg = daemon_config(broker.port, bundle_dir, tmp_path / "state", homeassistant={"discovery": True})
+    cfg["pipelines"][0].update(subscribe="gw/+/batch", stream="{1}/{sensor}", payload={
+        "format": "json", "readings": "data", "value": "value", "timestamp": "ts"})
+    d = daemons(tmp_path, cfg)
+    watch = Watcher(broker.port)
+    started(d, watch)
+    pub = Publisher(broker.port)
+    pub.send("gw/7/batch", json.dumps({"data": [{"sensor": "x\u0001y", "ts": 1.7e9, "value": 1.0}]})).wait_for_publish(5)
+    for k in range(40):
+        pub.send("gw/7/batch", json.dumps({"data": [{"sensor": "ok", "ts": 1.7e9 + k, "value": float(k % 3)}]}))
+    stats = watch.wait_stats(lambda s: s["readings_total"] >= 40 and s["rejects_total"] >= 1)
+    assert stats["rejects"] == {"bad_stream": 1} and stats["mqtt"]["connects"] == 1, stats
+    time.sleep(1.0)  # state publishes of the good stream went out: still one connection
+    assert watch.last_stats()["mqtt"]["connects"] == 1
+    log = d.log()
+    no_traceback(log)
+    assert "which MQTT topic names cannot hold" in log and "Malformed" not in log
+    assert d.alive() and d.stop() == 0
+    pub.close()
+    watch.close()
+
+
 # -- several pipelines on one filter ---------------------------------------------------------------
 def test_pipelines_on_the_same_and_overlapping_filters_each_get_every_message_once(broker, bundle_dir, tmp_path,
                                                                                     daemons):

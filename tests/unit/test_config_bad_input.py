@@ -92,7 +92,8 @@ def test_ordinary_hosts_load(host):
     # what MQTT forbids in a topic name (paho raised ValueError at will_set / publish: the daemon died)
     ('prefix: "", status: "{prefix}"', "topics.status: '{prefix}' (prefix '') gives an empty topic, which MQTT"),
     ('stats: ""', "topics.stats: '' (prefix 'edgernn/fz') gives an empty topic"),
-    ('alerts: "a\\0/{stream}"', "topics.alerts: 'a\\x00/{stream}' (prefix 'edgernn/fz') holds U+0000"),
+    ('alerts: "a\\0/{stream}"', "topics.alerts: 'a\\x00/{stream}' (prefix 'edgernn/fz') holds '\\x00', which MQTT"),
+    ('prefix: "site\\x01"', "topics.prefix: 'site\\x01' holds '\\x01', which MQTT does not allow in a topic"),
     ('stats: "{prefix}/' + "s" * 70000 + '"', "topics.stats: '{prefix}/sssssssssssssssssssss'...'sssss"),
 ])
 def test_bad_topic_template_is_one_line(topics, where):
@@ -101,7 +102,7 @@ def test_bad_topic_template_is_one_line(topics, where):
 
 def test_a_subscription_filter_with_a_nul_is_one_line():
     text = BASE.replace("subscribe: plant/+/+", 'subscribe: "pl\\0ant/+/+"')
-    assert one_error(text).startswith("f.yaml:6: pipelines[0].subscribe: 'pl\\x00ant/+/+': holds U+0000")
+    assert one_error(text).startswith("f.yaml:6: pipelines[0].subscribe: 'pl\\x00ant/+/+': holds '\\x00', which MQTT")
 
 
 def test_literal_braces_in_a_topic_template():

@@ -80,7 +80,11 @@ def topic_safe(s: str) -> bool:
     return TOPIC_UNSAFE.search(s) is None
 
 
-def _stream_problem(s: str) -> str:
+def stream_id_problem(s: str) -> str | None:
+    """What makes ``s`` no stream id (it is a level of our alert and state topics), or None: the
+    decoder's rule, and a restored snapshot's (state.py)."""
+    if s and len(s) <= _MAX_STREAM_LEN and topic_safe(s):
+        return None
     if not s:
         return "is empty"
     if len(s) > _MAX_STREAM_LEN:
@@ -238,8 +242,9 @@ class Decoder:
                     raise _BadReading("wrong_type", f"stream field {'.'.join(arg)} is {type(v).__name__}")
                 out.append(str(v))
         s = "".join(out)
-        if not s or len(s) > _MAX_STREAM_LEN or not topic_safe(s):
-            raise _BadReading("bad_stream", f"stream id {s[:40]!r} {_stream_problem(s)}")
+        problem = stream_id_problem(s)
+        if problem:
+            raise _BadReading("bad_stream", f"stream id {s[:40]!r} {problem}")
         return s
 
     def _topic_stream(self, topic):

@@ -19,8 +19,9 @@ The Q15 conversion is compiled with the kernel, one rule each way (``kernel._h_l
 Snapshots are one atomic, pickle-free ``.npz``: the live rows of both slabs and of h, with
 the layout's declaration (its signature) and the model's sha256 as the header; the h member's
 dtype (int16 Q15 or float32, in its npy header) says how h is stored. A snapshot made with
-another model, another layout or the other h dtype is not restored (refused, not converted); its members' shapes and sizes are checked
-against the layout and the file before anything is allocated. Restored streams re-settle: their
+another model, another layout or the other h dtype is not restored (refused, not converted); its members' dtypes, shapes and sizes are checked
+against the layout and the file before anything is allocated, and its rows before any is restored
+(ids unique, numbers finite where a live row's are, counters not negative: ``_check_rows``). Restored streams re-settle: their
 scores are held back for ``settle`` readings (the state may be older than the stream's last
 readings, e.g. after a SIGKILL), as after a gap.
 """
@@ -44,6 +45,9 @@ SNAPSHOT_FORMAT = 7  # 7: two slabs (float64, float32) and the layout's declarat
 TICK_LIMIT = 2**32 - 2  # last_seen is uint32: at this tick the live rows' ticks are renumbered (_renumber)
 Q15 = 32767  # a bounded h is stored as round(h / h_bound * Q15) in int16
 _MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "num4", "h", "last_seen")
+# the columns that count (readings, alerts, repeats, onsets: EW counts too): never negative
+_COUNTS = frozenset(("run", "reps", "count", "since_reset", "trials", "nstat", "held", "hist", "below", "cooldown",
+                     "seq", "since_event", "duration", "onset_quiet", "onset_rates", "seas_cyc0", "seas_cyc1"))
 
 
 class StateStore:
@@ -232,6 +236,8 @@ class StateStore:
         path = Path(path)
         if path.is_dir():
             return False, f"snapshot path {path} is a directory, not a file; starting fresh"
+        if path.exists() and not path.is_file():  # a FIFO, a socket, a device: never opened
+            return False, f"snapshot path {path} is not a regular file; starting fresh"
         if not path.is_file():
             return False, f"no snapshot at {path}"
         problem = self._check_members(path)
@@ -246,7 +252,10 @@ class StateStore:
                 return False, f"snapshot {path} was made with another model; starting fresh"
         except Exception as exc:  # corrupt file: start fresh, say why
             return False, f"snapshot {path} unreadable ({exc}); starting fresh"
-        ids, num, num4, h, seen = list(snap["ids"]), snap["num"], snap["num4"], snap["h"], snap["last_seen"]
+        ids, num, num4, h, seen = snap["ids"].tolist(), snap["num"], snap["num4"], snap["h"], snap["last_seen"]
+        problem = self._check_rows(ids, num, num4, h)
+        if problem:
+            return False, f"snapshot {path} {problem}; starting fresh"
         order = np.argsort(seen)[::-1][: self.capacity]  # keep the most recent
         for i in order:
             row = self._new_row(str(ids[i]))
@@ -270,6 +279,12 @@ class StateStore:
         n = headers["ids"][0][:1] or (0,)
         want = {"format": (), "layout": (), "model_sha256": (), "ids": n, "num": (*n, self.layout.width),
                 "num4": (*n, self.layout.width4), "h": (*n, self.hidden), "last_seen": n}
+        for name, kinds in (("format", "iu"), ("last_seen", "iu"), ("layout", "U"), ("model_sha256", "U"), ("ids", "U")):
+            if headers[name][3].kind not in kinds:  # what snapshot() writes (h: below, with why)
+                return f"member {name} holds {headers[name][3]}, not {'integers' if kinds == 'iu' else 'text'}"
+        for name in ("num", "num4"):
+            if headers[name][3] != getattr(self, name).dtype:
+                return f"member {name} holds {headers[name][3]}, not {getattr(self, name).dtype}"
         if headers["h"][3] != self.h.dtype:
             return (f"holds the hidden state as {headers['h'][3]}, this backend keeps it as {self.h.dtype} "
                     f"({'int16 Q15: a bounded GRU state' if self.h_bound is not None else 'float32: an unbounded state'})")
@@ -282,6 +297,43 @@ class StateStore:
         limit = 64 * 2**20 + 4 * max(n[0], 1) * (self.layout.row_bytes + self.h.itemsize * self.hidden + 1024)
         if total > limit or n[0] > 100 * self.capacity:
             return f"holds {n[0]} streams in {total / 2**20:.1f} MiB, more than this store will load"
+        return ""
+
+    def _check_rows(self, ids: list, num: np.ndarray, num4: np.ndarray, h: np.ndarray) -> str:
+        """'' if the rows could have been written by this store, else what is wrong with the first
+        bad one: ids unique and what the decoder accepts as a stream id; every number finite or what a
+        new stream's row holds there (the kernel resets a stream whose statistics go non-finite; a new
+        row's inf are an empty range and no reading yet), any value in the seasonal profile's columns
+        (NaN in a new row: unseen; float32 raw units, inf beyond ~3e38); the counters not negative.
+        (A NaN count never scored, an inf last_ts rejected every reading, an inf duration raised in
+        every batch that held its stream.)"""
+        from .decode import stream_id_problem
+
+        seen: set[str] = set()
+        for s in ids:
+            if s in seen:
+                return f"lists stream {s[:40]!r} more than once"
+            problem = stream_id_problem(s)
+            if problem:
+                return f"holds stream id {s[:40]!r}, which {problem}"
+            seen.add(s)
+        L = self.layout
+        for slab, rows, init in (("f8", num, self._init[0]), ("f4", num4, self._init[1])):
+            for name, width, storage, _ in L.columns:
+                if storage != slab or width == 0 or not len(rows):
+                    continue
+                at = getattr(L, name)
+                vals, new = rows[:, at].reshape(len(rows), -1), np.atleast_1d(init[at])  # [n, width], [width]
+                bad = ~(np.isfinite(vals) | (vals == new) | np.isnan(new))  # NaN new: the seasonal profile (may overflow)
+                if name in _COUNTS:
+                    bad |= vals < 0
+                if bad.any():
+                    i = int(np.flatnonzero(bad.any(axis=1))[0])
+                    return (f"holds {name} = {vals[i][bad[i]][0]:g} for stream {ids[i][:40]!r} "
+                            f"(not a value this store writes)")
+        bad_h = ~np.isfinite(h).all(axis=1) if h.dtype.kind == "f" else np.zeros(len(h), bool)
+        if bad_h.any():
+            return f"holds a non-finite hidden state for stream {ids[int(np.flatnonzero(bad_h)[0])][:40]!r}"
         return ""
 
 

@@ -20,7 +20,9 @@ import sys
 import threading
 import time
 
-from .common import fail
+from .common import fail, number_problem
+
+MAX_WAIT_S = 600.0  # --wait: collecting stops after 10x this at the latest (inf never stopped)
 
 
 def add_arguments(parser) -> None:
@@ -28,7 +30,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     parser.add_argument("--force", action="store_true", help="even while the node's status says online")
     parser.add_argument("--wait", type=float, default=1.0, metavar="SECONDS",
-                        help="collect retained messages until none arrived for this long (default: %(default)s s)")
+                        help=f"collect retained messages until none arrived for this long, 0 to "
+                             f"{MAX_WAIT_S:g} (default: %(default)s s)")
 
 
 class Retained:
@@ -79,6 +82,9 @@ class Retained:
 def run(args) -> int:
     from ..config import ConfigError, load_config
 
+    problem = number_problem("--wait", args.wait, ge=0, le=MAX_WAIT_S)
+    if problem:
+        return fail("decommission", problem)
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:

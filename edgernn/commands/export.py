@@ -17,8 +17,8 @@ formats fix their scales on the bundle's representative.npz (held-out inputs), e
 Written files are 0644, like the rest of the bundle. A model card written by `edgernn train`
 (README.md) is rewritten with the new artifacts and their parity; a hand-made one is left alone.
 
-exit codes: 0 every artifact within tolerance; 1 some exceed it (marked NO); 2 bad bundle or
-missing runtime (one line).
+exit codes: 0 every artifact within tolerance; 1 some exceed it (marked NO); 2 bad bundle, a file it
+cannot write (checked first; a full disk when written) or missing runtime (one line).
 
 examples:
   edgernn export firmware_models/univariate
@@ -67,11 +67,17 @@ def run(args: argparse.Namespace) -> int:
     except (BundleError, BackendUnavailable, ExportError, ValueError) as exc:
         print(f"edgernn export: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a read-only file system: found when written
+        return fail("export", f"{exc.filename or args.bundle}: cannot write: {exc.strerror or exc}")
     print(render_markdown(report))
     from ..train.card import refresh_card
 
-    if refresh_card(args.bundle):
-        print(f"\nmodel card {args.bundle}/README.md rewritten with the new artifacts")
+    try:  # the card is documentation: the artifacts are written and registered either way
+        if refresh_card(args.bundle):
+            print(f"\nmodel card {args.bundle}/README.md rewritten with the new artifacts")
+    except Exception as exc:  # noqa: BLE001 - a hand-made README.md (not UTF-8), an odd manifest block
+        print(f"edgernn export: model card {args.bundle}/README.md not rewritten ({type(exc).__name__}: "
+              f"{str(exc).splitlines()[0] if str(exc) else ''})", file=sys.stderr)
     for note in report["notes"]:
         print(f"\n{note}")
     if not report["ok"]:

@@ -17,6 +17,7 @@ another machine catches a runtime that computes differently; an int8 error above
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -48,6 +49,30 @@ def resolve_formats(formats: Iterable[str] | None) -> list[str]:
         if fmt in _REQUIRES:
             wanted.add(_REQUIRES[fmt])
     return [f for f in FORMATS if f in wanted]
+
+
+def written_files(fmts: Iterable[str]) -> list[str]:
+    """The bundle's files an export of the resolved formats ``fmts`` writes (manifest.yaml last)."""
+    fmts = list(fmts)
+    return [ARTIFACTS[f] for f in fmts] + (["model_data.h", "firmware_example.cc"] if "tflm" in fmts else []) \
+        + ["manifest.yaml"]
+
+
+def bundle_write_problem(root: Path, fmts: Iterable[str]) -> str | None:
+    """Why the export of ``fmts`` could not write its files into the bundle ``root`` (one line), or
+    None: checked before any work, so that a long export does not end in a traceback (a directory
+    where an artifact goes) or hang (a FIFO there: opening it for writing waits for a reader)."""
+    if not os.access(root, os.W_OK | os.X_OK):
+        return f"{root}: cannot create files in the bundle directory"
+    for name in written_files(fmts):
+        path = root / name
+        if path.is_dir():
+            return f"{path}: is a directory; export writes its {name} there (move it away)"
+        if path.exists() and not path.is_file():
+            return f"{path}: is not a regular file; export writes its {name} there (move it away)"
+        if path.exists() and name != "manifest.yaml" and not os.access(path, os.W_OK):
+            return f"{path}: not writable"  # (manifest.yaml is replaced, not written in place)
+    return None
 
 
 def _round_up(v: float) -> float:
@@ -223,6 +248,9 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
     root = Path(bundle_dir)
     bundle = load_bundle(root)
     fmts = resolve_formats(formats)
+    problem = bundle_write_problem(root, fmts)
+    if problem:
+        raise ExportError(problem)
     weights, golden = bundle.weights, bundle.golden()
     report: dict = {"model": bundle.name, "dir": str(root), "ok": True, "calibration": None,
                     "rollout_steps": int(golden["x"].shape[0]), "rows": [], "notes": []}

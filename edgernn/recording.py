@@ -129,6 +129,8 @@ def _read_text(path: Path) -> tuple[str, Dialect]:
     dialect = Dialect()
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Excel's "Unicode text" export
         text, dialect.encoding = data.decode("utf-16", errors="replace"), "UTF-16"
+    elif data[:2] == b"\x1f\x8b":
+        raise RecordingError(f"{path}: gzip-compressed; decompress it first (gunzip -k {path.name})")
     elif b"\x00" in data:
         raise RecordingError(f"{path}: not a text file (a NUL byte at offset {data.index(0)}); "
                              "expected a CSV recording")
@@ -180,6 +182,10 @@ def _feature_columns(path, header, features, columns, used) -> list[int]:
     f_cols = []
     for feat in features:
         col = columns.get(feat, feat)
+        if header.count(col) > 1:  # (which one? the model would be trained or run on either)
+            where = ", ".join(str(i + 1) for i, h in enumerate(header) if h == col)
+            raise RecordingError(f"{path}: column {col!r} appears {header.count(col)} times in the header "
+                                 f"(columns {where}); rename them apart")
         if col in header:
             f_cols.append(header.index(col))
         elif len(features) == 1 and feat not in columns:

@@ -138,12 +138,6 @@ def _nothing_scored(rec, out, det) -> int:
     return 0
 
 
-# a spread of raw values beyond which the detector's float64 statistics overflow (the warm-up's
-# variance of the raw values holds at most ~1.8e308: a spread of ~1.3e154); blamed from 1e150 (the
-# float32 squares saturate instead: kernel.F4_MAX)
-_HUGE_SPREAD = 1e150
-
-
 def _why_unscored(rec, out, det) -> str:
     """Why none of the accepted readings got a score: the streams' state reset (state_reset rejects:
     a stream starts over, warm-up and all), gaps longer than --max-gap (each resets the hidden state,
@@ -179,6 +173,8 @@ def _reset_cause(rec, out) -> str:
     """What made a stream's statistics non-finite: values too large for them (their spread), or not known."""
     import numpy as np
 
+    from ..train.data import HUGE_SPREAD
+
     x = rec.x[[r in (None, "state_reset") for r in out.reject]]
     x = x[np.isfinite(x).all(axis=1)]  # float64[n, F] the values the detector learned from
     if not x.size:
@@ -187,7 +183,7 @@ def _reset_cause(rec, out) -> str:
     scale[scale == 0] = 1.0
     with np.errstate(over="ignore"):
         spread = float((np.std(x / scale, axis=0) * scale).max())
-    if spread < _HUGE_SPREAD:
+    if spread < HUGE_SPREAD:  # (the float32 squares saturate instead: kernel.F4_MAX)
         return "its statistics went non-finite"
     return (f"values too large for the detector's statistics: spread ~{spread:.1e}; its float64 variance "
             f"holds a spread up to ~{math.sqrt(np.finfo(np.float64).max):.1e}")

@@ -135,14 +135,22 @@ def _expand(paths: list[Path]) -> list[Path]:
 def _series(args, features, columns: dict):
     """The series of every file, or an int exit code after one line on stderr."""
     from ..recording import RecordingError
-    from ..train.data import load_series
+    from ..train.data import MIN_ROWS, huge_spread, load_series
 
+    notes: list[str] = []
     try:
-        series = load_series(args.data, features, columns, args.holdout)
+        series = load_series(args.data, features, columns, args.holdout, notes)
     except RecordingError as exc:
         return fail("train", exc)
     if not series:
-        return fail("train", "no usable series (each needs >= 50 complete rows)")
+        left = [n for n in notes if " rows left out: " in n]  # (not the reading warnings)
+        more = f" (and {len(left) - 1} more file(s) like it)" if len(left) > 1 else ""
+        return fail("train", f"no usable series (each needs >= {MIN_ROWS} complete rows)"
+                             + (f": {left[0]}{more}" if left else ""))
+    if (err := huge_spread(series, features)) is not None:
+        return fail("train", err)
+    for note in notes:  # rows left out, reading warnings: counted and said before the work
+        print(f"note: {note}")
     return series
 
 
@@ -350,7 +358,8 @@ def run(args) -> int:
         return fail("train", exc)
     for p in args.data:
         if not p.is_file():
-            return fail("train", f"{p}: not found")
+            return fail("train", f"{p}: " + ("not a regular file (a directory, FIFO or device): give a CSV file"
+                                            if p.exists() else "not found"))
     if (err := _options_error(args)) is not None:
         return fail("train", err)
     if args.recalibrate:

@@ -15,7 +15,12 @@ Shutdown (SIGTERM / SIGINT): finish the batch -> stop taking messages (those arr
 unacknowledged with the broker) -> process what is already in the inbox -> snapshot -> publish
 ``offline`` (retained) and wait for outstanding alerts -> disconnect -> exit 0. When the final
 snapshot cannot be written the cause is logged at ERROR and the exit status is 1 (systemd shows the
-unit failed: the state learned since the last good snapshot is lost).
+unit failed: the state learned since the last good snapshot is lost). SIGHUP does not stop the
+daemon (it says that the config is read only at start), unless it was started from a terminal.
+
+A periodic snapshot that fails (a full or read-only disk) is counted, logged once per problem, and
+retried every interval until it works; the last good snapshot stays in place. A state directory
+deleted while running is made again, a snapshot file changed by something else is written again.
 
 Startup refuses (``serve`` exits 2, one line naming ``state.dir``) a snapshot path that exists but
 is not a regular file, or a state directory where no file can be created: otherwise the first
@@ -40,8 +45,8 @@ import gc
 import json
 import logging
 import math
-import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -269,6 +274,7 @@ class Daemon:
         for i, p in enumerate(self.pipes):
             self.mqtt.subscribe(p.cfg.subscribe, p.cfg.qos, self._handler(i, p), raw_topic=True)
         self._stop = threading.Event()
+        self._tty, self._hups = False, 0  # SIGHUP: see _hangup
         self.chunk = max(1, min(lim.max_batch, min(p.cfg.max_streams for p in self.pipes)))
         # counters of the main thread
         self.started = time.time()
@@ -277,6 +283,8 @@ class Daemon:
         self.process_errors = 0
         self.snapshot_info: dict = {"ts": None, "readings": 0, "streams": 0, "errors": 0}
         self._snap_processed = -1
+        self._snap_written: dict[str, tuple] = {}  # pipeline -> (inode, size, mtime) of the file it wrote last
+        self._snap_failing: dict[str, tuple[str, int]] = {}  # pipeline -> (why, failed attempts) while failing
         self._iv_readings = 0
         self._iv_batches: list[int] = []
         self._iv_step: list[float] = []
@@ -354,6 +362,29 @@ class Daemon:
             log.warning("pipeline %s: rejected %d message(s) (%s), e.g. on %s: %s", pipe.cfg.name, n, reason,
                         topic[:80], text)
 
+    def _log_refused(self, p: Pipeline, streams: list, ts: np.ndarray, res) -> None:
+        """Readings the detector refused, logged like decode rejects (one line per pipeline and reason
+        per ``log.rejects_every_s``, with how many), naming a stream: out_of_order (behind the
+        stream's clock: a sensor's clock set back keeps its stream out until it catches up), future,
+        state_reset. Duplicates (QoS 1 redeliveries after a reconnect) are only counted."""
+        now = time.monotonic()
+        for i, reason in enumerate(res.reject_reason):
+            if reason is None or reason == "duplicate":
+                continue
+            key = f"{p.cfg.name}:{reason}"
+            self._reject_pending[key] += 1
+            last = self._reject_logged.get(key)
+            if last is not None and now - last < self.cfg.log.rejects_every_s:
+                continue
+            self._reject_logged[key] = now
+            detail, state = "", p.detector.state
+            if reason == "out_of_order" and streams[i] in state.ids:
+                clock = float(state.num[state.ids[streams[i]], state.layout.last_ts])
+                detail = (f": {_age(clock - float(ts[i]))} behind the stream's last reading ({clock:.3f}; a clock set "
+                          "back? its readings are taken again once they pass it)")
+            log.warning("pipeline %s: rejected %d reading(s) (%s), e.g. stream %s at ts %.3f%s", p.cfg.name,
+                        self._reject_pending.pop(key, 1), reason, streams[i][:80], float(ts[i]), detail)
+
     def _log_drops(self) -> None:
         """Readings dropped by a full inbox (``limits.when_full`` drop_*): one WARNING line per
         ``log.rejects_every_s`` with how many since the last line."""
@@ -386,6 +417,16 @@ class Daemon:
         self._stop.set()
         self.inbox.wake()
 
+    def _hangup(self, *_args) -> None:
+        """SIGHUP. From a terminal that closed (the daemon was started from one): stop as on
+        SIGTERM. Otherwise (``kill -HUP``, a reload) carry on, said by the main loop: the config is
+        read only at start. (The default action would kill the daemon without a snapshot.)"""
+        if self._tty:
+            self.request_stop()
+        else:
+            self._hups += 1
+            self.inbox.wake()
+
     def check_state(self) -> list[tuple[Pipeline, str]]:
         """Pipelines whose snapshots cannot be written, with why (empty: all fine)."""
         return [(p, why) for p in self.pipes if (why := check_snapshot_path(p.snapshot_path)) is not None]
@@ -402,23 +443,81 @@ class Daemon:
             if ok:  # how far the streams were rolled back (readings since then were not replayed)
                 msg += f" (written {_age(time.time() - p.snapshot_path.stat().st_mtime)} ago)"
             (log.info if ok or "no snapshot" in msg else log.warning)("pipeline %s: %s", p.cfg.name, msg)
+            if ok:
+                self._clamp_clocks(p)
+
+    def _clamp_clocks(self, p: Pipeline) -> None:
+        """Restored streams whose clock is beyond now + clock_skew_s (the snapshot was written while
+        the wall clock was ahead, set back since) take that clock, as a live reading would: else
+        every reading until the clock catches up (a day, a year) is out_of_order."""
+        state = p.detector.state
+        rows = np.fromiter(state.ids.values(), np.intp, len(state.ids))
+        col = state.layout.last_ts
+        cap = time.time() + p.detector.settings.clock_skew_s
+        ahead = rows[state.num[rows, col] > cap]
+        if len(ahead):
+            log.warning("pipeline %s: %d restored stream(s) had readings up to %s ahead of the clock (was it set "
+                        "back?): their clock is now + clock_skew_s, so that current readings are not out_of_order",
+                        p.cfg.name, len(ahead), _age(float(state.num[ahead, col].max()) - cap))
+            state.num[ahead, col] = cap
 
     def snapshot(self, force: bool = False) -> bool:
-        """Write every pipeline's snapshot; False when one failed (logged at ERROR, counted)."""
-        if not force and self.processed == self._snap_processed:
+        """Write every pipeline's snapshot; False when one failed. Each failure is counted (stats
+        ``snapshot.errors``) and logged at ERROR once per problem: again only when its reason
+        changes, and at the final snapshot; the recovery is logged too. A failed snapshot is
+        retried at the next interval even when nothing new was processed; ``ts`` / ``readings`` /
+        ``streams`` stay those of the last good one (the file it wrote is kept: atomic writes).
+        Also rewritten when idle: a snapshot file changed or removed by something else since we
+        wrote it, and a state directory deleted while running (made again)."""
+        if not force and self.processed == self._snap_processed and all(map(self._snap_intact, self.pipes)):
             return True
         streams, ok = 0, True
         for p in self.pipes:
+            name, path = p.cfg.name, p.snapshot_path
             try:
-                streams += p.detector.state.snapshot(p.snapshot_path, p.bundle.sha256)
+                if not path.parent.is_dir():
+                    log.warning("pipeline %s: state directory %s is gone (deleted while running?): making it again",
+                                name, path.parent)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                streams += p.detector.state.snapshot(path, p.bundle.sha256)
+                st = path.stat()
+                self._snap_written[name] = (st.st_ino, st.st_size, st.st_mtime_ns)
             except Exception as exc:  # noqa: BLE001 - OSError mostly; never stop the loop for it
                 ok = False
                 self.snapshot_info["errors"] += 1
-                log.error("pipeline %s: snapshot to %s failed: %s", p.cfg.name, p.snapshot_path,
-                          getattr(exc, "strerror", None) or exc)
-        self._snap_processed = self.processed
-        self.snapshot_info.update(ts=time.time(), readings=self.processed, streams=streams)
+                why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                if force or self._snap_failing.get(name, (None,))[0] != why:
+                    every = self.cfg.state.snapshot_interval_s
+                    log.error("pipeline %s: snapshot to %s failed: %s%s", name, path, why, "" if force else
+                              f"; the last good snapshot is kept, retrying every {every:g} s (logged again if the "
+                              "reason changes)")
+                self._snap_failing[name] = (why, self._snap_failing.get(name, (why, 0))[1] + 1)
+            else:
+                if name in self._snap_failing:
+                    log.warning("pipeline %s: snapshot to %s written again, after %d failed attempt(s)", name, path,
+                                self._snap_failing.pop(name)[1])
+        if ok:
+            self._snap_processed = self.processed
+            self.snapshot_info.update(ts=time.time(), readings=self.processed, streams=streams)
         return ok
+
+    def _snap_intact(self, p: Pipeline) -> bool:
+        """True when the snapshot file is still the one this daemon wrote last (one stat); when it is
+        not (replaced, changed or removed by something else) says so, once."""
+        written = self._snap_written.pop(p.cfg.name, None)
+        if written is None:
+            return False
+        try:
+            st = p.snapshot_path.stat()
+            now = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            now = None
+        if now == written:
+            self._snap_written[p.cfg.name] = written
+            return True
+        log.warning("pipeline %s: snapshot %s was %s since it was written: writing it again", p.cfg.name,
+                    p.snapshot_path, "removed" if now is None else "replaced or changed by something else")
+        return False
 
     def process(self, index: int, items: list) -> None:
         p = self.pipes[index]
@@ -430,7 +529,7 @@ class Daemon:
             ts = np.fromiter(ts, np.float64, n)
             x = np.fromiter(chain.from_iterable(values), np.float64, n * F).reshape(n, F)
             streams = list(streams)
-            t0 = time.perf_counter()
+            t0, accepted = time.perf_counter(), getattr(det, "accepted", None)  # taken so far (None: a stand-in)
             try:
                 res = det.process(Batch(streams, ts, x), now=time.time())  # the wall clock: future timestamps
             except Exception:  # noqa: BLE001 - a bug on one batch must not stop the daemon
@@ -439,6 +538,8 @@ class Daemon:
                     log.exception("pipeline %s: processing a batch of %d failed", p.cfg.name, n)
                 continue
             seconds = time.perf_counter() - t0
+            if accepted is not None and det.accepted - accepted != n:  # the detector refused some
+                self._log_refused(p, streams, ts, res)
             self._iv_step.append(seconds)
             evicted = self._drain_evictions(p)  # drained once here: every user gets this list
             self._notify("on_batch", p, streams, ts, evicted, seconds, res)
@@ -504,6 +605,8 @@ class Daemon:
         if self.install_signals and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
+            self._tty = sys.stdin.isatty() or sys.stderr.isatty()  # now: a hung-up terminal is no tty
+            signal.signal(signal.SIGHUP, self._hangup)
         for line in cfg.summary():
             log.info("%s", line)
         self._restore()
@@ -553,6 +656,10 @@ class Daemon:
             busy = rate > BUSY_RATE or len(inbox) >= 16
             if inbox.drops != self._drops_logged[0]:
                 self._log_drops()
+            if self._hups:
+                log.warning("SIGHUP received (%d): the config is read only at start, restart the daemon to apply a "
+                            "new one (systemctl restart edgernn); still running", self._hups)
+                self._hups = 0
             now = time.monotonic()
             if now >= next_wd:
                 sdnotify.notify("WATCHDOG=1")
@@ -572,7 +679,11 @@ class Daemon:
     def _update_status(self) -> None:
         """The one-line ``systemctl status`` text: running, or why the broker cannot be reached
         (a TLS handshake failure, a refused login) while paho keeps retrying."""
+        from .tls import broker_refusal
+
         cfg, problem = self.cfg, self.mqtt.last_error
+        if problem is None and not self.mqtt.is_connected and cfg.mqtt.tls is not None:
+            problem = broker_refusal()  # our certificate refused after the handshake (tls.py)
         text = f"broker trouble: {problem}" if problem else \
             f"running {len(self.pipes)} pipeline(s), broker {cfg.mqtt.host}:{cfg.mqtt.port}"
         if text != self._status_shown:

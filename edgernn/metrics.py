@@ -209,6 +209,9 @@ class _DaemonCollector:
         for reason, n in dict(m.publish_refused).items():
             refused.add_metric([reason], n)
         yield refused
+        yield CounterMetricFamily("edgernn_snapshot_errors", "State snapshots that could not be written (a full or "
+                                  "read-only disk: see the log; the last good one is kept)",
+                                  value=d.snapshot_info.get("errors", 0))
         ts = d.snapshot_info.get("ts")
         yield GaugeMetricFamily("edgernn_snapshot_age_seconds", "Seconds since the last state snapshot (NaN: none "
                                 "yet)", value=time.time() - ts if ts else math.nan)

@@ -134,7 +134,9 @@ class MqttClient:
         self.published = 0
         self.publish_refused: Counter[str] = Counter()
         self._fail_logged = 0.0
+        self._fail_text: str | None = None  # the failure last logged at WARNING
         self._fails = 0
+        self._drops_logged, self._drops_quiet = -math.inf, 0  # disconnects: logged once a minute at most
         self.last_error: str | None = None  # why the last connection attempt failed; None once connected
 
     # -- setup -------------------------------------------------------------------------------
@@ -255,7 +257,8 @@ class MqttClient:
         self._fails = 0
         self.last_error = None
         present = getattr(flags, "session_present", False)
-        log.info("connected to %s:%d (session %s)", cfg.host, cfg.port, "resumed" if present else "new")
+        (log.debug if self._drops_quiet else log.info)("connected to %s:%d (session %s)", cfg.host, cfg.port,
+                                                      "resumed" if present else "new")
         if self._subs:
             result, _mid = client.subscribe([(t, q) for t, q in self._subs])
             if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -281,17 +284,24 @@ class MqttClient:
     def _log_fail(self, msg: str) -> None:
         self.last_error = msg
         now = time.monotonic()
-        if self._fails <= 1 or now - self._fail_logged >= 60:  # first failure, then once a minute
+        if self._fails <= 1 or msg != self._fail_text or now - self._fail_logged >= 60:  # first or new, then once a minute
             log.warning("%s", msg)
-            self._fail_logged = now
+            self._fail_logged, self._fail_text = now, msg
         else:
             log.debug("%s (attempt %d)", msg, self._fails)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         was = self.connected.is_set()
         self.connected.clear()
-        if was and not self._holding:
-            log.warning("disconnected from %s:%d (%s); reconnecting", self.cfg.host, self.cfg.port, reason_code)
+        if was and not self._holding:  # (a broker that closes every connection: one line a minute)
+            now = time.monotonic()
+            if now - self._drops_logged >= 60:
+                more = f"; {self._drops_quiet} more disconnect(s) in the last minute" if self._drops_quiet else ""
+                log.warning("disconnected from %s:%d (%s); reconnecting%s", self.cfg.host, self.cfg.port, reason_code, more)
+                self._drops_logged, self._drops_quiet = now, 0
+            else:
+                self._drops_quiet += 1
+                log.debug("disconnected from %s:%d (%s); reconnecting", self.cfg.host, self.cfg.port, reason_code)
 
     def _count_unmatched(self, msg) -> None:
         """Count a message no filter matches (stats ``unmatched``); one WARNING line a minute at most."""

@@ -5,12 +5,26 @@ insecure) and turns every problem with the files into :class:`TlsFileError`: one
 config key and the file, with OpenSSL's reason (without its source location). A file that is not
 PEM, a key that does not belong to its certificate, or a passphrase-protected key is a permanent
 configuration error: ``serve`` exits 2 and says so. Config checking can call the same function.
+
+With TLS 1.3 the broker checks the client certificate after the handshake has completed on our
+side: when it refuses it (expired, signed by a CA it does not trust, none sent) its alert arrives
+on paho's first read, where paho closes and retries without a word (no connect failure, no
+disconnect from a session). The context's sockets (:class:`_BrokerSocket`) log such an alert:
+the first of each reason at once, then at most once a minute, as failed connects are; and
+:func:`broker_refusal` gives it for the daemon's STATUS line.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 import ssl
+import time
+
+log = logging.getLogger("edgernn.mqtt")
+# the broker's TLS alert since the last handshake, and the last one logged, when (see _BrokerSocket)
+_refusal: dict = {"text": None, "logged_text": None, "logged": -math.inf}
 
 
 class TlsFileError(ValueError):
@@ -61,7 +75,43 @@ def tls_context(tls) -> ssl.SSLContext:
         _load_client_cert(ctx, str(tls.cert), str(tls.key) if tls.key else None)
     if tls.insecure:
         ctx.check_hostname = False  # the chain is still verified
+    ctx.sslsocket_class = _BrokerSocket
     return ctx
+
+
+def broker_refusal() -> str | None:
+    """The broker's last TLS alert after a handshake, as logged (None: none since the last handshake)."""
+    return _refusal["text"]
+
+
+class _BrokerSocket(ssl.SSLSocket):
+    """paho's TLS socket: notes a TLS alert from the broker (see the module doc)."""
+
+    def do_handshake(self, *args):
+        _refusal["text"] = None
+        return super().do_handshake(*args)
+
+    def recv(self, buflen=1024, flags=0):
+        try:
+            return super().recv(buflen, flags)
+        except ssl.SSLError as exc:
+            if "ALERT" in str(getattr(exc, "reason", "") or ""):  # not SSLWantRead / an unclean EOF
+                _note_refusal(self.server_hostname, exc)
+            raise
+
+
+def _note_refusal(host: str | None, exc: ssl.SSLError) -> None:
+    reason = ssl_reason(exc)
+    text = (f"MQTT broker {host} refused the TLS connection after the handshake: {reason} - check the client "
+            "certificate, mqtt.tls.cert and key (expired? signed by a CA the broker trusts? none given?); retrying "
+            "with backoff")
+    now = time.monotonic()
+    if text != _refusal["logged_text"] or now - _refusal["logged"] >= 60:  # a new reason, else once a minute
+        log.warning("%s", text)
+        _refusal.update(logged_text=text, logged=now)
+    else:
+        log.debug("%s", text)
+    _refusal["text"] = text
 
 
 def _load_client_cert(ctx: ssl.SSLContext, cert: str, key: str | None) -> None:

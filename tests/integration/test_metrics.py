@@ -68,7 +68,7 @@ def test_metrics_parse_and_move(broker, bundle_dir, tmp_path, daemons):
     assert value(second, "edgernn_step_seconds_count", pipeline="plant") == batches
     assert value(second, "edgernn_step_seconds_bucket", pipeline="plant", le="+Inf") == batches
     assert value(second, "edgernn_inbox_dropped_total") == 0 and value(second, "edgernn_mqtt_connects_total") == 1 \
-        and value(second, "edgernn_mqtt_unmatched_total") == 0
+        and value(second, "edgernn_mqtt_unmatched_total") == 0 and value(second, "edgernn_snapshot_errors_total") == 0
     assert ("edgernn_retained_waiting", ()) in second and ("edgernn_uptime_seconds", ()) in second
 
     pub.readings([(streams[0], float(ts[-1]) + 1 + k, 0.0) for k in range(5)])

@@ -50,6 +50,10 @@ def find_model(name_or_path: str | os.PathLike, *bases: Path) -> Path:
         if p.name in shipped:
             return shipped[p.name]
     names = ", ".join(shipped) or "none installed"
+    a_file = next((c for c in candidates if c.exists()), None)  # e.g. the bundle's manifest.yaml, given for it
+    if a_file is not None:
+        raise ModelNotFound(f"{raw}: a file, not a model bundle directory"
+                            + (f" (give its directory: {a_file.parent})" if a_file.parent != Path.cwd() else ""))
     raise ModelNotFound(f"model bundle directory not found: {raw} (shipped models, usable by name: {names})")
 
 

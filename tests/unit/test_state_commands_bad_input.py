@@ -228,3 +228,16 @@ def test_decommission_wait_out_of_range_is_one_line_before_the_broker(tmp_path, 
                    " model: univariate}\n")
     rc = main(["decommission", "-c", str(cfg), "--wait", wait])
     assert (rc, capsys.readouterr().err) == (2, f"edgernn decommission: {says}\n")
+
+
+@pytest.mark.parametrize("command", ["inspect", "replay"])
+def test_a_file_of_a_bundle_given_as_the_model_names_its_directory(command, tmp_path):
+    """Before: 'model bundle directory not found: .../manifest.yaml' for a file that exists."""
+    bundle = REPO / "firmware_models" / "univariate"
+    args = [str(bundle / "manifest.yaml")] if command == "inspect" else \
+        [str(REPO / "tests" / "data" / "missing.csv"), "--model", str(bundle / "manifest.yaml")]
+    r = subprocess.run([PYTHON, "-m", "edgernn", command, *args], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"edgernn {command}: {bundle / 'manifest.yaml'}: a file, not a model bundle directory (give its "
+        f"directory: {bundle})"], r.stderr

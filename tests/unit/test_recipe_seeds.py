@@ -68,7 +68,6 @@ def test_bad_arguments_stop_before_any_training(rs, tmp_path, capsys, given, say
     assert says in capsys.readouterr().err
 
 
-@pytest.mark.timeout(300)
 def test_two_seeds_train_recalibrate_and_score(rs, tmp_path, monkeypatch):
     pytest.importorskip("torch")
     from edgernn.bundle import load_bundle

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,9 @@ def format_time_axis(ax, t: np.ndarray) -> None:
     """Dates on the x axis (concise: the day once, then hours) or a "seconds" label."""
     if len(t) and t.min() < t.max():
         ax.set_xlim(t.min(), t.max())
+    elif len(t):  # one instant: a minute either side (matplotlib's default around a date is years)
+        pad = np.timedelta64(60, "s") if np.issubdtype(t.dtype, np.datetime64) else 60.0
+        ax.set_xlim(t.min() - pad, t.max() + pad)
     if np.issubdtype(t.dtype, np.datetime64):
         import matplotlib.dates as mdates
 
@@ -83,13 +87,21 @@ def shade(ax, t, active, color="tab:red", alpha=0.15, label=None) -> None:
         ax.axvspan(t[a], t[b], color=color, alpha=alpha, lw=0, label=label if k == 0 else None)
 
 
+# a stream with fewer readings than this gets a dot on each (a line through one point draws nothing)
+FEW = 50
+
+
+def _dots(t) -> dict:
+    return dict(marker=".", ms=5) if len(t) < FEW else {}
+
+
 def _feature_panel(ax, t, values, expected, sigma, alert, raised, name: str) -> None:
     """One feature of one stream: the value, the expected band, alert spans and raised markers.
     values/expected/sigma float64[n]; alert/raised bool[n]. Every finite value is inside the axis."""
     values, expected, band = drawable(values), drawable(expected), drawable(BAND_SIGMAS * sigma)
     ax.fill_between(t, expected - band, expected + band, color="tab:blue", alpha=0.2, lw=0,
                     label=f"expected ±{BAND_SIGMAS:g}σ")
-    ax.plot(t, values, color="k", lw=0.6, label="value")
+    ax.plot(t, values, color="k", lw=0.6, label="value", **_dots(t))
     ax.plot(t[raised], values[raised], "v", color="tab:red", ms=7, label="alert raised")
     if alert.any():
         shade(ax, t, alert, label="alert active")
@@ -104,8 +116,9 @@ def _feature_panel(ax, t, values, expected, sigma, alert, raised, name: str) -> 
 
 
 def _surprise_panel(ax, t, likelihood, threshold, alert, legend: bool) -> None:
+    """``likelihood`` float64[n], NaN where a reading was not scored (warm-up, settling, rejected)."""
     surprise = surprise_from_likelihood(likelihood)  # float64[n]; NaN where not scored (a gap, not a zero)
-    ax.plot(t, surprise, color="tab:purple", lw=0.7, label="surprise = -log10(tail probability)")
+    ax.plot(t, surprise, color="tab:purple", lw=0.7, label="surprise = -log10(tail probability)", **_dots(t))
     line = surprise_from_likelihood(threshold)
     ax.axhline(line, color="tab:red", ls="--", lw=0.8, label=f"threshold: {describe_threshold(threshold)}")
     shade(ax, t, alert)
@@ -118,13 +131,14 @@ def _surprise_panel(ax, t, likelihood, threshold, alert, legend: bool) -> None:
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncol=2, frameon=False)
 
 
-def plot_replay(path: Path, rec, out, title: str = "", max_streams: int = 4, labels=None) -> None:
+def plot_replay(path: Path, rec, out, title: str = "", max_streams: int = 4, labels=None) -> str:
     """Per stream (up to ``max_streams``): each feature with the expected ± BAND_SIGMAS σ band, then
     the surprise with the threshold; alert spans shaded red, raised events marked, labelled windows
-    (``labels``: list of (stream, start_ts, end_ts)) shaded grey; wall-clock time on the x axis."""
+    (``labels``: list of (stream, start_ts, end_ts)) shaded grey; wall-clock time on the x axis.
+    Returns '' or, for a file with more streams, which ones were drawn (also under the title)."""
     plt = pyplot()
     F = rec.x.shape[1]
-    streams = list(dict.fromkeys(rec.streams))[:max_streams]
+    streams, note = streams_to_draw(rec.streams, out, max_streams)
     n_rows = max(len(streams), 1) * (F + 1)
     fig, axes = plt.subplots(n_rows, 1, figsize=(12, 1.8 * n_rows + 1), squeeze=False)
     axes = axes[:, 0]
@@ -145,12 +159,28 @@ def plot_replay(path: Path, rec, out, title: str = "", max_streams: int = 4, lab
                 ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncol=4, frameon=False)
             format_time_axis(ax, t)
         ax = axes[si * (F + 1) + F]
-        _surprise_panel(ax, t, out.likelihood[m], out.threshold, out.alert[m], legend=si == 0)
+        scored = np.where(np.isnan(out.score[m]), np.nan, out.likelihood[m])  # (warm-up: likelihood 0, not scored)
+        _surprise_panel(ax, t, scored, out.threshold, out.alert[m], legend=si == 0)
         format_time_axis(ax, t)
-    fig.suptitle(title)
+    fig.suptitle("\n".join(filter(None, (title, note))))
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+    return note
+
+
+def streams_to_draw(streams: list, out, k: int) -> tuple[list, str]:
+    """Up to ``k`` of the recording's streams (``streams``: id per row), those that raised the most
+    alerts first, else in file order; and '' when that is all of them, or which ones they are."""
+    order = list(dict.fromkeys(streams))  # every stream, in order of first appearance
+    if len(order) <= k:
+        return order, ""
+    raised = Counter(streams[e.position] for e in out.events if e.kind == "raised")
+    pick = set(sorted(order, key=lambda s: -raised[s])[:k])  # (stable: file order among equals)
+    drawn = [s for s in order if s in pick]
+    why = (f"the {min(len(raised), k)} with the most alerts" + ("" if len(raised) >= k else ", then the first ones")
+           if raised else "the first ones in the file; none raised an alert")
+    return drawn, f"{k} of {len(order):,} streams drawn: {why}"
 
 
 def plot_losses(path: Path, train: list[float], val: list[float], title: str = "") -> None:

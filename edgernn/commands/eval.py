@@ -429,7 +429,7 @@ def _run_events(args) -> int:
     from ..evaluate.report import table
     from ..evaluate.run import run_recordings
     from ..progress import Progress
-    from ..recording import RecordingError, parse_columns, read_recording
+    from ..replay import roomier
 
     problem = (number_problem("--early", args.early, ge=0) or number_problem("--late", args.late, ge=0)
                or _json_problem(args.json))
@@ -437,7 +437,9 @@ def _run_events(args) -> int:
         return fail("eval events", problem)
     try:
         incidents = events.read_labels(args.labels)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        return fail("eval events", f"--labels {args.labels}: cannot read: {exc.strerror or exc}")
+    except ValueError as exc:
         return fail("eval events", exc)
     if args.plot and not _plots_available("eval events"):
         return 2
@@ -445,19 +447,10 @@ def _run_events(args) -> int:
     paths = [p for p in args.recording if p.resolve() != args.labels.resolve()]
     if args.stream and len(paths) > 1:
         return fail("eval events", "--stream names the stream of one recording; several were given")
-    recs, origin = [], {}
-    for path in paths:  # every stream of every file becomes one stream of the run
-        try:
-            rec = read_recording(path, det.features, parse_columns(args.columns), args.stream)
-        except RecordingError as exc:
-            return fail("eval events", exc)
-        sid = np.array(rec.streams)
-        for s in dict.fromkeys(rec.streams):
-            if s in origin:
-                return fail("eval events", f"stream {s!r} is in both {origin[s]} and {path}; give the files distinct names")
-            origin[s] = path
-            m = sid == s
-            recs.append((s, rec.ts[m], rec.x[m]))
+    recs = _event_recordings(args, det, paths)
+    if isinstance(recs, str):
+        return fail("eval events", recs)
+    det = roomier(det, len(recs), "the recordings" if len(paths) > 1 else paths[0].name)
     base = _baseline(args, det, "eval events")
     with Progress(sum(len(r[1]) for r in recs) * (2 if base else 1), "eval events") as bar:
         traces = run_recordings(det, recs, progress=bar)
@@ -500,6 +493,32 @@ def _run_events(args) -> int:
                       label_name="incident")
         print(f"wrote {len(traces)} plots to {args.plot}")
     return 0
+
+
+def _event_recordings(args, det, paths) -> list | str:
+    """Every stream of every file as one recording ``(stream, ts, x)`` (in order of first appearance,
+    rows in file order; one pass per file), or what is wrong (one line)."""
+    from ..recording import RecordingError, parse_columns, read_recording
+    from ..replay import unnamed_warning
+
+    recs, origin = [], {}
+    for path in paths:  # every stream of every file becomes one stream of the run
+        try:
+            rec = read_recording(path, det.features, parse_columns(args.columns), args.stream)
+        except RecordingError as exc:
+            return str(exc)
+        warning = unnamed_warning(rec)
+        if warning:
+            print(f"edgernn eval events: warning: {warning}", file=sys.stderr)
+        names, first, sid = np.unique(np.asarray(rec.streams, dtype=object), return_index=True, return_inverse=True)
+        rows = np.split(np.argsort(sid, kind="stable"), np.cumsum(np.bincount(sid))[:-1])  # int[n_s] per stream
+        for k in np.argsort(first):  # the streams in order of first appearance
+            s = names[k]
+            if s in origin:
+                return f"stream {s!r} is in both {origin[s]} and {path}; give the files distinct names"
+            origin[s] = path
+            recs.append((s, rec.ts[rows[k]], rec.x[rows[k]]))
+    return recs
 
 
 def _incident_scores(incidents, traces, args) -> dict:

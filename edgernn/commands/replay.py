@@ -49,7 +49,7 @@ def run(args) -> int:
     pin_blas()  # one BLAS thread in this process (threads.py)
 
     from ..recording import RecordingError, parse_columns, read_recording
-    from ..replay import replay
+    from ..replay import replay, roomier, unnamed_warning
 
     plot = _plot_path(args.plot) if args.plot else None
     problem = (plot if isinstance(plot, str) else None) or (output_problem("--out", args.out) if args.out else None)
@@ -60,9 +60,11 @@ def run(args) -> int:
         rec = read_recording(args.input, det.features, parse_columns(args.columns), args.stream)
     except RecordingError as exc:
         return fail("replay", exc)
-    for warning in rec.dialect.warnings:
-        print(f"edgernn replay: warning: {warning}", file=sys.stderr)
+    for warning in [*rec.dialect.warnings, unnamed_warning(rec)]:
+        if warning:
+            print(f"edgernn replay: warning: {warning}", file=sys.stderr)
     print(f"read {args.input.name}: {rec.dialect.describe()}")
+    det = roomier(det, len(set(rec.streams)), args.input.name)
     out = replay(det, rec, label=f"replay {args.input.name}")
     if not args.quiet:
         for e in out.events:
@@ -79,12 +81,12 @@ def run(args) -> int:
         from ..plot import plot_replay
 
         try:
-            plot_replay(plot, rec, out, title=f"{args.input.name} — {det.bundle.name} ({args.backend})")
+            note = plot_replay(plot, rec, out, title=f"{args.input.name} — {det.bundle.name} ({args.backend})")
         except OSError as exc:
             return fail("replay", write_problem("--plot", plot, exc))
         except (ValueError, OverflowError) as exc:  # matplotlib's limits on what it can draw
             return fail("replay", f"--plot: cannot draw {args.input.name}: {exc}")
-        print(f"wrote {plot}")
+        print(f"wrote {plot}" + (f" ({note})" if note else ""))
     return _nothing_scored(rec, out, det)
 
 
@@ -150,16 +152,18 @@ def _why_unscored(rec, out, det) -> str:
         return (f"but the state was reset {resets} time(s) ({_reset_cause(rec, out)}), so none got past "
                 f"{warmup}" + _rejected(det, "state_reset"))
     accepted = np.array([r is None for r in out.reject])
-    streams = np.asarray(rec.streams, dtype=object)[accepted]
-    steps = np.concatenate([np.diff(rec.ts[accepted][streams == s]) for s in set(streams.tolist())])
+    _, sid = np.unique(np.asarray(rec.streams, dtype=object)[accepted], return_inverse=True)  # int[A] stream index
+    order = np.argsort(sid, kind="stable")  # the accepted rows stream by stream, in file order within each
+    same = np.diff(sid[order]) == 0  # bool[A-1] consecutive rows of one stream
+    steps = np.diff(rec.ts[accepted][order])[same]  # float64 the time steps within each stream
     max_gap = det.settings.max_gap_s
     gaps = int((steps > max_gap).sum()) if max_gap is not None else 0
     if gaps:
         return (f"but gaps longer than --max-gap {max_gap:g} s reset the hidden state {gaps} time(s) (a stream "
                 f"scores again after {det.settings.settle} readings without such a gap; the readings are "
                 f"{float(np.median(steps)):g} s apart)" + _rejected(det))
-    longest = max(int((streams == s).sum()) for s in set(streams.tolist()))
-    most = f"; the longest stream had {longest}" if longest < len(streams) else ""
+    longest = int(np.bincount(sid).max())
+    most = f"; the longest stream had {longest}" if longest < len(sid) else ""
     return f"all within {warmup[:-1]}{most})" + _rejected(det)
 
 

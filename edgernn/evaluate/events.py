@@ -60,11 +60,15 @@ parse_time = parse_timestamp  # the one timestamp parser (edgernn/timestamps.py)
 def read_labels(path: str | Path) -> list[Incident]:
     """Parse a labels file (format above). Raises ValueError naming the file and line."""
     out = []
-    with open(path, encoding="utf-8", newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh), start=1):
+    lines = _lines(path)
+    reader = csv.reader(lines, delimiter=_separator(lines))
+    end_line = 0  # the line the previous row ended on (a quoted field may span lines)
+    try:
+        for row in reader:
+            lineno, end_line = end_line + 1, reader.line_num
             if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
                 continue
-            if lineno == 1 and row[0].strip().lower() == "stream":
+            if row[0].strip().lower() == "stream" and not out:  # the header (after comments, if any)
                 continue
             if len(row) < 3:
                 raise ValueError(f"{path}:{lineno}: expected stream,start,end[,label]")
@@ -77,7 +81,30 @@ def read_labels(path: str | Path) -> list[Incident]:
             stream = row[0].strip() or ANY_STREAM
             label = ",".join(row[3:]).strip() if len(row) > 3 else ""
             out.append(Incident(stream, start, end, label))
+    except csv.Error as exc:
+        raise ValueError(f"{path}:{end_line + 1}: {exc}") from None
     return out
+
+
+def _lines(path) -> list[str]:
+    """The labels file's lines, whatever their line ends (a UTF-8 BOM, as Excel writes it, dropped);
+    ValueError naming the file and line when it is not UTF-8 text."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                         "save the labels as 'CSV UTF-8'") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+def _separator(lines: list[str]) -> str:
+    """',' or, for a spreadsheet export without a comma on its first line, ';' or tab."""
+    first = next((line for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
+    if "," in first or not (";" in first or "\t" in first):
+        return ","
+    return ";" if first.count(";") >= first.count("\t") else "\t"
 
 
 def alert_spans(stream: str, ts: np.ndarray, raised: np.ndarray, cleared: np.ndarray) -> list[AlertSpan]:
@@ -94,10 +121,6 @@ def alert_spans(stream: str, ts: np.ndarray, raised: np.ndarray, cleared: np.nda
     return spans
 
 
-def _applies(inc: Incident, stream: str) -> bool:
-    return inc.stream in (ANY_STREAM, stream)
-
-
 def evaluate(incidents: list[Incident], alerts: list[AlertSpan], streams: list[str],
              early: float = 0.0, late: float = 0.0) -> dict:
     """Event-wise precision / recall / F1 / delay over ``streams`` (those in the recording).
@@ -107,9 +130,16 @@ def evaluate(incidents: list[Incident], alerts: list[AlertSpan], streams: list[s
     per_label: dict[str, list[int]] = {}
     delays, n_inc, n_det = [], 0, 0
     n_alerts, n_true_alerts = 0, 0
+    own: dict[str, list[int]] = {}  # stream -> indices of its incidents (one pass: no scan per stream)
+    for k, i in enumerate(incidents):
+        own.setdefault(i.stream, []).append(k)
+    spans_of: dict[str, list[AlertSpan]] = {}
+    for a in alerts:
+        spans_of.setdefault(a.stream, []).append(a)
     for stream in streams:
-        incs = sorted((i for i in incidents if _applies(i, stream)), key=lambda i: i.start)
-        spans = [a for a in alerts if a.stream == stream]
+        mine = sorted({*own.get(ANY_STREAM, ()), *own.get(stream, ())})  # its own and the ``*`` ones, in file order
+        incs = sorted((incidents[k] for k in mine), key=lambda i: i.start)
+        spans = spans_of.get(stream, [])
         for inc in incs:
             lo, hi = inc.start - early, inc.end + late
             hits = [a for a in spans if a.start <= hi and a.end >= lo]

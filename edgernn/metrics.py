@@ -1,7 +1,8 @@
 """Prometheus ``/metrics`` for the daemon (opt-in: ``metrics: {host: 127.0.0.1, port: 9108}``).
 
-Needs ``prometheus_client`` (``pip install 'edgernn[metrics]'``); served by its
-``start_http_server`` in a daemon thread. Two kinds of figures:
+Needs ``prometheus_client`` (``pip install 'edgernn[metrics]'``); its WSGI app is served in a
+daemon thread, at most ``MAX_CLIENTS`` connections at once, each closed after ``CLIENT_TIMEOUT_S``
+of silence. Two kinds of figures:
 
 - observed by the main thread as they happen: batch sizes and step latency (histograms), alerts
   by pipeline, kind (raised / update / cleared) and reason (the look that fired);
@@ -20,15 +21,22 @@ A scrape (``curl -s 127.0.0.1:9108/metrics``)::
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import socket
+import sys
 import threading
 import time
 from collections import Counter, deque
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 log = logging.getLogger("edgernn.metrics")
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)  # readings
 STEP_BUCKETS = (50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0)  # s
+MAX_CLIENTS = 16  # /metrics connections served at once; more are closed at once, counted and logged
+CLIENT_TIMEOUT_S = 10.0  # a connection silent this long (any one read or write) is closed
 
 
 class MetricsUnavailable(RuntimeError):
@@ -65,13 +73,14 @@ class Metrics:
             self.start(daemon.cfg.metrics.host, daemon.cfg.metrics.port)
 
     def start(self, host: str, port: int) -> None:
-        from prometheus_client import start_http_server
-
         try:
-            self.server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            raise MetricsUnavailable("metrics.port", f"cannot serve /metrics on {host}:{port}: "
-                                     f"{exc.strerror or exc}") from None
+            self.server = _serve(host, port, self.registry)
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a host name no DNS label can hold
+            bad_host = isinstance(exc, (socket.gaierror, UnicodeError)) or \
+                exc.errno in (errno.EADDRNOTAVAIL, errno.EINVAL)  # no such address here
+            raise MetricsUnavailable("metrics.host" if bad_host else "metrics.port",
+                                     f"cannot serve /metrics on {host}:{port}: "
+                                     f"{getattr(exc, 'strerror', None) or exc}") from None
         log.info("Prometheus metrics on http://%s:%d/metrics", host, port)
 
     def on_batch(self, pipe, streams: list, ts, evicted: list, seconds: float, res=None) -> None:  # noqa: ARG002
@@ -85,6 +94,69 @@ class Metrics:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+
+
+def _serve(host: str, port: int, registry):
+    """prometheus_client's WSGI app on a server of our own (its ``start_http_server`` gives every
+    connection a thread with no timeout: 250 idle connections took all of a 256-descriptor daemon's
+    files, and snapshots and the broker reconnect failed with "Too many open files"). Serves in a
+    daemon thread; returns the server."""
+    from prometheus_client import make_wsgi_app
+
+    family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    server_class = type("MetricsServer", (_Server,), {"address_family": family})
+    server = make_server(sockaddr[0], port, make_wsgi_app(registry), server_class, _Handler)
+    threading.Thread(target=server.serve_forever, name="edgernn-metrics", daemon=True).start()
+    return server
+
+
+class _Handler(WSGIRequestHandler):
+    timeout = CLIENT_TIMEOUT_S  # StreamRequestHandler: on every read and write of the connection
+
+    def log_message(self, format, *args) -> None:  # noqa: A002 - no line per request
+        pass
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    """A thread per connection, at most ``MAX_CLIENTS`` at once: a connection beyond them is
+    closed at once (counted, logged once a minute at most); a client's errors are one DEBUG line."""
+
+    daemon_threads = True  # a hanging client never delays the daemon's exit
+    refused = 0
+    _refused_logged = -math.inf
+
+    def server_activate(self) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
+        super().server_activate()
+
+    def verify_request(self, request, client_address) -> bool:
+        if self._slots.acquire(blocking=False):
+            return True
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._refused_logged >= 60:
+            self._refused_logged = now
+            log.warning("/metrics: %d connection(s) open at once, closed one from %s (%d since start): idle or "
+                        "slow clients are closed after %g s", MAX_CLIENTS, client_address[0], self.refused,
+                        CLIENT_TIMEOUT_S)
+        return False
+
+    def process_request(self, request, client_address) -> None:
+        try:
+            super().process_request(request, client_address)  # starts the connection's thread
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        # socketserver prints a traceback to stderr; a client that timed out or went away is no bug
+        log.debug("/metrics: connection from %s ended: %r", client_address[0], sys.exc_info()[1])
 
 
 class _StepHistograms:

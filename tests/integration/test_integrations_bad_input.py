@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from .conftest import ROOT, Publisher, Watcher, daemon_config, free_port, wait_until
+from .test_faults import started
 
 pytestmark = pytest.mark.integration
 
@@ -34,9 +35,7 @@ def test_idle_metrics_clients_cannot_take_the_daemons_files(broker, bundle_dir, 
     d = daemons(tmp_path, daemon_config(broker.port, bundle_dir, tmp_path / "state",
                                         metrics={"host": "127.0.0.1", "port": port}))
     watch = Watcher(broker.port)
-    since = time.monotonic()
-    d.start()
-    watch.wait_online(since)
+    started(d, watch)
     base = _fds(d.proc.pid)
     idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3 * MAX_CLIENTS)]
     try:
@@ -93,9 +92,7 @@ def test_home_assistant_birth_storm_is_one_re_announce(broker, bundle_dir, tmp_p
     d = daemons(tmp_path, daemon_config(broker.port, bundle_dir, tmp_path / "state",
                                         homeassistant={"discovery": True}))
     watch = Watcher(broker.port, topics=("edgernn/#", "homeassistant/#"))
-    since = time.monotonic()
-    d.start()
-    watch.wait_online(since)
+    started(d, watch)
     pub = Publisher(broker.port)
     n = 200
     pub.readings([(f"s{i}/v", 1.7e9, 1.0) for i in range(n)])

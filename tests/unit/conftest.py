@@ -85,3 +85,16 @@ def steady_bundle(tmp_path_factory, _bundle_cache):
         return out
 
     return make
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures saved during the test (kept open for inspection)."""
+    import matplotlib.figure
+    import matplotlib.pyplot as plt
+
+    figures = []
+    real = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: (figures.append(self), real(self, *a, **k)))
+    monkeypatch.setattr(plt, "close", lambda *a: None)
+    return figures

@@ -154,19 +154,6 @@ def test_spreadsheet_labels_are_read_or_refused_naming_file_and_line(tmp_path):
 
 # -- plots --------------------------------------------------------------------------------------
 
-@pytest.fixture
-def drawn(monkeypatch):
-    """The figures saved during the test (kept open for inspection)."""
-    import matplotlib.figure
-    import matplotlib.pyplot as plt
-
-    figures = []
-    real = matplotlib.figure.Figure.savefig
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: (figures.append(self), real(self, *a, **k)))
-    monkeypatch.setattr(plt, "close", lambda *a: None)
-    return figures
-
-
 def _replayed(path, bundle):
     from edgernn.bundle import load_bundle
     from edgernn.detector import Detector

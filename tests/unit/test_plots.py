@@ -18,19 +18,6 @@ from edgernn.recording import read_recording, write_recording  # noqa: E402
 from edgernn.replay import replay  # noqa: E402
 
 
-@pytest.fixture
-def drawn(monkeypatch):
-    """The figures saved during the test (kept open for inspection)."""
-    import matplotlib.figure
-    import matplotlib.pyplot as plt
-
-    figures = []
-    real = matplotlib.figure.Figure.savefig
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: (figures.append(self), real(self, *a, **k)))
-    monkeypatch.setattr(plt, "close", lambda *a: None)
-    return figures
-
-
 def _replayed(tmp_path, steady_bundle, values):
     write_recording(tmp_path / "s.csv", values, start=1706702400.0, step=60.0)
     rec = read_recording(tmp_path / "s.csv", ("value",))

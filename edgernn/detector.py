@@ -150,6 +150,23 @@ class Result:
     event = property(lambda self: self.flags[:, 1], doc="int8[B] alerts.NONE / RAISED / UPDATE / CLEARED")
 
 
+def _float64(values) -> np.ndarray:
+    """``np.asarray(values, float64)``; a Python int beyond float64 (10**400) becomes +-inf, so it is
+    rejected non_finite on arrival like any other non-finite number instead of raising OverflowError."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except OverflowError:
+        obj = np.asarray(values, dtype=object)  # same shape, the numbers as they came
+        return np.array([_float_or_inf(v) for v in obj.ravel()], np.float64).reshape(obj.shape)
+
+
+def _float_or_inf(v) -> float:
+    try:
+        return float(v)
+    except OverflowError:  # an int beyond float64
+        return math.inf if v > 0 else -math.inf
+
+
 def surprise_of_likelihood(threshold: float) -> float:
     """The surprise -log10(1 - threshold) of a likelihood threshold (1 -> inf: never)."""
     p = 1.0 - float(threshold)
@@ -342,8 +359,8 @@ class Detector:
         if B == 1:  # the common case at low load: no array maths until the GRU
             self._one_reading(batch, res, now)
             return res
-        x = np.asarray(batch.x, dtype=np.float64).reshape(B, F)
-        ts = np.asarray(batch.ts, dtype=np.float64).reshape(B)
+        x = _float64(batch.x).reshape(B, F)
+        ts = _float64(batch.ts).reshape(B)
         cap = math.inf if now is None else float(now) + self.settings.clock_skew_s
         clean = kernel.clean_batch(x, ts, math.inf if now is None else float(now) + self.settings.max_future_s)
         if not clean:
@@ -473,11 +490,13 @@ class Detector:
     def _one_reading(self, batch: Batch, res: Result, now: float | None) -> None:
         """``process`` for a batch of one: the same kernel (step_one) and checks, on 1-D buffers."""
         F, st, p = self.F, self.state, self.params
-        x1 = np.asarray(batch.x, dtype=np.float64).reshape(F)
+        x1 = _float64(batch.x).reshape(F)
         try:
             t = float(batch.ts[0])  # an array or list of one (no array made)
         except (TypeError, IndexError):  # a bare number or a 0-d array
-            t = float(np.asarray(batch.ts).reshape(1)[0])
+            t = float(_float64(batch.ts).reshape(1)[0])
+        except OverflowError:  # an int beyond float64: rejected non_finite below
+            t = math.inf
         values = x1.tolist()
         if not (math.isfinite(t) and all(map(math.isfinite, values))):
             return self._reject(res, 0, "missing_value" if any(v != v for v in values) else "non_finite")

@@ -192,7 +192,7 @@ def _export_tflite_int8(ctx: _ExportContext, fmt: str, artifact: str) -> None:
 
     path, bits = ctx.root / artifact, ctx.tflite_activation_bits
     plan = quantize.tflite_plan(ctx.weights, ctx.X, ctx.Hp, bits=bits, per_channel=ctx.tflite_per_channel,
-                                bias_correction=ctx.tflite_bias_correction)
+                                bias_correction=ctx.tflite_bias_correction, x_clip=ctx.bundle.input_clip)
     path.write_bytes(tflite_export.build_tflite(ctx.weights, plan=plan))
     weights_label = plan.weight_label + (", bias-corrected for the mean weight rounding error"
                                          if plan.bias_correction else "")

@@ -18,22 +18,28 @@
 
 namespace {
 
+#ifndef EDGERNN_COMPONENTS
+#define EDGERNN_COMPONENTS 1  // model_data.h of a Gaussian head does not define it
+#endif
+
 constexpr int kF = kEdgernnFeatures;  // readings per time step
 constexpr int kH = kEdgernnHidden;    // hidden state size
+constexpr int kK = EDGERNN_COMPONENTS;  // Gaussians per feature in the head (1: one Gaussian)
 
 alignas(16) uint8_t g_arena[kEdgernnArenaBytes];
 tflite::MicroInterpreter* g_interpreter = nullptr;
 
 float g_h[kH];             // hidden state h_{t-1}: per stream, owned by the application
-float g_mean[kF];          // predicted mean of the next (normalised) reading
-float g_logvar[kF];        // and its log-variance
+float g_mean[kK * kF];     // predicted mean of the next (normalised) reading, per component k at k F + i
+float g_logvar[kK * kF];   // and its log-variance
+float g_logw[kK * kF];     // log mixture weight (log softmax of the logits; 0 when kK == 1)
 bool g_have_prediction = false;
 
 bool Setup() {
   const tflite::Model* model = tflite::GetModel(g_edgernn_model);
   if (model->version() != TFLITE_SCHEMA_VERSION) return false;
   // Exactly the ops the exporter emits (edgernn/export/tflite_export.py).
-  static tflite::MicroMutableOpResolver<9> resolver;
+  static tflite::MicroMutableOpResolver<10> resolver;
   resolver.AddQuantize();
   resolver.AddDequantize();
   resolver.AddFullyConnected();
@@ -43,6 +49,7 @@ bool Setup() {
   resolver.AddLogistic();
   resolver.AddTanh();
   resolver.AddPad();
+  resolver.AddConcatenation();  // a mixture head tiles x K times (kK > 1)
   static tflite::MicroInterpreter interpreter(model, resolver, g_arena, sizeof(g_arena));
   if (interpreter.AllocateTensors() != kTfLiteOk) return false;
   g_interpreter = &interpreter;
@@ -51,8 +58,8 @@ bool Setup() {
 }
 
 // Score the reading against the previous prediction, then step the cell (test-then-train order).
-// raw[kF] are sensor units; returns the Gaussian negative log-likelihood per feature (summed),
-// or NAN while there is no prediction yet.
+// raw[kF] are sensor units; returns the negative log-likelihood (Gaussian, or the mixture's for
+// kK > 1) per feature (summed, without the constant), or NAN while there is no prediction yet.
 float Step(const float* raw) {
   float x[kF];
   // Normalise and clip. kEdgernnNormMean/Std are the bundle's fixed values; for a bundle with
@@ -65,8 +72,16 @@ float Step(const float* raw) {
   if (g_have_prediction) {
     nll = 0.0f;
     for (int i = 0; i < kF; ++i) {
-      const float r = x[i] - g_mean[i];
-      nll += 0.5f * (g_logvar[i] + r * r * std::exp(-g_logvar[i]));
+      float t[kK], top = -INFINITY;  // log w_k + log N_k, then logsumexp over k
+      for (int k = 0; k < kK; ++k) {
+        const int j = k * kF + i;
+        const float r = x[i] - g_mean[j];
+        t[k] = g_logw[j] - 0.5f * (g_logvar[j] + r * r * std::exp(-g_logvar[j]));
+        top = t[k] > top ? t[k] : top;
+      }
+      float sum = 0.0f;
+      for (int k = 0; k < kK; ++k) sum += std::exp(t[k] - top);
+      nll -= top + std::log(sum);
     }
   }
   TfLiteTensor* in_x = g_interpreter->input(0);   // float32[1, F]
@@ -75,12 +90,20 @@ float Step(const float* raw) {
   std::memcpy(in_h->data.f, g_h, sizeof(g_h));
   if (g_interpreter->Invoke() != kTfLiteOk) return NAN;
   const float* pred = g_interpreter->output(0)->data.f;    // float32[1, 2F] = [mean | logvar]
+                                                           // (kK > 1: [1, 3KF] = [means | logvars | logits])
   const float* h_next = g_interpreter->output(1)->data.f;  // float32[1, H]
   std::memcpy(g_h, h_next, sizeof(g_h));                   // state out -> state in next call
-  for (int i = 0; i < kF; ++i) {
-    g_mean[i] = pred[i];
-    float lv = pred[kF + i];
-    g_logvar[i] = lv < kEdgernnLogvarMin ? kEdgernnLogvarMin : (lv > kEdgernnLogvarMax ? kEdgernnLogvarMax : lv);
+  for (int j = 0; j < kK * kF; ++j) {
+    g_mean[j] = pred[j];
+    float lv = pred[kK * kF + j];
+    g_logvar[j] = lv < kEdgernnLogvarMin ? kEdgernnLogvarMin : (lv > kEdgernnLogvarMax ? kEdgernnLogvarMax : lv);
+    g_logw[j] = 0.0f;
+  }
+  for (int i = 0; kK > 1 && i < kF; ++i) {  // log softmax of feature i's logits over the components
+    float top = -INFINITY, sum = 0.0f;
+    for (int k = 0; k < kK; ++k) top = pred[2 * kK * kF + k * kF + i] > top ? pred[2 * kK * kF + k * kF + i] : top;
+    for (int k = 0; k < kK; ++k) sum += std::exp(pred[2 * kK * kF + k * kF + i] - top);
+    for (int k = 0; k < kK; ++k) g_logw[k * kF + i] = pred[2 * kK * kF + k * kF + i] - top - std::log(sum);
   }
   g_have_prediction = true;
   return nll;

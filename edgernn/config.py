@@ -26,8 +26,10 @@ Minimal config (everything else has defaults, see ``deploy/edgernn.example.yaml`
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import shlex
 import socket
 import string
 from dataclasses import dataclass, field, replace
@@ -41,6 +43,8 @@ from .settings import Setting, did_you_mean
 from .yamlpos import ConfigError, file_line, yaml_lines  # noqa: F401 - ConfigError is this module's error too
 
 DEFAULT_CREDENTIAL = "mqtt-password"  # LoadCredential=mqtt-password:/etc/edgernn/mqtt-password
+MQTT_STRING_MAX = 65535  # bytes of a user name or password: MQTT's two-byte length (paho's thread dies beyond)
+log = logging.getLogger("edgernn.config")
 PAYLOAD_FORMATS = ("json", "number")
 TIMESTAMP_UNITS = ("auto", "s", "ms", "us", "ns", "iso")
 WHEN_FULL = ("block", "drop_newest", "drop_oldest")
@@ -386,6 +390,9 @@ def _mqtt(ctx: _Ctx, data, node: str, resolve_secrets: bool) -> MqttConfig:
     password, source = None, ""
     if resolve_secrets and len(sources) <= 1:
         password, source = _password(ctx, r, sources[0] if sources else None, v["username"])
+    bad_user = v["username"] is not None and _mqtt_string_problem(v["username"])
+    if bad_user:
+        ctx.error("mqtt.username", f"{_short(v['username'])} {bad_user}")
     bad_host = _host_problem(v["host"])
     if bad_host:
         ctx.error("mqtt.host", bad_host)
@@ -427,12 +434,15 @@ def _tls(ctx: _Ctx, raw):
                 v[key] = None
     if t.has("cert") != t.has("key"):
         ctx.error("mqtt.tls", "cert and key go together (client certificate and its private key)")
+    if v["cert"] is None or v["key"] is None:  # one of the pair missing (reported): nothing more to check
+        v["cert"] = v["key"] = None
     tls = TlsConfig(**v)
-    _check_tls_files(ctx, tls)
+    if _check_tls_files(ctx, tls) and tls.key:
+        _warn_if_world_readable(ctx, "mqtt.tls.key", Path(tls.key))
     return tls
 
 
-def _check_tls_files(ctx: _Ctx, tls) -> None:
+def _check_tls_files(ctx: _Ctx, tls) -> bool:
     """Load the CA bundle and the client certificate + key the way the MQTT client will (tls.py)."""
     from .tls import TlsFileError, tls_context
 
@@ -440,6 +450,8 @@ def _check_tls_files(ctx: _Ctx, tls) -> None:
         tls_context(tls)
     except TlsFileError as exc:
         ctx.error(exc.key, str(exc))
+        return False
+    return True
 
 
 def _password(ctx: _Ctx, r: _Reader, source: str | None, username: str | None) -> tuple[str | None, str]:
@@ -447,29 +459,73 @@ def _password(ctx: _Ctx, r: _Reader, source: str | None, username: str | None) -
     name = r.value(next(s for s in MQTT_KEYS if s.name == source)) if source else None
     if source and name is None:  # not a string: reported
         return None, ""
-    if source in ("password_file", "password_credential"):
-        if source == "password_credential" and not creds:
-            ctx.error("mqtt.password_credential", "$CREDENTIALS_DIRECTORY is not set (run under systemd "
-                      f"with LoadCredential={name}:/path/to/secret)")
-            return None, ""
-        path = ctx.path(name) if source == "password_file" else Path(creds) / name
-        try:
-            return _read_secret(path), (f"file {path}" if source == "password_file" else f"systemd credential {name}")
-        except (OSError, UnicodeDecodeError) as exc:
-            ctx.error(f"mqtt.{source}", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
-            return None, ""
+    if source == "password_credential" and not creds:
+        ctx.error("mqtt.password_credential", "$CREDENTIALS_DIRECTORY is not set (run under systemd "
+                  f"with LoadCredential={name}:/path/to/secret)")
+        return None, ""
+    if source == "password_file":
+        path = ctx.path(name)
+        return _secret_file(ctx, "mqtt.password_file", path, f"file {path}")
+    if source == "password_credential":
+        return _secret_file(ctx, "mqtt.password_credential", Path(creds) / name, f"systemd credential {name}")
     if source == "password_env":
         if name not in os.environ:
             ctx.error("mqtt.password_env", f"environment variable {name} is not set")
             return None, ""
-        return os.environ[name], f"environment variable {name}"
+        return _checked_secret(ctx, "mqtt.password_env", os.environ[name], f"environment variable {name}")
     if username is not None and creds and (Path(creds) / DEFAULT_CREDENTIAL).is_file():
-        return _read_secret(Path(creds) / DEFAULT_CREDENTIAL), f"systemd credential {DEFAULT_CREDENTIAL}"
+        return _secret_file(ctx, "mqtt.username", Path(creds) / DEFAULT_CREDENTIAL,
+                            f"systemd credential {DEFAULT_CREDENTIAL}")
     return None, ""
 
 
-def _read_secret(path: Path) -> str:
-    return path.read_text(encoding="utf-8").rstrip("\r\n")
+def _secret_file(ctx: _Ctx, key: str, path: Path, label: str) -> tuple[str | None, str]:
+    """The password in a file (UTF-8, a BOM dropped, its trailing newline - LF or CRLF - removed), or
+    (None, "") with the problem reported under ``key``. Reads no more than a password can be."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MQTT_STRING_MAX + 6)  # + a BOM and a CRLF: /dev/zero or a log never fills memory
+        if len(data) > MQTT_STRING_MAX + 5:
+            raise ValueError(f"larger than a password can be (MQTT allows at most {MQTT_STRING_MAX:,} bytes)")
+        secret = data.decode("utf-8-sig").rstrip("\r\n")
+    except (OSError, ValueError) as exc:  # ValueError: too large, not UTF-8, a NUL in the path
+        ctx.error(key, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+        return None, ""
+    secret, label = _checked_secret(ctx, key, secret, label)
+    if secret is not None and key == "mqtt.password_file":  # (a systemd credential is the service's own)
+        _warn_if_world_readable(ctx, key, path)
+    return secret, label
+
+
+def _checked_secret(ctx: _Ctx, key: str, secret: str, label: str) -> tuple[str | None, str]:
+    """``(secret, label)``, or (None, "") with what paho could not send (or an empty password) reported."""
+    problem = "is empty" if not secret else _mqtt_string_problem(secret)
+    if problem:
+        ctx.error(key, f"the password in {label} {problem}")
+        return None, ""
+    return secret, label
+
+
+def _mqtt_string_problem(text: str) -> str | None:
+    """Why paho cannot send this user name or password (it fails at start or in its network thread), or None."""
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "is not valid UTF-8 text (MQTT sends user names and passwords as UTF-8)"
+    if size > MQTT_STRING_MAX:
+        return f"is {size:,} bytes long; MQTT allows at most {MQTT_STRING_MAX:,}"
+    return None
+
+
+def _warn_if_world_readable(ctx: _Ctx, key: str, path: Path) -> None:
+    """A secret every local user can read is logged as a warning (the config still loads)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except (OSError, ValueError):
+        return
+    if mode & 0o004:
+        log.warning("%s: %s: %s is readable by every user (mode %04o); restrict it: chmod o-rwx %s",
+                    file_line(ctx.source, ctx.lines, key), key, path, mode, shlex.quote(str(path)))
 
 
 _TOPIC_PLACEHOLDERS = {"prefix": {"node"}, "alerts": {"prefix", "node", "stream", "pipeline"},

@@ -253,3 +253,20 @@ def test_nothing_scored_in_the_warm_up_says_the_longest_stream_and_the_rejects(t
     err = proc.stderr.strip()
     assert proc.returncode == 1 and "40 accepted, all within the model's warm-up (16 readings per stream; " \
                                     "the longest stream had 10); rejected: out_of_order 1" in err, err
+
+
+def test_a_stream_above_1e157_has_a_finite_expected_value(tmp_path):
+    """The std floor min_rel_std |mean| was squared (1e-3 x 1e160, squared: inf), so a stream above
+    ~1.3e157 had expected = sigma = inf in every output row. Now finite. (Nothing on such a stream
+    can alert: a change above the floor, 0.1 % of 1e160, is a spread beyond float64's variance.)"""
+    n = 600
+    rng = np.random.default_rng(5)
+    v = 1e160 + 1e150 * rng.standard_normal(n)
+    path = _write(tmp_path / "big.csv", [f"{1706702400 + 60 * i},{v[i]:.17g}" for i in range(n)])
+    out = tmp_path / "out.csv"
+    proc = edgernn("replay", path, "--quiet", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(out.open()))
+    scored = [r for r in rows if r["score"] not in ("", "nan")]
+    assert len(scored) == n - 256 and all(np.isfinite(float(r["expected_value"])) and
+                                          np.isfinite(float(r["sigma_value"])) for r in scored)

@@ -290,6 +290,8 @@ class Daemon:
         self._iv_step: list[float] = []
         self._reject_logged: dict[str, float] = {}
         self._reject_pending: Counter[str] = Counter()
+        self._refused_logged: dict[str, float] = {}  # (the main thread's: _log_reject runs on paho's)
+        self._refused_pending: Counter[str] = Counter()
         self._drops_logged = (0, -math.inf)  # (inbox.drops at the last log line, when)
         self._status_shown = ""  # the last STATUS= line sent to systemd
         self._evict_logged: dict[str, float] = {}
@@ -372,18 +374,18 @@ class Daemon:
             if reason is None or reason == "duplicate":
                 continue
             key = f"{p.cfg.name}:{reason}"
-            self._reject_pending[key] += 1
-            last = self._reject_logged.get(key)
+            self._refused_pending[key] += 1
+            last = self._refused_logged.get(key)
             if last is not None and now - last < self.cfg.log.rejects_every_s:
                 continue
-            self._reject_logged[key] = now
+            self._refused_logged[key] = now
             detail, state = "", p.detector.state
             if reason == "out_of_order" and streams[i] in state.ids:
                 clock = float(state.num[state.ids[streams[i]], state.layout.last_ts])
                 detail = (f": {_age(clock - float(ts[i]))} behind the stream's last reading ({clock:.3f}; a clock set "
                           "back? its readings are taken again once they pass it)")
             log.warning("pipeline %s: rejected %d reading(s) (%s), e.g. stream %s at ts %.3f%s", p.cfg.name,
-                        self._reject_pending.pop(key, 1), reason, streams[i][:80], float(ts[i]), detail)
+                        self._refused_pending.pop(key, 1), reason, streams[i][:80], float(ts[i]), detail)
 
     def _log_drops(self) -> None:
         """Readings dropped by a full inbox (``limits.when_full`` drop_*): one WARNING line per

@@ -401,11 +401,9 @@ class Decoder:
                 obj = _loads_fast(payload)
             except UnicodeDecodeError:
                 return "not_utf8", "payload is not UTF-8 text"
-            except ValueError as exc:  # an integer of more digits than int() converts: as huge as 1e999
-                if "integer string conversion" in str(exc):
-                    return "non_finite", f"a number has more than {sys.get_int_max_str_digits()} digits"
-                return "not_json", f"not JSON ({str(exc)[:60]})"
             except _JSON_ERRORS as exc:
+                if "integer string conversion" in str(exc):  # more digits than int() converts: as huge as 1e999
+                    return "non_finite", f"a number has more than {sys.get_int_max_str_digits()} digits"
                 return "not_json", f"not JSON ({str(exc)[:60]})"
             if isinstance(obj, dict) and self.readings_path is not None:
                 obj = _get(obj, self.readings_path)

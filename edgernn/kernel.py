@@ -1040,9 +1040,7 @@ def _mix_ln_p(p: Params, q: cython.float[:], f: cython.int, c: cython.double, to
 def _std(p: Params, var: cython.double, mean: cython.double) -> cython.double:
     """The stream's std, floored at min_std and min_rel_std |mean|."""
     fl: cython.double = max(p.min_std, p.min_rel_std * abs(mean))
-    if fl > 1e150:  # fl * fl would overflow (a stream at |mean| > ~1.3e157): expected and sigma were inf
-        return max(sqrt(max(var, 0.0)), fl)
-    return sqrt(max(var, fl * fl))
+    return max(sqrt(max(var, 0.0)), fl)  # (not sqrt(max(var, fl * fl)): fl * fl overflows above |mean| ~1.3e157)
 
 
 @cython.cfunc

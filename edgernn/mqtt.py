@@ -40,7 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from .decode import TOPIC_UNSAFE
+from .decode import topic_safe
 from .tls import TlsFileError, ssl_reason, tls_context  # noqa: F401 - TlsFileError: raised by MqttClient()
 
 log = logging.getLogger("edgernn.mqtt")
@@ -325,7 +325,7 @@ class MqttClient:
         holds a code point the broker refuses (mosquitto would close the connection, and a QoS 1
         message is sent again after every reconnect)."""
         try:
-            if TOPIC_UNSAFE.search(topic):
+            if not topic_safe(topic):
                 raise ValueError("the topic holds + # or a control, surrogate or non-character code point")
             info = self.client.publish(topic, payload, qos=qos, retain=retain)
         except (ValueError, TypeError) as exc:

@@ -177,6 +177,14 @@ def _header(lines: list[str], path: Path, dialect: Dialect) -> tuple[list[str], 
     return header, first + 1
 
 
+def rows_by_stream(streams) -> list[tuple[str, np.ndarray]]:
+    """``[(stream, rows int[n_s]), ...]`` of a recording's stream ids (one per row): the streams in
+    order of first appearance, each one's rows in file order; one pass (no scan per stream)."""
+    names, first, inv = np.unique(np.asarray(streams, dtype=object), return_index=True, return_inverse=True)
+    rows = np.split(np.argsort(inv, kind="stable"), np.cumsum(np.bincount(inv, minlength=len(names)))[:-1])
+    return [(names[k], rows[k]) for k in np.argsort(first)]
+
+
 def _feature_columns(path, header, features, columns, used) -> list[int]:
     """Model feature -> file column index, or a RecordingError naming the file and the column."""
     f_cols = []

@@ -489,7 +489,7 @@ def _run_events(args) -> int:
                 if inc.stream in (events.ANY_STREAM, t.stream):
                     labelled |= (t.ts >= inc.start - args.early) & (t.ts <= inc.end + args.late)
             plot_file(args.plot / f"{safe_name(t.stream)}.png", f"{t.stream} - {det.bundle.name}", t.ts, t.x,
-                      det.features, t.likelihood, det.threshold, t.alert, t.raised, labelled,
+                      det.features, t.scored_likelihood, det.threshold, t.alert, t.raised, labelled,
                       label_name="incident")
         print(f"wrote {len(traces)} plots to {args.plot}")
     return 0
@@ -498,7 +498,7 @@ def _run_events(args) -> int:
 def _event_recordings(args, det, paths) -> list | str:
     """Every stream of every file as one recording ``(stream, ts, x)`` (in order of first appearance,
     rows in file order; one pass per file), or what is wrong (one line)."""
-    from ..recording import RecordingError, parse_columns, read_recording
+    from ..recording import RecordingError, parse_columns, read_recording, rows_by_stream
     from ..replay import unnamed_warning
 
     recs, origin = [], {}
@@ -510,14 +510,11 @@ def _event_recordings(args, det, paths) -> list | str:
         warning = unnamed_warning(rec)
         if warning:
             print(f"edgernn eval events: warning: {warning}", file=sys.stderr)
-        names, first, sid = np.unique(np.asarray(rec.streams, dtype=object), return_index=True, return_inverse=True)
-        rows = np.split(np.argsort(sid, kind="stable"), np.cumsum(np.bincount(sid))[:-1])  # int[n_s] per stream
-        for k in np.argsort(first):  # the streams in order of first appearance
-            s = names[k]
+        for s, rows in rows_by_stream(rec.streams):
             if s in origin:
                 return f"stream {s!r} is in both {origin[s]} and {path}; give the files distinct names"
             origin[s] = path
-            recs.append((s, rec.ts[rows[k]], rec.x[rows[k]]))
+            recs.append((s, rec.ts[rows], rec.x[rows]))
     return recs
 
 

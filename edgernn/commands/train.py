@@ -176,8 +176,6 @@ def _features(args) -> tuple[str, ...]:
     return features
 
 
-
-
 def _warmup_error(series, warmup: int, whose: str, stream: bool,
                   shorter: str = "a shorter --warmup, ") -> str | None:
     """One line when the warm-up (``whose``: "--warmup 500: the warm-up", "the model's warm-up (256

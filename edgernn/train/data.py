@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..recording import read_recording
+from ..recording import read_recording, rows_by_stream
 
 
 MIN_ROWS = 50  # complete rows a series needs to be trained on
@@ -53,11 +53,10 @@ def load_series(paths: list[Path], features: tuple[str, ...], columns: dict | No
 
 def _file_series(rec, holdout: float) -> tuple[list[Series], str]:
     """The Series of one Recording, and what was left out of it (one line, or "")."""
-    streams = np.array(rec.streams)
     finite = np.isfinite(rec.x).all(axis=1)  # [N]
     out, late, short = [], np.zeros(len(rec), bool), []
-    for sid in dict.fromkeys(rec.streams):
-        rows = np.flatnonzero((streams == sid) & finite)
+    for sid, rows in rows_by_stream(rec.streams):
+        rows = rows[finite[rows]]
         ts = rec.ts[rows]
         old = ts < np.maximum.accumulate(ts)  # out of time order
         late[rows[old]] = True

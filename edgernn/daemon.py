@@ -62,6 +62,7 @@ from .backends import create_backend
 from .bundle import load_bundle
 from .decode import Decoder
 from .detector import Batch, Detector
+from .logs import Throttle
 from .settings import resolve as resolve_settings
 
 log = logging.getLogger("edgernn.daemon")
@@ -288,14 +289,12 @@ class Daemon:
         self._iv_readings = 0
         self._iv_batches: list[int] = []
         self._iv_step: list[float] = []
-        self._reject_logged: dict[str, float] = {}
-        self._reject_pending: Counter[str] = Counter()
-        self._refused_logged: dict[str, float] = {}  # (the main thread's: _log_reject runs on paho's)
-        self._refused_pending: Counter[str] = Counter()
-        self._drops_logged = (0, -math.inf)  # (inbox.drops at the last log line, when)
+        every = config.log.rejects_every_s  # one line per pipeline and reason per interval, with how many
+        self._rejects = Throttle(every)  # decode rejects (paho's thread)
+        self._refused = Throttle(every)  # readings the detector refused (the main thread's)
+        self._drops, self._drops_seen = Throttle(every), 0  # a full inbox: inbox.drops already counted in
+        self._evictions = Throttle(every)
         self._status_shown = ""  # the last STATUS= line sent to systemd
-        self._evict_logged: dict[str, float] = {}
-        self._evict_pending: Counter[str] = Counter()
         self.observers = self._integrations()  # retained state, Home Assistant, Prometheus
 
     def _integrations(self) -> list:
@@ -351,13 +350,8 @@ class Daemon:
     def _log_reject(self, pipe: Pipeline, reason: str, topic: str | bytes) -> None:
         """Rate-limited: one line per pipeline and reason per ``log.rejects_every_s``, with the
         detail of the decode that rejected it (the message is not decoded again)."""
-        now = time.monotonic()
-        key = f"{pipe.cfg.name}:{reason}"
-        last = self._reject_logged.get(key)
-        self._reject_pending[key] += 1
-        if last is None or now - last >= self.cfg.log.rejects_every_s:
-            self._reject_logged[key] = now
-            n = self._reject_pending.pop(key, 1)
+        n = self._rejects.due(f"{pipe.cfg.name}:{reason}")
+        if n:
             if topic.__class__ is not str:
                 topic = bytes(topic).decode("utf-8", "replace")
             text = getattr(pipe.decoder, "reject_detail", "")
@@ -369,47 +363,37 @@ class Daemon:
         per ``log.rejects_every_s``, with how many), naming a stream: out_of_order (behind the
         stream's clock: a sensor's clock set back keeps its stream out until it catches up), future,
         state_reset. Duplicates (QoS 1 redeliveries after a reconnect) are only counted."""
-        now = time.monotonic()
         for i, reason in enumerate(res.reject_reason):
             if reason is None or reason == "duplicate":
                 continue
-            key = f"{p.cfg.name}:{reason}"
-            self._refused_pending[key] += 1
-            last = self._refused_logged.get(key)
-            if last is not None and now - last < self.cfg.log.rejects_every_s:
+            n = self._refused.due(f"{p.cfg.name}:{reason}")
+            if not n:
                 continue
-            self._refused_logged[key] = now
             detail, state = "", p.detector.state
             if reason == "out_of_order" and streams[i] in state.ids:
                 clock = float(state.num[state.ids[streams[i]], state.layout.last_ts])
                 detail = (f": {_age(clock - float(ts[i]))} behind the stream's last reading ({clock:.3f}; a clock set "
                           "back? its readings are taken again once they pass it)")
-            log.warning("pipeline %s: rejected %d reading(s) (%s), e.g. stream %s at ts %.3f%s", p.cfg.name,
-                        self._refused_pending.pop(key, 1), reason, streams[i][:80], float(ts[i]), detail)
+            log.warning("pipeline %s: rejected %d reading(s) (%s), e.g. stream %s at ts %.3f%s", p.cfg.name, n,
+                        reason, streams[i][:80], float(ts[i]), detail)
 
     def _log_drops(self) -> None:
         """Readings dropped by a full inbox (``limits.when_full`` drop_*): one WARNING line per
-        ``log.rejects_every_s`` with how many since the last line."""
+        ``log.rejects_every_s`` with how many since the last line (held ones once the interval ends)."""
         drops = self.inbox.drops
-        logged, when = self._drops_logged
-        now = time.monotonic()
-        if drops == logged or now - when < self.cfg.log.rejects_every_s:
-            return
-        self._drops_logged = (drops, now)
-        log.warning("inbox full (limits.inbox_size %d, when_full %s): dropped %d reading(s), %d since start",
-                    self.inbox.size, self.inbox.when_full, drops - logged, drops)
+        n = self._drops.due(count=drops - self._drops_seen)
+        self._drops_seen = drops
+        if n:
+            log.warning("inbox full (limits.inbox_size %d, when_full %s): dropped %d reading(s), %d since start",
+                        self.inbox.size, self.inbox.when_full, n, drops)
 
     def _log_evictions(self, pipe: Pipeline, evicted: list) -> None:
         """Log evicted stream ids at most once per ``log.rejects_every_s`` (the count in between follows)."""
         if not evicted:
             return
         name = pipe.cfg.name
-        self._evict_pending[name] += len(evicted)
-        now = time.monotonic()
-        last = self._evict_logged.get(name)
-        if last is None or now - last >= self.cfg.log.rejects_every_s:
-            self._evict_logged[name] = now
-            n = self._evict_pending.pop(name)
+        n = self._evictions.due(name, len(evicted))
+        if n:
             shown = ", ".join(evicted[-5:])
             log.warning("pipeline %s: evicted %d stream(s) and their learned state (max_streams %d reached), "
                         "latest: %s", name, n, pipe.detector.state.capacity, shown)
@@ -656,7 +640,7 @@ class Daemon:
                 rate += 0.2 * (drained / max(t - last_drain, 1e-4) - rate)
                 last_drain = t
             busy = rate > BUSY_RATE or len(inbox) >= 16
-            if inbox.drops != self._drops_logged[0]:
+            if inbox.drops != self._drops_seen or self._drops.held():
                 self._log_drops()
             if self._hups:
                 log.warning("SIGHUP received (%d): the config is read only at start, restart the daemon to apply a "

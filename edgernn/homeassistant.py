@@ -46,6 +46,7 @@ from collections import deque
 
 from . import __version__
 from .decode import topic_safe
+from .logs import Throttle
 
 log = logging.getLogger("edgernn.homeassistant")
 QOS = 1
@@ -161,7 +162,7 @@ class StatePublisher:
         # (publish_refused: retained_backlog) and logged once a minute at most
         self.max_waiting = max(10_000, 8 * sum(p.max_streams for p in cfg.pipelines))
         self.dropped = 0
-        self._dropped_logged = (0, -math.inf)  # (dropped at the last log line, when)
+        self._drop_log = Throttle(60.0)
         self._births = 0  # Home Assistant birth messages not answered yet
         self._reannouncing = False  # configs queued for them, the _REANNOUNCED mark not yet reached
         self._next_reannounce = 0.0  # monotonic
@@ -358,14 +359,12 @@ class StatePublisher:
         refused = getattr(self.mqtt, "publish_refused", None)
         if refused is not None:
             refused["retained_backlog"] += 1
-        logged, when = self._dropped_logged
-        now = time.monotonic()
-        if now - when >= 60:
-            self._dropped_logged = (self.dropped, now)
+        n = self._drop_log.due()
+        if n:
             log.warning("%d retained state / discovery message(s) waiting for the broker: dropped %d more (%d "
                         "since start), e.g. to %.120r (streams come and go faster than the broker confirms: "
                         "check the pipelines' stream templates and limits.max_streams)", len(self._queue),
-                        self.dropped - logged, self.dropped, topic)
+                        n, self.dropped, topic)
 
     # -- Home Assistant's birth message (paho's network thread) ---------------------------------------
     def _on_ha_status(self, topic, payload: bytes) -> bool:

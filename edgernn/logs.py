@@ -10,6 +10,9 @@ inherited ``JOURNAL_STREAM``): ``2026-12-06 01:02:03,456 WARNING edgernn.daemon:
 
     >>> from edgernn.logs import setup_logging
     >>> setup_logging("info")  # doctest: +SKIP
+
+:class:`Throttle` keeps a repeated warning (rejects, drops, refused connections, failed connects)
+to one line per key and interval, with how many events that line stands for.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 
 LEVELS = ("debug", "info", "warning", "error")
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -81,3 +85,51 @@ def setup_logging(level: str = "warning", stream=None) -> bool:
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
     return journal
+
+
+class Throttle:
+    """At most one log line per key every ``every`` seconds, with how many events it stands for.
+
+    ``n = t.due(key)`` counts ``count`` events under ``key`` and returns how many the caller's line
+    should report (these and those held back since that key's last line), or 0 while the key is
+    quiet: its events are held for the next line. A key's first event is always due. Keys are few
+    (a pipeline and reason, a failure's text); beyond ``MAX_KEYS`` the one logged longest ago is
+    forgotten. Not locked: a line more or less when two threads race is harmless.
+
+        >>> t = Throttle(60.0)
+        >>> t.due("a", now=0.0), t.due("a", now=1.0), t.due("a", now=2.0), t.due("a", now=61.0)
+        (1, 0, 0, 3)
+    """
+
+    MAX_KEYS = 256
+
+    def __init__(self, every: float = 60.0):
+        self.every = float(every)
+        self._last: dict = {}  # key -> monotonic time of its last line (oldest first)
+        self._held: dict = {}  # key -> events since its last line, not reported yet
+
+    def due(self, key="", count: int = 1, now: float | None = None) -> int:
+        held = self._held.pop(key, 0) + count
+        if held <= 0:
+            return 0
+        now = time.monotonic() if now is None else now
+        last = self._last.get(key)
+        if last is not None and now - last < self.every:
+            self._held[key] = held
+            return 0
+        self._last.pop(key, None)
+        if len(self._last) >= self.MAX_KEYS:  # (its held events go with it: the dicts stay bounded)
+            oldest = next(iter(self._last))
+            del self._last[oldest]
+            self._held.pop(oldest, None)
+        self._last[key] = now
+        return held
+
+    def held(self, key="") -> int:
+        """Events under ``key`` waiting for its next line."""
+        return self._held.get(key, 0)
+
+    def forget(self) -> None:
+        """Every key's next event is due at once (e.g. the first failure after a good connection)."""
+        self._last.clear()
+        self._held.clear()

@@ -32,6 +32,8 @@ from collections import Counter, deque
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from .logs import Throttle
+
 log = logging.getLogger("edgernn.metrics")
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)  # readings
 STEP_BUCKETS = (50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0)  # s
@@ -123,19 +125,17 @@ class _Server(ThreadingMixIn, WSGIServer):
 
     daemon_threads = True  # a hanging client never delays the daemon's exit
     refused = 0
-    _refused_logged = -math.inf
 
     def server_activate(self) -> None:
         self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
+        self._refused_log = Throttle(60.0)
         super().server_activate()
 
     def verify_request(self, request, client_address) -> bool:
         if self._slots.acquire(blocking=False):
             return True
         self.refused += 1
-        now = time.monotonic()
-        if now - self._refused_logged >= 60:
-            self._refused_logged = now
+        if self._refused_log.due():
             log.warning("/metrics: %d connection(s) open at once, closed one from %s (%d since start): idle or "
                         "slow clients are closed after %g s", MAX_CLIENTS, client_address[0], self.refused,
                         CLIENT_TIMEOUT_S)

@@ -27,7 +27,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import ssl
 import sys
 import threading
@@ -41,6 +40,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .decode import topic_safe
+from .logs import Throttle
 from .tls import TlsFileError, ssl_reason, tls_context  # noqa: F401 - TlsFileError: raised by MqttClient()
 
 log = logging.getLogger("edgernn.mqtt")
@@ -96,7 +96,7 @@ def _match_filter(f: str) -> str:
 class MqttClient:
     # messages no route takes: a persistent session keeps the subscriptions of an older config
     unmatched = 0
-    _unmatched_logged = -math.inf
+    _unmatched_log = None  # a Throttle, made at the first (tests build clients without __init__)
 
     def __init__(self, cfg, *, status_topic: str | None = None, online: bytes = b"online",
                  offline: bytes = b"offline"):
@@ -133,10 +133,9 @@ class MqttClient:
         self.handler_errors = 0
         self.published = 0
         self.publish_refused: Counter[str] = Counter()
-        self._fail_logged = 0.0
-        self._fail_text: str | None = None  # the failure last logged at WARNING
+        self._fail_log = Throttle(60.0)  # a failure's text: at once, then once a minute while it lasts
         self._fails = 0
-        self._drops_logged, self._drops_quiet = -math.inf, 0  # disconnects: logged once a minute at most
+        self._drops_log = Throttle(60.0)  # disconnects: logged once a minute at most
         self.last_error: str | None = None  # why the last connection attempt failed; None once connected
 
     # -- setup -------------------------------------------------------------------------------
@@ -257,7 +256,8 @@ class MqttClient:
         self._fails = 0
         self.last_error = None
         present = getattr(flags, "session_present", False)
-        (log.debug if self._drops_quiet else log.info)("connected to %s:%d (session %s)", cfg.host, cfg.port,
+        self._fail_log.forget()  # the next failure is news
+        (log.debug if self._drops_log.held() else log.info)("connected to %s:%d (session %s)", cfg.host, cfg.port,
                                                       "resumed" if present else "new")
         if self._subs:
             result, _mid = client.subscribe([(t, q) for t, q in self._subs])
@@ -283,10 +283,8 @@ class MqttClient:
 
     def _log_fail(self, msg: str) -> None:
         self.last_error = msg
-        now = time.monotonic()
-        if self._fails <= 1 or msg != self._fail_text or now - self._fail_logged >= 60:  # first or new, then once a minute
+        if self._fail_log.due(msg):
             log.warning("%s", msg)
-            self._fail_logged, self._fail_text = now, msg
         else:
             log.debug("%s (attempt %d)", msg, self._fails)
 
@@ -294,21 +292,19 @@ class MqttClient:
         was = self.connected.is_set()
         self.connected.clear()
         if was and not self._holding:  # (a broker that closes every connection: one line a minute)
-            now = time.monotonic()
-            if now - self._drops_logged >= 60:
-                more = f"; {self._drops_quiet} more disconnect(s) in the last minute" if self._drops_quiet else ""
+            n = self._drops_log.due()
+            if n:
+                more = f"; {n - 1} more disconnect(s) in the last minute" if n > 1 else ""
                 log.warning("disconnected from %s:%d (%s); reconnecting%s", self.cfg.host, self.cfg.port, reason_code, more)
-                self._drops_logged, self._drops_quiet = now, 0
             else:
-                self._drops_quiet += 1
                 log.debug("disconnected from %s:%d (%s); reconnecting", self.cfg.host, self.cfg.port, reason_code)
 
     def _count_unmatched(self, msg) -> None:
         """Count a message no filter matches (stats ``unmatched``); one WARNING line a minute at most."""
         self.unmatched += 1
-        now = time.monotonic()
-        if now - self._unmatched_logged >= 60:
-            self._unmatched_logged = now
+        if self._unmatched_log is None:
+            self._unmatched_log = Throttle(60.0)
+        if self._unmatched_log.due():
             topic = getattr(msg, "_topic", None)  # paho's raw bytes: msg.topic raises on bad UTF-8
             topic = topic.decode("utf-8", "replace") if isinstance(topic, bytes) else msg.topic
             log.warning("%d message(s) since start on topics no pipeline subscribes to, dropped, e.g. on %.80r "

@@ -17,14 +17,14 @@ the first of each reason at once, then at most once a minute, as failed connects
 from __future__ import annotations
 
 import logging
-import math
 import re
 import ssl
-import time
+
+from .logs import Throttle
 
 log = logging.getLogger("edgernn.mqtt")
-# the broker's TLS alert since the last handshake, and the last one logged, when (see _BrokerSocket)
-_refusal: dict = {"text": None, "logged_text": None, "logged": -math.inf}
+# the broker's TLS alert since the last handshake (see _BrokerSocket); each reason logged once a minute
+_refusal: dict = {"text": None, "log": Throttle(60.0)}
 
 
 class TlsFileError(ValueError):
@@ -105,10 +105,8 @@ def _note_refusal(host: str | None, exc: ssl.SSLError) -> None:
     text = (f"MQTT broker {host} refused the TLS connection after the handshake: {reason} - check the client "
             "certificate, mqtt.tls.cert and key (expired? signed by a CA the broker trusts? none given?); retrying "
             "with backoff")
-    now = time.monotonic()
-    if text != _refusal["logged_text"] or now - _refusal["logged"] >= 60:  # a new reason, else once a minute
+    if _refusal["log"].due(text):  # a new reason at once, else once a minute
         log.warning("%s", text)
-        _refusal.update(logged_text=text, logged=now)
     else:
         log.debug("%s", text)
     _refusal["text"] = text

@@ -14,6 +14,7 @@ import pytest
 from edgernn.config import LimitsConfig, PayloadConfig, PipelineConfig
 from edgernn.daemon import Daemon, Inbox
 from edgernn.decode import Decoder, Reject
+from edgernn.logs import Throttle
 
 NOW = 1_700_000_000.0
 # code points mosquitto refuses in a topic: it closes the connection of the client that sends one
@@ -74,7 +75,7 @@ def test_handler_counts_the_reject_and_the_next_message_goes_through(caplog):
     d = Daemon.__new__(Daemon)
     d.cfg = SimpleNamespace(log=SimpleNamespace(rejects_every_s=10.0))
     d.inbox = Inbox(1, 10)
-    d._reject_logged, d._reject_pending = {}, Counter()
+    d._rejects = Throttle(10.0)
     pipe = SimpleNamespace(cfg=pcfg, decoder=Decoder(pcfg, ("value",), LimitsConfig()), rejects=Counter())
     handle = d._handler(0, pipe)
     caplog.set_level("WARNING", logger="edgernn.daemon")

@@ -7,6 +7,7 @@ import pytest
 
 from edgernn.daemon import Inbox
 from edgernn.decode import _loads_fast
+from edgernn.logs import Throttle
 
 
 def test_inbox_wait_returns_at_once_when_enough_is_waiting():
@@ -249,7 +250,7 @@ def test_evictions_are_logged_rate_limited_with_the_ids(caplog):
     store = StateStore(1, 4, capacity=2)
     d = Daemon.__new__(Daemon)
     d.cfg = SimpleNamespace(log=SimpleNamespace(rejects_every_s=3600.0))
-    d._evict_logged, d._evict_pending = {}, __import__("collections").Counter()
+    d._evictions = Throttle(3600.0)
     pipe = SimpleNamespace(cfg=SimpleNamespace(name="plant"), detector=SimpleNamespace(state=store))
     caplog.set_level("WARNING", logger="edgernn.daemon")
     store.rows_for(["a", "b"])
@@ -259,8 +260,8 @@ def test_evictions_are_logged_rate_limited_with_the_ids(caplog):
     d._log_evictions(pipe, d._drain_evictions(pipe))
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "evicted 1 stream(s)" in lines[0] and "latest: a" in lines[0]
-    assert store.evicted_ids == [] and d._evict_pending["plant"] == 1
-    d._evict_logged["plant"] -= 7200  # the interval has passed
+    assert store.evicted_ids == [] and d._evictions.held("plant") == 1
+    d._evictions._last["plant"] -= 7200  # the interval has passed
     store.rows_for(["e"])
     d._log_evictions(pipe, d._drain_evictions(pipe))
     assert "evicted 2 stream(s)" in caplog.records[-1].getMessage()
@@ -284,7 +285,7 @@ def test_a_reject_is_decoded_once_and_logged_with_its_detail(caplog, monkeypatch
     d = Daemon.__new__(Daemon)
     d.cfg = SimpleNamespace(log=SimpleNamespace(rejects_every_s=10.0))
     d.inbox = Inbox(1, 10)
-    d._reject_logged, d._reject_pending = {}, Counter()
+    d._rejects = Throttle(10.0)
     pipe = SimpleNamespace(cfg=pcfg, decoder=decoder, rejects=Counter())
     caplog.set_level("WARNING", logger="edgernn.daemon")
     assert d._handler(0, pipe)(b"plant/a/b", b'{"ts": 1.7e9, "value": "hot"}') is True
@@ -302,7 +303,7 @@ def test_connect_failures_are_logged_with_their_reason(caplog):
 
     m = MqttClient.__new__(MqttClient)
     m.cfg = SimpleNamespace(host="broker.lan", port=8883, reconnect_max_s=30.0)
-    m._fails, m._fail_logged = 0, 0.0
+    m._fails, m._fail_log = 0, Throttle(60.0)
     caplog.set_level("WARNING", logger="edgernn.mqtt")
     for exc in (ConnectionRefusedError(111, "Connection refused"),
                 ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
@@ -350,7 +351,6 @@ def test_age_in_human_units():
 
 def test_process_passes_the_wall_clock():
     import time
-    from collections import Counter
     from types import SimpleNamespace
 
     from edgernn.daemon import Daemon
@@ -369,7 +369,7 @@ def test_process_passes_the_wall_clock():
     d = Daemon.__new__(Daemon)
     d.pipes, d.chunk, d.processed, d._iv_readings, d._iv_step, d._iv_batches = [pipe], 64, 0, 0, [], []
     d.observers = []  # no integrations in this unit test
-    d._evict_logged, d._evict_pending, d.process_errors = {}, Counter(), 0
+    d._evictions, d.process_errors = Throttle(60.0), 0
     before = time.time()
     d.process(0, [("a/b", 1.7e9, (1.0,)), ("a/c", 1.7e9, (2.0,))])
     assert d.processed == 2 and len(seen) == 1

@@ -116,3 +116,19 @@ def test_serve_under_journald_every_line_prefixed(tmp_path):
     assert any(line.startswith("<4>edgernn.mqtt: cannot reach MQTT broker") for line in lines), lines
     assert any(line.startswith("<6>edgernn.") for line in lines), lines  # the startup summary
     assert all(re.match(r"^<[2-7]>", line) for line in lines), lines
+
+
+def test_throttle_holds_events_for_the_next_line_and_keeps_its_keys_bounded():
+    from edgernn.logs import Throttle
+
+    t = Throttle(10.0)
+    assert [t.due("a", now=0.0), t.due("b", now=1.0), t.due("a", 3, now=2.0)] == [1, 1, 0]
+    assert t.held("a") == 3 and t.due("a", 0, now=5.0) == 0  # nothing new, still quiet
+    assert t.due("a", 0, now=10.0) == 3 and t.held("a") == 0  # held events flushed once the interval ends
+    assert t.due("a", 0, now=30.0) == 0  # nothing held: no line
+    t.forget()
+    assert t.due("a", now=30.5) == 1
+    for i in range(Throttle.MAX_KEYS * 3):
+        t.due(f"k{i}", now=40.0)
+        t.due(f"k{i}", now=41.0)  # held
+    assert len(t._last) <= Throttle.MAX_KEYS and len(t._held) <= Throttle.MAX_KEYS

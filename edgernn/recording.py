@@ -30,16 +30,19 @@ expected format). A missing column is an error naming the file and the column.
 
 from __future__ import annotations
 
+import array
 import csv
 import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
 
+from .progress import Progress
 from .timestamps import date_order, parse_column, parse_timestamp  # noqa: F401 (parse_timestamp: public here too)
 
 TIME_COLUMNS = ("timestamp", "datetime", "time", "ts", "date", "zeitstempel", "datum", "zeit")
@@ -54,6 +57,8 @@ _DECIMAL_COMMA = re.compile(r"\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*")
 _DECIMAL_DOT = re.compile(r"\s*[+-]?\d*\.\d+(?:[eE][+-]?\d+)?\s*")
 _SAMPLE_ROWS = 200  # rows looked at to detect decimal commas and an unnamed time column
 _ROW_LINES = 10  # the most lines one quoted field may span (a note with line breaks); more: a stray quote
+_BLOCK = 65_536  # rows whose values are turned into numbers at a time (their texts are not all kept)
+_NAMES = 100_000  # stream names shared between the rows that carry them (a million unique ones: not kept)
 
 
 class RecordingError(ValueError):
@@ -229,46 +234,139 @@ def _number(text: str, decimal_comma: bool) -> float:
 
 
 def read_recording(path: str | Path, features: tuple[str, ...], columns: dict[str, str] | None = None,
-                   stream: str | None = None) -> Recording:
+                   stream: str | None = None, progress: bool | None = False) -> Recording:
+    """``progress``: a bar on stderr while the rows are read (None: on a terminal only)."""
     path = Path(path)
-    rec, header, rows, linenos, (t_col, clock, s_col) = _table(path, tuple(features))
+    rec, header, lines, sample, more, (t_col, clock, s_col) = _table(path, tuple(features))
     dialect = rec.dialect
     used = {c for c in (t_col, clock, s_col) if c is not None}
     f_cols = _feature_columns(path, header, features, dict(columns or {}), used)
     if clock is not None:  # one timestamp text from the date and the time of day
-        for r in rows:
-            r[t_col] = f"{r[t_col].strip()} {r[clock].strip()}"
+        for r, _ in sample:
+            _join_clock(r, t_col, clock)
+        more = ((_join_clock(r, t_col, clock), n) for r, n in more)
         header = header[:t_col] + [f"{header[t_col]} + {header[clock]}"] + header[t_col + 1:]
         dialect.time_columns = header[t_col]
-    dialect.decimal_comma = _decimal_comma(rows, f_cols, dialect.separator)
+    dialect.decimal_comma = _decimal_comma([r for r, _ in sample], f_cols, dialect.separator)
     dialect.no_time = t_col is None
+    with Progress(len(lines), f"read {path.name}", enabled=progress) as bar:
+        table = _columns(rec, chain(sample, more), (t_col, s_col, f_cols), bar)
     dayfirst = False
     if t_col is not None:
-        dayfirst, dialect.date_order = date_order((r[t_col] for r in rows), dialect.separator)
-    _parse_rows(rec, rows, linenos, header, (t_col, s_col, f_cols), dayfirst, stream or path.stem)
+        dayfirst, dialect.date_order = date_order(iter(table.times), dialect.separator)
+    _parse_rows(rec, table, lines, header, (t_col, f_cols), dayfirst, stream or path.stem)
     if not len(rec):
         raise RecordingError(f"{path}: no readable rows" + _why_nothing(rec))
     return rec
 
 
-def _table(path: Path, features: tuple[str, ...],
-           sample: bool = False) -> tuple[Recording, list[str], list[list[str]], list[int], tuple]:
+def _join_clock(row: list[str], t_col: int, clock: int) -> list[str]:
+    row[t_col] = f"{row[t_col].strip()} {row[clock].strip()}"
+    return row
+
+
+@dataclass
+class _Table:
+    """The columns read_recording keeps of the rows of the header's width (the rest of each row,
+    and the value texts once they are numbers, are let go: a list of row lists of texts took
+    ~270 bytes a row)."""
+
+    times: list  # str[N] the time column's texts (date + time of day joined), [] without one
+    streams: list  # str[N] stream names, [] without a stream column
+    x: np.ndarray  # float64[N, F] NaN where a value is not a number
+    not_number: np.ndarray  # bool[N, F] the value's text is not a number (not "nan": that one is)
+    line: np.ndarray  # int64[N] line number in the file
+
+
+def _columns(rec: Recording, rows, cols, bar: Progress) -> _Table:
+    """The rows ((row, line number), ...) into columns, values turned into numbers a block at a time."""
+    t_col, s_col, f_cols = cols
+    times, streams, names, line = [], [], {}, array.array("q")
+    texts = [[] for _ in f_cols]  # str per feature, this block's
+    xs, bad = [], []  # float64[b, F] and bool[b, F] per block
+    for n, (row, lineno) in enumerate(rows, 1):
+        if t_col is not None:
+            times.append(row[t_col])
+        if s_col is not None:
+            s = row[s_col].strip()  # (one str per name, not per row, up to _NAMES names)
+            streams.append(names.setdefault(s, s) if len(names) < _NAMES else names.get(s, s))
+        for j, c in enumerate(f_cols):
+            texts[j].append(row[c])
+        line.append(lineno)
+        if n % _BLOCK == 0:
+            _numbers(texts, _BLOCK, rec.dialect.decimal_comma, xs, bad)
+            bar.update(lineno - bar.done)
+    _numbers(texts, len(line) % _BLOCK, rec.dialect.decimal_comma, xs, bad)
+    bar.update(bar.total - bar.done)
+    F = len(f_cols)
+    return _Table(times, streams, np.concatenate(xs) if xs else np.empty((0, F)),
+                  np.concatenate(bad) if bad else np.zeros((0, F), bool), np.array(line, np.int64))
+
+
+def _numbers(texts: list[list[str]], b: int, decimal_comma: bool, xs: list, bad: list) -> None:
+    """One block of ``b`` rows' value texts (per feature) -> float64[b, F] onto ``xs`` and its bool[b, F]
+    not-a-number mask onto ``bad``; empties the texts."""
+    if not b:
+        return
+    x = np.empty((b, len(texts)))  # float64[b, F]
+    no = np.zeros(x.shape, bool)  # bool[b, F]
+    for j, block in enumerate(texts):
+        x[:, j] = _values(block, decimal_comma)
+        for i in np.flatnonzero(np.isnan(x[:, j])):
+            no[i, j] = not _is_number(block[i], decimal_comma)
+        block.clear()
+    xs.append(x)
+    bad.append(no)
+
+
+def _table(path: Path, features: tuple[str, ...]) -> tuple[Recording, list[str], "_Lines", list, object, tuple]:
     """The file read into rows, as read_recording and infer_features both see it: (an empty
-    Recording holding the dialect and the rows skipped, the header, the rows of the header's width,
-    their line numbers, (time column, time-of-day column, stream column) as _layout_columns decides
-    them). ``sample``: only the first _SAMPLE_ROWS rows (all _layout_columns looks at)."""
+    Recording holding the dialect and the rows skipped, the header, the file's lines, the first
+    _SAMPLE_ROWS rows of the header's width as (row, line number), an iterator of the rows after
+    them, (time column, time-of-day column, stream column) as _layout_columns decides them from
+    the first rows)."""
     text, dialect = _read_text(path)
-    lines = _lines(text)
+    lines = _Lines(text)
+    del text  # (the lines hold the file's text once, as UTF-8 bytes)
     header, body = _header(lines, path, dialect)
     rec = Recording(path, features, [], np.empty(0), [], np.empty((0, len(features))), np.empty(0, int),
                     dialect=dialect)
-    rows, linenos = _rows(rec, lines[body:], body, len(header), _SAMPLE_ROWS if sample else None)
-    return rec, header, rows, linenos, _layout_columns(header, rows, dialect.separator)
+    more = _rows(rec, lines, body, len(header))
+    sample = list(islice(more, _SAMPLE_ROWS))
+    return rec, header, lines, sample, more, _layout_columns(header, [r for r, _ in sample], dialect.separator)
 
 
-def _lines(text: str) -> list[str]:
-    """The file's lines, whatever its line ends (not splitlines: it also splits at \\x1c, \\x85)."""
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+class _Lines:
+    """The file's lines, whatever its line ends (not splitlines: it also splits at \\x1c, \\x85),
+    each decoded when asked for: the text as UTF-8 bytes and one offset per line (a list of a
+    million line strings took ~90 MB more)."""
+
+    def __init__(self, text: str):
+        self.data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+        ends = np.flatnonzero(np.frombuffer(self.data, np.uint8) == 10)  # int64[L - 1] each "\n"
+        self.starts = np.concatenate(([0], ends + 1, [len(self.data) + 1]))  # int64[L + 1]
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return list(self.iter_from(*i.indices(len(self))[:2]))
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        return self.data[self.starts[i]:self.starts[i + 1] - 1].decode("utf-8")
+
+    def __iter__(self):
+        return self.iter_from(0)
+
+    def iter_from(self, start: int, stop: int | None = None):
+        """The lines [start, stop) one by one."""
+        stop = len(self) if stop is None else stop
+        for a in range(start, stop, _BLOCK):
+            starts = self.starts[a:min(a + _BLOCK, stop) + 1].tolist()
+            for lo, hi in zip(starts[:-1], starts[1:]):
+                yield self.data[lo:hi - 1].decode("utf-8")
 
 
 def _layout_columns(header: list[str], rows: list[list[str]], sep: str) -> tuple[int | None, int | None, int | None]:
@@ -301,7 +399,7 @@ def infer_features(path: str | Path) -> tuple[str, ...]:
     """The feature columns of a recording as `edgernn train` takes them by default: every column
     but the time (named, or an unnamed first column that reads as time), stream and label ones;
     ("value",) when fewer than two remain."""
-    _, header, _, _, (t_col, clock, _) = _table(Path(path), (), sample=True)
+    _, header, _, _, _, (t_col, clock, _) = _table(Path(path), ())
     skip = set(TIME_COLUMNS) | set(STREAM_COLUMNS) | set(LABEL_COLUMNS)
     feats = [c for i, c in enumerate(header) if i not in (t_col, clock) and c.lower() not in skip]
     return tuple(feats) if len(feats) > 1 else ("value",)
@@ -317,24 +415,20 @@ def _time_columns(lower: list[str]) -> tuple[int | None, int | None]:
     return next((lower.index(c) for c in TIME_COLUMNS if c in lower), None), None
 
 
-def _rows(rec: Recording, lines: list[str], before: int, width: int,
-          limit: int | None = None) -> tuple[list[list[str]], list[int]]:
-    """Split the data lines (the first is line ``before + 1`` of the file) into rows of ``width``
-    fields and their line numbers, the first ``limit`` rows only if given; unreadable rows and rows
-    of another width are skipped and counted. A quote not closed on its line (csv would take every
-    line after it, up to the next quote or the end of the file, as one field: _runs_on) makes that
-    line an unreadable row and reading goes on from the next line, so no line vanishes uncounted."""
-    rows, linenos = [], []
-    sep, start = rec.dialect.separator, 0  # the line the reader starts at (again after an unreadable row)
+def _rows(rec: Recording, lines: _Lines, body: int, width: int):
+    """Split the data lines (from ``lines[body]`` on) into rows of ``width`` fields: yields (row, line
+    number in the file); unreadable rows and rows of another width are skipped and counted. A quote
+    not closed on its line (csv would take every line after it, up to the next quote or the end of
+    the file, as one field: _runs_on) makes that line an unreadable row and reading goes on from the
+    next line, so no line vanishes uncounted."""
+    sep, start = rec.dialect.separator, body  # the line the reader starts at (again after an unreadable row)
     while start < len(lines):
-        source = iter(lines)
-        source.__setstate__(start)  # a list iterator from ``start`` on (O(1), no copy)
-        reader = csv.reader(source, delimiter=sep)
+        reader = csv.reader(lines.iter_from(start), delimiter=sep)
         done = start  # lines consumed so far (a quoted field may span several)
         try:
             for row in reader:
                 first, done = done, start + reader.line_num  # this row: lines[first:done]
-                lineno = before + first + 1
+                lineno = first + 1
                 if done - first > 1 and _runs_on(lines, first, done, width, sep):
                     _skip(rec, "unreadable_row", f"line {lineno}: a quote (\") not closed on its line would take "
                                                  f"the next {done - first - 1} line(s) into one field; read on from "
@@ -344,21 +438,17 @@ def _rows(rec: Recording, lines: list[str], before: int, width: int,
                 if not "".join(row).strip():  # blank lines and Excel's ";;;" rows are not rows
                     continue
                 if len(row) == width:
-                    rows.append(row)
-                    linenos.append(lineno)
-                    if len(rows) == limit:
-                        return rows, linenos
+                    yield row, lineno
                 else:
                     _skip(rec, "wrong_field_count", f"line {lineno}: {len(row)} field(s), the header has {width}")
             else:
-                return rows, linenos
+                return
         except csv.Error as exc:  # a field over csv's size limit (a stray quote's run-on too): skip its first line
-            _skip(rec, "unreadable_row", f"line {before + done + 1}: {exc}")
+            _skip(rec, "unreadable_row", f"line {done + 1}: {exc}")
             start = done + 1
-    return rows, linenos
 
 
-def _runs_on(lines: list[str], first: int, end: int, width: int, sep: str) -> bool:
+def _runs_on(lines: _Lines, first: int, end: int, width: int, sep: str) -> bool:
     """True when a row csv read from several lines, lines[first:end] (a quoted field with line
     breaks), is a stray quote's run-on instead: more than _ROW_LINES lines, or two or more of the
     lines it took in are rows of the header's width by themselves (readings; one such line can be a
@@ -400,33 +490,43 @@ def _values(texts: list[str], decimal_comma: bool) -> np.ndarray:
     return out
 
 
-def _parse_rows(rec: Recording, rows, linenos, header, cols, dayfirst, name: str) -> None:
-    """Fill rec's arrays from the split rows: timestamps parsed (bad ones skipped), values as floats
-    (NaN where not a number, counted)."""
-    t_col, s_col, f_cols = cols
+def _parse_rows(rec: Recording, table: _Table, lines: _Lines, header, cols, dayfirst, name: str) -> None:
+    """Fill rec's arrays from the table's columns: timestamps parsed (bad ones skipped), values as
+    floats (NaN where not a number, counted)."""
+    t_col, f_cols = cols
+    n = len(table.line)
     if t_col is None:  # no time column: the rows 1 s apart in file order
-        ts, first = np.arange(len(rows), dtype=np.float64), None
+        ts, first = np.arange(n, dtype=np.float64), None
     else:
-        ts, first = parse_column([r[t_col] for r in rows], dayfirst)  # float64[N], NaN = unreadable
+        ts, first = parse_column(table.times, dayfirst)  # float64[N], NaN = unreadable
     keep = np.flatnonzero(~np.isnan(ts))  # int[K] rows kept
     if first is not None:
-        rec.skipped["bad_timestamp"] += len(rows) - len(keep)
-        rec.problems["bad_timestamp"] = f"line {linenos[first[0]]}, column {header[t_col]!r}: {first[1]}"
-    kept = [rows[i] for i in keep]
-    x = np.empty((len(kept), len(f_cols)))  # float64[K, F]
+        rec.skipped["bad_timestamp"] += n - len(keep)
+        rec.problems["bad_timestamp"] = f"line {table.line[first[0]]}, column {header[t_col]!r}: {first[1]}"
+    not_number = table.not_number[keep]  # bool[K, F]
+    rec.non_numeric += int(not_number.sum())
     for j, c in enumerate(f_cols):
-        texts = [r[c] for r in kept]
-        x[:, j] = _values(texts, rec.dialect.decimal_comma)
-        bad = [i for i in np.flatnonzero(np.isnan(x[:, j])) if not _is_number(texts[i], rec.dialect.decimal_comma)]
-        rec.non_numeric += len(bad)
-        if len(bad) and "non_numeric" not in rec.problems:
-            i = bad[0]
-            rec.problems["non_numeric"] = (f"line {linenos[keep[i]]}, column {header[c]!r}: {texts[i][:40]!r} is not "
+        if not_number[:, j].any() and "non_numeric" not in rec.problems:
+            i = keep[np.argmax(not_number[:, j])]
+            text = table.times[i] if c == t_col else _field(lines, int(table.line[i]), c, rec.dialect.separator)
+            rec.problems["non_numeric"] = (f"line {table.line[i]}, column {header[c]!r}: {text[:40]!r} is not "
                                            f"a number (expected {'21,5' if rec.dialect.decimal_comma else '21.5'})")
-    rec.timestamps = [r[t_col] for r in kept] if t_col is not None else [str(int(t)) for t in ts[keep]]
-    rec.streams = [r[s_col].strip() for r in kept] if s_col is not None else [name] * len(kept)
-    rec.ts, rec.x = ts[keep], x
-    rec.line = np.asarray(linenos, int)[keep]  # int[K]
+    every = len(keep) == n  # (no copy of the columns then)
+    if t_col is not None:
+        rec.timestamps = table.times if every else [table.times[i] for i in keep]
+    else:
+        rec.timestamps = [str(int(t)) for t in ts[keep]]
+    if table.streams:
+        rec.streams = table.streams if every else [table.streams[i] for i in keep]
+    else:
+        rec.streams = [name] * len(keep)
+    rec.ts, rec.x = (ts, table.x) if every else (ts[keep], table.x[keep])
+    rec.line = table.line if every else table.line[keep]  # int64[K]
+
+
+def _field(lines: _Lines, lineno: int, c: int, sep: str) -> str:
+    """Column ``c`` of the row that starts on line ``lineno`` (read again: its text was not kept)."""
+    return next(csv.reader(lines.iter_from(lineno - 1), delimiter=sep))[c]
 
 
 def _why_nothing(rec: Recording) -> str:

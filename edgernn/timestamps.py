@@ -36,6 +36,10 @@ _UNIT_DIVISOR = {"ms": 1e3, "us": 1e6, "ns": 1e9}
 # d.m.y / d/m/y / d-m-y with an optional time of day (seconds, fractions, AM/PM optional)
 _SHEET = re.compile(r"\s*(\d{1,2})([./-])(\d{1,2})\2(\d{4}|\d{2})"
                     r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,6}))?)?\s*([AaPp][Mm])?)?\s*")
+_CHUNK = 65_536  # texts turned into times at a time
+# epoch seconds a date can have (years 1 to 9999, as ISO-8601 text): an epoch number beyond them is no
+# time (1e308 read as nanoseconds is still 1e299 s, and one such row would put every later one out of order)
+_FIRST_S, _LAST_S = -62_135_596_800.0, 253_402_300_800.0
 FORMATS_HINT = "epoch seconds, ISO-8601 (2024-01-31T12:00:00Z) or dd.mm.yyyy HH:MM[:SS]"
 
 
@@ -136,9 +140,12 @@ def parse_timestamp(text: str, dayfirst: bool | None = None, unit: str = "auto")
     except ValueError:
         pass
     else:
-        if math.isfinite(value):
-            return number_to_seconds(value, unit)
-        raise ValueError(f"{text[:40]!r} is not a finite time")
+        if not math.isfinite(value):
+            raise ValueError(f"{text[:40]!r} is not a finite time")
+        t = number_to_seconds(value, unit)
+        if not _FIRST_S <= t < _LAST_S:
+            raise ValueError(f"{text[:40]!r} is out of range: {t:.3g} s from 1970 is not in the years 1 to 9999")
+        return t
     m = _SHEET.fullmatch(s)
     try:
         return _sheet(m, dayfirst) if m else parse_iso(s)
@@ -152,13 +159,15 @@ def _iso_column(texts: list[str]) -> np.ndarray | None:
     parses those in one C pass, to the same microsecond as fromisoformat); None for anything else."""
     if not texts or not all(t[4:5] == "-" and (t[-1:].isdigit() or (t[-1:] in "Zz" and len(t) > 16)) for t in texts):
         return None
+    d = np.empty(len(texts), "datetime64[us]")  # datetime64[us][N]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # numpy only warns about a time-zone offset: take the exact path
-            d = np.array([t.rstrip("Zz") for t in texts], dtype="datetime64[us]")  # datetime64[us][N]
+            for a in range(0, len(texts), _CHUNK):  # (not a stripped copy of every text at once)
+                d[a:a + _CHUNK] = np.array([t.rstrip("Zz") for t in texts[a:a + _CHUNK]], dtype="datetime64[us]")
     except (ValueError, TypeError, OverflowError, Warning):
         return None
-    if np.isnat(d).any():
+    if np.isnat(d).any() or (d < np.datetime64("0001-01-01")).any():  # (year 0: numpy takes it, datetime not)
         return None
     return d.astype(np.int64) / 1e6
 
@@ -167,7 +176,7 @@ def parse_column(texts: list[str], dayfirst: bool | None = None, unit: str = "au
     """A column of timestamps -> (float64[N] epoch seconds, NaN where a text is not a timestamp,
     first error as (index, message) or None). Numbers-only columns take one vectorised pass."""
     try:
-        t = np.array([float(s) for s in texts], np.float64)  # float64[N]
+        t = np.fromiter((float(s) for s in texts), np.float64, len(texts))  # float64[N] (no list of floats)
     except ValueError:
         t = None
     if t is None:
@@ -180,7 +189,8 @@ def parse_column(texts: list[str], dayfirst: bool | None = None, unit: str = "au
             t = np.where(a > 1e17, t / 1e9, np.where(a > 1e14, t / 1e6, np.where(a > 1e11, t / 1e3, t)))
         elif unit in _UNIT_DIVISOR:
             t = t / _UNIT_DIVISOR[unit]
-        return t, None
+        if ((t >= _FIRST_S) & (t < _LAST_S)).all():
+            return t, None  # (else each text again below, to name the first one out of range)
     out, first = np.empty(len(texts)), None  # float64[N]
     for i, text in enumerate(texts):
         try:
@@ -189,3 +199,13 @@ def parse_column(texts: list[str], dayfirst: bool | None = None, unit: str = "au
             out[i] = math.nan
             first = first or (i, str(exc))
     return out, first
+
+
+def duration_text(seconds: float) -> str:
+    """A duration for people: 42 s, 12 min, 5.2 h, 3.1 days (negative: 0 s)."""
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 172800 else f"{seconds / 86400:.1f} days"

@@ -57,7 +57,8 @@ def run(args) -> int:
         return fail("replay", problem)
     det = load_detector(args)
     try:
-        rec = read_recording(args.input, det.features, parse_columns(args.columns), args.stream)
+        rec = read_recording(args.input, det.features, parse_columns(args.columns), args.stream,
+                             progress=None)  # (a bar on a terminal, as the replay's own)
     except RecordingError as exc:
         return fail("replay", exc)
     for warning in [*rec.dialect.warnings, unnamed_warning(rec)]:
@@ -96,7 +97,7 @@ def _plot_path(path: Path) -> Path | str:
     try:
         from matplotlib.backend_bases import FigureCanvasBase
     except ImportError:
-        return "--plot needs matplotlib: pip install edgernn[plot]"
+        return "--plot needs matplotlib: pip install 'edgernn[plot]'"
     ext = os.path.splitext(str(path))[1][1:].lower()  # as matplotlib's savefig reads it
     if path.is_dir():
         return output_problem("--plot", path)  # (not DIR.png)
@@ -120,8 +121,25 @@ def _summary(rec, out, det) -> None:
     print(f"{len(rec)} readings, {len(set(rec.streams))} stream(s), {raised} alert(s) raised, "
           f"{rejected} rejected, {skipped} row(s) skipped; threshold {describe_threshold(out.threshold)}")
     for reason, n in sorted((det.rejects + rec.skipped).items()):
-        first = rec.problems.get(reason) or rec.problems.get(_FILE_CAUSE.get(reason, ""))
+        first = rec.problems.get(reason) or rec.problems.get(_FILE_CAUSE.get(reason, "")) or _behind(rec, out, reason)
         print(f"  {reason}: {n}" + (f"  (first: {first})" if first else ""))
+
+
+def _behind(rec, out, reason: str) -> str:
+    """The first reading rejected as out_of_order or duplicate and the earlier row of its stream it
+    is behind (replay takes the times as they are: one row far ahead locks its stream out), or ''."""
+    if reason not in ("out_of_order", "duplicate"):
+        return ""
+    i = next((i for i, r in enumerate(out.reject) if r == reason), None)
+    if i is None:
+        return ""
+    s = rec.streams[i]
+    j = max((j for j in range(i) if out.reject[j] is None and rec.streams[j] == s), key=lambda j: rec.ts[j], default=None)
+    where = f"line {rec.line[i]}, {rec.timestamps[i]!r}"
+    if j is None:
+        return where
+    after = "is not after" if reason == "out_of_order" else "repeats"
+    return f"{where} {after} line {rec.line[j]}'s {rec.timestamps[j]!r} in stream {s!r}"
 
 
 def _nothing_scored(rec, out, det) -> int:

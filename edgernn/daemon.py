@@ -63,6 +63,7 @@ from .bundle import load_bundle
 from .decode import Decoder
 from .detector import Batch, Detector
 from .logs import Throttle
+from .timestamps import duration_text
 from .settings import resolve as resolve_settings
 
 log = logging.getLogger("edgernn.daemon")
@@ -239,16 +240,6 @@ def build_pipeline(cfg, pcfg, limits) -> Pipeline:
                                 "backend": pcfg.backend})
 
 
-def _age(seconds: float) -> str:
-    """A duration for people: 42 s, 12 min, 5.2 h, 3.1 days."""
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h" if seconds < 172800 else f"{seconds / 86400:.1f} days"
-
-
 def _finite(obj):
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -372,7 +363,7 @@ class Daemon:
             detail, state = "", p.detector.state
             if reason == "out_of_order" and streams[i] in state.ids:
                 clock = float(state.num[state.ids[streams[i]], state.layout.last_ts])
-                detail = (f": {_age(clock - float(ts[i]))} behind the stream's last reading ({clock:.3f}; a clock set "
+                detail = (f": {duration_text(clock - float(ts[i]))} behind the stream's last reading ({clock:.3f}; a clock set "
                           "back? its readings are taken again once they pass it)")
             log.warning("pipeline %s: rejected %d reading(s) (%s), e.g. stream %s at ts %.3f%s", p.cfg.name, n,
                         reason, streams[i][:80], float(ts[i]), detail)
@@ -427,7 +418,7 @@ class Daemon:
             except Exception as exc:  # noqa: BLE001 - a bad snapshot must not stop the daemon
                 ok, msg = False, f"snapshot {p.snapshot_path} not restored ({type(exc).__name__}: {exc}); starting fresh"
             if ok:  # how far the streams were rolled back (readings since then were not replayed)
-                msg += f" (written {_age(time.time() - p.snapshot_path.stat().st_mtime)} ago)"
+                msg += f" (written {duration_text(time.time() - p.snapshot_path.stat().st_mtime)} ago)"
             (log.info if ok or "no snapshot" in msg else log.warning)("pipeline %s: %s", p.cfg.name, msg)
             if ok:
                 self._clamp_clocks(p)
@@ -444,7 +435,7 @@ class Daemon:
         if len(ahead):
             log.warning("pipeline %s: %d restored stream(s) had readings up to %s ahead of the clock (was it set "
                         "back?): their clock is now + clock_skew_s, so that current readings are not out_of_order",
-                        p.cfg.name, len(ahead), _age(float(state.num[ahead, col].max()) - cap))
+                        p.cfg.name, len(ahead), duration_text(float(state.num[ahead, col].max()) - cap))
             state.num[ahead, col] = cap
 
     def snapshot(self, force: bool = False) -> bool:

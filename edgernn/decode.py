@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from .readings import Reading
 from .timestamps import number_to_seconds as _to_seconds
-from .timestamps import parse_iso
+from .timestamps import duration_text, parse_iso
 
 # The standard library's json: orjson would be ~10x faster but rejects NaN / Infinity / bad UTF-8
 # with other reasons, and reject reasons are part of what we promise (stats, tests).
@@ -135,6 +135,15 @@ def _number(v, what: str) -> float:
     if not math.isfinite(f):
         raise _BadReading("non_finite", f"{what} is {f}")
     return f
+
+
+def _future(t: float, now: float, limit: float) -> str:
+    """Why timestamp ``t`` is refused as ahead of the wall clock ``now`` (limits.max_future_s ``limit``):
+    a device with no RTC (a Raspberry Pi) reads 1970 or its last shutdown until NTP sets its clock."""
+    ahead = duration_text(t - now) if t - now < 1e12 else f"{t - now:.3g} s"
+    return (f"timestamp {t:.12g} is {ahead} ahead of this device's clock ("
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(now))} UTC; limits.max_future_s {limit:g}): "
+            "is the clock set? (timedatectl status)")
 
 
 class Decoder:
@@ -299,7 +308,7 @@ class Decoder:
         else:
             raise _BadReading("wrong_type", f"timestamp is {type(v).__name__}")
         if self.max_future and t > now + self.max_future:  # %.0f of 1e308 would be 309 digits
-            raise _BadReading("bad_timestamp", f"timestamp {t:.12g} is {t - now:.12g} s in the future")
+            raise _BadReading("bad_timestamp", _future(t, now, self.max_future))
         return t
 
     # -- decoding ------------------------------------------------------------------------------

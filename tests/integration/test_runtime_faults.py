@@ -227,6 +227,27 @@ def test_a_sensor_clock_set_back_is_counted_and_logged_other_streams_go_on(broke
     watch.close()
 
 
+def test_readings_from_the_future_say_the_devices_clock_may_be_unset(broker, bundle_dir, tmp_path, daemons):
+    """A device with no RTC whose clock NTP has not set yet (a Pi may read 1970) sees right sensor
+    timestamps as far in the future. Before: 'timestamp 1768000000 is 3456000 s in the future'. Now
+    how far ahead in days, the device's clock, the limit, and how to check the clock."""
+    d = daemons(tmp_path, daemon_config(broker.port, bundle_dir, tmp_path / "state"))
+    watch = Watcher(broker.port)
+    started(d, watch)
+    pub = Publisher(broker.port)
+    ahead = time.time() + 40 * 86400  # past limits.max_future_s (30 days by default)
+    pub.readings([("a/ahead", ahead + k, 1.0) for k in range(3)] + [("a/now", time.time() + k, 1.0) for k in range(3)])
+    stats = watch.wait_stats(lambda s: s["readings_total"] >= 3 and s["rejects"].get("bad_timestamp") == 3)
+    assert stats["pipelines"]["plant"]["accepted"] == 3, stats
+    d.wait_log("(bad_timestamp), e.g. on plant/a/ahead")
+    log = d.log()
+    assert "is 40.0 days ahead of this device's clock (" in log and "(timedatectl status)" in log, log[-2000:]
+    assert d.stop() == 0
+    no_traceback(log)
+    pub.close()
+    watch.close()
+
+
 def test_a_broker_that_keeps_closing_the_connection_is_one_warning_a_minute(broker, bundle_dir, tmp_path, daemons):
     """Another client with the daemon's client id: the broker closes one for the other, again and
     again. Before: a WARNING 'disconnected ...' and an INFO 'connected ...' line per close, unbounded

@@ -90,9 +90,9 @@ def test_a_far_future_timestamp_is_named_in_a_short_line():
     # Before: "timestamp 1000000000000000052504760255204420248704468581108159154915854115511802457988..."
     # (309 digits, twice)
     got = dec().decode("plant/a/b", b'{"ts": 1e308, "value": 1}', now=NOW)
-    assert got.reason == "bad_timestamp" and len(got.detail) < 100, got
-    assert dec().decode("plant/a/b", b'{"ts": 1704067200, "value": 1}', now=NOW).detail == \
-        "timestamp 1704067200 is 4067200 s in the future"
+    assert got.reason == "bad_timestamp" and len(got.detail) < 160, got
+    assert dec().decode("plant/a/b", b'{"ts": 1704067200, "value": 1}', now=NOW).detail.startswith(
+        "timestamp 1704067200 is 47.1 days ahead of this device's clock (")
 
 
 @pytest.mark.parametrize("where", ["value", "ts"])

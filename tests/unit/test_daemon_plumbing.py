@@ -344,7 +344,7 @@ def test_tls_context_mismatched_and_encrypted_keys(tmp_path):
 
 
 def test_age_in_human_units():
-    from edgernn.daemon import _age
+    from edgernn.timestamps import duration_text as _age
 
     assert [_age(s) for s in (-1, 42, 720, 5 * 3600, 3 * 86400)] == ["0 s", "42 s", "12 min", "5.0 h", "3.0 days"]
 

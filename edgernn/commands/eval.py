@@ -21,6 +21,8 @@ examples:
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +31,7 @@ import numpy as np
 
 from .common import add_model_arguments, fail, load_detector, number_problem, write_problem
 
+MAX_BOOTSTRAP = 1_000_000  # NAB resamples: ~0.1 ms each on the corpus, and one float kept per resample
 NAB_PUBLISHED_HTM = {"artificialWithAnomaly": 70.2, "realAdExchange": 76.9, "realKnownCause": 55.5,
                      "corpus": 70.1}
 
@@ -139,12 +142,62 @@ def _meta(args, det, data_dir) -> dict:
             "data_dir": str(data_dir) if data_dir else None, "part": getattr(args, "part", "all")}
 
 
+def _utc(t: float) -> str:
+    """Epoch seconds as 'YYYY-MM-DD HH:MM:SS UTC' (beyond the calendar: the number of seconds)."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, ValueError, OSError):
+        return f"{t:.0f} s since 1970"
+
+
+def _plot_problem(path: Path | None) -> str | None:
+    """One line when --plot cannot be a directory of plots (checked before the run; missing
+    directories are made)."""
+    if path is None:
+        return None
+    if path.exists():
+        return None if path.is_dir() else f"--plot {path}: not a directory"
+    parent = next((q for q in path.parents if q.exists()), None)
+    if parent is None or not parent.is_dir():
+        return f"--plot {path}: {parent} is not a directory"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"--plot {path}: cannot create directories in {parent}"
+
+
+def _read_problem(exc: OSError, what: str) -> str:
+    """One line for a benchmark file that cannot be read (names the file when the OS does)."""
+    return f"{exc.filename}: cannot read: {exc.strerror}" if exc.filename else f"cannot read {what}: {exc}"
+
+
+def _warn_rejects(command: str, traces: list, results: dict) -> None:
+    """Readings the detector rejected (not scored: a NaN / inf value, a timestamp out of order or
+    repeated, ...): one warning line per stream on stderr (the first 10), all in ``results``
+    (JSON: "rejected", ``{stream: {reason: readings}}``)."""
+    rejected = {t.stream: r for t in traces if (r := t.rejects())}
+    if rejected:
+        results["rejected"] = rejected
+    rows = {t.stream: len(t.ts) for t in traces}
+    for stream, r in list(rejected.items())[:10]:
+        print(f"edgernn {command}: warning: {stream}: {sum(r.values())} of {rows[stream]} readings not scored (rejected: "
+              + ", ".join(f"{k} {v}" for k, v in r.items()) + ")", file=sys.stderr)
+    if len(rejected) > 10:
+        print(f"edgernn {command}: warning: and {len(rejected) - 10} more stream(s) with rejected readings "
+              "(see --json)", file=sys.stderr)
+
+
 def _json_problem(path: Path | None) -> str | None:
-    """One line when --json names a directory (checked before the run; missing directories are made)."""
-    return f"--json {path}: is a directory (give a file name)" if path is not None and path.is_dir() else None
+    """One line when --json names a directory or lies under a file (checked before the run;
+    missing directories are made)."""
+    if path is None:
+        return None
+    if path.is_dir():
+        return f"--json {path}: is a directory (give a file name)"
+    parent = next((q for q in path.parents if q.exists()), None)
+    return f"--json {path}: {parent} is not a directory" if parent is not None and not parent.is_dir() else None
 
 
-def _write_json(path: Path | None, obj: dict) -> None:
+def _write_json(path: Path | None, obj: dict, command: str = "eval") -> None:
     """Write ``obj`` as JSON to --json (directories made); a failed write exits 2 with one line."""
     if path is None:
         return
@@ -152,7 +205,7 @@ def _write_json(path: Path | None, obj: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(_plain(obj), indent=1, allow_nan=False) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise SystemExit(fail("eval", write_problem("--json", path, exc))) from None
+        raise SystemExit(fail(command, write_problem("--json", path, exc))) from None
     print(f"wrote {path}")
 
 
@@ -203,7 +256,7 @@ def _plots_available(command: str) -> bool:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        fail(command, "--plot needs matplotlib: pip install edgernn[plot]")
+        fail(command, "--plot needs matplotlib: pip install 'edgernn[plot]'")
         return False
     return True
 
@@ -211,11 +264,12 @@ def _plots_available(command: str) -> bool:
 # -- NAB ----------------------------------------------------------------------------------------
 
 def _run_nab(args) -> int:
-    from ..evaluate import nab, report, split
+    from ..evaluate import nab, report
     from ..evaluate.run import run_recordings
     from ..progress import Progress
 
-    problem = number_problem("--bootstrap", args.bootstrap, ge=0) or _json_problem(args.json)
+    problem = (number_problem("--bootstrap", args.bootstrap, ge=0) or number_problem("--bootstrap", args.bootstrap, le=MAX_BOOTSTRAP)
+               or number_problem("--chunk", args.chunk, ge=1) or _json_problem(args.json) or _plot_problem(args.plot))
     if problem:
         return fail("eval nab", problem)
     data_dir, why = _data_dir(args, "nab")
@@ -229,14 +283,9 @@ def _run_nab(args) -> int:
     det = load_detector(args, command=f"eval {args.suite}")
     if det.F != 1:
         return fail("eval nab", f"NAB is univariate; model {det.bundle.name!r} has {det.F} features")
-    cats = [c.strip() for c in args.categories.split(",")] if args.categories else None
-    try:
-        files = nab.load_corpus(data_dir, cats)
-    except (OSError, ValueError) as exc:
-        return fail("eval nab", f"cannot read NAB data in {data_dir}: {exc}")
-    files = split.select(files, args.part)
-    if not files:
-        return fail("eval nab", f"no NAB files found in {data_dir}" + (f" (part {args.part})" if args.part != "all" else ""))
+    files, problem = _nab_files(args, data_dir)
+    if problem:
+        return fail("eval nab", problem)
     t0 = time.monotonic()
     recs = [(f.name, f.ts, f.values[:, None]) for f in files]
     base = _baseline(args, det, "eval nab")
@@ -244,6 +293,7 @@ def _run_nab(args) -> int:
         traces = run_recordings(det, recs, args.chunk, bar)
         base_traces = run_recordings(base, recs, args.chunk, bar) if base else None
     results = report.nab_results(files, traces)
+    _warn_rejects("eval nab", traces, results)
     results["meta"] = {**_meta(args, det, data_dir), "seconds": round(time.monotonic() - t0, 2),
                        "files": len(files), "rows": int(sum(len(f.ts) for f in files))}
     profiles = list(nab.PROFILES) if args.profile == "all" else [args.profile]
@@ -260,31 +310,73 @@ def _run_nab(args) -> int:
             boot = {prof: report.nab_bootstrap(files, traces, base_traces, prof, args.bootstrap) for prof in profiles}
             results["bootstrap"] = boot
             print("\n".join(report.bootstrap_line(b, args.backend, base.backend.name, prof) for prof, b in boot.items()))
-    _write_json(args.json, results)
+    _write_json(args.json, results, f"eval {args.suite}")
     if args.plot:
-        from ..evaluate.plots import plot_file, safe_name
+        return _plotted("eval nab", args.plot, lambda: _nab_plots(args, det, files, traces, results))
+    return 0
 
-        thr = results["profiles"]["standard"]["sweep"]["threshold"]
-        for f, t in zip(files, traces):
-            labelled = np.zeros(len(f.ts), bool)
-            for lo, hi in f.windows:
-                labelled[lo:hi + 1] = True
-            plot_file(args.plot / f"{safe_name(f.name)}.png", f"{f.name} - {det.bundle.name} "
-                      f"(onset; dashed: corpus sweep threshold, shaded red: operational alerts)",
-                      f.ts, f.values, ("value",), t.onset, thr, t.alert, t.raised, labelled,
-                      train_end=f.probation, label_name="NAB window", split_name="end of probation")
-        print(f"wrote {len(files)} plots to {args.plot}")
+
+def _nab_files(args, data_dir) -> tuple[list, str | None]:
+    """The NAB files of --categories and --part, or what is wrong (one line). Files the labels name
+    but the data lacks, data files the labels do not name and windows that cover no row are warned."""
+    from ..evaluate import nab, split
+
+    cats = [c.strip() for c in args.categories.split(",")] if args.categories else None
+    missing: list = []
+    unlabelled: list = []
+    try:
+        files = nab.load_corpus(data_dir, cats, missing, unlabelled)
+    except OSError as exc:
+        return [], _read_problem(exc, f"NAB data in {data_dir}")
+    except ValueError as exc:
+        return [], str(exc)
+    for names, what in ((missing, "named in the labels are not files in"), (unlabelled, "not in the labels, in")):
+        if names:  # a subset of the corpus is fine (the labels list all of NAB), but say so
+            print(f"edgernn eval nab: warning: {len(names)} file(s) {what} {data_dir / 'data'}, not scored: "
+                  f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}", file=sys.stderr)
+    for f in files:  # labels that do not match the file's time range (another file's, another time zone)
+        if f.empty_windows:
+            print(f"edgernn eval nab: warning: {f.name}: {f.empty_windows} labelled window(s) cover no row of the "
+                  f"file ({_utc(f.ts.min())} to {_utc(f.ts.max())}), not scored", file=sys.stderr)
+    files = split.select(files, args.part)
+    if not files:
+        return [], f"no NAB files found in {data_dir}" + (f" (part {args.part})" if args.part != "all" else "")
+    return files, None
+
+
+def _nab_plots(args, det, files, traces, results) -> None:
+    from ..evaluate.plots import plot_file, safe_name
+
+    thr = results["profiles"]["standard"]["sweep"]["threshold"]
+    for f, t in zip(files, traces):
+        labelled = np.zeros(len(f.ts), bool)
+        for lo, hi in f.windows:
+            labelled[lo:hi + 1] = True
+        plot_file(args.plot / f"{safe_name(f.name)}.png", f"{f.name} - {det.bundle.name} "
+                  f"(onset; dashed: corpus sweep threshold, shaded red: operational alerts)",
+                  f.ts, f.values, ("value",), t.onset, thr, t.alert, t.raised, labelled,
+                  train_end=f.probation, label_name="NAB window", split_name="end of probation")
+    print(f"wrote {len(files)} plots to {args.plot}")
+
+
+def _plotted(command: str, path: Path, draw) -> int:
+    """Run ``draw()`` (writes the plots); a failed write (disk full, permissions) is one line, exit 2."""
+    try:
+        draw()
+    except OSError as exc:
+        return fail(command, write_problem("--plot", exc.filename or path, exc))
     return 0
 
 
 # -- SKAB ---------------------------------------------------------------------------------------
 
 def _run_skab(args) -> int:
-    from ..evaluate import report, skab, split
+    from ..evaluate import report
     from ..progress import Progress
 
     problem = (number_problem("--factor", args.factor, gt=0) or number_problem("--train-rows", args.train_rows, ge=1)
-               or _json_problem(args.json))
+               or number_problem("--chunk", args.chunk, ge=1) or _rule_problem(args.rule)
+               or _json_problem(args.json) or _plot_problem(args.plot))
     if problem:
         return fail("eval skab", problem)
     data_dir, why = _data_dir(args, "skab")
@@ -304,19 +396,9 @@ def _run_skab(args) -> int:
         if not det.reference_rows:
             return fail("eval skab", "--score reference needs the reference look (--reference train)")
         det.record_looks = True
-    try:
-        files = skab.load_corpus(data_dir)
-    except (OSError, ValueError) as exc:
-        return fail("eval skab", f"cannot read SKAB data in {data_dir}: {exc}")
-    files = split.select(files, args.part)
-    if not files:
-        return fail("eval skab", f"no labelled SKAB files found in {data_dir}" + (f" (part {args.part})" if args.part != "all" else ""))
-    try:
-        skab.threshold_from_train(np.zeros(1), args.rule)
-    except ValueError as exc:
-        return fail("eval skab", exc)
-    if args.calibrate_passes < 1:
-        return fail("eval skab", "--calibrate-passes must be >= 1")
+    files, problem = _skab_files(args, data_dir)
+    if problem:
+        return fail("eval skab", problem)
     recs, mode = _skab_recordings(args, det, files)
     if recs is None:
         return fail("eval skab", mode)
@@ -324,12 +406,18 @@ def _run_skab(args) -> int:
     base = _baseline(args, det, "eval skab")
     with Progress(sum(len(r[1]) for r in recs) * (2 if base else 1), "eval skab") as bar:
         try:
-            liks, alerts, raised, how = _skab_scores(args, det, recs, len(files), bar)
+            liks, alerts, raised, how, traces = _skab_scores(args, det, recs, len(files), bar)
             base_scores = _skab_scores(args, base, recs, len(files), bar) if base else None
         except ValueError as exc:
             return fail("eval skab", f"--calibrate train: {exc}")
     mode += how
-    results = report.skab_results(files, liks, alerts, args.rule, args.factor, args.train_rows)
+    rejected: dict = {}
+    _warn_rejects("eval skab", traces, rejected)
+    try:  # a file whose training rows were all rejected has no threshold
+        results = report.skab_results(files, liks, alerts, args.rule, args.factor, args.train_rows)
+    except ValueError as exc:
+        return fail("eval skab", exc)
+    results.update(rejected)
     if det.reference_rows:
         ds = det.settings
         mode += f", reference look on rows [0, {det.reference_rows}) (window {ds.reference_window:g}"
@@ -348,10 +436,55 @@ def _run_skab(args) -> int:
         results["baseline"] = {"backend": base.backend.name, "calibrated": b["calibrated"],
                                "operational": b["operational"], "rules": b["rules"]}
         _print_margins(results, report.skab_margins(results, b), args.backend, "SKAB", 2)
-    _write_json(args.json, results)
+    _write_json(args.json, results, f"eval {args.suite}")
     if args.plot:
-        _skab_plots(args, det, files, liks, alerts, raised, results)
+        return _plotted("eval skab", args.plot, lambda: _skab_plots(args, det, files, liks, alerts, raised, results))
     return 0
+
+
+def _skab_files(args, data_dir) -> tuple[list, str | None]:
+    """The labelled files of --part that have test rows, or what is wrong (one line)."""
+    from ..evaluate import skab, split
+
+    try:
+        files = skab.load_corpus(data_dir)
+    except OSError as exc:
+        return [], _read_problem(exc, f"SKAB data in {data_dir}")
+    except ValueError as exc:
+        return [], str(exc)
+    files = split.select(files, args.part)
+    if not files:
+        return [], f"no labelled SKAB files found in {data_dir}" + (f" (part {args.part})" if args.part != "all" else "")
+    if args.calibrate_passes < 1:
+        return [], "--calibrate-passes must be >= 1"
+    return _skab_test_rows(files, args.train_rows)
+
+
+def _rule_problem(rule: str) -> str | None:
+    """One line when --rule is neither 'max' nor 'q<percentile>' with a percentile in [0, 100]."""
+    if rule == "max":
+        return None
+    try:
+        pct = float(rule[1:]) if rule.startswith("q") else math.nan
+    except ValueError:
+        pct = math.nan
+    if 0.0 <= pct <= 100.0:
+        return None
+    return f"--rule {rule!r}: use 'max' or 'q<percentile>' with a percentile from 0 to 100, like q99"
+
+
+def _skab_test_rows(files: list, train_rows: int) -> tuple[list, str | None]:
+    """The files with rows after their ``train_rows`` training rows (those without are named in a
+    warning: nothing of theirs is tested), or what is wrong when no file has any."""
+    kept = [f for f in files if len(f.ts) > train_rows]
+    if not kept:
+        return kept, (f"--train-rows {train_rows}: no file has rows after its training rows "
+                      f"(the longest has {max(len(f.ts) for f in files)} rows)")
+    short = [f"{f.name} ({len(f.ts)} rows)" for f in files if len(f.ts) <= train_rows]
+    if short:
+        print(f"edgernn eval skab: warning: {len(short)} file(s) with no rows after the {train_rows} training rows, "
+              f"not scored: {', '.join(short[:5])}{' ...' if len(short) > 5 else ''}", file=sys.stderr)
+    return kept, None
 
 
 def _skab_recordings(args, det, files) -> tuple[list | None, str]:
@@ -359,6 +492,13 @@ def _skab_recordings(args, det, files) -> tuple[list | None, str]:
     from ..evaluate import skab
 
     cols = files[0].features
+    odd = next((f for f in files if f.features != cols), None)
+    if odd is not None:  # columns are taken by position below: every file must have the same ones
+        pairs = list(zip((*odd.features, None), (*cols, None)))  # None: past the last column
+        j = next(j for j, (a, b) in enumerate(pairs) if a != b)
+        have, want = (repr(c) if c else "missing" for c in pairs[j])
+        return None, (f"{odd.name}: sensor column {j + 1} is {have}, {want} in {files[0].name} "
+                      f"(every file needs the same columns, in the same order)")
     if det.F == 1:  # univariate model: every sensor is its own stream; a row's likelihood is the max
         return [(f"{f.name}:{c}", f.ts, f.x[:, j:j + 1]) for f in files for j, c in enumerate(cols)], "per-sensor"
     missing = [c for c in det.features if c not in cols]
@@ -407,7 +547,7 @@ def _skab_scores(args, det, recs, n_files: int, bar) -> tuple[list, list, list, 
     liks = [np.fmax.reduce(np.stack([t.scored_likelihood for t in g]), axis=0) for g in groups]
     alerts = [np.any(np.stack([t.alert for t in g]), axis=0) for g in groups]
     raised = [np.any(np.stack([t.raised for t in g]), axis=0) for g in groups]
-    return liks, alerts, raised, how
+    return liks, alerts, raised, how, traces
 
 
 def _skab_plots(args, det, files, liks, alerts, raised, results) -> None:
@@ -432,7 +572,7 @@ def _run_events(args) -> int:
     from ..replay import roomier
 
     problem = (number_problem("--early", args.early, ge=0) or number_problem("--late", args.late, ge=0)
-               or _json_problem(args.json))
+               or _json_problem(args.json) or _plot_problem(args.plot))
     if problem:
         return fail("eval events", problem)
     try:
@@ -457,6 +597,7 @@ def _run_events(args) -> int:
         base_traces = run_recordings(base, recs, progress=bar) if base else None
     streams = [t.stream for t in traces]
     res = _incident_scores(incidents, traces, args)
+    _warn_rejects("eval events", traces, res)
     unknown = sorted({i.stream for i in incidents} - set(streams) - {events.ANY_STREAM})
     res["labels_for_unknown_streams"] = unknown
     res["meta"] = {**_meta(args, det, None), "recordings": [str(p) for p in paths], "labels": str(args.labels),
@@ -479,20 +620,25 @@ def _run_events(args) -> int:
         res["baseline"] = {"backend": base.backend.name, **{k: b[k] for k in (
             "incidents", "detected", "alerts", "false_alerts", "precision", "recall", "f1", "delay_mean_s")}}
         _print_margins(res, events_margins(res, b), args.backend, "incidents", 3)
-    _write_json(args.json, res)
+    _write_json(args.json, res, "eval events")
     if args.plot:
-        from ..evaluate.plots import plot_file, safe_name
-
-        for t in traces:
-            labelled = np.zeros(len(t.ts), bool)
-            for inc in incidents:
-                if inc.stream in (events.ANY_STREAM, t.stream):
-                    labelled |= (t.ts >= inc.start - args.early) & (t.ts <= inc.end + args.late)
-            plot_file(args.plot / f"{safe_name(t.stream)}.png", f"{t.stream} - {det.bundle.name}", t.ts, t.x,
-                      det.features, t.scored_likelihood, det.threshold, t.alert, t.raised, labelled,
-                      label_name="incident")
-        print(f"wrote {len(traces)} plots to {args.plot}")
+        return _plotted("eval events", args.plot, lambda: _event_plots(args, det, incidents, traces))
     return 0
+
+
+def _event_plots(args, det, incidents, traces) -> None:
+    from ..evaluate import events
+    from ..evaluate.plots import plot_file, safe_name
+
+    for t in traces:
+        labelled = np.zeros(len(t.ts), bool)
+        for inc in incidents:
+            if inc.stream in (events.ANY_STREAM, t.stream):
+                labelled |= (t.ts >= inc.start - args.early) & (t.ts <= inc.end + args.late)
+        plot_file(args.plot / f"{safe_name(t.stream)}.png", f"{t.stream} - {det.bundle.name}", t.ts, t.x,
+                  det.features, t.scored_likelihood, det.threshold, t.alert, t.raised, labelled,
+                  label_name="incident")
+    print(f"wrote {len(traces)} plots to {args.plot}")
 
 
 def _event_recordings(args, det, paths) -> list | str:
@@ -504,12 +650,17 @@ def _event_recordings(args, det, paths) -> list | str:
     recs, origin = [], {}
     for path in paths:  # every stream of every file becomes one stream of the run
         try:
-            rec = read_recording(path, det.features, parse_columns(args.columns), args.stream)
+            rec = read_recording(path, det.features, parse_columns(args.columns), args.stream, progress=None)
         except RecordingError as exc:
             return str(exc)
         warning = unnamed_warning(rec)
         if warning:
             print(f"edgernn eval events: warning: {warning}", file=sys.stderr)
+        if rec.skipped:  # rows the reader could not use: counted, as replay does
+            worst = max(rec.skipped, key=rec.skipped.get)
+            print(f"edgernn eval events: warning: {path}: {sum(rec.skipped.values())} row(s) skipped ("
+                  + ", ".join(f"{k} {n}" for k, n in sorted(rec.skipped.items()))
+                  + (f"; first: {rec.problems[worst]}" if rec.problems.get(worst) else "") + ")", file=sys.stderr)
         for s, rows in rows_by_stream(rec.streams):
             if s in origin:
                 return f"stream {s!r} is in both {origin[s]} and {path}; give the files distinct names"

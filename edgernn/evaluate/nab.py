@@ -312,6 +312,7 @@ class NabFile:
     values: np.ndarray  # float64[n]
     windows: list  # inclusive row ranges [(lo, hi), ...]
     probation: int
+    empty_windows: int = 0  # labelled windows that cover no row of the file (dropped from ``windows``)
 
 
 def _epoch(strings) -> np.ndarray:
@@ -324,28 +325,65 @@ def _epoch(strings) -> np.ndarray:
 
 
 def load_file(path: Path, name: str, window_limits) -> NabFile:
-    """One NAB data CSV (``timestamp,value``) with its window limits (timestamp strings)."""
-    with open(path, encoding="utf-8") as fh:
-        header = fh.readline().strip().split(",")
-        if header[:2] != ["timestamp", "value"]:
-            raise ValueError(f"{path}: expected a 'timestamp,value' header, got {header}")
-        stamps, vals = [], []
-        for line in fh:
-            line = line.strip()
-            if line:
-                t, v = line.split(",")[:2]
-                stamps.append(t)
-                vals.append(float(v))
-    ts = _epoch(stamps)
+    """One NAB data CSV (``timestamp,value``) with its window limits (timestamp strings). Raises
+    ValueError naming the file and line; NaN / inf values are kept (the detector rejects them)."""
+    stamps, vals, lines = _read_rows(path)
+    from ..timestamps import parse_column  # the one timestamp parser
+
+    ts, bad = parse_column(stamps)
+    if bad:
+        raise ValueError(f"{path}:{lines[bad[0]]}: {bad[1]}")
     limits = [(_epoch([a])[0], _epoch([b])[0]) for a, b in window_limits]
-    return NabFile(name=name, category=name.split("/")[0], ts=ts, values=np.asarray(vals),
-                   windows=window_indices(ts, limits), probation=probation_length(len(ts)))
+    windows = window_indices(ts, limits)
+    return NabFile(name=name, category=name.split("/")[0], ts=ts, values=np.asarray(vals, np.float64),
+                   windows=windows, probation=probation_length(len(ts)), empty_windows=len(limits) - len(windows))
 
 
-def load_corpus(data_dir: str | Path, categories: list[str] | None = None) -> list[NabFile]:
-    """All files of ``data_dir/data/<category>/*.csv`` listed in labels/combined_windows.json."""
+def _read_rows(path: Path) -> tuple[list[str], list[float], list[int]]:
+    """(timestamp texts, values, each row's line number) of a ``timestamp,value`` CSV (a UTF-8
+    BOM and CR line ends allowed); ValueError naming the file and line otherwise."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+    lines = text.splitlines()
+    header = lines[0].strip().split(",") if lines else [""]
+    if header[:2] != ["timestamp", "value"]:
+        raise ValueError(f"{path}: expected a 'timestamp,value' header, got {header}")
+    stamps, vals, numbers = [], [], []
+    for k, line in enumerate(lines[1:], start=2):
+        line = line.strip()
+        if not line:
+            continue
+        fields = line.split(",")
+        if len(fields) < 2:
+            raise ValueError(f"{path}:{k}: expected timestamp,value")
+        try:
+            vals.append(float(fields[1]))
+        except ValueError:
+            raise ValueError(f"{path}:{k}: value {fields[1]!r} is not a number") from None
+        stamps.append(fields[0])
+        numbers.append(k)
+    if not stamps:
+        raise ValueError(f"{path}: no data rows (the file has a header only)")
+    return stamps, vals, numbers
+
+
+def load_corpus(data_dir: str | Path, categories: list[str] | None = None, missing: list | None = None,
+                unlabelled: list | None = None) -> list[NabFile]:
+    """All files of ``data_dir/data/<category>/*.csv`` listed in labels/combined_windows.json; the
+    listed names that are not a file there are appended to ``missing``, the CSVs there that are not
+    listed to ``unlabelled`` (when given). Raises ValueError naming the labels file (and key) when
+    it is not NAB's ``{name: [[start, end], ...]}``."""
     root = Path(data_dir)
-    labels = json.loads((root / "labels" / "combined_windows.json").read_text(encoding="utf-8"))
+    labels = read_windows(root / "labels" / "combined_windows.json")
+    known = sorted({name.split("/")[0] for name in labels})
+    unknown = [c for c in categories or () if c not in known]
+    if unknown:
+        raise ValueError(f"--categories {','.join(unknown)}: not in {root / 'labels' / 'combined_windows.json'} "
+                         f"(its categories: {', '.join(known)})")
     files = []
     for name in sorted(labels):
         cat = name.split("/")[0]
@@ -354,4 +392,38 @@ def load_corpus(data_dir: str | Path, categories: list[str] | None = None) -> li
         path = root / "data" / name
         if path.is_file():
             files.append(load_file(path, name, labels[name]))
+        elif missing is not None:
+            missing.append(name)
+    if unlabelled is not None:
+        unlabelled.extend(n for p in sorted((root / "data").glob("*/*.csv"))
+                          if (n := f"{p.parent.name}/{p.name}") not in labels
+                          and not (categories and p.parent.name not in categories))
     return files
+
+
+def read_windows(path: Path) -> dict:
+    """NAB's window file: ``{"<category>/<file>.csv": [[start, end], ...]}`` (timestamp strings,
+    start <= end); ValueError naming the file and key otherwise (OSError when it cannot be read)."""
+    try:
+        labels = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    if not isinstance(labels, dict):
+        raise ValueError(f"{path}: expected an object {{\"<category>/<file>.csv\": [[start, end], ...]}}, "
+                         f"got {type(labels).__name__}")
+    for name, wins in labels.items():
+        pairs = isinstance(wins, list) and all(isinstance(w, list) and len(w) == 2 and all(isinstance(t, str) for t in w)
+                                               for w in wins)
+        if not pairs:
+            raise ValueError(f"{path}: {name!r}: expected a list of [start, end] timestamp pairs, "
+                             f"got {json.dumps(wins)[:80]}")
+        for a, b in wins:
+            try:
+                t1, t2 = _epoch([a])[0], _epoch([b])[0]
+            except ValueError as exc:
+                raise ValueError(f"{path}: {name!r}: {exc}") from None
+            if t2 < t1:
+                raise ValueError(f"{path}: {name!r}: window [{a}, {b}] ends before it starts")
+    return labels

@@ -107,7 +107,10 @@ def skab_results(files: list, likelihoods: list, alerts: list, rule: str = "max"
     def evaluate(rule_, factor_):
         total, per = skab.Counts(), []
         for f, lik in zip(files, likelihoods):
-            thr = skab.threshold_from_train(lik[:train_rows], rule_, factor_)
+            try:
+                thr = skab.threshold_from_train(lik[:train_rows], rule_, factor_)
+            except ValueError as exc:
+                raise ValueError(f"{f.name}: {exc}") from None
             pred = np.nan_to_num(lik[train_rows:], nan=0.0) > thr
             c = skab.confusion(f.anomaly[train_rows:], pred)
             total = total + c

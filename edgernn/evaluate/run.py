@@ -28,11 +28,18 @@ class Trace:
     event: np.ndarray  # int8[n] alerts.NONE / RAISED / UPDATE / CLEARED
     threshold: float  # the detector's alert threshold on likelihood
     looks: dict | None = None  # look name -> float64[n], when the detector records its looks
+    reject: list | None = None  # str | None per row: why the detector did not score it (drive.Output.reject)
 
     @property
     def scored_likelihood(self) -> np.ndarray:
         """Likelihood where the reading was scored, NaN during warm-up / settling / rejection."""
         return np.where(np.isnan(self.score), np.nan, self.likelihood)
+
+    def rejects(self) -> dict:
+        """{reason: readings} the detector rejected (not scored), most frequent first."""
+        from collections import Counter
+
+        return dict(Counter(r for r in self.reject or () if r is not None).most_common())
 
     @property
     def raised(self) -> np.ndarray:
@@ -61,5 +68,6 @@ def run_recordings(detector, recordings: list[tuple[str, np.ndarray, np.ndarray]
     for (stream, ts, x), rows in zip(recordings, feed.rows_of):
         looks = None if out.looks is None else {k: v[rows] for k, v in out.looks.items()}
         traces.append(Trace(stream, np.asarray(ts, np.float64), x, out.score[rows], out.likelihood[rows],
-                            out.onset[rows], out.alert[rows], out.event[rows], detector.threshold, looks))
+                            out.onset[rows], out.alert[rows], out.event[rows], detector.threshold, looks,
+                            [out.reject[i] for i in rows]))
     return traces

@@ -17,6 +17,7 @@ Predicting every test row anomalous already gives F1 0.70 at FAR 100 %: always r
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,29 +39,77 @@ class SkabFile:
 
 
 def load_file(path: str | Path, name: str | None = None) -> SkabFile:
-    """One ``;``-separated SKAB CSV: ``datetime;<8 sensors>;anomaly;changepoint``."""
+    """One ``;``-separated SKAB CSV: ``datetime;<8 sensors>;anomaly;changepoint``. Raises
+    ValueError naming the file and line (a header only, a row of another width, a value that is
+    not a number, a label other than 0 / 1, a timestamp that is not one); NaN / inf values are
+    kept (the detector rejects those readings and eval counts them)."""
     path = Path(path)
-    with open(path, encoding="utf-8") as fh:
-        header = fh.readline().strip().split(";")
-        rows = [line.strip().split(";") for line in fh if line.strip()]
+    if path.exists() and not (path.is_file() or path.is_dir()):  # a FIFO or a device would block or never end
+        raise ValueError(f"{path}: not a regular file")
+    header, rows, lines = _read_rows(path)
     if not header or header[0] != "datetime":
         raise ValueError(f"{path}: expected a ';'-separated file starting with 'datetime'")
+    if not rows:
+        raise ValueError(f"{path}: no data rows (the file has a header only)")
     cols = {c: i for i, c in enumerate(header)}
     feats = tuple(c for c in header[1:] if c not in LABEL_COLUMNS)
     from ..timestamps import parse_column  # the one timestamp parser
 
     ts, bad = parse_column([r[0] for r in rows])
     if bad:
-        raise ValueError(f"{path}: data row {bad[0] + 1}: {bad[1]}")
-    x = np.array([[float(r[cols[c]]) for c in feats] for r in rows], dtype=np.float64)
+        raise ValueError(f"{path}:{lines[bad[0]]}: {bad[1]}")
 
-    def label(col):
+    def column(col) -> np.ndarray:  # float64[n]
+        j = cols[col]
+        try:
+            return np.array([float(r[j]) for r in rows], dtype=np.float64)
+        except ValueError:
+            k = next(k for k, r in enumerate(rows) if not _is_number(r[j]))
+            raise ValueError(f"{path}:{lines[k]}: column {col!r}: {rows[k][j]!r} is not a number") from None
+
+    x = np.stack([column(c) for c in feats], axis=1) if feats else np.zeros((len(rows), 0))  # float64[n, F]
+
+    def label(col) -> np.ndarray:  # int8[n]
         if col not in cols:
             return np.zeros(len(rows), np.int8)
-        return np.array([float(r[cols[col]]) for r in rows]).round().astype(np.int8)
+        v = column(col)
+        odd = np.flatnonzero((v != 0) & (v != 1))
+        if odd.size:
+            raise ValueError(f"{path}:{lines[odd[0]]}: column {col!r}: {rows[odd[0]][cols[col]]!r} is not 0 or 1")
+        return v.astype(np.int8)
 
     return SkabFile(name=name or path.name, features=feats, ts=ts, x=x,
                     anomaly=label("anomaly"), changepoint=label("changepoint"))
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """(header fields, data rows' fields, each row's line number); ValueError naming the file and
+    line when the file is not UTF-8 text or a row has another number of fields than the header."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # a BOM, as spreadsheets write it, dropped
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+    lines = text.splitlines()
+    header = lines[0].strip().split(";") if lines else []
+    rows, numbers = [], []
+    for k, line in enumerate(lines[1:], start=2):
+        if line.strip():
+            row = line.strip().split(";")
+            if len(row) != len(header):
+                raise ValueError(f"{path}:{k}: {len(row)} ';'-separated fields, the header has {len(header)}")
+            rows.append(row)
+            numbers.append(k)
+    return header, rows, numbers
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _numeric_key(p: Path):
@@ -131,7 +180,7 @@ def threshold_from_train(likelihood_train: np.ndarray, rule: str = "max", factor
     lik = np.asarray(likelihood_train, dtype=np.float64)
     lik = lik[np.isfinite(lik)]
     if lik.size == 0:
-        raise ValueError("no scored rows in the training part (is the warm-up longer than it?)")
+        raise ValueError("no scored rows in the training part (every reading rejected, or a warm-up longer than it)")
     if rule == "max":
         base = float(lik.max())
     elif rule.startswith("q"):
@@ -152,9 +201,12 @@ def renormalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray, train_rows: in
     model's per-feature statistics in raw units; the floor keeps a sensor that happened to be
     constant during training from turning every later change into a huge deviation.
     """
-    x = np.asarray(x, dtype=np.float64)
-    mu = np.nanmean(x[:train_rows], axis=0)
-    sd = np.nanstd(x[:train_rows], axis=0)
+    x = np.asarray(x, dtype=np.float64)  # [n, F]
+    train = np.where(np.isfinite(x[:train_rows]), x[:train_rows], np.nan)  # [t, F] an inf is no statistic
+    with warnings.catch_warnings(), np.errstate(all="ignore"):  # a sensor without a number: NaN, its readings rejected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mu = np.nanmean(train, axis=0)  # [F]
+        sd = np.nanstd(train, axis=0)  # [F]
     return mean + (x - mu) * std / np.maximum(sd, min_ratio * std)
 
 

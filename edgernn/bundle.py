@@ -35,6 +35,7 @@ STUCK_KINDS = ("continuous", "counter")  # kinds where a run of exact repeats is
 SHAPELESS_KINDS = ("constant", "near-constant", "binary")
 RELATION_FILE = "relation.npz"  # the relation look's model (train/relation.py), an optional artifact
 FILE_MODE, DIR_MODE = 0o644, 0o755  # bundles are read by services running as other users
+MAX_MANIFEST_BYTES = 64 << 20  # manifest.yaml read at most (the shipped ones: 17 and 48 kB)
 
 
 class BundleError(ValueError):
@@ -202,6 +203,15 @@ def _table(manifest: dict, key: str, where: str) -> dict:
     return {"x": xs, "log10_sf": ls, "tail_scale": _real(manifest, f"{dotted}.tail_scale", where, gt=0.0)}
 
 
+def _is(path: Path, kind: str) -> bool:
+    """``path.is_dir()`` / ``path.is_file()`` (``kind``), an OSError beyond "no such file" (a name
+    too long, permissions) a one-line BundleError naming the path."""
+    try:
+        return path.is_dir() if kind == "dir" else path.is_file()
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
 def _verify_artifacts(root: Path, manifest: dict, where: str) -> dict:
     """Every listed artifact must exist and match its sha256 before anything is parsed."""
     artifacts = _get(manifest, "artifacts", dict, where)
@@ -211,9 +221,16 @@ def _verify_artifacts(root: Path, manifest: dict, where: str) -> dict:
         if "/" in name or name.startswith("."):
             raise BundleError(f"{where}: artifacts.{name}: must be a plain file name inside the bundle")
         apath = root / name
-        if not apath.is_file():
+        if not _is(apath, "file"):
             raise BundleError(f"{apath}: listed in manifest.yaml but missing")
-        actual = sha256_file(apath)
+        size, listed = apath.stat().st_size, meta.get("size_bytes")
+        if isinstance(listed, int) and not isinstance(listed, bool) and listed != size:  # before reading it all
+            raise BundleError(f"{apath}: sha256 mismatch (file {size:,} bytes, manifest lists {listed:,} bytes: "
+                              "its sha256 cannot match): file was modified or corrupted")
+        try:
+            actual = sha256_file(apath)
+        except OSError as exc:  # unreadable (permissions: a service runs as another user), an I/O error
+            raise BundleError(f"{apath}: cannot read: {exc.strerror or exc}") from None
         if actual != meta["sha256"]:
             raise BundleError(f"{apath}: sha256 mismatch (manifest {meta['sha256'][:12]}…, file {actual[:12]}…): file was modified or corrupted")
     if "weights.npz" not in artifacts:
@@ -317,21 +334,34 @@ def _normalisation(manifest: dict, F: int, where: str) -> tuple[str, np.ndarray,
     return mode, mean, std
 
 
+def _read_manifest(mpath: Path):
+    """manifest.yaml parsed through the config files' loader (duplicate keys, alias bombs and deep
+    nesting are one line too); a file above MAX_MANIFEST_BYTES is refused before it is read."""
+    where = str(mpath)
+    try:
+        size = mpath.stat().st_size
+        if size > MAX_MANIFEST_BYTES:  # (a manifest holds at most yamlpos.MAX_VALUES values anyway)
+            raise BundleError(f"{where}: {size / 2**20:,.0f} MiB, more than the {MAX_MANIFEST_BYTES >> 20} MiB "
+                              "a manifest may have: not a bundle's manifest.yaml")
+        return yaml_lines(mpath.read_text(encoding="utf-8"), where)[0]
+    except ConfigError as exc:
+        raise BundleError(exc.messages[0]) from None
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:  # unreadable (permissions: a service runs as another user), an I/O error
+        raise BundleError(f"{where}: cannot read: {exc.strerror or exc}") from None
+
+
 def load_bundle(path: str | os.PathLike) -> Bundle:
     """Load and verify a bundle directory. Raises ``BundleError`` (one line) when anything is off."""
     root = Path(path)
     mpath = root / "manifest.yaml"
     where = str(mpath)
-    if not root.is_dir():
+    if not _is(root, "dir"):
         raise BundleError(f"{root}: model bundle directory not found")
-    if not mpath.is_file():
+    if not _is(mpath, "file"):
         raise BundleError(f"{where}: not found (a bundle needs manifest.yaml)")
-    try:  # through the config files' loader: duplicate keys, alias bombs and deep nesting are one line too
-        manifest = yaml_lines(mpath.read_text(encoding="utf-8"), where)[0]
-    except ConfigError as exc:
-        raise BundleError(exc.messages[0]) from None
-    except UnicodeDecodeError as exc:
-        raise BundleError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    manifest = _read_manifest(mpath)
     if not isinstance(manifest, dict):
         raise BundleError(f"{where}: expected a mapping at the top level")
     schema = _get(manifest, "schema", int, where)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Backend, BackendUnavailable
+from .base import Backend, BackendUnavailable, check_finite, check_shapes
 
 # name -> (module, factory, artifact key in the manifest, or None for weights only, or BUNDLE for a
 # baseline built from the bundle's dimensions alone: factory.from_bundle(bundle))
@@ -48,8 +48,10 @@ def backend_artifact(name: str) -> str | None:
 def create_backend(name: str, bundle, **options) -> Backend:
     """Build backend ``name`` for ``bundle`` (an ``edgernn.bundle.Bundle``).
 
-    Raises ``ValueError`` for an unknown name, ``BackendUnavailable`` when the runtime or the
-    artifact is missing (the message says what to install or which export to run).
+    Raises ``ValueError`` for an unknown name, an artifact whose F, H or K are not the bundle's or
+    a cell whose output is not finite (``base.check_finite``),
+    ``BackendUnavailable`` when the runtime or the artifact is missing or cannot be loaded (the
+    message says what to install or which export to run).
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKEND_NAMES)}")
@@ -62,10 +64,15 @@ def create_backend(name: str, bundle, **options) -> Backend:
     if artifact == BUNDLE:
         return cls.from_bundle(bundle)
     if artifact is None:
-        return cls(bundle.weights)
+        backend = cls(bundle.weights)
+        check_finite(backend, bundle.input_clip, bundle.path / "weights.npz")
+        return backend
     path = bundle.artifact_path(artifact)
     if path is None:
         raise BackendUnavailable(
             f"model {bundle.name!r} has no {artifact}; run: edgernn export {bundle.path}"
         )
-    return cls(path, name=name, **options)
+    backend = cls(path, name=name, **options)
+    check_shapes(backend, bundle, path)  # an artifact of another model: refused here, not mid-run
+    check_finite(backend, bundle.input_clip, path)
+    return backend

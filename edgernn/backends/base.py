@@ -16,6 +16,7 @@ With K = 1 that is today's ``[mean | logvar]``. Every mean is residual: x_f + W_
 
 from __future__ import annotations
 
+import shlex
 from typing import Protocol
 
 import numpy as np
@@ -78,6 +79,51 @@ def components_of_width(width: int, F: int, where="model") -> int:
     raise ValueError(f"{where}: output pred has {width} entries: expected 2F or 3KF (F={F})")
 
 
+def fixed_width(shape, tensor: str, where) -> int:
+    """The last dimension of a graph tensor's ``shape`` (``[B, n]``) as an int; ValueError naming
+    ``where`` (the model file) when the graph leaves it symbolic or has no dimensions."""
+    shape = [int(d) if isinstance(d, np.integer) else d for d in (shape if shape is not None else [])]
+    last = shape[-1] if shape else None
+    if len(shape) != 2 or not isinstance(last, int) or isinstance(last, bool) or last < 1:
+        raise ValueError(f"{where}: {tensor} has shape {shape}: expected [B, n] with a fixed n >= 1")
+    return int(last)
+
+
+def check_shapes(backend, bundle, where) -> None:
+    """A graph made for ``bundle``: F, H and K as its weights.npz (ValueError naming ``where`` otherwise:
+    an artifact of another model, e.g. copied from another bundle)."""
+    got = (backend.features, backend.hidden, backend.components)
+    want = (bundle.n_features, bundle.hidden, bundle.components)
+    if got != want:
+        raise ValueError(f"{where}: a graph of F={got[0]} features, H={got[1]}, K={got[2]} but the bundle's "
+                         f"weights.npz has F={want[0]}, H={want[1]}, K={want[2]}: not this model's artifact "
+                         f"(run: edgernn export {shlex.quote(str(bundle.path))})")
+
+
+def check_finite(backend, x_clip: float, where) -> None:
+    """The cell runs and its outputs are finite at the corners of its input range (x = 0 and
+    +-``x_clip``, the detector's input clip; h = 0 and +-1, a GRU's bound), in batches of one and
+    all three in one batch: a graph or weights with NaN / inf (or large enough to overflow float32),
+    or a graph that runs one batch size only, is refused here (ValueError naming ``where``), not
+    turned into a state reset of every stream at every reading or a failure at the first batch."""
+    F, H = backend.features, backend.hidden
+    for signs in ((0.0,), (1.0,), (-1.0,), (0.0, 1.0, -1.0)):
+        s = np.array(signs, np.float32)[:, None]  # [B, 1]
+        x, h = np.repeat(s * np.float32(x_clip), F, axis=1), np.repeat(s, H, axis=1)  # [B, F], [B, H]
+        try:
+            with np.errstate(all="ignore"):  # an overflow is reported below, as one line
+                pred, h_next = backend.step(x, h)  # [B, P], [B, H]
+        except BackendUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the runtimes raise their own types
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"{where}: the model cannot run a batch of {len(signs)}: {first}") from None
+        if not (np.isfinite(pred).all() and np.isfinite(h_next).all()):
+            at = ", ".join(f"x = {v * x_clip:g}, h = {v:g}" for v in signs)
+            raise ValueError(f"{where}: the model's output is NaN or inf at {at}: "
+                             "weights that are NaN, inf or too large for float32")
+
+
 def check_weights(weights: dict[str, np.ndarray]) -> tuple[int, int]:
     """Validate names and shapes; return (F, H). Raises ValueError naming the offending key."""
     missing = sorted(set(GRU_WEIGHT_SHAPES) - set(weights))
@@ -86,6 +132,8 @@ def check_weights(weights: dict[str, np.ndarray]) -> tuple[int, int]:
     if np.ndim(weights["gru.W_ir"]) != 2:
         raise ValueError(f"weight gru.W_ir has shape {tuple(np.shape(weights['gru.W_ir']))}, expected (H, F): 2 dimensions")
     H, F = np.shape(weights["gru.W_ir"])
+    if H < 1:  # no hidden state: nothing for the cell to carry (the detector's kernel needs H >= 1)
+        raise ValueError(f"weight gru.W_ir has shape {(H, F)}: needs H >= 1 hidden units")
     rows = np.shape(weights["head.W_mean"])[0] if np.ndim(weights["head.W_mean"]) else 0
     K = rows // F if F and rows % F == 0 else 0
     if not 1 <= K <= MAX_COMPONENTS:

@@ -1,4 +1,4 @@
-"""onnxruntime backend: ``model.onnx`` (float32) or ``model.int8.onnx`` (pip install edgernn[onnx]).
+"""onnxruntime backend: ``model.onnx`` (float32) or ``model.int8.onnx`` (pip install 'edgernn[onnx]').
 
 IOBinding with pre-bound numpy buffers: one binding per batch size seen (kept for the most recent
 ``MAX_BINDINGS`` sizes), so a call copies x and h into bound memory, runs, and copies the outputs
@@ -7,11 +7,13 @@ out. Plain ``run()`` costs ~1.5x more per call at batch 1 (DESIGN.md, measured).
 
 from __future__ import annotations
 
+import shlex
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 
-from .base import BackendUnavailable, components_of_width
+from .base import BackendUnavailable, components_of_width, fixed_width
 
 MAX_BINDINGS = 16
 
@@ -32,6 +34,54 @@ class _Binding:
         self.io = io
 
 
+def external_data(path) -> str | None:
+    """The first file name a graph reads tensors from besides ``path`` itself (ONNX external data),
+    or None. Such a file is not listed in the manifest, so its sha256 is never checked. (Needs the
+    onnx package, part of edgernn[onnx]; without it, or for a file onnx cannot parse, None: the
+    session reports a broken file.) A graph whose bytes lack the key every external tensor names,
+    "location", has none: onnx (seconds to import) is only loaded for the others."""
+    try:
+        with open(path, "rb") as fh:
+            if b"location" not in fh.read():
+                return None
+        import onnx
+        from onnx.external_data_helper import uses_external_data
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - no onnx package, or not a model: onnxruntime says what is wrong
+        return None
+    graphs, tensors = [model.graph], []
+    while graphs:  # initializers and constant tensors, subgraphs (If / Loop / Scan bodies) included
+        g = graphs.pop()
+        tensors += list(g.initializer)
+        for attr in (a for node in g.node for a in node.attribute):
+            tensors += ([attr.t] if attr.HasField("t") else []) + list(attr.tensors)
+            graphs += ([attr.g] if attr.HasField("g") else []) + list(attr.graphs)
+    for t in tensors:
+        if uses_external_data(t):
+            return next((e.value for e in t.external_data if e.key == "location"), "?")
+    return None
+
+
+def _io_widths(session, path) -> tuple[int, int, int]:
+    """(F, H, pred's width) of a session's inputs x [B, F], h [B, H] and outputs pred [B, P],
+    h_next [B, H]: ValueError naming ``path`` for other names, a fixed batch dimension (every batch
+    size is bound: a graph for B = 1 failed at the first batch of 2) or an h_next not as wide as h."""
+    ins = {i.name: i.shape for i in session.get_inputs()}
+    outs = {o.name: o.shape for o in session.get_outputs()}
+    if set(ins) != {"x", "h"} or set(outs) != {"pred", "h_next"}:
+        raise ValueError(f"{path}: expected inputs x, h and outputs pred, h_next")
+    widths = {}
+    for kind, name, shape in [("input", n, ins[n]) for n in ("x", "h")] + [("output", n, outs[n]) for n in ("pred", "h_next")]:
+        widths[name] = fixed_width(shape, f"{kind} {name}", path)
+        if isinstance(shape[0], int):
+            raise ValueError(f"{path}: {kind} {name} has shape {list(shape)}: expected a free batch dimension "
+                             "(a name such as B), not a fixed one")
+    if widths["h_next"] != widths["h"]:
+        raise ValueError(f"{path}: output h_next has {widths['h_next']} entries but input h {widths['h']}")
+    return widths["x"], widths["h"], widths["pred"]
+
+
 class OnnxGRU:
     """Stateless cell on an .onnx file. ``step(x[B,F], h[B,H]) -> (pred[B,P], h_next[B,H])`` (P = 2F, or
     3KF for a K-component head: read from the graph's output shape)."""
@@ -42,7 +92,7 @@ class OnnxGRU:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise BackendUnavailable(f"ONNX backend needs onnxruntime ({exc}): pip install edgernn[onnx]") from None
+            raise BackendUnavailable(f"ONNX backend needs onnxruntime ({exc}): pip install 'edgernn[onnx]'") from None
         self.name = name
         self.path = str(path)
         opts = ort.SessionOptions()
@@ -50,17 +100,16 @@ class OnnxGRU:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3  # no warnings on stderr for every session
+        opts.log_severity_level = 4  # no warnings on stderr for every session, nor a second copy of an error it raises
+        outside = external_data(path)
+        if outside is not None:
+            raise ValueError(f"{path}: the graph reads tensors from another file ({outside}), which no sha256 "
+                             f"covers (run: edgernn export {shlex.quote(str(Path(path).parent))}: it writes one file)")
         try:
             self._session = ort.InferenceSession(self.path, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendUnavailable(f"{path}: onnxruntime cannot load this model: {str(exc).splitlines()[0]}") from None
-        ins = {i.name: i.shape for i in self._session.get_inputs()}
-        outs = {o.name: o.shape for o in self._session.get_outputs()}
-        if set(ins) != {"x", "h"} or set(outs) != {"pred", "h_next"}:
-            raise ValueError(f"{path}: expected inputs x, h and outputs pred, h_next")
-        self.features, self.hidden = int(ins["x"][-1]), int(ins["h"][-1])
-        self._width = int(outs["pred"][-1])
+        self.features, self.hidden, self._width = _io_widths(self._session, path)
         self.components = components_of_width(self._width, self.features, path)
         self._bindings: OrderedDict[int, _Binding] = OrderedDict()
 

@@ -1,6 +1,6 @@
 """LiteRT (TFLite) backend: ``model.tflite`` (float32) or ``model.int8.tflite`` (int8, float I/O).
 
-Runtime: ``ai_edge_litert`` (pip install edgernn[tflite]); falls back to ``tflite_runtime``, which
+Runtime: ``ai_edge_litert`` (pip install 'edgernn[tflite]'); falls back to ``tflite_runtime``, which
 only works with numpy < 2 (with numpy 2 every Interpreter fails with "_ARRAY_API not found").
 
 Batching: one interpreter per power-of-two bucket (1, 2, 4, ... 256), created on first use and
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import BackendUnavailable, components_of_width
+from .base import BackendUnavailable, components_of_width, fixed_width
 
 MAX_BUCKET = 256
 
@@ -28,12 +28,12 @@ def _interpreter_class():
             from tflite_runtime.interpreter import Interpreter
         except ImportError:
             raise BackendUnavailable(
-                f"TFLite backend needs ai-edge-litert ({litert_exc}): pip install edgernn[tflite]"
+                f"TFLite backend needs ai-edge-litert ({litert_exc}): pip install 'edgernn[tflite]'"
             ) from None
         if int(np.__version__.split(".")[0]) >= 2:
             raise BackendUnavailable(
                 "found only tflite_runtime, which cannot run with numpy "
-                f"{np.__version__} (it needs numpy < 2): pip install edgernn[tflite] (ai-edge-litert)"
+                f"{np.__version__} (it needs numpy < 2): pip install 'edgernn[tflite]' (ai-edge-litert)"
             )
         return Interpreter, "tflite-runtime"
 
@@ -95,24 +95,36 @@ class TfliteGRU:
         shapes = {d["name"]: tuple(d["shape"]) for d in probe.get_input_details()}
         if set(shapes) != {"x", "h"}:
             raise ValueError(f"{path}: expected inputs x and h, found {sorted(shapes)}")
-        self.features, self.hidden = int(shapes["x"][-1]), int(shapes["h"][-1])
+        self.features, self.hidden = fixed_width(shapes["x"], "input x", path), fixed_width(shapes["h"], "input h", path)
         outs = {d["name"]: tuple(d["shape"]) for d in probe.get_output_details()}
-        if "pred" not in outs:
-            raise ValueError(f"{path}: expected an output named pred, found {sorted(outs)}")
-        self.components = components_of_width(int(outs["pred"][-1]), self.features, path)
+        if set(outs) != {"pred", "h_next"}:
+            raise ValueError(f"{path}: expected outputs pred and h_next, found {sorted(outs)}")
+        if fixed_width(outs["h_next"], "output h_next", path) != self.hidden:
+            raise ValueError(f"{path}: output h_next has shape {list(outs['h_next'])} but input h {list(shapes['h'])}")
+        self.components = components_of_width(fixed_width(outs["pred"], "output pred", path), self.features, path)
+        types = {d["name"]: np.dtype(d["dtype"]) for d in [*probe.get_input_details(), *probe.get_output_details()]}
+        odd = [f"{n} is {t}" for n, t in sorted(types.items()) if t != np.float32]
+        if odd:  # the int8 graphs too take and give float32 (edgernn export)
+            raise ValueError(f"{path}: {', '.join(odd)}: expected float32 inputs and outputs")
         self._slots: dict[int, _Slot] = {}
 
     def _new_interpreter(self):
         try:
             return self._Interpreter(model_content=self._model, num_threads=self._num_threads)
         except Exception as exc:  # e.g. tflite_runtime built against numpy 1.x, unknown op version
-            raise BackendUnavailable(f"{self.path}: the TFLite runtime cannot load this model: {exc}") from None
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]  # LiteRT: one line per bad op
+            raise BackendUnavailable(f"{self.path}: the TFLite runtime cannot load this model: {first}") from None
 
     def _slot(self, B: int) -> _Slot:
         bucket = 1 << max(0, (B - 1).bit_length())  # next power of two >= B
         slot = self._slots.get(bucket)
         if slot is None:
-            slot = self._slots[bucket] = _Slot(self._new_interpreter(), bucket, self.features, self.hidden)
+            try:
+                slot = _Slot(self._new_interpreter(), bucket, self.features, self.hidden)
+            except (RuntimeError, ValueError) as exc:  # a graph whose ops do not fit together ("failed to prepare")
+                first = (str(exc).splitlines() or [type(exc).__name__])[0]
+                raise BackendUnavailable(f"{self.path}: the TFLite runtime cannot run this model: {first}") from None
+            self._slots[bucket] = slot
         return slot
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ def run(args) -> int:
     except BundleError as exc:
         return fail("inspect", exc)
     if args.json:
-        print(json.dumps({k: v for k, v in b.manifest.items()}, indent=2, default=str))
+        print(json.dumps(_json_keys(b.manifest), indent=2, default=str))
         return 0
     lines: list[str] = []
     for key, section in _SECTIONS:  # all of it made before a line is printed
@@ -98,6 +98,16 @@ def _provenance(b) -> list[str]:
                    f"epochs {prov.get('epochs_run')} (best {prov.get('best_epoch')}), "
                    f"val NLL {prov.get('final_val_nll')}")
     return out
+
+
+def _json_keys(value):
+    """The manifest with every mapping key one JSON takes (str, number, bool, null; YAML also allows
+    dates: a date key was a TypeError traceback), others as their text."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, (str, int, float, type(None))) else str(k): _json_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_keys(v) for v in value]
+    return value
 
 
 def _list(value) -> list:

@@ -24,6 +24,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..backends.base import check_finite
+from ..backends.numpy_gru import NumpyGRU
 from ..bundle import load_bundle, register_artifact
 
 FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8", "tflm")
@@ -61,11 +63,15 @@ def written_files(fmts: Iterable[str]) -> list[str]:
 def bundle_write_problem(root: Path, fmts: Iterable[str]) -> str | None:
     """Why the export of ``fmts`` could not write its files into the bundle ``root`` (one line), or
     None: checked before any work, so that a long export does not end in a traceback (a directory
-    where an artifact goes) or hang (a FIFO there: opening it for writing waits for a reader)."""
+    where an artifact goes), hang (a FIFO there: opening it for writing waits for a reader) or
+    overwrite a file outside the bundle (a symbolic link there, e.g. to a shipped bundle's artifact)."""
     if not os.access(root, os.W_OK | os.X_OK):
         return f"{root}: cannot create files in the bundle directory"
     for name in written_files(fmts):
         path = root / name
+        if path.is_symlink() and name != "manifest.yaml":  # (manifest.yaml is replaced, not written through)
+            return (f"{path}: is a symbolic link; export would write its {name} through it into "
+                    f"{os.path.realpath(path)} (replace it with a copy, or remove it)")
         if path.is_dir():
             return f"{path}: is a directory; export writes its {name} there (move it away)"
         if path.exists() and not path.is_file():
@@ -247,6 +253,8 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
         raise ValueError("onnx_int8 must be 'static16', 'static' or 'dynamic'")
     root = Path(bundle_dir)
     bundle = load_bundle(root)
+    # weights whose cell overflows float32: one line naming the file, not NaN scales mid-export
+    check_finite(NumpyGRU(bundle.weights), bundle.input_clip, root / "weights.npz")
     fmts = resolve_formats(formats)
     problem = bundle_write_problem(root, fmts)
     if problem:

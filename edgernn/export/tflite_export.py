@@ -41,7 +41,7 @@ def _schema():
     try:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RuntimeError(f"writing .tflite needs ai-edge-litert (pip install edgernn[tflite]): {exc}") from None
+        raise RuntimeError(f"writing .tflite needs ai-edge-litert (pip install 'edgernn[tflite]'): {exc}") from None
     return schema
 
 

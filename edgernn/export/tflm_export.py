@@ -28,7 +28,7 @@ def _runtime():
     try:
         from tflite_micro.python.tflite_micro import runtime
     except ImportError as exc:
-        raise BackendUnavailable(f"TFLite Micro checks need the tflite-micro package ({exc}): pip install edgernn[dev]") from None
+        raise BackendUnavailable(f"TFLite Micro checks need the tflite-micro package ({exc}): pip install 'edgernn[dev]'") from None
     return runtime
 
 

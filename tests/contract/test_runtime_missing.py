@@ -13,14 +13,14 @@ from edgernn.backends.tflite_gru import TfliteGRU
 
 def test_onnx_runtime_missing_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
-    with pytest.raises(BackendUnavailable, match=r"pip install edgernn\[onnx\]"):
+    with pytest.raises(BackendUnavailable, match=r"pip install 'edgernn\[onnx\]'"):
         OnnxGRU(tmp_path / "model.onnx")
 
 
 def test_tflite_runtime_missing_names_the_extra(monkeypatch, tmp_path):
     for mod in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tflite_runtime.interpreter"):
         monkeypatch.setitem(sys.modules, mod, None)
-    with pytest.raises(BackendUnavailable, match=r"pip install edgernn\[tflite\]"):
+    with pytest.raises(BackendUnavailable, match=r"pip install 'edgernn\[tflite\]'"):
         TfliteGRU(tmp_path / "model.tflite")
 
 

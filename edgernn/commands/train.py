@@ -1,4 +1,4 @@
-"""Train a model bundle from CSV recordings of normal operation (needs: pip install edgernn[train]).
+"""Train a model bundle from CSV recordings of normal operation (needs: pip install 'edgernn[train]').
 
 Give it readings of your machine working normally; it learns to predict each next reading and
 writes a bundle (--out) that `edgernn replay`, `edgernn serve` and `edgernn export` use.
@@ -60,7 +60,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..recording import infer_features
-from .common import fail, number_problem
+from .common import fail, number_problem, write_problem
 
 
 def add_arguments(p) -> None:
@@ -165,7 +165,7 @@ def _columns(args, features, named: bool) -> dict:
 
 def _features(args) -> tuple[str, ...]:
     """The features to train on: --features, else the first file's columns. ValueError: one line."""
-    if not args.features:
+    if args.features is None:  # (--features "" too is an empty feature name, not every column)
         return infer_features(args.data[0])
     features = tuple(f.strip() for f in args.features.split(","))
     if "" in features:
@@ -228,21 +228,32 @@ def _staged(out: Path, copy: bool = False):
                     shutil.copy2(f, work / f.name)
         yield work
         if out.exists():
-            for f in out.iterdir():
-                if not (work / f.name).exists():
-                    os.replace(f, work / f.name)
-            old = work.with_suffix(".old")
-            os.rename(out, old)
-            try:
-                os.rename(work, out)
-            except OSError:
-                os.rename(old, out)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
+            _replace(out, work)
         else:
             os.rename(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _replace(out: Path, work: Path) -> None:
+    """Move ``out``'s other files into ``work``, then ``work`` into ``out``'s place. On a failure
+    (a file or folder that cannot move: a mount point; EBUSY...) ``out`` is put back as it was, its
+    files too, before the error goes on (_staged then deletes ``work``: it must not hold them)."""
+    moved, old = [], work.with_suffix(".old")
+    try:
+        for f in out.iterdir():
+            if not (work / f.name).exists():
+                os.replace(f, work / f.name)
+                moved.append(f.name)
+        os.rename(out, old)
+        os.rename(work, out)
+    except BaseException:  # (Ctrl-C too)
+        if old.exists() and not out.exists():  # the second rename failed (or was interrupted)
+            os.rename(old, out)
+        for name in moved:
+            os.replace(work / name, out / name)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _out_error(out: Path) -> str | None:
@@ -255,6 +266,25 @@ def _out_error(out: Path) -> str | None:
     d = out if out.exists() else ancestor  # an existing bundle in a read-only folder is rebuilt in place (_staged)
     if not os.access(d, os.W_OK | os.X_OK):
         return f"--out {out}: {d} is not writable"
+    if out.is_dir() and os.access(out.resolve().parent, os.W_OK | os.X_OK):  # staged: _mount_error
+        return _mount_error(out)
+    return None
+
+
+def _mount_error(out: Path) -> str | None:
+    """One line when the existing directory ``out`` is or holds a mount point, else None: _staged
+    renames ``out`` and moves its other files into the new bundle, and a mount point cannot move
+    (an OSError after the whole fit)."""
+    if os.path.ismount(out.resolve()):
+        return (f"--out {out}: is a mount point, which cannot be replaced (the bundle is built beside --out and "
+                "moved into place): give a directory inside it")
+    try:
+        inner = next((p for p in out.iterdir() if os.path.ismount(p)), None)
+    except OSError:  # (not readable: found when the bundle is built)
+        return None
+    if inner is not None:
+        return (f"--out {out}: holds a mount point, {inner}, which cannot be moved into the new bundle: give "
+                "another --out")
     return None
 
 
@@ -284,6 +314,14 @@ def _finish_calibration(out: Path, summary: dict, strict: bool) -> int:
     return 0
 
 
+def _out_write_failed(out: Path, exc: OSError) -> int:
+    """One line for a bundle that could not be written; an error of stdout itself (a closed pipe,
+    ``> /dev/full``) goes on to cli.main, which says so."""
+    if getattr(sys.stdout, "failed", False):
+        raise exc
+    return fail("train", write_problem("--out", out, exc))
+
+
 def recalibrate(args) -> int:
     """Refit the calibration of an existing bundle on new normal data (weights unchanged), in a copy
     that replaces the bundle's files only when it is complete."""
@@ -305,14 +343,17 @@ def recalibrate(args) -> int:
     warmup = bundle.calibration.warmup if warmup is None else warmup
     if (err := _warmup_error(series, warmup, f"the model's warm-up ({warmup} readings)", False, "")) is not None:
         return fail("train", err)
-    with _staged(args.out, copy=True) as work:
-        summary = calibrate(work, series, target_rate=args.target_far, max_surprise=args.max_surprise,
-                            learn_rate=args.learn_far)
-        manifest = load_bundle(work).manifest
-        manifest.setdefault("provenance", {})["calibration_command"] = _command()
-        write_manifest(work, manifest)
-        write_card(work, ref=str(args.out))
-        make_readable(work)
+    try:
+        with _staged(args.out, copy=True) as work:
+            summary = calibrate(work, series, target_rate=args.target_far, max_surprise=args.max_surprise,
+                                learn_rate=args.learn_far)
+            manifest = load_bundle(work).manifest
+            manifest.setdefault("provenance", {})["calibration_command"] = _command()
+            write_manifest(work, manifest)
+            write_card(work, ref=str(args.out))
+            make_readable(work)
+    except OSError as exc:  # a full disk: found when written (--out as it was)
+        return _out_write_failed(args.out, exc)
     return _finish_calibration(args.out, summary, args.strict)
 
 
@@ -320,8 +361,9 @@ def recalibrate(args) -> int:
 FIT_MINIMA = {"hidden": 1, "epochs": 1, "patience": 1, "segment": 2, "chunk": 1, "threads": 0, "weight_decay": 0.0,
               "warmup": 0, "seed": 0}  # warmup None: the normalisation's default
 # ... and their largest: no edge model needs a hidden size above 1024 (100,000 ran out of memory); the seed's
-# generators take 32 bits
-FIT_MAXIMA = {"hidden": 1024, "seed": 2**32 - 1}
+# generators take 32 bits; torch's thread pool crashed the process (a segfault, or libgomp's "Thread creation
+# failed") at 20,000 - 100,000 threads, and no machine here has more than 1024 cores
+FIT_MAXIMA = {"hidden": 1024, "seed": 2**32 - 1, "threads": 1024}
 
 
 def _fit_option_error(args) -> str | None:
@@ -343,10 +385,20 @@ def _fit_option_error(args) -> str | None:
     return None
 
 
+def _text_option_error(args) -> str | None:
+    """One line naming the first of --name, --version, --description that is not one line of text (a
+    newline or control character broke the model card's title and `edgernn inspect`), or None."""
+    for flag in ("--name", "--version", "--description"):
+        value = getattr(args, flag[2:]) or ""
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            return f"{flag} {value!r}: must be one line of text (no newline or control character)"
+    return None
+
+
 def _options_error(args) -> str | None:
     """One line naming the first bad option or --out (nothing read yet), or None."""
-    return ((None if args.recalibrate else _fit_option_error(args)) or _calibration_option_error(args)
-            or _out_error(args.out))
+    return ((None if args.recalibrate else _fit_option_error(args) or _text_option_error(args))
+            or _calibration_option_error(args) or _out_error(args.out))
 
 
 def run(args) -> int:
@@ -365,7 +417,7 @@ def run(args) -> int:
     try:
         import torch
     except ImportError as exc:
-        return fail("train", f"needs PyTorch: pip install edgernn[train] ({exc})")
+        return fail("train", f"needs PyTorch: pip install 'edgernn[train]' ({exc})")
     from ..train.pipeline import TrainError, normalisation, train
 
     if args.threads:
@@ -388,5 +440,7 @@ def run(args) -> int:
             summary = train(args, features, series, _command(), work)
     except TrainError as exc:
         return fail("train", exc)
+    except OSError as exc:  # a full disk, a read-only file system: found when written (--out as it was)
+        return _out_write_failed(args.out, exc)
     print(f"{'time':24s} {time.monotonic() - t_start:.0f} s")
     return _finish_calibration(args.out, summary, args.strict)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .. import scoring
 from ..bundle import FILE_MODE, RELATION_FILE, load_bundle
+from ..fileio import atomic_write
 from .calibrate import one_in, threshold_text
 from .features import HANDLING
 
@@ -182,7 +183,8 @@ def write_card(bundle_dir, sections: list[str] | None = None, how: str = "", ref
     manifest alone carries REFRESHABLE, so `edgernn export` may rewrite it with the new artifacts."""
     path = Path(bundle_dir) / "README.md"
     text = card_text(bundle_dir, sections, how, ref)
-    path.write_text(text + (REFRESHABLE + "\n" if not sections and not how else ""), encoding="utf-8")
+    data = (text + (REFRESHABLE + "\n" if not sections and not how else "")).encode("utf-8")
+    atomic_write(path, data)  # (replaces a symlinked README.md: never writes through it, outside the bundle)
     path.chmod(FILE_MODE)
     return path
 

@@ -43,7 +43,7 @@ def load_series(paths: list[Path], features: tuple[str, ...], columns: dict | No
     file that lost rows (the reader's skipped rows too) or has a reading warning."""
     out = []
     for path in paths:
-        rec = read_recording(path, features, columns)
+        rec = read_recording(path, features, columns, progress=None)  # (a bar on a terminal)
         got, note = _file_series(rec, holdout)
         out += got
         if notes is not None:

@@ -48,6 +48,8 @@ def _run(model, segs: torch.Tensor, cfg: FitConfig, opt=None, order=None, bar=No
     """One pass over segments [N, S, F]; trains when ``opt`` is given. Returns NLL per element."""
     total, count = 0.0, 0
     order = order if order is not None else np.arange(len(segs))
+    burn = min(cfg.burn_in, segs.shape[1] - 2)  # a segment of S < burn_in + 2 readings (--segment, a short
+    #                                             series) still scores its last S - 1 - burn >= 1 steps
     for lo in range(0, len(order), cfg.batch):
         seg = segs[order[lo : lo + cfg.batch]]  # [b, S, F]
         inp, tgt = seg[:, :-1], seg[:, 1:]
@@ -55,8 +57,11 @@ def _run(model, segs: torch.Tensor, cfg: FitConfig, opt=None, order=None, bar=No
         for c in range(0, inp.shape[1], cfg.chunk):
             mean, logvar, logit, h = model(inp[:, c : c + cfg.chunk], h)
             nll = mixture_nll(mean, logvar, logit, tgt[:, c : c + cfg.chunk])
-            if c < cfg.burn_in:
-                nll = nll[:, cfg.burn_in - c :]
+            if c < burn:
+                nll = nll[:, burn - c :]
+            if nll.numel() == 0:  # a chunk wholly in the burn-in (--chunk <= burn_in): nothing to learn or count
+                h = h.detach()  # (its mean was NaN: the epoch's NLL NaN, early stopping blind)
+                continue
             loss = nll.mean()
             if opt is not None:
                 opt.zero_grad()

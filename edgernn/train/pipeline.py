@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -185,21 +186,27 @@ def train(args, features: tuple[str, ...], series: list[Series], command: str, w
         relation = fit_relation([n[: s.split] for n, s in zip(normed, series)], features, kinds)
     weights = export_weights(result.model)
     if not all(np.isfinite(w).all() for w in weights.values()):
-        raise TrainError(f"the fit diverged (weights NaN or inf at --lr {args.lr:g}): use a smaller --lr")
+        decay = f", --weight-decay {args.weight_decay:g}" if args.weight_decay else ""
+        raise TrainError(f"the fit diverged (weights NaN or inf at --lr {args.lr:g}{decay}): use a smaller --lr"
+                         + (" or --weight-decay" if decay else ""))
     n_params = sum(w.size for w in weights.values())
     warnings = data_warnings(features, series, n_params, kinds)
     prov = _provenance(args, command, series, result, cfg, str(torch.__version__), ext, warnings)
     prov["warnings"] += fit_warnings(prov["final_train_nll"], prov["final_val_nll"])
+    if args.counters == "leave-out" and all(kinds[n]["kind"] == "counter" for n in features):  # (none left out)
+        prov["warnings"].append(f"every feature is a counter ({', '.join(features)}): modelled anyway, as with "
+                                "--counters model (leaving them out would leave nothing to model)")
     out = Path(args.out)
+    name = out.name or Path(os.path.abspath(out)).name  # (--out . : the directory's name, not "")
     build = Path(work) if work is not None else out
-    _write(args, build, out.name, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov,
+    _write(args, build, name, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov,
            kinds, left_out, relation)
     summary = calibrate(build, series, target_rate=args.target_far, max_surprise=args.max_surprise,
                         learn_rate=getattr(args, "learn_far", None))
     try:
         from ..plot import plot_losses
 
-        plot_losses(build / "loss_curve.png", result.train_loss, result.val_loss, f"{out.name}: {'mixture' if cfg.components > 1 else 'Gaussian'} NLL")
+        plot_losses(build / "loss_curve.png", result.train_loss, result.val_loss, f"{name}: {'mixture' if cfg.components > 1 else 'Gaussian'} NLL")
     except ImportError:
         pass
     write_card(build, ref=str(out))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import __version__
@@ -19,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                      "remove a node's Home Assistant entities and retained state from the broker"),
     "replay": ("edgernn.commands.replay", "score a CSV recording through the detector, write alerts and a plot"),
     "eval": ("edgernn.commands.eval", "measure detection quality on labelled recordings (NAB, SKAB, your own)"),
-    "train": ("edgernn.commands.train", "train a model bundle from CSVs of normal data (pip install edgernn[train])"),
+    "train": ("edgernn.commands.train", "train a model bundle from CSVs of normal data (pip install 'edgernn[train]')"),
     "export": ("edgernn.commands.export", "generate ONNX / TFLite / TFLite Micro artifacts from a bundle"),
     "bench": ("edgernn.commands.bench", "measure microseconds per reading of the whole detector hot path"),
     "inspect": ("edgernn.commands.inspect", "show a model bundle: features, calibration, artifacts, provenance"),
@@ -76,10 +77,62 @@ def main(argv: list[str] | None = None) -> int:
     from .logs import setup_logging
 
     setup_logging("warning")  # one setup for every command; serve raises it to its config's log.level
+    out = _WatchedStdout(sys.stdout)
+    if sys.stdout is not None:  # (None: started with stdout closed, print() writes nothing)
+        sys.stdout = out
     try:
-        return int(module.run(args) or 0)
+        code = int(module.run(args) or 0)
+        out.flush()  # a write error of the last buffered output is raised here, not at exit
+        return code
     except KeyboardInterrupt:
         print(f"edgernn {name}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # `edgernn ... | head`: the reader is gone, nothing more to say
+        _silence_stdout(out)
         return 0
+    except OSError as exc:
+        if not out.failed:
+            raise
+        _silence_stdout(out)  # (`> /dev/full`: a traceback, exit 1)
+        print(f"edgernn {name}: cannot write to standard output: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    finally:
+        if sys.stdout is out:
+            sys.stdout = out.stream
+
+
+class _WatchedStdout:
+    """sys.stdout, noting whether a write to it failed (so that a full disk or a closed pipe behind
+    stdout is told apart from any other OSError of a command)."""
+
+    def __init__(self, stream):
+        self.stream, self.failed = stream, False
+
+    def write(self, text):
+        try:
+            return self.stream.write(text)
+        except OSError:
+            self.failed = True
+            raise
+
+    def flush(self):
+        if self.stream is None:
+            return
+        try:
+            self.stream.flush()
+        except OSError:
+            self.failed = True
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _silence_stdout(out) -> None:
+    """Point stdout at /dev/null, so that the interpreter's flush at exit does not fail again."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, out.stream.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -734,11 +734,18 @@ def parse_config(text: str, source: str = "<config>", *, base: Path | None = Non
     return cfg
 
 
+MAX_CONFIG_BYTES = 4 * 2**20  # a config is a few kB; more is not one
+
+
 def load_config(path: str | os.PathLike, *, resolve_secrets: bool = True) -> Config:
     """Read and validate a config file. Raises ``ConfigError`` (one line per problem) when anything is off."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as fh:  # (at most MAX_CONFIG_BYTES: -c /dev/zero read for ever)
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{p}: larger than {MAX_CONFIG_BYTES // 2**20} MiB: not an edgernn config file")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:

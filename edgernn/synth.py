@@ -343,32 +343,100 @@ def write_faults(out_dir, per_fault: int, clean: int, length: int, seed: int) ->
     return paths
 
 
-def main(argv=None) -> int:
+# bounds of the command line's counts: every series is held in memory while written (--length
+# 99,999,999,999 was a MemoryError), and a faults recording needs room after its fault (its start
+# at 40-80 % of the recording, a noise burst lasting up to 120 readings: --length 10 was a traceback)
+MAX_SERIES = 100_000
+MAX_LENGTH = 10_000_000
+MIN_FAULTS_LENGTH = 600
+
+EPILOG = """\
+examples:
+  python -m edgernn.synth corpus --out corpus --series 27 --length 6000
+  python -m edgernn.synth faults --out faults --per-fault 2 --clean 4
+"""
+
+
+def _parser():
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m edgernn.synth", description="write synthetic sensor recordings")
+    p = argparse.ArgumentParser(prog="python -m edgernn.synth", description="write synthetic sensor recordings "
+                                "(one CSV of timestamp,value per series, one reading a minute)",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
-    c = sub.add_parser("corpus", help="clean training recordings")
-    c.add_argument("--out", required=True)
-    c.add_argument("--series", type=int, default=270)
-    c.add_argument("--length", type=int, default=6000)
-    c.add_argument("--seed", type=int, default=1)
+    c = sub.add_parser("corpus", help="clean training recordings",
+                       description="clean training recordings: normal_NNNN_KIND.csv, the kinds in turn")
+    c.add_argument("--out", required=True, help="directory to write to (made when missing)")
+    c.add_argument("--series", type=int, default=270, help=f"recordings (default: %(default)s; at most {MAX_SERIES:,})")
+    c.add_argument("--length", type=int, default=6000,
+                   help=f"readings per recording (default: %(default)s; at most {MAX_LENGTH:,})")
+    c.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
     c.add_argument("--mix", choices=("classic", "broad"), default="classic",
                    help="classic: the nine kinds the shipped univariate model was trained on; broad: "
                         "those plus hard duty cycles, multi-level, bimodal, counts, bursty rates, "
-                        "intermittent, ADC-quantised, slow/fast seasons, trends, regimes, walks")
-    f = sub.add_parser("faults", help="labelled recordings with injected faults, plus clean ones")
-    f.add_argument("--out", required=True)
-    f.add_argument("--per-fault", type=int, default=20)
-    f.add_argument("--clean", type=int, default=40)
-    f.add_argument("--length", type=int, default=5000)
-    f.add_argument("--seed", type=int, default=1000)
-    a = p.parse_args(argv)
+                        "intermittent, ADC-quantised, slow/fast seasons, trends, regimes, walks (default: classic)")
+    f = sub.add_parser("faults", help="labelled recordings with injected faults, plus clean ones",
+                       description="labelled recordings: KIND_NNN.csv with one injected fault each, clean_NNN.csv, "
+                                   "and labels.csv (stream,start,end,label)")
+    f.add_argument("--out", required=True, help="directory to write to (made when missing)")
+    f.add_argument("--per-fault", type=int, default=20,
+                   help=f"recordings per fault kind ({len(FAULTS)} kinds; default: %(default)s)")
+    f.add_argument("--clean", type=int, default=40, help="fault-free recordings (default: %(default)s)")
+    f.add_argument("--length", type=int, default=5000,
+                   help=f"readings per recording (default: %(default)s; {MIN_FAULTS_LENGTH} to {MAX_LENGTH:,})")
+    f.add_argument("--seed", type=int, default=1000, help="random seed (default: %(default)s)")
+    return p
+
+
+def _problem(a) -> str | None:
+    """One line naming the first option out of range (or an --out that cannot be a directory), or None."""
+    from pathlib import Path
+
+    from .commands.common import number_problem
+
     if a.what == "corpus":
-        paths = write_corpus(a.out, a.series, a.length, a.seed, a.mix)
+        counts = [("--series", a.series, 1, MAX_SERIES), ("--length", a.length, 1, MAX_LENGTH)]
     else:
-        paths = write_faults(a.out, a.per_fault, a.clean, a.length, a.seed)
-    print(f"wrote {len(paths)} recordings to {a.out}")
+        counts = [("--per-fault", a.per_fault, 0, MAX_SERIES), ("--clean", a.clean, 0, MAX_SERIES),
+                  ("--length", a.length, MIN_FAULTS_LENGTH, MAX_LENGTH)]
+    problem = next(filter(None, (number_problem(flag, v, ge=lo, le=hi) for flag, v, lo, hi in counts)), None)
+    problem = problem or number_problem("--seed", a.seed, ge=0)
+    if problem is None and a.what == "faults" and a.per_fault + a.clean == 0:
+        problem = "--per-fault 0 and --clean 0: no recordings to write"
+    if problem is None and not a.out:
+        problem = "--out is empty: give a directory"  # ('' wrote into the working directory)
+    if problem is None and Path(a.out).exists() and not Path(a.out).is_dir():
+        problem = f"--out {a.out}: not a directory"
+    return problem
+
+
+def main(argv=None) -> int:
+    import sys
+
+    a = _parser().parse_args(argv)
+    where = f"python -m edgernn.synth {a.what}"
+    problem = _problem(a)
+    if problem:
+        print(f"{where}: {problem}", file=sys.stderr)
+        return 2
+    try:
+        if a.what == "corpus":
+            paths = write_corpus(a.out, a.series, a.length, a.seed, a.mix)
+        else:
+            paths = write_faults(a.out, a.per_fault, a.clean, a.length, a.seed)
+    except OSError as exc:  # a directory that cannot be made or written, a full disk
+        print(f"{where}: --out {a.out}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:  # (a traceback when stdout was a full disk or a closed pipe: `... | true`)
+        print(f"wrote {len(paths)} recordings to {a.out}", flush=True)
+    except OSError as exc:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush fails no more
+        if isinstance(exc, BrokenPipeError):
+            return 0
+        print(f"{where}: cannot write to standard output: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

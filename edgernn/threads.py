@@ -30,7 +30,7 @@ def pin_blas() -> str:
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        return "environment only (numpy already loaded; pip install edgernn[blas] to pin its live pool)"
+        return "environment only (numpy already loaded; pip install 'edgernn[blas]' to pin its live pool)"
     threadpool_limits(limits=wanted, user_api="blas")  # stays in force (not used as a context manager)
     return f"threadpoolctl ({wanted} thread{'s' if wanted != 1 else ''})"
 

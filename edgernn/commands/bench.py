@@ -16,8 +16,8 @@ collector is paused inside timed blocks (as timeit does). Progress goes to stder
 
 examples:
   edgernn bench --model firmware_models/univariate
-  edgernn bench --model my_model --backend all --batch 1,16,64,256 --json bench.json
-  edgernn bench --model my_model --backend onnx --batch 64 --streams 10000 --seconds 3
+  edgernn bench --model univariate --backend all --batch 1,16,64,256 --json bench.json
+  edgernn bench --model univariate --backend onnx --batch 64 --streams 10000 --seconds 3
   edgernn bench --backend numpy,tflite --batch 1,64 --streams 1000,100000 --json bench.json
 
 With --streams N[,N...] every (backend, batch) is timed with each number of live streams
@@ -57,6 +57,7 @@ PERIODS = (64, 128, 256, 512, 1024)
 MAX_BATCH = 100_000
 MAX_STREAMS = 1_000_000
 MAX_SECONDS = 3600  # timing per configuration
+MAX_ROUNDS = 1000  # every round times at least one call of every configuration and keeps a sample of each
 
 
 def add_arguments(p) -> None:
@@ -73,7 +74,8 @@ def add_arguments(p) -> None:
                         f"each number, and the JSON gains 'scale' (default: the batch size; at most {MAX_STREAMS:,})")
     p.add_argument("--seconds", type=float, default=1.0,
                    help=f"timing per configuration, split over the rounds (default: %(default)s; at most {MAX_SECONDS:g})")
-    p.add_argument("--rounds", type=int, default=5, help="round-robin rounds; figures are medians (default: 5)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help=f"round-robin rounds; figures are medians (default: 5; at most {MAX_ROUNDS:,})")
     p.add_argument("--no-peers", action="store_true", help="skip the River HalfSpaceTrees comparison")
     p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
 
@@ -459,7 +461,8 @@ def run(args) -> int:
     except ValueError as exc:
         return fail("bench", exc)
     problem = (number_problem("--seconds", args.seconds, gt=0, le=MAX_SECONDS)
-               or number_problem("--rounds", args.rounds, ge=1) or (args.json and output_problem("--json", args.json)))
+               or number_problem("--rounds", args.rounds, ge=1, le=MAX_ROUNDS)
+               or (args.json and output_problem("--json", args.json)))
     if problem:
         return fail("bench", problem)
     if stream_counts and min(stream_counts) < max(batches):

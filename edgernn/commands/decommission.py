@@ -87,8 +87,10 @@ def run(args) -> int:
         return fail("decommission", problem)
     try:
         cfg = load_config(args.config)
-    except ConfigError as exc:
-        return fail("decommission", exc)
+    except ConfigError as exc:  # every problem of the file, one line each (as serve)
+        for line in exc.messages:
+            fail("decommission", line)
+        return 2
     session = Retained(cfg)
     try:
         return _decommission(cfg, session, args)

@@ -43,18 +43,28 @@ def find_model(name_or_path: str | os.PathLike, *bases: Path) -> Path:
     p = Path(os.path.expanduser(raw))
     candidates = [p] if p.is_absolute() else [Path.cwd() / p, *(b / p for b in bases)]
     for c in candidates:
-        if c.is_dir():
+        if _is(c, Path.is_dir):
             return c.resolve()
     shipped = shipped_models()
     if not p.is_absolute() and (len(p.parts) == 1 or p.parts[:-1] == ("firmware_models",)):
         if p.name in shipped:
             return shipped[p.name]
     names = ", ".join(shipped) or "none installed"
-    a_file = next((c for c in candidates if c.exists()), None)  # e.g. the bundle's manifest.yaml, given for it
+    a_file = next((c for c in candidates if _is(c, Path.exists)), None)  # e.g. the bundle's manifest.yaml
     if a_file is not None:
+        bundle = _is(a_file.parent / "manifest.yaml", Path.is_file)  # (/dev/null: /dev is no bundle)
         raise ModelNotFound(f"{raw}: a file, not a model bundle directory"
-                            + (f" (give its directory: {a_file.parent})" if a_file.parent != Path.cwd() else ""))
+                            + (f" (give its directory: {a_file.parent})" if bundle and a_file.parent != Path.cwd() else ""))
     raise ModelNotFound(f"model bundle directory not found: {raw} (shipped models, usable by name: {names})")
+
+
+def _is(path: Path, test) -> bool:
+    """``test(path)`` (Path.is_dir, ...), False where the path cannot be looked at (a name too long
+    for the file system: ENAMETOOLONG is not one of the errors pathlib takes as "no")."""
+    try:
+        return test(path)
+    except OSError:
+        return False
 
 
 def example_config() -> str:

@@ -62,6 +62,7 @@ from .backends import create_backend
 from .bundle import load_bundle
 from .decode import Decoder
 from .detector import Batch, Detector
+from .fileio import target_problem
 from .logs import Throttle
 from .timestamps import duration_text
 from .settings import resolve as resolve_settings
@@ -188,9 +189,9 @@ class Pipeline:
 def check_snapshot_path(path: Path) -> str | None:
     """Why snapshots cannot be written to ``path`` (None: they can). Creates a probe file and
     removes it: permission bits alone do not tell (root, read-only mounts)."""
-    if path.exists() and not path.is_file():
-        kind = "a directory" if path.is_dir() else "not a regular file"
-        return f"snapshot path {path} is {kind}; remove it or choose another state.dir"
+    why = target_problem(path, replaced=True)
+    if why in ("is a directory", "is not a regular file"):
+        return f"snapshot path {path} {why}; remove it or choose another state.dir"
     try:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.probe."):
             pass

@@ -1,4 +1,4 @@
-"""Small file helpers shared by bundles, snapshots and reports."""
+"""Small file helpers shared by bundles, snapshots, reports and the commands' output checks."""
 
 from __future__ import annotations
 
@@ -30,3 +30,31 @@ def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in sorted(arrays.items())})
     atomic_write(path, buf.getvalue())
+
+
+def target_problem(path: str | os.PathLike, *, replaced: bool = False, make_dirs: bool = False) -> str | None:
+    """Why a file could not be written at ``path`` (a few words, the caller names the path and the
+    option), or None: checked before a long run, so that it does not end in a traceback.
+
+    "is a directory"; with ``replaced`` (a new file is renamed over it: a bundle's artifact, a
+    snapshot) "is not a regular file" (a FIFO: opening it for writing waits for a reader for ever;
+    a device), else a FIFO or device is taken as it is (/dev/null, /dev/stdout, a shell's process
+    substitution); its directory missing or not one ("/x does not exist", "/x is not a directory";
+    with ``make_dirs`` missing directories are made, so the nearest existing one must be a
+    writable directory); "not writable" (a file written in place); "cannot create files in /x".
+    A full disk is only found when written."""
+    p = Path(path)
+    if p.is_dir():
+        return "is a directory"
+    if p.exists() and not p.is_file():
+        return "is not a regular file" if replaced else None
+    parent = p.parent
+    if make_dirs:
+        parent = next((q for q in p.parents if q.exists()), parent)
+    if not parent.is_dir():
+        return f"{parent} " + ("is not a directory" if parent.exists() else "does not exist")
+    if p.exists() and not replaced and not os.access(p, os.W_OK):
+        return "not writable"
+    if (replaced or not p.exists()) and not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create files in {parent}"
+    return None

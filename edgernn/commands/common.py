@@ -8,9 +8,10 @@ setting exposed there is a flag everywhere, spelled the same.
 from __future__ import annotations
 
 import math
-import os
 import sys
 from pathlib import Path
+
+from ..fileio import target_problem
 
 
 def fail(command: str, message) -> int:
@@ -49,21 +50,16 @@ def _range_words(ge, gt, le, lt) -> str:
     return f"at most {le}" if le is not None else f"below {lt}"
 
 
-def output_problem(flag: str, path) -> str | None:
-    """One line when the file ``path`` could not be written (its directory missing or not writable,
-    ``path`` a directory or read-only), else None: checked before a run, so that a long run does not
-    end in a traceback. (A full disk is only found when written: see ``write_problem``.)"""
-    p = Path(path)
-    parent = p.parent
-    if p.is_dir():
-        return f"{flag} {p}: is a directory (give a file name)"
-    if not parent.is_dir():
-        return f"{flag} {p}: {parent} " + ("is not a directory" if parent.exists() else "does not exist")
-    if p.exists() and not os.access(p, os.W_OK):
-        return f"{flag} {p}: not writable"
-    if not p.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        return f"{flag} {p}: cannot create files in {parent}"
-    return None
+def output_problem(flag: str, path, make_dirs: bool = False) -> str | None:
+    """One line when the file ``path`` given as ``flag`` could not be written (fileio.target_problem:
+    a directory, its directory missing or not writable, read-only), else None: checked before a run,
+    so that a long run does not end in a traceback. (A full disk is only found when written: see
+    ``write_problem``.)"""
+    why = target_problem(path, make_dirs=make_dirs)
+    if why is None:
+        return None
+    hint = " (give a file name)" if why == "is a directory" else ""
+    return f"{flag} {Path(path)}: {why}{hint}"
 
 
 def write_problem(flag: str, path, exc: OSError) -> str:

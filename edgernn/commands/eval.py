@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import add_model_arguments, fail, load_detector, number_problem, write_problem
+from .common import add_model_arguments, fail, load_detector, number_problem, output_problem, write_problem
 
 MAX_BOOTSTRAP = 1_000_000  # NAB resamples: ~0.1 ms each on the corpus, and one float kept per resample
 NAB_PUBLISHED_HTM = {"artificialWithAnomaly": 70.2, "realAdExchange": 76.9, "realKnownCause": 55.5,
@@ -187,14 +187,8 @@ def _warn_rejects(command: str, traces: list, results: dict) -> None:
 
 
 def _json_problem(path: Path | None) -> str | None:
-    """One line when --json names a directory or lies under a file (checked before the run;
-    missing directories are made)."""
-    if path is None:
-        return None
-    if path.is_dir():
-        return f"--json {path}: is a directory (give a file name)"
-    parent = next((q for q in path.parents if q.exists()), None)
-    return f"--json {path}: {parent} is not a directory" if parent is not None and not parent.is_dir() else None
+    """One line when --json could not be written (checked before the run; missing directories are made)."""
+    return None if path is None else output_problem("--json", path, make_dirs=True)
 
 
 def _write_json(path: Path | None, obj: dict, command: str = "eval") -> None:

@@ -27,6 +27,7 @@ import numpy as np
 from ..backends.base import check_finite
 from ..backends.numpy_gru import NumpyGRU
 from ..bundle import load_bundle, register_artifact
+from ..fileio import target_problem
 
 FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8", "tflm")
 ARTIFACTS = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "tflite": "model.tflite",
@@ -72,12 +73,13 @@ def bundle_write_problem(root: Path, fmts: Iterable[str]) -> str | None:
         if path.is_symlink() and name != "manifest.yaml":  # (manifest.yaml is replaced, not written through)
             return (f"{path}: is a symbolic link; export would write its {name} through it into "
                     f"{os.path.realpath(path)} (replace it with a copy, or remove it)")
-        if path.is_dir():
-            return f"{path}: is a directory; export writes its {name} there (move it away)"
-        if path.exists() and not path.is_file():
-            return f"{path}: is not a regular file; export writes its {name} there (move it away)"
-        if path.exists() and name != "manifest.yaml" and not os.access(path, os.W_OK):
-            return f"{path}: not writable"  # (manifest.yaml is replaced, not written in place)
+        why = target_problem(path, replaced=True)  # (regular files only: no FIFO, no device)
+        if why in ("is a directory", "is not a regular file"):
+            return f"{path}: {why}; export writes its {name} there (move it away)"
+        if why is None and path.exists() and name != "manifest.yaml" and not os.access(path, os.W_OK):
+            return f"{path}: not writable"  # (manifest.yaml is replaced, the artifacts written in place)
+        if why:
+            return f"{path}: {why}"
     return None
 
 

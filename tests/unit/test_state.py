@@ -393,3 +393,21 @@ def test_q15_round_trip_matches_numpy_rint_on_ties_bounds_and_strided_rows(mode)
         out = np.zeros((1, 32 * stride), np.float32)
         k.q15_load(store, np.array([1], np.intp), 1.0 / to_q15, out[:, ::stride])
         np.testing.assert_array_equal(out[0, ::stride], (want.astype(np.float64) / to_q15).astype(np.float32))
+
+
+def test_one_check_of_where_a_file_can_be_written(tmp_path):
+    # fileio.target_problem: shared by the commands' --out / --json / --plot, export and snapshots
+    import os
+
+    from edgernn.fileio import target_problem
+
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    (tmp_path / "file").write_text("x")
+    assert target_problem(tmp_path) == "is a directory"
+    assert target_problem(tmp_path / "new.csv") is None
+    assert target_problem(tmp_path / "no" / "x.csv") == f"{tmp_path / 'no'} does not exist"
+    assert target_problem(tmp_path / "no" / "x.csv", make_dirs=True) is None  # (made by the writer)
+    assert target_problem(tmp_path / "file" / "x.csv", make_dirs=True) == f"{tmp_path / 'file'} is not a directory"
+    assert target_problem("/dev/null") is None and target_problem(fifo) is None  # written as they are
+    assert target_problem(fifo, replaced=True) == "is not a regular file"  # a snapshot or an artifact

@@ -3,7 +3,8 @@ threads, no I/O, no MQTT.
 
 A batch is split into waves (the k-th occurrence of each stream in the batch goes into wave k) so
 that a stream that appears several times is stepped in arrival order; batched and one-at-a-time
-processing give identical results. Per wave:
+processing give identical results (a batch whose new streams would evict others from a full
+store is stepped one reading at a time, so the LRU choice is the one-at-a-time one too). Per wave:
 
   1. readings with a non-finite value or timestamp, or (when ``now`` is given) a timestamp more
      than ``max_future_s`` ahead of it, are rejected on arrival (missing_value / non_finite / future)
@@ -365,11 +366,15 @@ class Detector:
         clean = kernel.clean_batch(x, ts, math.inf if now is None else float(now) + self.settings.max_future_s)
         if not clean:
             self._screen(res, x, ts, now)
+        if B > self.state.free and self._evicts(batch.streams, res.accepted):
+            self._one_by_one(batch.streams, ts, x, res, now)
+            return res
+        first = self.state.reserve_ticks(B)  # LRU tick of position i: first + i (the arrival order)
         for idx in self._waves(batch.streams, res.accepted, clean):
             if len(idx) == B and x.flags.writeable and ts.flags.writeable:  # the whole batch: no copies
-                self._wave(idx, batch.streams, ts, x, cap, res)  # (the kernel's buffers must be writable)
+                self._wave(idx, batch.streams, ts, x, cap, res, first)  # (the kernel's buffers must be writable)
             else:
-                self._wave(idx, [batch.streams[i] for i in idx.tolist()], ts[idx], x[idx], cap, res)
+                self._wave(idx, [batch.streams[i] for i in idx.tolist()], ts[idx], x[idx], cap, res, first)
         if len(res.events) > 1:  # waves append out of arrival order
             res.events.sort(key=lambda e: e.position)
         self.accepted += int(np.count_nonzero(res.accepted))
@@ -387,6 +392,30 @@ class Detector:
             ok &= ~future
         for i in np.flatnonzero(~ok & res.accepted):
             self._reject(res, int(i), "missing_value" if np.isnan(x[i]).any() else "non_finite")
+
+    def _evicts(self, streams: list[str], accepted: np.ndarray) -> bool:
+        """The accepted readings bring more new streams than the store has free rows."""
+        ids = self.state.ids
+        if all(map(ids.__contains__, streams)):  # every stream known (a full store's common case): none
+            return False
+        return len({sid for sid, ok in zip(streams, accepted.tolist()) if ok and sid not in ids}) > self.state.free
+
+    def _one_by_one(self, streams: list[str], ts: np.ndarray, x: np.ndarray, res: Result, now: float | None) -> None:
+        """A batch whose new streams evict others: its accepted readings one at a time, in arrival
+        order (so which stream is evicted, and when, is the same however the readings are batched;
+        a wave would evict by its own order, or raise with more new streams than the store holds)."""
+        for i in np.flatnonzero(res.accepted).tolist():
+            one = Result(1, self.F, self.threshold)
+            if res.looks is not None:
+                one.looks = {name: np.full(1, np.nan) for name in res.looks}
+            self._one_reading(Batch([streams[i]], ts[i : i + 1].copy(), x[i : i + 1].copy()), one, now)
+            res.block[i], res.flags[i] = one.block[0], one.flags[0]
+            res.accepted[i], res.reject_reason[i] = one.accepted[0], one.reject_reason[0]
+            for name, v in (one.looks or {}).items():
+                res.looks[name][i] = v[0]
+            for e in one.events:
+                e.position = i
+                res.events.append(e)
 
     # -- internals -----------------------------------------------------------------------------
     def _waves(self, streams: list[str], accepted: np.ndarray, clean: bool) -> list[np.ndarray]:
@@ -450,10 +479,11 @@ class Detector:
         outs[:], works[:], xin[:], codes[:] = louts, lworks, lxin, lcodes
         return marked, bufs, wave
 
-    def _wave(self, idx, streams, ts, x, cap: float, res: Result) -> None:
-        """One wave (distinct streams; x float64[b, F]): the kernel, then ONE GRU call, then events."""
+    def _wave(self, idx, streams, ts, x, cap: float, res: Result, first: int) -> None:
+        """One wave (distinct streams; x float64[b, F]): the kernel, then ONE GRU call, then events.
+        first: the batch's first LRU tick (reading idx[j] is used at first + idx[j])."""
         st = self.state
-        rows = st.rows_for(streams)  # intp[b]
+        rows = st.rows_for(streams, idx + first)  # intp[b]
         marked, (outs, works, xin, codes, hin), wave = self._run_kernel(rows, x, ts, cap, idx, res)
         if marked and codes.min() < 0:  # not stepped: no GRU step; a poisoned stream starts over
             keep = codes >= 0

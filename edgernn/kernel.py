@@ -59,7 +59,18 @@ if cython.compiled:  # C's libm; plain Python: the math module (the same IEEE fu
     from cython.cimports.libc.math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, sqrt
     from cython.cimports.edgernn._cpu import edgernn_prefetch  # a cache hint (no effect on the numbers)
 else:
-    from math import erfc, exp, expm1, floor, isfinite, log, log1p, log10, sqrt
+    from math import erfc, exp, expm1, isfinite, log, log1p, log10
+    from math import floor as _math_floor, sqrt as _math_sqrt
+
+    def floor(v):
+        """C's floor: +-inf and NaN as they are (a 1e300 timestamp's day number in the float32
+        slab is inf), where math.floor raises."""
+        return _math_floor(v) if isfinite(v) else v
+
+    def sqrt(v):
+        """C's sqrt: NaN below 0 (as a slightly negative EW variance in a look's denominator gives
+        compiled), where math.sqrt raises ValueError."""
+        return _math_sqrt(v) if v >= 0.0 else NAN
 
 # Every constant below is a C constant when compiled (cython.declare); Python code reads them
 # through constants() (C globals are not module attributes).
@@ -247,6 +258,7 @@ class Params:
     # model and settings
     F = cython.declare(cython.int, visibility="public")
     K = cython.declare(cython.int, visibility="public")  # the head's Gaussians per feature (pred: layout.columns)
+    pred_n = cython.declare(cython.int, visibility="public")  # entries of pred: 2F (K = 1), 3KF (backends.base.pred_width)
     stream_norm = cython.declare(cython.bint, visibility="public")
     warmup = cython.declare(cython.double, visibility="public")
     settle = cython.declare(cython.double, visibility="public")
@@ -328,6 +340,7 @@ class Params:
         self.K = 1  # a Gaussian head unless values say otherwise
         for name, value in values.items():
             setattr(self, name, value)
+        self.pred_n = 2 * self.F if self.K == 1 else 3 * self.K * self.F
         n = max(len(t["xs_list"]) for t in tables)
         flat = []
         for t in tables:  # pad by repeating the last point: np.interp clamps there anyway
@@ -419,7 +432,9 @@ def gauss_tail_z(ln_p: cython.double) -> cython.double:
 
 @cython.ccall
 def likelihood(log10p: cython.double) -> cython.double:
-    """scoring.likelihood_from_log10p for one value."""
+    """scoring.likelihood_from_log10p for one value (NaN: NaN)."""
+    if log10p != log10p:
+        return NAN
     if log10p >= P_FLOOR_LOG10:
         return 0.0 - expm1(log10p * LN10)
     return 1.0 - 10.0**P_FLOOR_LOG10 * (1.0 + log(max(log10p / P_FLOOR_LOG10, 1.0))) ** -0.2
@@ -647,6 +662,8 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
         return STALE
     if ts == r[p.last_ts] and q[p.count] > 0 and _repeats(p, r, x):
         return DUPLICATE
+    if not _pred_finite(p, q):  # the backend returned a non-finite prediction (or h) for this stream
+        return RESET
     out[O_GAP] = 0.0
     if p.max_gap >= 0.0 and ts - r[p.last_ts] > p.max_gap and q[p.count] > 0:
         out[O_GAP] = 1.0
@@ -791,6 +808,19 @@ def _prefetch_rows(p: Params, num: cython.double[:, :], num4: cython.float[:, :]
         if hq is not None:
             edgernn_prefetch(cython.address(hq[hrow, 0]))
             edgernn_prefetch(cython.address(hq[hrow, hq.shape[1] - 1]))
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _pred_finite(p: Params, q: cython.float[:]) -> cython.bint:
+    """The stored prediction (pred[P], float32) is finite: a backend that returned NaN or inf for a
+    row would otherwise score this stream NaN at every reading (and a NaN surprise, never counted)."""
+    i: cython.int
+    for i in range(p.pred_n):
+        if not isfinite(q[p.pred + i]):
+            return False
+    return True
 
 
 @cython.cfunc

@@ -39,11 +39,23 @@ class Reading:
 
 
 def batch_from_readings(readings: list[Reading], n_features: int) -> Batch:
+    """A Batch of the readings; a Python int beyond float64 (10**400) becomes +-inf (rejected
+    non_finite by the detector, as in a Batch) instead of raising OverflowError."""
     x = np.full((len(readings), n_features), np.nan)  # float64[B, F]; a reading of the wrong width stays NaN
     for i, r in enumerate(readings):
         if len(r.values) == n_features:
-            x[i] = r.values
-    return Batch([r.stream for r in readings], np.array([r.ts for r in readings], np.float64), x)
+            x[i] = [_number(v) for v in r.values]
+    return Batch([r.stream for r in readings], np.array([_number(r.ts) for r in readings], np.float64), x)
+
+
+def _number(v):
+    """v as it is, or +-inf for a Python int too large for a float64."""
+    if isinstance(v, int):
+        try:
+            float(v)
+        except OverflowError:
+            return math.inf if v > 0 else -math.inf
+    return v
 
 
 def surprise_from_likelihood(likelihood):

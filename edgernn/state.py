@@ -82,6 +82,7 @@ class StateStore:
         self.names: list[str | None] = [None] * capacity
         self._free = list(range(capacity - 1, -1, -1))
         self._tick = 0
+        self._first = 0  # the first tick of the current call (rows_for / row_for / reserve_ticks)
         self.evictions = 0
         self.evicted_ids: list[str] = []  # evicted since the caller last cleared it (the daemon logs them)
         self._init = initial_rows(self.layout)  # templates for a new stream: (num row, num4 row)
@@ -106,20 +107,38 @@ class StateStore:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def rows_for(self, streams: list[str]) -> np.ndarray:
-        """Row index per stream id (unique ids expected), creating rows and evicting LRU ones."""
-        self._tick += 1
-        if self._tick >= TICK_LIMIT:
+    @property
+    def free(self) -> int:
+        """Rows a new stream can take without evicting one."""
+        return len(self._free)
+
+    def reserve_ticks(self, n: int) -> int:
+        """n consecutive LRU ticks for a batch of n readings, one per position (``rows_for``'s
+        ``ticks``: the LRU order is then the arrival order, as one reading at a time); the first."""
+        if self._tick + n >= TICK_LIMIT:
             self._renumber()
+        self._first = self._tick + 1
+        self._tick += n
+        return self._first
+
+    def rows_for(self, streams: list[str], ticks: np.ndarray | None = None) -> np.ndarray:
+        """Row index per stream id (unique ids expected), creating rows and evicting LRU ones.
+        ticks: intp[b] each stream's tick of use (from ``reserve_ticks``); None: one new tick."""
+        if ticks is None:
+            self._tick += 1
+            if self._tick >= TICK_LIMIT:
+                self._renumber()
+            self._first = ticks = self._tick
         try:  # every stream known (the common case): no list, no scan for new ones
             rows = np.fromiter(map(self.ids.__getitem__, streams), np.intp, len(streams))
         except KeyError:
             found = list(map(self.ids.get, streams))
+            self.last_seen[[row for row in found if row is not None]] = self._first  # this call's: never evicted for it
             for i, row in enumerate(found):
                 if row is None:
                     found[i] = self._new_row(streams[i])
             rows = np.array(found, np.intp)
-        self.last_seen[rows] = self._tick
+        self.last_seen[rows] = ticks
         return rows
 
     def row_for(self, sid: str) -> int:
@@ -127,6 +146,7 @@ class StateStore:
         self._tick += 1
         if self._tick >= TICK_LIMIT:
             self._renumber()
+        self._first = self._tick
         row = self.ids.get(sid)
         if row is None:
             row = self._new_row(sid)
@@ -145,7 +165,7 @@ class StateStore:
             row = self._free.pop()
         else:
             row = int(np.argmin(self.last_seen))
-            if self.last_seen[row] == self._tick:
+            if self.last_seen[row] >= self._first:  # a stream of this very call
                 raise OverflowError("more distinct streams in one batch than the store's capacity")
             del self.ids[self.names[row]]
             self.evictions += 1
@@ -257,6 +277,7 @@ class StateStore:
         if problem:
             return False, f"snapshot {path} {problem}; starting fresh"
         order = np.argsort(seen)[::-1][: self.capacity]  # keep the most recent
+        self._first = self._tick  # (as before: a row restored here is not evicted for another)
         for i in order:
             row = self._new_row(str(ids[i]))
             self.num[row], self.num4[row], self.h[row] = num[i], num4[i], h[i]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from .readings import Reading
 from .timestamps import number_to_seconds as _to_seconds
-from .timestamps import duration_text, parse_iso
+from .timestamps import duration_text, parse_iso, utc_text
 
 # The standard library's json: orjson would be ~10x faster but rejects NaN / Infinity / bad UTF-8
 # with other reasons, and reject reasons are part of what we promise (stats, tests).
@@ -142,7 +142,7 @@ def _future(t: float, now: float, limit: float) -> str:
     a device with no RTC (a Raspberry Pi) reads 1970 or its last shutdown until NTP sets its clock."""
     ahead = duration_text(t - now) if t - now < 1e12 else f"{t - now:.3g} s"
     return (f"timestamp {t:.12g} is {ahead} ahead of this device's clock ("
-            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(now))} UTC; limits.max_future_s {limit:g}): "
+            f"{utc_text(now)}; limits.max_future_s {limit:g}): "
             "is the clock set? (timedatectl status)")
 
 

@@ -44,6 +44,13 @@ def target_problem(path: str | os.PathLike, *, replaced: bool = False, make_dirs
     writable directory); "not writable" (a file written in place); "cannot create files in /x".
     A full disk is only found when written."""
     p = Path(path)
+    try:
+        return _target_problem(p, replaced, make_dirs)
+    except OSError as exc:  # a name too long for the file system, a directory we may not look into
+        return f"cannot check: {exc.strerror or exc}"
+
+
+def _target_problem(p: Path, replaced: bool, make_dirs: bool) -> str | None:
     if p.is_dir():
         return "is a directory"
     if p.exists() and not p.is_file():

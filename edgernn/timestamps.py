@@ -209,3 +209,11 @@ def duration_text(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h" if seconds < 172800 else f"{seconds / 86400:.1f} days"
+
+
+def utc_text(t: float) -> str:
+    """Epoch seconds as 'YYYY-MM-DD HH:MM:SS UTC' (beyond the calendar: '1e+300 s since 1970')."""
+    try:
+        return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, ValueError, OSError):
+        return f"{t:.3g} s since 1970"

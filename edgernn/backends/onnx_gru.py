@@ -7,6 +7,7 @@ out. Plain ``run()`` costs ~1.5x more per call at batch 1 (DESIGN.md, measured).
 
 from __future__ import annotations
 
+import mmap
 import shlex
 from collections import OrderedDict
 from pathlib import Path
@@ -41,8 +42,8 @@ def external_data(path) -> str | None:
     session reports a broken file.) A graph whose bytes lack the key every external tensor names,
     "location", has none: onnx (seconds to import) is only loaded for the others."""
     try:
-        with open(path, "rb") as fh:
-            if b"location" not in fh.read():
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            if view.find(b"location") < 0:  # (mapped: a large graph is not read into memory)
                 return None
         import onnx
         from onnx.external_data_helper import uses_external_data

@@ -138,6 +138,9 @@ def run(args) -> int:
         shutil.rmtree(work, ignore_errors=True)  # (was left in the temp directory)
         print(f"edgernn demo: {exc}", file=sys.stderr)
         return 2
+    except BaseException:  # (an OSError binding the broker, Ctrl-C: the temp directory goes too)
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     try:  # (the print was before it: `edgernn demo > /dev/full` left mosquitto running for good)
         print(f"broker:  {desc} on 127.0.0.1:{port}")
         return _run(args, model, port, protocol, work)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..timestamps import utc_text
 from .common import add_model_arguments, fail, load_detector, number_problem, output_problem, write_problem
 
 MAX_BOOTSTRAP = 1_000_000  # NAB resamples: ~0.1 ms each on the corpus, and one float kept per resample
@@ -140,16 +141,6 @@ def _meta(args, det, data_dir) -> dict:
             "backend": args.backend, "threshold": det.threshold, "warmup": det.warmup,
             "seasonal": det.seasonal, "seasonal_trust": det.seasonal_trust,
             "data_dir": str(data_dir) if data_dir else None, "part": getattr(args, "part", "all")}
-
-
-def _utc(t: float) -> str:
-    """Epoch seconds as 'YYYY-MM-DD HH:MM:SS UTC' (beyond the calendar: the number of seconds)."""
-    import datetime as dt
-
-    try:
-        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    except (OverflowError, ValueError, OSError):
-        return f"{t:.0f} s since 1970"
 
 
 def _plot_problem(path: Path | None) -> str | None:
@@ -331,7 +322,7 @@ def _nab_files(args, data_dir) -> tuple[list, str | None]:
     for f in files:  # labels that do not match the file's time range (another file's, another time zone)
         if f.empty_windows:
             print(f"edgernn eval nab: warning: {f.name}: {f.empty_windows} labelled window(s) cover no row of the "
-                  f"file ({_utc(f.ts.min())} to {_utc(f.ts.max())}), not scored", file=sys.stderr)
+                  f"file ({utc_text(f.ts.min())} to {utc_text(f.ts.max())}), not scored", file=sys.stderr)
     files = split.select(files, args.part)
     if not files:
         return [], f"no NAB files found in {data_dir}" + (f" (part {args.part})" if args.part != "all" else "")

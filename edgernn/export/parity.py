@@ -70,7 +70,7 @@ def parity_report(bundle, backends: list[str] | None = None) -> dict:
     for name in backends or GRU_BACKENDS:  # the baselines run no GRU: nothing to check against golden
         try:
             backend = create_backend(name, bundle)
-        except BackendUnavailable as exc:
+        except (BackendUnavailable, ValueError) as exc:  # (ValueError: refused at load, base.check_*)
             skipped[name] = str(exc)
             continue
         rows.append(_row(bundle, name, backend_artifact(name), backend, golden))
@@ -145,7 +145,7 @@ def benchmark(bundle, backends: list[str] | None = None, batches=(1, 64), n: int
     for name in backends or BACKEND_NAMES:
         try:
             backend = create_backend(name, bundle)
-        except BackendUnavailable as exc:
+        except (BackendUnavailable, ValueError) as exc:  # (ValueError: refused at load, base.check_*)
             out[name] = str(exc)
             continue
         out[name] = {b: time_backend(backend, b, n=n) for b in batches}

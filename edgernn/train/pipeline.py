@@ -197,7 +197,7 @@ def train(args, features: tuple[str, ...], series: list[Series], command: str, w
         prov["warnings"].append(f"every feature is a counter ({', '.join(features)}): modelled anyway, as with "
                                 "--counters model (leaving them out would leave nothing to model)")
     out = Path(args.out)
-    name = out.name or Path(os.path.abspath(out)).name  # (--out . : the directory's name, not "")
+    name = Path(os.path.abspath(out)).name  # (--out . or ..: the directory's name, not "" or "..")
     build = Path(work) if work is not None else out
     _write(args, build, name, features, weights, norm, mean, std, warmup, adapt, cfg, normed, series, prov,
            kinds, left_out, relation)

@@ -395,3 +395,19 @@ def test_huge_manifest_is_refused_before_it_is_read(uni, capsys):
     with open(uni / "manifest.yaml", "r+b") as fh:
         fh.truncate(100 << 20)
     _one_line(capsys, _run(["inspect", str(uni)]), str(uni / "manifest.yaml"), "100 MiB", "64 MiB")
+
+
+def test_a_backend_refused_at_load_is_a_skipped_parity_row_not_a_traceback(uni):
+    # `train --recalibrate` and `export` build the model card's parity table over every backend:
+    # a graph refused at load (check_shapes / check_finite raise ValueError) ended the run in a
+    # traceback naming a temporary directory
+    from edgernn.export.parity import benchmark, parity_report
+
+    pytest.importorskip("ai_edge_litert")
+    shutil.copyfile(SHIPPED / "skab-pump" / "model.int8.tflite", uni / "model.int8.tflite")
+    register_artifact(uni, "model.int8.tflite")
+    b = load_bundle(uni)
+    report = parity_report(b, ["numpy", "tflite-int8"])
+    assert [r["backend"] for r in report["rows"]] == ["numpy"]
+    assert "not this model's artifact" in report["skipped"]["tflite-int8"]
+    assert "not this model's artifact" in benchmark(b, ["tflite-int8"], batches=(1,), n=10)["tflite-int8"]

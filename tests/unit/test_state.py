@@ -396,7 +396,7 @@ def test_q15_round_trip_matches_numpy_rint_on_ties_bounds_and_strided_rows(mode)
 
 
 def test_one_check_of_where_a_file_can_be_written(tmp_path):
-    # fileio.target_problem: shared by the commands' --out / --json / --plot, export and snapshots
+    # fileio.target_problem: shared by the commands' --out / --json (replay's --plot too), export and snapshots
     import os
 
     from edgernn.fileio import target_problem
@@ -411,3 +411,4 @@ def test_one_check_of_where_a_file_can_be_written(tmp_path):
     assert target_problem(tmp_path / "file" / "x.csv", make_dirs=True) == f"{tmp_path / 'file'} is not a directory"
     assert target_problem("/dev/null") is None and target_problem(fifo) is None  # written as they are
     assert target_problem(fifo, replaced=True) == "is not a regular file"  # a snapshot or an artifact
+    assert target_problem(tmp_path / ("a" * 300 + ".csv")) == "cannot check: File name too long"  # (a traceback)

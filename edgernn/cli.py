@@ -88,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgernn {name}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `edgernn ... | head`: the reader is gone, nothing more to say
-        _silence_stdout(out)
+        silence_stdout(out.stream)
         return 0
     except OSError as exc:
         if not out.failed:
             raise
-        _silence_stdout(out)  # (`> /dev/full`: a traceback, exit 1)
+        silence_stdout(out.stream)  # (`> /dev/full`: a traceback, exit 1)
         print(f"edgernn {name}: cannot write to standard output: {exc.strerror or exc}", file=sys.stderr)
         return 2
     finally:
@@ -128,11 +128,12 @@ class _WatchedStdout:
         return getattr(self.stream, name)
 
 
-def _silence_stdout(out) -> None:
-    """Point stdout at /dev/null, so that the interpreter's flush at exit does not fail again."""
+def silence_stdout(stream) -> None:
+    """Point stdout's file (``stream``) at /dev/null, so that the interpreter's flush at exit does not
+    fail again after a full disk or a closed pipe."""
     try:
         fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, out.stream.fileno())
+        os.dup2(fd, stream.fileno())
         os.close(fd)
     except (OSError, ValueError, AttributeError):
         pass

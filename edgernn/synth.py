@@ -430,9 +430,9 @@ def main(argv=None) -> int:
     try:  # (a traceback when stdout was a full disk or a closed pipe: `... | true`)
         print(f"wrote {len(paths)} recordings to {a.out}", flush=True)
     except OSError as exc:
-        import os
+        from .cli import silence_stdout
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush fails no more
+        silence_stdout(sys.stdout)  # the exit's flush fails no more
         if isinstance(exc, BrokenPipeError):
             return 0
         print(f"{where}: cannot write to standard output: {exc.strerror or exc}", file=sys.stderr)

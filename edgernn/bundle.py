@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,15 @@ SHAPELESS_KINDS = ("constant", "near-constant", "binary")
 RELATION_FILE = "relation.npz"  # the relation look's model (train/relation.py), an optional artifact
 FILE_MODE, DIR_MODE = 0o644, 0o755  # bundles are read by services running as other users
 MAX_MANIFEST_BYTES = 64 << 20  # manifest.yaml read at most (the shipped ones: 17 and 48 kB)
+# What the arrays of an .npz may take once read (read_npz): at most NPZ_MIN_ALLOWANCE, or NPZ_EXPANSION
+# times the file's size on disk when that is more. The bundle's .npz files are written by np.savez,
+# which stores (does not compress): their arrays take what the file takes (the shipped ones: 19 to 174
+# kB), so no file edgernn writes comes near the limit -- not even a model with H = 1024 and many
+# features, whose files can pass any fixed figure. A deflated member expands up to ~1000x (a 4 MB file
+# of zeros is a 4 GB array): such a file is refused before np.load allocates anything, so reading an
+# .npz never takes more memory than an uncompressed file of its size would (or 64 MiB).
+NPZ_MIN_ALLOWANCE = 64 << 20
+NPZ_EXPANSION = 4
 
 
 class BundleError(ValueError):
@@ -129,6 +139,7 @@ def read_npz(path: Path, keys: tuple[str, ...] | None, what: str) -> dict[str, n
     if magic != b"PK":  # np.load would take anything else for a .npy or a pickle
         raise BundleError(f"{path}: cannot read {what}: not an .npz (zip) archive")
     try:
+        _check_npz_members(path, what)  # a zip bomb or a member that is not an .npy: before np.load
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in keys or () if k not in data.files]
             if missing:
@@ -144,6 +155,39 @@ def read_npz(path: Path, keys: tuple[str, ...] | None, what: str) -> dict[str, n
         if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
             raise BundleError(f"{path}: {k}: expected numbers, got dtype {a.dtype}")
     return arrays
+
+
+def _check_npz_members(path: Path, what: str) -> None:
+    """Refuse (one-line BundleError) an .npz whose members are not all .npy arrays, whose arrays would
+    take more than NPZ_MIN_ALLOWANCE / NPZ_EXPANSION allow (the zip directory's uncompressed sizes), or
+    whose member's .npy header describes more or fewer bytes than the directory lists: zipfile stops a
+    member's stream at the listed size, so each array np.load reads is then exactly what was counted
+    here (a directory that lies about a larger stream cannot make it read more). Only the directory and
+    each member's header are read; zipfile's own errors (not a zip, truncated) propagate."""
+    with zipfile.ZipFile(path) as zf:
+        members = zf.infolist()
+        for info in members:
+            if not info.filename.endswith(".npy"):
+                raise BundleError(f"{path}: cannot read {what}: member {info.filename!r:.80} is not an .npy array "
+                                  "(an .npz holds only .npy members)")
+        size = path.stat().st_size
+        total, allowed = sum(info.file_size for info in members), max(NPZ_MIN_ALLOWANCE, NPZ_EXPANSION * size)
+        if total > allowed:
+            raise BundleError(f"{path}: cannot read {what}: its arrays would take {total:,} bytes, more than the "
+                              f"{allowed:,} allowed for a file of {size:,} bytes (a zip bomb?)")
+        for info in members:
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version not in ((1, 0), (2, 0), (3, 0)):
+                    continue  # np.load refuses the member before it reads its data
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)  # (2, 0) and (3, 0): same layout
+                shape, _fortran, dtype = read_header(fh)
+                listed, described = info.file_size, fh.tell() + math.prod(shape) * dtype.itemsize
+            if not dtype.hasobject and described != listed:  # (object arrays: np.load refuses them unread)
+                raise BundleError(f"{path}: cannot read {what}: member {info.filename!r:.80}: its .npy header "
+                                  f"describes {described:,} bytes but the archive lists {listed:,}: file was "
+                                  "modified or corrupted")
 
 
 def _get(manifest: dict, dotted: str, kind, where: str, default: Any = ...):
@@ -433,15 +477,22 @@ def _relation(root: Path, F: int) -> dict:
 
 def register_artifact(bundle_dir: str | os.PathLike, name: str, **meta) -> None:
     """Record (or refresh) ``name`` in the manifest with its sha256, size and any extra metadata."""
+    register_artifacts(bundle_dir, [(name, meta)])
+
+
+def register_artifacts(bundle_dir: str | os.PathLike, entries: list[tuple[str, dict]]) -> None:
+    """``register_artifact`` for each ``(name, meta)`` in turn, in one (atomic) write of the manifest:
+    the same manifest as one call each, but never one that lists some of the files and not the rest."""
     root = Path(bundle_dir)
     mpath = root / "manifest.yaml"
     manifest = yaml.safe_load(mpath.read_text(encoding="utf-8"))
-    entry = dict(manifest.get("artifacts", {}).get(name, {}))
-    entry.update(meta)
-    (root / name).chmod(FILE_MODE)
-    entry["sha256"] = sha256_file(root / name)
-    entry["size_bytes"] = (root / name).stat().st_size
-    manifest.setdefault("artifacts", {})[name] = entry
+    for name, meta in entries:
+        entry = dict(manifest.get("artifacts", {}).get(name, {}))
+        entry.update(meta)
+        (root / name).chmod(FILE_MODE)
+        entry["sha256"] = sha256_file(root / name)
+        entry["size_bytes"] = (root / name).stat().st_size
+        manifest.setdefault("artifacts", {})[name] = entry
     write_manifest(root, manifest)
 
 

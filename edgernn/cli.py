@@ -103,16 +103,29 @@ def main(argv: list[str] | None = None) -> int:
 
 class _WatchedStdout:
     """sys.stdout, noting whether a write to it failed (so that a full disk or a closed pipe behind
-    stdout is told apart from any other OSError of a command)."""
+    stdout is told apart from any other OSError of a command): write, writelines, flush, and the same
+    of its ``buffer`` (bytes)."""
 
-    def __init__(self, stream):
-        self.stream, self.failed = stream, False
+    def __init__(self, stream, owner=None):
+        self.stream, self.failed, self._owner = stream, False, owner  # owner: the text stream's watch
+
+    def _failed(self) -> None:
+        self.failed = True
+        if self._owner is not None:
+            self._owner.failed = True
 
     def write(self, text):
         try:
             return self.stream.write(text)
         except OSError:
-            self.failed = True
+            self._failed()
+            raise
+
+    def writelines(self, lines):
+        try:
+            return self.stream.writelines(lines)
+        except OSError:
+            self._failed()
             raise
 
     def flush(self):
@@ -121,8 +134,16 @@ class _WatchedStdout:
         try:
             self.stream.flush()
         except OSError:
-            self.failed = True
+            self._failed()
             raise
+
+    @property
+    def buffer(self):
+        """The stream's binary buffer, watched the same way (AttributeError when it has none)."""
+        buffer = self.stream.buffer
+        if self.__dict__.get("_buffer") is None or self._buffer.stream is not buffer:
+            self._buffer = _WatchedStdout(buffer, owner=self)
+        return self._buffer
 
     def __getattr__(self, name):
         return getattr(self.stream, name)

@@ -25,7 +25,8 @@ The bundle holds manifest.yaml, weights.npz, golden.npz, representative.npz (rel
 loss_curve.png and README.md (the model card: data files + sha256, this command, features, calibration
 achieved, fit, artifacts). Files are written 0644, the directory 0755. The bundle is built in a
 temporary directory next to --out and moved into place only when complete: a run that fails leaves
---out as it was (no bundle, or the previous one; --recalibrate too).
+--out as it was (no bundle, or the previous one; --recalibrate too); Ctrl-C during that move takes effect
+when it ends.
 
 Normalisation: `stream` (default for one feature) learns each stream's mean/std during its
 warm-up at run time, so the model works on any sensor without retraining; `fixed` (default for
@@ -49,6 +50,7 @@ examples:
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import shlex
@@ -214,7 +216,8 @@ def _staged(out: Path, copy: bool = False):
     old manifest. The previous directory's other files and folders (an export, a user's notes) move
     into the new one. ``copy``: start from a copy of the bundle's files (--recalibrate). Where the
     parent directory cannot take a sibling (an existing ``out`` in a read-only parent), the bundle is
-    built in place, as before staging."""
+    built in place, as before staging. Ctrl-C and SIGTERM wait for the move into place and the
+    clean-up to end (_signals_deferred)."""
     out = out.resolve()  # a symlink: the sibling beside its target (a rename cannot cross filesystems)
     if out.is_dir() and not os.access(out.parent, os.W_OK | os.X_OK):
         yield out
@@ -227,33 +230,70 @@ def _staged(out: Path, copy: bool = False):
                 if f.is_file():
                     shutil.copy2(f, work / f.name)
         yield work
-        if out.exists():
-            _replace(out, work)
-        else:
-            os.rename(work, out)
+        with _signals_deferred():
+            if out.exists():
+                _replace(out, work)
+            else:
+                os.rename(work, out)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        with _signals_deferred():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+@contextmanager
+def _signals_deferred():
+    """Hold back SIGINT (Ctrl-C) and SIGTERM for the block and raise the first one after it, so that
+    an interrupt cannot stop the bundle's move into place halfway (a directory left beside --out).
+    (Outside the main thread, where handlers cannot be set: no deferral.)"""
+    import signal
+
+    got: list[int] = []
+    saved = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            saved[sig] = signal.signal(sig, lambda num, _frame: got.append(num))
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if got:
+            signal.raise_signal(got[0])
 
 
 def _replace(out: Path, work: Path) -> None:
-    """Move ``out``'s other files into ``work``, then ``work`` into ``out``'s place. On a failure
-    (a file or folder that cannot move: a mount point; EBUSY...) ``out`` is put back as it was, its
-    files too, before the error goes on (_staged then deletes ``work``: it must not hold them)."""
-    moved, old = [], work.with_suffix(".old")
+    """``work`` into ``out``'s place, then ``out``'s other files (those the new bundle does not have)
+    into it: ``out`` -> ``old``, ``work`` -> ``out``, the other files ``old`` -> ``out``, ``old``
+    deleted. At every step each of the user's files is in ``old`` or ``out``, never only in ``work``
+    (a run killed meanwhile leaves them findable). On a failure
+    (a file or folder that cannot move: a mount point; EBUSY...) or an interrupt, ``out`` is put back
+    as it was, its files too, before the error goes on (_staged then deletes ``work``)."""
+    old, moving = work.with_suffix(".old"), []
     try:
-        for f in out.iterdir():
-            if not (work / f.name).exists():
-                os.replace(f, work / f.name)
-                moved.append(f.name)
         os.rename(out, old)
         os.rename(work, out)
+        for f in list(old.iterdir()):
+            if not os.path.lexists(out / f.name):
+                moving.append(f.name)
+                os.replace(f, out / f.name)
     except BaseException:  # (Ctrl-C too)
-        if old.exists() and not out.exists():  # the second rename failed (or was interrupted)
-            os.rename(old, out)
-        for name in moved:
-            os.replace(work / name, out / name)
+        _put_back(out, work, old, moving)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _put_back(out: Path, work: Path, old: Path, moving: list[str]) -> None:
+    """Undo a _replace stopped at any step (``moving``: the names it moved or was moving)."""
+    if not os.path.lexists(old):  # ``out`` was not renamed
+        return
+    if os.path.lexists(out) and not os.path.lexists(work):  # the new bundle is in place: out again
+        for name in reversed(moving):
+            if os.path.lexists(out / name) and not os.path.lexists(old / name):
+                os.replace(out / name, old / name)
+        os.rename(out, work)
+    os.rename(old, out)
 
 
 def _out_error(out: Path) -> str | None:
@@ -314,12 +354,37 @@ def _finish_calibration(out: Path, summary: dict, strict: bool) -> int:
     return 0
 
 
-def _out_write_failed(out: Path, exc: OSError) -> int:
-    """One line for a bundle that could not be written; an error of stdout itself (a closed pipe,
-    ``> /dev/full``) goes on to cli.main, which says so."""
+def _out_write_failed(out: Path, exc: OSError, data: list[Path] = ()) -> int:
+    """One line for an OSError of the run: a bundle that could not be written, or what else failed
+    (a data file removed while training, an OSError of torch) named as such; an error of stdout
+    itself (a closed pipe, ``> /dev/full``) goes on to cli.main, which says so."""
     if getattr(sys.stdout, "failed", False):
         raise exc
-    return fail("train", write_problem("--out", out, exc))
+    name = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else None
+    why = exc.strerror or exc
+    if name is not None and any(os.path.abspath(name) == os.path.abspath(p) for p in data):
+        return fail("train", f"{name}: cannot read: {why} (removed or changed while training): train again")
+    if (exc.errno in WRITE_ERRNOS) if name is None else _names_out(out, name):
+        return fail("train", write_problem("--out", out, exc))
+    if name is None:
+        return fail("train", f"training failed: {why} (an error of the fit, not of writing --out {out})")
+    return fail("train", f"{name}: {why} (while training: not an error of writing --out {out})")
+
+
+# errors of a write with no file name (a full disk, a quota, a file too large, a read-only file system, a
+# failing disk): the run writes only the bundle
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+
+
+def _names_out(out: Path, filename) -> bool:
+    """Whether ``filename`` (an OSError's) is --out ``out``, in it, its staging directory or in it, or a
+    directory made for it (an ancestor)."""
+    path, given, real = Path(os.path.abspath(filename)), Path(os.path.abspath(out)), out.resolve()
+    if path in given.parents or path in real.parents:
+        return True
+    staging = f".{real.name}."
+    return any(p in (given, real) or (p.parent == real.parent and p.name.startswith(staging))
+               for p in (path, *path.parents))
 
 
 def recalibrate(args) -> int:
@@ -353,7 +418,7 @@ def recalibrate(args) -> int:
             write_card(work, ref=str(args.out))
             make_readable(work)
     except OSError as exc:  # a full disk: found when written (--out as it was)
-        return _out_write_failed(args.out, exc)
+        return _out_write_failed(args.out, exc, args.data)
     return _finish_calibration(args.out, summary, args.strict)
 
 
@@ -441,6 +506,6 @@ def run(args) -> int:
     except TrainError as exc:
         return fail("train", exc)
     except OSError as exc:  # a full disk, a read-only file system: found when written (--out as it was)
-        return _out_write_failed(args.out, exc)
+        return _out_write_failed(args.out, exc, args.data)
     print(f"{'time':24s} {time.monotonic() - t_start:.0f} s")
     return _finish_calibration(args.out, summary, args.strict)

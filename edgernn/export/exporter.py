@@ -12,12 +12,20 @@ rollout; max abs error over pred and h): 1e-5 for the float graphs. For int8 art
 error measured here (rounded up to one significant digit, at least 0.02 / 0.05), so the check on
 another machine catches a runtime that computes differently; an int8 error above the ceiling
 (0.25 / 1.0) marks the export failed and records the ceiling, so the artifact's parity test fails.
+
+The export is all or nothing: every file is written and checked in a hidden directory inside the
+bundle (``.export-*``), then renamed into place (``os.replace``) and only then recorded in
+manifest.yaml (itself replaced atomically, in one write). An export that fails or is interrupted
+(a converter error, a full disk, Ctrl-C) leaves the bundle as it was -- never a half-written
+artifact, nor a manifest whose sha256 entries disagree with the files.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -26,7 +34,7 @@ import numpy as np
 
 from ..backends.base import check_finite
 from ..backends.numpy_gru import NumpyGRU
-from ..bundle import load_bundle, register_artifact
+from ..bundle import FILE_MODE, load_bundle, register_artifacts
 from ..fileio import target_problem
 
 FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8", "tflm")
@@ -77,7 +85,7 @@ def bundle_write_problem(root: Path, fmts: Iterable[str]) -> str | None:
         if why in ("is a directory", "is not a regular file"):
             return f"{path}: {why}; export writes its {name} there (move it away)"
         if why is None and path.exists() and name != "manifest.yaml" and not os.access(path, os.W_OK):
-            return f"{path}: not writable"  # (manifest.yaml is replaced, the artifacts written in place)
+            return f"{path}: not writable"  # (all are replaced; a read-only artifact is taken as one to keep)
         if why:
             return f"{path}: {why}"
     return None
@@ -112,9 +120,12 @@ def _errors_meta(err: dict) -> dict:
 @dataclass
 class _ExportContext:
     """What every per-format writer needs: the bundle, its golden rollout, the calibration pairs
-    (None without an int8 format), the options and the report being filled."""
+    (None without an int8 format), the options and the report being filled. Writers write into
+    ``stage`` (a hidden directory in the bundle) and add ``(file, manifest metadata)`` to ``pending``;
+    export_bundle moves them into the bundle and registers them once all are made."""
 
     root: Path
+    stage: Path
     bundle: object
     golden: dict
     report: dict
@@ -125,22 +136,27 @@ class _ExportContext:
     onnx_int8: str
     tflite_per_channel: bool
     tflite_bias_correction: bool
+    pending: list
 
     @property
     def weights(self) -> dict:
         return self.bundle.weights
 
+    def out(self, name: str) -> Path:
+        """Where this export writes (and reads back) the bundle's file ``name`` until it is committed."""
+        return self.stage / name
+
 
 def _record(ctx: _ExportContext, fmt: str, artifact: str, backend, quantized: bool, **extra) -> dict:
-    """Measure ``backend`` against the golden rollout, register ``artifact`` with its tolerances and
-    errors, append the report row and log it."""
+    """Measure ``backend`` against the golden rollout, queue ``artifact``'s registration with its
+    tolerances and errors, append the report row and log it."""
     from .parity import measure
 
     err = measure(backend, ctx.golden)
     tol, roll_tol, ok = stated_tolerances(quantized, err)
-    register_artifact(ctx.root, artifact, tolerance=tol, rollout_tolerance=roll_tol,
-                      parity=_errors_meta(err), parity_ok=ok, **extra)
-    size = (ctx.root / artifact).stat().st_size
+    ctx.pending.append((artifact, dict(tolerance=tol, rollout_tolerance=roll_tol, parity=_errors_meta(err),
+                                       parity_ok=ok, **extra)))
+    size = ctx.out(artifact).stat().st_size
     row = {"backend": fmt, "artifact": artifact, "size_bytes": size, **err,
            "tolerance": tol, "rollout_tolerance": roll_tol, "ok": ok}
     ctx.report["rows"].append(row)
@@ -154,7 +170,7 @@ def _export_onnx(ctx: _ExportContext, fmt: str, artifact: str) -> None:
     from ..backends.onnx_gru import OnnxGRU
     from . import onnx_export
 
-    path = ctx.root / artifact
+    path = ctx.out(artifact)
     onnx_export.write_onnx(ctx.weights, path)
     _record(ctx, fmt, artifact, OnnxGRU(path), False, format="onnx", opset=onnx_export.OPSET,
             runtime="onnxruntime", graph="MatMul + elementwise single-step cell")
@@ -164,7 +180,7 @@ def _export_onnx_int8(ctx: _ExportContext, fmt: str, artifact: str) -> None:
     from ..backends.onnx_gru import OnnxGRU
     from . import onnx_export
 
-    path, float_path, mode = ctx.root / artifact, ctx.root / "model.onnx", ctx.onnx_int8
+    path, float_path, mode = ctx.out(artifact), ctx.out("model.onnx"), ctx.onnx_int8  # (onnx is made first)
     if mode == "static16":
         onnx_export.quantize_static_onnx(float_path, path, ctx.X, ctx.Hp, per_channel=True, activation_bits=16,
                                          x_clip=ctx.bundle.input_clip)
@@ -188,7 +204,7 @@ def _export_tflite(ctx: _ExportContext, fmt: str, artifact: str) -> None:
     from ..backends.tflite_gru import TfliteGRU
     from . import tflite_export
 
-    path = ctx.root / artifact
+    path = ctx.out(artifact)
     path.write_bytes(tflite_export.build_tflite(ctx.weights))
     _record(ctx, fmt, artifact, TfliteGRU(path), False, format="tflite", runtime="ai-edge-litert",
             writer="ai_edge_litert.schema_py_generated object API")
@@ -198,7 +214,7 @@ def _export_tflite_int8(ctx: _ExportContext, fmt: str, artifact: str) -> None:
     from ..backends.tflite_gru import TfliteGRU
     from . import quantize, tflite_export
 
-    path, bits = ctx.root / artifact, ctx.tflite_activation_bits
+    path, bits = ctx.out(artifact), ctx.tflite_activation_bits
     plan = quantize.tflite_plan(ctx.weights, ctx.X, ctx.Hp, bits=bits, per_channel=ctx.tflite_per_channel,
                                 bias_correction=ctx.tflite_bias_correction, x_clip=ctx.bundle.input_clip)
     path.write_bytes(tflite_export.build_tflite(ctx.weights, plan=plan))
@@ -214,18 +230,18 @@ def _export_tflm(ctx: _ExportContext, fmt: str, artifact: str) -> None:
     from . import tflm_export
     from .parity import golden_step_inputs
 
-    root = ctx.root
-    model_bytes = (root / "model.int8.tflite").read_bytes()
-    facts = tflm_export.write_tflm(ctx.bundle, model_bytes, root)
+    int8_path = ctx.out("model.int8.tflite")  # (tflite-int8 is made first)
+    model_bytes = int8_path.read_bytes()
+    facts = tflm_export.write_tflm(ctx.bundle, model_bytes, ctx.stage)
     tflm = tflm_export.TflmGRU(model_bytes, arena_size=facts["arena_bytes"])
     xs_step, hs_step = golden_step_inputs(ctx.golden)
-    lit_pred, lit_h = TfliteGRU(root / "model.int8.tflite", name="tflite-int8").step(xs_step, hs_step)
+    lit_pred, lit_h = TfliteGRU(int8_path, name="tflite-int8").step(xs_step, hs_step)
     mic_pred, mic_h = tflm.step(xs_step, hs_step)
     diff = float(max(np.abs(lit_pred - mic_pred).max(), np.abs(lit_h - mic_h).max()))
     _record(ctx, fmt, artifact, tflm, True, format="c-array", runtime="tflite-micro",
             source="model.int8.tflite", max_diff_vs_litert=float(f"{diff:.3g}"), **facts)
-    register_artifact(root, "model_data.h", format="c-header", source="model.int8.tflite")
-    register_artifact(root, "firmware_example.cc", format="c++", note="explicit-state step loop for TFLite Micro")
+    ctx.pending.append(("model_data.h", {"format": "c-header", "source": "model.int8.tflite"}))
+    ctx.pending.append(("firmware_example.cc", {"format": "c++", "note": "explicit-state step loop for TFLite Micro"}))
     ctx.report["notes"].append(f"TFLite Micro runs model.int8.tflite; max |TFLM - LiteRT| = {diff:.2e} "
                                f"on the golden steps; arena {facts['arena_bytes']:,} bytes")
 
@@ -273,8 +289,36 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
                                  "method": "min/max over long runs and cold starts from h = 0"}
         say(f"calibration: {len(X):,} (x, h) pairs from {source} {list(xs.shape)}")
 
-    ctx = _ExportContext(root, bundle, golden, report, say, X, Hp, tflite_activation_bits, onnx_int8,
-                         tflite_per_channel, tflite_bias_correction)
-    for fmt in fmts:
-        _EXPORTERS[fmt](ctx, fmt, ARTIFACTS[fmt])
+    stage = Path(tempfile.mkdtemp(dir=root, prefix=".export-"))  # same file system: os.replace is a rename
+    try:
+        ctx = _ExportContext(root, stage, bundle, golden, report, say, X, Hp, tflite_activation_bits, onnx_int8,
+                             tflite_per_channel, tflite_bias_correction, [])
+        for fmt in fmts:
+            _EXPORTERS[fmt](ctx, fmt, ARTIFACTS[fmt])
+        _commit(root, stage, ctx.pending)
+    except OSError as exc:  # (a full disk): name the bundle's file, not the staging copy that is removed
+        if isinstance(exc.filename, (str, bytes)) and Path(os.fsdecode(exc.filename)).parent == stage:
+            exc.filename = str(root / Path(os.fsdecode(exc.filename)).name)
+        raise
+    finally:  # (after a failure: what was made so far; after success: the empty directory)
+        shutil.rmtree(stage, ignore_errors=True)
     return report
+
+
+def _commit(root: Path, stage: Path, pending: list[tuple[str, dict]]) -> None:
+    """Move the staged files into the bundle, then record them in manifest.yaml in one atomic write:
+    the manifest names a file's new sha256 only once the file is in place. Should a rename fail or be
+    interrupted (a KeyboardInterrupt between two), the files already moved are recorded all the same,
+    so the manifest still matches every file it lists."""
+    for name, _meta in pending:
+        with open(stage / name, "rb") as fh:  # on disk before the rename makes it the bundle's file
+            os.fsync(fh.fileno())
+        os.chmod(stage / name, FILE_MODE)
+    moved: set[str] = set()
+    try:
+        for name, _meta in pending:
+            os.replace(stage / name, root / name)
+            moved.add(name)
+    finally:
+        if moved:
+            register_artifacts(root, [(name, meta) for name, meta in pending if name in moved])

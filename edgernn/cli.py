@@ -108,41 +108,33 @@ class _WatchedStdout:
 
     def __init__(self, stream, owner=None):
         self.stream, self.failed, self._owner = stream, False, owner  # owner: the text stream's watch
+        self._buffer = None  # its binary buffer's watch, made when first asked for
 
-    def _failed(self) -> None:
-        self.failed = True
-        if self._owner is not None:
-            self._owner.failed = True
+    def _watched(self, method, *args):
+        """``method(*args)`` of the stream; an OSError marks this watch (and its owner's) failed."""
+        try:
+            return method(*args)
+        except OSError:
+            self.failed = True
+            if self._owner is not None:
+                self._owner.failed = True
+            raise
 
     def write(self, text):
-        try:
-            return self.stream.write(text)
-        except OSError:
-            self._failed()
-            raise
+        return self._watched(self.stream.write, text)
 
     def writelines(self, lines):
-        try:
-            return self.stream.writelines(lines)
-        except OSError:
-            self._failed()
-            raise
+        return self._watched(self.stream.writelines, lines)
 
     def flush(self):
-        if self.stream is None:
-            return
-        try:
-            self.stream.flush()
-        except OSError:
-            self._failed()
-            raise
+        if self.stream is not None:
+            self._watched(self.stream.flush)
 
     @property
     def buffer(self):
         """The stream's binary buffer, watched the same way (AttributeError when it has none)."""
-        buffer = self.stream.buffer
-        if self.__dict__.get("_buffer") is None or self._buffer.stream is not buffer:
-            self._buffer = _WatchedStdout(buffer, owner=self)
+        if self._buffer is None:
+            self._buffer = _WatchedStdout(self.stream.buffer, owner=self)
         return self._buffer
 
     def __getattr__(self, name):

@@ -589,8 +589,7 @@ def write_bundle(
         "provenance": _plain(provenance or {}),
     }
     write_manifest(root, manifest)
-    register_artifact(root, "weights.npz")
-    register_artifact(root, "golden.npz", tolerance=1e-5, steps=int(golden_x.shape[0]))
+    register_artifacts(root, [("weights.npz", {}), ("golden.npz", {"tolerance": 1e-5, "steps": int(golden_x.shape[0])})])
     return root
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +66,26 @@ def _target_problem(p: Path, replaced: bool, make_dirs: bool) -> str | None:
     if (replaced or not p.exists()) and not os.access(parent, os.W_OK | os.X_OK):
         return f"cannot create files in {parent}"
     return None
+
+
+@contextmanager
+def signals_deferred():
+    """Hold back SIGINT (Ctrl-C) and SIGTERM for the block and raise the first one after it, so that
+    an interrupt cannot stop a set of renames halfway (train's bundle beside --out, export's artifacts).
+    (Outside the main thread, where handlers cannot be set: no deferral.)"""
+    import signal
+
+    got: list[int] = []
+    saved = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            saved[sig] = signal.signal(sig, lambda num, _frame: got.append(num))
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if got:
+            signal.raise_signal(got[0])

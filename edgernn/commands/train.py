@@ -61,6 +61,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..fileio import signals_deferred
 from ..recording import infer_features
 from .common import fail, number_problem, write_problem
 
@@ -217,7 +218,7 @@ def _staged(out: Path, copy: bool = False):
     into the new one. ``copy``: start from a copy of the bundle's files (--recalibrate). Where the
     parent directory cannot take a sibling (an existing ``out`` in a read-only parent), the bundle is
     built in place, as before staging. Ctrl-C and SIGTERM wait for the move into place and the
-    clean-up to end (_signals_deferred)."""
+    clean-up to end (fileio.signals_deferred)."""
     out = out.resolve()  # a symlink: the sibling beside its target (a rename cannot cross filesystems)
     if out.is_dir() and not os.access(out.parent, os.W_OK | os.X_OK):
         yield out
@@ -230,37 +231,14 @@ def _staged(out: Path, copy: bool = False):
                 if f.is_file():
                     shutil.copy2(f, work / f.name)
         yield work
-        with _signals_deferred():
+        with signals_deferred():
             if out.exists():
                 _replace(out, work)
             else:
                 os.rename(work, out)
     finally:
-        with _signals_deferred():
+        with signals_deferred():
             shutil.rmtree(work, ignore_errors=True)
-
-
-@contextmanager
-def _signals_deferred():
-    """Hold back SIGINT (Ctrl-C) and SIGTERM for the block and raise the first one after it, so that
-    an interrupt cannot stop the bundle's move into place halfway (a directory left beside --out).
-    (Outside the main thread, where handlers cannot be set: no deferral.)"""
-    import signal
-
-    got: list[int] = []
-    saved = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            saved[sig] = signal.signal(sig, lambda num, _frame: got.append(num))
-    except ValueError:  # not the main thread
-        pass
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-        if got:
-            signal.raise_signal(got[0])
 
 
 def _replace(out: Path, work: Path) -> None:

@@ -15,9 +15,10 @@ another machine catches a runtime that computes differently; an int8 error above
 
 The export is all or nothing: every file is written and checked in a hidden directory inside the
 bundle (``.export-*``), then renamed into place (``os.replace``) and only then recorded in
-manifest.yaml (itself replaced atomically, in one write). An export that fails or is interrupted
-(a converter error, a full disk, Ctrl-C) leaves the bundle as it was -- never a half-written
-artifact, nor a manifest whose sha256 entries disagree with the files.
+manifest.yaml (itself replaced atomically, in one write). An export that fails (a converter error,
+a full disk) or is interrupted before the renames leaves the bundle as it was; Ctrl-C during them
+waits for them to end -- never a half-written artifact, nor a manifest whose sha256 entries disagree
+with the files.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ import numpy as np
 
 from ..backends.base import check_finite
 from ..backends.numpy_gru import NumpyGRU
-from ..bundle import FILE_MODE, load_bundle, register_artifacts
-from ..fileio import target_problem
+from ..bundle import load_bundle, register_artifacts
+from ..fileio import signals_deferred, target_problem
 
 FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8", "tflm")
 ARTIFACTS = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "tflite": "model.tflite",
@@ -124,7 +125,6 @@ class _ExportContext:
     ``stage`` (a hidden directory in the bundle) and add ``(file, manifest metadata)`` to ``pending``;
     export_bundle moves them into the bundle and registers them once all are made."""
 
-    root: Path
     stage: Path
     bundle: object
     golden: dict
@@ -291,7 +291,7 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
 
     stage = Path(tempfile.mkdtemp(dir=root, prefix=".export-"))  # same file system: os.replace is a rename
     try:
-        ctx = _ExportContext(root, stage, bundle, golden, report, say, X, Hp, tflite_activation_bits, onnx_int8,
+        ctx = _ExportContext(stage, bundle, golden, report, say, X, Hp, tflite_activation_bits, onnx_int8,
                              tflite_per_channel, tflite_bias_correction, [])
         for fmt in fmts:
             _EXPORTERS[fmt](ctx, fmt, ARTIFACTS[fmt])
@@ -307,18 +307,19 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
 
 def _commit(root: Path, stage: Path, pending: list[tuple[str, dict]]) -> None:
     """Move the staged files into the bundle, then record them in manifest.yaml in one atomic write:
-    the manifest names a file's new sha256 only once the file is in place. Should a rename fail or be
-    interrupted (a KeyboardInterrupt between two), the files already moved are recorded all the same,
-    so the manifest still matches every file it lists."""
+    the manifest names a file's new sha256 only once the file is in place. Ctrl-C and SIGTERM wait
+    for the renames and the manifest (fileio.signals_deferred); should a rename fail (an OSError
+    partway), the files already moved are recorded all the same, so the manifest still matches every
+    file it lists."""
     for name, _meta in pending:
         with open(stage / name, "rb") as fh:  # on disk before the rename makes it the bundle's file
             os.fsync(fh.fileno())
-        os.chmod(stage / name, FILE_MODE)
     moved: set[str] = set()
-    try:
-        for name, _meta in pending:
-            os.replace(stage / name, root / name)
-            moved.add(name)
-    finally:
-        if moved:
-            register_artifacts(root, [(name, meta) for name, meta in pending if name in moved])
+    with signals_deferred():
+        try:
+            for name, _meta in pending:
+                os.replace(stage / name, root / name)
+                moved.add(name)
+        finally:
+            if moved:
+                register_artifacts(root, [(name, meta) for name, meta in pending if name in moved])

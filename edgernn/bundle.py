@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .backends.base import check_weights, components, pred_width
+from .backends.base import check_weights, components, has_jump, pred_width
 from .fileio import atomic_write, save_npz
+from .logs import first_line
 from .scoring import KERNEL_TABLES, OPTIONAL_TABLES
 from .settings import BY_KEY, bounds_text, in_bounds
 from .yamlpos import ConfigError, yaml_lines
@@ -103,6 +104,16 @@ class Bundle:
         """K, the head's Gaussians per feature (1: the Gaussian head)."""
         return components(self.weights)
 
+    @property
+    def jump(self) -> bool:
+        """A model with jump inputs: its GRU reads x = [c | j], 2F entries (backends/base.py)."""
+        return has_jump(self.weights)
+
+    @property
+    def input_width(self) -> int:
+        """Entries of the GRU's input x per reading: F, or 2F with jump inputs."""
+        return self.n_features * (2 if self.jump else 1)
+
     def artifact_path(self, name: str) -> Path | None:
         """Path of a listed, verified artifact, or None when the manifest does not list it."""
         if name not in self.manifest.get("artifacts", {}):
@@ -110,12 +121,12 @@ class Bundle:
         return self.path / name
 
     def golden(self) -> dict[str, np.ndarray]:
-        """golden.npz, checked: x [T, B, F], h0 [B, H], pred [T, B, P], h [T, B, H], all finite."""
+        """golden.npz, checked: x [T, B, F] (2F with jump inputs), h0 [B, H], pred [T, B, P], h [T, B, H], all finite."""
         path = self.artifact_path("golden.npz")
         if path is None:
             raise BundleError(f"{self.path}/manifest.yaml: artifacts: golden.npz is not listed")
         g = read_npz(path, ("x", "h0", "pred", "h"), "the golden rollout")
-        F, H, P = self.n_features, self.hidden, pred_width(self.n_features, self.components)
+        F, H, P = self.input_width, self.hidden, pred_width(self.n_features, self.components)
         T, B = g["x"].shape[:2] if g["x"].ndim == 3 else (0, 0)
         want = {"x": (T, B, F), "h0": (B, H), "pred": (T, B, P), "h": (T, B, H)}
         if T < 1 or B < 1 or any(g[k].shape != shape for k, shape in want.items()):
@@ -149,7 +160,7 @@ def read_npz(path: Path, keys: tuple[str, ...] | None, what: str) -> dict[str, n
     except BundleError:
         raise
     except Exception as exc:  # zipfile / format / pickled-object errors: one line, no traceback
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise BundleError(f"{path}: cannot read {what}: {first}") from None
     for k, a in arrays.items():
         if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
@@ -391,7 +402,7 @@ def _read_manifest(mpath: Path):
     except ConfigError as exc:
         raise BundleError(exc.messages[0]) from None
     except UnicodeDecodeError as exc:
-        raise BundleError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise BundleError(f"{where}: not valid YAML: {first_line(exc)}") from None
     except OSError as exc:  # unreadable (permissions: a service runs as another user), an I/O error
         raise BundleError(f"{where}: cannot read: {exc.strerror or exc}") from None
 
@@ -568,6 +579,8 @@ def write_bundle(
     if golden_x is None:
         rng = np.random.default_rng(0)
         golden_x = rng.standard_normal((256, 4, F)).astype(np.float32)
+        if has_jump(weights):  # and j in its range [0, 1]
+            golden_x = np.concatenate([golden_x, rng.uniform(0.0, 1.0, (256, 4, F)).astype(np.float32)], axis=2)
     save_npz(root / "golden.npz", make_golden(weights, golden_x))
     cal = calibration or default_calibration(F)
     manifest = {
@@ -581,7 +594,9 @@ def write_bundle(
             "mean": [float(v) for v in (norm_mean if norm_mean is not None else [0.0] * F)],
             "std": [float(v) for v in (norm_std if norm_std is not None else [1.0] * F)],
         },
-        "cell": {"type": "gru", "hidden": H, "gates": "pytorch-rzn", "weights": "by name (see edgernn/backends/base.py)"},
+        "cell": {"type": "gru", "hidden": H, "gates": "pytorch-rzn", "weights": "by name (see edgernn/backends/base.py)",
+                 **({"inputs": "c | j: the normalised readings and their jump rate (weights in.jump: threshold sd, "
+                               "memory readings, log floor)"} if has_jump(weights) else {})},
         "head": _head(components(weights), logvar_min, logvar_max),
         "input_clip": float(input_clip),
         "calibration": _plain(cal),

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import alerts, kernel, scoring
 from .alerts import AlertSettings
+from .backends.base import JUMP_KEY
 from .readings import Batch, Reading, batch_from_readings  # noqa: F401 - moved there: decode uses them without the detector
 from .bundle import SHAPELESS_KINDS, STUCK_KINDS
 from .settings import DetectorSettings, resolve  # noqa: F401 - declared once, with every other setting
@@ -204,12 +205,15 @@ class Detector:
         self.rel_stat = self.F > 1 and bundle.norm_mode != "stream" and bundle.relation is not None
         # the mixture's weights corrected per stream (weight_memory; a mixture head only): its wbias column
         self.wb_on = s.weight_memory > 0 and self.components > 1
+        # a model with jump inputs: the GRU reads [c | j], the kernel keeps each stream's jump rate (jrate)
+        self.jump = bool(getattr(backend, "jump", False))
+        self.n_in = self.F * (2 if self.jump else 1)  # the GRU input's width (xin)
         self.hidden = int(getattr(backend, "hidden", bundle.hidden))  # each stream's h: the backend's (persistence: >= 2F + 1)
         self.state = StateStore(self.F, self.hidden, capacity=s.max_streams,
                                 reference=self.reference_rows > 0 or self.tref_stat,
                                 seasonal=self.seasonal, components=self.components,  # only the looks' columns in use
                                 h_bound=getattr(backend, "h_bound", None),  # int16 Q15 h for a bounded GRU state
-                                relation=self.rel_stat, wbias=self.wb_on)
+                                relation=self.rel_stat, wbias=self.wb_on, jump=self.jump)
         self.seasonal_trust, self.day_offset = float(s.seasonal_trust), float(s.day_offset_s)
         self.peak = False  # the peak look: in use for F > 1 with a peak table (set_tables)
         self.tref = False  # the training reference: in use with a reference table (set_tables)
@@ -217,7 +221,7 @@ class Detector:
         if bundle.norm_mode == "fixed":  # new streams start warm with the model's statistics
             self.state.set_initial("norm_mean", bundle.norm_mean)
             self.state.set_initial("norm_var", bundle.norm_std**2)
-        self._one = (np.zeros(K.N_OUT), np.zeros(self.F * K.W), np.zeros((1, self.F), np.float32))  # out, work, xin
+        self._one = (np.zeros(K.N_OUT), np.zeros(self.F * K.W), np.zeros((1, self.n_in), np.float32))  # out, work, xin
         self._hin1 = np.zeros((1, self.hidden), np.float32)  # a batch of one's h for the GRU
         self._one_k = kernel.One(self.state.num, self.state.num4, self.state.hq, *self._one, self._hin1)  # (the store's arrays stay put)
         self._bufs: dict[int, tuple] = {}  # wave size -> the kernel's output buffers (_run_kernel)
@@ -267,6 +271,7 @@ class Detector:
             looks_mask=sum(1 << scoring.ALL_LOOKS.index(name) for name in self.looks),
             lvl_settle=float(s.level_settle) * float(s.fast_window),
             wb_rate=1.0 / s.weight_memory if self.wb_on else 0.0,
+            jump_on=self.jump, **self._jump_params(),
             range_surprise=float(s.range_surprise), ref_rows=float(self.reference_rows),
             ref_rate=1.0 / s.reference_window, ref_drift=float(s.reference_drift), ref_peak_gate=float(s.reference_peak),
             seasonal=self.seasonal, peak_on=self.peak, tref_on=self.tref, tref_stat=self.tref_stat,
@@ -275,6 +280,11 @@ class Detector:
             a_cooldown=float(a.cooldown), a_max_duration=float(a.max_duration), a_update_factor=float(a.update_factor),
             a_update_gap=float(a.update_gap),
         )
+
+    def _jump_params(self) -> dict:
+        """The kernel's j_thr, j_mem, j_floor: the bundle's in.jump (backends/base.py), or inert values."""
+        thr, mem, floor = (float(v) for v in self.bundle.weights[JUMP_KEY]) if self.jump else (1.0, 1.0, 0.5)
+        return {"j_thr": thr, "j_mem": mem, "j_floor": floor}
 
     # -- public ------------------------------------------------------------------------------
     def set_tables(self, tables: dict) -> None:
@@ -451,7 +461,7 @@ class Detector:
 
     def _run_kernel(self, rows, x, ts, cap, idx, res: Result):
         """kernel.step_wave on a wave; returns (readings whose code is not NONE, (outs [b, N_OUT],
-        works [b, F * W], xin float32[b, F], codes int8[b], hin float32[b, H]: the stepped streams' h for the GRU, loaded by the kernel
+        works [b, F * W], xin float32[b, F] (2F with jump inputs), codes int8[b], hin float32[b, H]: the stepped streams' h for the GRU, loaded by the kernel
         from a Q15 state, unset for a float32 one), the kernel.Wave holding typed views of those and
         of the store's arrays, made once per wave size). Compiled: on the slabs and the Result block in
         place. Plain Python: on list copies of the rows (list indexing is its fast path; F32Row
@@ -460,7 +470,7 @@ class Detector:
         num, num4 = st.num, st.num4
         got = self._bufs.get(b)  # scratch reused wave after wave (one Detector, one thread)
         if got is None:
-            bufs = (np.empty((b, K.N_OUT)), np.empty((b, F * K.W)), np.empty((b, F), np.float32), np.empty(b, np.int8),
+            bufs = (np.empty((b, K.N_OUT)), np.empty((b, F * K.W)), np.empty((b, self.n_in), np.float32), np.empty(b, np.int8),
                     np.empty((b, st.hidden), np.float32))
             got = (bufs, kernel.Wave(num, num4, st.hq, *bufs))  # typed views made once (the store's arrays stay put)
             if b <= 1024:
@@ -471,7 +481,7 @@ class Detector:
         outs, works, xin, codes, hin = bufs
         slab, slab4, block = num[rows].tolist(), list(map(kernel.F32Row, num4[rows].tolist())), res.block[idx].tolist()
         louts, lworks = [[0.0] * K.N_OUT for _ in range(b)], [[0.0] * (F * K.W) for _ in range(b)]
-        lxin, lcodes = [[0.0] * F for _ in range(b)], [0] * b
+        lxin, lcodes = [[0.0] * self.n_in for _ in range(b)], [0] * b
         near = range(b)
         marked = kernel.step_wave(p, kernel.Wave(slab, slab4, st.hq, louts, lworks, lxin, lcodes, hin), near,
                                   x.tolist(), ts.tolist(), cap, block, near, rows, st.h_load)
@@ -540,7 +550,7 @@ class Detector:
             code = kernel.step_one(p, one, row, row, x1, t, cap, res.block, st.h_load)
         else:  # lists (F32Row: float32 stores), written back
             r, q, blk = st.num[row].tolist(), kernel.F32Row(st.num4[row].tolist()), res.block[0].tolist()
-            o, w, xi = [0.0] * K.N_OUT, [0.0] * (F * K.W), [0.0] * F
+            o, w, xi = [0.0] * K.N_OUT, [0.0] * (F * K.W), [0.0] * self.n_in
             code = kernel.step_one(p, kernel.One([r], [q], st.hq, o, w, [xi], hin), 0, row, values, t, cap, [blk], st.h_load)
             st.num[row], st.num4[row], res.block[0], out[:], work[:], xin[0] = r, q, blk, o, w, xi
         if code < 0:

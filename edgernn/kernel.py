@@ -223,6 +223,7 @@ class Params:
     ref_peak = cython.declare(cython.int, visibility="public")
     rel_mean = cython.declare(cython.int, visibility="public")
     wbias = cython.declare(cython.int, visibility="public")
+    jrate = cython.declare(cython.int, visibility="public")
     range_lo = cython.declare(cython.int, visibility="public")
     range_hi = cython.declare(cython.int, visibility="public")
     count = cython.declare(cython.int, visibility="public")
@@ -291,6 +292,10 @@ class Params:
     on_weight = cython.declare(cython.double, visibility="public")
     al_weight = cython.declare(cython.double, visibility="public")  # alert_rate_weight (0: off)
     wb_rate = cython.declare(cython.double, visibility="public")  # 1 / weight_memory (0: the weights as the model gives them)
+    jump_on = cython.declare(cython.bint, visibility="public")  # a model with jump inputs: xin is [c | j] (backends/base.py)
+    j_thr = cython.declare(cython.double, visibility="public")  # its in.jump: a jump is |x - last_x| > j_thr sd
+    j_mem = cython.declare(cython.double, visibility="public")  # ... the rate's memory, readings
+    j_floor = cython.declare(cython.double, visibility="public")  # ... j = 1 + log10(rate + j_floor) / -log10(j_floor)
     lvl_settle = cython.declare(cython.double, visibility="public")  # level_settle x fast_window: readings of the level / spread statistics before those looks score
     echo_decades = cython.declare(cython.double, visibility="public")  # echo_decades (0: off; training reference only)
     rel_on = cython.declare(cython.bint, visibility="public")  # the relation look is in use (its statistic and a table)
@@ -910,6 +915,8 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
             work[o + W_REF] = _train_ref(p, r, f, xl, mean, std, count) * p.used[f]
             reference = max(reference, work[o + W_REF])
         xin[f] = c
+        if p.jump_on:
+            xin[F + f] = _jump_input(p, r, q, f, xf, std, count)
         work[o + W_XC], work[o + W_STD], work[o + W_MEAN], work[o + W_XL] = c, std, mean, xl
         work[o + W_SIGMA_N], work[o + W_RUN], work[o + W_FM], work[o + W_FV] = sigma_n, run, fm, fv
         work[o + W_EXPECTED] = mu * std + mean
@@ -917,6 +924,21 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
     out[O_SCORE], out[O_LEVEL], out[O_SPREAD], out[O_STUCK], out[O_PEAK] = score, level, spread, stuck, peak
     out[O_REL] = _relation(p, q, count, work) if p.rel_stat else 0.0
     out[O_REF] = min(reference + p.log10_F, 0.0) if p.ref_rows > 0.0 else reference
+
+
+@cython.cfunc
+@cython.cdivision(True)
+@cython.boundscheck(False)
+def _jump_input(p: Params, r: cython.double[:], q: cython.float[:], f: cython.int, xf: cython.double, std: cython.double,
+                count: cython.double) -> cython.double:
+    """Feature f's jump rate learns reading xf (a jump: |xf - last_x| > j_thr std, none at the
+    stream's first reading; a running mean over the first j_mem readings, then an EW mean: as
+    backends.base.jump_rates, which training uses); returns the GRU's input j (base.jump_input)."""
+    jump: cython.double = 1.0 if count > 1.0 and abs(xf - r[p.last_x + f]) > p.j_thr * std else 0.0
+    rate: cython.double = q[p.jrate + f]
+    rate = rate + (jump - rate) / min(count, p.j_mem)
+    q[p.jrate + f] = rate
+    return 1.0 + log10(rate + p.j_floor) / -log10(p.j_floor)
 
 
 @cython.cfunc

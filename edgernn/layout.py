@@ -13,7 +13,9 @@ is one scalar column (an int offset); an int (also 1) is a vector column (a slic
 width 0 exist in name only: the reference look's columns when it is off, the seasonal look's
 for multivariate models or when it is off, the mixture head's model-spread columns (mspr_*) for
 a Gaussian head (K = 1), the relation look's unless the model has one (F > 1), the mixture's weight
-correction (wbias) unless weight_memory is on for a mixture head. The per-look
+correction (wbias) unless weight_memory is on for a mixture head. The jump rate's column (jrate)
+is there only for a model with jump inputs (not even in name: the rows and snapshots of every other
+model stay as they were). The per-look
 onset columns hold a slot for each look the model can use (scoring.ALL_LOOKS order; the
 reference, seasonal, peak and relation slots left out where it cannot).
 """
@@ -30,14 +32,26 @@ from .backends.base import pred_width
 N_LOOKS = 9  # scoring.ALL_LOOKS: instant, smoothed, level, spread, stuck, reference, seasonal, peak, relation
 N_LEVELS = 13  # scoring.ONSET_LEVELS
 SEAS_K = 32  # buckets over the day of the seasonal look's profile
+SEAS_SCALARS = (  # the seasonal look's scalar columns (univariate models)
+    ("seas_cyc0", "completed weekdays seen by the seasonal profile"),
+    ("seas_cyc1", "completed weekend days seen by the seasonal profile"),
+    ("seas_day", "the last reading's day number, floor((ts + day_offset_s) / 86400)"),
+    ("seas_dt", "EW sampling interval, seconds (0: not known yet)"),
+    ("seas_s2", "global EW mean square profile residual (NaN until the profile has a value)"),
+    ("seas_zb", "short EW mean of the profile residual z"),
+    ("seas_zb2", "EW mean square of that short mean (NaN until the profile has a value)"),
+    ("seas_lev", "level of x tracking on the day scale (EW over one cycle)"),
+    ("seas_vg", "EW variance of x - level (the trust ratio's denominator)"),
+    ("seas_vr", "EW variance of the profile residual (the trust ratio's numerator)"),
+)
 
 
-def columns(F: int, reference: bool = True, seasonal: bool = True,
-            components: int = 1, relation: bool = False, wbias: bool = False) -> tuple[tuple[str, int | None, str, str], ...]:
+def columns(F: int, reference: bool = True, seasonal: bool = True, components: int = 1, relation: bool = False,
+            wbias: bool = False, jump: bool = False) -> tuple[tuple[str, int | None, str, str], ...]:
     """The slab's columns for a model with F features and a head of ``components`` Gaussians per
     feature (the reference look's if ``reference``, the seasonal look's if ``seasonal`` and F == 1;
     the peak look's onset columns if F > 1; the relation look's if ``relation`` and F > 1; the
-    weight correction's if ``wbias`` and components > 1), in
+    weight correction's if ``wbias`` and components > 1, the jump rate's if ``jump``), in
     order: (name, width | None, storage, meaning)."""
     seasonal = seasonal and F == 1
     relation = relation and F > 1
@@ -50,18 +64,6 @@ def columns(F: int, reference: bool = True, seasonal: bool = True,
     # there, seasonal for F == 1, the peak look for F > 1, the relation look (the last) with a relation
     # model); the kernel skips the looks not in use (Params.looks_mask)
     looks = N_LOOKS - (not reference) - (not seasonal) - (F == 1) - (not relation)
-    seas_scalars = (
-        ("seas_cyc0", "completed weekdays seen by the seasonal profile"),
-        ("seas_cyc1", "completed weekend days seen by the seasonal profile"),
-        ("seas_day", "the last reading's day number, floor((ts + day_offset_s) / 86400)"),
-        ("seas_dt", "EW sampling interval, seconds (0: not known yet)"),
-        ("seas_s2", "global EW mean square profile residual (NaN until the profile has a value)"),
-        ("seas_zb", "short EW mean of the profile residual z"),
-        ("seas_zb2", "EW mean square of that short mean (NaN until the profile has a value)"),
-        ("seas_lev", "level of x tracking on the day scale (EW over one cycle)"),
-        ("seas_vg", "EW variance of x - level (the trust ratio's denominator)"),
-        ("seas_vr", "EW variance of the profile residual (the trust ratio's numerator)"),
-    )
     return (
         ("norm_mean", F, "f8", "stream normalisation mean (Welford during warm-up, then EW or frozen)"),
         ("norm_var", F, "f8", "stream normalisation variance"),
@@ -70,6 +72,8 @@ def columns(F: int, reference: bool = True, seasonal: bool = True,
         ("wbias", WB, "f4", "a mixture head: the stream's own log correction of each component's weight, added to "
          "the stored logits (component-major, as pred's logits)"),
         ("last_x", F, "f8", "last raw value"),
+        *((("jrate", F, "f4", "jump inputs: the stream's rate of jumps |x - last_x| > threshold sd (the GRU's "
+            "slow input j, backends/base.py)"),) if jump else ()),
         ("run", F, "f4", "its run of exact repeats"),
         ("reps", F, "f4", "EW count of repeats (the stuck look's repeat rate)"),
         ("fast_mean", F, "f8", "short EW mean of the raw values (level look)"),
@@ -110,7 +114,7 @@ def columns(F: int, reference: bool = True, seasonal: bool = True,
         ("onset_rates", N_LEVELS, "f4", "EW rate of the stream's onsets with surprise >= ONSET_LEVELS[j]"),
         ("seas_m", 2 * K, "f4", "time-of-day profile of x: weekday buckets | weekend buckets (NaN: unseen)"),
         ("seas_v", K, "f4", "per-bucket EW mean square of the profile residual (NaN: unseen)"),
-        *((name, None if seasonal else 0, "f8" if name == "seas_lev" else "f4", doc) for name, doc in seas_scalars),
+        *((name, None if seasonal else 0, "f8" if name == "seas_lev" else "f4", doc) for name, doc in SEAS_SCALARS),
     )
 
 
@@ -128,13 +132,13 @@ def initial_rows(layout: "Layout") -> tuple[np.ndarray, np.ndarray]:
 
 
 class Layout:
-    """Offsets of ``columns(F, reference, seasonal, components, relation, wbias)``: ``layout.count`` is an int, ``layout.norm_mean``
+    """Offsets of ``columns(F, reference, seasonal, components, relation, wbias, jump)``: ``layout.count`` is an int, ``layout.norm_mean``
     a slice, each within its slab (``layout.storage[name]``: "f8" -> ``num``, "f4" -> ``num4``)."""
 
     def __init__(self, n_features: int, reference: bool = True, seasonal: bool = True, components: int = 1,
-                 relation: bool = False, wbias: bool = False):
+                 relation: bool = False, wbias: bool = False, jump: bool = False):
         self.F, self.K = n_features, components
-        self.columns = columns(n_features, reference, seasonal, components, relation, wbias)
+        self.columns = columns(n_features, reference, seasonal, components, relation, wbias, jump)
         self.has_seasonal = seasonal and n_features == 1
         self.offsets: dict[str, int] = {}  # column -> first entry in its slab (-1: a zero-width column)
         self.storage: dict[str, str] = {}
@@ -145,6 +149,7 @@ class Layout:
             self.storage[name] = storage
             setattr(self, name, (at if n else -1) if width is None else slice(at, at + n))
             start[storage] += n
+        self.offsets.setdefault("jrate", -1)  # (the kernel reads every offset; this one only with jump inputs)
         self.width, self.width4 = start["f8"], start["f4"]  # entries per row of num, of num4
         self.row_bytes = 8 * self.width + 4 * self.width4
 

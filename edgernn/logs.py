@@ -12,7 +12,8 @@ inherited ``JOURNAL_STREAM``): ``2026-12-06 01:02:03,456 WARNING edgernn.daemon:
     >>> setup_logging("info")  # doctest: +SKIP
 
 :class:`Throttle` keeps a repeated warning (rejects, drops, refused connections, failed connects)
-to one line per key and interval, with how many events that line stands for.
+to one line per key and interval, with how many events that line stands for. :func:`first_line`
+is what a one-line error quotes of an exception.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ import time
 LEVELS = ("debug", "info", "warning", "error")
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JOURNAL_FORMAT = "%(name)s: %(message)s"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty): what a
+    one-line error quotes of a library's multi-line message."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def syslog_priority(levelno: int) -> int:

@@ -53,14 +53,14 @@ _COUNTS = frozenset(("run", "reps", "count", "since_reset", "trials", "nstat", "
 class StateStore:
     def __init__(self, n_features: int, hidden: int, capacity: int = 10_000, reference: bool = True,
                  seasonal: bool = True, components: int = 1, h_bound: float | None = None, relation: bool = False,
-                 wbias: bool = False):
-        """reference / seasonal / relation / wbias: whether the rows hold those looks' columns, and the
-        mixture's weight correction (layout.columns);
+                 wbias: bool = False, jump: bool = False):
+        """reference / seasonal / relation / wbias / jump: whether the rows hold those looks' columns, the
+        mixture's weight correction and the jump rate (layout.columns);
         components: the head's Gaussians per feature (the width of the pred column);
         h_bound: the backend's bound on |h| (int16 Q15 storage), None for float32 storage."""
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
-        self.layout = Layout(n_features, reference, seasonal, components, relation, wbias)
+        self.layout = Layout(n_features, reference, seasonal, components, relation, wbias, jump)
         self.capacity = capacity
         self.hidden = hidden
         if h_bound is not None and not (math.isfinite(h_bound) and h_bound > 0):
@@ -348,6 +348,8 @@ class StateStore:
                 bad = ~(np.isfinite(vals) | (vals == new) | np.isnan(new))  # NaN new: the seasonal profile (may overflow)
                 if name in _COUNTS:
                     bad |= vals < 0
+                if name == "jrate":  # a rate of jumps per reading
+                    bad |= (vals < 0) | (vals > 1)
                 if bad.any():
                     i = int(np.flatnonzero(bad.any(axis=1))[0])
                     return (f"holds {name} = {vals[i][bad[i]][0]:g} for stream {ids[i][:40]!r} "

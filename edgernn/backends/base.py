@@ -12,6 +12,12 @@ Gaussian head). ``pred`` is component-major, P = 2F (K = 1) or 3KF (K > 1):
 
 With K = 1 that is today's ``[mean | logvar]``. Every mean is residual: x_f + W_mean h + b_mean
 (the x skip connection tiled K times).
+
+A model with **jump inputs** (``jump``: its weights hold ``in.jump`` and ``gru.W_j*``) takes
+``x: float32[B, 2F] = [c | j]``: c the normalised readings as above, j per feature the stream's
+slow input, its rate of jumps on a log scale in [0, 1] (``jump_input``). j reaches the gates
+only (its own input weights ``W_jr``, ``W_jz``, ``W_jn``); the skip connection and the head read
+c alone. Graphs take it as a third input ``j: float32[B, F]`` (its own int8 range).
 """
 
 from __future__ import annotations
@@ -21,12 +27,15 @@ from typing import Protocol
 
 import numpy as np
 
+from ..logs import first_line
+
 
 class Backend(Protocol):
     name: str
     features: int  # F
     hidden: int  # H
     components: int  # K (mixture components per feature; 1: the Gaussian head)
+    jump: bool  # x is [B, 2F] = [c | j] (jump inputs), else [B, F]
     h_bound: float | None  # |h| <= h_bound always (a GRU: 1.0; the store keeps h as int16 Q15), or None (float32)
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
@@ -48,7 +57,50 @@ GRU_WEIGHT_SHAPES: dict[str, tuple[str, ...]] = {
 }
 # only in a mixture head (K > 1): the mixture logits, K F rows as the other head weights
 MIXTURE_WEIGHT_SHAPES: dict[str, tuple[str, ...]] = {"head.W_logit": ("F", "H"), "head.b_logit": ("F",)}
+# only in a model with jump inputs: the j inputs' weights per gate, and the definition of j:
+# in.jump = [threshold, memory, floor] (jump_input)
+JUMP_WEIGHT_SHAPES: dict[str, tuple[str, ...]] = {
+    "gru.W_jr": ("H", "F"), "gru.W_jz": ("H", "F"), "gru.W_jn": ("H", "F"), "in.jump": ("3",)}
+JUMP_KEY = "in.jump"
+JUMP_DEFAULT = (1.0, 200.0, 1e-3)  # a jump: |x_t - x_t-1| > 1 sd; EW memory 200 readings; log floor 1e-3
 MAX_COMPONENTS = 16
+
+
+def has_jump(weights: dict[str, np.ndarray]) -> bool:
+    """True for a model with jump inputs (x is [c | j], backends/base.py's doc)."""
+    return JUMP_KEY in weights
+
+
+def jump_text(weights: dict[str, np.ndarray]) -> str:
+    """What a model's GRU reads, for people (inspect, the model card)."""
+    if not has_jump(weights):
+        return "the normalised reading"
+    threshold, memory, floor = (float(v) for v in weights[JUMP_KEY])
+    return (f"the normalised reading and its stream's rate of jumps (a change of more than {threshold:g} sd; over the "
+            f"last ~{memory:g} readings; log scale, floor {floor:g})")
+
+
+def jump_input(rate, floor: float):
+    """j = 1 + log10(rate + floor) / -log10(floor): a jump rate in [0, 1] as the GRU's input, 0 at
+    rate 0 and ~1 at rate 1 (a log scale: one jump in 1000 readings and one in 10 are far apart).
+    The kernel (float64) and training (numpy arrays) both call this."""
+    return 1.0 + np.log10(rate + floor) / -np.log10(floor)
+
+
+def jump_rates(x: np.ndarray, std: np.ndarray, threshold: float, memory: float) -> np.ndarray:
+    """x float64[T, F] raw readings and std float64[T, F] the stream's std each was normalised with
+    (train.data.stream_normalise) -> the jump rate after each reading, float64[T, F]: a jump at t
+    is |x_t - x_t-1| > threshold std_t (none at t = 0); the rate is the running mean of jumps over
+    the first ``memory`` readings, then their EW mean with weight 1 / memory. The kernel's
+    _jump_rate is the same recursion, reading by reading."""
+    T, F = x.shape
+    out = np.empty((T, F))
+    rate = np.zeros(F)
+    for t in range(T):
+        jump = (np.abs(x[t] - x[t - 1]) > threshold * std[t]) if t > 0 else np.zeros(F, bool)
+        rate += (jump - rate) / min(t + 1.0, memory)
+        out[t] = rate
+    return out
 
 
 def components(weights: dict[str, np.ndarray]) -> int:
@@ -94,6 +146,11 @@ def check_shapes(backend, bundle, where) -> None:
     an artifact of another model, e.g. copied from another bundle)."""
     got = (backend.features, backend.hidden, backend.components)
     want = (bundle.n_features, bundle.hidden, bundle.components)
+    jumps = (bool(getattr(backend, "jump", False)), has_jump(bundle.weights))
+    if jumps[0] != jumps[1]:
+        have = {True: "with jump inputs (x, j, h)", False: "without jump inputs"}
+        raise ValueError(f"{where}: a graph {have[jumps[0]]} but the bundle's weights.npz is a model "
+                         f"{have[jumps[1]]}: not this model's artifact (run: edgernn export {shlex.quote(str(bundle.path))})")
     if got != want:
         raise ValueError(f"{where}: a graph of F={got[0]} features, H={got[1]}, K={got[2]} but the bundle's "
                          f"weights.npz has F={want[0]}, H={want[1]}, K={want[2]}: not this model's artifact "
@@ -110,13 +167,15 @@ def check_finite(backend, x_clip: float, where) -> None:
     for signs in ((0.0,), (1.0,), (-1.0,), (0.0, 1.0, -1.0)):
         s = np.array(signs, np.float32)[:, None]  # [B, 1]
         x, h = np.repeat(s * np.float32(x_clip), F, axis=1), np.repeat(s, H, axis=1)  # [B, F], [B, H]
+        if getattr(backend, "jump", False):  # and j at its own corners, 0 and 1: [B, 2F] = [c | j]
+            x = np.concatenate([x, np.repeat(np.abs(s), F, axis=1)], axis=1)
         try:
             with np.errstate(all="ignore"):  # an overflow is reported below, as one line
                 pred, h_next = backend.step(x, h)  # [B, P], [B, H]
         except BackendUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - the runtimes raise their own types
-            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise ValueError(f"{where}: the model cannot run a batch of {len(signs)}: {first}") from None
         if not (np.isfinite(pred).all() and np.isfinite(h_next).all()):
             at = ", ".join(f"x = {v * x_clip:g}, h = {v:g}" for v in signs)
@@ -138,14 +197,16 @@ def check_weights(weights: dict[str, np.ndarray]) -> tuple[int, int]:
     K = rows // F if F and rows % F == 0 else 0
     if not 1 <= K <= MAX_COMPONENTS:
         raise ValueError(f"weight head.W_mean has {rows} rows: expected K F (F={F}, K in 1..{MAX_COMPONENTS})")
-    shapes = {**GRU_WEIGHT_SHAPES, **(MIXTURE_WEIGHT_SHAPES if K > 1 else {})}
+    jump = has_jump(weights) or any(k.startswith("gru.W_j") for k in weights)
+    shapes = {**GRU_WEIGHT_SHAPES, **(MIXTURE_WEIGHT_SHAPES if K > 1 else {}), **(JUMP_WEIGHT_SHAPES if jump else {})}
     missing = sorted(set(shapes) - set(weights))
     if missing:
-        raise ValueError(f"missing weight(s): {', '.join(missing)} (a head of K={K} components)")
+        what = f"a head of K={K} components" + (" and jump inputs" if jump else "")
+        raise ValueError(f"missing weight(s): {', '.join(missing)} ({what})")
     extra = sorted(set(weights) - set(shapes))
     if extra:
         raise ValueError(f"unexpected weight(s): {', '.join(extra)}")
-    dims = {"H": H, "F": F}
+    dims = {"H": H, "F": F, "3": 3}
     for key, spec in shapes.items():
         want = tuple(dims[d] * (K if key.startswith("head.") and i == 0 else 1) for i, d in enumerate(spec))
         got = tuple(np.shape(weights[key]))
@@ -153,4 +214,9 @@ def check_weights(weights: dict[str, np.ndarray]) -> tuple[int, int]:
             raise ValueError(f"weight {key} has shape {got}, expected {want}")
         if not np.all(np.isfinite(weights[key])):
             raise ValueError(f"weight {key} contains NaN or inf")
+    if jump:
+        threshold, memory, floor = (float(v) for v in weights[JUMP_KEY])
+        if not (threshold > 0 and memory >= 1 and 0 < floor < 1):
+            raise ValueError(f"weight {JUMP_KEY} is [{threshold:g}, {memory:g}, {floor:g}]: expected [threshold > 0, "
+                             "memory >= 1, 0 < floor < 1]")
     return F, H

@@ -13,6 +13,9 @@ head; backends/base.py gives the layout of pred):
     logit  = W_logit h' + b_logit              [K F], K > 1 only
     pred   = [mean | logvar (| logit)]         float32[B, 2F] or float32[B, 3KF]
 
+With jump inputs (backends/base.py) x is [c | j] (2F entries): j has its own input weights W_j*
+in the gate GEMM and a zero column in the head's tile (the skip connection reads c alone).
+
 One fused GEMM computes every gate pre-activation and bias: W^T [x | h | 1]^T with the 4H rows
 laid out as (r | z | input part of n | recurrent part of n); one more computes the whole head,
 bias and residual means included: [W_head | b_head | tile(I_F, K) for the means] [h' | 1 | x]^T.
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import check_weights, components, pred_width
+from .base import check_weights, components, has_jump, pred_width
 
 
 class NumpyGRU:
@@ -37,16 +40,20 @@ class NumpyGRU:
     h_bound = 1.0  # |h| < 1 (h' = (1 - z) n + z h, n = tanh): the store keeps h as int16 Q15 (state.py)
 
     def __init__(self, weights: dict[str, np.ndarray]):
-        F, H = check_weights(weights)
+        F0, H = check_weights(weights)
         K = components(weights)
-        self.features, self.hidden, self.components = F, H, K
-        self._KF, P = K * F, pred_width(F, K)  # means' entries, pred's entries
+        self.jump = has_jump(weights)
+        self.features, self.hidden, self.components = F0, H, K
+        F = 2 * F0 if self.jump else F0  # x's width: [c | j] with jump inputs
+        self._KF, P = K * F0, pred_width(F0, K)  # means' entries, pred's entries
         logit = ("head.W_logit", "head.b_logit") if K > 1 else ()
         w = {k: np.asarray(v, dtype=np.float32).astype(np.float64) for k, v in weights.items()}
         W = np.zeros((F + H, 4 * H), np.float64)  # [F+H, 4H]
-        W[:F, 0:H], W[F:, 0:H] = w["gru.W_ir"].T, w["gru.W_hr"].T
-        W[:F, H : 2 * H], W[F:, H : 2 * H] = w["gru.W_iz"].T, w["gru.W_hz"].T
-        W[:F, 2 * H : 3 * H] = w["gru.W_in"].T
+        W[:F0, 0:H], W[F:, 0:H] = w["gru.W_ir"].T, w["gru.W_hr"].T
+        W[:F0, H : 2 * H], W[F:, H : 2 * H] = w["gru.W_iz"].T, w["gru.W_hz"].T
+        W[:F0, 2 * H : 3 * H] = w["gru.W_in"].T
+        if self.jump:  # j's rows [F0:F]
+            W[F0:F, 0:H], W[F0:F, H : 2 * H], W[F0:F, 2 * H : 3 * H] = (w[f"gru.W_j{g}"].T for g in "rzn")
         W[F:, 3 * H :] = w["gru.W_hn"].T
         b = np.concatenate([w["gru.b_ir"] + w["gru.b_hr"], w["gru.b_iz"] + w["gru.b_hz"], w["gru.b_in"], w["gru.b_hn"]])
         W[:, : 2 * H] *= 0.5  # sigmoid via tanh(a / 2): exact scaling by a power of two
@@ -58,8 +65,8 @@ class NumpyGRU:
         self._WT = np.ascontiguousarray(np.concatenate([W.T, b[:, None]], axis=1))  # [4H, F+H+1]
         Wo = np.concatenate([w["head.W_mean"], w["head.W_logvar"], *(w[n] for n in logit[:1])])  # [P, H]
         bo = np.concatenate([w["head.b_mean"], w["head.b_logvar"], *(w[n] for n in logit[1:])])  # [P]
-        tile = np.zeros((P, F))  # [P, F]: mean row k F + f takes x_f (the head predicts the change)
-        tile[np.arange(self._KF), np.tile(np.arange(F), K)] = 1.0
+        tile = np.zeros((P, F))  # [P, F]: mean row k F0 + f takes x_f (the head predicts the change; j: 0)
+        tile[np.arange(self._KF), np.tile(np.arange(F0), K)] = 1.0
         self._Wo = np.ascontiguousarray(np.concatenate([Wo, bo[:, None], tile], axis=1))  # [P, H+1+F]
         # batch-of-one scratch (views made once: at B = 1 numpy's per-call overhead is the cost, so
         # every operation writes in place; one Detector, one thread: not for concurrent callers)
@@ -76,7 +83,7 @@ class NumpyGRU:
                         v1[:H], g1[: 2 * H], g1[:H], g1[H : 2 * H], g1[2 * H : 3 * H], g1[3 * H :], np.array(0.5))
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        H, F = self.hidden, self.features
+        H, F = self.hidden, self.features * (2 if self.jump else 1)  # F: x's width
         if len(x) == 1:
             return self._step_one(x, h)
         v, g, out = self._buffers(len(x))  # [2H+F+2, B] float64, batch along columns; [4H, B]; [P, B]

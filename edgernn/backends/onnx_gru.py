@@ -3,6 +3,9 @@
 IOBinding with pre-bound numpy buffers: one binding per batch size seen (kept for the most recent
 ``MAX_BINDINGS`` sizes), so a call copies x and h into bound memory, runs, and copies the outputs
 out. Plain ``run()`` costs ~1.5x more per call at batch 1 (DESIGN.md, measured).
+
+A graph with an input ``j`` is a model with jump inputs (backends/base.py): ``jump`` is True and
+step takes x [B, 2F] = [c | j], fed to the graph's inputs x and j.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..logs import first_line
 from .base import BackendUnavailable, components_of_width, fixed_width
 
 MAX_BINDINGS = 16
@@ -22,13 +26,14 @@ MAX_BINDINGS = 16
 class _Binding:
     """Input and output buffers for one batch size, bound once to the session."""
 
-    def __init__(self, session, batch: int, features: int, hidden: int, width: int):
+    def __init__(self, session, batch: int, features: int, hidden: int, width: int, jump: bool = False):
         self.x = np.zeros((batch, features), np.float32)  # [B, F]
         self.h = np.zeros((batch, hidden), np.float32)  # [B, H]
+        self.j = np.zeros((batch, features), np.float32) if jump else None  # [B, F] jump inputs
         self.pred = np.zeros((batch, width), np.float32)  # [B, 2F] or [B, 3KF] (backends/base.py)
         self.h_next = np.zeros((batch, hidden), np.float32)  # [B, H]
         io = session.io_binding()
-        for name, arr in (("x", self.x), ("h", self.h)):
+        for name, arr in (("x", self.x), ("h", self.h), *((("j", self.j),) if jump else ())):
             io.bind_input(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
         for name, arr in (("pred", self.pred), ("h_next", self.h_next)):
             io.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
@@ -64,28 +69,33 @@ def external_data(path) -> str | None:
     return None
 
 
-def _io_widths(session, path) -> tuple[int, int, int]:
-    """(F, H, pred's width) of a session's inputs x [B, F], h [B, H] and outputs pred [B, P],
-    h_next [B, H]: ValueError naming ``path`` for other names, a fixed batch dimension (every batch
-    size is bound: a graph for B = 1 failed at the first batch of 2) or an h_next not as wide as h."""
+def _io_widths(session, path) -> tuple[int, int, int, bool]:
+    """(F, H, pred's width, jump inputs) of a session's inputs x [B, F], h [B, H] (and j [B, F]: a
+    model with jump inputs) and outputs pred [B, P], h_next [B, H]: ValueError naming ``path`` for
+    other names, a fixed batch dimension (every batch size is bound: a graph for B = 1 failed at the
+    first batch of 2), an h_next not as wide as h or a j not as wide as x."""
     ins = {i.name: i.shape for i in session.get_inputs()}
     outs = {o.name: o.shape for o in session.get_outputs()}
-    if set(ins) != {"x", "h"} or set(outs) != {"pred", "h_next"}:
-        raise ValueError(f"{path}: expected inputs x, h and outputs pred, h_next")
+    if set(ins) not in ({"x", "h"}, {"x", "j", "h"}) or set(outs) != {"pred", "h_next"}:
+        raise ValueError(f"{path}: expected inputs x, h (or x, j, h) and outputs pred, h_next")
     widths = {}
-    for kind, name, shape in [("input", n, ins[n]) for n in ("x", "h")] + [("output", n, outs[n]) for n in ("pred", "h_next")]:
+    for kind, name, shape in [("input", n, ins[n]) for n in sorted(ins, key="xjh".index)] + \
+            [("output", n, outs[n]) for n in ("pred", "h_next")]:
         widths[name] = fixed_width(shape, f"{kind} {name}", path)
         if isinstance(shape[0], int):
             raise ValueError(f"{path}: {kind} {name} has shape {list(shape)}: expected a free batch dimension "
                              "(a name such as B), not a fixed one")
     if widths["h_next"] != widths["h"]:
         raise ValueError(f"{path}: output h_next has {widths['h_next']} entries but input h {widths['h']}")
-    return widths["x"], widths["h"], widths["pred"]
+    if widths.get("j", widths["x"]) != widths["x"]:
+        raise ValueError(f"{path}: input j has {widths['j']} entries but input x {widths['x']}")
+    return widths["x"], widths["h"], widths["pred"], "j" in widths
 
 
 class OnnxGRU:
     """Stateless cell on an .onnx file. ``step(x[B,F], h[B,H]) -> (pred[B,P], h_next[B,H])`` (P = 2F, or
-    3KF for a K-component head: read from the graph's output shape)."""
+    3KF for a K-component head: read from the graph's output shape; x [B, 2F] = [c | j] for a graph
+    with jump inputs)."""
 
     h_bound = 1.0  # a GRU: |h| < 1, kept as int16 Q15 by the state store
 
@@ -109,15 +119,15 @@ class OnnxGRU:
         try:
             self._session = ort.InferenceSession(self.path, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise BackendUnavailable(f"{path}: onnxruntime cannot load this model: {str(exc).splitlines()[0]}") from None
-        self.features, self.hidden, self._width = _io_widths(self._session, path)
+            raise BackendUnavailable(f"{path}: onnxruntime cannot load this model: {first_line(exc)}") from None
+        self.features, self.hidden, self._width, self.jump = _io_widths(self._session, path)
         self.components = components_of_width(self._width, self.features, path)
         self._bindings: OrderedDict[int, _Binding] = OrderedDict()
 
     def _binding(self, B: int) -> _Binding:
         b = self._bindings.get(B)
         if b is None:
-            b = self._bindings[B] = _Binding(self._session, B, self.features, self.hidden, self._width)
+            b = self._bindings[B] = _Binding(self._session, B, self.features, self.hidden, self._width, self.jump)
             if len(self._bindings) > MAX_BINDINGS:
                 self._bindings.popitem(last=False)
         else:
@@ -125,11 +135,16 @@ class OnnxGRU:
         return b
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        B = x.shape[0]
-        if x.shape != (B, self.features) or h.shape != (B, self.hidden):
-            raise ValueError(f"expected x[B,{self.features}] and h[B,{self.hidden}], got {x.shape} and {h.shape}")
+        B, F = x.shape[0], self.features
+        width = 2 * F if self.jump else F  # x: [B, F], or [B, 2F] = [c | j]
+        if x.shape != (B, width) or h.shape != (B, self.hidden):
+            raise ValueError(f"expected x[B,{width}] and h[B,{self.hidden}], got {x.shape} and {h.shape}")
         b = self._binding(B)
-        np.copyto(b.x, x)
+        if self.jump:
+            np.copyto(b.x, x[:, :F])
+            np.copyto(b.j, x[:, F:])
+        else:
+            np.copyto(b.x, x)
         np.copyto(b.h, h)
         self._session.run_with_iobinding(b.io)
         return b.pred.copy(), b.h_next.copy()

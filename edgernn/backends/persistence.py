@@ -22,6 +22,9 @@ Per reading (float64 inside, float32 out; elementwise only, so any batch size gi
 WINDOW is the detector's default ``repeat_memory`` (1,000 readings: what a stream's own statistics
 remember), so the variance includes the stream's usual jumps (an on/off edge is then as surprising
 as it is usual), not only the last few dozen quiet readings.
+
+For a bundle with jump inputs (backends/base.py) step also accepts the GRU's x [B, 2F] = [c | j]
+and reads c alone (the first F columns); ``jump`` is False: the detector feeds it x [B, F].
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class Persistence:
     name = "persistence"
     h_bound = None  # h holds a value, a variance and a count (unbounded): the store keeps it float32
     components = 1  # a single Gaussian, whatever the bundle's head
+    jump = False  # reads the normalised readings only (x [B, F]; [B, 2F] = [c | j]: c)
 
     def __init__(self, features: int, hidden: int, logvar_min: float = -9.0, logvar_max: float = 6.0,
                  window: float = WINDOW):
@@ -61,7 +65,7 @@ class Persistence:
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         F = self.features
-        x64 = np.asarray(x, np.float64)  # [B, F]
+        x64 = np.asarray(x[:, :F], np.float64)  # [B, F] (of [B, F], or [B, 2F] = [c | j])
         last = np.asarray(h[:, :F], np.float64)  # [B, F]
         v = np.asarray(h[:, F : 2 * F], np.float64)  # [B, F]
         c = np.asarray(h[:, 2 * F : 2 * F + 1], np.float64)  # [B, 1] 1 + changes seen (0: fresh)

@@ -6,12 +6,16 @@ only works with numpy < 2 (with numpy 2 every Interpreter fails with "_ARRAY_API
 Batching: one interpreter per power-of-two bucket (1, 2, 4, ... 256), created on first use and
 kept allocated, so a detector whose batch size changes every call never re-allocates. A batch is
 zero-padded up to its bucket (rows are independent); batches above 256 run in chunks of 256.
+
+A graph with an input ``j`` is a model with jump inputs (backends/base.py): ``jump`` is True and
+step takes x [B, 2F] = [c | j], fed to the graph's inputs x and j.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..logs import first_line
 from .base import BackendUnavailable, components_of_width, fixed_width
 
 MAX_BUCKET = 256
@@ -46,12 +50,15 @@ class _Slot:
         ins = {d["name"]: d["index"] for d in interp.get_input_details()}
         interp.resize_tensor_input(ins["x"], [batch, features], strict=False)
         interp.resize_tensor_input(ins["h"], [batch, hidden], strict=False)
+        if "j" in ins:  # jump inputs: j [bucket, F]
+            interp.resize_tensor_input(ins["j"], [batch, features], strict=False)
         interp.allocate_tensors()
         outs = {d["name"]: d["index"] for d in interp.get_output_details()}
-        self.ix, self.ih = ins["x"], ins["h"]
+        self.ix, self.ih, self.ij = ins["x"], ins["h"], ins.get("j")
         self.opred, self.oh = outs["pred"], outs["h_next"]
         self.x = np.zeros((batch, features), np.float32)  # [bucket, F]
         self.h = np.zeros((batch, hidden), np.float32)  # [bucket, H]
+        self.j = np.zeros((batch, features), np.float32) if "j" in ins else None  # [bucket, F]
         # The wrapper's own SetTensor / Invoke / GetTensor (copying in, copying out), bound once: the
         # public methods add a Python frame each, and invoke() a check for numpy views of the
         # interpreter's buffers, which this class never makes (it uses no tensor() views)
@@ -61,9 +68,14 @@ class _Slot:
         else:  # another wrapper layout: the public methods
             self._set, self._invoke, self._get = interp.set_tensor, interp.invoke, interp.get_tensor
 
-    def run(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, x: np.ndarray, h: np.ndarray, j: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """x [B, F], h [B, H] (and j [B, F] for jump inputs), B <= the bucket."""
         B = x.shape[0]
-        if B == self.batch and x.dtype == np.float32 and h.dtype == np.float32:  # SetTensor copies them as they are
+        if j is not None:  # (copied into the padded buffer: x and j are views of [c | j])
+            self.j[:B], self.j[B:] = j, 0.0
+            self._set(self.ij, self.j)
+        if B == self.batch and x.dtype == np.float32 and h.dtype == np.float32 and x.flags.c_contiguous:
+            # SetTensor copies them as they are
             self._set(self.ix, x)
             self._set(self.ih, h)
         else:  # converted, or padded: rows are independent, the padded rows are discarded
@@ -80,7 +92,8 @@ class _Slot:
 
 class TfliteGRU:
     """Stateless cell on a .tflite file. ``step(x[B,F], h[B,H]) -> (pred[B,P], h_next[B,H])`` (P = 2F, or
-    3KF for a K-component head: read from the graph's output shape)."""
+    3KF for a K-component head: read from the graph's output shape; x [B, 2F] = [c | j] for a graph
+    with jump inputs)."""
 
     h_bound = 1.0  # a GRU: |h| < 1, kept as int16 Q15 by the state store
 
@@ -93,9 +106,12 @@ class TfliteGRU:
         self._num_threads = int(num_threads)
         probe = self._new_interpreter()
         shapes = {d["name"]: tuple(d["shape"]) for d in probe.get_input_details()}
-        if set(shapes) != {"x", "h"}:
-            raise ValueError(f"{path}: expected inputs x and h, found {sorted(shapes)}")
+        if set(shapes) not in ({"x", "h"}, {"x", "j", "h"}):
+            raise ValueError(f"{path}: expected inputs x and h (or x, j and h), found {sorted(shapes)}")
         self.features, self.hidden = fixed_width(shapes["x"], "input x", path), fixed_width(shapes["h"], "input h", path)
+        self.jump = "j" in shapes  # a model with jump inputs: x [B, 2F] = [c | j]
+        if self.jump and fixed_width(shapes["j"], "input j", path) != self.features:
+            raise ValueError(f"{path}: input j has shape {list(shapes['j'])} but input x {list(shapes['x'])}")
         outs = {d["name"]: tuple(d["shape"]) for d in probe.get_output_details()}
         if set(outs) != {"pred", "h_next"}:
             raise ValueError(f"{path}: expected outputs pred and h_next, found {sorted(outs)}")
@@ -112,7 +128,7 @@ class TfliteGRU:
         try:
             return self._Interpreter(model_content=self._model, num_threads=self._num_threads)
         except Exception as exc:  # e.g. tflite_runtime built against numpy 1.x, unknown op version
-            first = (str(exc).splitlines() or [type(exc).__name__])[0]  # LiteRT: one line per bad op
+            first = first_line(exc)  # LiteRT: one line per bad op
             raise BackendUnavailable(f"{self.path}: the TFLite runtime cannot load this model: {first}") from None
 
     def _slot(self, B: int) -> _Slot:
@@ -122,17 +138,20 @@ class TfliteGRU:
             try:
                 slot = _Slot(self._new_interpreter(), bucket, self.features, self.hidden)
             except (RuntimeError, ValueError) as exc:  # a graph whose ops do not fit together ("failed to prepare")
-                first = (str(exc).splitlines() or [type(exc).__name__])[0]
+                first = first_line(exc)
                 raise BackendUnavailable(f"{self.path}: the TFLite runtime cannot run this model: {first}") from None
             self._slots[bucket] = slot
         return slot
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        B = x.shape[0]
-        if x.shape != (B, self.features) or h.shape != (B, self.hidden):
-            raise ValueError(f"expected x[B,{self.features}] and h[B,{self.hidden}], got {x.shape} and {h.shape}")
+        B, F = x.shape[0], self.features
+        width = 2 * F if self.jump else F  # x: [B, F], or [B, 2F] = [c | j]
+        if x.shape != (B, width) or h.shape != (B, self.hidden):
+            raise ValueError(f"expected x[B,{width}] and h[B,{self.hidden}], got {x.shape} and {h.shape}")
+        x, j = (x[:, :F], x[:, F:]) if self.jump else (x, None)  # [B, F], [B, F] or None
         if B <= MAX_BUCKET:
-            return self._slot(B).run(x, h)
-        parts = [self._slot(MAX_BUCKET if s + MAX_BUCKET <= B else B - s).run(x[s : s + MAX_BUCKET], h[s : s + MAX_BUCKET])
+            return self._slot(B).run(x, h, j)
+        parts = [self._slot(MAX_BUCKET if s + MAX_BUCKET <= B else B - s).run(
+                     x[s : s + MAX_BUCKET], h[s : s + MAX_BUCKET], None if j is None else j[s : s + MAX_BUCKET])
                  for s in range(0, B, MAX_BUCKET)]
         return np.concatenate([p for p, _ in parts]), np.concatenate([q for _, q in parts])

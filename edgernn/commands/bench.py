@@ -149,13 +149,15 @@ class Feeder:
 
 
 class StepFeeder:
-    """Calls ``backend.step`` alone at one batch size (inputs like the detector's: x ~ N(0,1), |h| < 1)."""
+    """Calls ``backend.step`` alone at one batch size (inputs like the detector's: x ~ N(0,1), j in [0, 1], |h| < 1)."""
 
     def __init__(self, backend, batch: int):
         rng = np.random.default_rng(batch)
         self.step = backend.step
         self.x = rng.standard_normal((batch, backend.features)).astype(np.float32)
         self.h = np.tanh(rng.standard_normal((batch, backend.hidden))).astype(np.float32)
+        if getattr(backend, "jump", False):  # and the jump inputs j in [0, 1]: x is [c | j]
+            self.x = np.concatenate([self.x, rng.uniform(0.0, 1.0, self.x.shape).astype(np.float32)], axis=1)
 
     def run(self, calls: int) -> None:
         step, x, h = self.step, self.x, self.h

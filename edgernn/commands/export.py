@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..logs import first_line
 from .common import fail
 
 
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"\nmodel card {args.bundle}/README.md rewritten with the new artifacts")
     except Exception as exc:  # noqa: BLE001 - a hand-made README.md (not UTF-8), an odd manifest block
         print(f"edgernn export: model card {args.bundle}/README.md not rewritten ({type(exc).__name__}: "
-              f"{str(exc).splitlines()[0] if str(exc) else ''})", file=sys.stderr)
+              f"{first_line(exc)})", file=sys.stderr)
     for note in report["notes"]:
         print(f"\n{note}")
     if not report["ok"]:

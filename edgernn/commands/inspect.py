@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+from ..backends.base import jump_text
+from ..logs import first_line
 from .common import fail, resolve_model
 
 
@@ -34,7 +36,7 @@ def run(args) -> int:
             lines += section(b)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a hand-edited optional block
             what = f"missing {exc}" if isinstance(exc, KeyError) else \
-                f"a value of the wrong type: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
+                f"a value of the wrong type: {first_line(exc)}"
             return fail("inspect", f"{b.path / 'manifest.yaml'}: {key + ': ' if key else ''}cannot be shown ({what}); the bundle "
                         "itself loads (--json prints the manifest as it is)")
     print("\n".join(lines))
@@ -49,7 +51,8 @@ def _model(b) -> list[str]:
                f"normalisation {b.norm_mode}" + (f", adapt {m['normalisation'].get('adapt', 0)}"
                                                   if b.norm_mode == "stream" else ""),
                f"cell          GRU H={b.hidden} ({m['cell'].get('gates', '')}), head {m['head'].get('type', 'gaussian-residual')}"
-               + (f" (K={b.components} Gaussians per feature)" if b.components > 1 else "")])
+               + (f" (K={b.components} Gaussians per feature)" if b.components > 1 else "")]
+            + ([f"inputs        {jump_text(b.weights)}"] if b.jump else []))
 
 
 def _calibration(b) -> list[str]:

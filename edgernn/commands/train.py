@@ -80,6 +80,10 @@ def add_arguments(p) -> None:
     p.add_argument("--tied-variance", action="store_true",
                    help="with --components K > 1: the K Gaussians of a feature share one variance (levels, no "
                         "catch-all wide component)")
+    p.add_argument("--jump-inputs", action="store_true",
+                   help="give the GRU a slow input per feature besides the reading: the stream's own rate of jumps "
+                        "(|change| > 1 sd; EW over 200 readings, log scale), so it can learn when a jump between levels is "
+                        "ordinary (on/off duty cycles) and when it is not; the detector computes it per stream")
     p.add_argument("--logvar-max", type=float, default=None,
                    help="cap on the head's predicted log-variance, in the model's normalised units, between -5 and 6 "
                         "(default 6); "

@@ -17,6 +17,12 @@ K F rows each, and the skip connection tiles x K times with a CONCATENATION befo
 (a concatenation of x with itself, not an fc with a 0/1 matrix: in the quantized models the
 residual tail stays float32, so x reaches every mean exactly, as for K = 1.)
 
+A model with jump inputs (backends/base.py) has a third input j [B, F] (its own int8 range, [0, 1]),
+read by one more fc per gate, without bias, added to the input part of that gate:
+
+    r      = sigmoid((W_ir x + (b_ir + b_hr) + W_jr j) + W_hr h)     likewise z
+    n      = tanh((W_in x + b_in + W_jn j) + r * (W_hn h + b_hn))
+
 ``run_ops`` evaluates the list in numpy and returns every intermediate tensor by name: the
 calibration pass records their ranges, and the tests check it against ``NumpyGRU``.
 """
@@ -27,9 +33,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends.base import check_weights, components
+from ..backends.base import check_weights, components, has_jump
 
 INPUTS = ("x", "h")  # float32[B, F], float32[B, H]
+JUMP_INPUTS = ("x", "j", "h")  # with jump inputs: float32[B, F], float32[B, F] in [0, 1], float32[B, H]
 OUTPUTS = ("pred", "h_next")  # float32[B, 2F] (or [B, 3KF]), float32[B, H]
 
 
@@ -50,19 +57,25 @@ def cell_ops(weights: dict[str, np.ndarray]) -> tuple[list[Op], int, int]:
     w = {k: np.asarray(v, np.float32) for k, v in weights.items()}
     zeros = np.zeros(H, np.float32)
     logit = ("head.W_logit", "head.b_logit") if K > 1 else ()
+    jump = has_jump(weights)
+    # a gate's input part: W_i x + b (name "i<g>"), with jump inputs + W_j j (fc "j<g>", sum "ij<g>")
+    gate_in = {g: f"ij{g}" if jump else f"i{g}" for g in "rzn"}
     ops = [
         Op("fc", "ir", ("x",), w["gru.W_ir"], w["gru.b_ir"] + w["gru.b_hr"]),  # [B, H]
+        *_jump_ops(w, "r", zeros),
         Op("fc", "hr", ("h",), w["gru.W_hr"], zeros),  # [B, H]
-        Op("add", "r_pre", ("ir", "hr")),
+        Op("add", "r_pre", (gate_in["r"], "hr")),
         Op("logistic", "r", ("r_pre",)),
         Op("fc", "iz", ("x",), w["gru.W_iz"], w["gru.b_iz"] + w["gru.b_hz"]),
+        *_jump_ops(w, "z", zeros),
         Op("fc", "hz", ("h",), w["gru.W_hz"], zeros),
-        Op("add", "z_pre", ("iz", "hz")),
+        Op("add", "z_pre", (gate_in["z"], "hz")),
         Op("logistic", "z", ("z_pre",)),
         Op("fc", "in", ("x",), w["gru.W_in"], w["gru.b_in"]),
+        *_jump_ops(w, "n", zeros),
         Op("fc", "hn", ("h",), w["gru.W_hn"], w["gru.b_hn"]),
         Op("mul", "r_hn", ("r", "hn")),
-        Op("add", "n_pre", ("in", "r_hn")),
+        Op("add", "n_pre", (gate_in["n"], "r_hn")),
         Op("tanh", "n", ("n_pre",)),
         Op("sub", "h_minus_n", ("h", "n")),
         Op("mul", "z_h_minus_n", ("z", "h_minus_n")),
@@ -80,9 +93,29 @@ def cell_ops(weights: dict[str, np.ndarray]) -> tuple[list[Op], int, int]:
     return ops, F, H
 
 
-def run_ops(ops: list[Op], x: np.ndarray, h: np.ndarray) -> dict[str, np.ndarray]:
-    """Evaluate ``ops`` on ``x: float32[B, F]``, ``h: float32[B, H]``; every tensor by name."""
+def _jump_ops(w: dict[str, np.ndarray], gate: str, zeros: np.ndarray) -> list[Op]:
+    """With jump inputs (w holds gru.W_j<gate>): j's fc for ``gate`` and its sum with the gate's x
+    part, "ij<gate>" [B, H]; none otherwise."""
+    if f"gru.W_j{gate}" not in w:
+        return []
+    return [Op("fc", f"j{gate}", ("j",), w[f"gru.W_j{gate}"], zeros),  # [B, H]
+            Op("add", f"ij{gate}", (f"i{gate}", f"j{gate}"))]
+
+
+def graph_inputs(ops: list[Op]) -> tuple[str, ...]:
+    """The graph's inputs, in order: INPUTS, or JUMP_INPUTS when an op reads j."""
+    return JUMP_INPUTS if any("j" in op.inputs for op in ops) else INPUTS
+
+
+def run_ops(ops: list[Op], x: np.ndarray, h: np.ndarray, j: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Evaluate ``ops`` on ``x: float32[B, F]``, ``h: float32[B, H]`` (and ``j: float32[B, F]`` for
+    jump inputs: given apart, or as x's second half, x [B, 2F] = [c | j]); every tensor by name."""
+    if j is None and "j" in graph_inputs(ops):
+        F = np.shape(x)[1] // 2
+        x, j = x[:, :F], x[:, F:]  # [B, F], [B, F]
     t: dict[str, np.ndarray] = {"x": np.asarray(x, np.float32), "h": np.asarray(h, np.float32)}
+    if j is not None:
+        t["j"] = np.asarray(j, np.float32)
     for op in ops:
         a = [t[name] for name in op.inputs]
         if op.kind == "fc":

@@ -5,7 +5,8 @@ against golden.npz and recorded in the manifest (sha256, size, tolerances, measu
     report = export_bundle(path, ["tflite-int8"], tflite_activation_bits=16)
 
 Formats imply what they are made from: ``onnx-int8`` also writes ``model.onnx``, ``tflm`` also
-writes ``model.int8.tflite``.
+writes ``model.int8.tflite``. A model with jump inputs (backends/base.py) gets graphs with a third
+input j; golden.npz and representative.npz then hold x [T, B, 2F] = [c | j].
 
 Tolerances written to the manifest (``tolerance`` = one step, ``rollout_tolerance`` = the golden
 rollout; max abs error over pred and h): 1e-5 for the float graphs. For int8 artifacts twice the
@@ -181,16 +182,17 @@ def _export_onnx_int8(ctx: _ExportContext, fmt: str, artifact: str) -> None:
     from . import onnx_export
 
     path, float_path, mode = ctx.out(artifact), ctx.out("model.onnx"), ctx.onnx_int8  # (onnx is made first)
+    j = ", the jump inputs j over [0, 1]" if ctx.bundle.jump else ""
     if mode == "static16":
         onnx_export.quantize_static_onnx(float_path, path, ctx.X, ctx.Hp, per_channel=True, activation_bits=16,
                                          x_clip=ctx.bundle.input_clip)
         how = ("onnxruntime quantize_static, QDQ on the MatMuls: int8 weights per output channel, 16-bit "
-               "inputs with fixed scales (x over the detector's input clip, h over [-1, 1], h_next "
+               f"inputs with fixed scales (x over the detector's input clip, h over [-1, 1]{j}, h_next "
                "calibrated), float outputs and gates")
     elif mode == "static":
         onnx_export.quantize_static_onnx(float_path, path, ctx.X, ctx.Hp)
         how = ("onnxruntime quantize_static, QDQ on the MatMuls: int8 weights per tensor, int8 inputs "
-               "with fixed calibrated scales (h pinned to [-1, 1]), float outputs and gates")
+               f"with fixed calibrated scales (h pinned to [-1, 1]{j}), float outputs and gates")
     else:
         onnx_export.quantize_dynamic_onnx(float_path, path, per_channel=True)
         how = ("onnxruntime quantize_dynamic: int8 per-channel weights, activations quantized per call "
@@ -287,7 +289,7 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
         X, Hp = quantize.calibration_pairs(weights, xs)
         report["calibration"] = {"source": source, "sequences": list(xs.shape), "pairs": int(len(X)),
                                  "method": "min/max over long runs and cold starts from h = 0"}
-        say(f"calibration: {len(X):,} (x, h) pairs from {source} {list(xs.shape)}")
+        say(f"calibration: {len(X):,} ({'x, j, h' if bundle.jump else 'x, h'}) pairs from {source} {list(xs.shape)}")
 
     stage = Path(tempfile.mkdtemp(dir=root, prefix=".export-"))  # same file system: os.replace is a rename
     try:

@@ -15,6 +15,11 @@ and pred = h_next @ Wo + bo + pad(concat(x, ..., x), [0, 2KF]) (Concat stays flo
 graphs: only the MatMuls are quantized, so x reaches every mean exactly).
 
 Inputs ``x`` float32[B, F], ``h`` float32[B, H]; outputs ``pred``, ``h_next``; B is dynamic.
+
+A model with jump inputs (backends/base.py) has a third input ``j`` float32[B, F] (inputs x, j, h),
+read by one more MatMul added to the input part of the gates (pred reads x alone):
+
+    gi = x @ Wi + bi + j @ Wj          Wj: [F, 3H] packed r|z|n     gi: [B, 3H]
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.base import check_weights, components, pred_width
+from ..backends.base import check_weights, components, has_jump, pred_width
 
 OPSET = 17
 IR_VERSION = 8  # readable by onnxruntime >= 1.10 (Raspberry Pi wheels lag behind)
@@ -39,6 +44,7 @@ def build_onnx(weights: dict[str, np.ndarray]):
     F, H = check_weights(weights)
     K = components(weights)
     P = pred_width(F, K)
+    jump = has_jump(weights)
     logit = ("head.W_logit", "head.b_logit") if K > 1 else ()
     w = {k: np.asarray(v, np.float32) for k, v in weights.items()}
     inits = {
@@ -52,9 +58,13 @@ def build_onnx(weights: dict[str, np.ndarray]):
         "split_2h": np.array([H, H], np.int64),
         "x_pads": np.array([0, 0, 0, P - K * F], np.int64),  # pad x (tiled K times) on the right of axis 1: [x | 0]
     }
+    if jump:
+        inits["Wj"] = np.concatenate([w["gru.W_jr"], w["gru.W_jz"], w["gru.W_jn"]]).T  # [F, 3H]
     N = helper.make_node
+    gi_x = "gi_x" if jump else "gi"  # with jump inputs: gi = (x Wi + bi) + j Wj
     nodes = [
-        N("MatMul", ["x", "Wi"], ["xWi"], name="matmul_x"), N("Add", ["xWi", "bi"], ["gi"]),  # [B, 3H]
+        N("MatMul", ["x", "Wi"], ["xWi"], name="matmul_x"), N("Add", ["xWi", "bi"], [gi_x]),  # [B, 3H]
+        *([N("MatMul", ["j", "Wj"], ["jWj"], name="matmul_j"), N("Add", [gi_x, "jWj"], ["gi"])] if jump else []),
         N("MatMul", ["h", "Wh"], ["hWh"], name="matmul_h"), N("Add", ["hWh", "bh"], ["gh"]),  # [B, 3H]
         N("Split", ["gi", "split_3h"], ["gi_rz", "gi_n"], axis=1),
         N("Split", ["gh", "split_3h"], ["gh_rz", "gh_n"], axis=1),
@@ -71,6 +81,7 @@ def build_onnx(weights: dict[str, np.ndarray]):
     graph = helper.make_graph(
         nodes, "edgernn_gru_cell",
         inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", F]),
+                *([helper.make_tensor_value_info("j", TensorProto.FLOAT, ["B", F])] if jump else []),
                 helper.make_tensor_value_info("h", TensorProto.FLOAT, ["B", H])],
         outputs=[helper.make_tensor_value_info("pred", TensorProto.FLOAT, ["B", P]),
                  helper.make_tensor_value_info("h_next", TensorProto.FLOAT, ["B", H])],
@@ -80,6 +91,8 @@ def build_onnx(weights: dict[str, np.ndarray]):
     model.ir_version = IR_VERSION
     model.doc_string = (f"edgernn single-step GRU cell F={F} H={H}; pred = [mean | logvar]" if K == 1 else
                         f"edgernn single-step GRU cell F={F} H={H}; pred = [means | logvars | logits], K={K}")
+    if jump:
+        model.doc_string += "; jump inputs j [B, F] (inputs x, j, h)"
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -114,10 +127,19 @@ def quantize_dynamic_onnx(float_path: Path, out_path: Path, per_channel: bool = 
                          op_types_to_quantize=["MatMul"])
 
 
+def _has_input(path: Path, name: str) -> bool:
+    """True when the ONNX graph at ``path`` has a graph input ``name``."""
+    import onnx
+
+    return any(i.name == name for i in onnx.load(str(path), load_external_data=False).graph.input)
+
+
 def quantize_static_onnx(float_path: Path, out_path: Path, X: np.ndarray, Hp: np.ndarray,
                          per_channel: bool = False, chunk: int = 4096, activation_bits: int = 8,
                          x_clip: float | None = None) -> None:
     """Static QDQ int8 on the three MatMuls, calibrated (MinMax) on the pairs ``(X[N, F], Hp[N, H])``.
+    A graph with jump inputs (an input j) has a fourth MatMul, and X is [N, 2F] = [c | j]: split into
+    its inputs x and j, j's range pinned to [0, 1].
 
     Inputs of each MatMul are quantized with fixed scales (rows stay independent), weights int8
     per tensor; MatMul outputs stay float (MatMulIntegerToFloat), and so do the gates: quantizing
@@ -127,9 +149,13 @@ def quantize_static_onnx(float_path: Path, out_path: Path, X: np.ndarray, Hp: np
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
 
+    jump = _has_input(float_path, "j")
+    F = X.shape[1] // 2 if jump else X.shape[1]
+
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self._it = iter([{"x": X[s : s + chunk], "h": Hp[s : s + chunk]} for s in range(0, len(X), chunk)])
+            self._it = iter([{"x": X[s : s + chunk, :F], "h": Hp[s : s + chunk],
+                              **({"j": X[s : s + chunk, F:]} if jump else {})} for s in range(0, len(X), chunk)])
 
         def get_next(self):
             return next(self._it, None)
@@ -138,6 +164,8 @@ def quantize_static_onnx(float_path: Path, out_path: Path, X: np.ndarray, Hp: np
     overrides = {"h": unit, "h_next": unit}
     if x_clip is not None:  # the detector clips x to +-x_clip: cover all of it, not just what calibration saw
         overrides["x"] = [{"rmin": np.float32(-x_clip), "rmax": np.float32(x_clip)}]
+    if jump:  # j in [0, 1], all of it
+        overrides["j"] = [{"rmin": np.float32(0.0), "rmax": np.float32(1.0)}]
     with _quiet_logging():
         quantize_static(float_path, out_path, Reader(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QInt16 if activation_bits == 16 else QuantType.QInt8,

@@ -26,7 +26,8 @@ TOLERANCES: dict[str, tuple[float, float]] = {
 
 
 def golden_step_inputs(golden: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Every golden step as one batch: ``x[T*B, F]`` and the reference ``h_prev[T*B, H]``."""
+    """Every golden step as one batch: ``x[T*B, F]`` (2F with jump inputs) and the reference
+    ``h_prev[T*B, H]``."""
     x, h = golden["x"], golden["h"]  # [T, B, F], [T, B, H]
     h_prev = np.concatenate([golden["h0"][None], h[:-1]])  # [T, B, H]
     return x.reshape(-1, x.shape[-1]), h_prev.reshape(-1, h.shape[-1])
@@ -34,7 +35,7 @@ def golden_step_inputs(golden: dict[str, np.ndarray]) -> tuple[np.ndarray, np.nd
 
 def measure(backend, golden: dict[str, np.ndarray]) -> dict[str, float]:
     """Max abs errors of ``backend`` vs golden: one step and the full rollout, pred and h."""
-    T, B, F = golden["x"].shape
+    T, B = golden["x"].shape[:2]  # x [T, B, F], or [T, B, 2F] = [c | j]
     xs, hs = golden_step_inputs(golden)
     pred, h_next = backend.step(xs, hs)  # stateless: all T*B steps in one batch
     step_pred = float(np.abs(pred - golden["pred"].reshape(T * B, -1)).max())
@@ -122,6 +123,8 @@ def time_backend(backend, batch: int, n: int = 2000, warmup: int | None = None, 
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, backend.features)).astype(np.float32)
     h = np.tanh(rng.standard_normal((batch, backend.hidden))).astype(np.float32)
+    if getattr(backend, "jump", False):  # x [B, 2F] = [c | j], j in [0, 1]
+        x = np.concatenate([x, rng.uniform(0.0, 1.0, x.shape).astype(np.float32)], axis=1)
     if warmup is None:
         warmup = 3000 if str(getattr(backend, "name", "")).startswith("onnx") else 200
     step = backend.step

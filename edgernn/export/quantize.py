@@ -22,6 +22,9 @@ pre-activations dominate); int16 + per-tensor 0.18; int16 + per-channel 0.06. 8-
 weights alone (float activations) still give ~0.1 mean logvar error on long rollouts. The residual
 tail (pred = [x | 0] + head) stays float32 in the model (tflite_export.FLOAT_TAIL), so x_pad and
 pred need no parameters.
+
+With jump inputs (backends/base.py) the calibration inputs are x [N, 2F] = [c | j] (run_ops splits
+them); j, a graph input of its own, has its range pinned to [0, 1], all it can take.
 """
 
 from __future__ import annotations
@@ -30,22 +33,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cell_graph import Op, cell_ops, run_ops
+from .cell_graph import Op, cell_ops, graph_inputs, run_ops
 
 CALIBRATION_MAX_PAIRS = 200_000
 
 
 def calibration_sequences(bundle) -> tuple[np.ndarray, str]:
-    """``x: float32[T, B, F]`` for calibration: representative.npz if listed, else golden.npz (checked
-    by Bundle.golden). A one-line BundleError naming the file for an unreadable representative.npz, a
-    missing ``x``, a wrong shape or a value that is NaN, inf or beyond float32 (it would wreck the scales)."""
+    """``x: float32[T, B, F]`` (2F with jump inputs) for calibration: representative.npz if listed,
+    else golden.npz (checked by Bundle.golden). A one-line BundleError naming the file for an
+    unreadable representative.npz, a missing ``x``, a wrong shape or a value that is NaN, inf or
+    beyond float32 (it would wreck the scales)."""
     from ..bundle import BundleError, read_npz
 
     path = bundle.artifact_path("representative.npz")
     if path is None:
         return np.asarray(bundle.golden()["x"], np.float32), "golden.npz"
     x = read_npz(path, ("x",), "the calibration sequences")["x"]
-    F = bundle.n_features
+    F = bundle.input_width  # F, or 2F: [c | j]
     if x.ndim != 3 or x.shape[2] != F or x.shape[0] < 1 or x.shape[1] < 1:
         raise BundleError(f"{path}: x must be float32[T, B, {F}] with T, B >= 1, got {list(x.shape)}")
     with np.errstate(over="ignore"):
@@ -57,7 +61,8 @@ def calibration_sequences(bundle) -> tuple[np.ndarray, str]:
 
 def calibration_pairs(weights, xs: np.ndarray, cold_len: int = 32, cold_every: int = 16,
                       max_pairs: int = CALIBRATION_MAX_PAIRS) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs ``(x[N, F], h_prev[N, H])`` seen on long runs and on cold starts from h = 0."""
+    """Inputs ``(x[N, F], h_prev[N, H])`` seen on long runs and on cold starts from h = 0 (x [N, 2F]
+    = [c | j] with jump inputs, as ``xs``)."""
     from ..backends.numpy_gru import NumpyGRU
 
     cell = NumpyGRU(weights)
@@ -88,17 +93,23 @@ def calibration_pairs(weights, xs: np.ndarray, cold_len: int = 32, cold_every: i
 EXTREMES = 4096  # calibration pairs added with x at the detector's clip (tflite_plan's x_clip)
 
 
-def _with_clipped_extremes(X: np.ndarray, Hp: np.ndarray, x_clip: float) -> tuple[np.ndarray, np.ndarray]:
+def _with_clipped_extremes(X: np.ndarray, Hp: np.ndarray, x_clip: float,
+                           jump: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(X, Hp) [N, F], [N, H] plus EXTREMES pairs: the hidden states of randomly chosen pairs with
-    every feature of x at +-x_clip (random signs, a fixed seed: the same plan every export)."""
+    every feature of x at +-x_clip (random signs, a fixed seed: the same plan every export). With
+    jump inputs X is [N, 2F] = [c | j]: c at +-x_clip, j at 0 or 1 (its corners, random)."""
     rng = np.random.default_rng(0)
     pick = rng.integers(0, len(X), EXTREMES)  # [E]
-    Xe = (x_clip * rng.choice([-1.0, 1.0], size=(EXTREMES, X.shape[1]))).astype(X.dtype)  # [E, F]
+    F = X.shape[1] // 2 if jump else X.shape[1]
+    Xe = (x_clip * rng.choice([-1.0, 1.0], size=(EXTREMES, F))).astype(X.dtype)  # [E, F]
+    if jump:
+        Xe = np.concatenate([Xe, rng.choice([0.0, 1.0], size=(EXTREMES, F)).astype(X.dtype)], axis=1)  # [E, 2F]
     return np.concatenate([X, Xe]), np.concatenate([Hp, Hp[pick]])
 
 
 def tensor_ranges(ops: list[Op], X: np.ndarray, Hp: np.ndarray, chunk: int = 8192) -> dict[str, tuple[float, float]]:
-    """min/max of every tensor of the cell over the calibration pairs."""
+    """min/max of every tensor of the cell over the calibration pairs (X [N, 2F] = [c | j] with
+    jump inputs)."""
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
     for s in range(0, len(X), chunk):
@@ -171,10 +182,13 @@ def tflite_plan(weights, X: np.ndarray, Hp: np.ndarray, bits: int = 8, margin: f
     calibration pairs plus EXTREMES of them with every feature at +-x_clip, random signs), not just
     what the calibration saw (x = -10 was a 0.65 error at a 0.09 tolerance, x saturating at 5.2)."""
     ops, F, H = cell_ops(weights)
-    ranges = tensor_ranges(ops, *(_with_clipped_extremes(X, Hp, x_clip) if x_clip is not None else (X, Hp)))
+    jump = "j" in graph_inputs(ops)
+    ranges = tensor_ranges(ops, *(_with_clipped_extremes(X, Hp, x_clip, jump) if x_clip is not None else (X, Hp)))
     act = {name: _affine(lo, hi, bits, margin) for name, (lo, hi) in ranges.items()}
     unit = (1.0 / 32767.0, 0) if bits == 16 else (1.0 / 127.0, 0)  # [-1, 1] symmetric
     act["h"] = act["h_next"] = unit
+    if jump:  # j in [0, 1], all of it
+        act["j"] = _affine(0.0, 1.0, bits, 0.0)
     for op in ops:
         if op.kind == "logistic":  # required by the TFLite kernels
             act[op.out] = (1.0 / 32768.0, 0) if bits == 16 else (1.0 / 256.0, -128)

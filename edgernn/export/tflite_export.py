@@ -1,7 +1,7 @@
 """Write the cell as a .tflite flatbuffer with the official schema bindings (no TensorFlow).
 
     build_tflite(weights)                  float32 model: x[B,F], h[B,H] -> pred[B,2F] (K Gaussians:
-                                           [B,3KF]), h_next[B,H]
+                                           [B,3KF]), h_next[B,H]; with jump inputs x[B,F], j[B,F], h[B,H]
     build_tflite(weights, plan=plan)       quantized model with float32 I/O: QUANTIZE at the inputs,
                                            DEQUANTIZE at the outputs, int8 weights, int8 or int16
                                            activations as ``plan`` says (see quantize.py); the
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cell_graph import INPUTS, OUTPUTS, cell_ops, run_ops
+from .cell_graph import JUMP_INPUTS, OUTPUTS, cell_ops, graph_inputs, run_ops
 
 SIGNATURE_KEY = "serving_default"
 # In quantized models the residual mean = x + head stays float32 (PAD and ADD after DEQUANTIZE):
@@ -107,7 +107,7 @@ class _GraphWriter:
         return self.index[name]
 
     def internal(self, name: str) -> str:  # quantized models keep the float names for the float tensors
-        return f"{name}_q" if self.plan is not None and name in INPUTS + OUTPUTS + ("head",) else name
+        return f"{name}_q" if self.plan is not None and name in JUMP_INPUTS + OUTPUTS + ("head",) else name
 
     def act(self, name: str, float_domain: bool = False) -> int:
         """Index of activation ``name`` ([1, d]), created on first use."""
@@ -221,11 +221,12 @@ _EMITTERS = {"fc": _emit_fc, "add": _emit_add_sub, "sub": _emit_add_sub, "mul": 
 
 
 def _emit_cell(g: _GraphWriter, ops) -> tuple[list[int], list[int]]:
-    """All operators: [QUANTIZE x, h] -> the cell's ops -> [DEQUANTIZE h_next]; (graph inputs, outputs)."""
+    """All operators: [QUANTIZE x, (j,) h] -> the cell's ops -> [DEQUANTIZE h_next]; (graph inputs, outputs)."""
     BO, TT, quantized = g.schema.BuiltinOperator, g.schema.TensorType, g.plan is not None
-    graph_in = [g.tensor(n, [1, g.shapes[n]], TT.FLOAT32) for n in INPUTS]  # x [1, F], h [1, H]
+    inputs = graph_inputs(ops)
+    graph_in = [g.tensor(n, [1, g.shapes[n]], TT.FLOAT32) for n in inputs]  # x [1, F], (j [1, F],) h [1, H]
     if quantized:
-        for n, t in zip(INPUTS, graph_in):
+        for n, t in zip(inputs, graph_in):
             g.operator(BO.QUANTIZE, _VERSIONS["quantize"][g.vcol], [t], [g.act(n)])
     for op in ops:
         if op.kind not in _EMITTERS:  # pragma: no cover
@@ -238,7 +239,8 @@ def _emit_cell(g: _GraphWriter, ops) -> tuple[list[int], list[int]]:
     return graph_in, [g.index[n] for n in OUTPUTS]  # pred [1, 2F], h_next [1, H]
 
 
-def _assemble_model(g: _GraphWriter, graph_in: list[int], graph_out: list[int], description: str) -> bytes:
+def _assemble_model(g: _GraphWriter, inputs: tuple[str, ...], graph_in: list[int], graph_out: list[int],
+                    description: str) -> bytes:
     """One subgraph "main" with a serving_default signature, packed with the TFL3 identifier."""
     import flatbuffers
 
@@ -247,7 +249,7 @@ def _assemble_model(g: _GraphWriter, graph_in: list[int], graph_out: list[int], 
     sub.tensors, sub.inputs, sub.outputs, sub.operators, sub.name = g.tensors, graph_in, graph_out, g.operators, "main"
     sig = schema.SignatureDefT()
     sig.signatureKey, sig.subgraphIndex = SIGNATURE_KEY, 0
-    sig.inputs = [_tensor_map(schema, n, i) for n, i in zip(INPUTS, graph_in)]
+    sig.inputs = [_tensor_map(schema, n, i) for n, i in zip(inputs, graph_in)]
     sig.outputs = [_tensor_map(schema, n, i) for n, i in zip(OUTPUTS, graph_out)]
 
     model = schema.ModelT()
@@ -263,12 +265,15 @@ def build_tflite(weights: dict[str, np.ndarray], plan=None, description: str = "
     """Serialise the cell. ``plan`` is a ``quantize.TflitePlan`` or None for float32."""
     schema = _schema()
     ops, F, H = cell_ops(weights)
-    zeros = run_ops(ops, np.zeros((1, F), np.float32), np.zeros((1, H), np.float32))
+    inputs = graph_inputs(ops)
+    j = np.zeros((1, F), np.float32) if "j" in inputs else None  # [1, F] with jump inputs
+    zeros = run_ops(ops, np.zeros((1, F), np.float32), np.zeros((1, H), np.float32), j)
     shapes = {k: v.shape[1] for k, v in zeros.items()}  # tensor name -> width d of [B, d]
     g = _GraphWriter(schema, plan, shapes)
     graph_in, graph_out = _emit_cell(g, ops)
-    description = description or f"edgernn GRU cell F={F} H={H} ({'float32' if plan is None else plan.label})"
-    return _assemble_model(g, graph_in, graph_out, description)
+    jump = " with jump inputs" if j is not None else ""
+    description = description or f"edgernn GRU cell F={F} H={H}{jump} ({'float32' if plan is None else plan.label})"
+    return _assemble_model(g, inputs, graph_in, graph_out, description)
 
 
 def _tensor_map(schema, name: str, idx: int):

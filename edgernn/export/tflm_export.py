@@ -7,6 +7,10 @@
 
 TFLite Micro ignores shape_signature and runs the stored batch of 1; the hidden state is an
 explicit input and output, so the application owns it (see templates/firmware_example.cc).
+
+A model with jump inputs (backends/base.py) has three inputs, x, j and h (in that order):
+model_data.h then defines EDGERNN_JUMP_INPUTS and the definition of j (in.jump), and the firmware
+example computes j per feature from the readings.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.base import BackendUnavailable, components_of_width
+from ..backends.base import JUMP_KEY, BackendUnavailable, components_of_width
 
 TEMPLATES = Path(__file__).with_name("templates")
 SYMBOL = "g_edgernn_model"
@@ -45,37 +49,50 @@ def _quiet_stderr():
         os.close(saved)
 
 
-def _runs(model_bytes: bytes, arena: int, F: int, H: int) -> bool:
+def _runs(model_bytes: bytes, arena: int, F: int, H: int, jump: bool = False) -> bool:
     runtime = _runtime()
     try:
         it = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena)
-        it.set_input(np.zeros((1, F), np.float32), 0)
-        it.set_input(np.zeros((1, H), np.float32), 1)
+        for i, width in enumerate((F, F, H) if jump else (F, H)):  # x, (j,) h
+            it.set_input(np.zeros((1, width), np.float32), i)
         it.invoke()
     except RuntimeError:
         return False
     return True
 
 
-def min_arena_bytes(model_bytes: bytes, F: int, H: int, granularity: int = 256) -> int:
-    """Smallest arena (bytes, multiple of ``granularity``) the host TFLite Micro runs the model in.
+def min_arena_bytes(model_bytes: bytes, F: int, H: int, granularity: int = 256, jump: bool = False) -> int:
+    """Smallest arena (bytes, multiple of ``granularity``) the host TFLite Micro runs the model in
+    (``jump``: a model with jump inputs, inputs x, j, h).
 
     Host pointers are 64-bit, so this slightly over-estimates a 32-bit MCU's need.
     """
     lo, hi = granularity, 1 << 16
     with _quiet_stderr():
-        while not _runs(model_bytes, hi, F, H):
+        while not _runs(model_bytes, hi, F, H, jump):
             lo, hi = hi, hi * 2
             if hi > 1 << 26:
                 raise RuntimeError("TFLite Micro cannot run the model with a 64 MiB arena")
         while hi - lo > granularity:
             mid = (lo + hi) // 2 // granularity * granularity
-            lo, hi = (lo, mid) if _runs(model_bytes, mid, F, H) else (mid, hi)
+            lo, hi = (lo, mid) if _runs(model_bytes, mid, F, H, jump) else (mid, hi)
     return hi
 
 
+def _input_count(it) -> int:
+    """Inputs of a TFLite Micro interpreter: 2 (x, h) or 3 (x, j, h: jump inputs). Its details carry
+    no names: the count tells (the index past the last raises, after a line on fd 2)."""
+    with _quiet_stderr():
+        try:
+            it.get_input_details(2)
+        except (IndexError, RuntimeError, ValueError):
+            return 2
+    return 3
+
+
 class TflmGRU:
-    """The int8 model under the TFLite Micro interpreter, with the Backend ``step`` contract."""
+    """The int8 model under the TFLite Micro interpreter, with the Backend ``step`` contract (x [B, 2F]
+    = [c | j] for a model with jump inputs: ``jump``)."""
 
     h_bound = 1.0  # a GRU: |h| < 1, kept as int16 Q15 by the state store
 
@@ -83,19 +100,28 @@ class TflmGRU:
         runtime = _runtime()
         self.name = name
         self._it = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size or 64 * 1024)
+        self.jump = _input_count(self._it) == 3  # inputs x, j, h (else x, h)
+        self._ih = 2 if self.jump else 1  # h's input index
         self.features = int(self._it.get_input_details(0)["shape"][-1])
-        self.hidden = int(self._it.get_input_details(1)["shape"][-1])
+        self.hidden = int(self._it.get_input_details(self._ih)["shape"][-1])
+        if self.jump and int(self._it.get_input_details(1)["shape"][-1]) != self.features:
+            raise ValueError("TFLite Micro model: input j is not as wide as input x")
         self._width = int(self._it.get_output_details(0)["shape"][-1])  # 2F, or 3KF for a mixture head
         self.components = components_of_width(self._width, self.features, "TFLite Micro model")
 
     def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        B = x.shape[0]
+        B, F = x.shape[0], self.features
+        width = 2 * F if self.jump else F  # x: [B, F], or [B, 2F] = [c | j]
+        if x.shape != (B, width) or h.shape != (B, self.hidden):
+            raise ValueError(f"expected x[B,{width}] and h[B,{self.hidden}], got {x.shape} and {h.shape}")
         pred = np.empty((B, self._width), np.float32)  # [B, 2F] or [B, 3KF]
         h_next = np.empty((B, self.hidden), np.float32)  # [B, H]
         it = self._it
         for i in range(B):  # TFLite Micro has a fixed batch of 1
-            it.set_input(np.ascontiguousarray(x[i : i + 1], np.float32), 0)
-            it.set_input(np.ascontiguousarray(h[i : i + 1], np.float32), 1)
+            it.set_input(np.ascontiguousarray(x[i : i + 1, :F], np.float32), 0)
+            if self.jump:  # j: x's second half [1, F]
+                it.set_input(np.ascontiguousarray(x[i : i + 1, F:], np.float32), 1)
+            it.set_input(np.ascontiguousarray(h[i : i + 1], np.float32), self._ih)
             it.invoke()
             pred[i], h_next[i] = it.get_output(0)[0], it.get_output(1)[0]
         return pred, h_next
@@ -121,6 +147,19 @@ def _components_line(K: int) -> str:
             "[means | logvars | logits], K F each, component-major\n")
 
 
+def _jump_lines(bundle) -> str:
+    """model_data.h's lines for a model with jump inputs (none without: the header is as it always
+    was): the flag the firmware example tests and in.jump, the definition of j (backends/base.py's
+    jump_rates and jump_input)."""
+    if not bundle.jump:
+        return ""
+    threshold, memory, floor = (float(v) for v in bundle.weights[JUMP_KEY])
+    return ("#define EDGERNN_JUMP_INPUTS 1  // inputs x, j, h: j float32[1, F] the readings' jump rate (log scale, [0, 1])\n"
+            f"constexpr float kEdgernnJumpThreshold = {_c_float(threshold)};  // a jump: |raw_t - raw_t-1| > threshold std\n"
+            f"constexpr float kEdgernnJumpMemory = {_c_float(memory)};  // rate: running mean, then EW 1 / memory\n"
+            f"constexpr float kEdgernnJumpFloor = {_c_float(floor)};  // j = 1 + log10(rate + floor) / -log10(floor)\n")
+
+
 def c_sources(model_bytes: bytes, bundle, arena_bytes: int, source_name: str) -> tuple[str, str]:
     """(model_data.h, model_data.cc) text for ``model_bytes``."""
     F, H = bundle.n_features, bundle.hidden
@@ -141,7 +180,7 @@ constexpr float kEdgernnNormStd[kEdgernnFeatures] = {{{_c_floats(std)}}};
 constexpr float kEdgernnInputClip = {_c_float(bundle.input_clip)};
 constexpr float kEdgernnLogvarMin = {_c_float(bundle.logvar_min)};
 constexpr float kEdgernnLogvarMax = {_c_float(bundle.logvar_max)};
-
+{_jump_lines(bundle)}
 #endif  // EDGERNN_MODEL_DATA_H_
 """
     rows = []
@@ -162,7 +201,7 @@ const unsigned int {SYMBOL}_len = {len(model_bytes)};
 def write_tflm(bundle, model_bytes: bytes, out_dir: Path, source_name: str = "model.int8.tflite") -> dict:
     """Write model_data.h/.cc and firmware_example.cc into ``out_dir``; return facts for the manifest."""
     F, H = bundle.n_features, bundle.hidden
-    measured = min_arena_bytes(model_bytes, F, H)
+    measured = min_arena_bytes(model_bytes, F, H, jump=bundle.jump)
     arena = int(-(-int(measured * 1.25 + 1024) // 1024) * 1024)  # margin for other TFLM builds
     header, source = c_sources(model_bytes, bundle, arena, source_name)
     (out_dir / "model_data.h").write_text(header, encoding="utf-8")

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from .. import scoring
+from ..backends.base import jump_text
 from ..bundle import FILE_MODE, RELATION_FILE, load_bundle
 from ..fileio import atomic_write
 from .calibrate import one_in, threshold_text
@@ -52,6 +53,7 @@ def _summary(b) -> list[str]:
               "Gaussian residual head (mean and log-variance of the next reading)" if b.components == 1 else
               f"mixture residual head: {b.components} Gaussians per feature (means, log-variances and mixture "
               "weights of the next reading; a reading's surprise is its two-sided tail under the whole mixture)")
+          + (f". It reads {jump_text(b.weights)}" if b.jump else "")
           + f". Parameters: {sum(w.size for w in b.weights.values()):,}; weights sha256 `{b.sha256}`",
           f"* Normalisation: `{b.norm_mode}`" + (
               f" — learned per stream during the first {b.calibration.warmup} readings, then adapted at rate "

@@ -113,8 +113,9 @@ def huge_spread(series: list[Series], names) -> str | None:
 
 
 def stream_normalise(x: np.ndarray, warmup: int, adapt: float, min_std: float = 1e-6,
-                     min_rel_std: float = 1e-3) -> np.ndarray:
-    """x float64[T, F] -> normalised float64[T, F], as the detector normalises a new stream."""
+                     min_rel_std: float = 1e-3, stds: np.ndarray | None = None) -> np.ndarray:
+    """x float64[T, F] -> normalised float64[T, F], as the detector normalises a new stream; with
+    ``stds`` (float64[T, F]) also the std each reading was normalised with, written there."""
     T, F = x.shape
     out = np.empty_like(x)
     mean = np.zeros(F)
@@ -128,6 +129,8 @@ def stream_normalise(x: np.ndarray, warmup: int, adapt: float, min_std: float = 
             mean = new_mean
         std = np.sqrt(np.maximum(var, np.maximum(min_std, min_rel_std * np.abs(mean)) ** 2))
         out[t] = (x[t] - mean) / std
+        if stds is not None:
+            stds[t] = std
         if n > warmup and adapt > 0:
             d = x[t] - mean
             mean = mean + adapt * d

@@ -33,6 +33,7 @@ class FitConfig:
     seed: int = 0
     logvar_min: float = -9.0
     logvar_max: float = 6.0
+    jump: tuple[float, float, float] | None = None  # jump inputs' (threshold, memory, floor); None: x = c
 
 
 @dataclass
@@ -45,14 +46,15 @@ class FitResult:
 
 
 def _run(model, segs: torch.Tensor, cfg: FitConfig, opt=None, order=None, bar=None) -> float:
-    """One pass over segments [N, S, F]; trains when ``opt`` is given. Returns NLL per element."""
+    """One pass over segments [N, S, F] ([N, S, 2F] = [c | j] with jump inputs: the targets are the
+    next c); trains when ``opt`` is given. Returns NLL per element."""
     total, count = 0.0, 0
     order = order if order is not None else np.arange(len(segs))
     burn = min(cfg.burn_in, segs.shape[1] - 2)  # a segment of S < burn_in + 2 readings (--segment, a short
     #                                             series) still scores its last S - 1 - burn >= 1 steps
     for lo in range(0, len(order), cfg.batch):
         seg = segs[order[lo : lo + cfg.batch]]  # [b, S, F]
-        inp, tgt = seg[:, :-1], seg[:, 1:]
+        inp, tgt = seg[:, :-1], seg[:, 1:, : model.features]
         h = None
         for c in range(0, inp.shape[1], cfg.chunk):
             mean, logvar, logit, h = model(inp[:, c : c + cfg.chunk], h)
@@ -80,7 +82,8 @@ def fit(train_segs: np.ndarray, val_segs: np.ndarray, n_features: int, cfg: FitC
         progress: bool | None = None, log=print) -> FitResult:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = GaussianGRU(n_features, cfg.hidden, cfg.logvar_min, cfg.logvar_max, cfg.components, cfg.tied_variance)
+    model = GaussianGRU(n_features, cfg.hidden, cfg.logvar_min, cfg.logvar_max, cfg.components, cfg.tied_variance,
+                        cfg.jump)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1)
     tr, va = torch.from_numpy(train_segs), torch.from_numpy(val_segs)

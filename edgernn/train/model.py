@@ -9,17 +9,19 @@ from torch import nn
 
 
 class GaussianGRU(nn.Module):
-    """x [B, T, F] -> mean, logvar [B, T, K F] (and logit [B, T, K F] when K > 1, else None) of the
+    """x [B, T, F] ([B, T, 2F] = [c | j] with ``jump``) -> mean, logvar [B, T, K F] (and logit [B, T, K F] when K > 1, else None) of the
     next reading, component-major (column k F + f); same maths as edgernn/backends/numpy_gru.py
     (mean_k = x + W_mean h + b_mean). K = 1 builds exactly the Gaussian model (same layers, same
     initialisation, same random draws)."""
 
     def __init__(self, features: int, hidden: int, logvar_min: float, logvar_max: float, components: int = 1,
-                 tied_variance: bool = False):
+                 tied_variance: bool = False, jump: tuple[float, float, float] | None = None):
         super().__init__()
         K = self.components = int(components)
+        self.features = int(features)
+        self.jump = jump  # jump inputs (backends/base.py): in.jump = (threshold, memory, floor); x is [c | j]
         self.tied = tied_variance and K > 1  # one log-variance per feature shared by its K components
-        self.gru = nn.GRU(features, hidden, batch_first=True)
+        self.gru = nn.GRU(features * (2 if jump else 1), hidden, batch_first=True)
         self.mean = nn.Linear(hidden, K * features)
         self.logvar = nn.Linear(hidden, (1 if self.tied else K) * features)
         self.logit = nn.Linear(hidden, K * features) if K > 1 else None
@@ -34,8 +36,9 @@ class GaussianGRU(nn.Module):
                 nn.init.zeros_(self.logit.bias)
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
-        out, h = self.gru(x, h0)  # out [B, T, H], h [1, B, H]
-        xk = x if self.components == 1 else x.repeat(1, 1, self.components)  # [B, T, K F]
+        out, h = self.gru(x, h0)  # x [B, T, F] or [B, T, 2F] = [c | j]; out [B, T, H], h [1, B, H]
+        c = x[..., : self.features]  # [B, T, F]: the skip connection reads c alone
+        xk = c if self.components == 1 else c.repeat(1, 1, self.components)  # [B, T, K F]
         mean = xk + self.mean(out)
         logvar = self.logvar(out).clamp(self.lv_min, self.lv_max)
         if self.tied:
@@ -70,9 +73,12 @@ def export_weights(model: GaussianGRU) -> dict[str, np.ndarray]:
     w_ih, w_hh = g.weight_ih_l0.detach().numpy(), g.weight_hh_l0.detach().numpy()
     b_ih, b_hh = g.bias_ih_l0.detach().numpy(), g.bias_hh_l0.detach().numpy()
     out = {}
+    F = model.features
     for k, gate in enumerate("rzn"):
         sl = slice(k * H, (k + 1) * H)
-        out[f"gru.W_i{gate}"] = w_ih[sl]
+        out[f"gru.W_i{gate}"] = w_ih[sl, :F]
+        if model.jump:  # j's columns: their own weights
+            out[f"gru.W_j{gate}"] = w_ih[sl, F:]
         out[f"gru.W_h{gate}"] = w_hh[sl]
         out[f"gru.b_i{gate}"] = b_ih[sl]
         out[f"gru.b_h{gate}"] = b_hh[sl]
@@ -84,4 +90,6 @@ def export_weights(model: GaussianGRU) -> dict[str, np.ndarray]:
     if model.logit is not None:
         out["head.W_logit"] = model.logit.weight.detach().numpy()
         out["head.b_logit"] = model.logit.bias.detach().numpy()
+    if model.jump:
+        out["in.jump"] = np.array(model.jump, np.float32)
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}

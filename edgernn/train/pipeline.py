@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends.base import JUMP_DEFAULT, jump_input, jump_rates
 from ..bundle import load_bundle, register_artifact, write_bundle, write_manifest
 from ..fileio import save_npz
 from ..scoring import default_calibration
@@ -30,20 +31,33 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def normalise(series: list[Series], norm: str, warmup: int, adapt: float, kinds: dict, names):
+def normalise(series: list[Series], norm: str, warmup: int, adapt: float, kinds: dict, names, jump=None):
     """Raw series -> (normalised float64[T, F] per series, mean[F], std[F], readings to skip).
 
     ``fixed``: the training part's mean and std ((near-)constant features: features.sane_std);
-    ``stream``: as the detector learns each stream during its warm-up (skipped in training)."""
+    ``stream``: as the detector learns each stream during its warm-up (skipped in training).
+    ``jump`` (threshold, memory, floor): jump inputs, each series float64[T, 2F] = [c | j] with j
+    as the detector's kernel computes it (backends/base.py: jump_rates, jump_input)."""
     F = len(names)
     if norm == "stream":
-        normed = [np.clip(stream_normalise(s.raw, warmup, adapt), -CLIP, CLIP) for s in series]
-        return normed, np.zeros(F), np.ones(F), warmup
+        stds = [np.empty_like(s.raw) for s in series]  # [T, F] each: the std each reading was normalised with
+        normed = [np.clip(stream_normalise(s.raw, warmup, adapt, stds=sd), -CLIP, CLIP) for s, sd in zip(series, stds)]
+        return _with_jumps(normed, series, stds, jump), np.zeros(F), np.ones(F), warmup
     train_rows = np.concatenate([s.raw[: s.split] for s in series])  # [N, F]
     mean = train_rows.mean(axis=0)
     std = sane_std(train_rows.std(axis=0), mean, kinds, names)
     normed = [np.clip(fixed_normalise(s.raw, mean, std), -CLIP, CLIP) for s in series]
-    return normed, mean, std, 0
+    stds = [np.broadcast_to(std, s.raw.shape) for s in series]
+    return _with_jumps(normed, series, stds, jump), mean, std, 0
+
+
+def _with_jumps(normed: list[np.ndarray], series: list[Series], stds: list[np.ndarray], jump) -> list[np.ndarray]:
+    """[c | j] per series (float64[T, 2F]) with jump inputs, else ``normed`` as it is."""
+    if not jump:
+        return normed
+    threshold, memory, floor = jump
+    return [np.concatenate([c, jump_input(jump_rates(s.raw, sd, threshold, memory), floor)], axis=1)
+            for c, s, sd in zip(normed, series, stds)]
 
 
 def _provenance(args, command, series, result, cfg, torch_version, ext, warnings) -> dict:
@@ -60,7 +74,7 @@ def _provenance(args, command, series, result, cfg, torch_version, ext, warnings
         "seed": args.seed, "torch": torch_version, "warnings": warnings,
         "fit": {k: getattr(cfg, k) for k in ("hidden", *(("components", "tied_variance") if cfg.components > 1 else ()),
                                               *(("logvar_max",) if getattr(args, "logvar_max", None) is not None else ()), "lr", "weight_decay", "batch", "segment", "chunk", "burn_in",
-                                              "clip_grad", "patience")},
+                                              "clip_grad", "patience", *(("jump",) if cfg.jump else ()))},
     }
 
 
@@ -71,7 +85,8 @@ def _fit(args, features, normed, series, skip):
     cfg = FitConfig(hidden=args.hidden, components=getattr(args, "components", 1),
                     tied_variance=getattr(args, "tied_variance", False),
                     **({"logvar_max": args.logvar_max} if getattr(args, "logvar_max", None) is not None else {}), epochs=args.epochs, patience=args.patience, lr=args.lr,
-                    weight_decay=args.weight_decay, segment=args.segment, chunk=args.chunk, seed=args.seed)
+                    weight_decay=args.weight_decay, segment=args.segment, chunk=args.chunk, seed=args.seed,
+                    jump=jump_of(args))
     train_parts = [n[skip : s.split] for n, s in zip(normed, series)]
     val_parts = [n[s.split :] for n, s in zip(normed, series)]
     val_seg = min(cfg.segment, min(len(v) for v in val_parts))
@@ -149,6 +164,11 @@ def leave_out_counters(features, series: list[Series], kinds: dict):
     return names, series, {n: kinds[n] for n in names}, out
 
 
+def jump_of(args) -> tuple[float, float, float] | None:
+    """The jump inputs' (threshold, memory, floor) of ``args`` (--jump-inputs), or None."""
+    return JUMP_DEFAULT if getattr(args, "jump_inputs", False) else None
+
+
 class TrainError(ValueError):
     """A training run that cannot give a usable model (one line for the command to print)."""
 
@@ -179,11 +199,11 @@ def train(args, features: tuple[str, ...], series: list[Series], command: str, w
     left_out = {}
     if args.counters == "leave-out":
         features, series, kinds, left_out = leave_out_counters(features, series, kinds)
-    normed, mean, std, skip = normalise(series, norm, warmup, adapt, kinds, features)
+    normed, mean, std, skip = normalise(series, norm, warmup, adapt, kinds, features, jump_of(args))
     result, cfg = _fit(args, features, normed, series, skip)
     relation = None  # the relation look: multivariate models with fixed normalisation
     if norm == "fixed" and len(features) > 1:
-        relation = fit_relation([n[: s.split] for n, s in zip(normed, series)], features, kinds)
+        relation = fit_relation([n[: s.split, : len(features)] for n, s in zip(normed, series)], features, kinds)
     weights = export_weights(result.model)
     if not all(np.isfinite(w).all() for w in weights.values()):
         decay = f", --weight-decay {args.weight_decay:g}" if args.weight_decay else ""

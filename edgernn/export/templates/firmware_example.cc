@@ -7,6 +7,8 @@
 // Build: add model_data.cc and this file to a TFLM project (tflite-micro/tensorflow/lite/micro),
 // e.g. make -f tensorflow/lite/micro/tools/make/Makefile ... or your vendor's TFLM component.
 // The model has float32 I/O; QUANTIZE / DEQUANTIZE at its edges convert to and from int8.
+// A model with jump inputs (model_data.h defines EDGERNN_JUMP_INPUTS) takes a third input j[F],
+// each feature's rate of jumps, which this example keeps per stream too (JumpInputs below).
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -21,10 +23,14 @@ namespace {
 #ifndef EDGERNN_COMPONENTS
 #define EDGERNN_COMPONENTS 1  // model_data.h of a Gaussian head does not define it
 #endif
+#ifndef EDGERNN_JUMP_INPUTS
+#define EDGERNN_JUMP_INPUTS 0  // model_data.h of a model without jump inputs does not define it
+#endif
 
 constexpr int kF = kEdgernnFeatures;  // readings per time step
 constexpr int kH = kEdgernnHidden;    // hidden state size
 constexpr int kK = EDGERNN_COMPONENTS;  // Gaussians per feature in the head (1: one Gaussian)
+constexpr int kInputH = EDGERNN_JUMP_INPUTS ? 2 : 1;  // the model's inputs: x, (j,) h
 
 alignas(16) uint8_t g_arena[kEdgernnArenaBytes];
 tflite::MicroInterpreter* g_interpreter = nullptr;
@@ -34,6 +40,33 @@ float g_mean[kK * kF];     // predicted mean of the next (normalised) reading, p
 float g_logvar[kK * kF];   // and its log-variance
 float g_logw[kK * kF];     // log mixture weight (log softmax of the logits; 0 when kK == 1)
 bool g_have_prediction = false;
+
+#if EDGERNN_JUMP_INPUTS
+// edgernn-jump-inputs-begin
+// The jump input j[kF] of one reading (edgernn/backends/base.py: jump_rates, then jump_input):
+// per feature a jump is |raw_t - raw_t-1| > kEdgernnJumpThreshold std (none at the stream's first
+// reading); its rate is the mean of the jumps over the first kEdgernnJumpMemory readings, then
+// their EW mean with weight 1 / kEdgernnJumpMemory; j = 1 + log10(rate + floor) / -log10(floor),
+// in [0, 1]. Per stream, like g_h, but not reset with it after a gap (the detector keeps it too);
+// a restart starts it afresh (g_jump_count = 0). std_dev[kF]: the std the readings are normalised with.
+double g_jump_rate[kF];     // the jump rate per feature
+float g_last_raw[kF];       // the previous reading
+double g_jump_count = 0.0;  // readings seen
+
+void JumpInputs(const float* raw, const float* std_dev, float* j) {
+  g_jump_count += 1.0;
+  const double memory = kEdgernnJumpMemory, floor_ = kEdgernnJumpFloor;
+  const double weight = g_jump_count < memory ? g_jump_count : memory;  // min(readings, memory)
+  for (int i = 0; i < kF; ++i) {
+    const bool jump = g_jump_count > 1.0 &&
+        std::fabs(static_cast<double>(raw[i]) - g_last_raw[i]) > static_cast<double>(kEdgernnJumpThreshold) * std_dev[i];
+    g_jump_rate[i] += ((jump ? 1.0 : 0.0) - g_jump_rate[i]) / weight;
+    g_last_raw[i] = raw[i];
+    j[i] = static_cast<float>(1.0 + std::log10(g_jump_rate[i] + floor_) / -std::log10(floor_));
+  }
+}
+// edgernn-jump-inputs-end
+#endif
 
 bool Setup() {
   const tflite::Model* model = tflite::GetModel(g_edgernn_model);
@@ -54,6 +87,9 @@ bool Setup() {
   if (interpreter.AllocateTensors() != kTfLiteOk) return false;
   g_interpreter = &interpreter;
   std::memset(g_h, 0, sizeof(g_h));  // cold start
+#if EDGERNN_JUMP_INPUTS
+  g_jump_count = 0.0;  // (the first reading's weight 1 then overwrites the rates)
+#endif
   return true;
 }
 
@@ -68,6 +104,10 @@ float Step(const float* raw) {
     float v = (raw[i] - kEdgernnNormMean[i]) / kEdgernnNormStd[i];
     x[i] = v > kEdgernnInputClip ? kEdgernnInputClip : (v < -kEdgernnInputClip ? -kEdgernnInputClip : v);
   }
+#if EDGERNN_JUMP_INPUTS
+  float j[kF];  // the jump inputs, from the raw readings and the std they are normalised with
+  JumpInputs(raw, kEdgernnNormStd, j);
+#endif
   float nll = NAN;
   if (g_have_prediction) {
     nll = 0.0f;
@@ -84,9 +124,12 @@ float Step(const float* raw) {
       nll -= top + std::log(sum);
     }
   }
-  TfLiteTensor* in_x = g_interpreter->input(0);   // float32[1, F]
-  TfLiteTensor* in_h = g_interpreter->input(1);   // float32[1, H]
+  TfLiteTensor* in_x = g_interpreter->input(0);        // float32[1, F]
+  TfLiteTensor* in_h = g_interpreter->input(kInputH);  // float32[1, H]
   std::memcpy(in_x->data.f, x, sizeof(x));
+#if EDGERNN_JUMP_INPUTS
+  std::memcpy(g_interpreter->input(1)->data.f, j, sizeof(j));  // float32[1, F]
+#endif
   std::memcpy(in_h->data.f, g_h, sizeof(g_h));
   if (g_interpreter->Invoke() != kTfLiteOk) return NAN;
   const float* pred = g_interpreter->output(0)->data.f;    // float32[1, 2F] = [mean | logvar]

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .backends.base import check_weights, components, has_jump, pred_width
+from .backends.base import check_weights, components, has_jump, pred_width, with_random_jumps
 from .fileio import atomic_write, save_npz
 from .logs import first_line
 from .scoring import KERNEL_TABLES, OPTIONAL_TABLES
@@ -580,7 +580,7 @@ def write_bundle(
         rng = np.random.default_rng(0)
         golden_x = rng.standard_normal((256, 4, F)).astype(np.float32)
         if has_jump(weights):  # and j in its range [0, 1]
-            golden_x = np.concatenate([golden_x, rng.uniform(0.0, 1.0, (256, 4, F)).astype(np.float32)], axis=2)
+            golden_x = with_random_jumps(golden_x, rng)
     save_npz(root / "golden.npz", make_golden(weights, golden_x))
     cal = calibration or default_calibration(F)
     manifest = {

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import alerts, kernel, scoring
 from .alerts import AlertSettings
-from .backends.base import JUMP_KEY
+from .backends.base import jump_params
 from .readings import Batch, Reading, batch_from_readings  # noqa: F401 - moved there: decode uses them without the detector
 from .bundle import SHAPELESS_KINDS, STUCK_KINDS
 from .settings import DetectorSettings, resolve  # noqa: F401 - declared once, with every other setting
@@ -207,6 +207,9 @@ class Detector:
         self.wb_on = s.weight_memory > 0 and self.components > 1
         # a model with jump inputs: the GRU reads [c | j], the kernel keeps each stream's jump rate (jrate)
         self.jump = bool(getattr(backend, "jump", False))
+        if bundle.jump and not hasattr(backend, "jump"):  # (create_backend's backends all say; a caller's own may not)
+            raise ValueError(f"{bundle.path}: a model with jump inputs, but backend {getattr(backend, 'name', backend)!r} "
+                             "does not say whether it takes them (its attribute jump)")
         self.n_in = self.F * (2 if self.jump else 1)  # the GRU input's width (xin)
         self.hidden = int(getattr(backend, "hidden", bundle.hidden))  # each stream's h: the backend's (persistence: >= 2F + 1)
         self.state = StateStore(self.F, self.hidden, capacity=s.max_streams,
@@ -283,7 +286,7 @@ class Detector:
 
     def _jump_params(self) -> dict:
         """The kernel's j_thr, j_mem, j_floor: the bundle's in.jump (backends/base.py), or inert values."""
-        thr, mem, floor = (float(v) for v in self.bundle.weights[JUMP_KEY]) if self.jump else (1.0, 1.0, 0.5)
+        thr, mem, floor = jump_params(self.bundle.weights) if self.jump else (1.0, 1.0, 0.01)
         return {"j_thr": thr, "j_mem": mem, "j_floor": floor}
 
     # -- public ------------------------------------------------------------------------------

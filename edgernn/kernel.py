@@ -933,12 +933,13 @@ def _jump_input(p: Params, r: cython.double[:], q: cython.float[:], f: cython.in
                 count: cython.double) -> cython.double:
     """Feature f's jump rate learns reading xf (a jump: |xf - last_x| > j_thr std, none at the
     stream's first reading; a running mean over the first j_mem readings, then an EW mean: as
-    backends.base.jump_rates, which training uses); returns the GRU's input j (base.jump_input)."""
+    backends.base.jump_rates, which training uses); returns the GRU's input j (base.jump_input's
+    expression, per value: the compiled kernel calls no numpy)."""
     jump: cython.double = 1.0 if count > 1.0 and abs(xf - r[p.last_x + f]) > p.j_thr * std else 0.0
     rate: cython.double = q[p.jrate + f]
     rate = rate + (jump - rate) / min(count, p.j_mem)
     q[p.jrate + f] = rate
-    return 1.0 + log10(rate + p.j_floor) / -log10(p.j_floor)
+    return min(1.0 + log10(rate + p.j_floor) / -log10(p.j_floor), 1.0)
 
 
 @cython.cfunc

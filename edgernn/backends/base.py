@@ -75,16 +75,27 @@ def jump_text(weights: dict[str, np.ndarray]) -> str:
     """What a model's GRU reads, for people (inspect, the model card)."""
     if not has_jump(weights):
         return "the normalised reading"
-    threshold, memory, floor = (float(v) for v in weights[JUMP_KEY])
+    threshold, memory, floor = jump_params(weights)
     return (f"the normalised reading and its stream's rate of jumps (a change of more than {threshold:g} sd; over the "
             f"last ~{memory:g} readings; log scale, floor {floor:g})")
 
 
+def jump_params(weights: dict[str, np.ndarray]) -> tuple[float, float, float]:
+    """A jump model's (threshold, memory, floor): its in.jump as numbers."""
+    threshold, memory, floor = (float(v) for v in weights[JUMP_KEY])
+    return threshold, memory, floor
+
+
 def jump_input(rate, floor: float):
-    """j = 1 + log10(rate + floor) / -log10(floor): a jump rate in [0, 1] as the GRU's input, 0 at
-    rate 0 and ~1 at rate 1 (a log scale: one jump in 1000 readings and one in 10 are far apart).
-    The kernel (float64) and training (numpy arrays) both call this."""
-    return 1.0 + np.log10(rate + floor) / -np.log10(floor)
+    """j = min(1 + log10(rate + floor) / -log10(floor), 1): a jump rate in [0, 1] as the GRU's input,
+    0 at rate 0 and 1 at rate ~1 (a log scale: one jump in 1000 readings and one in 10 are far
+    apart). Training calls this on arrays; the kernel's _jump_input is the same expression per value."""
+    return np.minimum(1.0 + np.log10(rate + floor) / -np.log10(floor), 1.0)
+
+
+def with_random_jumps(x: np.ndarray, rng) -> np.ndarray:
+    """x float32[..., F] -> [..., 2F] = [x | j], j uniform in [0, 1] (inputs for checks and timing)."""
+    return np.concatenate([x, rng.uniform(0.0, 1.0, x.shape).astype(np.float32)], axis=-1)
 
 
 def jump_rates(x: np.ndarray, std: np.ndarray, threshold: float, memory: float) -> np.ndarray:
@@ -215,8 +226,8 @@ def check_weights(weights: dict[str, np.ndarray]) -> tuple[int, int]:
         if not np.all(np.isfinite(weights[key])):
             raise ValueError(f"weight {key} contains NaN or inf")
     if jump:
-        threshold, memory, floor = (float(v) for v in weights[JUMP_KEY])
-        if not (threshold > 0 and memory >= 1 and 0 < floor < 1):
+        threshold, memory, floor = jump_params(weights)
+        if not (threshold > 0 and memory >= 1 and 0 < floor <= 0.01):
             raise ValueError(f"weight {JUMP_KEY} is [{threshold:g}, {memory:g}, {floor:g}]: expected [threshold > 0, "
-                             "memory >= 1, 0 < floor < 1]")
+                             "memory >= 1, 0 < floor <= 0.01]")
     return F, H

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends.base import with_random_jumps
 from .common import fail, number_problem, output_problem, resolve_model, write_problem
 
 ONNX_WARMUP_CALLS = 3000  # onnxruntime's slow start (DESIGN.md)
@@ -157,7 +158,7 @@ class StepFeeder:
         self.x = rng.standard_normal((batch, backend.features)).astype(np.float32)
         self.h = np.tanh(rng.standard_normal((batch, backend.hidden))).astype(np.float32)
         if getattr(backend, "jump", False):  # and the jump inputs j in [0, 1]: x is [c | j]
-            self.x = np.concatenate([self.x, rng.uniform(0.0, 1.0, self.x.shape).astype(np.float32)], axis=1)
+            self.x = with_random_jumps(self.x, rng)
 
     def run(self, calls: int) -> None:
         step, x, h = self.step, self.x, self.h

@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 
+from ..backends.base import with_random_jumps
+
 # Per artifact: (one-step, rollout) max abs error allowed vs golden.npz, over pred and h.
 # Float graphs reorder float32 sums only. int8 budgets are set from measurements on the test
 # bundles and trained models (see the export report); an export that exceeds them says so.
@@ -124,7 +126,7 @@ def time_backend(backend, batch: int, n: int = 2000, warmup: int | None = None, 
     x = rng.standard_normal((batch, backend.features)).astype(np.float32)
     h = np.tanh(rng.standard_normal((batch, backend.hidden))).astype(np.float32)
     if getattr(backend, "jump", False):  # x [B, 2F] = [c | j], j in [0, 1]
-        x = np.concatenate([x, rng.uniform(0.0, 1.0, x.shape).astype(np.float32)], axis=1)
+        x = with_random_jumps(x, rng)
     if warmup is None:
         warmup = 3000 if str(getattr(backend, "name", "")).startswith("onnx") else 200
     step = backend.step

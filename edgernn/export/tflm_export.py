@@ -11,6 +11,10 @@ explicit input and output, so the application owns it (see templates/firmware_ex
 A model with jump inputs (backends/base.py) has three inputs, x, j and h (in that order):
 model_data.h then defines EDGERNN_JUMP_INPUTS and the definition of j (in.jump), and the firmware
 example computes j per feature from the readings.
+
+A bundle normalised per stream (normalisation.mode 'stream') has no fixed mean / std (0 / 1 in
+model_data.h): model_data.h then defines EDGERNN_STREAM_NORM and the parameters of
+train/data.py's stream_normalise, which the firmware example runs per stream.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.base import JUMP_KEY, BackendUnavailable, components_of_width
+from ..backends.base import BackendUnavailable, components_of_width, jump_params
+from ..settings import BY_KEY
 
 TEMPLATES = Path(__file__).with_name("templates")
 SYMBOL = "g_edgernn_model"
@@ -139,6 +144,11 @@ def _c_floats(values) -> str:
     return ", ".join(_c_float(v) for v in values)
 
 
+def _c_double(v: float) -> str:
+    """A C++ double literal, exact (Python's shortest round-trip text): 0.0005, 1e-06, 0.0."""
+    return repr(float(v))
+
+
 def _components_line(K: int) -> str:
     """model_data.h's line for a mixture head (none for K = 1: the header is as it always was)."""
     if K == 1:
@@ -153,11 +163,26 @@ def _jump_lines(bundle) -> str:
     jump_rates and jump_input)."""
     if not bundle.jump:
         return ""
-    threshold, memory, floor = (float(v) for v in bundle.weights[JUMP_KEY])
+    threshold, memory, floor = jump_params(bundle.weights)
     return ("#define EDGERNN_JUMP_INPUTS 1  // inputs x, j, h: j float32[1, F] the readings' jump rate (log scale, [0, 1])\n"
             f"constexpr float kEdgernnJumpThreshold = {_c_float(threshold)};  // a jump: |raw_t - raw_t-1| > threshold std\n"
             f"constexpr float kEdgernnJumpMemory = {_c_float(memory)};  // rate: running mean, then EW 1 / memory\n"
             f"constexpr float kEdgernnJumpFloor = {_c_float(floor)};  // j = 1 + log10(rate + floor) / -log10(floor)\n")
+
+
+def _stream_norm_lines(bundle) -> str:
+    """model_data.h's lines for a bundle normalised per stream (none for 'fixed': the header is as it
+    always was): the flag the firmware example tests and train/data.py stream_normalise's warmup,
+    adapt and std floors (the detector's defaults, which training uses too), as exact doubles."""
+    if bundle.norm_mode != "stream":
+        return ""
+    warmup, adapt = int(bundle.calibration.warmup), float(bundle.manifest["normalisation"].get("adapt", 0.0))
+    min_std, min_rel_std = BY_KEY["min_std"].default, BY_KEY["min_rel_std"].default
+    return ("#define EDGERNN_STREAM_NORM 1  // normalisation per stream, learned by the firmware (not the 0 / 1 above)\n"
+            f"constexpr int kEdgernnNormWarmup = {warmup};  // readings: running mean / variance, not scored\n"
+            f"constexpr double kEdgernnNormAdapt = {_c_double(adapt)};  // after warm-up: EW at this rate (0: frozen)\n"
+            f"constexpr double kEdgernnNormMinStd = {_c_double(min_std)};  // std floored at max(MinStd, MinRelStd |mean|)\n"
+            f"constexpr double kEdgernnNormMinRelStd = {_c_double(min_rel_std)};\n")
 
 
 def c_sources(model_bytes: bytes, bundle, arena_bytes: int, source_name: str) -> tuple[str, str]:
@@ -177,7 +202,7 @@ constexpr int kEdgernnFeatures = {F};  // x: float32[1, F], pred: float32[1, 2F]
 constexpr int kEdgernnArenaBytes = {arena_bytes};  // measured on the host TFLite Micro, + margin
 constexpr float kEdgernnNormMean[kEdgernnFeatures] = {{{_c_floats(mean)}}};  // normalisation: {bundle.norm_mode}
 constexpr float kEdgernnNormStd[kEdgernnFeatures] = {{{_c_floats(std)}}};
-constexpr float kEdgernnInputClip = {_c_float(bundle.input_clip)};
+{_stream_norm_lines(bundle)}constexpr float kEdgernnInputClip = {_c_float(bundle.input_clip)};
 constexpr float kEdgernnLogvarMin = {_c_float(bundle.logvar_min)};
 constexpr float kEdgernnLogvarMax = {_c_float(bundle.logvar_max)};
 {_jump_lines(bundle)}

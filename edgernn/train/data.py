@@ -112,8 +112,11 @@ def huge_spread(series: list[Series], names) -> str | None:
             "float64); rescale the column or drop such rows")
 
 
-def stream_normalise(x: np.ndarray, warmup: int, adapt: float, min_std: float = 1e-6,
-                     min_rel_std: float = 1e-3, stds: np.ndarray | None = None) -> np.ndarray:
+MIN_STD, MIN_REL_STD = 1e-6, 1e-3  # the detector's default std floors (settings: min_std, min_rel_std)
+
+
+def stream_normalise(x: np.ndarray, warmup: int, adapt: float, min_std: float = MIN_STD,
+                     min_rel_std: float = MIN_REL_STD, stds: np.ndarray | None = None) -> np.ndarray:
     """x float64[T, F] -> normalised float64[T, F], as the detector normalises a new stream; with
     ``stds`` (float64[T, F]) also the std each reading was normalised with, written there."""
     T, F = x.shape

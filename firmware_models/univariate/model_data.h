@@ -11,6 +11,11 @@ constexpr int kEdgernnHidden = 32;    // h, h_next: float32[1, H]
 constexpr int kEdgernnArenaBytes = 12288;  // measured on the host TFLite Micro, + margin
 constexpr float kEdgernnNormMean[kEdgernnFeatures] = {0.0f};  // normalisation: stream
 constexpr float kEdgernnNormStd[kEdgernnFeatures] = {1.0f};
+#define EDGERNN_STREAM_NORM 1  // normalisation per stream, learned by the firmware (not the 0 / 1 above)
+constexpr int kEdgernnNormWarmup = 256;  // readings: running mean / variance, not scored
+constexpr double kEdgernnNormAdapt = 0.0005;  // after warm-up: EW at this rate (0: frozen)
+constexpr double kEdgernnNormMinStd = 1e-06;  // std floored at max(MinStd, MinRelStd |mean|)
+constexpr double kEdgernnNormMinRelStd = 0.001;
 constexpr float kEdgernnInputClip = 10.0f;
 constexpr float kEdgernnLogvarMin = -9.0f;
 constexpr float kEdgernnLogvarMax = 0.0f;

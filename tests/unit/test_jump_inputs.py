@@ -83,6 +83,43 @@ def test_the_gru_is_given_the_j_training_computed(tmp_path, kernel_kind, streams
     assert j[0] == 0.0 and j[n // 2] > 0.4 and j[-1] < j[2 * n // 3]  # no jumps yet; a jumpy stream; the rate falls
 
 
+def test_fixed_normalisation_j_uses_the_detectors_std_floor(tmp_path, kernel_kind):
+    """A fixed-normalised jump model whose std is below the detector's floor (min_rel_std |mean|):
+    training's j tests jumps against the floored std, as the kernel does (not the raw std)."""
+    w = _jump_weights()
+    bundle = load_bundle(write_bundle(tmp_path / "b", name="j", version="1", features=["v"], weights=w,
+                                      norm_mode="fixed", norm_mean=[1000.4], norm_std=[0.5]))
+    x = np.where(np.arange(600) % 2 == 0, 1000.0, 1000.8)[:, None]  # changes of 0.8: > 0.5, < the floor 1.0004
+    rec = _Recording(bundle.weights)
+    det = Detector(bundle, backend=rec)
+    for t in range(len(x)):
+        det.process(Batch(["s"], np.array([float(t)]), x[t : t + 1]))
+    seen = np.concatenate(rec.seen)[:, 1]  # [600] j
+    series = [Series("s", x, len(x) // 2)]
+    normed, mean, std, _ = normalise(series, "fixed", det.warmup, 0.0, {"v": {"kind": "continuous"}}, ("v",), JUMP_DEFAULT)
+    np.testing.assert_allclose(seen, normed[0][:, 1], atol=1e-5)
+    assert seen.max() == 0.0  # no jump: 0.8 is under the floored std
+
+
+def test_j_is_at_most_1():
+    from edgernn.backends.base import jump_input
+
+    assert jump_input(np.array([0.0, 1.0]), 1e-3).tolist() == [0.0, 1.0]
+
+
+def test_a_backend_that_does_not_say_is_refused_for_a_jump_model(tmp_path):
+    bundle = load_bundle(write_bundle(tmp_path / "b", name="j", version="1", features=["v"], weights=_jump_weights()))
+
+    class Mute:  # a caller's own backend without the jump attribute
+        name, features, hidden, components, h_bound = "mute", 1, H, 3, 1.0
+
+        def step(self, x, h):
+            raise AssertionError("not reached")
+
+    with pytest.raises(ValueError, match="jump inputs.*'mute'"):
+        Detector(bundle, backend=Mute())
+
+
 def test_a_plain_model_is_given_c_alone(tmp_path):
     w = random_weights(1, H, K=3)
     bundle = load_bundle(write_bundle(tmp_path / "b", name="p", version="1", features=["v"], weights=w))
@@ -94,7 +131,7 @@ def test_a_plain_model_is_given_c_alone(tmp_path):
 
 
 @pytest.mark.parametrize("value, message", [
-    ([0.0, 200.0, 1e-3], "threshold > 0"), ([1.0, 0.5, 1e-3], "memory >= 1"), ([1.0, 200.0, 1.0], "0 < floor < 1")])
+    ([0.0, 200.0, 1e-3], "threshold > 0"), ([1.0, 0.5, 1e-3], "memory >= 1"), ([1.0, 200.0, 0.5], "0 < floor <= 0.01")])
 def test_a_broken_jump_definition_is_refused_in_one_line(value, message):
     w = _jump_weights()
     w["in.jump"] = np.array(value, np.float32)

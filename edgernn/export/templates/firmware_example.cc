@@ -9,6 +9,9 @@
 // The model has float32 I/O; QUANTIZE / DEQUANTIZE at its edges convert to and from int8.
 // A model with jump inputs (model_data.h defines EDGERNN_JUMP_INPUTS) takes a third input j[F],
 // each feature's rate of jumps, which this example keeps per stream too (JumpInputs below).
+// A model normalised per stream (model_data.h defines EDGERNN_STREAM_NORM: a general-purpose model)
+// learns each feature's mean and std from the stream's first kEdgernnNormWarmup readings
+// (StreamNormalise below) and reports no NLL for them.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -26,6 +29,9 @@ namespace {
 #ifndef EDGERNN_JUMP_INPUTS
 #define EDGERNN_JUMP_INPUTS 0  // model_data.h of a model without jump inputs does not define it
 #endif
+#ifndef EDGERNN_STREAM_NORM
+#define EDGERNN_STREAM_NORM 0  // model_data.h of a bundle with fixed normalisation does not define it
+#endif
 
 constexpr int kF = kEdgernnFeatures;  // readings per time step
 constexpr int kH = kEdgernnHidden;    // hidden state size
@@ -40,6 +46,52 @@ float g_mean[kK * kF];     // predicted mean of the next (normalised) reading, p
 float g_logvar[kK * kF];   // and its log-variance
 float g_logw[kK * kF];     // log mixture weight (log softmax of the logits; 0 when kK == 1)
 bool g_have_prediction = false;
+
+#if EDGERNN_STREAM_NORM
+// edgernn-stream-norm-begin
+// Per-stream normalisation (edgernn/train/data.py: stream_normalise), in double precision. Per
+// feature over the stream's first kEdgernnNormWarmup readings: the running (Welford) mean and
+// variance, each reading normalised after its own update; after warm-up: normalised, then an EW
+// update at rate kEdgernnNormAdapt (0: frozen). The std is floored at max(kEdgernnNormMinStd,
+// kEdgernnNormMinRelStd |mean|). Per stream, like g_h, but not reset with it after a gap (the
+// detector keeps it too); a restart starts it afresh (StreamNormaliseReset).
+double g_norm_mean[kF];     // the stream's mean per feature (sensor units)
+double g_norm_var[kF];      // and its variance
+double g_norm_count = 0.0;  // readings seen
+
+void StreamNormaliseReset() {
+  for (int i = 0; i < kF; ++i) g_norm_mean[i] = g_norm_var[i] = 0.0;
+  g_norm_count = 0.0;
+}
+
+// raw[kF] sensor units -> z[kF] = (raw - mean) / std, std_dev[kF] the std each was normalised with.
+// Returns true while warming up (this reading among the first kEdgernnNormWarmup).
+bool StreamNormalise(const float* raw, double* z, double* std_dev) {
+  g_norm_count += 1.0;
+  const double n = g_norm_count;
+  const bool warming = n <= kEdgernnNormWarmup;
+  for (int i = 0; i < kF; ++i) {
+    const double v = raw[i];
+    if (warming) {  // Welford: mean and (population) variance of the readings so far
+      const double d = v - g_norm_mean[i];
+      const double mean = g_norm_mean[i] + d / n;
+      g_norm_var[i] += (d * (v - mean) - g_norm_var[i]) / n;
+      g_norm_mean[i] = mean;
+    }
+    const double floor_ = std::fmax(kEdgernnNormMinStd, kEdgernnNormMinRelStd * std::fabs(g_norm_mean[i]));
+    // max(sqrt(var), floor) is stream_normalise's sqrt(max(var, floor^2)) without floor^2's overflow
+    std_dev[i] = std::fmax(std::sqrt(std::fmax(g_norm_var[i], 0.0)), floor_);
+    z[i] = (v - g_norm_mean[i]) / std_dev[i];
+    if (!warming && kEdgernnNormAdapt > 0.0) {  // follow the stream slowly, after normalising
+      const double d = v - g_norm_mean[i];
+      g_norm_mean[i] += kEdgernnNormAdapt * d;
+      g_norm_var[i] += kEdgernnNormAdapt * (d * d - g_norm_var[i]);
+    }
+  }
+  return warming;
+}
+// edgernn-stream-norm-end
+#endif
 
 #if EDGERNN_JUMP_INPUTS
 // edgernn-jump-inputs-begin
@@ -90,26 +142,47 @@ bool Setup() {
 #if EDGERNN_JUMP_INPUTS
   g_jump_count = 0.0;  // (the first reading's weight 1 then overwrites the rates)
 #endif
+#if EDGERNN_STREAM_NORM
+  StreamNormaliseReset();
+#endif
   return true;
 }
 
 // Score the reading against the previous prediction, then step the cell (test-then-train order).
 // raw[kF] are sensor units; returns the negative log-likelihood (Gaussian, or the mixture's for
-// kK > 1) per feature (summed, without the constant), or NAN while there is no prediction yet.
+// kK > 1) per feature (summed, without the constant), or NAN while there is no prediction yet
+// and, for a model normalised per stream, during its warm-up: those readings still step the
+// model (its hidden state settles, as the detector's does), but they are not scored (the detector
+// does not score them, training does not learn from them).
 float Step(const float* raw) {
   float x[kF];
-  // Normalise and clip. kEdgernnNormMean/Std are the bundle's fixed values; for a bundle with
-  // normalisation.mode 'stream' (0 / 1 here) estimate them per stream during warm-up instead.
+#if EDGERNN_STREAM_NORM
+  // Normalise per stream (StreamNormalise), then clip.
+  double z[kF], sd[kF];  // the normalised readings and the std each was normalised with
+  const bool warming = StreamNormalise(raw, z, sd);
+  float std_dev[kF];
+  for (int i = 0; i < kF; ++i) {
+    const float v = static_cast<float>(z[i]);
+    x[i] = v > kEdgernnInputClip ? kEdgernnInputClip : (v < -kEdgernnInputClip ? -kEdgernnInputClip : v);
+    std_dev[i] = static_cast<float>(sd[i]);
+  }
+#else
+  // Normalise and clip with the bundle's fixed kEdgernnNormMean/Std.
+  const bool warming = false;
+  const float* std_dev = kEdgernnNormStd;
   for (int i = 0; i < kF; ++i) {
     float v = (raw[i] - kEdgernnNormMean[i]) / kEdgernnNormStd[i];
     x[i] = v > kEdgernnInputClip ? kEdgernnInputClip : (v < -kEdgernnInputClip ? -kEdgernnInputClip : v);
   }
+#endif
 #if EDGERNN_JUMP_INPUTS
-  float j[kF];  // the jump inputs, from the raw readings and the std they are normalised with
-  JumpInputs(raw, kEdgernnNormStd, j);
+  float jump_in[kF];  // the jump inputs, from the raw readings and the std they are normalised with
+  JumpInputs(raw, std_dev, jump_in);
+#else
+  (void)std_dev;
 #endif
   float nll = NAN;
-  if (g_have_prediction) {
+  if (g_have_prediction && !warming) {
     nll = 0.0f;
     for (int i = 0; i < kF; ++i) {
       float t[kK], top = -INFINITY;  // log w_k + log N_k, then logsumexp over k
@@ -128,7 +201,7 @@ float Step(const float* raw) {
   TfLiteTensor* in_h = g_interpreter->input(kInputH);  // float32[1, H]
   std::memcpy(in_x->data.f, x, sizeof(x));
 #if EDGERNN_JUMP_INPUTS
-  std::memcpy(g_interpreter->input(1)->data.f, j, sizeof(j));  // float32[1, F]
+  std::memcpy(g_interpreter->input(1)->data.f, jump_in, sizeof(jump_in));  // float32[1, F]
 #endif
   std::memcpy(in_h->data.f, g_h, sizeof(g_h));
   if (g_interpreter->Invoke() != kTfLiteOk) return NAN;
@@ -160,7 +233,12 @@ int main() {
     return 1;
   }
   float reading[kF];
-  for (int t = 0; t < 100; ++t) {  // replace with your sensor loop
+#if EDGERNN_STREAM_NORM
+  const int steps = kEdgernnNormWarmup + 100;  // NAN (warming up) for the first kEdgernnNormWarmup
+#else
+  const int steps = 100;
+#endif
+  for (int t = 0; t < steps; ++t) {  // replace with your sensor loop
     for (int i = 0; i < kF; ++i) reading[i] = kEdgernnNormMean[i] + kEdgernnNormStd[i] * std::sin(0.1f * t + i);
     const float nll = Step(reading);
     if (t % 10 == 0) std::printf("t=%d nll=%f\n", t, static_cast<double>(nll));

@@ -1,8 +1,9 @@
 """Retained per-stream state, and Home Assistant MQTT discovery of every stream.
 
 **Retained state** (always on): ``{prefix}/state/{stream}`` (``edgernn/{node}/state/{stream}`` by
-default), published retained (QoS 1) when a stream is first seen and on every raised / update /
-cleared event, so a dashboard that connects later sees at once what is active::
+default; ``{prefix}/state/{pipeline}/{stream}`` on a node of several pipelines, see below),
+published retained (QoS 1) when a stream is first seen and on every raised / update / cleared
+event, so a dashboard that connects later sees at once what is active::
 
     {"state": "problem", "event": "raised", "alert_id": "line1/temp#3", "reason": "instant",
      "top_feature": "value", "surprise": 9.53, "features_carrying": ["value"], "ts": 1700000123.0,
@@ -18,8 +19,9 @@ holds for it (nothing is published until its next event). When a stream is evict
 **Discovery** (``homeassistant: {discovery: true}``): per stream a ``binary_sensor`` (device class
 ``problem``: on while an alert is active, the state message as its attributes) and a ``sensor`` of
 its surprise (state class ``measurement``): the largest surprise of the stream's readings since
-the last refresh, retained on ``{prefix}/surprise/{stream}`` every ``stats.interval_s`` (10 s by
-default) for the streams that had readings (so a dashboard graphs how unusual each stream has
+the last refresh, retained on ``{prefix}/surprise/{stream}`` (several pipelines:
+``{prefix}/surprise/{pipeline}/{stream}``) every ``stats.interval_s`` (10 s by default) for the
+streams that had readings (so a dashboard graphs how unusual each stream has
 been, not only its alerts). Both are grouped under one device per node (``edgernn {node}``) and
 available while the daemon's status topic says ``online`` (its last will says ``offline``).
 Config messages are retained, published when a stream is first seen (or restored) and again
@@ -30,7 +32,23 @@ its entities. ``edgernn decommission -c CONFIG`` removes them all for a node.
 
 Topic: ``homeassistant/binary_sensor/edgernn_{node}/{object_id}/config``; object ids are the
 pipeline and stream lower-cased to ``[a-z0-9_]``, plus 6 hex digits of a hash whenever that changed
-the id (``Line 1/Temp`` -> ``plant_line_1_temp_5f2c1a``), so distinct streams never share an entity.
+the id (``Line 1/Temp`` -> ``plant_line_1_temp_55b52d``), so distinct streams never share an entity.
+
+**Several pipelines** (``pipelines:`` of more than one): the same stream id may come from two of
+them (``temperature`` and ``vibration`` both see ``pump1``), so their state and surprise topics carry
+the pipeline as a level of its own: ``{prefix}/state/{pipeline}/{stream}`` and
+``{prefix}/surprise/{pipeline}/{stream}`` (a pipeline name is letters, digits, ``_ . -``: one
+topic-safe level, so no other pipeline / stream pair makes the same topic); entity names start with
+the pipeline. A node of one pipeline keeps ``{prefix}/state/{stream}``. Moving a node from one
+pipeline to several (or back) moves its topics: a restored stream's new state topic holds nothing
+until its next event, and the old ones stay retained until ``edgernn decommission``.
+Object ids join ``slug(pipeline) + "_" + slug(stream)``, which only two pipelines whose slugs make
+one a prefix of the other plus ``_`` (or equal) can confuse (``a_b`` + ``c`` and ``a`` + ``b_c``:
+``a_b_c``). Only then, and only for the streams of the pipelines involved, the id gets 6 more hex
+digits, of a hash of ``{pipeline}/{stream}`` (unambiguous: no pipeline name holds ``/``):
+``a_b_c_9eddec`` and ``a_b_c_f53c27``. Which pipelines are involved follows from the configured
+names alone, so ids are the same at every start whatever order streams arrive in; every other id
+(and every id of a node whose names cannot collide) is as without it.
 """
 
 from __future__ import annotations
@@ -66,6 +84,24 @@ def slug(text: str, limit: int = 64) -> str:
 
 def node_id(node: str) -> str:
     return slug(f"edgernn_{node}")
+
+
+def pair_hash(pipeline: str, stream: str) -> str:
+    """6 hex digits telling (pipeline, stream) pairs apart (no pipeline name holds ``/``)."""
+    return hashlib.sha1(f"{pipeline}/{stream}".encode("utf-8", "surrogatepass")).hexdigest()[:6]
+
+
+def ambiguous_pipelines(pipelines: list[str]) -> set[str]:
+    """The pipelines whose ``slug(pipeline)_slug(stream)`` ids another pipeline's could equal: one's
+    slug starts with the other's + ``_`` (or is the same). Every collision of two pipelines' joined
+    ids needs that (the shorter slug + ``_`` is a prefix of both ids), so the others keep theirs."""
+    slugs = {p: slug(p) for p in pipelines}
+    out = set()
+    for p, a in slugs.items():
+        for q, b in slugs.items():
+            if p != q and (b == a or b.startswith(a + "_")):
+                out.update((p, q))
+    return out
 
 
 def state_prefix(cfg) -> str:
@@ -144,7 +180,12 @@ class StatePublisher:
         self.state_prefix = state_prefix(cfg)
         self.surprise_prefix = surprise_prefix(cfg)
         self.status_topic = cfg.topic("status")
-        self.several = len(pipelines) > 1  # entity names carry the pipeline only when it tells them apart
+        bad = [p for p in pipelines if not p or "/" in p or not topic_safe(p)]
+        if bad:
+            raise ValueError(f"pipeline name {bad[0]!r} is no single MQTT topic level")
+        # entity names, state and surprise topics carry the pipeline only when it tells them apart
+        self.several = len(pipelines) > 1
+        self._hashed = ambiguous_pipelines(pipelines)  # their object ids get a hash of the pair
         self._known: dict[str, set] = {name: set() for name in pipelines}  # pipeline -> announced streams
         self._rows: dict[str, int] = {}  # pipeline -> live + evicted streams at the last look
         self._lock = threading.Lock()
@@ -170,9 +211,9 @@ class StatePublisher:
         self._closing = False
         self._sender = threading.Thread(target=self._send_loop, name="edgernn-retained", daemon=True)
         self._sender.start()
-        # discovery: each stream's peak likelihood since the last refresh (monotone in surprise),
-        # published as its surprise at every stats tick (or every refresh_s, stats off)
-        self._peaks: dict[str, float] = {}
+        # discovery: pipeline -> stream -> its peak likelihood since the last refresh (monotone in
+        # surprise), published as its surprise at every stats tick (or every refresh_s, stats off)
+        self._peaks: dict[str, dict[str, float]] = {}
         self.refresh_s = cfg.stats.interval_s if cfg.stats.interval_s > 0 else 10.0
         self._next_refresh = time.monotonic() + self.refresh_s
         if self.discovery:
@@ -184,21 +225,26 @@ class StatePublisher:
         return len(self._queue)
 
     # -- topics and payloads -------------------------------------------------------------------
-    def state_topic(self, stream: str) -> str:
-        return f"{self.state_prefix}/{stream}"
+    def state_topic(self, pipeline: str, stream: str) -> str:
+        return f"{self.state_prefix}/{pipeline}/{stream}" if self.several else f"{self.state_prefix}/{stream}"
 
-    def surprise_topic(self, stream: str) -> str:
-        return f"{self.surprise_prefix}/{stream}"
+    def surprise_topic(self, pipeline: str, stream: str) -> str:
+        return f"{self.surprise_prefix}/{pipeline}/{stream}" if self.several else f"{self.surprise_prefix}/{stream}"
+
+    def object_id(self, pipeline: str, stream: str) -> str:
+        obj = f"{slug(pipeline)}_{slug(stream)}"
+        return f"{obj}_{pair_hash(pipeline, stream)}" if pipeline in self._hashed else obj
 
     def config_topic(self, component: str, pipeline: str, stream: str) -> str:
-        return f"{self.prefix}/{component}/{self.node_id}/{slug(pipeline)}_{slug(stream)}/config"
+        return f"{self.prefix}/{component}/{self.node_id}/{self.object_id(pipeline, stream)}/config"
 
     def entity_configs(self, pipeline: str, stream: str) -> dict[str, dict]:
         """component -> discovery config of one stream's two entities."""
-        obj = f"{slug(pipeline)}_{slug(stream)}"
+        obj = self.object_id(pipeline, stream)
         label = f"{pipeline} {stream}" if self.several else stream
+        state_topic = self.state_topic(pipeline, stream)
         common = {
-            "state_topic": self.state_topic(stream), "json_attributes_topic": self.state_topic(stream),
+            "state_topic": state_topic, "json_attributes_topic": state_topic,
             "availability_topic": self.status_topic, "payload_available": "online",
             "payload_not_available": "offline", "qos": QOS,
             "device": {"identifiers": [self.node_id], "name": f"edgernn {self.cfg.node}", "manufacturer": "edgernn",
@@ -210,7 +256,7 @@ class StatePublisher:
                  "value_template": "{{ value_json.state }}", "payload_on": "problem", "payload_off": "ok"}
         surprise = {**common, "name": f"{label} surprise", "unique_id": f"{self.node_id}_{obj}_surprise",
                     "default_entity_id": f"sensor.{self.node_id}_{obj}_surprise", "state_class": "measurement",
-                    "state_topic": self.surprise_topic(stream), "icon": "mdi:chart-bell-curve",
+                    "state_topic": self.surprise_topic(pipeline, stream), "icon": "mdi:chart-bell-curve",
                     "suggested_display_precision": 1}
         return {"binary_sensor": alert, "sensor": surprise}
 
@@ -218,9 +264,9 @@ class StatePublisher:
     def on_batch(self, pipe, streams: list, ts, evicted: list, seconds: float, res=None) -> None:  # noqa: ARG002
         """After a batch: remove the evicted streams, announce the ones seen for the first time,
         keep each stream's peak surprise (discovery) and send them every ``refresh_s``."""
-        if self.discovery and res is not None:
-            self._track_peaks(streams, res)
         name = pipe.cfg.name
+        if self.discovery and res is not None:
+            self._track_peaks(name, streams, res)
         known = self._known[name]
         if evicted:
             self._remove(name, evicted)
@@ -242,10 +288,12 @@ class StatePublisher:
         if self._peaks:
             self._refresh_peaks()
 
-    def _track_peaks(self, streams: list, res) -> None:
+    def _track_peaks(self, pipeline: str, streams: list, res) -> None:
         """Per stream, the largest likelihood (monotone in surprise) of this batch's readings."""
         values = res.likelihood  # float64[B]; NaN for rejected readings (never > anything)
-        peaks = self._peaks
+        peaks = self._peaks.get(pipeline)
+        if peaks is None:
+            peaks = self._peaks[pipeline] = {}
         if len(streams) == 1:
             v = float(values[0])
             if v > peaks.get(streams[0], -1.0):
@@ -260,9 +308,10 @@ class StatePublisher:
         """Each stream's peak surprise since the last refresh, retained on its surprise topic."""
         peaks, self._peaks = self._peaks, {}
         self._next_refresh = time.monotonic() + self.refresh_s
-        for sid, lik in peaks.items():
-            s = surprise_from_likelihood(lik)
-            self._publish(self.surprise_topic(sid), f"{min(s, 1e300):.4g}")  # "9.531", "1.2e+05"
+        for pipeline, streams in peaks.items():
+            for sid, lik in streams.items():
+                s = surprise_from_likelihood(lik)
+                self._publish(self.surprise_topic(pipeline, sid), f"{min(s, 1e300):.4g}")  # "9.531", "1.2e+05"
 
     def on_start(self, pipes: list) -> None:
         """After the snapshots were restored: the restored streams' configs again (their retained
@@ -271,7 +320,8 @@ class StatePublisher:
             self._announce(pipe.cfg.name, list(pipe.detector.state.ids), None)
 
     def on_event(self, pipe, ev) -> None:
-        self._publish(self.state_topic(ev.stream), json.dumps(event_state(pipe.cfg.name, ev)))
+        name = pipe.cfg.name
+        self._publish(self.state_topic(name, ev.stream), json.dumps(event_state(name, ev)))
 
     def close(self, timeout: float = 2.0) -> None:
         """Before the daemon disconnects: send what still waits, for up to ``timeout`` seconds
@@ -328,17 +378,18 @@ class StatePublisher:
             if self.discovery:
                 self._publish_configs(pipeline, s)
             if first_ts is not None:
-                self._publish(self.state_topic(s), json.dumps(first_state(pipeline, s, first_ts.get(s))))
+                self._publish(self.state_topic(pipeline, s), json.dumps(first_state(pipeline, s, first_ts.get(s))))
         self.announced += len(streams)
 
     def _remove(self, pipeline: str, streams: list) -> None:
         with self._lock:
             self._known[pipeline].difference_update(streams)
+        peaks = self._peaks.get(pipeline, {})
         for s in streams:
-            self._publish(self.state_topic(s), b"")
+            self._publish(self.state_topic(pipeline, s), b"")
             if self.discovery:
-                self._peaks.pop(s, None)
-                self._publish(self.surprise_topic(s), b"")
+                peaks.pop(s, None)
+                self._publish(self.surprise_topic(pipeline, s), b"")
                 for component in COMPONENTS:
                     self._publish(self.config_topic(component, pipeline, s), b"")
         self.removed += len(streams)

@@ -83,7 +83,9 @@ def add_arguments(p) -> None:
     p.add_argument("--jump-inputs", action="store_true",
                    help="give the GRU a slow input per feature besides the reading: the stream's own rate of jumps "
                         "(|change| > 1 sd; EW over 200 readings, log scale), so it can learn when a jump between levels is "
-                        "ordinary (on/off duty cycles) and when it is not; the detector computes it per stream")
+                        "ordinary (on/off duty cycles) and when it is not; the detector computes it per stream. Measured on "
+                        "the univariate recipe: young duty cycles' false alerts -70 %%, NAB's development files -2 "
+                        "points (docs/QUALITY.md)")
     p.add_argument("--logvar-max", type=float, default=None,
                    help="cap on the head's predicted log-variance, in the model's normalised units, between -5 and 6 "
                         "(default 6); "

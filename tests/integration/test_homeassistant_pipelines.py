@@ -12,23 +12,13 @@ import time
 
 import pytest
 
-from .conftest import ROOT, Publisher, Watcher, daemon_config, series, wait_until
+from .conftest import ROOT, Publisher, series, wait_until
+from .test_homeassistant import NODE_ID, retained
+from .test_homeassistant import start as start_one
 
 pytestmark = pytest.mark.integration
 
-NODE_ID = "edgernn_bench"
 PAYLOAD = {"format": "json", "value": "value", "timestamp": "ts"}
-
-
-def retained(port: int, topics=("homeassistant/#", "edgernn/bench/state/#", "edgernn/bench/surprise/#"),
-             settle: float = 0.5) -> dict:
-    """topic -> JSON of what a client connecting now receives as retained (empty ones are gone)."""
-    w = Watcher(port, topics=topics)
-    time.sleep(settle)
-    with w.lock:
-        got = {t: p for _, t, p, r in w.messages if r}
-    w.close()
-    return {t: json.loads(p) for t, p in got.items() if p}
 
 
 def configs(messages: dict, component: str) -> dict:
@@ -44,13 +34,7 @@ def pipeline(name: str, source: str, model) -> dict:
 
 def start(broker, bundle_dir, tmp_path, daemons, pipelines=None):
     over = {"pipelines": [pipeline(*p, bundle_dir) for p in pipelines]} if pipelines else {}
-    cfg = daemon_config(broker.port, bundle_dir, tmp_path / "state", homeassistant={"discovery": True}, **over)
-    d = daemons(tmp_path, cfg)
-    watch = Watcher(broker.port, topics=("edgernn/#", "homeassistant/#"))
-    since = time.monotonic()
-    d.start()
-    watch.wait_online(since)
-    return d, watch, Publisher(broker.port)
+    return start_one(broker, bundle_dir, tmp_path, daemons, **over)
 
 
 def send(pub: Publisher, readings) -> None:

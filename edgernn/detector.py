@@ -31,6 +31,7 @@ import numpy as np
 
 from . import alerts, kernel, scoring
 from .alerts import AlertSettings
+from .backends import BASELINES
 from .backends.base import jump_params
 from .readings import Batch, Reading, batch_from_readings  # noqa: F401 - moved there: decode uses them without the detector
 from .bundle import SHAPELESS_KINDS, STUCK_KINDS
@@ -175,6 +176,20 @@ def surprise_of_likelihood(threshold: float) -> float:
     return math.inf if p <= 0.0 else -math.log10(p)
 
 
+def _check_jump(bundle, backend) -> None:
+    """ValueError unless ``backend`` takes jump inputs exactly when the bundle's GRU does (a baseline,
+    which reads c alone, may run a jump model's bundle). create_backend's backends always agree; a
+    caller's own may not say, or be another model's."""
+    name, jump = getattr(backend, "name", type(backend).__name__), getattr(backend, "jump", None)
+    if bundle.jump and jump is None:
+        raise ValueError(f"{bundle.path}: a model with jump inputs, but backend {name!r} does not say whether it takes "
+                         "them (its attribute jump)")
+    if jump and not bundle.jump:
+        raise ValueError(f"{bundle.path}: backend {name!r} takes jump inputs, but the bundle's weights define none")
+    if bundle.jump and jump is False and name not in BASELINES:
+        raise ValueError(f"{bundle.path}: a model with jump inputs, but backend {name!r} does not take them")
+
+
 class Detector:
     def __init__(self, bundle, backend=None, settings: DetectorSettings | None = None, tables: dict | None = None):
         """``tables``: look name -> tail table {x, log10_sf, tail_scale} replacing the bundle's
@@ -207,9 +222,7 @@ class Detector:
         self.wb_on = s.weight_memory > 0 and self.components > 1
         # a model with jump inputs: the GRU reads [c | j], the kernel keeps each stream's jump rate (jrate)
         self.jump = bool(getattr(backend, "jump", False))
-        if bundle.jump and not hasattr(backend, "jump"):  # (create_backend's backends all say; a caller's own may not)
-            raise ValueError(f"{bundle.path}: a model with jump inputs, but backend {getattr(backend, 'name', backend)!r} "
-                             "does not say whether it takes them (its attribute jump)")
+        _check_jump(bundle, backend)
         self.n_in = self.F * (2 if self.jump else 1)  # the GRU input's width (xin)
         self.hidden = int(getattr(backend, "hidden", bundle.hidden))  # each stream's h: the backend's (persistence: >= 2F + 1)
         self.state = StateStore(self.F, self.hidden, capacity=s.max_streams,

@@ -44,11 +44,12 @@ pipeline to several (or back) moves its topics: a restored stream's new state to
 until its next event, and the old ones stay retained until ``edgernn decommission``.
 Object ids join ``slug(pipeline) + "_" + slug(stream)``, which only two pipelines whose slugs make
 one a prefix of the other plus ``_`` (or equal) can confuse (``a_b`` + ``c`` and ``a`` + ``b_c``:
-``a_b_c``). Only then, and only for the streams of the pipelines involved, the id gets 6 more hex
-digits, of a hash of ``{pipeline}/{stream}`` (unambiguous: no pipeline name holds ``/``):
-``a_b_c_9eddec`` and ``a_b_c_f53c27``. Which pipelines are involved follows from the configured
-names alone, so ids are the same at every start whatever order streams arrive in; every other id
-(and every id of a node whose names cannot collide) is as without it.
+``a_b_c``), and then only for the shorter one's streams whose slug starts with the rest of the
+longer name (``b``). Those ids alone get 6 more hex digits, of a hash of ``{pipeline}/{stream}``
+(unambiguous: no pipeline name holds ``/``): ``a`` + ``b_c`` is ``a_b_c_f53c27``, ``a_b`` + ``c``
+stays ``a_b_c`` (``colliding_heads``). This follows from the configured names alone, so ids are the
+same at every start whatever order streams arrive in; pipelines such as ``pump`` and ``pump_2``
+change no id unless ``pump`` has a stream named like ``2_...``.
 """
 
 from __future__ import annotations
@@ -91,17 +92,23 @@ def pair_hash(pipeline: str, stream: str) -> str:
     return hashlib.sha1(f"{pipeline}/{stream}".encode("utf-8", "surrogatepass")).hexdigest()[:6]
 
 
-def ambiguous_pipelines(pipelines: list[str]) -> set[str]:
-    """The pipelines whose ``slug(pipeline)_slug(stream)`` ids another pipeline's could equal: one's
-    slug starts with the other's + ``_`` (or is the same). Every collision of two pipelines' joined
-    ids needs that (the shorter slug + ``_`` is a prefix of both ids), so the others keep theirs."""
+def colliding_heads(pipelines: list[str]) -> dict[str, list[str]]:
+    """pipeline -> the stream-slug heads whose joined object ids another pipeline's could equal.
+
+    ``slug(p) + "_" + slug(s)`` of two pipelines can only meet when one's slug ``a`` plus ``_`` is a
+    prefix of the other's ``b``: then a stream of the shorter one whose slug is the rest ``r`` of
+    ``b`` (``b = a + "_" + r``), or starts with ``r + "_"``, joins like a stream of the longer one.
+    Those streams (head ``r``) get a hash of the pair; every other id stays as it was. Two
+    pipelines with the same slug: every stream of both (head ""). From the names alone."""
     slugs = {p: slug(p) for p in pipelines}
-    out = set()
+    heads: dict[str, list[str]] = {}
     for p, a in slugs.items():
         for q, b in slugs.items():
-            if p != q and (b == a or b.startswith(a + "_")):
-                out.update((p, q))
-    return out
+            if p != q and b == a:
+                heads.setdefault(p, []).append("")
+            elif p != q and b.startswith(a + "_"):
+                heads.setdefault(p, []).append(b[len(a) + 1 :])
+    return heads
 
 
 def state_prefix(cfg) -> str:
@@ -185,7 +192,7 @@ class StatePublisher:
             raise ValueError(f"pipeline name {bad[0]!r} is no single MQTT topic level")
         # entity names, state and surprise topics carry the pipeline only when it tells them apart
         self.several = len(pipelines) > 1
-        self._hashed = ambiguous_pipelines(pipelines)  # their object ids get a hash of the pair
+        self._heads = colliding_heads(pipelines)  # streams whose object ids get a hash of the pair
         self._known: dict[str, set] = {name: set() for name in pipelines}  # pipeline -> announced streams
         self._rows: dict[str, int] = {}  # pipeline -> live + evicted streams at the last look
         self._lock = threading.Lock()
@@ -232,8 +239,10 @@ class StatePublisher:
         return f"{self.surprise_prefix}/{pipeline}/{stream}" if self.several else f"{self.surprise_prefix}/{stream}"
 
     def object_id(self, pipeline: str, stream: str) -> str:
-        obj = f"{slug(pipeline)}_{slug(stream)}"
-        return f"{obj}_{pair_hash(pipeline, stream)}" if pipeline in self._hashed else obj
+        tail = slug(stream)
+        obj = f"{slug(pipeline)}_{tail}"
+        hit = any(h == "" or tail == h or tail.startswith(h + "_") for h in self._heads.get(pipeline, ()))
+        return f"{obj}_{pair_hash(pipeline, stream)}" if hit else obj
 
     def config_topic(self, component: str, pipeline: str, stream: str) -> str:
         return f"{self.prefix}/{component}/{self.node_id}/{self.object_id(pipeline, stream)}/config"

@@ -164,10 +164,17 @@ def _jump_lines(bundle) -> str:
     if not bundle.jump:
         return ""
     threshold, memory, floor = jump_params(bundle.weights)
+    F = bundle.n_features
+    mean = bundle.norm_mean if bundle.norm_mode == "fixed" else np.zeros(F)
+    std = bundle.norm_std if bundle.norm_mode == "fixed" else np.ones(F)
+    min_std, min_rel_std = BY_KEY["min_std"].default, BY_KEY["min_rel_std"].default
+    floored = np.maximum(std, np.maximum(min_std, min_rel_std * np.abs(mean)))  # kernel._std's floor
     return ("#define EDGERNN_JUMP_INPUTS 1  // inputs x, j, h: j float32[1, F] the readings' jump rate (log scale, [0, 1])\n"
             f"constexpr float kEdgernnJumpThreshold = {_c_float(threshold)};  // a jump: |raw_t - raw_t-1| > threshold std\n"
             f"constexpr float kEdgernnJumpMemory = {_c_float(memory)};  // rate: running mean, then EW 1 / memory\n"
-            f"constexpr float kEdgernnJumpFloor = {_c_float(floor)};  // j = 1 + log10(rate + floor) / -log10(floor)\n")
+            f"constexpr float kEdgernnJumpFloor = {_c_float(floor)};  // j = min(1 + log10(rate + floor) / -log10(floor), 1)\n"
+            f"constexpr float kEdgernnJumpStd[kEdgernnFeatures] = {{{_c_floats(floored)}}};  "
+            "// fixed normalisation: its std floored at max(1e-6, 1e-3 |mean|), as the detector floors it\n")
 
 
 def _stream_norm_lines(bundle) -> str:

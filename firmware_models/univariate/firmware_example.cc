@@ -98,7 +98,7 @@ bool StreamNormalise(const float* raw, double* z, double* std_dev) {
 // The jump input j[kF] of one reading (edgernn/backends/base.py: jump_rates, then jump_input):
 // per feature a jump is |raw_t - raw_t-1| > kEdgernnJumpThreshold std (none at the stream's first
 // reading); its rate is the mean of the jumps over the first kEdgernnJumpMemory readings, then
-// their EW mean with weight 1 / kEdgernnJumpMemory; j = 1 + log10(rate + floor) / -log10(floor),
+// their EW mean with weight 1 / kEdgernnJumpMemory; j = min(1 + log10(rate + floor) / -log10(floor), 1),
 // in [0, 1]. Per stream, like g_h, but not reset with it after a gap (the detector keeps it too);
 // a restart starts it afresh (g_jump_count = 0). std_dev[kF]: the std the readings are normalised with.
 double g_jump_rate[kF];     // the jump rate per feature
@@ -114,7 +114,7 @@ void JumpInputs(const float* raw, const float* std_dev, float* j) {
         std::fabs(static_cast<double>(raw[i]) - g_last_raw[i]) > static_cast<double>(kEdgernnJumpThreshold) * std_dev[i];
     g_jump_rate[i] += ((jump ? 1.0 : 0.0) - g_jump_rate[i]) / weight;
     g_last_raw[i] = raw[i];
-    j[i] = static_cast<float>(1.0 + std::log10(g_jump_rate[i] + floor_) / -std::log10(floor_));
+    j[i] = static_cast<float>(std::fmin(1.0 + std::log10(g_jump_rate[i] + floor_) / -std::log10(floor_), 1.0));
   }
 }
 // edgernn-jump-inputs-end
@@ -161,15 +161,19 @@ float Step(const float* raw) {
   double z[kF], sd[kF];  // the normalised readings and the std each was normalised with
   const bool warming = StreamNormalise(raw, z, sd);
   float std_dev[kF];
-  for (int i = 0; i < kF; ++i) {
-    const float v = static_cast<float>(z[i]);
-    x[i] = v > kEdgernnInputClip ? kEdgernnInputClip : (v < -kEdgernnInputClip ? -kEdgernnInputClip : v);
+  for (int i = 0; i < kF; ++i) {  // (clipped in double: a float cast of |z| > FLT_MAX is undefined)
+    const double clip = kEdgernnInputClip;
+    x[i] = static_cast<float>(z[i] > clip ? clip : (z[i] < -clip ? -clip : z[i]));
     std_dev[i] = static_cast<float>(sd[i]);
   }
 #else
   // Normalise and clip with the bundle's fixed kEdgernnNormMean/Std.
   const bool warming = false;
+#if EDGERNN_JUMP_INPUTS
+  const float* std_dev = kEdgernnJumpStd;  // the std floored as the detector floors it (the jump test's)
+#else
   const float* std_dev = kEdgernnNormStd;
+#endif
   for (int i = 0; i < kF; ++i) {
     float v = (raw[i] - kEdgernnNormMean[i]) / kEdgernnNormStd[i];
     x[i] = v > kEdgernnInputClip ? kEdgernnInputClip : (v < -kEdgernnInputClip ? -kEdgernnInputClip : v);

@@ -219,6 +219,7 @@ def test_model_data_of_a_jump_model_compiles(jump_export, tmp_path):
 
 HARNESS = """#include <cmath>
 #include <cstdio>
+constexpr int kEdgernnFeatures = 2;
 {constants}
 constexpr int kF = 2;
 {block}
@@ -248,6 +249,7 @@ def test_firmware_example_j_is_jump_rates_and_jump_input(tmp_path):
 
     class _Jumpy:  # what _jump_lines reads of a bundle
         jump, weights = True, {"in.jump": np.array([0.8, 200.0, 1e-3], np.float32)}
+        n_features, norm_mode, norm_mean, norm_std = 2, "fixed", np.zeros(2), np.array([0.5, 2.0])
 
     (tmp_path / "jump.cc").write_text(HARNESS.format(constants=_jump_lines(_Jumpy), block=block))
     proc = subprocess.run([cxx, "-std=c++17", "-Wall", "-Werror", "jump.cc", "-o", "jump"], cwd=tmp_path,
@@ -266,3 +268,24 @@ def test_firmware_example_j_is_jump_rates_and_jump_input(tmp_path):
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
     assert 0.0 <= got.min() and got.max() <= 1.0 and np.ptp(got[:, 0]) > 0.1  # j in [0, 1], and it moves
+
+
+def test_firmware_jump_std_is_floored_as_the_detector_floors_it():
+    """A fixed-normalised jump model whose std is under 0.1 % of its mean (a pressure in Pa): the
+    firmware's jump test uses the detector's floored std (kernel._std; training's too), not the raw one."""
+    from edgernn.export.tflm_export import _jump_lines
+    from edgernn.train.pipeline import normalise
+    from edgernn.train.data import Series
+
+    class _Fixed:
+        jump, weights = True, {"in.jump": np.array([1.0, 200.0, 1e-3], np.float32)}
+        n_features, norm_mode, norm_mean, norm_std = 2, "fixed", np.array([101325.0, 20.0]), np.array([50.0, 2.0])
+
+    line = next(v for v in _jump_lines(_Fixed).splitlines() if v.startswith("constexpr float kEdgernnJumpStd"))
+    got = [float(v.rstrip("f")) for v in line.split("{")[1].split("}")[0].split(",")]
+    assert got == pytest.approx([101.325, 2.0], rel=1e-6)
+    # training's j tests against the same floored std: a change of 80 Pa (> 50, < 101.3) is no jump
+    x = np.stack([101325.0 + 80.0 * (np.arange(400) % 2), 20.0 + 5.0 * (np.arange(400) % 2)], axis=1)
+    kinds = {"p": {"kind": "continuous"}, "t": {"kind": "continuous"}}
+    normed = normalise([Series("s", x, 300)], "fixed", 64, 0.0, kinds, ("p", "t"), (1.0, 200.0, 1e-3))[0][0]
+    assert normed[:, 2].max() == 0.0 and normed[-1, 3] > 0.99  # (t: a jump at every reading but the first)

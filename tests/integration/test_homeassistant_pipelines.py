@@ -101,23 +101,23 @@ def test_same_stream_in_two_pipelines_has_its_own_state_and_entities(broker, bun
 
 
 def test_pipeline_names_that_join_alike_get_distinct_object_ids(broker, bundle_dir, tmp_path, daemons):
-    # "a_b" + "c" and "a" + "b_c" both join to "a_b_c": those two pipelines' ids get a hash of
-    # "{pipeline}/{stream}"; "other" cannot collide with them and keeps its plain ids
+    # "a_b" + "c" and "a" + "b_c" both join to "a_b_c": the shorter pipeline's stream whose slug starts
+    # with the rest ("b") gets a hash of "{pipeline}/{stream}"; every other id stays plain
     d, watch, pub = start(broker, bundle_dir, tmp_path, daemons,
                           pipelines=[("a_b", "src1"), ("a", "src2"), ("other", "src3")])
-    send(pub, [("src1/c", 1.7e9, 1.0), ("src2/b_c", 1.7e9, 1.0), ("src3/c", 1.7e9, 1.0)])
-    got = wait_until(lambda: (r := retained(broker.port)) and len(configs(r, "binary_sensor")) == 3 and r, 10,
-                     what="3 binary_sensor configs")
+    send(pub, [("src1/c", 1.7e9, 1.0), ("src2/b_c", 1.7e9, 1.0), ("src3/c", 1.7e9, 1.0), ("src2/d", 1.7e9, 1.0)])
+    got = wait_until(lambda: (r := retained(broker.port)) and len(configs(r, "binary_sensor")) == 4 and r, 10,
+                     what="4 binary_sensor configs")
     alerts, sensors = configs(got, "binary_sensor"), configs(got, "sensor")
-    # sha1("a_b/c")[:6] = 9eddec, sha1("a/b_c")[:6] = f53c27
-    assert set(alerts) == set(sensors) == {"a_b_c_9eddec", "a_b_c_f53c27", "other_c"}
+    # sha1("a/b_c")[:6] = f53c27: only the shorter pipeline's stream that joins like the other's is hashed
+    assert set(alerts) == set(sensors) == {"a_b_c", "a_b_c_f53c27", "other_c", "a_d"}  # (a + d: plain)
     uids = [c["unique_id"] for c in [*alerts.values(), *sensors.values()]]
-    assert len(set(uids)) == 6
-    assert alerts["a_b_c_9eddec"]["unique_id"] == f"{NODE_ID}_a_b_c_9eddec_alert"
+    assert len(set(uids)) == 8
+    assert alerts["a_b_c"]["unique_id"] == f"{NODE_ID}_a_b_c_alert"
     assert alerts["a_b_c_f53c27"]["unique_id"] == f"{NODE_ID}_a_b_c_f53c27_alert"
-    assert sensors["a_b_c_9eddec"]["default_entity_id"] == f"sensor.{NODE_ID}_a_b_c_9eddec_surprise"
+    assert sensors["a_b_c"]["default_entity_id"] == f"sensor.{NODE_ID}_a_b_c_surprise"
     assert alerts["other_c"]["unique_id"] == f"{NODE_ID}_other_c_alert"
-    assert alerts["a_b_c_9eddec"]["state_topic"] == "edgernn/bench/state/a_b/c"
+    assert alerts["a_b_c"]["state_topic"] == "edgernn/bench/state/a_b/c"
     assert alerts["a_b_c_f53c27"]["state_topic"] == "edgernn/bench/state/a/b_c"
     assert alerts["other_c"]["state_topic"] == "edgernn/bench/state/other/c"
     assert {got[f"edgernn/bench/state/{p}"]["pipeline"] for p in ("a_b/c", "a/b_c", "other/c")} == {"a_b", "a", "other"}
@@ -128,7 +128,7 @@ def test_pipeline_names_that_join_alike_get_distinct_object_ids(broker, bundle_d
     d.start()
     watch.wait_online(since)
     wait_until(lambda: {t.split("/")[3] for _, t, _ in watch.take("homeassistant/sensor/", since)}
-               == {"a_b_c_9eddec", "a_b_c_f53c27", "other_c"}, 10, what="the same ids announced again")
+               == {"a_b_c", "a_b_c_f53c27", "other_c", "a_d"}, 10, what="the same ids announced again")
     assert d.stop() == 0
     pub.close()
     watch.close()
@@ -165,3 +165,11 @@ def test_a_single_pipeline_node_keeps_its_topics_and_ids(broker, bundle_dir, tmp
     assert d.stop() == 0
     pub.close()
     watch.close()
+
+
+def test_which_streams_get_a_pair_hash_follows_from_the_names():
+    from edgernn.homeassistant import colliding_heads
+
+    assert colliding_heads(["pump", "pump_2", "other"]) == {"pump": ["2"]}  # only pump's streams named 2 / 2_...
+    assert colliding_heads(["a", "a_b", "a_b_c"]) == {"a": ["b", "b_c"], "a_b": ["c"]}
+    assert colliding_heads(["temperature", "vibration"]) == {}

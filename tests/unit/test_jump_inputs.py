@@ -118,6 +118,16 @@ def test_a_backend_that_does_not_say_is_refused_for_a_jump_model(tmp_path):
 
     with pytest.raises(ValueError, match="jump inputs.*'mute'"):
         Detector(bundle, backend=Mute())
+    Mute.jump = False  # a GRU backend without jump inputs (another model's) for this one
+    with pytest.raises(ValueError, match="'mute' does not take them"):
+        Detector(bundle, backend=Mute())
+    plain = load_bundle(write_bundle(tmp_path / "p", name="p", version="1", features=["v"],
+                                     weights=random_weights(1, H, K=3)))
+    with pytest.raises(ValueError, match="'numpy' takes jump inputs, but the bundle's weights define none"):
+        Detector(plain, backend=NumpyGRU(bundle.weights))
+    from edgernn.backends import create_backend
+
+    assert Detector(bundle, backend=create_backend("persistence", bundle)).n_in == 1  # a baseline reads c alone
 
 
 def test_a_plain_model_is_given_c_alone(tmp_path):

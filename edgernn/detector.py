@@ -176,10 +176,10 @@ def surprise_of_likelihood(threshold: float) -> float:
     return math.inf if p <= 0.0 else -math.log10(p)
 
 
-def _check_jump(bundle, backend) -> None:
-    """ValueError unless ``backend`` takes jump inputs exactly when the bundle's GRU does (a baseline,
-    which reads c alone, may run a jump model's bundle). create_backend's backends always agree; a
-    caller's own may not say, or be another model's."""
+def _jump_of(bundle, backend) -> bool:
+    """Whether ``backend`` takes jump inputs; ValueError unless it does exactly when the bundle's GRU
+    does (a baseline, which reads c alone, may run a jump model's bundle). create_backend's backends
+    always agree; a caller's own may not say, or be another model's."""
     name, jump = getattr(backend, "name", type(backend).__name__), getattr(backend, "jump", None)
     if bundle.jump and jump is None:
         raise ValueError(f"{bundle.path}: a model with jump inputs, but backend {name!r} does not say whether it takes "
@@ -188,6 +188,7 @@ def _check_jump(bundle, backend) -> None:
         raise ValueError(f"{bundle.path}: backend {name!r} takes jump inputs, but the bundle's weights define none")
     if bundle.jump and jump is False and name not in BASELINES:
         raise ValueError(f"{bundle.path}: a model with jump inputs, but backend {name!r} does not take them")
+    return bool(jump)
 
 
 class Detector:
@@ -221,8 +222,7 @@ class Detector:
         # the mixture's weights corrected per stream (weight_memory; a mixture head only): its wbias column
         self.wb_on = s.weight_memory > 0 and self.components > 1
         # a model with jump inputs: the GRU reads [c | j], the kernel keeps each stream's jump rate (jrate)
-        self.jump = bool(getattr(backend, "jump", False))
-        _check_jump(bundle, backend)
+        self.jump = _jump_of(bundle, backend)
         self.n_in = self.F * (2 if self.jump else 1)  # the GRU input's width (xin)
         self.hidden = int(getattr(backend, "hidden", bundle.hidden))  # each stream's h: the backend's (persistence: >= 2F + 1)
         self.state = StateStore(self.F, self.hidden, capacity=s.max_streams,
@@ -298,9 +298,9 @@ class Detector:
         )
 
     def _jump_params(self) -> dict:
-        """The kernel's j_thr, j_mem, j_floor: the bundle's in.jump (backends/base.py), or inert values."""
+        """The kernel's j_thr, j_mem, j_floor, j_lfloor: the bundle's in.jump (backends/base.py), or inert values."""
         thr, mem, floor = jump_params(self.bundle.weights) if self.jump else (1.0, 1.0, 0.01)
-        return {"j_thr": thr, "j_mem": mem, "j_floor": floor}
+        return {"j_thr": thr, "j_mem": mem, "j_floor": floor, "j_lfloor": -math.log10(floor)}
 
     # -- public ------------------------------------------------------------------------------
     def set_tables(self, tables: dict) -> None:

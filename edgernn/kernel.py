@@ -295,7 +295,8 @@ class Params:
     jump_on = cython.declare(cython.bint, visibility="public")  # a model with jump inputs: xin is [c | j] (backends/base.py)
     j_thr = cython.declare(cython.double, visibility="public")  # its in.jump: a jump is |x - last_x| > j_thr sd
     j_mem = cython.declare(cython.double, visibility="public")  # ... the rate's memory, readings
-    j_floor = cython.declare(cython.double, visibility="public")  # ... j = 1 + log10(rate + j_floor) / -log10(j_floor)
+    j_floor = cython.declare(cython.double, visibility="public")  # ... j = min(1 + log10(rate + j_floor) / j_lfloor, 1)
+    j_lfloor = cython.declare(cython.double, visibility="public")  # ... -log10(j_floor) (once per Detector)
     lvl_settle = cython.declare(cython.double, visibility="public")  # level_settle x fast_window: readings of the level / spread statistics before those looks score
     echo_decades = cython.declare(cython.double, visibility="public")  # echo_decades (0: off; training reference only)
     rel_on = cython.declare(cython.bint, visibility="public")  # the relation look is in use (its statistic and a table)
@@ -939,7 +940,7 @@ def _jump_input(p: Params, r: cython.double[:], q: cython.float[:], f: cython.in
     rate: cython.double = q[p.jrate + f]
     rate = rate + (jump - rate) / min(count, p.j_mem)
     q[p.jrate + f] = rate
-    return min(1.0 + log10(rate + p.j_floor) / -log10(p.j_floor), 1.0)
+    return min(1.0 + log10(rate + p.j_floor) / p.j_lfloor, 1.0)
 
 
 @cython.cfunc

@@ -103,7 +103,7 @@ def jump_rates(x: np.ndarray, std: np.ndarray, threshold: float, memory: float) 
     (train.data.stream_normalise) -> the jump rate after each reading, float64[T, F]: a jump at t
     is |x_t - x_t-1| > threshold std_t (none at t = 0); the rate is the running mean of jumps over
     the first ``memory`` readings, then their EW mean with weight 1 / memory. The kernel's
-    _jump_rate is the same recursion, reading by reading."""
+    _jump_input is the same recursion, reading by reading."""
     T, F = x.shape
     out = np.empty((T, F))
     rate = np.zeros(F)

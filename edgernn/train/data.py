@@ -115,6 +115,11 @@ def huge_spread(series: list[Series], names) -> str | None:
 MIN_STD, MIN_REL_STD = 1e-6, 1e-3  # the detector's default std floors (settings: min_std, min_rel_std)
 
 
+def floored_std(std: np.ndarray, mean: np.ndarray, min_std: float = MIN_STD, min_rel_std: float = MIN_REL_STD):
+    """std[F] floored as the detector floors a stream's (kernel._std): at max(min_std, min_rel_std |mean|)."""
+    return np.maximum(std, np.maximum(min_std, min_rel_std * np.abs(mean)))
+
+
 def stream_normalise(x: np.ndarray, warmup: int, adapt: float, min_std: float = MIN_STD,
                      min_rel_std: float = MIN_REL_STD, stds: np.ndarray | None = None) -> np.ndarray:
     """x float64[T, F] -> normalised float64[T, F], as the detector normalises a new stream; with

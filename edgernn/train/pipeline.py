@@ -16,7 +16,7 @@ from ..bundle import load_bundle, register_artifact, write_bundle, write_manifes
 from ..fileio import save_npz
 from ..scoring import default_calibration
 from .checks import data_warnings, extent, fit_warnings
-from .data import MIN_REL_STD, MIN_STD, Series, fixed_normalise, segments, stream_normalise
+from .data import Series, fixed_normalise, floored_std, segments, stream_normalise
 from .features import HANDLING, describe, feature_kinds, sane_std
 from .relation import fit_relation, write_relation
 
@@ -47,8 +47,7 @@ def normalise(series: list[Series], norm: str, warmup: int, adapt: float, kinds:
     mean = train_rows.mean(axis=0)
     std = sane_std(train_rows.std(axis=0), mean, kinds, names)
     normed = [np.clip(fixed_normalise(s.raw, mean, std), -CLIP, CLIP) for s in series]
-    run_std = np.sqrt(np.maximum(std**2, np.maximum(MIN_STD, MIN_REL_STD * np.abs(mean)) ** 2))  # the detector's floor
-    stds = [np.broadcast_to(run_std, s.raw.shape) for s in series]  # (its jump test's std: kernel._std)
+    stds = [np.broadcast_to(floored_std(std, mean), s.raw.shape) for s in series]  # the jump test's std (kernel._std)
     return _with_jumps(normed, series, stds, jump), mean, std, 0
 
 

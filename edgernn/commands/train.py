@@ -4,7 +4,7 @@ Give it readings of your machine working normally; it learns to predict each nex
 writes a bundle (--out) that `edgernn replay`, `edgernn serve` and `edgernn export` use.
 
 What happens, per series (each stream of each file), in time order, never shuffled:
-  first 70 %   trains the GRU (AdamW; --weight-decay)
+  first 70 %   trains the GRU (AdamW; --weight-decay, --average)
   last 30 %    held out (--holdout): stops training when its NLL stops improving; fits the
                score tables; then runs as a new stream from a cold start (as a daemon meets
                it) to set the alert threshold so that alerts there stay within half the
@@ -101,6 +101,12 @@ def add_arguments(p) -> None:
     p.add_argument("--weight-decay", type=float, default=0.0,
                    help="AdamW weight decay (default 0: measured no better held-out NLL at 0.01-1; early stopping "
                         "on the held-out NLL is the default regulariser)")
+    p.add_argument("--average", type=float, default=0.0, metavar="DECAY",
+                   help="keep an exponential moving average of the weights, DECAY per optimiser step (e.g. 0.995: "
+                        "about the last 200 steps); the average is what is validated, early-stopped on and saved. "
+                        "Default 0: the last step's weights. Measured on the univariate recipe over 16 seeds: "
+                        "NAB's development files +1.8 points and +2 soft faults caught of 140, but duty cycles' "
+                        "false alerts 1.97 -> 2.45 per 10k (docs/QUALITY.md)")
     p.add_argument("--segment", type=int, default=512, help="readings per training segment (default 512)")
     p.add_argument("--chunk", type=int, default=64, help="truncated BPTT length (default 64)")
     p.add_argument("--holdout", "--val-fraction", dest="holdout", type=float, default=0.3,
@@ -425,7 +431,8 @@ def _fit_option_error(args) -> str | None:
         if problem:
             return problem
     problem = (number_problem("--lr", args.lr, gt=0) or number_problem("--lr", args.lr, le=1e6)  # (1e38: torch overflow)
-               or number_problem("--logvar-max", getattr(args, "logvar_max", None), ge=-5, le=6))
+               or number_problem("--logvar-max", getattr(args, "logvar_max", None), ge=-5, le=6)
+               or number_problem("--average", args.average, ge=0, lt=1))
     if problem:
         return problem
     adapt = BY_KEY["adapt"]  # as replay's --adapt: the detector's setting it becomes

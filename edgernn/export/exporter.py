@@ -19,7 +19,8 @@ bundle (``.export-*``), then renamed into place (``os.replace``) and only then r
 manifest.yaml (itself replaced atomically, in one write). An export that fails (a converter error,
 a full disk) or is interrupted before the renames leaves the bundle as it was; Ctrl-C during them
 waits for them to end -- never a half-written artifact, nor a manifest whose sha256 entries disagree
-with the files.
+with the files. An export that is killed outright (SIGKILL, power loss) leaves its staging directory
+(``.export-<pid>-*``); the next export of the bundle removes it once that pid no longer runs.
 """
 
 from __future__ import annotations
@@ -291,7 +292,9 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
                                  "method": "min/max over long runs and cold starts from h = 0"}
         say(f"calibration: {len(X):,} ({'x, j, h' if bundle.jump else 'x, h'}) pairs from {source} {list(xs.shape)}")
 
-    stage = Path(tempfile.mkdtemp(dir=root, prefix=".export-"))  # same file system: os.replace is a rename
+    _remove_stale_stages(root, say)
+    # same file system: os.replace is a rename; the pid tells a later export whether this one still runs
+    stage = Path(tempfile.mkdtemp(dir=root, prefix=f"{STAGE_PREFIX}{os.getpid()}-"))
     try:
         ctx = _ExportContext(stage, bundle, golden, report, say, X, Hp, tflite_activation_bits, onnx_int8,
                              tflite_per_channel, tflite_bias_correction, [])
@@ -305,6 +308,33 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
     finally:  # (after a failure: what was made so far; after success: the empty directory)
         shutil.rmtree(stage, ignore_errors=True)
     return report
+
+
+STAGE_PREFIX = ".export-"  # the staging directory: .export-<pid>-<random>
+
+
+def _remove_stale_stages(root: Path, say: Callable[[str], None]) -> None:
+    """Remove the staging directories of exports that were killed (SIGKILL, power loss: no
+    ``finally`` ran): those whose pid no longer runs, or that carry none (older versions). A
+    concurrent export's own stage, its pid alive, is left alone."""
+    for stage in root.glob(STAGE_PREFIX + "*"):
+        pid = stage.name[len(STAGE_PREFIX):].split("-")[0]
+        if stage.is_dir() and not stage.is_symlink() and not (pid.isdigit() and _alive(int(pid))):
+            shutil.rmtree(stage, ignore_errors=True)
+            say(f"removed {stage.name}: left by an export that was killed")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (on this machine's pid namespace)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except PermissionError:  # another user's process
+        return True
+    except (ProcessLookupError, OverflowError):
+        return False
+    return True
 
 
 def _commit(root: Path, stage: Path, pending: list[tuple[str, dict]]) -> None:

@@ -1,5 +1,7 @@
 """Fit the model: stateful truncated BPTT over contiguous segments, Adam, gradient clipping,
-Gaussian (K = 1) or mixture NLL, early stopping on the time-ordered held-out part (optional AdamW weight decay). Deterministic given the seed."""
+Gaussian (K = 1) or mixture NLL, early stopping on the time-ordered held-out part (optional AdamW weight
+decay; optional exponential moving average of the weights, which is then what is validated, early-stopped
+on and kept). Deterministic given the seed."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class FitConfig:
     logvar_min: float = -9.0
     logvar_max: float = 6.0
     jump: tuple[float, float, float] | None = None  # jump inputs' (threshold, memory, floor); None: x = c
+    average: float = 0.0  # the weights' EW average, this decay per optimiser step (0: the last step's weights)
 
 
 @dataclass
@@ -45,9 +48,10 @@ class FitResult:
     epochs_run: int = 0
 
 
-def _run(model, segs: torch.Tensor, cfg: FitConfig, opt=None, order=None, bar=None) -> float:
+def _run(model, segs: torch.Tensor, cfg: FitConfig, opt=None, order=None, bar=None, avg=None) -> float:
     """One pass over segments [N, S, F] ([N, S, 2F] = [c | j] with jump inputs: the targets are the
-    next c); trains when ``opt`` is given. Returns NLL per element."""
+    next c); trains when ``opt`` is given (and updates the weights' average ``avg`` after each step).
+    Returns NLL per element."""
     total, count = 0.0, 0
     order = order if order is not None else np.arange(len(segs))
     burn = min(cfg.burn_in, segs.shape[1] - 2)  # a segment of S < burn_in + 2 readings (--segment, a short
@@ -70,12 +74,32 @@ def _run(model, segs: torch.Tensor, cfg: FitConfig, opt=None, order=None, bar=No
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
                 opt.step()
+                if avg is not None:
+                    avg.update_parameters(model)
                 h = h.detach()
             total += float(loss.detach()) * nll.numel()
             count += nll.numel()
         if bar is not None:
             bar.update(len(seg))
     return total / max(count, 1) + HALF_LOG_2PI
+
+
+def _averaged(model, cfg: FitConfig):
+    """The weights' exponential moving average (torch.optim.swa_utils), or None without --average."""
+    if not cfg.average:
+        return None
+    ema = torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.average)
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema)
+
+
+def _validate(model, avg, va: torch.Tensor, cfg: FitConfig) -> tuple[float, dict]:
+    """Validation NLL of the weights that would be kept (the average, with --average) and those
+    weights (a state dict of ``model``'s form)."""
+    kept = avg.module if avg is not None else model
+    kept.eval()
+    with torch.no_grad():
+        loss = _run(kept, va, cfg)
+    return loss, kept.state_dict()
 
 
 def fit(train_segs: np.ndarray, val_segs: np.ndarray, n_features: int, cfg: FitConfig,
@@ -87,22 +111,21 @@ def fit(train_segs: np.ndarray, val_segs: np.ndarray, n_features: int, cfg: FitC
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1)
     tr, va = torch.from_numpy(train_segs), torch.from_numpy(val_segs)
+    avg = _averaged(model, cfg)
     result = FitResult(model)
     best, best_state, bad = math.inf, None, 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         with Progress(len(tr), f"epoch {epoch:3d}", enabled=progress) as bar:
-            train_loss = _run(model, tr, cfg, opt, rng.permutation(len(tr)), bar)
-        model.eval()
-        with torch.no_grad():
-            val_loss = _run(model, va, cfg)
+            train_loss = _run(model, tr, cfg, opt, rng.permutation(len(tr)), bar, avg)
+        val_loss, state = _validate(model, avg, va, cfg)
         sched.step(val_loss)
         result.train_loss.append(train_loss)
         result.val_loss.append(val_loss)
         result.epochs_run = epoch
         mark = ""
         if val_loss < best - 1e-4:
-            best, best_state, bad, result.best_epoch, mark = val_loss, copy.deepcopy(model.state_dict()), 0, epoch, " *"
+            best, best_state, bad, result.best_epoch, mark = val_loss, copy.deepcopy(state), 0, epoch, " *"
         else:
             bad += 1
         log(f"epoch {epoch:3d}  train NLL {train_loss:8.4f}  val NLL {val_loss:8.4f}  lr {opt.param_groups[0]['lr']:.1e}{mark}")

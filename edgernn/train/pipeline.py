@@ -74,7 +74,8 @@ def _provenance(args, command, series, result, cfg, torch_version, ext, warnings
         "seed": args.seed, "torch": torch_version, "warnings": warnings,
         "fit": {k: getattr(cfg, k) for k in ("hidden", *(("components", "tied_variance") if cfg.components > 1 else ()),
                                               *(("logvar_max",) if getattr(args, "logvar_max", None) is not None else ()), "lr", "weight_decay", "batch", "segment", "chunk", "burn_in",
-                                              "clip_grad", "patience", *(("jump",) if cfg.jump else ()))},
+                                              "clip_grad", "patience", *(("jump",) if cfg.jump else ()),
+                                              *(("average",) if cfg.average else ()))},
     }
 
 
@@ -86,7 +87,7 @@ def _fit(args, features, normed, series, skip):
                     tied_variance=getattr(args, "tied_variance", False),
                     **({"logvar_max": args.logvar_max} if getattr(args, "logvar_max", None) is not None else {}), epochs=args.epochs, patience=args.patience, lr=args.lr,
                     weight_decay=args.weight_decay, segment=args.segment, chunk=args.chunk, seed=args.seed,
-                    jump=jump_of(args))
+                    jump=jump_of(args), average=getattr(args, "average", 0.0))
     train_parts = [n[skip : s.split] for n, s in zip(normed, series)]
     val_parts = [n[s.split :] for n, s in zip(normed, series)]
     val_seg = min(cfg.segment, min(len(v) for v in val_parts))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import pytest
 from contract_helpers import export_formats, random_weights
@@ -33,6 +35,32 @@ def test_export_writes_registers_and_prints_table(fresh_bundle, capsys):
     assert "model.int8.onnx" not in bundle.manifest["artifacts"]  # only what was asked
     for name in bundle.manifest["artifacts"]:  # readable by a service running as another user
         assert (fresh_bundle / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_export_removes_what_a_killed_export_left_and_nothing_else(fresh_bundle, capsys):
+    """A SIGKILLed export leaves its staging directory (no ``finally`` runs): the next export
+    removes it and one of an older version (no pid), never a running export's."""
+    fmts = [f for f in ("onnx", "tflite") if f in export_formats()]
+    if not fmts:
+        pytest.skip("neither onnxruntime nor ai-edge-litert installed")
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stages = {name: fresh_bundle / name for name in (f".export-{done.pid}-a1b2", ".export-q9x8",
+                                                          f".export-{running.pid}-c3d4")}
+        for stage in stages.values():
+            stage.mkdir()
+            (stage / "model.onnx").write_bytes(b"half")
+        rc = main(["export", str(fresh_bundle), "--formats", fmts[0]])
+        err = capsys.readouterr().err
+        assert rc == 0
+        left = sorted(p.name for p in fresh_bundle.glob(".export-*"))
+        assert left == [f".export-{running.pid}-c3d4"]
+        assert f"export: removed .export-{done.pid}-a1b2: left by an export that was killed" in err
+    finally:
+        running.kill()
+        running.wait()
 
 
 def test_export_refreshes_a_trainer_card_only(fresh_bundle, tmp_path, capsys):

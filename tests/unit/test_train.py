@@ -329,13 +329,38 @@ def test_a_directory_without_csv_files_is_one_line_exit_2(tmp_path):
                                                   ("--chunk", "-1", "--chunk must be at least 1"),
                                                   ("--hidden", "0", "--hidden must be at least 1"),
                                                   ("--warmup", "-5", "--warmup must be at least 0"),
-                                                  ("--lr", "-1", "--lr must be above 0")])
+                                                  ("--lr", "-1", "--lr must be above 0"),
+                                                  ("--average", "1", "--average must be in [0, 1)"),
+                                                  ("--average", "-0.5", "--average must be in [0, 1)")])
 def test_fit_options_out_of_range_are_one_line_exit_2(tmp_path, option, value, says):
     # (each crashed with a traceback, or for --chunk -1 wrote a bundle that was never trained)
     r = subprocess.run([PYTHON, "-m", "edgernn", "train", REPO / "edgernn" / "data" / "demo_sensor.csv", "--out",
                         tmp_path / "m", option, value], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert r.returncode == 2 and r.stderr.strip() == f"edgernn train: {says} (got {value if option != '--lr' else float(value)})"
+    assert r.returncode == 2 and r.stderr.strip() == f"edgernn train: {says} (got {float(value) if option in ('--lr', '--average') else value})"
     assert not (tmp_path / "m").exists()
+
+
+def test_weight_average_keeps_the_validated_average_and_leaves_the_path_alone():
+    """--average: the optimiser's path is the plain fit's (same training losses, step for step), and
+    the weights kept are the ones validated (their NLL recomputed is the recorded best), not the last
+    step's."""
+    import torch
+
+    from edgernn.train.fit import FitConfig, _run, fit
+
+    rng = np.random.default_rng(3)
+    t = np.arange(3 * 2000)
+    x = (np.sin(t / 9.0) + 0.1 * rng.standard_normal(len(t))).astype(np.float32).reshape(-1, 100, 1)
+    tr, va = x[:48], x[48:]
+    cfg = dict(hidden=8, epochs=3, patience=10, segment=100, chunk=25, seed=4)
+    plain = fit(tr, va, 1, FitConfig(**cfg), progress=False, log=lambda *_: None)
+    averaged = fit(tr, va, 1, FitConfig(**cfg, average=0.9), progress=False, log=lambda *_: None)
+    assert averaged.train_loss == plain.train_loss
+    with torch.no_grad():
+        again = _run(averaged.model.eval(), torch.from_numpy(va), FitConfig(**cfg))
+    assert again == pytest.approx(averaged.val_loss[averaged.best_epoch - 1], abs=1e-6)
+    kept, last = averaged.model.state_dict(), plain.model.state_dict()
+    assert any(not torch.equal(kept[k], last[k]) for k in kept)
 
 
 def test_help_teaches():

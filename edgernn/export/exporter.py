@@ -20,7 +20,8 @@ manifest.yaml (itself replaced atomically, in one write). An export that fails (
 a full disk) or is interrupted before the renames leaves the bundle as it was; Ctrl-C during them
 waits for them to end -- never a half-written artifact, nor a manifest whose sha256 entries disagree
 with the files. An export that is killed outright (SIGKILL, power loss) leaves its staging directory
-(``.export-<pid>-*``); the next export of the bundle removes it once that pid no longer runs.
+(``.export-*``); the next export of the bundle removes it: each export holds a lock (flock) on a file
+in its own, which the kernel drops when the process dies.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -293,8 +295,8 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
         say(f"calibration: {len(X):,} ({'x, j, h' if bundle.jump else 'x, h'}) pairs from {source} {list(xs.shape)}")
 
     _remove_stale_stages(root, say)
-    # same file system: os.replace is a rename; the pid tells a later export whether this one still runs
-    stage = Path(tempfile.mkdtemp(dir=root, prefix=f"{STAGE_PREFIX}{os.getpid()}-"))
+    stage = Path(tempfile.mkdtemp(dir=root, prefix=STAGE_PREFIX))  # same file system: os.replace is a rename
+    lock = _hold_stage(stage)
     try:
         ctx = _ExportContext(stage, bundle, golden, report, say, X, Hp, tflite_activation_bits, onnx_int8,
                              tflite_per_channel, tflite_bias_correction, [])
@@ -307,34 +309,56 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
         raise
     finally:  # (after a failure: what was made so far; after success: the empty directory)
         shutil.rmtree(stage, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
     return report
 
 
-STAGE_PREFIX = ".export-"  # the staging directory: .export-<pid>-<random>
+STAGE_PREFIX = ".export-"  # the staging directory (tempfile.mkdtemp's name after it)
+STAGE_LOCK = ".lock"  # in it: locked (flock) for as long as its export runs; the kernel lets go when it dies
+STAGE_GRACE_S = 60.0  # a stage younger than this is never removed (its export may not have locked it yet)
+
+
+def _hold_stage(stage: Path) -> int | None:
+    """Lock ``stage``'s lock file for this export's life: the descriptor to close at its end (None
+    where there is no flock, e.g. Windows: stages are then never cleaned up by a later export)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    fd = os.open(stage / STAGE_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
 
 
 def _remove_stale_stages(root: Path, say: Callable[[str], None]) -> None:
-    """Remove the staging directories of exports that were killed (SIGKILL, power loss: no
-    ``finally`` ran): those whose pid no longer runs, or that carry none (older versions). A
-    concurrent export's own stage, its pid alive, is left alone."""
-    for stage in root.glob(STAGE_PREFIX + "*"):
-        pid = stage.name[len(STAGE_PREFIX):].split("-")[0]
-        if stage.is_dir() and not stage.is_symlink() and not (pid.isdigit() and _alive(int(pid))):
-            shutil.rmtree(stage, ignore_errors=True)
-            say(f"removed {stage.name}: left by an export that was killed")
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (on this machine's pid namespace)."""
-    if pid <= 0:
-        return False
+    """Remove the staging directories of exports that were killed outright (SIGKILL, power loss: no
+    ``finally`` ran): older than STAGE_GRACE_S and with a lock file nobody holds (or none: older
+    versions). A running export holds its stage's lock, across pid namespaces too: never removed."""
     try:
-        os.kill(pid, 0)
-    except PermissionError:  # another user's process
-        return True
-    except (ProcessLookupError, OverflowError):
-        return False
-    return True
+        import fcntl
+    except ImportError:
+        return
+    for stage in root.glob(STAGE_PREFIX + "*"):
+        if stage.is_symlink() or not stage.is_dir() or time.time() - stage.stat().st_mtime < STAGE_GRACE_S:
+            continue
+        try:
+            fd = os.open(stage / STAGE_LOCK, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            fd = None
+        except OSError:  # not ours to judge (a symlinked lock, no permission)
+            continue
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: its export still runs
+            shutil.rmtree(stage, ignore_errors=True)
+            say(f"removed {stage.name}: left by an export that was killed" if not stage.exists()
+                else f"could not remove {stage.name} (left by an export that was killed)")
+        except BlockingIOError:
+            pass
+        finally:
+            if fd is not None:
+                os.close(fd)
 
 
 def _commit(root: Path, stage: Path, pending: list[tuple[str, dict]]) -> None:

@@ -85,10 +85,19 @@ def _run(model, segs: torch.Tensor, cfg: FitConfig, opt=None, order=None, bar=No
 
 
 def _averaged(model, cfg: FitConfig):
-    """The weights' exponential moving average (torch.optim.swa_utils), or None without --average."""
+    """The weights' exponential moving average (torch.optim.swa_utils.AveragedModel), or None without
+    --average. Its decay warms up, min(average, (1 + n) / (10 + n)) at the n-th update, so a short
+    fit's average is of its own late steps, not still mostly its first one's (a decay of 0.995 from
+    the first step would leave 30 % of the average on it after 240 steps)."""
     if not cfg.average:
         return None
-    ema = torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.average)
+
+    @torch.no_grad()
+    def ema(averaged: list, current: list, n) -> None:  # n: updates so far (a tensor), >= 1 here
+        decay = min(cfg.average, (1.0 + float(n)) / (10.0 + float(n)))
+        for a, c in zip(averaged, current):
+            a.lerp_(c, 1.0 - decay)
+
     return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema)
 
 
@@ -119,7 +128,7 @@ def fit(train_segs: np.ndarray, val_segs: np.ndarray, n_features: int, cfg: FitC
         with Progress(len(tr), f"epoch {epoch:3d}", enabled=progress) as bar:
             train_loss = _run(model, tr, cfg, opt, rng.permutation(len(tr)), bar, avg)
         val_loss, state = _validate(model, avg, va, cfg)
-        sched.step(val_loss)
+        sched.step(val_loss)  # (with --average, the average's: the schedule follows the weights kept)
         result.train_loss.append(train_loss)
         result.val_loss.append(val_loss)
         result.epochs_run = epoch
@@ -132,6 +141,6 @@ def fit(train_segs: np.ndarray, val_segs: np.ndarray, n_features: int, cfg: FitC
         if bad >= cfg.patience:
             log(f"early stop: no validation improvement for {cfg.patience} epochs")
             break
-    if best_state is not None:
+    if best_state is not None:  # (None: no epoch's validation NLL was finite; the NaN-weights check follows)
         model.load_state_dict(best_state)
     return result

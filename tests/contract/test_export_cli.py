@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 from contract_helpers import export_formats, random_weights
@@ -37,30 +39,43 @@ def test_export_writes_registers_and_prints_table(fresh_bundle, capsys):
         assert (fresh_bundle / name).stat().st_mode & 0o777 == 0o644, name
 
 
-def test_export_removes_what_a_killed_export_left_and_nothing_else(fresh_bundle, capsys):
-    """A SIGKILLed export leaves its staging directory (no ``finally`` runs): the next export
-    removes it and one of an older version (no pid), never a running export's."""
+def test_export_removes_what_a_killed_export_left_and_nothing_else(fresh_bundle, tmp_path, capsys):
+    """A SIGKILLed export leaves its staging directory (no ``finally`` runs): the next export removes
+    it, and an older version's (no lock file), once they are older than a minute; never a stage whose
+    lock a running export holds, nor a younger one, nor what a symlink points to."""
     fmts = [f for f in ("onnx", "tflite") if f in export_formats()]
     if not fmts:
         pytest.skip("neither onnxruntime nor ai-edge-litert installed")
-    done = subprocess.Popen([sys.executable, "-c", "pass"])
-    done.wait()
-    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stages = {name: fresh_bundle / name for name in (".export-killed", ".export-oldstyle", ".export-running",
+                                                      ".export-young")}
+    for stage in stages.values():
+        stage.mkdir()
+        (stage / "model.onnx").write_bytes(b"half")
+    (stages[".export-killed"] / ".lock").touch()
+    (stages[".export-running"] / ".lock").touch()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").touch()
+    (fresh_bundle / ".export-link").symlink_to(elsewhere)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'r+'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+                               str(stages[".export-running"] / ".lock")], stdout=subprocess.PIPE, text=True)
     try:
-        stages = {name: fresh_bundle / name for name in (f".export-{done.pid}-a1b2", ".export-q9x8",
-                                                          f".export-{running.pid}-c3d4")}
-        for stage in stages.values():
-            stage.mkdir()
-            (stage / "model.onnx").write_bytes(b"half")
+        assert holder.stdout.readline().strip() == "locked"
+        old = time.time() - 3600
+        for name in (".export-killed", ".export-oldstyle", ".export-running"):
+            os.utime(stages[name], (old, old))
+        os.utime(elsewhere, (old, old))
         rc = main(["export", str(fresh_bundle), "--formats", fmts[0]])
         err = capsys.readouterr().err
-        assert rc == 0
-        left = sorted(p.name for p in fresh_bundle.glob(".export-*"))
-        assert left == [f".export-{running.pid}-c3d4"]
-        assert f"export: removed .export-{done.pid}-a1b2: left by an export that was killed" in err
     finally:
-        running.kill()
-        running.wait()
+        holder.kill()
+        holder.wait()
+    assert rc == 0
+    assert sorted(p.name for p in fresh_bundle.glob(".export-*")) == [".export-link", ".export-running", ".export-young"]
+    assert (elsewhere / "keep").exists()
+    assert "export: removed .export-killed: left by an export that was killed" in err
+    assert "export: removed .export-oldstyle: left by an export that was killed" in err
 
 
 def test_export_refreshes_a_trainer_card_only(fresh_bundle, tmp_path, capsys):

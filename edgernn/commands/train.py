@@ -105,8 +105,9 @@ def add_arguments(p) -> None:
                    help="keep an exponential moving average of the weights, DECAY per optimiser step (e.g. 0.995: "
                         "about the last 200 steps); the average is what is validated, early-stopped on and saved. "
                         "Default 0: the last step's weights. Measured on the univariate recipe over 16 seeds: "
-                        "NAB's development files +1.8 points and +2 soft faults caught of 140, but duty cycles' "
-                        "false alerts 1.97 -> 2.45 per 10k (docs/QUALITY.md)")
+                        "NAB's development files 64.5 -> 66.5 and +2 soft faults caught of 140, but duty "
+                        "cycles' false alerts 1.97 -> 2.45 per 10k (docs/QUALITY.md). The decay warms up: "
+                        "min(DECAY, (1 + n) / (10 + n)) at the n-th step")
     p.add_argument("--segment", type=int, default=512, help="readings per training segment (default 512)")
     p.add_argument("--chunk", type=int, default=64, help="truncated BPTT length (default 64)")
     p.add_argument("--holdout", "--val-fraction", dest="holdout", type=float, default=0.3,

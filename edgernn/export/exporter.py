@@ -340,11 +340,16 @@ def _remove_stale_stages(root: Path, say: Callable[[str], None]) -> None:
     except ImportError:
         return
     for stage in root.glob(STAGE_PREFIX + "*"):
-        if stage.is_symlink() or not stage.is_dir() or time.time() - stage.stat().st_mtime < STAGE_GRACE_S:
+        try:
+            if stage.is_symlink() or not stage.is_dir() or time.time() - stage.stat().st_mtime < STAGE_GRACE_S:
+                continue
+        except OSError:  # (gone meanwhile: another export cleaned it up)
             continue
         try:
             fd = os.open(stage / STAGE_LOCK, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
-        except FileNotFoundError:
+        except FileNotFoundError:  # an older version's stage (no lock file), or gone meanwhile
+            if not stage.is_dir():
+                continue
             fd = None
         except OSError:  # not ours to judge (a symlinked lock, no permission)
             continue

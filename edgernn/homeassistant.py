@@ -79,8 +79,12 @@ def slug(text: str, limit: int = 64) -> str:
     """An id HA accepts (``[a-z0-9_]``) that stays distinct for distinct inputs."""
     out = _UNSAFE.sub("_", text.lower()).strip("_")[:limit] or "x"
     if out != text:
-        out += "_" + hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+        out += "_" + _hash6(text)
     return out
+
+
+def _hash6(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:6]
 
 
 def node_id(node: str) -> str:
@@ -89,7 +93,7 @@ def node_id(node: str) -> str:
 
 def pair_hash(pipeline: str, stream: str) -> str:
     """6 hex digits telling (pipeline, stream) pairs apart (no pipeline name holds ``/``)."""
-    return hashlib.sha1(f"{pipeline}/{stream}".encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    return _hash6(f"{pipeline}/{stream}")
 
 
 def colliding_heads(pipelines: list[str]) -> dict[str, list[str]]:
@@ -187,9 +191,6 @@ class StatePublisher:
         self.state_prefix = state_prefix(cfg)
         self.surprise_prefix = surprise_prefix(cfg)
         self.status_topic = cfg.topic("status")
-        bad = [p for p in pipelines if not p or "/" in p or not topic_safe(p)]
-        if bad:
-            raise ValueError(f"pipeline name {bad[0]!r} is no single MQTT topic level")
         # entity names, state and surprise topics carry the pipeline only when it tells them apart
         self.several = len(pipelines) > 1
         self._heads = colliding_heads(pipelines)  # streams whose object ids get a hash of the pair

@@ -72,9 +72,7 @@ def has_jump(weights: dict[str, np.ndarray]) -> bool:
 
 
 def jump_text(weights: dict[str, np.ndarray]) -> str:
-    """What a model's GRU reads, for people (inspect, the model card)."""
-    if not has_jump(weights):
-        return "the normalised reading"
+    """What a jump model's GRU reads, for people (inspect, the model card)."""
     threshold, memory, floor = jump_params(weights)
     return (f"the normalised reading and its stream's rate of jumps (a change of more than {threshold:g} sd; over the "
             f"last ~{memory:g} readings; log scale, floor {floor:g})")
@@ -96,6 +94,11 @@ def jump_input(rate, floor: float):
 def with_random_jumps(x: np.ndarray, rng) -> np.ndarray:
     """x float32[..., F] -> [..., 2F] = [x | j], j uniform in [0, 1] (inputs for checks and timing)."""
     return np.concatenate([x, rng.uniform(0.0, 1.0, x.shape).astype(np.float32)], axis=-1)
+
+
+def floored_std(std: np.ndarray, mean: np.ndarray, min_std: float, min_rel_std: float) -> np.ndarray:
+    """std[F] floored as the detector floors a stream's (kernel._std): at max(min_std, min_rel_std |mean|)."""
+    return np.maximum(std, np.maximum(min_std, min_rel_std * np.abs(mean)))
 
 
 def jump_rates(x: np.ndarray, std: np.ndarray, threshold: float, memory: float) -> np.ndarray:

@@ -42,6 +42,11 @@ from ..backends.numpy_gru import NumpyGRU
 from ..bundle import load_bundle, register_artifacts
 from ..fileio import signals_deferred, target_problem
 
+try:  # flock: what tells a killed export's staging directory from a running one's (none on Windows)
+    import fcntl
+except ImportError:
+    fcntl = None
+
 FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8", "tflm")
 ARTIFACTS = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "tflite": "model.tflite",
              "tflite-int8": "model.int8.tflite", "tflm": "model_data.cc"}
@@ -296,8 +301,9 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
 
     _remove_stale_stages(root, say)
     stage = Path(tempfile.mkdtemp(dir=root, prefix=STAGE_PREFIX))  # same file system: os.replace is a rename
-    lock = _hold_stage(stage)
+    lock = None
     try:
+        lock = _hold_stage(stage)
         ctx = _ExportContext(stage, bundle, golden, report, say, X, Hp, tflite_activation_bits, onnx_int8,
                              tflite_per_channel, tflite_bias_correction, [])
         for fmt in fmts:
@@ -320,14 +326,17 @@ STAGE_GRACE_S = 60.0  # a stage younger than this is never removed (its export m
 
 
 def _hold_stage(stage: Path) -> int | None:
-    """Lock ``stage``'s lock file for this export's life: the descriptor to close at its end (None
-    where there is no flock, e.g. Windows: stages are then never cleaned up by a later export)."""
-    try:
-        import fcntl
-    except ImportError:
+    """Lock ``stage``'s lock file for this export's life: the descriptor to close at its end. None
+    where there is no flock (Windows: no export cleans up stages there) or it fails (NFS without
+    locks: the export goes on, its stage as unprotected from another's clean-up as an older version's)."""
+    if fcntl is None:
         return None
     fd = os.open(stage / STAGE_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
     return fd
 
 
@@ -335,9 +344,7 @@ def _remove_stale_stages(root: Path, say: Callable[[str], None]) -> None:
     """Remove the staging directories of exports that were killed outright (SIGKILL, power loss: no
     ``finally`` ran): older than STAGE_GRACE_S and with a lock file nobody holds (or none: older
     versions). A running export holds its stage's lock, across pid namespaces too: never removed."""
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return
     for stage in root.glob(STAGE_PREFIX + "*"):
         try:
@@ -359,7 +366,7 @@ def _remove_stale_stages(root: Path, say: Callable[[str], None]) -> None:
             shutil.rmtree(stage, ignore_errors=True)
             say(f"removed {stage.name}: left by an export that was killed" if not stage.exists()
                 else f"could not remove {stage.name} (left by an export that was killed)")
-        except BlockingIOError:
+        except OSError:  # BlockingIOError: its export still runs; another error: not ours to judge
             pass
         finally:
             if fd is not None:

@@ -26,9 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.base import BackendUnavailable, components_of_width, jump_params
+from ..backends.base import BackendUnavailable, components_of_width, floored_std, jump_params
 from ..settings import BY_KEY
-from ..train.data import floored_std
 
 TEMPLATES = Path(__file__).with_name("templates")
 SYMBOL = "g_edgernn_model"
@@ -174,7 +173,7 @@ def _jump_lines(bundle) -> str:
         return ""
     threshold, memory, floor = jump_params(bundle.weights)
     mean, std = _fixed_norm(bundle)
-    floored = floored_std(std, mean)  # the detector's floor (kernel._std)
+    floored = floored_std(std, mean, BY_KEY["min_std"].default, BY_KEY["min_rel_std"].default)  # kernel._std
     return ("#define EDGERNN_JUMP_INPUTS 1  // inputs x, j, h: j float32[1, F] the readings' jump rate (log scale, [0, 1])\n"
             f"constexpr float kEdgernnJumpThreshold = {_c_float(threshold)};  // a jump: |raw_t - raw_t-1| > threshold std\n"
             f"constexpr float kEdgernnJumpMemory = {_c_float(memory)};  // rate: running mean, then EW 1 / memory\n"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..recording import read_recording, rows_by_stream
+from ..settings import BY_KEY
 
 
 MIN_ROWS = 50  # complete rows a series needs to be trained on
@@ -112,12 +113,7 @@ def huge_spread(series: list[Series], names) -> str | None:
             "float64); rescale the column or drop such rows")
 
 
-MIN_STD, MIN_REL_STD = 1e-6, 1e-3  # the detector's default std floors (settings: min_std, min_rel_std)
-
-
-def floored_std(std: np.ndarray, mean: np.ndarray, min_std: float = MIN_STD, min_rel_std: float = MIN_REL_STD):
-    """std[F] floored as the detector floors a stream's (kernel._std): at max(min_std, min_rel_std |mean|)."""
-    return np.maximum(std, np.maximum(min_std, min_rel_std * np.abs(mean)))
+MIN_STD, MIN_REL_STD = BY_KEY["min_std"].default, BY_KEY["min_rel_std"].default  # the detector's default std floors
 
 
 def stream_normalise(x: np.ndarray, warmup: int, adapt: float, min_std: float = MIN_STD,

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.base import JUMP_DEFAULT, jump_input, jump_rates
+from ..backends.base import JUMP_DEFAULT, floored_std, jump_input, jump_rates
 from ..bundle import load_bundle, register_artifact, write_bundle, write_manifest
 from ..fileio import save_npz
 from ..scoring import default_calibration
 from .checks import data_warnings, extent, fit_warnings
-from .data import Series, fixed_normalise, floored_std, segments, stream_normalise
+from .data import MIN_REL_STD, MIN_STD, Series, fixed_normalise, segments, stream_normalise
 from .features import HANDLING, describe, feature_kinds, sane_std
 from .relation import fit_relation, write_relation
 
@@ -40,14 +40,15 @@ def normalise(series: list[Series], norm: str, warmup: int, adapt: float, kinds:
     as the detector's kernel computes it (backends/base.py: jump_rates, jump_input)."""
     F = len(names)
     if norm == "stream":
-        stds = [np.empty_like(s.raw) for s in series]  # [T, F] each: the std each reading was normalised with
+        stds = [np.empty_like(s.raw) if jump else None for s in series]  # [T, F]: each reading's std (jump test)
         normed = [np.clip(stream_normalise(s.raw, warmup, adapt, stds=sd), -CLIP, CLIP) for s, sd in zip(series, stds)]
         return _with_jumps(normed, series, stds, jump), np.zeros(F), np.ones(F), warmup
     train_rows = np.concatenate([s.raw[: s.split] for s in series])  # [N, F]
     mean = train_rows.mean(axis=0)
     std = sane_std(train_rows.std(axis=0), mean, kinds, names)
     normed = [np.clip(fixed_normalise(s.raw, mean, std), -CLIP, CLIP) for s in series]
-    stds = [np.broadcast_to(floored_std(std, mean), s.raw.shape) for s in series]  # the jump test's std (kernel._std)
+    floored = floored_std(std, mean, MIN_STD, MIN_REL_STD)  # the jump test's std (kernel._std)
+    stds = [np.broadcast_to(floored, s.raw.shape) for s in series] if jump else []
     return _with_jumps(normed, series, stds, jump), mean, std, 0
 
 

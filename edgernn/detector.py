@@ -283,7 +283,7 @@ class Detector:
             log10_looks=math.log10(n_looks), log10_looks_seas=math.log10(n_looks + 1), log10_F=math.log10(self.F),
             onset_decay=1.0 - 1.0 / s.repeat_memory, onset_ratio=float(s.onset_ratio), rearm=float(s.onset_rearm),
             quiet_level=float(s.onset_quiet), on_rate=1.0 / s.onset_memory, on_weight=float(s.onset_weight),
-            al_weight=float(s.alert_rate_weight), al_prior=float(s.alert_rate_prior), echo_decades=float(s.echo_decades),
+            al_weight=float(s.alert_rate_weight), echo_decades=float(s.echo_decades),
             looks_mask=sum(1 << scoring.ALL_LOOKS.index(name) for name in self.looks),
             lvl_settle=float(s.level_settle) * float(s.fast_window),
             wb_rate=1.0 / s.weight_memory if self.wb_on else 0.0,

@@ -156,7 +156,6 @@ SEAS_CLIP = cython.declare(cython.double, _sc.SEAS_CLIP)
 SEAS_PHI = cython.declare(cython.double, _sc.SEAS_PHI)
 SEAS_ZMAX = cython.declare(cython.double, _sc.SEAS_ZMAX)
 SEAS_K = cython.declare(cython.int, _layout.SEAS_K)
-HALF = cython.declare(cython.int, _sc.ONSET_HALF)  # scoring.ONSET_HALF
 WB_MAX = cython.declare(cython.double, 2.302585092994046)  # |the weight correction| <= ln 10: one decade either way
 LN_WB_RATIO = cython.declare(cython.double, 4.605170185988092)  # ln 100: one reading's responsibility / weight counts at most 100
 
@@ -292,7 +291,6 @@ class Params:
     looks_mask = cython.declare(cython.long, visibility="public")  # bit k: look k (scoring.ALL_LOOKS order) is in use
     on_weight = cython.declare(cython.double, visibility="public")
     al_weight = cython.declare(cython.double, visibility="public")  # alert_rate_weight (0: off)
-    al_prior = cython.declare(cython.double, visibility="public")  # alert_rate_prior n0 (0: off)
     wb_rate = cython.declare(cython.double, visibility="public")  # 1 / weight_memory (0: the weights as the model gives them)
     jump_on = cython.declare(cython.bint, visibility="public")  # a model with jump inputs: xin is [c | j] (backends/base.py)
     j_thr = cython.declare(cython.double, visibility="public")  # its in.jump: a jump is |x - last_x| > j_thr sd
@@ -1394,18 +1392,11 @@ def _own_rate(p: Params, q: cython.float[:], s: cython.double, n: cython.double)
     reach s often (bursts, counts) does not alert on them. Bounds: one past onset at that level caps
     s only down to about log10(min(n, onset_memory) / al_weight) (3.5 for al_weight 0.3 at n ~ 1,000,
     4.0-4.2 from n ~ onset_memory on), and a surprise above every level the stream's recent onsets
-    reached, or beyond sqrt 2 x the top level (cap_top; ONSET_LEVELS end at 90.5), is not capped at all.
-    With alert_rate_prior n0 > 0 a young stream's r leans on its rate at half the surprise (HALF levels
-    down; ONSET_LEVELS step by sqrt 2): (n0 r_half + n r) / (n0 + n), at least r (the rates fall with the
-    level), r itself below the third level. A duty cycle's edges vary in sharpness: its first edge a
-    little sharper than the ones before is not a fault; a calm stream has no onsets at half a fault's
-    surprise, so its first fault is not capped (docs/QUALITY.md, issue 11 young streams)."""
+    reached, or beyond sqrt 2 x the top level (cap_top; ONSET_LEVELS end at 90.5), is not capped at all."""
     lvl: cython.int = _level(p, s)
     if lvl < 0 or s >= p.cap_top:  # beyond the next level the rates do not resolve
         return s
     r: cython.double = q[p.onset_rates + lvl]
-    if p.al_prior > 0.0 and lvl >= HALF:
-        r = (p.al_prior * q[p.onset_rates + lvl - HALF] + max(n, 1.0) * r) / (p.al_prior + max(n, 1.0))
     if r <= 0.0:
         return s
     r = min(r / max(-expm1(max(n, 1.0) * p.ln_keep), 1e-300), 1.0)  # debiased EW mean [rate per reading]

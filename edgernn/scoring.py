@@ -86,7 +86,6 @@ OPTIONAL_TABLES = (PEAK, REFERENCE, RELATION)
 # to 2896, then 16 from 1 to 181, gave the same alerts and NAB scores; the 12 bytes of the 3 dropped
 # (1, 128, 181) hold univariate's weight correction, docs/QUALITY.md)
 ONSET_LEVELS = np.array([2.0 ** (j / 2.0) for j in range(1, 14)])
-ONSET_HALF = 2  # levels per halving of the surprise (alert_rate_prior's rate at half a surprise)
 # the seasonal look's constants (kernel._season)
 DAY = 86400.0
 SEAS_DT_RATE = 0.02  # EW rate of the sampling interval

@@ -182,10 +182,6 @@ SETTINGS: tuple[Setting, ...] = (
     S("alert_rate_weight", float, 0.0, "the alert path's surprise is capped at -log10(w r), r the stream's own "
       "(debiased) rate of onsets at least that surprising: what this stream does often does not alert (0: off)",
       "", ge=0),
-    S("alert_rate_prior", float, 0.0, "while a stream is young, the alert-rate cap's rate at a surprise leans on the "
-      "stream's own rate at half that surprise, (n0 r_half + n r) / (n0 + n) after n scored readings: a duty cycle's "
-      "first hard edge a little sharper than its earlier ones does not alert, a calm stream's first fault still does "
-      "(0: off)", "readings", ge=0),
     S("echo_decades", float, 0.0, "models with a training reference: the smoothed and spread looks count at most "
       "this many decades of p beyond the present reading's own evidence, so a fault that has ended does not echo "
       "(0: off)", "decades", ge=0),

@@ -10,6 +10,8 @@ Two labelled sets (CSV recordings + labels.csv: stream,start,end,label):
     python benchmarks/quality_synthetic.py counts --out /tmp/counts
         counts and server-metric-like streams (Poisson counts, bursty rates, random walks,
         intermittent pulses), clean and with spikes, dips, level shifts, noise bursts
+    (each: --length 1500 --fault-at 0.2,0.3 puts the faults 40-190 readings after the univariate
+    model's warm-up, where what a young stream has learned is youngest; default 0.4,0.8)
 
     python benchmarks/quality_synthetic.py run /tmp/faults /tmp/duty --model firmware_models/univariate \\
         --json quality.json          ("run" may be left out: python benchmarks/quality_synthetic.py /tmp/faults)
@@ -40,7 +42,7 @@ from edgernn.detector import Detector
 from edgernn.settings import resolve
 from edgernn.drive import Feed, drive
 from edgernn.recording import parse_timestamp, read_recording
-from edgernn.synth import inject
+from edgernn.synth import FAULT_AT, inject, parse_fault_at
 
 DUTY_FAULTS = ("spike", "dip", "level_shift", "drift", "stuck", "noise_burst")
 COUNT_FAULTS = ("spike", "dip", "level_shift", "noise_burst")
@@ -68,27 +70,31 @@ def duty_signal(rng: np.random.Generator, n: int, noise_model: str) -> np.ndarra
     return level + c * (high - low) * e
 
 
-def write_duty(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 2000) -> int:
+def write_duty(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 2000,
+               fault_at=FAULT_AT) -> int:
     """Write ``clean`` fault-free and ``per_fault`` faulty duty-cycle recordings per fault kind,
     noise models alternating, and labels.csv. Returns the number of recordings."""
     return write_set(out_dir, lambda rng, j: (f"duty_{('additive', 'multiplicative')[j % 2][:4]}",
                                               duty_signal(rng, length, ("additive", "multiplicative")[j % 2])),
-                     DUTY_FAULTS, per_fault, clean, length, seed)
+                     DUTY_FAULTS, per_fault, clean, length, seed, fault_at)
 
 
-def write_counts(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 3000) -> int:
+def write_counts(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 3000,
+                 fault_at=FAULT_AT) -> int:
     """The same for counts-like and server-metric-like streams (edgernn.synth's broad kinds, cycling:
     Poisson counts, bursty event rates, random walks, intermittent pulses; NAB's tweet counts and
     server metrics are of these shapes), faults COUNT_FAULTS. Returns the number of recordings."""
     from edgernn.synth import broad_signal
 
     return write_set(out_dir, lambda rng, j: (COUNT_KINDS[j % 4], broad_signal(rng, length, COUNT_KINDS[j % 4])[0]),
-                     COUNT_FAULTS, per_fault, clean, length, seed)
+                     COUNT_FAULTS, per_fault, clean, length, seed, fault_at)
 
 
-def write_set(out_dir: Path, signal, faults, per_fault: int, clean: int, length: int, seed: int) -> int:
+def write_set(out_dir: Path, signal, faults, per_fault: int, clean: int, length: int, seed: int,
+              fault_at=FAULT_AT) -> int:
     """``clean`` fault-free and ``per_fault`` faulty recordings per fault of ``faults`` (signal(rng, j)
-    -> (name prefix, float64[length]) for the j-th recording), readings every 60 s, and labels.csv."""
+    -> (name prefix, float64[length]) for the j-th recording; each fault starting at a fraction of the
+    length drawn from ``fault_at``), readings every 60 s, and labels.csv."""
     from datetime import datetime, timezone
 
     from edgernn.recording import write_recording
@@ -102,7 +108,7 @@ def write_set(out_dir: Path, signal, faults, per_fault: int, clean: int, length:
         prefix, values = signal(rng, j)
         name = f"{prefix}_{fault or 'clean'}_{k:03d}"
         if fault is not None:
-            values, (kind, a, b) = inject(rng, values, np.zeros(length), fault, int(length * rng.uniform(0.4, 0.8)))
+            values, (kind, a, b) = inject(rng, values, np.zeros(length), fault, int(length * rng.uniform(*fault_at)))
             rows.append((name, iso(a), iso(b - 1), kind))
         write_recording(out_dir / f"{name}.csv", values, t0, step)
     with open(out_dir / "labels.csv", "w", newline="") as fh:
@@ -210,6 +216,14 @@ def render(name: str, runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _fault_at(text: str) -> tuple[float, float]:
+    """argparse type of --fault-at (edgernn.synth.parse_fault_at; its message on a bad value)."""
+    try:
+        return parse_fault_at(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
@@ -221,6 +235,9 @@ def main(argv=None) -> int:
         w.add_argument("--clean", type=int, default=40)
         w.add_argument("--length", type=int, default=5000)
         w.add_argument("--seed", type=int, default=seed)
+        w.add_argument("--fault-at", type=_fault_at, default=FAULT_AT, metavar="FROM,TO",
+                       help="each fault starts at a fraction of the recording drawn between FROM and TO "
+                            "(default: 0.4,0.8; edgernn.synth faults --help)")
     r = sub.add_parser("run", help="score labelled sets with a backend and the persistence baseline")
     r.add_argument("data", type=Path, nargs="+", help="directories with recordings and labels.csv")
     r.add_argument("--model", default="firmware_models/univariate")
@@ -235,7 +252,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.what in ("duty", "counts"):
         write = write_duty if a.what == "duty" else write_counts
-        print(f"wrote {write(a.out, a.per_fault, a.clean, a.length, a.seed)} recordings to {a.out}")
+        print(f"wrote {write(a.out, a.per_fault, a.clean, a.length, a.seed, a.fault_at)} recordings to {a.out}")
         return 0
     bundle = load_bundle(a.model)
     given = [b.strip() for b in a.backend.split(",") if b.strip()]

@@ -25,9 +25,13 @@ unchanged.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 FAULTS = ("spike", "dip", "level_shift", "drift", "stuck", "noise_burst", "lost_periodicity")
+FAULT_AT = (0.4, 0.8)  # where a fault starts, as fractions of the recording (drawn uniformly between)
+FAULT_AT_BOUNDS = (0.05, 0.95)  # --fault-at's range: history before the fault, room after it
 KINDS = ("sine", "two_sines", "random_walk", "ar1", "square", "sawtooth", "daily", "noise", "quantised")
 
 
@@ -313,8 +317,24 @@ def write_corpus(out_dir, series: int, length: int, seed: int, mix: str = "class
     return paths
 
 
-def write_faults(out_dir, per_fault: int, clean: int, length: int, seed: int) -> list:
-    """Labelled test recordings: ``per_fault`` per fault kind plus ``clean`` fault-free ones.
+def parse_fault_at(text: str) -> tuple[float, float]:
+    """``--fault-at FROM,TO`` -> (FROM, TO): where faults start, as fractions of the recording, within
+    FAULT_AT_BOUNDS and FROM <= TO. ValueError with a one-line reason otherwise."""
+    parts = [t.strip() for t in str(text).split(",")]
+    try:
+        lo, hi = (float(parts[0]), float(parts[-1])) if len(parts) in (1, 2) else (math.nan, math.nan)
+    except ValueError:
+        lo = hi = math.nan
+    a, b = FAULT_AT_BOUNDS
+    if not (a <= lo <= hi <= b):
+        raise ValueError(f"--fault-at must be FROM,TO with {a} <= FROM <= TO <= {b}, fractions of --length "
+                         f"(got {text!r}; e.g. 0.2,0.3: faults soon after a young stream's warm-up)")
+    return lo, hi
+
+
+def write_faults(out_dir, per_fault: int, clean: int, length: int, seed: int, fault_at=FAULT_AT) -> list:
+    """Labelled test recordings: ``per_fault`` per fault kind plus ``clean`` fault-free ones, each
+    fault starting at a fraction of the length drawn uniformly from ``fault_at`` (FROM, TO).
 
     Writes ``<name>.csv`` and ``labels.csv`` (stream,start,end,kind with ISO timestamps)."""
     import csv
@@ -331,7 +351,7 @@ def write_faults(out_dir, per_fault: int, clean: int, length: int, seed: int) ->
     rows, paths = [], []
     plan = [(f, k) for f in FAULTS for k in range(per_fault)] + [(None, k) for k in range(clean)]
     for fault, k in plan:
-        values, labels = recording(rng, length, fault, fault_at=rng.uniform(0.4, 0.8))
+        values, labels = recording(rng, length, fault, fault_at=rng.uniform(*fault_at))
         name = f"{fault or 'clean'}_{k:03d}"
         write_recording(out / f"{name}.csv", values, start, step)
         paths.append(out / f"{name}.csv")
@@ -354,6 +374,7 @@ EPILOG = """\
 examples:
   python -m edgernn.synth corpus --out corpus --series 27 --length 6000
   python -m edgernn.synth faults --out faults --per-fault 2 --clean 4
+  python -m edgernn.synth faults --out young --per-fault 2 --clean 4 --length 1500 --fault-at 0.2,0.3
 """
 
 
@@ -385,6 +406,10 @@ def _parser():
     f.add_argument("--length", type=int, default=5000,
                    help=f"readings per recording (default: %(default)s; {MIN_FAULTS_LENGTH} to {MAX_LENGTH:,})")
     f.add_argument("--seed", type=int, default=1000, help="random seed (default: %(default)s)")
+    f.add_argument("--fault-at", default=",".join(map(str, FAULT_AT)), metavar="FROM,TO",
+                   help="each fault starts at a fraction of the recording drawn between FROM and TO "
+                        "(default: %(default)s; 0.2,0.3 with --length 1500: 40-190 readings after the "
+                        "univariate model's warm-up, where a young stream's statistics are youngest)")
     return p
 
 
@@ -401,6 +426,11 @@ def _problem(a) -> str | None:
                   ("--length", a.length, MIN_FAULTS_LENGTH, MAX_LENGTH)]
     problem = next(filter(None, (number_problem(flag, v, ge=lo, le=hi) for flag, v, lo, hi in counts)), None)
     problem = problem or number_problem("--seed", a.seed, ge=0)
+    if problem is None and a.what == "faults":
+        try:
+            a.fault_at = parse_fault_at(a.fault_at)
+        except ValueError as exc:
+            problem = str(exc)
     if problem is None and a.what == "faults" and a.per_fault + a.clean == 0:
         problem = "--per-fault 0 and --clean 0: no recordings to write"
     if problem is None and not a.out:
@@ -423,7 +453,7 @@ def main(argv=None) -> int:
         if a.what == "corpus":
             paths = write_corpus(a.out, a.series, a.length, a.seed, a.mix)
         else:
-            paths = write_faults(a.out, a.per_fault, a.clean, a.length, a.seed)
+            paths = write_faults(a.out, a.per_fault, a.clean, a.length, a.seed, a.fault_at)
     except OSError as exc:  # a directory that cannot be made or written, a full disk
         print(f"{where}: --out {a.out}: cannot write: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -146,12 +146,13 @@ def test_the_synth_examples_work_as_printed(tmp_path):
     from edgernn import synth
 
     lines = [line.strip() for line in synth.EPILOG.splitlines() if line.strip().startswith("python -m edgernn.synth")]
-    assert len(lines) == 2
+    assert len(lines) == 3
     for line in lines:
         r = subprocess.run([sys.executable, *line.split()[1:]], capture_output=True, text=True, cwd=tmp_path,
                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
         assert r.returncode == 0 and r.stdout.startswith("wrote "), r.stderr
     assert len(list((tmp_path / "faults").glob("*.csv"))) == 7 * 2 + 4 + 1  # + labels.csv
+    assert len(list((tmp_path / "young").glob("*.csv"))) == 7 * 2 + 4 + 1
 
 
 # -- python -m edgernn.synth --------------------------------------------------------------------

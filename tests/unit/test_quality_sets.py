@@ -78,3 +78,22 @@ def test_false_alerts_are_listed_with_their_reading_and_look_and_settings_apply(
         assert ts[i] < first
     shipped = qs.evaluate(recs, labels, bundle, "numpy")
     assert shipped["false_alerts"] < loose["false_alerts"]
+
+
+def test_duty_and_counts_faults_start_where_fault_at_says(qs, tmp_path):
+    """write_duty / write_counts(fault_at=(FROM, TO)): each fault starts between FROM and TO of the
+    recording; the default is the sets as they were (0.4, 0.8)."""
+    from edgernn.recording import parse_timestamp
+
+    for write in (qs.write_duty, qs.write_counts):
+        for at, lo, hi in (((0.2, 0.3), 200, 300), (qs.FAULT_AT, 400, 800)):
+            out = tmp_path / f"{write.__name__}{at[0]}"
+            write(out, per_fault=2, clean=0, length=1000, seed=3, fault_at=at)
+            with open(out / "labels.csv", newline="") as fh:
+                starts = [round((parse_timestamp(r["start"]) - 1.7e9) / 60.0) for r in csv.DictReader(fh)]
+            assert starts and all(lo <= s <= hi for s in starts), (write.__name__, at, starts)
+        a, b = tmp_path / f"{write.__name__}d1", tmp_path / f"{write.__name__}d2"
+        write(a, per_fault=1, clean=1, length=1000, seed=3), write(b, per_fault=1, clean=1, length=1000, seed=3, fault_at=(0.4, 0.8))
+        assert all((a / m.name).read_bytes() == m.read_bytes() for m in b.iterdir())
+    with pytest.raises(SystemExit):  # the command line refuses a range outside (0.05, 0.95) with one line
+        qs.main(["duty", "--out", str(tmp_path / "bad"), "--fault-at", "0.5,1.2"])

@@ -85,3 +85,37 @@ def test_corpus_command_rejects_an_unknown_mix(tmp_path):
     run = subprocess.run([PYTHON, "-m", "edgernn.synth", "corpus", "--mix", "wide", "--out", tmp_path],
                          capture_output=True, text=True, cwd=REPO, timeout=60)
     assert run.returncode == 2 and "invalid choice: 'wide'" in run.stderr
+
+
+def _starts(labels_csv):
+    """Reading index of each labelled fault's start (readings a minute apart from the first)."""
+    import csv
+
+    from edgernn.recording import parse_timestamp
+
+    with open(labels_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [round((parse_timestamp(r["start"]) - 1.7e9) / 60.0) for r in rows]
+
+
+def test_faults_command_places_faults_where_fault_at_says(tmp_path):
+    """--fault-at FROM,TO: every fault starts between FROM and TO of the recording (default 0.4,0.8,
+    the files bit for bit what they were without the option); a bad range is one line, exit 2."""
+    def write(out, *extra):
+        run = subprocess.run([PYTHON, "-m", "edgernn.synth", "faults", "--out", out, "--per-fault", "2",
+                              "--clean", "1", "--length", "1000", "--seed", "3", *extra],
+                             capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert run.returncode == 0, run.stderr
+        return out
+    plain, same, early = write(tmp_path / "a"), write(tmp_path / "b", "--fault-at", "0.4,0.8"), \
+        write(tmp_path / "c", "--fault-at", "0.2,0.3")
+    names = sorted(p.name for p in plain.iterdir())
+    assert all((plain / m).read_bytes() == (same / m).read_bytes() for m in names)
+    assert all(400 <= s <= 800 for s in _starts(plain / "labels.csv"))
+    starts = _starts(early / "labels.csv")
+    assert len(starts) == 2 * 7 and all(200 <= s <= 300 for s in starts), starts
+    for bad in ("0.9,0.2", "0.01,0.3", "abc", "0.2,0.3,0.4"):
+        run = subprocess.run([PYTHON, "-m", "edgernn.synth", "faults", "--out", tmp_path / "d", "--fault-at", bad],
+                             capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert run.returncode == 2 and run.stderr.count("\n") == 1 and "--fault-at must be FROM,TO" in run.stderr
+        assert not (tmp_path / "d").exists()

@@ -14,7 +14,9 @@ example computes j per feature from the readings.
 
 A bundle normalised per stream (normalisation.mode 'stream') has no fixed mean / std (0 / 1 in
 model_data.h): model_data.h then defines EDGERNN_STREAM_NORM and the parameters of
-train/data.py's stream_normalise, which the firmware example runs per stream.
+train/data.py's stream_normalise, which the firmware example runs per stream, with the std floors
+the detector uses on the bundle (its detector_defaults over the schema's; training's are the
+schema's).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backends.base import BackendUnavailable, components_of_width, floored_std, jump_params
-from ..settings import BY_KEY
+from ..settings import resolve
 
 TEMPLATES = Path(__file__).with_name("templates")
 SYMBOL = "g_edgernn_model"
@@ -173,23 +175,30 @@ def _jump_lines(bundle) -> str:
         return ""
     threshold, memory, floor = jump_params(bundle.weights)
     mean, std = _fixed_norm(bundle)
-    floored = floored_std(std, mean, BY_KEY["min_std"].default, BY_KEY["min_rel_std"].default)  # kernel._std
+    floored = floored_std(std, mean, *_std_floors(bundle))  # kernel._std
     return ("#define EDGERNN_JUMP_INPUTS 1  // inputs x, j, h: j float32[1, F] the readings' jump rate (log scale, [0, 1])\n"
             f"constexpr float kEdgernnJumpThreshold = {_c_float(threshold)};  // a jump: |raw_t - raw_t-1| > threshold std\n"
             f"constexpr float kEdgernnJumpMemory = {_c_float(memory)};  // rate: running mean, then EW 1 / memory\n"
             f"constexpr float kEdgernnJumpFloor = {_c_float(floor)};  // j = min(1 + log10(rate + floor) / -log10(floor), 1)\n"
             f"constexpr float kEdgernnJumpStd[kEdgernnFeatures] = {{{_c_floats(floored)}}};  "
-            "// fixed normalisation: its std floored at max(1e-6, 1e-3 |mean|), as the detector floors it\n")
+            "// fixed normalisation: its std floored as the detector floors it (max(min_std, min_rel_std |mean|))\n")
+
+
+def _std_floors(bundle) -> tuple[float, float]:
+    """(min_std, min_rel_std) the detector floors a stream's std with on this bundle: the schema's,
+    or the bundle's detector_defaults (univariate 2.4.0: min_rel_std 1e-4)."""
+    s = resolve(bundle)
+    return float(s.min_std), float(s.min_rel_std)
 
 
 def _stream_norm_lines(bundle) -> str:
     """model_data.h's lines for a bundle normalised per stream (none for 'fixed': the header is as it
-    always was): the flag the firmware example tests and train/data.py stream_normalise's warmup,
-    adapt and std floors (the detector's defaults, which training uses too), as exact doubles."""
+    always was): the flag the firmware example tests and train/data.py stream_normalise's warmup and
+    adapt, and the std floors the detector uses on this bundle (_std_floors), as exact doubles."""
     if bundle.norm_mode != "stream":
         return ""
     warmup, adapt = int(bundle.calibration.warmup), float(bundle.manifest["normalisation"].get("adapt", 0.0))
-    min_std, min_rel_std = BY_KEY["min_std"].default, BY_KEY["min_rel_std"].default
+    min_std, min_rel_std = _std_floors(bundle)
     return ("#define EDGERNN_STREAM_NORM 1  // normalisation per stream, learned by the firmware (not the 0 / 1 above)\n"
             f"constexpr int kEdgernnNormWarmup = {warmup};  // readings: running mean / variance, not scored\n"
             f"constexpr double kEdgernnNormAdapt = {_c_double(adapt)};  // after warm-up: EW at this rate (0: frozen)\n"

@@ -17,6 +17,7 @@ import yaml
 from contract_helpers import ROOT, export_formats
 
 from edgernn.bundle import load_bundle, write_manifest
+from edgernn.settings import resolve
 from edgernn.train.data import stream_normalise
 
 UNIVARIATE = ROOT / "firmware_models" / "univariate"  # normalisation.mode stream
@@ -102,14 +103,33 @@ def test_stream_normalise_in_c_matches_training(compiled, warmup, adapt):
     assert stds[warmup - 1, 2] == pytest.approx(7e-3)  # the constant's std: the relative floor
 
 
-def test_floors_are_trainings():
-    """model_data.h's std floors are the ones training normalises with (stream_normalise's defaults)."""
+def test_floors_are_the_detectors_and_by_default_trainings():
+    """model_data.h's std floors are the detector's on the bundle: for a bundle that does not set them in
+    its detector_defaults, the ones training normalises with (stream_normalise's defaults); for one
+    that does, its own."""
     from edgernn.export.tflm_export import _stream_norm_lines
 
     params = inspect.signature(stream_normalise).parameters
     header = _stream_norm_lines(_stream_bundle(10, 0.001))
     assert _constant(header, "MinStd") == params["min_std"].default
     assert _constant(header, "MinRelStd") == params["min_rel_std"].default
+    own = _stream_bundle(10, 0.001)
+    own.manifest["detector_defaults"] = {"min_rel_std": 1e-4, "min_std": 1e-5}
+    header = _stream_norm_lines(own)
+    assert _constant(header, "MinStd") == 1e-5 and _constant(header, "MinRelStd") == 1e-4
+
+
+@pytest.mark.parametrize("name", ["univariate", "skab-pump"])
+def test_shipped_model_data_floors_as_its_detector_does(name):
+    """A shipped bundle's model_data.h carries the normalisation and jump lines the exporter would write
+    now: a detector default changed without a re-export (write_model_defaults) would show here."""
+    from edgernn.export.tflm_export import _jump_lines, _stream_norm_lines
+
+    bundle = load_bundle(ROOT / "firmware_models" / name)
+    header = (ROOT / "firmware_models" / name / "model_data.h").read_text()
+    for lines in (_stream_norm_lines(bundle), _jump_lines(bundle)):
+        assert lines in header, lines
+    assert (bundle.norm_mode == "stream") == ("EDGERNN_STREAM_NORM" in header)
 
 
 def _constant(header: str, name: str) -> float:
@@ -141,7 +161,9 @@ def test_model_data_of_a_stream_bundle_defines_its_normalisation(tmp_path):
     assert "#define EDGERNN_STREAM_NORM 1" in header
     assert _constant(header, "Warmup") == bundle.calibration.warmup == 123
     assert _constant(header, "Adapt") == bundle.manifest["normalisation"]["adapt"] == 0.0025
-    assert _constant(header, "MinStd") == 1e-6 and _constant(header, "MinRelStd") == 1e-3
+    floors = resolve(bundle)  # univariate 2.4.0 floors a stream's std at 1e-4 |mean| (its detector_defaults)
+    assert _constant(header, "MinStd") == floors.min_std == 1e-6
+    assert _constant(header, "MinRelStd") == floors.min_rel_std == 1e-4
 
 
 def test_model_data_of_a_fixed_bundle_is_unchanged(tmp_path):

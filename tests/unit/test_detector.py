@@ -15,6 +15,7 @@ from edgernn.backends.numpy_gru import NumpyGRU
 from edgernn.bundle import load_bundle
 from edgernn.detector import Batch, Detector, DetectorSettings, Reading
 from edgernn.scoring import threshold_for_rate
+from edgernn.settings import resolve
 
 WARMUP = 160  # two periods of sine_series: the stream statistics see whole cycles
 SPIKE = 30.0  # standard deviations: unmistakable whatever the looks are tuned to
@@ -1133,3 +1134,25 @@ def test_the_manifest_learn_surprise_is_the_default_learning_level(steady_bundle
     assert det.learn_surprise == 7.5 and det.params.learn_s == pytest.approx(7.5 - 2.0)  # clear_factor 100
     assert Detector(bundle, settings=DetectorSettings(learn_surprise=6.0)).learn_surprise == 6.0
 
+
+def test_univariate_sees_a_small_fault_on_a_quiet_stream_far_from_zero():
+    """The std floor relative to |mean| (min_rel_std) hid a quiet sensor's faults when its noise is
+    under 0.1 % of its reading (a pressure in Pa, a mains voltage, a temperature in K): the stream
+    was normalised by the floor, and the mixture's widest component (std up to one normalised unit)
+    explained a 9 sd spike. univariate 2.4.0 floors at 1e-4 |mean| (on these streams, 0.078 against
+    a noise of 0.05): the spike raises an alert on nearly every stream; at the schema's 1e-3 on few."""
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "firmware_models", "univariate")
+    bundle = load_bundle(root)
+    assert resolve(bundle).min_rel_std == 1e-4
+    rng = np.random.default_rng(3)
+    n, at, streams = 800, 600, 12
+    x = 780.0 + 0.05 * rng.standard_normal((n, streams))
+    x[at] += 0.45  # 9 sd of the noise, 6e-4 of the reading
+    ts = np.repeat(1.7e9 + 60.0 * np.arange(n), streams)  # reading i of every stream, in turn
+    names = [f"s{k}" for k in range(streams)] * n
+    caught = {}
+    for floor in (None, 1e-3):
+        det = Detector(bundle, settings=resolve(bundle, {} if floor is None else {"min_rel_std": floor}))
+        r = det.process(Batch(names, ts, x.reshape(-1, 1)))
+        caught[floor] = len({e.stream for e in r.events if e.kind == "raised" and e.ts == ts[at * streams]})
+    assert caught[None] >= streams - 1 and caught[1e-3] <= streams // 2, caught

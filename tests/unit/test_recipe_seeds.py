@@ -88,7 +88,9 @@ def test_two_seeds_train_recalibrate_and_score(rs, tmp_path, monkeypatch):
     assert duty["false_per_10k"]["min"] <= duty["false_per_10k"]["mean"] <= duty["false_per_10k"]["max"]
     b1, b2 = (load_bundle(out / f"seed{s}") for s in (1, 2))
     assert not np.array_equal(b1.weights["gru.W_hr"], b2.weights["gru.W_hr"])  # two draws, not one
-    assert b1.manifest["detector_defaults"] == {"alert_rate_weight": 0.3, "level_settle": 2.0, "weight_memory": 1000.0}
+    shipped = load_bundle(Path(__file__).resolve().parents[2] / "firmware_models" / "univariate")
+    assert b1.manifest["detector_defaults"] == shipped.manifest["detector_defaults"]  # the recipe = the shipped model's
+    assert shipped.manifest["detector_defaults"]["min_rel_std"] == 1e-4
     assert "threshold" in (out / "seed1.recalibrate.txt").read_text()  # edgernn train --recalibrate's report
     cal = b1.manifest["calibration"]
     assert cal["target_false_alarm_rate"] == 3e-4  # the recalibration's --target-far, not training's default 1e-4

@@ -10,6 +10,9 @@ Two labelled sets (CSV recordings + labels.csv: stream,start,end,label):
     python benchmarks/quality_synthetic.py counts --out /tmp/counts
         counts and server-metric-like streams (Poisson counts, bursty rates, random walks,
         intermittent pulses), clean and with spikes, dips, level shifts, noise bursts
+    python benchmarks/quality_synthetic.py quantised --out /tmp/quant
+        slow sensors quantised to their resolution (a room temperature in 0.1 degree steps: one value
+        for tens to thousands of readings, then a tick), clean and with the duty set's six faults
     (each: --length 1500 --fault-at 0.2,0.3 puts the faults 40-190 readings after the univariate
     model's warm-up, where what a young stream has learned is youngest; default 0.4,0.8)
 
@@ -47,6 +50,8 @@ from edgernn.synth import FAULT_AT, inject, parse_fault_at
 DUTY_FAULTS = ("spike", "dip", "level_shift", "drift", "stuck", "noise_burst")
 COUNT_FAULTS = ("spike", "dip", "level_shift", "noise_burst")
 COUNT_KINDS = ("counts", "bursty", "walk", "intermittent")  # edgernn.synth.BROAD kinds
+QUANT_FAULTS = ("spike", "dip", "level_shift", "drift", "stuck", "noise_burst")
+QUANT_KINDS = ("sine", "walk", "daily")
 
 
 # -- hard on/off duty cycles ------------------------------------------------------------------------
@@ -88,6 +93,36 @@ def write_counts(out_dir: Path, per_fault: int = 20, clean: int = 40, length: in
 
     return write_set(out_dir, lambda rng, j: (COUNT_KINDS[j % 4], broad_signal(rng, length, COUNT_KINDS[j % 4])[0]),
                      COUNT_FAULTS, per_fault, clean, length, seed, fault_at)
+
+
+# -- slow sensors quantised to their resolution ----------------------------------------------------
+def quantised_signal(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
+    """float64[n]: a slow signal read by a sensor with a resolution (a room temperature in 0.1 degree
+    steps, a humidity in 1 % steps, a pressure in 0.1 hPa): it sits on one value for tens to
+    thousands of readings, then ticks. A slow sine (period 1,500-8,000 readings), a smoothed random
+    walk, or a daily cycle (1,440 readings), 1-8 resolutions tall, at an offset of 5-1,000
+    resolutions, plus noise of 0.1-0.4 resolution, rounded to the resolution (10^-3..1)."""
+    res = 10 ** rng.uniform(-3.0, 0.0)
+    amp = rng.uniform(1.0, 8.0) * res
+    t = np.arange(n)
+    if kind == "sine":
+        slow = np.sin(2 * np.pi * t / rng.uniform(1500, 8000) + rng.uniform(0, 2 * np.pi))
+    elif kind == "walk":
+        w = np.cumsum(rng.standard_normal(n))
+        w = np.convolve(w, np.ones(200) / 200, mode="same")
+        slow = (w - w.mean()) / (np.ptp(w) / 2 or 1.0)
+    else:
+        slow = np.sin(2 * np.pi * t / 1440.0 + rng.uniform(0, 2 * np.pi))
+    x = 10 ** rng.uniform(0.7, 3.0) * res + amp * slow + rng.uniform(0.1, 0.4) * res * rng.standard_normal(n)
+    return np.round(x / res) * res
+
+
+def write_quantised(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 4000,
+                    fault_at=FAULT_AT) -> int:
+    """The same for slow quantised sensors (quantised_signal, kinds cycling), faults QUANT_FAULTS.
+    Returns the number of recordings."""
+    return write_set(out_dir, lambda rng, j: (f"quant_{QUANT_KINDS[j % 3]}", quantised_signal(rng, length, QUANT_KINDS[j % 3])),
+                     QUANT_FAULTS, per_fault, clean, length, seed, fault_at)
 
 
 def write_set(out_dir: Path, signal, faults, per_fault: int, clean: int, length: int, seed: int,
@@ -228,7 +263,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
     for name, what, seed in (("duty", "the on/off duty-cycle set", 2000),
-                             ("counts", "the counts / server-metric-like set", 3000)):
+                             ("counts", "the counts / server-metric-like set", 3000),
+                             ("quantised", "the slow quantised sensors set", 4000)):
         w = sub.add_parser(name, help=f"write {what}")
         w.add_argument("--out", type=Path, required=True)
         w.add_argument("--per-fault", type=int, default=20)
@@ -247,11 +283,11 @@ def main(argv=None) -> int:
     r.add_argument("--threshold", type=float)
     r.add_argument("--json", type=Path)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("duty", "counts", "run", "-h", "--help"):
+    if argv and argv[0] not in ("duty", "counts", "quantised", "run", "-h", "--help"):
         argv.insert(0, "run")  # the older form: quality_synthetic.py DATA [options]
     a = p.parse_args(argv)
-    if a.what in ("duty", "counts"):
-        write = write_duty if a.what == "duty" else write_counts
+    if a.what in ("duty", "counts", "quantised"):
+        write = {"duty": write_duty, "counts": write_counts, "quantised": write_quantised}[a.what]
         print(f"wrote {write(a.out, a.per_fault, a.clean, a.length, a.seed, a.fault_at)} recordings to {a.out}")
         return 0
     bundle = load_bundle(a.model)

@@ -97,3 +97,21 @@ def test_duty_and_counts_faults_start_where_fault_at_says(qs, tmp_path):
         assert all((a / m.name).read_bytes() == m.read_bytes() for m in b.iterdir())
     with pytest.raises(SystemExit):  # the command line refuses a range outside (0.05, 0.95) with one line
         qs.main(["duty", "--out", str(tmp_path / "bad"), "--fault-at", "0.5,1.2"])
+
+
+def test_quantised_set_sits_on_its_resolution_and_has_each_fault(qs, tmp_path):
+    """write_quantised: clean recordings are slow and on a grid (few distinct values, long runs of
+    one value), every fault of QUANT_FAULTS is there, and the kinds cycle through QUANT_KINDS."""
+    n = qs.write_quantised(tmp_path, per_fault=2, clean=3, length=2000, seed=5)
+    assert n == 2 * len(qs.QUANT_FAULTS) + 3
+    with open(tmp_path / "labels.csv", newline="") as fh:
+        assert sorted(r["label"] for r in csv.DictReader(fh)) == sorted(f for f in qs.QUANT_FAULTS for _ in range(2))
+    files = sorted(p for p in tmp_path.glob("*.csv") if p.name != "labels.csv")
+    assert {p.name.split("_")[1] for p in files} == set(qs.QUANT_KINDS)
+    for p in files:
+        if "_clean_" in p.name:
+            x = read_recording(p, ["value"]).x[:, 0]
+            steps = np.abs(np.diff(x))
+            res = steps[steps > 0].min()
+            assert np.allclose(np.round(x / res) * res, x, atol=res * 1e-6)  # on the grid
+            assert (steps == 0).mean() > 0.5 and len(np.unique(x)) < 100  # mostly repeats, few values

@@ -67,6 +67,19 @@ def _calibration(b) -> list[str]:
     return out
 
 
+def _defaults(b) -> list[str]:
+    """The bundle's own detector settings (detector_defaults, over the schema's; a config or the
+    command line overrides them), one line; none when it has none."""
+    from ..settings import model_defaults
+
+    own = model_defaults(b.manifest, str(b.path / "manifest.yaml"))
+    if not own:
+        return []
+    flat = [(f"{k}.{n}", w) for k, v in own.items() for n, w in (v.items() if isinstance(v, dict) else [("", v)])]
+    shown = ", ".join(f"{k.rstrip('.')} {v:g}" if isinstance(v, float) else f"{k.rstrip('.')} {v}" for k, v in flat)
+    return [f"detector      its defaults: {shown} (over the schema's; edgernn check-config --schema lists them all)"]
+
+
 def _kinds(b) -> list[str]:
     from ..train.features import describe
 
@@ -121,6 +134,6 @@ def _list(value) -> list:
 
 
 # (manifest key, lines): in the order shown
-_SECTIONS = (("", _model), ("calibration", _calibration), ("feature_kinds", _kinds),
+_SECTIONS = (("", _model), ("calibration", _calibration), ("detector_defaults", _defaults), ("feature_kinds", _kinds),
              ("left_out_features", _left_out), ("provenance", _warnings), ("artifacts", _artifacts),
              ("provenance", _provenance))

@@ -150,6 +150,7 @@ def _held_out_without_alerts(m):
     (_held_out_without_alerts, "calibration: cannot be shown (missing 'calibration_alerts')"),
     (lambda m: m.update(left_out_features={"a": 1}), "left_out_features: cannot be shown"),
     (lambda m: m.update(feature_kinds={"value": {"kind": "quantised"}}), "feature_kinds: cannot be shown (missing 'distinct')"),
+    (lambda m: m.update(detector_defaults={"min_rel_std": -1.0}), "detector_defaults: cannot be shown"),
 ])
 def test_inspect_of_an_odd_manifest_block_is_one_line(tiny_bundle, capsys, edit, says):
     bdir = tiny_bundle(fresh=True)
@@ -165,6 +166,18 @@ def test_inspect_of_a_bundle_without_head_type_shows_the_default(tiny_bundle, ca
     _edit_manifest(bdir, lambda m: m["head"].pop("type", None))
     assert main(["inspect", str(bdir)]) == 0
     assert "head gaussian-residual" in capsys.readouterr().out
+
+
+def test_inspect_shows_the_bundles_own_detector_settings(tiny_bundle, capsys):
+    """A bundle's detector_defaults are one line of inspect (an alerts mapping key by key); none without."""
+    bdir = tiny_bundle(fresh=True)
+    _edit_manifest(bdir, lambda m: m.pop("detector_defaults", None))
+    assert main(["inspect", str(bdir)]) == 0
+    assert "detector      " not in capsys.readouterr().out
+    _edit_manifest(bdir, lambda m: m.update(detector_defaults={"min_rel_std": 1e-4, "alerts": {"cooldown": 5}}))
+    assert main(["inspect", str(bdir)]) == 0
+    line = next(v for v in capsys.readouterr().out.splitlines() if v.startswith("detector      "))
+    assert "min_rel_std 0.0001" in line and "alerts.cooldown 5" in line, line
 
 
 # -- export ----------------------------------------------------------------------------------------

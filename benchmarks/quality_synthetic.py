@@ -13,6 +13,9 @@ Two labelled sets (CSV recordings + labels.csv: stream,start,end,label):
     python benchmarks/quality_synthetic.py quantised --out /tmp/quant
         slow sensors quantised to their resolution (a room temperature in 0.1 degree steps: one value
         for tens to thousands of readings, then a tick), clean and with the duty set's six faults
+    python benchmarks/quality_synthetic.py smooth --out /tmp/smooth
+        smooth sensors whose slow swing (a daily cycle and weather) is 10-100x their noise, with faults
+        sized by the noise (spikes of 10-18 noise sd) that stay inside the swing
     (each: --length 1500 --fault-at 0.2,0.3 puts the faults 40-190 readings after the univariate
     model's warm-up, where what a young stream has learned is youngest; default 0.4,0.8)
 
@@ -52,6 +55,7 @@ COUNT_FAULTS = ("spike", "dip", "level_shift", "noise_burst")
 COUNT_KINDS = ("counts", "bursty", "walk", "intermittent")  # edgernn.synth.BROAD kinds
 QUANT_FAULTS = ("spike", "dip", "level_shift", "drift", "stuck", "noise_burst")
 QUANT_KINDS = ("sine", "walk", "daily")
+SMOOTH_FAULTS = ("spike", "dip", "level_shift", "drift", "stuck", "noise_burst")
 
 
 # -- hard on/off duty cycles ------------------------------------------------------------------------
@@ -125,11 +129,36 @@ def write_quantised(out_dir: Path, per_fault: int = 20, clean: int = 40, length:
                      QUANT_FAULTS, per_fault, clean, length, seed, fault_at)
 
 
+# -- smooth sensors with a large slow swing ----------------------------------------------------------
+def smooth_signal(rng: np.random.Generator, n: int) -> tuple[np.ndarray, float]:
+    """(float64[n], fault scale): a sensor whose slow swing is 10-100x its noise (a pressure or a
+    temperature with a daily cycle and a slow drift of the weather), at an offset of 1-100 swings.
+    The fault scale is twice the noise sd: spikes of 10-18 noise sd, dips of 8-14, level shifts
+    of 4-8 (edgernn.synth.inject's sizes), all inside the slow swing."""
+    noise = 10 ** rng.uniform(-2.0, 0.0)
+    swing = noise * 10 ** rng.uniform(1.0, 2.0)
+    t = np.arange(n)
+    walk = np.convolve(np.cumsum(rng.standard_normal(n)), np.ones(300) / 300, mode="same")
+    walk = (walk - walk.mean()) / (np.std(walk) or 1.0)
+    slow = np.sin(2 * np.pi * t / 1440.0 + rng.uniform(0, 2 * np.pi)) + 0.5 * walk
+    x = swing * 10 ** rng.uniform(0.0, 2.0) + swing * slow + noise * rng.standard_normal(n)
+    return x, 2.0 * noise
+
+
+def write_smooth(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 5000,
+                 fault_at=FAULT_AT) -> int:
+    """The same for smooth sensors with a large slow swing (smooth_signal), faults SMOOTH_FAULTS sized
+    by the noise. Returns the number of recordings."""
+    return write_set(out_dir, lambda rng, j: ("smooth", *smooth_signal(rng, length)), SMOOTH_FAULTS, per_fault, clean,
+                     length, seed, fault_at)
+
+
 def write_set(out_dir: Path, signal, faults, per_fault: int, clean: int, length: int, seed: int,
               fault_at=FAULT_AT) -> int:
     """``clean`` fault-free and ``per_fault`` faulty recordings per fault of ``faults`` (signal(rng, j)
-    -> (name prefix, float64[length]) for the j-th recording; each fault starting at a fraction of the
-    length drawn from ``fault_at``), readings every 60 s, and labels.csv."""
+    -> (name prefix, float64[length][, fault scale]) for the j-th recording: faults sized by that scale,
+    else by the clean signal's sd; each fault starting at a fraction of the length drawn from
+    ``fault_at``), readings every 60 s, and labels.csv."""
     from datetime import datetime, timezone
 
     from edgernn.recording import write_recording
@@ -140,10 +169,11 @@ def write_set(out_dir: Path, signal, faults, per_fault: int, clean: int, length:
     iso = lambda i: datetime.fromtimestamp(t0 + i * step, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     rows, plan = [], [(f, k) for f in faults for k in range(per_fault)] + [(None, k) for k in range(clean)]
     for j, (fault, k) in enumerate(plan):
-        prefix, values = signal(rng, j)
+        prefix, values, *scale = signal(rng, j)
         name = f"{prefix}_{fault or 'clean'}_{k:03d}"
         if fault is not None:
-            values, (kind, a, b) = inject(rng, values, np.zeros(length), fault, int(length * rng.uniform(*fault_at)))
+            values, (kind, a, b) = inject(rng, values, np.zeros(length), fault, int(length * rng.uniform(*fault_at)),
+                                          sd=scale[0] if scale else None)
             rows.append((name, iso(a), iso(b - 1), kind))
         write_recording(out_dir / f"{name}.csv", values, t0, step)
     with open(out_dir / "labels.csv", "w", newline="") as fh:
@@ -264,7 +294,8 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="what", required=True)
     for name, what, seed in (("duty", "the on/off duty-cycle set", 2000),
                              ("counts", "the counts / server-metric-like set", 3000),
-                             ("quantised", "the slow quantised sensors set", 4000)):
+                             ("quantised", "the slow quantised sensors set", 4000),
+                             ("smooth", "the smooth sensors set (faults inside a large slow swing)", 5000)):
         w = sub.add_parser(name, help=f"write {what}")
         w.add_argument("--out", type=Path, required=True)
         w.add_argument("--per-fault", type=int, default=20)
@@ -283,11 +314,11 @@ def main(argv=None) -> int:
     r.add_argument("--threshold", type=float)
     r.add_argument("--json", type=Path)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("duty", "counts", "quantised", "run", "-h", "--help"):
+    if argv and argv[0] not in ("duty", "counts", "quantised", "smooth", "run", "-h", "--help"):
         argv.insert(0, "run")  # the older form: quality_synthetic.py DATA [options]
     a = p.parse_args(argv)
-    if a.what in ("duty", "counts", "quantised"):
-        write = {"duty": write_duty, "counts": write_counts, "quantised": write_quantised}[a.what]
+    if a.what in ("duty", "counts", "quantised", "smooth"):
+        write = {"duty": write_duty, "counts": write_counts, "quantised": write_quantised, "smooth": write_smooth}[a.what]
         print(f"wrote {write(a.out, a.per_fault, a.clean, a.length, a.seed, a.fault_at)} recordings to {a.out}")
         return 0
     bundle = load_bundle(a.model)

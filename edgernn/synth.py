@@ -87,11 +87,14 @@ def normal_signal(rng: np.random.Generator, n: int, kind: str | None = None):
     return values * scale + offset, periodic * scale
 
 
-def inject(rng: np.random.Generator, values: np.ndarray, periodic: np.ndarray, kind: str, start: int, n_max: int | None = None):
-    """Inject fault ``kind`` at ``start`` into a copy of ``values``. Returns (values, (kind, start, end))."""
+def inject(rng: np.random.Generator, values: np.ndarray, periodic: np.ndarray, kind: str, start: int, n_max: int | None = None,
+           sd: float | None = None):
+    """Inject fault ``kind`` at ``start`` into a copy of ``values``. Returns (values, (kind, start, end)).
+    Sizes are in units of ``sd``: the clean signal's standard deviation unless given (a smooth sensor's
+    faults are sized by its noise, not by its slow swing)."""
     v = values.copy()
     n = len(v) if n_max is None else min(len(v), n_max)
-    sd = float(np.std(values)) or 1.0
+    sd = (float(np.std(values)) or 1.0) if sd is None else float(sd)
     sign = 1.0 if rng.random() < 0.5 else -1.0
     if kind == "spike":
         end = start + 1

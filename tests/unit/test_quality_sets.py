@@ -115,3 +115,26 @@ def test_quantised_set_sits_on_its_resolution_and_has_each_fault(qs, tmp_path):
             res = steps[steps > 0].min()
             assert np.allclose(np.round(x / res) * res, x, atol=res * 1e-6)  # on the grid
             assert (steps == 0).mean() > 0.5 and len(np.unique(x)) < 100  # mostly repeats, few values
+
+
+def test_smooth_set_sizes_its_faults_by_the_noise_inside_a_large_swing(qs, tmp_path):
+    """smooth_signal: a slow swing 10-100x the noise, and a fault scale of twice the noise sd; the set's
+    spikes are 10-18 noise sd, yet smaller than the swing (what the soft set's signal-sized faults never
+    test); every fault of SMOOTH_FAULTS is there."""
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        x, scale = qs.smooth_signal(rng, 3000)
+        noise = np.std(np.diff(x)) / np.sqrt(2)  # the slow swing hardly moves from one reading to the next
+        assert noise == pytest.approx(scale / 2, rel=0.2) and np.std(x) > 5 * noise
+    n = qs.write_smooth(tmp_path, per_fault=2, clean=2, length=3000, seed=4)
+    assert n == 2 * len(qs.SMOOTH_FAULTS) + 2
+    with open(tmp_path / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["label"] for r in rows) == sorted(f for f in qs.SMOOTH_FAULTS for _ in range(2))
+    for r in rows:
+        if r["label"] == "spike":
+            x = read_recording(tmp_path / f"{r['stream']}.csv", ["value"]).x[:, 0]
+            noise = np.median(np.abs(np.diff(x))) / 0.954  # median |N(0, 2 sd^2)|: robust to the spike
+            i = int(np.argmax(np.abs(x - np.convolve(x, np.ones(9) / 9, mode="same"))[5:-5])) + 5
+            step = abs(x[i] - (x[i - 1] + x[i + 1]) / 2)
+            assert 8 * noise < step < np.ptp(x), (step, noise, np.ptp(x))

@@ -41,6 +41,7 @@ from ..backends.base import check_finite
 from ..backends.numpy_gru import NumpyGRU
 from ..bundle import load_bundle, register_artifacts
 from ..fileio import signals_deferred, target_problem
+from ..settings import resolve
 
 try:  # flock: what tells a killed export's staging directory from a running one's (none on Windows)
     import fcntl
@@ -287,6 +288,8 @@ def export_bundle(bundle_dir, formats: Iterable[str] | None = None, *, tflite_ac
     problem = bundle_write_problem(root, fmts)
     if problem:
         raise ExportError(problem)
+    if "tflm" in fmts:  # model_data.h floors as the detector does on this bundle: its settings must hold,
+        resolve(bundle)  # else one line now (ValueError: file, line, key), not after every other format
     weights, golden = bundle.weights, bundle.golden()
     report: dict = {"model": bundle.name, "dir": str(root), "ok": True, "calibration": None,
                     "rollout_steps": int(golden["x"].shape[0]), "rows": [], "notes": []}

@@ -97,6 +97,26 @@ def test_export_refreshes_a_trainer_card_only(fresh_bundle, tmp_path, capsys):
     assert (other / "README.md").read_text() == before
 
 
+def test_bad_detector_defaults_stop_a_tflm_export_before_any_work(fresh_bundle, capsys):
+    """model_data.h floors as the detector does on the bundle (its detector_defaults): settings that do
+    not hold are one line naming the file, line and key, before a format is built (they surfaced at
+    the tflm step, after ONNX, TFLite and the int8 plan had been made and thrown away)."""
+    if "tflm" not in export_formats():
+        pytest.skip("no TFLite Micro export here (tflite-micro not installed)")
+    from edgernn.bundle import write_manifest
+
+    manifest = load_bundle(fresh_bundle).manifest
+    manifest["detector_defaults"] = {"min_rel_std": -1.0}
+    write_manifest(fresh_bundle, manifest)
+    before = sorted(p.name for p in fresh_bundle.iterdir())
+    rc = main(["export", str(fresh_bundle), "--formats", "onnx,tflm"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and err.count("\n") == 1 and "detector_defaults.min_rel_std" in err, err
+    assert out == "", out  # no format was started
+    assert "manifest.yaml:" in err
+    assert sorted(p.name for p in fresh_bundle.iterdir()) == before  # nothing built, no stage left
+
+
 def test_missing_bundle_is_one_line_exit_2(tmp_path, capsys):
     rc = main(["export", str(tmp_path / "nope")])
     err = capsys.readouterr().err

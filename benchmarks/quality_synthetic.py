@@ -53,9 +53,8 @@ from edgernn.synth import FAULT_AT, inject, parse_fault_at
 DUTY_FAULTS = ("spike", "dip", "level_shift", "drift", "stuck", "noise_burst")
 COUNT_FAULTS = ("spike", "dip", "level_shift", "noise_burst")
 COUNT_KINDS = ("counts", "bursty", "walk", "intermittent")  # edgernn.synth.BROAD kinds
-QUANT_FAULTS = ("spike", "dip", "level_shift", "drift", "stuck", "noise_burst")
+QUANT_FAULTS = SMOOTH_FAULTS = DUTY_FAULTS  # the quantised and smooth sets: the duty set's six
 QUANT_KINDS = ("sine", "walk", "daily")
-SMOOTH_FAULTS = ("spike", "dip", "level_shift", "drift", "stuck", "noise_burst")
 
 
 # -- hard on/off duty cycles ------------------------------------------------------------------------
@@ -281,6 +280,13 @@ def render(name: str, runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# the sets this script writes: command -> (writer, what it is, default seed)
+WRITERS = {"duty": (write_duty, "the on/off duty-cycle set", 2000),
+           "counts": (write_counts, "the counts / server-metric-like set", 3000),
+           "quantised": (write_quantised, "the slow quantised sensors set", 4000),
+           "smooth": (write_smooth, "the smooth sensors set (faults inside a large slow swing)", 5000)}
+
+
 def _fault_at(text: str) -> tuple[float, float]:
     """argparse type of --fault-at (edgernn.synth.parse_fault_at; its message on a bad value)."""
     try:
@@ -292,10 +298,7 @@ def _fault_at(text: str) -> tuple[float, float]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
-    for name, what, seed in (("duty", "the on/off duty-cycle set", 2000),
-                             ("counts", "the counts / server-metric-like set", 3000),
-                             ("quantised", "the slow quantised sensors set", 4000),
-                             ("smooth", "the smooth sensors set (faults inside a large slow swing)", 5000)):
+    for name, (_, what, seed) in WRITERS.items():
         w = sub.add_parser(name, help=f"write {what}")
         w.add_argument("--out", type=Path, required=True)
         w.add_argument("--per-fault", type=int, default=20)
@@ -314,11 +317,11 @@ def main(argv=None) -> int:
     r.add_argument("--threshold", type=float)
     r.add_argument("--json", type=Path)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("duty", "counts", "quantised", "smooth", "run", "-h", "--help"):
+    if argv and argv[0] not in (*WRITERS, "run", "-h", "--help"):
         argv.insert(0, "run")  # the older form: quality_synthetic.py DATA [options]
     a = p.parse_args(argv)
-    if a.what in ("duty", "counts", "quantised", "smooth"):
-        write = {"duty": write_duty, "counts": write_counts, "quantised": write_quantised, "smooth": write_smooth}[a.what]
+    if a.what in WRITERS:
+        write = WRITERS[a.what][0]
         print(f"wrote {write(a.out, a.per_fault, a.clean, a.length, a.seed, a.fault_at)} recordings to {a.out}")
         return 0
     bundle = load_bundle(a.model)

@@ -75,8 +75,9 @@ def _defaults(b) -> list[str]:
     own = model_defaults(b.manifest, str(b.path / "manifest.yaml"))
     if not own:
         return []
-    flat = [(f"{k}.{n}", w) for k, v in own.items() for n, w in (v.items() if isinstance(v, dict) else [("", v)])]
-    shown = ", ".join(f"{k.rstrip('.')} {v:g}" if isinstance(v, float) else f"{k.rstrip('.')} {v}" for k, v in flat)
+    text = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    shown = ", ".join(", ".join(f"{k}.{n} {text(w)}" for n, w in v.items()) if isinstance(v, dict) else f"{k} {text(v)}"
+                      for k, v in own.items())
     return [f"detector      its defaults: {shown} (over the schema's; edgernn check-config --schema lists them all)"]
 
 

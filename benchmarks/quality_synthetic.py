@@ -16,6 +16,9 @@ Two labelled sets (CSV recordings + labels.csv: stream,start,end,label):
     python benchmarks/quality_synthetic.py smooth --out /tmp/smooth
         smooth sensors whose slow swing (a daily cycle and weather) is 10-100x their noise, with faults
         sized by the noise (spikes of 10-18 noise sd) that stay inside the swing
+    python benchmarks/quality_synthetic.py sensors --out /tmp/sensors
+        pressure-, temperature- and humidity-like sensors at their usual values, a daily swing large
+        beside the noise; spikes and dips sized by the noise
     (each: --length 1500 --fault-at 0.2,0.3 puts the faults 40-190 readings after the univariate
     model's warm-up, where what a young stream has learned is youngest; default 0.4,0.8)
 
@@ -54,6 +57,7 @@ DUTY_FAULTS = ("spike", "dip", "level_shift", "drift", "stuck", "noise_burst")
 COUNT_FAULTS = ("spike", "dip", "level_shift", "noise_burst")
 COUNT_KINDS = ("counts", "bursty", "walk", "intermittent")  # edgernn.synth.BROAD kinds
 QUANT_FAULTS = SMOOTH_FAULTS = DUTY_FAULTS  # the quantised and smooth sets: the duty set's six
+SENSOR_FAULTS = ("spike", "dip")  # the sensors set: single readings off a smooth sensor
 QUANT_KINDS = ("sine", "walk", "daily")
 
 
@@ -149,6 +153,36 @@ def write_smooth(out_dir: Path, per_fault: int = 20, clean: int = 40, length: in
     """The same for smooth sensors with a large slow swing (smooth_signal), faults SMOOTH_FAULTS sized
     by the noise. Returns the number of recordings."""
     return write_set(out_dir, lambda rng, j: ("smooth", *smooth_signal(rng, length)), SMOOTH_FAULTS, per_fault, clean,
+                     length, seed, fault_at)
+
+
+def sensor_signal(rng: np.random.Generator, j: int, n: int) -> tuple[str, np.ndarray, float]:
+    """(kind, float64[n], fault scale) of the sensors set's j-th recording, its kind by j % 3: a
+    pressure (1013 +- 15 hPa, a daily swing of 0.5-3, noise 10^U(-2, -0.7)), a temperature (15-25, a
+    daily swing of 1-5 and a smoothed walk of 0.3-2, noise 10^U(-2.3, -1)) or a humidity (40-70 %, a
+    daily swing of 3-15, noise 10^U(-1.3, -0.3)); readings a minute apart, so a day is 1,440. The
+    fault scale is twice the noise sd (spikes of 10-18 noise sd, dips of 8-14: inside the swing)."""
+    t = np.arange(n)
+    day = np.sin(2 * np.pi * t / 1440.0 + rng.uniform(0, 2 * np.pi))
+    if j % 3 == 0:
+        kind, noise = "pressure", 10 ** rng.uniform(-2.0, -0.7)
+        x = 1013 + rng.uniform(-15, 15) + rng.uniform(0.5, 3) * day
+    elif j % 3 == 1:
+        kind, noise = "temperature", 10 ** rng.uniform(-2.3, -1.0)
+        x, walk_sd = rng.uniform(15, 25) + rng.uniform(1, 5) * day, rng.uniform(0.3, 2)
+        walk = np.convolve(np.cumsum(rng.standard_normal(n)), np.ones(300) / 300, mode="same")
+        x = x + walk_sd * (walk - walk.mean()) / (np.std(walk) or 1.0)
+    else:
+        kind, noise = "humidity", 10 ** rng.uniform(-1.3, -0.3)
+        x = rng.uniform(40, 70) + rng.uniform(3, 15) * day
+    return kind, x + noise * rng.standard_normal(n), 2.0 * noise
+
+
+def write_sensors(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 6000,
+                  fault_at=FAULT_AT) -> int:
+    """The same for pressure-, temperature- and humidity-like sensors (sensor_signal), spikes and dips
+    sized by the noise (SENSOR_FAULTS). Returns the number of recordings."""
+    return write_set(out_dir, lambda rng, j: sensor_signal(rng, j, length), SENSOR_FAULTS, per_fault, clean,
                      length, seed, fault_at)
 
 
@@ -284,7 +318,9 @@ def render(name: str, runs: list[dict]) -> str:
 WRITERS = {"duty": (write_duty, "the on/off duty-cycle set", 2000),
            "counts": (write_counts, "the counts / server-metric-like set", 3000),
            "quantised": (write_quantised, "the slow quantised sensors set", 4000),
-           "smooth": (write_smooth, "the smooth sensors set (faults inside a large slow swing)", 5000)}
+           "smooth": (write_smooth, "the smooth sensors set (faults inside a large slow swing)", 5000),
+           "sensors": (write_sensors, "the pressure / temperature / humidity set (spikes and dips sized by the noise)",
+                       6000)}
 
 
 def _fault_at(text: str) -> tuple[float, float]:

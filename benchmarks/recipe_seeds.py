@@ -29,9 +29,10 @@ from edgernn.commands.train import add_arguments as train_arguments  # noqa: E40
 from edgernn.settings import check, write_model_defaults  # noqa: E402
 
 # the shipped univariate's history: 2.1.0's tables were fitted with the rate cap on, 2.2.0, 2.3.0 and
-# 2.4.0 added the settle wait, the weight correction and the lower relative std floor without refitting them
+# 2.4.0 added the settle wait, the weight correction and the lower relative std floor without refitting them,
+# 2.5.0 the calm step
 RECAL_DEFAULTS = {"alert_rate_weight": 0.3}
-FINAL_DEFAULTS = {"level_settle": 2.0, "min_rel_std": 1e-4, "weight_memory": 1000.0}
+FINAL_DEFAULTS = {"level_settle": 2.0, "min_rel_std": 1e-4, "weight_memory": 1000.0, "calm_memory": 1000.0}
 
 
 def edgernn_train(args: list[str], log: Path) -> None:

@@ -158,6 +158,10 @@ SEAS_ZMAX = cython.declare(cython.double, _sc.SEAS_ZMAX)
 SEAS_K = cython.declare(cython.int, _layout.SEAS_K)
 WB_MAX = cython.declare(cython.double, 2.302585092994046)  # |the weight correction| <= ln 10: one decade either way
 LN_WB_RATIO = cython.declare(cython.double, 4.605170185988092)  # ln 100: one reading's responsibility / weight counts at most 100
+CALM_Z = cython.declare(cython.double, 4.0)  # the calm step: a step over CALM_Z sd of the stream's own steps is a jump
+CALM_START = cython.declare(cython.double, 16.0)  # ... its sd learned uncapped from the first CALM_START steps
+CALM_GAP = cython.declare(cython.double, 3.0)  # ... a reading over CALM_GAP x the EW sampling interval after the last is no step
+CALM_VAR_MAX = cython.declare(cython.double, 3.0e38)  # ... calm_var (float32, raw units^2) held under float32's largest
 
 COMPILED = cython.compiled
 
@@ -224,6 +228,8 @@ class Params:
     rel_mean = cython.declare(cython.int, visibility="public")
     wbias = cython.declare(cython.int, visibility="public")
     jrate = cython.declare(cython.int, visibility="public")
+    calm_var = cython.declare(cython.int, visibility="public")
+    calm_since = cython.declare(cython.int, visibility="public")
     range_lo = cython.declare(cython.int, visibility="public")
     range_hi = cython.declare(cython.int, visibility="public")
     count = cython.declare(cython.int, visibility="public")
@@ -292,6 +298,7 @@ class Params:
     on_weight = cython.declare(cython.double, visibility="public")
     al_weight = cython.declare(cython.double, visibility="public")  # alert_rate_weight (0: off)
     wb_rate = cython.declare(cython.double, visibility="public")  # 1 / weight_memory (0: the weights as the model gives them)
+    calm_mem = cython.declare(cython.double, visibility="public")  # calm_memory (0: off; univariate models only)
     jump_on = cython.declare(cython.bint, visibility="public")  # a model with jump inputs: xin is [c | j] (backends/base.py)
     j_thr = cython.declare(cython.double, visibility="public")  # its in.jump: a jump is |x - last_x| > j_thr sd
     j_mem = cython.declare(cython.double, visibility="public")  # ... the rate's memory, readings
@@ -688,6 +695,7 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
         smoothed = prev + p.smoothing * (score - prev)
     out[O_SMOOTHED] = smoothed
     bonf: cython.double = _looks(p, r, q, work[W_XL], ts, count, out)
+    zc: cython.double = _calm_step(p, r, q, x[0], ts, count, bonf, out) if p.calm_mem > 0.0 and count > 1 else 0.0
     s: cython.double = max(0.0 - out[O_LOG10P], 0.0)  # the Bonferroni-combined surprise (never -0.0)
     if p.al_weight > 0.0 and scored:  # capped by the stream's own onset rates (before _onset learns this one)
         s = _capped(p, q, bonf, count - p.warmup, out)
@@ -704,11 +712,69 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     res[0], res[1], res[2], res[3] = score if scored else NAN, out[O_LIK], out[O_ONSET], out[O_SURPRISE]
     for f in range(F):
         res[N_RES + f], res[N_RES + F + f] = work[f * W + W_EXPECTED], work[f * W + W_SIGMA]
+    if p.calm_mem > 0.0 and count > 1:
+        _calm_learn(p, r, q, x[0], zc, count, scored and s >= p.learn_s)
     if not _learn(p, r, q, x, work, count, scored and s >= p.learn_s):
         return RESET
     q[p.count], q[p.since_reset], q[p.smoothed] = count, since, smoothed
     r[p.last_ts] = min(ts, cap)
     return code
+
+
+@cython.cfunc
+@cython.cdivision(True)
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _calm_step(p: Params, r: cython.double[:], q: cython.float[:], x0: cython.double, ts: cython.double,
+               count: cython.double, bonf: cython.double, out: cython.double[:]) -> cython.double:
+    """The calm step (calm_memory, univariate models): the step z = |x0 - last_x| / sqrt(calm_var)
+    (floored at min_std + 1e-7 |x0|), returned (-1: no step, the reading came over CALM_GAP x the
+    stream's EW sampling interval after the last; known with the seasonal look's seas_dt). On a calm
+    stream (past warm-up, no step over CALM_Z sd in its last calm_memory readings, counted from its
+    start) the chance of a step that large anywhere in such a window, log10 of calm_memory x its
+    two-sided Gaussian tail, bounded by the seasonal AND-gate as the model's looks are (out[O_GATE]),
+    replaces the instant look's log10 p where smaller (out[O_LP]; the Bonferroni-combined O_LOG10P
+    and O_LOOK follow, _looks' rules: the first look on ties). A spike on a smooth sensor that the
+    mixture explains (its widest component, a heavy instant table) is news on a stream that has not
+    stepped for so long; one that steps (an on/off signal, counts, a heavy-tailed walk) is judged by
+    the model alone."""
+    if p.seasonal and q[p.seas_dt] > 0.0 and ts - r[p.last_ts] > CALM_GAP * q[p.seas_dt]:
+        return -1.0
+    z: cython.double = abs(x0 - r[p.last_x]) / max(sqrt(max(q[p.calm_var], 0.0)), p.min_std + 1e-7 * abs(x0))
+    if count <= p.warmup or q[p.calm_since] < p.calm_mem:
+        return z
+    lp: cython.double = min(gauss_tail_log10(z) + log10(p.calm_mem), 0.0)  # such a step anywhere in the calm window
+    lp = max(lp, out[O_GATE])  # (NEG_INF unless the seasonal look is trusted)
+    if lp < out[O_LP]:
+        out[O_LP] = lp
+        if lp <= out[O_LP + cython.cast(cython.int, out[O_LOOK])]:
+            out[O_LOOK] = 0
+        out[O_LOG10P] = min(min(out[O_LOG10P], lp + bonf), 0.0)
+    return z
+
+
+@cython.cfunc
+@cython.cdivision(True)
+def _calm_learn(p: Params, r: cython.double[:], q: cython.float[:], x0: cython.double, z: cython.double,
+                count: cython.double, high: cython.bint) -> cython.void:
+    """The calm step's statistics learn the step of x0 (its z from _calm_step; -1 after a gap: not a
+    step, and the stream must be calm for calm_memory readings again), the stream's (count - 1)-th
+    reading: calm_since counts the readings since a step over CALM_Z sd (every reading; 0 on one
+    once CALM_START steps are in), calm_var learns from readings under the learning level (a running
+    mean over the first calm_memory, then EW; a step capped at CALM_Z^2 calm_var after the first
+    CALM_START while calm_var > 0, so one jump does not widen it for long; held under CALM_VAR_MAX,
+    so a step of 1e300 leaves it finite)."""
+    if z < 0.0:
+        q[p.calm_since] = 0.0
+        return
+    n: cython.double = count - 1.0
+    v: cython.double = q[p.calm_var]
+    d2: cython.double = min((x0 - r[p.last_x]) * (x0 - r[p.last_x]), CALM_VAR_MAX)
+    if not high:
+        if n > CALM_START and v > 0.0:
+            d2 = min(d2, CALM_Z * CALM_Z * v)
+        q[p.calm_var] = min(v + (d2 - v) / min(n, p.calm_mem), CALM_VAR_MAX)
+    q[p.calm_since] = 0.0 if (z > CALM_Z and n > CALM_START) else q[p.calm_since] + 1.0
 
 
 # -- the hidden state's Q15 storage (state.StateStore.gather_h / scatter_h: the one place) ------

@@ -14,8 +14,9 @@ width 0 exist in name only: the reference look's columns when it is off, the sea
 for multivariate models or when it is off, the mixture head's model-spread columns (mspr_*) for
 a Gaussian head (K = 1), the relation look's unless the model has one (F > 1), the mixture's weight
 correction (wbias) unless weight_memory is on for a mixture head. The jump rate's column (jrate)
-is there only for a model with jump inputs (not even in name: the rows and snapshots of every other
-model stay as they were). The per-look
+is there only for a model with jump inputs, and the calm step's columns (calm_*) only where calm_memory
+is on for a univariate model (neither even in name: the rows and snapshots of every other model stay
+as they were). The per-look
 onset columns hold a slot for each look the model can use (scoring.ALL_LOOKS order; the
 reference, seasonal, peak and relation slots left out where it cannot).
 """
@@ -47,12 +48,12 @@ SEAS_SCALARS = (  # the seasonal look's scalar columns (univariate models)
 
 
 def columns(F: int, reference: bool = True, seasonal: bool = True, components: int = 1, relation: bool = False,
-            wbias: bool = False, jump: bool = False) -> tuple[tuple[str, int | None, str, str], ...]:
+            wbias: bool = False, jump: bool = False, calm: bool = False) -> tuple[tuple[str, int | None, str, str], ...]:
     """The slab's columns for a model with F features and a head of ``components`` Gaussians per
     feature (the reference look's if ``reference``, the seasonal look's if ``seasonal`` and F == 1;
     the peak look's onset columns if F > 1; the relation look's if ``relation`` and F > 1; the
-    weight correction's if ``wbias`` and components > 1, the jump rate's if ``jump``), in
-    order: (name, width | None, storage, meaning)."""
+    weight correction's if ``wbias`` and components > 1, the jump rate's if ``jump``, the calm step's
+    if ``calm`` and F == 1), in order: (name, width | None, storage, meaning)."""
     seasonal = seasonal and F == 1
     relation = relation and F > 1
     K = SEAS_K if seasonal else 0
@@ -98,6 +99,10 @@ def columns(F: int, reference: bool = True, seasonal: bool = True, components: i
         ("since_reset", None, "f4", "readings since the hidden state was reset (gap, new stream, restore)"),
         ("last_ts", None, "f8", "timestamp of the last accepted reading, epoch seconds (capped at now + clock_skew_s)"),
         ("smoothed", None, "f4", "EWMA of the score"),
+        *((("calm_var", None, "f4", "calm step: EW mean square of the step x - last_x (raw units^2; capped "
+            "at CALM_Z^2 x itself)"),
+           ("calm_since", None, "f4", "calm step: readings since its last step over CALM_Z sd (from its start)"))
+          if calm and F == 1 else ()),
         ("trials", None, "f4", "EW count of readings the repeat rate was learned from"),
         ("nstat", None, "f4", "readings the level / spread statistics were learned from"),
         ("held", None, "f4", "readings in a row at or above the learning level (learning paused)"),
@@ -132,13 +137,13 @@ def initial_rows(layout: "Layout") -> tuple[np.ndarray, np.ndarray]:
 
 
 class Layout:
-    """Offsets of ``columns(F, reference, seasonal, components, relation, wbias, jump)``: ``layout.count`` is an int, ``layout.norm_mean``
+    """Offsets of ``columns(F, reference, seasonal, components, relation, wbias, jump, calm)``: ``layout.count`` is an int, ``layout.norm_mean``
     a slice, each within its slab (``layout.storage[name]``: "f8" -> ``num``, "f4" -> ``num4``)."""
 
     def __init__(self, n_features: int, reference: bool = True, seasonal: bool = True, components: int = 1,
-                 relation: bool = False, wbias: bool = False, jump: bool = False):
+                 relation: bool = False, wbias: bool = False, jump: bool = False, calm: bool = False):
         self.F, self.K = n_features, components
-        self.columns = columns(n_features, reference, seasonal, components, relation, wbias, jump)
+        self.columns = columns(n_features, reference, seasonal, components, relation, wbias, jump, calm)
         self.has_seasonal = seasonal and n_features == 1
         self.offsets: dict[str, int] = {}  # column -> first entry in its slab (-1: a zero-width column)
         self.storage: dict[str, str] = {}
@@ -149,7 +154,8 @@ class Layout:
             self.storage[name] = storage
             setattr(self, name, (at if n else -1) if width is None else slice(at, at + n))
             start[storage] += n
-        self.offsets.setdefault("jrate", -1)  # (the kernel reads every offset; this one only with jump inputs)
+        for name in ("jrate", "calm_var", "calm_since"):  # (the kernel reads every offset; these only
+            self.offsets.setdefault(name, -1)  # with jump inputs, with calm_memory)
         self.width, self.width4 = start["f8"], start["f4"]  # entries per row of num, of num4
         self.row_bytes = 8 * self.width + 4 * self.width4
 

@@ -170,6 +170,11 @@ SETTINGS: tuple[Setting, ...] = (
       "this many readings, at most one decade either way): a wide catch-all fades on a quiet stream, so a jump "
       "it used to absorb surprises, while the other level of an on/off signal keeps its weight",
       "readings", ge=2, zero_off=True),
+    S("calm_memory", float, 0.0, "univariate models: a calm stream, one with no step from one reading to the next "
+      "over 4 sd of its own steps in its last this many readings, is also scored by its step's size in those sd "
+      "(in the instant look: the chance of a step that large, a Gaussian tail, anywhere in this many readings): a "
+      "spike on a smooth sensor is news there however the model explains it, while a stream that steps (an on/off "
+      "signal, counts) is scored by the model alone", "readings", ge=2, zero_off=True),
     # -- the onset ------------------------------------------------------------------------------
     S("onset_ratio", float, 2.0, "a look's surprise must exceed this multiple of its last onset's (decaying) "
       "surprise to be an onset again", "x", ge=1),

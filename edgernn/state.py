@@ -45,22 +45,23 @@ SNAPSHOT_FORMAT = 7  # 7: two slabs (float64, float32) and the layout's declarat
 TICK_LIMIT = 2**32 - 2  # last_seen is uint32: at this tick the live rows' ticks are renumbered (_renumber)
 Q15 = 32767  # a bounded h is stored as round(h / h_bound * Q15) in int16
 _MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "num4", "h", "last_seen")
-# the columns that count (readings, alerts, repeats, onsets: EW counts too): never negative
+# the columns that count (readings, alerts, repeats, onsets: EW counts too) and the calm step's mean square: never negative
 _COUNTS = frozenset(("run", "reps", "count", "since_reset", "trials", "nstat", "held", "hist", "below", "cooldown",
-                     "seq", "since_event", "duration", "onset_quiet", "onset_rates", "seas_cyc0", "seas_cyc1"))
+                     "seq", "since_event", "duration", "onset_quiet", "onset_rates", "seas_cyc0", "seas_cyc1",
+                     "calm_var", "calm_since"))
 
 
 class StateStore:
     def __init__(self, n_features: int, hidden: int, capacity: int = 10_000, reference: bool = True,
                  seasonal: bool = True, components: int = 1, h_bound: float | None = None, relation: bool = False,
-                 wbias: bool = False, jump: bool = False):
-        """reference / seasonal / relation / wbias / jump: whether the rows hold those looks' columns, the
-        mixture's weight correction and the jump rate (layout.columns);
+                 wbias: bool = False, jump: bool = False, calm: bool = False):
+        """reference / seasonal / relation / wbias / jump / calm: whether the rows hold those looks' columns,
+        the mixture's weight correction, the jump rate and the calm step's statistics (layout.columns);
         components: the head's Gaussians per feature (the width of the pred column);
         h_bound: the backend's bound on |h| (int16 Q15 storage), None for float32 storage."""
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
-        self.layout = Layout(n_features, reference, seasonal, components, relation, wbias, jump)
+        self.layout = Layout(n_features, reference, seasonal, components, relation, wbias, jump, calm)
         self.capacity = capacity
         self.hidden = hidden
         if h_bound is not None and not (math.isfinite(h_bound) and h_bound > 0):

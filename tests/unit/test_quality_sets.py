@@ -13,7 +13,7 @@ import yaml
 from unit_helpers import load_benchmark
 
 from edgernn.bundle import load_bundle
-from edgernn.recording import read_recording
+from edgernn.recording import parse_timestamp, read_recording
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,8 +83,6 @@ def test_false_alerts_are_listed_with_their_reading_and_look_and_settings_apply(
 def test_duty_and_counts_faults_start_where_fault_at_says(qs, tmp_path):
     """write_duty / write_counts(fault_at=(FROM, TO)): each fault starts between FROM and TO of the
     recording; the default is the sets as they were (0.4, 0.8)."""
-    from edgernn.recording import parse_timestamp
-
     for write in (qs.write_duty, qs.write_counts):
         for at, lo, hi in (((0.2, 0.3), 200, 300), (qs.FAULT_AT, 400, 800)):
             out = tmp_path / f"{write.__name__}{at[0]}"
@@ -128,13 +126,46 @@ def test_smooth_set_sizes_its_faults_by_the_noise_inside_a_large_swing(qs, tmp_p
         assert noise == pytest.approx(scale / 2, rel=0.2) and np.std(x) > 5 * noise
     n = qs.write_smooth(tmp_path, per_fault=2, clean=2, length=3000, seed=4)
     assert n == 2 * len(qs.SMOOTH_FAULTS) + 2
-    with open(tmp_path / "labels.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    assert sorted(r["label"] for r in rows) == sorted(f for f in qs.SMOOTH_FAULTS for _ in range(2))
+    rows = _labelled_faults(tmp_path, qs.SMOOTH_FAULTS, 2)
     for r in rows:
         if r["label"] == "spike":
-            x = read_recording(tmp_path / f"{r['stream']}.csv", ["value"]).x[:, 0]
-            noise = np.median(np.abs(np.diff(x))) / 0.954  # median |N(0, 2 sd^2)|: robust to the spike
-            i = int(np.argmax(np.abs(x - np.convolve(x, np.ones(9) / 9, mode="same"))[5:-5])) + 5
-            step = abs(x[i] - (x[i - 1] + x[i + 1]) / 2)
-            assert 8 * noise < step < np.ptp(x), (step, noise, np.ptp(x))
+            _assert_spike_sized_by_the_noise(tmp_path / f"{r['stream']}.csv")
+
+
+def _labelled_faults(out: Path, faults, per_fault: int) -> list[dict]:
+    """labels.csv's rows, checked to hold per_fault of each fault."""
+    with open(out / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["label"] for r in rows) == sorted(f for f in faults for _ in range(per_fault))
+    return rows
+
+
+def _assert_spike_sized_by_the_noise(path: Path) -> None:
+    """The recording's one spike stands at least 8 noise sd off its neighbours, inside its range."""
+    x = read_recording(path, ["value"]).x[:, 0]
+    noise = np.median(np.abs(np.diff(x))) / 0.954  # median |N(0, 2 sd^2)|: robust to the spike
+    i = int(np.argmax(np.abs(x - np.convolve(x, np.ones(9) / 9, mode="same"))[5:-5])) + 5
+    step = abs(x[i] - (x[i - 1] + x[i + 1]) / 2)
+    assert 8 * noise < step < np.ptp(x), (step, noise, np.ptp(x))
+
+
+def test_sensors_set_is_pressure_temperature_and_humidity_at_their_usual_values(qs, tmp_path):
+    """sensor_signal(rng, j, n): recording j is a pressure (near 1013), a temperature (15-25 plus its
+    swing) or a humidity (40-70 plus its swing) by j % 3, its noise half the fault scale and its
+    daily swing far larger; write_sensors labels one spike (a single reading at least 8 noise sd off
+    its neighbours, inside the recording's range) or dip (3-8 readings) per faulty recording."""
+    rng = np.random.default_rng(5)
+    for j, (kind, lo, hi) in enumerate((("pressure", 995, 1031), ("temperature", 5, 35), ("humidity", 25, 85))):
+        name, x, scale = qs.sensor_signal(rng, j, 2880)
+        noise = np.std(np.diff(x, 2)) / np.sqrt(6)  # second differences: blind to the swing's slope
+        assert name == kind and lo < x.min() and x.max() < hi, (kind, x.min(), x.max())
+        assert noise == pytest.approx(scale / 2, rel=0.1) and np.ptp(x) > 5 * noise
+    n = qs.write_sensors(tmp_path, per_fault=3, clean=3, length=2000, seed=7)
+    assert n == 3 * len(qs.SENSOR_FAULTS) + 3
+    for r in _labelled_faults(tmp_path, qs.SENSOR_FAULTS, 3):
+        assert r["stream"].split("_")[0] in ("pressure", "temperature", "humidity")
+        if r["label"] == "dip":
+            assert 2 <= (parse_timestamp(r["end"]) - parse_timestamp(r["start"])) / 60 <= 7
+        else:
+            assert r["start"] == r["end"]
+            _assert_spike_sized_by_the_noise(tmp_path / f"{r['stream']}.csv")

@@ -1,0 +1,140 @@
+"""The calm step (calm_memory, univariate models; kernel._calm_step / _calm_learn): a stream that has
+not stepped over 4 sd of its own steps in its last calm_memory readings is also scored by the size
+of its step, so a spike inside a smooth sensor's daily swing alerts however the mixture explains it,
+while a stream that steps (an on/off signal) and a young stream score as without it. The shipped
+univariate model, numpy backend, real detector runs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from unit_helpers import plain_kernel_module
+
+from edgernn import detector as detector_module
+from edgernn import kernel
+from edgernn.backends import create_backend
+from edgernn.bundle import load_bundle
+from edgernn.detector import Batch, Detector
+from edgernn.layout import Layout
+from edgernn.settings import resolve
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "firmware_models", "univariate")
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_bundle(ROOT)
+
+
+@pytest.fixture(autouse=True, params=["installed", "plain"] if kernel.COMPILED else ["installed"])
+def kernel_mode(request, monkeypatch):
+    """Each test with the kernel as installed and, when that is compiled, as plain Python."""
+    if request.param == "plain":
+        monkeypatch.setattr(detector_module, "kernel", plain_kernel_module())
+    return request.param
+
+
+def _run(bundle, x: np.ndarray, calm: float):
+    """x float64[n, streams]: reading i of every stream in turn, a minute apart. (Result, names, ts)."""
+    n, streams = x.shape
+    det = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {"calm_memory": calm}))
+    ts = np.repeat(1.7e9 + 60.0 * np.arange(n), streams)
+    names = [f"s{k}" for k in range(streams)] * n
+    return det.process(Batch(names, ts, x.reshape(-1, 1))), ts
+
+
+def test_a_spike_inside_a_smooth_sensors_daily_swing_alerts_with_the_calm_step(bundle):
+    """A pressure-like sensor (1013 + 2 sin(day) + noise 0.01) with a spike of 12 noise sd at reading
+    2,500, well inside its swing: with calm_memory 1000 nearly every stream alerts at the spike, by
+    the instant look, and none before it; without, the mixture's widest component and the instant
+    table keep most of them under the threshold."""
+    rng = np.random.default_rng(11)
+    n, at, streams = 2600, 2500, 12
+    t = np.arange(n)[:, None]
+    x = 1013.0 + 2.0 * np.sin(2 * np.pi * t / 1440.0 + rng.uniform(0, 2 * np.pi, streams)) \
+        + 0.01 * rng.standard_normal((n, streams))
+    x[at] += 0.12 * np.where(rng.random(streams) < 0.5, 1.0, -1.0)
+    caught, early = {}, {}
+    for calm in (1000.0, 0.0):
+        r, ts = _run(bundle, x, calm)
+        raised = [e for e in r.events if e.kind == "raised"]
+        caught[calm] = {e.stream for e in raised if e.ts == ts[at * streams] and e.reason == "instant"}
+        early[calm] = [e for e in raised if e.ts < ts[at * streams]]
+    assert len(caught[1000.0]) >= streams - 1 and not early[1000.0], (caught, early)
+    assert len(caught[0.0]) < len(caught[1000.0]) - 3, caught
+
+
+def test_a_stream_that_steps_and_a_young_stream_score_as_without_it(bundle):
+    """An on/off signal (two levels 10 apart, hard edges every 40-160 readings, noise 0.1) steps far
+    over 4 sd of its steps all the time: it is never calm, and every surprise is what it is with
+    calm_memory 0. A smooth stream is not calm before calm_memory readings: the same there."""
+    rng = np.random.default_rng(5)
+    n, streams = 3000, 4
+    level = np.zeros((n, streams))
+    for k in range(streams):
+        i, on = 0, 0.0
+        while i < n:
+            run = int(rng.integers(40, 160))
+            level[i:i + run, k], i, on = on, i + run, 10.0 - on
+    duty = level + 0.1 * rng.standard_normal((n, streams))
+    a, b = _run(bundle, duty, 1000.0)[0], _run(bundle, duty, 0.0)[0]
+    assert np.array_equal(a.surprise, b.surprise, equal_nan=True)
+    assert [(e.kind, e.stream, e.ts) for e in a.events] == [(e.kind, e.stream, e.ts) for e in b.events]
+    t = np.arange(1200)[:, None]
+    smooth = 20.0 + np.sin(2 * np.pi * t / 1440.0) + 0.01 * rng.standard_normal((1200, streams))
+    a, b = _run(bundle, smooth, 1000.0)[0], _run(bundle, smooth, 0.0)[0]
+    young = slice(0, 1000 * streams)  # calm at the earliest from reading calm_memory + 2 (its count of calm steps)
+    assert np.array_equal(a.surprise[young], b.surprise[young], equal_nan=True)
+
+
+def test_the_calm_columns_are_there_only_with_the_setting_on_a_univariate_model(bundle):
+    """calm_var and calm_since exist (and snapshots carry them: 8 bytes) only where calm_memory is on
+    for a univariate model; otherwise the rows and the snapshot signature are as before."""
+    names = {"calm_var", "calm_since"}
+    assert names <= {c[0] for c in Layout(1, calm=True).columns}
+    assert not names & {c[0] for c in Layout(1).columns}
+    assert not names & {c[0] for c in Layout(3, calm=True).columns}
+    assert Layout(1, components=3).signature() == Layout(1, components=3, calm=False).signature()
+    assert Layout(1, components=3, calm=True).row_bytes == Layout(1, components=3).row_bytes + 8
+    on = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {"calm_memory": 1000.0}))
+    off = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {"calm_memory": 0.0}))
+    assert on.calm and not off.calm and off.state.layout.offsets["calm_since"] == -1
+    assert on.state.layout.offsets["calm_since"] >= 0 and on.state.layout.signature() != off.state.layout.signature()
+    assert on.params.calm_mem == 1000.0 and off.params.calm_mem == 0.0
+    with pytest.raises(ValueError, match="calm_memory"):
+        resolve(bundle, {"calm_memory": 1.0})
+
+
+def test_huge_steps_a_flat_start_and_a_gap_neither_poison_nor_fool_it(bundle, tmp_path):
+    """A stream stepping by 1e25 keeps a finite calm_var (held under float32's largest) and a
+    snapshot of it restores; a stream flat for its first readings learns its steps' scale once it
+    moves (a zero calm_var does not cap every later step at zero); and the first reading after a
+    two-hour gap on a calm sensor is no step (the seasonal look's sampling interval tells the gap): it
+    alerts no more often than without the calm step."""
+    det = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {"calm_memory": 1000.0}))
+    rng = np.random.default_rng(2)
+    n = 400
+    huge = 1e25 + 1e20 * rng.standard_normal(n)
+    flat = np.concatenate([np.zeros(40), 0.1 * rng.standard_normal(n - 40)])
+    det.process(Batch(["huge"] * n + ["flat"] * n, np.tile(1.7e9 + 60.0 * np.arange(n), 2),
+                      np.concatenate([huge, flat]).reshape(-1, 1)))
+    assert np.isfinite(det.state.get("huge")["calm_var"]) and det.state.get("flat")["calm_var"] > 0.0
+    det.state.snapshot(tmp_path / "s.npz", "m")
+    again = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {"calm_memory": 1000.0}))
+    ok, why = again.state.restore(tmp_path / "s.npz", "m")
+    assert ok, why
+    assert again.state.get("huge")["calm_var"] == det.state.get("huge")["calm_var"]
+    rng = np.random.default_rng(11)
+    m, streams = 2600, 8
+    t = 1.7e9 + 60.0 * np.arange(m)
+    t[2500:] += 7200.0  # two hours without a reading, then on as before
+    x = 1013.0 + 0.6 * np.sin(2 * np.pi * (t[:, None] - t[0]) / 86400.0 + rng.uniform(0, 2 * np.pi, streams)) \
+        + 0.01 * rng.standard_normal((m, streams))  # two hours of the daily swing: a step of 20-30 noise sd
+    raised = {}
+    for calm in (1000.0, 0.0):
+        d = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {"calm_memory": calm}))
+        r = d.process(Batch([f"s{k}" for k in range(streams)] * m, np.repeat(t, streams), x.reshape(-1, 1)))
+        raised[calm] = {e.stream for e in r.events if e.kind == "raised" and e.ts == t[2500]}
+    assert len(raised[1000.0]) <= len(raised[0.0]), raised  # (scored as a step: 7 of 8 against 2)

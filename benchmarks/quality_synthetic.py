@@ -133,6 +133,13 @@ def write_quantised(out_dir: Path, per_fault: int = 20, clean: int = 40, length:
 
 
 # -- smooth sensors with a large slow swing ----------------------------------------------------------
+def _weather(rng: np.random.Generator, n: int) -> np.ndarray:
+    """float64[n]: a random walk smoothed over 300 readings, to zero mean and unit sd (the weather's
+    slow drift under a smooth sensor's daily cycle)."""
+    walk = np.convolve(np.cumsum(rng.standard_normal(n)), np.ones(300) / 300, mode="same")
+    return (walk - walk.mean()) / (np.std(walk) or 1.0)
+
+
 def smooth_signal(rng: np.random.Generator, n: int) -> tuple[np.ndarray, float]:
     """(float64[n], fault scale): a sensor whose slow swing is 10-100x its noise (a pressure or a
     temperature with a daily cycle and a slow drift of the weather), at an offset of 1-100 swings.
@@ -141,8 +148,7 @@ def smooth_signal(rng: np.random.Generator, n: int) -> tuple[np.ndarray, float]:
     noise = 10 ** rng.uniform(-2.0, 0.0)
     swing = noise * 10 ** rng.uniform(1.0, 2.0)
     t = np.arange(n)
-    walk = np.convolve(np.cumsum(rng.standard_normal(n)), np.ones(300) / 300, mode="same")
-    walk = (walk - walk.mean()) / (np.std(walk) or 1.0)
+    walk = _weather(rng, n)
     slow = np.sin(2 * np.pi * t / 1440.0 + rng.uniform(0, 2 * np.pi)) + 0.5 * walk
     x = swing * 10 ** rng.uniform(0.0, 2.0) + swing * slow + noise * rng.standard_normal(n)
     return x, 2.0 * noise
@@ -170,8 +176,7 @@ def sensor_signal(rng: np.random.Generator, j: int, n: int) -> tuple[str, np.nda
     elif j % 3 == 1:
         kind, noise = "temperature", 10 ** rng.uniform(-2.3, -1.0)
         x, walk_sd = rng.uniform(15, 25) + rng.uniform(1, 5) * day, rng.uniform(0.3, 2)
-        walk = np.convolve(np.cumsum(rng.standard_normal(n)), np.ones(300) / 300, mode="same")
-        x = x + walk_sd * (walk - walk.mean()) / (np.std(walk) or 1.0)
+        x = x + walk_sd * _weather(rng, n)
     else:
         kind, noise = "humidity", 10 ** rng.uniform(-1.3, -0.3)
         x = rng.uniform(40, 70) + rng.uniform(3, 15) * day

@@ -162,6 +162,7 @@ CALM_Z = cython.declare(cython.double, 4.0)  # the calm step: a step over CALM_Z
 CALM_START = cython.declare(cython.double, 16.0)  # ... its sd learned uncapped from the first CALM_START steps
 CALM_GAP = cython.declare(cython.double, 3.0)  # ... a reading over CALM_GAP x the EW sampling interval after the last is no step
 CALM_VAR_MAX = cython.declare(cython.double, 3.0e38)  # ... calm_var (float32, raw units^2) held under float32's largest
+CALM_REL_FLOOR = cython.declare(cython.double, 1e-7)  # ... its sd floored at min_std + this x |x| (float32 resolution)
 
 COMPILED = cython.compiled
 
@@ -695,7 +696,9 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
         smoothed = prev + p.smoothing * (score - prev)
     out[O_SMOOTHED] = smoothed
     bonf: cython.double = _looks(p, r, q, work[W_XL], ts, count, out)
-    zc: cython.double = _calm_step(p, r, q, x[0], ts, count, bonf, out) if p.calm_mem > 0.0 and count > 1 else 0.0
+    calm: cython.bint = p.calm_mem > 0.0 and count > 1
+    step: cython.double = x[0] - r[p.last_x]  # the calm step's (read only when calm)
+    zc: cython.double = _calm_step(p, r, q, step, abs(x[0]), ts, count, bonf, out) if calm else 0.0
     s: cython.double = max(0.0 - out[O_LOG10P], 0.0)  # the Bonferroni-combined surprise (never -0.0)
     if p.al_weight > 0.0 and scored:  # capped by the stream's own onset rates (before _onset learns this one)
         s = _capped(p, q, bonf, count - p.warmup, out)
@@ -712,8 +715,8 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     res[0], res[1], res[2], res[3] = score if scored else NAN, out[O_LIK], out[O_ONSET], out[O_SURPRISE]
     for f in range(F):
         res[N_RES + f], res[N_RES + F + f] = work[f * W + W_EXPECTED], work[f * W + W_SIGMA]
-    if p.calm_mem > 0.0 and count > 1:
-        _calm_learn(p, r, q, x[0], zc, count, scored and s >= p.learn_s)
+    if calm:
+        _calm_learn(p, q, step, zc, count, scored and s >= p.learn_s)
     if not _learn(p, r, q, x, work, count, scored and s >= p.learn_s):
         return RESET
     q[p.count], q[p.since_reset], q[p.smoothed] = count, since, smoothed
@@ -725,10 +728,10 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
 @cython.cdivision(True)
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def _calm_step(p: Params, r: cython.double[:], q: cython.float[:], x0: cython.double, ts: cython.double,
-               count: cython.double, bonf: cython.double, out: cython.double[:]) -> cython.double:
-    """The calm step (calm_memory, univariate models): the step z = |x0 - last_x| / sqrt(calm_var)
-    (floored at min_std + 1e-7 |x0|), returned (-1: no step, the reading came over CALM_GAP x the
+def _calm_step(p: Params, r: cython.double[:], q: cython.float[:], step: cython.double, ax: cython.double,
+               ts: cython.double, count: cython.double, bonf: cython.double, out: cython.double[:]) -> cython.double:
+    """The calm step (calm_memory, univariate models): the step z = |step| / sqrt(calm_var) (step =
+    x - last_x; the sd floored at min_std + CALM_REL_FLOOR |x|, ax = |x|), returned (-1: no step, the reading came over CALM_GAP x the
     stream's EW sampling interval after the last; known with the seasonal look's seas_dt). On a calm
     stream (past warm-up, no step over CALM_Z sd in its last calm_memory readings, counted from its
     start) the chance of a step that large anywhere in such a window, log10 of calm_memory x its
@@ -740,7 +743,7 @@ def _calm_step(p: Params, r: cython.double[:], q: cython.float[:], x0: cython.do
     the model alone."""
     if p.seasonal and q[p.seas_dt] > 0.0 and ts - r[p.last_ts] > CALM_GAP * q[p.seas_dt]:
         return -1.0
-    z: cython.double = abs(x0 - r[p.last_x]) / max(sqrt(max(q[p.calm_var], 0.0)), p.min_std + 1e-7 * abs(x0))
+    z: cython.double = abs(step) / max(sqrt(max(q[p.calm_var], 0.0)), p.min_std + CALM_REL_FLOOR * ax)
     if count <= p.warmup or q[p.calm_since] < p.calm_mem:
         return z
     lp: cython.double = min(gauss_tail_log10(z) + log10(p.calm_mem), 0.0)  # such a step anywhere in the calm window
@@ -755,9 +758,9 @@ def _calm_step(p: Params, r: cython.double[:], q: cython.float[:], x0: cython.do
 
 @cython.cfunc
 @cython.cdivision(True)
-def _calm_learn(p: Params, r: cython.double[:], q: cython.float[:], x0: cython.double, z: cython.double,
-                count: cython.double, high: cython.bint) -> cython.void:
-    """The calm step's statistics learn the step of x0 (its z from _calm_step; -1 after a gap: not a
+def _calm_learn(p: Params, q: cython.float[:], step: cython.double, z: cython.double, count: cython.double,
+                high: cython.bint) -> cython.void:
+    """The calm step's statistics learn the step x - last_x (its z from _calm_step; -1 after a gap: not a
     step, and the stream must be calm for calm_memory readings again), the stream's (count - 1)-th
     reading: calm_since counts the readings since a step over CALM_Z sd (every reading; 0 on one
     once CALM_START steps are in), calm_var learns from readings under the learning level (a running
@@ -769,7 +772,7 @@ def _calm_learn(p: Params, r: cython.double[:], q: cython.float[:], x0: cython.d
         return
     n: cython.double = count - 1.0
     v: cython.double = q[p.calm_var]
-    d2: cython.double = min((x0 - r[p.last_x]) * (x0 - r[p.last_x]), CALM_VAR_MAX)
+    d2: cython.double = min(step * step, CALM_VAR_MAX)
     if not high:
         if n > CALM_START and v > 0.0:
             d2 = min(d2, CALM_Z * CALM_Z * v)

@@ -236,13 +236,13 @@ class Params:
     count = cython.declare(cython.int, visibility="public")
     since_reset = cython.declare(cython.int, visibility="public")
     last_ts = cython.declare(cython.int, visibility="public")
+    sample_dt = cython.declare(cython.int, visibility="public")
     smoothed = cython.declare(cython.int, visibility="public")
     trials = cython.declare(cython.int, visibility="public")
     nstat = cython.declare(cython.int, visibility="public")
     held = cython.declare(cython.int, visibility="public")
     hist = cython.declare(cython.int, visibility="public")
-    below = cython.declare(cython.int, visibility="public")
-    cooldown = cython.declare(cython.int, visibility="public")
+    phase_n = cython.declare(cython.int, visibility="public")
     seq = cython.declare(cython.int, visibility="public")
     peak = cython.declare(cython.int, visibility="public")
     since_event = cython.declare(cython.int, visibility="public")
@@ -255,8 +255,6 @@ class Params:
     seas_v = cython.declare(cython.int, visibility="public")
     seas_cyc0 = cython.declare(cython.int, visibility="public")
     seas_cyc1 = cython.declare(cython.int, visibility="public")
-    seas_day = cython.declare(cython.int, visibility="public")
-    seas_dt = cython.declare(cython.int, visibility="public")
     seas_s2 = cython.declare(cython.int, visibility="public")
     seas_zb = cython.declare(cython.int, visibility="public")
     seas_zb2 = cython.declare(cython.int, visibility="public")
@@ -695,6 +693,8 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
             prev = min(prev, p.smooth_typ)  # settling readings piled up cannot raise the smoothed look
         smoothed = prev + p.smoothing * (score - prev)
     out[O_SMOOTHED] = smoothed
+    if p.seasonal or p.calm_mem > 0.0:
+        _sample_dt(p, r, q, ts, count)
     bonf: cython.double = _looks(p, r, q, work[W_XL], ts, count, out)
     calm: cython.bint = p.calm_mem > 0.0 and count > 1
     step: cython.double = x[0] - r[p.last_x]  # the calm step's (read only when calm)
@@ -708,7 +708,7 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     high: cython.bint = scored and s >= p.clear_s
     code: cython.int = NONE
     out[O_DURATION] = q[p.duration]
-    if high or q[p.duration] != 0.0 or q[p.cooldown] != 0.0 or q[p.hist] != 0.0:
+    if high or q[p.duration] != 0.0 or q[p.phase_n] != 0.0 or q[p.hist] != 0.0:
         code = alert(p, r, q, scored and s >= p.thr_s, high, score, ts)
     out[O_SCORED] = 1.0 if scored else 0.0
     out[O_FEATURE] = _blame(p, out, work) if code != NONE else -1.0
@@ -732,7 +732,7 @@ def _calm_step(p: Params, r: cython.double[:], q: cython.float[:], step: cython.
                ts: cython.double, count: cython.double, bonf: cython.double, out: cython.double[:]) -> cython.double:
     """The calm step (calm_memory, univariate models): the step z = |step| / sqrt(calm_var) (step =
     x - last_x; the sd floored at min_std + CALM_REL_FLOOR |x|, ax = |x|), returned (-1: no step, the reading came over CALM_GAP x the
-    stream's EW sampling interval after the last; known with the seasonal look's seas_dt). On a calm
+    stream's EW sampling interval after the last: _sample_dt). On a calm
     stream (past warm-up, no step over CALM_Z sd in its last calm_memory readings, counted from its
     start) the chance of a step that large anywhere in such a window, log10 of calm_memory x its
     two-sided Gaussian tail, bounded by the seasonal AND-gate as the model's looks are (out[O_GATE]),
@@ -741,7 +741,7 @@ def _calm_step(p: Params, r: cython.double[:], q: cython.float[:], step: cython.
     mixture explains (its widest component, a heavy instant table) is news on a stream that has not
     stepped for so long; one that steps (an on/off signal, counts, a heavy-tailed walk) is judged by
     the model alone."""
-    if p.seasonal and q[p.seas_dt] > 0.0 and ts - r[p.last_ts] > CALM_GAP * q[p.seas_dt]:
+    if q[p.sample_dt] > 0.0 and ts - r[p.last_ts] > CALM_GAP * q[p.sample_dt]:
         return -1.0
     z: cython.double = abs(step) / max(sqrt(max(q[p.calm_var], 0.0)), p.min_std + CALM_REL_FLOOR * ax)
     if count <= p.warmup or q[p.calm_since] < p.calm_mem:
@@ -754,6 +754,19 @@ def _calm_step(p: Params, r: cython.double[:], q: cython.float[:], step: cython.
             out[O_LOOK] = 0
         out[O_LOG10P] = min(min(out[O_LOG10P], lp + bonf), 0.0)
     return z
+
+
+@cython.cfunc
+@cython.inline
+def _sample_dt(p: Params, r: cython.double[:], q: cython.float[:], ts: cython.double, count: cython.double) -> cython.void:
+    """The stream's EW sampling interval in seconds (q[sample_dt]; 0 until its second reading), learned
+    from the step since its last reading (rate SEAS_DT_RATE; none when the timestamp repeats): the
+    seasonal look's readings per day and the calm step's gap test read it."""
+    dt: cython.double = q[p.sample_dt]
+    step: cython.double = ts - r[p.last_ts]
+    if count > 1 and step > 0.0:
+        dt = step if dt == 0.0 else dt + SEAS_DT_RATE * (step - dt)
+    q[p.sample_dt] = dt
 
 
 @cython.cfunc
@@ -1618,23 +1631,19 @@ def _season(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double
     max(1 / (completed days + 1), 1 / 8), the residual clipped at +-4 s."""
     K: cython.int = SEAS_K
     prev: cython.bint = count > 1
-    step: cython.double = ts - r[p.last_ts]
-    dt: cython.double = q[p.seas_dt]
-    if prev and step > 0.0:
-        dt = step if dt == 0.0 else dt + SEAS_DT_RATE * (step - dt)
-    q[p.seas_dt] = dt
+    dt: cython.double = q[p.sample_dt]  # (_sample_dt: this reading's step is in)
     P: cython.double = DAY / dt if dt > 0.0 else DAY / 300.0  # readings per day
     lam_s: cython.double = 1.0 / max(SEAS_MEMORY * P, 2.0)
     lam_l: cython.double = 1.0 / max(P, 2.0)
     tt: cython.double = ts + p.day_offset
     day: cython.double = floor(tt / DAY)
     d: cython.int = _weekend(day)
-    if prev and day != q[p.seas_day]:
-        if _weekend(q[p.seas_day]):
+    last_day: cython.double = floor((r[p.last_ts] + p.day_offset) / DAY)  # the last reading's day (prev: finite)
+    if prev and day != last_day:
+        if _weekend(last_day):
             q[p.seas_cyc1] += 1.0
         else:
             q[p.seas_cyc0] += 1.0
-    q[p.seas_day] = day
     cyc: cython.double = q[p.seas_cyc1] if d == 1 else q[p.seas_cyc0]
     phase: cython.double = (tt - day * DAY) / DAY * K - 0.5
     fi: cython.double = floor(phase)
@@ -1757,8 +1766,10 @@ def alert(p: Params, r: cython.double[:], q: cython.float[:], over: cython.bint,
     while bits:  # popcount
         bits &= bits - 1
         ones += 1
-    raised: cython.bint = not active and q[p.cooldown] <= 0 and ones >= p.a_k
-    below: cython.double = q[p.below] + 1.0 if active and not high else 0.0
+    # phase_n: while active, readings in a row below the clear level; while idle, the cooldown left
+    cooldown: cython.double = 0.0 if active else q[p.phase_n]
+    raised: cython.bint = not active and cooldown <= 0 and ones >= p.a_k
+    below: cython.double = q[p.phase_n] + 1.0 if active and not high else 0.0
     cleared: cython.bint = active and below >= p.a_clear_after and q[p.duration] >= p.a_min_duration
     duration: cython.double = q[p.duration] + 1.0 if active else 0.0
     expired: cython.bint = active and not cleared and 0.0 < p.a_max_duration < duration  # a new normal
@@ -1770,9 +1781,8 @@ def alert(p: Params, r: cython.double[:], q: cython.float[:], over: cython.bint,
                            and since >= p.a_update_gap)
     now_active: cython.bint = (active and not cleared) or raised
     q[p.hist] = 0.0 if cleared else hist
-    q[p.below] = below if now_active else 0.0
     q[p.duration] = 1.0 if raised else (duration if now_active else 0.0)
-    q[p.cooldown] = p.a_cooldown if cleared else max(q[p.cooldown] - 1.0, 0.0)
+    q[p.phase_n] = below if now_active else p.a_cooldown if cleared else max(cooldown - 1.0, 0.0)
     if raised:
         q[p.seq] += 1.0
         r[p.start_ts] = ts

@@ -36,8 +36,6 @@ SEAS_K = 32  # buckets over the day of the seasonal look's profile
 SEAS_SCALARS = (  # the seasonal look's scalar columns (univariate models)
     ("seas_cyc0", "completed weekdays seen by the seasonal profile"),
     ("seas_cyc1", "completed weekend days seen by the seasonal profile"),
-    ("seas_day", "the last reading's day number, floor((ts + day_offset_s) / 86400)"),
-    ("seas_dt", "EW sampling interval, seconds (0: not known yet)"),
     ("seas_s2", "global EW mean square profile residual (NaN until the profile has a value)"),
     ("seas_zb", "short EW mean of the profile residual z"),
     ("seas_zb2", "EW mean square of that short mean (NaN until the profile has a value)"),
@@ -98,6 +96,8 @@ def columns(F: int, reference: bool = True, seasonal: bool = True, components: i
         ("count", None, "f4", "readings accepted since the stream (re)started"),
         ("since_reset", None, "f4", "readings since the hidden state was reset (gap, new stream, restore)"),
         ("last_ts", None, "f8", "timestamp of the last accepted reading, epoch seconds (capped at now + clock_skew_s)"),
+        ("sample_dt", None if seasonal or (calm and F == 1) else 0, "f4", "EW sampling interval, seconds (0: not "
+         "known yet; the seasonal look's readings per day, the calm step's gaps)"),
         ("smoothed", None, "f4", "EWMA of the score"),
         *((("calm_var", None, "f4", "calm step: EW mean square of the step x - last_x (raw units^2; capped "
             "at CALM_Z^2 x itself)"),
@@ -107,8 +107,8 @@ def columns(F: int, reference: bool = True, seasonal: bool = True, components: i
         ("nstat", None, "f4", "readings the level / spread statistics were learned from"),
         ("held", None, "f4", "readings in a row at or above the learning level (learning paused)"),
         ("hist", None, "f4", "alert machine: bit history of readings over the threshold (k of n)"),
-        ("below", None, "f4", "alert machine: readings in a row below the clear level"),
-        ("cooldown", None, "f4", "alert machine: readings left before a new alert can be raised"),
+        ("phase_n", None, "f4", "alert machine: while an alert is active, readings in a row below the clear level; "
+         "while idle, readings left before a new alert can be raised (the cooldown; 0 whenever an alert is raised)"),
         ("seq", None, "f4", "alert machine: alerts raised on this stream (the alert id's number, exact to 2**24)"),
         ("peak", None, "f4", "alert machine: score of the alert's last event"),
         ("since_event", None, "f4", "alert machine: readings since the alert's last event"),

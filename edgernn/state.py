@@ -46,7 +46,7 @@ TICK_LIMIT = 2**32 - 2  # last_seen is uint32: at this tick the live rows' ticks
 Q15 = 32767  # a bounded h is stored as round(h / h_bound * Q15) in int16
 _MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "num4", "h", "last_seen")
 # the columns that count (readings, alerts, repeats, onsets: EW counts too) and the calm step's mean square: never negative
-_COUNTS = frozenset(("run", "reps", "count", "since_reset", "trials", "nstat", "held", "hist", "below", "cooldown",
+_COUNTS = frozenset(("run", "reps", "count", "since_reset", "trials", "nstat", "held", "hist", "phase_n",
                      "seq", "since_event", "duration", "onset_quiet", "onset_rates", "seas_cyc0", "seas_cyc1",
                      "calm_var", "calm_since"))
 

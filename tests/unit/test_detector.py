@@ -82,7 +82,7 @@ def _state_equal(a: dict, b: dict, keys=None) -> None:
 
 # what a stream's state must agree on whatever the batching (the model-facing part)
 MODEL_STATE = ("h", "pred", "norm_mean", "norm_var", "count", "since_reset", "last_ts", "smoothed",
-               "duration", "seq", "cooldown")
+               "duration", "seq", "phase_n")
 
 
 # -- batched == one at a time ---------------------------------------------------------------------
@@ -1090,7 +1090,7 @@ def test_a_stream_that_starts_flat_still_learns_its_scale(steady_bundle):
     np.testing.assert_allclose(det.state.get("s")["norm_var"], x[:WARMUP].var(axis=0), rtol=0.05)
 
 
-ALERT_COLUMNS = ("hist", "below", "cooldown", "seq", "peak", "since_event", "start_ts", "duration")
+ALERT_COLUMNS = ("hist", "phase_n", "seq", "peak", "since_event", "start_ts", "duration")
 
 
 def _learned(det, stream) -> dict:

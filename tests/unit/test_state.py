@@ -301,6 +301,18 @@ def test_bytes_per_stream_counts_every_array_of_the_store():
     assert st.bytes_per_stream() == st.layout.row_bytes + 4 * 32 + st.last_seen.itemsize
 
 
+def test_a_shipped_univariate_stream_fits_issue_10s_800_bytes():
+    """Issue 10's bar: at most 800 resident bytes per stream for the shipped univariate model with its
+    own detector defaults (every per-stream array: both slabs, the int16 hidden state, the LRU tick)."""
+    from edgernn.backends import create_backend
+    from edgernn.settings import resolve
+
+    shipped = load_bundle(os.path.join(os.path.dirname(__file__), "..", "..", "firmware_models", "univariate"))
+    det = Detector(shipped, create_backend("numpy", shipped), resolve(shipped, {}))
+    assert det.calm and det.state.layout.offsets["wbias"] >= 0  # the columns the defaults switch on are there
+    assert det.state.bytes_per_stream() <= 800, det.state.bytes_per_stream()
+
+
 # -- the hidden state's storage: int16 Q15 for a bounded (GRU) state, float32 otherwise ----------
 def test_bounded_hidden_state_round_trips_within_half_a_q15_step():
     st = StateStore(1, 32, capacity=64, h_bound=1.0)

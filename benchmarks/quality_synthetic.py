@@ -30,7 +30,8 @@ Two labelled sets (CSV recordings + labels.csv: stream,start,end,label):
 An injected event counts as detected when an alert is raised between its start and its end plus
 ``--grace`` readings (level shifts and drifts last to the end: anywhere after the start). A false
 alert is one raised on a clean recording, or before the fault starts on a faulty one; the rate is
-per 10,000 scored clean readings. Every recording is its own stream of one detector run
+per 10,000 scored clean readings. "... by chance" is how many events alerts raised at that false
+rate alone would be expected to land in (chance_catches): a recall near it is no detection. Every recording is its own stream of one detector run
 (``edgernn.drive``: the same outputs as a fresh detector per file, batched).
 """
 
@@ -244,7 +245,7 @@ def evaluate(recs: list, labels: dict, bundle, backend: str, grace: int = 50, th
     feed = Feed.from_recordings(recs, chunk=256)
     out = drive(det, feed, progress=None, label=f"{backend}")
     per_kind = defaultdict(lambda: [0, 0])  # kind -> [detected, total]
-    delays = defaultdict(list)
+    delays, windows = defaultdict(list), defaultdict(list)  # kind -> delays; scored readings an alert counts in
     raised_by, raised_at, looks = defaultdict(list), defaultdict(list), defaultdict(list)  # stream -> timestamps, feed rows, looks
     for e in out.events:
         if e.kind == "raised":
@@ -263,19 +264,32 @@ def evaluate(recs: list, labels: dict, bundle, backend: str, grace: int = 50, th
         false += [(stream, int(np.searchsorted(ts, t)), look) for t, look in zip(raised_by[stream], looks[stream]) if t < first]
         for kind, a, b in labs:
             hits = [t for t in raised_by[stream] if a <= t <= b + grace * step]
+            windows[kind].append(int((scored & (ts >= a) & (ts <= b + grace * step)).sum()))
             per_kind[kind][1] += 1
             if hits:
                 per_kind[kind][0] += 1
                 delays[kind].append((hits[0] - a) / step)
     hit, total = sum(v[0] for v in per_kind.values()), sum(v[1] for v in per_kind.values())
+    rate = len(false) / max(clean_readings, 1)  # false alerts per clean scored reading
     return {"backend": backend, "threshold": det.threshold,
             "per_kind": {k: {"detected": v[0], "events": v[1], "recall": v[0] / v[1],
-                             "median_delay_readings": float(np.median(delays[k])) if delays[k] else None}
+                             "median_delay_readings": float(np.median(delays[k])) if delays[k] else None,
+                             "by_chance": chance_catches(rate, windows[k])}
                          for k, v in sorted(per_kind.items())},
+            "by_chance": chance_catches(rate, [w for k in windows for w in windows[k]]),
             "recall": hit / max(total, 1), "events": total, "detected": hit, "false_alerts": len(false),
             "clean_readings": clean_readings, "readings": readings,
             "false_alerts_per_10k": len(false) / max(clean_readings, 1) * 1e4,
             "raised_at": {k: sorted(v) for k, v in raised_at.items()}, "false": false}
+
+
+def chance_catches(rate: float, windows) -> float:
+    """Events an alert would land in by chance alone: the sum over the events' windows (w scored
+    readings in which a raised alert counts for the event) of 1 - exp(-rate w), rate the false alerts
+    per clean scored reading. False alerts as a Poisson process at the clean rate: a guide to how much
+    of a recall the false alerts alone would give (a long window at a high false-alert rate is caught
+    whatever the detector sees), not a test."""
+    return float(sum(-np.expm1(-rate * w) for w in windows))
 
 
 def alert_difference(a: dict, b: dict, slack: int = 3) -> int:
@@ -309,6 +323,8 @@ def render(name: str, runs: list[dict]) -> str:
         lines.append(f"{k:18s}{cells}")
     lines.append(f"{'all events':18s}" + "".join(f" {r['detected']:>5d}/{r['events']:<6d} {r['recall']:7.0%}"
                                                  for r in runs))
+    lines.append(f"{'... by chance':18s}" + "".join(f" {r['by_chance']:>12.1f} {r['by_chance'] / max(r['events'], 1):7.0%}"
+                                                    for r in runs))
     lines.append(f"{'false / 10k clean':18s}" + "".join(f" {r['false_alerts']:>12d} {r['false_alerts_per_10k']:7.2f}"
                                                         for r in runs))
     if len(runs) == 2:

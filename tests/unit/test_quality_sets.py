@@ -80,6 +80,22 @@ def test_false_alerts_are_listed_with_their_reading_and_look_and_settings_apply(
     assert shipped["false_alerts"] < loose["false_alerts"]
 
 
+def test_chance_catches_tell_how_much_recall_false_alerts_alone_give(qs, tmp_path):
+    """chance_catches is the Poisson expectation (0 at no false alerts, near 1 per event for a long window
+    at a high rate); a run reports it per kind and in total, and a looser threshold (more false alerts)
+    expects more events caught by chance."""
+    assert qs.chance_catches(0.0, [100, 5000]) == 0.0
+    assert qs.chance_catches(1e-3, [100]) == pytest.approx(1 - np.exp(-0.1))
+    assert qs.chance_catches(25e-4, [5000]) > 0.99
+    qs.write_duty(tmp_path / "set", per_fault=1, clean=2, length=1200, seed=11)
+    recs, labels = qs.load_set(tmp_path / "set", ["value"])
+    bundle = load_bundle(ROOT / "firmware_models" / "univariate")
+    loose = qs.evaluate(recs, labels, bundle, "numpy", settings={"threshold": 0.9})
+    shipped = qs.evaluate(recs, labels, bundle, "numpy")
+    assert 0.0 <= shipped["by_chance"] < loose["by_chance"] <= loose["events"]
+    assert loose["by_chance"] == pytest.approx(sum(v["by_chance"] for v in loose["per_kind"].values()))
+
+
 def test_duty_and_counts_faults_start_where_fault_at_says(qs, tmp_path):
     """write_duty / write_counts(fault_at=(FROM, TO)): each fault starts between FROM and TO of the
     recording; the default is the sets as they were (0.4, 0.8)."""

@@ -152,6 +152,7 @@ SEAS_MEMORY = cython.declare(cython.double, _sc.SEAS_MEMORY)
 SEAS_SPAN = cython.declare(cython.double, _sc.SEAS_SPAN)
 SEAS_DAYS = cython.declare(cython.double, _sc.SEAS_DAYS)
 SEAS_MIN_DAYS = cython.declare(cython.double, _sc.SEAS_MIN_DAYS)
+SEAS_CYC_BASE = cython.declare(cython.double, 16.0)  # seas_cyc = weekdays + 16 x weekend days (each <= 15)
 SEAS_CLIP = cython.declare(cython.double, _sc.SEAS_CLIP)
 SEAS_PHI = cython.declare(cython.double, _sc.SEAS_PHI)
 SEAS_ZMAX = cython.declare(cython.double, _sc.SEAS_ZMAX)
@@ -253,8 +254,8 @@ class Params:
     onset_rates = cython.declare(cython.int, visibility="public")
     seas_m = cython.declare(cython.int, visibility="public")
     seas_v = cython.declare(cython.int, visibility="public")
-    seas_cyc0 = cython.declare(cython.int, visibility="public")
-    seas_cyc1 = cython.declare(cython.int, visibility="public")
+    seas_cyc = cython.declare(cython.int, visibility="public")
+    seas_day = cython.declare(cython.int, visibility="public")
     seas_s2 = cython.declare(cython.int, visibility="public")
     seas_zb = cython.declare(cython.int, visibility="public")
     seas_zb2 = cython.declare(cython.int, visibility="public")
@@ -693,9 +694,8 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
             prev = min(prev, p.smooth_typ)  # settling readings piled up cannot raise the smoothed look
         smoothed = prev + p.smoothing * (score - prev)
     out[O_SMOOTHED] = smoothed
-    if p.seasonal or p.calm_mem > 0.0:
-        _sample_dt(p, r, q, ts, count)
-    bonf: cython.double = _looks(p, r, q, work[W_XL], ts, count, out)
+    dt: cython.double = _sample_dt(p, r, q, ts, count) if (p.seasonal or p.calm_mem > 0.0) else 0.0
+    bonf: cython.double = _looks(p, r, q, work[W_XL], ts, count, dt, out)
     calm: cython.bint = p.calm_mem > 0.0 and count > 1
     step: cython.double = x[0] - r[p.last_x]  # the calm step's (read only when calm)
     zc: cython.double = _calm_step(p, r, q, step, abs(x[0]), ts, count, bonf, out) if calm else 0.0
@@ -758,15 +758,36 @@ def _calm_step(p: Params, r: cython.double[:], q: cython.float[:], step: cython.
 
 @cython.cfunc
 @cython.inline
-def _sample_dt(p: Params, r: cython.double[:], q: cython.float[:], ts: cython.double, count: cython.double) -> cython.void:
+def _sample_dt(p: Params, r: cython.double[:], q: cython.float[:], ts: cython.double, count: cython.double) -> cython.double:
     """The stream's EW sampling interval in seconds (q[sample_dt]; 0 until its second reading), learned
-    from the step since its last reading (rate SEAS_DT_RATE; none when the timestamp repeats): the
-    seasonal look's readings per day and the calm step's gap test read it."""
+    from the step since its last reading (rate SEAS_DT_RATE; none when the timestamp repeats) and
+    returned before it is stored as float32 (the seasonal look's readings per day); the calm step's gap
+    test reads the stored value."""
     dt: cython.double = q[p.sample_dt]
     step: cython.double = ts - r[p.last_ts]
     if count > 1 and step > 0.0:
         dt = step if dt == 0.0 else dt + SEAS_DT_RATE * (step - dt)
     q[p.sample_dt] = dt
+    return dt
+
+
+@cython.cfunc
+@cython.inline
+def _days_seen(p: Params, q: cython.float[:], d: cython.int) -> cython.double:
+    """Completed days of type d (1: weekend) the seasonal profile has seen, from seas_cyc (weekdays +
+    SEAS_CYC_BASE x weekend days), each counted up to SEAS_CYC_BASE - 1."""
+    c: cython.double = q[p.seas_cyc]
+    weekend: cython.double = floor(c / SEAS_CYC_BASE)
+    return weekend if d == 1 else c - weekend * SEAS_CYC_BASE
+
+
+@cython.cfunc
+def _count_day(p: Params, q: cython.float[:], d: cython.int) -> cython.void:
+    """One more completed day of type d in seas_cyc, up to SEAS_CYC_BASE - 1 of each type: past
+    SEAS_DAYS - 1 nothing reads more (the profile's rate is 1 / SEAS_DAYS from there, trust needs
+    SEAS_MIN_DAYS), so the cap changes no result."""
+    if _days_seen(p, q, d) < SEAS_CYC_BASE - 1.0:
+        q[p.seas_cyc] += SEAS_CYC_BASE if d == 1 else 1.0
 
 
 @cython.cfunc
@@ -1271,7 +1292,7 @@ def _train_ref(p: Params, r: cython.double[:], f: cython.int, xl: cython.double,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.double, ts: cython.double, count: cython.double,
-           out: cython.double[:]) -> cython.double:
+           dt: cython.double, out: cython.double[:]) -> cython.double:
     """Per-look log10 p to out[O_LP + k] (seasonal look and AND-gate where trusted; the peak look's
     from table 4 when it is on, 0 otherwise; the reference look's as the kernel computed it with
     reference_rows, from table 5 for the training reference when it is on, 0 otherwise; the relation
@@ -1279,13 +1300,14 @@ def _looks(p: Params, r: cython.double[:], q: cython.float[:], xl0: cython.doubl
     statistics NaN, while level_settle holds them; the slow looks bounded by _bound_echoes when
     echo_decades is on), the look with the smallest (O_LOOK, first on ties) and the
     Bonferroni-combined log10 p (O_LOG10P).
+    dt: the stream's sampling interval for the seasonal look (_sample_dt).
     Returns log10 of the number of looks counted (live Bonferroni)."""
     lp0: cython.double = tail(p, 0, out[O_SCORE])
     lp1: cython.double = tail(p, 1, out[O_SMOOTHED])
     bonf: cython.double = p.log10_looks
     out[O_SEAS], out[O_GATE] = 0.0, NEG_INF
     if p.seasonal:
-        if _season(p, r, q, xl0, ts, count, out):  # trusted: the AND-gate and one more look
+        if _season(p, r, q, xl0, ts, count, dt, out):  # trusted: the AND-gate and one more look
             bonf = p.log10_looks_seas
             lp0, lp1 = max(lp0, out[O_GATE]), max(lp1, out[O_GATE])
     if q[p.nstat] < p.lvl_settle:  # the level / spread statistics are too young: silent (and not recorded)
@@ -1616,9 +1638,10 @@ def _ew_stat(q: cython.float[:], m: cython.int, v: cython.int, value: cython.dou
 @cython.wraparound(False)
 @cython.cdivision(True)
 def _season(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double, ts: cython.double, count: cython.double,
-            out: cython.double[:]) -> cython.bint:
+            dt: cython.double, out: cython.double[:]) -> cython.bint:
     """The seasonal look for one univariate reading x, test-then-train; writes its log10 p and
     the AND-gate's log10 2 Phi(-|z|) to out[O_SEAS], out[O_GATE] where trusted; returns trusted.
+    dt: the stream's EW sampling interval with this reading's step in (_sample_dt, before float32).
 
     With P the readings per day (86400 / EW sampling interval; 288 until known): day type d =
     weekend of (ts + day_offset_s); phase q = time of day * K / 86400 - 0.5, bucket i = floor(q)
@@ -1631,20 +1654,16 @@ def _season(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double
     max(1 / (completed days + 1), 1 / 8), the residual clipped at +-4 s."""
     K: cython.int = SEAS_K
     prev: cython.bint = count > 1
-    dt: cython.double = q[p.sample_dt]  # (_sample_dt: this reading's step is in)
     P: cython.double = DAY / dt if dt > 0.0 else DAY / 300.0  # readings per day
     lam_s: cython.double = 1.0 / max(SEAS_MEMORY * P, 2.0)
     lam_l: cython.double = 1.0 / max(P, 2.0)
     tt: cython.double = ts + p.day_offset
     day: cython.double = floor(tt / DAY)
     d: cython.int = _weekend(day)
-    last_day: cython.double = floor((r[p.last_ts] + p.day_offset) / DAY)  # the last reading's day (prev: finite)
-    if prev and day != last_day:
-        if _weekend(last_day):
-            q[p.seas_cyc1] += 1.0
-        else:
-            q[p.seas_cyc0] += 1.0
-    cyc: cython.double = q[p.seas_cyc1] if d == 1 else q[p.seas_cyc0]
+    if prev and day != q[p.seas_day]:
+        _count_day(p, q, _weekend(q[p.seas_day]))
+    q[p.seas_day] = day
+    cyc: cython.double = _days_seen(p, q, d)
     phase: cython.double = (tt - day * DAY) / DAY * K - 0.5
     fi: cython.double = floor(phase)
     f: cython.double = phase - fi

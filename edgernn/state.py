@@ -47,7 +47,7 @@ Q15 = 32767  # a bounded h is stored as round(h / h_bound * Q15) in int16
 _MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "num4", "h", "last_seen")
 # the columns that count (readings, alerts, repeats, onsets: EW counts too) and the calm step's mean square: never negative
 _COUNTS = frozenset(("run", "reps", "count", "since_reset", "trials", "nstat", "held", "hist", "phase_n",
-                     "seq", "since_event", "duration", "onset_quiet", "onset_rates", "seas_cyc0", "seas_cyc1",
+                     "seq", "since_event", "duration", "onset_quiet", "onset_rates", "seas_cyc", "sample_dt",
                      "calm_var", "calm_since"))
 
 

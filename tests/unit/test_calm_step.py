@@ -144,3 +144,35 @@ def test_the_first_reading_after_a_gap_is_no_step(bundle, seasonal):
         r = d.process(Batch([f"s{k}" for k in range(streams)] * m, np.repeat(t, streams), x.reshape(-1, 1)))
         raised[calm] = {e.stream for e in r.events if e.kind == "raised" and e.ts == t[2500]}
     assert len(raised[1000.0]) <= len(raised[0.0]), raised  # (scored as a step: 7 of 8 against 2)
+
+
+def test_a_snapshot_without_the_seasonal_look_restores_the_calm_steps_columns(bundle, tmp_path):
+    """With seasonal: false and the calm step on, the rows hold the sampling interval (sample_dt) and
+    the calm columns but no seasonal ones; a snapshot taken mid-stream restores them, and the rest of
+    the stream scores bit for bit as in one unbroken run."""
+    rng = np.random.default_rng(4)
+    n, cut = 1600, 1100
+    ts = 1.7e9 + 60.0 * np.arange(n)
+    ts[1300:] += 3600.0  # a gap after the cut: the restored sampling interval must tell it
+    x = (1013.0 + 0.2 * np.sin(2 * np.pi * np.arange(n) / 1440.0) + 0.01 * rng.standard_normal(n))[:, None]
+    x[1450] += 0.2
+    settings = {"calm_memory": 1000.0, "seasonal": False}
+
+    def fresh():
+        return Detector(bundle, create_backend("numpy", bundle), resolve(bundle, settings))
+
+    whole = fresh()
+    r_whole = whole.process(Batch(["s"] * n, ts, x))
+    first = fresh()
+    assert "seas_m" not in first.state.layout.offsets or first.state.layout.offsets["seas_m"] == -1
+    first.process(Batch(["s"] * cut, ts[:cut], x[:cut]))
+    first.state.snapshot(tmp_path / "s.npz", "m")
+    second = fresh()
+    ok, why = second.state.restore(tmp_path / "s.npz", "m", resettle=False)
+    assert ok, why
+    assert second.state.get("s")["sample_dt"] == first.state.get("s")["sample_dt"] > 0.0
+    r_rest = second.process(Batch(["s"] * (n - cut), ts[cut:], x[cut:]))
+    np.testing.assert_array_equal(r_rest.likelihood, r_whole.likelihood[cut:])
+    for name in ("calm_var", "calm_since", "sample_dt"):
+        assert second.state.get("s")[name] == whole.state.get("s")[name], name
+    assert any(e.kind == "raised" and e.ts == ts[1450] for e in r_whole.events)  # the spike, after the gap

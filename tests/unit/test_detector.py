@@ -799,7 +799,7 @@ def test_seasonal_look_quiets_routine_daily_transitions(steady_bundle):
                           int(r.alert[later].sum()), int((r.likelihood[later] > 1 - 1e-4).sum()),
                           int((_surprise(r.onset[later]) > 3).sum()))
             if on:
-                assert (r.looks["seasonal"][later] <= 0).all() and det.state.get("s")["seas_cyc1"] >= 3
+                assert (r.looks["seasonal"][later] <= 0).all() and det.state.get("s")["seas_cyc"] // 16 >= 3  # weekend days
         off, on = counts[False], counts[True]
         assert off[0] >= 2 and on[0] == 0, counts
         assert off[1] >= 100 and on[1] <= off[1] // 10, counts
@@ -875,9 +875,28 @@ def test_seasonal_look_batched_equals_one_at_a_time_and_names_the_look(steady_bu
         a, b = dn.state.get(sid), ds.state.get(sid)
         for k in a:
             np.testing.assert_allclose(a[k], b[k], rtol=1e-12, atol=0, err_msg=f"{sid} {k}")
-    assert np.isfinite(ds.state.get("a")["seas_m"]).all() and ds.state.get("a")["seas_cyc0"] >= 10
+    assert np.isfinite(ds.state.get("a")["seas_m"]).all() and ds.state.get("a")["seas_cyc"] % 16 >= 10  # weekdays
     raised = [e for e in rs.events if e.kind == "raised" and e.stream == "b" and e.ts >= day]
     assert any(e.reason == "seasonal" for e in raised), [(e.ts - day, e.reason) for e in raised]
+
+
+def test_seasonal_days_are_counted_once_when_the_device_clock_runs_ahead(steady_bundle):
+    """A device whose clock runs a minute ahead of the daemon's (its readings' timestamps capped at now +
+    clock_skew_s) counts each completed day once, as replay does: the seasonal look is trusted after
+    the same number of days. seas_cyc holds weekdays + 16 x weekend days, each counted up to 15."""
+    from edgernn import scoring
+
+    assert scoring.SEAS_DAYS - 1 <= 15 and scoring.SEAS_MIN_DAYS <= 15  # what seas_cyc can count reaches them
+    bdir = steady_bundle(F=1, warmup=WARMUP)
+    ts, x = _daily(days=30)
+    plain, ahead = _det(bdir), _det(bdir)
+    plain.process(Batch(["s"] * len(ts), ts, x))
+    for i in range(len(ts)):  # one reading at a time, the daemon's clock 60 s behind the device's
+        ahead.process(Batch(["s"], ts[i : i + 1], x[i : i + 1]), now=float(ts[i]) - 60.0)
+    days = np.unique(np.floor(ts / DAY))
+    weekend = ((days[:-1] + 3) % 7) >= 5  # the completed days
+    expected = min(int((~weekend).sum()), 15) + 16 * min(int(weekend.sum()), 15)
+    assert plain.state.get("s")["seas_cyc"] == ahead.state.get("s")["seas_cyc"] == expected
 
 
 def test_seasonal_profile_survives_a_snapshot(steady_bundle, tmp_path):

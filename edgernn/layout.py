@@ -34,8 +34,8 @@ N_LOOKS = 9  # scoring.ALL_LOOKS: instant, smoothed, level, spread, stuck, refer
 N_LEVELS = 13  # scoring.ONSET_LEVELS
 SEAS_K = 32  # buckets over the day of the seasonal look's profile
 SEAS_SCALARS = (  # the seasonal look's scalar columns (univariate models)
-    ("seas_cyc", "completed days seen by the seasonal profile: weekdays + 16 x weekend days, each counted up "
-                 "to 15 (kernel._days_seen; past SEAS_DAYS - 1 = 7 nothing reads more)"),
+    ("seas_cyc", "completed days seen by the seasonal profile: weekdays + scoring.SEAS_CYC_BASE (16) x weekend "
+                 "days, each counted up to SEAS_CYC_BASE - 1 (kernel._days_seen; past SEAS_DAYS - 1 nothing reads more)"),
     ("seas_day", "the last reading's day number, floor((ts + day_offset_s) / 86400)"),
     ("seas_s2", "global EW mean square profile residual (NaN until the profile has a value)"),
     ("seas_zb", "short EW mean of the profile residual z"),

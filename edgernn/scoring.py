@@ -93,6 +93,7 @@ SEAS_MEMORY = 4.0  # days the scales and the trust ratio remember
 SEAS_SPAN = 0.125  # fraction of a day in the short EW mean of z
 SEAS_DAYS = 8.0  # days the profile remembers (once that many have been seen)
 SEAS_MIN_DAYS = 3.0  # completed days of a day type before its profile is trusted
+SEAS_CYC_BASE = 16.0  # seas_cyc = weekdays + SEAS_CYC_BASE x weekend days, each counted up to SEAS_CYC_BASE - 1
 SEAS_CLIP = 4.0  # residuals winsorised / Huber-clipped at this many s
 SEAS_PHI = 0.02  # floor on s: this fraction of the sd of x around its day-scale level
 SEAS_ZMAX = 30.0  # |z| clipped here

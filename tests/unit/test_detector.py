@@ -14,6 +14,7 @@ from edgernn import kernel
 from edgernn.backends.numpy_gru import NumpyGRU
 from edgernn.bundle import load_bundle
 from edgernn.detector import Batch, Detector, DetectorSettings, Reading
+from edgernn import scoring
 from edgernn.scoring import threshold_for_rate
 from edgernn.settings import resolve
 
@@ -799,7 +800,8 @@ def test_seasonal_look_quiets_routine_daily_transitions(steady_bundle):
                           int(r.alert[later].sum()), int((r.likelihood[later] > 1 - 1e-4).sum()),
                           int((_surprise(r.onset[later]) > 3).sum()))
             if on:
-                assert (r.looks["seasonal"][later] <= 0).all() and det.state.get("s")["seas_cyc"] // 16 >= 3  # weekend days
+                weekend_days = det.state.get("s")["seas_cyc"] // scoring.SEAS_CYC_BASE
+                assert (r.looks["seasonal"][later] <= 0).all() and weekend_days >= 3
         off, on = counts[False], counts[True]
         assert off[0] >= 2 and on[0] == 0, counts
         assert off[1] >= 100 and on[1] <= off[1] // 10, counts
@@ -875,7 +877,8 @@ def test_seasonal_look_batched_equals_one_at_a_time_and_names_the_look(steady_bu
         a, b = dn.state.get(sid), ds.state.get(sid)
         for k in a:
             np.testing.assert_allclose(a[k], b[k], rtol=1e-12, atol=0, err_msg=f"{sid} {k}")
-    assert np.isfinite(ds.state.get("a")["seas_m"]).all() and ds.state.get("a")["seas_cyc"] % 16 >= 10  # weekdays
+    weekdays = ds.state.get("a")["seas_cyc"] % scoring.SEAS_CYC_BASE
+    assert np.isfinite(ds.state.get("a")["seas_m"]).all() and weekdays >= 10
     raised = [e for e in rs.events if e.kind == "raised" and e.stream == "b" and e.ts >= day]
     assert any(e.reason == "seasonal" for e in raised), [(e.ts - day, e.reason) for e in raised]
 
@@ -883,10 +886,9 @@ def test_seasonal_look_batched_equals_one_at_a_time_and_names_the_look(steady_bu
 def test_seasonal_days_are_counted_once_when_the_device_clock_runs_ahead(steady_bundle):
     """A device whose clock runs a minute ahead of the daemon's (its readings' timestamps capped at now +
     clock_skew_s) counts each completed day once, as replay does: the seasonal look is trusted after
-    the same number of days. seas_cyc holds weekdays + 16 x weekend days, each counted up to 15."""
-    from edgernn import scoring
-
-    assert scoring.SEAS_DAYS - 1 <= 15 and scoring.SEAS_MIN_DAYS <= 15  # what seas_cyc can count reaches them
+    the same number of days. seas_cyc holds weekdays + B x weekend days, each counted up to B - 1."""
+    B = scoring.SEAS_CYC_BASE
+    assert scoring.SEAS_DAYS - 1 <= B - 1 and scoring.SEAS_MIN_DAYS <= B - 1  # what seas_cyc can count reaches them
     bdir = steady_bundle(F=1, warmup=WARMUP)
     ts, x = _daily(days=30)
     plain, ahead = _det(bdir), _det(bdir)
@@ -895,7 +897,7 @@ def test_seasonal_days_are_counted_once_when_the_device_clock_runs_ahead(steady_
         ahead.process(Batch(["s"], ts[i : i + 1], x[i : i + 1]), now=float(ts[i]) - 60.0)
     days = np.unique(np.floor(ts / DAY))
     weekend = ((days[:-1] + 3) % 7) >= 5  # the completed days
-    expected = min(int((~weekend).sum()), 15) + 16 * min(int(weekend.sum()), 15)
+    expected = min(int((~weekend).sum()), B - 1) + B * min(int(weekend.sum()), B - 1)
     assert plain.state.get("s")["seas_cyc"] == ahead.state.get("s")["seas_cyc"] == expected
 
 

@@ -176,3 +176,17 @@ def test_a_snapshot_without_the_seasonal_look_restores_the_calm_steps_columns(bu
     for name in ("calm_var", "calm_since", "sample_dt"):
         assert second.state.get("s")[name] == whole.state.get("s")[name], name
     assert any(e.kind == "raised" and e.ts == ts[1450] for e in r_whole.events)  # the spike, after the gap
+
+
+@pytest.mark.parametrize("column", ["sample_dt", "seas_cyc", "calm_since"])
+def test_a_snapshot_with_a_negative_interval_or_count_is_refused(bundle, tmp_path, column):
+    """The sampling interval, the seasonal look's day counts and the calm step's count are never negative
+    in a row this store writes: a snapshot holding one is refused with one line naming the column."""
+    det = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {}))
+    n = 400
+    det.process(Batch(["s"] * n, 1.7e9 + 60.0 * np.arange(n), (20.0 + 0.1 * np.arange(n) % 3.0)[:, None]))
+    det.state.num4[det.state.ids["s"], getattr(det.state.layout, column)] = -60.0  # tampered
+    det.state.snapshot(tmp_path / "s.npz", "m")
+    again = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {}))
+    ok, why = again.state.restore(tmp_path / "s.npz", "m")
+    assert not ok and f"{column} = -60" in why and "\n" not in why

@@ -31,8 +31,9 @@ An injected event counts as detected when an alert is raised between its start a
 ``--grace`` readings (level shifts and drifts last to the end: anywhere after the start). A false
 alert is one raised on a clean recording, or before the fault starts on a faulty one; the rate is
 per 10,000 scored clean readings. "... by chance" is how many events alerts raised at that false
-rate alone would be expected to land in (chance_catches): a recall near it is no detection. Every recording is its own stream of one detector run
-(``edgernn.drive``: the same outputs as a fresh detector per file, batched).
+rate alone would be expected to land in (chance_catches): a recall near it is no detection. Every
+recording is its own stream of one detector run (``edgernn.drive``: the same outputs as a fresh
+detector per file, batched).
 """
 
 from __future__ import annotations

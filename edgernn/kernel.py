@@ -731,8 +731,8 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
 def _calm_step(p: Params, r: cython.double[:], q: cython.float[:], step: cython.double, ax: cython.double,
                ts: cython.double, count: cython.double, bonf: cython.double, out: cython.double[:]) -> cython.double:
     """The calm step (calm_memory, univariate models): the step z = |step| / sqrt(calm_var) (step =
-    x - last_x; the sd floored at min_std + CALM_REL_FLOOR |x|, ax = |x|), returned (-1: no step, the reading came over CALM_GAP x the
-    stream's EW sampling interval after the last: _sample_dt). On a calm
+    x - last_x; the sd floored at min_std + CALM_REL_FLOOR |x|, ax = |x|), returned (-1: no step, the
+    reading came over CALM_GAP x the stream's EW sampling interval after the last: _sample_dt). On a calm
     stream (past warm-up, no step over CALM_Z sd in its last calm_memory readings, counted from its
     start) the chance of a step that large anywhere in such a window, log10 of calm_memory x its
     two-sided Gaussian tail, bounded by the seasonal AND-gate as the model's looks are (out[O_GATE]),

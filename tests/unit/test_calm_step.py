@@ -36,10 +36,15 @@ def kernel_mode(request, monkeypatch):
     return request.param
 
 
+def _detector(bundle, **settings) -> Detector:
+    """A numpy-backend detector on the bundle with its detector defaults and these settings over them."""
+    return Detector(bundle, create_backend("numpy", bundle), resolve(bundle, settings))
+
+
 def _run(bundle, x: np.ndarray, calm: float):
     """x float64[n, streams]: reading i of every stream in turn, a minute apart. (Result, names, ts)."""
     n, streams = x.shape
-    det = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {"calm_memory": calm}))
+    det = _detector(bundle, calm_memory=calm)
     ts = np.repeat(1.7e9 + 60.0 * np.arange(n), streams)
     names = [f"s{k}" for k in range(streams)] * n
     return det.process(Batch(names, ts, x.reshape(-1, 1))), ts
@@ -98,8 +103,8 @@ def test_the_calm_columns_are_there_only_with_the_setting_on_a_univariate_model(
     assert not names & {c[0] for c in Layout(3, calm=True).columns}
     assert Layout(1, components=3).signature() == Layout(1, components=3, calm=False).signature()
     assert Layout(1, components=3, calm=True).row_bytes == Layout(1, components=3).row_bytes + 8
-    on = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {"calm_memory": 1000.0}))
-    off = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {"calm_memory": 0.0}))
+    on = _detector(bundle, calm_memory=1000.0)
+    off = _detector(bundle, calm_memory=0.0)
     assert on.calm and not off.calm and off.state.layout.offsets["calm_since"] == -1
     assert on.state.layout.offsets["calm_since"] >= 0 and on.state.layout.signature() != off.state.layout.signature()
     assert on.params.calm_mem == 1000.0 and off.params.calm_mem == 0.0
@@ -111,7 +116,7 @@ def test_huge_steps_a_flat_start_and_a_gap_neither_poison_nor_fool_it(bundle, tm
     """A stream stepping by 1e25 keeps a finite calm_var (held under float32's largest) and a
     snapshot of it restores; a stream flat for its first readings learns its steps' scale once it
     moves (a zero calm_var does not cap every later step at zero)."""
-    det = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {"calm_memory": 1000.0}))
+    det = _detector(bundle, calm_memory=1000.0)
     rng = np.random.default_rng(2)
     n = 400
     huge = 1e25 + 1e20 * rng.standard_normal(n)
@@ -120,7 +125,7 @@ def test_huge_steps_a_flat_start_and_a_gap_neither_poison_nor_fool_it(bundle, tm
                       np.concatenate([huge, flat]).reshape(-1, 1)))
     assert np.isfinite(det.state.get("huge")["calm_var"]) and det.state.get("flat")["calm_var"] > 0.0
     det.state.snapshot(tmp_path / "s.npz", "m")
-    again = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {"calm_memory": 1000.0}))
+    again = _detector(bundle, calm_memory=1000.0)
     ok, why = again.state.restore(tmp_path / "s.npz", "m")
     assert ok, why
     assert again.state.get("huge")["calm_var"] == det.state.get("huge")["calm_var"]
@@ -139,7 +144,7 @@ def test_the_first_reading_after_a_gap_is_no_step(bundle, seasonal):
         + 0.01 * rng.standard_normal((m, streams))  # two hours of the daily swing: a step of 20-30 noise sd
     raised = {}
     for calm in (1000.0, 0.0):
-        d = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {"calm_memory": calm, "seasonal": seasonal}))
+        d = _detector(bundle, calm_memory=calm, seasonal=seasonal)
         assert d.state.layout.offsets["sample_dt"] >= 0 or not calm
         r = d.process(Batch([f"s{k}" for k in range(streams)] * m, np.repeat(t, streams), x.reshape(-1, 1)))
         raised[calm] = {e.stream for e in r.events if e.kind == "raised" and e.ts == t[2500]}
@@ -157,17 +162,13 @@ def test_a_snapshot_without_the_seasonal_look_restores_the_calm_steps_columns(bu
     x = (1013.0 + 0.2 * np.sin(2 * np.pi * np.arange(n) / 1440.0) + 0.01 * rng.standard_normal(n))[:, None]
     x[1450] += 0.2
     settings = {"calm_memory": 1000.0, "seasonal": False}
-
-    def fresh():
-        return Detector(bundle, create_backend("numpy", bundle), resolve(bundle, settings))
-
-    whole = fresh()
+    whole = _detector(bundle, **settings)
     r_whole = whole.process(Batch(["s"] * n, ts, x))
-    first = fresh()
+    first = _detector(bundle, **settings)
     assert "seas_m" not in first.state.layout.offsets or first.state.layout.offsets["seas_m"] == -1
     first.process(Batch(["s"] * cut, ts[:cut], x[:cut]))
     first.state.snapshot(tmp_path / "s.npz", "m")
-    second = fresh()
+    second = _detector(bundle, **settings)
     ok, why = second.state.restore(tmp_path / "s.npz", "m", resettle=False)
     assert ok, why
     assert second.state.get("s")["sample_dt"] == first.state.get("s")["sample_dt"] > 0.0
@@ -182,11 +183,11 @@ def test_a_snapshot_without_the_seasonal_look_restores_the_calm_steps_columns(bu
 def test_a_snapshot_with_a_negative_interval_or_count_is_refused(bundle, tmp_path, column):
     """The sampling interval, the seasonal look's day counts and the calm step's count are never negative
     in a row this store writes: a snapshot holding one is refused with one line naming the column."""
-    det = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {}))
+    det = _detector(bundle)
     n = 400
     det.process(Batch(["s"] * n, 1.7e9 + 60.0 * np.arange(n), (20.0 + 0.1 * np.arange(n) % 3.0)[:, None]))
     det.state.num4[det.state.ids["s"], getattr(det.state.layout, column)] = -60.0  # tampered
     det.state.snapshot(tmp_path / "s.npz", "m")
-    again = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {}))
+    again = _detector(bundle)
     ok, why = again.state.restore(tmp_path / "s.npz", "m")
     assert not ok and f"{column} = -60" in why and "\n" not in why

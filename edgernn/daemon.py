@@ -392,18 +392,26 @@ class Daemon:
 
     # -- main thread ---------------------------------------------------------------------------
     def request_stop(self, *_args) -> None:
+        """Stop, asked from another thread (an embedding program, a test): the main loop wakes at once."""
         self._stop.set()
         self.inbox.wake()
 
+    def _terminate(self, *_args) -> None:
+        """SIGTERM / SIGINT. A handler runs on the main thread between two of its steps, possibly while
+        that thread holds the inbox's wake-up lock (inside Inbox.wait): waking the inbox from here
+        could wait on that lock forever. So only the stop flag is set (no lock the main thread ever
+        holds); the main loop sees it within its wait of at most 1 s."""
+        self._stop.set()
+
     def _hangup(self, *_args) -> None:
         """SIGHUP. From a terminal that closed (the daemon was started from one): stop as on
-        SIGTERM. Otherwise (``kill -HUP``, a reload) carry on, said by the main loop: the config is
-        read only at start. (The default action would kill the daemon without a snapshot.)"""
+        SIGTERM. Otherwise (``kill -HUP``, a reload) carry on, said by the main loop within its 1 s
+        wait: the config is read only at start. (The default action would kill the daemon without a
+        snapshot.) Like _terminate, it takes no lock."""
         if self._tty:
-            self.request_stop()
+            self._terminate()
         else:
             self._hups += 1
-            self.inbox.wake()
 
     def check_state(self) -> list[tuple[Pipeline, str]]:
         """Pipelines whose snapshots cannot be written, with why (empty: all fine)."""
@@ -581,8 +589,8 @@ class Daemon:
     def run(self) -> int:
         cfg = self.cfg
         if self.install_signals and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self.request_stop)
-            signal.signal(signal.SIGINT, self.request_stop)
+            signal.signal(signal.SIGTERM, self._terminate)
+            signal.signal(signal.SIGINT, self._terminate)
             self._tty = sys.stdin.isatty() or sys.stderr.isatty()  # now: a hung-up terminal is no tty
             signal.signal(signal.SIGHUP, self._hangup)
         for line in cfg.summary():

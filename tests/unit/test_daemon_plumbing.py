@@ -374,3 +374,31 @@ def test_process_passes_the_wall_clock():
     d.process(0, [("a/b", 1.7e9, (1.0,)), ("a/c", 1.7e9, (2.0,))])
     assert d.processed == 2 and len(seen) == 1
     assert before <= seen[0] <= time.time()
+
+
+@pytest.mark.parametrize("handler", ["_terminate", "_hangup"])
+def test_a_signal_while_the_main_thread_holds_the_inbox_wake_up_lock_does_not_deadlock(handler):
+    """A signal handler runs on the main thread between two of its steps, for instance while it holds
+    the inbox's wake-up lock inside Inbox.wait. The SIGTERM / SIGHUP handlers must take no lock that
+    thread can hold: here a worker stands in for the main thread, holds that lock and runs the handler
+    as the interpreter would. (Before, SIGTERM woke the inbox from the handler and could wait on that
+    lock forever: the daemon then never stopped.) A daemon built from the example config, never run."""
+    from pathlib import Path
+
+    from edgernn.config import load_config
+    from edgernn.daemon import Daemon
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "deploy" / "edgernn.example.yaml")
+    daemon = Daemon(cfg, install_signals=False)
+    daemon._tty = True  # a hung-up terminal: SIGHUP stops, as SIGTERM
+    done = threading.Event()
+
+    def main_thread_in_inbox_wait():
+        with daemon.inbox._ready._cond:  # what Inbox.wait holds around its wait (threading.Event)
+            getattr(daemon, handler)(1, None)
+        done.set()
+
+    t = threading.Thread(target=main_thread_in_inbox_wait, daemon=True)
+    t.start()
+    assert done.wait(5), "the signal handler waited on a lock its own thread holds"
+    assert daemon._stop.is_set()

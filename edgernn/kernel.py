@@ -153,6 +153,9 @@ SEAS_SPAN = cython.declare(cython.double, _sc.SEAS_SPAN)
 SEAS_DAYS = cython.declare(cython.double, _sc.SEAS_DAYS)
 SEAS_MIN_DAYS = cython.declare(cython.double, _sc.SEAS_MIN_DAYS)
 SEAS_CYC_BASE = cython.declare(cython.double, _sc.SEAS_CYC_BASE)
+QUIET_BITS = cython.declare(cython.int, _sc.QUIET_BITS)
+QUIET_PER_WORD = cython.declare(cython.int, _sc.QUIET_PER_WORD)
+QUIET_MAX = cython.declare(cython.long, _sc.QUIET_MAX)
 SEAS_CLIP = cython.declare(cython.double, _sc.SEAS_CLIP)
 SEAS_PHI = cython.declare(cython.double, _sc.SEAS_PHI)
 SEAS_ZMAX = cython.declare(cython.double, _sc.SEAS_ZMAX)
@@ -162,6 +165,10 @@ LN_WB_RATIO = cython.declare(cython.double, 4.605170185988092)  # ln 100: one re
 CALM_Z = cython.declare(cython.double, 4.0)  # the calm step: a step over CALM_Z sd of the stream's own steps is a jump
 CALM_START = cython.declare(cython.double, 16.0)  # ... its sd learned uncapped from the first CALM_START steps
 CALM_GAP = cython.declare(cython.double, 3.0)  # ... a reading over CALM_GAP x the EW sampling interval after the last is no step
+TREND_A = cython.declare(cython.double, _sc.TREND_A)  # the calm trend (scoring.py)
+TREND_B = cython.declare(cython.double, _sc.TREND_B)
+TREND_GRACE = cython.declare(cython.double, _sc.TREND_GRACE)
+TREND_START = cython.declare(cython.double, _sc.TREND_START)
 CALM_VAR_MAX = cython.declare(cython.double, 3.0e38)  # ... calm_var (float32, raw units^2) held under float32's largest
 CALM_REL_FLOOR = cython.declare(cython.double, 1e-7)  # ... its sd floored at min_std + this x |x| (float32 resolution)
 
@@ -232,6 +239,10 @@ class Params:
     jrate = cython.declare(cython.int, visibility="public")
     calm_var = cython.declare(cython.int, visibility="public")
     calm_since = cython.declare(cython.int, visibility="public")
+    trend_m1 = cython.declare(cython.int, visibility="public")
+    trend_d = cython.declare(cython.int, visibility="public")
+    trend_eb = cython.declare(cython.int, visibility="public")
+    trend_v = cython.declare(cython.int, visibility="public")
     range_lo = cython.declare(cython.int, visibility="public")
     range_hi = cython.declare(cython.int, visibility="public")
     count = cython.declare(cython.int, visibility="public")
@@ -699,6 +710,7 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     calm: cython.bint = p.calm_mem > 0.0 and count > 1
     step: cython.double = x[0] - r[p.last_x]  # the calm step's (read only when calm)
     zc: cython.double = _calm_step(p, r, q, step, abs(x[0]), ts, count, bonf, out) if calm else 0.0
+    eb: cython.double = _calm_trend(p, q, step, zc < 0.0, count, bonf, out) if calm else 0.0
     s: cython.double = max(0.0 - out[O_LOG10P], 0.0)  # the Bonferroni-combined surprise (never -0.0)
     if p.al_weight > 0.0 and scored:  # capped by the stream's own onset rates (before _onset learns this one)
         s = _capped(p, q, bonf, count - p.warmup, out)
@@ -716,6 +728,7 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     for f in range(F):
         res[N_RES + f], res[N_RES + F + f] = work[f * W + W_EXPECTED], work[f * W + W_SIGMA]
     if calm:
+        _trend_learn(p, q, step, eb, zc < 0.0, count, scored and s >= p.learn_s)
         _calm_learn(p, q, step, zc, count, scored and s >= p.learn_s)
     if not _learn(p, r, q, x, work, count, scored and s >= p.learn_s):
         return RESET
@@ -792,6 +805,62 @@ def _count_day(p: Params, q: cython.float[:], d: cython.int) -> cython.void:
 
 @cython.cfunc
 @cython.cdivision(True)
+def _calm_trend(p: Params, q: cython.float[:], step: cython.double, gap: cython.bint, count: cython.double,
+                bonf: cython.double, out: cython.double[:]) -> cython.double:
+    """The calm trend (with the calm step): a level shift inside a smooth sensor's swing is a step the
+    calm step finds ordinary, but the readings after it stay shifted. Brown's double EW smoothing
+    (means m1, m2 at rate TREND_A: level 2 m1 - m2, trend m1 - m2) predicts the reading; the residual
+    e = x - prediction (step: x - last_x; m1 is kept as an offset from last_x, so
+    e = step - (m1 - last_x) - (m1 - m2) / (1 - TREND_A)) enters an EW mean eb at rate TREND_B, returned.
+    On a calm or recently calm stream (calm_since >= calm_memory, or counting up from -TREND_GRACE
+    after the step that ended its calm: a shift is often such a step) with the mean square of eb
+    learned over TREND_START readings, the chance of |eb| that large in sd of itself anywhere in the
+    calm window (log10 of calm_memory x its two-sided Gaussian tail, bounded by the seasonal AND-gate)
+    replaces the smoothed look's log10 p where smaller (out[O_LP + 1]; O_LOG10P and O_LOOK follow
+    as in _calm_step). After a gap (the calm step's test) eb is 0 and nothing is scored."""
+    if gap:
+        return 0.0
+    e: cython.double = step - q[p.trend_m1] - q[p.trend_d] / (1.0 - TREND_A)
+    eb: cython.double = q[p.trend_eb] + TREND_B * (e - q[p.trend_eb])
+    since: cython.double = q[p.calm_since]
+    if count <= p.warmup or count < TREND_START or q[p.trend_v] <= 0.0 or not (since >= p.calm_mem or since < 0.0):
+        return eb
+    lp: cython.double = min(gauss_tail_log10(abs(eb) / sqrt(q[p.trend_v])) + log10(p.calm_mem), 0.0)
+    lp = max(lp, out[O_GATE])  # (NEG_INF unless the seasonal look is trusted)
+    if lp < out[O_LP + 1]:
+        out[O_LP + 1] = lp
+        if lp <= out[O_LP + cython.cast(cython.int, out[O_LOOK])]:
+            out[O_LOOK] = 1
+        out[O_LOG10P] = min(min(out[O_LOG10P], lp + bonf), 0.0)
+    return eb
+
+
+@cython.cfunc
+@cython.cdivision(True)
+def _trend_learn(p: Params, q: cython.float[:], step: cython.double, eb: cython.double, gap: cython.bint,
+                 count: cython.double, high: cython.bint) -> cython.void:
+    """The calm trend learns every reading (x = last_x + step becomes the next last_x): m1 and m2 take
+    x, stored as m1 - x and m1 - m2; after a gap (the calm step's test) both restart at x. eb is
+    stored; its mean square learns eb^2 from readings under the learning level (a running mean over
+    the first calm_memory readings, then EW; capped at 16 x itself past TREND_START; float32-bounded)."""
+    m1: cython.double = q[p.trend_m1]  # m1 and m2 relative to last_x (x is last_x + step)
+    m2: cython.double = m1 - q[p.trend_d]
+    if gap:
+        m1, m2 = step, step
+    m1 = m1 + TREND_A * (step - m1)
+    m2 = m2 + TREND_A * (m1 - m2)
+    q[p.trend_m1], q[p.trend_d], q[p.trend_eb] = m1 - step, m1 - m2, eb
+    n: cython.double = count - 1.0
+    v: cython.double = q[p.trend_v]
+    e2: cython.double = min(eb * eb, CALM_VAR_MAX)
+    if not high and not gap:
+        if n > TREND_START and v > 0.0:
+            e2 = min(e2, 16.0 * v)
+        q[p.trend_v] = min(v + (e2 - v) / min(n, p.calm_mem), CALM_VAR_MAX)
+
+
+@cython.cfunc
+@cython.cdivision(True)
 def _calm_learn(p: Params, q: cython.float[:], step: cython.double, z: cython.double, count: cython.double,
                 high: cython.bint) -> cython.void:
     """The calm step's statistics learn the step x - last_x (its z from _calm_step; -1 after a gap: not a
@@ -811,7 +880,10 @@ def _calm_learn(p: Params, q: cython.float[:], step: cython.double, z: cython.do
         if n > CALM_START and v > 0.0:
             d2 = min(d2, CALM_Z * CALM_Z * v)
         q[p.calm_var] = min(v + (d2 - v) / min(n, p.calm_mem), CALM_VAR_MAX)
-    q[p.calm_since] = 0.0 if (z > CALM_Z and n > CALM_START) else q[p.calm_since] + 1.0
+    if z > CALM_Z and n > CALM_START:  # a step: not calm; "recently calm" for TREND_GRACE readings if it was
+        q[p.calm_since] = (0.0 - TREND_GRACE) if q[p.calm_since] >= p.calm_mem else 0.0
+    else:
+        q[p.calm_since] = q[p.calm_since] + 1.0
 
 
 # -- the hidden state's Q15 storage (state.StateStore.gather_h / scatter_h: the one place) ------
@@ -1429,11 +1501,11 @@ def _onset(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
         else:
             q[p.onset_ref + i] = ref * p.onset_decay
         if p.rearm > 0.0 and scored:  # re-arm after onset_rearm quiet readings
-            quiet = q[p.onset_quiet + i] + 1.0 if sk < p.quiet_level else 0.0
+            quiet = _quiet_count(p, q, i) + 1.0 if sk < p.quiet_level else 0.0
             if quiet >= p.rearm:
                 quiet = 0.0
                 q[p.onset_ref + i] = 0.0
-            q[p.onset_quiet + i] = quiet
+            _set_quiet_count(p, q, i, quiet)
     u: cython.double = 0.0
     lvl: cython.int
     c_rate: cython.double = 1.0
@@ -1449,6 +1521,23 @@ def _onset(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
     if scored:
         _learn_rates(p, q, top)
     return likelihood(-shown)
+
+
+@cython.cfunc
+def _quiet_count(p: Params, q: cython.float[:], i: cython.int) -> cython.double:
+    """Look slot i's count of quiet readings: QUIET_BITS bits of the onset_quiet word i // QUIET_PER_WORD
+    (slot i % QUIET_PER_WORD from the lowest bits; a float32 holds the word exactly, below 2**24)."""
+    word: cython.long = cython.cast(cython.long, q[p.onset_quiet + i // QUIET_PER_WORD])
+    return cython.cast(cython.double, (word >> (QUIET_BITS * (i % QUIET_PER_WORD))) & QUIET_MAX)
+
+
+@cython.cfunc
+def _set_quiet_count(p: Params, q: cython.float[:], i: cython.int, n: cython.double) -> cython.void:
+    """Store n (0 .. QUIET_MAX: settings keep onset_rearm <= QUIET_MAX + 1) as look slot i's quiet count."""
+    at: cython.int = p.onset_quiet + i // QUIET_PER_WORD
+    shift: cython.int = QUIET_BITS * (i % QUIET_PER_WORD)
+    word: cython.long = cython.cast(cython.long, q[at]) & ~(QUIET_MAX << shift)
+    q[at] = cython.cast(cython.double, word | (cython.cast(cython.long, n) << shift))
 
 
 @cython.cfunc

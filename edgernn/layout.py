@@ -14,7 +14,7 @@ width 0 exist in name only: the reference look's columns when it is off, the sea
 for multivariate models or when it is off, the mixture head's model-spread columns (mspr_*) for
 a Gaussian head (K = 1), the relation look's unless the model has one (F > 1), the mixture's weight
 correction (wbias) unless weight_memory is on for a mixture head. The jump rate's column (jrate)
-is there only for a model with jump inputs, and the calm step's columns (calm_*) only where calm_memory
+is there only for a model with jump inputs, and the calm step's columns (calm_*, trend_*) only where calm_memory
 is on for a univariate model (neither even in name: the rows and snapshots of every other model stay
 as they were). The per-look
 onset columns hold a slot for each look the model can use (scoring.ALL_LOOKS order; the
@@ -29,6 +29,7 @@ import zlib
 import numpy as np
 
 from .backends.base import pred_width
+from .scoring import QUIET_PER_WORD
 
 N_LOOKS = 9  # scoring.ALL_LOOKS: instant, smoothed, level, spread, stuck, reference, seasonal, peak, relation
 N_LEVELS = 13  # scoring.ONSET_LEVELS
@@ -43,6 +44,16 @@ SEAS_SCALARS = (  # the seasonal look's scalar columns (univariate models)
     ("seas_lev", "level of x tracking on the day scale (EW over one cycle)"),
     ("seas_vg", "EW variance of x - level (the trust ratio's denominator)"),
     ("seas_vr", "EW variance of the profile residual (the trust ratio's numerator)"),
+)
+
+CALM_COLUMNS = (  # the calm step's and its calm trend's columns (calm_memory, univariate models)
+    ("calm_var", None, "f4", "calm step: EW mean square of the step x - last_x (raw units^2; capped at CALM_Z^2 x itself)"),
+    ("calm_since", None, "f4", "calm step: readings since its last step over CALM_Z sd (from its start; from "
+     "-scoring.TREND_GRACE after a step that ended a calm stretch: 'recently calm' for the calm trend)"),
+    ("trend_m1", None, "f4", "calm trend: Brown's first EW mean of x, minus last_x (raw units)"),
+    ("trend_d", None, "f4", "calm trend: Brown's first minus second EW mean (raw units)"),
+    ("trend_eb", None, "f4", "calm trend: EW mean of the residual against Brown's prediction (raw units)"),
+    ("trend_v", None, "f4", "calm trend: EW mean square of that mean (raw units^2)"),
 )
 
 
@@ -100,10 +111,7 @@ def columns(F: int, reference: bool = True, seasonal: bool = True, components: i
         ("sample_dt", None if seasonal or (calm and F == 1) else 0, "f4", "EW sampling interval, seconds (0: not "
          "known yet; the seasonal look's readings per day, the calm step's gaps)"),
         ("smoothed", None, "f4", "EWMA of the score"),
-        *((("calm_var", None, "f4", "calm step: EW mean square of the step x - last_x (raw units^2; capped "
-            "at CALM_Z^2 x itself)"),
-           ("calm_since", None, "f4", "calm step: readings since its last step over CALM_Z sd (from its start)"))
-          if calm and F == 1 else ()),
+        *(CALM_COLUMNS if calm and F == 1 else ()),
         ("trials", None, "f4", "EW count of readings the repeat rate was learned from"),
         ("nstat", None, "f4", "readings the level / spread statistics were learned from"),
         ("held", None, "f4", "readings in a row at or above the learning level (learning paused)"),
@@ -116,7 +124,8 @@ def columns(F: int, reference: bool = True, seasonal: bool = True, components: i
         ("start_ts", None, "f8", "alert machine: timestamp the alert was raised"),
         ("duration", None, "f4", "alert machine: readings the alert has been active (0: no alert active)"),
         ("onset_ref", looks, "f4", "per look in use, the surprise of its last onset (decaying)"),
-        ("onset_quiet", looks, "f4", "per look in use, scored readings in a row below onset_quiet (re-arming)"),
+        ("onset_quiet", -(-looks // QUIET_PER_WORD), "f4", "per look in use, scored readings in a row below "
+         "onset_quiet (re-arming): scoring.QUIET_BITS bits each, QUIET_PER_WORD looks to a column (kernel._quiet_count)"),
         ("onset_rates", N_LEVELS, "f4", "EW rate of the stream's onsets with surprise >= ONSET_LEVELS[j]"),
         ("seas_m", 2 * K, "f4", "time-of-day profile of x: weekday buckets | weekend buckets (NaN: unseen)"),
         ("seas_v", K, "f4", "per-bucket EW mean square of the profile residual (NaN: unseen)"),
@@ -155,8 +164,8 @@ class Layout:
             self.storage[name] = storage
             setattr(self, name, (at if n else -1) if width is None else slice(at, at + n))
             start[storage] += n
-        for name in ("jrate", "calm_var", "calm_since"):  # (the kernel reads every offset; these only
-            self.offsets.setdefault(name, -1)  # with jump inputs, with calm_memory)
+        for name in ("jrate", *(c[0] for c in CALM_COLUMNS)):
+            self.offsets.setdefault(name, -1)  # (the kernel reads every offset; these only with jump inputs, calm_memory)
         self.width, self.width4 = start["f8"], start["f4"]  # entries per row of num, of num4
         self.row_bytes = 8 * self.width + 4 * self.width4
 

@@ -88,6 +88,14 @@ OPTIONAL_TABLES = (PEAK, REFERENCE, RELATION)
 ONSET_LEVELS = np.array([2.0 ** (j / 2.0) for j in range(1, 14)])
 # the seasonal look's constants (kernel._season)
 DAY = 86400.0
+QUIET_BITS = 8  # onset_quiet: each look's count of quiet readings in 8 bits, 3 looks to a float32 (exact to 2**24)
+QUIET_PER_WORD = 3
+QUIET_MAX = 2**QUIET_BITS - 1  # a count re-arms at onset_rearm, so onset_rearm <= QUIET_MAX + 1 (settings)
+TREND_A = 1.0 / 16.0  # the calm trend (kernel._calm_trend): Brown's smoothing rate (level and trend)
+TREND_B = 1.0 / 8.0  # ... the EW mean rate of the residual against Brown's prediction
+TREND_GRACE = 32.0  # ... readings a stream stays "recently calm" after the step that ended its calm (calm_since
+#                      counts up from -TREND_GRACE then)
+TREND_START = 64.0  # ... readings the residual mean's mean square learns before the look scores
 SEAS_DT_RATE = 0.02  # EW rate of the sampling interval
 SEAS_MEMORY = 4.0  # days the scales and the trust ratio remember
 SEAS_SPAN = 0.125  # fraction of a day in the short EW mean of z

@@ -23,6 +23,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from .scoring import QUIET_MAX
+
 DETECTOR, ALERTS = "detector", "alerts"
 
 
@@ -174,12 +176,14 @@ SETTINGS: tuple[Setting, ...] = (
       "over 4 sd of its own steps in its last this many readings, is also scored by its step's size in those sd "
       "(in the instant look: the chance of a step that large, a Gaussian tail, anywhere in this many readings): a "
       "spike on a smooth sensor is news there however the model explains it, while a stream that steps (an on/off "
-      "signal, counts) is scored by the model alone", "readings", ge=2, zero_off=True),
+      "signal, counts) is scored by the model alone; on such a calm (or just-stepped) stream the mean residual "
+      "against a smoothed level and trend is scored too (in the smoothed look), so a level shift too small to be a "
+      "step alerts", "readings", ge=2, zero_off=True),
     # -- the onset ------------------------------------------------------------------------------
     S("onset_ratio", float, 2.0, "a look's surprise must exceed this multiple of its last onset's (decaying) "
       "surprise to be an onset again", "x", ge=1),
-    S("onset_rearm", int, 225, "scored readings a look must stay quiet to end its episode (0: never)", "readings",
-      ge=0),
+    S("onset_rearm", int, 225, "scored readings a look must stay quiet to end its episode (0: never; at most 256, "
+      "the count is kept in 8 bits)", "readings", ge=0, le=QUIET_MAX + 1),
     S("onset_quiet", float, 1.5, "surprise below which a look counts as quiet", "-log10 p", ge=0),
     S("onset_memory", float, 5000.0, "scored readings over which a stream's onset rates are remembered", "readings",
       ge=1),

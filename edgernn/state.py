@@ -39,6 +39,7 @@ import numpy as np
 from . import kernel
 from .fileio import save_npz
 from .layout import Layout, initial_rows
+from .scoring import TREND_GRACE
 
 log = logging.getLogger(__name__)
 SNAPSHOT_FORMAT = 7  # 7: two slabs (float64, float32) and the layout's declaration (6 and older: not restored)
@@ -48,7 +49,7 @@ _MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "num4", "h", "last
 # the columns that count (readings, alerts, repeats, onsets: EW counts too) and the calm step's mean square: never negative
 _COUNTS = frozenset(("run", "reps", "count", "since_reset", "trials", "nstat", "held", "hist", "phase_n",
                      "seq", "since_event", "duration", "onset_quiet", "onset_rates", "seas_cyc", "sample_dt",
-                     "calm_var", "calm_since"))
+                     "calm_var", "trend_v"))
 
 
 class StateStore:
@@ -351,6 +352,8 @@ class StateStore:
                     bad |= vals < 0
                 if name == "jrate":  # a rate of jumps per reading
                     bad |= (vals < 0) | (vals > 1)
+                if name == "calm_since":  # counts up from -TREND_GRACE after a step that ended a calm stretch
+                    bad |= vals < -TREND_GRACE
                 if bad.any():
                     i = int(np.flatnonzero(bad.any(axis=1))[0])
                     return (f"holds {name} = {vals[i][bad[i]][0]:g} for stream {ids[i][:40]!r} "

@@ -1,8 +1,10 @@
 """The calm step (calm_memory, univariate models; kernel._calm_step / _calm_learn): a stream that has
 not stepped over 4 sd of its own steps in its last calm_memory readings is also scored by the size
 of its step, so a spike inside a smooth sensor's daily swing alerts however the mixture explains it,
-while a stream that steps (an on/off signal) and a young stream score as without it. The shipped
-univariate model, numpy backend, real detector runs."""
+while a stream that steps (an on/off signal) and a young stream score as without it. With it, the
+calm trend (kernel._calm_trend / _trend_learn): on a calm or recently calm stream, the EW mean of the
+residual against a smoothed level and trend, in sd of itself, so a level shift too small to be a
+step alerts. The shipped univariate model, numpy backend, real detector runs."""
 
 from __future__ import annotations
 
@@ -71,6 +73,30 @@ def test_a_spike_inside_a_smooth_sensors_daily_swing_alerts_with_the_calm_step(b
     assert len(caught[0.0]) < len(caught[1000.0]) - 3, caught
 
 
+def test_a_level_shift_inside_a_smooth_sensors_swing_alerts_with_the_calm_trend(bundle):
+    """A pressure-like sensor (1013 + 0.6 sin(day) + noise 0.01) shifted by 5 noise sd at reading 2,500
+    and staying there: one step of 3.5 sd of its steps, under the calm step's 4 (and its window's
+    ~5.9), but the readings after it stay off the smoothed level and trend. With calm_memory 1000
+    nearly every stream alerts within a few readings, by the smoothed look, none before; without,
+    only the instant look's odd catch at the shift."""
+    rng = np.random.default_rng(7)
+    n, at, streams = 2700, 2500, 12
+    t = np.arange(n)[:, None]
+    x = 1013.0 + 0.6 * np.sin(2 * np.pi * t / 1440.0 + rng.uniform(0, 2 * np.pi, streams)) \
+        + 0.01 * rng.standard_normal((n, streams))
+    x[at:] += 0.05 * np.where(rng.random(streams) < 0.5, 1.0, -1.0)
+    caught, early = {}, {}
+    for calm in (1000.0, 0.0):
+        r, ts = _run(bundle, x, calm)
+        raised = [e for e in r.events if e.kind == "raised"]
+        caught[calm] = {e.stream for e in raised if ts[at * streams] <= e.ts <= ts[(at + 20) * streams]}
+        early[calm] = [e for e in raised if e.ts < ts[at * streams]]
+        if calm:
+            assert sum(e.reason == "smoothed" for e in raised) >= streams - 3, [e.reason for e in raised]
+    assert len(caught[1000.0]) >= streams - 2 and not early[1000.0], (caught, early)
+    assert len(caught[0.0]) <= 3, caught
+
+
 def test_a_stream_that_steps_and_a_young_stream_score_as_without_it(bundle):
     """An on/off signal (two levels 10 apart, hard edges every 40-160 readings, noise 0.1) steps far
     over 4 sd of its steps all the time: it is never calm, and every surprise is what it is with
@@ -95,14 +121,14 @@ def test_a_stream_that_steps_and_a_young_stream_score_as_without_it(bundle):
 
 
 def test_the_calm_columns_are_there_only_with_the_setting_on_a_univariate_model(bundle):
-    """calm_var and calm_since exist (and snapshots carry them: 8 bytes) only where calm_memory is on
-    for a univariate model; otherwise the rows and the snapshot signature are as before."""
-    names = {"calm_var", "calm_since"}
+    """The calm step's and the calm trend's columns exist (and snapshots carry them: 24 bytes) only where
+    calm_memory is on for a univariate model; otherwise the rows and the snapshot signature are as before."""
+    names = {"calm_var", "calm_since", "trend_m1", "trend_d", "trend_eb", "trend_v"}
     assert names <= {c[0] for c in Layout(1, calm=True).columns}
     assert not names & {c[0] for c in Layout(1).columns}
     assert not names & {c[0] for c in Layout(3, calm=True).columns}
     assert Layout(1, components=3).signature() == Layout(1, components=3, calm=False).signature()
-    assert Layout(1, components=3, calm=True).row_bytes == Layout(1, components=3).row_bytes + 8
+    assert Layout(1, components=3, calm=True).row_bytes == Layout(1, components=3).row_bytes + 24
     on = _detector(bundle, calm_memory=1000.0)
     off = _detector(bundle, calm_memory=0.0)
     assert on.calm and not off.calm and off.state.layout.offsets["calm_since"] == -1
@@ -134,8 +160,8 @@ def test_huge_steps_a_flat_start_and_a_gap_neither_poison_nor_fool_it(bundle, tm
 @pytest.mark.parametrize("seasonal", [True, False])
 def test_the_first_reading_after_a_gap_is_no_step(bundle, seasonal):
     """The first reading after a two-hour gap on a calm sensor is no step (the stream's sampling
-    interval, kept with the seasonal look on or off, tells the gap): it alerts no more often than
-    without the calm step."""
+    interval, kept with the seasonal look on or off, tells the gap), and the calm trend starts again
+    from it: the gap alerts no more often, then or in the next 100 readings, than without the calm step."""
     rng = np.random.default_rng(11)
     m, streams = 2600, 8
     t = 1.7e9 + 60.0 * np.arange(m)
@@ -147,7 +173,7 @@ def test_the_first_reading_after_a_gap_is_no_step(bundle, seasonal):
         d = _detector(bundle, calm_memory=calm, seasonal=seasonal)
         assert d.state.layout.offsets["sample_dt"] >= 0 or not calm
         r = d.process(Batch([f"s{k}" for k in range(streams)] * m, np.repeat(t, streams), x.reshape(-1, 1)))
-        raised[calm] = {e.stream for e in r.events if e.kind == "raised" and e.ts == t[2500]}
+        raised[calm] = {e.stream for e in r.events if e.kind == "raised" and e.ts >= t[2500]}
     assert len(raised[1000.0]) <= len(raised[0.0]), raised  # (scored as a step: 7 of 8 against 2)
 
 
@@ -179,10 +205,38 @@ def test_a_snapshot_without_the_seasonal_look_restores_the_calm_steps_columns(bu
     assert any(e.kind == "raised" and e.ts == ts[1450] for e in r_whole.events)  # the spike, after the gap
 
 
-@pytest.mark.parametrize("column", ["sample_dt", "seas_cyc", "calm_since"])
+def test_a_snapshot_of_a_recently_calm_stream_restores_and_scores_on_as_one_run(bundle, tmp_path):
+    """A level shift of 30 noise sd ends a calm stretch (calm_since then counts up from -TREND_GRACE:
+    recently calm); a snapshot taken 10 readings later holds the negative count, restores, and the rest
+    of the stream, with a second, small shift, scores bit for bit as in one unbroken run."""
+    from edgernn.scoring import TREND_GRACE
+
+    rng = np.random.default_rng(9)
+    n, cut = 1500, 1210
+    ts = 1.7e9 + 60.0 * np.arange(n)
+    x = (1013.0 + 0.2 * np.sin(2 * np.pi * np.arange(n) / 1440.0) + 0.01 * rng.standard_normal(n))[:, None]
+    x[1200:] += 0.3  # a step over 4 sd (of 30 noise sd): the end of a calm stretch
+    x[1214:] += 0.05  # a shift of 5 noise sd, while recently calm
+    whole = _detector(bundle, calm_memory=1000.0)
+    r_whole = whole.process(Batch(["s"] * n, ts, x))
+    first = _detector(bundle, calm_memory=1000.0)
+    first.process(Batch(["s"] * cut, ts[:cut], x[:cut]))
+    assert -TREND_GRACE < first.state.get("s")["calm_since"] < 0.0
+    first.state.snapshot(tmp_path / "s.npz", "m")
+    second = _detector(bundle, calm_memory=1000.0)
+    ok, why = second.state.restore(tmp_path / "s.npz", "m", resettle=False)
+    assert ok, why
+    r_rest = second.process(Batch(["s"] * (n - cut), ts[cut:], x[cut:]))
+    np.testing.assert_array_equal(r_rest.likelihood, r_whole.likelihood[cut:])
+    assert [(e.kind, e.ts, e.reason) for e in r_rest.events] == [(e.kind, e.ts, e.reason) for e in r_whole.events
+                                                                 if e.ts >= ts[cut]]
+
+
+@pytest.mark.parametrize("column", ["sample_dt", "seas_cyc", "calm_since", "trend_v"])
 def test_a_snapshot_with_a_negative_interval_or_count_is_refused(bundle, tmp_path, column):
-    """The sampling interval, the seasonal look's day counts and the calm step's count are never negative
-    in a row this store writes: a snapshot holding one is refused with one line naming the column."""
+    """The sampling interval, the seasonal look's day counts and the calm trend's mean square are never
+    negative in a row this store writes, nor the calm step's count below -TREND_GRACE (its "recently
+    calm" countdown): a snapshot holding one is refused with one line naming the column."""
     det = _detector(bundle)
     n = 400
     det.process(Batch(["s"] * n, 1.7e9 + 60.0 * np.arange(n), (20.0 + 0.1 * np.arange(n) % 3.0)[:, None]))

@@ -579,14 +579,32 @@ def test_onset_re_arms_once_a_look_has_been_quiet_for_onset_rearm_readings(stead
     x[700] += 60 * sd
     x[1100] += 30 * sd  # 400 quiet readings later
     on = {}
-    for rearm in (0, 225):
+    for rearm in (0, 225, 256):
         det = _det(steady_bundle(F=1, warmup=WARMUP), range_surprise=0.0, onset_rearm=rearm)
         r = det.process(Batch(["s"] * len(x), np.arange(len(x), dtype=float), x))
         on[rearm] = -np.log10(1.0 - r.onset)
         assert on[rearm][700] > 5  # the first spike is an onset either way
-    assert on[0][1100] < 1 < 3 < on[225][1100], (on[0][1100], on[225][1100])
-    with pytest.raises(ValueError):
-        _det(steady_bundle(F=1, warmup=WARMUP), onset_rearm=-1)
+    assert on[0][1100] < 1 < 3 < min(on[225][1100], on[256][1100]), (on[0][1100], on[225][1100], on[256][1100])
+    for bad in (-1, 257):  # each look's quiet count is kept in 8 bits
+        with pytest.raises(ValueError, match="onset_rearm"):
+            _det(steady_bundle(F=1, warmup=WARMUP), onset_rearm=bad)
+
+
+def test_each_looks_quiet_count_keeps_its_own_8_bits_of_the_packed_column(steady_bundle):
+    """onset_quiet holds 3 looks' counts to a float32 column (scoring.QUIET_BITS each): with every
+    reading quiet and re-arming at 256, each look in use counts n mod 256 after n scored readings, the
+    top count (255) not spilling into the next look's bits."""
+    x = sine_series(WARMUP + 1000, seed=3)
+    for n_scored in (255, 256, 1000):
+        d = _det(steady_bundle(F=1, warmup=WARMUP), onset_quiet=1e9, onset_rearm=256, settle=0)
+        n = WARMUP + n_scored
+        d.process(Batch(["s"] * n, np.arange(n, dtype=float), x[:n]))
+        words = d.state.get("s")["onset_quiet"].astype(np.int64)
+        looks = d.state.layout.onset_ref.stop - d.state.layout.onset_ref.start
+        counts = [(int(words[i // scoring.QUIET_PER_WORD]) >> (scoring.QUIET_BITS * (i % scoring.QUIET_PER_WORD)))
+                  & scoring.QUIET_MAX for i in range(looks)]
+        assert counts == [n_scored % 256] * looks, (n_scored, counts)
+    assert d.state.layout.onset_quiet.stop - d.state.layout.onset_quiet.start == -(-looks // 3)
 
 
 def test_range_look_marks_a_reading_beyond_the_stream_range_in_proportion_to_the_excess(steady_bundle):

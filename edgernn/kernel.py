@@ -710,7 +710,7 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     calm: cython.bint = p.calm_mem > 0.0 and count > 1
     step: cython.double = x[0] - r[p.last_x]  # the calm step's (read only when calm)
     zc: cython.double = _calm_step(p, r, q, step, abs(x[0]), ts, count, bonf, out) if calm else 0.0
-    eb: cython.double = _calm_trend(p, q, step, zc < 0.0, count, bonf, out) if calm else 0.0
+    eb: cython.double = _calm_trend(p, q, step, abs(x[0]), zc < 0.0, count, bonf, out) if calm else 0.0
     s: cython.double = max(0.0 - out[O_LOG10P], 0.0)  # the Bonferroni-combined surprise (never -0.0)
     if p.al_weight > 0.0 and scored:  # capped by the stream's own onset rates (before _onset learns this one)
         s = _capped(p, q, bonf, count - p.warmup, out)
@@ -804,17 +804,28 @@ def _count_day(p: Params, q: cython.float[:], d: cython.int) -> cython.void:
 
 
 @cython.cfunc
+@cython.inline
+def _f32(v: cython.double) -> cython.double:
+    """v held within +-CALM_VAR_MAX (under float32's largest: stored, it stays finite)."""
+    return max(min(v, CALM_VAR_MAX), 0.0 - CALM_VAR_MAX)
+
+
+@cython.cfunc
 @cython.cdivision(True)
-def _calm_trend(p: Params, q: cython.float[:], step: cython.double, gap: cython.bint, count: cython.double,
-                bonf: cython.double, out: cython.double[:]) -> cython.double:
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _calm_trend(p: Params, q: cython.float[:], step: cython.double, ax: cython.double, gap: cython.bint,
+                count: cython.double, bonf: cython.double, out: cython.double[:]) -> cython.double:
     """The calm trend (with the calm step): a level shift inside a smooth sensor's swing is a step the
     calm step finds ordinary, but the readings after it stay shifted. Brown's double EW smoothing
-    (means m1, m2 at rate TREND_A: level 2 m1 - m2, trend m1 - m2) predicts the reading; the residual
+    (means m1, m2 at rate TREND_A) predicts the reading m1 + (m1 - m2) / (1 - TREND_A) (its level
+    2 m1 - m2 plus its trend TREND_A / (1 - TREND_A) (m1 - m2)); the residual
     e = x - prediction (step: x - last_x; m1 is kept as an offset from last_x, so
     e = step - (m1 - last_x) - (m1 - m2) / (1 - TREND_A)) enters an EW mean eb at rate TREND_B, returned.
     On a calm or recently calm stream (calm_since >= calm_memory, or counting up from -TREND_GRACE
     after the step that ended its calm: a shift is often such a step) with the mean square of eb
-    learned over TREND_START readings, the chance of |eb| that large in sd of itself anywhere in the
+    learned over TREND_START readings, the chance of |eb| that large in sd of itself (floored as the calm
+    step's, min_std + CALM_REL_FLOOR x |x| = ax: a huge reading's z stays bounded) anywhere in the
     calm window (log10 of calm_memory x its two-sided Gaussian tail, bounded by the seasonal AND-gate)
     replaces the smoothed look's log10 p where smaller (out[O_LP + 1]; O_LOG10P and O_LOOK follow
     as in _calm_step). After a gap (the calm step's test) eb is 0 and nothing is scored."""
@@ -825,7 +836,8 @@ def _calm_trend(p: Params, q: cython.float[:], step: cython.double, gap: cython.
     since: cython.double = q[p.calm_since]
     if count <= p.warmup or count < TREND_START or q[p.trend_v] <= 0.0 or not (since >= p.calm_mem or since < 0.0):
         return eb
-    lp: cython.double = min(gauss_tail_log10(abs(eb) / sqrt(q[p.trend_v])) + log10(p.calm_mem), 0.0)
+    z: cython.double = abs(eb) / max(sqrt(q[p.trend_v]), p.min_std + CALM_REL_FLOOR * ax)
+    lp: cython.double = min(gauss_tail_log10(z) + log10(p.calm_mem), 0.0)
     lp = max(lp, out[O_GATE])  # (NEG_INF unless the seasonal look is trusted)
     if lp < out[O_LP + 1]:
         out[O_LP + 1] = lp
@@ -837,19 +849,23 @@ def _calm_trend(p: Params, q: cython.float[:], step: cython.double, gap: cython.
 
 @cython.cfunc
 @cython.cdivision(True)
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def _trend_learn(p: Params, q: cython.float[:], step: cython.double, eb: cython.double, gap: cython.bint,
                  count: cython.double, high: cython.bint) -> cython.void:
     """The calm trend learns every reading (x = last_x + step becomes the next last_x): m1 and m2 take
     x, stored as m1 - x and m1 - m2; after a gap (the calm step's test) both restart at x. eb is
     stored; its mean square learns eb^2 from readings under the learning level (a running mean over
-    the first calm_memory readings, then EW; capped at 16 x itself past TREND_START; float32-bounded)."""
+    the first calm_memory readings, then EW; capped at 16 x itself past TREND_START). Every column is
+    held within +-CALM_VAR_MAX (float32: a reading beyond its range must not store an inf, whose
+    inf - inf would leave NaN in the columns for good)."""
     m1: cython.double = q[p.trend_m1]  # m1 and m2 relative to last_x (x is last_x + step)
     m2: cython.double = m1 - q[p.trend_d]
     if gap:
         m1, m2 = step, step
     m1 = m1 + TREND_A * (step - m1)
     m2 = m2 + TREND_A * (m1 - m2)
-    q[p.trend_m1], q[p.trend_d], q[p.trend_eb] = m1 - step, m1 - m2, eb
+    q[p.trend_m1], q[p.trend_d], q[p.trend_eb] = _f32(m1 - step), _f32(m1 - m2), _f32(eb)
     n: cython.double = count - 1.0
     v: cython.double = q[p.trend_v]
     e2: cython.double = min(eb * eb, CALM_VAR_MAX)
@@ -1496,7 +1512,7 @@ def _onset(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
         sk = max(-(out[O_LP + k] + bonf), 0.0) if scored else 0.0
         ref = q[p.onset_ref + i]
         if sk > p.onset_ratio * ref:
-            q[p.onset_ref + i] = sk
+            q[p.onset_ref + i] = min(sk, CALM_VAR_MAX)  # (float32: a surprise beyond its range stays finite)
             top = max(top, sk)
         else:
             q[p.onset_ref + i] = ref * p.onset_decay
@@ -1524,6 +1540,10 @@ def _onset(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
 
 
 @cython.cfunc
+@cython.inline
+@cython.cdivision(True)
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def _quiet_count(p: Params, q: cython.float[:], i: cython.int) -> cython.double:
     """Look slot i's count of quiet readings: QUIET_BITS bits of the onset_quiet word i // QUIET_PER_WORD
     (slot i % QUIET_PER_WORD from the lowest bits; a float32 holds the word exactly, below 2**24)."""
@@ -1532,12 +1552,16 @@ def _quiet_count(p: Params, q: cython.float[:], i: cython.int) -> cython.double:
 
 
 @cython.cfunc
+@cython.inline
+@cython.cdivision(True)
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def _set_quiet_count(p: Params, q: cython.float[:], i: cython.int, n: cython.double) -> cython.void:
     """Store n (0 .. QUIET_MAX: settings keep onset_rearm <= QUIET_MAX + 1) as look slot i's quiet count."""
     at: cython.int = p.onset_quiet + i // QUIET_PER_WORD
     shift: cython.int = QUIET_BITS * (i % QUIET_PER_WORD)
     word: cython.long = cython.cast(cython.long, q[at]) & ~(QUIET_MAX << shift)
-    q[at] = cython.cast(cython.double, word | (cython.cast(cython.long, n) << shift))
+    q[at] = cython.cast(cython.double, word | ((cython.cast(cython.long, n) & QUIET_MAX) << shift))
 
 
 @cython.cfunc

@@ -39,14 +39,15 @@ import numpy as np
 from . import kernel
 from .fileio import save_npz
 from .layout import Layout, initial_rows
-from .scoring import TREND_GRACE
+from .scoring import QUIET_BITS, QUIET_PER_WORD, TREND_GRACE
 
 log = logging.getLogger(__name__)
 SNAPSHOT_FORMAT = 7  # 7: two slabs (float64, float32) and the layout's declaration (6 and older: not restored)
 TICK_LIMIT = 2**32 - 2  # last_seen is uint32: at this tick the live rows' ticks are renumbered (_renumber)
 Q15 = 32767  # a bounded h is stored as round(h / h_bound * Q15) in int16
 _MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "num4", "h", "last_seen")
-# the columns that count (readings, alerts, repeats, onsets: EW counts too) and the calm step's mean square: never negative
+# the columns that count (readings, alerts, repeats, onsets: EW counts too), the calm step's and the calm trend's mean
+# squares: never negative (calm_since: not below -TREND_GRACE, _check_rows)
 _COUNTS = frozenset(("run", "reps", "count", "since_reset", "trials", "nstat", "held", "hist", "phase_n",
                      "seq", "since_event", "duration", "onset_quiet", "onset_rates", "seas_cyc", "sample_dt",
                      "calm_var", "trend_v"))
@@ -327,7 +328,8 @@ class StateStore:
         bad one: ids unique and what the decoder accepts as a stream id; every number finite or what a
         new stream's row holds there (the kernel resets a stream whose statistics go non-finite; a new
         row's inf are an empty range and no reading yet), any value in the seasonal profile's columns
-        (NaN in a new row: unseen; float32 raw units, inf beyond ~3e38); the counters not negative.
+        (NaN in a new row: unseen; float32 raw units, inf beyond ~3e38); the counters not negative
+        (calm_since down to -TREND_GRACE); the packed quiet counts an integer under 2**24.
         (A NaN count never scored, an inf last_ts rejected every reading, an inf duration raised in
         every batch that held its stream.)"""
         from .decode import stream_id_problem
@@ -354,6 +356,8 @@ class StateStore:
                     bad |= (vals < 0) | (vals > 1)
                 if name == "calm_since":  # counts up from -TREND_GRACE after a step that ended a calm stretch
                     bad |= vals < -TREND_GRACE
+                if name == "onset_quiet":  # QUIET_PER_WORD counts of QUIET_BITS bits: an integer under 2**24
+                    bad |= (vals >= 2.0 ** (QUIET_BITS * QUIET_PER_WORD)) | (vals != np.floor(vals))
                 if bad.any():
                     i = int(np.flatnonzero(bad.any(axis=1))[0])
                     return (f"holds {name} = {vals[i][bad[i]][0]:g} for stream {ids[i][:40]!r} "

@@ -232,6 +232,40 @@ def test_a_snapshot_of_a_recently_calm_stream_restores_and_scores_on_as_one_run(
                                                                  if e.ts >= ts[cut]]
 
 
+@pytest.mark.parametrize("huge", [1e20, 4e38, 1e100])
+def test_a_huge_reading_on_a_calm_stream_leaves_every_column_finite(bundle, tmp_path, huge):
+    """One reading of 1e20, 4e38 (beyond float32 on a stream at 20) or 1e100 on a calm stream: the calm
+    trend's columns and the looks' onset references stay finite (held under float32's largest, its z
+    bounded by the calm step's sd floor), the next snapshot restores, and the stream scores on."""
+    rng = np.random.default_rng(6)
+    n = 1400
+    x = (20.0 + 0.2 * np.sin(2 * np.pi * np.arange(n) / 1440.0) + 0.01 * rng.standard_normal(n))[:, None]
+    x[1300] = huge
+    det = _detector(bundle, calm_memory=1000.0)
+    r = det.process(Batch(["s"] * n, 1.7e9 + 60.0 * np.arange(n), x))
+    row = det.state.get("s")
+    for name in ("trend_m1", "trend_d", "trend_eb", "trend_v", "onset_ref"):
+        assert np.isfinite(row[name]).all(), (name, row[name])
+    det.state.snapshot(tmp_path / "s.npz", "m")
+    ok, why = _detector(bundle, calm_memory=1000.0).state.restore(tmp_path / "s.npz", "m")
+    assert ok, why
+    assert np.isfinite(r.likelihood[-50:]).all()
+
+
+@pytest.mark.parametrize("word", [-1.0, 2.0**24, 1e19, 3e38, 7.5])
+def test_a_snapshot_with_a_packed_quiet_count_no_store_writes_is_refused(bundle, tmp_path, word):
+    """The onset's quiet counts are three 8-bit counts to a float32 column: an integer under 2**24. A
+    snapshot holding anything else there (negative, too large to be exact, past a long's range,
+    fractional) is refused with one line naming the column."""
+    det = _detector(bundle)
+    n = 400
+    det.process(Batch(["s"] * n, 1.7e9 + 60.0 * np.arange(n), (20.0 + 0.1 * np.arange(n) % 3.0)[:, None]))
+    det.state.num4[det.state.ids["s"], det.state.layout.onset_quiet.start] = word  # tampered
+    det.state.snapshot(tmp_path / "s.npz", "m")
+    ok, why = _detector(bundle).state.restore(tmp_path / "s.npz", "m")
+    assert not ok and "onset_quiet" in why and "\n" not in why, why
+
+
 @pytest.mark.parametrize("column", ["sample_dt", "seas_cyc", "calm_since", "trend_v"])
 def test_a_snapshot_with_a_negative_interval_or_count_is_refused(bundle, tmp_path, column):
     """The sampling interval, the seasonal look's day counts and the calm trend's mean square are never

@@ -169,6 +169,7 @@ TREND_A = cython.declare(cython.double, _sc.TREND_A)  # the calm trend (scoring.
 TREND_B = cython.declare(cython.double, _sc.TREND_B)
 TREND_GRACE = cython.declare(cython.double, _sc.TREND_GRACE)
 TREND_START = cython.declare(cython.double, _sc.TREND_START)
+TREND_RESTART = cython.declare(cython.double, _sc.TREND_RESTART)
 CALM_VAR_MAX = cython.declare(cython.double, 3.0e38)  # ... calm_var (float32, raw units^2) held under float32's largest
 CALM_REL_FLOOR = cython.declare(cython.double, 1e-7)  # ... its sd floored at min_std + this x |x| (float32 resolution)
 
@@ -710,7 +711,8 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     calm: cython.bint = p.calm_mem > 0.0 and count > 1
     step: cython.double = x[0] - r[p.last_x]  # the calm step's (read only when calm)
     zc: cython.double = _calm_step(p, r, q, step, abs(x[0]), ts, count, bonf, out) if calm else 0.0
-    eb: cython.double = _calm_trend(p, q, step, abs(x[0]), zc < 0.0, count, bonf, out) if calm else 0.0
+    restart: cython.bint = zc < 0.0 or not zc <= TREND_RESTART  # a gap, or a wild step: the calm trend starts again
+    eb: cython.double = _calm_trend(p, q, step, abs(x[0]), restart, count, bonf, out) if calm else 0.0
     s: cython.double = max(0.0 - out[O_LOG10P], 0.0)  # the Bonferroni-combined surprise (never -0.0)
     if p.al_weight > 0.0 and scored:  # capped by the stream's own onset rates (before _onset learns this one)
         s = _capped(p, q, bonf, count - p.warmup, out)
@@ -728,7 +730,7 @@ def _step(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[:
     for f in range(F):
         res[N_RES + f], res[N_RES + F + f] = work[f * W + W_EXPECTED], work[f * W + W_SIGMA]
     if calm:
-        _trend_learn(p, q, step, eb, zc < 0.0, count, scored and s >= p.learn_s)
+        _trend_learn(p, q, step, eb, restart, count, scored and s >= p.learn_s)
         _calm_learn(p, q, step, zc, count, scored and s >= p.learn_s)
     if not _learn(p, r, q, x, work, count, scored and s >= p.learn_s):
         return RESET
@@ -814,7 +816,7 @@ def _f32(v: cython.double) -> cython.double:
 @cython.cdivision(True)
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def _calm_trend(p: Params, q: cython.float[:], step: cython.double, ax: cython.double, gap: cython.bint,
+def _calm_trend(p: Params, q: cython.float[:], step: cython.double, ax: cython.double, restart: cython.bint,
                 count: cython.double, bonf: cython.double, out: cython.double[:]) -> cython.double:
     """The calm trend (with the calm step): a level shift inside a smooth sensor's swing is a step the
     calm step finds ordinary, but the readings after it stay shifted. Brown's double EW smoothing
@@ -825,11 +827,13 @@ def _calm_trend(p: Params, q: cython.float[:], step: cython.double, ax: cython.d
     On a calm or recently calm stream (calm_since >= calm_memory, or counting up from -TREND_GRACE
     after the step that ended its calm: a shift is often such a step) with the mean square of eb
     learned over TREND_START readings, the chance of |eb| that large in sd of itself (floored as the calm
-    step's, min_std + CALM_REL_FLOOR x |x| = ax: a huge reading's z stays bounded) anywhere in the
-    calm window (log10 of calm_memory x its two-sided Gaussian tail, bounded by the seasonal AND-gate)
-    replaces the smoothed look's log10 p where smaller (out[O_LP + 1]; O_LOG10P and O_LOOK follow
-    as in _calm_step). After a gap (the calm step's test) eb is 0 and nothing is scored."""
-    if gap:
+    step's, min_std + CALM_REL_FLOOR x |x| = ax; _onset holds what it stores under float32's largest)
+    anywhere in the calm window (log10 of calm_memory x its two-sided Gaussian tail, bounded by the
+    seasonal AND-gate) replaces the smoothed look's log10 p where smaller (out[O_LP + 1]; O_LOG10P and
+    O_LOOK follow as in _calm_step). On a restart (a gap, the calm step's test, or a step over TREND_RESTART sd of the
+    stream's steps, its z from _calm_step: a wild reading, and the one back from it) eb is 0 and nothing
+    is scored."""
+    if restart:
         return 0.0
     e: cython.double = step - q[p.trend_m1] - q[p.trend_d] / (1.0 - TREND_A)
     eb: cython.double = q[p.trend_eb] + TREND_B * (e - q[p.trend_eb])
@@ -851,25 +855,27 @@ def _calm_trend(p: Params, q: cython.float[:], step: cython.double, ax: cython.d
 @cython.cdivision(True)
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def _trend_learn(p: Params, q: cython.float[:], step: cython.double, eb: cython.double, gap: cython.bint,
+def _trend_learn(p: Params, q: cython.float[:], step: cython.double, eb: cython.double, restart: cython.bint,
                  count: cython.double, high: cython.bint) -> cython.void:
     """The calm trend learns every reading (x = last_x + step becomes the next last_x): m1 and m2 take
-    x, stored as m1 - x and m1 - m2; after a gap (the calm step's test) both restart at x. eb is
+    x, stored as m1 - x and m1 - m2; on a restart (_step: a gap or a wild step) both start again at x,
+    so a wild reading (1e30 on a sensor at 20) never enters them, nor its float32 rounding. eb is
     stored; its mean square learns eb^2 from readings under the learning level (a running mean over
     the first calm_memory readings, then EW; capped at 16 x itself past TREND_START). Every column is
     held within +-CALM_VAR_MAX (float32: a reading beyond its range must not store an inf, whose
     inf - inf would leave NaN in the columns for good)."""
+    if restart:
+        q[p.trend_m1], q[p.trend_d], q[p.trend_eb] = 0.0, 0.0, 0.0  # m1 = m2 = x
+        return
     m1: cython.double = q[p.trend_m1]  # m1 and m2 relative to last_x (x is last_x + step)
     m2: cython.double = m1 - q[p.trend_d]
-    if gap:
-        m1, m2 = step, step
     m1 = m1 + TREND_A * (step - m1)
     m2 = m2 + TREND_A * (m1 - m2)
     q[p.trend_m1], q[p.trend_d], q[p.trend_eb] = _f32(m1 - step), _f32(m1 - m2), _f32(eb)
     n: cython.double = count - 1.0
     v: cython.double = q[p.trend_v]
     e2: cython.double = min(eb * eb, CALM_VAR_MAX)
-    if not high and not gap:
+    if not high:
         if n > TREND_START and v > 0.0:
             e2 = min(e2, 16.0 * v)
         q[p.trend_v] = min(v + (e2 - v) / min(n, p.calm_mem), CALM_VAR_MAX)

@@ -96,6 +96,8 @@ TREND_B = 1.0 / 8.0  # ... the EW mean rate of the residual against Brown's pred
 TREND_GRACE = 32.0  # ... readings a stream stays "recently calm" after the step that ended its calm (calm_since
 #                      counts up from -TREND_GRACE then)
 TREND_START = 64.0  # ... readings the residual mean's mean square learns before the look scores
+TREND_RESTART = 1000.0  # ... a step over this many sd of the stream's steps (a wild reading; the one back from it)
+#                         restarts it at the reading, as a gap does
 SEAS_DT_RATE = 0.02  # EW rate of the sampling interval
 SEAS_MEMORY = 4.0  # days the scales and the trust ratio remember
 SEAS_SPAN = 0.125  # fraction of a day in the short EW mean of z

@@ -232,24 +232,29 @@ def test_a_snapshot_of_a_recently_calm_stream_restores_and_scores_on_as_one_run(
                                                                  if e.ts >= ts[cut]]
 
 
-@pytest.mark.parametrize("huge", [1e20, 4e38, 1e100])
-def test_a_huge_reading_on_a_calm_stream_leaves_every_column_finite(bundle, tmp_path, huge):
-    """One reading of 1e20, 4e38 (beyond float32 on a stream at 20) or 1e100 on a calm stream: the calm
-    trend's columns and the looks' onset references stay finite (held under float32's largest, its z
-    bounded by the calm step's sd floor), the next snapshot restores, and the stream scores on."""
+@pytest.mark.parametrize("huge", [(1e20,), (4e38,), (1e100,), (1.7e308, -1.7e308)])
+def test_a_huge_reading_on_a_calm_stream_leaves_every_column_finite_and_no_echo(bundle, tmp_path, huge):
+    """One reading of 1e20, 4e38 (beyond float32 on a stream at 20) or 1e100, or two of +-1.7e308 (a
+    step beyond float64's range), on a calm stream: the calm trend restarts at the wild reading and at
+    the one back from it (a step over TREND_RESTART sd), so its columns and the looks' onset references
+    stay finite, the next snapshot restores, and once the stream is calm again (calm_memory readings
+    later) nothing the spike left in its means raises an alert: one alert, the spike's."""
     rng = np.random.default_rng(6)
-    n = 1400
+    n, at = 3000, 800
     x = (20.0 + 0.2 * np.sin(2 * np.pi * np.arange(n) / 1440.0) + 0.01 * rng.standard_normal(n))[:, None]
-    x[1300] = huge
+    x[at : at + len(huge), 0] = huge
     det = _detector(bundle, calm_memory=1000.0)
-    r = det.process(Batch(["s"] * n, 1.7e9 + 60.0 * np.arange(n), x))
+    ts = 1.7e9 + 60.0 * np.arange(n)
+    r = det.process(Batch(["s"] * n, ts, x))
     row = det.state.get("s")
     for name in ("trend_m1", "trend_d", "trend_eb", "trend_v", "onset_ref"):
         assert np.isfinite(row[name]).all(), (name, row[name])
     det.state.snapshot(tmp_path / "s.npz", "m")
     ok, why = _detector(bundle, calm_memory=1000.0).state.restore(tmp_path / "s.npz", "m")
     assert ok, why
-    assert np.isfinite(r.likelihood[-50:]).all()
+    assert np.isfinite(r.likelihood[at + 10 :]).all()
+    raised = [e.ts for e in r.events if e.kind == "raised"]
+    assert raised == [ts[at]], [int((t - ts[0]) / 60) for t in raised]
 
 
 @pytest.mark.parametrize("word", [-1.0, 2.0**24, 1e19, 3e38, 7.5])

@@ -170,6 +170,7 @@ TREND_B = cython.declare(cython.double, _sc.TREND_B)
 TREND_GRACE = cython.declare(cython.double, _sc.TREND_GRACE)
 TREND_START = cython.declare(cython.double, _sc.TREND_START)
 TREND_RESTART = cython.declare(cython.double, _sc.TREND_RESTART)
+TREND_CAP = cython.declare(cython.double, 16.0)  # ... one residual mean's square counts at most this x its mean square
 CALM_VAR_MAX = cython.declare(cython.double, 3.0e38)  # ... calm_var (float32, raw units^2) held under float32's largest
 CALM_REL_FLOOR = cython.declare(cython.double, 1e-7)  # ... its sd floored at min_std + this x |x| (float32 resolution)
 
@@ -872,13 +873,23 @@ def _trend_learn(p: Params, q: cython.float[:], step: cython.double, eb: cython.
     m1 = m1 + TREND_A * (step - m1)
     m2 = m2 + TREND_A * (m1 - m2)
     q[p.trend_m1], q[p.trend_d], q[p.trend_eb] = _f32(m1 - step), _f32(m1 - m2), _f32(eb)
-    n: cython.double = count - 1.0
-    v: cython.double = q[p.trend_v]
-    e2: cython.double = min(eb * eb, CALM_VAR_MAX)
     if not high:
-        if n > TREND_START and v > 0.0:
-            e2 = min(e2, 16.0 * v)
-        q[p.trend_v] = min(v + (e2 - v) / min(n, p.calm_mem), CALM_VAR_MAX)
+        q[p.trend_v] = _mean_square(p, q[p.trend_v], eb * eb, count - 1.0, TREND_START, TREND_CAP)
+
+
+@cython.cfunc
+@cython.inline
+@cython.cdivision(True)
+def _mean_square(p: Params, v: cython.double, d2: cython.double, n: cython.double, start: cython.double,
+                 cap: cython.double) -> cython.double:
+    """The calm step's and the calm trend's mean square v after learning d2 (a square) as the stream's
+    n-th value: a running mean over the first calm_memory values, then EW; d2 held under CALM_VAR_MAX and,
+    past the first ``start`` while v > 0, under cap x v (one jump does not widen it for long); the
+    result held under CALM_VAR_MAX (float32: a step of 1e300 leaves it finite)."""
+    d2 = min(d2, CALM_VAR_MAX)
+    if n > start and v > 0.0:
+        d2 = min(d2, cap * v)
+    return min(v + (d2 - v) / min(n, p.calm_mem), CALM_VAR_MAX)
 
 
 @cython.cfunc
@@ -896,12 +907,8 @@ def _calm_learn(p: Params, q: cython.float[:], step: cython.double, z: cython.do
         q[p.calm_since] = 0.0
         return
     n: cython.double = count - 1.0
-    v: cython.double = q[p.calm_var]
-    d2: cython.double = min(step * step, CALM_VAR_MAX)
     if not high:
-        if n > CALM_START and v > 0.0:
-            d2 = min(d2, CALM_Z * CALM_Z * v)
-        q[p.calm_var] = min(v + (d2 - v) / min(n, p.calm_mem), CALM_VAR_MAX)
+        q[p.calm_var] = _mean_square(p, q[p.calm_var], step * step, n, CALM_START, CALM_Z * CALM_Z)
     if z > CALM_Z and n > CALM_START:  # a step: not calm; "recently calm" for TREND_GRACE readings if it was
         q[p.calm_since] = (0.0 - TREND_GRACE) if q[p.calm_since] >= p.calm_mem else 0.0
     else:

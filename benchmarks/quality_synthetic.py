@@ -19,6 +19,9 @@ Two labelled sets (CSV recordings + labels.csv: stream,start,end,label):
     python benchmarks/quality_synthetic.py sensors --out /tmp/sensors
         pressure-, temperature- and humidity-like sensors at their usual values, a daily swing large
         beside the noise; spikes and dips sized by the noise
+    python benchmarks/quality_synthetic.py iot --out /tmp/iot
+        the same sensors with all seven faults of edgernn.synth (lost periodicity: the daily swing
+        vanishes), sized as that module sizes them, by the clean recording's sd
     (each: --length 1500 --fault-at 0.2,0.3 puts the faults 40-190 readings after the univariate
     model's warm-up, where what a young stream has learned is youngest; default 0.4,0.8)
 
@@ -53,13 +56,14 @@ from edgernn.detector import Detector
 from edgernn.settings import resolve
 from edgernn.drive import Feed, drive
 from edgernn.recording import parse_timestamp, read_recording
-from edgernn.synth import FAULT_AT, inject, parse_fault_at
+from edgernn.synth import FAULT_AT, FAULTS, inject, parse_fault_at
 
 DUTY_FAULTS = ("spike", "dip", "level_shift", "drift", "stuck", "noise_burst")
 COUNT_FAULTS = ("spike", "dip", "level_shift", "noise_burst")
 COUNT_KINDS = ("counts", "bursty", "walk", "intermittent")  # edgernn.synth.BROAD kinds
 QUANT_FAULTS = SMOOTH_FAULTS = DUTY_FAULTS  # the quantised and smooth sets: the duty set's six
 SENSOR_FAULTS = ("spike", "dip")  # the sensors set: single readings off a smooth sensor
+IOT_FAULTS = FAULTS  # the iot set: edgernn.synth's seven, lost periodicity included
 QUANT_KINDS = ("sine", "walk", "daily")
 
 
@@ -164,25 +168,35 @@ def write_smooth(out_dir: Path, per_fault: int = 20, clean: int = 40, length: in
                      length, seed, fault_at)
 
 
+def sensor_parts(rng: np.random.Generator, j: int, n: int) -> tuple[str, np.ndarray, float, np.ndarray]:
+    """(kind, float64[n], noise sd, daily part float64[n]) of the j-th pressure / temperature /
+    humidity recording (sensor_signal's, whose draws these are)."""
+    t = np.arange(n)
+    day = np.sin(2 * np.pi * t / 1440.0 + rng.uniform(0, 2 * np.pi))
+    if j % 3 == 0:
+        kind, noise = "pressure", 10 ** rng.uniform(-2.0, -0.7)
+        base = 1013 + rng.uniform(-15, 15)
+        day = rng.uniform(0.5, 3) * day
+        x = base + day
+    elif j % 3 == 1:
+        kind, noise = "temperature", 10 ** rng.uniform(-2.3, -1.0)
+        base, day, walk_sd = rng.uniform(15, 25), rng.uniform(1, 5) * day, rng.uniform(0.3, 2)
+        x = base + day + walk_sd * _weather(rng, n)
+    else:
+        kind, noise = "humidity", 10 ** rng.uniform(-1.3, -0.3)
+        base, day = rng.uniform(40, 70), rng.uniform(3, 15) * day
+        x = base + day
+    return kind, x + noise * rng.standard_normal(n), noise, day
+
+
 def sensor_signal(rng: np.random.Generator, j: int, n: int) -> tuple[str, np.ndarray, float]:
     """(kind, float64[n], fault scale) of the sensors set's j-th recording, its kind by j % 3: a
     pressure (1013 +- 15 hPa, a daily swing of 0.5-3, noise 10^U(-2, -0.7)), a temperature (15-25, a
     daily swing of 1-5 and a smoothed walk of 0.3-2, noise 10^U(-2.3, -1)) or a humidity (40-70 %, a
     daily swing of 3-15, noise 10^U(-1.3, -0.3)); readings a minute apart, so a day is 1,440. The
     fault scale is twice the noise sd (spikes of 10-18 noise sd, dips of 8-14: inside the swing)."""
-    t = np.arange(n)
-    day = np.sin(2 * np.pi * t / 1440.0 + rng.uniform(0, 2 * np.pi))
-    if j % 3 == 0:
-        kind, noise = "pressure", 10 ** rng.uniform(-2.0, -0.7)
-        x = 1013 + rng.uniform(-15, 15) + rng.uniform(0.5, 3) * day
-    elif j % 3 == 1:
-        kind, noise = "temperature", 10 ** rng.uniform(-2.3, -1.0)
-        x, walk_sd = rng.uniform(15, 25) + rng.uniform(1, 5) * day, rng.uniform(0.3, 2)
-        x = x + walk_sd * _weather(rng, n)
-    else:
-        kind, noise = "humidity", 10 ** rng.uniform(-1.3, -0.3)
-        x = rng.uniform(40, 70) + rng.uniform(3, 15) * day
-    return kind, x + noise * rng.standard_normal(n), 2.0 * noise
+    kind, x, noise, _ = sensor_parts(rng, j, n)
+    return kind, x, 2.0 * noise
 
 
 def write_sensors(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 6000,
@@ -193,11 +207,24 @@ def write_sensors(out_dir: Path, per_fault: int = 20, clean: int = 40, length: i
                      length, seed, fault_at)
 
 
+def write_iot(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 8000,
+              fault_at=FAULT_AT) -> int:
+    """The same pressure / temperature / humidity sensors with every fault of edgernn.synth (IOT_FAULTS,
+    lost periodicity: the daily swing vanishes), sized as that module sizes them: by the clean
+    recording's sd, swing included. Returns the number of recordings."""
+    def signal(rng, j):
+        kind, x, _, day = sensor_parts(rng, j, length)
+        return kind, x, None, day
+
+    return write_set(out_dir, signal, IOT_FAULTS, per_fault, clean, length, seed, fault_at)
+
+
 def write_set(out_dir: Path, signal, faults, per_fault: int, clean: int, length: int, seed: int,
               fault_at=FAULT_AT) -> int:
     """``clean`` fault-free and ``per_fault`` faulty recordings per fault of ``faults`` (signal(rng, j)
-    -> (name prefix, float64[length][, fault scale]) for the j-th recording: faults sized by that scale,
-    else by the clean signal's sd; each fault starting at a fraction of the length drawn from
+    -> (name prefix, float64[length][, fault scale or None[, periodic part float64[length]]]) for the
+    j-th recording: faults sized by that scale, else by the clean signal's sd; lost periodicity takes
+    the periodic part away; each fault starting at a fraction of the length drawn from
     ``fault_at``), readings every 60 s, and labels.csv."""
     from datetime import datetime, timezone
 
@@ -209,11 +236,12 @@ def write_set(out_dir: Path, signal, faults, per_fault: int, clean: int, length:
     iso = lambda i: datetime.fromtimestamp(t0 + i * step, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     rows, plan = [], [(f, k) for f in faults for k in range(per_fault)] + [(None, k) for k in range(clean)]
     for j, (fault, k) in enumerate(plan):
-        prefix, values, *scale = signal(rng, j)
+        prefix, values, *extra = signal(rng, j)
         name = f"{prefix}_{fault or 'clean'}_{k:03d}"
         if fault is not None:
-            values, (kind, a, b) = inject(rng, values, np.zeros(length), fault, int(length * rng.uniform(*fault_at)),
-                                          sd=scale[0] if scale else None)
+            periodic = extra[1] if len(extra) > 1 else np.zeros(length)
+            values, (kind, a, b) = inject(rng, values, periodic, fault, int(length * rng.uniform(*fault_at)),
+                                          sd=extra[0] if extra else None)
             rows.append((name, iso(a), iso(b - 1), kind))
         write_recording(out_dir / f"{name}.csv", values, t0, step)
     with open(out_dir / "labels.csv", "w", newline="") as fh:
@@ -342,7 +370,8 @@ WRITERS = {"duty": (write_duty, "the on/off duty-cycle set", 2000),
            "quantised": (write_quantised, "the slow quantised sensors set", 4000),
            "smooth": (write_smooth, "the smooth sensors set (faults inside a large slow swing)", 5000),
            "sensors": (write_sensors, "the pressure / temperature / humidity set (spikes and dips sized by the noise)",
-                       6000)}
+                       6000),
+           "iot": (write_iot, "the pressure / temperature / humidity set with all seven faults sized by the signal's sd", 8000)}
 
 
 def _fault_at(text: str) -> tuple[float, float]:

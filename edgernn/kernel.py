@@ -165,6 +165,7 @@ LN_WB_RATIO = cython.declare(cython.double, 4.605170185988092)  # ln 100: one re
 CALM_Z = cython.declare(cython.double, 4.0)  # the calm step: a step over CALM_Z sd of the stream's own steps is a jump
 CALM_START = cython.declare(cython.double, 16.0)  # ... its sd learned uncapped from the first CALM_START steps
 CALM_GAP = cython.declare(cython.double, 3.0)  # ... a reading over CALM_GAP x the EW sampling interval after the last is no step
+CALM_YOUNG = cython.declare(cython.double, _sc.CALM_YOUNG)  # ... a young stream's calm (scoring.py)
 TREND_A = cython.declare(cython.double, _sc.TREND_A)  # the calm trend (scoring.py)
 TREND_B = cython.declare(cython.double, _sc.TREND_B)
 TREND_GRACE = cython.declare(cython.double, _sc.TREND_GRACE)
@@ -760,7 +761,7 @@ def _calm_step(p: Params, r: cython.double[:], q: cython.float[:], step: cython.
     if q[p.sample_dt] > 0.0 and ts - r[p.last_ts] > CALM_GAP * q[p.sample_dt]:
         return -1.0
     z: cython.double = abs(step) / max(sqrt(max(q[p.calm_var], 0.0)), p.min_std + CALM_REL_FLOOR * ax)
-    if count <= p.warmup or q[p.calm_since] < p.calm_mem:
+    if count <= p.warmup or q[p.calm_since] < _calm_need(p, count):
         return z
     lp: cython.double = min(gauss_tail_log10(z) + log10(p.calm_mem), 0.0)  # such a step anywhere in the calm window
     lp = max(lp, out[O_GATE])  # (NEG_INF unless the seasonal look is trusted)
@@ -770,6 +771,15 @@ def _calm_step(p: Params, r: cython.double[:], q: cython.float[:], step: cython.
             out[O_LOOK] = 0
         out[O_LOG10P] = min(min(out[O_LOG10P], lp + bonf), 0.0)
     return z
+
+
+@cython.cfunc
+@cython.inline
+def _calm_need(p: Params, count: cython.double) -> cython.double:
+    """Readings without a step over CALM_Z sd that make a stream calm at its count-th reading (calm_since
+    is then at most count - 2: it counts from the second): calm_memory; in a younger stream, its whole
+    life once that is CALM_YOUNG readings long."""
+    return min(p.calm_mem, max(count - 2.0, CALM_YOUNG))
 
 
 @cython.cfunc
@@ -839,7 +849,7 @@ def _calm_trend(p: Params, q: cython.float[:], step: cython.double, ax: cython.d
     e: cython.double = step - q[p.trend_m1] - q[p.trend_d] / (1.0 - TREND_A)
     eb: cython.double = q[p.trend_eb] + TREND_B * (e - q[p.trend_eb])
     since: cython.double = q[p.calm_since]
-    if count <= p.warmup or count < TREND_START or q[p.trend_v] <= 0.0 or not (since >= p.calm_mem or since < 0.0):
+    if count <= p.warmup or count < TREND_START or q[p.trend_v] <= 0.0 or not (since >= _calm_need(p, count) or since < 0.0):
         return eb
     z: cython.double = abs(eb) / max(sqrt(q[p.trend_v]), p.min_std + CALM_REL_FLOOR * ax)
     lp: cython.double = min(gauss_tail_log10(z) + log10(p.calm_mem), 0.0)
@@ -910,7 +920,7 @@ def _calm_learn(p: Params, q: cython.float[:], step: cython.double, z: cython.do
     if not high:
         q[p.calm_var] = _mean_square(p, q[p.calm_var], step * step, n, CALM_START, CALM_Z * CALM_Z)
     if z > CALM_Z and n > CALM_START:  # a step: not calm; "recently calm" for TREND_GRACE readings if it was
-        q[p.calm_since] = (0.0 - TREND_GRACE) if q[p.calm_since] >= p.calm_mem else 0.0
+        q[p.calm_since] = (0.0 - TREND_GRACE) if q[p.calm_since] >= _calm_need(p, count) else 0.0
     else:
         q[p.calm_since] = q[p.calm_since] + 1.0
 

@@ -48,7 +48,8 @@ SEAS_SCALARS = (  # the seasonal look's scalar columns (univariate models)
 
 CALM_COLUMNS = (  # the calm step's and its calm trend's columns (calm_memory, univariate models)
     ("calm_var", None, "f4", "calm step: EW mean square of the step x - last_x (raw units^2; capped at CALM_Z^2 x itself)"),
-    ("calm_since", None, "f4", "calm step: readings since its last step over CALM_Z sd (from its start; from "
+    ("calm_since", None, "f4", "calm step: readings since its last step over CALM_Z sd (from its start, its second "
+     "reading: calm at count - 2 in a young stream, kernel._calm_need; from "
      "-scoring.TREND_GRACE after a step that ended a calm stretch: 'recently calm' for the calm trend)"),
     ("trend_m1", None, "f4", "calm trend: Brown's first EW mean of x, minus last_x (raw units)"),
     ("trend_d", None, "f4", "calm trend: Brown's first minus second EW mean (raw units)"),

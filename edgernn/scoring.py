@@ -91,6 +91,8 @@ DAY = 86400.0
 QUIET_BITS = 8  # onset_quiet: each look's count of quiet readings in 8 bits, 3 looks to a float32 (exact to 2**24)
 QUIET_PER_WORD = 3
 QUIET_MAX = 2**QUIET_BITS - 1  # a count re-arms at onset_rearm, so onset_rearm <= QUIET_MAX + 1 (settings)
+CALM_YOUNG = 500.0  # the calm step and trend: a stream younger than calm_memory is calm once it has gone this many
+#                     readings, its whole life, without a step (kernel._calm_need)
 TREND_A = 1.0 / 16.0  # the calm trend (kernel._calm_trend): Brown's smoothing rate (level and trend)
 TREND_B = 1.0 / 8.0  # ... the EW mean rate of the residual against Brown's prediction
 TREND_GRACE = 32.0  # ... readings a stream stays "recently calm" after the step that ended its calm (calm_since

@@ -173,7 +173,8 @@ SETTINGS: tuple[Setting, ...] = (
       "it used to absorb surprises, while the other level of an on/off signal keeps its weight",
       "readings", ge=2, zero_off=True),
     S("calm_memory", float, 0.0, "univariate models: a calm stream, one with no step from one reading to the next "
-      "over 4 sd of its own steps in its last this many readings, is also scored by its step's size in those sd "
+      "over 4 sd of its own steps in its last this many readings (a younger stream: in its whole life, at least 500 "
+      "readings), is also scored by its step's size in those sd "
       "(in the instant look: the chance of a step that large, a Gaussian tail, anywhere in this many readings): a "
       "spike on a smooth sensor is news there however the model explains it, while a stream that steps (an on/off "
       "signal, counts) is scored by the model alone; on a calm stream (or one whose calm a step ended in its last "

@@ -15,7 +15,7 @@ import pytest
 from unit_helpers import plain_kernel_module
 
 from edgernn import detector as detector_module
-from edgernn import kernel
+from edgernn import kernel, scoring
 from edgernn.backends import create_backend
 from edgernn.bundle import load_bundle
 from edgernn.detector import Batch, Detector
@@ -52,17 +52,23 @@ def _run(bundle, x: np.ndarray, calm: float):
     return det.process(Batch(names, ts, x.reshape(-1, 1))), ts
 
 
+def _spiked_pressure(rng, n: int, at: int, streams: int) -> np.ndarray:
+    """float64[n, streams]: pressure-like sensors (1013 + 2 sin(day) + noise 0.01, a random phase each)
+    with a spike of 12 noise sd (either sign) at reading ``at``, well inside the swing."""
+    t = np.arange(n)[:, None]
+    x = 1013.0 + 2.0 * np.sin(2 * np.pi * t / 1440.0 + rng.uniform(0, 2 * np.pi, streams)) \
+        + 0.01 * rng.standard_normal((n, streams))
+    x[at] += 0.12 * np.where(rng.random(streams) < 0.5, 1.0, -1.0)
+    return x
+
+
 def test_a_spike_inside_a_smooth_sensors_daily_swing_alerts_with_the_calm_step(bundle):
     """A pressure-like sensor (1013 + 2 sin(day) + noise 0.01) with a spike of 12 noise sd at reading
     2,500, well inside its swing: with calm_memory 1000 nearly every stream alerts at the spike, by
     the instant look, and none before it; without, the mixture's widest component and the instant
     table keep most of them under the threshold."""
-    rng = np.random.default_rng(11)
     n, at, streams = 2600, 2500, 12
-    t = np.arange(n)[:, None]
-    x = 1013.0 + 2.0 * np.sin(2 * np.pi * t / 1440.0 + rng.uniform(0, 2 * np.pi, streams)) \
-        + 0.01 * rng.standard_normal((n, streams))
-    x[at] += 0.12 * np.where(rng.random(streams) < 0.5, 1.0, -1.0)
+    x = _spiked_pressure(np.random.default_rng(11), n, at, streams)
     caught, early = {}, {}
     for calm in (1000.0, 0.0):
         r, ts = _run(bundle, x, calm)
@@ -100,7 +106,8 @@ def test_a_level_shift_inside_a_smooth_sensors_swing_alerts_with_the_calm_trend(
 def test_a_stream_that_steps_and_a_young_stream_score_as_without_it(bundle):
     """An on/off signal (two levels 10 apart, hard edges every 40-160 readings, noise 0.1) steps far
     over 4 sd of its steps all the time: it is never calm, and every surprise is what it is with
-    calm_memory 0. A smooth stream is not calm before calm_memory readings: the same there."""
+    calm_memory 0. A smooth stream is not calm before CALM_YOUNG readings without a step: the same
+    there; one that stepped in its warm-up is not calm before calm_memory readings after that step."""
     rng = np.random.default_rng(5)
     n, streams = 3000, 4
     level = np.zeros((n, streams))
@@ -113,11 +120,30 @@ def test_a_stream_that_steps_and_a_young_stream_score_as_without_it(bundle):
     a, b = _run(bundle, duty, 1000.0)[0], _run(bundle, duty, 0.0)[0]
     assert np.array_equal(a.surprise, b.surprise, equal_nan=True)
     assert [(e.kind, e.stream, e.ts) for e in a.events] == [(e.kind, e.stream, e.ts) for e in b.events]
-    t = np.arange(1200)[:, None]
-    smooth = 20.0 + np.sin(2 * np.pi * t / 1440.0) + 0.01 * rng.standard_normal((1200, streams))
+    t = np.arange(1100)[:, None]
+    smooth = 20.0 + np.sin(2 * np.pi * t / 1440.0) + 0.01 * rng.standard_normal((1100, streams))
     a, b = _run(bundle, smooth, 1000.0)[0], _run(bundle, smooth, 0.0)[0]
-    young = slice(0, 1000 * streams)  # calm at the earliest from reading calm_memory + 2 (its count of calm steps)
+    young = slice(0, int(scoring.CALM_YOUNG + 1) * streams)  # calm at the earliest from reading CALM_YOUNG + 2
     assert np.array_equal(a.surprise[young], b.surprise[young], equal_nan=True)
+    smooth[100:] += 0.5  # a step of 50 noise sd in the warm-up: calm again only at reading 1,102,
+    smooth[700] += 0.12  # so a spike of 12 noise sd at reading 700 is the model's alone
+    a, b = _run(bundle, smooth, 1000.0)[0], _run(bundle, smooth, 0.0)[0]
+    assert np.array_equal(a.surprise, b.surprise, equal_nan=True)
+
+
+def test_a_young_calm_stream_is_scored_by_its_step(bundle):
+    """A young pressure-like sensor (1013 + 2 sin(day) + noise 0.01) with a spike of 12 noise sd at
+    reading 700: its whole life of 700 readings without a step over 4 sd of its steps makes it calm
+    (CALM_YOUNG, 500), so nearly every stream alerts at the spike, by the instant look, and none
+    before; without the calm step (as such a stream was scored before this rule) few do."""
+    n, at, streams = 760, 700, 12
+    x = _spiked_pressure(np.random.default_rng(12), n, at, streams)
+    r, ts = _run(bundle, x, 1000.0)
+    raised = [e for e in r.events if e.kind == "raised"]
+    caught = {e.stream for e in raised if e.ts == ts[at * streams] and e.reason == "instant"}
+    assert len(caught) >= streams - 1 and not [e for e in raised if e.ts < ts[at * streams]], raised
+    r, ts = _run(bundle, x, 0.0)
+    assert len({e.stream for e in r.events if e.kind == "raised" and e.ts == ts[at * streams]}) < streams - 4
 
 
 def test_the_calm_columns_are_there_only_with_the_setting_on_a_univariate_model(bundle):

@@ -185,3 +185,18 @@ def test_sensors_set_is_pressure_temperature_and_humidity_at_their_usual_values(
         else:
             assert r["start"] == r["end"]
             _assert_spike_sized_by_the_noise(tmp_path / f"{r['stream']}.csv")
+
+
+def test_iot_set_has_every_fault_on_the_sensors_and_loses_their_daily_swing(qs, tmp_path):
+    """write_iot: the sensors set's pressures, temperatures and humidities with each of edgernn.synth's
+    seven faults, sized by the clean recording's sd; lost periodicity takes the daily swing away, so
+    the labelled stretch is flat but for the noise (and a temperature's weather)."""
+    n = qs.write_iot(tmp_path, per_fault=3, clean=3, length=2000, seed=7)
+    assert n == 3 * len(qs.IOT_FAULTS) + 3 and "lost_periodicity" in qs.IOT_FAULTS
+    for r in _labelled_faults(tmp_path, qs.IOT_FAULTS, 3):
+        assert r["stream"].split("_")[0] in ("pressure", "temperature", "humidity")
+        if r["label"] == "lost_periodicity" and r["stream"].startswith(("pressure", "humidity")):
+            rec = read_recording(tmp_path / f"{r['stream']}.csv", ["value"])
+            lost = (rec.ts >= parse_timestamp(r["start"])) & (rec.ts <= parse_timestamp(r["end"]))
+            x = rec.x[:, 0]
+            assert np.ptp(x[lost]) < 0.2 * np.ptp(x[~lost]), (np.ptp(x[lost]), np.ptp(x[~lost]))

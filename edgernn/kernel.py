@@ -751,7 +751,7 @@ def _calm_step(p: Params, r: cython.double[:], q: cython.float[:], step: cython.
     x - last_x; the sd floored at min_std + CALM_REL_FLOOR |x|, ax = |x|), returned (-1: no step, the
     reading came over CALM_GAP x the stream's EW sampling interval after the last: _sample_dt). On a calm
     stream (past warm-up, no step over CALM_Z sd in its last calm_memory readings, counted from its
-    start) the chance of a step that large anywhere in such a window, log10 of calm_memory x its
+    start, or in its whole life of at least CALM_YOUNG readings: _calm_need) the chance of a step that large anywhere in such a window, log10 of calm_memory x its
     two-sided Gaussian tail, bounded by the seasonal AND-gate as the model's looks are (out[O_GATE]),
     replaces the instant look's log10 p where smaller (out[O_LP]; the Bonferroni-combined O_LOG10P
     and O_LOOK follow, _looks' rules: the first look on ties). A spike on a smooth sensor that the
@@ -835,7 +835,7 @@ def _calm_trend(p: Params, q: cython.float[:], step: cython.double, ax: cython.d
     2 m1 - m2 plus its trend TREND_A / (1 - TREND_A) (m1 - m2)); the residual
     e = x - prediction (step: x - last_x; m1 is kept as an offset from last_x, so
     e = step - (m1 - last_x) - (m1 - m2) / (1 - TREND_A)) enters an EW mean eb at rate TREND_B, returned.
-    On a calm or recently calm stream (calm_since >= calm_memory, or counting up from -TREND_GRACE
+    On a calm or recently calm stream (calm_since >= _calm_need, or counting up from -TREND_GRACE
     after the step that ended its calm: a shift is often such a step) with the mean square of eb
     learned over TREND_START readings, the chance of |eb| that large in sd of itself (floored as the calm
     step's, min_std + CALM_REL_FLOOR x |x| = ax; _onset holds what it stores under float32's largest)

@@ -179,7 +179,7 @@ SETTINGS: tuple[Setting, ...] = (
       "spike on a smooth sensor is news there however the model explains it, while a stream that steps (an on/off "
       "signal, counts) is scored by the model alone; on a calm stream (or one whose calm a step ended in its last "
       "32 readings) the mean residual against a smoothed level and trend is scored too (in the smoothed look), so "
-      "a level shift too small to be a step alerts", "readings", ge=2, zero_off=True),
+      "a level shift too small to be a step alerts", "readings", ge=2, le=1e6, zero_off=True),
     # -- the onset ------------------------------------------------------------------------------
     S("onset_ratio", float, 2.0, "a look's surprise must exceed this multiple of its last onset's (decaying) "
       "surprise to be an onset again", "x", ge=1),

@@ -1,7 +1,8 @@
 """The calm step (calm_memory, univariate models; kernel._calm_step / _calm_learn): a stream that has
 not stepped over 4 sd of its own steps in its last calm_memory readings is also scored by the size
 of its step, so a spike inside a smooth sensor's daily swing alerts however the mixture explains it,
-while a stream that steps (an on/off signal) and a young stream score as without it. With it, the
+while a stream that steps (an on/off signal) scores as without it; a stream younger than calm_memory
+is calm once its whole life, at least CALM_YOUNG readings, has had no such step. With it, the
 calm trend (kernel._calm_trend / _trend_learn): on a calm or recently calm stream, the EW mean of the
 residual against a smoothed level and trend, in sd of itself, so a level shift too small to be a
 step alerts. The shipped univariate model, numpy backend, real detector runs."""
@@ -79,18 +80,24 @@ def test_a_spike_inside_a_smooth_sensors_daily_swing_alerts_with_the_calm_step(b
     assert len(caught[0.0]) < len(caught[1000.0]) - 3, caught
 
 
+def _shifted_pressure(rng, n: int, at: int, streams: int) -> np.ndarray:
+    """float64[n, streams]: pressure-like sensors (1013 + 0.6 sin(day) + noise 0.01, a random phase
+    each) shifted by 5 noise sd (either sign) from reading ``at`` on."""
+    t = np.arange(n)[:, None]
+    x = 1013.0 + 0.6 * np.sin(2 * np.pi * t / 1440.0 + rng.uniform(0, 2 * np.pi, streams)) \
+        + 0.01 * rng.standard_normal((n, streams))
+    x[at:] += 0.05 * np.where(rng.random(streams) < 0.5, 1.0, -1.0)
+    return x
+
+
 def test_a_level_shift_inside_a_smooth_sensors_swing_alerts_with_the_calm_trend(bundle):
     """A pressure-like sensor (1013 + 0.6 sin(day) + noise 0.01) shifted by 5 noise sd at reading 2,500
     and staying there: one step of 3.5 sd of its steps, under the calm step's 4 (and its window's
     ~5.9), but the readings after it stay off the smoothed level and trend. With calm_memory 1000
     nearly every stream alerts within a few readings, by the smoothed look, none before; without,
     only the instant look's odd catch at the shift."""
-    rng = np.random.default_rng(7)
     n, at, streams = 2700, 2500, 12
-    t = np.arange(n)[:, None]
-    x = 1013.0 + 0.6 * np.sin(2 * np.pi * t / 1440.0 + rng.uniform(0, 2 * np.pi, streams)) \
-        + 0.01 * rng.standard_normal((n, streams))
-    x[at:] += 0.05 * np.where(rng.random(streams) < 0.5, 1.0, -1.0)
+    x = _shifted_pressure(np.random.default_rng(7), n, at, streams)
     caught, early = {}, {}
     for calm in (1000.0, 0.0):
         r, ts = _run(bundle, x, calm)
@@ -101,6 +108,23 @@ def test_a_level_shift_inside_a_smooth_sensors_swing_alerts_with_the_calm_trend(
             assert sum(e.reason == "smoothed" for e in raised) >= streams - 3, [e.reason for e in raised]
     assert len(caught[1000.0]) >= streams - 2 and not early[1000.0], (caught, early)
     assert len(caught[0.0]) <= 3, caught
+
+
+def test_the_calm_trend_scores_a_young_calm_stream(bundle):
+    """The same shift at reading 700 of 24 young streams (calm by their whole life from reading
+    CALM_YOUNG + 2): the smoothed look raises alerts within 20 readings on a good part of them (the
+    trend's mean square is younger, so fewer than in an old stream), none before; without the calm
+    step (as such a stream was scored before the young rule) none by the smoothed look."""
+    n, at, streams = 800, 700, 24
+    x = _shifted_pressure(np.random.default_rng(7), n, at, streams)
+    caught = {}
+    for calm in (1000.0, 0.0):
+        r, ts = _run(bundle, x, calm)
+        raised = [e for e in r.events if e.kind == "raised"]
+        caught[calm] = {e.stream for e in raised if ts[at * streams] <= e.ts <= ts[(at + 20) * streams]
+                        and e.reason == "smoothed"}
+        assert not [e for e in raised if e.ts < ts[at * streams]], raised
+    assert len(caught[1000.0]) >= 4 and not caught[0.0], caught
 
 
 def test_a_stream_that_steps_and_a_young_stream_score_as_without_it(bundle):
@@ -231,6 +255,26 @@ def test_a_snapshot_without_the_seasonal_look_restores_the_calm_steps_columns(bu
     assert any(e.kind == "raised" and e.ts == ts[1450] for e in r_whole.events)  # the spike, after the gap
 
 
+def test_a_step_ends_a_young_calm_stretch_into_the_recently_calm_grace(bundle):
+    """A young stream calm by its whole life (no step in 700 readings) that steps by 30 noise sd is
+    "recently calm" after it, as an old calm stream is: calm_since counts up from -TREND_GRACE, so the
+    calm trend scores the readings after the step; one that stepped in its warm-up counts from 0."""
+    from edgernn.scoring import TREND_GRACE
+
+    rng = np.random.default_rng(4)
+    n = 710
+    ts = 1.7e9 + 60.0 * np.arange(n)
+    x = (1013.0 + 0.2 * np.sin(2 * np.pi * np.arange(n) / 1440.0) + 0.01 * rng.standard_normal(n))[:, None]
+    x[700:] += 0.3
+    det = _detector(bundle, calm_memory=1000.0)
+    det.process(Batch(["s"] * n, ts, x))
+    assert -TREND_GRACE < det.state.get("s")["calm_since"] < 0.0
+    x[100:] += 0.3  # a step in the warm-up too: not calm at reading 700, so no grace after it
+    det = _detector(bundle, calm_memory=1000.0)
+    det.process(Batch(["s"] * n, ts, x))
+    assert 0.0 <= det.state.get("s")["calm_since"] <= 10.0
+
+
 def test_a_snapshot_of_a_recently_calm_stream_restores_and_scores_on_as_one_run(bundle, tmp_path):
     """A level shift of 30 noise sd ends a calm stretch (calm_since then counts up from -TREND_GRACE:
     recently calm); a snapshot taken 10 readings later holds the negative count, restores, and the rest
@@ -310,3 +354,13 @@ def test_a_snapshot_with_a_negative_interval_or_count_is_refused(bundle, tmp_pat
     again = _detector(bundle)
     ok, why = again.state.restore(tmp_path / "s.npz", "m")
     assert not ok and f"{column} = -60" in why and "\n" not in why
+
+
+def test_calm_memory_over_a_million_readings_is_refused(bundle):
+    """A stream's reading count is a float32 column, exact to 2**24: a calm window anywhere near that
+    would let a stream that stepped look calm by its whole life once its count stops growing, so the
+    schema holds calm_memory at most 1e6 (and 0, off, or at least 2)."""
+    assert resolve(bundle, {"calm_memory": 1e6}).calm_memory == 1e6
+    for bad in (2e6, 1.0):
+        with pytest.raises(ValueError, match="calm_memory"):
+            resolve(bundle, {"calm_memory": bad})

@@ -7,6 +7,9 @@ Two labelled sets (CSV recordings + labels.csv: stream,start,end,label):
     python benchmarks/quality_synthetic.py duty --out /tmp/duty
         hard on/off duty cycles (compressor, pump, heater: two levels, hard edges every 30-240
         readings, additive or multiplicative noise), clean and with injected faults
+    python benchmarks/quality_synthetic.py duty7 --out /tmp/duty7
+        the same with all seven faults of edgernn.synth: lost periodicity takes the on/off part away,
+        so the signal sits at the middle of its two levels (a third level) for 150-400 readings
     python benchmarks/quality_synthetic.py counts --out /tmp/counts
         counts and server-metric-like streams (Poisson counts, bursty rates, random walks,
         intermittent pulses), clean and with spikes, dips, level shifts, noise bursts
@@ -63,13 +66,14 @@ COUNT_FAULTS = ("spike", "dip", "level_shift", "noise_burst")
 COUNT_KINDS = ("counts", "bursty", "walk", "intermittent")  # edgernn.synth.BROAD kinds
 QUANT_FAULTS = SMOOTH_FAULTS = DUTY_FAULTS  # the quantised and smooth sets: the duty set's six
 SENSOR_FAULTS = ("spike", "dip")  # the sensors set: single readings off a smooth sensor
-IOT_FAULTS = FAULTS  # the iot set: edgernn.synth's seven, lost periodicity included
+IOT_FAULTS = DUTY7_FAULTS = FAULTS  # the iot and duty7 sets: edgernn.synth's seven, lost periodicity included
 QUANT_KINDS = ("sine", "walk", "daily")
 
 
 # -- hard on/off duty cycles ------------------------------------------------------------------------
-def duty_signal(rng: np.random.Generator, n: int, noise_model: str) -> np.ndarray:
-    """float64[n]: two levels with hard edges, each on / off stretch 30-240 readings long.
+def duty_parts(rng: np.random.Generator, n: int, noise_model: str) -> tuple[np.ndarray, np.ndarray]:
+    """(float64[n] readings, float64[n] noise-free level): two levels with hard edges, each on / off
+    stretch 30-240 readings long.
 
     additive: level + c * (high - low) * N(0, 1); multiplicative: level * (1 + c * N(0, 1)) (a
     power draw whose noise grows with the load), c in [0.01, 0.08]."""
@@ -84,8 +88,13 @@ def duty_signal(rng: np.random.Generator, n: int, noise_model: str) -> np.ndarra
     c = rng.uniform(0.01, 0.08)
     e = rng.standard_normal(n)
     if noise_model == "multiplicative":
-        return level * (1.0 + c * e)
-    return level + c * (high - low) * e
+        return level * (1.0 + c * e), level
+    return level + c * (high - low) * e, level
+
+
+def duty_signal(rng: np.random.Generator, n: int, noise_model: str) -> np.ndarray:
+    """float64[n]: duty_parts' readings."""
+    return duty_parts(rng, n, noise_model)[0]
 
 
 def write_duty(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 2000,
@@ -95,6 +104,19 @@ def write_duty(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int 
     return write_set(out_dir, lambda rng, j: (f"duty_{('additive', 'multiplicative')[j % 2][:4]}",
                                               duty_signal(rng, length, ("additive", "multiplicative")[j % 2])),
                      DUTY_FAULTS, per_fault, clean, length, seed, fault_at)
+
+
+def write_duty7(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 2100,
+                fault_at=FAULT_AT) -> int:
+    """The duty-cycle set with all seven faults of edgernn.synth (DUTY7_FAULTS): lost periodicity takes
+    the on/off part away (the level about its middle), so the signal sits at a third level, the
+    middle of its two, for 150-400 readings. Returns the number of recordings."""
+    def signal(rng, j):
+        model = ("additive", "multiplicative")[j % 2]
+        x, level = duty_parts(rng, length, model)
+        return f"duty_{model[:4]}", x, None, level - (level.max() + level.min()) / 2
+
+    return write_set(out_dir, signal, DUTY7_FAULTS, per_fault, clean, length, seed, fault_at)
 
 
 def write_counts(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 3000,
@@ -366,6 +388,7 @@ def render(name: str, runs: list[dict]) -> str:
 
 # the sets this script writes: command -> (writer, what it is, default seed)
 WRITERS = {"duty": (write_duty, "the on/off duty-cycle set", 2000),
+           "duty7": (write_duty7, "the on/off duty-cycle set with all seven faults (lost periodicity: a third level)", 2100),
            "counts": (write_counts, "the counts / server-metric-like set", 3000),
            "quantised": (write_quantised, "the slow quantised sensors set", 4000),
            "smooth": (write_smooth, "the smooth sensors set (faults inside a large slow swing)", 5000),

@@ -200,3 +200,20 @@ def test_iot_set_has_every_fault_on_the_sensors_and_loses_their_daily_swing(qs, 
             lost = (rec.ts >= parse_timestamp(r["start"])) & (rec.ts <= parse_timestamp(r["end"]))
             x = rec.x[:, 0]
             assert np.ptp(x[lost]) < 0.2 * np.ptp(x[~lost]), (np.ptp(x[lost]), np.ptp(x[~lost]))
+
+
+def test_duty7_set_has_every_fault_and_its_lost_periodicity_is_a_third_level(qs, tmp_path):
+    """write_duty7: the duty set's on/off signals with each of edgernn.synth's seven faults; lost
+    periodicity takes the on/off part away, so the labelled stretch sits at the middle of the two
+    levels (far from both, by the noise) where no clean reading sits."""
+    n = qs.write_duty7(tmp_path, per_fault=2, clean=2, length=2000, seed=7)
+    assert n == 2 * len(qs.DUTY7_FAULTS) + 2 and "lost_periodicity" in qs.DUTY7_FAULTS
+    for r in _labelled_faults(tmp_path, qs.DUTY7_FAULTS, 2):
+        if r["label"] == "lost_periodicity":
+            rec = read_recording(tmp_path / f"{r['stream']}.csv", ["value"])
+            lost = (rec.ts >= parse_timestamp(r["start"])) & (rec.ts <= parse_timestamp(r["end"]))
+            x = rec.x[:, 0]
+            low, high = np.percentile(x[~lost], [10, 90])
+            mid = np.median(x[lost])
+            assert low + 0.3 * (high - low) < mid < high - 0.3 * (high - low), (low, mid, high)
+            assert np.mean(np.abs(x[~lost] - mid) < 0.1 * (high - low)) < 0.02  # no clean reading there

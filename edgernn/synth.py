@@ -118,7 +118,8 @@ def inject(rng: np.random.Generator, values: np.ndarray, periodic: np.ndarray, k
         end = start + int(rng.integers(30, 120))
         diff = np.diff(values)
         noise_sd = float(np.std(diff)) / np.sqrt(2) or sd * 0.1
-        v[start:end] += rng.standard_normal(end - start) * noise_sd * rng.uniform(6, 12)
+        burst = rng.standard_normal(end - start) * noise_sd * rng.uniform(6, 12)
+        v[start:end] += burst[: len(v[start:end])]  # (a burst past the recording's end: its first part)
     elif kind == "lost_periodicity":
         end = start + int(rng.integers(150, 400))
         v[start:end] -= periodic[start:end]

@@ -217,3 +217,5 @@ def test_duty7_set_has_every_fault_and_its_lost_periodicity_is_a_third_level(qs,
             mid = np.median(x[lost])
             assert low + 0.3 * (high - low) < mid < high - 0.3 * (high - low), (low, mid, high)
             assert np.mean(np.abs(x[~lost] - mid) < 0.1 * (high - low)) < 0.02  # no clean reading there
+    with pytest.raises(ValueError, match="--length 200 is too short"):  # a signal that never switches
+        qs.write_duty7(tmp_path / "short", per_fault=1, clean=1, length=200, seed=7)

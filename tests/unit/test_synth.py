@@ -10,7 +10,7 @@ import pytest
 from unit_helpers import PYTHON, REPO
 
 from edgernn.recording import read_recording
-from edgernn.synth import BROAD, BROAD_KINDS, KINDS, broad_plan, broad_signal, normal_signal
+from edgernn.synth import BROAD, BROAD_KINDS, KINDS, broad_plan, broad_signal, inject, normal_signal
 
 # sum of normal_signal(rng, 400, kind) over KINDS in order, rng = default_rng(1), frozen before the
 # broad corpus was added
@@ -119,3 +119,18 @@ def test_faults_command_places_faults_where_fault_at_says(tmp_path):
                              capture_output=True, text=True, cwd=REPO, timeout=60)
         assert run.returncode == 2 and run.stderr.count("\n") == 1 and "--fault-at must be FROM,TO" in run.stderr
         assert not (tmp_path / "d").exists()
+
+
+def test_a_noise_burst_past_the_recordings_end_keeps_its_first_part():
+    """inject's noise burst (30-120 readings) starting near the end of a recording is cut at the end
+    (it raised a broadcast error before): its label ends at the recording's end at the latest, every
+    reading in it moves and none outside it, and the draws are those of a burst that fits (so no
+    other recording of a set moves)."""
+    x = np.sin(np.arange(200) / 5.0)
+    for start in (150, 195, 199):
+        v, (kind, a, b) = inject(np.random.default_rng(3), x, np.zeros(200), "noise_burst", start)
+        assert kind == "noise_burst" and a == start < b <= 200
+        assert np.array_equal(np.delete(v, np.s_[a:b]), np.delete(x, np.s_[a:b])) and np.all(v[a:b] != x[a:b])
+    fits, _ = inject(np.random.default_rng(3), np.zeros(1000), np.zeros(1000), "noise_burst", 500)
+    cut, _ = inject(np.random.default_rng(3), np.zeros(560), np.zeros(560), "noise_burst", 500)
+    assert np.array_equal(cut[500:], fits[500:560])

@@ -751,26 +751,42 @@ def _calm_step(p: Params, r: cython.double[:], q: cython.float[:], step: cython.
     x - last_x; the sd floored at min_std + CALM_REL_FLOOR |x|, ax = |x|), returned (-1: no step, the
     reading came over CALM_GAP x the stream's EW sampling interval after the last: _sample_dt). On a calm
     stream (past warm-up, no step over CALM_Z sd in its last calm_memory readings, counted from its
-    start, or in its whole life of at least CALM_YOUNG readings: _calm_need) the chance of a step that large anywhere in such a window, log10 of calm_memory x its
-    two-sided Gaussian tail, bounded by the seasonal AND-gate as the model's looks are (out[O_GATE]),
-    replaces the instant look's log10 p where smaller (out[O_LP]; the Bonferroni-combined O_LOG10P
-    and O_LOOK follow, _looks' rules: the first look on ties). A spike on a smooth sensor that the
-    mixture explains (its widest component, a heavy instant table) is news on a stream that has not
-    stepped for so long; one that steps (an on/off signal, counts, a heavy-tailed walk) is judged by
-    the model alone."""
+    start, or in its whole life of at least CALM_YOUNG readings: _calm_need) z is scored in the instant
+    look (_calm_score: the chance of a step that large anywhere in such a window). A spike on a smooth
+    sensor that the mixture explains (its widest component, a heavy instant table) is news on a stream
+    that has not stepped for so long; one that steps (an on/off signal, counts, a heavy-tailed walk) is
+    judged by the model alone."""
     if q[p.sample_dt] > 0.0 and ts - r[p.last_ts] > CALM_GAP * q[p.sample_dt]:
         return -1.0
-    z: cython.double = abs(step) / max(sqrt(max(q[p.calm_var], 0.0)), p.min_std + CALM_REL_FLOOR * ax)
+    z: cython.double = abs(step) / _calm_sd(p, q[p.calm_var], ax)
     if count <= p.warmup or q[p.calm_since] < _calm_need(p, count):
         return z
-    lp: cython.double = min(gauss_tail_log10(z) + log10(p.calm_mem), 0.0)  # such a step anywhere in the calm window
-    lp = max(lp, out[O_GATE])  # (NEG_INF unless the seasonal look is trusted)
-    if lp < out[O_LP]:
-        out[O_LP] = lp
-        if lp <= out[O_LP + cython.cast(cython.int, out[O_LOOK])]:
-            out[O_LOOK] = 0
-        out[O_LOG10P] = min(min(out[O_LOG10P], lp + bonf), 0.0)
+    _calm_score(p, z, 0, bonf, out)  # such a step anywhere in the calm window, in the instant look
     return z
+
+
+@cython.cfunc
+@cython.inline
+def _calm_sd(p: Params, v: cython.double, ax: cython.double) -> cython.double:
+    """The calm step's / calm trend's sd from its mean square v, floored at min_std + CALM_REL_FLOOR x
+    |x| (ax = |x|: float32 resolution, so a huge reading's surprise stays finite)."""
+    return max(sqrt(max(v, 0.0)), p.min_std + CALM_REL_FLOOR * ax)
+
+
+@cython.cfunc
+@cython.inline
+def _calm_score(p: Params, z: cython.double, k: cython.int, bonf: cython.double, out: cython.double[:]) -> cython.void:
+    """The calm step's (k = 0, the instant look) and the calm trend's (k = 1, the smoothed look) score
+    of a z in sd: the chance of a z that large anywhere in the calm window, log10 of calm_memory x its
+    two-sided Gaussian tail, bounded by the seasonal AND-gate (out[O_GATE]: NEG_INF unless the seasonal
+    look is trusted), replaces look k's log10 p where smaller (out[O_LP + k]); O_LOOK (_looks' rules:
+    the first look on ties) and the Bonferroni-combined O_LOG10P follow."""
+    lp: cython.double = max(min(gauss_tail_log10(z) + log10(p.calm_mem), 0.0), out[O_GATE])
+    if lp < out[O_LP + k]:
+        out[O_LP + k] = lp
+        if lp <= out[O_LP + cython.cast(cython.int, out[O_LOOK])]:
+            out[O_LOOK] = k
+        out[O_LOG10P] = min(min(out[O_LOG10P], lp + bonf), 0.0)
 
 
 @cython.cfunc
@@ -837,11 +853,9 @@ def _calm_trend(p: Params, q: cython.float[:], step: cython.double, ax: cython.d
     e = step - (m1 - last_x) - (m1 - m2) / (1 - TREND_A)) enters an EW mean eb at rate TREND_B, returned.
     On a calm or recently calm stream (calm_since >= _calm_need, or counting up from -TREND_GRACE
     after the step that ended its calm: a shift is often such a step) with the mean square of eb
-    learned over TREND_START readings, the chance of |eb| that large in sd of itself (floored as the calm
-    step's, min_std + CALM_REL_FLOOR x |x| = ax; _onset holds what it stores under float32's largest)
-    anywhere in the calm window (log10 of calm_memory x its two-sided Gaussian tail, bounded by the
-    seasonal AND-gate) replaces the smoothed look's log10 p where smaller (out[O_LP + 1]; O_LOG10P and
-    O_LOOK follow as in _calm_step). On a restart (a gap, the calm step's test, or a step over TREND_RESTART sd of the
+    learned over TREND_START readings, |eb| in sd of itself (_calm_sd, floored as the calm step's; _onset
+    holds what it stores under float32's largest) is scored in the smoothed look (_calm_score: the
+    chance of an |eb| that large anywhere in the calm window). On a restart (a gap, the calm step's test, or a step over TREND_RESTART sd of the
     stream's steps, its z from _calm_step: a wild reading, and the one back from it) eb is 0 and nothing
     is scored."""
     if restart:
@@ -851,14 +865,7 @@ def _calm_trend(p: Params, q: cython.float[:], step: cython.double, ax: cython.d
     since: cython.double = q[p.calm_since]
     if count <= p.warmup or count < TREND_START or q[p.trend_v] <= 0.0 or not (since >= _calm_need(p, count) or since < 0.0):
         return eb
-    z: cython.double = abs(eb) / max(sqrt(q[p.trend_v]), p.min_std + CALM_REL_FLOOR * ax)
-    lp: cython.double = min(gauss_tail_log10(z) + log10(p.calm_mem), 0.0)
-    lp = max(lp, out[O_GATE])  # (NEG_INF unless the seasonal look is trusted)
-    if lp < out[O_LP + 1]:
-        out[O_LP + 1] = lp
-        if lp <= out[O_LP + cython.cast(cython.int, out[O_LOOK])]:
-            out[O_LOOK] = 1
-        out[O_LOG10P] = min(min(out[O_LOG10P], lp + bonf), 0.0)
+    _calm_score(p, abs(eb) / _calm_sd(p, q[p.trend_v], ax), 1, bonf, out)  # in the smoothed look
     return eb
 
 

@@ -23,7 +23,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from .scoring import QUIET_MAX
+from .scoring import CALM_YOUNG, QUIET_MAX, TREND_GRACE
 
 DETECTOR, ALERTS = "detector", "alerts"
 
@@ -173,12 +173,12 @@ SETTINGS: tuple[Setting, ...] = (
       "it used to absorb surprises, while the other level of an on/off signal keeps its weight",
       "readings", ge=2, zero_off=True),
     S("calm_memory", float, 0.0, "univariate models: a calm stream, one with no step from one reading to the next "
-      "over 4 sd of its own steps in its last this many readings (a younger stream: in its whole life, at least 500 "
-      "readings), is also scored by its step's size in those sd "
+      f"over 4 sd of its own steps in its last this many readings (a younger stream: in its whole life, at least "
+      f"{CALM_YOUNG:g} readings), is also scored by its step's size in those sd "
       "(in the instant look: the chance of a step that large, a Gaussian tail, anywhere in this many readings): a "
       "spike on a smooth sensor is news there however the model explains it, while a stream that steps (an on/off "
       "signal, counts) is scored by the model alone; on a calm stream (or one whose calm a step ended in its last "
-      "32 readings) the mean residual against a smoothed level and trend is scored too (in the smoothed look), so "
+      f"{TREND_GRACE:g} readings) the mean residual against a smoothed level and trend is scored too (in the smoothed look), so "
       "a level shift too small to be a step alerts", "readings", ge=2, le=1e6, zero_off=True),
     # -- the onset ------------------------------------------------------------------------------
     S("onset_ratio", float, 2.0, "a look's surprise must exceed this multiple of its last onset's (decaying) "

@@ -53,14 +53,26 @@ def _run(bundle, x: np.ndarray, calm: float):
     return det.process(Batch(names, ts, x.reshape(-1, 1))), ts
 
 
-def _spiked_pressure(rng, n: int, at: int, streams: int) -> np.ndarray:
-    """float64[n, streams]: pressure-like sensors (1013 + 2 sin(day) + noise 0.01, a random phase each)
-    with a spike of 12 noise sd (either sign) at reading ``at``, well inside the swing."""
+def _pressure(rng, n: int, at: int, streams: int, swing: float, size: float, shift: bool) -> np.ndarray:
+    """float64[n, streams]: pressure-like sensors (1013 + swing sin(day) + noise 0.01, a random phase
+    each) with a fault of ``size`` (either sign) at reading ``at``: one reading (a spike), or every
+    reading from there on (``shift``: a level shift)."""
     t = np.arange(n)[:, None]
-    x = 1013.0 + 2.0 * np.sin(2 * np.pi * t / 1440.0 + rng.uniform(0, 2 * np.pi, streams)) \
+    x = 1013.0 + swing * np.sin(2 * np.pi * t / 1440.0 + rng.uniform(0, 2 * np.pi, streams)) \
         + 0.01 * rng.standard_normal((n, streams))
-    x[at] += 0.12 * np.where(rng.random(streams) < 0.5, 1.0, -1.0)
+    x[at:at + (n if shift else 1)] += size * np.where(rng.random(streams) < 0.5, 1.0, -1.0)
     return x
+
+
+def _alerts(bundle, x: np.ndarray, calm: float, at: int, within: int, reason: str | None = None):
+    """Raised events of a _run of x (float64[n, streams]): (all of them, the streams raised between
+    reading ``at`` and ``at + within`` (by ``reason`` when given), the ones raised before ``at``)."""
+    r, ts = _run(bundle, x, calm)
+    streams = x.shape[1]
+    raised = [e for e in r.events if e.kind == "raised"]
+    hit = {e.stream for e in raised if ts[at * streams] <= e.ts <= ts[(at + within) * streams]
+           and reason in (None, e.reason)}
+    return raised, hit, [e for e in raised if e.ts < ts[at * streams]]
 
 
 def test_a_spike_inside_a_smooth_sensors_daily_swing_alerts_with_the_calm_step(bundle):
@@ -69,25 +81,12 @@ def test_a_spike_inside_a_smooth_sensors_daily_swing_alerts_with_the_calm_step(b
     the instant look, and none before it; without, the mixture's widest component and the instant
     table keep most of them under the threshold."""
     n, at, streams = 2600, 2500, 12
-    x = _spiked_pressure(np.random.default_rng(11), n, at, streams)
+    x = _pressure(np.random.default_rng(11), n, at, streams, swing=2.0, size=0.12, shift=False)
     caught, early = {}, {}
     for calm in (1000.0, 0.0):
-        r, ts = _run(bundle, x, calm)
-        raised = [e for e in r.events if e.kind == "raised"]
-        caught[calm] = {e.stream for e in raised if e.ts == ts[at * streams] and e.reason == "instant"}
-        early[calm] = [e for e in raised if e.ts < ts[at * streams]]
+        _, caught[calm], early[calm] = _alerts(bundle, x, calm, at, 0, "instant")
     assert len(caught[1000.0]) >= streams - 1 and not early[1000.0], (caught, early)
     assert len(caught[0.0]) < len(caught[1000.0]) - 3, caught
-
-
-def _shifted_pressure(rng, n: int, at: int, streams: int) -> np.ndarray:
-    """float64[n, streams]: pressure-like sensors (1013 + 0.6 sin(day) + noise 0.01, a random phase
-    each) shifted by 5 noise sd (either sign) from reading ``at`` on."""
-    t = np.arange(n)[:, None]
-    x = 1013.0 + 0.6 * np.sin(2 * np.pi * t / 1440.0 + rng.uniform(0, 2 * np.pi, streams)) \
-        + 0.01 * rng.standard_normal((n, streams))
-    x[at:] += 0.05 * np.where(rng.random(streams) < 0.5, 1.0, -1.0)
-    return x
 
 
 def test_a_level_shift_inside_a_smooth_sensors_swing_alerts_with_the_calm_trend(bundle):
@@ -97,13 +96,10 @@ def test_a_level_shift_inside_a_smooth_sensors_swing_alerts_with_the_calm_trend(
     nearly every stream alerts within a few readings, by the smoothed look, none before; without,
     only the instant look's odd catch at the shift."""
     n, at, streams = 2700, 2500, 12
-    x = _shifted_pressure(np.random.default_rng(7), n, at, streams)
+    x = _pressure(np.random.default_rng(7), n, at, streams, swing=0.6, size=0.05, shift=True)
     caught, early = {}, {}
     for calm in (1000.0, 0.0):
-        r, ts = _run(bundle, x, calm)
-        raised = [e for e in r.events if e.kind == "raised"]
-        caught[calm] = {e.stream for e in raised if ts[at * streams] <= e.ts <= ts[(at + 20) * streams]}
-        early[calm] = [e for e in raised if e.ts < ts[at * streams]]
+        raised, caught[calm], early[calm] = _alerts(bundle, x, calm, at, 20)
         if calm:
             assert sum(e.reason == "smoothed" for e in raised) >= streams - 3, [e.reason for e in raised]
     assert len(caught[1000.0]) >= streams - 2 and not early[1000.0], (caught, early)
@@ -116,14 +112,11 @@ def test_the_calm_trend_scores_a_young_calm_stream(bundle):
     trend's mean square is younger, so fewer than in an old stream), none before; without the calm
     step (as such a stream was scored before the young rule) none by the smoothed look."""
     n, at, streams = 800, 700, 24
-    x = _shifted_pressure(np.random.default_rng(7), n, at, streams)
+    x = _pressure(np.random.default_rng(7), n, at, streams, swing=0.6, size=0.05, shift=True)
     caught = {}
     for calm in (1000.0, 0.0):
-        r, ts = _run(bundle, x, calm)
-        raised = [e for e in r.events if e.kind == "raised"]
-        caught[calm] = {e.stream for e in raised if ts[at * streams] <= e.ts <= ts[(at + 20) * streams]
-                        and e.reason == "smoothed"}
-        assert not [e for e in raised if e.ts < ts[at * streams]], raised
+        raised, caught[calm], early = _alerts(bundle, x, calm, at, 20, "smoothed")
+        assert not early, raised
     assert len(caught[1000.0]) >= 4 and not caught[0.0], caught
 
 
@@ -161,13 +154,10 @@ def test_a_young_calm_stream_is_scored_by_its_step(bundle):
     (CALM_YOUNG, 500), so nearly every stream alerts at the spike, by the instant look, and none
     before; without the calm step (as such a stream was scored before this rule) few do."""
     n, at, streams = 760, 700, 12
-    x = _spiked_pressure(np.random.default_rng(12), n, at, streams)
-    r, ts = _run(bundle, x, 1000.0)
-    raised = [e for e in r.events if e.kind == "raised"]
-    caught = {e.stream for e in raised if e.ts == ts[at * streams] and e.reason == "instant"}
-    assert len(caught) >= streams - 1 and not [e for e in raised if e.ts < ts[at * streams]], raised
-    r, ts = _run(bundle, x, 0.0)
-    assert len({e.stream for e in r.events if e.kind == "raised" and e.ts == ts[at * streams]}) < streams - 4
+    x = _pressure(np.random.default_rng(12), n, at, streams, swing=2.0, size=0.12, shift=False)
+    raised, caught, early = _alerts(bundle, x, 1000.0, at, 0, "instant")
+    assert len(caught) >= streams - 1 and not early, raised
+    assert len(_alerts(bundle, x, 0.0, at, 0)[1]) < streams - 4
 
 
 def test_the_calm_columns_are_there_only_with_the_setting_on_a_univariate_model(bundle):

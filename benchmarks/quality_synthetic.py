@@ -10,6 +10,9 @@ Two labelled sets (CSV recordings + labels.csv: stream,start,end,label):
     python benchmarks/quality_synthetic.py duty7 --out /tmp/duty7
         the same with all seven faults of edgernn.synth: lost periodicity takes the on/off part away,
         so the signal sits at the middle of its two levels (a third level) for 150-400 readings
+    python benchmarks/quality_synthetic.py duty0 --out /tmp/duty0
+        the duty set's signals with an off level that reads an exact 0 (a meter that reads 0 W when the
+        load is off: each off stretch a run of exact repeats) and multiplicative noise when on
     python benchmarks/quality_synthetic.py counts --out /tmp/counts
         counts and server-metric-like streams (Poisson counts, bursty rates, random walks,
         intermittent pulses), clean and with spikes, dips, level shifts, noise bursts
@@ -71,19 +74,23 @@ QUANT_KINDS = ("sine", "walk", "daily")
 
 
 # -- hard on/off duty cycles ------------------------------------------------------------------------
-def duty_parts(rng: np.random.Generator, n: int, noise_model: str) -> tuple[np.ndarray, np.ndarray]:
+def duty_parts(rng: np.random.Generator, n: int, noise_model: str,
+               off_zero: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(float64[n] readings, float64[n] noise-free level): two levels with hard edges, each on / off
     stretch 30-240 readings long.
 
     additive: level + c * (high - low) * N(0, 1); multiplicative: level * (1 + c * N(0, 1)) (a
-    power draw whose noise grows with the load), c in [0.01, 0.08]."""
+    power draw whose noise grows with the load), c in [0.01, 0.08]. ``off_zero``: the off level is 0
+    (the same draws), so with multiplicative noise it reads an exact 0 (a meter that reads 0 W when
+    the load is off)."""
     low = 10 ** rng.uniform(-0.5, 2.0)  # idle draw
     high = low * rng.uniform(2.0, 12.0)  # running draw
+    off = 0.0 if off_zero else low
     level = np.empty(n)
     on, i = bool(rng.integers(2)), 0
     while i < n:
         k = int(rng.integers(30, 241))
-        level[i:i + k] = high if on else low
+        level[i:i + k] = high if on else off
         i, on = i + k, not on
     c = rng.uniform(0.01, 0.08)
     e = rng.standard_normal(n)
@@ -122,6 +129,15 @@ def write_duty7(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int
         return f"duty_{model[:4]}", x, None, level - (level.max() + level.min()) / 2
 
     return write_set(out_dir, signal, DUTY7_FAULTS, per_fault, clean, length, seed, fault_at)
+
+
+def write_duty0(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 2200,
+                fault_at=FAULT_AT) -> int:
+    """The duty-cycle set's signals with an off level that reads an exact 0 (duty_parts' off_zero) and
+    multiplicative noise on the on level: each off stretch is a run of 30-240 exact repeats, which is
+    normal for such a meter. The duty set's six faults. Returns the number of recordings."""
+    return write_set(out_dir, lambda rng, j: ("duty_zero", duty_parts(rng, length, "multiplicative", off_zero=True)[0]),
+                     DUTY_FAULTS, per_fault, clean, length, seed, fault_at)
 
 
 def write_counts(out_dir: Path, per_fault: int = 20, clean: int = 40, length: int = 5000, seed: int = 3000,
@@ -394,6 +410,7 @@ def render(name: str, runs: list[dict]) -> str:
 # the sets this script writes: command -> (writer, what it is, default seed)
 WRITERS = {"duty": (write_duty, "the on/off duty-cycle set", 2000),
            "duty7": (write_duty7, "the on/off duty-cycle set with all seven faults (lost periodicity: a third level)", 2100),
+           "duty0": (write_duty0, "the on/off duty-cycle set with an off level that reads an exact 0", 2200),
            "counts": (write_counts, "the counts / server-metric-like set", 3000),
            "quantised": (write_quantised, "the slow quantised sensors set", 4000),
            "smooth": (write_smooth, "the smooth sensors set (faults inside a large slow swing)", 5000),

@@ -202,6 +202,26 @@ def test_iot_set_has_every_fault_on_the_sensors_and_loses_their_daily_swing(qs, 
             assert np.ptp(x[lost]) < 0.2 * np.ptp(x[~lost]), (np.ptp(x[lost]), np.ptp(x[~lost]))
 
 
+def test_duty0_set_reads_an_exact_zero_when_off_with_the_duty_sets_draws(qs, tmp_path):
+    """write_duty0: the duty set's multiplicative on/off signals with an off level of 0, so each off
+    stretch is a run of exact zeros (30-240 readings) and every on reading is positive; the duty set's
+    six faults; duty_parts(off_zero=True) draws the same numbers, so where the signal is on it is the
+    duty set's signal (the duty set itself unchanged)."""
+    n = qs.write_duty0(tmp_path, per_fault=2, clean=2, length=2000, seed=7)
+    assert n == 2 * len(qs.DUTY_FAULTS) + 2
+    _labelled_faults(tmp_path, qs.DUTY_FAULTS, 2)
+    x = read_recording(tmp_path / "duty_zero_clean_000.csv", ["value"]).x[:, 0]
+    off = x == 0.0
+    assert 0.1 < off.mean() < 0.9 and np.all(x[~off] > 0.0)
+    edges = np.flatnonzero(np.diff(off.astype(np.int8))) + 1
+    inner = [(a, b) for a, b in zip(edges[:-1], edges[1:]) if off[a]]  # whole off stretches
+    assert inner and all(30 <= b - a <= 240 for a, b in inner), inner
+    a, level = qs.duty_parts(np.random.default_rng(3), 2000, "multiplicative")
+    b, level0 = qs.duty_parts(np.random.default_rng(3), 2000, "multiplicative", off_zero=True)
+    on = level0 > 0.0
+    assert np.array_equal(level > level.min(), on) and np.array_equal(a[on], b[on]) and np.all(b[~on] == 0.0)
+
+
 def test_duty7_set_has_every_fault_and_its_lost_periodicity_is_a_third_level(qs, tmp_path):
     """write_duty7: the duty set's on/off signals with each of edgernn.synth's seven faults; lost
     periodicity takes the on/off part away, so the labelled stretch sits at the middle of the two

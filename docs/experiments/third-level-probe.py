@@ -1,22 +1,25 @@
 """A probe, outside the package: a third level on a two-level stream (docs/QUALITY.md, section "a third
-level on a duty cycle: a two-level test", session 8). Not part of edgernn and not run by its tests.
+level on a duty cycle -- a two-level test", session 8). Not part of edgernn and not run by its tests.
 
-Per recording, online, seven numbers: two level centres (an online 2-means split at their middle,
-rate 1/32), each with its own noise (EW mean square distance of its readings, 1/32), the share of
+Per recording, online, seven numbers (and the last reading and two flags): two level centres (an
+online 2-means split at their middle, rate 1/32, starting at the quartiles of the first 100 finite
+readings), each with its own noise (EW mean square distance of its readings, 1/32), the share of
 readings on the upper side (1/256), the occupancy of the middle band (|x - middle| < gap / 4, a
 running mean becoming EW 1/256, not learned while the band statistic is at 0.25 or more), and the
 band statistic (EW 1/8 of "in the middle band and not an exact repeat of the last reading").
-Readings farther than 4 noise sd from both centres move the nearer side's at 1/512 and leave its
-noise alone, from reading 500 on. It raises when the band statistic crosses 0.6 upward while, on
-this reading and the one before, the stream is past 500 readings, its centres are more than 8 of the
-larger noise apart, the middle band's occupancy is under 0.05 and each side holds at least 5 % of
-the readings. Its raises are added to the detector's own alerts (the detector's run of
-firmware_models/univariate through quality_synthetic.evaluate's Detector / drive path): an event
-counts as caught if either raises inside its window (+ 50 readings), a raise before a recording's
-first label is a false alert.
+Readings farther than 4 noise sd from both centres move the nearer side's centre at 1/512 and leave
+its noise and the share alone, from reading 500 on. It raises when the band statistic crosses 0.6
+upward while, on this reading and the one before, the stream is past 500 readings, its centres are
+more than 8 of the larger noise apart, the middle band's occupancy is under 0.05 and each side holds
+at least 5 % of the readings; it can raise again once the statistic has fallen under 0.3. Its raises
+are added to the detector's own alerts (the detector's run of firmware_models/univariate through
+quality_synthetic.evaluate's Detector / drive path): an event counts as caught if either raises
+inside its window (+ 50 readings), a raise before a recording's first label is a false alert (so a
+raise during an alert the detector already holds counts as one more: conservative).
 
     python docs/experiments/third-level-probe.py D7 YD7 COUNTS ...   # sets of quality_synthetic.py
     python docs/experiments/third-level-probe.py --nab ../shared/data/nab --part dev
+    ... --learn-raised [--occupancy-rate 2048]   # the occupancy also learns once it has raised
 """
 
 from __future__ import annotations
@@ -38,12 +41,15 @@ from edgernn.detector import Detector  # noqa: E402
 from edgernn.drive import Feed, drive  # noqa: E402
 from edgernn.settings import resolve  # noqa: E402
 
-WARM, GAP, OCC, RAISE, PAUSE, OCC_RATE, SIDE = 500, 8.0, 0.05, 0.6, 0.25, 256, 0.05
+WARM, GAP, OCC, RAISE, PAUSE, SIDE = 500, 8.0, 0.05, 0.6, 0.25, 0.05
 
 
-def third_level(x: np.ndarray, count_repeats: bool = False) -> list[int]:
+def third_level(x: np.ndarray, count_repeats: bool = False, learn_raised: bool = False,
+                occupancy_rate: int = 256) -> list[int]:
     """Indices of x (float64[n]) where the band statistic raises (the module's rules)."""
     init = x[:100][np.isfinite(x[:100])]
+    if not len(init):
+        return []
     lo, hi = np.percentile(init, 25), np.percentile(init, 75)
     v_lo = v_hi = max(np.var(init) / 4, 1e-12)
     occ, share, stat, raised, gated_before, last = 1.0, 0.5, 0.0, False, False, np.nan
@@ -65,8 +71,8 @@ def third_level(x: np.ndarray, count_repeats: bool = False) -> list[int]:
         elif raised and stat < RAISE / 2:
             raised = False
         gated_before = gated
-        if i >= 100 and not raised and stat < PAUSE:
-            occ += (band - occ) / min(i - 99, OCC_RATE)
+        if i >= 100 and (stat < PAUSE or (learn_raised and raised)):  # (raised: stat >= RAISE / 2 > PAUSE)
+            occ += (band - occ) / min(i - 99, occupancy_rate)
         upper = v >= mid
         inlier = i < WARM or min(abs(v - lo) / s_lo, abs(v - hi) / s_hi) < 4.0  # near either centre
         if inlier:
@@ -92,7 +98,7 @@ def detector_raises(recs: list, model: str) -> dict:
     return raised
 
 
-def run_set(d: Path, model: str, grace: int, count_repeats: bool) -> str:
+def run_set(d: Path, model: str, grace: int, **rules) -> str:
     recs, labels = qs.load_set(d, load_bundle(model).features)
     raised = detector_raises(recs, model)
     kinds = defaultdict(lambda: [0, 0, 0])  # kind -> [caught by the detector, by either, events]
@@ -101,9 +107,11 @@ def run_set(d: Path, model: str, grace: int, count_repeats: bool) -> str:
     for stream, ts, x in recs:
         labs = labels.get(stream, [])
         first = min((s for _, s, _ in labs), default=np.inf)
-        extra = [ts[i] for i in third_level(np.asarray(x, np.float64).reshape(-1), count_repeats)]
+        if len(ts) < 2:
+            continue
+        extra = [ts[i] for i in third_level(np.asarray(x, np.float64)[:, 0], **rules)]
         step, det = ts[1] - ts[0], raised.get(stream, [])
-        clean += int((ts < first).sum()) - 1
+        clean += max(int((ts < first).sum()) - 1, 0)
         false[0] += sum(t < first for t in det)
         false[1] += sum(t < first for t in det) + sum(t < first for t in extra)
         for kind, s, e in labs:
@@ -113,16 +121,17 @@ def run_set(d: Path, model: str, grace: int, count_repeats: bool) -> str:
             kinds[kind][2] += 1
     ev, a, b = (sum(v[j] for v in kinds.values()) for j in (2, 0, 1))
     moved = " ".join(f"{k} {v[0]}->{v[1]}/{v[2]}" for k, v in sorted(kinds.items()) if v[0] != v[1])
+    clean = max(clean, 1)
     return (f"{d.name:12s} detector {a}/{ev} at {false[0] / clean * 1e4:.2f} false / 10k | with the probe "
             f"{b}/{ev} at {false[1] / clean * 1e4:.2f}   {moved}")
 
 
-def run_nab(data_dir: str, part: str) -> None:
+def run_nab(data_dir: str, part: str, **rules) -> None:
     from edgernn.evaluate.nab import load_corpus
     from edgernn.evaluate.split import select
 
     for f in select(load_corpus(data_dir), part):
-        idx = third_level(np.asarray(f.values, np.float64))
+        idx = third_level(np.asarray(f.values, np.float64), **rules)
         inside = [i for i in idx if any(lo <= i <= hi for lo, hi in f.windows)]
         print(f"{f.name:55s} raises {len(idx)}, inside a window {len(inside)}")
 
@@ -133,13 +142,19 @@ def main() -> int:
     ap.add_argument("--model", default=str(ROOT / "firmware_models" / "univariate"))
     ap.add_argument("--grace", type=int, default=50)
     ap.add_argument("--count-repeats", action="store_true", help="let exact repeats count in the band statistic")
+    ap.add_argument("--learn-raised", action="store_true", help="the occupancy also learns once the probe has raised")
+    ap.add_argument("--occupancy-rate", type=int, default=256, help="the occupancy's EW memory, readings (default 256)")
     ap.add_argument("--nab", metavar="DIR")
-    ap.add_argument("--part", default="dev", choices=("all", "dev", "validation"))
+    ap.add_argument("--part", default="dev", choices=("dev", "all"), help="NAB files (the validation part is "
+                    "run once per decision, not probed)")
     a = ap.parse_args()
+    if len(load_bundle(a.model).features) != 1:
+        ap.error("the probe is for univariate models")
+    rules = dict(count_repeats=a.count_repeats, learn_raised=a.learn_raised, occupancy_rate=a.occupancy_rate)
     for d in a.sets:
-        print(run_set(d, a.model, a.grace, a.count_repeats), flush=True)
+        print(run_set(d, a.model, a.grace, **rules), flush=True)
     if a.nab:
-        run_nab(a.nab, a.part)
+        run_nab(a.nab, a.part, **rules)
     return 0
 
 

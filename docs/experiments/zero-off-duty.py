@@ -48,7 +48,8 @@ def main() -> int:
         raised = [e for e in drive(det, Feed.from_recordings(recs, chunk=256), progress=None, label=backend).events
                   if e.kind == "raised"]
         looks = collections.Counter(str(e.reason).split()[0] for e in raised)
-        print(f"{backend:12s} {len(raised) / (len(recs) * 5000) * 1e4:6.2f} false alerts per 10k  by look: {dict(looks)}")
+        readings = sum(len(ts) for _, ts, _ in recs)
+        print(f"{backend:12s} {len(raised) / readings * 1e4:6.2f} false alerts per 10k  by look: {dict(looks)}")
     return 0
 
 

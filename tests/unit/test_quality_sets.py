@@ -206,7 +206,8 @@ def test_duty0_set_reads_an_exact_zero_when_off_with_the_duty_sets_draws(qs, tmp
     """write_duty0: the duty set's multiplicative on/off signals with an off level of 0, so each off
     stretch is a run of exact zeros (30-240 readings) and every on reading is positive; the duty set's
     six faults; duty_parts(off_zero=True) draws the same numbers, so where the signal is on it is the
-    duty set's signal (the duty set itself unchanged)."""
+    duty set's signal; and the duty set's own signals are what they were before off_zero existed
+    (numbers taken from that version)."""
     n = qs.write_duty0(tmp_path, per_fault=2, clean=2, length=2000, seed=7)
     assert n == 2 * len(qs.DUTY_FAULTS) + 2
     _labelled_faults(tmp_path, qs.DUTY_FAULTS, 2)
@@ -220,6 +221,12 @@ def test_duty0_set_reads_an_exact_zero_when_off_with_the_duty_sets_draws(qs, tmp
     b, level0 = qs.duty_parts(np.random.default_rng(3), 2000, "multiplicative", off_zero=True)
     on = level0 > 0.0
     assert np.array_equal(level > level.min(), on) and np.array_equal(a[on], b[on]) and np.all(b[~on] == 0.0)
+    before = {"additive": ([0.47098679654923475, 0.4438875844425716, 0.4903953458695607], 2671.8062288485894),
+              "multiplicative": ([0.5038682271402398, 0.49582239377817067, 0.5096306807870913], 2670.2689414650595)}
+    for model, (first, total) in before.items():
+        x, level = qs.duty_parts(np.random.default_rng(3), 2000, model)
+        assert np.allclose(x[:3], first, rtol=1e-12) and np.isclose(x.sum(), total, rtol=1e-12), model
+        assert np.isclose(level.sum(), 2667.7481312180817, rtol=1e-12)
 
 
 def test_duty7_set_has_every_fault_and_its_lost_periodicity_is_a_third_level(qs, tmp_path):

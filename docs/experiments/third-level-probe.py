@@ -38,7 +38,7 @@ import quality_synthetic as qs  # noqa: E402
 from edgernn.backends import create_backend  # noqa: E402
 from edgernn.bundle import load_bundle  # noqa: E402
 from edgernn.detector import Detector  # noqa: E402
-from edgernn.drive import Feed, drive  # noqa: E402
+from edgernn.evaluate.run import run_recordings  # noqa: E402
 from edgernn.settings import resolve  # noqa: E402
 
 WARM, GAP, OCC, RAISE, PAUSE, SIDE = 500, 8.0, 0.05, 0.6, 0.25, 0.05
@@ -88,14 +88,11 @@ def third_level(x: np.ndarray, count_repeats: bool = False, learn_raised: bool =
 
 
 def detector_raises(recs: list, model: str) -> dict:
-    """{stream: [timestamps of raised alerts]} of the detector with the model's defaults."""
+    """{stream: timestamps of its raised alerts} of the detector with the model's defaults, through
+    the offline driver every benchmark uses (edgernn.evaluate.run.run_recordings)."""
     bundle = load_bundle(model)
     det = Detector(bundle, create_backend("numpy", bundle), resolve(bundle, {"max_streams": len(recs)}))
-    raised = defaultdict(list)
-    for e in drive(det, Feed.from_recordings(recs, chunk=256), progress=None, label="numpy").events:
-        if e.kind == "raised":
-            raised[e.stream].append(e.ts)
-    return raised
+    return {t.stream: list(t.ts[t.raised]) for t in run_recordings(det, recs)}
 
 
 def run_set(d: Path, model: str, grace: int, **rules) -> str:

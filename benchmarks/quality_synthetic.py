@@ -61,6 +61,7 @@ from edgernn.bundle import load_bundle
 from edgernn.detector import Detector
 from edgernn.settings import resolve
 from edgernn.drive import Feed, drive
+from edgernn.evaluate.events import chance_catches
 from edgernn.recording import parse_timestamp, read_recording
 from edgernn.synth import FAULT_AT, FAULTS, inject, parse_fault_at
 
@@ -353,15 +354,6 @@ def evaluate(recs: list, labels: dict, bundle, backend: str, grace: int = 50, th
             "clean_readings": clean_readings, "readings": readings,
             "false_alerts_per_10k": len(false) / max(clean_readings, 1) * 1e4,
             "raised_at": {k: sorted(v) for k, v in raised_at.items()}, "false": false}
-
-
-def chance_catches(rate: float, windows) -> float:
-    """Events an alert would land in by chance alone: the sum over the events' windows (w scored
-    readings in which a raised alert counts for the event) of 1 - exp(-rate w), rate the false alerts
-    per clean scored reading. False alerts as a Poisson process at the clean rate: a guide to how much
-    of a recall the false alerts alone would give (a long window at a high false-alert rate is caught
-    whatever the detector sees), not a test."""
-    return float(sum(-np.expm1(-rate * w) for w in windows))
 
 
 def alert_difference(a: dict, b: dict, slack: int = 3) -> int:

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .events import chance_catches
+
 PROBATION_FRACTION = 0.15
 PROBATION_MAX_ROWS = 750  # NAB: min(floor(0.15 n), 0.15 * 5000)
 WINDOW_FRACTION = 0.10
@@ -170,20 +172,25 @@ class FileScore:
     fp: int = 0  # detected rows outside every window (after probation)
     n_windows: int = 0
     first_detection: list = field(default_factory=list)  # per window: first detected row or -1
+    chance: float = 0.0  # windows the file's own false-positive rate would hit by chance alone
 
     def add(self, other: "FileScore") -> "FileScore":
         return FileScore(self.score + other.score, self.tp + other.tp, self.fn + other.fn,
-                         self.fp + other.fp, self.n_windows + other.n_windows)
+                         self.fp + other.fp, self.n_windows + other.n_windows, chance=self.chance + other.chance)
 
 
 def score_detections(detected: np.ndarray, rw: RowWeights, profile: Profile) -> FileScore:
-    """Raw NAB score of binary detections (bool[n]) on one file."""
+    """Raw NAB score of binary detections (bool[n]) on one file, and the windows its false
+    positives alone would hit by chance (``chance``: events.chance_catches at the file's rate of
+    detections per scored row outside every window, over each window's scored rows)."""
     detected = np.asarray(detected, dtype=bool)
     out = FileScore(n_windows=rw.n_windows)
     outside = detected & (rw.window == -1)
     out.fp = int(outside.sum())
     out.score = float(rw.weight[outside].sum())
-    for k in np.unique(rw.window[rw.window >= 0]):
+    ids, widths = np.unique(rw.window[rw.window >= 0], return_counts=True)
+    out.chance = chance_catches(out.fp / max(int((rw.window == -1).sum()), 1), widths)
+    for k in ids:
         hits = np.flatnonzero(detected & (rw.window == k))
         if hits.size:
             out.tp += 1

@@ -29,7 +29,7 @@ def _nab_summary(files, scores_by_file, profile) -> dict:
         for key in (f.category, "corpus"):
             groups[key] = groups.get(key, nab.FileScore()).add(fs)
     return {k: {"score": g.score, "normalised": nab.normalise(g.score, g.n_windows, profile),
-                "windows": g.n_windows, "tp": g.tp, "fn": g.fn, "fp": g.fp}
+                "windows": g.n_windows, "tp": g.tp, "fn": g.fn, "fp": g.fp, "chance": g.chance}
             for k, g in groups.items()}
 
 
@@ -69,9 +69,9 @@ def nab_results(files: list, traces: list, profiles=None, max_candidates: int | 
         for f, a, b in zip(files, swept, oper):
             per_file[f.name][pname] = {
                 "sweep": {"score": a.score, "tp": a.tp, "fn": a.fn, "fp": a.fp,
-                          "first_detection": a.first_detection},
+                          "first_detection": a.first_detection, "chance": a.chance},
                 "operational": {"score": b.score, "tp": b.tp, "fn": b.fn, "fp": b.fp,
-                                "first_detection": b.first_detection},
+                                "first_detection": b.first_detection, "chance": b.chance},
             }
     out["per_file"] = list(per_file.values())
     return out
@@ -84,16 +84,18 @@ def nab_table(results: dict, profile: str = "standard", published: dict | None =
     for cat in sorted(k for k in sw if k != "corpus") + ["corpus"]:
         rows.append([
             cat, sw[cat]["windows"], _num(sw[cat]["normalised"]),
-            f"{sw[cat]['tp']}/{sw[cat]['fn']}/{sw[cat]['fp']}",
+            f"{sw[cat]['tp']}/{sw[cat]['fn']}/{sw[cat]['fp']}", _num(sw[cat].get("chance")),
             _num(pc[cat]["normalised"]) if cat in pc else "",
             _num(op[cat]["normalised"]), f"{op[cat]['tp']}/{op[cat]['fn']}/{op[cat]['fp']}",
-            _num((published or {}).get(cat)),
+            _num(op[cat].get("chance")), _num((published or {}).get(cat)),
         ])
-    head = ["category", "windows", "NAB (sweep)", "tp/fn/fp", "cat. sweep*", "operational",
-            "tp/fn/fp", "HTM published"]
+    head = ["category", "windows", "NAB (sweep)", "tp/fn/fp", "by chance+", "cat. sweep*", "operational",
+            "tp/fn/fp", "by chance+", "HTM published"]
     thr = f"profile {profile}: corpus threshold {_thr(p['sweep']['threshold'])}; operational threshold " \
           f"{_thr(p['operational']['threshold'])} (one detection per raised alert)"
-    return thr + "\n" + table(head, rows) + "\n* threshold swept within the category: an upper bound, not NAB's protocol"
+    return (thr + "\n" + table(head, rows) + "\n* threshold swept within the category: an upper bound, not NAB's protocol"
+            "\n+ windows the false positives alone would hit (each file's rate outside its windows, at random): "
+            "a tp near it is no detection")
 
 
 # -- SKAB ---------------------------------------------------------------------------------------

@@ -52,6 +52,9 @@ def test_hand_computed_file():
     assert (fs.tp, fs.fn, fs.fp) == (1, 0, 2)
     assert fs.first_detection == [9]
     assert nab.normalise(fs.score, rw.n_windows, STD) == pytest.approx(87.728, abs=1e-3)
+    # by chance: 2 false positives on the 13 scored rows outside the window (20 - 3 probation - 4),
+    # a window of 4 rows: 1 - exp(-4 x 2 / 13) = 0.459529
+    assert fs.chance == pytest.approx(1 - math.exp(-8 / 13), abs=1e-9)
     # reward_low_FP_rate doubles the FP costs: -0.22 + 0.966989 - 0.204844 = 0.542145 -> 77.107
     rwf = nab.row_weights(20, [(8, 11)], LOW_FP)
     fsf = nab.score_detections(det, rwf, LOW_FP)
@@ -220,3 +223,18 @@ def test_bootstrap_margin_resamples_within_groups():
     b = nab.bootstrap_margin(good, noise, weights, ["w", "none", "w", "none"], STD, resamples=100)
     assert b["resamples"] == 100
     assert nab.bootstrap_margin(good, noise, [nab.row_weights(1000, [], STD)] * 4, ["x"] * 4, STD, 20) is None
+
+
+def test_windows_hit_by_chance_grow_with_false_positives_and_sum_over_files():
+    """A detector with no false positive catches nothing by chance, one that fires everywhere is
+    expected to hit every window by chance, and a corpus's figure is the sum of its files'."""
+    rw = nab.row_weights(1000, [(300, 349), (700, 749)], STD)
+    hits = np.zeros(1000, bool)
+    hits[[310, 720]] = True
+    assert nab.score_detections(hits, rw, STD).chance == 0.0
+    noisy = hits.copy()
+    noisy[200:280:8] = True  # 10 false positives on 1000 - 150 - 100 = 750 scored rows outside
+    one = nab.score_detections(noisy, rw, STD)
+    assert one.chance == pytest.approx(2 * (1 - math.exp(-50 * 10 / 750)))
+    assert nab.score_detections(np.ones(1000, bool), rw, STD).chance > 1.99
+    assert one.add(one).chance == pytest.approx(2 * one.chance)

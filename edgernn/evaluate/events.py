@@ -60,10 +60,11 @@ parse_time = parse_timestamp  # the one timestamp parser (edgernn/timestamps.py)
 def chance_catches(rate: float, windows) -> float:
     """Events an alert would land in by chance alone: the sum over the events' windows (w scored
     readings in which an alert counts for the event) of 1 - exp(-rate w), rate the false alerts
-    (or detections) per scored reading outside every event. False alerts as a Poisson process at
-    that rate: a guide to how much of a recall the false alerts alone would give (a long window at
-    a high false-alert rate is caught whatever the detector sees), not a test. Used by
-    benchmarks/quality_synthetic.py and the NAB scorer (nab.score_detections)."""
+    (or detections) per reading where no event is (benchmarks/quality_synthetic.py: per clean
+    scored reading, pooled over a set; the NAB scorer, nab.score_detections: per scored row outside
+    every window, per file). False alerts as a Poisson process at that rate: a guide to how much of
+    a recall the false alerts alone would give (a long window at a high false-alert rate is caught
+    whatever the detector sees), not a test."""
     return float(sum(-np.expm1(-rate * w) for w in windows))
 
 

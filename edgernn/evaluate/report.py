@@ -84,18 +84,23 @@ def nab_table(results: dict, profile: str = "standard", published: dict | None =
     for cat in sorted(k for k in sw if k != "corpus") + ["corpus"]:
         rows.append([
             cat, sw[cat]["windows"], _num(sw[cat]["normalised"]),
-            f"{sw[cat]['tp']}/{sw[cat]['fn']}/{sw[cat]['fp']}", _num(sw[cat].get("chance")),
+            f"{sw[cat]['tp']}/{sw[cat]['fn']}/{sw[cat]['fp']}", _chance(sw[cat]),
             _num(pc[cat]["normalised"]) if cat in pc else "",
             _num(op[cat]["normalised"]), f"{op[cat]['tp']}/{op[cat]['fn']}/{op[cat]['fp']}",
-            _num(op[cat].get("chance")), _num((published or {}).get(cat)),
+            _chance(op[cat]), _num((published or {}).get(cat)),
         ])
-    head = ["category", "windows", "NAB (sweep)", "tp/fn/fp", "by chance+", "cat. sweep*", "operational",
-            "tp/fn/fp", "by chance+", "HTM published"]
+    head = ["category", "windows", "NAB (sweep)", "tp/fn/fp", "chance tp~", "cat. sweep*", "operational",
+            "tp/fn/fp", "chance tp~", "HTM published"]
     thr = f"profile {profile}: corpus threshold {_thr(p['sweep']['threshold'])}; operational threshold " \
           f"{_thr(p['operational']['threshold'])} (one detection per raised alert)"
     return (thr + "\n" + table(head, rows) + "\n* threshold swept within the category: an upper bound, not NAB's protocol"
-            "\n+ windows the false positives alone would hit (each file's rate outside its windows, at random): "
-            "a tp near it is no detection")
+            "\n~ windows the false positives alone would be expected to hit, placed at random at each file's rate"
+            "\n  outside its windows: a tp near it is no better than chance")
+
+
+def _chance(summary: dict) -> str:
+    """A summary's windows expected hit by chance ('-' where there is no window)."""
+    return _num(summary["chance"]) if summary["windows"] else "-"
 
 
 # -- SKAB ---------------------------------------------------------------------------------------

@@ -238,3 +238,47 @@ def test_windows_hit_by_chance_grow_with_false_positives_and_sum_over_files():
     assert one.chance == pytest.approx(2 * (1 - math.exp(-50 * 10 / 750)))
     assert nab.score_detections(np.ones(1000, bool), rw, STD).chance > 1.99
     assert one.add(one).chance == pytest.approx(2 * one.chance)
+
+
+def test_a_window_reaching_into_probation_counts_only_its_scored_rows_by_chance():
+    """Rows in probation are neither false positives nor window: a window of rows 100..199 in a file
+    whose probation is 150 rows is 50 scored rows wide for the chance figure."""
+    rw = nab.row_weights(1000, [(100, 199)], STD, probation=150)
+    det = np.zeros(1000, bool)
+    det[[10, 400, 600]] = True  # row 10 in probation: not counted
+    fs = nab.score_detections(det, rw, STD)
+    assert fs.fp == 2
+    assert fs.chance == pytest.approx(1 - math.exp(-50 * 2 / (1000 - 150 - 50)))
+
+
+def test_report_carries_chance_per_file_and_sums_it_per_category_and_corpus():
+    """report.nab_results: each file's chance (sweep and operational) in its JSON entry, each
+    category's and the corpus's the sum of its files'; the table prints the column, '-' for a
+    category without windows."""
+    from types import SimpleNamespace
+
+    from edgernn.evaluate import report
+
+    rng = np.random.default_rng(3)
+    files, traces = [], []
+    for k, (cat, wins) in enumerate([("catA", [(400, 449)]), ("catA", [(300, 339), (700, 759)]), ("catB", [])]):
+        n = 1000
+        onset = rng.uniform(0.0, 0.99, n)
+        onset[rng.choice(np.arange(150, n), 6, replace=False)] = 0.9999  # detections at the swept threshold
+        for lo, _ in wins:
+            onset[lo + 3] = 0.9999  # as high as the false positives: no threshold takes one without the other
+        raised = onset >= 0.9999
+        files.append(nab.NabFile(f"{cat}/f{k}.csv", cat, np.arange(n, dtype=float), onset, wins, 150))
+        traces.append(SimpleNamespace(onset=onset, raised=raised, threshold=0.9997))
+    res = report.nab_results(files, traces, profiles=["standard"])
+    summary = res["profiles"]["standard"]
+    for way in ("sweep", "operational"):
+        per = [f["standard"][way]["chance"] for f in res["per_file"]]
+        assert per[0] > 0 and per[1] > 0 and per[2] == 0.0
+        got = summary[way]["summary"]
+        assert got["catA"]["chance"] == pytest.approx(per[0] + per[1])
+        assert got["corpus"]["chance"] == pytest.approx(sum(per))
+    text = report.nab_table(res, "standard")
+    assert "chance tp~" in text.splitlines()[1]
+    row_b = next(line for line in text.splitlines() if line.startswith("catB"))
+    assert row_b.split()[4] == "-"  # windows, NAB, tp/fn/fp, then the chance column

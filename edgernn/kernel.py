@@ -160,6 +160,8 @@ SEAS_CLIP = cython.declare(cython.double, _sc.SEAS_CLIP)
 SEAS_PHI = cython.declare(cython.double, _sc.SEAS_PHI)
 SEAS_ZMAX = cython.declare(cython.double, _sc.SEAS_ZMAX)
 SEAS_K = cython.declare(cython.int, _layout.SEAS_K)
+STUCK_PRIOR = cython.declare(cython.double, 2.0)  # stuck_runs: readings of pseudo-count shrinking a run's going-on rate to r (_stuck_lp)
+RVAL_MIN = cython.declare(cython.double, 3.0)  # stuck_runs: a completed run of this many readings or more sets the run value (rval)
 WB_MAX = cython.declare(cython.double, 2.302585092994046)  # |the weight correction| <= ln 10: one decade either way
 LN_WB_RATIO = cython.declare(cython.double, 4.605170185988092)  # ln 100: one reading's responsibility / weight counts at most 100
 CALM_Z = cython.declare(cython.double, 4.0)  # the calm step: a step over CALM_Z sd of the stream's own steps is a jump
@@ -222,6 +224,8 @@ class Params:
     last_x = cython.declare(cython.int, visibility="public")
     run = cython.declare(cython.int, visibility="public")
     reps = cython.declare(cython.int, visibility="public")
+    rstart = cython.declare(cython.int, visibility="public")  # stuck_runs only
+    rval = cython.declare(cython.int, visibility="public")  # stuck_runs only
     fast_mean = cython.declare(cython.int, visibility="public")
     fast_var = cython.declare(cython.int, visibility="public")
     lvl_mean = cython.declare(cython.int, visibility="public")
@@ -314,6 +318,7 @@ class Params:
     wb_rate = cython.declare(cython.double, visibility="public")  # 1 / weight_memory (0: the weights as the model gives them)
     calm_mem = cython.declare(cython.double, visibility="public")  # calm_memory (0: off; univariate models only)
     jump_on = cython.declare(cython.bint, visibility="public")  # a model with jump inputs: xin is [c | j] (backends/base.py)
+    runs_on = cython.declare(cython.bint, visibility="public")  # stuck_runs: runs at the stream's run value scored as a chain
     j_thr = cython.declare(cython.double, visibility="public")  # its in.jump: a jump is |x - last_x| > j_thr sd
     j_mem = cython.declare(cython.double, visibility="public")  # ... the rate's memory, readings
     j_floor = cython.declare(cython.double, visibility="public")  # ... j = min(1 + log10(rate + j_floor) / j_lfloor, 1)
@@ -791,6 +796,34 @@ def _calm_score(p: Params, z: cython.double, k: cython.int, bonf: cython.double,
 
 @cython.cfunc
 @cython.inline
+def _stuck_lp(reps: cython.double, starts: cython.double, trials: cython.double, run: cython.double) -> cython.double:
+    """stuck_runs: log10 P(a run of ``run`` exact repeats) with runs as a two-state chain, from the
+    stream's EW counts of repeats (reps), runs started (starts: a repeat after a reading that was not
+    one) and readings (trials). A run starts after a reading that was no repeat with b = (starts + 1)
+    / (non-repeats + 2) and goes on with a = (reps - starts + STUCK_PRIOR r) / (reps + STUCK_PRIOR)
+    (each repeat is followed by one reading), r = (reps + 1) / (trials + 2) the repeat rate: log10 b
+    + (run - 1) log10 a. A stream whose repeats come at random is judged about as by r^L; one whose
+    repeats come in long runs (a meter that reads 0 when its load is off) by its own runs."""
+    r: cython.double = (reps + 1.0) / (trials + 2.0)
+    b: cython.double = (starts + 1.0) / (max(trials - reps, 0.0) + 2.0)
+    a: cython.double = (max(reps - starts, 0.0) + STUCK_PRIOR * r) / (reps + STUCK_PRIOR)
+    return min(log10(min(b, 1.0)) + (run - 1.0) * log10(min(a, 1.0)), 0.0)
+
+
+@cython.cfunc
+@cython.inline
+def _runs_learn(p: Params, r: cython.double[:], q: cython.float[:], f: cython.int, run: cython.double,
+                count: cython.double, decay: cython.double) -> cython.void:
+    """stuck_runs: feature f's EW count of runs started learns this reading (run: its run of exact
+    repeats, 0 if it is no repeat); a run of RVAL_MIN or more that this reading ends sets the run
+    value rval to the value it held (last_x, not yet overwritten)."""
+    q[p.rstart + f] = q[p.rstart + f] * decay + (1.0 if run == 1.0 and count > 1 else 0.0)
+    if run == 0.0 and q[p.run + f] >= RVAL_MIN:
+        r[p.rval + f] = r[p.last_x + f]
+
+
+@cython.cfunc
+@cython.inline
 def _calm_need(p: Params, count: cython.double) -> cython.double:
     """Readings without a step over CALM_Z sd that make a stream calm at its count-th reading (calm_since
     is then at most count - 2: it counts from the second): calm_memory; in a younger stream, its whole
@@ -1118,7 +1151,12 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         score += work[o + W_CONTRIB]
         peak = max(peak, min(abs(z), 1e6) * p.used[f])  # one feature's residual, not diluted by F
         run = q[p.run + f] + 1.0 if xf == r[p.last_x + f] else 0.0
-        work[o + W_STUCK] = run * (log10(q[p.reps + f] + 1.0) + q_log) * p.stuck[f] if run != 0.0 else 0.0
+        if run == 0.0:
+            work[o + W_STUCK] = 0.0
+        elif p.runs_on and xf == r[p.rval + f]:  # stuck_runs: a run at the value the stream's last run held
+            work[o + W_STUCK] = _stuck_lp(q[p.reps + f], q[p.rstart + f], q[p.trials], run) * p.stuck[f]
+        else:  # r^L, r the stream's repeat rate
+            work[o + W_STUCK] = run * (log10(q[p.reps + f] + 1.0) + q_log) * p.stuck[f]
         stuck = min(stuck, work[o + W_STUCK])
         fm_old = xl if count == 1 else r[p.fast_mean + f]
         fm = fm_old + af * (xl - fm_old)
@@ -1752,13 +1790,15 @@ def _learn(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
             q[p.mspr_fast + f] = work[o + W_MFV]
             total += q[p.mspr_fast + f] + q[p.mspr_mean + f] + q[p.mspr_var + f]
         run = work[o + W_RUN]
-        if learn:
+        if learn or p.runs_on:  # stuck_runs: the run counts learn from every reading (a long run is one)
             q[p.reps + f] = q[p.reps + f] * decay + (1.0 if run > 0 and count > 1 else 0.0)
+        if p.runs_on:
+            _runs_learn(p, r, q, f, run, count, decay)
         r[p.fast_mean + f], q[p.fast_var + f] = work[o + W_FM], work[o + W_FV]
         q[p.run + f], r[p.last_x + f] = run, x[f]
         total += (r[p.norm_mean + f] + r[p.norm_var + f] + r[p.fast_mean + f] + q[p.fast_var + f]
                   + q[p.lvl_mean + f] + q[p.lvl_var + f] + q[p.spr_mean + f] + q[p.spr_var + f])
-    if learn and count > 1:
+    if (learn or p.runs_on) and count > 1:
         q[p.trials] = q[p.trials] * decay + 1.0
     q[p.nstat] = nstat
     if p.seasonal:

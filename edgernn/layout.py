@@ -15,8 +15,8 @@ for multivariate models or when it is off, the mixture head's model-spread colum
 a Gaussian head (K = 1), the relation look's unless the model has one (F > 1), the mixture's weight
 correction (wbias) unless weight_memory is on for a mixture head. The jump rate's column (jrate)
 is there only for a model with jump inputs, and the calm step's columns (calm_*, trend_*) only where calm_memory
-is on for a univariate model (neither even in name: the rows and snapshots of every other model stay
-as they were). The per-look
+is on for a univariate model, and the stuck look's run columns (rstart, rval) only where stuck_runs is on
+(none of these even in name: the rows and snapshots of every other model stay as they were). The per-look
 onset columns hold a slot for each look the model can use (scoring.ALL_LOOKS order; the
 reference, seasonal, peak and relation slots left out where it cannot).
 """
@@ -59,12 +59,13 @@ CALM_COLUMNS = (  # the calm step's and its calm trend's columns (calm_memory, u
 
 
 def columns(F: int, reference: bool = True, seasonal: bool = True, components: int = 1, relation: bool = False,
-            wbias: bool = False, jump: bool = False, calm: bool = False) -> tuple[tuple[str, int | None, str, str], ...]:
+            wbias: bool = False, jump: bool = False, calm: bool = False,
+            runs: bool = False) -> tuple[tuple[str, int | None, str, str], ...]:
     """The slab's columns for a model with F features and a head of ``components`` Gaussians per
     feature (the reference look's if ``reference``, the seasonal look's if ``seasonal`` and F == 1;
     the peak look's onset columns if F > 1; the relation look's if ``relation`` and F > 1; the
     weight correction's if ``wbias`` and components > 1, the jump rate's if ``jump``, the calm step's
-    if ``calm`` and F == 1), in order: (name, width | None, storage, meaning)."""
+    if ``calm`` and F == 1, the stuck look's runs if ``runs``), in order: (name, width | None, storage, meaning)."""
     seasonal = seasonal and F == 1
     relation = relation and F > 1
     K = SEAS_K if seasonal else 0
@@ -88,6 +89,9 @@ def columns(F: int, reference: bool = True, seasonal: bool = True, components: i
             "slow input j, backends/base.py)"),) if jump else ()),
         ("run", F, "f4", "its run of exact repeats"),
         ("reps", F, "f4", "EW count of repeats (the stuck look's repeat rate)"),
+        *((("rstart", F, "f4", "stuck_runs: EW count of runs started (a repeat after a reading that was not one)"),
+           ("rval", F, "f8", "stuck_runs: the value of the last completed run of kernel.RVAL_MIN or more readings "
+            "(NaN: none yet)")) if runs else ()),
         ("fast_mean", F, "f8", "short EW mean of the raw values (level look)"),
         ("fast_var", F, "f4", "short EW variance of the raw values (spread look)"),
         ("lvl_mean", F, "f4", "the stream's own EW mean of the level deviation d"),
@@ -141,6 +145,8 @@ def initial_rows(layout: "Layout") -> tuple[np.ndarray, np.ndarray]:
     row8[layout.last_ts] = -np.inf
     row8[layout.range_lo] = np.inf  # an empty range
     row8[layout.range_hi] = -np.inf
+    if layout.offsets["rval"] >= 0:  # no completed run yet
+        row8[layout.rval] = np.nan
     if layout.has_seasonal:  # an empty profile, no scale
         for name in ("seas_m", "seas_v", "seas_s2", "seas_zb2"):
             row4[getattr(layout, name)] = np.nan
@@ -148,13 +154,14 @@ def initial_rows(layout: "Layout") -> tuple[np.ndarray, np.ndarray]:
 
 
 class Layout:
-    """Offsets of ``columns(F, reference, seasonal, components, relation, wbias, jump, calm)``: ``layout.count`` is an int, ``layout.norm_mean``
+    """Offsets of ``columns(F, reference, seasonal, components, relation, wbias, jump, calm, runs)``: ``layout.count`` is an int, ``layout.norm_mean``
     a slice, each within its slab (``layout.storage[name]``: "f8" -> ``num``, "f4" -> ``num4``)."""
 
     def __init__(self, n_features: int, reference: bool = True, seasonal: bool = True, components: int = 1,
-                 relation: bool = False, wbias: bool = False, jump: bool = False, calm: bool = False):
+                 relation: bool = False, wbias: bool = False, jump: bool = False, calm: bool = False,
+                 runs: bool = False):
         self.F, self.K = n_features, components
-        self.columns = columns(n_features, reference, seasonal, components, relation, wbias, jump, calm)
+        self.columns = columns(n_features, reference, seasonal, components, relation, wbias, jump, calm, runs)
         self.has_seasonal = seasonal and n_features == 1
         self.offsets: dict[str, int] = {}  # column -> first entry in its slab (-1: a zero-width column)
         self.storage: dict[str, str] = {}
@@ -165,8 +172,8 @@ class Layout:
             self.storage[name] = storage
             setattr(self, name, (at if n else -1) if width is None else slice(at, at + n))
             start[storage] += n
-        for name in ("jrate", *(c[0] for c in CALM_COLUMNS)):
-            self.offsets.setdefault(name, -1)  # (the kernel reads every offset; these only with jump inputs, calm_memory)
+        for name in ("jrate", *(c[0] for c in CALM_COLUMNS), "rstart", "rval"):
+            self.offsets.setdefault(name, -1)  # (the kernel reads every offset; these only with jump inputs, calm_memory, stuck_runs)
         self.width, self.width4 = start["f8"], start["f4"]  # entries per row of num, of num4
         self.row_bytes = 8 * self.width + 4 * self.width4
 

@@ -50,20 +50,21 @@ _MEMBERS = ("format", "layout", "model_sha256", "ids", "num", "num4", "h", "last
 # squares: never negative (calm_since: not below -TREND_GRACE, _check_rows)
 _COUNTS = frozenset(("run", "reps", "count", "since_reset", "trials", "nstat", "held", "hist", "phase_n",
                      "seq", "since_event", "duration", "onset_quiet", "onset_rates", "seas_cyc", "sample_dt",
-                     "calm_var", "trend_v"))
+                     "calm_var", "trend_v", "rstart"))
 
 
 class StateStore:
     def __init__(self, n_features: int, hidden: int, capacity: int = 10_000, reference: bool = True,
                  seasonal: bool = True, components: int = 1, h_bound: float | None = None, relation: bool = False,
-                 wbias: bool = False, jump: bool = False, calm: bool = False):
-        """reference / seasonal / relation / wbias / jump / calm: whether the rows hold those looks' columns,
-        the mixture's weight correction, the jump rate and the calm step's statistics (layout.columns);
+                 wbias: bool = False, jump: bool = False, calm: bool = False, runs: bool = False):
+        """reference / seasonal / relation / wbias / jump / calm / runs: whether the rows hold those looks'
+        columns, the mixture's weight correction, the jump rate, the calm step's statistics and the stuck
+        look's runs (layout.columns);
         components: the head's Gaussians per feature (the width of the pred column);
         h_bound: the backend's bound on |h| (int16 Q15 storage), None for float32 storage."""
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
-        self.layout = Layout(n_features, reference, seasonal, components, relation, wbias, jump, calm)
+        self.layout = Layout(n_features, reference, seasonal, components, relation, wbias, jump, calm, runs)
         self.capacity = capacity
         self.hidden = hidden
         if h_bound is not None and not (math.isfinite(h_bound) and h_bound > 0):

@@ -98,3 +98,27 @@ def drawn(monkeypatch):
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: (figures.append(self), real(self, *a, **k)))
     monkeypatch.setattr(plt, "close", lambda *a: None)
     return figures
+
+
+@pytest.fixture(params=["installed", "plain"])
+def each_kernel_mode(request, monkeypatch):
+    """A test with the kernel as installed and, when that is compiled, again as plain Python
+    (``pytestmark = pytest.mark.usefixtures("each_kernel_mode")``; the plain run is skipped where the
+    installed kernel is plain already)."""
+    from edgernn import detector as detector_module
+    from edgernn import kernel
+    from unit_helpers import plain_kernel_module
+
+    if request.param == "plain":
+        if not kernel.COMPILED:
+            pytest.skip("the installed kernel is plain Python already")
+        monkeypatch.setattr(detector_module, "kernel", plain_kernel_module())
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def univariate():
+    """The shipped univariate bundle (firmware_models/univariate), loaded once per module."""
+    from edgernn.bundle import load_bundle
+
+    return load_bundle(REPO / "firmware_models" / "univariate")

@@ -6,34 +6,15 @@ and snapshots as before). The shipped univariate model, numpy backend, real dete
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-from unit_helpers import plain_kernel_module
 
-from edgernn import detector as detector_module
-from edgernn import kernel
 from edgernn.backends import create_backend
-from edgernn.bundle import load_bundle
 from edgernn.detector import Batch, Detector
 from edgernn.layout import Layout
 from edgernn.settings import resolve
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "firmware_models", "univariate")
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return load_bundle(ROOT)
-
-
-@pytest.fixture(autouse=True, params=["installed", "plain"] if kernel.COMPILED else ["installed"])
-def kernel_mode(request, monkeypatch):
-    """Each test with the kernel as installed and, when that is compiled, as plain Python."""
-    if request.param == "plain":
-        monkeypatch.setattr(detector_module, "kernel", plain_kernel_module())
-    return request.param
+pytestmark = pytest.mark.usefixtures("each_kernel_mode")  # conftest.py: installed kernel, then plain Python
 
 
 def _detector(bundle, **settings) -> Detector:
@@ -61,17 +42,17 @@ def _raised(bundle, x: np.ndarray, runs: bool) -> list:
     return [(e.stream, int(round((e.ts - t0) / 60.0)), e.reason.split()[0]) for e in res.events if e.kind == "raised"]
 
 
-def test_a_meter_that_reads_0_when_off_is_not_a_stuck_sensor_at_every_off_stretch(bundle):
+def test_a_meter_that_reads_0_when_off_is_not_a_stuck_sensor_at_every_off_stretch(univariate):
     """Four clean meters, 2,500 readings each: the repeat rate alone raises the stuck look on their off
     stretches again and again; scored by their own runs, a few alerts at most."""
     rng = np.random.default_rng(4)
     x = np.stack([_meter(rng, 2500) for _ in range(4)], axis=1)
-    before, after = _raised(bundle, x, False), _raised(bundle, x, True)
+    before, after = _raised(univariate, x, False), _raised(univariate, x, True)
     assert sum(look == "stuck" for *_, look in before) >= 20, before
     assert len(after) <= 4 and len(after) * 5 <= len(before), after
 
 
-def test_a_value_held_at_the_on_level_or_on_a_noisy_sensor_still_alerts(bundle):
+def test_a_value_held_at_the_on_level_or_on_a_noisy_sensor_still_alerts(univariate):
     """A meter frozen at one of its on readings for 150 readings, and a noisy temperature frozen for 150:
     neither value is the stream's run value (0, or none), so the stuck look scores them by the repeat
     rate as before and raises inside the frozen stretch."""
@@ -82,41 +63,41 @@ def test_a_value_held_at_the_on_level_or_on_a_noisy_sensor_still_alerts(bundle):
     meter[on:on + 150] = meter[on]
     temp = 20.0 + 2.0 * np.sin(2 * np.pi * np.arange(n) / 1440.0) + 0.05 * rng.standard_normal(n)
     temp[at:at + 150] = temp[at]
-    raised = _raised(bundle, np.stack([meter, temp], axis=1), True)
+    raised = _raised(univariate, np.stack([meter, temp], axis=1), True)
     assert any(s == "s0" and on < i <= on + 150 and look == "stuck" for s, i, look in raised), raised
     assert any(s == "s1" and at < i <= at + 150 and look == "stuck" for s, i, look in raised), raised
 
 
-def test_the_run_columns_are_there_only_with_the_setting(bundle):
+def test_the_run_columns_are_there_only_with_the_setting(univariate):
     """rstart (float32) and rval (float64) per feature only with stuck_runs on (12 bytes per stream
     for a univariate model); off, the rows and the snapshot signature are as before; a new stream's
     run value is NaN (no completed run yet)."""
     assert Layout(1, components=3).signature() == Layout(1, components=3, runs=False).signature()
     assert Layout(1, components=3, runs=True).row_bytes == Layout(1, components=3).row_bytes + 12
     assert Layout(3, runs=True).row_bytes == Layout(3).row_bytes + 36
-    on, off = _detector(bundle, stuck_runs=True), _detector(bundle)
+    on, off = _detector(univariate, stuck_runs=True), _detector(univariate)
     assert on.runs and not off.runs and off.state.layout.offsets["rval"] == -1
     assert on.params.runs_on and not off.params.runs_on
     on.process(Batch(["a"], np.array([1.7e9]), np.array([[5.0]])))
     assert np.isnan(on.state.get("a")["rval"]).all()
 
 
-def test_a_snapshot_with_the_runs_restores_and_scores_on_as_one_run(bundle, tmp_path):
+def test_a_snapshot_with_the_runs_restores_and_scores_on_as_one_run(univariate, tmp_path):
     """A meter's state (its run value 0, its run counts) survives a snapshot: the rest of the recording
     scores bit for bit as in one unbroken run; a store without the setting does not take the snapshot."""
     rng = np.random.default_rng(8)
     n, cut = 1600, 1100
     ts = 1.7e9 + 60.0 * np.arange(n)
     x = _meter(rng, n)[:, None]
-    whole = _detector(bundle, stuck_runs=True).process(Batch(["m"] * n, ts, x))
-    first = _detector(bundle, stuck_runs=True)
+    whole = _detector(univariate, stuck_runs=True).process(Batch(["m"] * n, ts, x))
+    first = _detector(univariate, stuck_runs=True)
     first.process(Batch(["m"] * cut, ts[:cut], x[:cut]))
     assert first.state.get("m")["rval"][0] == 0.0 and first.state.get("m")["rstart"][0] > 0.0
     first.state.snapshot(tmp_path / "s.npz", "m")
-    second = _detector(bundle, stuck_runs=True)
+    second = _detector(univariate, stuck_runs=True)
     ok, why = second.state.restore(tmp_path / "s.npz", "m", resettle=False)
     assert ok, why
     rest = second.process(Batch(["m"] * (n - cut), ts[cut:], x[cut:]))
     np.testing.assert_array_equal(rest.likelihood, whole.likelihood[cut:])
-    ok, why = _detector(bundle).state.restore(tmp_path / "s.npz", "m")
+    ok, why = _detector(univariate).state.restore(tmp_path / "s.npz", "m")
     assert not ok and why

@@ -161,7 +161,7 @@ SEAS_PHI = cython.declare(cython.double, _sc.SEAS_PHI)
 SEAS_ZMAX = cython.declare(cython.double, _sc.SEAS_ZMAX)
 SEAS_K = cython.declare(cython.int, _layout.SEAS_K)
 STUCK_PRIOR = cython.declare(cython.double, 2.0)  # stuck_runs: readings of pseudo-count shrinking a run's going-on rate to r (_stuck_lp)
-RVAL_MIN = cython.declare(cython.double, 3.0)  # stuck_runs: a completed run of this many readings or more sets the run value (rval)
+RVAL_MIN = cython.declare(cython.double, 3.0)  # stuck_runs: a completed run of this many repeats or more (4 equal readings) sets the run value (rval)
 WB_MAX = cython.declare(cython.double, 2.302585092994046)  # |the weight correction| <= ln 10: one decade either way
 LN_WB_RATIO = cython.declare(cython.double, 4.605170185988092)  # ln 100: one reading's responsibility / weight counts at most 100
 CALM_Z = cython.declare(cython.double, 4.0)  # the calm step: a step over CALM_Z sd of the stream's own steps is a jump
@@ -803,7 +803,10 @@ def _stuck_lp(reps: cython.double, starts: cython.double, trials: cython.double,
     / (non-repeats + 2) and goes on with a = (reps - starts + STUCK_PRIOR r) / (reps + STUCK_PRIOR)
     (each repeat is followed by one reading), r = (reps + 1) / (trials + 2) the repeat rate: log10 b
     + (run - 1) log10 a. A stream whose repeats come at random is judged about as by r^L; one whose
-    repeats come in long runs (a meter that reads 0 when its load is off) by its own runs."""
+    repeats come in long runs (a meter that reads 0 when its load is off) by its own runs. The counts
+    learn the current run as it goes, so a run at the run value that never ends (a meter dead at 0)
+    is not a surprise here however long it lasts (judging it by the runs before it instead raised
+    false alerts: docs/QUALITY.md, "candidate C as a setting")."""
     r: cython.double = (reps + 1.0) / (trials + 2.0)
     b: cython.double = (starts + 1.0) / (max(trials - reps, 0.0) + 2.0)
     a: cython.double = (max(reps - starts, 0.0) + STUCK_PRIOR * r) / (reps + STUCK_PRIOR)
@@ -812,11 +815,25 @@ def _stuck_lp(reps: cython.double, starts: cython.double, trials: cython.double,
 
 @cython.cfunc
 @cython.inline
+def _stuck_run(p: Params, r: cython.double[:], q: cython.float[:], f: cython.int, xf: cython.double,
+               run: cython.double, q_log: cython.double) -> cython.double:
+    """The stuck look's log10 p for feature f's run of ``run`` exact repeats (0: none): r^L, r the
+    stream's repeat rate (q_log: -log10(trials + 2)); with stuck_runs, a run at the stream's run value
+    by its own runs (_stuck_lp)."""
+    if run == 0.0:
+        return 0.0
+    if p.runs_on and xf == r[p.rval + f]:  # stuck_runs: a run at the value the stream's last run held
+        return _stuck_lp(q[p.reps + f], q[p.rstart + f], q[p.trials], run) * p.stuck[f]
+    return run * (log10(q[p.reps + f] + 1.0) + q_log) * p.stuck[f]
+
+
+@cython.cfunc
+@cython.inline
 def _runs_learn(p: Params, r: cython.double[:], q: cython.float[:], f: cython.int, run: cython.double,
                 count: cython.double, decay: cython.double) -> cython.void:
     """stuck_runs: feature f's EW count of runs started learns this reading (run: its run of exact
-    repeats, 0 if it is no repeat); a run of RVAL_MIN or more that this reading ends sets the run
-    value rval to the value it held (last_x, not yet overwritten)."""
+    repeats, 0 if it is no repeat); a run of RVAL_MIN repeats or more (RVAL_MIN + 1 equal readings)
+    that this reading ends sets the run value rval to the value it held (last_x, not yet overwritten)."""
     q[p.rstart + f] = q[p.rstart + f] * decay + (1.0 if run == 1.0 and count > 1 else 0.0)
     if run == 0.0 and q[p.run + f] >= RVAL_MIN:
         r[p.rval + f] = r[p.last_x + f]
@@ -1151,12 +1168,7 @@ def _features(p: Params, r: cython.double[:], q: cython.float[:], x: cython.doub
         score += work[o + W_CONTRIB]
         peak = max(peak, min(abs(z), 1e6) * p.used[f])  # one feature's residual, not diluted by F
         run = q[p.run + f] + 1.0 if xf == r[p.last_x + f] else 0.0
-        if run == 0.0:
-            work[o + W_STUCK] = 0.0
-        elif p.runs_on and xf == r[p.rval + f]:  # stuck_runs: a run at the value the stream's last run held
-            work[o + W_STUCK] = _stuck_lp(q[p.reps + f], q[p.rstart + f], q[p.trials], run) * p.stuck[f]
-        else:  # r^L, r the stream's repeat rate
-            work[o + W_STUCK] = run * (log10(q[p.reps + f] + 1.0) + q_log) * p.stuck[f]
+        work[o + W_STUCK] = _stuck_run(p, r, q, f, xf, run, q_log)
         stuck = min(stuck, work[o + W_STUCK])
         fm_old = xl if count == 1 else r[p.fast_mean + f]
         fm = fm_old + af * (xl - fm_old)

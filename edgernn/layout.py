@@ -90,7 +90,7 @@ def columns(F: int, reference: bool = True, seasonal: bool = True, components: i
         ("run", F, "f4", "its run of exact repeats"),
         ("reps", F, "f4", "EW count of repeats (the stuck look's repeat rate)"),
         *((("rstart", F, "f4", "stuck_runs: EW count of runs started (a repeat after a reading that was not one)"),
-           ("rval", F, "f8", "stuck_runs: the value of the last completed run of kernel.RVAL_MIN or more readings "
+           ("rval", F, "f8", "stuck_runs: the value of the last completed run of kernel.RVAL_MIN or more repeats "
             "(NaN: none yet)")) if runs else ()),
         ("fast_mean", F, "f8", "short EW mean of the raw values (level look)"),
         ("fast_var", F, "f4", "short EW variance of the raw values (spread look)"),

@@ -173,11 +173,12 @@ SETTINGS: tuple[Setting, ...] = (
       "it used to absorb surprises, while the other level of an on/off signal keeps its weight",
       "readings", ge=2, zero_off=True),
     S("stuck_runs", bool, False, "the stuck look scores a run of exact repeats at the value the stream's last run "
-      "of 3 or more readings held by the stream's own runs (runs as a two-state chain: how often runs start, how "
-      "often they go on) instead of its repeat rate alone; the run counts then learn from every reading. For "
+      "of 4 or more equal readings held by the stream's own runs (runs as a two-state chain: how often runs start, "
+      "how often they go on) instead of its repeat rate alone; the run counts then learn from every reading. For "
       "streams whose values repeat exactly in the ordinary course: a meter that reads 0 when its load is off, a "
-      "quantised slow sensor. 12 more bytes per stream and feature. Off by default: it costs NAB points "
-      "(docs/QUALITY.md, 'on/off signals that read an exact 0')", cli=True),
+      "quantised slow sensor. A value held anywhere else is still a stuck sensor, but a meter dead at its off "
+      "value is not reported by the stuck look. 12 more bytes per stream and feature. Off by default: it costs "
+      "NAB points (docs/QUALITY.md, 'candidate C as a setting')", cli=True),
     S("calm_memory", float, 0.0, "univariate models: a calm stream, one with no step from one reading to the next "
       f"over 4 sd of its own steps in its last this many readings (a younger stream: in its whole life, at least "
       f"{CALM_YOUNG:g} readings), is also scored by its step's size in those sd "

@@ -353,6 +353,8 @@ class StateStore:
                 bad = ~(np.isfinite(vals) | (vals == new) | np.isnan(new))  # NaN new: the seasonal profile (may overflow)
                 if name in _COUNTS:
                     bad |= vals < 0
+                if name == "rval":  # stuck_runs: a reading's value (finite), or NaN before the first run
+                    bad |= np.isinf(vals)
                 if name == "jrate":  # a rate of jumps per reading
                     bad |= (vals < 0) | (vals > 1)
                 if name == "calm_since":  # counts up from -TREND_GRACE after a step that ended a calm stretch

@@ -6,6 +6,8 @@ and snapshots as before). The shipped univariate model, numpy backend, real dete
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,56 @@ def test_a_snapshot_with_the_runs_restores_and_scores_on_as_one_run(univariate, 
     np.testing.assert_array_equal(rest.likelihood, whole.likelihood[cut:])
     ok, why = _detector(univariate).state.restore(tmp_path / "s.npz", "m")
     assert not ok and why
+
+
+def test_the_chain_score_against_its_formula():
+    """_stuck_lp (plain Python; the compiled kernel is held to it by the detector checks): log10 b +
+    (run - 1) log10 a from the EW counts, a shrunk to the repeat rate by STUCK_PRIOR; a stream that
+    rarely repeats makes a first repeat news, one that sits in long runs makes a long run ordinary."""
+    from unit_helpers import plain_kernel_module
+
+    k = plain_kernel_module()
+    reps, starts, trials, run = 500.0, 4.0, 1000.0, 120.0
+    r = (reps + 1) / (trials + 2)
+    b = (starts + 1) / (trials - reps + 2)
+    a = (reps - starts + k.STUCK_PRIOR * r) / (reps + k.STUCK_PRIOR)
+    assert k._stuck_lp(reps, starts, trials, run) == pytest.approx(np.log10(b) + (run - 1) * np.log10(a))
+    assert k._stuck_lp(reps, starts, trials, run) > -3.0  # 120 zeros on a meter off half the time: under 3.52
+    assert k._stuck_lp(2.0, 2.0, 1000.0, 2.0) < -4.0  # a second repeat on a stream that hardly ever repeats
+    assert k._stuck_lp(reps, starts, trials, 1.0) == pytest.approx(np.log10(b))
+
+
+def test_a_meter_dead_at_its_off_value_is_the_documented_cost(univariate):
+    """With stuck_runs a meter that goes dead at 0 is not reported by the stuck look (the counts learn
+    the run as it goes: settings.py and docs/QUALITY.md say so); without it, the stuck look reports it."""
+    rng = np.random.default_rng(2)
+    n, dead = 6000, 3000
+    x = _meter(rng, n)
+    x[dead:] = 0.0
+    on = [(i, look) for _, i, look in _raised(univariate, x[:, None], True) if i >= dead]
+    off = [(i, look) for _, i, look in _raised(univariate, x[:, None], False) if i >= dead]
+    assert not any(look == "stuck" for _, look in on), on
+    assert any(look == "stuck" and i < dead + 50 for i, look in off), off
+
+
+def test_a_multivariate_model_keeps_a_run_value_per_feature(tmp_path):
+    """skab-pump (8 features) with stuck_runs: each feature's run value is its own last run's; the
+    persistence backend runs with it too; a snapshot whose run value is infinite is refused."""
+    from edgernn.bundle import load_bundle
+
+    bundle = load_bundle(os.path.join(os.path.dirname(__file__), "..", "..", "firmware_models", "skab-pump"))
+    F, n = len(bundle.features), 400
+    x = np.tile(np.arange(F, dtype=float), (n, 1)) + 0.01 * np.random.default_rng(1).standard_normal((n, F))
+    x[100:110] = np.arange(F) * 10.0  # every feature holds 10 f for 10 readings, then moves on
+    for backend in ("numpy", "persistence"):
+        det = Detector(bundle, create_backend(backend, bundle), resolve(bundle, {"stuck_runs": True}))
+        det.process(Batch(["p"] * n, 1.7e9 + np.arange(n), x))
+        np.testing.assert_array_equal(det.state.get("p")["rval"], np.arange(F) * 10.0)
+    det.state.snapshot(tmp_path / "s.npz", "m")
+    with np.load(tmp_path / "s.npz") as z:
+        parts = dict(z)
+    parts["num"][0, det.state.layout.rval.start] = np.inf
+    np.savez(tmp_path / "bad.npz", **parts)
+    again = Detector(bundle, create_backend("persistence", bundle), resolve(bundle, {"stuck_runs": True}))
+    ok, why = again.state.restore(tmp_path / "bad.npz", "m")
+    assert not ok and "rval" in why

@@ -100,18 +100,21 @@ def drawn(monkeypatch):
     return figures
 
 
-@pytest.fixture(params=["installed", "plain"])
-def each_kernel_mode(request, monkeypatch):
-    """A test with the kernel as installed and, when that is compiled, again as plain Python
-    (``pytestmark = pytest.mark.usefixtures("each_kernel_mode")``; the plain run is skipped where the
-    installed kernel is plain already)."""
-    from edgernn import detector as detector_module
+def _kernel_modes() -> list[str]:
     from edgernn import kernel
+
+    return ["installed", "plain"] if kernel.COMPILED else ["installed"]
+
+
+@pytest.fixture(params=_kernel_modes())
+def each_kernel_mode(request, monkeypatch):
+    """A test with the kernel as installed (compiled where the build had a C compiler) and, when that
+    is compiled, again with kernel.py as plain Python (what runs without a C compiler): use it with
+    ``pytestmark = pytest.mark.usefixtures("each_kernel_mode")``, or by name for the mode."""
+    from edgernn import detector as detector_module
     from unit_helpers import plain_kernel_module
 
     if request.param == "plain":
-        if not kernel.COMPILED:
-            pytest.skip("the installed kernel is plain Python already")
         monkeypatch.setattr(detector_module, "kernel", plain_kernel_module())
     return request.param
 

@@ -13,10 +13,8 @@ import os
 
 import numpy as np
 import pytest
-from unit_helpers import plain_kernel_module
 
-from edgernn import detector as detector_module
-from edgernn import kernel, scoring
+from edgernn import scoring
 from edgernn.backends import create_backend
 from edgernn.bundle import load_bundle
 from edgernn.detector import Batch, Detector
@@ -31,12 +29,7 @@ def bundle():
     return load_bundle(ROOT)
 
 
-@pytest.fixture(autouse=True, params=["installed", "plain"] if kernel.COMPILED else ["installed"])
-def kernel_mode(request, monkeypatch):
-    """Each test with the kernel as installed and, when that is compiled, as plain Python."""
-    if request.param == "plain":
-        monkeypatch.setattr(detector_module, "kernel", plain_kernel_module())
-    return request.param
+pytestmark = pytest.mark.usefixtures("each_kernel_mode")  # conftest.py: the installed kernel, then plain Python
 
 
 def _detector(bundle, **settings) -> Detector:

@@ -7,9 +7,8 @@ import os
 
 import numpy as np
 import pytest
-from unit_helpers import plain_kernel_module, sine_series
+from unit_helpers import sine_series
 
-from edgernn import detector as detector_module
 from edgernn import kernel
 from edgernn.backends.numpy_gru import NumpyGRU
 from edgernn.bundle import load_bundle
@@ -26,13 +25,7 @@ SPIKE = 30.0  # standard deviations: unmistakable whatever the looks are tuned t
 STRICT = threshold_for_rate(1e-60)
 
 
-@pytest.fixture(autouse=True, params=["installed", "plain"] if kernel.COMPILED else ["installed"])
-def kernel_mode(request, monkeypatch):
-    """Every test here runs with the kernel as installed (compiled where the build had a C
-    compiler) and, when that is compiled, again with kernel.py as plain Python."""
-    if request.param == "plain":
-        monkeypatch.setattr(detector_module, "kernel", plain_kernel_module())
-    return request.param
+pytestmark = pytest.mark.usefixtures("each_kernel_mode")  # conftest.py: the installed kernel, then plain Python
 
 
 def _det(bundle_dir, **settings) -> Detector:
@@ -712,18 +705,18 @@ def test_set_tables_before_any_reading_equals_the_constructor_argument_and_check
 
 
 # -- the kernel: compiled and plain Python --------------------------------------------------------
-def test_ci_runs_the_compiled_kernel(kernel_mode):
+def test_ci_runs_the_compiled_kernel(each_kernel_mode):
     """.ci/run builds the package with a C compiler: the installed kernel must be the extension."""
-    if kernel_mode != "installed" or os.environ.get("EDGERNN_REQUIRE_COMPILED") != "1":
+    if each_kernel_mode != "installed" or os.environ.get("EDGERNN_REQUIRE_COMPILED") != "1":
         pytest.skip("EDGERNN_REQUIRE_COMPILED is not set (it is in .ci/run)")
     assert kernel.COMPILED, f"{kernel.__file__} is not the compiled extension"
 
 
 
-def test_compiled_kernel_is_not_older_than_its_source(kernel_mode):
+def test_compiled_kernel_is_not_older_than_its_source(each_kernel_mode):
     """An editable install keeps the extension next to kernel.py: after editing the source, the
     tests must not silently run the old compiled code."""
-    if kernel_mode != "installed" or not kernel.COMPILED:
+    if each_kernel_mode != "installed" or not kernel.COMPILED:
         pytest.skip("the installed kernel is plain Python")
     from pathlib import Path
 

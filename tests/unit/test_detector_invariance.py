@@ -30,13 +30,7 @@ FLOAT_RUNTIMES = ("onnx", "tflite")
 ODD_NAMES = ("", " ", "a/b/#", "+", "名前", "x" * 300, "\x00", "s0 ")
 
 
-@pytest.fixture(autouse=True, params=["installed", "plain"] if kernel.COMPILED else ["installed"])
-def kernel_mode(request, monkeypatch):
-    """Every test with the kernel as installed and, when that is compiled, as plain Python (what
-    runs without a C compiler: the same numbers, and no exception the compiled kernel does not raise)."""
-    if request.param == "plain":
-        monkeypatch.setattr(detector_module, "kernel", plain_kernel_module())
-    return request.param
+pytestmark = pytest.mark.usefixtures("each_kernel_mode")  # conftest.py: the installed kernel, then plain Python
 
 
 def _bundle(model):
@@ -230,13 +224,13 @@ def test_a_backend_nan_for_one_row_resets_that_stream_only_and_is_counted(backen
     assert all(math.isfinite(g[0][3]) for g in got if g[2])  # every accepted reading has a surprise
 
 
-def test_the_plain_kernel_gives_the_compiled_numbers_on_a_negative_ew_variance(kernel_mode, monkeypatch):
+def test_the_plain_kernel_gives_the_compiled_numbers_on_a_negative_ew_variance(each_kernel_mode, monkeypatch):
     """Gaussian noise on the pump model: a level statistic's EW variance rounds slightly below
     -1e-4 at its first update; C's sqrt gives NaN there, the plain-Python kernel raised ValueError."""
     bundle = _bundle("skab-pump")
     rng = np.random.default_rng(1)
     seq = [("p", T0 + t, rng.normal(size=8).tolist()) for t in range(200)]
-    if kernel_mode == "plain":
+    if each_kernel_mode == "plain":
         monkeypatch.setattr(detector_module, "kernel", kernel)  # the reference: as installed
     want = _run(_det(bundle, warmup=32, max_gap_s=None), seq, range(len(seq)))
     monkeypatch.setattr(detector_module, "kernel", plain_kernel_module())

@@ -226,13 +226,14 @@ class Detector:
         self.n_in = self.F * (2 if self.jump else 1)  # the GRU input's width (xin)
         self.calm = s.calm_memory > 0 and self.F == 1  # the calm step (univariate models): its calm_* columns
         self.runs = bool(s.stuck_runs)  # the stuck look's runs as a chain: its rstart, rval columns
+        self.lm_on = s.level_memory > 0 and self.components > 1  # the level memory (a mixture head only)
         self.hidden = int(getattr(backend, "hidden", bundle.hidden))  # each stream's h: the backend's (persistence: >= 2F + 1)
         self.state = StateStore(self.F, self.hidden, capacity=s.max_streams,
                                 reference=self.reference_rows > 0 or self.tref_stat,
                                 seasonal=self.seasonal, components=self.components,  # only the looks' columns in use
                                 h_bound=getattr(backend, "h_bound", None),  # int16 Q15 h for a bounded GRU state
                                 relation=self.rel_stat, wbias=self.wb_on, jump=self.jump, calm=self.calm,
-                                runs=self.runs)
+                                runs=self.runs, lmem=self.lm_on)
         self.seasonal_trust, self.day_offset = float(s.seasonal_trust), float(s.day_offset_s)
         self.peak = False  # the peak look: in use for F > 1 with a peak table (set_tables)
         self.tref = False  # the training reference: in use with a reference table (set_tables)
@@ -291,6 +292,7 @@ class Detector:
             lvl_settle=float(s.level_settle) * float(s.fast_window),
             wb_rate=1.0 / s.weight_memory if self.wb_on else 0.0, calm_mem=float(s.calm_memory) if self.calm else 0.0,
             jump_on=self.jump, runs_on=self.runs, **self._jump_params(),
+            lm_rate=1.0 / s.level_memory if self.lm_on else 0.0,
             range_surprise=float(s.range_surprise), ref_rows=float(self.reference_rows),
             ref_rate=1.0 / s.reference_window, ref_drift=float(s.reference_drift), ref_peak_gate=float(s.reference_peak),
             seasonal=self.seasonal, peak_on=self.peak, tref_on=self.tref, tref_stat=self.tref_stat,

@@ -162,6 +162,12 @@ SEAS_ZMAX = cython.declare(cython.double, _sc.SEAS_ZMAX)
 SEAS_K = cython.declare(cython.int, _layout.SEAS_K)
 STUCK_PRIOR = cython.declare(cython.double, 2.0)  # stuck_runs: readings of pseudo-count shrinking a run's going-on rate to r (_stuck_lp)
 RVAL_MIN = cython.declare(cython.double, 3.0)  # stuck_runs: a completed run of this many repeats or more (4 equal readings) sets the run value (rval)
+LM_STEP = cython.declare(cython.double, 0.02)  # level_memory: EW rate of the level centre a reading is at
+LM_W_MIN = cython.declare(cython.double, _layout.LM_W_MIN)  # ... the memory's weight stays within [LM_W_MIN, LM_W_MAX]
+LM_W_MAX = cython.declare(cython.double, _layout.LM_W_MAX)
+LM_V_MIN = cython.declare(cython.double, _layout.LM_V_MIN)  # ... its centres' variance floor (layout.py)
+LM_AT = cython.declare(cython.double, 3.0)  # ... a reading is at a centre within LM_AT of its sd
+LM_HOLD = cython.declare(cython.double, _layout.LM_HOLD)  # ... readings in a row at each centre before it scores
 WB_MAX = cython.declare(cython.double, 2.302585092994046)  # |the weight correction| <= ln 10: one decade either way
 LN_WB_RATIO = cython.declare(cython.double, 4.605170185988092)  # ln 100: one reading's responsibility / weight counts at most 100
 CALM_Z = cython.declare(cython.double, 4.0)  # the calm step: a step over CALM_Z sd of the stream's own steps is a jump
@@ -250,6 +256,10 @@ class Params:
     trend_d = cython.declare(cython.int, visibility="public")
     trend_eb = cython.declare(cython.int, visibility="public")
     trend_v = cython.declare(cython.int, visibility="public")
+    lm_c = cython.declare(cython.int, visibility="public")
+    lm_v = cython.declare(cython.int, visibility="public")
+    lm_w = cython.declare(cython.int, visibility="public")
+    lm_stay = cython.declare(cython.int, visibility="public")
     range_lo = cython.declare(cython.int, visibility="public")
     range_hi = cython.declare(cython.int, visibility="public")
     count = cython.declare(cython.int, visibility="public")
@@ -323,6 +333,7 @@ class Params:
     j_mem = cython.declare(cython.double, visibility="public")  # ... the rate's memory, readings
     j_floor = cython.declare(cython.double, visibility="public")  # ... j = min(1 + log10(rate + j_floor) / j_lfloor, 1)
     j_lfloor = cython.declare(cython.double, visibility="public")  # ... -log10(j_floor) (once per Detector)
+    lm_rate = cython.declare(cython.double, visibility="public")  # 1 / level_memory (0: no level memory)
     lvl_settle = cython.declare(cython.double, visibility="public")  # level_settle x fast_window: readings of the level / spread statistics before those looks score
     echo_decades = cython.declare(cython.double, visibility="public")  # echo_decades (0: off; training reference only)
     rel_on = cython.declare(cython.bint, visibility="public")  # the relation look is in use (its statistic and a table)
@@ -370,6 +381,7 @@ class Params:
     def __init__(self, values: dict, levels, tables: list, used=None, stuck=None, shape=None, gate=None, zcap=None,
                  relation=None):
         self.K = 1  # a Gaussian head unless values say otherwise
+        self.lm_rate = 0.0
         for name, value in values.items():
             setattr(self, name, value)
         self.pred_n = 2 * self.F if self.K == 1 else 3 * self.K * self.F
@@ -1247,6 +1259,30 @@ def _ln_dens(p: Params, q: cython.float[:], at: cython.int, k: cython.int, c: cy
 @cython.cfunc
 @cython.boundscheck(False)
 @cython.wraparound(False)
+def _ln_mix(p: Params, q: cython.float[:], f: cython.int, c: cython.double, dens: cython.p_double) -> cython.double:
+    """ln of feature f's mixture density at normalised reading c, + ln sqrt(2 pi): ln sum_k w_k N_k(c),
+    w = softmax of the stored (corrected) logits at pred + 2 K F + k F; both sums from their tops.
+    dens[k] (K <= backends.base.MAX_COMPONENTS = 16 entries, the caller's) gets ln N_k(c) (_ln_dens)."""
+    at: cython.int = p.pred + f
+    lg: cython.int = at + 2 * p.K * p.F
+    k: cython.int
+    lw_top: cython.double = NEG_INF  # the tops of ln w_k (logits) and ln w_k + ln N_k(c)
+    lt_top: cython.double = NEG_INF
+    for k in range(p.K):
+        dens[k] = _ln_dens(p, q, at, k, c)
+        lw_top = max(lw_top, q[lg + k * p.F])
+        lt_top = max(lt_top, q[lg + k * p.F] + dens[k])
+    lw_sum: cython.double = 0.0
+    lt_sum: cython.double = 0.0
+    for k in range(p.K):
+        lw_sum += exp(q[lg + k * p.F] - lw_top)
+        lt_sum += exp(q[lg + k * p.F] + dens[k] - lt_top)
+    return (lt_top + log(lt_sum)) - (lw_top + log(lw_sum))
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
 @cython.cdivision(True)
 def _wb_learn(p: Params, q: cython.float[:], f: cython.int, c: cython.double) -> cython.double:
     """Feature f's weight correction (wbias: log a_k per component) learns normalised reading c, an
@@ -1258,22 +1294,9 @@ def _wb_learn(p: Params, q: cython.float[:], f: cython.int, c: cython.double) ->
     duty cycle) grows; g_k / w_k <= 100 per reading, |log a_k| <= WB_MAX. Returns the sum of the
     corrections (finiteness check)."""
     F: cython.int = p.F
-    at: cython.int = p.pred + f  # component k's mean at at + k F (_ln_dens), logit at + 2 K F + k F
-    lg: cython.int = at + 2 * p.K * F
     k: cython.int
     dens = cython.declare(cython.double[16])  # [K <= backends.base.MAX_COMPONENTS] ln N_k(c), computed once
-    lw_top: cython.double = NEG_INF
-    lt_top: cython.double = NEG_INF
-    for k in range(p.K):  # the tops of ln w_k (logits) and ln w_k + ln N_k(c)
-        dens[k] = _ln_dens(p, q, at, k, c)
-        lw_top = max(lw_top, q[lg + k * F])
-        lt_top = max(lt_top, q[lg + k * F] + dens[k])
-    lw_sum: cython.double = 0.0
-    lt_sum: cython.double = 0.0
-    for k in range(p.K):
-        lw_sum += exp(q[lg + k * F] - lw_top)
-        lt_sum += exp(q[lg + k * F] + dens[k] - lt_top)
-    ln_norm: cython.double = (lw_top + log(lw_sum)) - (lt_top + log(lt_sum))  # ln g_k - ln w_k = ln N_k(c) + ln_norm
+    ln_norm: cython.double = 0.0 - _ln_mix(p, q, f, c, dens)  # ln g_k - ln w_k = ln N_k(c) + ln_norm
     total: cython.double = 0.0
     ratio: cython.double
     b: cython.double
@@ -1311,7 +1334,8 @@ def _mix_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double, kb: c
     sigma_n, not computed twice); then gauss_tail_z(ln p). Summed as it
     stands, p = sum_k e^a_k erfc(y_k) / sum_k e^a_k (a_k = logit_k - max logit, y_k = |d_k| / sqrt 2),
     one erfc per component, while that sum is a normal double (>= 1e-280: nothing lost to
-    underflow); below, in log space (_mix_ln_p), which no depth underflows."""
+    underflow); below, in log space (_mix_ln_p), which no depth underflows. With level_memory, once the
+    stream has held both its levels, p is blended with the level it is not at (_lm_z)."""
     F: cython.int = p.F
     KF: cython.int = p.K * F
     at: cython.int = p.pred + f  # component k's mean at at + k F, logvar at + KF + k F, logit at + 2 KF + k F
@@ -1328,9 +1352,106 @@ def _mix_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double, kb: c
         s = s_kb if k == kb else exp(0.5 * min(max(q[at + KF + k * F], p.lvmin), p.lvmax))
         num += w * erfc(abs(c - q[at + k * F]) / s / SQRT2)
         den += w
+    if p.lm_rate > 0.0 and _lm_held(q[p.lm_stay + f]):  # level_memory: (1 - w_m) model + w_m the other level
+        return _lm_z(p, q, f, c, num / den, top, _lm_far(p, q, f, q[at + kb * F]))
     if num >= 1e-280:
         return gauss_tail_z(min(log(num / den), 0.0))
     return gauss_tail_z(_mix_ln_p(p, q, f, c, top))
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _lm_far(p: Params, q: cython.float[:], f: cython.int, mu: cython.double) -> cython.int:
+    """Which of feature f's two level centres is farther from mu (the model's most probable mean):
+    the level the stream is not at."""
+    return 1 if abs(q[p.lm_c + p.F + f] - mu) > abs(q[p.lm_c + f] - mu) else 0
+
+
+@cython.cfunc
+@cython.inline
+def _lm_held(stay: cython.double) -> cython.bint:
+    """Whether the stream has stayed LM_HOLD readings in a row at each of its two level centres (lm_stay:
+    flags x 64 + run + 32, flag bit j set once a run at centre j reached LM_HOLD; layout.LM_STAY0)."""
+    return stay >= 192.0  # both flags: 3 x 64
+
+
+@cython.cfunc
+@cython.inline
+def _lm_stayed(stay: cython.double, j: cython.int, at_j: cython.bint) -> cython.double:
+    """lm_stay after a reading nearest centre j (at_j: within LM_AT of its sd; otherwise the run ends):
+    the run (+n readings in a row at centre 1, -n at centre 0, |n| <= LM_HOLD) goes on or starts, and
+    centre j's flag is set once |n| reaches LM_HOLD. Small integers, exact in float32."""
+    flags: cython.double = floor(stay / 64.0)
+    n: cython.double = stay - 64.0 * flags - 32.0
+    if not at_j:
+        n = 0.0
+    elif j == 1:
+        n = min(n + 1.0, LM_HOLD) if n > 0.0 else 1.0
+    else:
+        n = max(n - 1.0, -LM_HOLD) if n < 0.0 else -1.0
+    if abs(n) >= LM_HOLD and (cython.cast(cython.int, flags) >> j) & 1 == 0:
+        flags += 1.0 if j == 0 else 2.0
+    return 64.0 * flags + n + 32.0
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
+def _lm_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double, pm: cython.double,
+          top: cython.double, j: cython.int) -> cython.double:
+    """The equivalent z of c under (1 - w_m) model + w_m memory: feature f's mixture tail pm (its
+    two-sided p, _mix_z) blended with the two-sided tail of the stream's level centre j (the other
+    level), w_m = lm_w; in log space where the sum underflows."""
+    F: cython.int = p.F
+    w: cython.double = q[p.lm_w + f]
+    zj: cython.double = abs(c - q[p.lm_c + j * F + f]) / sqrt(q[p.lm_v + j * F + f])
+    pmem: cython.double = erfc(zj / SQRT2)
+    lmem: cython.double = gauss_tail_log10(zj)
+    tot: cython.double = (1.0 - w) * pm + w * pmem
+    if tot >= 1e-280:
+        return gauss_tail_z(min(log(tot), 0.0))
+    a: cython.double = log(1.0 - w) + (log(pm) if pm >= 1e-280 else _mix_ln_p(p, q, f, c, top))
+    b: cython.double = log(w) + LN10 * lmem
+    hi: cython.double = max(a, b)
+    return gauss_tail_z(min(hi + log(exp(a - hi) + exp(b - hi)), 0.0))
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
+def _lm_learn(p: Params, q: cython.float[:], f: cython.int, c: cython.double) -> cython.double:
+    """Feature f's level memory (centres lm_c and variances lm_v [2 F, centre-major], weight lm_w
+    and run lm_stay [F]) learns normalised reading c: its weight w_m by an online EM step (w_m +=
+    lm_rate (r - w_m), r the responsibility of the level the stream is not at for c, against the
+    model's mixture density), within [LM_W_MIN, LM_W_MAX]; the run at the centre nearest c
+    (_lm_stayed); and, if c is at that centre (within LM_AT of its sd: a spike or a third level
+    moves nothing), the centre and its EW variance (LM_STEP). Returns their sum (finiteness check)."""
+    F: cython.int = p.F
+    dens = cython.declare(cython.double[16])  # _ln_mix's ln N_k(c) (not read here)
+    ln_model: cython.double = _ln_mix(p, q, f, c, dens)  # ln model density (+ ln sqrt 2 pi)
+    d0: cython.double = c - q[p.lm_c + f]
+    d1: cython.double = c - q[p.lm_c + F + f]
+    v0: cython.double = q[p.lm_v + f]
+    v1: cython.double = q[p.lm_v + F + f]
+    l0: cython.double = -0.5 * d0 * d0 / v0 - 0.5 * log(v0)
+    l1: cython.double = -0.5 * d1 * d1 / v1 - 0.5 * log(v1)
+    ln_mem: cython.double = l1 if _lm_far(p, q, f, q[p.pred + f + _mix_best(p, q, f) * F]) == 1 else l0  # the other level's
+    w: cython.double = q[p.lm_w + f]
+    t: cython.double = log(w) + ln_mem - log(1.0 - w) - ln_model  # logit of the memory's responsibility
+    resp: cython.double = 1.0 / (1.0 + exp(-min(max(t, -700.0), 700.0)))
+    q[p.lm_w + f] = min(max(w + p.lm_rate * (resp - w), LM_W_MIN), LM_W_MAX)
+    j: cython.int = 0 if abs(d0) <= abs(d1) else 1  # the centre c is nearest
+    d: cython.double = d0 if j == 0 else d1
+    v: cython.double = v0 if j == 0 else v1
+    at_j: cython.bint = abs(d) <= LM_AT * sqrt(v)  # c is at that level (not a spike, not a third level)
+    q[p.lm_stay + f] = _lm_stayed(q[p.lm_stay + f], j, at_j)
+    if at_j:  # only a reading at a level moves its centre and spread
+        q[p.lm_c + j * F + f] += LM_STEP * d
+        q[p.lm_v + j * F + f] = max(v + LM_STEP * (d * d - v), LM_V_MIN)
+    return q[p.lm_w + f] + q[p.lm_c + j * F + f] + q[p.lm_v + j * F + f]
 
 
 @cython.cfunc
@@ -1798,6 +1919,8 @@ def _learn(p: Params, r: cython.double[:], q: cython.float[:], x: cython.double[
                 _ew_stat(q, p.mspr_mean + f, p.mspr_var + f, work[o + W_MV], rate)
         if p.wb_rate > 0.0 and not warming:  # every reading, those not learned from too (bounded by LN_WB_RATIO)
             total += _wb_learn(p, q, f, work[o + W_XC])
+        if p.lm_rate > 0.0 and not warming:  # every reading after warm-up, as the weight correction
+            total += _lm_learn(p, q, f, work[o + W_XC])
         if p.K > 1:
             q[p.mspr_fast + f] = work[o + W_MFV]
             total += q[p.mspr_fast + f] + q[p.mspr_mean + f] + q[p.mspr_var + f]

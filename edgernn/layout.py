@@ -15,8 +15,8 @@ for multivariate models or when it is off, the mixture head's model-spread colum
 a Gaussian head (K = 1), the relation look's unless the model has one (F > 1), the mixture's weight
 correction (wbias) unless weight_memory is on for a mixture head. The jump rate's column (jrate)
 is there only for a model with jump inputs, and the calm step's columns (calm_*, trend_*) only where calm_memory
-is on for a univariate model, and the stuck look's run columns (rstart, rval) only where stuck_runs is on
-(none of these even in name: the rows and snapshots of every other model stay as they were). The per-look
+is on for a univariate model, the stuck look's run columns (rstart, rval) only where stuck_runs is on,
+and the level memory's (lm_*) only where level_memory is on for a mixture head (none of these even in name: the rows and snapshots of every other model stay as they were). The per-look
 onset columns hold a slot for each look the model can use (scoring.ALL_LOOKS order; the
 reference, seasonal, peak and relation slots left out where it cannot).
 """
@@ -33,6 +33,11 @@ from .scoring import QUIET_PER_WORD
 
 N_LOOKS = 9  # scoring.ALL_LOOKS: instant, smoothed, level, spread, stuck, reference, seasonal, peak, relation
 N_LEVELS = 13  # scoring.ONSET_LEVELS
+LM_W0 = 1e-3  # level_memory: the memory's weight in a new stream
+LM_HOLD = 30.0  # ... readings in a row at each of its two levels before the memory scores (an on/off stay: 30-240)
+LM_STAY0 = 32.0  # ... lm_stay of a new stream: no run, no flag
+LM_W_MIN, LM_W_MAX = 1e-4, 0.5  # ... the memory's weight stays within these
+LM_V_MIN = 1e-4  # ... its centres' variance floor (normalised units: sd 0.01)
 SEAS_K = 32  # buckets over the day of the seasonal look's profile
 SEAS_SCALARS = (  # the seasonal look's scalar columns (univariate models)
     ("seas_cyc", "completed days seen by the seasonal profile: weekdays + scoring.SEAS_CYC_BASE (16) x weekend "
@@ -58,14 +63,24 @@ CALM_COLUMNS = (  # the calm step's and its calm trend's columns (calm_memory, u
 )
 
 
+LM_COLUMNS = (  # level_memory's columns (a mixture head), each k x F wide: (name, k, meaning)
+    ("lm_c", 2, "level_memory: the stream's two level centres (normalised units, centre-major: j F + f)"),
+    ("lm_v", 2, "level_memory: each centre's EW variance (from readings at it: within kernel.LM_AT sd)"),
+    ("lm_w", 1, "level_memory: its weight in the instant look's mixture (an online EM step)"),
+    ("lm_stay", 1, "level_memory: flags x 64 + run + 32: the run of readings in a row at a centre (+n at centre "
+     "1, -n at centre 0, |n| <= LM_HOLD), flag bit j once such a run at centre j reached LM_HOLD (both: it scores)"),
+)
+
+
 def columns(F: int, reference: bool = True, seasonal: bool = True, components: int = 1, relation: bool = False,
-            wbias: bool = False, jump: bool = False, calm: bool = False,
-            runs: bool = False) -> tuple[tuple[str, int | None, str, str], ...]:
+            wbias: bool = False, jump: bool = False, calm: bool = False, runs: bool = False,
+            lmem: bool = False) -> tuple[tuple[str, int | None, str, str], ...]:
     """The slab's columns for a model with F features and a head of ``components`` Gaussians per
     feature (the reference look's if ``reference``, the seasonal look's if ``seasonal`` and F == 1;
     the peak look's onset columns if F > 1; the relation look's if ``relation`` and F > 1; the
-    weight correction's if ``wbias`` and components > 1, the jump rate's if ``jump``, the calm step's
-    if ``calm`` and F == 1, the stuck look's runs if ``runs``), in order: (name, width | None, storage, meaning)."""
+    weight correction's and the level memory's if ``wbias`` / ``lmem`` and components > 1, the jump
+    rate's if ``jump``, the calm step's if ``calm`` and F == 1, the stuck look's runs if ``runs``), in
+    order: (name, width | None, storage, meaning)."""
     seasonal = seasonal and F == 1
     relation = relation and F > 1
     K = SEAS_K if seasonal else 0
@@ -84,6 +99,7 @@ def columns(F: int, reference: bool = True, seasonal: bool = True, components: i
          "(normalised units); K > 1: means | logvars | logits, K F each, component-major (backends/base.py)"),
         ("wbias", WB, "f4", "a mixture head: the stream's own log correction of each component's weight, added to "
          "the stored logits (component-major, as pred's logits)"),
+        *((name, k * F, "f4", doc) for name, k, doc in (LM_COLUMNS if lmem and components > 1 else ())),
         ("last_x", F, "f8", "last raw value"),
         *((("jrate", F, "f4", "jump inputs: the stream's rate of jumps |x - last_x| > threshold sd (the GRU's "
             "slow input j, backends/base.py)"),) if jump else ()),
@@ -147,6 +163,11 @@ def initial_rows(layout: "Layout") -> tuple[np.ndarray, np.ndarray]:
     row8[layout.range_hi] = -np.inf
     if layout.offsets["rval"] >= 0:  # no completed run yet
         row8[layout.rval] = np.nan
+    if layout.offsets["lm_w"] >= 0:  # level_memory: centres at -1 / +1 sd, unit spread, the least weight, no run
+        row4[layout.lm_c] = np.repeat([-1.0, 1.0], layout.F)
+        row4[layout.lm_v] = 1.0
+        row4[layout.lm_w] = LM_W0
+        row4[layout.lm_stay] = LM_STAY0
     if layout.has_seasonal:  # an empty profile, no scale
         for name in ("seas_m", "seas_v", "seas_s2", "seas_zb2"):
             row4[getattr(layout, name)] = np.nan
@@ -159,9 +180,9 @@ class Layout:
 
     def __init__(self, n_features: int, reference: bool = True, seasonal: bool = True, components: int = 1,
                  relation: bool = False, wbias: bool = False, jump: bool = False, calm: bool = False,
-                 runs: bool = False):
+                 runs: bool = False, lmem: bool = False):
         self.F, self.K = n_features, components
-        self.columns = columns(n_features, reference, seasonal, components, relation, wbias, jump, calm, runs)
+        self.columns = columns(n_features, reference, seasonal, components, relation, wbias, jump, calm, runs, lmem)
         self.has_seasonal = seasonal and n_features == 1
         self.offsets: dict[str, int] = {}  # column -> first entry in its slab (-1: a zero-width column)
         self.storage: dict[str, str] = {}
@@ -172,8 +193,9 @@ class Layout:
             self.storage[name] = storage
             setattr(self, name, (at if n else -1) if width is None else slice(at, at + n))
             start[storage] += n
-        for name in ("jrate", *(c[0] for c in CALM_COLUMNS), "rstart", "rval"):
-            self.offsets.setdefault(name, -1)  # (the kernel reads every offset; these only with jump inputs, calm_memory, stuck_runs)
+        for name in ("jrate", *(c[0] for c in CALM_COLUMNS), "rstart", "rval", *(c[0] for c in LM_COLUMNS)):
+            self.offsets.setdefault(name, -1)  # (the kernel reads every offset; these only with jump inputs,
+            # calm_memory, stuck_runs, level_memory)
         self.width, self.width4 = start["f8"], start["f4"]  # entries per row of num, of num4
         self.row_bytes = 8 * self.width + 4 * self.width4
 

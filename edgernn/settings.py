@@ -187,6 +187,15 @@ SETTINGS: tuple[Setting, ...] = (
       "signal, counts) is scored by the model alone; on a calm stream (or one whose calm a step ended in its last "
       f"{TREND_GRACE:g} readings) the mean residual against a smoothed level and trend is scored too (in the smoothed look), so "
       "a level shift too small to be a step alerts", "readings", ge=2, le=1e6, zero_off=True),
+    S("level_memory", float, 0.0, "a mixture head (K > 1): each stream keeps two levels of its own (online 2-means "
+      "of its normalised readings, each learned only from readings at it) and, once it has stayed 30 readings in a "
+      "row at each, scores a reading under the model's mixture blended with the level it is not at, the blend's "
+      "weight learned over about this many readings (an online EM step): an on/off signal's switch back to a level "
+      "it left a few hundred readings ago is expected even where the GRU has forgotten it, while a spike, a third "
+      "level or levels visited only in short bursts are scored by the model alone. 24 more bytes per stream and "
+      "feature. Off by default: it would take the shipped univariate stream past issue 10's 800 bytes "
+      "(docs/QUALITY.md, 'a level memory that scores a level only after the stream has stayed there')",
+      "readings", ge=2, le=1e6, zero_off=True, cli=True),
     # -- the onset ------------------------------------------------------------------------------
     S("onset_ratio", float, 2.0, "a look's surprise must exceed this multiple of its last onset's (decaying) "
       "surprise to be an onset again", "x", ge=1),

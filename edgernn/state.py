@@ -38,7 +38,7 @@ import numpy as np
 
 from . import kernel
 from .fileio import save_npz
-from .layout import Layout, initial_rows
+from .layout import LM_HOLD, LM_STAY0, LM_V_MIN, LM_W_MAX, LM_W_MIN, Layout, initial_rows
 from .scoring import QUIET_BITS, QUIET_PER_WORD, TREND_GRACE
 
 log = logging.getLogger(__name__)
@@ -53,18 +53,31 @@ _COUNTS = frozenset(("run", "reps", "count", "since_reset", "trials", "nstat", "
                      "calm_var", "trend_v", "rstart"))
 
 
+def _stay_bad(v: np.ndarray) -> np.ndarray:
+    """lm_stay entries that layout's packing cannot hold: flags x 64 + run + 32, flags 0-3, |run| <= LM_HOLD."""
+    run = v - 64.0 * np.floor(v / 64.0) - LM_STAY0
+    return (v != np.floor(v)) | (v < 0) | (v >= 256) | (np.abs(run) > LM_HOLD)
+
+
+_LEVEL_MEMORY = {  # level_memory's columns: what the kernel cannot write there (float32: a bound within 1e-6)
+    "lm_w": lambda v: (v < LM_W_MIN * (1 - 1e-6)) | (v > LM_W_MAX * (1 + 1e-6)),
+    "lm_v": lambda v: v < LM_V_MIN * (1 - 1e-6),
+    "lm_stay": _stay_bad,
+}
+
+
 class StateStore:
     def __init__(self, n_features: int, hidden: int, capacity: int = 10_000, reference: bool = True,
                  seasonal: bool = True, components: int = 1, h_bound: float | None = None, relation: bool = False,
-                 wbias: bool = False, jump: bool = False, calm: bool = False, runs: bool = False):
-        """reference / seasonal / relation / wbias / jump / calm / runs: whether the rows hold those looks'
-        columns, the mixture's weight correction, the jump rate, the calm step's statistics and the stuck
-        look's runs (layout.columns);
+                 wbias: bool = False, jump: bool = False, calm: bool = False, runs: bool = False, lmem: bool = False):
+        """reference / seasonal / relation / wbias / jump / calm / runs / lmem: whether the rows hold those
+        looks' columns, the mixture's weight correction, the jump rate, the calm step's statistics, the
+        stuck look's runs and the level memory (layout.columns);
         components: the head's Gaussians per feature (the width of the pred column);
         h_bound: the backend's bound on |h| (int16 Q15 storage), None for float32 storage."""
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
-        self.layout = Layout(n_features, reference, seasonal, components, relation, wbias, jump, calm, runs)
+        self.layout = Layout(n_features, reference, seasonal, components, relation, wbias, jump, calm, runs, lmem)
         self.capacity = capacity
         self.hidden = hidden
         if h_bound is not None and not (math.isfinite(h_bound) and h_bound > 0):
@@ -355,6 +368,8 @@ class StateStore:
                     bad |= vals < 0
                 if name == "rval":  # stuck_runs: a reading's value (finite), or NaN before the first run
                     bad |= np.isinf(vals)
+                if name in _LEVEL_MEMORY:  # level_memory: a weight, spreads, a packed run and flags in their range
+                    bad |= _LEVEL_MEMORY[name](vals)
                 if name == "jrate":  # a rate of jumps per reading
                     bad |= (vals < 0) | (vals > 1)
                 if name == "calm_since":  # counts up from -TREND_GRACE after a step that ended a calm stretch

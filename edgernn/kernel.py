@@ -381,7 +381,6 @@ class Params:
     def __init__(self, values: dict, levels, tables: list, used=None, stuck=None, shape=None, gate=None, zcap=None,
                  relation=None):
         self.K = 1  # a Gaussian head unless values say otherwise
-        self.lm_rate = 0.0
         for name, value in values.items():
             setattr(self, name, value)
         self.pred_n = 2 * self.F if self.K == 1 else 3 * self.K * self.F
@@ -1407,13 +1406,11 @@ def _lm_z(p: Params, q: cython.float[:], f: cython.int, c: cython.double, pm: cy
     F: cython.int = p.F
     w: cython.double = q[p.lm_w + f]
     zj: cython.double = abs(c - q[p.lm_c + j * F + f]) / sqrt(q[p.lm_v + j * F + f])
-    pmem: cython.double = erfc(zj / SQRT2)
-    lmem: cython.double = gauss_tail_log10(zj)
-    tot: cython.double = (1.0 - w) * pm + w * pmem
+    tot: cython.double = (1.0 - w) * pm + w * erfc(zj / SQRT2)
     if tot >= 1e-280:
         return gauss_tail_z(min(log(tot), 0.0))
     a: cython.double = log(1.0 - w) + (log(pm) if pm >= 1e-280 else _mix_ln_p(p, q, f, c, top))
-    b: cython.double = log(w) + LN10 * lmem
+    b: cython.double = log(w) + LN10 * gauss_tail_log10(zj)
     hi: cython.double = max(a, b)
     return gauss_tail_z(min(hi + log(exp(a - hi) + exp(b - hi)), 0.0))
 
